@@ -1,0 +1,360 @@
+// Command suite benchmarks gostream against Spark Structured Streaming and a
+// plain franz-go consumer (the ceiling) on the same Kafka topic, in one run.
+//
+// Run it through bench/run.sh, which installs pyspark into a cache directory,
+// warms Spark's package cache, builds gostream and this command, then runs:
+//
+//	bash bench/run.sh                       # 10M lines, every system and run
+//	bash bench/run.sh -n 1000000 -runs throughput,latency -rates 50000
+//
+// It starts a 3-broker Kafka cluster with kafkatest, loads N generated log
+// lines into the topic logs (3 partitions, replication factor 2), runs each
+// system's word count over it, then the latency runs (steady production at
+// each rate, markers timed from produce to output) and the state-scale run
+// (millions of distinct words). It prints a table and writes
+// bench/results/latest.json and latest.png; bench/README.md explains every
+// figure.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/gostream/gostream/kafkatest"
+)
+
+// config is the suite's command line.
+type config struct {
+	records   int
+	seed      uint64
+	systems   []string
+	runs      []string
+	rates     []int
+	stateKeys int
+	keysLine  int
+
+	latencyWarmup   time.Duration
+	latencyDuration time.Duration
+	latencyStartup  time.Duration
+	markersPerSec   int
+	timeout         time.Duration
+
+	gostream               string
+	gostreamLatencyTrigger string
+
+	cache                  string
+	sparkHome              string
+	sparkScript            string
+	sparkVersion           string
+	sparkDriverMemory      string
+	sparkShufflePartitions int
+	python                 string
+
+	results string
+	chart   string
+	keep    bool
+}
+
+// runNames lists the runs the suite knows, in order.
+var runNames = []string{"throughput", "latency", "state"}
+
+func parseFlags(args []string) (config, error) {
+	var (
+		c                    config
+		systems, runs, rates string
+		home, _              = os.UserCacheDir()
+		seed                 int64
+		fs                   = flag.NewFlagSet("suite", flag.ContinueOnError)
+	)
+	fs.IntVar(&c.records, "n", 10_000_000, "log lines to load into the topic logs for the throughput run")
+	fs.Int64Var(&seed, "seed", 1, "seed of the log line generator")
+	fs.StringVar(&systems, "systems", strings.Join(systemNames, ","), "systems to run, comma separated: "+strings.Join(systemNames, ", "))
+	fs.StringVar(&runs, "runs", strings.Join(runNames, ","), "runs to do, comma separated: "+strings.Join(runNames, ", "))
+	fs.StringVar(&rates, "rates", "50000,100000", "production rates of the latency run, records/s, comma separated")
+	fs.IntVar(&c.stateKeys, "state-keys", 10_000_000, "distinct words in the state-scale run")
+	fs.IntVar(&c.keysLine, "state-keys-per-line", 20, "distinct words per line in the state-scale run")
+	fs.DurationVar(&c.latencyWarmup, "latency-warmup", 10*time.Second, "production at the rate, after the first marker came out, before markers count")
+	fs.DurationVar(&c.latencyDuration, "latency-duration", 30*time.Second, "how long markers are counted in each latency run")
+	fs.DurationVar(&c.latencyStartup, "latency-startup", 3*time.Minute, "how long a system may take to output its first marker")
+	fs.IntVar(&c.markersPerSec, "markers-per-sec", 200, "markers per second in the latency run")
+	fs.DurationVar(&c.timeout, "timeout", time.Hour, "limit for one system's run")
+	fs.StringVar(&c.gostream, "gostream", "", "gostream binary (built from ./cmd/gostream)")
+	fs.StringVar(&c.gostreamLatencyTrigger, "gostream-latency-trigger", "processing-time=0s", "gostream's --trigger in the latency run")
+	fs.StringVar(&c.cache, "cache", filepath.Join(home, "gostream-bench"), "cache directory: venv, Ivy cache")
+	fs.StringVar(&c.sparkHome, "spark-home", "", "SPARK_HOME (the pyspark package directory in the venv)")
+	fs.StringVar(&c.sparkScript, "spark-script", "bench/spark/wordcount.py", "the Spark job")
+	fs.StringVar(&c.sparkVersion, "spark-version", "3.5.7", "version of spark-sql-kafka-0-10_2.12 (must match pyspark)")
+	fs.StringVar(&c.sparkDriverMemory, "spark-driver-memory", "4g", "spark-submit --driver-memory (local mode: the whole JVM heap)")
+	fs.IntVar(&c.sparkShufflePartitions, "spark-shuffle-partitions", 2*runtime.NumCPU(), "spark.sql.shuffle.partitions")
+	fs.StringVar(&c.python, "python", "", "python with matplotlib and pyspark (default: the venv's)")
+	fs.StringVar(&c.results, "results", "bench/results", "directory for latest.json, latest.png and logs/")
+	fs.StringVar(&c.chart, "chart", "bench/chart.py", "the chart script")
+	fs.BoolVar(&c.keep, "keep", false, "keep the work directory (checkpoints, outputs)")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	c.seed = uint64(seed)
+	var err error
+	if c.systems, err = pickList(systems, systemNames, "-systems"); err != nil {
+		return c, err
+	}
+	if c.runs, err = pickList(runs, runNames, "-runs"); err != nil {
+		return c, err
+	}
+	for r := range strings.SplitSeq(rates, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(r))
+		if err != nil || n <= 0 {
+			return c, fmt.Errorf("-rates: %q is not a positive number of records/s", r)
+		}
+		c.rates = append(c.rates, n)
+	}
+	if c.python == "" {
+		c.python = filepath.Join(c.cache, "venv", "bin", "python")
+	}
+	if c.records <= 0 || c.stateKeys <= 0 || c.keysLine <= 0 || c.markersPerSec <= 0 {
+		return c, errors.New("-n, -state-keys, -state-keys-per-line and -markers-per-sec must be positive")
+	}
+	return c, nil
+}
+
+// pickList parses a comma separated list whose items must be in known.
+func pickList(list string, known []string, flagName string) ([]string, error) {
+	var out []string
+	for item := range strings.SplitSeq(list, ",") {
+		item = strings.TrimSpace(item)
+		if !slices.Contains(known, item) {
+			return nil, fmt.Errorf("%s: unknown %q (want some of %s)", flagName, item, strings.Join(known, ","))
+		}
+		out = append(out, item)
+	}
+	return out, nil
+}
+
+// checkPrereqs fails early, naming the fix, when a chosen system cannot run.
+func (c config) checkPrereqs() error {
+	has := func(name string) bool { return slices.Contains(c.systems, name) }
+	if has("gostream") {
+		if c.gostream == "" {
+			return errors.New("-gostream is required to run gostream (build it: go build -o /tmp/gostream ./cmd/gostream), or leave it out of -systems")
+		}
+		if _, err := os.Stat(c.gostream); err != nil {
+			return fmt.Errorf("gostream binary: %w (build it with go build ./cmd/gostream)", err)
+		}
+	}
+	if has("spark") {
+		if c.sparkHome == "" {
+			return errors.New("-spark-home is required to run Spark (bench/run.sh sets it up), or leave spark out of -systems")
+		}
+		for _, p := range []string{filepath.Join(c.sparkHome, "bin", "spark-submit"), c.sparkScript, c.python} {
+			if _, err := os.Stat(p); err != nil {
+				return fmt.Errorf("spark: %w (run bench/run.sh, which installs pyspark into %s)", err, c.cache)
+			}
+		}
+	}
+	return nil
+}
+
+func main() {
+	log.SetFlags(log.Ltime)
+	log.SetPrefix("suite: ")
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if len(os.Args) > 1 && os.Args[1] == ceilingCmd {
+		if err := runCeiling(ctx, os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "ceiling:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	cfg, err := parseFlags(os.Args[1:])
+	if errors.Is(err, flag.ErrHelp) {
+		return
+	}
+	if err == nil {
+		err = cfg.checkPrereqs()
+	}
+	if err == nil {
+		err = run(ctx, cfg)
+	}
+	if err != nil {
+		log.Print(err)
+		os.Exit(1)
+	}
+}
+
+// suite holds what every run shares.
+type suite struct {
+	cfg     config
+	self    string // this executable, re-run as the ceiling consumer
+	cluster *kafkatest.Cluster
+	work    string // checkpoints and outputs
+	logs    string
+	results []result
+}
+
+func run(ctx context.Context, cfg config) error {
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	s := &suite{cfg: cfg, self: self, logs: filepath.Join(cfg.results, "logs")}
+	if err := os.MkdirAll(s.logs, 0o755); err != nil {
+		return fmt.Errorf("results directory: %w", err)
+	}
+	if s.work, err = os.MkdirTemp("", "gostream-bench-"); err != nil {
+		return err
+	}
+	if cfg.keep {
+		log.Printf("work directory (kept): %s", s.work)
+	} else {
+		defer os.RemoveAll(s.work)
+	}
+
+	log.Print("starting a 3-broker Kafka cluster (the first run resolves Kafka's jars with Maven)")
+	s.cluster, err = kafkatest.StartCluster(ctx, kafkatest.Brokers(3), kafkatest.Logf(log.Printf))
+	if err != nil {
+		return fmt.Errorf("kafka cluster: %w", err)
+	}
+	defer s.cluster.Close()
+	log.Printf("kafka up at %s", s.cluster.BootstrapServers())
+
+	started := time.Now()
+	for _, r := range cfg.runs {
+		var err error
+		switch r {
+		case "throughput":
+			err = s.throughputRun(ctx)
+		case "latency":
+			err = s.latencyRuns(ctx)
+		case "state":
+			err = s.stateRun(ctx)
+		}
+		if err != nil {
+			return fmt.Errorf("%s run: %w", r, err)
+		}
+	}
+	return s.report(started)
+}
+
+// throughputRun loads cfg.records log lines into logs and runs every system
+// over them.
+func (s *suite) throughputRun(ctx context.Context) error {
+	gen := newGenerator(s.cfg.seed)
+	want, err := s.load(ctx, "logs", s.cfg.records, func(int) []byte { return gen.line() }, gen)
+	if err != nil {
+		return err
+	}
+	s.runAll(ctx, "throughput", job{topic: "logs", records: int64(s.cfg.records)}, want)
+	return nil
+}
+
+// stateRun loads cfg.stateKeys distinct words and runs every system over them.
+func (s *suite) stateRun(ctx context.Context) error {
+	gen := newGenerator(s.cfg.seed)
+	per := s.cfg.keysLine
+	lines := (s.cfg.stateKeys + per - 1) / per
+	want, err := s.load(ctx, "keys", lines, func(i int) []byte {
+		return gen.keyLine(i*per, min(per, s.cfg.stateKeys-i*per))
+	}, gen)
+	if err != nil {
+		return err
+	}
+	s.runAll(ctx, "state", job{topic: "keys", records: int64(lines), bigState: true}, want)
+	return nil
+}
+
+// load creates topic (3 partitions, replication factor 2) and produces n
+// lines into it; it returns the counts gen tallied.
+func (s *suite) load(ctx context.Context, topic string, n int, next func(i int) []byte, gen *generator) (*wordCounts, error) {
+	if err := s.cluster.CreateTopic(ctx, topic, 3, 2); err != nil {
+		return nil, fmt.Errorf("create topic %s: %w", topic, err)
+	}
+	start := time.Now()
+	if err := produceAll(ctx, s.cluster.Addrs(), topic, n, next); err != nil {
+		return nil, err
+	}
+	log.Printf("loaded %d lines into %s in %.1fs", n, topic, time.Since(start).Seconds())
+	return gen.expected(), nil
+}
+
+// runAll runs each chosen system on the job in turn and records its result;
+// a system's failure is recorded, not fatal.
+func (s *suite) runAll(ctx context.Context, runName string, j job, want *wordCounts) {
+	all := s.systems()
+	for _, name := range s.cfg.systems {
+		if ctx.Err() != nil {
+			return
+		}
+		sys := all[name]
+		log.Printf("%s: %s over %d records", runName, name, j.records)
+		r := s.runOnce(ctx, sys, runName, j, want)
+		if r.Error != "" {
+			log.Printf("%s: %s FAILED: %s", runName, name, r.Error)
+		} else {
+			log.Printf("%s: %s done in %.1fs (%s records/s)", runName, name, *r.WallS, humanCount(*r.RecordsPerSec))
+		}
+		s.results = append(s.results, r)
+	}
+}
+
+// runOnce runs one system to completion and measures it.
+func (s *suite) runOnce(ctx context.Context, sys system, runName string, j job, want *wordCounts) result {
+	r := result{System: sys.name, Run: runName, Records: j.records}
+	j.brokers = s.cluster.BootstrapServers()
+	j.dir = filepath.Join(s.work, runName+"-"+sys.name)
+	if err := os.MkdirAll(j.dir, 0o755); err != nil {
+		r.Error = err.Error()
+		return r
+	}
+	logPath := filepath.Join(s.logs, runName+"-"+sys.name+".log")
+	c, err := startChild(sys.command(j), logPath, nil)
+	if err != nil {
+		r.Error = err.Error()
+		return r
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.timeout)
+	defer cancel()
+	u, err := c.wait(ctx)
+	r.setUsage(u)
+	wall := u.end.Sub(u.start).Seconds()
+	r.WallS, r.RecordsPerSec = &wall, ptr(float64(j.records)/wall)
+	if err != nil {
+		r.Error = err.Error()
+		return r
+	}
+	if sys.progress {
+		st, err := readProgress(j.progressPath())
+		if err != nil {
+			r.Error = err.Error()
+			return r
+		}
+		r.Batches = st.batches
+		r.FirstBatchS = ptr(st.firstBatch.Sub(u.start).Seconds())
+		r.BatchP50Ms, r.BatchP99Ms = st.p50, st.p99
+	}
+	if sys.check != nil {
+		err := sys.check(j, want)
+		r.CountsMatch = ptr(err == nil)
+		if err != nil {
+			r.Error = err.Error()
+		}
+	}
+	return r
+}
+
+func ptr[T any](v T) *T { return &v }

@@ -1,0 +1,164 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"log"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/gostream/gostream/kafkatest"
+)
+
+// result is one system's figures in one run; bench/README.md defines each.
+// A nil pointer is a figure that does not apply (or could not be measured).
+type result struct {
+	System         string   `json:"system"`
+	Run            string   `json:"run"` // throughput, latency-RATE or state
+	Rate           int      `json:"rate,omitempty"`
+	Records        int64    `json:"records"`
+	RecordsPerSec  *float64 `json:"records_per_sec"`
+	WallS          *float64 `json:"wall_s"`
+	FirstBatchS    *float64 `json:"first_batch_s"`
+	Batches        int      `json:"batches,omitempty"`
+	BatchP50Ms     *float64 `json:"batch_p50_ms"`
+	BatchP99Ms     *float64 `json:"batch_p99_ms"`
+	LatencyP50Ms   *float64 `json:"latency_p50_ms"`
+	LatencyP99Ms   *float64 `json:"latency_p99_ms"`
+	LatencyMarkers int      `json:"latency_markers,omitempty"`
+	LatencyMissing int      `json:"latency_missing,omitempty"`
+	PeakRSSBytes   int64    `json:"peak_rss_bytes"`
+	CPUS           float64  `json:"cpu_s"`
+	CountsMatch    *bool    `json:"counts_match"`
+	Error          string   `json:"error,omitempty"`
+}
+
+func (r *result) setUsage(u usage) {
+	r.PeakRSSBytes, r.CPUS = u.peakRSS, u.cpuSeconds
+}
+
+// report is latest.json.
+type report struct {
+	StartedAt time.Time         `json:"started_at"`
+	Machine   map[string]string `json:"machine"`
+	Config    map[string]any    `json:"config"`
+	Results   []result          `json:"results"`
+}
+
+// report prints the table and writes latest.json and latest.png.
+func (s *suite) report(started time.Time) error {
+	s.printTable()
+	rep := report{
+		StartedAt: started.UTC(),
+		Machine:   s.machine(),
+		Config: map[string]any{
+			"records": s.cfg.records, "seed": s.cfg.seed, "systems": s.cfg.systems, "runs": s.cfg.runs,
+			"rates": s.cfg.rates, "state_keys": s.cfg.stateKeys, "latency_duration_s": s.cfg.latencyDuration.Seconds(),
+			"spark_driver_memory": s.cfg.sparkDriverMemory, "spark_shuffle_partitions": s.cfg.sparkShufflePartitions,
+			"topic_partitions": 3, "replication_factor": 2, "brokers": 3,
+		},
+		Results: s.results,
+	}
+	b, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return err
+	}
+	out := filepath.Join(s.cfg.results, "latest.json")
+	if err := os.WriteFile(out, append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("write results: %w", err)
+	}
+	log.Printf("wrote %s", out)
+	png := filepath.Join(s.cfg.results, "latest.png")
+	cmd := exec.Command(s.cfg.python, s.cfg.chart, out, png)
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("chart: %s %s: %w\n%s(is matplotlib installed? bench/run.sh installs it into the venv)",
+			s.cfg.python, s.cfg.chart, err, msg)
+	}
+	log.Printf("wrote %s", png)
+	for _, r := range s.results {
+		if r.Error != "" {
+			return fmt.Errorf("some runs failed (see the table and %s)", s.logs)
+		}
+	}
+	return nil
+}
+
+func (s *suite) printTable() {
+	w := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(w, "run\tsystem\trecords\trec/s\twall s\t1st batch s\tbatch p50 ms\tbatch p99 ms\tlat p50 ms\tlat p99 ms\tpeak RSS MiB\tCPU s\tcounts\t")
+	for _, r := range s.results {
+		counts := "-"
+		if r.CountsMatch != nil {
+			counts = map[bool]string{true: "match", false: "DIFFER"}[*r.CountsMatch]
+		}
+		if r.Error != "" && r.CountsMatch == nil {
+			counts = "FAILED"
+		}
+		fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.0f\t%.1f\t%s\t\n",
+			r.Run, r.System, r.Records, fmtOpt(r.RecordsPerSec, "%.0f"), fmtOpt(r.WallS, "%.1f"),
+			fmtOpt(r.FirstBatchS, "%.1f"), fmtOpt(r.BatchP50Ms, "%.0f"), fmtOpt(r.BatchP99Ms, "%.0f"),
+			fmtOpt(r.LatencyP50Ms, "%.0f"), fmtOpt(r.LatencyP99Ms, "%.0f"),
+			float64(r.PeakRSSBytes)/(1<<20), r.CPUS, counts)
+	}
+	w.Flush()
+	for _, r := range s.results {
+		if r.Error != "" {
+			fmt.Printf("\n%s/%s: %s\n", r.Run, r.System, r.Error)
+		}
+	}
+}
+
+func fmtOpt(v *float64, format string) string {
+	if v == nil {
+		return "-"
+	}
+	return fmt.Sprintf(format, *v)
+}
+
+// machine describes the host the figures were measured on.
+func (s *suite) machine() map[string]string {
+	m := map[string]string{
+		"cores":   fmt.Sprint(runtime.NumCPU()),
+		"go":      runtime.Version(),
+		"kafka":   kafkatest.KafkaVersion,
+		"spark":   s.cfg.sparkVersion,
+		"os_arch": runtime.GOOS + "/" + runtime.GOARCH,
+	}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m["kernel"] = strings.TrimSpace(string(b))
+	}
+	if v, ok := procField("/proc/cpuinfo", "model name"); ok {
+		m["cpu"] = v
+	}
+	if v, ok := procField("/proc/meminfo", "MemTotal"); ok {
+		m["memory"] = v
+	}
+	if out, err := exec.Command("java", "-version").CombinedOutput(); err == nil {
+		first, _, _ := strings.Cut(string(out), "\n")
+		m["java"] = strings.TrimSpace(first)
+	}
+	return m
+}
+
+// procField returns the value of the first "name : value" line of a /proc file.
+func procField(path, name string) (string, bool) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", false
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), ":")
+		if ok && strings.TrimSpace(k) == name {
+			return strings.TrimSpace(v), true
+		}
+	}
+	return "", false
+}

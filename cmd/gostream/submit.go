@@ -1,0 +1,263 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/gostream/gostream/engine"
+	"github.com/gostream/gostream/examples/wordcount"
+	"github.com/gostream/gostream/kafkasrc"
+)
+
+type submitFlags struct {
+	brokers, topic, checkpoint, trigger, outputMode, startingOffsets, sink, input, progressJSON, logLevel string
+	maxOffsets                                                                                         int64
+	numRows, shufflePartitions                                                                         int
+	truncate, quiet                                                                                    bool
+}
+
+func newSubmitCmd() *cobra.Command {
+	var f submitFlags
+	cmd := &cobra.Command{
+		Use:   "submit JOB",
+		Short: "Run a registered streaming job (instead of spark-submit)",
+		Long: `Run a registered streaming job, the way spark-submit runs a Spark job.
+
+With --brokers, the job reads the topic of a Kafka cluster and runs until
+stopped (Ctrl-C) or until its trigger finishes (once, available-now).
+
+Without --brokers it needs no setup: gostream starts an embedded Kafka-protocol
+broker on 127.0.0.1, creates the topic, feeds it the lines of --input (a file,
+or - for standard input; the built-in sample log when absent) and stops once
+every line is counted.
+
+Jobs: ` + jobList(),
+		Example: `  gostream submit wordcount
+  gostream submit wordcount --input access.log --sink jsonl:counts.jsonl
+  tail -F app.log | gostream submit wordcount --input - --output-mode update
+  gostream submit wordcount --brokers s1:9092,s2:9092,s3:9092 --topic logs --checkpoint /var/lib/gostream/wc --trigger 1s`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error { return runSubmit(cmd.Context(), cmd, args[0], f) },
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.brokers, "brokers", "", "Kafka bootstrap servers, host:port,... (none: start an embedded broker)")
+	fl.StringVar(&f.topic, "topic", "logs", "topic to read")
+	fl.StringVar(&f.checkpoint, "checkpoint", "", "checkpoint directory; restarting with it resumes exactly where the query stopped (none: a temporary one)")
+	fl.StringVar(&f.trigger, "trigger", "", "when batches run: an interval like 1s, once, available-now, or default (as soon as the last batch ends); embedded mode defaults to available-now")
+	fl.StringVar(&f.outputMode, "output-mode", "complete", "complete (the whole table each batch) or update (changed rows)")
+	fl.StringVar(&f.startingOffsets, "starting-offsets", "", "where a new query starts: earliest, latest or JSON like {\"logs\":{\"0\":42}} (default latest; earliest in embedded mode)")
+	fl.Int64Var(&f.maxOffsets, "max-offsets-per-trigger", 0, "cap on records per batch over all partitions (0: no cap)")
+	fl.StringVar(&f.sink, "sink", "console", "console, jsonl:PATH (one JSON object per row, idempotent across restarts) or jsonl:- (standard output)")
+	fl.IntVar(&f.numRows, "num-rows", 20, "console sink: rows shown per batch")
+	fl.BoolVar(&f.truncate, "truncate", true, "console sink: cut cells to 20 characters")
+	fl.StringVar(&f.input, "input", "", "embedded mode: file of lines to count, or - for standard input (default: the built-in sample log)")
+	fl.IntVar(&f.shufflePartitions, "shuffle-partitions", 0, fmt.Sprintf("state partitions of a new query (default %d; fixed by the checkpoint afterwards)", engine.DefaultShufflePartitions))
+	fl.StringVar(&f.progressJSON, "progress-json", "", "write each batch's progress as one JSON line to this file")
+	fl.BoolVarP(&f.quiet, "quiet", "q", false, "no per-batch progress lines on stderr")
+	fl.StringVar(&f.logLevel, "log-level", "warn", "debug, info, warn or error")
+	return cmd
+}
+
+func jobList() string {
+	var parts []string
+	for _, j := range engine.Jobs() {
+		parts = append(parts, j.Name+" ("+j.Description+")")
+	}
+	return strings.Join(parts, "; ")
+}
+
+// Keep the reference job linked into the binary.
+var _ = wordcount.Counts
+
+func runSubmit(ctx context.Context, cmd *cobra.Command, name string, f submitFlags) error {
+	job, err := engine.LookupJob(name)
+	if err != nil {
+		return err
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
+		return fmt.Errorf("--log-level %q: use debug, info, warn or error", f.logLevel)
+	}
+	log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
+	mode, err := engine.ParseOutputMode(f.outputMode)
+	if err != nil {
+		return fmt.Errorf("--output-mode: %w", err)
+	}
+	embedded := f.brokers == ""
+	if f.trigger == "" && embedded {
+		f.trigger = "available-now"
+	}
+	trig, err := engine.ParseTrigger(f.trigger)
+	if err != nil {
+		return fmt.Errorf("--trigger: %w", err)
+	}
+	if f.startingOffsets == "" {
+		f.startingOffsets = "latest"
+		if embedded {
+			f.startingOffsets = "earliest"
+		}
+	}
+	if _, err := kafkasrc.ParseStartingOffsets(f.startingOffsets); err != nil {
+		return fmt.Errorf("--starting-offsets: %w", err)
+	}
+	if f.maxOffsets < 0 {
+		return fmt.Errorf("--max-offsets-per-trigger %d: use 0 (no cap) or a positive number", f.maxOffsets)
+	}
+	if f.input != "" && !embedded {
+		return errors.New("--input feeds the embedded broker; with --brokers, load the topic with `gostream produce` instead")
+	}
+
+	s := engine.NewSession(engine.WithLogger(log))
+	var feed func(ctx context.Context) error
+	if embedded {
+		var closeBroker func()
+		feed, closeBroker, err = startEmbedded(ctx, &f, log)
+		if err != nil {
+			return err
+		}
+		defer closeBroker()
+	}
+	df := job.Build(s, engine.JobParams{Brokers: f.brokers, Topic: f.topic, StartingOffsets: f.startingOffsets, MaxOffsetsPerTrigger: f.maxOffsets})
+	w := df.WriteStream().OutputMode(mode).Trigger(trig).QueryName(name).ShufflePartitions(f.shufflePartitions)
+	if err := configureSink(w, f, cmd.OutOrStdout()); err != nil {
+		return err
+	}
+	if f.checkpoint != "" {
+		w.Option("checkpointLocation", f.checkpoint)
+	}
+	closeProgress, err := reportProgress(w, f, cmd.ErrOrStderr())
+	if err != nil {
+		return err
+	}
+	defer closeProgress()
+
+	if feed != nil && f.input != "-" {
+		if err := feed(ctx); err != nil { // a file: load it all, then count it
+			return err
+		}
+		feed = nil
+	}
+	q, err := w.Start(ctx)
+	if err != nil {
+		return err
+	}
+	if feed != nil { // standard input: count while lines arrive, stop at EOF
+		if err := feed(ctx); err != nil {
+			q.Stop()
+			return err
+		}
+		if err := q.ProcessAllAvailable(ctx); err != nil {
+			q.Stop()
+			return err
+		}
+		q.Stop()
+		return q.Exception()
+	}
+	err = q.AwaitTermination(context.Background())
+	if ctx.Err() != nil {
+		q.Stop()
+		fmt.Fprintln(cmd.ErrOrStderr(), "gostream: stopped; restart with the same --checkpoint to resume")
+		return nil
+	}
+	return err
+}
+
+// startEmbedded starts the in-process broker and returns the function that
+// feeds it the input.
+func startEmbedded(ctx context.Context, f *submitFlags, log *slog.Logger) (feed func(context.Context) error, closeBroker func(), err error) {
+	b, err := kafkasrc.StartEmbedded(ctx, f.topic, 3)
+	if err != nil {
+		return nil, nil, fmt.Errorf("starting the embedded broker: %w", err)
+	}
+	f.brokers = strings.Join(b.Addrs(), ",")
+	input := f.input
+	var tmp string
+	if input == "" {
+		dir, err := os.MkdirTemp("", "gostream-sample-")
+		if err != nil {
+			b.Close()
+			return nil, nil, err
+		}
+		tmp = filepath.Join(dir, "sample.log")
+		if err := os.WriteFile(tmp, wordcount.Sample, 0o644); err != nil {
+			b.Close()
+			return nil, nil, err
+		}
+		input = tmp
+	}
+	feed = func(ctx context.Context) error {
+		_, err := kafkasrc.ProduceLines(ctx, kafkasrc.ProduceConfig{Brokers: b.Addrs(), Topic: f.topic, Logger: log}, input)
+		return err
+	}
+	return feed, func() {
+		b.Close()
+		if tmp != "" {
+			os.RemoveAll(filepath.Dir(tmp))
+		}
+	}, nil
+}
+
+func configureSink(w *engine.DataStreamWriter, f submitFlags, stdout io.Writer) error {
+	switch {
+	case f.sink == "console":
+		truncate := "false"
+		if f.truncate {
+			truncate = "true"
+		}
+		w.To(&engine.ConsoleSink{W: stdout, NumRows: f.numRows, Truncate: map[string]int{"true": 20, "false": 0}[truncate]})
+	case f.sink == "jsonl:-":
+		w.To(&engine.JSONLSink{W: stdout})
+	case strings.HasPrefix(f.sink, "jsonl:") && len(f.sink) > len("jsonl:"):
+		w.Format("jsonl").Option("path", strings.TrimPrefix(f.sink, "jsonl:"))
+	default:
+		return fmt.Errorf("--sink %q: use console, jsonl:PATH or jsonl:-", f.sink)
+	}
+	if f.numRows < 0 {
+		return fmt.Errorf("--num-rows %d: use a number >= 0", f.numRows)
+	}
+	return nil
+}
+
+// reportProgress prints a line per batch on stderr and, with
+// --progress-json, appends each batch's progress as JSON.
+func reportProgress(w *engine.DataStreamWriter, f submitFlags, stderr io.Writer) (func(), error) {
+	var jf *os.File
+	if f.progressJSON != "" {
+		var err error
+		if jf, err = os.Create(f.progressJSON); err != nil {
+			return nil, fmt.Errorf("--progress-json: %w", err)
+		}
+	}
+	w.OnProgress(func(p engine.Progress) {
+		if jf != nil {
+			b, _ := json.Marshal(p)
+			jf.Write(append(b, '\n'))
+		}
+		if f.quiet {
+			return
+		}
+		state := ""
+		if len(p.StateOperators) > 0 {
+			st := p.StateOperators[0]
+			state = fmt.Sprintf(", state %d rows (%d updated)", st.NumRowsTotal, st.NumRowsUpdated)
+		}
+		fmt.Fprintf(stderr, "batch %d: %d input rows in %s (%.0f rows/s)%s, end offsets %s\n",
+			p.BatchID, p.NumInputRows, time.Duration(p.DurationMs["triggerExecution"])*time.Millisecond,
+			p.ProcessedRowsPerSecond, state, p.Sources[0].EndOffset)
+	})
+	return func() {
+		if jf != nil {
+			jf.Close()
+		}
+	}, nil
+}

@@ -1,0 +1,175 @@
+package engine_test
+
+import (
+	"context"
+	"errors"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/gostream/gostream/engine"
+	"github.com/gostream/gostream/kafkasrc"
+)
+
+// embedded starts an in-process broker with topic logs (3 partitions) and
+// produces lines round-robin. kfake is only for these fast unit tests; the
+// integration tests run the same queries on real Kafka.
+func embedded(t *testing.T, lines ...string) []string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	e, err := kafkasrc.StartEmbedded(ctx, "logs", 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	produce(t, e.Addrs(), lines...)
+	return e.Addrs()
+}
+
+func produce(t *testing.T, addrs []string, lines ...string) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.RecordPartitioner(kgo.RoundRobinPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	var recs []*kgo.Record
+	for _, l := range lines {
+		recs = append(recs, &kgo.Record{Topic: "logs", Value: []byte(l)})
+	}
+	if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func wordCounts(s *engine.Session, addrs []string) *engine.DataFrame {
+	lines := s.ReadStream().Format("kafka").
+		Option("kafka.bootstrap.servers", strings.Join(addrs, ",")).
+		Option("subscribe", "logs").
+		Option("startingOffsets", "earliest").
+		Load().
+		Select(engine.Col("value").Cast(engine.String))
+	words := lines.Select(engine.Explode(engine.Split(engine.Col("value"), " ")).As("word"))
+	return words.GroupBy(engine.Col("word")).Count()
+}
+
+func table(rows []engine.Row) map[string]int64 {
+	m := map[string]int64{}
+	for _, r := range rows {
+		m[r.String("word")] = r.Int64("count")
+	}
+	return m
+}
+
+func TestWordCountCompleteAvailableNow(t *testing.T) {
+	addrs := embedded(t, "a b a", "b  c", "", " a")
+	s := engine.NewSession()
+	q, err := wordCounts(s, addrs).WriteStream().OutputMode(engine.Complete).
+		Format("memory").QueryName("counts").Trigger(engine.AvailableNow()).
+		Option("checkpointLocation", t.TempDir()).Start(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := q.AwaitTermination(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	got := table(s.Table("counts"))
+	want := map[string]int64{"a": 3, "b": 2, "c": 1, "": 3}
+	if len(got) != len(want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Fatalf("count of %q = %d, want %d (all: %v)", k, got[k], v, got)
+		}
+	}
+	p := q.LastProgress()
+	if p == nil || p.NumInputRows != 4 || p.StateOperators[0].NumRowsTotal != 4 {
+		t.Fatalf("progress %+v", p)
+	}
+}
+
+func TestRestartFromCheckpointCountsOnce(t *testing.T) {
+	addrs := embedded(t, "x y", "x")
+	dir := t.TempDir()
+	run := func(mode engine.OutputMode) []engine.Row {
+		s := engine.NewSession()
+		q, err := wordCounts(s, addrs).WriteStream().OutputMode(mode).
+			Format("memory").QueryName("t").Trigger(engine.AvailableNow()).
+			Option("checkpointLocation", dir).Start(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := q.AwaitTermination(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		return s.Table("t")
+	}
+	if got := table(run(engine.Complete)); got["x"] != 2 || got["y"] != 1 {
+		t.Fatalf("first run: %v", got)
+	}
+	produce(t, addrs, "x z")
+	if got := table(run(engine.Complete)); got["x"] != 3 || got["y"] != 1 || got["z"] != 1 {
+		t.Fatalf("second run: %v", got)
+	}
+}
+
+func TestUpdateModeEmitsChangedRows(t *testing.T) {
+	addrs := embedded(t, "a b")
+	s := engine.NewSession()
+	var batches [][]string
+	q, err := wordCounts(s, addrs).WriteStream().OutputMode(engine.Update).
+		ForeachBatch(func(_ context.Context, id int64, rows []engine.Row) error {
+			var words []string
+			for _, r := range rows {
+				words = append(words, r.String("word"))
+			}
+			sort.Strings(words)
+			batches = append(batches, words)
+			return nil
+		}).Option("checkpointLocation", t.TempDir()).Start(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := q.ProcessAllAvailable(ctx); err != nil {
+		t.Fatal(err)
+	}
+	produce(t, addrs, "b c")
+	if err := q.ProcessAllAvailable(ctx); err != nil {
+		t.Fatal(err)
+	}
+	q.Stop()
+	if len(batches) != 2 || strings.Join(batches[0], ",") != "a,b" || strings.Join(batches[1], ",") != "b,c" {
+		t.Fatalf("batches %v", batches)
+	}
+}
+
+func TestOutputModeRules(t *testing.T) {
+	s := engine.NewSession()
+	df := s.ReadStream().Format("kafka").Option("kafka.bootstrap.servers", "127.0.0.1:1").Option("subscribe", "logs").Load()
+	counts := df.GroupBy(engine.Col("topic")).Count()
+	cases := []struct {
+		name string
+		w    *engine.DataStreamWriter
+	}{
+		{"complete without aggregation", df.WriteStream().OutputMode(engine.Complete)},
+		{"append with aggregation", counts.WriteStream().OutputMode(engine.Append)},
+		{"append by default with aggregation", counts.WriteStream()},
+		{"unknown column", df.Select(engine.Col("nope")).WriteStream()},
+		{"memory without name", df.WriteStream().Format("memory")},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := c.w.Start(context.Background())
+			if !errors.Is(err, engine.ErrAnalysis) {
+				t.Fatalf("err = %v, want ErrAnalysis", err)
+			}
+		})
+	}
+}

@@ -1,0 +1,398 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/gostream/gostream/kafkasrc"
+	"github.com/gostream/gostream/operators"
+	"github.com/gostream/gostream/proto/planpb"
+	"github.com/gostream/gostream/state"
+)
+
+// maxPartialGroups bounds a map task's in-memory partial aggregate: past it
+// the groups are flushed to the exchange and aggregation starts afresh.
+const maxPartialGroups = 1 << 18
+
+// queryRuntime is one run of a query: its compiled plan, source, state and
+// checkpoint. It belongs to the query's driver goroutine.
+type queryRuntime struct {
+	query    *planpb.Query
+	cp       *checkpoint
+	sink     Sink
+	log      *slog.Logger
+	scan     *planpb.KafkaScan
+	starting kafkasrc.StartingOffsets
+	narrow   *operators.Narrow      // the plan, when it has no aggregation
+	agg      *operators.Aggregation // the plan's aggregation, if any
+	src      *kafkasrc.Source
+	states   state.Provider
+	stores   []state.Store
+	parts    int
+	workers  int
+
+	rec       recovery
+	end       kafkasrc.Offsets // end offsets of the last committed batch
+	nextBatch int64
+	sinceLast time.Duration // between the last two trigger starts
+}
+
+func newRuntime(q *planpb.Query, cp *checkpoint, sink Sink, log *slog.Logger) (rt *queryRuntime, err error) {
+	rt = &queryRuntime{query: q, cp: cp, sink: sink, log: log.With("query", q.Name), parts: cp.meta.ShufflePartitions, workers: runtime.GOMAXPROCS(0)}
+	defer func() {
+		if err != nil {
+			rt.close()
+		}
+	}()
+	if a := q.Plan.GetAggregate(); a != nil {
+		if rt.agg, err = operators.CompileAggregate(a); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrAnalysis, err)
+		}
+		rt.scan = rt.agg.Input().Scan()
+	} else {
+		if rt.narrow, err = operators.CompileNarrow(q.Plan); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrAnalysis, err)
+		}
+		rt.scan = rt.narrow.Scan()
+	}
+	if rt.starting, err = kafkasrc.ParseStartingOffsets(rt.scan.StartingOffsets); err != nil {
+		return nil, fmt.Errorf("%w: startingOffsets: %w", ErrAnalysis, err)
+	}
+	if rt.rec, err = cp.recover(); err != nil {
+		return nil, err
+	}
+	rt.end, rt.nextBatch = rt.rec.end, rt.rec.lastCommitted+1
+	if rt.agg != nil {
+		if err := rt.openState(); err != nil {
+			return nil, err
+		}
+	}
+	rt.src, err = kafkasrc.NewSource(kafkasrc.Config{
+		Brokers: strings.Split(rt.scan.BootstrapServers, ","),
+		Options: rt.scan.KafkaOptions,
+		Logger:  rt.log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return rt, nil
+}
+
+// openState opens the state partitions and brings them back to the last
+// committed batch: a partition that committed a batch whose commit-log entry
+// was never written is rolled back so that the batch re-runs exactly once.
+func (rt *queryRuntime) openState() error {
+	dir := filepath.Join(rt.cp.dir, "state")
+	var err error
+	opts := state.DefaultOptions()
+	opts.Logger = rt.log
+	if rt.states, err = state.OpenPebble(dir, opts); err != nil {
+		return fmt.Errorf("%w: state store %s: %w", ErrCheckpoint, dir, err)
+	}
+	last := rt.rec.lastCommitted
+	for p := range rt.parts {
+		st, err := rt.states.Open(p)
+		if err != nil {
+			return fmt.Errorf("%w: state partition %d in %s: %w", ErrCheckpoint, p, dir, err)
+		}
+		rt.stores = append(rt.stores, st)
+		switch v := st.Version(); {
+		case v > last:
+			rt.log.Info("rolling back state of a batch that did not commit", "partition", p, "from", v, "to", last)
+			if err := st.Rollback(last); err != nil {
+				return fmt.Errorf("%w: state partition %d in %s: %w", ErrCheckpoint, p, dir, err)
+			}
+		case v < last:
+			return damaged(rt.cp.dir, "state", fmt.Errorf("partition %d is at batch %d but batch %d committed", p, v, last))
+		}
+	}
+	return nil
+}
+
+func (rt *queryRuntime) close() {
+	if rt.src != nil {
+		rt.src.Close()
+	}
+	if rt.states != nil {
+		if err := rt.states.Close(); err != nil {
+			rt.log.Warn("closing state store", "err", err)
+		}
+	}
+	if c, ok := rt.sink.(interface{ Close() error }); ok {
+		if err := c.Close(); err != nil {
+			rt.log.Warn("closing sink", "err", err)
+		}
+	}
+}
+
+// mapOutput is what one map task produced.
+type mapOutput struct {
+	buckets [][]byte        // exchange buckets by shuffle partition (aggregation)
+	rows    []operators.Row // output rows (no aggregation)
+}
+
+// runBatch runs batch e through the protocol of DESIGN.md: offsets log,
+// map tasks, exchange, reduce with state commit, sink, commit log.
+func (rt *queryRuntime) runBatch(ctx context.Context, q *StreamingQuery, e offsetEntry, ranges []kafkasrc.Range, start time.Time, listMs int64, latest kafkasrc.Offsets, listeners []func(Progress)) error {
+	dur := map[string]int64{"latestOffset": listMs}
+	phase := func(name string, t0 time.Time) { dur[name] = time.Since(t0).Milliseconds() }
+	t := time.Now()
+	if rt.rec.rerun == nil || rt.rec.rerun.BatchID != e.BatchID {
+		if err := rt.cp.writeOffsets(e); err != nil {
+			return err
+		}
+	}
+	phase("walCommit", t)
+
+	t = time.Now()
+	var inputRows atomic.Int64
+	outs := make([]mapOutput, len(ranges))
+	g, gctx := errgroup.WithContext(ctx)
+	for i, r := range ranges {
+		g.Go(func() error {
+			out, n, err := rt.mapTask(gctx, r)
+			outs[i] = out
+			inputRows.Add(n)
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return fmt.Errorf("batch %d: %w", e.BatchID, err)
+	}
+	phase("map", t)
+
+	t = time.Now()
+	batch := &Batch{ID: e.BatchID, Mode: rt.query.OutputMode}
+	var stateProg *StateProgress
+	if rt.agg != nil {
+		changed, updated, err := rt.reduce(ctx, e.BatchID, outs)
+		if err != nil {
+			return fmt.Errorf("batch %d: %w", e.BatchID, err)
+		}
+		stateProg = &StateProgress{OperatorName: "stateStoreSave", NumRowsUpdated: updated, NumShufflePartitions: rt.parts}
+		for _, st := range rt.stores {
+			stateProg.NumRowsTotal += st.Len()
+		}
+		batch.Schema = rt.agg.Schema()
+		if rt.query.OutputMode == Complete {
+			batch.each = rt.scanState
+		} else {
+			batch.each = eachRow(changed)
+		}
+	} else {
+		batch.Schema = rt.narrow.Schema()
+		rows := make([][]operators.Row, len(outs))
+		for i, o := range outs {
+			rows[i] = o.rows
+		}
+		batch.each = eachRow(rows)
+	}
+	phase("reduce", t)
+
+	t = time.Now()
+	var outputRows int64
+	counted := batch.each
+	batch.each = func(fn operators.Emit) error {
+		outputRows = 0
+		return counted(func(r operators.Row) error { outputRows++; return fn(r) })
+	}
+	if err := rt.sink.AddBatch(ctx, batch); err != nil {
+		return fmt.Errorf("batch %d: sink: %w", e.BatchID, err)
+	}
+	phase("addBatch", t)
+
+	t = time.Now()
+	if err := rt.cp.writeCommit(e.BatchID); err != nil {
+		return err
+	}
+	phase("commitOffsets", t)
+	dur["triggerExecution"] = time.Since(start).Milliseconds()
+
+	rt.end, rt.nextBatch, rt.rec.rerun = e.End, e.BatchID+1, nil
+	n := inputRows.Load()
+	elapsed := time.Since(start).Seconds()
+	p := Progress{
+		ID: q.id, RunID: q.runID, Name: q.name, Timestamp: start.UTC(), BatchID: e.BatchID,
+		NumInputRows: n, DurationMs: dur, Sink: SinkProgress{Description: fmt.Sprintf("%T", rt.sink), NumOutputRows: outputRows},
+	}
+	if elapsed > 0 {
+		p.ProcessedRowsPerSecond = float64(n) / elapsed
+	}
+	if rt.sinceLast > 0 {
+		p.InputRowsPerSecond = float64(n) / rt.sinceLast.Seconds()
+	}
+	if stateProg != nil {
+		p.StateOperators = []StateProgress{*stateProg}
+	}
+	p.Sources = []SourceProgress{{
+		Description: rt.describeSource(), StartOffset: offsetsJSON(e.Start), EndOffset: offsetsJSON(e.End),
+		LatestOffset: offsetsJSON(latest), NumInputRows: n,
+		InputRowsPerSecond: p.InputRowsPerSecond, ProcessedRowsPerSecond: p.ProcessedRowsPerSecond,
+	}}
+	q.mu.Lock()
+	q.mu.committed = e.End
+	q.mu.recent = append(q.mu.recent, p)
+	if len(q.mu.recent) > 100 {
+		q.mu.recent = q.mu.recent[1:]
+	}
+	q.mu.Unlock()
+	for _, l := range listeners {
+		l(p)
+	}
+	return nil
+}
+
+// mapTask reads one offset range and runs the narrow operators and, for an
+// aggregation, the partial aggregation, returning exchange buckets.
+func (rt *queryRuntime) mapTask(ctx context.Context, r kafkasrc.Range) (mapOutput, int64, error) {
+	var out mapOutput
+	var entry operators.Emit
+	var partial *operators.HashAgg
+	var err error
+	if rt.agg != nil {
+		if partial, err = rt.agg.NewPartial(); err != nil {
+			return out, 0, err
+		}
+		entry, err = rt.agg.Input().New(partial.Add)
+	} else {
+		entry, err = rt.narrow.New(func(row operators.Row) error {
+			out.rows = append(out.rows, row.Clone())
+			return nil
+		})
+	}
+	if err != nil {
+		return out, 0, err
+	}
+	row := make(operators.Row, len(operators.KafkaSchema(rt.scan.IncludeHeaders)))
+	topic := operators.Str(r.Topic)
+	var n int64
+	err = rt.src.ReadRange(ctx, r, func(recs []*kgo.Record) error {
+		for _, rec := range recs {
+			fillRow(row, rec, topic, rt.scan.IncludeHeaders)
+			if err := entry(row); err != nil {
+				return err
+			}
+			if partial != nil && partial.Len() >= maxPartialGroups {
+				out.buckets = partial.Flush(rt.parts, out.buckets)
+			}
+		}
+		n += int64(len(recs))
+		return nil
+	})
+	if err != nil {
+		return out, n, err
+	}
+	if partial != nil {
+		out.buckets = partial.Flush(rt.parts, out.buckets)
+	}
+	return out, n, nil
+}
+
+// fillRow writes a Kafka record into row, in KafkaSchema's column order.
+func fillRow(row operators.Row, rec *kgo.Record, topic operators.Value, headers bool) {
+	row[0] = operators.Null
+	if rec.Key != nil {
+		row[0] = operators.Value{Kind: operators.KindBinary, B: rec.Key}
+	}
+	row[1] = operators.Null // a tombstone's value is null
+	if rec.Value != nil {
+		row[1] = operators.Value{Kind: operators.KindBinary, B: rec.Value}
+	}
+	row[2] = topic
+	row[3] = operators.Long(int64(rec.Partition))
+	row[4] = operators.Long(rec.Offset)
+	row[5] = operators.Value{Kind: operators.KindTimestamp, I: rec.Timestamp.UnixMicro()}
+	row[6] = operators.Long(int64(rec.Attrs.TimestampType()))
+	if headers {
+		row[7] = operators.Null
+		if len(rec.Headers) > 0 {
+			hs := make([]operators.Value, len(rec.Headers))
+			for i, h := range rec.Headers {
+				hs[i] = operators.Value{Kind: operators.KindStruct, A: []operators.Value{
+					operators.Str(h.Key), {Kind: operators.KindBinary, B: h.Value},
+				}}
+			}
+			row[7] = operators.Value{Kind: operators.KindArray, A: hs}
+		}
+	}
+}
+
+// reduce merges each shuffle partition's buckets into its state store and
+// commits the partition at version batch. It returns, per partition, the
+// changed output rows (update mode) and the number of groups updated.
+func (rt *queryRuntime) reduce(ctx context.Context, batch int64, outs []mapOutput) ([][]operators.Row, int64, error) {
+	changed := make([][]operators.Row, rt.parts)
+	var updated atomic.Int64
+	g, _ := errgroup.WithContext(ctx)
+	g.SetLimit(rt.workers)
+	for p := range rt.parts {
+		g.Go(func() error {
+			final := rt.agg.NewFinal()
+			for _, o := range outs {
+				if p < len(o.buckets) {
+					if err := final.Merge(o.buckets[p]); err != nil {
+						return err
+					}
+				}
+			}
+			updated.Add(int64(final.Len()))
+			var emit operators.Emit
+			if rt.query.OutputMode == Update {
+				emit = func(r operators.Row) error {
+					changed[p] = append(changed[p], r.Clone())
+					return nil
+				}
+			}
+			st := rt.stores[p]
+			if err := final.MergeInto(st, emit); err != nil {
+				st.Discard()
+				return fmt.Errorf("state partition %d: %w", p, err)
+			}
+			if err := st.Commit(batch); err != nil {
+				return fmt.Errorf("state partition %d: %w", p, err)
+			}
+			return nil
+		})
+	}
+	err := g.Wait()
+	return changed, updated.Load(), err
+}
+
+// scanState emits every row of the result table (complete mode).
+func (rt *queryRuntime) scanState(fn operators.Emit) error {
+	row := make(operators.Row, len(rt.agg.Schema()))
+	for _, st := range rt.stores {
+		err := st.Scan(func(k, v []byte) error {
+			if err := rt.agg.DecodeRow(row, k, v); err != nil {
+				return fmt.Errorf("state partition %d: %w", st.Partition(), err)
+			}
+			return fn(row)
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func eachRow(parts [][]operators.Row) func(operators.Emit) error {
+	return func(fn operators.Emit) error {
+		for _, rows := range parts {
+			for _, r := range rows {
+				if err := fn(r); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+}

@@ -1,0 +1,417 @@
+package engine
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/gostream/gostream/kafkasrc"
+	"github.com/gostream/gostream/proto/planpb"
+)
+
+// DefaultShufflePartitions is the number of state partitions of a new
+// aggregation query unless ShufflePartitions says otherwise.
+const DefaultShufflePartitions = 4
+
+// pollDelay is how long the default trigger waits before asking Kafka again
+// when no new data arrived (Spark's spark.sql.streaming.pollingDelay).
+const pollDelay = 10 * time.Millisecond
+
+// StreamingQuery is a running query (Spark's StreamingQuery). Its methods
+// are safe for concurrent use.
+type StreamingQuery struct {
+	id, runID, name string
+	log             *slog.Logger
+	cancel          context.CancelFunc
+	done            chan struct{}
+	latest          func(context.Context) (kafkasrc.Offsets, error)
+
+	mu struct {
+		sync.Mutex
+		err       error
+		recent    []Progress
+		committed kafkasrc.Offsets // end offsets of the last committed batch
+	}
+}
+
+// ID is the query's id, stable across restarts from the same checkpoint.
+func (q *StreamingQuery) ID() string { return q.id }
+
+// RunID is unique to this run.
+func (q *StreamingQuery) RunID() string { return q.runID }
+
+// Name is the query's name.
+func (q *StreamingQuery) Name() string { return q.name }
+
+// Stop stops the query and waits for it. A batch in flight is abandoned; it
+// re-runs when the query restarts from its checkpoint.
+func (q *StreamingQuery) Stop() {
+	q.cancel()
+	<-q.done
+}
+
+// AwaitTermination waits until the query ends (stopped, failed, or its
+// trigger finished) or ctx is done, and returns the query's error.
+func (q *StreamingQuery) AwaitTermination(ctx context.Context) error {
+	select {
+	case <-q.done:
+		return q.Exception()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// IsActive reports whether the query is running.
+func (q *StreamingQuery) IsActive() bool {
+	select {
+	case <-q.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// Exception is the error that ended the query, or nil.
+func (q *StreamingQuery) Exception() error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.mu.err
+}
+
+// LastProgress is the progress of the last batch, or nil before the first.
+func (q *StreamingQuery) LastProgress() *Progress {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.mu.recent) == 0 {
+		return nil
+	}
+	p := q.mu.recent[len(q.mu.recent)-1]
+	return &p
+}
+
+// RecentProgress is the progress of up to the last 100 batches, oldest first.
+func (q *StreamingQuery) RecentProgress() []Progress {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return append([]Progress{}, q.mu.recent...)
+}
+
+// ProcessAllAvailable blocks until every record available in Kafka when it
+// was called has been processed and committed, the query ends, or ctx is
+// done (Spark's processAllAvailable, meant for tests and tools).
+func (q *StreamingQuery) ProcessAllAvailable(ctx context.Context) error {
+	if !q.IsActive() {
+		return q.stoppedErr()
+	}
+	target, err := q.latest(ctx)
+	if err != nil {
+		return err
+	}
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		q.mu.Lock()
+		reached := covers(q.mu.committed, target)
+		q.mu.Unlock()
+		if reached {
+			return nil
+		}
+		select {
+		case <-q.done:
+			return q.stoppedErr()
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+}
+
+func (q *StreamingQuery) stoppedErr() error {
+	if err := q.Exception(); err != nil {
+		return err
+	}
+	return ErrStopped
+}
+
+// covers reports whether every partition of target is at or below have.
+func covers(have, target kafkasrc.Offsets) bool {
+	for t, parts := range target {
+		for p, off := range parts {
+			if got, ok := have.Get(t, p); (!ok && off > 0) || got < off {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// Start starts the query. It returns once the checkpoint is recovered and
+// the first batch is being planned; the query then runs until Stop, until
+// ctx is cancelled, until it fails, or until its trigger finishes.
+func (w *DataStreamWriter) Start(ctx context.Context) (*StreamingQuery, error) {
+	if err := w.validate(); err != nil {
+		return nil, err
+	}
+	sink, err := w.resolveSink(os.Stdout)
+	if err != nil {
+		return nil, err
+	}
+	s := w.df.s
+	name := w.name
+	if name == "" {
+		name = "query"
+	}
+	query := &planpb.Query{Name: name, Plan: w.df.plan, OutputMode: w.mode}
+	cp, tmpDir, err := w.checkpoint(query)
+	if err != nil {
+		return nil, err
+	}
+	rt, err := newRuntime(query, cp, sink, s.log)
+	if err != nil {
+		if tmpDir != "" {
+			os.RemoveAll(tmpDir)
+		}
+		return nil, err
+	}
+	runID := make([]byte, 16)
+	_, _ = rand.Read(runID)
+	qctx, cancel := context.WithCancel(ctx)
+	q := &StreamingQuery{
+		id: cp.meta.ID, runID: hex.EncodeToString(runID), name: name,
+		log: s.log.With("query", name), cancel: cancel, done: make(chan struct{}),
+	}
+	q.mu.committed = rt.rec.end
+	q.latest = func(ctx context.Context) (kafkasrc.Offsets, error) {
+		_, latest, err := rt.src.Offsets(ctx, rt.scan.Subscribe)
+		return latest, err
+	}
+	listeners := append(s.listeners(), w.listeners...)
+	go func() {
+		defer close(q.done)
+		defer cancel()
+		err := rt.run(qctx, q, w.trigger, listeners)
+		rt.close()
+		if tmpDir != "" {
+			os.RemoveAll(tmpDir)
+		}
+		if errors.Is(err, context.Canceled) && qctx.Err() != nil {
+			err = nil // stopped
+		}
+		if err != nil {
+			q.log.Error("query failed", "err", err)
+		}
+		q.mu.Lock()
+		q.mu.err = err
+		q.mu.Unlock()
+	}()
+	return q, nil
+}
+
+// checkpoint opens the checkpointLocation, or a temporary one that is
+// removed when the query ends.
+func (w *DataStreamWriter) checkpoint(q *planpb.Query) (*checkpoint, string, error) {
+	dir, tmp := w.opts["checkpointLocation"], ""
+	if dir == "" {
+		var err error
+		if dir, err = os.MkdirTemp("", "gostream-checkpoint-"); err != nil {
+			return nil, "", fmt.Errorf("%w: %w", ErrCheckpoint, err)
+		}
+		tmp = dir
+		w.df.s.log.Info("no checkpointLocation: using a temporary checkpoint, so a restart starts over", "dir", dir)
+	}
+	p := w.shufflePar
+	if p == 0 {
+		p = DefaultShufflePartitions
+	}
+	cp, err := openCheckpoint(filepath.Clean(dir), q.Name, fingerprint(q.Plan), p)
+	if err != nil && tmp != "" {
+		os.RemoveAll(tmp)
+	}
+	return cp, tmp, err
+}
+
+// fingerprint identifies what a checkpoint's state and offsets depend on:
+// the operators and the topics, not options a user may tune between runs
+// (brokers, rate limits, starting offsets).
+func fingerprint(p *planpb.Plan) string {
+	p = proto.Clone(p).(*planpb.Plan)
+	for n := p; n != nil; {
+		switch x := n.GetNode().(type) {
+		case *planpb.Plan_KafkaScan:
+			s := x.KafkaScan
+			s.BootstrapServers, s.StartingOffsets, s.MaxOffsetsPerTrigger = "", "", 0
+			s.MinPartitions, s.FailOnDataLoss, s.KafkaOptions = 0, false, nil
+			n = nil
+		case *planpb.Plan_Project:
+			n = x.Project.Input
+		case *planpb.Plan_Filter:
+			n = x.Filter.Input
+		case *planpb.Plan_Explode:
+			n = x.Explode.Input
+		case *planpb.Plan_Aggregate:
+			n = x.Aggregate.Input
+		default:
+			n = nil
+		}
+	}
+	b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(p)
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+// run is the driver loop: plan a batch, log its offsets, run it, commit it.
+func (rt *queryRuntime) run(ctx context.Context, q *StreamingQuery, trig Trigger, listeners []func(Progress)) error {
+	if rt.rec.rerun != nil {
+		e := *rt.rec.rerun
+		q.log.Info("re-running batch that did not commit before the last stop", "batch", e.BatchID)
+		if err := rt.runBatch(ctx, q, e, rangesOf(e), time.Now(), 0, nil, listeners); err != nil {
+			return err
+		}
+	}
+	var target kafkasrc.Offsets // AvailableNow's end
+	next := time.Now()
+	lastTrigger := time.Time{}
+	for {
+		if trig.kind == triggerProcessingTime {
+			if err := sleepUntil(ctx, next); err != nil {
+				return err
+			}
+			now := time.Now()
+			for !next.After(now) {
+				next = next.Add(trig.interval)
+			}
+		}
+		start := time.Now()
+		earliest, latest, err := rt.src.Offsets(ctx, rt.scan.Subscribe)
+		if err != nil {
+			return err
+		}
+		listMs := time.Since(start).Milliseconds()
+		if trig.kind == triggerAvailableNow {
+			if target == nil {
+				target = latest
+			}
+			latest = clampOffsets(latest, target)
+		}
+		limit := rt.scan.MaxOffsetsPerTrigger
+		if trig.kind == triggerOnce {
+			limit = 0
+		}
+		plan, err := kafkasrc.PlanBatch(kafkasrc.PlanInput{
+			Prev: rt.end, Starting: rt.starting, Earliest: earliest, Latest: latest,
+			MaxOffsetsPerTrigger: limit, MinPartitions: int(rt.scan.MinPartitions), FailOnDataLoss: rt.scan.FailOnDataLoss,
+		})
+		if err != nil {
+			return err
+		}
+		for _, w := range plan.Warnings {
+			q.log.Warn(w)
+		}
+		if len(plan.Ranges) == 0 {
+			if rt.end == nil {
+				rt.end = plan.End // remember where a "latest" start resolved to
+			}
+			if trig.kind == triggerOnce || trig.kind == triggerAvailableNow {
+				return nil
+			}
+			if trig.kind == triggerDefault {
+				if err := sleepUntil(ctx, time.Now().Add(pollDelay)); err != nil {
+					return err
+				}
+			}
+			continue
+		}
+		e := offsetEntry{BatchID: rt.nextBatch, TimestampMs: start.UnixMilli(), Start: startOffsets(plan), End: plan.End}
+		if err := rt.runBatch(ctx, q, e, plan.Ranges, start, listMs, latest, listeners); err != nil {
+			return err
+		}
+		if !lastTrigger.IsZero() {
+			rt.sinceLast = start.Sub(lastTrigger)
+		}
+		lastTrigger = start
+		if trig.kind == triggerOnce {
+			return nil
+		}
+	}
+}
+
+func sleepUntil(ctx context.Context, t time.Time) error {
+	d := time.Until(t)
+	if d <= 0 {
+		return ctx.Err()
+	}
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-timer.C:
+		return nil
+	}
+}
+
+// clampOffsets limits latest to target, partition by partition.
+func clampOffsets(latest, target kafkasrc.Offsets) kafkasrc.Offsets {
+	out := latest.Clone()
+	for t, parts := range out {
+		for p, off := range parts {
+			if lim, ok := target.Get(t, p); ok && off > lim {
+				parts[p] = lim
+			} else if !ok {
+				delete(parts, p) // a partition added after the start waits for the next run
+			}
+		}
+		if len(parts) == 0 {
+			delete(out, t)
+		}
+	}
+	return out
+}
+
+// startOffsets is where each partition of the plan starts.
+func startOffsets(p kafkasrc.Plan) kafkasrc.Offsets {
+	start := p.End.Clone()
+	for _, r := range p.Ranges {
+		if cur, _ := start.Get(r.Topic, r.Partition); r.From < cur {
+			start.Set(r.Topic, r.Partition, r.From)
+		}
+	}
+	return start
+}
+
+// rangesOf rebuilds the ranges of a logged batch.
+func rangesOf(e offsetEntry) []kafkasrc.Range {
+	var rs []kafkasrc.Range
+	for t, parts := range e.End {
+		for p, until := range parts {
+			from, ok := e.Start.Get(t, p)
+			if ok && from < until {
+				rs = append(rs, kafkasrc.Range{Topic: t, Partition: p, From: from, Until: until})
+			}
+		}
+	}
+	return rs
+}
+
+func offsetsJSON(o kafkasrc.Offsets) json.RawMessage {
+	if o == nil {
+		return json.RawMessage("null")
+	}
+	return json.RawMessage(o.String())
+}
+
+func (rt *queryRuntime) describeSource() string {
+	return "KafkaV2[Subscribe[" + strings.Join(rt.scan.Subscribe, ",") + "]]"
+}

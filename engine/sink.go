@@ -1,0 +1,427 @@
+package engine
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"unicode/utf16"
+
+	"github.com/gostream/gostream/operators"
+)
+
+// Sink writes the output of each batch.
+//
+// AddBatch is called from the query's driver goroutine, once per batch in
+// batch-id order. After a failure or restart the same batch id may be
+// written again with the same rows: a sink that must not show duplicates
+// makes AddBatch idempotent per batch id.
+type Sink interface {
+	AddBatch(ctx context.Context, b *Batch) error
+}
+
+// SinkFunc adapts a function to Sink.
+type SinkFunc func(ctx context.Context, b *Batch) error
+
+// AddBatch calls f.
+func (f SinkFunc) AddBatch(ctx context.Context, b *Batch) error { return f(ctx, b) }
+
+// Batch is the output of one micro-batch. Its rows can be large (complete
+// mode holds the whole result table), so they are streamed by Each.
+type Batch struct {
+	ID     int64
+	Mode   OutputMode
+	Schema operators.Schema
+	each   func(fn operators.Emit) error
+}
+
+// Each calls fn for each output row; the row is borrowed for the call.
+func (b *Batch) Each(fn operators.Emit) error { return b.each(fn) }
+
+// Collect returns all output rows as Go values.
+func (b *Batch) Collect() ([]Row, error) {
+	names := b.Schema.Names()
+	var rows []Row
+	err := b.each(func(r operators.Row) error {
+		rows = append(rows, newRow(names, r))
+		return nil
+	})
+	return rows, err
+}
+
+// ConsoleSink prints each batch the way Spark's console sink does: a
+// "Batch: N" banner and an ASCII table of the first NumRows rows, cells
+// truncated to Truncate characters (0: no truncation).
+type ConsoleSink struct {
+	W        io.Writer
+	NumRows  int
+	Truncate int
+}
+
+// AddBatch prints the batch.
+func (c *ConsoleSink) AddBatch(_ context.Context, b *Batch) error {
+	var cells [][]string
+	more := false
+	err := b.Each(func(r operators.Row) error {
+		if len(cells) >= c.NumRows {
+			more = true
+			return errStopEach
+		}
+		row := make([]string, len(r))
+		for i, v := range r {
+			row[i] = c.cell(v)
+		}
+		cells = append(cells, row)
+		return nil
+	})
+	if err != nil && !errors.Is(err, errStopEach) {
+		return err
+	}
+	var buf bytes.Buffer
+	fmt.Fprintf(&buf, "-------------------------------------------\nBatch: %d\n-------------------------------------------\n", b.ID)
+	buf.WriteString(ShowString(b.Schema.Names(), cells, c.Truncate > 0))
+	if more {
+		noun := "rows"
+		if c.NumRows == 1 {
+			noun = "row"
+		}
+		fmt.Fprintf(&buf, "only showing top %d %s\n", c.NumRows, noun)
+	}
+	buf.WriteString("\n")
+	_, err = c.W.Write(buf.Bytes())
+	return err
+}
+
+var errStopEach = errors.New("stop")
+
+func (c *ConsoleSink) cell(v operators.Value) string {
+	var s string
+	if v.Kind == operators.KindNull {
+		s = "null"
+	} else {
+		s = string(v.AppendText(nil))
+	}
+	if c.Truncate > 0 && javaLen(s) > c.Truncate {
+		if c.Truncate < 4 {
+			return javaSubstring(s, c.Truncate)
+		}
+		return javaSubstring(s, c.Truncate-3) + "..."
+	}
+	return s
+}
+
+// ShowString renders a table like Spark's Dataset.show: columns at least 3
+// wide, cells right-aligned when truncating (left-aligned otherwise), widths
+// counted as Spark counts them (full-width characters count twice).
+func ShowString(header []string, rows [][]string, rightAlign bool) string {
+	widths := make([]int, len(header))
+	for i, h := range header {
+		widths[i] = max(3, halfWidth(h))
+	}
+	for _, r := range rows {
+		for i, cell := range r {
+			widths[i] = max(widths[i], halfWidth(cell))
+		}
+	}
+	var b strings.Builder
+	sep := func() {
+		b.WriteByte('+')
+		for _, w := range widths {
+			b.WriteString(strings.Repeat("-", w))
+			b.WriteByte('+')
+		}
+		b.WriteByte('\n')
+	}
+	line := func(cells []string) {
+		b.WriteByte('|')
+		for i, cell := range cells {
+			pad := strings.Repeat(" ", widths[i]-halfWidth(cell))
+			if rightAlign {
+				b.WriteString(pad + cell)
+			} else {
+				b.WriteString(cell + pad)
+			}
+			b.WriteByte('|')
+		}
+		b.WriteByte('\n')
+	}
+	sep()
+	line(header)
+	sep()
+	for _, r := range rows {
+		line(r)
+	}
+	sep()
+	return b.String()
+}
+
+// javaLen is the length of s in UTF-16 code units, as Java's String.length.
+func javaLen(s string) int {
+	n := 0
+	for _, r := range s {
+		n += utf16.RuneLen(r)
+	}
+	return n
+}
+
+// javaSubstring is Java's s.substring(0, n) over UTF-16 code units (a split
+// surrogate pair is dropped rather than producing invalid UTF-8).
+func javaSubstring(s string, n int) string {
+	units := 0
+	for i, r := range s {
+		l := utf16.RuneLen(r)
+		if units+l > n {
+			return s[:i]
+		}
+		units += l
+	}
+	return s
+}
+
+// halfWidth is Spark's Utils.stringHalfWidth: UTF-16 length plus one for
+// each full-width character.
+func halfWidth(s string) int {
+	n := javaLen(s)
+	for _, r := range s {
+		if fullWidth(r) {
+			n++
+		}
+	}
+	return n
+}
+
+func fullWidth(r rune) bool {
+	return (r >= 0x1100 && r <= 0x115F) || (r >= 0x2E80 && r <= 0xA4CF) ||
+		(r >= 0xAC00 && r <= 0xD7A3) || (r >= 0xF900 && r <= 0xFAFF) ||
+		(r >= 0xFE10 && r <= 0xFE19) || (r >= 0xFE30 && r <= 0xFE6F) ||
+		(r >= 0xFF00 && r <= 0xFF60) || (r >= 0xFFE0 && r <= 0xFFE6)
+}
+
+// JSONLSink writes one JSON object per output row, with the batch id first:
+// {"batch":3,"word":"log","count":2}. Writing to Path is idempotent: a batch
+// written again after a restart replaces the lines that batch (and any
+// later one) wrote before. Writing to W (standard output) is at-least-once.
+type JSONLSink struct {
+	Path string
+	W    io.Writer
+
+	mu      sync.Mutex
+	f       *os.File
+	checked bool
+}
+
+// AddBatch appends the batch's rows.
+func (s *JSONLSink) AddBatch(_ context.Context, b *Batch) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	w := s.W
+	if s.Path != "" {
+		if err := s.openLocked(b.ID); err != nil {
+			return err
+		}
+		w = s.f
+	}
+	bw := bufio.NewWriterSize(w, 256<<10)
+	var line []byte
+	names := b.Schema.Names()
+	err := b.Each(func(r operators.Row) error {
+		line = append(line[:0], `{"batch":`...)
+		line = strconv.AppendInt(line, b.ID, 10)
+		for i, v := range r {
+			line = append(line, ',')
+			line = appendJSONString(line, names[i])
+			line = append(line, ':')
+			line = appendJSON(line, v)
+		}
+		line = append(line, "}\n"...)
+		_, err := bw.Write(line)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if err := bw.Flush(); err != nil {
+		return err
+	}
+	if s.f != nil {
+		return s.f.Sync()
+	}
+	return nil
+}
+
+// Close closes the file.
+func (s *JSONLSink) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.f == nil {
+		return nil
+	}
+	err := s.f.Close()
+	s.f = nil
+	return err
+}
+
+// openLocked opens the file on the first batch and cuts off lines of batches
+// >= first, which a crashed run wrote but never committed.
+func (s *JSONLSink) openLocked(first int64) error {
+	if s.checked {
+		return nil
+	}
+	f, err := os.OpenFile(s.Path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return fmt.Errorf("jsonl sink: %w (check the directory exists and is writable)", err)
+	}
+	cut, err := firstLineOfBatch(f, first)
+	if err == nil {
+		err = f.Truncate(cut)
+	}
+	if err == nil {
+		_, err = f.Seek(cut, io.SeekStart)
+	}
+	if err != nil {
+		f.Close()
+		return fmt.Errorf("jsonl sink %s: %w", s.Path, err)
+	}
+	s.f, s.checked = f, true
+	return nil
+}
+
+// firstLineOfBatch returns the byte offset of the first line whose batch id
+// is >= batch (or the end of the last complete line).
+func firstLineOfBatch(f *os.File, batch int64) (int64, error) {
+	r := bufio.NewReaderSize(f, 1<<20)
+	var off int64
+	for {
+		line, err := r.ReadSlice('\n')
+		for errors.Is(err, bufio.ErrBufferFull) {
+			var more []byte
+			more, err = r.ReadSlice('\n')
+			line = append(append([]byte(nil), line...), more...)
+		}
+		if err == io.EOF {
+			return off, nil // a trailing partial line is dropped
+		}
+		if err != nil {
+			return 0, err
+		}
+		var head struct {
+			Batch *int64 `json:"batch"`
+		}
+		if json.Unmarshal(line, &head) != nil || head.Batch == nil {
+			return 0, fmt.Errorf("line at byte %d is not a gostream jsonl record; refusing to rewrite the file (use a new path)", off)
+		}
+		if *head.Batch >= batch {
+			return off, nil
+		}
+		off += int64(len(line))
+	}
+}
+
+func appendJSON(b []byte, v operators.Value) []byte {
+	switch v.Kind {
+	case operators.KindNull:
+		return append(b, "null"...)
+	case operators.KindLong:
+		return strconv.AppendInt(b, v.I, 10)
+	case operators.KindDouble:
+		if math.IsNaN(v.F) || math.IsInf(v.F, 0) {
+			return appendJSONString(b, string(v.AppendText(nil)))
+		}
+		return strconv.AppendFloat(b, v.F, 'g', -1, 64)
+	case operators.KindBool:
+		return strconv.AppendBool(b, v.I != 0)
+	case operators.KindArray, operators.KindStruct:
+		b = append(b, '[')
+		for i, e := range v.A {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendJSON(b, e)
+		}
+		return append(b, ']')
+	case operators.KindString:
+		return appendJSONString(b, string(operators.ToValidUTF8(v.B)))
+	}
+	return appendJSONString(b, string(v.AppendText(nil)))
+}
+
+func appendJSONString(b []byte, s string) []byte {
+	b = append(b, '"')
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '"' || c == '\\':
+			b = append(b, '\\', c)
+		case c == '\n':
+			b = append(b, '\\', 'n')
+		case c == '\r':
+			b = append(b, '\\', 'r')
+		case c == '\t':
+			b = append(b, '\\', 't')
+		case c < 0x20:
+			b = append(b, `\u00`...)
+			b = append(b, "0123456789abcdef"[c>>4], "0123456789abcdef"[c&15])
+		default:
+			b = append(b, c)
+		}
+	}
+	return append(b, '"')
+}
+
+// memoryTable is the memory sink's table: complete mode replaces its rows,
+// append and update modes add rows.
+type memoryTable struct {
+	mu   sync.Mutex
+	rows []Row
+	last int64
+}
+
+func (s *Session) memorySink(name string, mode OutputMode) Sink {
+	s.mu.Lock()
+	t := s.mu.tables[name]
+	if t == nil {
+		t = &memoryTable{last: -1}
+		s.mu.tables[name] = t
+	}
+	s.mu.Unlock()
+	return SinkFunc(func(_ context.Context, b *Batch) error {
+		rows, err := b.Collect()
+		if err != nil {
+			return err
+		}
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		if b.ID <= t.last {
+			return nil // already holds this batch
+		}
+		if mode == Complete {
+			t.rows = rows
+		} else {
+			t.rows = append(t.rows, rows...)
+		}
+		t.last = b.ID
+		return nil
+	})
+}
+
+// Table returns a copy of the rows of the memory sink's table name (Spark:
+// spark.table(name) over a memory sink), or nil if there is none.
+func (s *Session) Table(name string) []Row {
+	s.mu.Lock()
+	t := s.mu.tables[name]
+	s.mu.Unlock()
+	if t == nil {
+		return nil
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return append([]Row(nil), t.rows...)
+}

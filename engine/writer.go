@@ -1,0 +1,238 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gostream/gostream/proto/planpb"
+)
+
+// OutputMode says which rows each batch writes (Spark's outputMode).
+type OutputMode = planpb.OutputMode
+
+// Output modes: Append writes new final rows, Complete the whole result
+// table, Update the rows changed in the batch.
+const (
+	Append   = planpb.OutputMode_APPEND
+	Complete = planpb.OutputMode_COMPLETE
+	Update   = planpb.OutputMode_UPDATE
+)
+
+// ParseOutputMode parses "append", "complete" or "update".
+func ParseOutputMode(s string) (OutputMode, error) {
+	switch strings.ToLower(s) {
+	case "append":
+		return Append, nil
+	case "complete":
+		return Complete, nil
+	case "update":
+		return Update, nil
+	}
+	return 0, fmt.Errorf("%w: output mode %q: use append, complete or update", ErrAnalysis, s)
+}
+
+// Trigger decides when batches run (Spark's Trigger).
+type Trigger struct {
+	kind     triggerKind
+	interval time.Duration
+}
+
+type triggerKind int
+
+const (
+	triggerDefault triggerKind = iota
+	triggerProcessingTime
+	triggerOnce
+	triggerAvailableNow
+)
+
+// ProcessingTime runs a batch every interval (a batch that overruns is
+// followed at once by the next); no batch runs while no data arrives.
+func ProcessingTime(interval time.Duration) Trigger {
+	return Trigger{kind: triggerProcessingTime, interval: interval}
+}
+
+// Once runs one batch of everything available, ignoring
+// maxOffsetsPerTrigger, then stops.
+func Once() Trigger { return Trigger{kind: triggerOnce} }
+
+// AvailableNow processes everything available at start, in batches capped
+// by maxOffsetsPerTrigger, then stops.
+func AvailableNow() Trigger { return Trigger{kind: triggerAvailableNow} }
+
+// ParseTrigger parses "once", "available-now" (or "availableNow"),
+// "default", or a processing-time interval such as "1s" or "500ms".
+func ParseTrigger(s string) (Trigger, error) {
+	switch strings.ToLower(s) {
+	case "", "default":
+		return Trigger{}, nil
+	case "once":
+		return Once(), nil
+	case "available-now", "availablenow":
+		return AvailableNow(), nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return Trigger{}, fmt.Errorf("%w: trigger %q: use an interval like 1s or 500ms, once, available-now or default", ErrAnalysis, s)
+	}
+	return ProcessingTime(d), nil
+}
+
+func (t Trigger) String() string {
+	switch t.kind {
+	case triggerProcessingTime:
+		return "ProcessingTime(" + t.interval.String() + ")"
+	case triggerOnce:
+		return "Once"
+	case triggerAvailableNow:
+		return "AvailableNow"
+	}
+	return "Default"
+}
+
+// DataStreamWriter configures how a DataFrame's results are written
+// (Spark's writeStream).
+type DataStreamWriter struct {
+	df         *DataFrame
+	mode       OutputMode
+	modeSet    bool
+	trigger    Trigger
+	format     string
+	opts       map[string]string
+	name       string
+	sink       Sink
+	listeners  []func(Progress)
+	shufflePar int
+	err        error
+}
+
+// WriteStream starts describing the output of a streaming query.
+func (df *DataFrame) WriteStream() *DataStreamWriter {
+	return &DataStreamWriter{df: df, format: "console", opts: map[string]string{}}
+}
+
+// OutputMode sets the output mode (default: append).
+func (w *DataStreamWriter) OutputMode(m OutputMode) *DataStreamWriter {
+	w.mode, w.modeSet = m, true
+	return w
+}
+
+// Trigger sets the trigger (default: next batch as soon as the last ends).
+func (w *DataStreamWriter) Trigger(t Trigger) *DataStreamWriter { w.trigger = t; return w }
+
+// Format picks a built-in sink: "console" (default; options numRows,
+// truncate), "memory" (needs QueryName; read with Session.Table) or "jsonl"
+// (option path; "-" is standard output).
+func (w *DataStreamWriter) Format(f string) *DataStreamWriter { w.format = f; return w }
+
+// Option sets a sink or query option; "checkpointLocation" is the
+// checkpoint directory.
+func (w *DataStreamWriter) Option(key, value string) *DataStreamWriter {
+	w.opts[key] = value
+	return w
+}
+
+// QueryName names the query (the memory sink's table name; stored in the checkpoint).
+func (w *DataStreamWriter) QueryName(name string) *DataStreamWriter { w.name = name; return w }
+
+// ShufflePartitions sets the number of state partitions P of a new query
+// (default 4; Spark's spark.sql.shuffle.partitions). A restarted query keeps
+// the P stored in its checkpoint.
+func (w *DataStreamWriter) ShufflePartitions(p int) *DataStreamWriter {
+	w.shufflePar = p
+	return w
+}
+
+// ForeachBatch writes each batch with fn (Spark's foreachBatch). fn may be
+// called again with the same batch id after a failure; make it idempotent.
+func (w *DataStreamWriter) ForeachBatch(fn func(ctx context.Context, batchID int64, rows []Row) error) *DataStreamWriter {
+	w.sink = SinkFunc(func(ctx context.Context, b *Batch) error {
+		rows, err := b.Collect()
+		if err != nil {
+			return err
+		}
+		return fn(ctx, b.ID, rows)
+	})
+	return w
+}
+
+// To writes to a Go Sink.
+func (w *DataStreamWriter) To(s Sink) *DataStreamWriter { w.sink = s; return w }
+
+// OnProgress registers fn for this query's per-batch progress.
+func (w *DataStreamWriter) OnProgress(fn func(Progress)) *DataStreamWriter {
+	w.listeners = append(w.listeners, fn)
+	return w
+}
+
+// resolveSink builds the sink from Format and options.
+func (w *DataStreamWriter) resolveSink(stdout io.Writer) (Sink, error) {
+	if w.sink != nil {
+		return w.sink, nil
+	}
+	switch strings.ToLower(w.format) {
+	case "console":
+		c := &ConsoleSink{W: stdout, NumRows: 20, Truncate: 20}
+		if v, ok := w.opts["numRows"]; ok {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 {
+				return nil, fmt.Errorf("%w: console option numRows=%q must be a number >= 0", ErrAnalysis, v)
+			}
+			c.NumRows = n
+		}
+		if v, ok := w.opts["truncate"]; ok {
+			switch b, err := strconv.ParseBool(v); {
+			case err == nil && b:
+				c.Truncate = 20
+			case err == nil:
+				c.Truncate = 0
+			default:
+				n, err := strconv.Atoi(v)
+				if err != nil || n < 0 {
+					return nil, fmt.Errorf("%w: console option truncate=%q must be true, false or a width", ErrAnalysis, v)
+				}
+				c.Truncate = n
+			}
+		}
+		return c, nil
+	case "memory":
+		if w.name == "" {
+			return nil, fmt.Errorf("%w: the memory sink needs a QueryName (the table name)", ErrAnalysis)
+		}
+		return w.df.s.memorySink(w.name, w.mode), nil
+	case "jsonl":
+		path := w.opts["path"]
+		if path == "" {
+			return nil, fmt.Errorf("%w: the jsonl sink needs option path (a file, or - for standard output)", ErrAnalysis)
+		}
+		if path == "-" {
+			return &JSONLSink{W: stdout}, nil
+		}
+		return &JSONLSink{Path: path}, nil
+	}
+	return nil, fmt.Errorf("%w: sink format %q: use console, memory or jsonl, or ForeachBatch / To for Go sinks", ErrAnalysis, w.format)
+}
+
+// validate applies Spark's output-mode rules.
+func (w *DataStreamWriter) validate() error {
+	df := w.df
+	if df.err != nil {
+		return df.err
+	}
+	if !w.modeSet {
+		w.mode = Append
+	}
+	switch {
+	case w.mode == Complete && !df.agg:
+		return fmt.Errorf("%w: complete output mode needs an aggregation (Spark: \"Complete output mode not supported when there are no streaming aggregations\"); use append", ErrAnalysis)
+	case w.mode == Append && df.agg:
+		return fmt.Errorf("%w: append output mode with an aggregation needs a watermark, which gostream does not support yet; use complete or update", ErrAnalysis)
+	case w.shufflePar < 0 || w.shufflePar > 4096:
+		return fmt.Errorf("%w: shuffle partitions %d: use 1 to 4096", ErrAnalysis, w.shufflePar)
+	}
+	return nil
+}

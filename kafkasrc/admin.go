@@ -1,0 +1,334 @@
+package kafkasrc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Admin manages topics. It is safe for concurrent use.
+type Admin struct {
+	cl      *kgo.Client
+	adm     *kadm.Client
+	brokers []string
+	timeout time.Duration
+	// readCommitted makes latest offsets the last stable offset.
+	readCommitted bool
+}
+
+// TopicInfo describes a topic.
+type TopicInfo struct {
+	Name              string
+	ReplicationFactor int
+	Partitions        []PartitionInfo // sorted by partition
+}
+
+// PartitionInfo describes one partition of a topic.
+type PartitionInfo struct {
+	Partition int32
+	Leader    int32 // broker id, -1 when there is none
+	Replicas  []int32
+	ISR       []int32
+	Earliest  int64 // log start offset
+	Latest    int64 // high watermark
+}
+
+// NewAdmin returns an Admin for the brokers (host:port). Every call is
+// bounded by timeout (DefaultTimeout when 0); when no broker answers in time
+// the error wraps ErrUnreachable. NewAdmin itself does not dial.
+func NewAdmin(brokers []string, timeout time.Duration) (*Admin, error) {
+	cc, err := Config{Brokers: brokers, Timeout: timeout}.resolve()
+	if err != nil {
+		return nil, err
+	}
+	return newAdmin(cc)
+}
+
+func newAdmin(cc clientConfig) (*Admin, error) {
+	cl, err := kgo.NewClient(cc.common...)
+	if err != nil {
+		return nil, wrapf(ErrInvalidConfig, err, "kafka: creating client: %v", err)
+	}
+	return adminFor(cl, cc), nil
+}
+
+// adminFor returns an Admin using cl; closing the Admin closes cl.
+func adminFor(cl *kgo.Client, cc clientConfig) *Admin {
+	adm := kadm.NewClient(cl)
+	adm.SetTimeoutMillis(int32(cc.timeout.Milliseconds()))
+	return &Admin{cl: cl, adm: adm, brokers: cc.brokers, timeout: cc.timeout, readCommitted: cc.readCommitted}
+}
+
+// Close releases the Admin's connections.
+func (a *Admin) Close() { a.cl.Close() }
+
+func (a *Admin) brokerList() string { return strings.Join(a.brokers, ",") }
+
+// call runs fn with a.timeout and turns "nothing answered" into
+// ErrUnreachable.
+func (a *Admin) call(ctx context.Context, fn func(ctx context.Context) error) error {
+	tctx, cancel := context.WithTimeout(ctx, a.timeout)
+	defer cancel()
+	err := fn(tctx)
+	if err == nil || ctx.Err() != nil {
+		return err
+	}
+	var netErr *net.OpError
+	if tctx.Err() != nil || errors.As(err, &netErr) {
+		return wrapf(ErrUnreachable, err, "kafka: no broker reachable at %s after %v (is Kafka running? check --brokers)",
+			a.brokerList(), a.timeout)
+	}
+	return err
+}
+
+func (a *Admin) unknownTopic(topic string) error {
+	return errorf(ErrUnknownTopic, "kafka: topic %q does not exist on %s (create it: gostream topics create %s --partitions 3 --brokers %s)",
+		topic, a.brokerList(), topic, a.brokerList())
+}
+
+// validTopic matches Kafka's legal topic names.
+var validTopic = regexp.MustCompile(`^[a-zA-Z0-9._-]{1,249}$`)
+
+func checkTopicName(name string) error {
+	if !validTopic.MatchString(name) || name == "." || name == ".." {
+		return errorf(ErrInvalidConfig, "kafka: invalid topic name %q (use 1-249 characters from a-z, A-Z, 0-9, '.', '_', '-')", name)
+	}
+	return nil
+}
+
+// CreateTopic creates a topic with the given partitions (>= 1), replication
+// factor (>= 1, or -1 for the brokers' default) and topic configs (nil for
+// none), and waits until every partition has a leader. An existing topic is
+// an error wrapping ErrTopicExists.
+func (a *Admin) CreateTopic(ctx context.Context, name string, partitions int32, rf int16, configs map[string]string) error {
+	if err := checkTopicName(name); err != nil {
+		return err
+	}
+	if partitions < 1 {
+		return errorf(ErrInvalidConfig, "kafka: topic %q: partitions is %d; want 1 or more", name, partitions)
+	}
+	if rf < 1 && rf != -1 {
+		return errorf(ErrInvalidConfig, "kafka: topic %q: replication factor is %d; want 1 or more", name, rf)
+	}
+	cfgs := make(map[string]*string, len(configs))
+	for k, v := range configs {
+		cfgs[k] = &v
+	}
+	err := a.call(ctx, func(ctx context.Context) error {
+		resp, err := a.adm.CreateTopic(ctx, partitions, rf, cfgs, name)
+		if err != nil {
+			return err
+		}
+		return resp.Err
+	})
+	switch {
+	case errors.Is(err, kerr.TopicAlreadyExists):
+		return wrapf(ErrTopicExists, err, "kafka: topic %q already exists on %s (inspect it: gostream topics describe %s --brokers %s, or delete it first)",
+			name, a.brokerList(), name, a.brokerList())
+	case errors.Is(err, kerr.InvalidReplicationFactor):
+		return wrapf(ErrInvalidConfig, err, "kafka: cannot create topic %q with replication factor %d on %s: %v (use at most the number of brokers)",
+			name, rf, a.brokerList(), err)
+	case err != nil && errors.Is(err, ErrUnreachable):
+		return err
+	case err != nil:
+		return fmt.Errorf("kafka: creating topic %q on %s: %w", name, a.brokerList(), err)
+	}
+	return a.waitFor(ctx, name, func(td kadm.TopicDetail) bool {
+		if td.Err != nil || int32(len(td.Partitions)) != partitions {
+			return false
+		}
+		for _, p := range td.Partitions {
+			if p.Err != nil || p.Leader < 0 {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// waitFor polls the topic's metadata until ok returns true or a.timeout
+// passes.
+func (a *Admin) waitFor(ctx context.Context, name string, ok func(kadm.TopicDetail) bool) error {
+	ctx, cancel := context.WithTimeout(ctx, a.timeout)
+	defer cancel()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		tds, err := a.adm.ListTopics(ctx, name)
+		if err == nil && ok(tds[name]) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("kafka: topic %q on %s did not reach the expected state within %v; retry or check the brokers' logs", name, a.brokerList(), a.timeout)
+		case <-tick.C:
+		}
+	}
+}
+
+// DeleteTopic deletes a topic and waits until the brokers no longer list it.
+// A missing topic is an error wrapping ErrUnknownTopic.
+func (a *Admin) DeleteTopic(ctx context.Context, name string) error {
+	err := a.call(ctx, func(ctx context.Context) error {
+		resp, err := a.adm.DeleteTopic(ctx, name)
+		if err != nil {
+			return err
+		}
+		return resp.Err
+	})
+	switch {
+	case errors.Is(err, kerr.UnknownTopicOrPartition):
+		return a.unknownTopic(name)
+	case err != nil && errors.Is(err, ErrUnreachable):
+		return err
+	case err != nil:
+		return fmt.Errorf("kafka: deleting topic %q on %s: %w", name, a.brokerList(), err)
+	}
+	return a.waitFor(ctx, name, func(td kadm.TopicDetail) bool {
+		return errors.Is(td.Err, kerr.UnknownTopicOrPartition)
+	})
+}
+
+// ListTopics returns every non-internal topic, sorted by name, with its
+// partitions and their offsets.
+func (a *Admin) ListTopics(ctx context.Context) ([]TopicInfo, error) {
+	return a.describe(ctx)
+}
+
+// DescribeTopic returns one topic's partitions, leaders, replicas, in-sync
+// replicas and offsets. A missing topic is an error wrapping ErrUnknownTopic.
+func (a *Admin) DescribeTopic(ctx context.Context, name string) (TopicInfo, error) {
+	infos, err := a.describe(ctx, name)
+	if err != nil {
+		return TopicInfo{}, err
+	}
+	return infos[0], nil
+}
+
+// metadata returns the named topics, or all when names is empty. A missing
+// topic is an error wrapping ErrUnknownTopic.
+func (a *Admin) metadata(ctx context.Context, names ...string) (kadm.TopicDetails, error) {
+	var tds kadm.TopicDetails
+	err := a.call(ctx, func(ctx context.Context) (err error) {
+		tds, err = a.adm.ListTopics(ctx, names...)
+		return err
+	})
+	if err != nil {
+		return nil, a.describeErr(err)
+	}
+	if err := a.topicErr(tds); err != nil {
+		return nil, err
+	}
+	return tds, nil
+}
+
+// describe lists the named topics, or all when names is empty.
+func (a *Admin) describe(ctx context.Context, names ...string) ([]TopicInfo, error) {
+	tds, err := a.metadata(ctx, names...)
+	if err != nil {
+		return nil, err
+	}
+	if len(tds) == 0 {
+		return nil, nil
+	}
+	earliest, latest, err := a.offsets(ctx, tds.Names())
+	if err != nil {
+		return nil, err
+	}
+	infos := make([]TopicInfo, 0, len(tds))
+	for _, td := range tds.Sorted() {
+		info := TopicInfo{Name: td.Topic}
+		for _, p := range td.Partitions.Sorted() {
+			info.ReplicationFactor = max(info.ReplicationFactor, len(p.Replicas))
+			info.Partitions = append(info.Partitions, PartitionInfo{
+				Partition: p.Partition,
+				Leader:    p.Leader,
+				Replicas:  p.Replicas,
+				ISR:       p.ISR,
+				Earliest:  earliest[td.Topic][p.Partition],
+				Latest:    latest[td.Topic][p.Partition],
+			})
+		}
+		infos = append(infos, info)
+	}
+	return infos, nil
+}
+
+func (a *Admin) describeErr(err error) error {
+	if errors.Is(err, ErrUnreachable) {
+		return err
+	}
+	return fmt.Errorf("kafka: reading metadata from %s: %w", a.brokerList(), err)
+}
+
+// topicErr returns the first per-topic error in sorted order.
+func (a *Admin) topicErr(tds kadm.TopicDetails) error {
+	for _, td := range tds.Sorted() {
+		switch {
+		case errors.Is(td.Err, kerr.UnknownTopicOrPartition):
+			return a.unknownTopic(td.Topic)
+		case td.Err != nil:
+			return fmt.Errorf("kafka: topic %q on %s: %w", td.Topic, a.brokerList(), td.Err)
+		}
+	}
+	return nil
+}
+
+// offsets returns the log start offsets and the high watermarks (the last
+// stable offsets under read_committed) of every partition of the topics.
+func (a *Admin) offsets(ctx context.Context, topics []string) (earliest, latest Offsets, err error) {
+	if len(topics) == 0 {
+		return nil, nil, errorf(ErrInvalidConfig, "kafka: no topics to list offsets for (subscribe to at least one topic)")
+	}
+	err = a.call(ctx, func(ctx context.Context) error {
+		starts, err := a.adm.ListStartOffsets(ctx, topics...)
+		if err != nil {
+			return err
+		}
+		list := a.adm.ListEndOffsets
+		if a.readCommitted {
+			list = a.adm.ListCommittedOffsets
+		}
+		ends, err := list(ctx, topics...)
+		if err != nil {
+			return err
+		}
+		if earliest, err = a.listed(starts); err != nil {
+			return err
+		}
+		latest, err = a.listed(ends)
+		return err
+	})
+	if err != nil {
+		if errors.Is(err, ErrUnknownTopic) || errors.Is(err, ErrUnreachable) {
+			return nil, nil, err
+		}
+		return nil, nil, fmt.Errorf("kafka: listing offsets of %s on %s: %w", strings.Join(topics, ","), a.brokerList(), err)
+	}
+	return earliest, latest, nil
+}
+
+func (a *Admin) listed(l kadm.ListedOffsets) (Offsets, error) {
+	o := make(Offsets, len(l))
+	for _, topic := range sortedKeys(l) {
+		for _, p := range sortedKeys(l[topic]) {
+			lo := l[topic][p]
+			switch {
+			case errors.Is(lo.Err, kerr.UnknownTopicOrPartition):
+				return nil, a.unknownTopic(topic)
+			case lo.Err != nil:
+				return nil, fmt.Errorf("%s/%d: %w", topic, p, lo.Err)
+			}
+			o.Set(topic, p, lo.Offset)
+		}
+	}
+	return o, nil
+}

@@ -1,0 +1,240 @@
+package kafkasrc
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// DefaultTimeout bounds broker discovery and metadata calls when a Timeout of
+// zero is given.
+const DefaultTimeout = 10 * time.Second
+
+// Reader fetch defaults, larger than Kafka's (50 MiB / 1 MiB) because each
+// partition reader has its own client and reads long exact ranges.
+const (
+	defaultFetchMaxBytes          = 64 << 20
+	defaultFetchMaxPartitionBytes = 8 << 20
+)
+
+// Config configures a Source. The zero value of every field but Brokers is
+// usable.
+type Config struct {
+	// Brokers are the bootstrap brokers as host:port. Required unless
+	// Options holds "bootstrap.servers".
+	Brokers []string
+	// Options is Spark's "kafka.*" option passthrough with the prefix
+	// stripped, e.g. {"fetch.max.bytes": "1048576"}. Unknown options are an
+	// error listing the supported ones; see SupportedOptions.
+	Options map[string]string
+	// Timeout bounds reaching a broker and each metadata or offsets call;
+	// default DefaultTimeout (10s).
+	Timeout time.Duration
+	// Logger receives warnings and debug logs; default slog.Default().
+	Logger *slog.Logger
+}
+
+// kafkaOption maps one Kafka client setting onto franz-go.
+type kafkaOption struct {
+	what  string // the expected value, for errors
+	apply func(v string, o *clientConfig) error
+}
+
+// clientConfig is Config resolved into franz-go options.
+type clientConfig struct {
+	brokers       []string
+	timeout       time.Duration
+	log           *slog.Logger
+	common        []kgo.Opt // every client
+	consume       []kgo.Opt // partition readers only
+	readCommitted bool
+}
+
+func intOption(what string, min int64, bitSize int, opt func(int64) kgo.Opt) kafkaOption {
+	return kafkaOption{what: what, apply: func(v string, o *clientConfig) error {
+		n, err := strconv.ParseInt(v, 10, bitSize)
+		if err != nil || n < min {
+			return errInvalid
+		}
+		o.consume = append(o.consume, opt(n))
+		return nil
+	}}
+}
+
+func msOption(what string, opt func(time.Duration) kgo.Opt) kafkaOption {
+	return kafkaOption{what: what, apply: func(v string, o *clientConfig) error {
+		n, err := strconv.ParseInt(v, 10, 32)
+		if err != nil || n < 0 {
+			return errInvalid
+		}
+		o.common = append(o.common, opt(time.Duration(n)*time.Millisecond))
+		return nil
+	}}
+}
+
+// errInvalid is returned by option parsers for a malformed value; resolve
+// turns it into a user-facing error naming the expected value.
+var errInvalid = errors.New("invalid value")
+
+var kafkaOptions = map[string]kafkaOption{
+	"bootstrap.servers": {what: "host:port[,host:port...]", apply: func(v string, o *clientConfig) error {
+		brokers, err := ParseBrokers(v)
+		if err != nil {
+			return err
+		}
+		if len(o.brokers) > 0 && !slices.Equal(o.brokers, brokers) {
+			return errorf(ErrInvalidConfig, "kafka: brokers are set twice, to %s and by kafka.bootstrap.servers to %s; set them once",
+				strings.Join(o.brokers, ","), v)
+		}
+		o.brokers = brokers
+		return nil
+	}},
+	"client.id": {what: "a client id", apply: func(v string, o *clientConfig) error {
+		o.common = append(o.common, kgo.ClientID(v))
+		return nil
+	}},
+	"fetch.max.bytes": intOption("bytes > 0", 1, 32, func(n int64) kgo.Opt {
+		return kgo.FetchMaxBytes(int32(n))
+	}),
+	"max.partition.fetch.bytes": intOption("bytes > 0", 1, 32, func(n int64) kgo.Opt {
+		return kgo.FetchMaxPartitionBytes(int32(n))
+	}),
+	"fetch.min.bytes": intOption("bytes >= 1", 1, 32, func(n int64) kgo.Opt {
+		return kgo.FetchMinBytes(int32(n))
+	}),
+	"fetch.max.wait.ms": intOption("milliseconds >= 0", 0, 32, func(n int64) kgo.Opt {
+		return kgo.FetchMaxWait(time.Duration(n) * time.Millisecond)
+	}),
+	"isolation.level": {what: "read_uncommitted or read_committed", apply: func(v string, o *clientConfig) error {
+		switch v {
+		case "read_uncommitted":
+			o.readCommitted = false
+		case "read_committed":
+			o.readCommitted = true
+		default:
+			return errInvalid
+		}
+		return nil
+	}},
+	"request.timeout.ms":                 msOption("milliseconds >= 0", kgo.RequestTimeoutOverhead),
+	"connections.max.idle.ms":            msOption("milliseconds >= 0", kgo.ConnIdleTimeout),
+	"metadata.max.age.ms":                msOption("milliseconds >= 0", kgo.MetadataMaxAge),
+	"socket.connection.setup.timeout.ms": msOption("milliseconds >= 0", kgo.DialTimeout),
+	"retry.backoff.ms": msOption("milliseconds >= 0", func(d time.Duration) kgo.Opt {
+		return kgo.RetryBackoffFn(func(int) time.Duration { return d })
+	}),
+}
+
+// unsupportedOptions are Kafka settings Spark rejects, with what to do instead.
+var unsupportedOptions = map[string]string{
+	"auto.offset.reset":  "set the startingOffsets source option instead",
+	"enable.auto.commit": "offsets are tracked in the checkpoint, not committed to Kafka",
+	"key.deserializer":   "keys are always read as bytes; cast them in the query",
+	"value.deserializer": "values are always read as bytes; cast them in the query",
+	"group.id":           "partitions are read directly, without a consumer group",
+}
+
+// SupportedOptions returns the "kafka.*" options (prefix stripped) that
+// Config.Options accepts, sorted.
+func SupportedOptions() []string {
+	return sortedKeys(kafkaOptions)
+}
+
+// resolve validates c and turns it into franz-go options.
+func (c Config) resolve() (clientConfig, error) {
+	o := clientConfig{timeout: c.Timeout, log: c.Logger}
+	if o.timeout <= 0 {
+		o.timeout = DefaultTimeout
+	}
+	if o.log == nil {
+		o.log = slog.Default()
+	}
+	if len(c.Brokers) > 0 {
+		if err := validateBrokers(c.Brokers); err != nil {
+			return clientConfig{}, err
+		}
+		o.brokers = slices.Clone(c.Brokers)
+	}
+	o.consume = []kgo.Opt{
+		kgo.FetchMaxBytes(defaultFetchMaxBytes),
+		kgo.FetchMaxPartitionBytes(defaultFetchMaxPartitionBytes),
+		kgo.BrokerMaxReadBytes(2 * defaultFetchMaxBytes),
+	}
+	for _, name := range sortedKeys(c.Options) {
+		v := strings.TrimSpace(c.Options[name])
+		if why, ok := unsupportedOptions[name]; ok {
+			return clientConfig{}, errorf(ErrInvalidConfig, "kafka: option kafka.%s is not supported: %s", name, why)
+		}
+		opt, ok := kafkaOptions[name]
+		if !ok {
+			return clientConfig{}, errorf(ErrInvalidConfig, "kafka: unknown option kafka.%s (supported: kafka.%s)",
+				name, strings.Join(SupportedOptions(), ", kafka."))
+		}
+		if err := opt.apply(v, &o); err == errInvalid {
+			return clientConfig{}, errorf(ErrInvalidConfig, "kafka: option kafka.%s=%q is invalid: want %s", name, v, opt.what)
+		} else if err != nil {
+			return clientConfig{}, err
+		}
+	}
+	if len(o.brokers) == 0 {
+		return clientConfig{}, errorf(ErrInvalidConfig, "kafka: no brokers given (set --brokers or kafka.bootstrap.servers, e.g. localhost:9092)")
+	}
+	o.common = append([]kgo.Opt{
+		kgo.SeedBrokers(o.brokers...),
+		kgo.WithLogger(kgoLogger{o.log}),
+		kgo.DialTimeout(min(o.timeout, 10*time.Second)),
+	}, o.common...)
+	if o.readCommitted {
+		o.consume = append(o.consume, kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	}
+	return o, nil
+}
+
+// ParseBrokers splits a comma-separated broker list ("s1:9092,s2:9092"),
+// trimming spaces, and checks that each entry is host:port.
+func ParseBrokers(s string) ([]string, error) {
+	var brokers []string
+	for b := range strings.SplitSeq(s, ",") {
+		if b = strings.TrimSpace(b); b != "" {
+			brokers = append(brokers, b)
+		}
+	}
+	if len(brokers) == 0 {
+		return nil, errorf(ErrInvalidConfig, "kafka: empty broker list %q (want host:port[,host:port...], e.g. localhost:9092)", s)
+	}
+	if err := validateBrokers(brokers); err != nil {
+		return nil, err
+	}
+	return brokers, nil
+}
+
+func validateBrokers(brokers []string) error {
+	for _, b := range brokers {
+		host, port, err := net.SplitHostPort(b)
+		n, perr := strconv.ParseUint(port, 10, 16)
+		if err != nil || host == "" || perr != nil || n == 0 {
+			return errorf(ErrInvalidConfig, "kafka: broker %q is not host:port (e.g. localhost:9092)", b)
+		}
+	}
+	return nil
+}
+
+// kgoLogger forwards franz-go's warnings and errors to slog.
+type kgoLogger struct{ l *slog.Logger }
+
+func (k kgoLogger) Level() kgo.LogLevel { return kgo.LogLevelWarn }
+
+func (k kgoLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
+	lvl := slog.LevelWarn
+	if level == kgo.LogLevelError {
+		lvl = slog.LevelError
+	}
+	k.l.Log(context.Background(), lvl, "franz-go: "+msg, keyvals...)
+}

@@ -1,0 +1,110 @@
+package kafkasrc
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// newFake starts a one-broker kfake cluster with the topic created.
+func newFake(t testing.TB, topic string, partitions int32) *kfake.Cluster {
+	t.Helper()
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(partitions, topic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+func testCtx(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// produceN produces n records "p<partition>-<i>" to one partition, with i
+// continuing from first.
+func produceN(t testing.TB, addrs []string, topic string, partition int32, first, n int, opts ...kgo.Opt) {
+	t.Helper()
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(addrs...), kgo.RecordPartitioner(kgo.ManualPartitioner())}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	recs := make([]*kgo.Record, n)
+	for i := range recs {
+		recs[i] = &kgo.Record{Topic: topic, Partition: partition, Value: fmt.Appendf(nil, "p%d-%d", partition, first+i)}
+	}
+	if err := cl.ProduceSync(testCtx(t), recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func newTestSource(t testing.TB, addrs []string, options map[string]string) *Source {
+	t.Helper()
+	s, err := NewSource(Config{Brokers: addrs, Options: options, Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+// readAll reads r and returns the offsets and values delivered, checking
+// that they are in increasing order within [From, Until).
+func readAll(t testing.TB, ctx context.Context, s *Source, r Range) (offsets []int64, values []string, err error) {
+	t.Helper()
+	err = s.ReadRange(ctx, r, func(recs []*kgo.Record) error {
+		for _, rec := range recs {
+			if rec.Offset < r.From || rec.Offset >= r.Until || rec.Partition != r.Partition || rec.Topic != r.Topic {
+				t.Errorf("range %s delivered %s/%d@%d", r, rec.Topic, rec.Partition, rec.Offset)
+			}
+			if n := len(offsets); n > 0 && rec.Offset <= offsets[n-1] {
+				t.Errorf("range %s delivered offset %d after %d", r, rec.Offset, offsets[n-1])
+			}
+			offsets = append(offsets, rec.Offset)
+			values = append(values, string(rec.Value))
+		}
+		return nil
+	})
+	return offsets, values, err
+}
+
+// freeAddr returns a loopback address nothing listens on.
+func freeAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+// waitFor polls cond until it is true or the deadline passes.
+func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func values(prefix string, from, to int) []string {
+	var out []string
+	for i := from; i < to; i++ {
+		out = append(out, prefix+strconv.Itoa(i))
+	}
+	return out
+}

@@ -1,0 +1,298 @@
+package kafkasrc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Source reads exact offset ranges with franz-go, by direct partition reads
+// (no consumer group, no rebalancing). It keeps a pool of long-lived readers,
+// each its own franz-go client consuming one partition, and reuses a reader
+// whose position is where the next range starts, so consecutive batches
+// stream without seeking. All methods are safe for concurrent use.
+type Source struct {
+	cc    clientConfig
+	admin *Admin
+	log   *slog.Logger
+
+	mu struct {
+		sync.Mutex
+		closed bool
+		idle   map[topicPartition][]*partitionReader
+		all    map[*partitionReader]struct{}
+	}
+	reads sync.WaitGroup // in-flight ReadRange calls, waited for by Close
+}
+
+type topicPartition struct {
+	topic     string
+	partition int32
+}
+
+// partitionReader is a franz-go client consuming one partition. It is used by
+// one ReadRange at a time (it is out of the idle pool meanwhile).
+type partitionReader struct {
+	tp  topicPartition
+	log *slog.Logger
+	cl  *kgo.Client
+	// next is the offset the client delivers next (the first leftover
+	// record's offset or beyond); -1 when unknown.
+	next int64
+	// leftover holds fetched records at offsets >= next not yet delivered.
+	leftover []*kgo.Record
+}
+
+// NewSource validates cfg and returns a Source. It does not dial; the first
+// call that needs a broker does.
+func NewSource(cfg Config) (*Source, error) {
+	cc, err := cfg.resolve()
+	if err != nil {
+		return nil, err
+	}
+	admin, err := newAdmin(cc)
+	if err != nil {
+		return nil, err
+	}
+	s := &Source{cc: cc, admin: admin, log: cc.log}
+	s.mu.idle = make(map[topicPartition][]*partitionReader)
+	s.mu.all = make(map[*partitionReader]struct{})
+	return s, nil
+}
+
+// Offsets returns the log start offsets (earliest) and high watermarks
+// (latest; the last stable offsets with kafka.isolation.level=read_committed)
+// of every partition of the topics. A missing topic is an error wrapping
+// ErrUnknownTopic; no broker answering within Config.Timeout is an error
+// wrapping ErrUnreachable.
+func (s *Source) Offsets(ctx context.Context, topics []string) (earliest, latest Offsets, err error) {
+	if s.isClosed() {
+		return nil, nil, ErrClosed
+	}
+	return s.admin.offsets(ctx, topics)
+}
+
+// ReadRange delivers every record with r.From <= offset < r.Until, in offset
+// order, to fn in slices; fn must not retain a slice after it returns, but may
+// keep the records. It stops exactly at r.Until: records fetched beyond are
+// kept for a following ReadRange of the same partition starting at r.Until.
+// Transaction markers and compaction gaps take offsets without delivering a
+// record. Under read_uncommitted (the default, as in Spark) aborted
+// transactional records are delivered.
+//
+// ReadRange waits for offsets that are not yet in the log, so r.Until should
+// not exceed the latest offset; it returns when ctx ends, with ctx's error.
+// fn's error is returned as is. ReadRange is safe to call concurrently, also
+// for the same partition (each concurrent call uses its own reader).
+func (s *Source) ReadRange(ctx context.Context, r Range, fn func(recs []*kgo.Record) error) error {
+	if r.From < 0 || r.Until < r.From {
+		return errorf(ErrInvalidOffsets, "kafka: invalid range %s: want 0 <= from <= until", r)
+	}
+	if r.From == r.Until {
+		return nil
+	}
+	rd, err := s.acquire(r)
+	if err != nil {
+		return err
+	}
+	defer s.reads.Done()
+	err = rd.read(ctx, r, fn)
+	if err != nil {
+		rd.next, rd.leftover = -1, nil // position unknown: reposition next time
+		if errors.Is(err, kgo.ErrClientClosed) {
+			err = ErrClosed
+		}
+	}
+	s.release(rd)
+	return err
+}
+
+// acquire takes an idle reader of r's partition, preferring one positioned at
+// r.From, or creates one. It registers the call with s.reads.
+func (s *Source) acquire(r Range) (*partitionReader, error) {
+	tp := topicPartition{r.Topic, r.Partition}
+	var stale *kgo.Client // closed after unlocking: Close can take a while
+	defer func() {
+		if stale != nil {
+			stale.Close()
+		}
+	}()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.mu.closed {
+		return nil, ErrClosed
+	}
+	idle := s.mu.idle[tp]
+	pick := len(idle) - 1 // the most recently used, if none is positioned
+	for i, rd := range idle {
+		if rd.next == r.From {
+			pick = i
+			break
+		}
+	}
+	var rd *partitionReader
+	if pick >= 0 {
+		rd = idle[pick]
+		s.mu.idle[tp] = append(idle[:pick], idle[pick+1:]...)
+		if rd.next == r.From {
+			s.reads.Add(1)
+			return rd, nil
+		}
+		s.log.Debug("kafka: repositioning partition reader", "topic", r.Topic, "partition", r.Partition, "from", rd.next, "to", r.From)
+		stale = rd.cl
+		delete(s.mu.all, rd)
+	}
+	rd = &partitionReader{tp: tp, log: s.log}
+	if err := s.connectLocked(rd, r.From); err != nil {
+		return nil, err
+	}
+	s.mu.all[rd] = struct{}{}
+	s.reads.Add(1)
+	return rd, nil
+}
+
+// connectLocked gives rd a new client consuming its partition from offset.
+// Creating a client does not dial, so it is cheap enough to do under s.mu.
+func (s *Source) connectLocked(rd *partitionReader, offset int64) error {
+	opts := append(append(append([]kgo.Opt(nil), s.cc.common...), s.cc.consume...),
+		kgo.KeepControlRecords(),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{
+			rd.tp.topic: {rd.tp.partition: kgo.NewOffset().At(offset)},
+		}),
+	)
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return wrapf(ErrInvalidConfig, err, "kafka: creating reader for %s/%d: %v", rd.tp.topic, rd.tp.partition, err)
+	}
+	rd.cl, rd.next, rd.leftover = cl, offset, nil
+	return nil
+}
+
+// release returns rd to the idle pool, or closes it if the Source closed.
+func (s *Source) release(rd *partitionReader) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.mu.closed {
+		rd.cl.Close()
+		return
+	}
+	s.mu.idle[rd.tp] = append(s.mu.idle[rd.tp], rd)
+}
+
+func (s *Source) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.mu.closed
+}
+
+// Close stops every reader, makes in-flight ReadRange calls return ErrClosed,
+// waits for them and releases all connections. It is idempotent.
+func (s *Source) Close() {
+	s.mu.Lock()
+	if s.mu.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.mu.closed = true
+	for rd := range s.mu.all {
+		rd.cl.Close() // unblocks an in-flight PollFetches
+	}
+	s.mu.all, s.mu.idle = nil, nil
+	s.mu.Unlock()
+	s.reads.Wait()
+	s.admin.Close()
+}
+
+// read delivers r from rd's leftover and new fetches. On success rd is
+// positioned at r.Until.
+func (rd *partitionReader) read(ctx context.Context, r Range, fn func([]*kgo.Record) error) error {
+	recs, pos := rd.leftover, r.From
+	rd.leftover = nil
+	for {
+		rest, next, done, err := deliver(recs, pos, r.Until, fn)
+		if err != nil {
+			return err
+		}
+		if done {
+			rd.next, rd.leftover = r.Until, rest
+			return nil
+		}
+		pos = next
+		fetches := rd.cl.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := rd.fetchErr(fetches, r); err != nil {
+			return err
+		}
+		recs = nil
+		fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
+			if recs == nil {
+				recs = fp.Records
+			} else {
+				recs = append(recs, fp.Records...)
+			}
+		})
+	}
+}
+
+// fetchErr returns the first fatal error in fetches.
+func (rd *partitionReader) fetchErr(fetches kgo.Fetches, r Range) error {
+	var first error
+	fetches.EachError(func(topic string, p int32, err error) {
+		var loss *kgo.ErrDataLoss
+		switch {
+		case first != nil:
+		case errors.As(err, &loss):
+			// Offsets below the log start were deleted; the planner reports
+			// data loss, the reader just continues at the new start.
+			rd.log.Debug("kafka: offsets deleted while reading", "range", r.String(), "err", err)
+		case errors.Is(err, kgo.ErrClientClosed), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+			first = err
+		case errors.Is(err, kerr.UnknownTopicOrPartition):
+			first = wrapf(ErrUnknownTopic, err, "kafka: reading %s: topic %q or partition %d does not exist (was the topic deleted?)", r, topic, p)
+		default:
+			first = fmt.Errorf("kafka: reading %s: %w", r, err)
+		}
+	})
+	return first
+}
+
+// deliver hands fn the records of recs in [pos, until), skipping control
+// records and records below pos. It returns the records at or beyond until,
+// the next expected offset, and whether the range is complete.
+func deliver(recs []*kgo.Record, pos, until int64, fn func([]*kgo.Record) error) (rest []*kgo.Record, next int64, done bool, err error) {
+	run := 0 // start of the run of deliverable records
+	flush := func(end int) error {
+		if end > run {
+			return fn(recs[run:end])
+		}
+		return nil
+	}
+	for i, rec := range recs {
+		switch {
+		case rec.Offset >= until:
+			if err := flush(i); err != nil {
+				return nil, pos, false, err
+			}
+			return recs[i:], until, true, nil
+		case rec.Offset < pos || rec.Attrs.IsControl():
+			if err := flush(i); err != nil {
+				return nil, pos, false, err
+			}
+			run = i + 1
+			pos = max(pos, rec.Offset+1)
+		default:
+			pos = rec.Offset + 1
+		}
+	}
+	if err := flush(len(recs)); err != nil {
+		return nil, pos, false, err
+	}
+	return nil, pos, pos >= until, nil
+}

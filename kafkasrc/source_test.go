@@ -1,0 +1,313 @@
+package kafkasrc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+func TestSourceOffsetsAndConsecutiveBatches(t *testing.T) {
+	ctx := testCtx(t)
+	c := newFake(t, "logs", 3)
+	addrs := c.ListenAddrs()
+	for p := range int32(3) {
+		produceN(t, addrs, "logs", p, 0, 40*int(p+1))
+	}
+	s := newTestSource(t, addrs, nil)
+	earliest, latest, err := s.Offsets(ctx, []string{"logs"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (Offsets{"logs": {0: 40, 1: 80, 2: 120}}); !equalOffsets(latest, want) {
+		t.Fatalf("latest = %v, want %v", latest, want)
+	}
+	if want := (Offsets{"logs": {0: 0, 1: 0, 2: 0}}); !equalOffsets(earliest, want) {
+		t.Fatalf("earliest = %v, want %v", earliest, want)
+	}
+
+	// Batches capped at 50 offsets, with more data arriving in between:
+	// every record is read exactly once, in order.
+	got := map[int32][]string{}
+	in := PlanInput{Starting: StartingOffsets{Earliest: true}, MaxOffsetsPerTrigger: 50, FailOnDataLoss: true}
+	for batch := 0; ; batch++ {
+		if batch == 3 {
+			produceN(t, addrs, "logs", 0, 40, 25)
+		}
+		if in.Earliest, in.Latest, err = s.Offsets(ctx, []string{"logs"}); err != nil {
+			t.Fatal(err)
+		}
+		plan, err := PlanBatch(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(plan.Ranges) == 0 {
+			break
+		}
+		for _, r := range plan.Ranges {
+			offs, vals, err := readAll(t, ctx, s, r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if int64(len(offs)) != r.Len() {
+				t.Fatalf("batch %d: range %s gave %d records", batch, r, len(offs))
+			}
+			got[r.Partition] = append(got[r.Partition], vals...)
+		}
+		in.Prev = plan.End
+	}
+	for p, n := range map[int32]int{0: 65, 1: 80, 2: 120} {
+		if want := values(fmt.Sprintf("p%d-", p), 0, n); !slices.Equal(got[p], want) {
+			t.Errorf("partition %d: got %d records %q..., want %d", p, len(got[p]), head(got[p]), n)
+		}
+	}
+}
+
+func head(s []string) []string { return s[:min(len(s), 5)] }
+
+func TestReadRangeNonContiguousAndConcurrent(t *testing.T) {
+	ctx := testCtx(t)
+	c := newFake(t, "logs", 2)
+	produceN(t, c.ListenAddrs(), "logs", 0, 0, 500)
+	produceN(t, c.ListenAddrs(), "logs", 1, 0, 500)
+	s := newTestSource(t, c.ListenAddrs(), map[string]string{"max.partition.fetch.bytes": "1024"})
+
+	for _, r := range []Range{{"logs", 0, 300, 310}, {"logs", 0, 10, 20}, {"logs", 0, 20, 21}, {"logs", 0, 499, 500}, {"logs", 0, 0, 500}, {"logs", 0, 5, 5}} {
+		offs, vals, err := readAll(t, ctx, s, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := values("p0-", int(r.From), int(r.Until)); !slices.Equal(vals, want) || int64(len(offs)) != r.Len() {
+			t.Fatalf("range %s: got %q, want %q", r, head(vals), head(want))
+		}
+	}
+
+	// Concurrent reads of both partitions and of the same partition.
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Go(func() {
+			r := Range{Topic: "logs", Partition: int32(i % 2), From: int64(i * 50), Until: int64(i*50 + 100)}
+			_, vals, err := readAll(t, ctx, s, r)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if want := values(fmt.Sprintf("p%d-", r.Partition), int(r.From), int(r.Until)); !slices.Equal(vals, want) {
+				t.Errorf("range %s: got %q", r, head(vals))
+			}
+		})
+	}
+	wg.Wait()
+}
+
+func TestReadRangeCancelAndFnError(t *testing.T) {
+	c := newFake(t, "logs", 1)
+	produceN(t, c.ListenAddrs(), "logs", 0, 0, 100)
+	s := newTestSource(t, c.ListenAddrs(), nil)
+
+	// Until beyond the log: ReadRange delivers what exists, then waits for ctx.
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	offs, _, err := readAll(t, ctx, s, Range{"logs", 0, 0, 200})
+	if !errors.Is(err, context.DeadlineExceeded) || len(offs) != 100 {
+		t.Fatalf("got %d records, err %v; want 100 and context.DeadlineExceeded", len(offs), err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("ReadRange took %v to notice ctx", d)
+	}
+
+	boom := errors.New("boom")
+	err = s.ReadRange(testCtx(t), Range{"logs", 0, 0, 50}, func([]*kgo.Record) error { return boom })
+	if !errors.Is(err, boom) {
+		t.Fatalf("err = %v, want fn's error", err)
+	}
+	// The reader recovers at any position.
+	if _, vals, err := readAll(t, testCtx(t), s, Range{"logs", 0, 40, 60}); err != nil || !slices.Equal(vals, values("p0-", 40, 60)) {
+		t.Fatalf("after errors: %q, %v", head(vals), err)
+	}
+
+	if err := s.ReadRange(testCtx(t), Range{"logs", 0, 5, 4}, nil); !errors.Is(err, ErrInvalidOffsets) {
+		t.Fatalf("inverted range: err = %v, want ErrInvalidOffsets", err)
+	}
+	s.Close()
+	if err := s.ReadRange(testCtx(t), Range{"logs", 0, 0, 1}, nil); !errors.Is(err, ErrClosed) {
+		t.Fatalf("after Close: err = %v, want ErrClosed", err)
+	}
+}
+
+func TestReadRangeCloseUnblocksRead(t *testing.T) {
+	c := newFake(t, "logs", 1)
+	s := newTestSource(t, c.ListenAddrs(), nil)
+	done := make(chan error, 1)
+	go func() {
+		done <- s.ReadRange(context.Background(), Range{"logs", 0, 0, 1}, func([]*kgo.Record) error { return nil })
+	}()
+	time.Sleep(200 * time.Millisecond) // let the read block waiting for data
+	s.Close()
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrClosed) {
+			t.Fatalf("err = %v, want ErrClosed", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close did not unblock ReadRange")
+	}
+}
+
+// TestReadRangeTransactions checks that commit and abort markers end ranges
+// (ReadRange must not wait for a record at the marker's offset) and that
+// aborted records are delivered under read_uncommitted and skipped under
+// read_committed.
+func TestReadRangeTransactions(t *testing.T) {
+	ctx := testCtx(t)
+	c := newFake(t, "logs", 1)
+	addrs := c.ListenAddrs()
+	txn := func(first, n int, commit kgo.TransactionEndTry) {
+		cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.TransactionalID("tx"), kgo.DefaultProduceTopic("logs"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cl.Close()
+		if err := cl.BeginTransaction(); err != nil {
+			t.Fatal(err)
+		}
+		for i := range n {
+			cl.Produce(ctx, kgo.StringRecord(fmt.Sprintf("p0-%d", first+i)), nil)
+		}
+		if err := cl.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := cl.EndTransaction(ctx, commit); err != nil {
+			t.Fatal(err)
+		}
+	}
+	txn(0, 5, kgo.TryCommit) // offsets 0-4, commit marker at 5
+	txn(5, 3, kgo.TryAbort)  // offsets 6-8, abort marker at 9
+
+	for _, tc := range []struct {
+		isolation string
+		want      []string
+	}{
+		{"read_uncommitted", append(values("p0-", 0, 5), values("p0-", 5, 8)...)},
+		{"read_committed", values("p0-", 0, 5)},
+	} {
+		s := newTestSource(t, addrs, map[string]string{"isolation.level": tc.isolation})
+		_, latest, err := s.Offsets(ctx, []string{"logs"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if latest["logs"][0] != 10 {
+			t.Fatalf("%s: latest = %v, want 10", tc.isolation, latest)
+		}
+		var got []string
+		for _, r := range []Range{{"logs", 0, 0, 6}, {"logs", 0, 6, 10}} {
+			rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			_, vals, err := readAll(t, rctx, s, r)
+			cancel()
+			if err != nil {
+				t.Fatalf("%s: range %s: %v", tc.isolation, r, err)
+			}
+			got = append(got, vals...)
+		}
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("%s: got %q, want %q", tc.isolation, got, tc.want)
+		}
+	}
+}
+
+func TestReadRangeDeletedRecords(t *testing.T) {
+	ctx := testCtx(t)
+	c := newFake(t, "logs", 1)
+	produceN(t, c.ListenAddrs(), "logs", 0, 0, 100)
+	if err := c.DeleteRecords("logs", 0, 60); err != nil {
+		t.Fatal(err)
+	}
+	s := newTestSource(t, c.ListenAddrs(), nil)
+	earliest, latest, err := s.Offsets(ctx, []string{"logs"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if earliest["logs"][0] != 60 || latest["logs"][0] != 100 {
+		t.Fatalf("offsets = %v %v, want 60 and 100", earliest, latest)
+	}
+	in := PlanInput{Prev: Offsets{"logs": {0: 10}}, Earliest: earliest, Latest: latest, FailOnDataLoss: true}
+	if _, err := PlanBatch(in); !errors.Is(err, ErrDataLoss) || !strings.Contains(err.Error(), "logs/0: offsets [10, 60) were deleted") {
+		t.Fatalf("PlanBatch error = %v, want data loss of [10, 60)", err)
+	}
+	in.FailOnDataLoss = false
+	plan, err := PlanBatch(in)
+	if err != nil || len(plan.Warnings) != 1 || rangesString(plan.Ranges) != "logs/0[60,100)" {
+		t.Fatalf("plan = %+v, %v", plan, err)
+	}
+	// A range that starts in deleted data reads what is left of it.
+	if _, vals, err := readAll(t, ctx, s, Range{"logs", 0, 10, 70}); err != nil || !slices.Equal(vals, values("p0-", 60, 70)) {
+		t.Fatalf("got %q, %v; want p0-60..p0-69", vals, err)
+	}
+}
+
+func TestOffsetsErrors(t *testing.T) {
+	ctx := testCtx(t)
+	c := newFake(t, "logs", 1)
+	s := newTestSource(t, c.ListenAddrs(), nil)
+	addr := c.ListenAddrs()[0]
+	_, _, err := s.Offsets(ctx, []string{"logs", "nope"})
+	want := fmt.Sprintf(`kafka: topic "nope" does not exist on %s (create it: gostream topics create nope --partitions 3 --brokers %s)`, addr, addr)
+	if !errors.Is(err, ErrUnknownTopic) || err.Error() != want {
+		t.Fatalf("err = %v\nwant %s", err, want)
+	}
+
+	dead := freeAddr(t)
+	s2, err := NewSource(Config{Brokers: []string{dead}, Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	start := time.Now()
+	_, _, err = s2.Offsets(ctx, []string{"logs"})
+	took := time.Since(start)
+	want = fmt.Sprintf("kafka: no broker reachable at %s after 1s (is Kafka running? check --brokers)", dead)
+	if !errors.Is(err, ErrUnreachable) || err.Error() != want {
+		t.Fatalf("err = %v\nwant %s", err, want)
+	}
+	if took > 3*time.Second {
+		t.Fatalf("unreachable error took %v, want about the 1s timeout", took)
+	}
+}
+
+func TestConfigOptions(t *testing.T) {
+	tests := []struct {
+		cfg    Config
+		errHas string
+	}{
+		{cfg: Config{Brokers: []string{"localhost:9092"}, Options: map[string]string{"fetch.max.bytes": "1048576", "isolation.level": "read_committed", "client.id": "x", "request.timeout.ms": "30000"}}},
+		{cfg: Config{Options: map[string]string{"bootstrap.servers": "a:1, b:2"}}},
+		{cfg: Config{}, errHas: "no brokers given"},
+		{cfg: Config{Brokers: []string{"localhost"}}, errHas: `broker "localhost" is not host:port`},
+		{cfg: Config{Brokers: []string{"a:1"}, Options: map[string]string{"bootstrap.servers": "b:2"}}, errHas: "brokers are set twice"},
+		{cfg: Config{Brokers: []string{"a:1"}, Options: map[string]string{"fetch.max.bytez": "1"}}, errHas: "unknown option kafka.fetch.max.bytez (supported: kafka.bootstrap.servers, kafka.client.id"},
+		{cfg: Config{Brokers: []string{"a:1"}, Options: map[string]string{"fetch.max.bytes": "-1"}}, errHas: `kafka.fetch.max.bytes="-1" is invalid: want bytes > 0`},
+		{cfg: Config{Brokers: []string{"a:1"}, Options: map[string]string{"isolation.level": "serializable"}}, errHas: "want read_uncommitted or read_committed"},
+		{cfg: Config{Brokers: []string{"a:1"}, Options: map[string]string{"auto.offset.reset": "earliest"}}, errHas: "set the startingOffsets source option instead"},
+	}
+	for _, tt := range tests {
+		s, err := NewSource(tt.cfg)
+		if tt.errHas == "" {
+			if err != nil {
+				t.Errorf("NewSource(%+v): %v", tt.cfg, err)
+			} else {
+				s.Close()
+			}
+			continue
+		}
+		if !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), tt.errHas) {
+			t.Errorf("NewSource(%+v) error = %v, want ErrInvalidConfig containing %q", tt.cfg, err, tt.errHas)
+		}
+	}
+}

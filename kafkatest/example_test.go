@@ -1,0 +1,55 @@
+package kafkatest_test
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/gostream/gostream/kafkatest"
+)
+
+// A test starts a 3-broker cluster with a topic, produces to it with
+// franz-go and feeds it lines through Kafka's own console producer. The
+// cluster stops when the test ends.
+func ExampleStart() {
+	var t testing.TB // the *testing.T of your test
+
+	c := kafkatest.Start(t, kafkatest.Topic("logs", 3, 2))
+
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Addrs()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx := context.Background()
+	rec := &kgo.Record{Topic: "logs", Value: []byte("hello world")}
+	if err := cl.ProduceSync(ctx, rec).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+
+	// A topic of its own for this test, fed through kafka-console-producer.
+	topic := kafkatest.UniqueTopic(t, "lines")
+	if err := c.CreateTopic(ctx, topic, 1, 1); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.NewReader("to be or not to be\nthat is the question\n")
+	if err := c.ConsoleProduce(ctx, topic, lines, map[string]string{"compression.type": "gzip"}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestMain, or a benchmark program, shares one cluster across many tests.
+func ExampleStartCluster() {
+	ctx := context.Background()
+	c, err := kafkatest.StartCluster(ctx, kafkatest.Brokers(1))
+	if err != nil {
+		slog.Error("no Kafka", "err", err)
+		os.Exit(1)
+	}
+	defer c.Close()
+	slog.Info("Kafka up", "bootstrap.servers", c.BootstrapServers())
+}

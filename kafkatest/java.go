@@ -1,0 +1,84 @@
+package kafkatest
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"time"
+)
+
+// jvmToolFlags are the JVM flags for short-lived Kafka tools.
+var jvmToolFlags = []string{
+	"-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+	"-Djava.awt.headless=true", "-Dfile.encoding=UTF-8",
+}
+
+// jvmBrokerFlags are the JVM flags for brokers: small heap, fast start.
+var jvmBrokerFlags = []string{
+	"-Xmx512m", "-Xms128m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+	"-XX:+ExitOnOutOfMemoryError", "-Djava.awt.headless=true", "-Dfile.encoding=UTF-8",
+}
+
+// javaPath returns $JAVA_HOME/bin/java when JAVA_HOME is set, else java on
+// PATH.
+func javaPath() (string, error) {
+	if home := os.Getenv("JAVA_HOME"); home != "" {
+		p := filepath.Join(home, "bin", "java")
+		if _, err := os.Stat(p); err != nil {
+			return "", fmt.Errorf("%w: JAVA_HOME=%s has no bin/java (fix or unset JAVA_HOME): %v", ErrJava, home, err)
+		}
+		return p, nil
+	}
+	p, err := exec.LookPath("java")
+	if err != nil {
+		return "", fmt.Errorf("%w: no java on PATH (install Java 17+ or set JAVA_HOME): %v", ErrJava, err)
+	}
+	return p, nil
+}
+
+// javaCommand builds a JVM command running class main from the jars in libs.
+// log4jConf is the log4j 1 properties file; logsDir is kafka.logs.dir. With a
+// non-nil ctx, cancelling ctx kills the JVM's process group; brokers pass nil
+// and are stopped by Close.
+func javaCommand(ctx context.Context, java string, flags []string, libs, log4jConf, logsDir, main string, args ...string) *exec.Cmd {
+	argv := append([]string{}, flags...)
+	argv = append(argv,
+		"-Dlog4j.configuration=file:"+log4jConf,
+		"-Dkafka.logs.dir="+logsDir,
+		"-cp", filepath.Join(libs, "*"),
+		main)
+	argv = append(argv, args...)
+	if ctx == nil {
+		cmd := exec.Command(java, argv...)
+		setProcAttrs(cmd)
+		return cmd
+	}
+	return toolCommand(ctx, java, argv...)
+}
+
+// toolCommand is exec.CommandContext for a child that must die with us and
+// whose whole process group is killed when ctx is cancelled.
+func toolCommand(ctx context.Context, name string, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, name, args...)
+	setProcAttrs(cmd)
+	cmd.Cancel = func() error { return signalGroup(cmd, syscall.SIGKILL) }
+	cmd.WaitDelay = 5 * time.Second
+	return cmd
+}
+
+// setProcAttrs puts the child in its own process group and has the kernel
+// kill it when this process dies, even by SIGKILL.
+func setProcAttrs(cmd *exec.Cmd) {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+}
+
+// signalGroup sends sig to the process group of a started command.
+func signalGroup(cmd *exec.Cmd, sig syscall.Signal) error {
+	if cmd.Process == nil {
+		return nil
+	}
+	return syscall.Kill(-cmd.Process.Pid, sig)
+}

@@ -1,0 +1,471 @@
+package operators
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+
+	"github.com/cespare/xxhash/v2"
+
+	"github.com/gostream/gostream/proto/planpb"
+)
+
+// Aggregation is a compiled groupBy/agg: the narrow chain below it, the
+// group keys and the aggregate functions. It is safe for concurrent use; the
+// per-task state lives in the HashAggs it creates.
+type Aggregation struct {
+	input    *Narrow
+	node     *planpb.Aggregate
+	aggs     []aggSpec
+	keyTypes []planpb.DataType
+	schema   Schema // group keys, then aggregates
+}
+
+type aggSpec struct {
+	fn     planpb.AggregateFunction
+	star   bool            // count(*)
+	in     planpb.DataType // argument type
+	result planpb.DataType
+}
+
+// CompileAggregate compiles an aggregation node and the chain below it.
+func CompileAggregate(a *planpb.Aggregate) (*Aggregation, error) {
+	input, err := CompileNarrow(a.GetInput())
+	if err != nil {
+		return nil, err
+	}
+	g := &Aggregation{input: input, node: a}
+	keys, keySchema, err := compileNamed(a.GetGroupBy(), input.Schema())
+	if err != nil {
+		return nil, err
+	}
+	for i, k := range keys {
+		switch k.Type() {
+		case planpb.DataType_ARRAY_STRING, planpb.DataType_HEADERS:
+			return nil, fmt.Errorf("%w: cannot group by %s column %q", ErrType, TypeName(k.Type()), keySchema[i].Name)
+		}
+		g.keyTypes = append(g.keyTypes, k.Type())
+	}
+	g.schema = append(g.schema, keySchema...)
+	for _, ae := range a.GetAggregates() {
+		spec := aggSpec{fn: ae.GetFunction(), star: ae.GetArg() == nil}
+		if !spec.star {
+			x, err := CompileExpr(ae.GetArg(), input.Schema())
+			if err != nil {
+				return nil, fmt.Errorf("aggregate %q: %w", ae.GetName(), err)
+			}
+			spec.in = x.Type()
+		}
+		if spec.result, err = aggResultType(spec); err != nil {
+			return nil, fmt.Errorf("aggregate %q: %w", ae.GetName(), err)
+		}
+		g.aggs = append(g.aggs, spec)
+		g.schema = append(g.schema, Field{Name: ae.GetName(), Type: spec.result, Nullable: spec.fn != planpb.AggregateFunction_COUNT})
+	}
+	return g, nil
+}
+
+func aggResultType(s aggSpec) (planpb.DataType, error) {
+	switch s.fn {
+	case planpb.AggregateFunction_COUNT:
+		return planpb.DataType_LONG, nil
+	case planpb.AggregateFunction_SUM:
+		switch s.in {
+		case planpb.DataType_LONG, planpb.DataType_INT:
+			return planpb.DataType_LONG, nil
+		case planpb.DataType_DOUBLE:
+			return planpb.DataType_DOUBLE, nil
+		}
+	case planpb.AggregateFunction_AVG:
+		if isNumeric(s.in) {
+			return planpb.DataType_DOUBLE, nil
+		}
+	case planpb.AggregateFunction_MIN, planpb.AggregateFunction_MAX:
+		switch s.in {
+		case planpb.DataType_ARRAY_STRING, planpb.DataType_HEADERS:
+		default:
+			if !s.star {
+				return s.in, nil
+			}
+		}
+	}
+	return 0, fmt.Errorf("%w: %s does not apply to %s", ErrType, s.fn, TypeName(s.in))
+}
+
+// Input is the narrow chain feeding the aggregation.
+func (g *Aggregation) Input() *Narrow { return g.input }
+
+// Schema is the output schema: group keys then aggregates.
+func (g *Aggregation) Schema() Schema { return g.schema }
+
+// accum is the running state of one aggregate of one group.
+type accum struct {
+	n int64   // rows (count(*)) or non-null inputs
+	i int64   // integer sum
+	f float64 // floating sum
+	v Value   // min or max, owning its bytes
+}
+
+// HashAgg aggregates rows by key in memory. A partial HashAgg (NewPartial)
+// consumes input rows on the map side; a final one (NewFinal) merges encoded
+// partials on the reduce side. Not safe for concurrent use.
+type HashAgg struct {
+	g      *Aggregation
+	keys   []Expr
+	args   []Expr // nil for count(*)
+	index  map[string]int32
+	order  []string // keys in insertion order
+	accs   []accum  // len(order) * len(g.aggs)
+	keyBuf []byte
+	vals   []Value
+}
+
+// NewPartial returns a map-side aggregator; feed it rows with Add (or use
+// Emit as the narrow chain's output).
+func (g *Aggregation) NewPartial() (*HashAgg, error) {
+	h := g.NewFinal()
+	in := g.input.Schema()
+	var err error
+	if h.keys, _, err = compileNamed(g.node.GetGroupBy(), in); err != nil {
+		return nil, err
+	}
+	h.args = make([]Expr, len(g.aggs))
+	for i, ae := range g.node.GetAggregates() {
+		if ae.GetArg() != nil {
+			if h.args[i], err = CompileExpr(ae.GetArg(), in); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return h, nil
+}
+
+// NewFinal returns a reduce-side aggregator fed with Merge.
+func (g *Aggregation) NewFinal() *HashAgg {
+	return &HashAgg{g: g, index: make(map[string]int32), vals: make([]Value, len(g.keyTypes))}
+}
+
+// Len is the number of groups held.
+func (h *HashAgg) Len() int { return len(h.order) }
+
+// Reset forgets all groups, keeping allocated memory for reuse.
+func (h *HashAgg) Reset() {
+	clear(h.index)
+	h.order = h.order[:0]
+	h.accs = h.accs[:0]
+}
+
+// group returns the accumulators of the group with the encoded key, adding it.
+func (h *HashAgg) group(key []byte) []accum {
+	n := len(h.g.aggs)
+	if i, ok := h.index[string(key)]; ok {
+		return h.accs[int(i)*n : int(i+1)*n]
+	}
+	k := string(key)
+	h.index[k] = int32(len(h.order))
+	h.order = append(h.order, k)
+	for range n {
+		h.accs = append(h.accs, accum{})
+	}
+	return h.accs[len(h.accs)-n:]
+}
+
+// Add folds one input row into its group.
+func (h *HashAgg) Add(row Row) error {
+	for i, k := range h.keys {
+		h.vals[i] = k.Eval(row)
+	}
+	h.keyBuf = encodeKey(h.keyBuf[:0], h.vals)
+	accs := h.group(h.keyBuf)
+	for i, a := range h.args {
+		acc, spec := &accs[i], &h.g.aggs[i]
+		if a == nil {
+			acc.n++
+			continue
+		}
+		v := a.Eval(row)
+		if v.Kind == KindNull {
+			continue
+		}
+		acc.n++
+		switch spec.fn {
+		case planpb.AggregateFunction_SUM, planpb.AggregateFunction_AVG:
+			if v.Kind == KindDouble {
+				acc.f += v.F
+			} else {
+				acc.i += v.I
+				acc.f += float64(v.I)
+			}
+		case planpb.AggregateFunction_MIN, planpb.AggregateFunction_MAX:
+			keepExtreme(acc, v, spec.fn == planpb.AggregateFunction_MIN)
+		}
+	}
+	return nil
+}
+
+func keepExtreme(acc *accum, v Value, min bool) {
+	if acc.v.Kind != KindNull {
+		d := Compare(v, acc.v)
+		if (min && d >= 0) || (!min && d <= 0) {
+			return
+		}
+	}
+	acc.v = v.Clone()
+}
+
+// Flush encodes every group into parts exchange buckets chosen by key hash,
+// appending to dst (grown to parts buckets), and resets the aggregator.
+func (h *HashAgg) Flush(parts int, dst [][]byte) [][]byte {
+	for len(dst) < parts {
+		dst = append(dst, nil)
+	}
+	n := len(h.g.aggs)
+	for gi, k := range h.order {
+		p := int(xxhash.Sum64String(k) % uint64(parts))
+		b := binary.AppendUvarint(dst[p], uint64(len(k)))
+		b = append(b, k...)
+		dst[p] = h.appendAccs(b, h.accs[gi*n:(gi+1)*n])
+	}
+	h.Reset()
+	return dst
+}
+
+// Partition returns the shuffle partition of an encoded group key. It is
+// stable across processes and versions: state is laid out by it.
+func Partition(key []byte, parts int) int {
+	return int(xxhash.Sum64(key) % uint64(parts))
+}
+
+// Merge folds an exchange bucket (from Flush) into the aggregator.
+func (h *HashAgg) Merge(bucket []byte) error {
+	for len(bucket) > 0 {
+		kl, n := binary.Uvarint(bucket)
+		if n <= 0 || uint64(len(bucket)-n) < kl {
+			return fmt.Errorf("%w: bad key length in exchange bucket", ErrCorrupt)
+		}
+		key := bucket[n : n+int(kl)]
+		rest, err := h.mergeAccs(h.group(key), bucket[n+int(kl):])
+		if err != nil {
+			return err
+		}
+		bucket = rest
+	}
+	return nil
+}
+
+// StateStore is the part of a state store the final aggregation needs.
+type StateStore interface {
+	Get(key []byte) ([]byte, bool, error)
+	Put(key, value []byte) error
+}
+
+// MergeInto folds the held groups into the state store: each group's
+// committed state (if any) is merged with the batch's partials and written
+// back. changed, if not nil, receives the updated output row of every group
+// (update mode). The aggregator is reset afterwards.
+func (h *HashAgg) MergeInto(st StateStore, changed Emit) error {
+	n := len(h.g.aggs)
+	var enc []byte
+	row := make(Row, len(h.g.schema))
+	for gi, k := range h.order {
+		accs := h.accs[gi*n : (gi+1)*n]
+		key := []byte(k)
+		old, found, err := st.Get(key)
+		if err != nil {
+			return err
+		}
+		if found {
+			if _, err := h.mergeAccs(accs, old); err != nil {
+				return fmt.Errorf("state of key %q: %w", key, err)
+			}
+		}
+		enc = h.appendAccs(enc[:0], accs)
+		if err := st.Put(key, enc); err != nil {
+			return err
+		}
+		if changed != nil {
+			if err := h.g.outputRow(row, key, accs); err != nil {
+				return err
+			}
+			if err := changed(row); err != nil {
+				return err
+			}
+		}
+	}
+	h.Reset()
+	return nil
+}
+
+// DecodeRow turns a stored key and state into an output row, written into
+// row (len(Schema())). Strings in the row reference key and state.
+func (g *Aggregation) DecodeRow(row Row, key, state []byte) error {
+	accs := make([]accum, len(g.aggs))
+	h := HashAgg{g: g}
+	if _, err := h.mergeAccs(accs, state); err != nil {
+		return err
+	}
+	return g.outputRow(row, key, accs)
+}
+
+func (g *Aggregation) outputRow(row Row, key []byte, accs []accum) error {
+	if err := decodeKey(row[:len(g.keyTypes)], key, g.keyTypes); err != nil {
+		return err
+	}
+	for i, spec := range g.aggs {
+		acc := accs[i]
+		out := &row[len(g.keyTypes)+i]
+		switch {
+		case spec.fn == planpb.AggregateFunction_COUNT:
+			*out = Long(acc.n)
+		case acc.n == 0:
+			*out = Null
+		case spec.fn == planpb.AggregateFunction_AVG:
+			*out = Double(acc.f / float64(acc.n))
+		case spec.fn == planpb.AggregateFunction_SUM && spec.result == planpb.DataType_DOUBLE:
+			*out = Double(acc.f)
+		case spec.fn == planpb.AggregateFunction_SUM:
+			*out = Long(acc.i)
+		default:
+			*out = acc.v
+		}
+	}
+	return nil
+}
+
+// appendAccs encodes accumulators: per aggregate, the input count, then the
+// sum (integer or float) or the extreme value.
+func (h *HashAgg) appendAccs(b []byte, accs []accum) []byte {
+	for i, spec := range h.g.aggs {
+		acc := &accs[i]
+		b = binary.AppendUvarint(b, uint64(acc.n))
+		switch spec.fn {
+		case planpb.AggregateFunction_SUM, planpb.AggregateFunction_AVG:
+			if spec.in == planpb.DataType_DOUBLE || spec.fn == planpb.AggregateFunction_AVG {
+				b = binary.BigEndian.AppendUint64(b, math.Float64bits(acc.f))
+			} else {
+				b = binary.AppendVarint(b, acc.i)
+			}
+		case planpb.AggregateFunction_MIN, planpb.AggregateFunction_MAX:
+			if acc.n > 0 {
+				b = appendValue(b, acc.v)
+			}
+		}
+	}
+	return b
+}
+
+// mergeAccs decodes encoded accumulators from b, folds them into accs and
+// returns the rest of b.
+func (h *HashAgg) mergeAccs(accs []accum, b []byte) ([]byte, error) {
+	for i, spec := range h.g.aggs {
+		acc := &accs[i]
+		cnt, n := binary.Uvarint(b)
+		if n <= 0 {
+			return nil, fmt.Errorf("%w: bad count", ErrCorrupt)
+		}
+		b = b[n:]
+		switch spec.fn {
+		case planpb.AggregateFunction_SUM, planpb.AggregateFunction_AVG:
+			if spec.in == planpb.DataType_DOUBLE || spec.fn == planpb.AggregateFunction_AVG {
+				if len(b) < 8 {
+					return nil, fmt.Errorf("%w: short sum", ErrCorrupt)
+				}
+				acc.f += math.Float64frombits(binary.BigEndian.Uint64(b))
+				b = b[8:]
+			} else {
+				s, n := binary.Varint(b)
+				if n <= 0 {
+					return nil, fmt.Errorf("%w: bad sum", ErrCorrupt)
+				}
+				acc.i += s
+				b = b[n:]
+			}
+		case planpb.AggregateFunction_MIN, planpb.AggregateFunction_MAX:
+			if cnt > 0 {
+				v, rest, err := readValue(b, kindOf(spec.in))
+				if err != nil {
+					return nil, err
+				}
+				b = rest
+				keepExtreme(acc, v, spec.fn == planpb.AggregateFunction_MIN)
+			}
+		}
+		acc.n += int64(cnt)
+	}
+	return b, nil
+}
+
+// encodeKey encodes group key values: per column a null flag then the value;
+// a string or binary in the last column takes the rest of the key without a
+// length, so a single-string key is its bytes after one flag byte.
+func encodeKey(b []byte, vals []Value) []byte {
+	for i, v := range vals {
+		if v.Kind == KindNull {
+			b = append(b, 0)
+			continue
+		}
+		b = append(b, 1)
+		if i == len(vals)-1 && (v.Kind == KindString || v.Kind == KindBinary) {
+			return append(b, v.B...)
+		}
+		b = appendValue(b, v)
+	}
+	return b
+}
+
+func decodeKey(row Row, b []byte, types []planpb.DataType) error {
+	for i, t := range types {
+		if len(b) == 0 {
+			return fmt.Errorf("%w: short group key", ErrCorrupt)
+		}
+		flag := b[0]
+		b = b[1:]
+		if flag == 0 {
+			row[i] = Null
+			continue
+		}
+		k := kindOf(t)
+		if i == len(types)-1 && (k == KindString || k == KindBinary) {
+			row[i] = Value{Kind: k, B: b}
+			return nil
+		}
+		v, rest, err := readValue(b, k)
+		if err != nil {
+			return err
+		}
+		row[i], b = v, rest
+	}
+	return nil
+}
+
+func appendValue(b []byte, v Value) []byte {
+	switch v.Kind {
+	case KindString, KindBinary:
+		b = binary.AppendUvarint(b, uint64(len(v.B)))
+		return append(b, v.B...)
+	case KindDouble:
+		return binary.BigEndian.AppendUint64(b, math.Float64bits(v.F))
+	}
+	return binary.AppendVarint(b, v.I)
+}
+
+func readValue(b []byte, k Kind) (Value, []byte, error) {
+	switch k {
+	case KindString, KindBinary:
+		l, n := binary.Uvarint(b)
+		if n <= 0 || uint64(len(b)-n) < l {
+			return Null, nil, fmt.Errorf("%w: bad string length", ErrCorrupt)
+		}
+		return Value{Kind: k, B: b[n : n+int(l)]}, b[n+int(l):], nil
+	case KindDouble:
+		if len(b) < 8 {
+			return Null, nil, fmt.Errorf("%w: short double", ErrCorrupt)
+		}
+		return Double(math.Float64frombits(binary.BigEndian.Uint64(b))), b[8:], nil
+	}
+	i, n := binary.Varint(b)
+	if n <= 0 {
+		return Null, nil, fmt.Errorf("%w: bad integer", ErrCorrupt)
+	}
+	return Value{Kind: k, I: i}, b[n:], nil
+}

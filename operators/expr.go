@@ -1,0 +1,522 @@
+package operators
+
+import (
+	"bytes"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/gostream/gostream/proto/planpb"
+)
+
+// Expr is a compiled expression. Eval's result may reference buffers owned
+// by the expression or the row, valid until the next Eval.
+type Expr interface {
+	Eval(row Row) Value
+	Type() planpb.DataType
+}
+
+// Func is a registered Go function callable from plans by name. Args and the
+// result follow Value's ownership rules: the function must not keep args.
+type Func struct {
+	Name   string
+	Result planpb.DataType
+	Fn     func(args []Value) Value
+}
+
+var registry = struct {
+	sync.RWMutex
+	funcs map[string]Func
+}{funcs: map[string]Func{}}
+
+// RegisterFunc makes f callable by name in plans. Every process that runs a
+// plan must register the same functions (do it in an init func, the way
+// database/sql drivers register). Registering a name twice panics.
+func RegisterFunc(f Func) {
+	registry.Lock()
+	defer registry.Unlock()
+	if _, dup := registry.funcs[f.Name]; dup {
+		panic("operators: RegisterFunc called twice for " + f.Name)
+	}
+	registry.funcs[f.Name] = f
+}
+
+func lookupFunc(name string) (Func, bool) {
+	registry.RLock()
+	defer registry.RUnlock()
+	f, ok := registry.funcs[name]
+	return f, ok
+}
+
+// CompileExpr compiles e against the input schema.
+func CompileExpr(e *planpb.Expr, in Schema) (Expr, error) {
+	switch k := e.GetKind().(type) {
+	case *planpb.Expr_Column:
+		i, err := in.Index(k.Column)
+		if err != nil {
+			return nil, err
+		}
+		return columnExpr{i: i, t: in[i].Type}, nil
+	case *planpb.Expr_Literal:
+		return compileLiteral(k.Literal)
+	case *planpb.Expr_Cast:
+		x, err := CompileExpr(k.Cast.GetExpr(), in)
+		if err != nil {
+			return nil, err
+		}
+		return newCast(x, k.Cast.GetTo())
+	case *planpb.Expr_Call:
+		return compileCall(k.Call, in)
+	}
+	return nil, fmt.Errorf("%w: empty expression", ErrType)
+}
+
+type columnExpr struct {
+	i int
+	t planpb.DataType
+}
+
+func (c columnExpr) Eval(row Row) Value     { return row[c.i] }
+func (c columnExpr) Type() planpb.DataType { return c.t }
+
+type literalExpr struct {
+	v Value
+	t planpb.DataType
+}
+
+func (l literalExpr) Eval(Row) Value         { return l.v }
+func (l literalExpr) Type() planpb.DataType { return l.t }
+
+func compileLiteral(l *planpb.Literal) (Expr, error) {
+	switch v := l.GetValue().(type) {
+	case *planpb.Literal_String_:
+		return literalExpr{Str(v.String_), planpb.DataType_STRING}, nil
+	case *planpb.Literal_Long:
+		return literalExpr{Long(v.Long), planpb.DataType_LONG}, nil
+	case *planpb.Literal_Double:
+		return literalExpr{Double(v.Double), planpb.DataType_DOUBLE}, nil
+	case *planpb.Literal_Boolean:
+		return literalExpr{Bool(v.Boolean), planpb.DataType_BOOLEAN}, nil
+	case *planpb.Literal_Null:
+		return literalExpr{Null, l.GetType()}, nil
+	}
+	return nil, fmt.Errorf("%w: literal without a value", ErrType)
+}
+
+type castExpr struct {
+	x   Expr
+	to  planpb.DataType
+	buf []byte
+}
+
+func newCast(x Expr, to planpb.DataType) (Expr, error) {
+	from := x.Type()
+	ok := from == to
+	switch to {
+	case planpb.DataType_STRING:
+		ok = from != planpb.DataType_HEADERS
+	case planpb.DataType_BINARY:
+		ok = from == planpb.DataType_STRING || from == planpb.DataType_BINARY
+	case planpb.DataType_LONG, planpb.DataType_INT, planpb.DataType_DOUBLE:
+		ok = isNumeric(from) || from == planpb.DataType_STRING || from == planpb.DataType_BOOLEAN
+	case planpb.DataType_BOOLEAN:
+		ok = isNumeric(from) || from == planpb.DataType_STRING || from == planpb.DataType_BOOLEAN
+	}
+	if !ok {
+		return nil, fmt.Errorf("%w: cannot cast %s to %s", ErrType, TypeName(from), TypeName(to))
+	}
+	return &castExpr{x: x, to: to}, nil
+}
+
+func isNumeric(t planpb.DataType) bool {
+	return t == planpb.DataType_LONG || t == planpb.DataType_INT || t == planpb.DataType_DOUBLE
+}
+
+func (c *castExpr) Type() planpb.DataType { return c.to }
+
+func (c *castExpr) Eval(row Row) Value {
+	v := c.x.Eval(row)
+	if v.Kind == KindNull {
+		return v
+	}
+	switch c.to {
+	case planpb.DataType_STRING:
+		if v.Kind == KindString || v.Kind == KindBinary {
+			return String(v.B) // CAST(binary AS STRING) reinterprets the bytes
+		}
+		c.buf = v.AppendText(c.buf[:0])
+		return String(c.buf)
+	case planpb.DataType_BINARY:
+		return Value{Kind: KindBinary, B: v.B}
+	case planpb.DataType_LONG, planpb.DataType_INT:
+		switch v.Kind {
+		case KindDouble:
+			if math.IsNaN(v.F) {
+				return Long(0)
+			}
+			return Long(int64(v.F))
+		case KindString:
+			i, err := strconv.ParseInt(strings.TrimSpace(string(v.B)), 10, 64)
+			if err != nil {
+				return Null // Spark (non-ANSI): an unparsable string casts to null
+			}
+			return Long(i)
+		}
+		return Long(v.I)
+	case planpb.DataType_DOUBLE:
+		switch v.Kind {
+		case KindDouble:
+			return v
+		case KindString:
+			f, err := strconv.ParseFloat(strings.TrimSpace(string(v.B)), 64)
+			if err != nil {
+				return Null
+			}
+			return Double(f)
+		}
+		return Double(float64(v.I))
+	case planpb.DataType_BOOLEAN:
+		switch v.Kind {
+		case KindDouble:
+			return Bool(v.F != 0)
+		case KindString:
+			switch strings.ToLower(strings.TrimSpace(string(v.B))) {
+			case "t", "true", "y", "yes", "1":
+				return Bool(true)
+			case "f", "false", "n", "no", "0":
+				return Bool(false)
+			}
+			return Null
+		}
+		return Bool(v.I != 0)
+	}
+	return v
+}
+
+// splitExpr is split(str, pattern[, limit]); explode fuses with it to avoid
+// building the array.
+type splitExpr struct {
+	x      Expr
+	sp     *Splitter
+	arr    []Value
+	append func([]byte) // appends a piece to arr, bound once
+}
+
+func (s *splitExpr) Type() planpb.DataType { return planpb.DataType_ARRAY_STRING }
+
+func (s *splitExpr) Eval(row Row) Value {
+	v := s.x.Eval(row)
+	if v.Kind == KindNull {
+		return Null
+	}
+	s.arr = s.arr[:0]
+	s.sp.Each(v.B, s.append)
+	return Value{Kind: KindArray, A: s.arr}
+}
+
+// each calls fn per piece without building the array; it reports false for a
+// null input (no pieces).
+func (s *splitExpr) each(row Row, fn func([]byte)) bool {
+	v := s.x.Eval(row)
+	if v.Kind == KindNull {
+		return false
+	}
+	s.sp.Each(v.B, fn)
+	return true
+}
+
+func compileCall(c *planpb.Call, in Schema) (Expr, error) {
+	args := make([]Expr, len(c.GetArgs()))
+	for i, a := range c.GetArgs() {
+		x, err := CompileExpr(a, in)
+		if err != nil {
+			return nil, err
+		}
+		args[i] = x
+	}
+	name := strings.ToLower(c.GetFunction())
+	switch name {
+	case "split":
+		return compileSplit(c, args)
+	case "lower", "upper", "trim", "length":
+		if err := wantArgs(name, args, 1, planpb.DataType_STRING); err != nil {
+			return nil, err
+		}
+		return &stringFunc{name: name, x: args[0]}, nil
+	case "=", "!=", "<", "<=", ">", ">=":
+		if len(args) != 2 {
+			return nil, fmt.Errorf("%w: %s takes 2 arguments, got %d", ErrType, name, len(args))
+		}
+		return compare{op: name, l: args[0], r: args[1]}, nil
+	case "and", "or":
+		if len(args) != 2 {
+			return nil, fmt.Errorf("%w: %s takes 2 arguments, got %d", ErrType, name, len(args))
+		}
+		return logic{and: name == "and", l: args[0], r: args[1]}, nil
+	case "not", "is_null", "is_not_null":
+		if len(args) != 1 {
+			return nil, fmt.Errorf("%w: %s takes 1 argument, got %d", ErrType, name, len(args))
+		}
+		return unary{op: name, x: args[0]}, nil
+	case "+", "-", "*", "/":
+		if err := wantArgs(name, args, 2, planpb.DataType_LONG); err != nil {
+			return nil, err
+		}
+		return arith{op: name[0], l: args[0], r: args[1]}, nil
+	case "udf":
+		return compileUDF(c, args)
+	}
+	return nil, fmt.Errorf("%w %q (built-ins: split, lower, upper, trim, length, comparisons, and, or, not, is_null, is_not_null, + - * /; register Go functions with RegisterFunc)", ErrUnknownFunction, c.GetFunction())
+}
+
+// wantArgs checks the argument count and that each argument is of family
+// want (string-like or numeric).
+func wantArgs(name string, args []Expr, n int, want planpb.DataType) error {
+	if len(args) != n {
+		return fmt.Errorf("%w: %s takes %d argument(s), got %d", ErrType, name, n, len(args))
+	}
+	for _, a := range args {
+		t := a.Type()
+		ok := isNumeric(t)
+		if want == planpb.DataType_STRING {
+			ok = t == planpb.DataType_STRING || t == planpb.DataType_BINARY
+		}
+		if !ok {
+			return fmt.Errorf("%w: %s does not take a %s argument", ErrType, name, TypeName(t))
+		}
+	}
+	return nil
+}
+
+func compileSplit(c *planpb.Call, args []Expr) (Expr, error) {
+	if len(args) < 2 || len(args) > 3 {
+		return nil, fmt.Errorf("%w: split takes (str, pattern[, limit]), got %d arguments", ErrType, len(args))
+	}
+	if t := args[0].Type(); t != planpb.DataType_STRING {
+		return nil, fmt.Errorf("%w: split needs a string, got %s (cast it first: CAST(value AS STRING))", ErrType, TypeName(t))
+	}
+	pattern := c.GetArgs()[1].GetLiteral()
+	if pattern == nil || pattern.GetValue() == nil {
+		return nil, fmt.Errorf("%w: split's pattern must be a string literal", ErrType)
+	}
+	limit := int64(-1)
+	if len(args) == 3 {
+		l := c.GetArgs()[2].GetLiteral()
+		if l == nil {
+			return nil, fmt.Errorf("%w: split's limit must be an integer literal", ErrType)
+		}
+		limit = l.GetLong()
+	}
+	sp, err := NewSplitter(pattern.GetString_(), int(limit))
+	if err != nil {
+		return nil, err
+	}
+	s := &splitExpr{x: args[0], sp: sp}
+	s.append = func(p []byte) { s.arr = append(s.arr, String(p)) }
+	return s, nil
+}
+
+type stringFunc struct {
+	name string
+	x    Expr
+	buf  []byte
+}
+
+func (f *stringFunc) Type() planpb.DataType {
+	if f.name == "length" {
+		return planpb.DataType_INT
+	}
+	return planpb.DataType_STRING
+}
+
+func (f *stringFunc) Eval(row Row) Value {
+	v := f.x.Eval(row)
+	if v.Kind == KindNull {
+		return v
+	}
+	switch f.name {
+	case "lower":
+		f.buf = append(f.buf[:0], bytes.ToLower(ToValidUTF8(v.B))...)
+	case "upper":
+		f.buf = append(f.buf[:0], bytes.ToUpper(ToValidUTF8(v.B))...)
+	case "trim":
+		return String(bytes.Trim(v.B, " "))
+	case "length":
+		return Long(int64(len([]rune(string(ToValidUTF8(v.B))))))
+	}
+	return String(f.buf)
+}
+
+type compare struct {
+	op   string
+	l, r Expr
+}
+
+func (c compare) Type() planpb.DataType { return planpb.DataType_BOOLEAN }
+
+func (c compare) Eval(row Row) Value {
+	l, r := c.l.Eval(row), c.r.Eval(row)
+	if l.Kind == KindNull || r.Kind == KindNull {
+		return Null
+	}
+	d := Compare(l, r)
+	switch c.op {
+	case "=":
+		return Bool(d == 0)
+	case "!=":
+		return Bool(d != 0)
+	case "<":
+		return Bool(d < 0)
+	case "<=":
+		return Bool(d <= 0)
+	case ">":
+		return Bool(d > 0)
+	}
+	return Bool(d >= 0)
+}
+
+// Compare orders two non-null values: numbers numerically, strings and
+// binaries bytewise, booleans false first.
+func Compare(a, b Value) int {
+	switch {
+	case a.Kind == KindDouble || b.Kind == KindDouble:
+		x, y := asFloat(a), asFloat(b)
+		switch {
+		case x < y:
+			return -1
+		case x > y:
+			return 1
+		}
+		return 0
+	case a.Kind == KindString || a.Kind == KindBinary:
+		return bytes.Compare(a.B, b.B)
+	}
+	switch {
+	case a.I < b.I:
+		return -1
+	case a.I > b.I:
+		return 1
+	}
+	return 0
+}
+
+func asFloat(v Value) float64 {
+	if v.Kind == KindDouble {
+		return v.F
+	}
+	return float64(v.I)
+}
+
+// logic is SQL's three-valued and/or.
+type logic struct {
+	and  bool
+	l, r Expr
+}
+
+func (g logic) Type() planpb.DataType { return planpb.DataType_BOOLEAN }
+
+func (g logic) Eval(row Row) Value {
+	l, r := g.l.Eval(row), g.r.Eval(row)
+	decisive := int64(0) // false decides an and
+	if !g.and {
+		decisive = 1 // true decides an or
+	}
+	if (l.Kind != KindNull && l.I == decisive) || (r.Kind != KindNull && r.I == decisive) {
+		return Bool(decisive == 1)
+	}
+	if l.Kind == KindNull || r.Kind == KindNull {
+		return Null
+	}
+	return Bool(decisive == 0)
+}
+
+type unary struct {
+	op string
+	x  Expr
+}
+
+func (u unary) Type() planpb.DataType { return planpb.DataType_BOOLEAN }
+
+func (u unary) Eval(row Row) Value {
+	v := u.x.Eval(row)
+	switch u.op {
+	case "is_null":
+		return Bool(v.Kind == KindNull)
+	case "is_not_null":
+		return Bool(v.Kind != KindNull)
+	}
+	if v.Kind == KindNull {
+		return v
+	}
+	return Bool(v.I == 0)
+}
+
+type arith struct {
+	op   byte
+	l, r Expr
+}
+
+func (a arith) Type() planpb.DataType {
+	if a.op == '/' || a.l.Type() == planpb.DataType_DOUBLE || a.r.Type() == planpb.DataType_DOUBLE {
+		return planpb.DataType_DOUBLE
+	}
+	return planpb.DataType_LONG
+}
+
+func (a arith) Eval(row Row) Value {
+	l, r := a.l.Eval(row), a.r.Eval(row)
+	if l.Kind == KindNull || r.Kind == KindNull {
+		return Null
+	}
+	if a.Type() == planpb.DataType_DOUBLE {
+		x, y := asFloat(l), asFloat(r)
+		switch a.op {
+		case '+':
+			return Double(x + y)
+		case '-':
+			return Double(x - y)
+		case '*':
+			return Double(x * y)
+		}
+		if y == 0 {
+			return Null // Spark (non-ANSI): division by zero is null
+		}
+		return Double(x / y)
+	}
+	switch a.op {
+	case '+':
+		return Long(l.I + r.I)
+	case '-':
+		return Long(l.I - r.I)
+	}
+	return Long(l.I * r.I)
+}
+
+type udfExpr struct {
+	f    Func
+	args []Expr
+	vals []Value
+}
+
+func compileUDF(c *planpb.Call, args []Expr) (Expr, error) {
+	if len(args) == 0 || c.GetArgs()[0].GetLiteral() == nil {
+		return nil, fmt.Errorf("%w: udf needs the registered name as its first argument", ErrType)
+	}
+	name := c.GetArgs()[0].GetLiteral().GetString_()
+	f, ok := lookupFunc(name)
+	if !ok {
+		return nil, fmt.Errorf("%w %q: no Go function is registered under this name in this binary (register it with operators.RegisterFunc in an init func of a package the binary imports)", ErrUnknownFunction, name)
+	}
+	return &udfExpr{f: f, args: args[1:], vals: make([]Value, len(args)-1)}, nil
+}
+
+func (u *udfExpr) Type() planpb.DataType { return u.f.Result }
+
+func (u *udfExpr) Eval(row Row) Value {
+	for i, a := range u.args {
+		u.vals[i] = a.Eval(row)
+	}
+	return u.f.Fn(u.vals)
+}

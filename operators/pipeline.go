@@ -1,0 +1,201 @@
+package operators
+
+import (
+	"fmt"
+
+	"github.com/gostream/gostream/proto/planpb"
+)
+
+// Emit receives one row. The row is borrowed: it is valid only during the
+// call (Row.Clone keeps it).
+type Emit func(Row) error
+
+// Narrow is a compiled chain of narrow operators (project, filter, explode)
+// above a Kafka scan: the part of a plan that runs inside one map task.
+type Narrow struct {
+	scan   *planpb.KafkaScan
+	stages []*planpb.Plan // bottom-up, scan excluded
+	schema Schema
+}
+
+// CompileNarrow checks a chain of narrow operators ending in a Kafka scan.
+func CompileNarrow(p *planpb.Plan) (*Narrow, error) {
+	var stages []*planpb.Plan
+	for {
+		switch n := p.GetNode().(type) {
+		case *planpb.Plan_KafkaScan:
+			for i, j := 0, len(stages)-1; i < j; i, j = i+1, j-1 {
+				stages[i], stages[j] = stages[j], stages[i]
+			}
+			nw := &Narrow{scan: n.KafkaScan, stages: stages}
+			_, schema, err := nw.build(func(Row) error { return nil })
+			if err != nil {
+				return nil, err
+			}
+			nw.schema = schema
+			return nw, nil
+		case *planpb.Plan_Project:
+			stages, p = append(stages, p), n.Project.GetInput()
+		case *planpb.Plan_Filter:
+			stages, p = append(stages, p), n.Filter.GetInput()
+		case *planpb.Plan_Explode:
+			stages, p = append(stages, p), n.Explode.GetInput()
+		case *planpb.Plan_Aggregate:
+			return nil, fmt.Errorf("%w: only one aggregation per query is supported (Spark's rule for streaming queries without watermarks)", ErrType)
+		default:
+			return nil, fmt.Errorf("%w: plan node %T has no input scan", ErrType, n)
+		}
+	}
+}
+
+// Scan is the Kafka scan at the bottom of the chain.
+func (n *Narrow) Scan() *planpb.KafkaScan { return n.scan }
+
+// Schema is the schema of the rows the chain emits.
+func (n *Narrow) Schema() Schema { return n.schema }
+
+// New compiles a fresh instance of the chain feeding out and returns its
+// entry, which takes rows of the Kafka schema. Each task needs its own
+// instance.
+func (n *Narrow) New(out Emit) (Emit, error) {
+	emit, _, err := n.build(out)
+	return emit, err
+}
+
+func (n *Narrow) build(out Emit) (Emit, Schema, error) {
+	schema := KafkaSchema(n.scan.GetIncludeHeaders())
+	wraps := make([]func(Emit) Emit, 0, len(n.stages))
+	for _, st := range n.stages {
+		wrap, next, err := compileStage(st, schema)
+		if err != nil {
+			return nil, nil, err
+		}
+		wraps, schema = append(wraps, wrap), next
+	}
+	emit := out
+	for i := len(wraps) - 1; i >= 0; i-- {
+		emit = wraps[i](emit)
+	}
+	return emit, schema, nil
+}
+
+func compileStage(p *planpb.Plan, in Schema) (func(Emit) Emit, Schema, error) {
+	switch n := p.GetNode().(type) {
+	case *planpb.Plan_Project:
+		exprs, out, err := compileNamed(n.Project.GetExprs(), in)
+		if err != nil {
+			return nil, nil, err
+		}
+		return func(next Emit) Emit {
+			row := make(Row, len(exprs))
+			return func(r Row) error {
+				for i, e := range exprs {
+					row[i] = e.Eval(r)
+				}
+				return next(row)
+			}
+		}, out, nil
+	case *planpb.Plan_Filter:
+		cond, err := CompileExpr(n.Filter.GetCondition(), in)
+		if err != nil {
+			return nil, nil, err
+		}
+		if cond.Type() != planpb.DataType_BOOLEAN {
+			return nil, nil, fmt.Errorf("%w: filter condition is %s, not boolean", ErrType, TypeName(cond.Type()))
+		}
+		return func(next Emit) Emit {
+			return func(r Row) error {
+				if v := cond.Eval(r); v.Kind == KindBool && v.I == 1 {
+					return next(r)
+				}
+				return nil
+			}
+		}, in, nil
+	case *planpb.Plan_Explode:
+		return compileExplode(n.Explode, in)
+	}
+	return nil, nil, fmt.Errorf("%w: %T is not a narrow operator", ErrType, p.GetNode())
+}
+
+func compileNamed(named []*planpb.NamedExpr, in Schema) ([]Expr, Schema, error) {
+	exprs := make([]Expr, len(named))
+	out := make(Schema, len(named))
+	for i, ne := range named {
+		e, err := CompileExpr(ne.GetExpr(), in)
+		if err != nil {
+			return nil, nil, fmt.Errorf("column %q: %w", ne.GetName(), err)
+		}
+		exprs[i] = e
+		out[i] = Field{Name: ne.GetName(), Type: e.Type(), Nullable: true}
+	}
+	return exprs, out, nil
+}
+
+func compileExplode(x *planpb.Explode, in Schema) (func(Emit) Emit, Schema, error) {
+	keep, out, err := compileNamed(x.GetKeep(), in)
+	if err != nil {
+		return nil, nil, err
+	}
+	gen, err := CompileExpr(x.GetGenerator(), in)
+	if err != nil {
+		return nil, nil, err
+	}
+	elem := planpb.DataType_STRING
+	switch gen.Type() {
+	case planpb.DataType_ARRAY_STRING:
+	case planpb.DataType_HEADERS:
+		elem = planpb.DataType_HEADERS // each element is a struct(key, value)
+	default:
+		return nil, nil, fmt.Errorf("%w: explode needs an array, got %s", ErrType, TypeName(gen.Type()))
+	}
+	out = append(out, Field{Name: x.GetOutput(), Type: elem, Nullable: true})
+	return func(next Emit) Emit {
+		e := &exploder{keep: keep, next: next, row: make(Row, len(keep)+1)}
+		if sp, ok := gen.(*splitExpr); ok {
+			e.split = sp
+			e.piece = e.emitPiece
+		} else {
+			e.gen = gen
+		}
+		return e.push
+	}, out, nil
+}
+
+// exploder emits one row per array element. When the generator is split, it
+// walks the pieces directly instead of building the array.
+type exploder struct {
+	keep  []Expr
+	gen   Expr
+	split *splitExpr
+	piece func([]byte) // e.emitPiece, bound once so pushing allocates nothing
+	next  Emit
+	row   Row
+	err   error
+}
+
+func (e *exploder) push(in Row) error {
+	for i, k := range e.keep {
+		e.row[i] = k.Eval(in)
+	}
+	if e.split != nil {
+		e.err = nil
+		e.split.each(in, e.piece)
+		return e.err
+	}
+	arr := e.gen.Eval(in)
+	for _, v := range arr.A {
+		e.row[len(e.keep)] = v
+		if err := e.next(e.row); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (e *exploder) emitPiece(p []byte) {
+	if e.err != nil {
+		return
+	}
+	e.row[len(e.keep)] = String(p)
+	e.err = e.next(e.row)
+}

@@ -1,0 +1,111 @@
+package operators
+
+import (
+	"bytes"
+	"fmt"
+	"regexp"
+	"unicode/utf8"
+)
+
+// Splitter splits strings like Spark's split(str, regex, limit): a Java regex
+// split where limit <= 0 keeps every piece, trailing empty strings included,
+// and limit > 0 yields at most limit pieces, the last holding the rest. A
+// positive-width match at the start yields a leading empty string; an empty
+// input yields one empty string. Patterns without regex metacharacters take a
+// byte-search fast path; others are compiled with Go's RE2 syntax, which
+// matches Java's for common patterns (\s+, \W+, [,;]).
+type Splitter struct {
+	lit   []byte
+	re    *regexp.Regexp
+	empty bool
+	limit int
+	buf   []byte
+}
+
+// NewSplitter compiles pattern. limit follows Spark (0 behaves like -1).
+func NewSplitter(pattern string, limit int) (*Splitter, error) {
+	if limit == 0 {
+		limit = -1
+	}
+	s := &Splitter{limit: limit}
+	switch {
+	case pattern == "":
+		s.empty = true
+	case regexp.QuoteMeta(pattern) == pattern:
+		s.lit = []byte(pattern)
+	default:
+		re, err := regexp.Compile(pattern)
+		if err != nil {
+			return nil, fmt.Errorf("operators: split pattern %q is not a valid regular expression: %w", pattern, err)
+		}
+		s.re = re
+	}
+	return s, nil
+}
+
+// Each calls fn for every piece of str, in order. Pieces reference str (or,
+// for invalid UTF-8, a buffer reused by the next call), so fn must copy a
+// piece it keeps.
+func (s *Splitter) Each(str []byte, fn func(piece []byte)) {
+	if !utf8.Valid(str) {
+		// Spark decodes to a Java string first: malformed bytes become U+FFFD.
+		s.buf = AppendValidUTF8(s.buf[:0], str)
+		str = s.buf
+	}
+	switch {
+	case s.lit != nil:
+		s.eachLiteral(str, fn)
+	case s.empty:
+		s.eachRune(str, fn)
+	default:
+		s.eachRegexp(str, fn)
+	}
+}
+
+func (s *Splitter) eachLiteral(str []byte, fn func([]byte)) {
+	n := 1
+	for s.limit < 0 || n < s.limit {
+		i := bytes.Index(str, s.lit)
+		if i < 0 {
+			break
+		}
+		fn(str[:i])
+		str = str[i+len(s.lit):]
+		n++
+	}
+	fn(str)
+}
+
+func (s *Splitter) eachRune(str []byte, fn func([]byte)) {
+	n := 1
+	for len(str) > 0 && (s.limit < 0 || n < s.limit) {
+		_, size := utf8.DecodeRune(str)
+		if size == len(str) {
+			break
+		}
+		fn(str[:size])
+		str = str[size:]
+		n++
+	}
+	fn(str)
+}
+
+func (s *Splitter) eachRegexp(str []byte, fn func([]byte)) {
+	max := -1
+	if s.limit > 0 {
+		max = s.limit
+	}
+	start, n := 0, 1
+	for _, m := range s.re.FindAllIndex(str, max) {
+		if s.limit > 0 && n >= s.limit {
+			break
+		}
+		if m[1] == 0 {
+			continue // a zero-width match at the beginning never yields a leading empty string
+		}
+		fn(str[start:m[0]])
+		start = m[1]
+		n++
+	}
+	fn(str[start:])
+}

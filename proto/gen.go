@@ -1,0 +1,6 @@
+// Package proto holds the protobuf definitions of gostream's plans, tasks,
+// shuffle and control RPCs. The Go code in its subpackages is generated: run
+// `go generate ./proto` after editing a .proto file, never edit it by hand.
+package proto
+
+//go:generate protoc --proto_path=. --go_out=. --go_opt=module=github.com/gostream/gostream/proto plan.proto

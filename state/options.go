@@ -1,0 +1,77 @@
+package state
+
+import (
+	"fmt"
+	"log/slog"
+
+	"github.com/cockroachdb/pebble/vfs"
+)
+
+// Options configures OpenPebble. Start from DefaultOptions and change the
+// fields you need; the zero Options is not valid.
+//
+// The memory a Pebble provider holds is bounded whatever the number of keys:
+// about CacheSize + MemTableSize × MemTableStopWritesThreshold, plus one
+// batch of staged writes per open store. Everything else spills to disk.
+type Options struct {
+	// RetainVersions is how many of the latest commits of a partition can be
+	// rolled back. Default 2; at least 1 (the engine re-runs one batch).
+	RetainVersions int
+	// CacheSize is the size in bytes of the block cache shared by all
+	// partitions. Default 64 MiB.
+	CacheSize int64
+	// MemTableSize is the size in bytes of one Pebble memtable. Default
+	// 32 MiB; at least 1 MiB and below 4 GiB.
+	MemTableSize uint64
+	// MemTableStopWritesThreshold is how many memtables may be full and
+	// waiting for flush before commits stall. Default 2; at least 2.
+	MemTableStopWritesThreshold int
+	// MaxOpenFiles is a soft limit on the files Pebble keeps open. Default
+	// 1000; at least 16.
+	MaxOpenFiles int
+	// Logger receives the provider's and Pebble's messages. Default (nil):
+	// slog.Default(). Pebble's own messages are logged at Debug level.
+	Logger *slog.Logger
+
+	// fs replaces the real file system in tests (crash simulation).
+	fs vfs.FS
+}
+
+// DefaultOptions returns the default Options.
+func DefaultOptions() Options {
+	return Options{
+		RetainVersions:              2,
+		CacheSize:                   64 << 20,
+		MemTableSize:                32 << 20,
+		MemTableStopWritesThreshold: 2,
+		MaxOpenFiles:                1000,
+	}
+}
+
+// Validate reports the first field out of range, wrapping ErrInvalidOptions.
+func (o Options) Validate() error {
+	switch {
+	case o.RetainVersions < 1:
+		return o.invalid("RetainVersions", o.RetainVersions, "at least 1 (default 2)")
+	case o.CacheSize < 1:
+		return o.invalid("CacheSize", o.CacheSize, "positive (default 64 MiB)")
+	case o.MemTableSize < 1<<20 || o.MemTableSize >= 4<<30:
+		return o.invalid("MemTableSize", o.MemTableSize, "between 1 MiB and 4 GiB (default 32 MiB)")
+	case o.MemTableStopWritesThreshold < 2:
+		return o.invalid("MemTableStopWritesThreshold", o.MemTableStopWritesThreshold, "at least 2 (default 2)")
+	case o.MaxOpenFiles < 16:
+		return o.invalid("MaxOpenFiles", o.MaxOpenFiles, "at least 16 (default 1000)")
+	}
+	return nil
+}
+
+func (Options) invalid(field string, value any, want string) error {
+	return fmt.Errorf("%w: %s is %v; it must be %s (start from state.DefaultOptions())", ErrInvalidOptions, field, value, want)
+}
+
+func (o Options) logger() *slog.Logger {
+	if o.Logger == nil {
+		return slog.Default()
+	}
+	return o.Logger
+}

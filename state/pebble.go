@@ -1,0 +1,543 @@
+package state
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	iofs "io/fs"
+	"log/slog"
+	"sync"
+
+	"github.com/cockroachdb/pebble"
+	"github.com/cockroachdb/pebble/bloom"
+	"github.com/cockroachdb/pebble/vfs"
+)
+
+// OpenPebble opens, or creates, the state of one query in dir: one Pebble
+// database holding every partition. A directory that does not exist or is
+// empty is initialized; one that holds anything but gostream state is
+// refused with ErrNotStateDir, a damaged one with ErrCorrupt, and in both
+// cases left untouched.
+func OpenPebble(dir string, opts Options) (Provider, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	fs := opts.fs
+	if fs == nil {
+		fs = vfs.Default
+	}
+	log := opts.logger().With("dir", dir)
+	cache := pebble.NewCache(opts.CacheSize)
+	defer cache.Unref() // the DB holds its own reference
+	popts := &pebble.Options{
+		FS:                          fs,
+		Cache:                       cache,
+		MemTableSize:                opts.MemTableSize,
+		MemTableStopWritesThreshold: opts.MemTableStopWritesThreshold,
+		MaxOpenFiles:                opts.MaxOpenFiles,
+		FormatMajorVersion:          pebble.FormatNewest,
+		Logger:                      pebbleLogger{log: log},
+		// Bloom filters let Get of an absent key (a new group) skip most
+		// sstables. One level's options apply to all deeper levels.
+		Levels: []pebble.LevelOptions{{FilterPolicy: bloom.FilterPolicy(10)}},
+	}
+
+	marked := false
+	fresh, err := isEmptyDir(fs, dir)
+	if err != nil {
+		return nil, fmt.Errorf("state: cannot read state directory %s: %w (check that it exists and is readable)", dir, err)
+	}
+	if fresh {
+		if err := makeDurableDir(fs, dir); err != nil {
+			return nil, fmt.Errorf("state: cannot create state directory %s: %w (check the permissions of its parent)", dir, err)
+		}
+	} else if marked, err = inspect(dir, popts); err != nil {
+		return nil, err
+	}
+	db, err := pebble.Open(dir, popts)
+	if err != nil {
+		return nil, openError(dir, err)
+	}
+	if !marked {
+		if err := db.Set(markerKey, []byte(markerValue), pebble.Sync); err != nil {
+			return nil, errors.Join(fmt.Errorf("state: cannot initialize state directory %s: %w", dir, err), db.Close())
+		}
+		log.Info("state: created state directory")
+	}
+	p := &pebbleProvider{dir: dir, db: db, retain: opts.RetainVersions, log: log}
+	p.mu.stores = make(map[int]*pebbleStore)
+	return p, nil
+}
+
+// isEmptyDir reports whether dir is missing or empty.
+func isEmptyDir(fs vfs.FS, dir string) (bool, error) {
+	names, err := fs.List(dir)
+	if err != nil {
+		if errors.Is(err, iofs.ErrNotExist) {
+			return true, nil
+		}
+		return false, err
+	}
+	return len(names) == 0, nil
+}
+
+// makeDurableDir creates dir and its missing parents, and syncs the parent
+// of each directory it creates: Pebble syncs the directory it writes in but
+// not its parent, so a crash could otherwise lose a new directory whole.
+func makeDurableDir(fs vfs.FS, dir string) error {
+	var created []string
+	for d := dir; ; {
+		if _, err := fs.Stat(d); err == nil {
+			break
+		} else if !errors.Is(err, iofs.ErrNotExist) {
+			return err
+		}
+		created = append(created, d)
+		parent := fs.PathDir(d)
+		if parent == d {
+			break
+		}
+		d = parent
+	}
+	if err := fs.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for _, d := range created {
+		f, err := fs.OpenDir(fs.PathDir(d))
+		if err != nil {
+			return err
+		}
+		err = f.Sync()
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// inspect checks, without writing to it, that the non-empty dir holds
+// gostream state. It reports whether the marker is present; a Pebble
+// database without the marker is accepted only if it holds no keys at all
+// (its creation was interrupted before the marker was written).
+func inspect(dir string, popts *pebble.Options) (marked bool, err error) {
+	desc, err := pebble.Peek(dir, popts.FS)
+	if err != nil || !desc.Exists {
+		return false, fmt.Errorf("%w: %s holds no Pebble database (%v); point the query at its own checkpoint directory or an empty one, nothing in %s was changed",
+			ErrNotStateDir, dir, err, dir)
+	}
+	ro := popts.Clone()
+	ro.ReadOnly = true
+	db, err := pebble.Open(dir, ro)
+	if err != nil {
+		return false, openError(dir, err)
+	}
+	defer func() { err = errors.Join(err, db.Close()) }()
+	v, closer, err := db.Get(markerKey)
+	switch {
+	case err == nil:
+		defer closer.Close()
+		if string(v) != markerValue {
+			return false, fmt.Errorf("%w: %s holds gostream state of layout %q, this build reads %q; use the gostream version that wrote it, or start from a fresh checkpoint",
+				ErrNotStateDir, dir, v, markerValue)
+		}
+		return true, nil
+	case !errors.Is(err, pebble.ErrNotFound):
+		return false, openError(dir, err)
+	}
+	it, err := db.NewIter(nil)
+	if err != nil {
+		return false, openError(dir, err)
+	}
+	defer func() { err = errors.Join(err, it.Close()) }()
+	if it.First() {
+		return false, fmt.Errorf("%w: %s is a Pebble database of another application; point the query at its own checkpoint directory or an empty one, nothing in %s was changed",
+			ErrNotStateDir, dir, dir)
+	}
+	if err := it.Error(); err != nil {
+		return false, openError(dir, err)
+	}
+	return false, nil
+}
+
+// openError wraps an error from opening or reading dir.
+func openError(dir string, err error) error {
+	if pebble.IsCorruptionError(err) {
+		return fmt.Errorf("%w: %s: %v; restore it from a backup or start the query from a fresh checkpoint directory, nothing in %s was changed",
+			ErrCorrupt, dir, err, dir)
+	}
+	return fmt.Errorf("state: cannot open state directory %s: %w", dir, err)
+}
+
+// pebbleLogger sends Pebble's messages to slog.
+type pebbleLogger struct{ log *slog.Logger }
+
+func (l pebbleLogger) Infof(format string, args ...any) {
+	if l.log.Enabled(context.Background(), slog.LevelDebug) {
+		l.log.Debug(fmt.Sprintf(format, args...), "component", "pebble")
+	}
+}
+
+// Fatalf logs and panics: Pebble calls it on unrecoverable errors (such as a
+// failed WAL sync) and expects it not to return.
+func (l pebbleLogger) Fatalf(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	l.log.Error(msg, "component", "pebble")
+	panic("state: pebble: " + msg)
+}
+
+type pebbleProvider struct {
+	dir    string
+	db     *pebble.DB
+	retain int
+	log    *slog.Logger
+	mu     struct {
+		sync.Mutex
+		stores map[int]*pebbleStore
+		closed bool
+	}
+}
+
+func (p *pebbleProvider) Open(partition int) (Store, error) {
+	if err := checkPartition(partition); err != nil {
+		return nil, err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.mu.closed {
+		return nil, fmt.Errorf("%w: state directory %s; open it again", ErrClosed, p.dir)
+	}
+	if p.mu.stores[partition] != nil {
+		return nil, fmt.Errorf("%w: partition %d in %s; close its store first", ErrPartitionOpen, partition, p.dir)
+	}
+	s := &pebbleStore{provider: p, partition: partition, prefix: uint32(partition), db: p.db}
+	meta := appendPrefix(nil, s.prefix, tagMeta)
+	v, closer, err := p.db.Get(meta)
+	switch {
+	case errors.Is(err, pebble.ErrNotFound):
+		s.hist = newHistory()
+	case err != nil:
+		return nil, fmt.Errorf("state: cannot read partition %d in %s: %w", partition, p.dir, err)
+	default:
+		s.hist, err = decodeMeta(v)
+		closer.Close()
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s: partition %d: %v; start the query from a fresh checkpoint directory",
+				ErrCorrupt, p.dir, partition, err)
+		}
+	}
+	s.batch = p.db.NewBatch()
+	p.mu.stores[partition] = s
+	return s, nil
+}
+
+func (p *pebbleProvider) Close() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.mu.closed {
+		return fmt.Errorf("%w: state directory %s closed twice", ErrClosed, p.dir)
+	}
+	p.mu.closed = true
+	var errs []error
+	for _, s := range p.mu.stores {
+		errs = append(errs, s.closeLocked())
+	}
+	if err := p.db.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("state: closing state directory %s: %w", p.dir, err))
+	}
+	return errors.Join(errs...)
+}
+
+// pebbleStore stages writes in a Pebble batch and the previous values of the
+// written keys in an arena; Commit turns the latter into undo records.
+type pebbleStore struct {
+	provider  *pebbleProvider
+	partition int
+	prefix    uint32
+	db        *pebble.DB // nil once closed
+	hist      history
+	err       error // set when a commit or rollback failed half-way
+
+	batch *pebble.Batch
+	delta int64 // change of the key count by the staged writes
+
+	// Staged undo records: undo[i] describes arena[undo[i-1].end:undo[i].end],
+	// the key followed by its previous value.
+	arena []byte
+	undo  []undoRef
+
+	// The last key read (a data key) and what it held, valid until the
+	// committed state changes. The engine calls Get then Put on each key, so
+	// Put finds the previous value here instead of reading it again.
+	lastKey   []byte
+	lastValue []byte
+	lastFound bool
+	lastValid bool
+
+	keyBuf  []byte
+	metaBuf []byte
+}
+
+type undoRef struct {
+	keyEnd, end int
+	existed     bool
+}
+
+func (s *pebbleStore) usable() error {
+	if s.db == nil {
+		return fmt.Errorf("%w: store of partition %d in %s; open the partition again", ErrClosed, s.partition, s.provider.dir)
+	}
+	return s.err
+}
+
+func (s *pebbleStore) Partition() int { return s.partition }
+
+func (s *pebbleStore) Version() int64 { return s.hist.version }
+
+func (s *pebbleStore) Len() int64 { return s.hist.keys() }
+
+func (s *pebbleStore) Get(key []byte) ([]byte, bool, error) {
+	if err := s.usable(); err != nil {
+		return nil, false, err
+	}
+	return s.read(key)
+}
+
+// read returns the committed value of key, leaving its data key in keyBuf.
+func (s *pebbleStore) read(key []byte) ([]byte, bool, error) {
+	s.keyBuf = appendDataKey(s.keyBuf[:0], s.prefix, key)
+	if s.lastValid && bytes.Equal(s.keyBuf, s.lastKey) {
+		return s.lastValue, s.lastFound, nil
+	}
+	v, closer, err := s.db.Get(s.keyBuf)
+	switch {
+	case errors.Is(err, pebble.ErrNotFound):
+		s.lastValue, s.lastFound = s.lastValue[:0], false
+	case err != nil:
+		s.lastValid = false
+		return nil, false, fmt.Errorf("state: reading partition %d in %s: %w", s.partition, s.provider.dir, err)
+	default:
+		s.lastValue, s.lastFound = append(s.lastValue[:0], v...), true
+		closer.Close()
+	}
+	s.lastKey = append(s.lastKey[:0], s.keyBuf...)
+	s.lastValid = true
+	if !s.lastFound {
+		return nil, false, nil
+	}
+	return s.lastValue, true, nil
+}
+
+func (s *pebbleStore) Put(key, value []byte) error { return s.stage(key, value, false) }
+
+func (s *pebbleStore) Delete(key []byte) error { return s.stage(key, nil, true) }
+
+func (s *pebbleStore) stage(key, value []byte, del bool) error {
+	if err := s.usable(); err != nil {
+		return err
+	}
+	prev, existed, err := s.read(key)
+	if err != nil {
+		return err
+	}
+	if del && !existed {
+		return nil
+	}
+	s.arena = append(s.arena, key...)
+	keyEnd := len(s.arena)
+	s.arena = append(s.arena, prev...)
+	s.undo = append(s.undo, undoRef{keyEnd: keyEnd, end: len(s.arena), existed: existed})
+	switch {
+	case del:
+		s.delta--
+		err = s.batch.Delete(s.keyBuf, nil)
+	case !existed:
+		s.delta++
+		fallthrough
+	default:
+		err = s.batch.Set(s.keyBuf, value, nil)
+	}
+	if err != nil {
+		return fmt.Errorf("state: staging a write to partition %d in %s: %w", s.partition, s.provider.dir, err)
+	}
+	return nil
+}
+
+func (s *pebbleStore) Commit(version int64) error {
+	if err := s.usable(); err != nil {
+		return err
+	}
+	if err := s.hist.checkCommit(s.partition, version); err != nil {
+		return err
+	}
+	start := 0
+	for _, u := range s.undo {
+		key, prev := s.arena[start:u.keyEnd], s.arena[u.keyEnd:u.end]
+		start = u.end
+		op := s.batch.SetDeferred(undoPrefixLen+len(key), 1+len(prev))
+		appendUndoKey(op.Key[:0], s.prefix, version, key)
+		op.Value[0] = undoAbsent
+		if u.existed {
+			op.Value[0] = undoPresent
+		}
+		copy(op.Value[1:], prev)
+		if err := op.Finish(); err != nil {
+			return s.fail("commit", version, err)
+		}
+	}
+	if from, to, prune := s.hist.commit(version, s.hist.keys()+s.delta, s.provider.retain); prune {
+		lower := appendUndoKey(nil, s.prefix, from, nil)
+		upper := appendUndoKey(nil, s.prefix, to+1, nil)
+		if err := s.batch.DeleteRange(lower, upper, nil); err != nil {
+			return s.fail("commit", version, err)
+		}
+	}
+	return s.apply("commit", version)
+}
+
+func (s *pebbleStore) Discard() {
+	if s.batch == nil { // closed
+		return
+	}
+	s.batch.Reset()
+	s.arena, s.undo, s.delta = s.arena[:0], s.undo[:0], 0
+}
+
+func (s *pebbleStore) Rollback(v int64) error {
+	if err := s.usable(); err != nil {
+		return err
+	}
+	s.Discard()
+	old := s.hist.version
+	undoFrom, undo, err := s.hist.rollback(s.partition, v)
+	if err != nil || (!undo && v == old) {
+		return err
+	}
+	if undo {
+		if err := s.stageUndo(undoFrom); err != nil {
+			return s.fail("roll back to", v, err)
+		}
+	}
+	if err := s.apply("roll back to", v); err != nil {
+		return err
+	}
+	s.provider.log.Info("state: rolled back", "partition", s.partition, "from", old, "to", v)
+	return nil
+}
+
+// stageUndo stages the undo records of versions from and above, newest
+// first so that for a key written in several versions the oldest previous
+// value is written last and wins, and stages their deletion.
+func (s *pebbleStore) stageUndo(from int64) (err error) {
+	lower := appendUndoKey(nil, s.prefix, from, nil)
+	upper := appendPrefix(nil, s.prefix, tagUndo+1)
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, it.Close()) }()
+	for ok := it.Last(); ok; ok = it.Prev() {
+		k := it.Key()
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return err
+		}
+		if len(k) < undoPrefixLen || len(v) == 0 || v[0] > undoPresent {
+			return fmt.Errorf("%w: %s: partition %d: malformed undo record %q; start the query from a fresh checkpoint directory",
+				ErrCorrupt, s.provider.dir, s.partition, k)
+		}
+		s.keyBuf = appendDataKey(s.keyBuf[:0], s.prefix, k[undoPrefixLen:])
+		if v[0] == undoPresent {
+			err = s.batch.Set(s.keyBuf, v[1:], nil)
+		} else {
+			err = s.batch.Delete(s.keyBuf, nil)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if err := it.Error(); err != nil {
+		return err
+	}
+	return s.batch.DeleteRange(lower, upper, nil)
+}
+
+// apply writes the metadata into the staged batch and commits it durably.
+// s.hist already holds the new history.
+func (s *pebbleStore) apply(what string, version int64) error {
+	s.lastValid = false
+	s.keyBuf = appendPrefix(s.keyBuf[:0], s.prefix, tagMeta)
+	s.metaBuf = appendMeta(s.metaBuf[:0], &s.hist)
+	if err := s.batch.Set(s.keyBuf, s.metaBuf, nil); err != nil {
+		return s.fail(what, version, err)
+	}
+	if err := s.batch.Commit(pebble.Sync); err != nil {
+		return s.fail(what, version, err)
+	}
+	s.Discard()
+	return nil
+}
+
+// fail makes the store unusable: s.hist may be ahead of what is durable.
+func (s *pebbleStore) fail(what string, version int64, err error) error {
+	s.err = fmt.Errorf("%w: partition %d in %s: %s version %d: %v; close the provider and open %s again to find the durable version",
+		ErrFailed, s.partition, s.provider.dir, what, version, err, s.provider.dir)
+	return s.err
+}
+
+func (s *pebbleStore) Scan(fn func(key, value []byte) error) (err error) {
+	if err := s.usable(); err != nil {
+		return err
+	}
+	it, err := s.db.NewIter(&pebble.IterOptions{
+		LowerBound: appendPrefix(nil, s.prefix, tagData),
+		UpperBound: appendPrefix(nil, s.prefix, tagData+1),
+	})
+	if err != nil {
+		return fmt.Errorf("state: scanning partition %d in %s: %w", s.partition, s.provider.dir, err)
+	}
+	defer func() {
+		// fn's error is returned unchanged.
+		if cerr := it.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("state: scanning partition %d in %s: %w", s.partition, s.provider.dir, cerr)
+		}
+	}()
+	for ok := it.First(); ok; ok = it.Next() {
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return fmt.Errorf("state: scanning partition %d in %s: %w", s.partition, s.provider.dir, err)
+		}
+		if err := fn(it.Key()[prefixLen:], v); err != nil {
+			return err
+		}
+	}
+	if err := it.Error(); err != nil {
+		return fmt.Errorf("state: scanning partition %d in %s: %w", s.partition, s.provider.dir, err)
+	}
+	return nil
+}
+
+func (s *pebbleStore) Close() error {
+	s.provider.mu.Lock()
+	defer s.provider.mu.Unlock()
+	if s.db == nil {
+		return fmt.Errorf("%w: store of partition %d in %s closed twice", ErrClosed, s.partition, s.provider.dir)
+	}
+	return s.closeLocked()
+}
+
+// closeLocked drops staged writes and releases the partition; the
+// provider's mutex is held.
+func (s *pebbleStore) closeLocked() error {
+	delete(s.provider.mu.stores, s.partition)
+	s.db = nil
+	err := s.batch.Close()
+	s.batch = nil
+	if err != nil {
+		return fmt.Errorf("state: closing partition %d in %s: %w", s.partition, s.provider.dir, err)
+	}
+	return nil
+}
