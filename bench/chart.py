@@ -25,12 +25,19 @@ def bars(ax, groups, values, title, ylabel, fmt):
         ys = values[system]
         drawn = ax.bar(xs, [y or 0 for y in ys], width, label=system, color=COLORS[system])
         ax.bar_label(drawn, labels=[fmt(y) if y else "n/a" for y in ys], fontsize=8, padding=2)
+    if not groups:
+        ax.text(0.5, 0.5, "not run", ha="center", va="center", transform=ax.transAxes, color="gray")
+    positive = [y for ys in values.values() for y in ys if y]
+    if positive and max(positive) / min(positive) > 30:
+        ax.set_yscale("log")
+        ylabel += " (log scale)"
     ax.set_xticks(range(len(groups)), groups)
     ax.set_title(title, fontweight="bold")
     ax.set_ylabel(ylabel)
     ax.spines[["top", "right"]].set_visible(False)
     ax.margins(y=0.15)
-    ax.legend(frameon=False, fontsize=8)
+    if systems:
+        ax.legend(frameon=False, fontsize=8)
 
 
 def series(results, runs, field, scale=1.0):
@@ -54,7 +61,7 @@ def main(src, dst):
 
     fig, axes = plt.subplots(1, 3, figsize=(16, 5))
     bars(axes[0], bulk, series(results, bulk, "records_per_sec", 1e-3),
-         "Throughput (whole run, higher is better)", "thousand records/s", lambda v: f"{v:,.0f}k")
+         "Throughput (whole run, higher is better)", "thousand records/s", lambda v: f"{v:,.0f}k" if v >= 10 else f"{v:.2g}k")
 
     by = {(r["system"], r["run"]): r for r in results}
     lat_systems = [s for s in SYSTEMS if any((s, run) in by for run in latency)]

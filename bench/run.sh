@@ -57,6 +57,9 @@ mkdir -p "$BIN"
 say "building gostream and the suite"
 (cd "$ROOT" && go build -o "$BIN/gostream" ./cmd/gostream && go build -o "$BIN/suite" ./bench/cmd/suite)
 
+# Brokers run as local JVMs unless the caller chose another kafkatest backend
+# (e.g. GOSTREAM_KAFKA_BACKEND=external GOSTREAM_KAFKA_BROKERS=s1:9092,...).
+export GOSTREAM_KAFKA_BACKEND=${GOSTREAM_KAFKA_BACKEND:-process}
 cd "$ROOT"
 exec "$BIN/suite" -cache "$CACHE" -gostream "$BIN/gostream" -spark-home "$SPARK_HOME" \
 	-spark-version "$PYSPARK_VERSION" -python "$VENV/bin/python" "$@"

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -53,7 +54,10 @@ func NewAdmin(brokers []string, timeout time.Duration) (*Admin, error) {
 }
 
 func newAdmin(cc clientConfig) (*Admin, error) {
-	cl, err := kgo.NewClient(cc.common...)
+	// kadm serves metadata from a cache younger than MetadataMinAge (5s by
+	// default): keep it short so topic changes are seen promptly.
+	opts := append(slices.Clone(cc.common), kgo.MetadataMinAge(100*time.Millisecond))
+	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return nil, wrapf(ErrInvalidConfig, err, "kafka: creating client: %v", err)
 	}

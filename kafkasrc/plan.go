@@ -174,7 +174,6 @@ func (in *PlanInput) startOffsets() (Offsets, []string, error) {
 	for _, topic := range sortedKeys(in.Latest) {
 		for _, p := range sortedKeys(in.Latest[topic]) {
 			e, l := in.Earliest[topic][p], in.Latest[topic][p]
-			tp := fmt.Sprintf("%s/%d", topic, p)
 			s, check := e, true
 			switch prev, ok := in.Prev.Get(topic, p); {
 			case in.Prev == nil && in.Starting.Earliest:
@@ -194,15 +193,15 @@ func (in *PlanInput) startOffsets() (Offsets, []string, error) {
 			default: // a partition added since the previous batch
 				check = false
 				if e != 0 {
-					losses = append(losses, fmt.Sprintf("%s: new partition starts at offset %d, not 0; offsets [0, %d) were deleted before they could be read", tp, e, e))
+					losses = append(losses, fmt.Sprintf("%s/%d: new partition starts at offset %d, not 0; offsets [0, %d) were deleted before they could be read", topic, p, e, e))
 				}
 			}
 			if check && s < e {
-				losses = append(losses, fmt.Sprintf("%s: offsets [%d, %d) were deleted (retention or DeleteRecords) before they were read; continuing at earliest offset %d", tp, s, e, e))
+				losses = append(losses, fmt.Sprintf("%s/%d: offsets [%d, %d) were deleted (retention or DeleteRecords) before they were read; continuing at earliest offset %d", topic, p, s, e, e))
 				s = e
 			}
 			if check && s > l {
-				losses = append(losses, fmt.Sprintf("%s: start offset %d is beyond the latest offset %d (was the topic deleted and recreated?); continuing at earliest offset %d", tp, s, l, e))
+				losses = append(losses, fmt.Sprintf("%s/%d: start offset %d is beyond the latest offset %d (was the topic deleted and recreated?); continuing at earliest offset %d", topic, p, s, l, e))
 				s = e
 			}
 			start.Set(topic, p, s)

@@ -294,4 +294,3 @@ func BenchmarkPlanBatch(b *testing.B) {
 		}
 	}
 }
-

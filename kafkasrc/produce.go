@@ -8,6 +8,8 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -115,6 +117,9 @@ type producer struct {
 	bytes   atomic.Int64
 	failed  atomic.Pointer[error] // first produce error
 	cl      *kgo.Client
+	// produceCtx bounds buffering and acknowledgements: ctx, or in follow
+	// mode ctx plus a grace period of Timeout.
+	produceCtx context.Context
 }
 
 func parseCompression(name string) (kgo.CompressionCodec, error) {
@@ -173,7 +178,7 @@ func newProducer(cfg ProduceConfig, inputs []string) (*producer, error) {
 	}
 	cfg.Timeout, cfg.Logger = cc.timeout, cc.log
 	p := &producer{cfg: cfg, cc: cc}
-	opts := append(cc.common,
+	opts := append(slices.Clone(cc.common),
 		kgo.DefaultProduceTopic(cfg.Topic),
 		kgo.ProducerBatchCompression(codec),
 		kgo.ProducerLinger(max(cfg.Linger, 0)),
@@ -199,16 +204,18 @@ func (p *producer) run(ctx context.Context, inputs []string) (ProduceStats, erro
 		return p.stats(), err
 	}
 
+	p.produceCtx = ctx
+	if p.cfg.Follow {
+		// ctx ending is follow mode's normal stop: records already read are
+		// still produced and acknowledged, for up to Timeout.
+		var stop func()
+		p.produceCtx, stop = withGrace(ctx, p.cfg.Timeout)
+		defer stop()
+	}
+
 	stopProgress := p.startProgress()
 	err := p.readAll(ctx, inputs)
-	flushCtx := ctx
-	if p.cfg.Follow && err == nil && ctx.Err() != nil {
-		// ctx ending is follow mode's normal stop: still wait for acks.
-		var cancel context.CancelFunc
-		flushCtx, cancel = context.WithTimeout(context.WithoutCancel(ctx), p.cfg.Timeout)
-		defer cancel()
-	}
-	if ferr := p.cl.Flush(flushCtx); err == nil && ferr != nil {
+	if ferr := p.cl.Flush(p.produceCtx); err == nil && ferr != nil {
 		err = fmt.Errorf("kafka: waiting for acknowledgements from %s: %w", admin.brokerList(), ferr)
 	}
 	stopProgress()
@@ -216,6 +223,30 @@ func (p *producer) run(ctx context.Context, inputs []string) (ProduceStats, erro
 		err = *perr // the first produce error explains later ones
 	}
 	return p.stats(), err
+}
+
+// withGrace returns a context that ends grace after ctx ends, and a func
+// that ends it at once and waits for its timer goroutine.
+func withGrace(ctx context.Context, grace time.Duration) (context.Context, func()) {
+	graceCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		defer cancel()
+		select {
+		case <-done:
+			return
+		case <-ctx.Done():
+		}
+		select {
+		case <-done:
+		case <-time.After(grace):
+		}
+	})
+	return graceCtx, func() {
+		close(done)
+		wg.Wait()
+	}
 }
 
 // startProgress calls cfg.Progress periodically until the returned func is
@@ -282,7 +313,7 @@ func (p *producer) readInput(ctx context.Context, in string) error {
 	if err := ls.drain(ctx); err != nil {
 		return err
 	}
-	return ls.finish(ctx)
+	return ls.finish()
 }
 
 // follow produces the lines of path as it grows, across rotation and
@@ -324,7 +355,7 @@ func (p *producer) follow(ctx context.Context, path string) (err error) {
 			if ls == nil {
 				return nil
 			}
-			return ls.finish(context.WithoutCancel(ctx))
+			return ls.finish()
 		case <-time.After(followPoll):
 		}
 		if f == nil {
@@ -340,14 +371,14 @@ func (p *producer) follow(ctx context.Context, path string) (err error) {
 			if err := ls.drain(ctx); err != nil {
 				return err
 			}
-			if err := ls.finish(ctx); err != nil {
+			if err := ls.finish(); err != nil {
 				return err
 			}
 			p.cfg.Logger.Info("kafka: input rotated, reading the new file", "path", path)
 			f.Close()
 			f = nil
 		case cur.Size() < pos: // truncated in place
-			if err := ls.finish(ctx); err != nil {
+			if err := ls.finish(); err != nil {
 				return err
 			}
 			p.cfg.Logger.Info("kafka: input truncated, reading it from the start", "path", path)
@@ -360,13 +391,13 @@ func (p *producer) follow(ctx context.Context, path string) (err error) {
 }
 
 // produce hands one line to the client; value must not be modified after.
-func (p *producer) produce(ctx context.Context, value []byte) error {
+func (p *producer) produce(value []byte) error {
 	if perr := p.failed.Load(); perr != nil {
 		return *perr
 	}
 	p.lines.Add(1)
 	p.bytes.Add(int64(len(value)))
-	p.cl.Produce(ctx, &kgo.Record{Value: value}, p.promise)
+	p.cl.Produce(p.produceCtx, &kgo.Record{Value: value}, p.promise)
 	return nil
 }
 
@@ -379,7 +410,7 @@ func (p *producer) promise(r *kgo.Record, err error) {
 		err = wrapf(ErrLineTooLong, err, "kafka: the brokers rejected a %d-byte record for topic %q as too large (raise the topic's max.message.bytes, or lower --max-record-bytes)",
 			len(r.Value), p.cfg.Topic)
 	} else {
-		err = fmt.Errorf("kafka: producing to %q on %s: %w", p.cfg.Topic, p.cc.brokers, err)
+		err = fmt.Errorf("kafka: producing to %q on %s: %w", p.cfg.Topic, strings.Join(p.cc.brokers, ","), err)
 	}
 	p.failed.CompareAndSwap(nil, &err)
 }
@@ -429,7 +460,7 @@ func (ls *lineSplitter) drain(ctx context.Context) error {
 			if len(line) > limit {
 				return ls.tooLong()
 			}
-			if perr := ls.emit(ctx, line); perr != nil {
+			if perr := ls.emit(line); perr != nil {
 				return perr
 			}
 			ls.pending = ls.pending[:0]
@@ -451,24 +482,24 @@ func (ls *lineSplitter) drain(ctx context.Context) error {
 }
 
 // finish produces a pending last line that has no newline.
-func (ls *lineSplitter) finish(ctx context.Context) error {
+func (ls *lineSplitter) finish() error {
 	if len(ls.pending) == 0 {
 		return nil
 	}
 	if len(ls.pending) > ls.p.cfg.MaxRecordBytes {
 		return ls.tooLong()
 	}
-	err := ls.emit(ctx, ls.pending)
+	err := ls.emit(ls.pending)
 	ls.pending = ls.pending[:0]
 	return err
 }
 
-func (ls *lineSplitter) emit(ctx context.Context, line []byte) error {
+func (ls *lineSplitter) emit(line []byte) error {
 	ls.line++
 	if len(line) > cap(ls.slab)-len(ls.slab) {
 		ls.slab = make([]byte, 0, max(slabSize, len(line)))
 	}
 	start := len(ls.slab)
 	ls.slab = append(ls.slab, line...)
-	return ls.p.produce(ctx, ls.slab[start:len(ls.slab):len(ls.slab)])
+	return ls.p.produce(ls.slab[start:len(ls.slab):len(ls.slab)])
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -278,6 +279,43 @@ func TestOffsetsErrors(t *testing.T) {
 	}
 	if took > 3*time.Second {
 		t.Fatalf("unreachable error took %v, want about the 1s timeout", took)
+	}
+
+	// A "broker" that accepts connections but never answers.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var conns sync.WaitGroup
+	conns.Go(func() {
+		var held []net.Conn
+		defer func() {
+			for _, c := range held {
+				c.Close()
+			}
+		}()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			held = append(held, c)
+		}
+	})
+	defer conns.Wait()
+	defer ln.Close()
+	s3, err := NewSource(Config{Brokers: []string{ln.Addr().String()}, Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s3.Close()
+	start = time.Now()
+	_, _, err = s3.Offsets(ctx, []string{"logs"})
+	took = time.Since(start)
+	want = fmt.Sprintf("kafka: no broker reachable at %s after 1s (is Kafka running? check --brokers)", ln.Addr())
+	if !errors.Is(err, ErrUnreachable) || err.Error() != want || took > 3*time.Second {
+		t.Fatalf("silent broker: err = %v after %v\nwant %s within about 1s", err, took, want)
 	}
 }
 

@@ -3,6 +3,7 @@ package kafkatest
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"time"
@@ -13,12 +14,17 @@ import (
 
 // Environment variables that select and configure the backend.
 const (
-	// BackendEnv selects the backend: "process" (also "" and "auto", the
-	// default) or "external".
+	// BackendEnv selects the backend: "auto" (also "", the default),
+	// "docker", "process" or "external". auto is docker when a Docker engine
+	// answers, else process.
 	BackendEnv = "GOSTREAM_KAFKA_BACKEND"
 	// BrokersEnv lists the seed brokers of an external cluster as
 	// host:port,host:port. Required when BackendEnv is "external".
 	BrokersEnv = "GOSTREAM_KAFKA_BROKERS"
+	// ImageEnv names the image the docker backend runs. Default
+	// [DefaultImage]; scripts/kafka-image.sh builds one locally and prints
+	// the line that sets it.
+	ImageEnv = "GOSTREAM_KAFKA_IMAGE"
 )
 
 // backend is a running Kafka cluster that a Cluster talks to.
@@ -28,6 +34,10 @@ type backend interface {
 	// persistent reports whether data outlives stop, so that the Cluster
 	// must delete the topics it created.
 	persistent() bool
+	// runTool runs the Kafka command-line tool whose class is main to
+	// completion with args, feeding it stdin (nil for none), and returns
+	// its combined stdout and stderr. Safe for concurrent use.
+	runTool(ctx context.Context, main string, stdin io.Reader, args ...string) ([]byte, error)
 	// stop stops what the backend started and waits for it. Called once.
 	stop() error
 }
@@ -35,19 +45,36 @@ type backend interface {
 type backendKind string
 
 const (
+	backendDocker   backendKind = "docker"
 	backendProcess  backendKind = "process"
 	backendExternal backendKind = "external"
 )
 
-// backendFromEnv reads BackendEnv.
-func backendFromEnv() (backendKind, error) {
+// dockerProbeTimeout bounds the check whether a Docker engine answers.
+const dockerProbeTimeout = 5 * time.Second
+
+// backendFromEnv reads BackendEnv. For "auto" it calls dockerUp, which
+// reports why no Docker engine answers (nil if one does), and picks docker
+// or process; logf is told which and why.
+func backendFromEnv(ctx context.Context, dockerUp func(context.Context) error, logf func(string, ...any)) (backendKind, error) {
 	switch v := strings.ToLower(strings.TrimSpace(os.Getenv(BackendEnv))); v {
-	case "", "auto", "process":
+	case "", "auto":
+		ctx, cancel := context.WithTimeout(ctx, dockerProbeTimeout)
+		defer cancel()
+		if err := dockerUp(ctx); err != nil {
+			logf("kafkatest: %s=auto: no Docker engine answers (%v); using local JVM processes", BackendEnv, err)
+			return backendProcess, nil
+		}
+		logf("kafkatest: %s=auto: a Docker engine answers; using containers", BackendEnv)
+		return backendDocker, nil
+	case "docker":
+		return backendDocker, nil
+	case "process":
 		return backendProcess, nil
 	case "external":
 		return backendExternal, nil
 	default:
-		return "", fmt.Errorf("%w: %s=%q (use process, auto or external)", ErrBackend, BackendEnv, v)
+		return "", fmt.Errorf("%w: %s=%q (use auto, docker, process or external)", ErrBackend, BackendEnv, v)
 	}
 }
 
@@ -55,7 +82,7 @@ func backendFromEnv() (backendKind, error) {
 const pollInterval = 250 * time.Millisecond
 
 // waitBrokers polls the cluster at seeds until its metadata lists at least n
-// brokers and a controller, ctx ends, or exited returns an error (a process
+// brokers and a controller, ctx ends, or exited returns an error (a broker
 // that died). exited may be nil.
 func waitBrokers(ctx context.Context, seeds []string, n int, exited func() error, logf func(string, ...any)) error {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.DialTimeout(2*time.Second))

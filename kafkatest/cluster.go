@@ -10,7 +10,6 @@ import (
 	"io"
 	"maps"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -86,7 +85,7 @@ func Start(t testing.TB, opts ...Option) *Cluster {
 // benchmarks; tests should use [Start].
 func StartCluster(ctx context.Context, opts ...Option) (c *Cluster, err error) {
 	cfg := newConfig(opts)
-	kind, err := backendFromEnv()
+	kind, err := backendFromEnv(ctx, dockerUp, cfg.logf)
 	if err != nil {
 		return nil, err
 	}
@@ -98,7 +97,9 @@ func StartCluster(ctx context.Context, opts ...Option) (c *Cluster, err error) {
 	var be backend
 	switch kind {
 	case backendExternal:
-		be, err = startExternal(ctx, cfg)
+		be, err = startExternal(ctx, cfg, dir)
+	case backendDocker:
+		be, err = startDocker(ctx, cfg, dir)
 	default:
 		be, err = startProcess(ctx, cfg, dir)
 	}
@@ -247,8 +248,9 @@ func (c *Cluster) DeleteRecords(ctx context.Context, topic string, partition int
 }
 
 // ConsoleProduce pipes input, one record per line, into topic through
-// Kafka's own kafka.tools.ConsoleProducer, run from the jars of [JarsDir]
-// with -Xmx256m. props are producer properties such as "compression.type":
+// Kafka's own kafka.tools.ConsoleProducer, run with -Xmx256m in a container
+// of the cluster's image on the docker backend, else as a local JVM from the
+// jars of [JarsDir]. props are producer properties such as "compression.type":
 // "gzip" or "linger.ms": "5" (passed as --producer-property, except
 // compression.type, which goes to --compression-codec because the tool
 // overrides the property). Returns once the tool exits; an error carries the
@@ -266,18 +268,6 @@ func (c *Cluster) ConsoleProduce(ctx context.Context, topic string, input io.Rea
 		return fmt.Errorf("%w: topic %q not found (create it with CreateTopic or the Topic option): %v",
 			ErrConsoleProducer, topic, td.Err)
 	}
-	java, err := javaPath()
-	if err != nil {
-		return err
-	}
-	libs, err := JarsDir(ctx, c.logf)
-	if err != nil {
-		return err
-	}
-	toolConf := filepath.Join(c.dir, "console-producer-log4j.properties")
-	if err := os.WriteFile(toolConf, []byte(toolLog4j), 0o644); err != nil {
-		return fmt.Errorf("kafkatest: write %s: %w", toolConf, err)
-	}
 	args := []string{"--bootstrap-server", c.BootstrapServers(), "--topic", topic}
 	for _, k := range slices.Sorted(maps.Keys(props)) {
 		if k == "compression.type" {
@@ -286,17 +276,14 @@ func (c *Cluster) ConsoleProduce(ctx context.Context, topic string, input io.Rea
 		}
 		args = append(args, "--producer-property", k+"="+props[k])
 	}
-	cmd := javaCommand(ctx, java, jvmToolFlags, libs, toolConf, c.dir, consoleProducerMain, args...)
-	var out bytes.Buffer
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = input, &out, &out
-	err = cmd.Run()
+	out, err := c.be.runTool(ctx, consoleProducerMain, input, args...)
 	// The tool logs failed sends through its callback and still exits 0.
-	if err == nil && bytes.Contains(out.Bytes(), []byte(" ERROR ")) {
+	if err == nil && bytes.Contains(out, []byte(" ERROR ")) {
 		err = errors.New("it logged errors")
 	}
 	if err != nil {
-		return fmt.Errorf("%w: %s to topic %q: %v; output:\n%s",
-			ErrConsoleProducer, consoleProducerMain, topic, err, tail(out.Bytes(), logTailBytes))
+		return fmt.Errorf("%w: %s to topic %q: %w; output:\n%s",
+			ErrConsoleProducer, consoleProducerMain, topic, err, tail(out, logTailBytes))
 	}
 	return nil
 }

@@ -26,6 +26,10 @@ var (
 	// unusable external cluster configuration.
 	ErrBackend = errors.New("kafkatest: bad backend configuration")
 
+	// ErrDocker is returned when the docker backend finds no Docker engine,
+	// or cannot create, start or remove a container.
+	ErrDocker = errors.New("kafkatest: docker backend failed")
+
 	// ErrTopic is returned when a topic cannot be created, found or changed.
 	ErrTopic = errors.New("kafkatest: topic operation failed")
 
@@ -34,5 +38,5 @@ var (
 )
 
 // errPortTaken marks a broker that could not bind a port chosen for it; the
-// process backend then retries the start once with fresh ports.
+// process and docker backends then retry the start once with fresh ports.
 var errPortTaken = errors.New("kafkatest: port already in use")

@@ -12,14 +12,15 @@ import (
 const externalTimeout = 30 * time.Second
 
 // externalBackend is a cluster someone else runs; it starts and stops
-// nothing.
+// nothing. Tools run as local JVMs.
 type externalBackend struct {
+	localTools
 	seeds []string
 }
 
 // startExternal checks that the cluster in BrokersEnv answers and has at
-// least cfg.brokers brokers.
-func startExternal(ctx context.Context, cfg config) (*externalBackend, error) {
+// least cfg.brokers brokers. Tools keep their files in dir.
+func startExternal(ctx context.Context, cfg config, dir string) (*externalBackend, error) {
 	var seeds []string
 	for s := range strings.SplitSeq(os.Getenv(BrokersEnv), ",") {
 		if s = strings.TrimSpace(s); s != "" {
@@ -37,7 +38,11 @@ func startExternal(ctx context.Context, cfg config) (*externalBackend, error) {
 		return nil, fmt.Errorf("%w (is the cluster in %s running, with at least %d brokers? or ask for fewer with Brokers(n))",
 			err, BrokersEnv, cfg.brokers)
 	}
-	return &externalBackend{seeds: seeds}, nil
+	tools, err := newLocalTools(dir, cfg.logf)
+	if err != nil {
+		return nil, err
+	}
+	return &externalBackend{localTools: tools, seeds: seeds}, nil
 }
 
 func (e *externalBackend) addrs() []string  { return append([]string(nil), e.seeds...) }

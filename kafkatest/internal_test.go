@@ -3,6 +3,7 @@ package kafkatest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -13,23 +14,54 @@ import (
 )
 
 func TestBackendFromEnv(t *testing.T) {
+	up := func(context.Context) error { return nil }
+	down := func(context.Context) error { return errors.New("Cannot connect to the Docker daemon") }
 	for _, tc := range []struct {
-		env  string
-		want backendKind
-		err  error
+		env    string
+		docker func(context.Context) error
+		want   backendKind
+		err    error
 	}{
-		{"", backendProcess, nil},
-		{"auto", backendProcess, nil},
-		{"process", backendProcess, nil},
-		{" Process ", backendProcess, nil},
-		{"external", backendExternal, nil},
-		{"docker", "", ErrBackend},
+		{"", up, backendDocker, nil},
+		{"", down, backendProcess, nil},
+		{"auto", up, backendDocker, nil},
+		{" AUTO ", down, backendProcess, nil},
+		{"docker", down, backendDocker, nil}, // forced: the start fails and says why
+		{"process", up, backendProcess, nil},
+		{" Process ", up, backendProcess, nil},
+		{"external", up, backendExternal, nil},
+		{"podman", up, "", ErrBackend},
 	} {
 		t.Setenv(BackendEnv, tc.env)
-		got, err := backendFromEnv()
+		var logged []string
+		logf := func(f string, a ...any) { logged = append(logged, fmt.Sprintf(f, a...)) }
+		got, err := backendFromEnv(context.Background(), tc.docker, logf)
 		if got != tc.want || !errors.Is(err, tc.err) {
 			t.Errorf("%s=%q: got %q, %v; want %q, %v", BackendEnv, tc.env, got, err, tc.want, tc.err)
 		}
+		if err != nil && !strings.Contains(err.Error(), "use auto, docker, process or external") {
+			t.Errorf("%s=%q: error %q does not list the valid values", BackendEnv, tc.env, err)
+		}
+		if strings.TrimSpace(tc.env) == "" || strings.EqualFold(strings.TrimSpace(tc.env), "auto") {
+			if len(logged) != 1 || !strings.Contains(logged[0], "using") {
+				t.Errorf("%s=%q: logged %q, want one line saying which backend and why", BackendEnv, tc.env, logged)
+			}
+		}
+	}
+}
+
+// TestAutoProbeHonoursDeadline checks that auto does not hang on a Docker
+// engine that never answers.
+func TestAutoProbeHonoursDeadline(t *testing.T) {
+	t.Setenv(BackendEnv, "auto")
+	hang := func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() }
+	start := time.Now()
+	got, err := backendFromEnv(context.Background(), hang, t.Logf)
+	if got != backendProcess || err != nil {
+		t.Fatalf("got %q, %v; want process", got, err)
+	}
+	if d := time.Since(start); d > 2*dockerProbeTimeout {
+		t.Errorf("probe took %v, want about %v", d, dockerProbeTimeout)
 	}
 }
 
@@ -165,7 +197,7 @@ func fakeJava(t *testing.T, brokerOutput string) {
 		t.Fatal(err)
 	}
 	t.Setenv(cacheEnv, cache)
-	t.Setenv(BackendEnv, "")
+	t.Setenv(BackendEnv, "process")
 }
 
 func TestBrokerExitsEarly(t *testing.T) {

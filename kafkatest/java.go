@@ -1,8 +1,10 @@
 package kafkatest
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -39,24 +41,69 @@ func javaPath() (string, error) {
 	return p, nil
 }
 
-// javaCommand builds a JVM command running class main from the jars in libs.
-// log4jConf is the log4j 1 properties file; logsDir is kafka.logs.dir. With a
-// non-nil ctx, cancelling ctx kills the JVM's process group; brokers pass nil
-// and are stopped by Close.
-func javaCommand(ctx context.Context, java string, flags []string, libs, log4jConf, logsDir, main string, args ...string) *exec.Cmd {
+// javaArgs returns the JVM arguments that run class main from the jars in
+// libs. log4jConf is the log4j 1 properties file; logsDir is kafka.logs.dir.
+func javaArgs(flags []string, libs, log4jConf, logsDir, main string, args ...string) []string {
 	argv := append([]string{}, flags...)
 	argv = append(argv,
 		"-Dlog4j.configuration=file:"+log4jConf,
 		"-Dkafka.logs.dir="+logsDir,
 		"-cp", filepath.Join(libs, "*"),
 		main)
-	argv = append(argv, args...)
+	return append(argv, args...)
+}
+
+// javaCommand builds a local JVM command from javaArgs. With a non-nil ctx,
+// cancelling ctx kills the JVM's process group; brokers pass nil and are
+// stopped by Close.
+func javaCommand(ctx context.Context, java string, flags []string, libs, log4jConf, logsDir, main string, args ...string) *exec.Cmd {
+	argv := javaArgs(flags, libs, log4jConf, logsDir, main, args...)
 	if ctx == nil {
 		cmd := exec.Command(java, argv...)
 		setProcAttrs(cmd)
 		return cmd
 	}
 	return toolCommand(ctx, java, argv...)
+}
+
+// writeToolLog4j writes the tools' log4j configuration into dir and returns
+// its path.
+func writeToolLog4j(dir string) (string, error) {
+	p := filepath.Join(dir, "tools-log4j.properties")
+	if err := os.WriteFile(p, []byte(toolLog4j), 0o644); err != nil {
+		return "", fmt.Errorf("kafkatest: write %s: %w", p, err)
+	}
+	return p, nil
+}
+
+// localTools runs Kafka tools as JVMs on this machine, from the jars of
+// JarsDir (resolved on first use). Safe for concurrent use.
+type localTools struct {
+	dir  string // kafka.logs.dir of the tools
+	conf string // tools' log4j configuration
+	logf func(string, ...any)
+}
+
+// newLocalTools writes the tools' log4j configuration into dir.
+func newLocalTools(dir string, logf func(string, ...any)) (localTools, error) {
+	conf, err := writeToolLog4j(dir)
+	return localTools{dir: dir, conf: conf, logf: logf}, err
+}
+
+func (l localTools) runTool(ctx context.Context, main string, stdin io.Reader, args ...string) ([]byte, error) {
+	java, err := javaPath()
+	if err != nil {
+		return nil, err
+	}
+	libs, err := JarsDir(ctx, l.logf)
+	if err != nil {
+		return nil, err
+	}
+	cmd := javaCommand(ctx, java, jvmToolFlags, libs, l.conf, l.dir, main, args...)
+	var out bytes.Buffer
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, &out, &out
+	err = cmd.Run()
+	return out.Bytes(), err
 }
 
 // toolCommand is exec.CommandContext for a child that must die with us and

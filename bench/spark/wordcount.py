@@ -83,7 +83,6 @@ def write_batch(mode, output_dir):
 def main():
     args = parse_args()
     spark = SparkSession.builder.appName("gostream-bench-wordcount").getOrCreate()
-    spark.sparkContext.setLogLevel("WARN")
     if args.warm:
         spark.stop()
         return

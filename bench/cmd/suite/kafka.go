@@ -10,7 +10,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -65,26 +64,6 @@ func produceAll(ctx context.Context, brokers []string, topic string, n int, next
 		return fmt.Errorf("produce to %s: %w (is the cluster healthy? see the broker logs)", topic, firstErr)
 	}
 	return ctx.Err()
-}
-
-// endOffsets returns the sum of the topic's end offsets: its record count
-// when nothing was deleted.
-func endOffsets(ctx context.Context, brokers []string, topic string) (int64, error) {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
-	if err != nil {
-		return 0, err
-	}
-	defer cl.Close()
-	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topic)
-	if err != nil {
-		return 0, fmt.Errorf("list end offsets of %s: %w", topic, err)
-	}
-	if err := ends.Error(); err != nil {
-		return 0, fmt.Errorf("list end offsets of %s: %w", topic, err)
-	}
-	var total int64
-	ends.Each(func(o kadm.ListedOffset) { total += o.Offset })
-	return total, nil
 }
 
 // ceilingCmd is the hidden subcommand the suite re-executes itself with to

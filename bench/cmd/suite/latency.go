@@ -115,21 +115,39 @@ func (m *markerClock) latencies(from, until time.Time) (lat []float64, missing i
 	return lat, missing
 }
 
-// pacedProducer produces generated lines at a steady rate, every k-th
-// carrying a marker, until stopped.
+// pacedProducer produces generated lines at a steady pace, some carrying a
+// marker, until stopped. The pace can change while it runs.
 type pacedProducer struct {
-	cl       *kgo.Client
-	topic    string
-	rate     int
-	every    int // a marker every so many records
-	gen      *generator
-	clock    *markerClock
-	started  time.Time
-	produced int64 // owned by run until it returns
-	mu       struct {
+	cl    *kgo.Client
+	topic string
+	gen   *generator
+	clock *markerClock
+
+	// Owned by run until it returns.
+	produced  int64 // records
+	markers   int
+	paceStart time.Time // when the current pace took effect
+	atPace    int64     // records produced at the current pace
+
+	mu struct {
 		sync.Mutex
-		err error
+		rate  float64 // records/s
+		every int     // a marker every so many records
+		err   error
 	}
+}
+
+// setPace sets the production rate and how many records apart markers are.
+func (p *pacedProducer) setPace(rate float64, every int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.mu.rate, p.mu.every = rate, max(every, 1)
+}
+
+func (p *pacedProducer) pace() (float64, int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.mu.rate, p.mu.every
 }
 
 func (p *pacedProducer) firstErr() error {
@@ -138,24 +156,42 @@ func (p *pacedProducer) firstErr() error {
 	return p.mu.err
 }
 
+// achievedRate is the rate reached at the current pace; call after run
+// returned.
+func (p *pacedProducer) achievedRate(end time.Time) float64 {
+	return float64(p.atPace) / end.Sub(p.paceStart).Seconds()
+}
+
 // run produces until ctx ends, then flushes.
 func (p *pacedProducer) run(ctx context.Context) {
-	p.started = time.Now()
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
+	var (
+		due       float64 // records that should have been produced by now
+		last      = time.Now()
+		sinceMark int
+		lastRate  float64
+	)
 	for {
 		select {
 		case <-ctx.Done():
 			p.cl.Flush(context.Background())
 			return
 		case now := <-tick.C:
-			due := int64(now.Sub(p.started).Seconds() * float64(p.rate))
-			for ; p.produced < due; p.produced++ {
+			rate, every := p.pace()
+			if rate != lastRate {
+				p.paceStart, p.atPace, lastRate = now, 0, rate
+			}
+			due += rate * now.Sub(last).Seconds()
+			last = now
+			for ; float64(p.produced) < due; p.produced++ {
+				p.atPace++
 				line := p.gen.line()
-				if p.produced%int64(p.every) == 0 {
-					n := int(p.produced / int64(p.every))
-					line = p.gen.appendMarker(n)
-					p.clock.produced(n, time.Now())
+				if sinceMark++; sinceMark >= every {
+					sinceMark = 0
+					line = p.gen.appendMarker(p.markers)
+					p.clock.produced(p.markers, time.Now())
+					p.markers++
 				}
 				rec := &kgo.Record{Topic: p.topic, Value: append([]byte(nil), line...)}
 				p.cl.Produce(ctx, rec, func(_ *kgo.Record, err error) {
@@ -170,11 +206,15 @@ func (p *pacedProducer) run(ctx context.Context) {
 	}
 }
 
+// startupRate is the production rate, all markers, while a system starts:
+// a trickle, so that no backlog builds up before it is ready.
+const startupRate = 10
+
 // latencyOnce measures one system's produce-to-output latency at one rate:
-// it starts the system in update mode on a fresh topic, produces at the rate,
-// waits for the first marker to come out, lets the system settle for
-// cfg.latencyWarmup, then times the markers produced in the next
-// cfg.latencyDuration from their produce call to the moment their word
+// it starts the system in update mode on a fresh topic, produces a trickle of
+// markers until the first one comes out, then produces at the rate, lets the
+// system settle for cfg.latencyWarmup, and times the markers produced in the
+// next cfg.latencyDuration from their produce call to the moment their word
 // first appears on the system's stdout.
 func (s *suite) latencyOnce(ctx context.Context, sys system, rate int) result {
 	runName := fmt.Sprintf("latency-%d", rate)
@@ -202,8 +242,8 @@ func (s *suite) latencyOnce(ctx context.Context, sys system, rate int) result {
 		return fail(err)
 	}
 	prodCtx, stopProducing := context.WithCancel(ctx)
-	p := &pacedProducer{cl: cl, topic: topic, rate: rate, every: max(1, rate/s.cfg.markersPerSec),
-		gen: newGenerator(s.cfg.seed + uint64(rate)), clock: clock}
+	p := &pacedProducer{cl: cl, topic: topic, gen: newGenerator(s.cfg.seed + uint64(rate)), clock: clock}
+	p.setPace(startupRate, 1)
 	produced := make(chan struct{})
 	go func() { defer close(produced); p.run(prodCtx) }()
 	stopAll := func() {
@@ -215,32 +255,38 @@ func (s *suite) latencyOnce(ctx context.Context, sys system, rate int) result {
 		r.WallS = ptr(c.cost.end.Sub(c.cost.start).Seconds())
 	}
 
-	select {
-	case <-clock.first():
-	case <-c.exited:
-		stopAll()
-		return fail(fmt.Errorf("%s exited before its first output: %v", sys.name, c.err))
-	case <-time.After(s.cfg.latencyStartup):
-		stopAll()
-		return fail(fmt.Errorf("no marker came out of %s within %s (see %s)", sys.name, s.cfg.latencyStartup, logPath))
-	case <-ctx.Done():
-		stopAll()
-		return fail(ctx.Err())
+	// watch waits for ready (nil: nothing) or for d to pass; it fails if the
+	// system exits or ctx ends first.
+	watch := func(ready <-chan struct{}, d time.Duration) (isReady bool, err error) {
+		select {
+		case <-ready:
+			return true, nil
+		case <-time.After(d):
+			return false, nil
+		case <-c.exited:
+			return false, fmt.Errorf("%s exited during the run: %v", sys.name, c.err)
+		case <-ctx.Done():
+			return false, ctx.Err()
+		}
 	}
+	isReady, err := watch(clock.first(), s.cfg.latencyStartup)
+	if err == nil && !isReady {
+		err = fmt.Errorf("no marker came out of %s within %s (see %s)", sys.name, s.cfg.latencyStartup, logPath)
+	}
+	if err != nil {
+		stopAll()
+		return fail(err)
+	}
+	p.setPace(float64(rate), rate/s.cfg.markersPerSec)
 	from := time.Now().Add(s.cfg.latencyWarmup)
 	until := from.Add(s.cfg.latencyDuration)
-	select {
-	case <-time.After(time.Until(until)):
-	case <-c.exited:
+	if _, err := watch(nil, time.Until(until)); err != nil {
 		stopAll()
-		return fail(fmt.Errorf("%s exited during the run: %v", sys.name, c.err))
-	case <-ctx.Done():
-		stopAll()
-		return fail(ctx.Err())
+		return fail(err)
 	}
 	stopProducing()
 	<-produced
-	r.RecordsPerSec = ptr(float64(p.produced) / time.Since(p.started).Seconds())
+	r.RecordsPerSec = ptr(p.achievedRate(time.Now()))
 	deadline := time.Now().Add(drainTimeout)
 	for time.Now().Before(deadline) {
 		if _, missing := clock.latencies(from, until); missing == 0 {
@@ -258,6 +304,12 @@ func (s *suite) latencyOnce(ctx context.Context, sys system, rate int) result {
 		return fail(fmt.Errorf("none of the %d markers produced while measuring came out of %s", missing, sys.name))
 	}
 	r.LatencyP50Ms, r.LatencyP99Ms = percentile(lat, 50), percentile(lat, 99)
+	if sys.progress {
+		// Batch durations explain the latency; a missing report is no failure here.
+		if st, err := readProgress(j.progressPath()); err == nil {
+			r.Batches, r.BatchP50Ms, r.BatchP99Ms = st.batches, st.p50, st.p99
+		}
+	}
 	if missing > 0 {
 		r.Error = fmt.Sprintf("%d of %d markers did not come out within %s of the end of production", missing, missing+len(lat), drainTimeout)
 	}

@@ -54,13 +54,16 @@ type config struct {
 	gostream               string
 	gostreamLatencyTrigger string
 
-	cache                  string
-	sparkHome              string
-	sparkScript            string
-	sparkVersion           string
-	sparkDriverMemory      string
-	sparkShufflePartitions int
-	python                 string
+	cache             string
+	sparkHome         string
+	sparkScript       string
+	sparkVersion      string
+	sparkDriverMemory string
+	python            string
+
+	shufflePartitions int
+	batches           int
+	stateBatches      int
 
 	results string
 	chart   string
@@ -91,13 +94,15 @@ func parseFlags(args []string) (config, error) {
 	fs.IntVar(&c.markersPerSec, "markers-per-sec", 200, "markers per second in the latency run")
 	fs.DurationVar(&c.timeout, "timeout", time.Hour, "limit for one system's run")
 	fs.StringVar(&c.gostream, "gostream", "", "gostream binary (built from ./cmd/gostream)")
-	fs.StringVar(&c.gostreamLatencyTrigger, "gostream-latency-trigger", "processing-time=0s", "gostream's --trigger in the latency run")
+	fs.StringVar(&c.gostreamLatencyTrigger, "gostream-latency-trigger", "default", "gostream's --trigger in the latency run (default: each batch starts when the last ends, as Spark's default trigger)")
 	fs.StringVar(&c.cache, "cache", filepath.Join(home, "gostream-bench"), "cache directory: venv, Ivy cache")
 	fs.StringVar(&c.sparkHome, "spark-home", "", "SPARK_HOME (the pyspark package directory in the venv)")
 	fs.StringVar(&c.sparkScript, "spark-script", "bench/spark/wordcount.py", "the Spark job")
 	fs.StringVar(&c.sparkVersion, "spark-version", "3.5.7", "version of spark-sql-kafka-0-10_2.12 (must match pyspark)")
-	fs.StringVar(&c.sparkDriverMemory, "spark-driver-memory", "4g", "spark-submit --driver-memory (local mode: the whole JVM heap)")
-	fs.IntVar(&c.sparkShufflePartitions, "spark-shuffle-partitions", 2*runtime.NumCPU(), "spark.sql.shuffle.partitions")
+	fs.StringVar(&c.sparkDriverMemory, "spark-driver-memory", "2g", "spark-submit --driver-memory (local mode: the whole JVM heap; Spark's default is 1g)")
+	fs.IntVar(&c.shufflePartitions, "shuffle-partitions", 2*runtime.NumCPU(), "shuffle (state) partitions of both engines: spark.sql.shuffle.partitions and gostream --shuffle-partitions")
+	fs.IntVar(&c.batches, "batches", 10, "split the throughput and state runs into about this many batches (maxOffsetsPerTrigger = records/batches; 0: no cap, one batch)")
+	fs.IntVar(&c.stateBatches, "state-batches", 4, "like -batches, for the state-scale run (complete mode writes every key each batch)")
 	fs.StringVar(&c.python, "python", "", "python with matplotlib and pyspark (default: the venv's)")
 	fs.StringVar(&c.results, "results", "bench/results", "directory for latest.json, latest.png and logs/")
 	fs.StringVar(&c.chart, "chart", "bench/chart.py", "the chart script")
@@ -126,8 +131,8 @@ func parseFlags(args []string) (config, error) {
 	if c.python == "" {
 		c.python = filepath.Join(c.cache, "venv", "bin", "python")
 	}
-	if c.records <= 0 || c.stateKeys <= 0 || c.keysLine <= 0 || c.markersPerSec <= 0 {
-		return c, errors.New("-n, -state-keys, -state-keys-per-line and -markers-per-sec must be positive")
+	if c.records <= 0 || c.stateKeys <= 0 || c.keysLine <= 0 || c.markersPerSec <= 0 || c.shufflePartitions <= 0 || c.batches < 0 || c.stateBatches < 0 {
+		return c, errors.New("-n, -state-keys, -state-keys-per-line, -markers-per-sec and -shuffle-partitions must be positive, -batches and -state-batches at least 0")
 	}
 	return c, nil
 }
@@ -259,7 +264,7 @@ func (s *suite) throughputRun(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	s.runAll(ctx, "throughput", job{topic: "logs", records: int64(s.cfg.records)}, want)
+	s.runAll(ctx, "throughput", s.bulkJob("logs", s.cfg.records, s.cfg.batches, false), want)
 	return nil
 }
 
@@ -274,8 +279,18 @@ func (s *suite) stateRun(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	s.runAll(ctx, "state", job{topic: "keys", records: int64(lines), bigState: true}, want)
+	s.runAll(ctx, "state", s.bulkJob("keys", lines, s.cfg.stateBatches, true), want)
 	return nil
+}
+
+// bulkJob is a job over a loaded topic, split into about batches batches
+// (0: no cap).
+func (s *suite) bulkJob(topic string, records, batches int, bigState bool) job {
+	j := job{topic: topic, records: int64(records), bigState: bigState}
+	if batches > 0 {
+		j.maxOffsets = int64((records + batches - 1) / batches)
+	}
+	return j
 }
 
 // load creates topic (3 partitions, replication factor 2) and produces n
@@ -329,6 +344,9 @@ func (s *suite) runOnce(ctx context.Context, sys system, runName string, j job, 
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.timeout)
 	defer cancel()
+	if sys.progress {
+		go logProgress(ctx, c, runName+": "+sys.name, j.progressPath())
+	}
 	u, err := c.wait(ctx)
 	r.setUsage(u)
 	wall := u.end.Sub(u.start).Seconds()
@@ -358,3 +376,24 @@ func (s *suite) runOnce(ctx context.Context, sys system, runName string, j job, 
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// progressEvery is how often logProgress reports on a running system.
+const progressEvery = 15 * time.Second
+
+// logProgress logs, every progressEvery until the child exits or ctx ends,
+// how many batches and rows its progress file reports.
+func logProgress(ctx context.Context, c *child, label, path string) {
+	tick := time.NewTicker(progressEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-c.exited:
+			return
+		case <-tick.C:
+			batches, rows := progressSoFar(path)
+			log.Printf("%s: %d batches, %d rows after %.0fs", label, batches, rows, time.Since(c.start).Seconds())
+		}
+	}
+}

@@ -26,7 +26,7 @@ const clockTicks = 100
 // usage is what a child process tree cost.
 type usage struct {
 	start, end time.Time
-	peakRSS    int64   // bytes; see sampler.sample
+	peakRSS    int64   // bytes; see sampleTree and child.exited
 	cpuSeconds float64 // user + system, children included
 }
 
@@ -85,8 +85,10 @@ func startChild(cmd *exec.Cmd, logPath string, stdout func(line []byte, at time.
 		c.cost = <-sampled
 		c.cost.start, c.cost.end = start, end
 		if rs, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-			// wait4's rusage includes every descendant the child waited for.
+			// wait4's rusage covers every descendant the child waited for;
+			// Maxrss (KiB) is the largest of their peaks.
 			c.cost.cpuSeconds = max(c.cost.cpuSeconds, tvSeconds(rs.Utime)+tvSeconds(rs.Stime))
+			c.cost.peakRSS = max(c.cost.peakRSS, rs.Maxrss<<10)
 		}
 		var exit *exec.ExitError
 		if errors.As(err, &exit) {
@@ -128,8 +130,9 @@ func tvSeconds(tv syscall.Timeval) float64 {
 
 // sampleTree samples the tree rooted at root until stop closes. Peak RSS is
 // the highest sum of VmRSS over the tree at one sample, raised to the largest
-// VmHWM of any single process (which catches a peak between samples). CPU
-// is the sum over every process ever seen of its last utime+stime.
+// VmHWM of any single process, which catches a peak between samples (the
+// child's ru_maxrss joins in once it exits). CPU is the sum over every
+// process ever seen of its last utime+stime.
 func sampleTree(root int, stop <-chan struct{}) usage {
 	var u usage
 	cpuTicks := make(map[int]int64)

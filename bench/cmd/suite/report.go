@@ -60,7 +60,8 @@ func (s *suite) report(started time.Time) error {
 		Config: map[string]any{
 			"records": s.cfg.records, "seed": s.cfg.seed, "systems": s.cfg.systems, "runs": s.cfg.runs,
 			"rates": s.cfg.rates, "state_keys": s.cfg.stateKeys, "latency_duration_s": s.cfg.latencyDuration.Seconds(),
-			"spark_driver_memory": s.cfg.sparkDriverMemory, "spark_shuffle_partitions": s.cfg.sparkShufflePartitions,
+			"spark_driver_memory": s.cfg.sparkDriverMemory, "shuffle_partitions": s.cfg.shufflePartitions,
+			"batches":          s.cfg.batches,
 			"topic_partitions": 3, "replication_factor": 2, "brokers": 3,
 		},
 		Results: s.results,

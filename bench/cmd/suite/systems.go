@@ -17,8 +17,10 @@ import (
 type job struct {
 	brokers string
 	topic   string
-	records int64  // records in the topic (throughput and state runs)
-	dir     string // fresh directory for checkpoint, output and progress
+	records int64 // records in the topic (throughput and state runs)
+	// maxOffsets caps the records per batch (maxOffsetsPerTrigger); 0: no cap.
+	maxOffsets int64
+	dir        string // fresh directory for checkpoint, output and progress
 	// latency selects update mode with changed rows on stdout and the
 	// shortest trigger; otherwise complete mode, trigger available-now.
 	latency bool
@@ -82,6 +84,8 @@ func (s *suite) gostreamCmd(j job) *exec.Cmd {
 		"--checkpoint", filepath.Join(j.dir, "checkpoint"),
 		"--trigger", trigger, "--output-mode", mode,
 		"--starting-offsets", "earliest", "--sink", sink,
+		"--max-offsets-per-trigger", strconv.FormatInt(j.maxOffsets, 10),
+		"--shuffle-partitions", strconv.Itoa(s.cfg.shufflePartitions),
 		"--progress-json", j.progressPath())
 }
 
@@ -90,7 +94,8 @@ func (s *suite) sparkCmd(j job) *exec.Cmd {
 		"--master", "local[*]",
 		"--driver-memory", s.cfg.sparkDriverMemory,
 		"--conf", "spark.ui.enabled=false",
-		"--conf", "spark.sql.shuffle.partitions=" + strconv.Itoa(s.cfg.sparkShufflePartitions),
+		"--conf", "spark.log.level=WARN",
+		"--conf", "spark.sql.shuffle.partitions=" + strconv.Itoa(s.cfg.shufflePartitions),
 		"--conf", "spark.jars.ivy=" + filepath.Join(s.cfg.cache, "ivy"),
 		"--packages", "org.apache.spark:spark-sql-kafka-0-10_2.12:" + s.cfg.sparkVersion,
 	}
@@ -102,7 +107,8 @@ func (s *suite) sparkCmd(j job) *exec.Cmd {
 		"--brokers", j.brokers, "--topic", j.topic,
 		"--checkpoint", filepath.Join(j.dir, "checkpoint"),
 		"--progress", j.progressPath(),
-		"--starting-offsets", "earliest")
+		"--starting-offsets", "earliest",
+		"--max-offsets-per-trigger", strconv.FormatInt(j.maxOffsets, 10))
 	if j.latency {
 		// "0 seconds" is Spark's default trigger: each batch starts as soon
 		// as the previous one ends.
@@ -129,6 +135,26 @@ type batchReport struct {
 	DurationMs   struct {
 		TriggerExecution float64 `json:"triggerExecution"`
 	} `json:"durationMs"`
+}
+
+// progressSoFar returns the batches and rows in a progress file being
+// written; a partly written last line is skipped.
+func progressSoFar(path string) (batches int, rows int64) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<24)
+	for sc.Scan() {
+		var b batchReport
+		if json.Unmarshal(sc.Bytes(), &b) == nil {
+			batches++
+			rows += b.NumInputRows
+		}
+	}
+	return batches, rows
 }
 
 // batchStats summarises a progress file.

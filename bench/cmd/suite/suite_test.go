@@ -1,0 +1,166 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// tally counts words the way Spark's split(value, ' ') does.
+func tally(lines []string) map[string]int64 {
+	counts := make(map[string]int64)
+	for _, l := range lines {
+		for _, w := range strings.Split(l, " ") {
+			counts[w]++
+		}
+	}
+	return counts
+}
+
+func TestGeneratorIsDeterministicAndCountsItsWords(t *testing.T) {
+	a, b := newGenerator(7), newGenerator(7)
+	var lines []string
+	for i := range 20_000 {
+		la, lb := string(a.line()), string(b.line())
+		if la != lb {
+			t.Fatalf("line %d differs between two generators with one seed:\n%q\n%q", i, la, lb)
+		}
+		if i%100 == 0 {
+			la = string(a.appendMarker(i / 100))
+		}
+		lines = append(lines, la)
+	}
+	want := a.expected()
+	got := tally(lines)
+	var markers int64
+	for w, n := range got {
+		if strings.HasPrefix(w, markerPrefix) {
+			markers++
+			continue
+		}
+		if want.words[w] != n {
+			t.Errorf("word %q: generator tallied %d, lines hold %d", w, want.words[w], n)
+		}
+	}
+	if len(got)-int(markers) != len(want.words) {
+		t.Errorf("lines hold %d distinct vocabulary words, generator tallied %d", len(got)-int(markers), len(want.words))
+	}
+	if markers != want.unique.rows {
+		t.Errorf("lines hold %d markers, digest counts %d", markers, want.unique.rows)
+	}
+	if want.words[""] == 0 {
+		t.Error("no empty words: double spaces should occur in 20000 lines")
+	}
+}
+
+func TestKeyLinesAreDistinct(t *testing.T) {
+	g := newGenerator(1)
+	seen := make(map[string]bool)
+	for i := range 50 {
+		for _, w := range strings.Split(string(g.keyLine(i*20, 20)), " ") {
+			if seen[w] {
+				t.Fatalf("key %q generated twice", w)
+			}
+			seen[w] = true
+		}
+	}
+	if g.expected().unique.rows != 1000 {
+		t.Errorf("digest counts %d keys, want 1000", g.expected().unique.rows)
+	}
+}
+
+func TestCheckers(t *testing.T) {
+	g := newGenerator(3)
+	var lines []string
+	for range 500 {
+		lines = append(lines, string(g.line()))
+	}
+	lines = append(lines, string(g.keyLine(0, 5)))
+	want := g.expected()
+	counts := tally(lines)
+
+	dir := t.TempDir()
+	// gostream's jsonl sink: an early, partial batch, then the final one.
+	var jsonl bytes.Buffer
+	fmt.Fprintf(&jsonl, "{\"batch\":0,\"word\":\"INFO\",\"count\":1}\n")
+	for w, n := range counts {
+		fmt.Fprintf(&jsonl, "{\"batch\":1,\"word\":%q,\"count\":%d}\n", w, n)
+	}
+	good := filepath.Join(dir, "out.jsonl")
+	os.WriteFile(good, jsonl.Bytes(), 0o644)
+	if err := checkJSONLines(good, want); err != nil {
+		t.Errorf("gostream output with the right counts: %v", err)
+	}
+	// Spark's JSON part files.
+	spark := filepath.Join(dir, "spark")
+	os.Mkdir(spark, 0o755)
+	var part bytes.Buffer
+	for w, n := range counts {
+		if w == "k3" {
+			n++ // one wrong unique count
+		}
+		fmt.Fprintf(&part, "{\"word\":%q,\"count\":%d}\n", w, n)
+	}
+	os.WriteFile(filepath.Join(spark, "part-00000.json"), part.Bytes(), 0o644)
+	if err := checkSparkDir(spark, want); err == nil || !strings.Contains(err.Error(), "unique tokens") {
+		t.Errorf("Spark output with a wrong key count: got %v, want a unique-token mismatch", err)
+	}
+	wantINFO := want.words["INFO"]
+	want.words["INFO"]++
+	if err := checkJSONLines(good, want); err == nil || !strings.Contains(err.Error(), `"INFO"`) {
+		t.Errorf("gostream output with a wrong INFO count: got %v, want an error naming INFO", err)
+	}
+	want.words["INFO"] = wantINFO
+}
+
+func TestPercentile(t *testing.T) {
+	vals := []float64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}
+	for _, tc := range []struct{ p, want float64 }{{50, 5}, {99, 10}, {10, 1}, {100, 10}} {
+		if got := *percentile(vals, tc.p); got != tc.want {
+			t.Errorf("p%v = %v, want %v", tc.p, got, tc.want)
+		}
+	}
+	if percentile(nil, 50) != nil {
+		t.Error("percentile of nothing should be nil")
+	}
+}
+
+func TestReadProgress(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "progress.jsonl")
+	os.WriteFile(path, []byte(`{"batchId":0,"numInputRows":10,"timestamp":"2026-01-02T03:04:05.000Z","durationMs":{"triggerExecution":500}}
+{"batchId":1,"numInputRows":0,"timestamp":"2026-01-02T03:04:06.000Z","durationMs":{"triggerExecution":9000}}
+{"batchId":2,"numInputRows":10,"timestamp":"2026-01-02T03:04:07.000Z","durationMs":{"triggerExecution":300}}
+`), 0o644)
+	st, err := readProgress(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := time.Date(2026, 1, 2, 3, 4, 5, 500e6, time.UTC)
+	if st.batches != 3 || !st.firstBatch.Equal(first) || *st.p50 != 300 || *st.p99 != 500 {
+		t.Errorf("got %d batches, first done %v, p50 %v, p99 %v; want 3, %v, 300, 500 (empty batches ignored)",
+			st.batches, st.firstBatch, *st.p50, *st.p99, first)
+	}
+}
+
+func TestMarkerClock(t *testing.T) {
+	m := newMarkerClock()
+	t0 := time.Now()
+	m.produced(1, t0)
+	m.produced(2, t0)
+	m.produced(3, t0.Add(-time.Hour)) // before the window
+	m.scan([]byte(`{"batch":4,"word":"`+markerToken(1)+`","count":1}`), t0.Add(40*time.Millisecond))
+	m.scan([]byte(markerToken(1)+" "+markerToken(3)), t0.Add(time.Second)) // seen again: ignored
+	select {
+	case <-m.first():
+	default:
+		t.Fatal("first() not closed after a marker was seen")
+	}
+	lat, missing := m.latencies(t0, t0.Add(time.Minute))
+	if len(lat) != 1 || lat[0] != 40 || missing != 1 {
+		t.Errorf("latencies %v, missing %d; want [40], 1", lat, missing)
+	}
+}

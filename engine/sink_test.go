@@ -1,0 +1,95 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/gostream/gostream/operators"
+	"github.com/gostream/gostream/proto/planpb"
+)
+
+var wordSchema = operators.Schema{{Name: "word", Type: planpb.DataType_STRING}, {Name: "count", Type: planpb.DataType_LONG}}
+
+func batchOf(id int64, rows ...operators.Row) *Batch {
+	return &Batch{ID: id, Schema: wordSchema, each: eachRow([][]operators.Row{rows})}
+}
+
+func wc(word string, n int64) operators.Row { return operators.Row{operators.Str(word), operators.Long(n)} }
+
+func TestConsoleSinkSparkFormat(t *testing.T) {
+	var buf bytes.Buffer
+	c := &ConsoleSink{W: &buf, NumRows: 20, Truncate: 20}
+	err := c.AddBatch(context.Background(), batchOf(3, wc("hello", 2), wc("", 1), wc("a-very-long-word-that-spark-cuts", 7), wc("한국어", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "-------------------------------------------\n" +
+		"Batch: 3\n" +
+		"-------------------------------------------\n" +
+		"+--------------------+-----+\n" +
+		"|                word|count|\n" +
+		"+--------------------+-----+\n" +
+		"|               hello|    2|\n" +
+		"|                    |    1|\n" +
+		"|a-very-long-word-...|    7|\n" +
+		"|              한국어|    1|\n" +
+		"+--------------------+-----+\n" +
+		"\n"
+	if buf.String() != want {
+		t.Fatalf("got\n%s\nwant\n%s", buf.String(), want)
+	}
+}
+
+func TestConsoleSinkNumRowsAndNoTruncate(t *testing.T) {
+	var buf bytes.Buffer
+	c := &ConsoleSink{W: &buf, NumRows: 1, Truncate: 0}
+	if err := c.AddBatch(context.Background(), batchOf(0, wc("x", 1), wc("y", 2))); err != nil {
+		t.Fatal(err)
+	}
+	want := "+----+-----+\n|word|count|\n+----+-----+\n|x   |1    |\n+----+-----+\nonly showing top 1 row\n\n"
+	if !strings.HasSuffix(buf.String(), want) {
+		t.Fatalf("got\n%s", buf.String())
+	}
+}
+
+func TestJSONLSinkReplacesRerunBatch(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "out.jsonl")
+	s := &JSONLSink{Path: path}
+	ctx := context.Background()
+	for _, b := range []*Batch{batchOf(0, wc("a", 1)), batchOf(1, wc("a", 2), wc("b\"q", 1))} {
+		if err := s.AddBatch(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Close()
+	// A crash after writing batch 1 but before committing it: batch 1 re-runs.
+	f, _ := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	f.WriteString(`{"batch":1,"word":"partial`) // and a torn line
+	f.Close()
+	s2 := &JSONLSink{Path: path}
+	if err := s2.AddBatch(ctx, batchOf(1, wc("a", 2), wc("b\"q", 1))); err != nil {
+		t.Fatal(err)
+	}
+	s2.Close()
+	got, _ := os.ReadFile(path)
+	want := `{"batch":0,"word":"a","count":1}` + "\n" + `{"batch":1,"word":"a","count":2}` + "\n" + `{"batch":1,"word":"b\"q","count":1}` + "\n"
+	if string(got) != want {
+		t.Fatalf("got\n%s\nwant\n%s", got, want)
+	}
+}
+
+func TestJSONLSinkRefusesForeignFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "notes.txt")
+	os.WriteFile(path, []byte("my notes\n"), 0o644)
+	s := &JSONLSink{Path: path}
+	if err := s.AddBatch(context.Background(), batchOf(0, wc("a", 1))); err == nil {
+		t.Fatal("overwrote a file that is not gostream output")
+	}
+	if b, _ := os.ReadFile(path); string(b) != "my notes\n" {
+		t.Fatalf("file changed: %q", b)
+	}
+}

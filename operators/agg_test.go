@@ -1,0 +1,278 @@
+package operators
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/gostream/gostream/proto/planpb"
+)
+
+func col(name string) *planpb.Expr { return &planpb.Expr{Kind: &planpb.Expr_Column{Column: name}} }
+
+func lit(s string) *planpb.Expr {
+	return &planpb.Expr{Kind: &planpb.Expr_Literal{Literal: &planpb.Literal{Value: &planpb.Literal_String_{String_: s}, Type: planpb.DataType_STRING}}}
+}
+
+func callE(fn string, args ...*planpb.Expr) *planpb.Expr {
+	return &planpb.Expr{Kind: &planpb.Expr_Call{Call: &planpb.Call{Function: fn, Args: args}}}
+}
+
+func castE(e *planpb.Expr, t planpb.DataType) *planpb.Expr {
+	return &planpb.Expr{Kind: &planpb.Expr_Cast{Cast: &planpb.Cast{Expr: e, To: t}}}
+}
+
+// wordsPlan is value -> CAST AS STRING -> explode(split(value, ' ')) AS word.
+func wordsPlan() *planpb.Plan {
+	scan := &planpb.Plan{Node: &planpb.Plan_KafkaScan{KafkaScan: &planpb.KafkaScan{Subscribe: []string{"logs"}}}}
+	lines := &planpb.Plan{Node: &planpb.Plan_Project{Project: &planpb.Project{Input: scan, Exprs: []*planpb.NamedExpr{
+		{Expr: castE(col("value"), planpb.DataType_STRING), Name: "value"},
+		{Expr: col("partition"), Name: "partition"},
+	}}}}
+	return &planpb.Plan{Node: &planpb.Plan_Explode{Explode: &planpb.Explode{
+		Input: lines, Keep: []*planpb.NamedExpr{{Expr: col("partition"), Name: "partition"}},
+		Generator: callE("split", col("value"), lit(" ")), Output: "word",
+	}}}
+}
+
+func kafkaRow(value string, partition int64) Row {
+	row := make(Row, len(KafkaSchema(false)))
+	if value != "\x00null" {
+		row[1] = Value{Kind: KindBinary, B: []byte(value)}
+	}
+	row[2], row[3] = Str("logs"), Long(partition)
+	return row
+}
+
+// runAgg runs lines through partial aggregation on two "map tasks", the
+// exchange, and the final aggregation into a memory map, like a batch.
+func runAgg(t testing.TB, a *planpb.Aggregate, parts int, batches ...[]Row) map[string]string {
+	t.Helper()
+	g, err := CompileAggregate(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := mapStore{}
+	for _, rows := range batches {
+		var buckets [][]byte
+		for half := range 2 {
+			partial, err := g.NewPartial()
+			if err != nil {
+				t.Fatal(err)
+			}
+			entry, err := g.Input().New(partial.Add)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, r := range rows {
+				if i%2 == half {
+					if err := entry(r); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			buckets = partial.Flush(parts, buckets)
+		}
+		for p := range parts {
+			final := g.NewFinal()
+			if err := final.Merge(buckets[p]); err != nil {
+				t.Fatal(err)
+			}
+			if err := final.MergeInto(st, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	out := map[string]string{}
+	row := make(Row, len(g.Schema()))
+	for k, v := range st {
+		if err := g.DecodeRow(row, []byte(k), []byte(v)); err != nil {
+			t.Fatal(err)
+		}
+		var cells []string
+		for _, v := range row {
+			cells = append(cells, string(v.AppendText(nil)))
+		}
+		out[cells[0]] = strings.Join(cells[1:], " ")
+	}
+	return out
+}
+
+type mapStore map[string]string
+
+func (m mapStore) Get(k []byte) ([]byte, bool, error) {
+	v, ok := m[string(k)]
+	return []byte(v), ok, nil
+}
+
+func (m mapStore) Put(k, v []byte) error { m[string(k)] = string(v); return nil }
+
+func TestWordCountAggregation(t *testing.T) {
+	a := &planpb.Aggregate{Input: wordsPlan(), GroupBy: []*planpb.NamedExpr{{Expr: col("word"), Name: "word"}},
+		Aggregates: []*planpb.AggregateExpr{{Function: planpb.AggregateFunction_COUNT, Name: "count"}}}
+	b1 := []Row{kafkaRow("a b a", 0), kafkaRow("", 1), kafkaRow("\x00null", 2), kafkaRow(" b", 0)}
+	b2 := []Row{kafkaRow("a", 1)}
+	got := runAgg(t, a, 3, b1, b2)
+	want := map[string]string{"a": "3", "b": "2", "": "2"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+}
+
+func TestAggregatesAndNulls(t *testing.T) {
+	length := callE("length", col("word"))
+	a := &planpb.Aggregate{
+		Input: wordsPlan(),
+		GroupBy: []*planpb.NamedExpr{
+			{Expr: col("partition"), Name: "partition"},
+		},
+		Aggregates: []*planpb.AggregateExpr{
+			{Function: planpb.AggregateFunction_COUNT, Name: "n"},
+			{Function: planpb.AggregateFunction_SUM, Arg: length, Name: "sum"},
+			{Function: planpb.AggregateFunction_MIN, Arg: col("word"), Name: "min"},
+			{Function: planpb.AggregateFunction_MAX, Arg: col("word"), Name: "max"},
+			{Function: planpb.AggregateFunction_AVG, Arg: length, Name: "avg"},
+		},
+	}
+	rows := []Row{kafkaRow("bb a", 0), kafkaRow("ccc", 0), kafkaRow("z", 1)}
+	got := runAgg(t, a, 2, rows[:2], rows[2:])
+	want := map[string]string{"0": "3 6 a ccc 2.0", "1": "1 1 z z 1.0"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+}
+
+func TestMultiColumnKeyRoundTrip(t *testing.T) {
+	vals := []Value{Null, Long(-5), Str("x y"), Double(2.5), Bool(true), Str("tail")}
+	types := []planpb.DataType{planpb.DataType_STRING, planpb.DataType_LONG, planpb.DataType_STRING, planpb.DataType_DOUBLE, planpb.DataType_BOOLEAN, planpb.DataType_STRING}
+	key := encodeKey(nil, vals)
+	row := make(Row, len(vals))
+	if err := decodeKey(row, key, types); err != nil {
+		t.Fatal(err)
+	}
+	for i := range vals {
+		if Compare(row[i], vals[i]) != 0 || row[i].Kind != vals[i].Kind {
+			t.Fatalf("column %d: got %+v, want %+v", i, row[i], vals[i])
+		}
+	}
+}
+
+func TestFilterAndCompile(t *testing.T) {
+	filtered := &planpb.Plan{Node: &planpb.Plan_Filter{Filter: &planpb.Filter{Input: wordsPlan(),
+		Condition: callE("and", callE("!=", col("word"), lit("")), callE(">=", callE("length", col("word")), &planpb.Expr{Kind: &planpb.Expr_Literal{Literal: &planpb.Literal{Value: &planpb.Literal_Long{Long: 2}}}}))}}}
+	n, err := CompileNarrow(filtered)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var words []string
+	entry, err := n.New(func(r Row) error { words = append(words, string(r[1].B)); return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []Row{kafkaRow("ab  c def", 0), kafkaRow("\x00null", 0)} {
+		if err := entry(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sort.Strings(words)
+	if strings.Join(words, ",") != "ab,def" {
+		t.Fatalf("got %v", words)
+	}
+	bad := []*planpb.Plan{
+		{Node: &planpb.Plan_Filter{Filter: &planpb.Filter{Input: wordsPlan(), Condition: col("word")}}},
+		{Node: &planpb.Plan_Project{Project: &planpb.Project{Input: wordsPlan(), Exprs: []*planpb.NamedExpr{{Expr: col("nope"), Name: "x"}}}}},
+		{Node: &planpb.Plan_Project{Project: &planpb.Project{Input: wordsPlan(), Exprs: []*planpb.NamedExpr{{Expr: callE("udf", lit("unregistered")), Name: "x"}}}}},
+		{Node: &planpb.Plan_Project{Project: &planpb.Project{Input: wordsPlan(), Exprs: []*planpb.NamedExpr{{Expr: callE("split", col("partition"), lit(" ")), Name: "x"}}}}},
+	}
+	for i, p := range bad {
+		if _, err := CompileNarrow(p); err == nil {
+			t.Errorf("bad plan %d compiled", i)
+		}
+	}
+}
+
+func TestRegisteredFunc(t *testing.T) {
+	RegisterFunc(Func{Name: "test_double_len", Result: planpb.DataType_LONG, Fn: func(args []Value) Value {
+		return Long(2 * int64(len(args[0].B)))
+	}})
+	p := &planpb.Plan{Node: &planpb.Plan_Project{Project: &planpb.Project{Input: wordsPlan(), Exprs: []*planpb.NamedExpr{
+		{Expr: callE("udf", lit("test_double_len"), col("word")), Name: "n"}}}}}
+	n, err := CompileNarrow(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []int64
+	entry, _ := n.New(func(r Row) error { got = append(got, r[0].I); return nil })
+	if err := entry(kafkaRow("ab c", 0)); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(got) != "[4 2]" {
+		t.Fatalf("got %v", got)
+	}
+}
+
+func FuzzMerge(f *testing.F) {
+	f.Add([]byte{2, 1, 'a', 5})
+	a := &planpb.Aggregate{Input: wordsPlan(), GroupBy: []*planpb.NamedExpr{{Expr: col("word"), Name: "word"}},
+		Aggregates: []*planpb.AggregateExpr{{Function: planpb.AggregateFunction_MAX, Arg: col("word"), Name: "m"}}}
+	g, err := CompileAggregate(a)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		_ = g.NewFinal().Merge(b) // must not panic on corrupt input
+	})
+}
+
+// BenchmarkPartialAggregation is the map side of word count: cast, split,
+// explode and count per word, on log-like lines.
+func BenchmarkPartialAggregation(b *testing.B) {
+	a := &planpb.Aggregate{Input: wordsPlan(), GroupBy: []*planpb.NamedExpr{{Expr: col("word"), Name: "word"}},
+		Aggregates: []*planpb.AggregateExpr{{Function: planpb.AggregateFunction_COUNT, Name: "count"}}}
+	g, _ := CompileAggregate(a)
+	partial, _ := g.NewPartial()
+	entry, _ := g.Input().New(partial.Add)
+	rows := make([]Row, 1000)
+	var bytes int64
+	for i := range rows {
+		line := fmt.Sprintf(`198.51.100.%d - - [24/Nov/2026:09:00:%02d +0000] "GET /api/item/%d HTTP/1.1" 200 %d`, i%50, i%60, i%300, i*7)
+		rows[i] = kafkaRow(line, 0)
+		bytes += int64(len(line))
+	}
+	b.ReportAllocs()
+	b.SetBytes(bytes)
+	var buckets [][]byte
+	for b.Loop() {
+		for _, r := range rows {
+			_ = entry(r)
+		}
+		buckets = partial.Flush(4, buckets[:0])
+		for i := range buckets {
+			buckets[i] = buckets[i][:0]
+		}
+	}
+}
+
+// BenchmarkFinalMerge is the reduce side: decoding exchange buckets and
+// merging partials of 10k distinct keys.
+func BenchmarkFinalMerge(b *testing.B) {
+	a := &planpb.Aggregate{Input: wordsPlan(), GroupBy: []*planpb.NamedExpr{{Expr: col("word"), Name: "word"}},
+		Aggregates: []*planpb.AggregateExpr{{Function: planpb.AggregateFunction_COUNT, Name: "count"}}}
+	g, _ := CompileAggregate(a)
+	partial, _ := g.NewPartial()
+	entry, _ := g.Input().New(partial.Add)
+	for i := range 10000 {
+		_ = entry(kafkaRow(fmt.Sprintf("word%d", i), 0))
+	}
+	buckets := partial.Flush(1, nil)
+	final := g.NewFinal()
+	b.ReportAllocs()
+	b.SetBytes(int64(len(buckets[0])))
+	for b.Loop() {
+		if err := final.Merge(buckets[0]); err != nil {
+			b.Fatal(err)
+		}
+		final.Reset()
+	}
+}
