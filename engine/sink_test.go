@@ -18,7 +18,9 @@ func batchOf(id int64, rows ...operators.Row) *Batch {
 	return &Batch{ID: id, Schema: wordSchema, each: eachRow([][]operators.Row{rows})}
 }
 
-func wc(word string, n int64) operators.Row { return operators.Row{operators.Str(word), operators.Long(n)} }
+func wc(word string, n int64) operators.Row {
+	return operators.Row{operators.Str(word), operators.Long(n)}
+}
 
 func TestConsoleSinkSparkFormat(t *testing.T) {
 	var buf bytes.Buffer

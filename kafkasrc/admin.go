@@ -76,22 +76,36 @@ func (a *Admin) Close() { a.cl.Close() }
 
 func (a *Admin) brokerList() string { return strings.Join(a.brokers, ",") }
 
-// call runs fn with a.timeout and turns "nothing answered" into
-// ErrUnreachable.
+// call runs fn within a.timeout, retrying while no broker accepts
+// connections (Kafka may be starting), and turns "nothing answered in time"
+// into ErrUnreachable.
 func (a *Admin) call(ctx context.Context, fn func(ctx context.Context) error) error {
 	tctx, cancel := context.WithTimeout(ctx, a.timeout)
 	defer cancel()
-	err := fn(tctx)
-	if err == nil || ctx.Err() != nil {
-		return err
+	for {
+		err := fn(tctx)
+		if err == nil || ctx.Err() != nil {
+			return err
+		}
+		var netErr *net.OpError
+		if tctx.Err() == nil && !errors.As(err, &netErr) {
+			return err
+		}
+		select {
+		case <-tctx.Done():
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return wrapf(ErrUnreachable, err, "kafka: no broker reachable at %s after %v (is Kafka running? check --brokers)",
+				a.brokerList(), a.timeout)
+		case <-time.After(dialRetry):
+		}
 	}
-	var netErr *net.OpError
-	if tctx.Err() != nil || errors.As(err, &netErr) {
-		return wrapf(ErrUnreachable, err, "kafka: no broker reachable at %s after %v (is Kafka running? check --brokers)",
-			a.brokerList(), a.timeout)
-	}
-	return err
 }
+
+// dialRetry is the pause between attempts while no broker accepts
+// connections.
+const dialRetry = 250 * time.Millisecond
 
 func (a *Admin) unknownTopic(topic string) error {
 	return errorf(ErrUnknownTopic, "kafka: topic %q does not exist on %s (create it: gostream topics create %s --partitions 3 --brokers %s)",

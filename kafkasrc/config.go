@@ -226,15 +226,18 @@ func validateBrokers(brokers []string) error {
 	return nil
 }
 
-// kgoLogger forwards franz-go's warnings and errors to slog.
+// kgoLogger forwards franz-go's warnings and errors to slog, one level
+// lower: franz-go warns about conditions it retries (a broker refusing
+// connections, a leader moving), which this package reports as errors with
+// a next step when they persist.
 type kgoLogger struct{ l *slog.Logger }
 
 func (k kgoLogger) Level() kgo.LogLevel { return kgo.LogLevelWarn }
 
 func (k kgoLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
-	lvl := slog.LevelWarn
+	lvl := slog.LevelDebug
 	if level == kgo.LogLevelError {
-		lvl = slog.LevelError
+		lvl = slog.LevelWarn
 	}
 	k.l.Log(context.Background(), lvl, "franz-go: "+msg, keyvals...)
 }

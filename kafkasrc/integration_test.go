@@ -294,3 +294,20 @@ func TestIntegrationAdmin(t *testing.T) {
 		t.Fatalf("describe deleted: %v, want ErrUnknownTopic", err)
 	}
 }
+
+// TestIntegrationBatchLimits fills batches to BatchMaxBytes with small lines
+// and sends one line of DefaultMaxRecordBytes: both must fit a broker with
+// default limits.
+func TestIntegrationBatchLimits(t *testing.T) {
+	c := realKafka(t)
+	topic := realTopic(t, c, "limits", 1, 2)
+	var b strings.Builder
+	for i := range 200_000 {
+		fmt.Fprintf(&b, "%d the quick brown fox jumps over the lazy dog\n", i)
+	}
+	b.WriteString(strings.Repeat("x", DefaultMaxRecordBytes) + "\n")
+	stats, err := ProduceLines(testCtx(t), ProduceConfig{Brokers: c.Addrs(), Topic: topic, Stdin: strings.NewReader(b.String())}, "-")
+	if err != nil || stats.Acked != 200_001 {
+		t.Fatalf("ProduceLines = %+v, %v", stats, err)
+	}
+}

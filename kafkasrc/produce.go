@@ -23,11 +23,15 @@ import (
 const (
 	// DefaultLinger is ProduceConfig.Linger's default.
 	DefaultLinger = 5 * time.Millisecond
-	// DefaultMaxRecordBytes is ProduceConfig.MaxRecordBytes's default (1 MiB).
-	DefaultMaxRecordBytes = 1 << 20
-	// DefaultBatchMaxBytes is ProduceConfig.BatchMaxBytes's default, Kafka's
-	// default max.message.bytes.
-	DefaultBatchMaxBytes = 1000012
+	// DefaultBatchMaxBytes is ProduceConfig.BatchMaxBytes's default (1 MiB),
+	// within Kafka's default message.max.bytes (1 MiB + 12 bytes).
+	DefaultBatchMaxBytes = 1 << 20
+	// DefaultMaxRecordBytes is ProduceConfig.MaxRecordBytes's default: 1 MiB
+	// less the batch overhead, the longest line a default broker accepts.
+	DefaultMaxRecordBytes = DefaultBatchMaxBytes - batchOverhead
+	// batchOverhead bounds the bytes a record batch of one record adds to
+	// its value (batch header and record framing, about 100).
+	batchOverhead = 512
 )
 
 // followPoll is how often follow mode looks for new data and rotation.
@@ -49,14 +53,16 @@ type ProduceConfig struct {
 	// Linger is how long a partition waits for more records before sending a
 	// batch; default DefaultLinger (5ms). Negative means 0.
 	Linger time.Duration
-	// BatchMaxBytes caps one record batch; default DefaultBatchMaxBytes. It
-	// is raised to fit MaxRecordBytes if needed.
+	// BatchMaxBytes caps one record batch; default DefaultBatchMaxBytes
+	// (1 MiB). It is raised to fit a record of MaxRecordBytes if needed, and
+	// must not exceed the topic's max.message.bytes.
 	BatchMaxBytes int32
 	// MaxRecordBytes is the longest line accepted, in bytes without the line
-	// terminator; default DefaultMaxRecordBytes. A longer line stops
-	// ProduceLines with an error wrapping ErrLineTooLong that names the file
-	// and line: lines are never truncated or split. Brokers accept records up
-	// to their message.max.bytes (about 1 MB by default).
+	// terminator; default DefaultMaxRecordBytes (1 MiB - 512). A longer line
+	// stops ProduceLines with an error wrapping ErrLineTooLong that names the
+	// file and line: lines are never truncated or split. Raising it raises
+	// BatchMaxBytes to MaxRecordBytes+512, which the topic's max.message.bytes
+	// (and the brokers' message.max.bytes) must allow.
 	MaxRecordBytes int
 	// Follow keeps reading files as they grow, like tail -F: a file that is
 	// renamed or removed and recreated (rotation) is finished and the new
@@ -158,8 +164,7 @@ func newProducer(cfg ProduceConfig, inputs []string) (*producer, error) {
 	if cfg.BatchMaxBytes == 0 {
 		cfg.BatchMaxBytes = DefaultBatchMaxBytes
 	}
-	// A batch holds at least one record plus about 100 bytes of headers.
-	batchMax := max(int64(cfg.BatchMaxBytes), int64(cfg.MaxRecordBytes)+1024)
+	batchMax := max(int64(cfg.BatchMaxBytes), int64(cfg.MaxRecordBytes)+batchOverhead)
 	if batchMax > 1<<30 {
 		return nil, errorf(ErrInvalidConfig, "kafka: max record bytes %d is too large (at most 1 GiB)", cfg.MaxRecordBytes)
 	}
@@ -407,7 +412,7 @@ func (p *producer) promise(r *kgo.Record, err error) {
 		return
 	}
 	if errors.Is(err, kerr.MessageTooLarge) || errors.Is(err, kerr.RecordListTooLarge) {
-		err = wrapf(ErrLineTooLong, err, "kafka: the brokers rejected a %d-byte record for topic %q as too large (raise the topic's max.message.bytes, or lower --max-record-bytes)",
+		err = wrapf(ErrLineTooLong, err, "kafka: the brokers rejected a batch with a %d-byte record for topic %q as too large (raise the topic's max.message.bytes to --max-record-bytes + 512, or lower --max-record-bytes)",
 			len(r.Value), p.cfg.Topic)
 	} else {
 		err = fmt.Errorf("kafka: producing to %q on %s: %w", p.cfg.Topic, strings.Join(p.cc.brokers, ","), err)

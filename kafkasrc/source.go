@@ -85,8 +85,11 @@ func (s *Source) Offsets(ctx context.Context, topics []string) (earliest, latest
 // record. Under read_uncommitted (the default, as in Spark) aborted
 // transactional records are delivered.
 //
-// ReadRange waits for offsets that are not yet in the log, so r.Until should
-// not exceed the latest offset; it returns when ctx ends, with ctx's error.
+// Offsets deleted since the range was planned (retention, DeleteRecords) are
+// skipped: the range delivers what is left of it; PlanBatch is where data
+// loss is reported. ReadRange waits for offsets that are not yet in the log
+// and for unreachable brokers, so r.Until should not exceed the latest
+// offset; it returns when ctx ends, with ctx's error.
 // fn's error is returned as is. ReadRange is safe to call concurrently, also
 // for the same partition (each concurrent call uses its own reader).
 func (s *Source) ReadRange(ctx context.Context, r Range, fn func(recs []*kgo.Record) error) error {

@@ -118,6 +118,7 @@ type HashAgg struct {
 	accs   []accum  // len(order) * len(g.aggs)
 	keyBuf []byte
 	vals   []Value
+	stars  bool // every aggregate is count(*): Add only counts rows
 }
 
 // NewPartial returns a map-side aggregator; feed it rows with Add (or use
@@ -130,7 +131,9 @@ func (g *Aggregation) NewPartial() (*HashAgg, error) {
 		return nil, err
 	}
 	h.args = make([]Expr, len(g.aggs))
+	h.stars = true
 	for i, ae := range g.node.GetAggregates() {
+		h.stars = h.stars && ae.GetArg() == nil
 		if ae.GetArg() != nil {
 			if h.args[i], err = CompileExpr(ae.GetArg(), in); err != nil {
 				return nil, err
@@ -177,6 +180,12 @@ func (h *HashAgg) Add(row Row) error {
 	}
 	h.keyBuf = encodeKey(h.keyBuf[:0], h.vals)
 	accs := h.group(h.keyBuf)
+	if h.stars {
+		for i := range accs {
+			accs[i].n++
+		}
+		return nil
+	}
 	for i, a := range h.args {
 		acc, spec := &accs[i], &h.g.aggs[i]
 		if a == nil {

@@ -78,7 +78,7 @@ type columnExpr struct {
 	t planpb.DataType
 }
 
-func (c columnExpr) Eval(row Row) Value     { return row[c.i] }
+func (c columnExpr) Eval(row Row) Value    { return row[c.i] }
 func (c columnExpr) Type() planpb.DataType { return c.t }
 
 type literalExpr struct {
@@ -86,7 +86,7 @@ type literalExpr struct {
 	t planpb.DataType
 }
 
-func (l literalExpr) Eval(Row) Value         { return l.v }
+func (l literalExpr) Eval(Row) Value        { return l.v }
 func (l literalExpr) Type() planpb.DataType { return l.t }
 
 func compileLiteral(l *planpb.Literal) (Expr, error) {

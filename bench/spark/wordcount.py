@@ -74,7 +74,7 @@ def write_batch(mode, output_dir):
         return complete
 
     def update(df, batch_id):
-        for row in df.toLocalIterator():
+        for row in df.collect():
             sys.stdout.write(json.dumps({"batch": batch_id, "word": row["word"], "count": row["count"]}) + "\n")
         sys.stdout.flush()
     return update

@@ -21,9 +21,9 @@ import (
 
 type submitFlags struct {
 	brokers, topic, checkpoint, trigger, outputMode, startingOffsets, sink, input, progressJSON, logLevel string
-	maxOffsets                                                                                         int64
-	numRows, shufflePartitions                                                                         int
-	truncate, quiet                                                                                    bool
+	maxOffsets                                                                                            int64
+	numRows, shufflePartitions                                                                            int
+	truncate, quiet                                                                                       bool
 }
 
 func newSubmitCmd() *cobra.Command {
@@ -94,8 +94,8 @@ func runSubmit(ctx context.Context, cmd *cobra.Command, name string, f submitFla
 		return fmt.Errorf("--output-mode: %w", err)
 	}
 	embedded := f.brokers == ""
-	if f.trigger == "" && embedded {
-		f.trigger = "available-now"
+	if f.trigger == "" && embedded && f.input != "-" {
+		f.trigger = "available-now" // count the file, then stop
 	}
 	trig, err := engine.ParseTrigger(f.trigger)
 	if err != nil {
@@ -141,8 +141,9 @@ func runSubmit(ctx context.Context, cmd *cobra.Command, name string, f submitFla
 	}
 	defer closeProgress()
 
-	if feed != nil && f.input != "-" {
-		if err := feed(ctx); err != nil { // a file: load it all, then count it
+	finite := f.trigger == "once" || strings.EqualFold(f.trigger, "available-now") || strings.EqualFold(f.trigger, "availablenow")
+	if feed != nil && (f.input != "-" || finite) {
+		if err := feed(ctx); err != nil { // load it all, then count it
 			return err
 		}
 		feed = nil

@@ -22,7 +22,7 @@ func addBrokersFlag(cmd *cobra.Command) func() ([]string, error) {
 		def = env
 	}
 	s := cmd.PersistentFlags().String("brokers", def,
-		"comma-separated Kafka brokers as host:port (default from $GOSTREAM_BROKERS, else localhost:9092)")
+		"comma-separated Kafka brokers as host:port ($GOSTREAM_BROKERS sets the default)")
 	return func() ([]string, error) {
 		brokers, err := kafkasrc.ParseBrokers(*s)
 		if err != nil {

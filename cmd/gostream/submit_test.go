@@ -1,0 +1,115 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/gostream/gostream/examples/wordcount"
+)
+
+func runCLI(t *testing.T, stdin string, args ...string) (string, string, error) {
+	t.Helper()
+	cmd := newRootCmd()
+	var out, errOut bytes.Buffer
+	cmd.SetOut(&out)
+	cmd.SetErr(&errOut)
+	cmd.SetIn(strings.NewReader(stdin))
+	cmd.SetArgs(args)
+	err := cmd.ExecuteContext(context.Background())
+	return out.String(), errOut.String(), err
+}
+
+func sampleCounts() map[string]int64 {
+	m := map[string]int64{}
+	for _, line := range strings.Split(strings.TrimSuffix(string(wordcount.Sample), "\n"), "\n") {
+		for _, w := range strings.Split(line, " ") {
+			m[w]++
+		}
+	}
+	return m
+}
+
+// TestSubmitZeroSetup is the README's first command: the embedded broker,
+// the built-in sample, Spark's console format.
+func TestSubmitZeroSetup(t *testing.T) {
+	out, _, err := runCLI(t, "", "submit", "wordcount")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(out, "-------------------------------------------\nBatch: 0\n") || !strings.Contains(out, "|                word|count|") || !strings.Contains(out, "only showing top 20 rows") {
+		t.Fatalf("unexpected console output:\n%s", out)
+	}
+}
+
+func TestSubmitSampleExactCounts(t *testing.T) {
+	out, stderr, err := runCLI(t, "", "submit", "wordcount", "--sink", "jsonl:-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(stderr, "batch 0: 240 input rows") {
+		t.Errorf("no progress line on stderr: %q", stderr)
+	}
+	got := map[string]int64{}
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		var rec struct {
+			Word  string `json:"word"`
+			Count int64  `json:"count"`
+		}
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("line %q: %v", line, err)
+		}
+		got[rec.Word] = rec.Count
+	}
+	want := sampleCounts()
+	if len(got) != len(want) {
+		t.Fatalf("%d words, want %d", len(got), len(want))
+	}
+	for w, n := range want {
+		if got[w] != n {
+			t.Errorf("%q: %d, want %d", w, got[w], n)
+		}
+	}
+}
+
+func TestSubmitFileAndStdin(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "in.log")
+	os.WriteFile(path, []byte("x y\ny\n"), 0o644)
+	out, _, err := runCLI(t, "", "submit", "wordcount", "--input", path, "--sink", "jsonl:-", "--quiet")
+	if err != nil || !strings.Contains(out, `"word":"y","count":2`) {
+		t.Fatalf("file: %v\n%s", err, out)
+	}
+	// Standard input is read through os.Stdin by the collector; feed it a pipe.
+	r, w, _ := os.Pipe()
+	old := os.Stdin
+	os.Stdin = r
+	t.Cleanup(func() { os.Stdin = old })
+	w.WriteString("p q\nq\n")
+	w.Close()
+	out, _, err = runCLI(t, "", "submit", "wordcount", "--input", "-", "--sink", "jsonl:-", "--output-mode", "update", "--quiet")
+	if err != nil || !strings.Contains(out, `"word":"q","count":2`) {
+		t.Fatalf("stdin: %v\n%s", err, out)
+	}
+}
+
+func TestSubmitFlagErrors(t *testing.T) {
+	cases := map[string][]string{
+		"use an interval like 1s":                {"submit", "wordcount", "--trigger", "fast"},
+		"use append, complete or update":         {"submit", "wordcount", "--output-mode", "all"},
+		"use console, jsonl:PATH or jsonl:-":     {"submit", "wordcount", "--sink", "parquet"},
+		"unknown job":                            {"submit", "nope"},
+		"--starting-offsets":                     {"submit", "wordcount", "--starting-offsets", "first"},
+		"with --brokers, load the topic":         {"submit", "wordcount", "--brokers", "127.0.0.1:1", "--input", "x"},
+		"append output mode with an aggregation": {"submit", "wordcount", "--output-mode", "append"},
+	}
+	for want, args := range cases {
+		_, _, err := runCLI(t, "", args...)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%v: err = %v, want it to mention %q", args, err, want)
+		}
+	}
+}
