@@ -85,12 +85,6 @@ const pollInterval = 250 * time.Millisecond
 // brokers and a controller, ctx ends, or exited returns an error (a broker
 // that died). exited may be nil.
 func waitBrokers(ctx context.Context, seeds []string, n int, exited func() error, logf func(string, ...any)) error {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.DialTimeout(2*time.Second))
-	if err != nil {
-		return fmt.Errorf("%w: client for %v: %v", ErrNotReady, seeds, err)
-	}
-	defer cl.Close()
-	adm := kadm.NewClient(cl)
 	seen := map[int32]bool{}
 	var last error
 	for {
@@ -99,22 +93,9 @@ func waitBrokers(ctx context.Context, seeds []string, n int, exited func() error
 				return err
 			}
 		}
-		reqCtx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		m, err := adm.BrokerMetadata(reqCtx)
-		cancel()
-		if err != nil {
-			last = err
-		} else {
-			for _, b := range m.Brokers {
-				if !seen[b.NodeID] {
-					seen[b.NodeID] = true
-					logf("kafkatest: broker %d up at %s:%d", b.NodeID, b.Host, b.Port)
-				}
-			}
-			if len(m.Brokers) >= n && m.Controller >= 0 {
-				return nil
-			}
-			last = fmt.Errorf("metadata lists %d of %d brokers, controller %d", len(m.Brokers), n, m.Controller)
+		last = pollBrokers(ctx, seeds, n, seen, logf)
+		if last == nil {
+			return nil
 		}
 		select {
 		case <-ctx.Done():
@@ -123,4 +104,33 @@ func waitBrokers(ctx context.Context, seeds []string, n int, exited func() error
 		case <-time.After(pollInterval):
 		}
 	}
+}
+
+// pollBrokers asks every seed broker for metadata, each through a new
+// client so that no answer is served from an earlier, stale view, and
+// reports nil once every one of them lists n brokers and a controller.
+func pollBrokers(ctx context.Context, seeds []string, n int, seen map[int32]bool, logf func(string, ...any)) error {
+	for _, seed := range seeds {
+		cl, err := kgo.NewClient(kgo.SeedBrokers(seed), kgo.DialTimeout(2*time.Second))
+		if err != nil {
+			return fmt.Errorf("client for %s: %v", seed, err)
+		}
+		reqCtx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		m, err := kadm.NewClient(cl).BrokerMetadata(reqCtx)
+		cancel()
+		cl.Close()
+		if err != nil {
+			return fmt.Errorf("broker %s: %v", seed, err)
+		}
+		for _, b := range m.Brokers {
+			if !seen[b.NodeID] {
+				seen[b.NodeID] = true
+				logf("kafkatest: broker %d up at %s:%d", b.NodeID, b.Host, b.Port)
+			}
+		}
+		if len(m.Brokers) < n || m.Controller < 0 {
+			return fmt.Errorf("broker %s lists %d of %d brokers, controller %d", seed, len(m.Brokers), n, m.Controller)
+		}
+	}
+	return nil
 }

@@ -19,7 +19,7 @@ import (
 
 const (
 	// startTimeout bounds the wait for all brokers to register.
-	startTimeout = 90 * time.Second
+	startTimeout = 180 * time.Second
 	// stopTimeout is how long Close waits for a broker to stop before
 	// killing it.
 	stopTimeout = 10 * time.Second
@@ -121,12 +121,12 @@ func startBrokers(ctx context.Context, cfg config, dir string, newLauncher func(
 		if stopErr := l.stop(); stopErr != nil {
 			cfg.logf("kafkatest: stopping a failed start: %v", stopErr)
 		}
-		_ = os.RemoveAll(attemptDir)
 		if attempt == 1 && errors.Is(err, errPortTaken) {
+			_ = os.RemoveAll(attemptDir)
 			cfg.logf("kafkatest: a port was taken while starting (%v); retrying with new ports", err)
 			continue
 		}
-		return nil, err
+		return nil, err // attemptDir stays: the error points at its broker logs
 	}
 }
 

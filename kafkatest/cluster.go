@@ -104,8 +104,7 @@ func StartCluster(ctx context.Context, opts ...Option) (c *Cluster, err error) {
 		be, err = startProcess(ctx, cfg, dir)
 	}
 	if err != nil {
-		_ = os.RemoveAll(dir)
-		return nil, err
+		return nil, err // dir stays for its broker logs, which the error names
 	}
 	c = &Cluster{be: be, seeds: be.addrs(), dir: dir, logf: cfg.logf}
 	defer func() {

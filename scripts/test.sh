@@ -7,8 +7,10 @@
 # integration tests against a real 3-broker Apache Kafka (KRaft) cluster that
 # the harness starts on 127.0.0.1 and stops afterwards.
 #
-# GOSTREAM_KAFKA_BACKEND=process|docker|external|auto picks how the tests get
-# Kafka (see README "Testing").
+# The integration tests run twice: on local JVM brokers (process backend) and
+# in containers through testcontainers-go (docker backend; scripts/kafka-image.sh
+# installs Docker from Debian if needed, starts dockerd on loopback-only
+# networking and builds the Kafka image from the Maven jars, pulling nothing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,5 +38,11 @@ go vet ./...
 step "unit tests (go test -short)"
 go test -short -count=1 ./...
 
-step "integration tests on real Apache Kafka (one package at a time: each starts a 3-broker cluster)"
-go test -count=1 -p 1 -timeout 40m ./...
+step "integration tests on real Apache Kafka, process backend (one package at a time: each starts a 3-broker cluster)"
+GOSTREAM_KAFKA_BACKEND=process go test -count=1 -p 1 -timeout 40m ./...
+
+step "integration tests again on the docker backend (testcontainers-go, a Kafka image built locally from the same jars)"
+start=$(date +%s)
+eval "$(bash scripts/kafka-image.sh)"
+GOSTREAM_KAFKA_BACKEND=docker go test -count=1 -p 1 -timeout 40m -run 'TestIntegration|TestCluster' ./engine ./kafkatest
+echo "docker backend: $(( $(date +%s) - start ))s including the image check"
