@@ -151,7 +151,7 @@ func TestCluster(t *testing.T) {
 		if err := c.CreateTopic(ctx, topic, 2, 2); err != nil {
 			t.Fatal(err)
 		}
-		prod := newClient(t, c)
+		prod := newClient(t, c, kgo.RecordPartitioner(kgo.ManualPartitioner()))
 		for i := range 10 {
 			r := &kgo.Record{Topic: topic, Partition: 1, Value: []byte{byte('0' + i)}}
 			if err := prod.ProduceSync(ctx, r).FirstErr(); err != nil {
