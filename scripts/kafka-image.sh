@@ -74,12 +74,24 @@ jdk_home() {
 	printf '%s\n' "$jdk"
 }
 
-# copy_libs copies every shared library that the ELF files under jre link to,
-# outside jre itself, into root at the same path, and the dynamic loader.
+# native_libs extracts the JNI libraries bundled in the Kafka jars (zstd-jni,
+# snappy-java, lz4-java) into dir, so that copy_libs finds what they link to
+# (zstd-jni needs libpthread, which the JRE itself does not).
+native_libs() {
+	local jdk=$1 libs=$2 dir=$3 jar names
+	for jar in "$libs"/*.jar; do
+		names=$("$jdk/bin/jar" tf "$jar" | grep '\.so$' || true)
+		[[ -z $names ]] || (cd "$dir" && "$jdk/bin/jar" xf "$jar" $names)
+	done
+}
+
+# copy_libs copies every shared library that the ELF files under jre and
+# native link to, outside jre itself, into root at the same path, and the
+# dynamic loader.
 copy_libs() {
-	local root=$1 jre=$2
-	find "$jre" -type f \( -name '*.so' -o -path '*/bin/*' \) -print0 |
-		xargs -0 ldd 2>/dev/null |
+	local root=$1 jre=$2 native=$3
+	find "$jre" "$native" -type f \( -name '*.so' -o -path "$jre/bin/*" \) -print0 |
+		{ xargs -0 ldd 2>/dev/null || true; } | # other architectures' .so files fail ldd
 		awk -v jre="$jre" '$2 == "=>" && $3 ~ /^\// && index($3, jre) != 1 {print $3} /^\t\// {print $1}' |
 		sort -u |
 		while read -r lib; do
@@ -94,7 +106,10 @@ build() {
 	log "building $tag in $root"
 	"$jdk/bin/jlink" --add-modules "$modules" --output "$root/opt/java/openjdk" \
 		--strip-debug --no-man-pages --no-header-files --compress=2
-	copy_libs "$root" "$root/opt/java/openjdk"
+	mkdir "$root.native"
+	native_libs "$jdk" "$libs" "$root.native"
+	copy_libs "$root" "$root/opt/java/openjdk" "$root.native"
+	rm -rf "$root.native"
 	mkdir -p "$root/opt/kafka/libs" "$root/etc" "$root/tmp"
 	cp "$libs"/*.jar "$root/opt/kafka/libs/"
 	chmod 1777 "$root/tmp"
