@@ -103,7 +103,7 @@ type accum struct {
 	n int64   // rows (count(*)) or non-null inputs
 	i int64   // integer sum
 	f float64 // floating sum
-	v Value   // min or max, owning its bytes
+	v *Value  // min or max, owning its bytes; a pointer keeps accum small
 }
 
 // HashAgg aggregates rows by key in memory. A partial HashAgg (NewPartial)
@@ -113,9 +113,8 @@ type HashAgg struct {
 	g      *Aggregation
 	keys   []Expr
 	args   []Expr // nil for count(*)
-	index  map[string]int32
-	order  []string // keys in insertion order
-	accs   []accum  // len(order) * len(g.aggs)
+	table  *keyTable
+	accs   []accum // table.len() * len(g.aggs)
 	keyBuf []byte
 	vals   []Value
 	stars  bool // every aggregate is count(*): Add only counts rows
@@ -145,40 +144,41 @@ func (g *Aggregation) NewPartial() (*HashAgg, error) {
 
 // NewFinal returns a reduce-side aggregator fed with Merge.
 func (g *Aggregation) NewFinal() *HashAgg {
-	return &HashAgg{g: g, index: make(map[string]int32), vals: make([]Value, len(g.keyTypes))}
+	return &HashAgg{g: g, table: newKeyTable(), vals: make([]Value, len(g.keyTypes))}
 }
 
 // Len is the number of groups held.
-func (h *HashAgg) Len() int { return len(h.order) }
+func (h *HashAgg) Len() int { return h.table.len() }
 
 // Reset forgets all groups, keeping allocated memory for reuse.
 func (h *HashAgg) Reset() {
-	clear(h.index)
-	h.order = h.order[:0]
+	h.table.reset()
 	h.accs = h.accs[:0]
 }
 
 // group returns the accumulators of the group with the encoded key, adding it.
 func (h *HashAgg) group(key []byte) []accum {
 	n := len(h.g.aggs)
-	if i, ok := h.index[string(key)]; ok {
-		return h.accs[int(i)*n : int(i+1)*n]
+	i, added := h.table.find(key)
+	if added {
+		for range n {
+			h.accs = append(h.accs, accum{})
+		}
 	}
-	k := string(key)
-	h.index[k] = int32(len(h.order))
-	h.order = append(h.order, k)
-	for range n {
-		h.accs = append(h.accs, accum{})
-	}
-	return h.accs[len(h.accs)-n:]
+	return h.accs[i*n : (i+1)*n]
 }
 
 // Add folds one input row into its group.
 func (h *HashAgg) Add(row Row) error {
-	for i, k := range h.keys {
-		h.vals[i] = k.Eval(row)
+	if len(h.keys) == 1 {
+		v := h.keys[0].Eval(row) // a local: no write barriers on the hot path
+		h.keyBuf = appendKeyColumn(h.keyBuf[:0], v, true)
+	} else {
+		for i, k := range h.keys {
+			h.vals[i] = k.Eval(row)
+		}
+		h.keyBuf = encodeKey(h.keyBuf[:0], h.vals)
 	}
-	h.keyBuf = encodeKey(h.keyBuf[:0], h.vals)
 	accs := h.group(h.keyBuf)
 	if h.stars {
 		for i := range accs {
@@ -213,13 +213,14 @@ func (h *HashAgg) Add(row Row) error {
 }
 
 func keepExtreme(acc *accum, v Value, min bool) {
-	if acc.v.Kind != KindNull {
-		d := Compare(v, acc.v)
+	if acc.v != nil {
+		d := Compare(v, *acc.v)
 		if (min && d >= 0) || (!min && d <= 0) {
 			return
 		}
 	}
-	acc.v = v.Clone()
+	c := v.Clone()
+	acc.v = &c
 }
 
 // Flush encodes every group into parts exchange buckets chosen by key hash,
@@ -229,8 +230,9 @@ func (h *HashAgg) Flush(parts int, dst [][]byte) [][]byte {
 		dst = append(dst, nil)
 	}
 	n := len(h.g.aggs)
-	for gi, k := range h.order {
-		p := int(xxhash.Sum64String(k) % uint64(parts))
+	for gi := range h.table.len() {
+		k := h.table.key(gi)
+		p := Partition(k, parts)
 		b := binary.AppendUvarint(dst[p], uint64(len(k)))
 		b = append(b, k...)
 		dst[p] = h.appendAccs(b, h.accs[gi*n:(gi+1)*n])
@@ -276,9 +278,9 @@ func (h *HashAgg) MergeInto(st StateStore, changed Emit) error {
 	n := len(h.g.aggs)
 	var enc []byte
 	row := make(Row, len(h.g.schema))
-	for gi, k := range h.order {
+	for gi := range h.table.len() {
 		accs := h.accs[gi*n : (gi+1)*n]
-		key := []byte(k)
+		key := h.table.key(gi)
 		old, found, err := st.Get(key)
 		if err != nil {
 			return err
@@ -335,7 +337,7 @@ func (g *Aggregation) outputRow(row Row, key []byte, accs []accum) error {
 		case spec.fn == planpb.AggregateFunction_SUM:
 			*out = Long(acc.i)
 		default:
-			*out = acc.v
+			*out = *acc.v
 		}
 	}
 	return nil
@@ -356,7 +358,7 @@ func (h *HashAgg) appendAccs(b []byte, accs []accum) []byte {
 			}
 		case planpb.AggregateFunction_MIN, planpb.AggregateFunction_MAX:
 			if acc.n > 0 {
-				b = appendValue(b, acc.v)
+				b = appendValue(b, *acc.v)
 			}
 		}
 	}
@@ -409,17 +411,20 @@ func (h *HashAgg) mergeAccs(accs []accum, b []byte) ([]byte, error) {
 // length, so a single-string key is its bytes after one flag byte.
 func encodeKey(b []byte, vals []Value) []byte {
 	for i, v := range vals {
-		if v.Kind == KindNull {
-			b = append(b, 0)
-			continue
-		}
-		b = append(b, 1)
-		if i == len(vals)-1 && (v.Kind == KindString || v.Kind == KindBinary) {
-			return append(b, v.B...)
-		}
-		b = appendValue(b, v)
+		b = appendKeyColumn(b, v, i == len(vals)-1)
 	}
 	return b
+}
+
+func appendKeyColumn(b []byte, v Value, last bool) []byte {
+	if v.Kind == KindNull {
+		return append(b, 0)
+	}
+	b = append(b, 1)
+	if last && (v.Kind == KindString || v.Kind == KindBinary) {
+		return append(b, v.B...)
+	}
+	return appendValue(b, v)
 }
 
 func decodeKey(row Row, b []byte, types []planpb.DataType) error {

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -21,6 +22,7 @@ import (
 
 type submitFlags struct {
 	brokers, topic, checkpoint, trigger, outputMode, startingOffsets, sink, input, progressJSON, logLevel string
+	cpuProfile, memProfile                                                                                string
 	maxOffsets                                                                                            int64
 	numRows, shufflePartitions                                                                            int
 	truncate, quiet                                                                                       bool
@@ -65,6 +67,8 @@ Jobs: ` + jobList(),
 	fl.StringVar(&f.progressJSON, "progress-json", "", "write each batch's progress as one JSON line to this file")
 	fl.BoolVarP(&f.quiet, "quiet", "q", false, "no per-batch progress lines on stderr")
 	fl.StringVar(&f.logLevel, "log-level", "warn", "debug, info, warn or error")
+	fl.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile of the run to this file (go tool pprof)")
+	fl.StringVar(&f.memProfile, "memprofile", "", "write a heap profile at the end of the run to this file (go tool pprof)")
 	return cmd
 }
 
@@ -84,6 +88,11 @@ func runSubmit(ctx context.Context, cmd *cobra.Command, name string, f submitFla
 	if err != nil {
 		return err
 	}
+	stopProfiles, err := startProfiles(f.cpuProfile, f.memProfile)
+	if err != nil {
+		return err
+	}
+	defer stopProfiles()
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
 		return fmt.Errorf("--log-level %q: use debug, info, warn or error", f.logLevel)
@@ -259,6 +268,34 @@ func reportProgress(w *engine.DataStreamWriter, f submitFlags, stderr io.Writer)
 	return func() {
 		if jf != nil {
 			jf.Close()
+		}
+	}, nil
+}
+
+// startProfiles starts the CPU profile and returns the function that stops
+// it and writes the heap profile.
+func startProfiles(cpu, mem string) (func(), error) {
+	var cf *os.File
+	if cpu != "" {
+		var err error
+		if cf, err = os.Create(cpu); err != nil {
+			return nil, fmt.Errorf("--cpuprofile: %w", err)
+		}
+		if err := pprof.StartCPUProfile(cf); err != nil {
+			cf.Close()
+			return nil, fmt.Errorf("--cpuprofile: %w", err)
+		}
+	}
+	return func() {
+		if cf != nil {
+			pprof.StopCPUProfile()
+			cf.Close()
+		}
+		if mem != "" {
+			if mf, err := os.Create(mem); err == nil {
+				_ = pprof.WriteHeapProfile(mf)
+				mf.Close()
+			}
 		}
 	}, nil
 }
