@@ -277,6 +277,13 @@ type pebbleStore struct {
 	lastFound bool
 	lastValid bool
 
+	// readIter serves Gets of the committed version, from the first read
+	// after a change to the next commit or rollback. Reads in ascending key
+	// order (the engine's) move it forward through blocks it already holds,
+	// where independent point lookups would load and checksum every level's
+	// index and filter blocks again once the state outgrows the block cache.
+	readIter *pebble.Iterator
+
 	keyBuf  []byte
 	metaBuf []byte
 }
@@ -312,16 +319,14 @@ func (s *pebbleStore) read(key []byte) ([]byte, bool, error) {
 	if s.lastValid && bytes.Equal(s.keyBuf, s.lastKey) {
 		return s.lastValue, s.lastFound, nil
 	}
-	v, closer, err := s.db.Get(s.keyBuf)
-	switch {
-	case errors.Is(err, pebble.ErrNotFound):
-		s.lastValue, s.lastFound = s.lastValue[:0], false
-	case err != nil:
+	found, err := s.seek(s.keyBuf)
+	if err != nil {
 		s.lastValid = false
 		return nil, false, fmt.Errorf("state: reading partition %d in %s: %w", s.partition, s.provider.dir, err)
-	default:
-		s.lastValue, s.lastFound = append(s.lastValue[:0], v...), true
-		closer.Close()
+	}
+	s.lastFound = found
+	if !found {
+		s.lastValue = s.lastValue[:0]
 	}
 	s.lastKey = append(s.lastKey[:0], s.keyBuf...)
 	s.lastValid = true
@@ -329,6 +334,41 @@ func (s *pebbleStore) read(key []byte) ([]byte, bool, error) {
 		return nil, false, nil
 	}
 	return s.lastValue, true, nil
+}
+
+// seek positions readIter at dataKey and, if present, copies its value to
+// lastValue.
+func (s *pebbleStore) seek(dataKey []byte) (bool, error) {
+	if s.readIter == nil {
+		it, err := s.db.NewIter(&pebble.IterOptions{
+			LowerBound: appendPrefix(nil, s.prefix, tagData),
+			UpperBound: appendPrefix(nil, s.prefix, tagData+1),
+		})
+		if err != nil {
+			return false, err
+		}
+		s.readIter = it
+	}
+	it := s.readIter
+	if !it.SeekGE(dataKey) || !bytes.Equal(it.Key(), dataKey) {
+		return false, it.Error()
+	}
+	v, err := it.ValueAndErr()
+	if err != nil {
+		return false, err
+	}
+	s.lastValue = append(s.lastValue[:0], v...)
+	return true, nil
+}
+
+// closeReads releases readIter: the committed state is about to change.
+func (s *pebbleStore) closeReads() error {
+	if s.readIter == nil {
+		return nil
+	}
+	err := s.readIter.Close()
+	s.readIter = nil
+	return err
 }
 
 func (s *pebbleStore) Put(key, value []byte) error { return s.stage(key, value, false) }
@@ -469,6 +509,9 @@ func (s *pebbleStore) stageUndo(from int64) (err error) {
 // s.hist already holds the new history.
 func (s *pebbleStore) apply(what string, version int64) error {
 	s.lastValid = false
+	if err := s.closeReads(); err != nil {
+		return s.fail(what, version, err)
+	}
 	s.keyBuf = appendPrefix(s.keyBuf[:0], s.prefix, tagMeta)
 	s.metaBuf = appendMeta(s.metaBuf[:0], &s.hist)
 	if err := s.batch.Set(s.keyBuf, s.metaBuf, nil); err != nil {
@@ -533,8 +576,9 @@ func (s *pebbleStore) Close() error {
 // provider's mutex is held.
 func (s *pebbleStore) closeLocked() error {
 	delete(s.provider.mu.stores, s.partition)
+	rerr := s.closeReads()
 	s.db = nil
-	err := s.batch.Close()
+	err := errors.Join(s.batch.Close(), rerr)
 	s.batch = nil
 	if err != nil {
 		return fmt.Errorf("state: closing partition %d in %s: %w", s.partition, s.provider.dir, err)
