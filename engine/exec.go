@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
-	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -38,7 +38,11 @@ type queryRuntime struct {
 	states   state.Provider
 	stores   []state.Store
 	parts    int
-	workers  int
+
+	// Aggregators are reused from batch to batch so that their tables keep
+	// their size instead of growing again (and feeding the GC) every batch.
+	partials sync.Pool // *mapAgg
+	finals   sync.Pool // *operators.HashAgg
 
 	rec       recovery
 	end       kafkasrc.Offsets // end offsets of the last committed batch
@@ -47,7 +51,7 @@ type queryRuntime struct {
 }
 
 func newRuntime(q *planpb.Query, cp *checkpoint, sink Sink, log *slog.Logger) (rt *queryRuntime, err error) {
-	rt = &queryRuntime{query: q, cp: cp, sink: sink, log: log.With("query", q.Name), parts: cp.meta.ShufflePartitions, workers: runtime.GOMAXPROCS(0)}
+	rt = &queryRuntime{query: q, cp: cp, sink: sink, log: log.With("query", q.Name), parts: cp.meta.ShufflePartitions}
 	defer func() {
 		if err != nil {
 			rt.close()
@@ -132,6 +136,27 @@ func (rt *queryRuntime) close() {
 			rt.log.Warn("closing sink", "err", err)
 		}
 	}
+}
+
+// mapAgg is a map task's partial aggregator and the narrow chain feeding it.
+type mapAgg struct {
+	partial *operators.HashAgg
+	entry   operators.Emit
+}
+
+func (rt *queryRuntime) getMapAgg() (*mapAgg, error) {
+	if m, ok := rt.partials.Get().(*mapAgg); ok {
+		return m, nil
+	}
+	partial, err := rt.agg.NewPartial()
+	if err != nil {
+		return nil, err
+	}
+	entry, err := rt.agg.Input().New(partial.Add)
+	if err != nil {
+		return nil, err
+	}
+	return &mapAgg{partial: partial, entry: entry}, nil
 }
 
 // mapOutput is what one map task produced.
@@ -259,10 +284,13 @@ func (rt *queryRuntime) mapTask(ctx context.Context, r kafkasrc.Range) (mapOutpu
 	var partial *operators.HashAgg
 	var err error
 	if rt.agg != nil {
-		if partial, err = rt.agg.NewPartial(); err != nil {
+		var m *mapAgg
+		if m, err = rt.getMapAgg(); err != nil {
 			return out, 0, err
 		}
-		entry, err = rt.agg.Input().New(partial.Add)
+		defer rt.partials.Put(m) // Flush leaves it empty; a failed task's groups are dropped below
+		defer m.partial.Reset()
+		partial, entry = m.partial, m.entry
 	} else {
 		entry, err = rt.narrow.New(func(row operators.Row) error {
 			out.rows = append(out.rows, row.Clone())
@@ -332,11 +360,18 @@ func fillRow(row operators.Row, rec *kgo.Record, topic operators.Value, headers 
 func (rt *queryRuntime) reduce(ctx context.Context, batch int64, outs []mapOutput) ([][]operators.Row, int64, error) {
 	changed := make([][]operators.Row, rt.parts)
 	var updated atomic.Int64
+	// One goroutine per partition, not per core: merging is CPU-bound and the
+	// scheduler bounds it, while their synced commits overlap, and Pebble
+	// folds concurrent syncs into one.
 	g, _ := errgroup.WithContext(ctx)
-	g.SetLimit(rt.workers)
 	for p := range rt.parts {
 		g.Go(func() error {
-			final := rt.agg.NewFinal()
+			final, ok := rt.finals.Get().(*operators.HashAgg)
+			if !ok {
+				final = rt.agg.NewFinal()
+			}
+			defer rt.finals.Put(final)
+			defer final.Reset()
 			for _, o := range outs {
 				if p < len(o.buckets) {
 					if err := final.Merge(o.buckets[p]); err != nil {

@@ -21,7 +21,7 @@ type Options struct {
 	// partitions. Default 64 MiB.
 	CacheSize int64
 	// MemTableSize is the size in bytes of one Pebble memtable. Default
-	// 32 MiB; at least 1 MiB and below 4 GiB.
+	// 16 MiB; at least 1 MiB and below 4 GiB.
 	MemTableSize uint64
 	// MemTableStopWritesThreshold is how many memtables may be full and
 	// waiting for flush before commits stall. Default 2; at least 2.
@@ -42,7 +42,7 @@ func DefaultOptions() Options {
 	return Options{
 		RetainVersions:              2,
 		CacheSize:                   64 << 20,
-		MemTableSize:                32 << 20,
+		MemTableSize:                16 << 20,
 		MemTableStopWritesThreshold: 2,
 		MaxOpenFiles:                1000,
 	}
@@ -56,7 +56,7 @@ func (o Options) Validate() error {
 	case o.CacheSize < 1:
 		return o.invalid("CacheSize", o.CacheSize, "positive (default 64 MiB)")
 	case o.MemTableSize < 1<<20 || o.MemTableSize >= 4<<30:
-		return o.invalid("MemTableSize", o.MemTableSize, "between 1 MiB and 4 GiB (default 32 MiB)")
+		return o.invalid("MemTableSize", o.MemTableSize, "between 1 MiB and 4 GiB (default 16 MiB)")
 	case o.MemTableStopWritesThreshold < 2:
 		return o.invalid("MemTableStopWritesThreshold", o.MemTableStopWritesThreshold, "at least 2 (default 2)")
 	case o.MaxOpenFiles < 16:
