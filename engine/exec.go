@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -179,18 +181,8 @@ func (rt *queryRuntime) runBatch(ctx context.Context, q *StreamingQuery, e offse
 	phase("walCommit", t)
 
 	t = time.Now()
-	var inputRows atomic.Int64
-	outs := make([]mapOutput, len(ranges))
-	g, gctx := errgroup.WithContext(ctx)
-	for i, r := range ranges {
-		g.Go(func() error {
-			out, n, err := rt.mapTask(gctx, r)
-			outs[i] = out
-			inputRows.Add(n)
-			return err
-		})
-	}
-	if err := g.Wait(); err != nil {
+	outs, n, err := rt.runMap(ctx, ranges)
+	if err != nil {
 		return fmt.Errorf("batch %d: %w", e.BatchID, err)
 	}
 	phase("map", t)
@@ -243,7 +235,6 @@ func (rt *queryRuntime) runBatch(ctx context.Context, q *StreamingQuery, e offse
 	dur["triggerExecution"] = time.Since(start).Milliseconds()
 
 	rt.end, rt.nextBatch, rt.rec.rerun = e.End, e.BatchID+1, nil
-	n := inputRows.Load()
 	elapsed := time.Since(start).Seconds()
 	p := Progress{
 		ID: q.id, RunID: q.runID, Name: q.name, Timestamp: start.UTC(), BatchID: e.BatchID,
@@ -276,53 +267,112 @@ func (rt *queryRuntime) runBatch(ctx context.Context, q *StreamingQuery, e offse
 	return nil
 }
 
-// mapTask reads one offset range and runs the narrow operators and, for an
-// aggregation, the partial aggregation, returning exchange buckets.
-func (rt *queryRuntime) mapTask(ctx context.Context, r kafkasrc.Range) (mapOutput, int64, error) {
-	var out mapOutput
-	var entry operators.Emit
-	var partial *operators.HashAgg
-	var err error
-	if rt.agg != nil {
-		var m *mapAgg
-		if m, err = rt.getMapAgg(); err != nil {
-			return out, 0, err
+// runMap runs the map side of a batch and returns what each task produced
+// and the number of records read. Without an aggregation, one task per range
+// emits rows in offset order. With one, a reader per range hands record
+// slices to one aggregating worker per core, so both cores stay busy
+// whatever the number of partitions and their skew.
+func (rt *queryRuntime) runMap(ctx context.Context, ranges []kafkasrc.Range) ([]mapOutput, int64, error) {
+	var read atomic.Int64
+	g, gctx := errgroup.WithContext(ctx)
+	if rt.agg == nil {
+		outs := make([]mapOutput, len(ranges))
+		for i, r := range ranges {
+			g.Go(func() error {
+				var err error
+				outs[i].rows, err = rt.narrowTask(gctx, r, &read)
+				return err
+			})
 		}
-		defer rt.partials.Put(m) // Flush leaves it empty; a failed task's groups are dropped below
-		defer m.partial.Reset()
-		partial, entry = m.partial, m.entry
-	} else {
-		entry, err = rt.narrow.New(func(row operators.Row) error {
-			out.rows = append(out.rows, row.Clone())
-			return nil
+		err := g.Wait()
+		return outs, read.Load(), err
+	}
+	workers := runtime.GOMAXPROCS(0)
+	work := make(chan []*kgo.Record, workers) // small: readers must not run far ahead in memory
+	g.Go(func() error {
+		defer close(work)
+		readers, rctx := errgroup.WithContext(gctx)
+		for _, r := range ranges {
+			readers.Go(func() error {
+				return rt.src.ReadRange(rctx, r, func(recs []*kgo.Record) error {
+					read.Add(int64(len(recs)))
+					select {
+					case work <- slices.Clone(recs):
+						return nil
+					case <-rctx.Done():
+						return rctx.Err()
+					}
+				})
+			})
+		}
+		return readers.Wait()
+	})
+	outs := make([]mapOutput, workers)
+	for w := range outs {
+		g.Go(func() error {
+			var err error
+			outs[w].buckets, err = rt.aggregateWorker(work)
+			return err
 		})
 	}
+	err := g.Wait()
+	return outs, read.Load(), err
+}
+
+// aggregateWorker runs the narrow operators and the partial aggregation
+// over the record slices it receives until work is closed, and returns the
+// exchange buckets.
+func (rt *queryRuntime) aggregateWorker(work <-chan []*kgo.Record) ([][]byte, error) {
+	m, err := rt.getMapAgg()
 	if err != nil {
-		return out, 0, err
+		return nil, err
+	}
+	defer rt.partials.Put(m) // Flush leaves it empty; a failed task's groups are dropped below
+	defer m.partial.Reset()
+	var buckets [][]byte
+	row := make(operators.Row, len(operators.KafkaSchema(rt.scan.IncludeHeaders)))
+	var topic operators.Value
+	for recs := range work {
+		for _, rec := range recs {
+			if string(topic.B) != rec.Topic {
+				topic = operators.Str(rec.Topic)
+			}
+			fillRow(row, rec, topic, rt.scan.IncludeHeaders)
+			if err := m.entry(row); err != nil {
+				return nil, err
+			}
+			if m.partial.Len() >= maxPartialGroups {
+				buckets = m.partial.Flush(rt.parts, buckets)
+			}
+		}
+	}
+	return m.partial.Flush(rt.parts, buckets), nil
+}
+
+// narrowTask reads one offset range through the narrow operators and
+// returns the output rows, in offset order.
+func (rt *queryRuntime) narrowTask(ctx context.Context, r kafkasrc.Range, read *atomic.Int64) ([]operators.Row, error) {
+	var rows []operators.Row
+	entry, err := rt.narrow.New(func(row operators.Row) error {
+		rows = append(rows, row.Clone())
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	row := make(operators.Row, len(operators.KafkaSchema(rt.scan.IncludeHeaders)))
 	topic := operators.Str(r.Topic)
-	var n int64
 	err = rt.src.ReadRange(ctx, r, func(recs []*kgo.Record) error {
+		read.Add(int64(len(recs)))
 		for _, rec := range recs {
 			fillRow(row, rec, topic, rt.scan.IncludeHeaders)
 			if err := entry(row); err != nil {
 				return err
 			}
-			if partial != nil && partial.Len() >= maxPartialGroups {
-				out.buckets = partial.Flush(rt.parts, out.buckets)
-			}
 		}
-		n += int64(len(recs))
 		return nil
 	})
-	if err != nil {
-		return out, n, err
-	}
-	if partial != nil {
-		out.buckets = partial.Flush(rt.parts, out.buckets)
-	}
-	return out, n, nil
+	return rows, err
 }
 
 // fillRow writes a Kafka record into row, in KafkaSchema's column order.

@@ -21,7 +21,7 @@ const DefaultTimeout = 10 * time.Second
 // partition reader has its own client and reads long exact ranges.
 const (
 	defaultFetchMaxBytes          = 64 << 20
-	defaultFetchMaxPartitionBytes = 8 << 20
+	defaultFetchMaxPartitionBytes = 4 << 20
 )
 
 // Config configures a Source. The zero value of every field but Brokers is
