@@ -108,3 +108,20 @@ func values(prefix string, from, to int) []string {
 	}
 	return out
 }
+
+// readValues reads the ranges one after the other, each within timeout, and
+// returns the values in order; label names the case in failures.
+func readValues(t *testing.T, ctx context.Context, s *Source, label string, timeout time.Duration, ranges ...Range) []string {
+	t.Helper()
+	var got []string
+	for _, r := range ranges {
+		rctx, cancel := context.WithTimeout(ctx, timeout)
+		_, vals, err := readAll(t, rctx, s, r)
+		cancel()
+		if err != nil {
+			t.Fatalf("%s: range %s: %v", label, r, err)
+		}
+		got = append(got, vals...)
+	}
+	return got
+}

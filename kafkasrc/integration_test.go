@@ -209,16 +209,7 @@ func TestIntegrationTransactions(t *testing.T) {
 			_, latest, err = s.Offsets(ctx, []string{topic})
 			return err == nil && latest[topic][0] == 13
 		})
-		var got []string
-		for _, r := range []Range{{topic, 0, 0, 6}, {topic, 0, 6, 10}, {topic, 0, 10, 13}} {
-			rctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-			_, vals, err := readAll(t, rctx, s, r)
-			cancel()
-			if err != nil {
-				t.Fatalf("%s: range %s: %v", tc.isolation, r, err)
-			}
-			got = append(got, vals...)
-		}
+		got := readValues(t, ctx, s, tc.isolation, 20*time.Second, Range{topic, 0, 0, 6}, Range{topic, 0, 6, 10}, Range{topic, 0, 10, 13})
 		if !slices.Equal(got, tc.want) {
 			t.Errorf("%s: got %q, want %q", tc.isolation, got, tc.want)
 		}

@@ -207,16 +207,7 @@ func TestReadRangeTransactions(t *testing.T) {
 		if latest["logs"][0] != 10 {
 			t.Fatalf("%s: latest = %v, want 10", tc.isolation, latest)
 		}
-		var got []string
-		for _, r := range []Range{{"logs", 0, 0, 6}, {"logs", 0, 6, 10}} {
-			rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			_, vals, err := readAll(t, rctx, s, r)
-			cancel()
-			if err != nil {
-				t.Fatalf("%s: range %s: %v", tc.isolation, r, err)
-			}
-			got = append(got, vals...)
-		}
+		got := readValues(t, ctx, s, tc.isolation, 10*time.Second, Range{"logs", 0, 0, 6}, Range{"logs", 0, 6, 10})
 		if !slices.Equal(got, tc.want) {
 			t.Errorf("%s: got %q, want %q", tc.isolation, got, tc.want)
 		}

@@ -46,12 +46,18 @@ func newTopicsCmd() *cobra.Command {
 		},
 	}
 	brokers := addBrokersFlag(cmd)
-	admin := func() (*kafkasrc.Admin, error) {
+	// withAdmin runs fn with an admin client for --brokers, closed afterwards.
+	withAdmin := func(fn func(a *kafkasrc.Admin) error) error {
 		b, err := brokers()
 		if err != nil {
-			return nil, err
+			return err
 		}
-		return kafkasrc.NewAdmin(b, 0)
+		a, err := kafkasrc.NewAdmin(b, 0)
+		if err != nil {
+			return err
+		}
+		defer a.Close()
+		return fn(a)
 	}
 
 	create := &cobra.Command{
@@ -77,16 +83,13 @@ func newTopicsCmd() *cobra.Command {
 			}
 			cfg[k] = v
 		}
-		a, err := admin()
-		if err != nil {
-			return err
-		}
-		defer a.Close()
-		if err := a.CreateTopic(cmd.Context(), args[0], *partitions, *rf, cfg); err != nil {
-			return err
-		}
-		fmt.Fprintf(cmd.OutOrStdout(), "created topic %s (%d partitions, replication factor %d)\n", args[0], *partitions, *rf)
-		return nil
+		return withAdmin(func(a *kafkasrc.Admin) error {
+			if err := a.CreateTopic(cmd.Context(), args[0], *partitions, *rf, cfg); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "created topic %s (%d partitions, replication factor %d)\n", args[0], *partitions, *rf)
+			return nil
+		})
 	}
 
 	list := &cobra.Command{
@@ -94,19 +97,16 @@ func newTopicsCmd() *cobra.Command {
 		Short: "List topics, one per line",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			a, err := admin()
-			if err != nil {
-				return err
-			}
-			defer a.Close()
-			topics, err := a.ListTopics(cmd.Context())
-			if err != nil {
-				return err
-			}
-			for _, t := range topics {
-				fmt.Fprintln(cmd.OutOrStdout(), t.Name)
-			}
-			return nil
+			return withAdmin(func(a *kafkasrc.Admin) error {
+				topics, err := a.ListTopics(cmd.Context())
+				if err != nil {
+					return err
+				}
+				for _, t := range topics {
+					fmt.Fprintln(cmd.OutOrStdout(), t.Name)
+				}
+				return nil
+			})
 		},
 	}
 
@@ -115,22 +115,19 @@ func newTopicsCmd() *cobra.Command {
 		Short: "Show a topic's partitions: leader, replicas, in-sync replicas and offsets",
 		Args:  exactlyOneName,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			a, err := admin()
-			if err != nil {
-				return err
-			}
-			defer a.Close()
-			t, err := a.DescribeTopic(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 2, ' ', 0)
-			fmt.Fprintf(w, "Topic: %s\tPartitionCount: %d\tReplicationFactor: %d\n", t.Name, len(t.Partitions), t.ReplicationFactor)
-			for _, p := range t.Partitions {
-				fmt.Fprintf(w, "\tPartition: %d\tLeader: %d\tReplicas: %s\tIsr: %s\tOffsets: %d-%d\n",
-					p.Partition, p.Leader, joinIDs(p.Replicas), joinIDs(p.ISR), p.Earliest, p.Latest)
-			}
-			return w.Flush()
+			return withAdmin(func(a *kafkasrc.Admin) error {
+				t, err := a.DescribeTopic(cmd.Context(), args[0])
+				if err != nil {
+					return err
+				}
+				w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 2, ' ', 0)
+				fmt.Fprintf(w, "Topic: %s\tPartitionCount: %d\tReplicationFactor: %d\n", t.Name, len(t.Partitions), t.ReplicationFactor)
+				for _, p := range t.Partitions {
+					fmt.Fprintf(w, "\tPartition: %d\tLeader: %d\tReplicas: %s\tIsr: %s\tOffsets: %d-%d\n",
+						p.Partition, p.Leader, joinIDs(p.Replicas), joinIDs(p.ISR), p.Earliest, p.Latest)
+				}
+				return w.Flush()
+			})
 		},
 	}
 
@@ -139,16 +136,13 @@ func newTopicsCmd() *cobra.Command {
 		Short: "Delete a topic and its data",
 		Args:  exactlyOneName,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			a, err := admin()
-			if err != nil {
-				return err
-			}
-			defer a.Close()
-			if err := a.DeleteTopic(cmd.Context(), args[0]); err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "deleted topic %s\n", args[0])
-			return nil
+			return withAdmin(func(a *kafkasrc.Admin) error {
+				if err := a.DeleteTopic(cmd.Context(), args[0]); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "deleted topic %s\n", args[0])
+				return nil
+			})
 		},
 	}
 	cmd.AddCommand(create, list, describe, del)
