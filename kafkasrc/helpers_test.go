@@ -125,3 +125,37 @@ func readValues(t *testing.T, ctx context.Context, s *Source, label string, time
 	}
 	return got
 }
+
+// drainBatches plans and reads batch after batch of topic, as the engine's
+// driver does, until a plan has no ranges. before runs ahead of each batch's
+// planning (to produce more data in between). Every range must deliver
+// exactly its length; the values are returned by partition, in order.
+func drainBatches(t *testing.T, ctx context.Context, s *Source, topic string, in PlanInput, before func(batch int)) map[int32][]string {
+	t.Helper()
+	got := map[int32][]string{}
+	for batch := 0; ; batch++ {
+		before(batch)
+		var err error
+		if in.Earliest, in.Latest, err = s.Offsets(ctx, []string{topic}); err != nil {
+			t.Fatal(err)
+		}
+		plan, err := PlanBatch(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(plan.Ranges) == 0 {
+			return got
+		}
+		for _, r := range plan.Ranges {
+			offs, vals, err := readAll(t, ctx, s, r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if int64(len(offs)) != r.Len() {
+				t.Fatalf("batch %d: range %s gave %d records", batch, r, len(offs))
+			}
+			got[r.Partition] = append(got[r.Partition], vals...)
+		}
+		in.Prev = plan.End
+	}
+}

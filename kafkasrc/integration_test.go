@@ -77,35 +77,12 @@ func TestIntegrationExactRanges(t *testing.T) {
 	}
 	s := newTestSource(t, c.Addrs(), nil)
 
-	got := map[int32][]string{}
 	in := PlanInput{Starting: StartingOffsets{Earliest: true}, MaxOffsetsPerTrigger: 700, MinPartitions: 5, FailOnDataLoss: true}
-	for batch := 0; ; batch++ {
+	got := drainBatches(t, ctx, s, topic, in, func(batch int) {
 		if batch == 2 {
 			produceN(t, c.Addrs(), topic, 1, 2000, 333)
 		}
-		var err error
-		if in.Earliest, in.Latest, err = s.Offsets(ctx, []string{topic}); err != nil {
-			t.Fatal(err)
-		}
-		plan, err := PlanBatch(in)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(plan.Ranges) == 0 {
-			break
-		}
-		for _, r := range plan.Ranges {
-			offs, vals, err := readAll(t, ctx, s, r)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if int64(len(offs)) != r.Len() {
-				t.Fatalf("range %s gave %d records", r, len(offs))
-			}
-			got[r.Partition] = append(got[r.Partition], vals...)
-		}
-		in.Prev = plan.End
-	}
+	})
 	for p, n := range map[int32]int{0: 1000, 1: 2333, 2: 3000} {
 		if want := values(fmt.Sprintf("p%d-", p), 0, n); !slices.Equal(got[p], want) {
 			t.Errorf("partition %d: got %d records, want %d", p, len(got[p]), n)

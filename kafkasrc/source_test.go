@@ -35,34 +35,12 @@ func TestSourceOffsetsAndConsecutiveBatches(t *testing.T) {
 
 	// Batches capped at 50 offsets, with more data arriving in between:
 	// every record is read exactly once, in order.
-	got := map[int32][]string{}
 	in := PlanInput{Starting: StartingOffsets{Earliest: true}, MaxOffsetsPerTrigger: 50, FailOnDataLoss: true}
-	for batch := 0; ; batch++ {
+	got := drainBatches(t, ctx, s, "logs", in, func(batch int) {
 		if batch == 3 {
 			produceN(t, addrs, "logs", 0, 40, 25)
 		}
-		if in.Earliest, in.Latest, err = s.Offsets(ctx, []string{"logs"}); err != nil {
-			t.Fatal(err)
-		}
-		plan, err := PlanBatch(in)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(plan.Ranges) == 0 {
-			break
-		}
-		for _, r := range plan.Ranges {
-			offs, vals, err := readAll(t, ctx, s, r)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if int64(len(offs)) != r.Len() {
-				t.Fatalf("batch %d: range %s gave %d records", batch, r, len(offs))
-			}
-			got[r.Partition] = append(got[r.Partition], vals...)
-		}
-		in.Prev = plan.End
-	}
+	})
 	for p, n := range map[int32]int{0: 65, 1: 80, 2: 120} {
 		if want := values(fmt.Sprintf("p%d-", p), 0, n); !slices.Equal(got[p], want) {
 			t.Errorf("partition %d: got %d records %q..., want %d", p, len(got[p]), head(got[p]), n)
