@@ -120,6 +120,10 @@ type HashAgg struct {
 	keyBuf []byte
 	vals   []Value
 	stars  bool // every aggregate is count(*): Add only counts rows
+	// counts replaces accs when stars: one int64 per group and aggregate, a
+	// quarter of an accum, so more groups stay in cache on the hot path.
+	counts []int64
+	keyCol int // the input column that is the only group key, or -1
 }
 
 // NewPartial returns a map-side aggregator; feed it rows with Add (or use
@@ -130,6 +134,12 @@ func (g *Aggregation) NewPartial() (*HashAgg, error) {
 	var err error
 	if h.keys, _, err = compileNamed(g.node.GetGroupBy(), in); err != nil {
 		return nil, err
+	}
+	h.keyCol = -1
+	if len(h.keys) == 1 {
+		if c, ok := h.keys[0].(columnExpr); ok {
+			h.keyCol = c.i
+		}
 	}
 	h.args = make([]Expr, len(g.aggs))
 	h.stars = true
@@ -156,6 +166,7 @@ func (h *HashAgg) Len() int { return h.table.len() }
 func (h *HashAgg) Reset() {
 	h.table.reset()
 	h.accs = h.accs[:0]
+	h.counts = h.counts[:0]
 }
 
 // group returns the accumulators of the group with the encoded key, adding it.
@@ -172,22 +183,37 @@ func (h *HashAgg) group(key []byte) []accum {
 
 // Add folds one input row into its group.
 func (h *HashAgg) Add(row Row) error {
-	if len(h.keys) == 1 {
+	switch {
+	case h.keyCol >= 0: // read the cell in place: no call, no copy of the Value
+		v := &row[h.keyCol]
+		if v.Kind == KindString || v.Kind == KindBinary {
+			h.keyBuf = append(append(h.keyBuf[:0], 1), v.B...)
+		} else {
+			h.keyBuf = appendKeyColumn(h.keyBuf[:0], *v, true)
+		}
+	case len(h.keys) == 1:
 		v := h.keys[0].Eval(row) // a local: no write barriers on the hot path
 		h.keyBuf = appendKeyColumn(h.keyBuf[:0], v, true)
-	} else {
+	default:
 		for i, k := range h.keys {
 			h.vals[i] = k.Eval(row)
 		}
 		h.keyBuf = encodeKey(h.keyBuf[:0], h.vals)
 	}
-	accs := h.group(h.keyBuf)
 	if h.stars {
-		for i := range accs {
-			accs[i].n++
+		n := len(h.g.aggs)
+		g, added := h.table.find(h.keyBuf)
+		if added {
+			for range n {
+				h.counts = append(h.counts, 0)
+			}
+		}
+		for i := g * n; i < (g+1)*n; i++ {
+			h.counts[i]++
 		}
 		return nil
 	}
+	accs := h.group(h.keyBuf)
 	for i, a := range h.args {
 		acc, spec := &accs[i], &h.g.aggs[i]
 		if a == nil {
@@ -237,6 +263,13 @@ func (h *HashAgg) Flush(parts int, dst [][]byte) [][]byte {
 		p := Partition(k, parts)
 		b := binary.AppendUvarint(dst[p], uint64(len(k)))
 		b = append(b, k...)
+		if h.stars { // count(*) encodes as its count alone, as appendAccs would
+			for _, c := range h.counts[gi*n : (gi+1)*n] {
+				b = binary.AppendUvarint(b, uint64(c))
+			}
+			dst[p] = b
+			continue
+		}
 		dst[p] = h.appendAccs(b, h.accs[gi*n:(gi+1)*n])
 	}
 	h.Reset()

@@ -2,6 +2,7 @@ package operators
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"sort"
 	"strings"
 	"testing"
@@ -307,4 +308,77 @@ func BenchmarkExchangeEncode(b *testing.B) {
 		n += len(bk)
 	}
 	b.SetBytes(int64(n))
+}
+
+// BenchmarkPartialAggregationZipf is the map side on lines drawn from a
+// 50,000-word Zipf vocabulary, like the bench suite's data: unlike
+// BenchmarkPartialAggregation, its groups do not all fit in cache.
+func BenchmarkPartialAggregationZipf(b *testing.B) {
+	a := &planpb.Aggregate{Input: wordsPlan(), GroupBy: []*planpb.NamedExpr{{Expr: col("word"), Name: "word"}},
+		Aggregates: []*planpb.AggregateExpr{{Function: planpb.AggregateFunction_COUNT, Name: "count"}}}
+	g, _ := CompileAggregate(a)
+	partial, _ := g.NewPartial()
+	entry, _ := g.Input().New(partial.Add)
+	r := rand.New(rand.NewPCG(1, 2))
+	zipf := rand.NewZipf(r, 1.1, 1, 49_999)
+	rows := make([]Row, 20_000)
+	var bytes int64
+	for i := range rows {
+		var line strings.Builder
+		for w := range 12 {
+			if w > 0 {
+				line.WriteByte(' ')
+			}
+			fmt.Fprintf(&line, "w%d", zipf.Uint64())
+		}
+		rows[i] = kafkaRow(line.String(), 0)
+		bytes += int64(line.Len())
+	}
+	b.ReportAllocs()
+	b.SetBytes(bytes)
+	var buckets [][]byte
+	for b.Loop() {
+		for _, r := range rows {
+			_ = entry(r)
+		}
+		buckets = partial.Flush(4, buckets[:0])
+		for i := range buckets {
+			buckets[i] = buckets[i][:0]
+		}
+	}
+}
+
+func TestGlobalAggregationWithoutKeys(t *testing.T) {
+	a := &planpb.Aggregate{Input: wordsPlan(), Aggregates: []*planpb.AggregateExpr{{Function: planpb.AggregateFunction_COUNT, Name: "n"}}}
+	g, err := CompileAggregate(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	partial, err := g.NewPartial()
+	if err != nil {
+		t.Fatal(err)
+	}
+	entry, _ := g.Input().New(partial.Add)
+	for _, r := range []Row{kafkaRow("a b", 0), kafkaRow("c", 1)} {
+		if err := entry(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	final := g.NewFinal()
+	if err := final.Merge(partial.Flush(1, nil)[0]); err != nil {
+		t.Fatal(err)
+	}
+	st := mapStore{}
+	if err := final.MergeInto(st, nil); err != nil {
+		t.Fatal(err)
+	}
+	row := make(Row, 1)
+	for k, v := range st {
+		if err := g.DecodeRow(row, []byte(k), []byte(v)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(st) != 1 || row[0].I != 3 {
+		t.Fatalf("groups %d, count %d; want one group of 3", len(st), row[0].I)
+	}
 }
