@@ -159,3 +159,26 @@ func drainBatches(t *testing.T, ctx context.Context, s *Source, topic string, in
 		in.Prev = plan.End
 	}
 }
+
+// produceTxn writes values p0-first ... p0-(first+n-1) to topic in one
+// transaction (transactional id: the topic), ended by commit or abort.
+func produceTxn(t *testing.T, ctx context.Context, addrs []string, topic string, first, n int, end kgo.TransactionEndTry) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.TransactionalID(topic), kgo.DefaultProduceTopic(topic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if err := cl.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		cl.Produce(ctx, kgo.StringRecord(fmt.Sprintf("p0-%d", first+i)), nil)
+	}
+	if err := cl.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.EndTransaction(ctx, end); err != nil {
+		t.Fatal(err)
+	}
+}

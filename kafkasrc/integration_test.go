@@ -149,25 +149,8 @@ func TestIntegrationTransactions(t *testing.T) {
 	c := realKafka(t)
 	ctx := testCtx(t)
 	topic := realTopic(t, c, "txn", 1, 2)
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Addrs()...), kgo.TransactionalID(topic), kgo.DefaultProduceTopic(topic))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
 	txn := func(first, n int, commit kgo.TransactionEndTry) {
-		t.Helper()
-		if err := cl.BeginTransaction(); err != nil {
-			t.Fatal(err)
-		}
-		for i := range n {
-			cl.Produce(ctx, kgo.StringRecord(fmt.Sprintf("p0-%d", first+i)), nil)
-		}
-		if err := cl.Flush(ctx); err != nil {
-			t.Fatal(err)
-		}
-		if err := cl.EndTransaction(ctx, commit); err != nil {
-			t.Fatal(err)
-		}
+		produceTxn(t, ctx, c.Addrs(), topic, first, n, commit)
 	}
 	txn(0, 5, kgo.TryCommit) // 0-4, marker 5
 	txn(5, 3, kgo.TryAbort)  // 6-8, marker 9
@@ -183,6 +166,7 @@ func TestIntegrationTransactions(t *testing.T) {
 		s := newTestSource(t, c.Addrs(), map[string]string{"isolation.level": tc.isolation})
 		var latest Offsets
 		waitFor(t, 30*time.Second, "the last marker to be visible", func() bool {
+			var err error
 			_, latest, err = s.Offsets(ctx, []string{topic})
 			return err == nil && latest[topic][0] == 13
 		})

@@ -149,23 +149,7 @@ func TestReadRangeTransactions(t *testing.T) {
 	c := newFake(t, "logs", 1)
 	addrs := c.ListenAddrs()
 	txn := func(first, n int, commit kgo.TransactionEndTry) {
-		cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.TransactionalID("tx"), kgo.DefaultProduceTopic("logs"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer cl.Close()
-		if err := cl.BeginTransaction(); err != nil {
-			t.Fatal(err)
-		}
-		for i := range n {
-			cl.Produce(ctx, kgo.StringRecord(fmt.Sprintf("p0-%d", first+i)), nil)
-		}
-		if err := cl.Flush(ctx); err != nil {
-			t.Fatal(err)
-		}
-		if err := cl.EndTransaction(ctx, commit); err != nil {
-			t.Fatal(err)
-		}
+		produceTxn(t, ctx, addrs, "logs", first, n, commit)
 	}
 	txn(0, 5, kgo.TryCommit) // offsets 0-4, commit marker at 5
 	txn(5, 3, kgo.TryAbort)  // offsets 6-8, abort marker at 9

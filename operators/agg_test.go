@@ -37,6 +37,31 @@ func wordsPlan() *planpb.Plan {
 	}}}
 }
 
+// wordCount is groupBy(word).count() over wordsPlan.
+func wordCount() *planpb.Aggregate {
+	return &planpb.Aggregate{Input: wordsPlan(), GroupBy: []*planpb.NamedExpr{{Expr: col("word"), Name: "word"}},
+		Aggregates: []*planpb.AggregateExpr{{Function: planpb.AggregateFunction_COUNT, Name: "count"}}}
+}
+
+// wordCountPartial compiles wordCount's map side: its partial aggregator
+// and the entry of the narrow chain feeding it.
+func wordCountPartial(tb testing.TB) (*Aggregation, *HashAgg, Emit) {
+	tb.Helper()
+	g, err := CompileAggregate(wordCount())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	partial, err := g.NewPartial()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	entry, err := g.Input().New(partial.Add)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return g, partial, entry
+}
+
 func kafkaRow(value string, partition int64) Row {
 	row := make(Row, len(KafkaSchema(false)))
 	if value != "\x00null" {
@@ -110,11 +135,9 @@ func (m mapStore) Get(k []byte) ([]byte, bool, error) {
 func (m mapStore) Put(k, v []byte) error { m[string(k)] = string(v); return nil }
 
 func TestWordCountAggregation(t *testing.T) {
-	a := &planpb.Aggregate{Input: wordsPlan(), GroupBy: []*planpb.NamedExpr{{Expr: col("word"), Name: "word"}},
-		Aggregates: []*planpb.AggregateExpr{{Function: planpb.AggregateFunction_COUNT, Name: "count"}}}
 	b1 := []Row{kafkaRow("a b a", 0), kafkaRow("", 1), kafkaRow("\x00null", 2), kafkaRow(" b", 0)}
 	b2 := []Row{kafkaRow("a", 1)}
-	got := runAgg(t, a, 3, b1, b2)
+	got := runAgg(t, wordCount(), 3, b1, b2)
 	want := map[string]string{"a": "3", "b": "2", "": "2"}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("got %v, want %v", got, want)
@@ -229,17 +252,22 @@ func FuzzMerge(f *testing.F) {
 // BenchmarkPartialAggregation is the map side of word count: cast, split,
 // explode and count per word, on log-like lines.
 func BenchmarkPartialAggregation(b *testing.B) {
-	a := &planpb.Aggregate{Input: wordsPlan(), GroupBy: []*planpb.NamedExpr{{Expr: col("word"), Name: "word"}},
-		Aggregates: []*planpb.AggregateExpr{{Function: planpb.AggregateFunction_COUNT, Name: "count"}}}
-	g, _ := CompileAggregate(a)
-	partial, _ := g.NewPartial()
-	entry, _ := g.Input().New(partial.Add)
-	rows := make([]Row, 1000)
+	lines := make([]string, 1000)
+	for i := range lines {
+		lines[i] = fmt.Sprintf(`198.51.100.%d - - [24/Nov/2026:09:00:%02d +0000] "GET /api/item/%d HTTP/1.1" 200 %d`, i%50, i%60, i%300, i*7)
+	}
+	benchPartial(b, lines)
+}
+
+// benchPartial measures the map side of word count (cast, split, explode,
+// partial count, flush into 4 buckets) over lines.
+func benchPartial(b *testing.B, lines []string) {
+	_, partial, entry := wordCountPartial(b)
+	rows := make([]Row, len(lines))
 	var bytes int64
-	for i := range rows {
-		line := fmt.Sprintf(`198.51.100.%d - - [24/Nov/2026:09:00:%02d +0000] "GET /api/item/%d HTTP/1.1" 200 %d`, i%50, i%60, i%300, i*7)
-		rows[i] = kafkaRow(line, 0)
-		bytes += int64(len(line))
+	for i, l := range lines {
+		rows[i] = kafkaRow(l, 0)
+		bytes += int64(len(l))
 	}
 	b.ReportAllocs()
 	b.SetBytes(bytes)
@@ -258,11 +286,7 @@ func BenchmarkPartialAggregation(b *testing.B) {
 // BenchmarkFinalMerge is the reduce side: decoding exchange buckets and
 // merging partials of 10k distinct keys.
 func BenchmarkFinalMerge(b *testing.B) {
-	a := &planpb.Aggregate{Input: wordsPlan(), GroupBy: []*planpb.NamedExpr{{Expr: col("word"), Name: "word"}},
-		Aggregates: []*planpb.AggregateExpr{{Function: planpb.AggregateFunction_COUNT, Name: "count"}}}
-	g, _ := CompileAggregate(a)
-	partial, _ := g.NewPartial()
-	entry, _ := g.Input().New(partial.Add)
+	g, partial, entry := wordCountPartial(b)
 	for i := range 10000 {
 		_ = entry(kafkaRow(fmt.Sprintf("word%d", i), 0))
 	}
@@ -281,11 +305,7 @@ func BenchmarkFinalMerge(b *testing.B) {
 // BenchmarkExchangeEncode is the map side's Flush: encoding 10k partial
 // aggregates into 8 shuffle buckets.
 func BenchmarkExchangeEncode(b *testing.B) {
-	a := &planpb.Aggregate{Input: wordsPlan(), GroupBy: []*planpb.NamedExpr{{Expr: col("word"), Name: "word"}},
-		Aggregates: []*planpb.AggregateExpr{{Function: planpb.AggregateFunction_COUNT, Name: "count"}}}
-	g, _ := CompileAggregate(a)
-	partial, _ := g.NewPartial()
-	entry, _ := g.Input().New(partial.Add)
+	_, partial, entry := wordCountPartial(b)
 	rows := make([]Row, 10000)
 	for i := range rows {
 		rows[i] = kafkaRow(fmt.Sprintf("word%d", i), 0)
@@ -314,16 +334,10 @@ func BenchmarkExchangeEncode(b *testing.B) {
 // 50,000-word Zipf vocabulary, like the bench suite's data: unlike
 // BenchmarkPartialAggregation, its groups do not all fit in cache.
 func BenchmarkPartialAggregationZipf(b *testing.B) {
-	a := &planpb.Aggregate{Input: wordsPlan(), GroupBy: []*planpb.NamedExpr{{Expr: col("word"), Name: "word"}},
-		Aggregates: []*planpb.AggregateExpr{{Function: planpb.AggregateFunction_COUNT, Name: "count"}}}
-	g, _ := CompileAggregate(a)
-	partial, _ := g.NewPartial()
-	entry, _ := g.Input().New(partial.Add)
 	r := rand.New(rand.NewPCG(1, 2))
 	zipf := rand.NewZipf(r, 1.1, 1, 49_999)
-	rows := make([]Row, 20_000)
-	var bytes int64
-	for i := range rows {
+	lines := make([]string, 20_000)
+	for i := range lines {
 		var line strings.Builder
 		for w := range 12 {
 			if w > 0 {
@@ -331,21 +345,9 @@ func BenchmarkPartialAggregationZipf(b *testing.B) {
 			}
 			fmt.Fprintf(&line, "w%d", zipf.Uint64())
 		}
-		rows[i] = kafkaRow(line.String(), 0)
-		bytes += int64(line.Len())
+		lines[i] = line.String()
 	}
-	b.ReportAllocs()
-	b.SetBytes(bytes)
-	var buckets [][]byte
-	for b.Loop() {
-		for _, r := range rows {
-			_ = entry(r)
-		}
-		buckets = partial.Flush(4, buckets[:0])
-		for i := range buckets {
-			buckets[i] = buckets[i][:0]
-		}
-	}
+	benchPartial(b, lines)
 }
 
 func TestGlobalAggregationWithoutKeys(t *testing.T) {
