@@ -73,6 +73,9 @@ func TestCheckpointRefusesOtherQueryAndDamage(t *testing.T) {
 	}{
 		{"different plan", func() {}, "fp2", "different query"},
 		{"different name", func() {}, "", "different query"},
+		{"negative offset", func() {
+			os.WriteFile(filepath.Join(dir, "offsets", "0"), []byte(`v1`+"\n"+`{"batchId":0,"batchTimestampMs":1,"start":{"logs":{"0":0}},"end":{"logs":{"0":-5}}}`), 0o644)
+		}, "fp1", "damaged"},
 		{"damaged offsets", func() { os.WriteFile(filepath.Join(dir, "offsets", "0"), []byte("v1\n{\"batchId\":"), 0o644) }, "fp1", "damaged"},
 		{"stray file", func() { os.WriteFile(filepath.Join(dir, "commits", "junk"), nil, 0o644) }, "fp1", "damaged"},
 		{"damaged metadata", func() { os.WriteFile(filepath.Join(dir, "metadata"), []byte("{"), 0o644) }, "fp1", "damaged"},

@@ -82,11 +82,7 @@ func Split(c Column, pattern string) Column {
 
 // Explode yields one row per element of an array column (Spark's explode:
 // a null or empty array yields no rows). Use it in Select.
-func Explode(c Column) Column {
-	e := call("explode", "col", c)
-	e.expr, e.generator = c.expr, true
-	return e
-}
+func Explode(c Column) Column { return Column{expr: c.expr, name: "col", generator: true} }
 
 // Lower, Upper, Trim and Length are Spark's string functions.
 func Lower(c Column) Column { return call("lower", "lower("+c.name+")", c) }

@@ -250,8 +250,8 @@ func (rt *queryRuntime) runBatch(ctx context.Context, q *StreamingQuery, e offse
 		p.StateOperators = []StateProgress{*stateProg}
 	}
 	p.Sources = []SourceProgress{{
-		Description: rt.describeSource(), StartOffset: offsetsJSON(e.Start), EndOffset: offsetsJSON(e.End),
-		LatestOffset: offsetsJSON(latest), NumInputRows: n,
+		Description: rt.describeSource(), StartOffset: e.Start, EndOffset: e.End,
+		LatestOffset: latest, NumInputRows: n,
 		InputRowsPerSecond: p.InputRowsPerSecond, ProcessedRowsPerSecond: p.ProcessedRowsPerSecond,
 	}}
 	q.mu.Lock()

@@ -53,7 +53,7 @@ func TestMain(m *testing.M) {
 // (3 partitions, replication factor 2) for one test.
 func realKafka(t *testing.T) (*kafkatest.Cluster, string) {
 	t.Helper()
-	if cluster == nil {
+	if testing.Short() {
 		t.Skip("integration test: needs real Kafka (run without -short)")
 	}
 	topic := kafkatest.UniqueTopic(t, "logs")
@@ -169,6 +169,16 @@ func countTopic(t *testing.T, addrs []string, topic string, o runOpts) (map[stri
 	return table(s.Table("wc")), nil
 }
 
+// countsAre runs the word count over topic and checks the final table.
+func countsAre(t *testing.T, addrs []string, topic string, o runOpts, want map[string]int64) {
+	t.Helper()
+	got, err := countTopic(t, addrs, topic, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameCounts(t, got, want)
+}
+
 func sameCounts(t *testing.T, got, want map[string]int64) {
 	t.Helper()
 	for w, n := range want {
@@ -193,11 +203,7 @@ func TestIntegrationWordCountExact(t *testing.T) {
 	want := expected(lines)
 	want["bad\uFFFD"]++
 	want["\uFFFD\uFFFD"]++
-	got, err := countTopic(t, c.Addrs(), topic, runOpts{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sameCounts(t, got, want)
+	countsAre(t, c.Addrs(), topic, runOpts{}, want)
 }
 
 // TestIntegrationMetamorphic: batch sizes and shuffle partitions change the
@@ -209,11 +215,7 @@ func TestIntegrationMetamorphic(t *testing.T) {
 	want := expected(lines)
 	for _, o := range []runOpts{{maxOffsets: 0, partitions: 4}, {maxOffsets: 997, partitions: 1}, {maxOffsets: 3001, partitions: 7}} {
 		t.Run(fmt.Sprintf("max%d-p%d", o.maxOffsets, o.partitions), func(t *testing.T) {
-			got, err := countTopic(t, c.Addrs(), topic, o)
-			if err != nil {
-				t.Fatal(err)
-			}
-			sameCounts(t, got, want)
+			countsAre(t, c.Addrs(), topic, o, want)
 		})
 	}
 }
@@ -237,11 +239,7 @@ func TestIntegrationCompressionCodecs(t *testing.T) {
 			if err != nil || st.Acked != int64(len(lines)) {
 				t.Fatalf("produce: %v (acked %d of %d)", err, st.Acked, len(lines))
 			}
-			got, err := countTopic(t, c.Addrs(), topic, runOpts{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			sameCounts(t, got, expected(lines))
+			countsAre(t, c.Addrs(), topic, runOpts{}, expected(lines))
 		})
 	}
 }
@@ -256,11 +254,7 @@ func TestIntegrationConsoleProducer(t *testing.T) {
 	if err := c.ConsoleProduce(ctx, topic, strings.NewReader(strings.Join(lines, "\n")+"\n"), map[string]string{"compression.type": "gzip"}); err != nil {
 		t.Fatal(err)
 	}
-	got, err := countTopic(t, c.Addrs(), topic, runOpts{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sameCounts(t, got, expected(lines))
+	countsAre(t, c.Addrs(), topic, runOpts{}, expected(lines))
 }
 
 func TestIntegrationFailOnDataLoss(t *testing.T) {

@@ -3,6 +3,8 @@ package engine
 import (
 	"encoding/json"
 	"time"
+
+	"github.com/gostream/gostream/kafkasrc"
 )
 
 // Progress reports one micro-batch, shaped like Spark's
@@ -33,13 +35,13 @@ type StateProgress struct {
 // SourceProgress reports what a batch read from a source. Offsets are
 // Spark's JSON ({"logs":{"0":123}}).
 type SourceProgress struct {
-	Description            string          `json:"description"`
-	StartOffset            json.RawMessage `json:"startOffset"`
-	EndOffset              json.RawMessage `json:"endOffset"`
-	LatestOffset           json.RawMessage `json:"latestOffset"`
-	NumInputRows           int64           `json:"numInputRows"`
-	InputRowsPerSecond     float64         `json:"inputRowsPerSecond"`
-	ProcessedRowsPerSecond float64         `json:"processedRowsPerSecond"`
+	Description            string           `json:"description"`
+	StartOffset            kafkasrc.Offsets `json:"startOffset"`
+	EndOffset              kafkasrc.Offsets `json:"endOffset"`
+	LatestOffset           kafkasrc.Offsets `json:"latestOffset"`
+	NumInputRows           int64            `json:"numInputRows"`
+	InputRowsPerSecond     float64          `json:"inputRowsPerSecond"`
+	ProcessedRowsPerSecond float64          `json:"processedRowsPerSecond"`
 }
 
 // SinkProgress reports what a batch wrote.

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -403,13 +402,6 @@ func rangesOf(e offsetEntry) []kafkasrc.Range {
 		}
 	}
 	return rs
-}
-
-func offsetsJSON(o kafkasrc.Offsets) json.RawMessage {
-	if o == nil {
-		return json.RawMessage("null")
-	}
-	return json.RawMessage(o.String())
 }
 
 func (rt *queryRuntime) describeSource() string {

@@ -46,6 +46,23 @@ func (o Offsets) String() string {
 	return b.String()
 }
 
+// MarshalJSON writes String's canonical form, so checkpoints and progress
+// reports hold Spark's offsets JSON.
+func (o Offsets) MarshalJSON() ([]byte, error) { return []byte(o.String()), nil }
+
+// UnmarshalJSON parses strictly, as ParseOffsets does; null leaves o as it is.
+func (o *Offsets) UnmarshalJSON(b []byte) error {
+	if string(b) == "null" {
+		return nil
+	}
+	parsed, err := ParseOffsets(string(b))
+	if err != nil {
+		return err
+	}
+	*o = parsed
+	return nil
+}
+
 // Get returns the offset of topic/partition and whether it is present.
 func (o Offsets) Get(topic string, partition int32) (int64, bool) {
 	off, ok := o[topic][partition]

@@ -90,12 +90,17 @@ func newLocalTools(dir string, logf func(string, ...any)) (localTools, error) {
 	return localTools{dir: dir, conf: conf, logf: logf}, err
 }
 
-func (l localTools) runTool(ctx context.Context, main string, stdin io.Reader, args ...string) ([]byte, error) {
-	java, err := javaPath()
-	if err != nil {
-		return nil, err
+// localJava finds java and the Kafka jars (resolving them on first use).
+func localJava(ctx context.Context, logf func(string, ...any)) (java, libs string, err error) {
+	if java, err = javaPath(); err != nil {
+		return "", "", err
 	}
-	libs, err := JarsDir(ctx, l.logf)
+	libs, err = JarsDir(ctx, logf)
+	return java, libs, err
+}
+
+func (l localTools) runTool(ctx context.Context, main string, stdin io.Reader, args ...string) ([]byte, error) {
+	java, libs, err := localJava(ctx, l.logf)
 	if err != nil {
 		return nil, err
 	}

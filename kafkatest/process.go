@@ -36,11 +36,7 @@ func (p *brokerProc) hasExited() bool {
 
 // startProcess starts a cluster of local JVMs with their files under dir.
 func startProcess(ctx context.Context, cfg config, dir string) (*brokerSet, error) {
-	java, err := javaPath()
-	if err != nil {
-		return nil, err
-	}
-	libs, err := JarsDir(ctx, cfg.logf)
+	java, libs, err := localJava(ctx, cfg.logf)
 	if err != nil {
 		return nil, err
 	}

@@ -80,9 +80,6 @@ func jobList() string {
 	return strings.Join(parts, "; ")
 }
 
-// Keep the reference job linked into the binary.
-var _ = wordcount.Counts
-
 func runSubmit(ctx context.Context, cmd *cobra.Command, name string, f submitFlags) error {
 	job, err := engine.LookupJob(name)
 	if err != nil {
@@ -220,11 +217,11 @@ func startEmbedded(ctx context.Context, f *submitFlags, log *slog.Logger) (feed 
 func configureSink(w *engine.DataStreamWriter, f submitFlags, stdout io.Writer) error {
 	switch {
 	case f.sink == "console":
-		truncate := "false"
+		c := &engine.ConsoleSink{W: stdout, NumRows: f.numRows}
 		if f.truncate {
-			truncate = "true"
+			c.Truncate = 20
 		}
-		w.To(&engine.ConsoleSink{W: stdout, NumRows: f.numRows, Truncate: map[string]int{"true": 20, "false": 0}[truncate]})
+		w.To(c)
 	case f.sink == "jsonl:-":
 		w.To(&engine.JSONLSink{W: stdout})
 	case strings.HasPrefix(f.sink, "jsonl:") && len(f.sink) > len("jsonl:"):
