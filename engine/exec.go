@@ -47,9 +47,8 @@ type queryRuntime struct {
 	finals   sync.Pool // *operators.HashAgg
 
 	rec       recovery
-	end       kafkasrc.Offsets // end offsets of the last committed batch
-	nextBatch int64
-	sinceLast time.Duration // between the last two trigger starts
+	end       kafkasrc.Offsets // end offsets of the last planned batch
+	nextBatch int64            // id of the next batch to plan
 }
 
 func newRuntime(q *planpb.Query, cp *checkpoint, sink Sink, log *slog.Logger) (rt *queryRuntime, err error) {
@@ -101,6 +100,11 @@ func (rt *queryRuntime) openState() error {
 	var err error
 	opts := state.DefaultOptions()
 	opts.Logger = rt.log
+	// Only the batch after the last commit can re-run, so one undo version
+	// is enough; the undo records of a batch then die in the memtable (two
+	// batches of writes fit in it) instead of being flushed and compacted.
+	opts.RetainVersions = 1
+	opts.MemTableSize = 32 << 20
 	if rt.states, err = state.OpenPebble(dir, opts); err != nil {
 		return fmt.Errorf("%w: state store %s: %w", ErrCheckpoint, dir, err)
 	}
@@ -154,7 +158,7 @@ func (rt *queryRuntime) getMapAgg() (*mapAgg, error) {
 	if err != nil {
 		return nil, err
 	}
-	entry, err := rt.agg.Input().New(partial.Add)
+	entry, err := partial.Entry()
 	if err != nil {
 		return nil, err
 	}
@@ -167,10 +171,45 @@ type mapOutput struct {
 	rows    []operators.Row // output rows (no aggregation)
 }
 
+// mappedBatch is a batch whose map side has run; what remains is its
+// commit (finishBatch).
+type mappedBatch struct {
+	e         offsetEntry
+	outs      []mapOutput
+	n         int64 // records read
+	start     time.Time
+	dur       map[string]int64 // phase durations so far
+	latest    kafkasrc.Offsets
+	sinceLast time.Duration // since the previous batch's trigger start
+}
+
 // runBatch runs batch e through the protocol of DESIGN.md: offsets log,
 // map tasks, exchange, reduce with state commit, sink, commit log.
 func (rt *queryRuntime) runBatch(ctx context.Context, q *StreamingQuery, e offsetEntry, ranges []kafkasrc.Range, start time.Time, listMs int64, latest kafkasrc.Offsets, listeners []func(Progress)) error {
-	dur := map[string]int64{"latestOffset": listMs}
+	b, err := rt.mapBatch(ctx, e, ranges, start, listMs, latest)
+	if err != nil {
+		return err
+	}
+	return rt.finishBatch(ctx, q, b, listeners)
+}
+
+// mapBatch runs the map side of batch e: reading its ranges, the narrow
+// operators and the partial aggregation into exchange buckets. It has no
+// durable effect, so it may run while the previous batch commits.
+func (rt *queryRuntime) mapBatch(ctx context.Context, e offsetEntry, ranges []kafkasrc.Range, start time.Time, listMs int64, latest kafkasrc.Offsets) (*mappedBatch, error) {
+	t := time.Now()
+	outs, n, err := rt.runMap(ctx, ranges)
+	if err != nil {
+		return nil, fmt.Errorf("batch %d: %w", e.BatchID, err)
+	}
+	return &mappedBatch{e: e, outs: outs, n: n, start: start, latest: latest,
+		dur: map[string]int64{"latestOffset": listMs, "map": time.Since(t).Milliseconds()}}, nil
+}
+
+// finishBatch takes a mapped batch through the durable steps, in order:
+// offsets log, reduce with state commit, sink, commit log, progress.
+func (rt *queryRuntime) finishBatch(ctx context.Context, q *StreamingQuery, b *mappedBatch, listeners []func(Progress)) error {
+	e, outs, n, dur := b.e, b.outs, b.n, b.dur
 	phase := func(name string, t0 time.Time) { dur[name] = time.Since(t0).Milliseconds() }
 	t := time.Now()
 	if rt.rec.rerun == nil || rt.rec.rerun.BatchID != e.BatchID {
@@ -179,13 +218,6 @@ func (rt *queryRuntime) runBatch(ctx context.Context, q *StreamingQuery, e offse
 		}
 	}
 	phase("walCommit", t)
-
-	t = time.Now()
-	outs, n, err := rt.runMap(ctx, ranges)
-	if err != nil {
-		return fmt.Errorf("batch %d: %w", e.BatchID, err)
-	}
-	phase("map", t)
 
 	t = time.Now()
 	batch := &Batch{ID: e.BatchID, Mode: rt.query.OutputMode}
@@ -232,26 +264,26 @@ func (rt *queryRuntime) runBatch(ctx context.Context, q *StreamingQuery, e offse
 		return err
 	}
 	phase("commitOffsets", t)
-	dur["triggerExecution"] = time.Since(start).Milliseconds()
+	dur["triggerExecution"] = time.Since(b.start).Milliseconds()
 
-	rt.end, rt.nextBatch, rt.rec.rerun = e.End, e.BatchID+1, nil
-	elapsed := time.Since(start).Seconds()
+	rt.rec.rerun = nil
+	elapsed := time.Since(b.start).Seconds()
 	p := Progress{
-		ID: q.id, RunID: q.runID, Name: q.name, Timestamp: start.UTC(), BatchID: e.BatchID,
+		ID: q.id, RunID: q.runID, Name: q.name, Timestamp: b.start.UTC(), BatchID: e.BatchID,
 		NumInputRows: n, DurationMs: dur, Sink: SinkProgress{Description: fmt.Sprintf("%T", rt.sink), NumOutputRows: outputRows},
 	}
 	if elapsed > 0 {
 		p.ProcessedRowsPerSecond = float64(n) / elapsed
 	}
-	if rt.sinceLast > 0 {
-		p.InputRowsPerSecond = float64(n) / rt.sinceLast.Seconds()
+	if b.sinceLast > 0 {
+		p.InputRowsPerSecond = float64(n) / b.sinceLast.Seconds()
 	}
 	if stateProg != nil {
 		p.StateOperators = []StateProgress{*stateProg}
 	}
 	p.Sources = []SourceProgress{{
 		Description: rt.describeSource(), StartOffset: e.Start, EndOffset: e.End,
-		LatestOffset: latest, NumInputRows: n,
+		LatestOffset: b.latest, NumInputRows: n,
 		InputRowsPerSecond: p.InputRowsPerSecond, ProcessedRowsPerSecond: p.ProcessedRowsPerSecond,
 	}}
 	q.mu.Lock()

@@ -271,14 +271,31 @@ func fingerprint(p *planpb.Plan) string {
 }
 
 // run is the driver loop: plan a batch, log its offsets, run it, commit it.
-func (rt *queryRuntime) run(ctx context.Context, q *StreamingQuery, trig Trigger, listeners []func(Progress)) error {
+//
+// Batches are pipelined: while batch N commits (reduce, state, sink,
+// commit log), batch N+1 is planned and its map side runs. The map side has
+// no durable effect, so the durable order stays DESIGN.md's: offsets/N+1 is
+// written after commits/N and before any state or sink write of N+1, and a
+// crash during N+1's map leaves nothing of it behind.
+func (rt *queryRuntime) run(ctx context.Context, q *StreamingQuery, trig Trigger, listeners []func(Progress)) (err error) {
 	if rt.rec.rerun != nil {
 		e := *rt.rec.rerun
 		q.log.Info("re-running batch that did not commit before the last stop", "batch", e.BatchID)
 		if err := rt.runBatch(ctx, q, e, rangesOf(e), time.Now(), 0, nil, listeners); err != nil {
 			return err
 		}
+		rt.end, rt.nextBatch = e.End, e.BatchID+1
 	}
+	var committing chan error // the previous batch's finishBatch, if running
+	waitCommit := func() error {
+		if committing == nil {
+			return nil
+		}
+		err := <-committing
+		committing = nil
+		return err
+	}
+	defer func() { err = errors.Join(err, waitCommit()) }()
 	var target kafkasrc.Offsets // AvailableNow's end
 	next := time.Now()
 	lastTrigger := time.Time{}
@@ -333,13 +350,20 @@ func (rt *queryRuntime) run(ctx context.Context, q *StreamingQuery, trig Trigger
 			continue
 		}
 		e := offsetEntry{BatchID: rt.nextBatch, TimestampMs: start.UnixMilli(), Start: startOffsets(plan), End: plan.End}
-		if err := rt.runBatch(ctx, q, e, plan.Ranges, start, listMs, latest, listeners); err != nil {
+		rt.end, rt.nextBatch = e.End, e.BatchID+1
+		b, err := rt.mapBatch(ctx, e, plan.Ranges, start, listMs, latest)
+		if err != nil {
 			return err
 		}
 		if !lastTrigger.IsZero() {
-			rt.sinceLast = start.Sub(lastTrigger)
+			b.sinceLast = start.Sub(lastTrigger)
 		}
 		lastTrigger = start
+		if err := waitCommit(); err != nil {
+			return err
+		}
+		committing = make(chan error, 1)
+		go func() { committing <- rt.finishBatch(ctx, q, b, listeners) }()
 		if trig.kind == triggerOnce {
 			return nil
 		}

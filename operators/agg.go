@@ -124,6 +124,10 @@ type HashAgg struct {
 	// quarter of an accum, so more groups stay in cache on the hot path.
 	counts []int64
 	keyCol int // the input column that is the only group key, or -1
+	// counter replaces table and counts when stars and the only key is a
+	// string: Add counts the key's bytes in place; nulls counts null keys.
+	counter *strCounter
+	nulls   int64
 }
 
 // NewPartial returns a map-side aggregator; feed it rows with Add (or use
@@ -151,7 +155,26 @@ func (g *Aggregation) NewPartial() (*HashAgg, error) {
 			}
 		}
 	}
+	if h.stars && len(h.keys) == 1 {
+		if t := h.keys[0].Type(); t == planpb.DataType_STRING || t == planpb.DataType_BINARY {
+			h.counter = newStrCounter()
+		}
+	}
 	return h, nil
+}
+
+// Entry compiles the narrow chain feeding h and returns its entry, which
+// takes rows of the Kafka schema. When the chain ends in explode(split(...))
+// and h counts by the exploded column alone (word count), the split's pieces
+// go straight to h's counter: no row per piece, no key encoding.
+func (h *HashAgg) Entry() (Emit, error) {
+	if h.counter != nil && h.keyCol == len(h.g.input.Schema())-1 {
+		entry, ok, err := h.g.input.newPieces(h.counter)
+		if ok || err != nil {
+			return entry, err
+		}
+	}
+	return h.g.input.New(h.Add)
 }
 
 // NewFinal returns a reduce-side aggregator fed with Merge.
@@ -160,13 +183,22 @@ func (g *Aggregation) NewFinal() *HashAgg {
 }
 
 // Len is the number of groups held.
-func (h *HashAgg) Len() int { return h.table.len() }
+func (h *HashAgg) Len() int {
+	if h.counter != nil {
+		return h.counter.len() + int(min(h.nulls, 1))
+	}
+	return h.table.len()
+}
 
 // Reset forgets all groups, keeping allocated memory for reuse.
 func (h *HashAgg) Reset() {
 	h.table.reset()
 	h.accs = h.accs[:0]
 	h.counts = h.counts[:0]
+	if h.counter != nil {
+		h.counter.reset()
+		h.nulls = 0
+	}
 }
 
 // group returns the accumulators of the group with the encoded key, adding it.
@@ -183,6 +215,20 @@ func (h *HashAgg) group(key []byte) []accum {
 
 // Add folds one input row into its group.
 func (h *HashAgg) Add(row Row) error {
+	if h.counter != nil {
+		var v Value
+		if h.keyCol >= 0 {
+			v = row[h.keyCol]
+		} else {
+			v = h.keys[0].Eval(row)
+		}
+		if v.Kind == KindNull {
+			h.nulls++
+		} else {
+			h.counter.add(v.B)
+		}
+		return nil
+	}
 	switch {
 	case h.keyCol >= 0: // read the cell in place: no call, no copy of the Value
 		v := &row[h.keyCol]
@@ -258,6 +304,27 @@ func (h *HashAgg) Flush(parts int, dst [][]byte) [][]byte {
 		dst = append(dst, nil)
 	}
 	n := len(h.g.aggs)
+	if h.counter != nil {
+		put := func(k []byte, count int64) {
+			p := Partition(k, parts)
+			b := binary.AppendUvarint(dst[p], uint64(len(k)))
+			b = append(b, k...)
+			for range n { // every aggregate is count(*), each the same count
+				b = binary.AppendUvarint(b, uint64(count))
+			}
+			dst[p] = b
+		}
+		if h.nulls > 0 {
+			put([]byte{0}, h.nulls)
+		}
+		key := []byte{1}
+		h.counter.each(func(k []byte, count int64) {
+			key = append(key[:1], k...)
+			put(key, count)
+		})
+		h.Reset()
+		return dst
+	}
 	for gi := range h.table.len() {
 		k := h.table.key(gi)
 		p := Partition(k, parts)

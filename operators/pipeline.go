@@ -2,6 +2,7 @@ package operators
 
 import (
 	"fmt"
+	"unicode/utf8"
 
 	"github.com/gostream/gostream/proto/planpb"
 )
@@ -63,20 +64,80 @@ func (n *Narrow) New(out Emit) (Emit, error) {
 }
 
 func (n *Narrow) build(out Emit) (Emit, Schema, error) {
-	schema := KafkaSchema(n.scan.GetIncludeHeaders())
-	wraps := make([]func(Emit) Emit, 0, len(n.stages))
-	for _, st := range n.stages {
-		wrap, next, err := compileStage(st, schema)
+	wrap, schema, err := compileStages(n.stages, KafkaSchema(n.scan.GetIncludeHeaders()))
+	if err != nil {
+		return nil, nil, err
+	}
+	return wrap(out), schema, nil
+}
+
+// pieceSink receives the elements of exploded splits, a row's at a time.
+// The elements are valid only during the call.
+type pieceSink interface {
+	addAll(pieces [][]byte)
+	// addSplit takes str, valid UTF-8, split on sep without a limit.
+	addSplit(str []byte, sep byte)
+}
+
+// newPieces compiles a fresh instance of a chain whose last stage explodes
+// a split: its entry hands each input row's elements to sink instead of
+// emitting a row per element (the other columns of those rows are never
+// computed). ok is false for any other chain.
+func (n *Narrow) newPieces(sink pieceSink) (entry Emit, ok bool, err error) {
+	if len(n.stages) == 0 {
+		return nil, false, nil
+	}
+	x := n.stages[len(n.stages)-1].GetExplode()
+	if x == nil {
+		return nil, false, nil
+	}
+	wrap, schema, err := compileStages(n.stages[:len(n.stages)-1], KafkaSchema(n.scan.GetIncludeHeaders()))
+	if err != nil {
+		return nil, false, err
+	}
+	gen, err := CompileExpr(x.GetGenerator(), schema)
+	if err != nil {
+		return nil, false, err
+	}
+	sp, ok := gen.(*splitExpr)
+	if !ok {
+		return nil, false, nil
+	}
+	var buf [][]byte
+	add := func(p []byte) { buf = append(buf, p) }
+	sep, oneByte := sp.sp.byteSep()
+	return wrap(func(r Row) error {
+		v := sp.x.Eval(r)
+		switch {
+		case v.Kind == KindNull: // split(null) is null: explode emits nothing
+		case oneByte && utf8.Valid(v.B):
+			sink.addSplit(v.B, sep)
+		default:
+			buf = buf[:0]
+			sp.sp.Each(v.B, add)
+			sink.addAll(buf)
+		}
+		return nil
+	}), true, nil
+}
+
+// compileStages compiles stages over rows of schema in into one wrapper
+// that puts them in front of an Emit, and returns the output schema.
+func compileStages(stages []*planpb.Plan, in Schema) (func(Emit) Emit, Schema, error) {
+	wraps := make([]func(Emit) Emit, 0, len(stages))
+	for _, st := range stages {
+		wrap, next, err := compileStage(st, in)
 		if err != nil {
 			return nil, nil, err
 		}
-		wraps, schema = append(wraps, wrap), next
+		wraps, in = append(wraps, wrap), next
 	}
-	emit := out
-	for i := len(wraps) - 1; i >= 0; i-- {
-		emit = wraps[i](emit)
-	}
-	return emit, schema, nil
+	return func(emit Emit) Emit {
+		for i := len(wraps) - 1; i >= 0; i-- {
+			emit = wraps[i](emit)
+		}
+		return emit
+	}, in, nil
 }
 
 func compileStage(p *planpb.Plan, in Schema) (func(Emit) Emit, Schema, error) {

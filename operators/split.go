@@ -43,6 +43,15 @@ func NewSplitter(pattern string, limit int) (*Splitter, error) {
 	return s, nil
 }
 
+// byteSep reports the separator when s splits on a one-byte literal
+// without a limit, the case a caller may run itself on valid UTF-8.
+func (s *Splitter) byteSep() (byte, bool) {
+	if len(s.lit) == 1 && s.limit < 0 {
+		return s.lit[0], true
+	}
+	return 0, false
+}
+
 // Each calls fn for every piece of str, in order. Pieces reference str (or,
 // for invalid UTF-8, a buffer reused by the next call), so fn must copy a
 // piece it keeps.

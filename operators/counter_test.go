@@ -1,0 +1,133 @@
+package operators
+
+import (
+	"bytes"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+	"unicode/utf8"
+)
+
+// TestStrCounter checks the counter against a map on keys of every length
+// class: empty, short, exactly inline, long, sharing prefixes, with zero
+// bytes, across growth and reset.
+func TestStrCounter(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	keys := []string{"", "a", "\x00", "a\x00", "0123456789abcdef", "0123456789abcdefg", "0123456789abcdefh",
+		"01234567", "012345678", string(bytes.Repeat([]byte{0}, 16)), string(bytes.Repeat([]byte{0}, 17))}
+	for i := range 5000 {
+		k := fmt.Sprintf("w%d", i)
+		if i%7 == 0 {
+			k = fmt.Sprintf("a-long-common-prefix-%d", i)
+		}
+		keys = append(keys, k)
+	}
+	c := newStrCounter()
+	for round := range 2 {
+		want := map[string]int64{}
+		for range 100_000 {
+			k := keys[r.IntN(len(keys))]
+			want[k]++
+			c.add([]byte(k))
+		}
+		got := map[string]int64{}
+		c.each(func(k []byte, n int64) {
+			if _, dup := got[string(k)]; dup {
+				t.Fatalf("round %d: key %q listed twice", round, k)
+			}
+			got[string(k)] = n
+		})
+		if c.len() != len(want) || len(got) != len(want) {
+			t.Fatalf("round %d: len %d, listed %d, want %d", round, c.len(), len(got), len(want))
+		}
+		for k, n := range want {
+			if got[k] != n {
+				t.Fatalf("round %d: count of %q is %d, want %d", round, k, got[k], n)
+			}
+		}
+		c.reset()
+		if c.len() != 0 {
+			t.Fatalf("len %d after reset", c.len())
+		}
+	}
+}
+
+// BenchmarkStrCounterZipf counts words drawn from a 250,000-word Zipf
+// vocabulary (like the bench suite's 50,000 words in five punctuations), in
+// lines of 12: the counter alone, without splitting. Its table outgrows the
+// CPU caches, as a map task's does.
+func BenchmarkStrCounterZipf(b *testing.B) {
+	r := rand.New(rand.NewPCG(1, 2))
+	zipf := rand.NewZipf(r, 1.1, 1, 249_999)
+	words := make([][]byte, 1<<20)
+	for i := range words {
+		words[i] = fmt.Appendf(nil, "w%d", zipf.Uint64())
+	}
+	c := newStrCounter()
+	b.ReportAllocs()
+	for b.Loop() {
+		for i := 0; i < len(words); i += 12 {
+			c.addAll(words[i:min(i+12, len(words))])
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(words)), "ns/word")
+}
+
+// TestStrCounterAddSplit checks the fused split-and-count against the
+// Splitter: separators at the ends, in runs, and pieces of every length
+// around the 8- and 16-byte boundaries, at every distance from the end.
+func TestStrCounterAddSplit(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	var strs []string
+	for _, s := range []string{"", " ", "  ", "a", " a", "a ", "a  b", "0123456789abcdef", "0123456789abcdefg h", "x\x00y z"} {
+		strs = append(strs, s)
+	}
+	for range 3000 {
+		var b []byte
+		for range r.IntN(8) {
+			if r.IntN(4) == 0 {
+				b = append(b, ' ')
+			}
+			b = append(b, bytes.Repeat([]byte{byte('a' + r.IntN(3))}, r.IntN(20))...)
+			b = append(b, ' ')
+		}
+		strs = append(strs, string(b[:r.IntN(len(b)+1)]))
+	}
+	checkAddSplit(t, strs)
+}
+
+func checkAddSplit(t *testing.T, strs []string) {
+	t.Helper()
+	sp, err := NewSplitter(" ", -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fused, pieces := newStrCounter(), newStrCounter()
+	for _, s := range strs {
+		if !utf8.ValidString(s) {
+			continue // addSplit's contract: the Splitter replaces bad bytes first
+		}
+		fused.addSplit([]byte(s), ' ')
+		sp.Each([]byte(s), pieces.add)
+	}
+	want := map[string]int64{}
+	pieces.each(func(k []byte, n int64) { want[string(k)] = n })
+	got := map[string]int64{}
+	fused.each(func(k []byte, n int64) { got[string(k)] = n })
+	if len(got) != len(want) {
+		t.Fatalf("%d distinct pieces, want %d", len(got), len(want))
+	}
+	for k, n := range want {
+		if got[k] != n {
+			t.Fatalf("count of %q is %d, want %d", k, got[k], n)
+		}
+	}
+}
+
+func FuzzStrCounterAddSplit(f *testing.F) {
+	f.Add("a b  c ")
+	f.Add("0123456789abcdefgh 0123456789abcdef")
+	f.Fuzz(func(t *testing.T, s string) {
+		checkAddSplit(t, []string{s})
+	})
+}
