@@ -1,11 +1,9 @@
 package operators
 
 import (
-	"bytes"
 	"encoding/binary"
 	"fmt"
 	"math"
-	"slices"
 
 	"github.com/cespare/xxhash/v2"
 
@@ -21,6 +19,7 @@ type Aggregation struct {
 	aggs     []aggSpec
 	keyTypes []planpb.DataType
 	schema   Schema // group keys, then aggregates
+	counts   bool   // every aggregate is a count
 }
 
 type aggSpec struct {
@@ -49,7 +48,9 @@ func CompileAggregate(a *planpb.Aggregate) (*Aggregation, error) {
 		g.keyTypes = append(g.keyTypes, k.Type())
 	}
 	g.schema = append(g.schema, keySchema...)
+	g.counts = true
 	for _, ae := range a.GetAggregates() {
+		g.counts = g.counts && ae.GetFunction() == planpb.AggregateFunction_COUNT
 		spec := aggSpec{fn: ae.GetFunction(), star: ae.GetArg() == nil}
 		if !spec.star {
 			x, err := CompileExpr(ae.GetArg(), input.Schema())
@@ -382,12 +383,7 @@ func (h *HashAgg) MergeInto(st StateStore, changed Emit) error {
 	row := make(Row, len(h.g.schema))
 	// In key order: a store reads a sorted run of keys far faster than
 	// scattered ones.
-	order := make([]int32, h.table.len())
-	for i := range order {
-		order[i] = int32(i)
-	}
-	slices.SortFunc(order, func(a, b int32) int { return bytes.Compare(h.table.key(int(a)), h.table.key(int(b))) })
-	for _, g := range order {
+	for _, g := range h.table.sortedGroups() {
 		gi := int(g)
 		accs := h.accs[gi*n : (gi+1)*n]
 		key := h.table.key(gi)
@@ -420,6 +416,20 @@ func (h *HashAgg) MergeInto(st StateStore, changed Emit) error {
 // DecodeRow turns a stored key and state into an output row, written into
 // row (len(Schema())). Strings in the row reference key and state.
 func (g *Aggregation) DecodeRow(row Row, key, state []byte) error {
+	if g.counts {
+		// Every aggregate is a count, stored as its count alone: decode in
+		// place, without accumulators (complete mode does this for every
+		// row of the result table every batch).
+		for i := range g.aggs {
+			n, k := binary.Uvarint(state)
+			if k <= 0 {
+				return fmt.Errorf("%w: bad count", ErrCorrupt)
+			}
+			row[len(g.keyTypes)+i] = Long(int64(n))
+			state = state[k:]
+		}
+		return decodeKey(row[:len(g.keyTypes)], key, g.keyTypes)
+	}
 	accs := make([]accum, len(g.aggs))
 	h := HashAgg{g: g}
 	if _, err := h.mergeAccs(accs, state); err != nil {

@@ -2,7 +2,10 @@ package operators
 
 import (
 	"bytes"
+	"cmp"
+	"encoding/binary"
 	"hash/maphash"
+	"slices"
 )
 
 // keyTable maps encoded group keys to dense group numbers 0, 1, 2, ... in
@@ -70,6 +73,33 @@ func (t *keyTable) grow() {
 		}
 		t.slots[i] = keySlot{tag: uint32(h >> 32), group: uint32(g + 1)}
 	}
+}
+
+// sortedGroups returns the group numbers in key order. It sorts on each
+// key's first 8 bytes as a number and compares whole keys only on ties: most
+// comparisons then touch neither the arena nor bytes.Compare.
+func (t *keyTable) sortedGroups() []int32 {
+	type entry struct {
+		prefix uint64 // the key's first 8 bytes, big-endian, zero padded
+		group  int32
+	}
+	entries := make([]entry, t.len())
+	for g := range entries {
+		var b [8]byte
+		copy(b[:], t.key(g))
+		entries[g] = entry{binary.BigEndian.Uint64(b[:]), int32(g)}
+	}
+	slices.SortFunc(entries, func(a, b entry) int {
+		if c := cmp.Compare(a.prefix, b.prefix); c != 0 {
+			return c
+		}
+		return bytes.Compare(t.key(int(a.group)), t.key(int(b.group)))
+	})
+	order := make([]int32, len(entries))
+	for i, e := range entries {
+		order[i] = e.group
+	}
+	return order
 }
 
 // reset forgets every key, keeping the memory.

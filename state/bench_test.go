@@ -125,3 +125,35 @@ func BenchmarkPebbleScan(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkPebbleBatchCycle is the reduce side of one micro-batch of a word
+// count with 100k keys of state: read 70% of the keys in key order (plus 5%
+// new ones), write each back, commit. It is what the engine does per batch
+// and shuffle partition.
+func BenchmarkPebbleBatchCycle(b *testing.B) {
+	const n = 100_000
+	s := openBenchStore(b)
+	fill(b, s, n)
+	var key []byte
+	value := make([]byte, 8)
+	b.ReportAllocs()
+	for v := int64(1); b.Loop(); v++ {
+		for i := range n + n/20 {
+			if i < n && (i*7+int(v))%10 >= 7 {
+				continue
+			}
+			key = benchKey(key, i)
+			old, _, err := s.Get(key)
+			if err != nil {
+				b.Fatal(err)
+			}
+			binary.LittleEndian.PutUint64(value, uint64(len(old))+uint64(v))
+			if err := s.Put(key, value); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if err := s.Commit(v); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

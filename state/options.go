@@ -18,8 +18,13 @@ type Options struct {
 	// rolled back. Default 2; at least 1 (the engine re-runs one batch).
 	RetainVersions int
 	// CacheSize is the size in bytes of the block cache shared by all
-	// partitions. Default 64 MiB.
+	// partitions, on top of the memtables (Pebble reserves their memory in
+	// the same cache, so OpenPebble adds it). Default 64 MiB.
 	CacheSize int64
+	// ReadCacheSize bounds, in bytes, the committed values each open
+	// partition keeps in memory for Get (an estimate including overhead).
+	// Default 16 MiB; 0 turns the cache off.
+	ReadCacheSize int64
 	// MemTableSize is the size in bytes of one Pebble memtable. Default
 	// 16 MiB; at least 1 MiB and below 4 GiB.
 	MemTableSize uint64
@@ -42,6 +47,7 @@ func DefaultOptions() Options {
 	return Options{
 		RetainVersions:              2,
 		CacheSize:                   64 << 20,
+		ReadCacheSize:               16 << 20,
 		MemTableSize:                16 << 20,
 		MemTableStopWritesThreshold: 2,
 		MaxOpenFiles:                1000,
@@ -55,6 +61,8 @@ func (o Options) Validate() error {
 		return o.invalid("RetainVersions", o.RetainVersions, "at least 1 (default 2)")
 	case o.CacheSize < 1:
 		return o.invalid("CacheSize", o.CacheSize, "positive (default 64 MiB)")
+	case o.ReadCacheSize < 0:
+		return o.invalid("ReadCacheSize", o.ReadCacheSize, "at least 0 (default 16 MiB)")
 	case o.MemTableSize < 1<<20 || o.MemTableSize >= 4<<30:
 		return o.invalid("MemTableSize", o.MemTableSize, "between 1 MiB and 4 GiB (default 16 MiB)")
 	case o.MemTableStopWritesThreshold < 2:

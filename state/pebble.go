@@ -28,7 +28,10 @@ func OpenPebble(dir string, opts Options) (Provider, error) {
 		fs = vfs.Default
 	}
 	log := opts.logger().With("dir", dir)
-	cache := pebble.NewCache(opts.CacheSize)
+	// Pebble reserves its memtables' memory out of the block cache: size
+	// the cache for both, or with full memtables no block stays cached and
+	// every read goes to the file system and decompresses again.
+	cache := pebble.NewCache(opts.CacheSize + int64(opts.MemTableSize)*int64(opts.MemTableStopWritesThreshold+1))
 	defer cache.Unref() // the DB holds its own reference
 	popts := &pebble.Options{
 		FS:                          fs,
@@ -65,7 +68,7 @@ func OpenPebble(dir string, opts Options) (Provider, error) {
 		}
 		log.Info("state: created state directory")
 	}
-	p := &pebbleProvider{dir: dir, db: db, retain: opts.RetainVersions, log: log}
+	p := &pebbleProvider{dir: dir, db: db, retain: opts.RetainVersions, readCache: opts.ReadCacheSize, log: log}
 	p.mu.stores = make(map[int]*pebbleStore)
 	return p, nil
 }
@@ -190,11 +193,12 @@ func (l pebbleLogger) Fatalf(format string, args ...any) {
 }
 
 type pebbleProvider struct {
-	dir    string
-	db     *pebble.DB
-	retain int
-	log    *slog.Logger
-	mu     struct {
+	dir       string
+	db        *pebble.DB
+	retain    int
+	readCache int64 // Options.ReadCacheSize
+	log       *slog.Logger
+	mu        struct {
 		sync.Mutex
 		stores map[int]*pebbleStore
 		closed bool
@@ -213,7 +217,8 @@ func (p *pebbleProvider) Open(partition int) (Store, error) {
 	if p.mu.stores[partition] != nil {
 		return nil, fmt.Errorf("%w: partition %d in %s; close its store first", ErrPartitionOpen, partition, p.dir)
 	}
-	s := &pebbleStore{provider: p, partition: partition, prefix: uint32(partition), db: p.db}
+	s := &pebbleStore{provider: p, partition: partition, prefix: uint32(partition), db: p.db,
+		cache: make(map[string][]byte), cacheMax: p.readCache}
 	meta := appendPrefix(nil, s.prefix, tagMeta)
 	v, closer, err := p.db.Get(meta)
 	switch {
@@ -284,9 +289,30 @@ type pebbleStore struct {
 	// index and filter blocks again once the state outgrows the block cache.
 	readIter *pebble.Iterator
 
+	// cache holds committed values by key, read through and written back
+	// on commit, up to cacheMax bytes (estimated): most batches read the
+	// same hot keys again, and a Pebble seek costs far more than a map
+	// lookup. pend lists the staged writes to apply to it on commit.
+	cache      map[string][]byte
+	cacheBytes int64
+	cacheMax   int64
+	pend       []pendRef
+	pendArena  []byte
+
 	keyBuf  []byte
 	metaBuf []byte
 }
+
+// pendRef is a staged write in pendArena: key up to keyEnd, then the value
+// up to end.
+type pendRef struct {
+	keyEnd, end int
+	del         bool
+}
+
+// cacheEntryOverhead estimates the memory of a cache entry beyond its key
+// and value bytes (map slot, string and slice headers).
+const cacheEntryOverhead = 64
 
 type undoRef struct {
 	keyEnd, end int
@@ -315,6 +341,9 @@ func (s *pebbleStore) Get(key []byte) ([]byte, bool, error) {
 
 // read returns the committed value of key, leaving its data key in keyBuf.
 func (s *pebbleStore) read(key []byte) ([]byte, bool, error) {
+	if v, ok := s.cache[string(key)]; ok {
+		return v, true, nil
+	}
 	s.keyBuf = appendDataKey(s.keyBuf[:0], s.prefix, key)
 	if s.lastValid && bytes.Equal(s.keyBuf, s.lastKey) {
 		return s.lastValue, s.lastFound, nil
@@ -333,11 +362,66 @@ func (s *pebbleStore) read(key []byte) ([]byte, bool, error) {
 	if !s.lastFound {
 		return nil, false, nil
 	}
+	s.cachePut(key, s.lastValue)
 	return s.lastValue, true, nil
+}
+
+// cachePut caches a committed value, making room by dropping other entries
+// (Go's map iteration order makes them random ones).
+func (s *pebbleStore) cachePut(key, value []byte) {
+	if old, ok := s.cache[string(key)]; ok {
+		s.cacheBytes += int64(len(value) - len(old))
+		s.cache[string(key)] = append(old[:0], value...)
+		return
+	}
+	size := int64(len(key)+len(value)) + cacheEntryOverhead
+	if size > s.cacheMax {
+		return
+	}
+	for k, v := range s.cache {
+		if s.cacheBytes+size <= s.cacheMax {
+			break
+		}
+		delete(s.cache, k)
+		s.cacheBytes -= int64(len(k)+len(v)) + cacheEntryOverhead
+	}
+	s.cache[string(key)] = append([]byte(nil), value...)
+	s.cacheBytes += size
+}
+
+// cacheDel forgets key's cached value.
+func (s *pebbleStore) cacheDel(key []byte) {
+	if v, ok := s.cache[string(key)]; ok {
+		delete(s.cache, string(key))
+		s.cacheBytes -= int64(len(key)+len(v)) + cacheEntryOverhead
+	}
 }
 
 // seek positions readIter at dataKey and, if present, copies its value to
 // lastValue.
+// nextSteps is how far stepTo walks before giving up for a seek: a batch
+// usually reads a dense run of keys in order, so the key wanted is most
+// often the iterator's next one, and Next costs much less than SeekGE.
+const nextSteps = 4
+
+// stepTo reports whether it, positioned at or before dataKey, reaches
+// dataKey within nextSteps calls of Next. When it reports false the caller
+// seeks (it is then left anywhere, or past dataKey if dataKey is absent).
+func (s *pebbleStore) stepTo(it *pebble.Iterator, dataKey []byte) bool {
+	if !it.Valid() {
+		return false
+	}
+	for range nextSteps {
+		switch c := bytes.Compare(it.Key(), dataKey); {
+		case c == 0:
+			return true
+		case c > 0 || !it.Next():
+			return false
+		}
+	}
+	return false
+}
+
 func (s *pebbleStore) seek(dataKey []byte) (bool, error) {
 	if s.readIter == nil {
 		it, err := s.db.NewIter(&pebble.IterOptions{
@@ -350,7 +434,7 @@ func (s *pebbleStore) seek(dataKey []byte) (bool, error) {
 		s.readIter = it
 	}
 	it := s.readIter
-	if !it.SeekGE(dataKey) || !bytes.Equal(it.Key(), dataKey) {
+	if !s.stepTo(it, dataKey) && (!it.SeekGE(dataKey) || !bytes.Equal(it.Key(), dataKey)) {
 		return false, it.Error()
 	}
 	v, err := it.ValueAndErr()
@@ -386,10 +470,15 @@ func (s *pebbleStore) stage(key, value []byte, del bool) error {
 	if del && !existed {
 		return nil
 	}
+	s.keyBuf = appendDataKey(s.keyBuf[:0], s.prefix, key) // read may not have
 	s.arena = append(s.arena, key...)
 	keyEnd := len(s.arena)
 	s.arena = append(s.arena, prev...)
 	s.undo = append(s.undo, undoRef{keyEnd: keyEnd, end: len(s.arena), existed: existed})
+	s.pendArena = append(s.pendArena, key...)
+	pkEnd := len(s.pendArena)
+	s.pendArena = append(s.pendArena, value...)
+	s.pend = append(s.pend, pendRef{keyEnd: pkEnd, end: len(s.pendArena), del: del})
 	switch {
 	case del:
 		s.delta--
@@ -444,6 +533,21 @@ func (s *pebbleStore) Discard() {
 	}
 	s.batch.Reset()
 	s.arena, s.undo, s.delta = s.arena[:0], s.undo[:0], 0
+	s.pendArena, s.pend = s.pendArena[:0], s.pend[:0]
+}
+
+// applyPending writes the committed writes into the cache.
+func (s *pebbleStore) applyPending() {
+	start := 0
+	for _, p := range s.pend {
+		key, value := s.pendArena[start:p.keyEnd], s.pendArena[p.keyEnd:p.end]
+		start = p.end
+		if p.del {
+			s.cacheDel(key)
+		} else {
+			s.cachePut(key, value)
+		}
+	}
 }
 
 func (s *pebbleStore) Rollback(v int64) error {
@@ -451,6 +555,8 @@ func (s *pebbleStore) Rollback(v int64) error {
 		return err
 	}
 	s.Discard()
+	clear(s.cache) // values of the versions undone
+	s.cacheBytes = 0
 	old := s.hist.version
 	undoFrom, undo, err := s.hist.rollback(s.partition, v)
 	if err != nil || (!undo && v == old) {
@@ -518,8 +624,11 @@ func (s *pebbleStore) apply(what string, version int64) error {
 		return s.fail(what, version, err)
 	}
 	if err := s.batch.Commit(pebble.Sync); err != nil {
+		clear(s.cache)
+		s.cacheBytes = 0
 		return s.fail(what, version, err)
 	}
+	s.applyPending()
 	s.Discard()
 	return nil
 }
