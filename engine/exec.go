@@ -46,13 +46,19 @@ type queryRuntime struct {
 	partials sync.Pool // *mapAgg
 	finals   sync.Pool // *operators.HashAgg
 
+	// applied maps a state partition to the batch it committed before the
+	// last stop, when that batch's commit-log entry was never written: its
+	// re-run reads the partition's rows instead of merging again.
+	applied map[int]int64
+
 	rec       recovery
 	end       kafkasrc.Offsets // end offsets of the last planned batch
 	nextBatch int64            // id of the next batch to plan
 }
 
 func newRuntime(q *planpb.Query, cp *checkpoint, sink Sink, log *slog.Logger) (rt *queryRuntime, err error) {
-	rt = &queryRuntime{query: q, cp: cp, sink: sink, log: log.With("query", q.Name), parts: cp.meta.ShufflePartitions}
+	rt = &queryRuntime{query: q, cp: cp, sink: sink, log: log.With("query", q.Name), parts: cp.meta.ShufflePartitions,
+		applied: make(map[int]int64)}
 	defer func() {
 		if err != nil {
 			rt.close()
@@ -100,10 +106,10 @@ func (rt *queryRuntime) openState() error {
 	var err error
 	opts := state.DefaultOptions()
 	opts.Logger = rt.log
-	// Only the batch after the last commit can re-run, so one undo version
-	// is enough; the undo records of a batch then die in the memtable (two
-	// batches of writes fit in it) instead of being flushed and compacted.
-	opts.RetainVersions = 1
+	// No undo records: a partition whose state committed the batch that
+	// re-runs is not rolled back but skipped (see applied). Undo records
+	// were most of Pebble's compaction work.
+	opts.RetainVersions = 0
 	opts.MemTableSize = 32 << 20
 	if rt.states, err = state.OpenPebble(dir, opts); err != nil {
 		return fmt.Errorf("%w: state store %s: %w", ErrCheckpoint, dir, err)
@@ -116,11 +122,11 @@ func (rt *queryRuntime) openState() error {
 		}
 		rt.stores = append(rt.stores, st)
 		switch v := st.Version(); {
+		case v == last+1 && rt.rec.rerun != nil && rt.rec.rerun.BatchID == v:
+			rt.log.Info("state already holds the batch that re-runs; its rows come from the state", "partition", p, "batch", v)
+			rt.applied[p] = v
 		case v > last:
-			rt.log.Info("rolling back state of a batch that did not commit", "partition", p, "from", v, "to", last)
-			if err := st.Rollback(last); err != nil {
-				return fmt.Errorf("%w: state partition %d in %s: %w", ErrCheckpoint, p, dir, err)
-			}
+			return damaged(rt.cp.dir, "state", fmt.Errorf("partition %d is at batch %d but batch %d is the last committed and no later batch is planned", p, v, last))
 		case v < last:
 			return damaged(rt.cp.dir, "state", fmt.Errorf("partition %d is at batch %d but batch %d committed", p, v, last))
 		}
@@ -470,6 +476,16 @@ func (rt *queryRuntime) reduce(ctx context.Context, batch int64, outs []mapOutpu
 				}
 			}
 			st := rt.stores[p]
+			if b, ok := rt.applied[p]; ok && b == batch {
+				if emit == nil {
+					final.Reset()
+					return nil
+				}
+				if err := final.EmitCommitted(st, emit); err != nil {
+					return fmt.Errorf("state partition %d: %w", p, err)
+				}
+				return nil
+			}
 			if err := final.MergeInto(st, emit); err != nil {
 				st.Discard()
 				return fmt.Errorf("state partition %d: %w", p, err)
@@ -481,6 +497,13 @@ func (rt *queryRuntime) reduce(ctx context.Context, batch int64, outs []mapOutpu
 		})
 	}
 	err := g.Wait()
+	if err == nil {
+		for p, b := range rt.applied {
+			if b == batch {
+				delete(rt.applied, p)
+			}
+		}
+	}
 	return changed, updated.Load(), err
 }
 

@@ -413,6 +413,32 @@ func (h *HashAgg) MergeInto(st StateStore, changed Emit) error {
 	return nil
 }
 
+// EmitCommitted emits the output row of every held group as st already
+// holds it, in key order, and resets the aggregator. It serves a batch
+// re-run after its state committed: the groups tell which rows the batch
+// changed, and st holds their values with the batch applied.
+func (h *HashAgg) EmitCommitted(st StateStore, emit Emit) error {
+	row := make(Row, len(h.g.schema))
+	for _, g := range h.table.sortedGroups() {
+		key := h.table.key(int(g))
+		state, found, err := st.Get(key)
+		if err != nil {
+			return err
+		}
+		if !found {
+			return fmt.Errorf("%w: the state lacks group %q of a batch it committed", ErrCorrupt, key)
+		}
+		if err := h.g.DecodeRow(row, key, state); err != nil {
+			return fmt.Errorf("state of key %q: %w", key, err)
+		}
+		if err := emit(row); err != nil {
+			return err
+		}
+	}
+	h.Reset()
+	return nil
+}
+
 // DecodeRow turns a stored key and state into an output row, written into
 // row (len(Schema())). Strings in the row reference key and state.
 func (g *Aggregation) DecodeRow(row Row, key, state []byte) error {

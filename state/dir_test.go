@@ -173,7 +173,7 @@ func TestOptionsValidate(t *testing.T) {
 		field  string
 		change func(*state.Options)
 	}{
-		{"RetainVersions", func(o *state.Options) { o.RetainVersions = 0 }},
+		{"RetainVersions", func(o *state.Options) { o.RetainVersions = -1 }},
 		{"CacheSize", func(o *state.Options) { o.CacheSize = 0 }},
 		{"MemTableSize", func(o *state.Options) { o.MemTableSize = 1 << 10 }},
 		{"MemTableSize", func(o *state.Options) { o.MemTableSize = 4 << 30 }},

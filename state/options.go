@@ -15,7 +15,10 @@ import (
 // batch of staged writes per open store. Everything else spills to disk.
 type Options struct {
 	// RetainVersions is how many of the latest commits of a partition can be
-	// rolled back. Default 2; at least 1 (the engine re-runs one batch).
+	// rolled back. Default 2. 0 writes no undo records at all, the cheapest
+	// commits: Rollback then only accepts the current version (the engine
+	// uses 0, as it re-runs a batch whose state committed without rolling
+	// it back).
 	RetainVersions int
 	// CacheSize is the size in bytes of the block cache shared by all
 	// partitions, on top of the memtables (Pebble reserves their memory in
@@ -57,8 +60,8 @@ func DefaultOptions() Options {
 // Validate reports the first field out of range, wrapping ErrInvalidOptions.
 func (o Options) Validate() error {
 	switch {
-	case o.RetainVersions < 1:
-		return o.invalid("RetainVersions", o.RetainVersions, "at least 1 (default 2)")
+	case o.RetainVersions < 0:
+		return o.invalid("RetainVersions", o.RetainVersions, "at least 0 (default 2)")
 	case o.CacheSize < 1:
 		return o.invalid("CacheSize", o.CacheSize, "positive (default 64 MiB)")
 	case o.ReadCacheSize < 0:

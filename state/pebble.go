@@ -504,6 +504,9 @@ func (s *pebbleStore) Commit(version int64) error {
 	}
 	start := 0
 	for _, u := range s.undo {
+		if s.provider.retain == 0 {
+			break // no commit will be undone
+		}
 		key, prev := s.arena[start:u.keyEnd], s.arena[u.keyEnd:u.end]
 		start = u.end
 		op := s.batch.SetDeferred(undoPrefixLen+len(key), 1+len(prev))
