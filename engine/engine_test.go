@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -215,5 +216,43 @@ func TestRerunOfBatchWhoseStateCommitted(t *testing.T) {
 	next := run()
 	if len(next) != 1 || next[1]["a"] != 3 || next[1]["d"] != 1 || len(next[1]) != 2 {
 		t.Fatalf("batch after the re-run emitted %v, want batch 1 with a=3 d=1", next)
+	}
+}
+
+// TestFirstBatchIsSmall checks the startup batch: the first batch of a run
+// reads at most maxOffsetsPerTrigger/8 records, later ones up to the cap,
+// and the counts are exact.
+func TestFirstBatchIsSmall(t *testing.T) {
+	var lines []string
+	for i := range 60 {
+		lines = append(lines, fmt.Sprintf("w%d", i%5))
+	}
+	addrs := embedded(t, lines...)
+	s := engine.NewSession()
+	df := s.ReadStream().Format("kafka").
+		Option("kafka.bootstrap.servers", strings.Join(addrs, ",")).
+		Option("subscribe", "logs").Option("startingOffsets", "earliest").
+		Option("maxOffsetsPerTrigger", "16").Load().
+		Select(engine.Col("value").Cast(engine.String).As("word")).
+		GroupBy(engine.Col("word")).Count()
+	q, err := df.WriteStream().OutputMode(engine.Complete).Format("memory").QueryName("first").
+		Trigger(engine.AvailableNow()).Option("checkpointLocation", t.TempDir()).Start(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := q.AwaitTermination(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var sizes []int64
+	for _, p := range q.RecentProgress() {
+		sizes = append(sizes, p.NumInputRows)
+	}
+	if len(sizes) < 2 || sizes[0] > 2 || slices.Max(sizes) > 16 {
+		t.Fatalf("batch sizes %v: want a first batch of at most 2 (16/8), then at most 16", sizes)
+	}
+	for w, n := range table(s.Table("first")) {
+		if n != 12 {
+			t.Fatalf("count of %q = %d, want 12", w, n)
+		}
 	}
 }

@@ -110,7 +110,6 @@ func (rt *queryRuntime) openState() error {
 	// re-runs is not rolled back but skipped (see applied). Undo records
 	// were most of Pebble's compaction work.
 	opts.RetainVersions = 0
-	opts.MemTableSize = 32 << 20
 	if rt.states, err = state.OpenPebble(dir, opts); err != nil {
 		return fmt.Errorf("%w: state store %s: %w", ErrCheckpoint, dir, err)
 	}

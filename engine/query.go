@@ -24,6 +24,14 @@ import (
 // aggregation query unless ShufflePartitions says otherwise.
 const DefaultShufflePartitions = 4
 
+// startupBatchDivisor divides maxOffsetsPerTrigger for the first batch a
+// run plans: with a backlog, the first results and progress report come
+// after a fraction of a full batch (a first full batch of a million records
+// takes most of a second), and the map tables and broker connections are
+// warm when full batches start. maxOffsetsPerTrigger is an upper bound, so
+// a smaller batch keeps its contract.
+const startupBatchDivisor = 8
+
 // pollDelay is how long the default trigger waits before asking Kafka again
 // when no new data arrived (Spark's spark.sql.streaming.pollingDelay).
 const pollDelay = 10 * time.Millisecond
@@ -297,6 +305,7 @@ func (rt *queryRuntime) run(ctx context.Context, q *StreamingQuery, trig Trigger
 	}
 	defer func() { err = errors.Join(err, waitCommit()) }()
 	var target kafkasrc.Offsets // AvailableNow's end
+	started := 0                // batches planned by this run
 	next := time.Now()
 	lastTrigger := time.Time{}
 	for {
@@ -322,8 +331,11 @@ func (rt *queryRuntime) run(ctx context.Context, q *StreamingQuery, trig Trigger
 			latest = clampOffsets(latest, target)
 		}
 		limit := rt.scan.MaxOffsetsPerTrigger
-		if trig.kind == triggerOnce {
+		switch {
+		case trig.kind == triggerOnce:
 			limit = 0
+		case started == 0 && limit > 0:
+			limit = max(1, limit/startupBatchDivisor)
 		}
 		plan, err := kafkasrc.PlanBatch(kafkasrc.PlanInput{
 			Prev: rt.end, Starting: rt.starting, Earliest: earliest, Latest: latest,
@@ -351,6 +363,7 @@ func (rt *queryRuntime) run(ctx context.Context, q *StreamingQuery, trig Trigger
 		}
 		e := offsetEntry{BatchID: rt.nextBatch, TimestampMs: start.UnixMilli(), Start: startOffsets(plan), End: plan.End}
 		rt.end, rt.nextBatch = e.End, e.BatchID+1
+		started++
 		b, err := rt.mapBatch(ctx, e, plan.Ranges, start, listMs, latest)
 		if err != nil {
 			return err
