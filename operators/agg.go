@@ -129,12 +129,16 @@ type HashAgg struct {
 	// string: Add counts the key's bytes in place; nulls counts null keys.
 	counter *strCounter
 	nulls   int64
+	// countOnly (finals of count-only aggregations) keeps groups in counts
+	// instead of accs.
+	countOnly bool
 }
 
 // NewPartial returns a map-side aggregator; feed it rows with Add (or use
 // Emit as the narrow chain's output).
 func (g *Aggregation) NewPartial() (*HashAgg, error) {
 	h := g.NewFinal()
+	h.countOnly = false // Add keeps accumulators, or counts by its own path
 	in := g.input.Schema()
 	var err error
 	if h.keys, _, err = compileNamed(g.node.GetGroupBy(), in); err != nil {
@@ -180,7 +184,7 @@ func (h *HashAgg) Entry() (Emit, error) {
 
 // NewFinal returns a reduce-side aggregator fed with Merge.
 func (g *Aggregation) NewFinal() *HashAgg {
-	return &HashAgg{g: g, table: newKeyTable(), vals: make([]Value, len(g.keyTypes))}
+	return &HashAgg{g: g, table: newKeyTable(), vals: make([]Value, len(g.keyTypes)), countOnly: g.counts}
 }
 
 // Len is the number of groups held.
@@ -202,16 +206,64 @@ func (h *HashAgg) Reset() {
 	}
 }
 
-// group returns the accumulators of the group with the encoded key, adding it.
-func (h *HashAgg) group(key []byte) []accum {
-	n := len(h.g.aggs)
+// group returns the number of the group with the encoded key, adding it
+// with zero accumulators (or counts, for a count-only aggregation).
+func (h *HashAgg) group(key []byte) int {
 	i, added := h.table.find(key)
 	if added {
-		for range n {
-			h.accs = append(h.accs, accum{})
+		for range h.g.aggs {
+			if h.countOnly {
+				h.counts = append(h.counts, 0)
+			} else {
+				h.accs = append(h.accs, accum{})
+			}
 		}
 	}
-	return h.accs[i*n : (i+1)*n]
+	return i
+}
+
+// mergeGroup folds encoded accumulators from b into group gi and returns
+// the rest of b. Count-only aggregations keep plain counts: a quarter of
+// the memory of accumulators and no per-aggregate switch.
+func (h *HashAgg) mergeGroup(gi int, b []byte) ([]byte, error) {
+	n := len(h.g.aggs)
+	if !h.countOnly {
+		return h.mergeAccs(h.accs[gi*n:(gi+1)*n], b)
+	}
+	counts := h.counts[gi*n : (gi+1)*n]
+	for i := range counts {
+		c, k := binary.Uvarint(b)
+		if k <= 0 {
+			return nil, fmt.Errorf("%w: bad count", ErrCorrupt)
+		}
+		counts[i] += int64(c)
+		b = b[k:]
+	}
+	return b, nil
+}
+
+// appendGroup encodes group gi's accumulators, as appendAccs does.
+func (h *HashAgg) appendGroup(b []byte, gi int) []byte {
+	n := len(h.g.aggs)
+	if !h.countOnly {
+		return h.appendAccs(b, h.accs[gi*n:(gi+1)*n])
+	}
+	for _, c := range h.counts[gi*n : (gi+1)*n] {
+		b = binary.AppendUvarint(b, uint64(c))
+	}
+	return b
+}
+
+// outputGroup writes group gi's output row into row.
+func (h *HashAgg) outputGroup(row Row, gi int) error {
+	n, key := len(h.g.aggs), h.table.key(gi)
+	if !h.countOnly {
+		return h.g.outputRow(row, key, h.accs[gi*n:(gi+1)*n])
+	}
+	for i, c := range h.counts[gi*n : (gi+1)*n] {
+		row[len(h.g.keyTypes)+i] = Long(c)
+	}
+	return decodeKey(row[:len(h.g.keyTypes)], key, h.g.keyTypes)
 }
 
 // Add folds one input row into its group.
@@ -260,7 +312,9 @@ func (h *HashAgg) Add(row Row) error {
 		}
 		return nil
 	}
-	accs := h.group(h.keyBuf)
+	n := len(h.g.aggs)
+	gi := h.group(h.keyBuf)
+	accs := h.accs[gi*n : (gi+1)*n]
 	for i, a := range h.args {
 		acc, spec := &accs[i], &h.g.aggs[i]
 		if a == nil {
@@ -358,7 +412,7 @@ func (h *HashAgg) Merge(bucket []byte) error {
 			return fmt.Errorf("%w: bad key length in exchange bucket", ErrCorrupt)
 		}
 		key := bucket[n : n+int(kl)]
-		rest, err := h.mergeAccs(h.group(key), bucket[n+int(kl):])
+		rest, err := h.mergeGroup(h.group(key), bucket[n+int(kl):])
 		if err != nil {
 			return err
 		}
@@ -378,30 +432,28 @@ type StateStore interface {
 // back. changed, if not nil, receives the updated output row of every group
 // (update mode). The aggregator is reset afterwards.
 func (h *HashAgg) MergeInto(st StateStore, changed Emit) error {
-	n := len(h.g.aggs)
 	var enc []byte
 	row := make(Row, len(h.g.schema))
 	// In key order: a store reads a sorted run of keys far faster than
 	// scattered ones.
 	for _, g := range h.table.sortedGroups() {
 		gi := int(g)
-		accs := h.accs[gi*n : (gi+1)*n]
 		key := h.table.key(gi)
 		old, found, err := st.Get(key)
 		if err != nil {
 			return err
 		}
 		if found {
-			if _, err := h.mergeAccs(accs, old); err != nil {
+			if _, err := h.mergeGroup(gi, old); err != nil {
 				return fmt.Errorf("state of key %q: %w", key, err)
 			}
 		}
-		enc = h.appendAccs(enc[:0], accs)
+		enc = h.appendGroup(enc[:0], gi)
 		if err := st.Put(key, enc); err != nil {
 			return err
 		}
 		if changed != nil {
-			if err := h.g.outputRow(row, key, accs); err != nil {
+			if err := h.outputGroup(row, gi); err != nil {
 				return err
 			}
 			if err := changed(row); err != nil {

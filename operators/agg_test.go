@@ -389,3 +389,55 @@ func TestGlobalAggregationWithoutKeys(t *testing.T) {
 		t.Fatalf("groups %d, count %d; want one group of 3", len(st), row[0].I)
 	}
 }
+
+// TestCountOnlyAggregation covers count-only aggregations, which finals
+// keep as plain counts: count(*) and count(column) side by side, a
+// non-string key, and the changed rows MergeInto emits.
+func TestCountOnlyAggregation(t *testing.T) {
+	a := &planpb.Aggregate{
+		Input:   wordsPlan(),
+		GroupBy: []*planpb.NamedExpr{{Expr: col("partition"), Name: "partition"}},
+		Aggregates: []*planpb.AggregateExpr{
+			{Function: planpb.AggregateFunction_COUNT, Name: "n"},
+			{Function: planpb.AggregateFunction_COUNT, Arg: col("word"), Name: "words"},
+		},
+	}
+	rows := []Row{kafkaRow("a b", 0), kafkaRow("c", 1), kafkaRow("d e f", 1)}
+	got := runAgg(t, a, 2, rows[:1], rows[1:])
+	if want := map[string]string{"0": "2 2", "1": "4 4"}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+
+	g, err := CompileAggregate(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	partial, err := g.NewPartial()
+	if err != nil {
+		t.Fatal(err)
+	}
+	entry, err := partial.Entry()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rows {
+		if err := entry(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	final := g.NewFinal()
+	if err := final.Merge(partial.Flush(1, nil)[0]); err != nil {
+		t.Fatal(err)
+	}
+	var changed []string
+	err = final.MergeInto(mapStore{"\x01\x02": "\x05\x05"}, func(r Row) error { // partition 1 held 5 and 5
+		changed = append(changed, fmt.Sprintf("%d:%d/%d", r[0].I, r[1].I, r[2].I))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "[0:2/2 1:9/9]"; fmt.Sprint(changed) != want {
+		t.Fatalf("changed rows %v, want %v", changed, want)
+	}
+}

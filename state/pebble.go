@@ -341,12 +341,15 @@ func (s *pebbleStore) Get(key []byte) ([]byte, bool, error) {
 
 // read returns the committed value of key, leaving its data key in keyBuf.
 func (s *pebbleStore) read(key []byte) ([]byte, bool, error) {
-	if v, ok := s.cache[string(key)]; ok {
-		return v, true, nil
-	}
 	s.keyBuf = appendDataKey(s.keyBuf[:0], s.prefix, key)
 	if s.lastValid && bytes.Equal(s.keyBuf, s.lastKey) {
-		return s.lastValue, s.lastFound, nil
+		return s.lastValue, s.lastFound, nil // a Put after its Get
+	}
+	if v, ok := s.cache[string(key)]; ok {
+		s.lastKey = append(s.lastKey[:0], s.keyBuf...)
+		s.lastValue = append(s.lastValue[:0], v...)
+		s.lastFound, s.lastValid = true, true
+		return s.lastValue, true, nil
 	}
 	found, err := s.seek(s.keyBuf)
 	if err != nil {
@@ -470,11 +473,12 @@ func (s *pebbleStore) stage(key, value []byte, del bool) error {
 	if del && !existed {
 		return nil
 	}
-	s.keyBuf = appendDataKey(s.keyBuf[:0], s.prefix, key) // read may not have
-	s.arena = append(s.arena, key...)
-	keyEnd := len(s.arena)
-	s.arena = append(s.arena, prev...)
-	s.undo = append(s.undo, undoRef{keyEnd: keyEnd, end: len(s.arena), existed: existed})
+	if s.provider.retain > 0 {
+		s.arena = append(s.arena, key...)
+		keyEnd := len(s.arena)
+		s.arena = append(s.arena, prev...)
+		s.undo = append(s.undo, undoRef{keyEnd: keyEnd, end: len(s.arena), existed: existed})
+	}
 	s.pendArena = append(s.pendArena, key...)
 	pkEnd := len(s.pendArena)
 	s.pendArena = append(s.pendArena, value...)
@@ -503,10 +507,7 @@ func (s *pebbleStore) Commit(version int64) error {
 		return err
 	}
 	start := 0
-	for _, u := range s.undo {
-		if s.provider.retain == 0 {
-			break // no commit will be undone
-		}
+	for _, u := range s.undo { // none when RetainVersions is 0
 		key, prev := s.arena[start:u.keyEnd], s.arena[u.keyEnd:u.end]
 		start = u.end
 		op := s.batch.SetDeferred(undoPrefixLen+len(key), 1+len(prev))
