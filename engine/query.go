@@ -24,6 +24,12 @@ import (
 // aggregation query unless ShufflePartitions says otherwise.
 const DefaultShufflePartitions = 4
 
+// listing is the result of one Source.Offsets call.
+type listing struct {
+	earliest, latest kafkasrc.Offsets
+	err              error
+}
+
 // startupBatchDivisor divides maxOffsetsPerTrigger for the first batch a
 // run plans: with a backlog, the first results and progress report come
 // after a fraction of a full batch (a first full batch of a million records
@@ -303,7 +309,13 @@ func (rt *queryRuntime) run(ctx context.Context, q *StreamingQuery, trig Trigger
 		committing = nil
 		return err
 	}
-	defer func() { err = errors.Join(err, waitCommit()) }()
+	var listed chan listing // a listing under way, if any
+	defer func() {
+		if listed != nil {
+			<-listed // the source closes after run returns
+		}
+		err = errors.Join(err, waitCommit())
+	}()
 	var target kafkasrc.Offsets // AvailableNow's end
 	started := 0                // batches planned by this run
 	next := time.Now()
@@ -319,7 +331,13 @@ func (rt *queryRuntime) run(ctx context.Context, q *StreamingQuery, trig Trigger
 			}
 		}
 		start := time.Now()
-		earliest, latest, err := rt.src.Offsets(ctx, rt.scan.Subscribe)
+		var earliest, latest kafkasrc.Offsets
+		if listed != nil { // asked for while the last batch's map ran
+			r := <-listed
+			listed, earliest, latest, err = nil, r.earliest, r.latest, r.err
+		} else {
+			earliest, latest, err = rt.src.Offsets(ctx, rt.scan.Subscribe)
+		}
 		if err != nil {
 			return err
 		}
@@ -364,6 +382,15 @@ func (rt *queryRuntime) run(ctx context.Context, q *StreamingQuery, trig Trigger
 		e := offsetEntry{BatchID: rt.nextBatch, TimestampMs: start.UnixMilli(), Start: startOffsets(plan), End: plan.End}
 		rt.end, rt.nextBatch = e.End, e.BatchID+1
 		started++
+		if trig.kind == triggerAvailableNow {
+			// The next plan is clamped to target anyway, so its listing can
+			// overlap this map instead of delaying the next one.
+			listed = make(chan listing, 1)
+			go func() {
+				e, l, err := rt.src.Offsets(ctx, rt.scan.Subscribe)
+				listed <- listing{e, l, err}
+			}()
+		}
 		b, err := rt.mapBatch(ctx, e, plan.Ranges, start, listMs, latest)
 		if err != nil {
 			return err
