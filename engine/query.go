@@ -191,7 +191,7 @@ func (w *DataStreamWriter) Start(ctx context.Context) (*StreamingQuery, error) {
 	if err != nil {
 		return nil, err
 	}
-	rt, err := newRuntime(query, cp, sink, s.log)
+	rt, err := newRuntime(query, cp, sink, s.log, w.trigger)
 	if err != nil {
 		if tmpDir != "" {
 			os.RemoveAll(tmpDir)
