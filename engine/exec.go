@@ -98,9 +98,10 @@ func newRuntime(q *planpb.Query, cp *checkpoint, sink Sink, log *slog.Logger, tr
 	return rt, nil
 }
 
-// openState opens the state partitions and brings them back to the last
-// committed batch: a partition that committed a batch whose commit-log entry
-// was never written is rolled back so that the batch re-runs exactly once.
+// openState opens the state partitions and checks them against the commit
+// log: a partition is at the last committed batch, or at the batch that
+// re-runs (its state committed, its commit-log entry was never written),
+// which is then recorded in applied so that the re-run counts it once.
 func (rt *queryRuntime) openState(trig Trigger) error {
 	dir := filepath.Join(rt.cp.dir, "state")
 	var err error
@@ -164,6 +165,7 @@ func (rt *queryRuntime) close() {
 type mapAgg struct {
 	partial *operators.HashAgg
 	entry   operators.Emit
+	value   func([]byte) // takes record values instead of rows, if not nil
 }
 
 func (rt *queryRuntime) getMapAgg() (*mapAgg, error) {
@@ -178,7 +180,11 @@ func (rt *queryRuntime) getMapAgg() (*mapAgg, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &mapAgg{partial: partial, entry: entry}, nil
+	value, err := partial.ValueEntry()
+	if err != nil {
+		return nil, err
+	}
+	return &mapAgg{partial: partial, entry: entry, value: value}, nil
 }
 
 // mapOutput is what one map task produced.
@@ -382,12 +388,17 @@ func (rt *queryRuntime) aggregateWorker(work <-chan []*kgo.Record) ([][]byte, er
 	var topic operators.Value
 	for recs := range work {
 		for _, rec := range recs {
-			if string(topic.B) != rec.Topic {
-				topic = operators.Str(rec.Topic)
-			}
-			fillRow(row, rec, topic, rt.scan.IncludeHeaders)
-			if err := m.entry(row); err != nil {
-				return nil, err
+			switch {
+			case m.value != nil: // word count: no row per record
+				m.value(rec.Value)
+			default:
+				if string(topic.B) != rec.Topic {
+					topic = operators.Str(rec.Topic)
+				}
+				fillRow(row, rec, topic, rt.scan.IncludeHeaders)
+				if err := m.entry(row); err != nil {
+					return nil, err
+				}
 			}
 			if m.partial.Len() >= maxPartialGroups {
 				buckets = m.partial.Flush(rt.parts, buckets)

@@ -174,12 +174,24 @@ func (g *Aggregation) NewPartial() (*HashAgg, error) {
 // go straight to h's counter: no row per piece, no key encoding.
 func (h *HashAgg) Entry() (Emit, error) {
 	if h.counter != nil && h.keyCol == len(h.g.input.Schema())-1 {
-		entry, ok, err := h.g.input.newPieces(h.counter)
+		entries, ok, err := h.g.input.newPieces(h.counter)
 		if ok || err != nil {
-			return entry, err
+			return entries.row, err
 		}
 	}
 	return h.g.input.New(h.Add)
+}
+
+// ValueEntry returns, when the chain feeding h only counts the pieces of
+// CAST(value AS STRING) split and exploded (word count), a function to call
+// with each record's value (nil for a tombstone) instead of its row: no row
+// is built. It returns nil for any other chain.
+func (h *HashAgg) ValueEntry() (func(value []byte), error) {
+	if h.counter == nil || h.keyCol != len(h.g.input.Schema())-1 {
+		return nil, nil
+	}
+	entries, _, err := h.g.input.newPieces(h.counter)
+	return entries.value, err
 }
 
 // NewFinal returns a reduce-side aggregator fed with Merge.

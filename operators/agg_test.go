@@ -441,3 +441,61 @@ func TestCountOnlyAggregation(t *testing.T) {
 		t.Fatalf("changed rows %v, want %v", changed, want)
 	}
 }
+
+// TestValueEntry checks the record-value entry of word count: it counts as
+// the row entry does (tombstones and invalid UTF-8 included), and it is
+// offered only when the split's input is CAST(value AS STRING).
+func TestValueEntry(t *testing.T) {
+	g, err := CompileAggregate(wordCount())
+	if err != nil {
+		t.Fatal(err)
+	}
+	byValue, err := g.NewPartial()
+	if err != nil {
+		t.Fatal(err)
+	}
+	value, err := byValue.ValueEntry()
+	if err != nil || value == nil {
+		t.Fatalf("word count has no value entry (%v)", err)
+	}
+	_, byRow, entry := wordCountPartial(t)
+	for _, v := range []string{"a b a", "", " b", "x\xffy z", "\x00null"} {
+		if v == "\x00null" {
+			value(nil)
+		} else {
+			value([]byte(v))
+		}
+		if err := entry(kafkaRow(v, 0)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, want := byValue.Flush(1, nil)[0], byRow.Flush(1, nil)[0]
+	final := func(b []byte) map[string]string {
+		st := mapStore{}
+		f := g.NewFinal()
+		if err := f.Merge(b); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.MergeInto(st, nil); err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	if fmt.Sprint(final(got)) != fmt.Sprint(final(want)) {
+		t.Fatalf("value entry counted %v, row entry %v", final(got), final(want))
+	}
+
+	lower := wordCount()
+	lower.Input.GetExplode().Generator = callE("split", callE("lower", col("value")), lit(" "))
+	g, err = CompileAggregate(lower)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := g.NewPartial()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if value, err := h.ValueEntry(); err != nil || value != nil {
+		t.Fatalf("split(lower(value)) got a value entry (%v)", err)
+	}
+}

@@ -2,6 +2,7 @@ package operators
 
 import (
 	"fmt"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/gostream/gostream/proto/planpb"
@@ -79,46 +80,101 @@ type pieceSink interface {
 	addSplit(str []byte, sep byte)
 }
 
+// pieceEntries are the entries of a chain compiled by newPieces.
+type pieceEntries struct {
+	// row takes rows of the Kafka schema.
+	row Emit
+	// value, when not nil, takes a record's value (nil for a tombstone)
+	// instead of its row: the split's input is CAST(value AS STRING)
+	// through projections only, so the other columns are never needed.
+	value func(value []byte)
+}
+
 // newPieces compiles a fresh instance of a chain whose last stage explodes
-// a split: its entry hands each input row's elements to sink instead of
+// a split: its entries hand each input's elements to sink instead of
 // emitting a row per element (the other columns of those rows are never
 // computed). ok is false for any other chain.
-func (n *Narrow) newPieces(sink pieceSink) (entry Emit, ok bool, err error) {
+func (n *Narrow) newPieces(sink pieceSink) (entries pieceEntries, ok bool, err error) {
 	if len(n.stages) == 0 {
-		return nil, false, nil
+		return pieceEntries{}, false, nil
 	}
-	x := n.stages[len(n.stages)-1].GetExplode()
+	last := len(n.stages) - 1
+	x := n.stages[last].GetExplode()
 	if x == nil {
-		return nil, false, nil
+		return pieceEntries{}, false, nil
 	}
-	wrap, schema, err := compileStages(n.stages[:len(n.stages)-1], KafkaSchema(n.scan.GetIncludeHeaders()))
+	wrap, schema, err := compileStages(n.stages[:last], KafkaSchema(n.scan.GetIncludeHeaders()))
 	if err != nil {
-		return nil, false, err
+		return pieceEntries{}, false, err
 	}
 	gen, err := CompileExpr(x.GetGenerator(), schema)
 	if err != nil {
-		return nil, false, err
+		return pieceEntries{}, false, err
 	}
 	sp, ok := gen.(*splitExpr)
 	if !ok {
-		return nil, false, nil
+		return pieceEntries{}, false, nil
 	}
 	var buf [][]byte
 	add := func(p []byte) { buf = append(buf, p) }
 	sep, oneByte := sp.sp.byteSep()
-	return wrap(func(r Row) error {
-		v := sp.x.Eval(r)
+	split := func(str []byte, null bool) {
 		switch {
-		case v.Kind == KindNull: // split(null) is null: explode emits nothing
-		case oneByte && utf8.Valid(v.B):
-			sink.addSplit(v.B, sep)
+		case null: // split(null) is null: explode emits nothing
+		case oneByte && utf8.Valid(str):
+			sink.addSplit(str, sep)
 		default:
 			buf = buf[:0]
-			sp.sp.Each(v.B, add)
+			sp.sp.Each(str, add)
 			sink.addAll(buf)
 		}
+	}
+	entries.row = wrap(func(r Row) error {
+		v := sp.x.Eval(r)
+		split(v.B, v.Kind == KindNull)
 		return nil
-	}), true, nil
+	})
+	if args := x.GetGenerator().GetCall().GetArgs(); len(args) > 0 && n.valueKind(args[0], last) == stringValue {
+		entries.value = func(value []byte) { split(value, value == nil) }
+	}
+	return entries, true, nil
+}
+
+// What an expression is in terms of the Kafka record's value.
+const (
+	notValue    = iota
+	rawValue    // the value column itself
+	stringValue // CAST(value AS STRING): the same bytes, as a string
+)
+
+// valueKind tells what e, over the output of the first k stages, is in
+// terms of the record's value, following column references through
+// projections (as CompileExpr resolves them: the first column of that name,
+// ignoring case).
+func (n *Narrow) valueKind(e *planpb.Expr, k int) int {
+	switch x := e.GetKind().(type) {
+	case *planpb.Expr_Column:
+		if k == 0 { // the Kafka schema, which has one column named value
+			if strings.EqualFold(x.Column, "value") {
+				return rawValue
+			}
+			return notValue
+		}
+		p := n.stages[k-1].GetProject()
+		if p == nil {
+			return notValue
+		}
+		for _, ne := range p.GetExprs() {
+			if strings.EqualFold(ne.GetName(), x.Column) {
+				return n.valueKind(ne.GetExpr(), k-1)
+			}
+		}
+	case *planpb.Expr_Cast:
+		if x.Cast.GetTo() == planpb.DataType_STRING && n.valueKind(x.Cast.GetExpr(), k) != notValue {
+			return stringValue
+		}
+	}
+	return notValue
 }
 
 // compileStages compiles stages over rows of schema in into one wrapper

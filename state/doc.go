@@ -1,8 +1,9 @@
 // Package state holds the versioned key-value state of streaming aggregations:
 // one Store per shuffle partition, committed once per micro-batch under the
-// batch id as its version, with a bounded undo history so that a batch whose
-// commit-log entry never made it to the checkpoint can be rolled back and run
-// again.
+// batch id as its version, with an optional bounded undo history
+// (Options.RetainVersions) so that a commit can be rolled back. The engine
+// keeps none: a batch re-run after its state committed skips the partitions
+// that hold it instead.
 //
 // Two implementations share the Store contract: OpenPebble keeps all
 // partitions of one query in one Pebble database (bounded memory, durable,
@@ -31,4 +32,11 @@
 // partition either wholly at the old version or wholly at the new one.
 // Rollback applies undo records from the newest version down in one synced
 // batch. The key 0xffffffff "gostream-state" marks a directory as ours.
+//
+// # Memory
+//
+// Reads go through a per-partition cache of committed values
+// (Options.ReadCacheSize): keys enter when read from Pebble, commits update
+// the cached ones. The block cache is sized on top of the memtables, whose
+// memory Pebble reserves in it.
 package state
