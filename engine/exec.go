@@ -169,8 +169,8 @@ func (rt *queryRuntime) close() {
 // mapAgg is a map task's partial aggregator and the narrow chain feeding it.
 type mapAgg struct {
 	partial *operators.HashAgg
-	entry   operators.Emit
-	value   func([]byte) // takes record values instead of rows, if not nil
+	entry   operators.Emit // takes rows, when value is nil
+	value   func([]byte)   // takes record values instead of rows, if not nil
 }
 
 func (rt *queryRuntime) getMapAgg() (*mapAgg, error) {
@@ -181,15 +181,15 @@ func (rt *queryRuntime) getMapAgg() (*mapAgg, error) {
 	if err != nil {
 		return nil, err
 	}
+	value, err := partial.ValueEntry()
+	if err != nil || value != nil {
+		return &mapAgg{partial: partial, value: value}, err
+	}
 	entry, err := partial.Entry()
 	if err != nil {
 		return nil, err
 	}
-	value, err := partial.ValueEntry()
-	if err != nil {
-		return nil, err
-	}
-	return &mapAgg{partial: partial, entry: entry, value: value}, nil
+	return &mapAgg{partial: partial, entry: entry}, nil
 }
 
 // mapOutput is what one map task produced.

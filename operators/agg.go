@@ -244,14 +244,24 @@ func (h *HashAgg) mergeGroup(gi int, b []byte) ([]byte, error) {
 	}
 	counts := h.counts[gi*n : (gi+1)*n]
 	for i := range counts {
-		c, k := binary.Uvarint(b)
-		if k <= 0 {
-			return nil, fmt.Errorf("%w: bad count", ErrCorrupt)
+		c, rest, err := readCount(b)
+		if err != nil {
+			return nil, err
 		}
-		counts[i] += int64(c)
-		b = b[k:]
+		counts[i] += c
+		b = rest
 	}
 	return b, nil
+}
+
+// readCount decodes an encoded count, the first field of every encoded
+// accumulator.
+func readCount(b []byte) (int64, []byte, error) {
+	c, k := binary.Uvarint(b)
+	if k <= 0 {
+		return 0, nil, fmt.Errorf("%w: bad count", ErrCorrupt)
+	}
+	return int64(c), b[k:], nil
 }
 
 // appendGroup encodes group gi's accumulators, as appendAccs does.
@@ -511,12 +521,12 @@ func (g *Aggregation) DecodeRow(row Row, key, state []byte) error {
 		// place, without accumulators (complete mode does this for every
 		// row of the result table every batch).
 		for i := range g.aggs {
-			n, k := binary.Uvarint(state)
-			if k <= 0 {
-				return fmt.Errorf("%w: bad count", ErrCorrupt)
+			n, rest, err := readCount(state)
+			if err != nil {
+				return err
 			}
-			row[len(g.keyTypes)+i] = Long(int64(n))
-			state = state[k:]
+			row[len(g.keyTypes)+i] = Long(n)
+			state = rest
 		}
 		return decodeKey(row[:len(g.keyTypes)], key, g.keyTypes)
 	}
@@ -580,11 +590,11 @@ func (h *HashAgg) appendAccs(b []byte, accs []accum) []byte {
 func (h *HashAgg) mergeAccs(accs []accum, b []byte) ([]byte, error) {
 	for i, spec := range h.g.aggs {
 		acc := &accs[i]
-		cnt, n := binary.Uvarint(b)
-		if n <= 0 {
-			return nil, fmt.Errorf("%w: bad count", ErrCorrupt)
+		cnt, rest, err := readCount(b)
+		if err != nil {
+			return nil, err
 		}
-		b = b[n:]
+		b = rest
 		switch spec.fn {
 		case planpb.AggregateFunction_SUM, planpb.AggregateFunction_AVG:
 			if spec.in == planpb.DataType_DOUBLE || spec.fn == planpb.AggregateFunction_AVG {
@@ -611,7 +621,7 @@ func (h *HashAgg) mergeAccs(accs []accum, b []byte) ([]byte, error) {
 				keepExtreme(acc, v, spec.fn == planpb.AggregateFunction_MIN)
 			}
 		}
-		acc.n += int64(cnt)
+		acc.n += cnt
 	}
 	return b, nil
 }

@@ -47,7 +47,14 @@ func wordCount() *planpb.Aggregate {
 // and the entry of the narrow chain feeding it.
 func wordCountPartial(tb testing.TB) (*Aggregation, *HashAgg, Emit) {
 	tb.Helper()
-	g, err := CompileAggregate(wordCount())
+	return compilePartial(tb, wordCount())
+}
+
+// compilePartial compiles a's map side: its partial aggregator and the
+// entry of the narrow chain feeding it.
+func compilePartial(tb testing.TB, a *planpb.Aggregate) (*Aggregation, *HashAgg, Emit) {
+	tb.Helper()
+	g, err := CompileAggregate(a)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -408,18 +415,7 @@ func TestCountOnlyAggregation(t *testing.T) {
 		t.Fatalf("got %v, want %v", got, want)
 	}
 
-	g, err := CompileAggregate(a)
-	if err != nil {
-		t.Fatal(err)
-	}
-	partial, err := g.NewPartial()
-	if err != nil {
-		t.Fatal(err)
-	}
-	entry, err := partial.Entry()
-	if err != nil {
-		t.Fatal(err)
-	}
+	g, partial, entry := compilePartial(t, a)
 	for _, r := range rows {
 		if err := entry(r); err != nil {
 			t.Fatal(err)
@@ -430,7 +426,7 @@ func TestCountOnlyAggregation(t *testing.T) {
 		t.Fatal(err)
 	}
 	var changed []string
-	err = final.MergeInto(mapStore{"\x01\x02": "\x05\x05"}, func(r Row) error { // partition 1 held 5 and 5
+	err := final.MergeInto(mapStore{"\x01\x02": "\x05\x05"}, func(r Row) error { // partition 1 held 5 and 5
 		changed = append(changed, fmt.Sprintf("%d:%d/%d", r[0].I, r[1].I, r[2].I))
 		return nil
 	})

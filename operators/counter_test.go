@@ -3,6 +3,7 @@ package operators
 import (
 	"bytes"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"testing"
 	"unicode/utf8"
@@ -37,13 +38,8 @@ func TestStrCounter(t *testing.T) {
 			}
 			got[string(k)] = n
 		})
-		if c.len() != len(want) || len(got) != len(want) {
-			t.Fatalf("round %d: len %d, listed %d, want %d", round, c.len(), len(got), len(want))
-		}
-		for k, n := range want {
-			if got[k] != n {
-				t.Fatalf("round %d: count of %q is %d, want %d", round, k, got[k], n)
-			}
+		if c.len() != len(want) || !maps.Equal(got, want) {
+			t.Fatalf("round %d: len %d, counts differ from a map's: %d keys listed, want %d", round, c.len(), len(got), len(want))
 		}
 		c.reset()
 		if c.len() != 0 {
@@ -114,13 +110,8 @@ func checkAddSplit(t *testing.T, strs []string) {
 	pieces.each(func(k []byte, n int64) { want[string(k)] = n })
 	got := map[string]int64{}
 	fused.each(func(k []byte, n int64) { got[string(k)] = n })
-	if len(got) != len(want) {
-		t.Fatalf("%d distinct pieces, want %d", len(got), len(want))
-	}
-	for k, n := range want {
-		if got[k] != n {
-			t.Fatalf("count of %q is %d, want %d", k, got[k], n)
-		}
+	if !maps.Equal(got, want) {
+		t.Fatalf("fused split counted %v, want %v", got, want)
 	}
 }
 

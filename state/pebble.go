@@ -391,6 +391,12 @@ func (s *pebbleStore) cachePut(key, value []byte) {
 	s.cacheBytes += size
 }
 
+// dropCache forgets every cached value.
+func (s *pebbleStore) dropCache() {
+	clear(s.cache)
+	s.cacheBytes = 0
+}
+
 // cacheDel forgets key's cached value.
 func (s *pebbleStore) cacheDel(key []byte) {
 	if v, ok := s.cache[string(key)]; ok {
@@ -478,10 +484,12 @@ func (s *pebbleStore) stage(key, value []byte, del bool) error {
 		s.arena = append(s.arena, prev...)
 		s.undo = append(s.undo, undoRef{keyEnd: keyEnd, end: len(s.arena), existed: existed})
 	}
-	s.pendArena = append(s.pendArena, key...)
-	pkEnd := len(s.pendArena)
-	s.pendArena = append(s.pendArena, value...)
-	s.pend = append(s.pend, pendRef{keyEnd: pkEnd, end: len(s.pendArena), del: del})
+	if s.cacheMax > 0 {
+		s.pendArena = append(s.pendArena, key...)
+		pkEnd := len(s.pendArena)
+		s.pendArena = append(s.pendArena, value...)
+		s.pend = append(s.pend, pendRef{keyEnd: pkEnd, end: len(s.pendArena), del: del})
+	}
 	switch {
 	case del:
 		s.delta--
@@ -562,8 +570,7 @@ func (s *pebbleStore) Rollback(v int64) error {
 		return err
 	}
 	s.Discard()
-	clear(s.cache) // values of the versions undone
-	s.cacheBytes = 0
+	s.dropCache() // values of the versions undone
 	old := s.hist.version
 	undoFrom, undo, err := s.hist.rollback(s.partition, v)
 	if err != nil || (!undo && v == old) {
@@ -631,8 +638,7 @@ func (s *pebbleStore) apply(what string, version int64) error {
 		return s.fail(what, version, err)
 	}
 	if err := s.batch.Commit(pebble.Sync); err != nil {
-		clear(s.cache)
-		s.cacheBytes = 0
+		s.dropCache()
 		return s.fail(what, version, err)
 	}
 	s.applyPending()

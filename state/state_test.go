@@ -2,6 +2,7 @@ package state_test
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"testing"
 
@@ -17,9 +18,13 @@ func TestMemoryConformance(t *testing.T) {
 }
 
 func newPebbleStorage(t *testing.T) statetest.Storage {
+	return pebbleStorage(t, testOptions())
+}
+
+func pebbleStorage(t *testing.T, opts state.Options) statetest.Storage {
 	dir := t.TempDir()
 	return statetest.Storage{Open: func() (state.Provider, error) {
-		return state.OpenPebble(dir, testOptions())
+		return state.OpenPebble(dir, opts)
 	}}
 }
 
@@ -34,25 +39,18 @@ func TestPebbleConformance(t *testing.T) {
 	statetest.RunConformance(t, newPebbleStorage)
 }
 
-// TestPebbleConformanceSmallReadCache runs the suite with a read cache of a
-// few entries, so that reads and commits keep evicting cached values.
-func TestPebbleConformanceSmallReadCache(t *testing.T) {
-	statetest.RunConformance(t, func(t *testing.T) statetest.Storage {
-		dir := t.TempDir()
-		opts := testOptions()
-		opts.ReadCacheSize = 300
-		return statetest.Storage{Open: func() (state.Provider, error) { return state.OpenPebble(dir, opts) }}
-	})
-}
-
-// TestPebbleConformanceNoReadCache runs the suite with the read cache off.
-func TestPebbleConformanceNoReadCache(t *testing.T) {
-	statetest.RunConformance(t, func(t *testing.T) statetest.Storage {
-		dir := t.TempDir()
-		opts := testOptions()
-		opts.ReadCacheSize = 0
-		return statetest.Storage{Open: func() (state.Provider, error) { return state.OpenPebble(dir, opts) }}
-	})
+// TestPebbleConformanceReadCacheSizes runs the suite with a read cache of a
+// few entries, so that reads keep evicting cached values, and with none.
+func TestPebbleConformanceReadCacheSizes(t *testing.T) {
+	for _, size := range []int64{300, 0} {
+		t.Run(fmt.Sprintf("ReadCacheSize=%d", size), func(t *testing.T) {
+			statetest.RunConformance(t, func(t *testing.T) statetest.Storage {
+				opts := testOptions()
+				opts.ReadCacheSize = size
+				return pebbleStorage(t, opts)
+			})
+		})
+	}
 }
 
 func TestPebbleDurability(t *testing.T) {
