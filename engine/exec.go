@@ -119,12 +119,12 @@ func (rt *queryRuntime) openState(trig Trigger) error {
 	// would, without the cache's memory and garbage-collection cost (the
 	// bench suite's throughput run: 12% less wall time, 74 MiB less RSS). A
 	// continuous query runs small batches whose commit is on the path of
-	// every result: 8 MiB memtables insert faster (latency p50 at 100k
-	// records/s: 68 ms against 91 ms with 32 MiB), and its sparse reads of
-	// hot keys are what the read cache is for.
-	opts.MemTableSize = 8 << 20
+	// every result: its state lives in memory and each commit writes one
+	// changelog record (state.Options.Changelog), folded into Pebble keys in
+	// the background every 8 MiB of changelog.
+	opts.MemTableSize, opts.Changelog = 8<<20, true
 	if trig.kind == triggerAvailableNow || trig.kind == triggerOnce {
-		opts.MemTableSize = 32 << 20
+		opts.MemTableSize, opts.Changelog = 32<<20, false
 		opts.ReadCacheSize = 0
 	}
 	if rt.states, err = state.OpenPebble(dir, opts); err != nil {

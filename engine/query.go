@@ -42,6 +42,11 @@ const startupBatchDivisor = 8
 // when no new data arrived (Spark's spark.sql.streaming.pollingDelay).
 const pollDelay = 10 * time.Millisecond
 
+// relistInterval is how often a continuous query lists the partitions'
+// offsets once its readers follow them: the followers tell what arrived,
+// the listing finds new partitions and deleted offsets.
+const relistInterval = 100 * time.Millisecond
+
 // StreamingQuery is a running query (Spark's StreamingQuery). Its methods
 // are safe for concurrent use.
 type StreamingQuery struct {
@@ -317,7 +322,17 @@ func (rt *queryRuntime) run(ctx context.Context, q *StreamingQuery, trig Trigger
 		err = errors.Join(err, waitCommit())
 	}()
 	var target kafkasrc.Offsets // AvailableNow's end
-	started := 0                // batches planned by this run
+	// A continuous query's readers follow the partitions between batches
+	// (kafkasrc.Source.Follow): what they fetched ahead is in memory, and
+	// the latest offsets come from them, not from a listing on the path of
+	// every batch. known is the last listing; the next runs in the
+	// background every relistInterval.
+	follow := trig.kind == triggerDefault || trig.kind == triggerProcessingTime
+	var (
+		known    *listing
+		listedAt time.Time
+	)
+	started := 0 // batches planned by this run
 	next := time.Now()
 	lastTrigger := time.Time{}
 	for {
@@ -332,14 +347,31 @@ func (rt *queryRuntime) run(ctx context.Context, q *StreamingQuery, trig Trigger
 		}
 		start := time.Now()
 		var earliest, latest kafkasrc.Offsets
-		if listed != nil { // asked for while the last batch's map ran
+		switch {
+		case known != nil:
+			select {
+			case r := <-listed:
+				if listed = nil; r.err != nil {
+					return r.err
+				}
+				known = &r
+			default:
+			}
+			if listed == nil && start.Sub(listedAt) >= relistInterval {
+				listed, listedAt = rt.listAsync(ctx), start
+			}
+			earliest, latest = known.earliest, maxOffsets(known.latest, rt.src.Buffered())
+		case listed != nil: // asked for while the last batch's map ran
 			r := <-listed
 			listed, earliest, latest, err = nil, r.earliest, r.latest, r.err
-		} else {
+		default:
 			earliest, latest, err = rt.src.Offsets(ctx, rt.scan.Subscribe)
 		}
 		if err != nil {
 			return err
+		}
+		if follow && known == nil {
+			known, listedAt = &listing{earliest: earliest, latest: latest}, start
 		}
 		listMs := time.Since(start).Milliseconds()
 		if trig.kind == triggerAvailableNow {
@@ -372,8 +404,13 @@ func (rt *queryRuntime) run(ctx context.Context, q *StreamingQuery, trig Trigger
 			if trig.kind == triggerOnce || trig.kind == triggerAvailableNow {
 				return nil
 			}
+			if follow {
+				if err := rt.src.Follow(rt.end); err != nil {
+					return err
+				}
+			}
 			if trig.kind == triggerDefault {
-				if err := sleepUntil(ctx, time.Now().Add(pollDelay)); err != nil {
+				if err := rt.awaitData(ctx); err != nil {
 					return err
 				}
 			}
@@ -385,15 +422,16 @@ func (rt *queryRuntime) run(ctx context.Context, q *StreamingQuery, trig Trigger
 		if trig.kind == triggerAvailableNow {
 			// The next plan is clamped to target anyway, so its listing can
 			// overlap this map instead of delaying the next one.
-			listed = make(chan listing, 1)
-			go func() {
-				e, l, err := rt.src.Offsets(ctx, rt.scan.Subscribe)
-				listed <- listing{e, l, err}
-			}()
+			listed = rt.listAsync(ctx)
 		}
 		b, err := rt.mapBatch(ctx, e, plan.Ranges, start, listMs, latest)
 		if err != nil {
 			return err
+		}
+		if follow {
+			if err := rt.src.Follow(e.End); err != nil {
+				return err
+			}
 		}
 		if !lastTrigger.IsZero() {
 			b.sinceLast = start.Sub(lastTrigger)
@@ -408,6 +446,48 @@ func (rt *queryRuntime) run(ctx context.Context, q *StreamingQuery, trig Trigger
 			return nil
 		}
 	}
+}
+
+// listAsync lists the source's offsets in the background.
+func (rt *queryRuntime) listAsync(ctx context.Context) chan listing {
+	listed := make(chan listing, 1)
+	go func() {
+		e, l, err := rt.src.Offsets(ctx, rt.scan.Subscribe)
+		listed <- listing{e, l, err}
+	}()
+	return listed
+}
+
+// awaitData waits, when the default trigger found no new data, until a
+// following reader fetched some or, for partitions that nothing follows
+// yet, pollDelay passed.
+func (rt *queryRuntime) awaitData(ctx context.Context) error {
+	d := pollDelay
+	if len(rt.src.Buffered()) > 0 {
+		d = relistInterval
+	}
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-rt.src.Arrived():
+	case <-timer.C:
+	case <-ctx.Done():
+	}
+	return ctx.Err()
+}
+
+// maxOffsets is a merge of two views of the latest offsets, each partition
+// at the higher one.
+func maxOffsets(a, b kafkasrc.Offsets) kafkasrc.Offsets {
+	out := a.Clone()
+	for t, parts := range b {
+		for p, off := range parts {
+			if cur, ok := out.Get(t, p); !ok || off > cur {
+				out.Set(t, p, off)
+			}
+		}
+	}
+	return out
 }
 
 func sleepUntil(ctx context.Context, t time.Time) error {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -15,7 +16,9 @@ import (
 // (no consumer group, no rebalancing). It keeps a pool of long-lived readers,
 // each its own franz-go client consuming one partition, and reuses a reader
 // whose position is where the next range starts, so consecutive batches
-// stream without seeking. All methods are safe for concurrent use.
+// stream without seeking. Readers told to Follow keep fetching while idle,
+// so that a continuous query finds new records in memory. All methods are
+// safe for concurrent use.
 type Source struct {
 	cc    clientConfig
 	admin *Admin
@@ -27,7 +30,11 @@ type Source struct {
 		idle   map[topicPartition][]*partitionReader
 		all    map[*partitionReader]struct{}
 	}
-	reads sync.WaitGroup // in-flight ReadRange calls, waited for by Close
+	reads   sync.WaitGroup // in-flight ReadRange calls, waited for by Close
+	follows sync.WaitGroup // following readers' goroutines, waited for by Close
+	// arrived gets a value (without blocking: it holds one) whenever a
+	// following reader fetches records.
+	arrived chan struct{}
 }
 
 type topicPartition struct {
@@ -46,7 +53,20 @@ type partitionReader struct {
 	next int64
 	// leftover holds fetched records at offsets >= next not yet delivered.
 	leftover []*kgo.Record
+
+	// While the reader follows (idle, between ReadRange calls), a goroutine
+	// appends to leftover: stop ends it and done is closed when it has
+	// returned. end is the offset after the last record fetched, for
+	// Buffered; leftoverBytes bounds what a follower holds.
+	stop          context.CancelFunc
+	done          chan struct{}
+	end           atomic.Int64
+	leftoverBytes int
 }
+
+// followMaxBytes bounds the record bytes a following reader holds; it stops
+// fetching until a ReadRange takes them.
+const followMaxBytes = 8 << 20
 
 // NewSource validates cfg and returns a Source. It does not dial; the first
 // call that needs a broker does.
@@ -59,7 +79,7 @@ func NewSource(cfg Config) (*Source, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Source{cc: cc, admin: admin, log: cc.log}
+	s := &Source{cc: cc, admin: admin, log: cc.log, arrived: make(chan struct{}, 1)}
 	s.mu.idle = make(map[topicPartition][]*partitionReader)
 	s.mu.all = make(map[*partitionReader]struct{})
 	return s, nil
@@ -106,7 +126,7 @@ func (s *Source) ReadRange(ctx context.Context, r Range, fn func(recs []*kgo.Rec
 	defer s.reads.Done()
 	err = rd.read(ctx, r, fn)
 	if err != nil {
-		rd.next, rd.leftover = -1, nil // position unknown: reposition next time
+		rd.next, rd.leftover, rd.leftoverBytes = -1, nil, 0 // position unknown: reposition next time
 		if errors.Is(err, kgo.ErrClientClosed) {
 			err = ErrClosed
 		}
@@ -142,6 +162,7 @@ func (s *Source) acquire(r Range) (*partitionReader, error) {
 	if pick >= 0 {
 		rd = idle[pick]
 		s.mu.idle[tp] = append(idle[:pick], idle[pick+1:]...)
+		rd.stopFollowing()
 		if rd.next == r.From {
 			s.reads.Add(1)
 			return rd, nil
@@ -172,9 +193,127 @@ func (s *Source) connectLocked(rd *partitionReader, offset int64) error {
 	if err != nil {
 		return wrapf(ErrInvalidConfig, err, "kafka: creating reader for %s/%d: %v", rd.tp.topic, rd.tp.partition, err)
 	}
-	rd.cl, rd.next, rd.leftover = cl, offset, nil
+	rd.cl, rd.next, rd.leftover, rd.leftoverBytes = cl, offset, nil, 0
 	return nil
 }
+
+// Follow makes a reader of each partition in from, positioned at its offset,
+// fetch ahead while idle: records produced later are then in memory when a
+// batch plans them (Buffered says how far), and reading them costs no
+// broker round trip. A continuous query calls it with each batch's end
+// offsets. A follower holds at most followMaxBytes of records; a ReadRange
+// of the partition from that offset takes it over.
+func (s *Source) Follow(from Offsets) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.mu.closed {
+		return ErrClosed
+	}
+	for topic, parts := range from {
+		for p, off := range parts {
+			tp := topicPartition{topic, p}
+			var rd *partitionReader
+			for _, c := range s.mu.idle[tp] {
+				if c.next == off {
+					rd = c
+					break
+				}
+			}
+			if rd == nil {
+				rd = &partitionReader{tp: tp, log: s.log}
+				if err := s.connectLocked(rd, off); err != nil {
+					return err
+				}
+				s.mu.all[rd] = struct{}{}
+				s.mu.idle[tp] = append(s.mu.idle[tp], rd)
+			}
+			if rd.stop == nil {
+				s.startFollowingLocked(rd)
+			}
+		}
+	}
+	return nil
+}
+
+// startFollowingLocked starts rd's fetch-ahead goroutine; rd is idle.
+func (s *Source) startFollowingLocked(rd *partitionReader) {
+	end := rd.next
+	if n := len(rd.leftover); n > 0 {
+		end = rd.leftover[n-1].Offset + 1
+	}
+	rd.end.Store(end)
+	ctx, stop := context.WithCancel(context.Background())
+	rd.stop, rd.done = stop, make(chan struct{})
+	s.follows.Add(1)
+	go func() {
+		defer s.follows.Done()
+		defer close(rd.done)
+		rd.follow(ctx, s.arrived)
+	}()
+}
+
+// follow appends fetched records to rd.leftover until ctx ends, a fetch
+// fails (the next ReadRange meets the error again and reports it) or
+// followMaxBytes are held.
+func (rd *partitionReader) follow(ctx context.Context, arrived chan<- struct{}) {
+	for rd.leftoverBytes < followMaxBytes {
+		fetches := rd.cl.PollFetches(ctx)
+		n := len(rd.leftover)
+		fetches.EachRecord(func(rec *kgo.Record) { // kept even if ctx ended meanwhile
+			rd.leftover = append(rd.leftover, rec)
+			rd.leftoverBytes += len(rec.Key) + len(rec.Value)
+		})
+		if len(rd.leftover) > n {
+			rd.end.Store(rd.leftover[len(rd.leftover)-1].Offset + 1)
+			select {
+			case arrived <- struct{}{}:
+			default:
+			}
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		if err := fetches.Err0(); err != nil {
+			rd.log.Debug("kafka: partition reader stops fetching ahead", "topic", rd.tp.topic, "partition", rd.tp.partition, "err", err)
+			return
+		}
+	}
+}
+
+// stopFollowing ends rd's fetch-ahead goroutine, if any, and waits for it.
+func (rd *partitionReader) stopFollowing() {
+	if rd.stop == nil {
+		return
+	}
+	rd.stop()
+	<-rd.done
+	rd.stop, rd.done = nil, nil
+}
+
+// Buffered returns, for each partition with a following reader, the offset
+// after the last record it fetched ahead: a batch planned up to there reads
+// from memory. It never calls a broker.
+func (s *Source) Buffered() Offsets {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := Offsets{}
+	for tp, idle := range s.mu.idle {
+		for _, rd := range idle {
+			if rd.stop == nil {
+				continue
+			}
+			if end, ok := out.Get(tp.topic, tp.partition); !ok || rd.end.Load() > end {
+				out.Set(tp.topic, tp.partition, rd.end.Load())
+			}
+		}
+	}
+	return out
+}
+
+// Arrived returns a channel that receives a value after a following reader
+// fetched records (one value stands for any number of fetches since the
+// last receive).
+func (s *Source) Arrived() <-chan struct{} { return s.arrived }
 
 // release returns rd to the idle pool, or closes it if the Source closed.
 func (s *Source) release(rd *partitionReader) {
@@ -203,11 +342,15 @@ func (s *Source) Close() {
 	}
 	s.mu.closed = true
 	for rd := range s.mu.all {
+		if rd.stop != nil {
+			rd.stop() // an idle follower: nothing else uses it
+		}
 		rd.cl.Close() // unblocks an in-flight PollFetches
 	}
 	s.mu.all, s.mu.idle = nil, nil
 	s.mu.Unlock()
 	s.reads.Wait()
+	s.follows.Wait()
 	s.admin.Close()
 }
 
@@ -223,6 +366,10 @@ func (rd *partitionReader) read(ctx context.Context, r Range, fn func([]*kgo.Rec
 		}
 		if done {
 			rd.next, rd.leftover = r.Until, rest
+			rd.leftoverBytes = 0
+			for _, rec := range rest {
+				rd.leftoverBytes += len(rec.Key) + len(rec.Value)
+			}
 			return nil
 		}
 		pos = next

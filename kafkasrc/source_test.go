@@ -302,3 +302,71 @@ func TestConfigOptions(t *testing.T) {
 		}
 	}
 }
+
+// TestFollowFetchesAhead checks that following readers fetch records
+// produced after a batch, report them in Buffered, signal Arrived, and hand
+// them to the next ReadRange exactly once, in order.
+func TestFollowFetchesAhead(t *testing.T) {
+	ctx := testCtx(t)
+	c := newFake(t, "logs", 2)
+	addrs := c.ListenAddrs()
+	produceN(t, addrs, "logs", 0, 0, 20)
+	s := newTestSource(t, addrs, nil)
+	if _, _, err := readAll(t, ctx, s, Range{"logs", 0, 0, 20}); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.Buffered(); len(got) != 0 {
+		t.Fatalf("Buffered before Follow = %v, want nothing", got)
+	}
+	// Partition 0's reader is at 20; partition 1 has none yet.
+	if err := s.Follow(Offsets{"logs": {0: 20, 1: 0}}); err != nil {
+		t.Fatal(err)
+	}
+	produceN(t, addrs, "logs", 0, 20, 7)
+	produceN(t, addrs, "logs", 1, 0, 3)
+
+	want := Offsets{"logs": {0: 27, 1: 3}}
+	deadline := time.Now().Add(10 * time.Second)
+	for got := s.Buffered(); !equalOffsets(got, want); got = s.Buffered() {
+		if time.Now().After(deadline) {
+			t.Fatalf("Buffered = %v, want %v within 10s", got, want)
+		}
+		select {
+		case <-s.Arrived():
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	for _, tc := range []struct {
+		r    Range
+		want []string
+	}{
+		{Range{"logs", 0, 20, 25}, values("p0-", 20, 25)},
+		{Range{"logs", 0, 25, 27}, values("p0-", 25, 27)},
+		{Range{"logs", 1, 0, 3}, values("p1-", 0, 3)},
+	} {
+		_, got, err := readAll(t, ctx, s, tc.r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("range %s = %q, want %q", tc.r, got, tc.want)
+		}
+	}
+	// The readers were taken over: they follow again only when told.
+	if got := s.Buffered(); len(got) != 0 {
+		t.Errorf("Buffered after reading = %v, want nothing", got)
+	}
+	if err := s.Follow(Offsets{"logs": {0: 27}}); err != nil {
+		t.Fatal(err)
+	}
+	closed := make(chan struct{})
+	go func() { s.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close did not return while a reader followed")
+	}
+	if err := s.Follow(Offsets{"logs": {0: 27}}); !errors.Is(err, ErrClosed) {
+		t.Errorf("Follow after Close = %v, want ErrClosed", err)
+	}
+}

@@ -20,7 +20,12 @@ func benchKey(dst []byte, i int) []byte { return fmt.Appendf(dst[:0], "word%07d"
 
 func openBenchStore(b *testing.B) state.Store {
 	b.Helper()
-	p, err := state.OpenPebble(b.TempDir(), testOptions())
+	return openBenchStoreWith(b, testOptions())
+}
+
+func openBenchStoreWith(b *testing.B, opts state.Options) state.Store {
+	b.Helper()
+	p, err := state.OpenPebble(b.TempDir(), opts)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -129,10 +134,17 @@ func BenchmarkPebbleScan(b *testing.B) {
 // BenchmarkPebbleBatchCycle is the reduce side of one micro-batch of a word
 // count with 100k keys of state: read 70% of the keys in key order (plus 5%
 // new ones), write each back, commit. It is what the engine does per batch
-// and shuffle partition.
+// and shuffle partition. Both modes keep no undo history, as the engine
+// does; mode=changelog sets Options.Changelog, whose folds run in the
+// background of the loop.
 func BenchmarkPebbleBatchCycle(b *testing.B) {
+	b.Run("mode=plain", func(b *testing.B) { benchBatchCycle(b, retainNoneOptions()) })
+	b.Run("mode=changelog", func(b *testing.B) { benchBatchCycle(b, changelogOptions(0)) })
+}
+
+func benchBatchCycle(b *testing.B, opts state.Options) {
 	const n = 100_000
-	s := openBenchStore(b)
+	s := openBenchStoreWith(b, opts)
 	fill(b, s, n)
 	var key []byte
 	value := make([]byte, 8)

@@ -174,6 +174,8 @@ func TestOptionsValidate(t *testing.T) {
 		change func(*state.Options)
 	}{
 		{"RetainVersions", func(o *state.Options) { o.RetainVersions = -1 }},
+		{"RetainVersions", func(o *state.Options) { o.Changelog = true }}, // with the default 2
+		{"Changelog", func(o *state.Options) { o.Changelog = true }},
 		{"CacheSize", func(o *state.Options) { o.CacheSize = 0 }},
 		{"MemTableSize", func(o *state.Options) { o.MemTableSize = 1 << 10 }},
 		{"MemTableSize", func(o *state.Options) { o.MemTableSize = 4 << 30 }},

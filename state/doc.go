@@ -15,7 +15,9 @@
 //
 // A Store is owned by one goroutine (its partition's reduce task). Stores of
 // different partitions, and Provider.Open and Provider.Close, may be used
-// concurrently.
+// concurrently. In changelog mode a store also owns at most one
+// goroutine folding its changelog; Store.Close and Provider.Close wait for
+// it.
 //
 // # Pebble layout
 //
@@ -25,13 +27,28 @@
 //	p | 'd' | key                 committed value of key
 //	p | 'm'                       metadata: version and restore points (version, key count)
 //	p | 'u' | version | key       undo record: the value key had before version (or its absence)
+//	p | 'l' | version             changelog record: the writes of version (changelog mode)
 //
-// A commit writes the data, the undo records of that version, the new
+// Versions in keys are 8-byte big-endian, so records sort by version. A
+// commit writes the data, the undo records of that version, the new
 // metadata and the pruning of undo records older than Options.RetainVersions
 // in one Pebble batch synced to the write-ahead log, so a crash leaves the
 // partition either wholly at the old version or wholly at the new one.
 // Rollback applies undo records from the newest version down in one synced
 // batch. The key 0xffffffff "gostream-state" marks a directory as ours.
+//
+// In changelog mode (Options.Changelog) a commit writes instead one
+// changelog record and the metadata, in one synced batch. A changelog record
+// is a format byte, then for each write in order an op byte (put or
+// delete), the uvarint length of the key, the key, and for a put the
+// uvarint length of the value and the value. The committed state of a
+// partition is its data keys with its changelog records applied in version
+// order; the last record, if any, is of the metadata's version. A fold
+// writes the keys changed since the previous fold back as data keys and
+// deletes the records it covers, in one synced batch. A partition opened
+// in plain mode folds its whole changelog first, so either mode can open a
+// directory the other wrote. Layout 1 directories without changelog
+// records are still valid, so the layout keeps its name.
 //
 // # Memory
 //
@@ -39,4 +56,8 @@
 // (Options.ReadCacheSize): keys enter when read from Pebble, commits update
 // the cached ones. The block cache is sized on top of the memtables, whose
 // memory Pebble reserves in it.
+//
+// In changelog mode an open partition instead holds its whole committed
+// state in a hash table over one arena of key and value bytes (no pointer
+// per key for the garbage collector to scan), and Get never reads Pebble.
 package state

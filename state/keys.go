@@ -10,12 +10,15 @@ const (
 	tagData byte = 'd'
 	tagMeta byte = 'm'
 	tagUndo byte = 'u'
+	tagLog  byte = 'l'
 )
 
-// prefixLen is the length of partition | tag; undoPrefixLen adds the version.
+// prefixLen is the length of partition | tag; undoPrefixLen adds the
+// version, and so is the length of a log key.
 const (
 	prefixLen     = 5
 	undoPrefixLen = prefixLen + 8
+	logKeyLen     = undoPrefixLen
 )
 
 // Undo record values start with one of these flags; undoPresent is followed
@@ -57,6 +60,15 @@ func appendUndoKey(dst []byte, partition uint32, version int64, key []byte) []by
 	dst = binary.BigEndian.AppendUint64(appendPrefix(dst, partition, tagUndo), uint64(version))
 	return append(dst, key...)
 }
+
+// appendLogKey encodes the key of version's changelog record; like undo
+// records, log records sort by version.
+func appendLogKey(dst []byte, partition uint32, version int64) []byte {
+	return binary.BigEndian.AppendUint64(appendPrefix(dst, partition, tagLog), uint64(version))
+}
+
+// logKeyVersion decodes the version of a log key of logKeyLen bytes.
+func logKeyVersion(k []byte) int64 { return int64(binary.BigEndian.Uint64(k[prefixLen:])) }
 
 // appendMeta encodes h as a metadata value.
 func appendMeta(dst []byte, h *history) []byte {

@@ -12,7 +12,8 @@ import (
 //
 // The memory a Pebble provider holds is bounded whatever the number of keys:
 // about CacheSize + MemTableSize × MemTableStopWritesThreshold, plus one
-// batch of staged writes per open store. Everything else spills to disk.
+// batch of staged writes per open store. Everything else spills to disk,
+// unless Changelog is set.
 type Options struct {
 	// RetainVersions is how many of the latest commits of a partition can be
 	// rolled back. Default 2. 0 writes no undo records at all, the cheapest
@@ -26,7 +27,7 @@ type Options struct {
 	CacheSize int64
 	// ReadCacheSize bounds, in bytes, the committed values each open
 	// partition keeps in memory for Get (an estimate including overhead).
-	// Default 16 MiB; 0 turns the cache off.
+	// Default 16 MiB; 0 turns the cache off. Changelog mode ignores it.
 	ReadCacheSize int64
 	// MemTableSize is the size in bytes of one Pebble memtable. Default
 	// 16 MiB; at least 1 MiB and below 4 GiB.
@@ -37,12 +38,31 @@ type Options struct {
 	// MaxOpenFiles is a soft limit on the files Pebble keeps open. Default
 	// 1000; at least 16.
 	MaxOpenFiles int
+	// Changelog selects changelog mode, for low-latency queries with small
+	// batches. Default false. An open partition then keeps all its
+	// committed keys and values in memory, so Get never reads Pebble, and a
+	// Commit writes one changelog record holding the batch's writes instead
+	// of one Pebble key per written key. Every MemTableSize bytes of
+	// changelog, a background fold writes the keys changed since the last
+	// fold back as ordinary keys and drops the records it covers.
+	//
+	// It costs memory proportional to each open partition's state (its
+	// keys and values plus about 50 bytes a key, up to twice that while
+	// the table grows or before it compacts) on top of the bound above,
+	// and opening a partition reads its whole state and replays its
+	// changelog. It requires RetainVersions 0. A state directory may be
+	// opened with or without Changelog from one run to the next: a
+	// partition opened without it folds its changelog first.
+	Changelog bool
 	// Logger receives the provider's and Pebble's messages. Default (nil):
 	// slog.Default(). Pebble's own messages are logged at Debug level.
 	Logger *slog.Logger
 
 	// fs replaces the real file system in tests (crash simulation).
 	fs vfs.FS
+	// foldBytes, if not 0, replaces MemTableSize as the changelog size that
+	// starts a fold, so that tests fold often.
+	foldBytes int64
 }
 
 // DefaultOptions returns the default Options.
@@ -62,6 +82,8 @@ func (o Options) Validate() error {
 	switch {
 	case o.RetainVersions < 0:
 		return o.invalid("RetainVersions", o.RetainVersions, "at least 0 (default 2)")
+	case o.Changelog && o.RetainVersions != 0:
+		return o.invalid("RetainVersions", o.RetainVersions, "0 when Changelog is set, as changelog mode keeps no undo history (set RetainVersions to 0, or Changelog to false)")
 	case o.CacheSize < 1:
 		return o.invalid("CacheSize", o.CacheSize, "positive (default 64 MiB)")
 	case o.ReadCacheSize < 0:
@@ -78,6 +100,14 @@ func (o Options) Validate() error {
 
 func (Options) invalid(field string, value any, want string) error {
 	return fmt.Errorf("%w: %s is %v; it must be %s (start from state.DefaultOptions())", ErrInvalidOptions, field, value, want)
+}
+
+// foldThreshold is the changelog size, in bytes, that starts a fold.
+func (o Options) foldThreshold() int64 {
+	if o.foldBytes != 0 {
+		return o.foldBytes
+	}
+	return int64(o.MemTableSize)
 }
 
 func (o Options) logger() *slog.Logger {

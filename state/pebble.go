@@ -68,7 +68,8 @@ func OpenPebble(dir string, opts Options) (Provider, error) {
 		}
 		log.Info("state: created state directory")
 	}
-	p := &pebbleProvider{dir: dir, db: db, retain: opts.RetainVersions, readCache: opts.ReadCacheSize, log: log}
+	p := &pebbleProvider{dir: dir, db: db, retain: opts.RetainVersions, readCache: opts.ReadCacheSize,
+		changelog: opts.Changelog, foldBytes: opts.foldThreshold(), log: log}
 	p.mu.stores = make(map[int]*pebbleStore)
 	return p, nil
 }
@@ -197,6 +198,8 @@ type pebbleProvider struct {
 	db        *pebble.DB
 	retain    int
 	readCache int64 // Options.ReadCacheSize
+	changelog bool  // Options.Changelog
+	foldBytes int64 // Options.foldThreshold()
 	log       *slog.Logger
 	mu        struct {
 		sync.Mutex
@@ -217,22 +220,29 @@ func (p *pebbleProvider) Open(partition int) (Store, error) {
 	if p.mu.stores[partition] != nil {
 		return nil, fmt.Errorf("%w: partition %d in %s; close its store first", ErrPartitionOpen, partition, p.dir)
 	}
-	s := &pebbleStore{provider: p, partition: partition, prefix: uint32(partition), db: p.db,
-		cache: make(map[string][]byte), cacheMax: p.readCache}
+	s := &pebbleStore{provider: p, partition: partition, prefix: uint32(partition), db: p.db}
 	meta := appendPrefix(nil, s.prefix, tagMeta)
 	v, closer, err := p.db.Get(meta)
 	switch {
 	case errors.Is(err, pebble.ErrNotFound):
 		s.hist = newHistory()
 	case err != nil:
-		return nil, fmt.Errorf("state: cannot read partition %d in %s: %w", partition, p.dir, err)
+		return nil, s.readError(err)
 	default:
 		s.hist, err = decodeMeta(v)
 		closer.Close()
 		if err != nil {
-			return nil, fmt.Errorf("%w: %s: partition %d: %v; start the query from a fresh checkpoint directory",
-				ErrCorrupt, p.dir, partition, err)
+			return nil, s.corrupt("%v", err)
 		}
+	}
+	if p.changelog {
+		err = s.loadChangelog()
+	} else {
+		s.cache, s.cacheMax = make(map[string][]byte), p.readCache
+		err = s.foldOnOpen()
+	}
+	if err != nil {
+		return nil, err
 	}
 	s.batch = p.db.NewBatch()
 	p.mu.stores[partition] = s
@@ -257,14 +267,17 @@ func (p *pebbleProvider) Close() error {
 }
 
 // pebbleStore stages writes in a Pebble batch and the previous values of the
-// written keys in an arena; Commit turns the latter into undo records.
+// written keys in an arena; Commit turns the latter into undo records. In
+// changelog mode (log set) it keeps the committed state in log instead, and
+// stages writes as a changelog record.
 type pebbleStore struct {
 	provider  *pebbleProvider
 	partition int
 	prefix    uint32
 	db        *pebble.DB // nil once closed
 	hist      history
-	err       error // set when a commit or rollback failed half-way
+	err       error      // set when a commit, rollback or fold failed half-way
+	log       *changelog // nil in plain mode
 
 	batch *pebble.Batch
 	delta int64 // change of the key count by the staged writes
@@ -323,7 +336,21 @@ func (s *pebbleStore) usable() error {
 	if s.db == nil {
 		return fmt.Errorf("%w: store of partition %d in %s; open the partition again", ErrClosed, s.partition, s.provider.dir)
 	}
+	if s.log != nil && s.log.folding {
+		s.collectFold(false) // sets s.err if the fold failed
+	}
 	return s.err
+}
+
+// corrupt reports damage found in the partition.
+func (s *pebbleStore) corrupt(format string, args ...any) error {
+	return fmt.Errorf("%w: %s: partition %d: %s; start the query from a fresh checkpoint directory",
+		ErrCorrupt, s.provider.dir, s.partition, fmt.Sprintf(format, args...))
+}
+
+// readError wraps an error reading the partition from Pebble.
+func (s *pebbleStore) readError(err error) error {
+	return fmt.Errorf("state: reading partition %d in %s: %w", s.partition, s.provider.dir, err)
 }
 
 func (s *pebbleStore) Partition() int { return s.partition }
@@ -339,8 +366,13 @@ func (s *pebbleStore) Get(key []byte) ([]byte, bool, error) {
 	return s.read(key)
 }
 
-// read returns the committed value of key, leaving its data key in keyBuf.
+// read returns the committed value of key, leaving its data key in keyBuf
+// in plain mode.
 func (s *pebbleStore) read(key []byte) ([]byte, bool, error) {
+	if s.log != nil {
+		v, found := s.log.table.get(key)
+		return v, found, nil
+	}
 	s.keyBuf = appendDataKey(s.keyBuf[:0], s.prefix, key)
 	if s.lastValid && bytes.Equal(s.keyBuf, s.lastKey) {
 		return s.lastValue, s.lastFound, nil // a Put after its Get
@@ -354,7 +386,7 @@ func (s *pebbleStore) read(key []byte) ([]byte, bool, error) {
 	found, err := s.seek(s.keyBuf)
 	if err != nil {
 		s.lastValid = false
-		return nil, false, fmt.Errorf("state: reading partition %d in %s: %w", s.partition, s.provider.dir, err)
+		return nil, false, s.readError(err)
 	}
 	s.lastFound = found
 	if !found {
@@ -478,6 +510,11 @@ func (s *pebbleStore) stage(key, value []byte, del bool) error {
 	if del && !existed {
 		return nil
 	}
+	if s.log != nil {
+		s.delta += keyCountChange(existed, del)
+		s.log.delta = appendDeltaWrite(s.log.delta, key, value, del)
+		return nil
+	}
 	if s.provider.retain > 0 {
 		s.arena = append(s.arena, key...)
 		keyEnd := len(s.arena)
@@ -490,20 +527,28 @@ func (s *pebbleStore) stage(key, value []byte, del bool) error {
 		s.pendArena = append(s.pendArena, value...)
 		s.pend = append(s.pend, pendRef{keyEnd: pkEnd, end: len(s.pendArena), del: del})
 	}
-	switch {
-	case del:
-		s.delta--
+	s.delta += keyCountChange(existed, del)
+	if del {
 		err = s.batch.Delete(s.keyBuf, nil)
-	case !existed:
-		s.delta++
-		fallthrough
-	default:
+	} else {
 		err = s.batch.Set(s.keyBuf, value, nil)
 	}
 	if err != nil {
 		return fmt.Errorf("state: staging a write to partition %d in %s: %w", s.partition, s.provider.dir, err)
 	}
 	return nil
+}
+
+// keyCountChange is the change of the key count by a write to a key that
+// existed or not (a Delete of an absent key is never staged).
+func keyCountChange(existed, del bool) int64 {
+	switch {
+	case del:
+		return -1
+	case !existed:
+		return 1
+	}
+	return 0
 }
 
 func (s *pebbleStore) Commit(version int64) error {
@@ -513,6 +558,37 @@ func (s *pebbleStore) Commit(version int64) error {
 	if err := s.hist.checkCommit(s.partition, version); err != nil {
 		return err
 	}
+	var err error
+	if s.log != nil {
+		s.keyBuf = appendLogKey(s.keyBuf[:0], s.prefix, version)
+		err = s.batch.Set(s.keyBuf, s.log.delta, nil)
+		s.log.logged += int64(len(s.log.delta))
+	} else {
+		err = s.stageUndoRecords(version)
+	}
+	if err != nil {
+		return s.fail("commit", version, err)
+	}
+	// With RetainVersions 0 the pruned range is just version's own undo
+	// records, never written: skip the range tombstone.
+	if from, to, prune := s.hist.commit(version, s.hist.keys()+s.delta, s.provider.retain); prune && from < version {
+		lower := appendUndoKey(nil, s.prefix, from, nil)
+		upper := appendUndoKey(nil, s.prefix, to+1, nil)
+		if err := s.batch.DeleteRange(lower, upper, nil); err != nil {
+			return s.fail("commit", version, err)
+		}
+	}
+	if err := s.apply("commit", version); err != nil {
+		return err
+	}
+	if s.log != nil {
+		s.maybeFold(version)
+	}
+	return nil
+}
+
+// stageUndoRecords stages the undo records of version (plain mode).
+func (s *pebbleStore) stageUndoRecords(version int64) error {
 	start := 0
 	for _, u := range s.undo { // none when RetainVersions is 0
 		key, prev := s.arena[start:u.keyEnd], s.arena[u.keyEnd:u.end]
@@ -525,17 +601,10 @@ func (s *pebbleStore) Commit(version int64) error {
 		}
 		copy(op.Value[1:], prev)
 		if err := op.Finish(); err != nil {
-			return s.fail("commit", version, err)
+			return err
 		}
 	}
-	if from, to, prune := s.hist.commit(version, s.hist.keys()+s.delta, s.provider.retain); prune {
-		lower := appendUndoKey(nil, s.prefix, from, nil)
-		upper := appendUndoKey(nil, s.prefix, to+1, nil)
-		if err := s.batch.DeleteRange(lower, upper, nil); err != nil {
-			return s.fail("commit", version, err)
-		}
-	}
-	return s.apply("commit", version)
+	return nil
 }
 
 func (s *pebbleStore) Discard() {
@@ -545,10 +614,17 @@ func (s *pebbleStore) Discard() {
 	s.batch.Reset()
 	s.arena, s.undo, s.delta = s.arena[:0], s.undo[:0], 0
 	s.pendArena, s.pend = s.pendArena[:0], s.pend[:0]
+	if s.log != nil {
+		s.log.delta = newDelta(s.log.delta)
+	}
 }
 
-// applyPending brings the cached values up to date with the commit.
-func (s *pebbleStore) applyPending() {
+// applyPending brings the cached values, or in changelog mode the
+// committed state, up to date with the commit.
+func (s *pebbleStore) applyPending() error {
+	if s.log != nil {
+		return decodeDelta(s.log.delta, s.log.table.apply)
+	}
 	start := 0
 	for _, p := range s.pend {
 		key, value := s.pendArena[start:p.keyEnd], s.pendArena[p.keyEnd:p.end]
@@ -563,6 +639,7 @@ func (s *pebbleStore) applyPending() {
 		// A key written but not cached stays out: it enters when a later
 		// batch reads it back, so keys written once never churn the cache.
 	}
+	return nil
 }
 
 func (s *pebbleStore) Rollback(v int64) error {
@@ -583,6 +660,14 @@ func (s *pebbleStore) Rollback(v int64) error {
 	}
 	if err := s.apply("roll back to", v); err != nil {
 		return err
+	}
+	if undo && s.log != nil {
+		// Only history committed in plain mode has undo records, and a
+		// changelog commit prunes it: no changelog record or fold exists,
+		// so the data keys now hold the whole state.
+		if err := s.loadChangelog(); err != nil {
+			return s.fail("roll back to", v, err)
+		}
 	}
 	s.provider.log.Info("state: rolled back", "partition", s.partition, "from", old, "to", v)
 	return nil
@@ -641,7 +726,9 @@ func (s *pebbleStore) apply(what string, version int64) error {
 		s.dropCache()
 		return s.fail(what, version, err)
 	}
-	s.applyPending()
+	if err := s.applyPending(); err != nil {
+		return s.fail(what, version, err)
+	}
 	s.Discard()
 	return nil
 }
@@ -653,10 +740,18 @@ func (s *pebbleStore) fail(what string, version int64, err error) error {
 	return s.err
 }
 
-func (s *pebbleStore) Scan(fn func(key, value []byte) error) (err error) {
+func (s *pebbleStore) Scan(fn func(key, value []byte) error) error {
 	if err := s.usable(); err != nil {
 		return err
 	}
+	if s.log != nil {
+		return s.scanLog(fn)
+	}
+	return s.scanData(fn)
+}
+
+// scanData calls fn for each data key of the partition in Pebble.
+func (s *pebbleStore) scanData(fn func(key, value []byte) error) (err error) {
 	it, err := s.db.NewIter(&pebble.IterOptions{
 		LowerBound: appendPrefix(nil, s.prefix, tagData),
 		UpperBound: appendPrefix(nil, s.prefix, tagData+1),
@@ -698,9 +793,14 @@ func (s *pebbleStore) Close() error {
 // provider's mutex is held.
 func (s *pebbleStore) closeLocked() error {
 	delete(s.provider.mu.stores, s.partition)
+	var ferr error
+	if s.log != nil {
+		ferr = s.collectFold(true)
+		s.log = nil
+	}
 	rerr := s.closeReads()
 	s.db = nil
-	err := errors.Join(s.batch.Close(), rerr)
+	err := errors.Join(s.batch.Close(), rerr, ferr)
 	s.batch = nil
 	if err != nil {
 		return fmt.Errorf("state: closing partition %d in %s: %w", s.partition, s.provider.dir, err)

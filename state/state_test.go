@@ -99,3 +99,41 @@ func TestPebbleRetainNone(t *testing.T) {
 		t.Fatalf("after reopen: %q %v %v, version %d, len %d; want \"2\" at version 2, 1 key", v, found, err, s.Version(), s.Len())
 	}
 }
+
+// retainNoneOptions are testOptions without undo history.
+func retainNoneOptions() state.Options {
+	opts := testOptions()
+	opts.RetainVersions = 0
+	return opts
+}
+
+// changelogOptions are testOptions in changelog mode; foldBytes, if not 0,
+// makes folds frequent.
+func changelogOptions(foldBytes int64) state.Options {
+	opts := retainNoneOptions()
+	opts.Changelog = true
+	if foldBytes != 0 {
+		state.SetFoldBytes(&opts, foldBytes)
+	}
+	return opts
+}
+
+func TestPebbleRetainNoneConformance(t *testing.T) {
+	runNoRollback(t, retainNoneOptions())
+}
+
+// runNoRollback runs the suites for stores without undo history.
+func runNoRollback(t *testing.T, opts state.Options) {
+	newStorage := func(t *testing.T) statetest.Storage { return pebbleStorage(t, opts) }
+	t.Run("Conformance", func(t *testing.T) { statetest.RunConformanceNoRollback(t, newStorage) })
+	t.Run("Durability", func(t *testing.T) { statetest.RunDurabilityNoRollback(t, newStorage) })
+}
+
+// TestChangelogConformance runs the suite in changelog mode with the
+// default fold threshold (no fold happens) and with a fold after nearly
+// every commit.
+func TestChangelogConformance(t *testing.T) {
+	for _, foldBytes := range []int64{0, 1} {
+		t.Run(fmt.Sprintf("foldBytes=%d", foldBytes), func(t *testing.T) { runNoRollback(t, changelogOptions(foldBytes)) })
+	}
+}

@@ -16,6 +16,7 @@ const retain = 2
 // model is the reference a store is checked against: plain maps, one per
 // restore point.
 type model struct {
+	retain    int
 	version   int64
 	committed map[string]string
 	staged    map[string]*string // nil: Delete
@@ -27,9 +28,9 @@ type modelPoint struct {
 	data    map[string]string
 }
 
-func newModel() *model {
+func newModel(retain int) *model {
 	empty := map[string]string{}
-	return &model{version: state.NoVersion, committed: empty, staged: map[string]*string{},
+	return &model{retain: retain, version: state.NoVersion, committed: empty, staged: map[string]*string{},
 		points: []modelPoint{{state.NoVersion, empty}}}
 }
 
@@ -44,8 +45,8 @@ func (m *model) commit(version int64) {
 	}
 	m.version, m.committed, m.staged = version, next, map[string]*string{}
 	m.points = append(m.points, modelPoint{version, next})
-	if len(m.points) > retain+1 {
-		m.points = m.points[len(m.points)-(retain+1):]
+	if len(m.points) > m.retain+1 {
+		m.points = m.points[len(m.points)-(m.retain+1):]
 	}
 }
 
@@ -94,7 +95,7 @@ func testModel(t *testing.T, st Storage, reopen bool) {
 			keys[0] = "" // the empty key is a valid group (Spark counts empty words)
 			s := openStore(t, p, tc.keys)
 			defer func() { must(t, s.Close()) }()
-			m := newModel()
+			m := newModel(st.retain)
 			for step := range tc.steps {
 				fail := func(format string, args ...any) {
 					t.Helper()

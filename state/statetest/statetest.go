@@ -33,50 +33,83 @@ type Storage struct {
 	// Open opens a provider over the storage. The suite calls it once per
 	// subtest, and again after closing the provider in RunDurability. Its
 	// stores must keep the default retention
-	// (state.DefaultOptions().RetainVersions, 2).
+	// (state.DefaultOptions().RetainVersions, 2), or none for the
+	// NoRollback variants of the suite.
 	Open func() (state.Provider, error)
+
+	// retain is the RetainVersions the stores keep, set by the runner.
+	retain int
 }
 
 type suite []struct {
 	name string
 	run  func(t *testing.T, st Storage)
+	// history marks a subtest of rollbacks to older versions, left out
+	// for stores that keep none.
+	history bool
 }
 
-func (s suite) run(t *testing.T, newStorage func(t *testing.T) Storage) {
+func (s suite) run(t *testing.T, newStorage func(t *testing.T) Storage, retain int) {
 	for _, tt := range s {
-		t.Run(tt.name, func(t *testing.T) { tt.run(t, newStorage(t)) })
+		if tt.history && retain == 0 {
+			continue
+		}
+		t.Run(tt.name, func(t *testing.T) {
+			st := newStorage(t)
+			st.retain = retain
+			tt.run(t, st)
+		})
 	}
 }
 
 // RunConformance runs the Store and Provider contract as subtests of t.
 // newStorage is called once per subtest and must return empty storage.
 func RunConformance(t *testing.T, newStorage func(t *testing.T) Storage) {
-	suite{
-		{"EmptyStore", testEmptyStore},
-		{"PutGetDelete", testPutGetDelete},
-		{"StagedWritesInvisible", testStagedWritesInvisible},
-		{"StoreCopiesArguments", testStoreCopiesArguments},
-		{"CommitVersionOrder", testCommitVersionOrder},
-		{"LenAccounting", testLenAccounting},
-		{"ScanOrder", testScanOrder},
-		{"Discard", testDiscard},
-		{"Rollback", testRollback},
-		{"RollbackBetweenVersions", testRollbackBetweenVersions},
-		{"RollbackVersionGone", testRollbackVersionGone},
-		{"PartitionsIsolated", testPartitionsIsolated},
-		{"OpenClose", testOpenClose},
-		{"Model", func(t *testing.T, st Storage) { testModel(t, st, false) }},
-	}.run(t, newStorage)
+	conformance.run(t, newStorage, retain)
+}
+
+// RunConformanceNoRollback is RunConformance for stores that keep no undo
+// history (state.Options.RetainVersions 0), whose Rollback accepts only the
+// current version: it leaves out the rollbacks to older versions and checks
+// that they fail instead.
+func RunConformanceNoRollback(t *testing.T, newStorage func(t *testing.T) Storage) {
+	conformance.run(t, newStorage, 0)
+}
+
+var conformance = suite{
+	{"EmptyStore", testEmptyStore, false},
+	{"PutGetDelete", testPutGetDelete, false},
+	{"StagedWritesInvisible", testStagedWritesInvisible, false},
+	{"StoreCopiesArguments", testStoreCopiesArguments, false},
+	{"CommitVersionOrder", testCommitVersionOrder, false},
+	{"LenAccounting", testLenAccounting, false},
+	{"ScanOrder", testScanOrder, false},
+	{"Discard", testDiscard, false},
+	{"Rollback", testRollback, true},
+	{"RollbackBetweenVersions", testRollbackBetweenVersions, true},
+	{"RollbackVersionGone", testRollbackVersionGone, true},
+	{"PartitionsIsolated", testPartitionsIsolated, false},
+	{"OpenClose", testOpenClose, false},
+	{"RollbackCurrentOnly", testRollbackCurrentOnly, false},
+	{"Model", func(t *testing.T, st Storage) { testModel(t, st, false) }, false},
 }
 
 // RunDurability checks, as subtests of t, that a provider opened again
 // after Close sees every committed version and the rollback history. Run
 // it for implementations that persist state.
 func RunDurability(t *testing.T, newStorage func(t *testing.T) Storage) {
-	suite{
-		{"Reopen", testReopen},
-		{"Model", func(t *testing.T, st Storage) { testModel(t, st, true) }},
-	}.run(t, newStorage)
+	durability.run(t, newStorage, retain)
+}
+
+// RunDurabilityNoRollback is RunDurability for stores that keep no undo
+// history, like RunConformanceNoRollback.
+func RunDurabilityNoRollback(t *testing.T, newStorage func(t *testing.T) Storage) {
+	durability.run(t, newStorage, 0)
+}
+
+var durability = suite{
+	{"Reopen", testReopen, false},
+	{"Model", func(t *testing.T, st Storage) { testModel(t, st, true) }, false},
 }
 
 // open opens a provider over st, closed at the end of the test unless the
@@ -219,8 +252,10 @@ func testStoreCopiesArguments(t *testing.T, st Storage) {
 	must(t, s.Put([]byte("key"), append(old, '!')))
 	must(t, s.Commit(1))
 	expect(t, s, 1, map[string]string{"key": "value!"})
-	must(t, s.Rollback(0))
-	expect(t, s, 0, map[string]string{"key": "value"})
+	if st.retain > 0 {
+		must(t, s.Rollback(0))
+		expect(t, s, 0, map[string]string{"key": "value"})
+	}
 }
 
 func testCommitVersionOrder(t *testing.T, st Storage) {
@@ -265,6 +300,9 @@ func testLenAccounting(t *testing.T, st Storage) {
 			t.Fatalf("%s: Len() = %d, want %d", step.name, n, step.want)
 		}
 		contents(t, s) // Len matches Scan
+	}
+	if st.retain == 0 {
+		return
 	}
 	// Len comes back with rollbacks too.
 	must(t, s.Rollback(int64(len(steps)-3)))
@@ -419,6 +457,26 @@ func testRollbackVersionGone(t *testing.T, st Storage) {
 	expect(t, s, 2, at(2))
 }
 
+// testRollbackCurrentOnly checks the rollbacks every store accepts or
+// refuses, whatever its history: to the current version (dropping the
+// staged writes), above it, and older than the history kept.
+func testRollbackCurrentOnly(t *testing.T, st Storage) {
+	s := openStore(t, open(t, st), 0)
+	for v := range int64(st.retain + 2) {
+		write(t, s, v, "k", fmt.Sprint(v))
+	}
+	last := int64(st.retain + 1)
+	want := map[string]string{"k": fmt.Sprint(last)}
+	must(t, s.Put([]byte("staged"), []byte("x")))
+	must(t, s.Rollback(last))
+	expect(t, s, last, want)
+	must(t, s.Commit(last+1)) // the staged write was dropped
+	expect(t, s, last+1, want)
+	expectErr(t, s.Rollback(last+2), state.ErrVersion, "Rollback above the current version")
+	expectErr(t, s.Rollback(0), state.ErrVersionGone, "Rollback older than the history kept")
+	expect(t, s, last+1, want)
+}
+
 func testPartitionsIsolated(t *testing.T, st Storage) {
 	p := open(t, st)
 	// Partition numbers whose encodings are prefixes of each other's ranges.
@@ -436,12 +494,16 @@ func testPartitionsIsolated(t *testing.T, st Storage) {
 	for i, s := range stores {
 		expect(t, s, int64(i), want(i, int64(i)))
 	}
-	must(t, stores[2].Rollback(1))
+	rolledBack := 1 // store 2 goes back one version
+	if st.retain == 0 {
+		rolledBack = 0
+	}
+	must(t, stores[2].Rollback(int64(2-rolledBack)))
 	must(t, stores[len(stores)-1].Put([]byte("staged"), nil))
 	for i, s := range stores {
 		v := int64(i)
 		if i == 2 {
-			v = 1
+			v -= int64(rolledBack)
 		}
 		expect(t, s, v, want(i, v))
 	}
@@ -468,8 +530,10 @@ func testOpenClose(t *testing.T, st Storage) {
 	s = openStore(t, p, 7)
 	expect(t, s, 0, map[string]string{"a": "0"}) // staged writes died with the old store
 	must(t, s.Commit(1))
-	must(t, s.Rollback(state.NoVersion)) // history survives a store reopen
-	expect(t, s, state.NoVersion, map[string]string{})
+	if st.retain > 0 {
+		must(t, s.Rollback(state.NoVersion)) // history survives a store reopen
+		expect(t, s, state.NoVersion, map[string]string{})
+	}
 
 	s2 := openStore(t, p, 8)
 	must(t, p.Close())
@@ -493,11 +557,15 @@ func testReopen(t *testing.T, st Storage) {
 	if other := openStore(t, p, 2); other.Version() != state.NoVersion {
 		t.Fatalf("untouched partition reopened at version %d", other.Version())
 	}
-	must(t, s.Rollback(state.NoVersion)) // the undo history is durable too
-	expect(t, s, state.NoVersion, map[string]string{})
-	write(t, s, 0, "z", "0")
+	want := map[string]string{"a": "1", "b": "0", "c": "1", "z": "2"}
+	if st.retain > 0 {
+		must(t, s.Rollback(state.NoVersion)) // the undo history is durable too
+		expect(t, s, state.NoVersion, map[string]string{})
+		want = map[string]string{"z": "2"}
+	}
+	write(t, s, 2, "z", "2")
 	must(t, p.Close())
 
 	s = openStore(t, open(t, st), 1)
-	expect(t, s, 0, map[string]string{"z": "0"})
+	expect(t, s, 2, want)
 }

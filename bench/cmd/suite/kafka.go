@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -72,7 +74,9 @@ func produceAll(ctx context.Context, brokers []string, topic string, n int, next
 const ceilingCmd = "ceiling-consumer"
 
 // runCeiling is the body of ceilingCmd: args are brokers (comma separated),
-// topic and the number of records to read.
+// topic and the number of records to read. With 0 records it reads until
+// stopped and echoes the records that carry a latency marker to stdout: the
+// produce-to-consume latency of Kafka alone, the floor of every system's.
 func runCeiling(ctx context.Context, args []string) error {
 	if len(args) != 3 {
 		return errors.New("usage: suite " + ceilingCmd + " BROKERS TOPIC RECORDS")
@@ -81,6 +85,8 @@ func runCeiling(ctx context.Context, args []string) error {
 	if _, err := fmt.Sscan(args[2], &want); err != nil {
 		return fmt.Errorf("records %q: %w", args[2], err)
 	}
+	tail := want == 0
+	out := bufio.NewWriter(os.Stdout)
 	cl, err := kgo.NewClient(
 		kgo.SeedBrokers(strings.Split(args[0], ",")...),
 		kgo.ConsumeTopics(args[1]),
@@ -91,18 +97,28 @@ func runCeiling(ctx context.Context, args []string) error {
 		return err
 	}
 	defer cl.Close()
-	var got, bytes int64
-	for got < want {
+	var got, valueBytes int64
+	for tail || got < want {
 		fs := cl.PollFetches(ctx)
+		if tail && ctx.Err() != nil {
+			return nil
+		}
 		if err := fs.Err0(); err != nil {
 			return fmt.Errorf("consume %s after %d records: %w", args[1], got, err)
 		}
 		fs.EachRecord(func(r *kgo.Record) {
 			got++
-			bytes += int64(len(r.Value))
+			valueBytes += int64(len(r.Value))
+			if tail && bytes.Contains(r.Value, []byte(markerPrefix)) {
+				out.Write(r.Value)
+				out.WriteByte('\n')
+			}
 		})
+		if err := out.Flush(); err != nil {
+			return err
+		}
 	}
-	fmt.Fprintf(os.Stderr, "ceiling: read %d records, %d value bytes\n", got, bytes)
+	fmt.Fprintf(os.Stderr, "ceiling: read %d records, %d value bytes\n", got, valueBytes)
 	return nil
 }
 

@@ -1,0 +1,207 @@
+package state
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/cockroachdb/pebble"
+)
+
+// changelog is the state of a store in changelog mode (Options.Changelog):
+// the whole committed state in memory, the staged writes encoded as the
+// next changelog record, and the fold in flight.
+type changelog struct {
+	table table
+	delta []byte    // the staged writes, as a delta
+	order []sortRef // Scan's, kept to reuse its memory
+
+	// logged is the size of the changelog records written since the last
+	// fold started; the next fold starts when it reaches foldBytes.
+	logged int64
+
+	// While folding, a goroutine writes foldBuf back up to foldVersion and
+	// sends its error on done.
+	folding     bool
+	foldVersion int64
+	foldBuf     []byte
+	done        chan error
+}
+
+// slowLoad is how long loading a partition may take before it is logged.
+const slowLoad = 100 * time.Millisecond
+
+// loadChangelog reads the partition's data keys into memory and replays its
+// changelog over them (changelog mode).
+func (s *pebbleStore) loadChangelog() error {
+	start := time.Now()
+	t := newTable()
+	if err := s.scanData(func(key, value []byte) error {
+		t.put(key, value)
+		return nil
+	}); err != nil {
+		return err
+	}
+	t.clean()
+	loaded := t.live
+	records, size, err := s.eachLog(func(_ int64, d []byte) error { return decodeDelta(d, t.apply) })
+	if err != nil {
+		return err
+	}
+	if t.live != s.hist.keys() {
+		return s.corrupt("its data and changelog hold %d keys, its metadata says %d", t.live, s.hist.keys())
+	}
+	s.log = &changelog{table: t, delta: newDelta(nil), logged: size, done: make(chan error, 1)}
+	if took := time.Since(start); took >= slowLoad {
+		s.provider.log.Info("state: loaded partition into memory", "partition", s.partition,
+			"keys", loaded, "changelog_records", records, "changelog_bytes", size, "took", took)
+	}
+	return nil
+}
+
+// foldOnOpen writes the partition's changelog, if any, back as data keys in
+// one synced batch (plain mode, which reads only data keys).
+func (s *pebbleStore) foldOnOpen() (err error) {
+	b := s.db.NewBatch()
+	defer func() { err = errors.Join(err, b.Close()) }()
+	records, _, err := s.eachLog(func(_ int64, d []byte) error { return stageDelta(b, s.prefix, d) })
+	if err != nil || records == 0 {
+		return err
+	}
+	if err := stageLogDeletion(b, s.prefix, s.hist.version); err != nil {
+		return err
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		return fmt.Errorf("state: folding the changelog of partition %d in %s: %w", s.partition, s.provider.dir, err)
+	}
+	s.provider.log.Info("state: folded changelog into data keys", "partition", s.partition, "changelog_records", records)
+	return nil
+}
+
+// eachLog calls fn with each changelog record of the partition in version
+// order and returns their number and total size. It checks the invariant
+// of the package doc: log keys are well formed (so their versions increase,
+// as keys sort by version), and the last one is the metadata's version.
+// errBadDelta from fn is reported as ErrCorrupt.
+func (s *pebbleStore) eachLog(fn func(version int64, d []byte) error) (records int, size int64, err error) {
+	it, err := s.db.NewIter(&pebble.IterOptions{
+		LowerBound: appendPrefix(nil, s.prefix, tagLog),
+		UpperBound: appendPrefix(nil, s.prefix, tagLog+1),
+	})
+	if err != nil {
+		return 0, 0, s.readError(err)
+	}
+	defer func() { err = errors.Join(err, it.Close()) }()
+	last := NoVersion
+	for ok := it.First(); ok; ok = it.Next() {
+		k := it.Key()
+		if len(k) != logKeyLen || k[prefixLen]&0x80 != 0 {
+			return 0, 0, s.corrupt("malformed changelog key %q", k)
+		}
+		last = logKeyVersion(k)
+		d, err := it.ValueAndErr()
+		if err != nil {
+			return 0, 0, s.readError(err)
+		}
+		if err := fn(last, d); errors.Is(err, errBadDelta) {
+			return 0, 0, s.corrupt("changelog record of version %d: %v", last, err)
+		} else if err != nil {
+			return 0, 0, err
+		}
+		records++
+		size += int64(len(d))
+	}
+	if err := it.Error(); err != nil {
+		return 0, 0, s.readError(err)
+	}
+	if records > 0 && last != s.hist.version {
+		return 0, 0, s.corrupt("its last changelog record is of version %d, its metadata of version %d", last, s.hist.version)
+	}
+	return records, size, nil
+}
+
+// stageDelta stages the writes of delta d into b as data keys of partition.
+func stageDelta(b *pebble.Batch, partition uint32, d []byte) error {
+	var key []byte
+	return decodeDelta(d, func(k, v []byte, del bool) error {
+		key = appendDataKey(key[:0], partition, k)
+		if del {
+			return b.Delete(key, nil)
+		}
+		return b.Set(key, v, nil)
+	})
+}
+
+// stageLogDeletion stages the deletion of partition's changelog records of
+// versions up to version.
+func stageLogDeletion(b *pebble.Batch, partition uint32, version int64) error {
+	// version+1 wraps to the top bit for math.MaxInt64: still above every
+	// log key.
+	return b.DeleteRange(appendPrefix(nil, partition, tagLog), appendLogKey(nil, partition, version+1), nil)
+}
+
+// maybeFold starts a fold after the commit of version when enough changelog
+// accumulated since the last one and that one has finished.
+func (s *pebbleStore) maybeFold(version int64) {
+	l := s.log
+	if l.folding || l.logged < s.provider.foldBytes {
+		return
+	}
+	l.foldBuf = l.table.appendDirty(newDelta(l.foldBuf))
+	l.logged, l.folding, l.foldVersion = 0, true, version
+	db, partition, d := s.db, s.prefix, l.foldBuf
+	go func() { l.done <- fold(db, partition, d, version) }()
+}
+
+// fold writes delta d, the state of the keys written since the last fold,
+// back as data keys and drops the changelog records up to version, in one
+// synced batch: a crash leaves either all or none of it.
+func fold(db *pebble.DB, partition uint32, d []byte, version int64) (err error) {
+	b := db.NewBatch()
+	defer func() { err = errors.Join(err, b.Close()) }()
+	if err := stageDelta(b, partition, d); err != nil {
+		return err
+	}
+	if err := stageLogDeletion(b, partition, version); err != nil {
+		return err
+	}
+	return b.Commit(pebble.Sync)
+}
+
+// collectFold collects the fold in flight, if any has finished or, with
+// wait, once it finishes. A failed fold makes the store fail; collectFold
+// returns that error.
+func (s *pebbleStore) collectFold(wait bool) error {
+	l := s.log
+	if !l.folding {
+		return nil
+	}
+	var err error
+	if wait {
+		err = <-l.done
+	} else {
+		select {
+		case err = <-l.done:
+		default:
+			return nil
+		}
+	}
+	l.folding = false
+	if err != nil {
+		return s.fail("fold the changelog up to", l.foldVersion, err)
+	}
+	return nil
+}
+
+// scanLog is Scan in changelog mode.
+func (s *pebbleStore) scanLog(fn func(key, value []byte) error) error {
+	l := s.log
+	l.order = l.table.sorted(l.order)
+	for _, r := range l.order {
+		e := &l.table.entries[r.idx]
+		if err := fn(l.table.key(e), l.table.value(e)); err != nil {
+			return err
+		}
+	}
+	return nil
+}

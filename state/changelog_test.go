@@ -1,0 +1,453 @@
+package state
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/cockroachdb/pebble"
+	"github.com/cockroachdb/pebble/vfs"
+)
+
+// TestTable runs random writes, fold snapshots and scans against a table
+// and a map, with values that grow and shrink so that entries move and the
+// arena compacts.
+func TestTable(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 0))
+	tb := newTable()
+	want := map[string]string{}
+	written := map[string]bool{} // since the last appendDirty
+	for step := range 200_000 {
+		k := fmt.Sprint("k", r.IntN(3000))
+		if r.IntN(3000) == 0 {
+			k = "" // the empty key
+		}
+		switch op := r.IntN(100); {
+		case op < 40:
+			v := strings.Repeat("v", r.IntN(20))
+			if added := tb.put([]byte(k), []byte(v)); added != !has(want, k) {
+				t.Fatalf("step %d: put(%q) added %v", step, k, added)
+			}
+			want[k], written[k] = v, true
+		case op < 60:
+			if removed := tb.del([]byte(k)); removed != has(want, k) {
+				t.Fatalf("step %d: del(%q) removed %v", step, k, removed)
+			}
+			if has(want, k) {
+				delete(want, k)
+				written[k] = true
+			}
+		case op < 99:
+			v, found := tb.get([]byte(k))
+			if w, ok := want[k]; found != ok || string(v) != w || cap(v) != len(v) {
+				t.Fatalf("step %d: get(%q) = %q (cap %d), %v; want %q, %v", step, k, v, cap(v), found, w, ok)
+			}
+		default:
+			got := map[string]*string{}
+			check(t, decodeDelta(tb.appendDirty(newDelta(nil)), func(k, v []byte, del bool) error {
+				if del {
+					got[string(k)] = nil
+				} else {
+					got[string(k)] = new(string(v))
+				}
+				return nil
+			}))
+			if len(got) != len(written) {
+				t.Fatalf("step %d: appendDirty wrote %d keys, %d were written", step, len(got), len(written))
+			}
+			for k := range written {
+				if w, ok := want[k]; (got[k] == nil) == ok || (ok && *got[k] != w) {
+					t.Fatalf("step %d: appendDirty holds %q for %q, want %q (present %v)", step, deref(got[k]), k, w, ok)
+				}
+			}
+			clear(written)
+			checkSorted(t, &tb, want)
+		}
+		if tb.live != int64(len(want)) {
+			t.Fatalf("step %d: %d live keys, want %d", step, tb.live, len(want))
+		}
+	}
+	if size := len(tb.arena) + len(tb.entries)*entryCost; size > 2*tb.used+2*entryCost+64 {
+		t.Fatalf("table holds %d bytes, %d in use: garbage is not compacted", size, tb.used)
+	}
+}
+
+func has(m map[string]string, k string) bool { _, ok := m[k]; return ok }
+
+func deref(p *string) string {
+	if p == nil {
+		return "<deleted>"
+	}
+	return *p
+}
+
+// checkSorted checks that tb's live entries, sorted, are want in key order.
+func checkSorted(t *testing.T, tb *table, want map[string]string) {
+	t.Helper()
+	keys := slices.Sorted(maps.Keys(want))
+	order := tb.sorted(nil)
+	if len(order) != len(keys) {
+		t.Fatalf("sorted: %d keys, want %d", len(order), len(keys))
+	}
+	for i, r := range order {
+		e := &tb.entries[r.idx]
+		if k, v := tb.key(e), tb.value(e); string(k) != keys[i] || string(v) != want[keys[i]] {
+			t.Fatalf("sorted[%d] = %q: %q, want %q: %q", i, k, v, keys[i], want[keys[i]])
+		}
+	}
+}
+
+// TestTableSortsByFullKey checks keys that share their first 8 bytes or
+// are shorter than 8 bytes (zero-padded prefixes tie).
+func TestTableSortsByFullKey(t *testing.T) {
+	tb := newTable()
+	want := map[string]string{}
+	for _, k := range []string{"", "\x00", "\x00\x00", "a", "a\x00", "abcdefgh", "abcdefgh\x00", "abcdefghz", "abcdefgg\xff", "\xff\xff\xff\xff\xff\xff\xff\xff", "\xff\xff\xff\xff\xff\xff\xff\xff\x00"} {
+		tb.put([]byte(k), []byte("v"+k))
+		want[k] = "v" + k
+	}
+	checkSorted(t, &tb, want)
+}
+
+func FuzzDecodeDelta(f *testing.F) {
+	d := newDelta(nil)
+	d = appendDeltaWrite(d, []byte("key"), []byte("value"), false)
+	d = appendDeltaWrite(d, []byte("gone"), nil, true)
+	d = appendDeltaWrite(d, nil, nil, false)
+	f.Add(d)
+	f.Add([]byte{deltaFormat, deltaPut, 0x80})
+	f.Add([]byte{deltaFormat, deltaPut, 2, 'a'})
+	f.Add([]byte{deltaFormat, 7})
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, d []byte) {
+		again := newDelta(nil)
+		err := decodeDelta(d, func(k, v []byte, del bool) error {
+			again = appendDeltaWrite(again, k, v, del)
+			return nil
+		})
+		if err != nil && !errors.Is(err, errBadDelta) {
+			t.Fatalf("decodeDelta: %v", err)
+		}
+		// A valid delta has one encoding (minimal uvarints aside).
+		if err == nil && len(again) > len(d) {
+			t.Fatalf("decodeDelta(%x) decoded writes that encode as %x", d, again)
+		}
+	})
+}
+
+// changelogTestOptions are the options of the changelog tests: quiet, with
+// folds every foldBytes of changelog.
+func changelogTestOptions(foldBytes int64) Options {
+	opts := DefaultOptions()
+	opts.Logger = slog.New(slog.DiscardHandler)
+	opts.RetainVersions = 0
+	opts.Changelog = true
+	opts.foldBytes = foldBytes
+	return opts
+}
+
+// modelStore writes random batches to a store and to a map.
+type modelStore struct {
+	t       *testing.T
+	r       *rand.Rand
+	keys    int
+	want    map[string]string
+	version int64
+}
+
+func newModelStore(t *testing.T, seed uint64, keys int) *modelStore {
+	return &modelStore{t: t, r: rand.New(rand.NewPCG(seed, 0)), keys: keys, want: map[string]string{}, version: NoVersion}
+}
+
+// commit writes a batch of up to n random puts and deletes and commits it
+// as the next version.
+func (m *modelStore) commit(s Store, n int) {
+	m.t.Helper()
+	next := maps.Clone(m.want)
+	seen := map[string]bool{}
+	for range m.r.IntN(n + 1) {
+		k := fmt.Sprint("key", m.r.IntN(m.keys))
+		if seen[k] {
+			continue // a key is written at most once per version
+		}
+		seen[k] = true
+		if m.r.IntN(4) == 0 {
+			check(m.t, s.Delete([]byte(k)))
+			delete(next, k)
+			continue
+		}
+		v := fmt.Sprint(m.version, "-", strings.Repeat("x", m.r.IntN(30)))
+		check(m.t, s.Put([]byte(k), []byte(v)))
+		next[k] = v
+	}
+	m.version += 1 + int64(m.r.IntN(2)) // versions may skip
+	check(m.t, s.Commit(m.version))
+	m.want = next
+}
+
+// expect checks that s holds exactly the model's state, through Scan, Get
+// and Len.
+func (m *modelStore) expect(s Store) {
+	m.t.Helper()
+	got := map[string]string{}
+	var last []byte
+	check(m.t, s.Scan(func(k, v []byte) error {
+		if last != nil && bytes.Compare(last, k) >= 0 {
+			return fmt.Errorf("scan order: %q after %q", k, last)
+		}
+		last = append(last[:0], k...)
+		got[string(k)] = string(v)
+		return nil
+	}))
+	if s.Version() != m.version || s.Len() != int64(len(m.want)) || !maps.Equal(got, m.want) {
+		m.t.Fatalf("store at version %d with %d keys (%d scanned); want version %d with %d keys",
+			s.Version(), s.Len(), len(got), m.version, len(m.want))
+	}
+	for k, w := range m.want {
+		if v, found, err := s.Get([]byte(k)); err != nil || !found || string(v) != w {
+			m.t.Fatalf("Get(%q) = %q, %v, %v; want %q", k, v, found, err, w)
+		}
+	}
+}
+
+// partitionKeys returns the keys of partition with tag in db, and their values.
+func partitionKeys(t *testing.T, db *pebble.DB, partition uint32, tag byte) map[string]string {
+	t.Helper()
+	it, err := db.NewIter(&pebble.IterOptions{
+		LowerBound: appendPrefix(nil, partition, tag),
+		UpperBound: appendPrefix(nil, partition, tag+1),
+	})
+	check(t, err)
+	defer func() { check(t, it.Close()) }()
+	kv := map[string]string{}
+	for ok := it.First(); ok; ok = it.Next() {
+		kv[string(it.Key()[prefixLen:])] = string(it.Value())
+	}
+	check(t, it.Error())
+	return kv
+}
+
+func openPartition(t *testing.T, dir string, opts Options, partition int) (*pebbleProvider, *pebbleStore) {
+	t.Helper()
+	p, err := OpenPebble(dir, opts)
+	check(t, err)
+	s, err := p.Open(partition)
+	if err != nil {
+		p.Close()
+		t.Fatal(err)
+	}
+	return p.(*pebbleProvider), s.(*pebbleStore)
+}
+
+// TestChangelogFold commits many versions with folds in between, some
+// while the previous fold still runs, then checks that a finished fold
+// leaves the data keys at the committed state and no changelog record, and
+// that the state survives reopening in both modes.
+func TestChangelogFold(t *testing.T) {
+	dir := t.TempDir()
+	opts := changelogTestOptions(2 << 10)
+	const partition = 3
+	p, s := openPartition(t, dir, opts, partition)
+	m := newModelStore(t, 1, 500)
+	folds := 0
+	for i := range 300 {
+		m.commit(s, 40)
+		if s.log.folding {
+			folds++
+			if i%3 == 0 {
+				check(t, s.collectFold(true))
+			}
+		}
+		if i%50 == 0 {
+			m.expect(s)
+		}
+	}
+	if folds < 10 {
+		t.Fatalf("%d folds in 300 commits", folds)
+	}
+	// A batch of more than foldBytes, committed with no fold running,
+	// starts a fold of everything.
+	check(t, s.collectFold(true))
+	m.commit(s, 500)
+	if !s.log.folding {
+		t.Fatal("no fold started")
+	}
+	check(t, s.collectFold(true))
+	m.expect(s)
+	if logs := partitionKeys(t, p.db, partition, tagLog); len(logs) != 0 {
+		t.Fatalf("%d changelog records left after a fold", len(logs))
+	}
+	if data := partitionKeys(t, p.db, partition, tagData); !maps.Equal(data, m.want) {
+		t.Fatalf("after a fold the data keys hold %d keys, want %d", len(data), len(m.want))
+	}
+	m.commit(s, 40) // a record for the reopen to replay
+	check(t, p.Close())
+
+	p, s = openPartition(t, dir, opts, partition)
+	m.expect(s)
+	check(t, p.Close())
+	plain := opts
+	plain.Changelog = false
+	p, s = openPartition(t, dir, plain, partition)
+	m.expect(s)
+	check(t, p.Close())
+}
+
+// TestChangelogModeSwitch opens one directory in plain and changelog mode
+// in turn, committing in each, including a rollback in changelog mode of
+// commits made in plain mode.
+func TestChangelogModeSwitch(t *testing.T) {
+	dir := t.TempDir()
+	const partition = 1
+	plain := changelogTestOptions(0)
+	plain.Changelog, plain.RetainVersions = false, 2
+	m := newModelStore(t, 2, 300)
+	var before map[string]string // the state before the last plain commit
+	for round, mode := range []string{"plain", "changelog", "plain", "changelog", "plain"} {
+		opts := plain
+		if mode == "changelog" {
+			opts = changelogTestOptions(1 << 10)
+		}
+		p, s := openPartition(t, dir, opts, partition)
+		m.expect(s)
+		if mode == "changelog" && round == 1 {
+			// The undo history of the plain commits is still there.
+			v := m.version
+			check(t, s.Rollback(v-1))
+			m.want, m.version = before, v-1
+			m.expect(s)
+		}
+		for range 30 {
+			before = maps.Clone(m.want)
+			m.commit(s, 60)
+		}
+		m.expect(s)
+		check(t, p.Close())
+		if mode == "plain" {
+			db, err := pebble.Open(dir, &pebble.Options{})
+			check(t, err)
+			logs := partitionKeys(t, db, partition, tagLog)
+			check(t, db.Close())
+			if len(logs) != 0 {
+				t.Fatalf("round %d: plain mode left %d changelog records", round, len(logs))
+			}
+		}
+	}
+}
+
+// TestChangelogCrash simulates power losses right after a commit in
+// changelog mode, folds possibly in flight: the directory opened again
+// must hold exactly the last committed version, in either mode.
+func TestChangelogCrash(t *testing.T) {
+	fs := vfs.NewStrictMem()
+	opts := changelogTestOptions(4 << 10)
+	opts.fs = fs
+	const dir, partition = "query/state", 2
+	m := newModelStore(t, 3, 2000)
+	for round := range 8 {
+		o := opts
+		o.Changelog = round%4 != 3 // now and then a plain reopen folds it all
+		p, s := openPartition(t, dir, o, partition)
+		m.expect(s)
+		for range 20 + round {
+			m.commit(s, 100)
+		}
+		check(t, s.Put([]byte("staged"), []byte("never committed")))
+		// Crash: from here on nothing reaches stable storage, including
+		// the rest of a fold in flight.
+		fs.SetIgnoreSyncs(true)
+		check(t, p.Close())
+		fs.ResetToSyncedState()
+		fs.SetIgnoreSyncs(false)
+	}
+	p, s := openPartition(t, dir, opts, partition)
+	defer func() { check(t, p.Close()) }()
+	m.expect(s)
+}
+
+// TestChangelogCorrupt damages the changelog of a partition and checks
+// that opening it, in either mode, reports ErrCorrupt naming the
+// partition and the directory and changes nothing.
+func TestChangelogCorrupt(t *testing.T) {
+	const partition = 5
+	logKey := func(v int64) []byte { return appendLogKey(nil, partition, v) }
+	tests := []struct {
+		name   string
+		damage func(b *pebble.Batch, last int64) error
+		want   string
+	}{
+		{"garbled record", func(b *pebble.Batch, last int64) error {
+			return b.Set(logKey(last-1), []byte{deltaFormat, deltaPut, 200, 'k'}, nil)
+		}, "malformed"},
+		{"unknown format", func(b *pebble.Batch, last int64) error {
+			return b.Set(logKey(last), []byte{9}, nil)
+		}, "malformed"},
+		{"record above the metadata version", func(b *pebble.Batch, last int64) error {
+			return b.Set(logKey(last+1), newDelta(nil), nil)
+		}, "version"},
+		{"last record missing", func(b *pebble.Batch, last int64) error {
+			return b.Delete(logKey(last), nil)
+		}, "version"},
+		{"malformed key", func(b *pebble.Batch, last int64) error {
+			return b.Set(append(logKey(last), 0), newDelta(nil), nil)
+		}, "key"},
+	}
+	for _, tt := range tests {
+		for _, changelog := range []bool{true, false} {
+			t.Run(fmt.Sprintf("%s/changelog=%v", tt.name, changelog), func(t *testing.T) {
+				dir := t.TempDir()
+				opts := changelogTestOptions(0)
+				p, s := openPartition(t, dir, opts, partition)
+				m := newModelStore(t, 4, 50)
+				for range 5 {
+					m.commit(s, 20)
+				}
+				check(t, p.Close())
+
+				db, err := pebble.Open(dir, &pebble.Options{})
+				check(t, err)
+				b := db.NewBatch()
+				check(t, tt.damage(b, m.version))
+				check(t, b.Commit(pebble.Sync))
+				before := allKeys(t, db)
+				check(t, db.Close())
+
+				opts.Changelog = changelog
+				pr, err := OpenPebble(dir, opts)
+				check(t, err)
+				_, err = pr.Open(partition)
+				check(t, pr.Close())
+				if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "partition 5") ||
+					!strings.Contains(err.Error(), dir) || !strings.Contains(err.Error(), tt.want) {
+					t.Fatalf("Open of a damaged changelog: %v; want ErrCorrupt naming partition 5, %s and %q", err, dir, tt.want)
+				}
+				db, err = pebble.Open(dir, &pebble.Options{})
+				check(t, err)
+				after := allKeys(t, db)
+				check(t, db.Close())
+				if !maps.Equal(before, after) {
+					t.Fatal("opening a damaged partition changed its keys")
+				}
+			})
+		}
+	}
+}
+
+// allKeys reads every key of db and its value.
+func allKeys(t *testing.T, db *pebble.DB) map[string]string {
+	t.Helper()
+	it, err := db.NewIter(nil)
+	check(t, err)
+	kv := map[string]string{}
+	for ok := it.First(); ok; ok = it.Next() {
+		kv[string(it.Key())] = string(it.Value())
+	}
+	check(t, errors.Join(it.Error(), it.Close()))
+	return kv
+}

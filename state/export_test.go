@@ -1,0 +1,5 @@
+package state
+
+// SetFoldBytes makes a changelog of n bytes start a fold, instead of
+// MemTableSize, so that tests fold often.
+func SetFoldBytes(o *Options, n int64) { o.foldBytes = n }
