@@ -121,8 +121,8 @@ func (rt *queryRuntime) openState(trig Trigger) error {
 	// continuous query runs small batches whose commit is on the path of
 	// every result: its state lives in memory and each commit writes one
 	// changelog record (state.Options.Changelog), folded into Pebble keys in
-	// the background every 8 MiB of changelog.
-	opts.MemTableSize, opts.Changelog = 8<<20, true
+	// the background every 8 MiB (a quarter memtable) of changelog.
+	opts.MemTableSize, opts.Changelog = 32<<20, true
 	if trig.kind == triggerAvailableNow || trig.kind == triggerOnce {
 		opts.MemTableSize, opts.Changelog = 32<<20, false
 		opts.ReadCacheSize = 0
@@ -472,7 +472,7 @@ func fillRow(row operators.Row, rec *kgo.Record, topic operators.Value, headers 
 // commits the partition at version batch. It returns, per partition, the
 // changed output rows (update mode) and the number of groups updated.
 func (rt *queryRuntime) reduce(ctx context.Context, batch int64, outs []mapOutput) ([][]operators.Row, int64, error) {
-	changed := make([][]operators.Row, rt.parts)
+	changed := make([]operators.RowBuffer, rt.parts)
 	var updated atomic.Int64
 	// One goroutine per partition, not per core: merging is CPU-bound and the
 	// scheduler bounds it, while their synced commits overlap, and Pebble
@@ -496,8 +496,9 @@ func (rt *queryRuntime) reduce(ctx context.Context, batch int64, outs []mapOutpu
 			updated.Add(int64(final.Len()))
 			var emit operators.Emit
 			if rt.query.OutputMode == Update {
+				changed[p].Grow(final.Len(), len(rt.agg.Schema()))
 				emit = func(r operators.Row) error {
-					changed[p] = append(changed[p], r.Clone())
+					changed[p].Add(r)
 					return nil
 				}
 			}
@@ -530,7 +531,11 @@ func (rt *queryRuntime) reduce(ctx context.Context, batch int64, outs []mapOutpu
 			}
 		}
 	}
-	return changed, updated.Load(), err
+	rows := make([][]operators.Row, len(changed))
+	for p := range changed {
+		rows[p] = changed[p].Rows()
+	}
+	return rows, updated.Load(), err
 }
 
 // scanState emits every row of the result table (complete mode).

@@ -456,9 +456,7 @@ type StateStore interface {
 func (h *HashAgg) MergeInto(st StateStore, changed Emit) error {
 	var enc []byte
 	row := make(Row, len(h.g.schema))
-	// In key order: a store reads a sorted run of keys far faster than
-	// scattered ones.
-	for _, g := range h.table.sortedGroups() {
+	for _, g := range h.mergeOrder(st) {
 		gi := int(g)
 		key := h.table.key(gi)
 		old, found, err := st.Get(key)
@@ -485,6 +483,21 @@ func (h *HashAgg) MergeInto(st StateStore, changed Emit) error {
 	}
 	h.Reset()
 	return nil
+}
+
+// mergeOrder is the order in which MergeInto visits the groups: key order,
+// as a store on disk reads a sorted run of keys far faster than scattered
+// ones, unless st says (with an InMemory method) that it holds its state
+// in memory, where any order costs the same and the sort is saved.
+func (h *HashAgg) mergeOrder(st StateStore) []int32 {
+	if m, ok := st.(interface{ InMemory() bool }); !ok || !m.InMemory() {
+		return h.table.sortedGroups()
+	}
+	order := make([]int32, h.table.len())
+	for g := range order {
+		order[g] = int32(g)
+	}
+	return order
 }
 
 // EmitCommitted emits the output row of every held group as st already

@@ -2,7 +2,9 @@ package operators
 
 import (
 	"fmt"
+	"maps"
 	"math/rand/v2"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -493,5 +495,51 @@ func TestValueEntry(t *testing.T) {
 	}
 	if value, err := h.ValueEntry(); err != nil || value != nil {
 		t.Fatalf("split(lower(value)) got a value entry (%v)", err)
+	}
+}
+
+// inMemoryStore is a mapStore that says it holds its state in memory.
+type inMemoryStore struct{ mapStore }
+
+func (inMemoryStore) InMemory() bool { return true }
+
+// TestMergeOrder checks that MergeInto visits groups in key order for a
+// store on disk, and without sorting them (in the order the final took them
+// in, here the hash order of the partial's flush) for one in memory, with
+// the same resulting state.
+func TestMergeOrder(t *testing.T) {
+	var words []string
+	for i := range 50 {
+		words = append(words, fmt.Sprintf("w%02d", i))
+	}
+	merge := func(st StateStore) []string {
+		g, partial, entry := compilePartial(t, wordCount())
+		if err := entry(kafkaRow(strings.Join(words, " "), 0)); err != nil {
+			t.Fatal(err)
+		}
+		final := g.NewFinal()
+		if err := final.Merge(partial.Flush(1, nil)[0]); err != nil {
+			t.Fatal(err)
+		}
+		var order []string
+		err := final.MergeInto(st, func(r Row) error {
+			order = append(order, string(r[0].B))
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return order
+	}
+	disk, mem := mapStore{}, inMemoryStore{mapStore{}}
+	if got := merge(disk); !slices.Equal(got, words) {
+		t.Errorf("store on disk: groups merged in order %v, want key order", got)
+	}
+	// 50 keys in hash order come out sorted once in 50! runs.
+	if got := merge(mem); slices.IsSorted(got) || len(got) != len(words) {
+		t.Errorf("store in memory: groups merged in order %v, want the final's order, unsorted", got)
+	}
+	if !maps.Equal(disk, mem.mapStore) {
+		t.Errorf("states differ: on disk %v, in memory %v", disk, mem.mapStore)
 	}
 }

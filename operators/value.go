@@ -2,6 +2,7 @@ package operators
 
 import (
 	"math"
+	"slices"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -176,6 +177,43 @@ func (r Row) Clone() Row {
 	}
 	return out
 }
+
+// RowBuffer collects copies of rows. Their values and string bytes go into
+// shared slabs, so that collecting many rows allocates per slab growth, not
+// per row and string as Clone does. Rows already collected stay valid when
+// the slabs grow. The zero RowBuffer is empty and ready.
+type RowBuffer struct {
+	rows  []Row
+	vals  []Value
+	bytes []byte
+}
+
+// Add appends a copy of r.
+func (b *RowBuffer) Add(r Row) {
+	start := len(b.vals)
+	for _, v := range r {
+		switch v.Kind {
+		case KindString, KindBinary:
+			off := len(b.bytes)
+			b.bytes = append(b.bytes, v.B...)
+			v.B = b.bytes[off:len(b.bytes):len(b.bytes)]
+		case KindArray, KindStruct:
+			v = v.Clone()
+		}
+		b.vals = append(b.vals, v)
+	}
+	b.rows = append(b.rows, b.vals[start:len(b.vals):len(b.vals)])
+}
+
+// Grow makes room for n more rows of cols values each, so that adding them
+// copies no slab.
+func (b *RowBuffer) Grow(n, cols int) {
+	b.rows = slices.Grow(b.rows, n)
+	b.vals = slices.Grow(b.vals, n*cols)
+}
+
+// Rows returns the collected rows, in the order they were added.
+func (b *RowBuffer) Rows() []Row { return b.rows }
 
 // kindOf maps a plan type to its runtime kind.
 func kindOf(t planpb.DataType) Kind {

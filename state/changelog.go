@@ -14,6 +14,7 @@ import (
 type changelog struct {
 	table table
 	delta []byte    // the staged writes, as a delta
+	refs  []int     // for each staged write, its key's slot+1 in table (see table.applyDelta)
 	order []sortRef // Scan's, kept to reuse its memory
 
 	// logged is the size of the changelog records written since the last
@@ -26,6 +27,25 @@ type changelog struct {
 	foldVersion int64
 	foldBuf     []byte
 	done        chan error
+}
+
+// stage stages a put of value under key, or its deletion, and returns the
+// change of the key count; a deletion of an absent key is not staged. The
+// engine's Put follows its Get of the same key, whose lookup the table
+// reuses, and Commit applies the write at the slot found here.
+func (l *changelog) stage(key, value []byte, del bool) (change int64) {
+	slot, existed := l.table.lookup(key)
+	if del && !existed {
+		return 0
+	}
+	l.delta = appendDeltaWrite(l.delta, key, value, del)
+	l.refs = append(l.refs, slot+1)
+	return keyCountChange(existed, del)
+}
+
+// discard drops the staged writes.
+func (l *changelog) discard() {
+	l.delta, l.refs = newDelta(l.delta), l.refs[:0]
 }
 
 // slowLoad is how long loading a partition may take before it is logged.
@@ -44,7 +64,7 @@ func (s *pebbleStore) loadChangelog() error {
 	}
 	t.clean()
 	loaded := t.live
-	records, size, err := s.eachLog(func(_ int64, d []byte) error { return decodeDelta(d, t.apply) })
+	records, size, err := s.eachLog(func(_ int64, d []byte) error { return t.applyDelta(d, nil) })
 	if err != nil {
 		return err
 	}
@@ -198,8 +218,7 @@ func (s *pebbleStore) scanLog(fn func(key, value []byte) error) error {
 	l := s.log
 	l.order = l.table.sorted(l.order)
 	for _, r := range l.order {
-		e := &l.table.entries[r.idx]
-		if err := fn(l.table.key(e), l.table.value(e)); err != nil {
+		if err := fn(l.table.key(r.off), l.table.value(r.off)); err != nil {
 			return err
 		}
 	}

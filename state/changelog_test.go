@@ -2,6 +2,7 @@ package state
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -43,11 +44,13 @@ func TestTable(t *testing.T) {
 				delete(want, k)
 				written[k] = true
 			}
-		case op < 99:
+		case op < 98:
 			v, found := tb.get([]byte(k))
 			if w, ok := want[k]; found != ok || string(v) != w || cap(v) != len(v) {
 				t.Fatalf("step %d: get(%q) = %q (cap %d), %v; want %q, %v", step, k, v, cap(v), found, w, ok)
 			}
+		case op < 99:
+			tableBatch(t, r, &tb, want, written)
 		default:
 			got := map[string]*string{}
 			check(t, decodeDelta(tb.appendDirty(newDelta(nil)), func(k, v []byte, del bool) error {
@@ -73,9 +76,102 @@ func TestTable(t *testing.T) {
 			t.Fatalf("step %d: %d live keys, want %d", step, tb.live, len(want))
 		}
 	}
-	if size := len(tb.arena) + len(tb.entries)*entryCost; size > 2*tb.used+2*entryCost+64 {
+	if size := tb.size(); size > 2*tb.used+2*(headerLen+slotLen)+64 {
 		t.Fatalf("table holds %d bytes, %d in use: garbage is not compacted", size, tb.used)
 	}
+}
+
+// tableBatch stages writes as the store does, each after a get of its key,
+// of another key or of none, and applies them as one delta. Values grow
+// past their room, so that records move and the garbage crosses the
+// compaction threshold in the middle of the delta, keys repeat, and new
+// keys can make the slots grow.
+func tableBatch(t *testing.T, r *rand.Rand, tb *table, want map[string]string, written map[string]bool) {
+	t.Helper()
+	d, refs := newDelta(nil), []int{}
+	type write struct {
+		k, v string
+		del  bool
+	}
+	var writes []write
+	for range r.IntN(200) {
+		k := fmt.Sprint("k", r.IntN(3500))
+		switch r.IntN(4) {
+		case 0, 1:
+			tb.get([]byte(k))
+		case 2:
+			tb.get([]byte(fmt.Sprint("k", r.IntN(3500))))
+		}
+		w := write{k: k, v: strings.Repeat("w", r.IntN(40)), del: r.IntN(4) == 0}
+		slot, existed := tb.lookup([]byte(k))
+		if _, ok := want[k]; existed != ok {
+			t.Fatalf("lookup(%q) reports present %v, want %v", k, existed, ok)
+		}
+		if w.del && !existed {
+			continue // as the store: a deletion of an absent key is not staged
+		}
+		d = appendDeltaWrite(d, []byte(k), []byte(w.v), w.del)
+		refs = append(refs, slot+1)
+		writes = append(writes, w)
+	}
+	check(t, tb.applyDelta(d, refs))
+	for _, w := range writes {
+		if w.del {
+			delete(want, w.k)
+		} else {
+			want[w.k] = w.v
+		}
+		written[w.k] = true
+	}
+	for _, w := range writes {
+		if v, found := tb.get([]byte(w.k)); found != has(want, w.k) || string(v) != want[w.k] {
+			t.Fatalf("after a batch get(%q) = %q, %v; want %q", w.k, v, found, want[w.k])
+		}
+	}
+}
+
+// TestTableApplyDelta applies one delta staged as the store stages it,
+// whose writes move every record twice, so that the garbage crosses the
+// compaction threshold half-way, and insert enough new keys to grow the
+// slots: the writes at slots found before must land on their keys all the
+// same.
+func TestTableApplyDelta(t *testing.T) {
+	tb := newTable()
+	want := map[string]string{}
+	for i := range 1000 {
+		k := fmt.Sprint("key", i)
+		tb.put([]byte(k), []byte("v"))
+		want[k] = "v"
+	}
+	tb.clean()
+	d, refs := newDelta(nil), []int(nil)
+	for round, v := range []string{"vv", "vvv"} {
+		for i := range 1300 {
+			k := fmt.Sprint("new", round, "-", i)
+			if i >= 300 {
+				k = fmt.Sprint("key", i-300)
+			}
+			if i%3 == 0 { // a Put after a Get, else after nothing
+				tb.get([]byte(k))
+			}
+			slot, existed := tb.lookup([]byte(k))
+			del := existed && i%10 == 9 && round == 1
+			d = appendDeltaWrite(d, []byte(k), []byte(v), del)
+			refs = append(refs, slot+1)
+			if want[k] = v; del {
+				delete(want, k)
+			}
+		}
+	}
+	slots := len(tb.slots)
+	check(t, tb.applyDelta(d, refs))
+	if len(tb.slots) == slots {
+		t.Fatal("the slots did not grow")
+	}
+	if tb.live != int64(len(want)) || tb.size() > 2*tb.used {
+		t.Fatalf("%d live keys, %d bytes with %d in use; want %d keys, garbage compacted", tb.live, tb.size(), tb.used, len(want))
+	}
+	checkSorted(t, &tb, want)
 }
 
 func has(m map[string]string, k string) bool { _, ok := m[k]; return ok }
@@ -96,8 +192,7 @@ func checkSorted(t *testing.T, tb *table, want map[string]string) {
 		t.Fatalf("sorted: %d keys, want %d", len(order), len(keys))
 	}
 	for i, r := range order {
-		e := &tb.entries[r.idx]
-		if k, v := tb.key(e), tb.value(e); string(k) != keys[i] || string(v) != want[keys[i]] {
+		if k, v := tb.key(r.off), tb.value(r.off); string(k) != keys[i] || string(v) != want[keys[i]] {
 			t.Fatalf("sorted[%d] = %q: %q, want %q: %q", i, k, v, keys[i], want[keys[i]])
 		}
 	}
@@ -177,6 +272,14 @@ func (m *modelStore) commit(s Store, n int) {
 			continue // a key is written at most once per version
 		}
 		seen[k] = true
+		// The engine reads a key before writing it; the store may reuse
+		// that read's lookup, but not one of another key.
+		switch m.r.IntN(3) {
+		case 0:
+			m.get(s, k)
+		case 1:
+			m.get(s, fmt.Sprint("key", m.r.IntN(m.keys)))
+		}
 		if m.r.IntN(4) == 0 {
 			check(m.t, s.Delete([]byte(k)))
 			delete(next, k)
@@ -189,6 +292,15 @@ func (m *modelStore) commit(s Store, n int) {
 	m.version += 1 + int64(m.r.IntN(2)) // versions may skip
 	check(m.t, s.Commit(m.version))
 	m.want = next
+}
+
+// get checks that s holds the committed value of k.
+func (m *modelStore) get(s Store, k string) {
+	m.t.Helper()
+	w, ok := m.want[k]
+	if v, found, err := s.Get([]byte(k)); err != nil || found != ok || string(v) != w {
+		m.t.Fatalf("Get(%q) = %q, %v, %v; want %q, %v", k, v, found, err, w, ok)
+	}
 }
 
 // expect checks that s holds exactly the model's state, through Scan, Get
@@ -209,10 +321,8 @@ func (m *modelStore) expect(s Store) {
 		m.t.Fatalf("store at version %d with %d keys (%d scanned); want version %d with %d keys",
 			s.Version(), s.Len(), len(got), m.version, len(m.want))
 	}
-	for k, w := range m.want {
-		if v, found, err := s.Get([]byte(k)); err != nil || !found || string(v) != w {
-			m.t.Fatalf("Get(%q) = %q, %v, %v; want %q", k, v, found, err, w)
-		}
+	for k := range m.want {
+		m.get(s, k)
 	}
 }
 
@@ -315,6 +425,9 @@ func TestChangelogModeSwitch(t *testing.T) {
 			opts = changelogTestOptions(1 << 10)
 		}
 		p, s := openPartition(t, dir, opts, partition)
+		if got, want := s.InMemory(), mode == "changelog"; got != want {
+			t.Fatalf("round %d (%s mode): InMemory() = %v, want %v", round, mode, got, want)
+		}
 		m.expect(s)
 		if mode == "changelog" && round == 1 {
 			// The undo history of the plain commits is still there.
@@ -450,4 +563,62 @@ func allKeys(t *testing.T, db *pebble.DB) map[string]string {
 	}
 	check(t, errors.Join(it.Error(), it.Close()))
 	return kv
+}
+
+// BenchmarkTable is the changelog table's side of a word count's batches:
+// a table of 250k keys, and per batch 10k distinct keys drawn with Zipf
+// frequencies, each read and written back as the store does (Get, then Put
+// staging the write, then Commit applying the delta). Values are varint
+// counts, which grow a byte at a time.
+func BenchmarkTable(b *testing.B) {
+	const keys, batchKeys, batches = 250_000, 10_000, 8
+	tb := newTable()
+	key := func(dst []byte, i int) []byte { // "word%07d" without fmt's allocation
+		dst = append(dst[:0], "word0000000"...)
+		for j := len(dst) - 1; i > 0; j, i = j-1, i/10 {
+			dst[j] = byte('0' + i%10)
+		}
+		return dst
+	}
+	var k []byte
+	for i := range keys {
+		k = key(k, i)
+		tb.put(k, binary.AppendUvarint(nil, uint64(i%100)))
+	}
+	tb.clean()
+	// Batches of distinct keys; rank r is key r*7919%keys, so that hot keys
+	// lie all over the arena.
+	r := rand.New(rand.NewPCG(1, 0))
+	zipf := rand.NewZipf(r, 1.1, 1, keys-1)
+	order := make([][]int, batches)
+	for i := range order {
+		seen := map[int]bool{}
+		for len(order[i]) < batchKeys {
+			if id := int(zipf.Uint64()) * 7919 % keys; !seen[id] {
+				seen[id] = true
+				order[i] = append(order[i], id)
+			}
+		}
+	}
+	var value []byte
+	d, refs := newDelta(nil), []int(nil)
+	b.ReportAllocs()
+	n := 0
+	for b.Loop() {
+		d, refs = newDelta(d), refs[:0]
+		for _, id := range order[n%batches] {
+			k = key(k, id)
+			old, _ := tb.get(k)
+			c, _ := binary.Uvarint(old)
+			value = binary.AppendUvarint(value[:0], c+1)
+			slot, _ := tb.lookup(k) // Put
+			d = appendDeltaWrite(d, k, value, false)
+			refs = append(refs, slot+1)
+		}
+		if err := tb.applyDelta(d, refs); err != nil {
+			b.Fatal(err)
+		}
+		n++
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(n*batchKeys), "ns/key")
 }

@@ -42,12 +42,12 @@ type Options struct {
 	// batches. Default false. An open partition then keeps all its
 	// committed keys and values in memory, so Get never reads Pebble, and a
 	// Commit writes one changelog record holding the batch's writes instead
-	// of one Pebble key per written key. Every MemTableSize bytes of
+	// of one Pebble key per written key. Every MemTableSize/4 bytes of
 	// changelog, a background fold writes the keys changed since the last
 	// fold back as ordinary keys and drops the records it covers.
 	//
 	// It costs memory proportional to each open partition's state (its
-	// keys and values plus about 50 bytes a key, up to twice that while
+	// keys and values plus about 40 bytes a key, up to twice that while
 	// the table grows or before it compacts) on top of the bound above,
 	// and opening a partition reads its whole state and replays its
 	// changelog. It requires RetainVersions 0. A state directory may be
@@ -102,12 +102,15 @@ func (Options) invalid(field string, value any, want string) error {
 	return fmt.Errorf("%w: %s is %v; it must be %s (start from state.DefaultOptions())", ErrInvalidOptions, field, value, want)
 }
 
-// foldThreshold is the changelog size, in bytes, that starts a fold.
+// foldThreshold is the changelog size, in bytes, that starts a fold: a
+// quarter of a memtable, so that most changelog records are folded and
+// deleted while their memtable still holds them, and its flush drops them
+// instead of writing them to an sstable that compactions rewrite.
 func (o Options) foldThreshold() int64 {
 	if o.foldBytes != 0 {
 		return o.foldBytes
 	}
-	return int64(o.MemTableSize)
+	return int64(o.MemTableSize / 4)
 }
 
 func (o Options) logger() *slog.Logger {

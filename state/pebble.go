@@ -357,6 +357,11 @@ func (s *pebbleStore) Partition() int { return s.partition }
 
 func (s *pebbleStore) Version() int64 { return s.hist.version }
 
+// InMemory reports whether the store holds its committed state in memory
+// (changelog mode), where reads cost the same in any key order; callers
+// such as the engine's merge then need not sort the keys they read.
+func (s *pebbleStore) InMemory() bool { return s.log != nil }
+
 func (s *pebbleStore) Len() int64 { return s.hist.keys() }
 
 func (s *pebbleStore) Get(key []byte) ([]byte, bool, error) {
@@ -503,16 +508,15 @@ func (s *pebbleStore) stage(key, value []byte, del bool) error {
 	if err := s.usable(); err != nil {
 		return err
 	}
+	if s.log != nil {
+		s.delta += s.log.stage(key, value, del)
+		return nil
+	}
 	prev, existed, err := s.read(key)
 	if err != nil {
 		return err
 	}
 	if del && !existed {
-		return nil
-	}
-	if s.log != nil {
-		s.delta += keyCountChange(existed, del)
-		s.log.delta = appendDeltaWrite(s.log.delta, key, value, del)
 		return nil
 	}
 	if s.provider.retain > 0 {
@@ -615,7 +619,7 @@ func (s *pebbleStore) Discard() {
 	s.arena, s.undo, s.delta = s.arena[:0], s.undo[:0], 0
 	s.pendArena, s.pend = s.pendArena[:0], s.pend[:0]
 	if s.log != nil {
-		s.log.delta = newDelta(s.log.delta)
+		s.log.discard()
 	}
 }
 
@@ -623,7 +627,7 @@ func (s *pebbleStore) Discard() {
 // committed state, up to date with the commit.
 func (s *pebbleStore) applyPending() error {
 	if s.log != nil {
-		return decodeDelta(s.log.delta, s.log.table.apply)
+		return s.log.table.applyDelta(s.log.delta, s.log.refs)
 	}
 	start := 0
 	for _, p := range s.pend {

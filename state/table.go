@@ -9,44 +9,53 @@ import (
 )
 
 // table holds every committed key of a partition in changelog mode. It is
-// free of pointers but for its three slices, so that the garbage collector
-// does not scan millions of keys: the keys and values lie in one arena,
-// entries locate them, and an open-addressing hash table (linear probing)
-// of slots indexes the entries.
+// free of pointers but for its slices, so that the garbage collector does
+// not scan millions of keys: each key is a record in one arena, and an
+// open-addressing hash table (linear probing) of slots points at the
+// records. A lookup touches its slot, then its record's header, key and
+// value, which usually share a cache line.
 //
-// A deleted key keeps its entry, marked dead, until the next fold snapshot
-// has written the deletion back (see appendDirty). Bytes no longer needed
-// (overwritten values that moved, dead entries after their snapshot) are
-// garbage; compact drops them once they outweigh the bytes in use.
+// A record is a header (a flags byte, then the key length, value length
+// and value capacity as 4-byte little-endian integers), the key, and room
+// for the value. A value that outgrows its room moves the record to the
+// end of the arena; the old copy is marked moved.
 //
-// Keys and values are below 4 GiB each, like in a Pebble batch.
+// A deleted key keeps its record, marked dead, until the next fold
+// snapshot has written the deletion back (see appendDirty). Bytes no longer
+// needed (moved records, dead records after their snapshot) are garbage;
+// compact drops them once they outweigh the bytes in use.
+//
+// Keys and values are below 4 GiB each, like in a Pebble batch, and the
+// arena below 1 TiB.
 type table struct {
-	seed    maphash.Seed
-	slots   []uint64 // 0 empty, or the hash's high 32 bits << 32 | entry index+1
-	entries []entry
-	arena   []byte
-	dirty   []uint32 // entries written since the last appendDirty
-	live    int64    // live keys
-	used    int      // cost (see entryCost) of the live and dirty entries
-}
+	seed  maphash.Seed
+	slots []uint64 // 0 empty, or the hash's high 24 bits << 40 | record offset+1
+	arena []byte
+	dirty []int // offsets of the records written since the last appendDirty (some since moved)
+	n     int   // records in slots (live and dead)
+	live  int64 // live keys
+	used  int   // cost (see cost) of the live and dirty records
 
-// entry is one key: its bytes at arena[off:], followed by room for vcap
-// value bytes of which vlen are the value.
-type entry struct {
-	off              int
-	hash             uint64
-	klen, vlen, vcap uint32
-	flags            uint8
+	// last is the slot+1 of the last get's key, or 0: the engine's Put
+	// follows its Get, and lookup checks last before searching.
+	last int
 }
 
 const (
-	entryLive  uint8 = 1 << iota // the key is committed (not deleted)
-	entryDirty                   // written since the last fold snapshot
+	recordLive  uint8 = 1 << iota // the key is committed (not deleted)
+	recordDirty                   // written since the last fold snapshot
+	recordMoved                   // garbage: the record lies further on
 )
 
-// entryCost is the memory of an entry and its slot beyond its arena bytes,
-// counted with them to decide when to compact.
-const entryCost = 32 + 8
+// headerLen is the size of a record's header; slotLen the memory of a slot,
+// counted with a record's bytes to decide when to compact.
+const (
+	headerLen = 13
+	slotLen   = 8
+)
+
+// slotOff masks a slot's record offset+1; the bits above hold the hash.
+const slotOff = 1<<40 - 1
 
 // minSlots is the size of the slot array of an empty table.
 const minSlots = 64
@@ -55,22 +64,52 @@ func newTable() table {
 	return table{seed: maphash.MakeSeed(), slots: make([]uint64, minSlots)}
 }
 
-func (t *table) key(e *entry) []byte {
-	end := e.off + int(e.klen)
-	return t.arena[e.off:end:end]
-}
+func (t *table) flags(off int) uint8 { return t.arena[off] }
 
-// value returns e's value, capped so that appending to it copies.
-func (t *table) value(e *entry) []byte {
-	start := e.off + int(e.klen)
-	end := start + int(e.vlen)
+func (t *table) klen(off int) int { return int(binary.LittleEndian.Uint32(t.arena[off+1:])) }
+
+func (t *table) vcap(off int) int { return int(binary.LittleEndian.Uint32(t.arena[off+9:])) }
+
+func (t *table) key(off int) []byte {
+	start := off + headerLen
+	end := start + t.klen(off)
 	return t.arena[start:end:end]
 }
 
-func (e *entry) cost() int { return int(e.klen) + int(e.vcap) + entryCost }
+// value returns the value of the record at off, capped so that appending to
+// it copies.
+func (t *table) value(off int) []byte {
+	start := off + headerLen + t.klen(off)
+	end := start + int(binary.LittleEndian.Uint32(t.arena[off+5:]))
+	return t.arena[start:end:end]
+}
 
-// find returns the index of key's entry, or -1 and the hash of key.
-func (t *table) find(key []byte) (idx int, hash uint64) {
+// cost is the memory of the record at off, its slot included.
+func (t *table) cost(off int) int { return headerLen + t.klen(off) + t.vcap(off) + slotLen }
+
+// next returns the offset of the record after the one at off.
+func (t *table) next(off int) int { return off + headerLen + t.klen(off) + t.vcap(off) }
+
+// appendRecord appends a record of key and value, with room for vcap value
+// bytes, to dst.
+func appendRecord(dst []byte, flags uint8, key, value []byte, vcap int) []byte {
+	dst = append(dst, flags)
+	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(key)))
+	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(value)))
+	dst = binary.LittleEndian.AppendUint32(dst, uint32(vcap))
+	dst = append(append(dst, key...), value...)
+	return slices.Grow(dst, vcap-len(value))[:len(dst)+vcap-len(value)]
+}
+
+func (t *table) record(slot int) int { return int(t.slots[slot]&slotOff) - 1 }
+
+// holds reports whether the record at off is of key.
+func (t *table) holds(off int, key []byte) bool {
+	return t.klen(off) == len(key) && bytes.Equal(t.arena[off+headerLen:off+headerLen+len(key)], key)
+}
+
+// find returns the slot of key's record, or -1 and the hash of key.
+func (t *table) find(key []byte) (slot int, hash uint64) {
 	hash = maphash.Bytes(t.seed, key)
 	mask := len(t.slots) - 1
 	for i := int(hash) & mask; ; i = (i + 1) & mask {
@@ -78,209 +117,266 @@ func (t *table) find(key []byte) (idx int, hash uint64) {
 		if s == 0 {
 			return -1, hash
 		}
-		if s>>32 == hash>>32 {
-			idx := int(uint32(s)) - 1
-			if bytes.Equal(t.key(&t.entries[idx]), key) {
-				return idx, hash
-			}
+		if s>>40 == hash>>40 && t.holds(int(s&slotOff)-1, key) {
+			return i, hash
 		}
 	}
 }
 
+// lookup returns the slot of key's record, or -1, and whether key is live.
+// The slot stays valid until an insert or a compaction rebuilds the slots.
+func (t *table) lookup(key []byte) (slot int, live bool) {
+	slot = t.last - 1
+	if slot < 0 || !t.holds(t.record(slot), key) {
+		slot, _ = t.find(key)
+	}
+	return slot, slot >= 0 && t.flags(t.record(slot))&recordLive != 0
+}
+
 // get returns the value of key. The slice is valid until the table changes.
 func (t *table) get(key []byte) ([]byte, bool) {
-	idx, _ := t.find(key)
-	if idx < 0 || t.entries[idx].flags&entryLive == 0 {
+	slot, live := t.lookup(key)
+	t.last = slot + 1
+	if !live {
 		return nil, false
 	}
-	return t.value(&t.entries[idx]), true
+	return t.value(t.record(slot)), true
 }
 
 // put sets key to value and reports whether key was absent.
 func (t *table) put(key, value []byte) (added bool) {
-	idx, hash := t.find(key)
-	if idx < 0 {
-		t.insert(key, value, hash)
-		return true
+	added = t.set(-1, key, value)
+	t.compactIfWasteful()
+	return added
+}
+
+// set sets key, whose slot is given or -1 if unknown, to value without
+// compacting, and reports whether key was absent.
+func (t *table) set(slot int, key, value []byte) (added bool) {
+	if slot < 0 {
+		var hash uint64
+		if slot, hash = t.find(key); slot < 0 {
+			t.insert(key, value, hash)
+			return true
+		}
 	}
-	e := &t.entries[idx]
-	if e.flags&(entryLive|entryDirty) == 0 {
-		t.used += e.cost() // a dead entry whose bytes were counted as garbage
+	off := t.record(slot)
+	flags := t.flags(off)
+	if flags&(recordLive|recordDirty) == 0 {
+		t.used += t.cost(off) // a dead record whose bytes were counted as garbage
 	}
-	added = e.flags&entryLive == 0
+	added = flags&recordLive == 0
 	if added {
 		t.live++
 	}
-	t.markDirty(idx, entryLive)
-	if len(value) > int(e.vcap) {
-		// Move the entry to the end of the arena with room to grow: a
+	if vcap := t.vcap(off); len(value) > vcap {
+		// Move the record to the end of the arena with room to grow: a
 		// count encoded as a varint grows a byte at a time.
-		vcap := max(len(value), 2*int(e.vcap))
-		t.used += vcap - int(e.vcap)
-		off := len(t.arena)
-		t.arena = append(t.arena, t.key(e)...)
-		t.arena = slices.Grow(t.arena, vcap)[:off+int(e.klen)+vcap]
-		e.off, e.vcap = off, uint32(vcap)
+		grown := max(len(value), 2*vcap)
+		t.used += grown - vcap
+		t.arena[off] = recordMoved
+		off = len(t.arena)
+		t.arena = appendRecord(t.arena, 0, key, value, grown)
+		t.slots[slot] = t.slots[slot]&^slotOff | uint64(off+1)
+	} else {
+		binary.LittleEndian.PutUint32(t.arena[off+5:], uint32(len(value)))
+		copy(t.arena[off+headerLen+len(key):], value)
 	}
-	e.vlen = uint32(len(value))
-	copy(t.arena[e.off+int(e.klen):], value)
-	t.compactIfWasteful()
+	t.markDirty(off, recordLive)
 	return added
 }
 
 // del deletes key and reports whether it was present.
 func (t *table) del(key []byte) (removed bool) {
-	idx, _ := t.find(key)
-	if idx < 0 || t.entries[idx].flags&entryLive == 0 {
+	slot, _ := t.find(key)
+	return t.unset(slot)
+}
+
+// unset deletes the key of slot, or nothing if slot is -1, and reports
+// whether it was present.
+func (t *table) unset(slot int) (removed bool) {
+	if slot < 0 || t.flags(t.record(slot))&recordLive == 0 {
 		return false
 	}
 	t.live--
-	t.markDirty(idx, 0)
+	t.markDirty(t.record(slot), 0)
 	return true
 }
 
-// markDirty sets entry idx's flags to live (entryLive or 0) plus dirty.
-func (t *table) markDirty(idx int, live uint8) {
-	e := &t.entries[idx]
-	if e.flags&entryDirty == 0 {
-		t.dirty = append(t.dirty, uint32(idx))
+// markDirty sets the flags of the record at off to live (recordLive or 0)
+// plus dirty.
+func (t *table) markDirty(off int, live uint8) {
+	if t.flags(off)&recordDirty == 0 {
+		t.dirty = append(t.dirty, off)
 	}
-	e.flags = live | entryDirty
+	t.arena[off] = live | recordDirty
 }
 
 func (t *table) insert(key, value []byte, hash uint64) {
-	if (len(t.entries)+1)*4 > len(t.slots)*3 {
+	if (t.n+1)*4 > len(t.slots)*3 {
 		t.rehash(2 * len(t.slots))
 	}
-	e := entry{off: len(t.arena), hash: hash, klen: uint32(len(key)), vlen: uint32(len(value)), vcap: uint32(len(value))}
-	t.arena = append(append(t.arena, key...), value...)
-	t.entries = append(t.entries, e)
-	t.place(len(t.entries)-1, hash)
-	t.used += e.cost()
+	off := len(t.arena)
+	t.arena = appendRecord(t.arena, 0, key, value, len(value))
+	t.place(off, hash)
+	t.n++
+	t.used += t.cost(off)
 	t.live++
-	t.markDirty(len(t.entries)-1, entryLive)
+	t.markDirty(off, recordLive)
 }
 
-// place puts entry idx, of the given hash, into a free slot.
-func (t *table) place(idx int, hash uint64) {
+// place puts the record at off, of the given hash, into a free slot.
+func (t *table) place(off int, hash uint64) {
 	mask := len(t.slots) - 1
 	i := int(hash) & mask
 	for t.slots[i] != 0 {
 		i = (i + 1) & mask
 	}
-	t.slots[i] = hash>>32<<32 | uint64(idx+1)
+	t.slots[i] = hash>>40<<40 | uint64(off+1)
 }
 
-// rehash rebuilds the slots, n of them (a power of two).
+// rehash rebuilds the slots, n of them (a power of two), from the records
+// in the arena.
 func (t *table) rehash(n int) {
-	t.slots = make([]uint64, n)
-	for i := range t.entries {
-		t.place(i, t.entries[i].hash)
+	t.slots, t.last = make([]uint64, n), 0
+	for off := 0; off < len(t.arena); off = t.next(off) {
+		if t.flags(off)&recordMoved == 0 {
+			t.place(off, maphash.Bytes(t.seed, t.key(off)))
+		}
 	}
 }
+
+// size is the memory of the arena and of a slot per record.
+func (t *table) size() int { return len(t.arena) + t.n*slotLen }
 
 // compactIfWasteful compacts the table when its garbage exceeds the bytes
 // in use, so that compactions cost an amortized constant per byte written.
 func (t *table) compactIfWasteful() {
-	if size := len(t.arena) + len(t.entries)*entryCost; size-t.used > t.used {
+	if t.size()-t.used > t.used {
 		t.compact()
 	}
 }
 
-// compact copies the live and dirty entries into a new arena, dropping the
+// compact copies the live and dirty records into a new arena, dropping the
 // garbage and the room values had to grow.
 func (t *table) compact() {
 	arena := make([]byte, 0, t.used)
-	entries := make([]entry, 0, int(t.live)+len(t.dirty))
-	t.dirty, t.used = t.dirty[:0], 0
-	for i := range t.entries {
-		e := t.entries[i]
-		if e.flags&(entryLive|entryDirty) == 0 {
+	t.dirty, t.used, t.n = t.dirty[:0], 0, 0
+	for off := 0; off < len(t.arena); off = t.next(off) {
+		flags := t.flags(off)
+		if flags&(recordLive|recordDirty) == 0 { // dead and written back, or moved
 			continue
 		}
-		if e.flags&entryDirty != 0 {
-			t.dirty = append(t.dirty, uint32(len(entries)))
+		if flags&recordDirty != 0 {
+			t.dirty = append(t.dirty, len(arena))
 		}
-		off := len(arena)
-		arena = append(arena, t.key(&e)...)
-		arena = append(arena, t.value(&e)...)
-		e.off, e.vcap = off, e.vlen
-		t.used += e.cost()
-		entries = append(entries, e)
+		value := t.value(off)
+		arena = appendRecord(arena, flags, t.key(off), value, len(value))
+		t.used += headerLen + t.klen(off) + len(value) + slotLen
+		t.n++
 	}
-	t.arena, t.entries = arena, entries
+	t.arena = arena
 	n := minSlots
-	for n*3 < len(entries)*4 {
+	for n*3 < t.n*4 {
 		n *= 2
 	}
 	t.rehash(n)
 }
 
+// applyDelta applies the writes of delta d, then compacts if wasteful:
+// never in between. refs, if not nil, holds for each write of d the slot+1
+// that lookup returned for its key (0 if absent) since the slots were last
+// rebuilt. The writes with a slot go first, as an insert may rebuild the
+// slots; a key's writes all have a slot or none, so they keep their order.
+func (t *table) applyDelta(d []byte, refs []int) error {
+	pass := func(withSlot bool) error {
+		i := 0
+		return decodeDelta(d, func(key, value []byte, del bool) error {
+			slot := -1
+			if i < len(refs) {
+				slot = refs[i] - 1
+			}
+			i++
+			switch {
+			case (slot >= 0) != withSlot:
+			case del && slot < 0:
+				t.del(key)
+			case del:
+				t.unset(slot)
+			default:
+				t.set(slot, key, value)
+			}
+			return nil
+		})
+	}
+	var err error
+	if len(refs) > 0 {
+		err = pass(true)
+	}
+	if err == nil && (refs == nil || slices.Contains(refs, 0)) {
+		err = pass(false)
+	}
+	t.compactIfWasteful()
+	return err
+}
+
 // appendDirty appends to dst, as a delta, every key written since the last
 // call with its value or its deletion, and forgets that they were written.
 func (t *table) appendDirty(dst []byte) []byte {
-	for _, idx := range t.dirty {
-		e := &t.entries[idx]
-		live := e.flags&entryLive != 0
-		dst = appendDeltaWrite(dst, t.key(e), t.value(e), !live)
-		e.flags &^= entryDirty
-		if !live {
-			t.used -= e.cost()
-		}
-	}
-	t.dirty = t.dirty[:0]
+	dst = t.forgetDirty(dst, true)
 	t.compactIfWasteful()
 	return dst
 }
 
 // clean forgets that the keys were written, as after a fold: it makes the
 // keys loaded from the data keys of a partition clean.
-func (t *table) clean() {
-	for _, idx := range t.dirty {
-		e := &t.entries[idx]
-		e.flags &^= entryDirty
-		if e.flags&entryLive == 0 {
-			t.used -= e.cost()
+func (t *table) clean() { t.forgetDirty(nil, false) }
+
+// forgetDirty makes the dirty records clean, the dead ones garbage, and
+// with write appends their writes to dst as a delta.
+func (t *table) forgetDirty(dst []byte, write bool) []byte {
+	for _, off := range t.dirty {
+		flags := t.flags(off)
+		if flags&recordMoved != 0 {
+			continue
+		}
+		live := flags&recordLive != 0
+		if write {
+			dst = appendDeltaWrite(dst, t.key(off), t.value(off), !live)
+		}
+		t.arena[off] = flags &^ recordDirty
+		if !live {
+			t.used -= t.cost(off)
 		}
 	}
 	t.dirty = t.dirty[:0]
+	return dst
 }
 
-// sorted returns the indices of the live entries in ascending key order,
+// sorted returns the offsets of the live records in ascending key order,
 // reusing order's memory.
 func (t *table) sorted(order []sortRef) []sortRef {
 	order = order[:0]
-	for i := range t.entries {
-		e := &t.entries[i]
-		if e.flags&entryLive == 0 {
+	for off := 0; off < len(t.arena); off = t.next(off) {
+		if t.flags(off)&recordLive == 0 {
 			continue
 		}
 		var p [8]byte
-		copy(p[:], t.key(e))
-		order = append(order, sortRef{prefix: binary.BigEndian.Uint64(p[:]), idx: uint32(i)})
+		copy(p[:], t.key(off))
+		order = append(order, sortRef{prefix: binary.BigEndian.Uint64(p[:]), off: off})
 	}
 	slices.SortFunc(order, func(a, b sortRef) int {
 		if c := cmp.Compare(a.prefix, b.prefix); c != 0 {
 			return c
 		}
-		return bytes.Compare(t.key(&t.entries[a.idx]), t.key(&t.entries[b.idx]))
+		return bytes.Compare(t.key(a.off), t.key(b.off))
 	})
 	return order
 }
 
-// sortRef is an entry to sort: the first 8 bytes of its key (zero-padded),
-// which decide most comparisons without touching the arena, and its index.
+// sortRef is a record to sort: the first 8 bytes of its key (zero-padded),
+// which decide most comparisons without touching the arena, and its offset.
 type sortRef struct {
 	prefix uint64
-	idx    uint32
-}
-
-// apply applies one write of a delta (see decodeDelta).
-func (t *table) apply(key, value []byte, del bool) error {
-	if del {
-		t.del(key)
-	} else {
-		t.put(key, value)
-	}
-	return nil
+	off    int
 }
