@@ -292,7 +292,8 @@ func fingerprint(p *planpb.Plan) string {
 // run is the driver loop: plan a batch, log its offsets, run it, commit it.
 //
 // Batches are pipelined: while batch N commits (reduce, state, sink,
-// commit log), batch N+1 is planned and its map side runs. The map side has
+// commit log), batch N+1 is planned and its map side runs (a continuous
+// query that has caught up with its input plans after the commit instead). The map side has
 // no durable effect, so the durable order stays DESIGN.md's: offsets/N+1 is
 // written after commits/N and before any state or sink write of N+1, and a
 // crash during N+1's map leaves nothing of it behind.
@@ -444,6 +445,15 @@ func (rt *queryRuntime) run(ctx context.Context, q *StreamingQuery, trig Trigger
 		go func() { committing <- rt.finishBatch(ctx, q, b, listeners) }()
 		if trig.kind == triggerOnce {
 			return nil
+		}
+		if follow && covers(e.End, latest) {
+			// Caught up: the next batch is planned once this one has
+			// committed. Planned now, it would take only what arrived
+			// during this map, and those records would wait for this
+			// commit anyway; a backlog keeps the pipeline.
+			if err := waitCommit(); err != nil {
+				return err
+			}
 		}
 	}
 }
