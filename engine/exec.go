@@ -121,7 +121,9 @@ func (rt *queryRuntime) openState(trig Trigger) error {
 	// continuous query runs small batches whose commit is on the path of
 	// every result: its state lives in memory and each commit writes one
 	// changelog record (state.Options.Changelog), folded into Pebble keys in
-	// the background every 8 MiB (a quarter memtable) of changelog.
+	// the background every 8 MiB (a quarter memtable) of changelog. A
+	// partition whose state outgrows ChangelogMaxBytes (64 MiB) goes on in
+	// Pebble, so memory stays bounded whatever the number of groups.
 	opts.MemTableSize, opts.Changelog = 32<<20, true
 	if trig.kind == triggerAvailableNow || trig.kind == triggerOnce {
 		opts.MemTableSize, opts.Changelog = 32<<20, false

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"time"
+	"unsafe"
 
 	"github.com/cockroachdb/pebble"
 )
@@ -43,6 +44,13 @@ func (l *changelog) stage(key, value []byte, del bool) (change int64) {
 	return keyCountChange(existed, del)
 }
 
+// memory is the memory of the changelog state, as ChangelogMaxBytes counts
+// it: the table and the buffers.
+func (l *changelog) memory() int64 {
+	return l.table.memory() + int64(cap(l.delta)+intLen*cap(l.refs)+cap(l.foldBuf)) +
+		int64(cap(l.order))*int64(unsafe.Sizeof(sortRef{}))
+}
+
 // discard drops the staged writes.
 func (l *changelog) discard() {
 	l.delta, l.refs = newDelta(l.delta), l.refs[:0]
@@ -51,31 +59,83 @@ func (l *changelog) discard() {
 // slowLoad is how long loading a partition may take before it is logged.
 const slowLoad = 100 * time.Millisecond
 
+// errOverBound stops loading a partition whose state does not fit in
+// ChangelogMaxBytes.
+var errOverBound = errors.New("state: partition state over ChangelogMaxBytes")
+
 // loadChangelog reads the partition's data keys into memory and replays its
-// changelog over them (changelog mode).
-func (s *pebbleStore) loadChangelog() error {
+// changelog over them (changelog mode). It stops, reporting false and
+// leaving s.log unset, as soon as the state takes more memory than
+// ChangelogMaxBytes.
+func (s *pebbleStore) loadChangelog() (fits bool, err error) {
 	start := time.Now()
-	t := newTable()
-	if err := s.scanData(func(key, value []byte) error {
-		t.put(key, value)
+	l := &changelog{table: newTable(), delta: newDelta(nil), done: make(chan error, 1)}
+	t := &l.table
+	fit := func() error {
+		if l.memory() > s.provider.changelogMax {
+			return errOverBound
+		}
 		return nil
-	}); err != nil {
-		return err
 	}
+	var records int
+	var size int64
+	err = s.scanData(func(key, value []byte) error {
+		t.put(key, value)
+		return fit()
+	})
 	t.clean()
 	loaded := t.live
-	records, size, err := s.eachLog(func(_ int64, d []byte) error { return t.applyDelta(d, nil) })
+	if err == nil {
+		records, size, err = s.eachLog(func(_ int64, d []byte) error {
+			if err := t.applyDelta(d, nil); err != nil {
+				return err
+			}
+			return fit()
+		})
+	}
+	if errors.Is(err, errOverBound) {
+		s.logOverBound("state: partition state does not fit in memory, opening it in plain mode", l.memory())
+		return false, nil
+	}
 	if err != nil {
-		return err
+		return false, err
 	}
 	if t.live != s.hist.keys() {
-		return s.corrupt("its data and changelog hold %d keys, its metadata says %d", t.live, s.hist.keys())
+		return false, s.corrupt("its data and changelog hold %d keys, its metadata says %d", t.live, s.hist.keys())
 	}
-	s.log = &changelog{table: t, delta: newDelta(nil), logged: size, done: make(chan error, 1)}
+	l.logged = size
+	s.log = l
 	if took := time.Since(start); took >= slowLoad {
 		s.provider.log.Info("state: loaded partition into memory", "partition", s.partition,
 			"keys", loaded, "changelog_records", records, "changelog_bytes", size, "took", took)
 	}
+	return true, nil
+}
+
+// logOverBound logs that the partition's state took memory bytes, more
+// than ChangelogMaxBytes, and the way to keep it in memory.
+func (s *pebbleStore) logOverBound(msg string, memory int64) {
+	s.provider.log.Info(msg, "partition", s.partition, "keys", s.hist.keys(), "memory_bytes", memory,
+		"max_bytes", s.provider.changelogMax, "hint", "raise ChangelogMaxBytes to keep the state in memory")
+}
+
+// leaveChangelog switches the store to plain mode for the rest of its life,
+// after the commit of version took its state past ChangelogMaxBytes: it
+// waits for the fold in flight, folds the keys written since in one synced
+// batch and drops the table. Until that batch commits, the changelog
+// records hold the committed state, so a failure loses nothing.
+func (s *pebbleStore) leaveChangelog(version int64) error {
+	l := s.log
+	memory := l.memory()
+	if err := s.collectFold(true); err != nil {
+		return err
+	}
+	l.foldBuf = l.table.forgetDirty(newDelta(l.foldBuf), true)
+	if err := fold(s.db, s.prefix, l.foldBuf, version); err != nil {
+		return s.fail("leave changelog mode after", version, err)
+	}
+	s.logOverBound("state: partition state outgrew memory, going on in plain mode", memory)
+	s.usePebble()
 	return nil
 }
 

@@ -8,8 +8,11 @@ import (
 	"log/slog"
 	"maps"
 	"math/rand/v2"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/cockroachdb/pebble"
@@ -247,6 +250,14 @@ func changelogTestOptions(foldBytes int64) Options {
 	return opts
 }
 
+// plainTestOptions are the options of the changelog tests in plain mode,
+// with undo history.
+func plainTestOptions() Options {
+	opts := changelogTestOptions(0)
+	opts.Changelog, opts.RetainVersions = false, 2
+	return opts
+}
+
 // modelStore writes random batches to a store and to a map.
 type modelStore struct {
 	t       *testing.T
@@ -415,8 +426,7 @@ func TestChangelogFold(t *testing.T) {
 func TestChangelogModeSwitch(t *testing.T) {
 	dir := t.TempDir()
 	const partition = 1
-	plain := changelogTestOptions(0)
-	plain.Changelog, plain.RetainVersions = false, 2
+	plain := plainTestOptions()
 	m := newModelStore(t, 2, 300)
 	var before map[string]string // the state before the last plain commit
 	for round, mode := range []string{"plain", "changelog", "plain", "changelog", "plain"} {
@@ -621,4 +631,186 @@ func BenchmarkTable(b *testing.B) {
 		n++
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(n*batchKeys), "ns/key")
+}
+
+// commitUntilPlain commits batches of new keys to s, in changelog mode,
+// until the state outgrows ChangelogMaxBytes and the store leaves
+// changelog mode, checking that the state in memory stays within the bound
+// after every commit until then.
+func commitUntilPlain(t *testing.T, s *pebbleStore, m *modelStore) {
+	t.Helper()
+	bound := s.provider.changelogMax
+	for range 10_000 {
+		if !s.InMemory() {
+			return
+		}
+		if mem := s.log.memory(); mem > bound {
+			t.Fatalf("version %d: the state takes %d bytes in memory, ChangelogMaxBytes is %d", m.version, mem, bound)
+		}
+		m.commit(s, 40)
+	}
+	t.Fatalf("the store kept %d keys in memory under a bound of %d bytes", s.Len(), bound)
+}
+
+// lockedBuffer is a log destination safe for concurrent writes.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// TestChangelogMaxBytes grows a partition in changelog mode past a small
+// ChangelogMaxBytes: the store must fold its changelog, go on in plain mode
+// with the exact state, and log why; reopening it must load it in memory
+// only under a bound it fits in.
+func TestChangelogMaxBytes(t *testing.T) {
+	dir := t.TempDir()
+	var logs lockedBuffer
+	small := changelogTestOptions(2 << 10)
+	small.ChangelogMaxBytes = 16 << 10
+	small.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	large := changelogTestOptions(2 << 10)
+	const partition = 6
+	noLog := func(p *pebbleProvider) {
+		t.Helper()
+		if recs := partitionKeys(t, p.db, partition, tagLog); len(recs) != 0 {
+			t.Fatalf("%d changelog records left in plain mode", len(recs))
+		}
+	}
+
+	p, s := openPartition(t, dir, small, partition)
+	m := newModelStore(t, 5, 1<<20) // almost every key new
+	commitUntilPlain(t, s, m)
+	if s.log != nil || s.cache == nil {
+		t.Fatal("InMemory() is false but the store is not in plain mode")
+	}
+	m.expect(s)
+	noLog(p)
+	if data := partitionKeys(t, p.db, partition, tagData); !maps.Equal(data, m.want) {
+		t.Fatalf("after leaving changelog mode the data keys hold %d keys, want %d", len(data), len(m.want))
+	}
+	if got := logs.String(); strings.Count(got, "raise ChangelogMaxBytes") != 1 || !strings.Contains(got, "partition=6") {
+		t.Fatalf("leaving changelog mode logged %q; want one message naming the partition and the fix", got)
+	}
+	for range 60 {
+		m.commit(s, 40)
+	}
+	m.expect(s)
+	noLog(p)
+	full := s.Len()
+	check(t, p.Close())
+
+	// The state no longer fits: it opens in plain mode, and again after
+	// changelog records written under a large bound.
+	for round, opts := range []Options{small, large, small, large} {
+		p, s = openPartition(t, dir, opts, partition)
+		if got, want := s.InMemory(), opts.ChangelogMaxBytes == large.ChangelogMaxBytes; got != want {
+			t.Fatalf("round %d: reopened with ChangelogMaxBytes %d: InMemory() = %v, want %v", round, opts.ChangelogMaxBytes, got, want)
+		}
+		m.expect(s)
+		if !s.InMemory() {
+			noLog(p)
+		}
+		if round == 0 {
+			// Loading stopped once past the bound, not after loading
+			// the whole state (several times the bound).
+			msgs := regexp.MustCompile(`does not fit.* memory_bytes=(\d+)`).FindAllStringSubmatch(logs.String(), -1)
+			if len(msgs) != 1 {
+				t.Fatalf("opening a state over the bound logged %q; want one message", logs.String())
+			}
+			if mem, _ := strconv.ParseInt(msgs[0][1], 10, 64); mem > 2*opts.ChangelogMaxBytes || full < 1000 {
+				t.Fatalf("loading %d keys took %d bytes before it stopped, ChangelogMaxBytes is %d", full, mem, opts.ChangelogMaxBytes)
+			}
+		}
+		for range 10 {
+			m.commit(s, 40)
+		}
+		m.expect(s)
+		check(t, p.Close())
+	}
+}
+
+// TestChangelogMaxBytesRollback rolls a partition in changelog mode back
+// to a version, committed in plain mode, whose state does not fit in
+// ChangelogMaxBytes: the store must go on in plain mode.
+func TestChangelogMaxBytesRollback(t *testing.T) {
+	dir := t.TempDir()
+	const partition = 7
+	p, s := openPartition(t, dir, plainTestOptions(), partition)
+	big := map[string]string{}
+	for i := range 2000 {
+		k, v := fmt.Sprint("key", i), fmt.Sprint("value", i)
+		check(t, s.Put([]byte(k), []byte(v)))
+		big[k] = v
+	}
+	check(t, s.Commit(1))
+	for i := range 1990 {
+		check(t, s.Delete(fmt.Append(nil, "key", i)))
+	}
+	check(t, s.Commit(2))
+	check(t, p.Close())
+
+	opts := changelogTestOptions(0)
+	opts.ChangelogMaxBytes = 16 << 10
+	p, s = openPartition(t, dir, opts, partition)
+	defer func() { check(t, p.Close()) }()
+	if !s.InMemory() {
+		t.Fatal("a state of 10 keys did not open in memory")
+	}
+	check(t, s.Rollback(1))
+	m := &modelStore{t: t, r: rand.New(rand.NewPCG(6, 0)), keys: 3000, want: big, version: 1}
+	if s.InMemory() {
+		t.Fatal("a rollback to 2000 keys kept them in memory")
+	}
+	m.expect(s)
+	for range 10 {
+		m.commit(s, 40)
+	}
+	m.expect(s)
+}
+
+// TestChangelogMaxBytesCrash simulates a power loss right after the commit
+// that takes a partition out of changelog mode, folds possibly in flight
+// before it: the directory opened again must hold exactly the last
+// committed version, under either bound.
+func TestChangelogMaxBytesCrash(t *testing.T) {
+	for seed := range uint64(4) {
+		fs := vfs.NewStrictMem()
+		opts := changelogTestOptions(1 << 10)
+		opts.fs = fs
+		opts.ChangelogMaxBytes = 16 << 10
+		const dir, partition = "query/state", 2
+		p, s := openPartition(t, dir, opts, partition)
+		m := newModelStore(t, 10+seed, 1<<20)
+		commitUntilPlain(t, s, m)
+		check(t, s.Put([]byte("staged"), []byte("never committed")))
+		fs.SetIgnoreSyncs(true)
+		check(t, p.Close())
+		fs.ResetToSyncedState()
+		fs.SetIgnoreSyncs(false)
+
+		large := opts
+		large.ChangelogMaxBytes = DefaultOptions().ChangelogMaxBytes
+		for _, o := range []Options{opts, large} {
+			// Loaded afresh, without garbage or room to grow, the state
+			// may fit under the small bound again.
+			p, s = openPartition(t, dir, o, partition)
+			if o.ChangelogMaxBytes == large.ChangelogMaxBytes && !s.InMemory() {
+				t.Fatalf("seed %d: reopened with ChangelogMaxBytes %d: not in memory", seed, o.ChangelogMaxBytes)
+			}
+			m.expect(s)
+			check(t, p.Close())
+		}
+	}
 }

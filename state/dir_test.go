@@ -176,6 +176,7 @@ func TestOptionsValidate(t *testing.T) {
 		{"RetainVersions", func(o *state.Options) { o.RetainVersions = -1 }},
 		{"RetainVersions", func(o *state.Options) { o.Changelog = true }}, // with the default 2
 		{"Changelog", func(o *state.Options) { o.Changelog = true }},
+		{"ChangelogMaxBytes", func(o *state.Options) { o.RetainVersions, o.Changelog, o.ChangelogMaxBytes = 0, true, 0 }},
 		{"CacheSize", func(o *state.Options) { o.CacheSize = 0 }},
 		{"MemTableSize", func(o *state.Options) { o.MemTableSize = 1 << 10 }},
 		{"MemTableSize", func(o *state.Options) { o.MemTableSize = 4 << 30 }},

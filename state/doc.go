@@ -60,4 +60,14 @@
 // In changelog mode an open partition instead holds its whole committed
 // state in a hash table over one arena of key and value bytes (no pointer
 // per key for the garbage collector to scan), and Get never reads Pebble.
+// The table and its buffers may take up to Options.ChangelogMaxBytes
+// (counted as their capacity: arena with garbage and room to grow, hash
+// slots, the list of keys written since the last fold, the staged
+// changelog record, the fold's and Scan's buffers). A commit that takes a
+// partition past it switches the store to plain mode until it is closed:
+// it waits for the fold in flight, folds the rest of the changelog in one
+// synced batch (a crash before that batch leaves the changelog records, so
+// the next open replays them) and frees the table. A partition opened in
+// changelog mode stops loading once past the bound and opens in plain mode.
+// So memory stays bounded whatever the number of keys in either mode.
 package state

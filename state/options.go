@@ -13,7 +13,8 @@ import (
 // The memory a Pebble provider holds is bounded whatever the number of keys:
 // about CacheSize + MemTableSize × MemTableStopWritesThreshold, plus one
 // batch of staged writes per open store. Everything else spills to disk,
-// unless Changelog is set.
+// unless Changelog is set: then add up to ChangelogMaxBytes per open
+// partition.
 type Options struct {
 	// RetainVersions is how many of the latest commits of a partition can be
 	// rolled back. Default 2. 0 writes no undo records at all, the cheapest
@@ -49,11 +50,31 @@ type Options struct {
 	// It costs memory proportional to each open partition's state (its
 	// keys and values plus about 40 bytes a key, up to twice that while
 	// the table grows or before it compacts) on top of the bound above,
-	// and opening a partition reads its whole state and replays its
-	// changelog. It requires RetainVersions 0. A state directory may be
-	// opened with or without Changelog from one run to the next: a
-	// partition opened without it folds its changelog first.
+	// up to ChangelogMaxBytes a partition, and opening a partition reads
+	// its whole state and replays its changelog. A partition whose state
+	// outgrows ChangelogMaxBytes leaves changelog mode until it is closed:
+	// it folds its changelog and reads and writes through Pebble as
+	// without Changelog, so memory stays bounded whatever the number of
+	// keys. It requires RetainVersions 0. A state directory may be opened
+	// with or without Changelog from one run to the next: a partition
+	// opened without it folds its changelog first.
 	Changelog bool
+	// ChangelogMaxBytes bounds the memory, in bytes, that one open
+	// partition's state may take in changelog mode: its table (the arena
+	// of keys and values with their headers, room to grow and garbage not
+	// yet compacted, the hash slots and the list of keys written since the
+	// last fold) and its buffers (the staged changelog record, the fold's
+	// copy of the written keys, Scan's sort order). Default 64 MiB; it
+	// must be positive when Changelog is set, and is ignored otherwise.
+	//
+	// When a commit takes a partition past it, the store waits for the
+	// fold in flight, folds the rest of its changelog in one synced batch,
+	// frees the table and goes on as a store without Changelog (Get
+	// through Pebble and ReadCacheSize's cache) until it is closed;
+	// Store.InMemory then reports false. Opening a partition whose state
+	// does not fit stops loading it once past the bound and opens it the
+	// same way. Both are logged at Info level.
+	ChangelogMaxBytes int64
 	// Logger receives the provider's and Pebble's messages. Default (nil):
 	// slog.Default(). Pebble's own messages are logged at Debug level.
 	Logger *slog.Logger
@@ -74,6 +95,7 @@ func DefaultOptions() Options {
 		MemTableSize:                16 << 20,
 		MemTableStopWritesThreshold: 2,
 		MaxOpenFiles:                1000,
+		ChangelogMaxBytes:           64 << 20,
 	}
 }
 
@@ -84,6 +106,8 @@ func (o Options) Validate() error {
 		return o.invalid("RetainVersions", o.RetainVersions, "at least 0 (default 2)")
 	case o.Changelog && o.RetainVersions != 0:
 		return o.invalid("RetainVersions", o.RetainVersions, "0 when Changelog is set, as changelog mode keeps no undo history (set RetainVersions to 0, or Changelog to false)")
+	case o.Changelog && o.ChangelogMaxBytes < 1:
+		return o.invalid("ChangelogMaxBytes", o.ChangelogMaxBytes, "positive when Changelog is set (default 64 MiB; set it, or Changelog to false)")
 	case o.CacheSize < 1:
 		return o.invalid("CacheSize", o.CacheSize, "positive (default 64 MiB)")
 	case o.ReadCacheSize < 0:

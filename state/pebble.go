@@ -69,7 +69,7 @@ func OpenPebble(dir string, opts Options) (Provider, error) {
 		log.Info("state: created state directory")
 	}
 	p := &pebbleProvider{dir: dir, db: db, retain: opts.RetainVersions, readCache: opts.ReadCacheSize,
-		changelog: opts.Changelog, foldBytes: opts.foldThreshold(), log: log}
+		changelog: opts.Changelog, changelogMax: opts.ChangelogMaxBytes, foldBytes: opts.foldThreshold(), log: log}
 	p.mu.stores = make(map[int]*pebbleStore)
 	return p, nil
 }
@@ -194,14 +194,15 @@ func (l pebbleLogger) Fatalf(format string, args ...any) {
 }
 
 type pebbleProvider struct {
-	dir       string
-	db        *pebble.DB
-	retain    int
-	readCache int64 // Options.ReadCacheSize
-	changelog bool  // Options.Changelog
-	foldBytes int64 // Options.foldThreshold()
-	log       *slog.Logger
-	mu        struct {
+	dir          string
+	db           *pebble.DB
+	retain       int
+	readCache    int64 // Options.ReadCacheSize
+	changelog    bool  // Options.Changelog
+	changelogMax int64 // Options.ChangelogMaxBytes
+	foldBytes    int64 // Options.foldThreshold()
+	log          *slog.Logger
+	mu           struct {
 		sync.Mutex
 		stores map[int]*pebbleStore
 		closed bool
@@ -235,13 +236,7 @@ func (p *pebbleProvider) Open(partition int) (Store, error) {
 			return nil, s.corrupt("%v", err)
 		}
 	}
-	if p.changelog {
-		err = s.loadChangelog()
-	} else {
-		s.cache, s.cacheMax = make(map[string][]byte), p.readCache
-		err = s.foldOnOpen()
-	}
-	if err != nil {
+	if err := s.load(); err != nil {
 		return nil, err
 	}
 	s.batch = p.db.NewBatch()
@@ -266,10 +261,32 @@ func (p *pebbleProvider) Close() error {
 	return errors.Join(errs...)
 }
 
+// load makes the store serve the partition's committed state: in changelog
+// mode from memory if it fits in ChangelogMaxBytes, else from Pebble with
+// the changelog folded first.
+func (s *pebbleStore) load() error {
+	s.log = nil // the table of the state before a rollback
+	if s.provider.changelog {
+		if fits, err := s.loadChangelog(); err != nil || fits {
+			return err
+		}
+	}
+	s.usePebble()
+	return s.foldOnOpen()
+}
+
+// usePebble makes the store read its committed state from Pebble through
+// the read cache (plain mode).
+func (s *pebbleStore) usePebble() {
+	s.log = nil
+	s.cache, s.cacheMax = make(map[string][]byte), s.provider.readCache
+}
+
 // pebbleStore stages writes in a Pebble batch and the previous values of the
 // written keys in an arena; Commit turns the latter into undo records. In
 // changelog mode (log set) it keeps the committed state in log instead, and
-// stages writes as a changelog record.
+// stages writes as a changelog record, until the state outgrows
+// ChangelogMaxBytes (see leaveChangelog).
 type pebbleStore struct {
 	provider  *pebbleProvider
 	partition int
@@ -359,7 +376,8 @@ func (s *pebbleStore) Version() int64 { return s.hist.version }
 
 // InMemory reports whether the store holds its committed state in memory
 // (changelog mode), where reads cost the same in any key order; callers
-// such as the engine's merge then need not sort the keys they read.
+// such as the engine's merge then need not sort the keys they read. It
+// turns false for good when the state outgrows Options.ChangelogMaxBytes.
 func (s *pebbleStore) InMemory() bool { return s.log != nil }
 
 func (s *pebbleStore) Len() int64 { return s.hist.keys() }
@@ -586,7 +604,10 @@ func (s *pebbleStore) Commit(version int64) error {
 		return err
 	}
 	if s.log != nil {
-		s.maybeFold(version)
+		s.maybeFold(version) // its snapshot of the written keys takes memory too
+		if s.log.memory() > s.provider.changelogMax {
+			return s.leaveChangelog(version)
+		}
 	}
 	return nil
 }
@@ -669,7 +690,7 @@ func (s *pebbleStore) Rollback(v int64) error {
 		// Only history committed in plain mode has undo records, and a
 		// changelog commit prunes it: no changelog record or fold exists,
 		// so the data keys now hold the whole state.
-		if err := s.loadChangelog(); err != nil {
+		if err := s.load(); err != nil {
 			return s.fail("roll back to", v, err)
 		}
 	}

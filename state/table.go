@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"encoding/binary"
 	"hash/maphash"
+	"math/bits"
 	"slices"
 )
 
@@ -53,6 +54,9 @@ const (
 	headerLen = 13
 	slotLen   = 8
 )
+
+// intLen is the memory of an int.
+const intLen = bits.UintSize / 8
 
 // slotOff masks a slot's record offset+1; the bits above hold the hash.
 const slotOff = 1<<40 - 1
@@ -248,6 +252,13 @@ func (t *table) rehash(n int) {
 
 // size is the memory of the arena and of a slot per record.
 func (t *table) size() int { return len(t.arena) + t.n*slotLen }
+
+// memory is the memory the table holds, as ChangelogMaxBytes counts it:
+// the arena with its garbage and spare capacity, the slots and the dirty
+// list.
+func (t *table) memory() int64 {
+	return int64(cap(t.arena) + slotLen*cap(t.slots) + intLen*cap(t.dirty))
+}
 
 // compactIfWasteful compacts the table when its garbage exceeds the bytes
 // in use, so that compactions cost an amortized constant per byte written.
