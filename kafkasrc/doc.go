@@ -1,6 +1,7 @@
 // Package kafkasrc owns gostream's side of Apache Kafka: planning the exact
 // offset ranges of each micro-batch (PlanBatch, pure and I/O free), reading
-// those ranges with franz-go direct partition reads (Source), topic
+// those ranges with franz-go direct partition reads, fetching ahead for
+// continuous queries (Source), topic
 // administration (Admin), the line collector behind "gostream produce"
 // (ProduceLines) and the embedded single-process broker of the zero-setup
 // quickstart (StartEmbedded).
@@ -14,4 +15,8 @@
 //
 // Locking: Source has one mutex guarding its reader pool; a partition reader
 // is owned by one ReadRange call at a time and needs no lock of its own.
+// While idle, a reader told to Follow is owned by its fetch-ahead goroutine,
+// which takes no lock; taking the reader out of the pool stops that
+// goroutine and waits for it first, and only the offset it publishes for
+// Buffered is shared (atomically).
 package kafkasrc
