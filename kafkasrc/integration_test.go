@@ -96,6 +96,13 @@ func TestIntegrationExactRanges(t *testing.T) {
 	}
 }
 
+// TestIntegrationFollow runs the fetch-ahead checks of
+// TestFollowFetchesAhead on real Kafka, with replicated partitions.
+func TestIntegrationFollow(t *testing.T) {
+	c := realKafka(t)
+	testFollow(t, c.Addrs(), realTopic(t, c, "follow", 2, 2))
+}
+
 func TestIntegrationCompression(t *testing.T) {
 	c := realKafka(t)
 	codecIDs := map[string]uint8{"none": 0, "gzip": 1, "snappy": 2, "lz4": 3, "zstd": 4}

@@ -307,25 +307,30 @@ func TestConfigOptions(t *testing.T) {
 // produced after a batch, report them in Buffered, signal Arrived, and hand
 // them to the next ReadRange exactly once, in order.
 func TestFollowFetchesAhead(t *testing.T) {
-	ctx := testCtx(t)
 	c := newFake(t, "logs", 2)
-	addrs := c.ListenAddrs()
-	produceN(t, addrs, "logs", 0, 0, 20)
+	testFollow(t, c.ListenAddrs(), "logs")
+}
+
+// testFollow runs TestFollowFetchesAhead's checks on a topic of 2 empty
+// partitions.
+func testFollow(t *testing.T, addrs []string, topic string) {
+	ctx := testCtx(t)
+	produceN(t, addrs, topic, 0, 0, 20)
 	s := newTestSource(t, addrs, nil)
-	if _, _, err := readAll(t, ctx, s, Range{"logs", 0, 0, 20}); err != nil {
+	if _, _, err := readAll(t, ctx, s, Range{topic, 0, 0, 20}); err != nil {
 		t.Fatal(err)
 	}
 	if got := s.Buffered(); len(got) != 0 {
 		t.Fatalf("Buffered before Follow = %v, want nothing", got)
 	}
 	// Partition 0's reader is at 20; partition 1 has none yet.
-	if err := s.Follow(Offsets{"logs": {0: 20, 1: 0}}); err != nil {
+	if err := s.Follow(Offsets{topic: {0: 20, 1: 0}}); err != nil {
 		t.Fatal(err)
 	}
-	produceN(t, addrs, "logs", 0, 20, 7)
-	produceN(t, addrs, "logs", 1, 0, 3)
+	produceN(t, addrs, topic, 0, 20, 7)
+	produceN(t, addrs, topic, 1, 0, 3)
 
-	want := Offsets{"logs": {0: 27, 1: 3}}
+	want := Offsets{topic: {0: 27, 1: 3}}
 	deadline := time.Now().Add(10 * time.Second)
 	for got := s.Buffered(); !equalOffsets(got, want); got = s.Buffered() {
 		if time.Now().After(deadline) {
@@ -340,9 +345,9 @@ func TestFollowFetchesAhead(t *testing.T) {
 		r    Range
 		want []string
 	}{
-		{Range{"logs", 0, 20, 25}, values("p0-", 20, 25)},
-		{Range{"logs", 0, 25, 27}, values("p0-", 25, 27)},
-		{Range{"logs", 1, 0, 3}, values("p1-", 0, 3)},
+		{Range{topic, 0, 20, 25}, values("p0-", 20, 25)},
+		{Range{topic, 0, 25, 27}, values("p0-", 25, 27)},
+		{Range{topic, 1, 0, 3}, values("p1-", 0, 3)},
 	} {
 		_, got, err := readAll(t, ctx, s, tc.r)
 		if err != nil {
@@ -356,7 +361,7 @@ func TestFollowFetchesAhead(t *testing.T) {
 	if got := s.Buffered(); len(got) != 0 {
 		t.Errorf("Buffered after reading = %v, want nothing", got)
 	}
-	if err := s.Follow(Offsets{"logs": {0: 27}}); err != nil {
+	if err := s.Follow(Offsets{topic: {0: 27}}); err != nil {
 		t.Fatal(err)
 	}
 	closed := make(chan struct{})
@@ -366,7 +371,7 @@ func TestFollowFetchesAhead(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Close did not return while a reader followed")
 	}
-	if err := s.Follow(Offsets{"logs": {0: 27}}); !errors.Is(err, ErrClosed) {
+	if err := s.Follow(Offsets{topic: {0: 27}}); !errors.Is(err, ErrClosed) {
 		t.Errorf("Follow after Close = %v, want ErrClosed", err)
 	}
 }
