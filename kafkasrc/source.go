@@ -171,30 +171,31 @@ func (s *Source) acquire(r Range) (*partitionReader, error) {
 		stale = rd.cl
 		delete(s.mu.all, rd)
 	}
-	rd = &partitionReader{tp: tp, log: s.log}
-	if err := s.connectLocked(rd, r.From); err != nil {
+	rd, err := s.newReaderLocked(tp, r.From)
+	if err != nil {
 		return nil, err
 	}
-	s.mu.all[rd] = struct{}{}
 	s.reads.Add(1)
 	return rd, nil
 }
 
-// connectLocked gives rd a new client consuming its partition from offset.
-// Creating a client does not dial, so it is cheap enough to do under s.mu.
-func (s *Source) connectLocked(rd *partitionReader, offset int64) error {
+// newReaderLocked returns a new reader of tp, consuming from offset, and
+// registers it in s.mu.all. Creating a client does not dial, so it is cheap
+// enough to do under s.mu.
+func (s *Source) newReaderLocked(tp topicPartition, offset int64) (*partitionReader, error) {
 	opts := append(append(append([]kgo.Opt(nil), s.cc.common...), s.cc.consume...),
 		kgo.KeepControlRecords(),
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{
-			rd.tp.topic: {rd.tp.partition: kgo.NewOffset().At(offset)},
+			tp.topic: {tp.partition: kgo.NewOffset().At(offset)},
 		}),
 	)
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
-		return wrapf(ErrInvalidConfig, err, "kafka: creating reader for %s/%d: %v", rd.tp.topic, rd.tp.partition, err)
+		return nil, wrapf(ErrInvalidConfig, err, "kafka: creating reader for %s/%d: %v", tp.topic, tp.partition, err)
 	}
-	rd.cl, rd.next, rd.leftover, rd.leftoverBytes = cl, offset, nil, 0
-	return nil
+	rd := &partitionReader{tp: tp, log: s.log, cl: cl, next: offset}
+	s.mu.all[rd] = struct{}{}
+	return rd, nil
 }
 
 // Follow makes a reader of each partition in from, positioned at its offset,
@@ -220,11 +221,10 @@ func (s *Source) Follow(from Offsets) error {
 				}
 			}
 			if rd == nil {
-				rd = &partitionReader{tp: tp, log: s.log}
-				if err := s.connectLocked(rd, off); err != nil {
+				var err error
+				if rd, err = s.newReaderLocked(tp, off); err != nil {
 					return err
 				}
-				s.mu.all[rd] = struct{}{}
 				s.mu.idle[tp] = append(s.mu.idle[tp], rd)
 			}
 			if rd.stop == nil {
