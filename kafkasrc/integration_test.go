@@ -134,19 +134,24 @@ func TestIntegrationCompression(t *testing.T) {
 }
 
 // TestIntegrationConsoleProducer reads records written by Kafka's own Java
-// console producer, compressed.
+// console producer, compressed with gzip and with lz4 (Kafka's lz4 frames,
+// which kafkasrc decodes itself).
 func TestIntegrationConsoleProducer(t *testing.T) {
 	c := realKafka(t)
-	topic := realTopic(t, c, "console", 1, 2)
-	input := strings.Join(values("j", 0, 500), "\n") + "\n"
-	if err := c.ConsoleProduce(testCtx(t), topic, strings.NewReader(input), map[string]string{"compression.type": "gzip"}); err != nil {
-		t.Fatal(err)
-	}
-	got, _ := readTopic(t, c.Addrs(), topic)
-	want := values("j", 0, 500)
-	slices.Sort(want)
-	if !slices.Equal(got, want) {
-		t.Fatalf("read %d records, want 500", len(got))
+	for _, codec := range []string{"gzip", "lz4"} {
+		t.Run(codec, func(t *testing.T) {
+			topic := realTopic(t, c, "console-"+codec, 1, 2)
+			want := values("j", 0, 2000)
+			input := strings.Join(want, "\n") + "\n"
+			if err := c.ConsoleProduce(testCtx(t), topic, strings.NewReader(input), map[string]string{"compression.type": codec}); err != nil {
+				t.Fatal(err)
+			}
+			got, codecs := readTopic(t, c.Addrs(), topic)
+			slices.Sort(want)
+			if !slices.Equal(got, want) || len(codecs) != 1 {
+				t.Fatalf("read %d records with codecs %v, want %d", len(got), codecs, len(want))
+			}
+		})
 	}
 }
 
