@@ -43,8 +43,9 @@ type queryRuntime struct {
 
 	// Aggregators are reused from batch to batch so that their tables keep
 	// their size instead of growing again (and feeding the GC) every batch.
-	partials sync.Pool // *mapAgg
-	finals   sync.Pool // *operators.HashAgg
+	// Not in a sync.Pool, which drops them at every garbage collection.
+	partials freeList[*mapAgg]
+	finals   freeList[*operators.HashAgg]
 
 	// applied maps a state partition to the batch it committed before the
 	// last stop, when that batch's commit-log entry was never written: its
@@ -111,22 +112,20 @@ func (rt *queryRuntime) openState(trig Trigger) error {
 	// re-runs is not rolled back but skipped (see applied). Undo records
 	// were most of Pebble's compaction work.
 	opts.RetainVersions = 0
-	// A query draining a backlog (AvailableNow, Once) runs large batches
-	// whose reads are dense runs of sorted keys, which Pebble serves as fast
-	// as the read cache would, without the cache's memory and
-	// garbage-collection cost (the bench suite's throughput run: 12% less
-	// wall time, 74 MiB less RSS). Its memtables are 16 MiB: 32 MiB ones
-	// gave the same speed there and 20 MiB more peak RSS. A
-	// continuous query runs small batches whose commit is on the path of
-	// every result: its state lives in memory and each commit writes one
-	// changelog record (state.Options.Changelog), folded into Pebble keys in
-	// the background every 8 MiB (a quarter memtable) of changelog. A
-	// partition whose state outgrows ChangelogMaxBytes (64 MiB) goes on in
-	// Pebble, so memory stays bounded whatever the number of groups.
+	// Every query keeps its state in memory and makes each commit durable
+	// as one changelog record (state.Options.Changelog), folded into Pebble
+	// keys in the background every quarter memtable of changelog. A
+	// partition whose state outgrows ChangelogMaxBytes (64 MiB), or would
+	// with the batch it is writing, goes on in Pebble, so memory stays
+	// bounded whatever the number of groups. A query draining a backlog
+	// (AvailableNow, Once) has 16 MiB memtables and no read cache: in the
+	// bench suite's throughput run, the changelog took 13-18% off its wall
+	// and CPU time against plain Pebble; 32 MiB memtables gave the same
+	// speed with 20 MiB more peak RSS. In its state run (10 million keys)
+	// every partition leaves memory during the first batches.
 	opts.MemTableSize, opts.Changelog = 32<<20, true
 	if trig.kind == triggerAvailableNow || trig.kind == triggerOnce {
-		opts.MemTableSize, opts.Changelog = 16<<20, false
-		opts.ReadCacheSize = 0
+		opts.MemTableSize, opts.ReadCacheSize, opts.ChangelogMaxBytes = 16<<20, 0, 16<<20
 	}
 	if rt.states, err = state.OpenPebble(dir, opts); err != nil {
 		return fmt.Errorf("%w: state store %s: %w", ErrCheckpoint, dir, err)
@@ -175,7 +174,7 @@ type mapAgg struct {
 }
 
 func (rt *queryRuntime) getMapAgg() (*mapAgg, error) {
-	if m, ok := rt.partials.Get().(*mapAgg); ok {
+	if m, ok := rt.partials.get(); ok {
 		return m, nil
 	}
 	partial, err := rt.agg.NewPartial()
@@ -191,6 +190,30 @@ func (rt *queryRuntime) getMapAgg() (*mapAgg, error) {
 		return nil, err
 	}
 	return &mapAgg{partial: partial, entry: entry}, nil
+}
+
+// freeList keeps values for reuse. It holds as many as were in use at once.
+type freeList[T any] struct {
+	mu   sync.Mutex
+	free []T
+}
+
+// get takes a value put before, if any.
+func (l *freeList[T]) get() (v T, ok bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if n := len(l.free); n > 0 {
+		v, l.free = l.free[n-1], l.free[:n-1]
+		return v, true
+	}
+	return v, false
+}
+
+// put keeps v for a later get.
+func (l *freeList[T]) put(v T) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.free = append(l.free, v)
 }
 
 // mapOutput is what one map task produced.
@@ -387,7 +410,7 @@ func (rt *queryRuntime) aggregateWorker(work <-chan []*kgo.Record) ([][]byte, er
 	if err != nil {
 		return nil, err
 	}
-	defer rt.partials.Put(m) // Flush leaves it empty; a failed task's groups are dropped below
+	defer rt.partials.put(m) // Flush leaves it empty; a failed task's groups are dropped below
 	defer m.partial.Reset()
 	var buckets [][]byte
 	row := make(operators.Row, len(operators.KafkaSchema(rt.scan.IncludeHeaders)))
@@ -481,11 +504,11 @@ func (rt *queryRuntime) reduce(ctx context.Context, batch int64, outs []mapOutpu
 	g, _ := errgroup.WithContext(ctx)
 	for p := range rt.parts {
 		g.Go(func() error {
-			final, ok := rt.finals.Get().(*operators.HashAgg)
+			final, ok := rt.finals.get()
 			if !ok {
 				final = rt.agg.NewFinal()
 			}
-			defer rt.finals.Put(final)
+			defer rt.finals.put(final)
 			defer final.Reset()
 			for _, o := range outs {
 				if p < len(o.buckets) {

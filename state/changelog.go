@@ -16,7 +16,7 @@ type changelog struct {
 	table table
 	delta []byte    // the staged writes, as a delta
 	refs  []int     // for each staged write, its key's slot+1 in table (see table.applyDelta)
-	order []sortRef // Scan's, kept to reuse its memory
+	order []sortRef // Scan's, kept to reuse its memory if small
 
 	// logged is the size of the changelog records written since the last
 	// fold started; the next fold starts when it reaches foldBytes.
@@ -51,9 +51,26 @@ func (l *changelog) memory() int64 {
 		int64(cap(l.order))*int64(unsafe.Sizeof(sortRef{}))
 }
 
-// discard drops the staged writes.
+// staged is the memory the state would take with the staged writes
+// committed: the table grows by about the size of their delta.
+func (l *changelog) staged() int64 { return l.memory() + int64(len(l.delta)) }
+
+// discard drops the staged writes. Buffers over keepBytes are dropped too,
+// not kept for the next batch: the garbage collector sizes the heap to twice
+// what is live, and a large batch's buffers are live only while it commits.
 func (l *changelog) discard() {
-	l.delta, l.refs = newDelta(l.delta), l.refs[:0]
+	l.delta, l.refs = newDelta(keep(l.delta)), keep(l.refs)
+}
+
+// keepBytes is the largest buffer a store keeps from one batch to the next.
+const keepBytes = 256 << 10
+
+// keep returns b emptied, or nil if its memory is over keepBytes.
+func keep[E any](b []E) []E {
+	if cap(b)*int(unsafe.Sizeof(*new(E))) > keepBytes {
+		return nil
+	}
+	return b[:0]
 }
 
 // slowLoad is how long loading a partition may take before it is logged.
@@ -125,8 +142,30 @@ func (s *pebbleStore) logOverBound(msg string, memory int64) {
 // batch and drops the table. Until that batch commits, the changelog
 // records hold the committed state, so a failure loses nothing.
 func (s *pebbleStore) leaveChangelog(version int64) error {
+	return s.foldAndLeave(version, s.log.memory(), "state: partition state outgrew memory, going on in plain mode")
+}
+
+// leaveChangelogStaged switches the store to plain mode in the middle of a
+// batch whose staged writes would take the state past ChangelogMaxBytes
+// once committed (a backlog query's first large batches): it folds the
+// committed state as leaveChangelog does, then stages the batch's writes
+// again as data keys. Without it the table would take the whole batch in
+// before the commit found it too large.
+func (s *pebbleStore) leaveChangelogStaged() error {
 	l := s.log
-	memory := l.memory()
+	if err := s.foldAndLeave(s.hist.version, l.staged(), "state: partition state outgrows memory with the batch being written, going on in plain mode"); err != nil {
+		return err
+	}
+	if err := decodeDelta(l.delta, s.stageWrite); err != nil {
+		return s.fail("leave changelog mode after", s.hist.version, err)
+	}
+	return nil
+}
+
+// foldAndLeave folds the committed state, at version, into data keys and
+// switches the store to plain mode, logging msg and the memory it took.
+func (s *pebbleStore) foldAndLeave(version, memory int64, msg string) error {
+	l := s.log
 	if err := s.collectFold(true); err != nil {
 		return err
 	}
@@ -134,7 +173,7 @@ func (s *pebbleStore) leaveChangelog(version int64) error {
 	if err := fold(s.db, s.prefix, l.foldBuf, version); err != nil {
 		return s.fail("leave changelog mode after", version, err)
 	}
-	s.logOverBound("state: partition state outgrew memory, going on in plain mode", memory)
+	s.logOverBound(msg, memory)
 	s.usePebble()
 	return nil
 }
@@ -266,7 +305,7 @@ func (s *pebbleStore) collectFold(wait bool) error {
 			return nil
 		}
 	}
-	l.folding = false
+	l.folding, l.foldBuf = false, keep(l.foldBuf)
 	if err != nil {
 		return s.fail("fold the changelog up to", l.foldVersion, err)
 	}
@@ -276,8 +315,9 @@ func (s *pebbleStore) collectFold(wait bool) error {
 // scanLog is Scan in changelog mode.
 func (s *pebbleStore) scanLog(fn func(key, value []byte) error) error {
 	l := s.log
-	l.order = l.table.sorted(l.order)
-	for _, r := range l.order {
+	order := l.table.sorted(l.order)
+	l.order = keep(order)
+	for _, r := range order {
 		if err := fn(l.table.key(r.off), l.table.value(r.off)); err != nil {
 			return err
 		}

@@ -814,3 +814,65 @@ func TestChangelogMaxBytesCrash(t *testing.T) {
 		}
 	}
 }
+
+// TestChangelogMaxBytesMidBatch stages, in changelog mode, one batch too
+// large to fit under ChangelogMaxBytes: the store must go on in plain mode
+// while the batch is being written, not take it into memory first, and the
+// batch must commit whole. A power loss after the switch and before the
+// commit must leave the version before it.
+func TestChangelogMaxBytesMidBatch(t *testing.T) {
+	for _, crash := range []bool{false, true} {
+		fs := vfs.NewStrictMem()
+		var logs lockedBuffer
+		opts := changelogTestOptions(1 << 10)
+		opts.fs = fs
+		opts.ChangelogMaxBytes = 64 << 10
+		opts.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+		const dir, partition = "query/state", 3
+		p, s := openPartition(t, dir, opts, partition)
+		m := newModelStore(t, 12, 500)
+		for range 20 {
+			m.commit(s, 40)
+		}
+		if !s.InMemory() {
+			t.Fatal("a state of a few hundred keys is not in memory")
+		}
+		next := maps.Clone(m.want)
+		var peak int64
+		for i := range 20_000 {
+			k, v := fmt.Sprint("big", i), fmt.Sprint("value", i)
+			check(t, s.Put([]byte(k), []byte(v)))
+			next[k] = v
+			if s.InMemory() {
+				peak = max(peak, s.log.staged())
+			}
+		}
+		if s.InMemory() || peak > opts.ChangelogMaxBytes+1<<10 {
+			t.Fatalf("crash=%v: after staging 20,000 new keys: InMemory() = %v, staged state peaked at %d bytes; want plain mode, under %d bytes",
+				crash, s.InMemory(), peak, opts.ChangelogMaxBytes)
+		}
+		if got := logs.String(); !strings.Contains(got, "with the batch being written") || !strings.Contains(got, "partition=3") {
+			t.Fatalf("the switch logged %q; want a message naming the partition", got)
+		}
+		if crash {
+			fs.SetIgnoreSyncs(true)
+			check(t, p.Close())
+			fs.ResetToSyncedState()
+			fs.SetIgnoreSyncs(false)
+		} else {
+			m.version++
+			check(t, s.Commit(m.version))
+			m.want = next
+			m.expect(s)
+			check(t, p.Close())
+		}
+		large := opts
+		large.ChangelogMaxBytes = DefaultOptions().ChangelogMaxBytes
+		for _, o := range []Options{opts, large} {
+			p, s = openPartition(t, dir, o, partition)
+			m.expect(s)
+			m.commit(s, 40)
+			check(t, p.Close())
+		}
+	}
+}

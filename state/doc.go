@@ -64,10 +64,13 @@
 // (counted as their capacity: arena with garbage and room to grow, hash
 // slots, the list of keys written since the last fold, the staged
 // changelog record, the fold's and Scan's buffers). A commit that takes a
-// partition past it switches the store to plain mode until it is closed:
-// it waits for the fold in flight, folds the rest of the changelog in one
-// synced batch (a crash before that batch leaves the changelog records, so
-// the next open replays them) and frees the table. A partition opened in
+// partition past it, or a write that would with the writes staged before
+// it, switches the store to plain mode until it is closed: it waits for the
+// fold in flight, folds the rest of the changelog in one synced batch (a
+// crash before that batch leaves the changelog records, so the next open
+// replays them) and frees the table; writes staged meanwhile are staged
+// again as Pebble keys. Buffers over 256 KiB are not kept from one batch to
+// the next. A partition opened in
 // changelog mode stops loading once past the bound and opens in plain mode.
 // So memory stays bounded whatever the number of keys in either mode.
 package state

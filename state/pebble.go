@@ -528,6 +528,9 @@ func (s *pebbleStore) stage(key, value []byte, del bool) error {
 	}
 	if s.log != nil {
 		s.delta += s.log.stage(key, value, del)
+		if s.log.staged() > s.provider.changelogMax {
+			return s.leaveChangelogStaged()
+		}
 		return nil
 	}
 	prev, existed, err := s.read(key)
@@ -543,13 +546,19 @@ func (s *pebbleStore) stage(key, value []byte, del bool) error {
 		s.arena = append(s.arena, prev...)
 		s.undo = append(s.undo, undoRef{keyEnd: keyEnd, end: len(s.arena), existed: existed})
 	}
+	s.delta += keyCountChange(existed, del)
+	return s.stageWrite(key, value, del)
+}
+
+// stageWrite stages a put or deletion of key in plain mode.
+func (s *pebbleStore) stageWrite(key, value []byte, del bool) (err error) {
 	if s.cacheMax > 0 {
 		s.pendArena = append(s.pendArena, key...)
 		pkEnd := len(s.pendArena)
 		s.pendArena = append(s.pendArena, value...)
 		s.pend = append(s.pend, pendRef{keyEnd: pkEnd, end: len(s.pendArena), del: del})
 	}
-	s.delta += keyCountChange(existed, del)
+	s.keyBuf = appendDataKey(s.keyBuf[:0], s.prefix, key)
 	if del {
 		err = s.batch.Delete(s.keyBuf, nil)
 	} else {
