@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -17,18 +18,22 @@ import (
 	"github.com/gostream/gostream/kafkasrc"
 )
 
-// The checkpoint directory of a query, like Spark's:
+// The checkpoint directory of a query:
 //
 //	metadata      the query's identity: id, name, plan fingerprint, shuffle partitions
-//	offsets/N     "v1" line + JSON: batch N's start and end offsets, written BEFORE it runs
-//	commits/N     "v1" line + JSON: written after batch N's state and sink output are durable
+//	batches       the offsets and commit logs (see batchLog): batch N's start and end
+//	              offsets, written BEFORE it runs, then its commit, written after its
+//	              state and sink output are durable
 //	state/        the Pebble state store, versioned by batch id
 //
-// Every file is written to a temporary name, synced and renamed, so a crash
-// leaves either the old or the new file, never a torn one.
+// Format 1 kept the logs as Spark does, one file per entry in offsets/ and
+// commits/; opening such a checkpoint converts it. The metadata file is
+// written to a temporary name, synced and renamed, so a crash leaves either
+// the old or the new file, never a torn one.
 type checkpoint struct {
 	dir  string
 	meta checkpointMeta
+	log  *batchLog
 }
 
 type checkpointMeta struct {
@@ -48,9 +53,9 @@ type offsetEntry struct {
 }
 
 const (
-	checkpointFormat = 1
-	logHeader        = "v1\n"
-	retainBatches    = 100 // log entries kept, like Spark's minBatchesToRetain
+	checkpointFormat = 2
+	logHeader        = "v1\n" // of format 1's log files
+	retainBatches    = 100    // batches kept in the logs, like Spark's minBatchesToRetain
 )
 
 func damaged(dir, what string, err error) error {
@@ -77,27 +82,96 @@ func openCheckpoint(dir, name, fingerprint string, shufflePartitions int) (*chec
 		return nil, damaged(dir, "metadata", err)
 	}
 	switch {
-	case c.meta.Format != checkpointFormat:
-		return nil, fmt.Errorf("%w %s has format %d; this gostream reads format %d", ErrCheckpoint, dir, c.meta.Format, checkpointFormat)
+	case c.meta.Format != checkpointFormat && c.meta.Format != 1:
+		return nil, fmt.Errorf("%w %s has format %d; this gostream reads formats 1 and %d", ErrCheckpoint, dir, c.meta.Format, checkpointFormat)
 	case c.meta.ShufflePartitions < 1 || c.meta.ID == "":
 		return nil, damaged(dir, "metadata", errors.New("missing id or shuffle partitions"))
 	case c.meta.Name != name || c.meta.Fingerprint != fingerprint:
 		return nil, fmt.Errorf("%w %s belongs to a different query (%q, plan %.12s; this is %q, plan %.12s): use a new checkpoint directory for a changed query", ErrCheckpoint, dir, c.meta.Name, c.meta.Fingerprint, name, fingerprint)
+	case c.meta.Format == 1:
+		if err := c.convert(); err != nil {
+			return nil, err
+		}
+	}
+	if c.log, err = openBatchLog(dir, false); err != nil {
+		return nil, err
 	}
 	return c, nil
 }
 
-func (c *checkpoint) create(name, fingerprint string, p int) error {
-	for _, sub := range []string{"offsets", "commits"} {
-		if err := os.MkdirAll(filepath.Join(c.dir, sub), 0o755); err != nil {
-			return fmt.Errorf("%w: %w (check the path is writable)", ErrCheckpoint, err)
-		}
+func (c *checkpoint) create(name, fingerprint string, p int) (err error) {
+	if err := os.MkdirAll(c.dir, 0o755); err != nil {
+		return fmt.Errorf("%w: %w (check the path is writable)", ErrCheckpoint, err)
+	}
+	if c.log, err = openBatchLog(c.dir, true); err != nil {
+		return err
 	}
 	id := make([]byte, 16)
 	_, _ = rand.Read(id)
 	c.meta = checkpointMeta{Format: checkpointFormat, ID: hex.EncodeToString(id), Name: name, Fingerprint: fingerprint, ShufflePartitions: p}
+	if err := c.writeMeta(); err != nil {
+		c.log.close()
+		return err
+	}
+	return nil
+}
+
+func (c *checkpoint) writeMeta() error {
 	b, _ := json.MarshalIndent(c.meta, "", "  ")
 	return writeAtomic(filepath.Join(c.dir, "metadata"), b)
+}
+
+// convert turns a format 1 checkpoint into the current format: it writes
+// the entries of its offsets/ and commits/ files as the batch log, then the
+// metadata, then removes the old logs. A crash before the metadata is
+// written leaves a format 1 checkpoint, converted again on the next open.
+func (c *checkpoint) convert() error {
+	offs, err := c.batches("offsets")
+	if err != nil {
+		return err
+	}
+	commits, err := c.batches("commits")
+	if err != nil {
+		return err
+	}
+	planned := map[int64]bool{}
+	for _, id := range offs {
+		planned[id] = true
+	}
+	for _, id := range commits {
+		if !planned[id] {
+			return damaged(c.dir, "commits", fmt.Errorf("batch %d committed but not in the offsets log", id))
+		}
+	}
+	var ents []logEntry
+	for _, id := range offs {
+		e, err := c.readOffsets(id)
+		if err != nil {
+			return err
+		}
+		ents = append(ents, logEntry{Offsets: &e})
+		if slices.Contains(commits, id) {
+			ents = append(ents, logEntry{Commit: &id})
+		}
+	}
+	for i := range ents {
+		if err := checkNext(ents[:i], ents[i]); err != nil {
+			return damaged(c.dir, "logs", err)
+		}
+	}
+	if err := writeBatchLog(c.dir, ents); err != nil {
+		return err
+	}
+	c.meta.Format = checkpointFormat
+	if err := c.writeMeta(); err != nil {
+		return err
+	}
+	for _, log := range []string{"offsets", "commits"} {
+		if err := os.RemoveAll(filepath.Join(c.dir, log)); err != nil {
+			return fmt.Errorf("%w: %w", ErrCheckpoint, err)
+		}
+	}
+	return nil
 }
 
 // writeAtomic writes data to path so that a crash leaves the old file or the
@@ -151,11 +225,9 @@ func (c *checkpoint) batches(log string) ([]int64, error) {
 	return ids, nil
 }
 
-func (c *checkpoint) writeOffsets(e offsetEntry) error {
-	b, _ := json.Marshal(e)
-	return writeAtomic(filepath.Join(c.dir, "offsets", strconv.FormatInt(e.BatchID, 10)), append([]byte(logHeader), b...))
-}
+func (c *checkpoint) writeOffsets(e offsetEntry) error { return c.log.append(logEntry{Offsets: &e}) }
 
+// readOffsets reads offsets/N of a format 1 checkpoint.
 func (c *checkpoint) readOffsets(id int64) (offsetEntry, error) {
 	var e offsetEntry
 	name := filepath.Join("offsets", strconv.FormatInt(id, 10))
@@ -178,28 +250,9 @@ func (c *checkpoint) readOffsets(id int64) (offsetEntry, error) {
 	return e, nil
 }
 
-func (c *checkpoint) writeCommit(id int64) error {
-	path := filepath.Join(c.dir, "commits", strconv.FormatInt(id, 10))
-	if err := writeAtomic(path, []byte(logHeader+`{"nextBatchWatermarkMs":0}`)); err != nil {
-		return err
-	}
-	return c.prune(id)
-}
+func (c *checkpoint) writeCommit(id int64) error { return c.log.append(logEntry{Commit: &id}) }
 
-// prune drops log entries older than retainBatches.
-func (c *checkpoint) prune(id int64) error {
-	old := id - retainBatches
-	if old < 0 {
-		return nil
-	}
-	for _, log := range []string{"offsets", "commits"} {
-		err := os.Remove(filepath.Join(c.dir, log, strconv.FormatInt(old, 10)))
-		if err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("%w: %w", ErrCheckpoint, err)
-		}
-	}
-	return nil
-}
+func (c *checkpoint) close() error { return c.log.close() }
 
 // recovery is what a restarted query must do.
 type recovery struct {
@@ -212,46 +265,26 @@ type recovery struct {
 // the batch to re-run, if the last planned batch never committed.
 func (c *checkpoint) recover() (recovery, error) {
 	r := recovery{lastCommitted: -1}
-	offs, err := c.batches("offsets")
-	if err != nil {
-		return r, err
-	}
-	commits, err := c.batches("commits")
-	if err != nil {
-		return r, err
-	}
-	if len(commits) > 0 {
-		r.lastCommitted = commits[len(commits)-1]
-	}
-	if len(offs) == 0 {
-		if len(commits) > 0 {
-			return r, damaged(c.dir, "offsets", errors.New("commit log without offsets log"))
-		}
+	ents := c.log.ents
+	if len(ents) == 0 {
 		return r, nil
 	}
-	last := offs[len(offs)-1]
+	var planned []*offsetEntry // the last two planned batches, oldest first
+	for _, e := range ents {
+		if e.Offsets != nil {
+			planned = append(planned[max(0, len(planned)-1):], e.Offsets)
+		} else {
+			r.lastCommitted = *e.Commit
+		}
+	}
+	last := planned[len(planned)-1]
 	switch {
-	case last == r.lastCommitted:
-		e, err := c.readOffsets(last)
-		if err != nil {
-			return r, err
-		}
-		r.end = e.End
-	case last == r.lastCommitted+1:
-		e, err := c.readOffsets(last)
-		if err != nil {
-			return r, err
-		}
-		r.rerun = &e
-		if r.lastCommitted >= 0 {
-			prev, err := c.readOffsets(r.lastCommitted)
-			if err != nil {
-				return r, err
-			}
-			r.end = prev.End
-		}
+	case last.BatchID == r.lastCommitted:
+		r.end = last.End
+	case len(planned) > 1:
+		r.rerun, r.end = last, planned[0].End
 	default:
-		return r, damaged(c.dir, "logs", fmt.Errorf("last planned batch %d but last committed batch %d", last, r.lastCommitted))
+		r.rerun = last
 	}
 	return r, nil
 }

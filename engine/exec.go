@@ -164,6 +164,9 @@ func (rt *queryRuntime) close() {
 			rt.log.Warn("closing sink", "err", err)
 		}
 	}
+	if err := rt.cp.close(); err != nil {
+		rt.log.Warn("closing checkpoint", "err", err)
+	}
 }
 
 // mapAgg is a map task's partial aggregator and the narrow chain feeding it.

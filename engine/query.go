@@ -294,8 +294,8 @@ func fingerprint(p *planpb.Plan) string {
 // Batches are pipelined: while batch N commits (reduce, state, sink,
 // commit log), batch N+1 is planned and its map side runs (a continuous
 // query that has caught up with its input plans after the commit instead). The map side has
-// no durable effect, so the durable order stays DESIGN.md's: offsets/N+1 is
-// written after commits/N and before any state or sink write of N+1, and a
+// no durable effect, so the durable order stays DESIGN.md's: "offsets N+1"
+// is logged after "commit N" and before any state or sink write of N+1, and a
 // crash during N+1's map leaves nothing of it behind.
 func (rt *queryRuntime) run(ctx context.Context, q *StreamingQuery, trig Trigger, listeners []func(Progress)) (err error) {
 	if rt.rec.rerun != nil {

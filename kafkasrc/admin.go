@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // Admin manages topics. It is safe for concurrent use.
@@ -159,12 +160,12 @@ func (a *Admin) CreateTopic(ctx context.Context, name string, partitions int32, 
 	case err != nil:
 		return fmt.Errorf("kafka: creating topic %q on %s: %w", name, a.brokerList(), err)
 	}
-	return a.waitFor(ctx, name, func(td kadm.TopicDetail) bool {
-		if td.Err != nil || int32(len(td.Partitions)) != partitions {
+	return a.waitFor(ctx, name, func(t kmsg.MetadataResponseTopic) bool {
+		if t.ErrorCode != 0 || int32(len(t.Partitions)) != partitions {
 			return false
 		}
-		for _, p := range td.Partitions {
-			if p.Err != nil || p.Leader < 0 {
+		for _, p := range t.Partitions {
+			if p.ErrorCode != 0 || p.Leader < 0 {
 				return false
 			}
 		}
@@ -172,16 +173,16 @@ func (a *Admin) CreateTopic(ctx context.Context, name string, partitions int32, 
 	})
 }
 
-// waitFor polls the topic's metadata until ok returns true or a.timeout
-// passes.
-func (a *Admin) waitFor(ctx context.Context, name string, ok func(kadm.TopicDetail) bool) error {
+// waitFor polls every broker for the topic's metadata until ok returns true
+// for each, or a.timeout passes: a listing or describe that follows, from
+// any broker, sees the topic as ok saw it.
+func (a *Admin) waitFor(ctx context.Context, name string, ok func(kmsg.MetadataResponseTopic) bool) error {
 	ctx, cancel := context.WithTimeout(ctx, a.timeout)
 	defer cancel()
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		tds, err := a.adm.ListTopics(ctx, name)
-		if err == nil && ok(tds[name]) {
+		if a.everyBroker(ctx, name, ok) {
 			return nil
 		}
 		select {
@@ -190,6 +191,26 @@ func (a *Admin) waitFor(ctx context.Context, name string, ok func(kadm.TopicDeta
 		case <-tick.C:
 		}
 	}
+}
+
+// everyBroker reports whether ok holds for the topic's metadata as every
+// broker of the cluster answers it.
+func (a *Admin) everyBroker(ctx context.Context, name string, ok func(kmsg.MetadataResponseTopic) bool) bool {
+	brokers, err := a.adm.ListBrokers(ctx)
+	if err != nil || len(brokers) == 0 {
+		return false
+	}
+	for _, b := range brokers {
+		req := kmsg.NewPtrMetadataRequest()
+		rt := kmsg.NewMetadataRequestTopic()
+		rt.Topic = kmsg.StringPtr(name)
+		req.Topics = append(req.Topics, rt)
+		resp, err := req.RequestWith(ctx, a.cl.Broker(int(b.NodeID)))
+		if err != nil || len(resp.Topics) != 1 || !ok(resp.Topics[0]) {
+			return false
+		}
+	}
+	return true
 }
 
 // DeleteTopic deletes a topic and waits until the brokers no longer list it.
@@ -210,16 +231,61 @@ func (a *Admin) DeleteTopic(ctx context.Context, name string) error {
 	case err != nil:
 		return fmt.Errorf("kafka: deleting topic %q on %s: %w", name, a.brokerList(), err)
 	}
-	return a.waitFor(ctx, name, func(td kadm.TopicDetail) bool {
-		return errors.Is(td.Err, kerr.UnknownTopicOrPartition)
+	return a.waitFor(ctx, name, func(t kmsg.MetadataResponseTopic) bool {
+		return t.ErrorCode == kerr.UnknownTopicOrPartition.Code
 	})
 }
 
 // ListTopics returns every non-internal topic, sorted by name, with its
 // partitions and their offsets.
 func (a *Admin) ListTopics(ctx context.Context) ([]TopicInfo, error) {
-	return a.describe(ctx)
+	for attempt := 1; ; attempt++ {
+		infos, err := a.describeAll(ctx)
+		// A topic listed and then unknown is being created or deleted:
+		// its partitions are not on every broker yet, or no longer.
+		if !errors.Is(err, ErrUnknownTopic) || attempt == listAttempts {
+			return infos, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(listRetryDelay):
+		}
+	}
 }
+
+// describeAll describes every non-internal topic. The names come from a
+// metadata request of its own: the client's cached listing may predate a
+// topic created since.
+func (a *Admin) describeAll(ctx context.Context) ([]TopicInfo, error) {
+	var names []string
+	err := a.call(ctx, func(ctx context.Context) error {
+		resp, err := kmsg.NewPtrMetadataRequest().RequestWith(ctx, a.cl)
+		if err != nil {
+			return err
+		}
+		names = names[:0]
+		for _, t := range resp.Topics {
+			if t.Topic != nil && !t.IsInternal {
+				names = append(names, *t.Topic)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, a.describeErr(err)
+	}
+	if len(names) == 0 {
+		return nil, nil
+	}
+	return a.describe(ctx, names...)
+}
+
+// How ListTopics waits out a topic being created or deleted.
+const (
+	listAttempts   = 10
+	listRetryDelay = 200 * time.Millisecond
+)
 
 // DescribeTopic returns one topic's partitions, leaders, replicas, in-sync
 // replicas and offsets. A missing topic is an error wrapping ErrUnknownTopic.

@@ -237,6 +237,12 @@ func TestIntegrationAdmin(t *testing.T) {
 	if err := a.CreateTopic(ctx, topic, 3, 2, map[string]string{"retention.ms": "3600000"}); err != nil {
 		t.Fatal(err)
 	}
+	// Listed right after its creation, while brokers may still learn of
+	// it, the topic is there and the listing does not fail.
+	infos, err := a.ListTopics(ctx)
+	if err != nil || !slices.ContainsFunc(infos, func(i TopicInfo) bool { return i.Name == topic }) {
+		t.Fatalf("ListTopics right after CreateTopic: %v, %d topics without %s", err, len(infos), topic)
+	}
 	if err := a.CreateTopic(ctx, topic, 3, 2, nil); !errors.Is(err, ErrTopicExists) {
 		t.Fatalf("create twice: %v, want ErrTopicExists", err)
 	}

@@ -1,0 +1,229 @@
+package engine
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+)
+
+// batchLog is a query's offsets log and commit log in one append-only file,
+// <checkpoint>/batches. Each entry is a line, "<crc> <json>\n", where json is
+// {"offsets":{...}} (batch N's offset ranges, written before it runs) or
+// {"commit":N} (written once its state and sink output are durable), and
+// crc is the CRC-32C of json as 8 hex digits. Appending an entry costs one
+// write and one fsync: no file is created, renamed or listed per batch, which
+// is most of a small batch's bookkeeping when each entry is a file (Spark's
+// layout, and format 1 of gostream's checkpoints).
+//
+// A crash in the middle of an append leaves a torn last line, never synced,
+// so never acknowledged: opening the log cuts it off. Damage anywhere else
+// is an error. Once the log holds compactAfter batches, it is rewritten with
+// the last retainBatches (to a temporary file, synced and renamed).
+type batchLog struct {
+	dir  string // the checkpoint directory
+	mu   sync.Mutex
+	f    *os.File // open for appending
+	ents []logEntry
+}
+
+// logEntry is one line of the batch log: exactly one field is set.
+type logEntry struct {
+	Offsets *offsetEntry `json:"offsets,omitempty"`
+	Commit  *int64       `json:"commit,omitempty"`
+}
+
+// batchID is the batch the entry is about.
+func (e logEntry) batchID() int64 {
+	if e.Offsets != nil {
+		return e.Offsets.BatchID
+	}
+	return *e.Commit
+}
+
+const (
+	batchLogName = "batches"
+	compactAfter = 4 * retainBatches
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// openBatchLog opens the batch log of checkpoint dir, creating it when
+// create is set, and cuts off a torn last line.
+func openBatchLog(dir string, create bool) (*batchLog, error) {
+	path := filepath.Join(dir, batchLogName)
+	raw, err := os.ReadFile(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist) && create:
+	case err != nil:
+		return nil, damaged(dir, batchLogName, err)
+	}
+	ents, good, err := parseBatchLog(raw)
+	if err != nil {
+		return nil, damaged(dir, batchLogName, err)
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w (check the path is writable)", ErrCheckpoint, err)
+	}
+	if good < len(raw) {
+		// The tail of an append that never completed: the entry was
+		// never acknowledged, so the batch it plans or commits runs again.
+		err = f.Truncate(int64(good))
+		if err == nil {
+			err = f.Sync()
+		}
+	}
+	if err == nil {
+		_, err = f.Seek(int64(good), 0)
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%w: %s: %w", ErrCheckpoint, path, err)
+	}
+	return &batchLog{dir: dir, f: f, ents: ents}, nil
+}
+
+// parseBatchLog parses the lines of a batch log and checks their order. It
+// returns the entries and the length of the intact prefix of raw: a last
+// line that is incomplete or fails its checksum is torn, not damage.
+func parseBatchLog(raw []byte) (ents []logEntry, good int, err error) {
+	for good < len(raw) {
+		end := bytes.IndexByte(raw[good:], '\n')
+		if end < 0 {
+			return ents, good, nil // torn: the append stopped before its newline
+		}
+		line := raw[good : good+end]
+		e, lerr := parseLogLine(line)
+		if lerr != nil {
+			if good+end+1 == len(raw) && errors.Is(lerr, errTorn) {
+				return ents, good, nil
+			}
+			return nil, 0, fmt.Errorf("line %d: %w", len(ents)+1, lerr)
+		}
+		if err := checkNext(ents, e); err != nil {
+			return nil, 0, fmt.Errorf("line %d: %w", len(ents)+1, err)
+		}
+		ents = append(ents, e)
+		good += end + 1
+	}
+	return ents, good, nil
+}
+
+// errTorn marks a line whose bytes are not what was written: the remains of
+// an interrupted append when it is the last line.
+var errTorn = errors.New("checksum mismatch")
+
+// parseLogLine parses "<crc> <json>".
+func parseLogLine(line []byte) (logEntry, error) {
+	var e logEntry
+	sum, body, ok := bytes.Cut(line, []byte(" "))
+	want, err := strconv.ParseUint(string(sum), 16, 32)
+	if !ok || len(sum) != 8 || err != nil || uint32(want) != crc32.Checksum(body, castagnoli) {
+		return e, errTorn
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&e); err != nil {
+		return e, err
+	}
+	switch o := e.Offsets; {
+	case (o == nil) == (e.Commit == nil):
+		return e, errors.New("want one of offsets and commit")
+	case o != nil && (o.BatchID < 0 || o.Start == nil || o.End == nil):
+		return e, errors.New("offsets entry without a batch id or offsets")
+	case e.Commit != nil && *e.Commit < 0:
+		return e, errors.New("negative batch id")
+	}
+	return e, nil
+}
+
+// checkNext checks that e may follow ents: batch N is planned after batch
+// N-1 committed, and a batch commits after it was planned, once.
+func checkNext(ents []logEntry, e logEntry) error {
+	planned, committed := int64(-1), int64(-1)
+	if n := len(ents); n > 0 {
+		for i := n - 1; i >= 0 && (planned < 0 || committed < 0); i-- {
+			if ents[i].Offsets != nil && planned < 0 {
+				planned = ents[i].Offsets.BatchID
+			}
+			if ents[i].Commit != nil && committed < 0 {
+				committed = *ents[i].Commit
+			}
+		}
+	}
+	id := e.batchID()
+	switch {
+	case e.Offsets != nil && len(ents) > 0 && (id != planned+1 || committed != planned):
+		return fmt.Errorf("batch %d planned after batch %d, the last committed being %d", id, planned, committed)
+	case e.Commit != nil && id != planned:
+		return fmt.Errorf("batch %d committed, the last planned being %d", id, planned)
+	case e.Commit != nil && id == committed:
+		return fmt.Errorf("batch %d committed twice", id)
+	}
+	return nil
+}
+
+// appendLine formats e as a log line.
+func appendLine(b []byte, e logEntry) []byte {
+	body, _ := json.Marshal(e)
+	b = fmt.Appendf(b, "%08x ", crc32.Checksum(body, castagnoli))
+	return append(append(b, body...), '\n')
+}
+
+// append writes e and syncs it.
+func (l *batchLog) append(e logEntry) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err := checkNext(l.ents, e); err != nil {
+		return fmt.Errorf("%w %s: %w", ErrCheckpoint, l.dir, err)
+	}
+	if _, err := l.f.Write(appendLine(nil, e)); err != nil {
+		return fmt.Errorf("%w: writing %s: %w", ErrCheckpoint, l.f.Name(), err)
+	}
+	if err := l.f.Sync(); err != nil {
+		return fmt.Errorf("%w: syncing %s: %w", ErrCheckpoint, l.f.Name(), err)
+	}
+	l.ents = append(l.ents, e)
+	if len(l.ents) >= 2*compactAfter {
+		return l.compact()
+	}
+	return nil
+}
+
+// compact rewrites the log with the entries of the last retainBatches
+// batches.
+func (l *batchLog) compact() error {
+	last := l.ents[len(l.ents)-1].batchID()
+	keep := l.ents
+	for len(keep) > 0 && keep[0].batchID() <= last-retainBatches {
+		keep = keep[1:]
+	}
+	if err := writeBatchLog(l.dir, keep); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(filepath.Join(l.dir, batchLogName), os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrCheckpoint, err)
+	}
+	l.f.Close()
+	l.f, l.ents = f, append([]logEntry(nil), keep...)
+	return nil
+}
+
+// writeBatchLog replaces the batch log of dir with ents, atomically.
+func writeBatchLog(dir string, ents []logEntry) error {
+	var b []byte
+	for _, e := range ents {
+		b = appendLine(b, e)
+	}
+	return writeAtomic(filepath.Join(dir, batchLogName), b)
+}
+
+func (l *batchLog) close() error { return l.f.Close() }
