@@ -231,14 +231,17 @@ func (s *JSONLSink) AddBatch(_ context.Context, b *Batch) error {
 	}
 	bw := bufio.NewWriterSize(w, 256<<10)
 	var line []byte
+	// Each column's `,"name":`, encoded once per batch.
 	names := b.Schema.Names()
+	keys := make([][]byte, len(names))
+	for i, n := range names {
+		keys[i] = append(appendJSONString([]byte{','}, n), ':')
+	}
 	err := b.Each(func(r operators.Row) error {
 		line = append(line[:0], `{"batch":`...)
 		line = strconv.AppendInt(line, b.ID, 10)
 		for i, v := range r {
-			line = append(line, ',')
-			line = appendJSONString(line, names[i])
-			line = append(line, ':')
+			line = append(line, keys[i]...)
 			line = appendJSON(line, v)
 		}
 		line = append(line, "}\n"...)
@@ -348,30 +351,37 @@ func appendJSON(b []byte, v operators.Value) []byte {
 		}
 		return append(b, ']')
 	case operators.KindString:
-		return appendJSONString(b, string(operators.ToValidUTF8(v.B)))
+		return appendJSONString(b, operators.ToValidUTF8(v.B))
 	}
-	return appendJSONString(b, string(v.AppendText(nil)))
+	return appendJSONString(b, v.AppendText(nil))
 }
 
-func appendJSONString(b []byte, s string) []byte {
+func appendJSONString[S string | []byte](b []byte, s S) []byte {
 	b = append(b, '"')
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c == '"' || c == '\\':
+	for len(s) > 0 {
+		// Copy the run of bytes that need no escape in one append.
+		i := 0
+		for i < len(s) && s[i] >= 0x20 && s[i] != '"' && s[i] != '\\' {
+			i++
+		}
+		b = append(b, s[:i]...)
+		if i == len(s) {
+			break
+		}
+		switch c := s[i]; c {
+		case '"', '\\':
 			b = append(b, '\\', c)
-		case c == '\n':
+		case '\n':
 			b = append(b, '\\', 'n')
-		case c == '\r':
+		case '\r':
 			b = append(b, '\\', 'r')
-		case c == '\t':
+		case '\t':
 			b = append(b, '\\', 't')
-		case c < 0x20:
+		default:
 			b = append(b, `\u00`...)
 			b = append(b, "0123456789abcdef"[c>>4], "0123456789abcdef"[c&15])
-		default:
-			b = append(b, c)
 		}
+		s = s[i+1:]
 	}
 	return append(b, '"')
 }

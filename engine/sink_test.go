@@ -3,10 +3,12 @@ package engine
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/gostream/gostream/operators"
 	"github.com/gostream/gostream/proto/planpb"
@@ -94,4 +96,26 @@ func TestJSONLSinkRefusesForeignFile(t *testing.T) {
 	if b, _ := os.ReadFile(path); string(b) != "my notes\n" {
 		t.Fatalf("file changed: %q", b)
 	}
+}
+
+// FuzzAppendJSONString checks that the jsonl sink's string encoding reads
+// back as the same string, whatever control characters, quotes and
+// backslashes it holds, and that invalid UTF-8 reads back replaced.
+func FuzzAppendJSONString(f *testing.F) {
+	for _, s := range []string{"", "plain", "a\"b\\c", "\x00\x01\x1f\x7f", "tab\there\r\n", "héllo ✓", "\xff\xfe"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		var got string
+		enc := appendJSONString(nil, operators.ToValidUTF8([]byte(s)))
+		if err := json.Unmarshal(enc, &got); err != nil {
+			t.Fatalf("%q encodes to %s, not JSON: %v", s, enc, err)
+		}
+		if want := strings.ToValidUTF8(s, "\uFFFD"); utf8.ValidString(s) && got != want {
+			t.Fatalf("%q encodes to %s, which reads back as %q", s, enc, got)
+		}
+		if string(appendJSONString(nil, s)) != string(appendJSONString(nil, []byte(s))) {
+			t.Fatalf("%q: the string and []byte encodings differ", s)
+		}
+	})
 }
