@@ -43,6 +43,12 @@ GOSTREAM_KAFKA_BACKEND=process go test -count=1 -p 1 -timeout 40m ./...
 
 step "integration tests again on the docker backend (testcontainers-go, a Kafka image built locally from the same jars)"
 start=$(date +%s)
+# kafka-image.sh starts dockerd if no engine answers; this script then stops
+# it when it ends, as tests stop what they start. An engine that was already
+# running is left alone.
+if ! docker info >/dev/null 2>&1; then
+	trap 'pkill -x dockerd && for _ in $(seq 60); do pgrep -x dockerd >/dev/null || break; sleep 0.5; done' EXIT
+fi
 eval "$(bash scripts/kafka-image.sh)"
 GOSTREAM_KAFKA_BACKEND=docker go test -count=1 -p 1 -timeout 40m -run 'TestIntegration|TestCluster' ./engine ./kafkatest
 echo "docker backend: $(( $(date +%s) - start ))s including the image check"
