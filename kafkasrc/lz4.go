@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"sync/atomic"
 
 	"github.com/pierrec/lz4/v4"
@@ -118,7 +119,7 @@ func lz4Frame(out, src []byte) ([]byte, []byte, error) {
 			return nil, nil, fmt.Errorf("frame declares %d bytes, more than %d", size, maxDecompressed)
 		}
 		contentSize = int(size)
-		out = grow(out, contentSize)
+		out = slices.Grow(out, contentSize)
 		pos += 8
 	}
 	pos++ // header checksum
@@ -158,7 +159,7 @@ func lz4Frame(out, src []byte) ([]byte, []byte, error) {
 			if free >= blockMax {
 				return nil, nil, fmt.Errorf("block: %w", err)
 			}
-			out = grow(out, min(blockMax, 2*free+4096)) // the size guess was short
+			out = slices.Grow(out, min(blockMax, 2*free+4096)) // the size guess was short
 		}
 	}
 	if flg&flagContentSum != 0 {
@@ -171,15 +172,4 @@ func lz4Frame(out, src []byte) ([]byte, []byte, error) {
 		return nil, nil, fmt.Errorf("frame declares %d bytes and holds %d", contentSize, len(out)-start)
 	}
 	return out, src[pos:], nil
-}
-
-// grow returns b with room for at least n more bytes, at least doubling its
-// capacity when it reallocates.
-func grow(b []byte, n int) []byte {
-	if cap(b)-len(b) >= n {
-		return b
-	}
-	nb := make([]byte, len(b), max(2*cap(b), len(b)+n))
-	copy(nb, b)
-	return nb
 }

@@ -156,7 +156,11 @@ func (s *pebbleStore) leaveChangelogStaged() error {
 	if err := s.foldAndLeave(s.hist.version, l.staged(), "state: partition state outgrows memory with the batch being written, going on in plain mode"); err != nil {
 		return err
 	}
-	if err := decodeDelta(l.delta, s.stageWrite); err != nil {
+	err := decodeDelta(l.delta, func(key, value []byte, del bool) error {
+		s.keyBuf = appendDataKey(s.keyBuf[:0], s.prefix, key)
+		return s.stageWrite(key, value, del)
+	})
+	if err != nil {
 		return s.fail("leave changelog mode after", s.hist.version, err)
 	}
 	return nil

@@ -550,7 +550,8 @@ func (s *pebbleStore) stage(key, value []byte, del bool) error {
 	return s.stageWrite(key, value, del)
 }
 
-// stageWrite stages a put or deletion of key in plain mode.
+// stageWrite stages a put or deletion of key in plain mode; s.keyBuf holds
+// key's data key.
 func (s *pebbleStore) stageWrite(key, value []byte, del bool) (err error) {
 	if s.cacheMax > 0 {
 		s.pendArena = append(s.pendArena, key...)
@@ -558,7 +559,6 @@ func (s *pebbleStore) stageWrite(key, value []byte, del bool) (err error) {
 		s.pendArena = append(s.pendArena, value...)
 		s.pend = append(s.pend, pendRef{keyEnd: pkEnd, end: len(s.pendArena), del: del})
 	}
-	s.keyBuf = appendDataKey(s.keyBuf[:0], s.prefix, key)
 	if del {
 		err = s.batch.Delete(s.keyBuf, nil)
 	} else {
