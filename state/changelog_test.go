@@ -420,6 +420,64 @@ func TestChangelogFold(t *testing.T) {
 	check(t, p.Close())
 }
 
+// TestChangelogFoldCutShort writes the first foldChunk keys of a fold, as
+// a crash before the fold's last batch leaves them, and checks that both
+// modes open the partition at its committed state: the changelog records,
+// replayed over data keys some of which are newer than the last fold, come
+// to the same state. Then a fold of more than a chunk runs to its end.
+func TestChangelogFoldCutShort(t *testing.T) {
+	dir := t.TempDir()
+	opts := changelogTestOptions(1 << 40) // no fold but the test's
+	const partition = 2
+	p, s := openPartition(t, dir, opts, partition)
+	m := newModelStore(t, 4, 3*foldChunk)
+	for range 30 {
+		m.commit(s, 400)
+	}
+	b := p.db.NewBatch()
+	n := 0
+	check(t, decodeDelta(s.log.table.appendDirty(newDelta(nil)), func(k, v []byte, del bool) error {
+		if n++; n > foldChunk {
+			return nil
+		}
+		if key := appendDataKey(nil, partition, k); del {
+			return b.Delete(key, nil)
+		} else {
+			return b.Set(key, v, nil)
+		}
+	}))
+	if n <= foldChunk {
+		t.Fatalf("%d keys written since the last fold, want more than one chunk", n)
+	}
+	check(t, b.Commit(pebble.Sync))
+	check(t, b.Close())
+	m.commit(s, 400) // a record after the cut fold's version
+	check(t, p.Close())
+	for _, changelog := range []bool{true, false} {
+		o := opts
+		o.Changelog = changelog
+		p, s := openPartition(t, dir, o, partition)
+		m.expect(s)
+		check(t, p.Close())
+	}
+
+	// A whole fold of more than a chunk.
+	opts.foldBytes = 1
+	p, s = openPartition(t, dir, opts, partition)
+	m.commit(s, 3*foldChunk)
+	if !s.log.folding {
+		t.Fatal("no fold started")
+	}
+	check(t, s.collectFold(true))
+	if logs := partitionKeys(t, p.db, partition, tagLog); len(logs) != 0 {
+		t.Fatalf("%d changelog records left after a fold", len(logs))
+	}
+	if data := partitionKeys(t, p.db, partition, tagData); !maps.Equal(data, m.want) {
+		t.Fatalf("after a fold the data keys hold %d keys, want %d", len(data), len(m.want))
+	}
+	check(t, p.Close())
+}
+
 // TestChangelogModeSwitch opens one directory in plain and changelog mode
 // in turn, committing in each, including a rollback in changelog mode of
 // commits made in plain mode.

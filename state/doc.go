@@ -44,8 +44,10 @@
 // uvarint length of the value and the value. The committed state of a
 // partition is its data keys with its changelog records applied in version
 // order; the last record, if any, is of the metadata's version. A fold
-// writes the keys changed since the previous fold back as data keys and
-// deletes the records it covers, in one synced batch. A partition opened
+// writes the keys changed since the previous fold back as data keys, a
+// thousand at a time, then deletes the records it covers in the last, synced
+// batch; records hold values, not changes, so replaying them over a fold
+// cut short by a crash comes to the same state. A partition opened
 // in plain mode folds its whole changelog first, so either mode can open a
 // directory the other wrote. Layout 1 directories without changelog
 // records are still valid, so the layout keeps its name.
