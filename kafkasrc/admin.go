@@ -391,13 +391,20 @@ func (a *Admin) offsets(ctx context.Context, topics []string) (earliest, latest 
 		latest, err = a.listed(ends)
 		return err
 	})
-	if err != nil {
-		if errors.Is(err, ErrUnknownTopic) || errors.Is(err, ErrUnreachable) {
-			return nil, nil, err
-		}
-		return nil, nil, fmt.Errorf("kafka: listing offsets of %s on %s: %w", strings.Join(topics, ","), a.brokerList(), err)
+	switch {
+	case err == nil:
+		return earliest, latest, nil
+	case errors.Is(err, ErrUnknownTopic) || errors.Is(err, ErrUnreachable):
+		return nil, nil, err
+	case errors.Is(err, kerr.UnknownTopicOrPartition) && len(topics) == 1:
+		// In the metadata but unknown to a partition's leader: deleted
+		// since, or being deleted.
+		return nil, nil, a.unknownTopic(topics[0])
+	case errors.Is(err, kerr.UnknownTopicOrPartition):
+		return nil, nil, wrapf(ErrUnknownTopic, err, "kafka: listing offsets of %s on %s: a topic is being created or deleted; retry",
+			strings.Join(topics, ","), a.brokerList())
 	}
-	return earliest, latest, nil
+	return nil, nil, fmt.Errorf("kafka: listing offsets of %s on %s: %w", strings.Join(topics, ","), a.brokerList(), err)
 }
 
 func (a *Admin) listed(l kadm.ListedOffsets) (Offsets, error) {

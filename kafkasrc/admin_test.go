@@ -5,6 +5,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 func TestAdmin(t *testing.T) {
@@ -106,5 +109,51 @@ func TestEmbedded(t *testing.T) {
 	}
 	if _, err := StartEmbedded(ctx, "logs", 0); !errors.Is(err, ErrInvalidConfig) {
 		t.Fatalf("0 partitions: %v, want ErrInvalidConfig", err)
+	}
+}
+
+// TestAdminDescribeWhileDeleted describes a topic deleted after the client
+// cached its metadata: the partitions' leaders no longer know it, nor does
+// fresh metadata. The error is ErrUnknownTopic, naming the topic.
+func TestAdminDescribeWhileDeleted(t *testing.T) {
+	ctx := testCtx(t)
+	c := newFake(t, "logs", 2)
+	a, err := NewAdmin(c.ListenAddrs(), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	if _, err := a.DescribeTopic(ctx, "logs"); err != nil {
+		t.Fatal(err)
+	}
+	c.ControlKey(int16(kmsg.Metadata), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		resp := req.ResponseKind().(*kmsg.MetadataResponse)
+		for _, rt := range req.(*kmsg.MetadataRequest).Topics {
+			st := kmsg.NewMetadataResponseTopic()
+			st.Topic = rt.Topic
+			st.ErrorCode = kerr.UnknownTopicOrPartition.Code
+			resp.Topics = append(resp.Topics, st)
+		}
+		return resp, nil, true
+	})
+	c.ControlKey(int16(kmsg.ListOffsets), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		resp := req.ResponseKind().(*kmsg.ListOffsetsResponse)
+		for _, rt := range req.(*kmsg.ListOffsetsRequest).Topics {
+			st := kmsg.NewListOffsetsResponseTopic()
+			st.Topic = rt.Topic
+			for _, rp := range rt.Partitions {
+				sp := kmsg.NewListOffsetsResponseTopicPartition()
+				sp.Partition = rp.Partition
+				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
+				st.Partitions = append(st.Partitions, sp)
+			}
+			resp.Topics = append(resp.Topics, st)
+		}
+		return resp, nil, true
+	})
+	if _, err := a.DescribeTopic(ctx, "logs"); !errors.Is(err, ErrUnknownTopic) || !strings.Contains(err.Error(), `topic "logs" does not exist`) {
+		t.Fatalf("describe = %v, want ErrUnknownTopic", err)
 	}
 }
