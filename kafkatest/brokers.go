@@ -54,6 +54,7 @@ type broker struct {
 	port     int // PLAINTEXT listener
 	ctrlPort int // CONTROLLER listener
 	dir      string
+	jvm      []string // JVM flags
 }
 
 func (b *broker) addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(b.port)) }
@@ -144,6 +145,7 @@ func startBrokersOnce(ctx context.Context, cfg config, s *brokerSet, dir string)
 			port:     ports[2*i],
 			ctrlPort: ports[2*i+1],
 			dir:      filepath.Join(dir, fmt.Sprintf("broker%d", i+1)),
+			jvm:      cfg.brokerJVM,
 		})
 	}
 	if err := writeFiles(s.brokers); err != nil {

@@ -227,7 +227,7 @@ func terminate(ctr testcontainers.Container) error {
 }
 
 func (d *dockerLauncher) startBroker(ctx context.Context, b *broker) error {
-	req := d.request("broker"+strconv.Itoa(b.id), jvmBrokerFlags, filepath.Join(b.dir, "log4j.properties"),
+	req := d.request("broker"+strconv.Itoa(b.id), b.jvm, filepath.Join(b.dir, "log4j.properties"),
 		filepath.Join(b.dir, "logs"), brokerMain, []string{filepath.Join(b.dir, "server.properties")}, false)
 	req.Started = true
 	ctr, err := testcontainers.GenericContainer(ctx, req)

@@ -174,7 +174,7 @@ func TestCacheRoot(t *testing.T) {
 }
 
 // fakeJava installs a JAVA_HOME whose bin/java succeeds for Kafka tools and,
-// for the broker, prints brokerOutput and exits 1. It also marks the jar
+// for the broker, prints brokerOutput and its arguments and exits 1. It also marks the jar
 // cache as resolved, so no Maven runs.
 func fakeJava(t *testing.T, brokerOutput string) {
 	t.Helper()
@@ -182,7 +182,7 @@ func fakeJava(t *testing.T, brokerOutput string) {
 	if err := os.MkdirAll(filepath.Join(home, "bin"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	script := "#!/bin/sh\nfor a; do if [ \"$a\" = " + brokerMain + " ]; then echo \"$FAKE_BROKER_OUTPUT\" >&2; exit 1; fi; done\nexit 0\n"
+	script := "#!/bin/sh\nfor a; do if [ \"$a\" = " + brokerMain + " ]; then echo \"$FAKE_BROKER_OUTPUT (flags: $*)\" >&2; exit 1; fi; done\nexit 0\n"
 	if err := os.WriteFile(filepath.Join(home, "bin", "java"), []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -216,6 +216,27 @@ func TestBrokerExitsEarly(t *testing.T) {
 	for _, l := range logs {
 		if strings.Contains(l, "retrying") {
 			t.Errorf("retried although no port was taken")
+		}
+	}
+}
+
+// TestBrokerJVM checks that brokers run with the JVM flags of BrokerJVM,
+// and with TestJVM's without it.
+func TestBrokerJVM(t *testing.T) {
+	fakeJava(t, "FATAL stop here")
+	for _, tc := range []struct {
+		opts      []Option
+		want, not string
+	}{
+		{nil, "-XX:+UseSerialGC -XX:TieredStopAtLevel=1", "UseG1GC"},
+		{[]Option{BrokerJVM(ServerJVM...)}, "-Xmx1G -Xms1G -server -XX:+UseG1GC", "TieredStopAtLevel"},
+	} {
+		_, err := StartCluster(context.Background(), append(tc.opts, Brokers(1))...)
+		if !errors.Is(err, ErrBrokerExited) {
+			t.Fatalf("StartCluster: %v, want ErrBrokerExited", err)
+		}
+		if msg := err.Error(); !strings.Contains(msg, tc.want) || strings.Contains(msg, tc.not) {
+			t.Errorf("broker ran with %q; want flags %q and no %q", msg, tc.want, tc.not)
 		}
 	}
 }

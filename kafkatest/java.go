@@ -18,12 +18,6 @@ var jvmToolFlags = []string{
 	"-Djava.awt.headless=true", "-Dfile.encoding=UTF-8",
 }
 
-// jvmBrokerFlags are the JVM flags for brokers: small heap, fast start.
-var jvmBrokerFlags = []string{
-	"-Xmx512m", "-Xms128m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
-	"-XX:+ExitOnOutOfMemoryError", "-Djava.awt.headless=true", "-Dfile.encoding=UTF-8",
-}
-
 // javaPath returns $JAVA_HOME/bin/java when JAVA_HOME is set, else java on
 // PATH.
 func javaPath() (string, error) {

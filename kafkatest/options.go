@@ -13,10 +13,12 @@ type config struct {
 	brokers int
 	topics  []topicSpec
 	logf    func(format string, args ...any)
+	// brokerJVM are the brokers' JVM flags (heap, GC, JIT).
+	brokerJVM []string
 }
 
 func newConfig(opts []Option) config {
-	c := config{brokers: 3, logf: func(string, ...any) {}}
+	c := config{brokers: 3, logf: func(string, ...any) {}, brokerJVM: TestJVM}
 	for _, o := range opts {
 		o(&c)
 	}
@@ -49,4 +51,30 @@ func Logf(f func(format string, args ...any)) Option {
 			c.logf = f
 		}
 	}
+}
+
+// TestJVM are the brokers' default JVM flags: a small heap, the serial
+// collector and the C1 compiler only, so that a broker starts in seconds
+// and a test's cluster takes little of a small machine.
+var TestJVM = []string{
+	"-Xmx512m", "-Xms128m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+	"-XX:+ExitOnOutOfMemoryError", "-Djava.awt.headless=true", "-Dfile.encoding=UTF-8",
+}
+
+// ServerJVM are the JVM flags of Kafka's own kafka-server-start.sh (its
+// KAFKA_HEAP_OPTS and KAFKA_JVM_PERFORMANCE_OPTS defaults): a 1 GiB heap,
+// G1 with 20 ms pause goals and the optimising compiler. Brokers start
+// slower and run as a production broker does: benchmarks use these.
+var ServerJVM = []string{
+	"-Xmx1G", "-Xms1G", "-server", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
+	"-XX:InitiatingHeapOccupancyPercent=35", "-XX:+ExplicitGCInvokesConcurrent",
+	"-XX:MaxInlineLevel=15", "-XX:+ExitOnOutOfMemoryError",
+	"-Djava.awt.headless=true", "-Dfile.encoding=UTF-8",
+}
+
+// BrokerJVM sets the brokers' JVM flags on the process and docker backends
+// (it has no effect on an external cluster). Default [TestJVM]; [ServerJVM]
+// runs brokers as kafka-server-start.sh does.
+func BrokerJVM(flags ...string) Option {
+	return func(c *config) { c.brokerJVM = append([]string(nil), flags...) }
 }

@@ -57,7 +57,7 @@ func (l *processLauncher) startBroker(_ context.Context, b *broker) error {
 	if err != nil {
 		return fmt.Errorf("kafkatest: create broker %d console log: %w", b.id, err)
 	}
-	p.cmd = javaCommand(nil, l.java, jvmBrokerFlags, l.libs, filepath.Join(b.dir, "log4j.properties"),
+	p.cmd = javaCommand(nil, l.java, b.jvm, l.libs, filepath.Join(b.dir, "log4j.properties"),
 		filepath.Join(b.dir, "logs"), brokerMain, filepath.Join(b.dir, "server.properties"))
 	p.cmd.Stdout, p.cmd.Stderr = console, console
 	if err := p.cmd.Start(); err != nil {

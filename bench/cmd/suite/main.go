@@ -231,7 +231,8 @@ func run(ctx context.Context, cfg config) error {
 	}
 
 	log.Print("starting a 3-broker Kafka cluster (the first run resolves Kafka's jars with Maven)")
-	s.cluster, err = kafkatest.StartCluster(ctx, kafkatest.Brokers(3), kafkatest.Logf(log.Printf))
+	s.cluster, err = kafkatest.StartCluster(ctx, kafkatest.Brokers(3), kafkatest.Logf(log.Printf),
+		kafkatest.BrokerJVM(kafkatest.ServerJVM...))
 	if err != nil {
 		return fmt.Errorf("kafka cluster: %w", err)
 	}
