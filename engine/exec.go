@@ -432,7 +432,7 @@ func (rt *queryRuntime) aggregateWorker(work <-chan []*kgo.Record) ([][]byte, er
 					return nil, err
 				}
 			}
-			if m.partial.Len() >= maxPartialGroups {
+			if m.partial.Bound() >= maxPartialGroups {
 				buckets = m.partial.Flush(rt.parts, buckets)
 			}
 		}

@@ -6,6 +6,7 @@ import (
 	"hash/maphash"
 	"math/bits"
 	"math/rand/v2"
+	"unicode/utf8"
 	"unsafe"
 )
 
@@ -45,6 +46,10 @@ func (c *strCounter) len() int {
 	return c.n
 }
 
+// bound is an upper bound on len that leaves the queue alone: the keys
+// still queued count as new.
+func (c *strCounter) bound() int { return c.n + c.q.bufs[0].n + c.q.bufs[1].n }
+
 // hashShort hashes a key of at most inlineKey bytes loaded as two words: one
 // 64x64->128-bit multiply, folded, mixes every input bit into the result.
 func (c *strCounter) hashShort(w0, w1 uint64, n int) uint64 {
@@ -72,67 +77,119 @@ func (c *strCounter) addAll(keys [][]byte) {
 	}
 }
 
-// addSplit counts every piece of str split on sep, as Splitter does with a
-// one-byte literal and no limit, without a call per piece: it finds
-// separators eight bytes at a time and loads a short piece's bytes straight
-// from str, masking off what follows it.
-func (c *strCounter) addSplit(str []byte, sep byte) {
-	seps := uint64(sep) * lsb
-	start := 0
-	for {
-		end := indexSep(str, start, sep, seps)
-		switch n := end - start; {
-		case n <= inlineKey && len(str)-start >= inlineKey:
-			c.queue(binary.LittleEndian.Uint64(str[start:])&lowBytes(n),
-				binary.LittleEndian.Uint64(str[start+8:])&lowBytes(n-8), n)
-		case n <= inlineKey:
-			var k [inlineKey]byte
-			copy(k[:], str[start:end])
-			c.queue(binary.LittleEndian.Uint64(k[:8]), binary.LittleEndian.Uint64(k[8:]), n)
-		default:
-			c.addLong(str[start:end])
+// addSplit counts every piece of str split on sep, an ASCII byte, as
+// Splitter does with a one-byte literal and no limit, without a call per
+// piece: it finds separators 64 bytes at a time (sepMasks) and loads a short
+// piece's bytes straight from str, masking off what follows it. Splitter
+// first replaces the bytes of invalid UTF-8, so addSplit counts the pieces
+// before the first non-ASCII byte, checks the rest, and, if it is not valid
+// UTF-8, leaves it uncounted and returns where it starts (a separator's
+// successor, so splitting str[rest:] gives the missing pieces). Otherwise
+// rest is -1.
+func (c *strCounter) addSplit(str []byte, sep byte) (rest int) {
+	start, checked := 0, false
+	b := &c.q.bufs[c.q.cur&1]
+	for base := 0; ; base += 64 {
+		var seps, high uint64
+		if base < len(str) {
+			seps, high = sepMasks(str[base:], sep)
 		}
-		if end == len(str) {
-			break
+		// The end of str ends the last piece as a separator would.
+		last := len(str)-base < 64
+		if last {
+			seps |= 1 << (len(str) - base)
 		}
-		start = end + 1
+		if high != 0 && !checked {
+			// str[:start] is ASCII, so str[start:] decodes as it does in str.
+			if !utf8.Valid(str[start:]) {
+				return start
+			}
+			checked = true
+		}
+		for ; seps != 0; seps &= seps - 1 {
+			end := base + bits.TrailingZeros64(seps)
+			n := end - start
+			var w0, w1 uint64
+			switch {
+			case n <= inlineKey && len(str)-start >= inlineKey:
+				w0 = binary.LittleEndian.Uint64(str[start:])
+				w1 = binary.LittleEndian.Uint64(str[start+8:])
+			case n <= inlineKey && len(str) >= inlineKey:
+				// Near the end: shift the last 16 bytes down to start.
+				w0, w1 = shiftDown(binary.LittleEndian.Uint64(str[len(str)-16:]),
+					binary.LittleEndian.Uint64(str[len(str)-8:]), start-(len(str)-16))
+			case n <= inlineKey:
+				var k [inlineKey]byte
+				copy(k[:], str[start:end])
+				w0, w1 = binary.LittleEndian.Uint64(k[:8]), binary.LittleEndian.Uint64(k[8:])
+			default:
+				c.addLong(str[start:end])
+				start = end + 1
+				continue
+			}
+			// queue, by hand: a call per word costs more than its body.
+			if b.n == probeBatch {
+				b = c.swap()
+			}
+			w0, w1 = w0&lowBytes(n), w1&lowBytes(n-8)
+			j := b.n & (probeBatch - 1)
+			b.w0[j], b.w1[j], b.lens[j] = w0, w1, uint32(n)
+			b.hs[j] = c.hashShort(w0, w1, n)
+			b.n++
+			start = end + 1
+		}
+		if last {
+			return -1
+		}
 	}
 }
 
 const (
-	lsb = 0x0101010101010101
-	msb = 0x8080808080808080
+	lsb  = 0x0101010101010101
+	low7 = 0x7f7f7f7f7f7f7f7f
+	msb  = 0x8080808080808080
 )
 
-// indexSep returns the index of the first sep in str at or after from, or
-// len(str). seps is sep in every byte.
-func indexSep(str []byte, from int, sep byte, seps uint64) int {
-	i := from
-	for ; i+8 <= len(str); i += 8 {
-		x := binary.LittleEndian.Uint64(str[i:]) ^ seps
-		// The lowest byte flagged is the first zero byte of x: borrows only
-		// flag bytes above a zero byte.
-		if z := (x - lsb) &^ x & msb; z != 0 {
-			return i + bits.TrailingZeros64(z)/8
+// sepMasksSWAR is sepMasks eight bytes at a time in plain Go.
+func sepMasksSWAR(b []byte, sep byte) (seps, high uint64) {
+	n := min(len(b), 64)
+	fill := uint64(sep) * lsb
+	i := 0
+	for ; i+8 <= n; i += 8 {
+		x := binary.LittleEndian.Uint64(b[i:])
+		y := x ^ fill
+		// A byte of y is zero exactly when adding 0x7f to its low bits
+		// carries nothing into bit 7 and bit 7 is clear.
+		zero := ^((y&low7 + low7) | y) & msb
+		seps |= gatherMSB(zero) << i
+		high |= gatherMSB(x&msb) << i
+	}
+	for ; i < n; i++ {
+		if b[i] == sep {
+			seps |= 1 << i
+		}
+		if b[i] >= 0x80 {
+			high |= 1 << i
 		}
 	}
-	for ; i < len(str); i++ {
-		if str[i] == sep {
-			return i
-		}
-	}
-	return len(str)
+	return seps, high
 }
 
+// gatherMSB packs the top bits of x's eight bytes into its low byte: the
+// multiply moves each byte's bit to its own place in the top byte.
+func gatherMSB(x uint64) uint64 { return (x >> 7) * 0x0102040810204080 >> 56 }
+
 // lowBytes is a mask of the low n bytes of a word (n may be out of 0-8).
-func lowBytes(n int) uint64 {
-	switch {
-	case n <= 0:
-		return 0
-	case n >= 8:
-		return ^uint64(0)
+func lowBytes(n int) uint64 { return ^uint64(0) >> (64 - 8*uint(min(max(n, 0), 8))) }
+
+// shiftDown returns bytes off to off+15 of the 16 bytes lo, hi (little
+// endian; off in 0-16), zero padded.
+func shiftDown(lo, hi uint64, off int) (w0, w1 uint64) {
+	s := 8 * uint(off)
+	if s >= 64 {
+		return hi >> (s - 64), 0
 	}
-	return 1<<(8*n) - 1
+	return lo>>s | hi<<(64-s), hi >> s
 }
 
 // probeQueue holds short keys, hashed, waiting to be counted, in two
@@ -157,11 +214,11 @@ type probeBuf struct {
 // queue counts one occurrence of the short key of n bytes held in w0 and w1
 // (zero padded), later.
 func (c *strCounter) queue(w0, w1 uint64, n int) {
-	b := &c.q.bufs[c.q.cur]
+	b := &c.q.bufs[c.q.cur&1]
 	if b.n == probeBatch {
 		b = c.swap()
 	}
-	j := b.n
+	j := b.n & (probeBatch - 1)
 	b.w0[j], b.w1[j], b.lens[j] = w0, w1, uint32(n)
 	b.hs[j] = c.hashShort(w0, w1, n)
 	b.n++

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"unicode/utf8"
 )
@@ -29,13 +30,16 @@ func TestStrCounter(t *testing.T) {
 	var buf []byte
 	for round := range 2 {
 		want := map[string]int64{}
-		for range 100_000 {
+		for i := range 100_000 {
 			k := keys[r.IntN(len(keys))]
 			want[k]++
 			buf = append(buf[:0], k...)
 			c.add(buf)
 			for i := range buf {
 				buf[i] = 0xff
+			}
+			if i%97 == 0 && c.bound() < len(want) {
+				t.Fatalf("round %d: bound %d below the %d keys added", round, c.bound(), len(want))
 			}
 		}
 		got := map[string]int64{}
@@ -45,7 +49,7 @@ func TestStrCounter(t *testing.T) {
 			}
 			got[string(k)] = n
 		})
-		if c.len() != len(want) || !maps.Equal(got, want) {
+		if c.len() != len(want) || c.bound() != c.len() || !maps.Equal(got, want) {
 			t.Fatalf("round %d: len %d, counts differ from a map's: %d keys listed, want %d", round, c.len(), len(got), len(want))
 		}
 		c.reset()
@@ -78,11 +82,13 @@ func BenchmarkStrCounterZipf(b *testing.B) {
 
 // TestStrCounterAddSplit checks the fused split-and-count against the
 // Splitter: separators at the ends, in runs, and pieces of every length
-// around the 8- and 16-byte boundaries, at every distance from the end.
+// around the 8-, 16- and 64-byte boundaries, at every distance from the end,
+// and invalid UTF-8 (whose rest the pipeline splits with the Splitter).
 func TestStrCounterAddSplit(t *testing.T) {
 	r := rand.New(rand.NewPCG(5, 6))
 	var strs []string
-	for _, s := range []string{"", " ", "  ", "a", " a", "a ", "a  b", "0123456789abcdef", "0123456789abcdefg h", "x\x00y z"} {
+	for _, s := range []string{"", " ", "  ", "a", " a", "a ", "a  b", "0123456789abcdef", "0123456789abcdefg h", "x\x00y z",
+		"é è", "a \xff b", "\xff", strings.Repeat("ab ", 30) + "\xe2\x82 c", strings.Repeat("ab ", 30) + "€ c \xc3"} {
 		strs = append(strs, s)
 	}
 	for range 3000 {
@@ -92,6 +98,9 @@ func TestStrCounterAddSplit(t *testing.T) {
 				b = append(b, ' ')
 			}
 			b = append(b, bytes.Repeat([]byte{byte('a' + r.IntN(3))}, r.IntN(20))...)
+			if r.IntN(50) == 0 {
+				b = append(b, "\xc3\xa9\xff"[r.IntN(3):]...) // é, or its bad tail
+			}
 			b = append(b, ' ')
 		}
 		strs = append(strs, string(b[:r.IntN(len(b)+1)]))
@@ -107,10 +116,13 @@ func checkAddSplit(t *testing.T, strs []string) {
 	}
 	fused, pieces := newStrCounter(), newStrCounter()
 	for _, s := range strs {
-		if !utf8.ValidString(s) {
-			continue // addSplit's contract: the Splitter replaces bad bytes first
+		if rest := fused.addSplit([]byte(s), ' '); rest >= 0 {
+			// What the pipeline does with a rest that is not valid UTF-8.
+			if utf8.ValidString(s[rest:]) {
+				t.Fatalf("addSplit(%q) left %q, valid UTF-8", s, s[rest:])
+			}
+			sp.Each([]byte(s[rest:]), fused.add)
 		}
-		fused.addSplit([]byte(s), ' ')
 		sp.Each([]byte(s), pieces.add)
 	}
 	want := map[string]int64{}
@@ -158,4 +170,56 @@ func BenchmarkStrCounterSplitZipf(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(lines)*12), "ns/word")
+}
+
+// sepMasksNaive is sepMasks byte by byte.
+func sepMasksNaive(b []byte, sep byte) (seps, high uint64) {
+	for i := range min(len(b), 64) {
+		if b[i] == sep {
+			seps |= 1 << i
+		}
+		if b[i] >= 0x80 {
+			high |= 1 << i
+		}
+	}
+	return seps, high
+}
+
+// TestSepMasks checks sepMasks (AVX2 where the CPU has it) and its portable
+// version against a byte loop, for every length up to 130 at every
+// alignment, separators and non-ASCII bytes at every place.
+func TestSepMasks(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	buf := make([]byte, 4096+256)
+	for i := range buf {
+		buf[i] = []byte{' ', 'a', 'b', 0x80, 0xff, 0, '\n'}[r.IntN(7)]
+	}
+	for off := range 64 {
+		for n := 1; n <= 130; n++ {
+			b := buf[off : off+n]
+			ws, wh := sepMasksNaive(b, ' ')
+			if s, h := sepMasks(b, ' '); s != ws || h != wh {
+				t.Fatalf("off %d, n %d: sepMasks %x %x, want %x %x", off, n, s, h, ws, wh)
+			}
+			if s, h := sepMasksSWAR(b, ' '); s != ws || h != wh {
+				t.Fatalf("off %d, n %d: sepMasksSWAR %x %x, want %x %x", off, n, s, h, ws, wh)
+			}
+		}
+	}
+}
+
+func FuzzSepMasks(f *testing.F) {
+	f.Add([]byte("a b  c \x80 d"), byte(' '))
+	f.Fuzz(func(t *testing.T, b []byte, sep byte) {
+		if len(b) == 0 {
+			return
+		}
+		ws, wh := sepMasksNaive(b, sep)
+		if s, h := sepMasks(b, sep); s != ws || h != wh {
+			t.Fatalf("sepMasks(%q, %q) = %x %x, want %x %x", b, sep, s, h, ws, wh)
+		}
+		if s, h := sepMasksSWAR(b, sep); s != ws || h != wh {
+			t.Fatalf("sepMasksSWAR(%q, %q) = %x %x, want %x %x", b, sep, s, h, ws, wh)
+		}
+	})
 }

@@ -3,7 +3,6 @@ package operators
 import (
 	"fmt"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/gostream/gostream/proto/planpb"
 )
@@ -76,8 +75,9 @@ func (n *Narrow) build(out Emit) (Emit, Schema, error) {
 // The elements are valid only during the call.
 type pieceSink interface {
 	addAll(pieces [][]byte)
-	// addSplit takes str, valid UTF-8, split on sep without a limit.
-	addSplit(str []byte, sep byte)
+	// addSplit takes str split on sep, an ASCII byte, without a limit, up
+	// to rest, where invalid UTF-8 begins (-1: all of str was taken).
+	addSplit(str []byte, sep byte) (rest int)
 }
 
 // pieceEntries are the entries of a chain compiled by newPieces.
@@ -121,8 +121,12 @@ func (n *Narrow) newPieces(sink pieceSink) (entries pieceEntries, ok bool, err e
 	split := func(str []byte, null bool) {
 		switch {
 		case null: // split(null) is null: explode emits nothing
-		case oneByte && utf8.Valid(str):
-			sink.addSplit(str, sep)
+		case oneByte:
+			if rest := sink.addSplit(str, sep); rest >= 0 {
+				buf = buf[:0]
+				sp.sp.Each(str[rest:], add)
+				sink.addAll(buf)
+			}
 		default:
 			buf = buf[:0]
 			sp.sp.Each(str, add)
