@@ -131,7 +131,8 @@ func (c *strCounter) addSplit(str []byte, sep byte) (rest int) {
 			if b.n == probeBatch {
 				b = c.swap()
 			}
-			w0, w1 = w0&lowBytes(n), w1&lowBytes(n-8)
+			m := &keyMasks[n&(2*inlineKey-1)] // n <= inlineKey
+			w0, w1 = w0&m[0], w1&m[1]
 			j := b.n & (probeBatch - 1)
 			b.w0[j], b.w1[j], b.lens[j] = w0, w1, uint32(n)
 			b.hs[j] = c.hashShort(w0, w1, n)
@@ -178,6 +179,14 @@ func sepMasksSWAR(b []byte, sep byte) (seps, high uint64) {
 // gatherMSB packs the top bits of x's eight bytes into its low byte: the
 // multiply moves each byte's bit to its own place in the top byte.
 func gatherMSB(x uint64) uint64 { return (x >> 7) * 0x0102040810204080 >> 56 }
+
+// keyMasks[n] masks the n bytes of a short key in its two words.
+var keyMasks = func() (m [2 * inlineKey][2]uint64) {
+	for n := range inlineKey + 1 {
+		m[n] = [2]uint64{lowBytes(n), lowBytes(n - 8)}
+	}
+	return m
+}()
 
 // lowBytes is a mask of the low n bytes of a word (n may be out of 0-8).
 func lowBytes(n int) uint64 { return ^uint64(0) >> (64 - 8*uint(min(max(n, 0), 8))) }

@@ -2,12 +2,16 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // tally counts words the way Spark's split(value, ' ') does.
@@ -163,4 +167,60 @@ func TestMarkerClock(t *testing.T) {
 	if len(lat) != 1 || lat[0] != 40 || missing != 1 {
 		t.Errorf("latencies %v, missing %d; want [40], 1", lat, missing)
 	}
+}
+
+// TestPacedProducerDeliversAllOnStop stops a producer mid-stream and checks
+// that every marker it timed as produced is in the topic: records still
+// buffered when production stops must be flushed, not failed, or the
+// latency run reports markers missing that no system could output.
+func TestPacedProducerDeliversAllOnStop(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, "lat"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	cl, err := newProducer(c.ListenAddrs(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	clock := newMarkerClock()
+	p := &pacedProducer{cl: cl, topic: "lat", gen: newGenerator(1), clock: clock}
+	p.setPace(200_000, 100)
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); p.run(ctx) }()
+	time.Sleep(300 * time.Millisecond)
+	stop()
+	<-done
+	if err := p.firstErr(); err != nil {
+		t.Fatalf("produce: %v", err)
+	}
+
+	consumer, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.ConsumeTopics("lat"),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer consumer.Close()
+	var got int64
+	deadline := time.Now().Add(30 * time.Second)
+	for got < p.produced && time.Now().Before(deadline) {
+		fetches := consumer.PollRecords(ctx2s(t), 10_000)
+		fetches.EachRecord(func(r *kgo.Record) {
+			got++
+			clock.scan(r.Value, time.Now())
+		})
+	}
+	lat, missing := clock.latencies(time.Time{}, time.Now())
+	if got != p.produced || missing != 0 || len(lat) != p.markers {
+		t.Fatalf("topic holds %d of %d records produced; %d of %d markers missing", got, p.produced, missing, p.markers)
+	}
+}
+
+// ctx2s is a context that ends after two seconds or with the test.
+func ctx2s(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	t.Cleanup(cancel)
+	return ctx
 }
