@@ -46,6 +46,9 @@ type queryRuntime struct {
 	// Not in a sync.Pool, which drops them at every garbage collection.
 	partials freeList[*mapAgg]
 	finals   freeList[*operators.HashAgg]
+	// changed holds, per state partition, the rows an update-mode batch
+	// changed, from its reduce until its sink returns; reused by the next.
+	changed []operators.RowBuffer
 
 	// applied maps a state partition to the batch it committed before the
 	// last stop, when that batch's commit-log entry was never written: its
@@ -499,7 +502,13 @@ func fillRow(row operators.Row, rec *kgo.Record, topic operators.Value, headers 
 // commits the partition at version batch. It returns, per partition, the
 // changed output rows (update mode) and the number of groups updated.
 func (rt *queryRuntime) reduce(ctx context.Context, batch int64, outs []mapOutput) ([][]operators.Row, int64, error) {
-	changed := make([]operators.RowBuffer, rt.parts)
+	if rt.changed == nil {
+		rt.changed = make([]operators.RowBuffer, rt.parts)
+	}
+	changed := rt.changed
+	for p := range changed {
+		changed[p].Reset() // the last batch's sink has returned
+	}
 	var updated atomic.Int64
 	// One goroutine per partition, not per core: merging is CPU-bound and the
 	// scheduler bounds it, while their synced commits overlap, and Pebble

@@ -462,11 +462,18 @@ type StateStore interface {
 // MergeInto folds the held groups into the state store: each group's
 // committed state (if any) is merged with the batch's partials and written
 // back. changed, if not nil, receives the updated output row of every group
-// (update mode). The aggregator is reset afterwards.
+// (update mode). The aggregator is reset afterwards. A store with a
+// Prefetch(key) method is told of each key prefetchAhead Gets before it is
+// read (state's in-memory tables then overlap the keys' cache misses).
 func (h *HashAgg) MergeInto(st StateStore, changed Emit) error {
 	var enc []byte
 	row := make(Row, len(h.g.schema))
-	for _, g := range h.mergeOrder(st) {
+	order := h.mergeOrder(st)
+	pf, _ := st.(interface{ Prefetch(key []byte) })
+	for i, g := range order {
+		if pf != nil && i+prefetchAhead < len(order) {
+			pf.Prefetch(h.table.key(int(order[i+prefetchAhead])))
+		}
 		gi := int(g)
 		key := h.table.key(gi)
 		old, found, err := st.Get(key)
@@ -494,6 +501,10 @@ func (h *HashAgg) MergeInto(st StateStore, changed Emit) error {
 	h.Reset()
 	return nil
 }
+
+// prefetchAhead is how many groups ahead of its Get MergeInto prefetches a
+// key (twice the state table's prefetch depth).
+const prefetchAhead = 16
 
 // mergeOrder is the order in which MergeInto visits the groups: key order,
 // as a store on disk reads a sorted run of keys far faster than scattered

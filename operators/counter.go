@@ -358,10 +358,16 @@ func (c *strCounter) grow() {
 	}
 }
 
-// reset forgets every key, keeping the memory.
+// reset forgets every key, keeping the memory unless the keys filled under
+// an eighth of it: each and reset cost in proportion to the slots, so after
+// one large batch, small ones would keep paying for it. The table shrinks
+// to twice the keys and grows back if later batches need it.
 func (c *strCounter) reset() {
 	c.q = probeQueue{}
-	if c.n > 0 {
+	switch n := len(c.slots); {
+	case n > 1024 && 8*c.n < n:
+		c.slots = make([]counterSlot, max(1024, 1<<bits.Len(uint(2*c.n))))
+	case c.n > 0:
 		clear(c.slots)
 	}
 	c.n = 0

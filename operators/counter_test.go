@@ -223,3 +223,27 @@ func FuzzSepMasks(f *testing.F) {
 		}
 	})
 }
+
+// TestStrCounterShrinks checks that a batch of few keys after a large one
+// leaves a small table, which still counts and grows again.
+func TestStrCounterShrinks(t *testing.T) {
+	c := newStrCounter()
+	for round, keys := range []int{100_000, 300, 5, 100_000} {
+		for i := range 3 * keys {
+			c.add(fmt.Appendf(nil, "k%d", i%keys))
+		}
+		if c.len() != keys {
+			t.Fatalf("round %d: %d keys, want %d", round, c.len(), keys)
+		}
+		c.each(func(k []byte, n int64) {
+			if n != 3 {
+				t.Fatalf("round %d: %q counted %d times, want 3", round, k, n)
+			}
+		})
+		before := len(c.slots)
+		c.reset()
+		if shrunk := len(c.slots) < before; shrunk != (8*keys < before && before > 1024) || len(c.slots) < 2*keys && shrunk {
+			t.Fatalf("round %d: %d keys in %d slots, %d after reset", round, keys, before, len(c.slots))
+		}
+	}
+}

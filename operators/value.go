@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"time"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/gostream/gostream/proto/planpb"
 )
@@ -211,6 +212,21 @@ func (b *RowBuffer) Grow(n, cols int) {
 	b.rows = slices.Grow(b.rows, n)
 	b.vals = slices.Grow(b.vals, n*cols)
 }
+
+// Reset empties b, keeping its slabs unless they exceed rowBufferKeep bytes:
+// the rows it returned before must no longer be used.
+func (b *RowBuffer) Reset() {
+	size := cap(b.rows)*int(unsafe.Sizeof(Row{})) + cap(b.vals)*int(unsafe.Sizeof(Value{})) + cap(b.bytes)
+	if size > rowBufferKeep {
+		*b = RowBuffer{}
+		return
+	}
+	b.rows, b.vals, b.bytes = b.rows[:0], b.vals[:0], b.bytes[:0]
+}
+
+// rowBufferKeep bounds the slabs a RowBuffer keeps when reset: a large
+// batch's rows are not held on to for the small ones after it.
+const rowBufferKeep = 16 << 20
 
 // Rows returns the collected rows, in the order they were added.
 func (b *RowBuffer) Rows() []Row { return b.rows }

@@ -19,9 +19,9 @@ import (
 	"github.com/cockroachdb/pebble/vfs"
 )
 
-// TestTable runs random writes, fold snapshots and scans against a table
-// and a map, with values that grow and shrink so that entries move and the
-// arena compacts.
+// TestTable runs random writes, fold snapshots, scans and prefetches against
+// a table and a map, with values that grow and shrink so that entries move
+// and the arena compacts.
 func TestTable(t *testing.T) {
 	r := rand.New(rand.NewPCG(7, 0))
 	tb := newTable()
@@ -31,6 +31,9 @@ func TestTable(t *testing.T) {
 		k := fmt.Sprint("k", r.IntN(3000))
 		if r.IntN(3000) == 0 {
 			k = "" // the empty key
+		}
+		if r.IntN(2) == 0 { // a hint, for this key or another: it changes nothing
+			tb.prefetch([]byte(fmt.Sprint("k", r.IntN(3500))))
 		}
 		switch op := r.IntN(100); {
 		case op < 40:

@@ -6,6 +6,9 @@ import (
 	"hash/maphash"
 	"math/bits"
 	"slices"
+	"unsafe"
+
+	"github.com/gostream/gostream/internal/prefetch"
 )
 
 // table holds every committed key of a partition in changelog mode. It is
@@ -39,6 +42,11 @@ type table struct {
 	// last is the slot+1 of the last get's key, or 0: the engine's Put
 	// follows its Get, and lookup checks last before searching.
 	last int
+
+	// ahead holds the hashes of the last prefetchDepth keys prefetched,
+	// whose slots are on their way into the caches; prefetched counts them.
+	ahead      [prefetchDepth]uint64
+	prefetched int
 }
 
 const (
@@ -124,6 +132,30 @@ func (t *table) find(key []byte) (slot int, hash uint64) {
 			return i, hash
 		}
 	}
+}
+
+// prefetchDepth is how many prefetch calls after a key's slot its record is
+// asked for: enough for the slot to have arrived by then.
+const prefetchDepth = 8
+
+// prefetch starts loading the slot of key and, for the key prefetched
+// prefetchDepth calls ago, the record its slot points at, without waiting
+// for either. A caller about to get many keys prefetches each key
+// 2*prefetchDepth gets ahead: a get then finds its slot and record cached,
+// and the misses of successive keys overlap. It changes nothing; a table
+// changed since a key was prefetched only makes the hint useless.
+func (t *table) prefetch(key []byte) {
+	hash := maphash.Bytes(t.seed, key)
+	mask := uint64(len(t.slots) - 1)
+	i := t.prefetched % prefetchDepth
+	if t.prefetched >= prefetchDepth {
+		if s := t.slots[t.ahead[i]&mask]; s != 0 {
+			prefetch.Line(unsafe.Pointer(&t.arena[int(s&slotOff)-1]))
+		}
+	}
+	t.ahead[i] = hash
+	t.prefetched++
+	prefetch.Line(unsafe.Pointer(&t.slots[hash&mask]))
 }
 
 // lookup returns the slot of key's record, or -1, and whether key is live.
