@@ -364,12 +364,14 @@ func (c *strCounter) grow() {
 // to twice the keys and grows back if later batches need it.
 func (c *strCounter) reset() {
 	c.q = probeQueue{}
-	switch n := len(c.slots); {
-	case n > 1024 && 8*c.n < n:
+	c.arena = c.arena[:0]
+	if c.n == 0 {
+		return // empty already: its last use decided its size
+	}
+	if n := len(c.slots); n > 1024 && 8*c.n < n {
 		c.slots = make([]counterSlot, max(1024, 1<<bits.Len(uint(2*c.n))))
-	case c.n > 0:
+	} else {
 		clear(c.slots)
 	}
 	c.n = 0
-	c.arena = c.arena[:0]
 }
