@@ -232,7 +232,7 @@ func TestRerunOfBatchWhoseStateCommitted(t *testing.T) {
 }
 
 // TestFirstBatchIsSmall checks the startup batch: the first batch of a run
-// reads at most maxOffsetsPerTrigger/8 records, later ones up to the cap,
+// reads at most maxOffsetsPerTrigger/16 records, later ones up to the cap,
 // and the counts are exact.
 func TestFirstBatchIsSmall(t *testing.T) {
 	var lines []string
@@ -244,7 +244,7 @@ func TestFirstBatchIsSmall(t *testing.T) {
 	df := s.ReadStream().Format("kafka").
 		Option("kafka.bootstrap.servers", strings.Join(addrs, ",")).
 		Option("subscribe", "logs").Option("startingOffsets", "earliest").
-		Option("maxOffsetsPerTrigger", "16").Load().
+		Option("maxOffsetsPerTrigger", "32").Load().
 		Select(engine.Col("value").Cast(engine.String).As("word")).
 		GroupBy(engine.Col("word")).Count()
 	q, err := df.WriteStream().OutputMode(engine.Complete).Format("memory").QueryName("first").
@@ -259,8 +259,8 @@ func TestFirstBatchIsSmall(t *testing.T) {
 	for _, p := range q.RecentProgress() {
 		sizes = append(sizes, p.NumInputRows)
 	}
-	if len(sizes) < 2 || sizes[0] > 2 || slices.Max(sizes) > 16 {
-		t.Fatalf("batch sizes %v: want a first batch of at most 2 (16/8), then at most 16", sizes)
+	if len(sizes) < 2 || sizes[0] > 2 || slices.Max(sizes) > 32 {
+		t.Fatalf("batch sizes %v: want a first batch of at most 2 (32/16), then at most 32", sizes)
 	}
 	for w, n := range table(s.Table("first")) {
 		if n != 12 {
