@@ -8,6 +8,8 @@ import (
 	"math/rand/v2"
 	"unicode/utf8"
 	"unsafe"
+
+	"github.com/gostream/gostream/internal/prefetch"
 )
 
 // strCounter counts occurrences of byte strings: the map side of
@@ -25,6 +27,11 @@ type strCounter struct {
 	arena []byte // bytes of keys longer than inlineKey
 	q     probeQueue
 }
+
+// slotShift is log2 of a slot's size, for prefetch.Slots.
+const slotShift = 5
+
+const _ = -uint(unsafe.Sizeof(counterSlot{}) ^ 1<<slotShift) // slotShift matches the slots
 
 // inlineKey is the longest key a slot holds in place.
 const inlineKey = 16
@@ -238,7 +245,7 @@ func (c *strCounter) queue(w0, w1 uint64, n int) {
 // filled.
 func (c *strCounter) swap() *probeBuf {
 	if full := &c.q.bufs[c.q.cur]; len(c.slots) > 0 {
-		prefetchSlots(unsafe.Pointer(unsafe.SliceData(c.slots)), &full.hs, full.n, uint64(len(c.slots)-1))
+		prefetch.Slots(unsafe.Pointer(unsafe.SliceData(c.slots)), full.hs[:full.n], uint64(len(c.slots)-1), slotShift)
 	}
 	c.q.cur ^= 1
 	b := &c.q.bufs[c.q.cur]

@@ -6,3 +6,9 @@ import "unsafe"
 //
 //go:noescape
 func Line(p unsafe.Pointer)
+
+// Slots asks for the slots of a hash table at base, 1<<shift bytes each,
+// that hashes pick: slot h&mask for each h in hashes.
+//
+//go:noescape
+func Slots(base unsafe.Pointer, hashes []uint64, mask uint64, shift uint)
