@@ -269,6 +269,50 @@ func TestFirstBatchIsSmall(t *testing.T) {
 	}
 }
 
+// TestFirstBatchCommitsAlone checks that the next batch is planned only once
+// the startup batch has committed (its first results do not wait behind the
+// next map), while later batches still overlap: batch 2 is planned while
+// batch 1's sink runs.
+func TestFirstBatchCommitsAlone(t *testing.T) {
+	var lines []string
+	for i := range 60 {
+		lines = append(lines, fmt.Sprintf("w%d", i%5))
+	}
+	addrs := embedded(t, lines...)
+	const sinkTime = 200 * time.Millisecond
+	var sunk []time.Time // when each batch's sink returned, by batch ID
+	s := engine.NewSession()
+	df := s.ReadStream().Format("kafka").
+		Option("kafka.bootstrap.servers", strings.Join(addrs, ",")).
+		Option("subscribe", "logs").Option("startingOffsets", "earliest").
+		Option("maxOffsetsPerTrigger", "32").Load().
+		Select(engine.Col("value").Cast(engine.String).As("word")).
+		GroupBy(engine.Col("word")).Count()
+	q, err := df.WriteStream().OutputMode(engine.Update).QueryName("alone").
+		ForeachBatch(func(_ context.Context, _ int64, _ []engine.Row) error {
+			time.Sleep(sinkTime)
+			sunk = append(sunk, time.Now())
+			return nil
+		}).
+		Trigger(engine.AvailableNow()).Option("checkpointLocation", t.TempDir()).Start(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := q.AwaitTermination(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	progress := q.RecentProgress()
+	if len(progress) < 3 || len(sunk) != len(progress) {
+		t.Fatalf("%d batches, %d sunk: want at least 3, all sunk", len(progress), len(sunk))
+	}
+	if start := progress[1].Timestamp; start.Before(sunk[0]) {
+		t.Errorf("batch 1 planned %s before batch 0's sink returned: want it planned after the first commit", sunk[0].Sub(start))
+	}
+	if start := progress[2].Timestamp; !start.Before(sunk[1]) {
+		t.Errorf("batch 2 planned %s after batch 1's sink returned: want it planned while batch 1 commits", start.Sub(sunk[1]))
+	}
+}
+
 // TestContinuousQueryFollowsAndResumes runs a query on the default trigger
 // (its readers fetch ahead between batches and its state lives in memory
 // with a changelog) while lines arrive, then resumes its checkpoint with
