@@ -29,10 +29,38 @@ func init() {
 		Description: "count the words of each line of a topic (split on ' ', like Spark's kafka_wordcount.py)",
 		Build:       Counts,
 	})
+	engine.RegisterJob(engine.Job{
+		Name:        "wordcount-words",
+		Description: `count the lowercased words of each line (split on \W+, like Kafka Streams' WordCountDemo)`,
+		Build:       WordCounts,
+	})
 }
 
 // Counts builds the word-count query over the topic p.Topic.
 func Counts(s *engine.Session, p engine.JobParams) *engine.DataFrame {
+	lines := readLines(s, p)
+	words := lines.Select(engine.Explode(engine.Split(engine.Col("value"), " ")).As("word"))
+	return words.GroupBy(engine.Col("word")).Count()
+}
+
+// WordCounts builds the query of Kafka Streams' WordCountDemo over the topic
+// p.Topic: lines lowercased and split on runs of non-word characters,
+//
+//	source.flatMapValues(value -> Arrays.asList(value.toLowerCase(Locale.getDefault()).split("\\W+")))
+//	      .groupBy((key, value) -> value).count()
+//
+// with the empty words dropped. Java's String.split drops trailing empty
+// strings and Spark's split keeps them; the demo still counts one empty word
+// for a line that starts with a non-word character, this query none.
+func WordCounts(s *engine.Session, p engine.JobParams) *engine.DataFrame {
+	lines := readLines(s, p)
+	words := lines.Select(engine.Explode(engine.Split(engine.Lower(engine.Col("value")), `\W+`)).As("word")).
+		Filter(engine.Col("word").Ne(""))
+	return words.GroupBy(engine.Col("word")).Count()
+}
+
+// readLines is the Kafka scan of both jobs, its values cast to strings.
+func readLines(s *engine.Session, p engine.JobParams) *engine.DataFrame {
 	r := s.ReadStream().Format("kafka").
 		Option("kafka.bootstrap.servers", p.Brokers).
 		Option("subscribe", p.Topic)
@@ -42,7 +70,5 @@ func Counts(s *engine.Session, p engine.JobParams) *engine.DataFrame {
 	if p.MaxOffsetsPerTrigger > 0 {
 		r.Option("maxOffsetsPerTrigger", strconv.FormatInt(p.MaxOffsetsPerTrigger, 10))
 	}
-	lines := r.Load().Select(engine.Col("value").Cast(engine.String))
-	words := lines.Select(engine.Explode(engine.Split(engine.Col("value"), " ")).As("word"))
-	return words.GroupBy(engine.Col("word")).Count()
+	return r.Load().Select(engine.Col("value").Cast(engine.String))
 }
