@@ -146,7 +146,7 @@ func (g *Aggregation) NewPartial() (*HashAgg, error) {
 	}
 	h.keyCol = -1
 	if len(h.keys) == 1 {
-		if c, ok := h.keys[0].(columnExpr); ok {
+		if c, ok := h.keys[0].(*columnExpr); ok {
 			h.keyCol = c.i
 		}
 	}

@@ -158,6 +158,50 @@ func TestWordCountAggregation(t *testing.T) {
 	}
 }
 
+// TestWordCountFilteredPieces counts explode(split(lower(value), '\W+'))
+// through filters after the explode: on the exploded word alone they run
+// on the split's pieces (the fused entry); on another column they run row
+// at a time. runAgg feeds half the rows to each entry, so both must agree.
+func TestWordCountFilteredPieces(t *testing.T) {
+	filtered := func(cond *planpb.Expr) *planpb.Aggregate {
+		a := wordCount()
+		x := a.Input.GetExplode()
+		x.Generator = callE("split", callE("lower", col("value")), lit(`\W+`))
+		a.Input = &planpb.Plan{Node: &planpb.Plan_Filter{Filter: &planpb.Filter{Input: a.Input, Condition: cond}}}
+		return a
+	}
+	lines := []Row{kafkaRow("GET /a?B=1", 0), kafkaRow("[x] a.", 1), kafkaRow("", 0), kafkaRow("\x00null", 1), kafkaRow("A_b a", 1)}
+	cases := []struct {
+		name  string
+		cond  *planpb.Expr
+		fused bool
+		want  map[string]string
+	}{
+		{"non-empty words", callE("!=", col("WORD"), lit("")), true,
+			map[string]string{"get": "1", "a": "3", "b": "1", "1": "1", "x": "1", "a_b": "1"}},
+		{"on another column", callE("=", col("partition"), &planpb.Expr{Kind: &planpb.Expr_Literal{Literal: &planpb.Literal{Value: &planpb.Literal_Long{Long: 1}, Type: planpb.DataType_LONG}}}), false,
+			map[string]string{"": "2", "x": "1", "a": "2", "a_b": "1"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			g, err := CompileAggregate(filtered(c.cond))
+			if err != nil {
+				t.Fatal(err)
+			}
+			h, err := g.NewPartial()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, fused, err := g.Input().newPieces(h.counter); err != nil || fused != c.fused {
+				t.Fatalf("fused entry %v (%v), want %v", fused, err, c.fused)
+			}
+			if got := runAgg(t, filtered(c.cond), 3, lines); fmt.Sprint(got) != fmt.Sprint(c.want) {
+				t.Fatalf("got %v, want %v", got, c.want)
+			}
+		})
+	}
+}
+
 func TestAggregatesAndNulls(t *testing.T) {
 	length := callE("length", col("word"))
 	a := &planpb.Aggregate{

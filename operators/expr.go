@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"unicode/utf8"
 
 	"github.com/gostream/gostream/proto/planpb"
 )
@@ -58,7 +59,7 @@ func CompileExpr(e *planpb.Expr, in Schema) (Expr, error) {
 		if err != nil {
 			return nil, err
 		}
-		return columnExpr{i: i, t: in[i].Type}, nil
+		return &columnExpr{i: i, t: in[i].Type}, nil
 	case *planpb.Expr_Literal:
 		return compileLiteral(k.Literal)
 	case *planpb.Expr_Cast:
@@ -78,29 +79,29 @@ type columnExpr struct {
 	t planpb.DataType
 }
 
-func (c columnExpr) Eval(row Row) Value    { return row[c.i] }
-func (c columnExpr) Type() planpb.DataType { return c.t }
+func (c *columnExpr) Eval(row Row) Value    { return row[c.i] }
+func (c *columnExpr) Type() planpb.DataType { return c.t }
 
 type literalExpr struct {
 	v Value
 	t planpb.DataType
 }
 
-func (l literalExpr) Eval(Row) Value        { return l.v }
-func (l literalExpr) Type() planpb.DataType { return l.t }
+func (l *literalExpr) Eval(Row) Value        { return l.v }
+func (l *literalExpr) Type() planpb.DataType { return l.t }
 
 func compileLiteral(l *planpb.Literal) (Expr, error) {
 	switch v := l.GetValue().(type) {
 	case *planpb.Literal_String_:
-		return literalExpr{Str(v.String_), planpb.DataType_STRING}, nil
+		return &literalExpr{Str(v.String_), planpb.DataType_STRING}, nil
 	case *planpb.Literal_Long:
-		return literalExpr{Long(v.Long), planpb.DataType_LONG}, nil
+		return &literalExpr{Long(v.Long), planpb.DataType_LONG}, nil
 	case *planpb.Literal_Double:
-		return literalExpr{Double(v.Double), planpb.DataType_DOUBLE}, nil
+		return &literalExpr{Double(v.Double), planpb.DataType_DOUBLE}, nil
 	case *planpb.Literal_Boolean:
-		return literalExpr{Bool(v.Boolean), planpb.DataType_BOOLEAN}, nil
+		return &literalExpr{Bool(v.Boolean), planpb.DataType_BOOLEAN}, nil
 	case *planpb.Literal_Null:
-		return literalExpr{Null, l.GetType()}, nil
+		return &literalExpr{Null, l.GetType()}, nil
 	}
 	return nil, fmt.Errorf("%w: literal without a value", ErrType)
 }
@@ -249,7 +250,13 @@ func compileCall(c *planpb.Call, in Schema) (Expr, error) {
 		if len(args) != 2 {
 			return nil, fmt.Errorf("%w: %s takes 2 arguments, got %d", ErrType, name, len(args))
 		}
-		return compare{op: name, l: args[0], r: args[1]}, nil
+		c := &compare{holds: compareOps[name], l: args[0], r: args[1]}
+		col, okCol := c.l.(*columnExpr)
+		lit, okLit := c.r.(*literalExpr)
+		if okCol && okLit {
+			return &compareColumn{holds: c.holds, col: col.i, lit: lit.v}, nil
+		}
+		return c, nil
 	case "and", "or":
 		if len(args) != 2 {
 			return nil, fmt.Errorf("%w: %s takes 2 arguments, got %d", ErrType, name, len(args))
@@ -338,9 +345,9 @@ func (f *stringFunc) Eval(row Row) Value {
 	}
 	switch f.name {
 	case "lower":
-		f.buf = append(f.buf[:0], bytes.ToLower(ToValidUTF8(v.B))...)
+		f.buf = appendCase(f.buf[:0], v.B, 'A', bytes.ToLower)
 	case "upper":
-		f.buf = append(f.buf[:0], bytes.ToUpper(ToValidUTF8(v.B))...)
+		f.buf = appendCase(f.buf[:0], v.B, 'a', bytes.ToUpper)
 	case "trim":
 		return String(bytes.Trim(v.B, " "))
 	case "length":
@@ -349,32 +356,82 @@ func (f *stringFunc) Eval(row Row) Value {
 	return String(f.buf)
 }
 
-type compare struct {
-	op   string
-	l, r Expr
+// appendCase appends b mapped by to (bytes.ToLower or ToUpper, after
+// ToValidUTF8). An ASCII b, the common case, is mapped in dst without to's
+// allocation: from is the first letter to map ('A' lowers, 'a' uppers).
+func appendCase(dst, b []byte, from byte, to func([]byte) []byte) []byte {
+	var or byte
+	for _, c := range b {
+		or |= c
+	}
+	if or >= utf8.RuneSelf {
+		return append(dst, to(ToValidUTF8(b))...)
+	}
+	n := len(dst)
+	dst = append(dst, b...)
+	for i, c := range dst[n:] {
+		if c-from < 26 {
+			dst[n+i] = c ^ 0x20
+		}
+	}
+	return dst
 }
 
-func (c compare) Type() planpb.DataType { return planpb.DataType_BOOLEAN }
+// compare is a comparison: it holds when bit Compare(l, r)+1 of holds is
+// set (bit 0 less, 1 equal, 2 greater).
+type compare struct {
+	holds uint8
+	l, r  Expr
+}
 
-func (c compare) Eval(row Row) Value {
-	l, r := c.l.Eval(row), c.r.Eval(row)
-	if l.Kind == KindNull || r.Kind == KindNull {
+var compareOps = map[string]uint8{"=": 0b010, "!=": 0b101, "<": 0b001, "<=": 0b011, ">": 0b100, ">=": 0b110}
+
+func (c *compare) Type() planpb.DataType { return planpb.DataType_BOOLEAN }
+
+func (c *compare) Eval(row Row) Value {
+	l := c.l.Eval(row)
+	if l.Kind == KindNull {
 		return Null
 	}
-	d := Compare(l, r)
-	switch c.op {
-	case "=":
-		return Bool(d == 0)
-	case "!=":
-		return Bool(d != 0)
-	case "<":
-		return Bool(d < 0)
-	case "<=":
-		return Bool(d <= 0)
-	case ">":
-		return Bool(d > 0)
+	r := c.r.Eval(row)
+	if r.Kind == KindNull {
+		return Null
 	}
-	return Bool(d >= 0)
+	return Bool(c.holds>>(Compare(l, r)+1)&1 == 1)
+}
+
+// compareColumn is a compare of a column with a literal, the usual filter,
+// without calling either side's Eval.
+type compareColumn struct {
+	holds uint8
+	col   int
+	lit   Value
+}
+
+func (c *compareColumn) Type() planpb.DataType { return planpb.DataType_BOOLEAN }
+
+func (c *compareColumn) Eval(row Row) Value {
+	holds, null := c.test(&row[c.col])
+	if null {
+		return Null
+	}
+	return Bool(holds)
+}
+
+// test compares v with the literal; null reports a null result. Strings
+// compare without copying either Value (a copy costs more than the
+// comparison of a word).
+func (c *compareColumn) test(v *Value) (holds, null bool) {
+	if v.Kind == KindNull || c.lit.Kind == KindNull {
+		return false, true
+	}
+	var d int
+	if c.lit.Kind == KindString && (v.Kind == KindString || v.Kind == KindBinary) {
+		d = bytes.Compare(v.B, c.lit.B)
+	} else {
+		d = Compare(*v, c.lit)
+	}
+	return c.holds>>(d+1)&1 == 1, false
 }
 
 // Compare orders two non-null values: numbers numerically, strings and

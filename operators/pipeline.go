@@ -91,19 +91,21 @@ type pieceEntries struct {
 }
 
 // newPieces compiles a fresh instance of a chain whose last stage explodes
-// a split: its entries hand each input's elements to sink instead of
-// emitting a row per element (the other columns of those rows are never
-// computed). ok is false for any other chain.
+// a split, or whose last stages are such an explode and filters of the
+// exploded column alone: its entries hand each input's elements (those the
+// filters keep) to sink instead of emitting a row per element (the other
+// columns of those rows are never computed). ok is false for any other
+// chain.
 func (n *Narrow) newPieces(sink pieceSink) (entries pieceEntries, ok bool, err error) {
-	if len(n.stages) == 0 {
+	xi := len(n.stages) - 1 // the explode
+	for xi >= 0 && n.stages[xi].GetFilter() != nil {
+		xi--
+	}
+	if xi < 0 || n.stages[xi].GetExplode() == nil {
 		return pieceEntries{}, false, nil
 	}
-	last := len(n.stages) - 1
-	x := n.stages[last].GetExplode()
-	if x == nil {
-		return pieceEntries{}, false, nil
-	}
-	wrap, schema, err := compileStages(n.stages[:last], KafkaSchema(n.scan.GetIncludeHeaders()))
+	x := n.stages[xi].GetExplode()
+	wrap, schema, err := compileStages(n.stages[:xi], KafkaSchema(n.scan.GetIncludeHeaders()))
 	if err != nil {
 		return pieceEntries{}, false, err
 	}
@@ -115,13 +117,24 @@ func (n *Narrow) newPieces(sink pieceSink) (entries pieceEntries, ok bool, err e
 	if !ok {
 		return pieceEntries{}, false, nil
 	}
+	keep, ok := n.pieceFilter(x, n.stages[xi+1:])
+	if !ok {
+		return pieceEntries{}, false, nil
+	}
 	var buf [][]byte
 	add := func(p []byte) { buf = append(buf, p) }
+	if keep != nil {
+		add = func(p []byte) {
+			if keep(p) {
+				buf = append(buf, p)
+			}
+		}
+	}
 	sep, oneByte := sp.sp.byteSep()
 	split := func(str []byte, null bool) {
 		switch {
 		case null: // split(null) is null: explode emits nothing
-		case oneByte:
+		case oneByte && keep == nil:
 			if rest := sink.addSplit(str, sep); rest >= 0 {
 				buf = buf[:0]
 				sp.sp.Each(str[rest:], add)
@@ -138,10 +151,51 @@ func (n *Narrow) newPieces(sink pieceSink) (entries pieceEntries, ok bool, err e
 		split(v.B, v.Kind == KindNull)
 		return nil
 	})
-	if args := x.GetGenerator().GetCall().GetArgs(); len(args) > 0 && n.valueKind(args[0], last) == stringValue {
+	if args := x.GetGenerator().GetCall().GetArgs(); len(args) > 0 && n.valueKind(args[0], xi) == stringValue {
 		entries.value = func(value []byte) { split(value, value == nil) }
 	}
 	return entries, true, nil
+}
+
+// pieceFilter compiles filters, which follow the explode x, into a test of
+// one exploded element (nil: no filters). ok is false when a condition
+// refers to another column than the exploded one, or fails to compile (the
+// row-at-a-time chain then runs it, or reports its error).
+func (n *Narrow) pieceFilter(x *planpb.Explode, filters []*planpb.Plan) (keep func([]byte) bool, ok bool) {
+	if len(filters) == 0 {
+		return nil, true
+	}
+	for _, k := range x.GetKeep() {
+		if strings.EqualFold(k.GetName(), x.GetOutput()) {
+			return nil, false // a condition on that name means the kept column
+		}
+	}
+	elem := Schema{{Name: x.GetOutput(), Type: planpb.DataType_STRING, Nullable: true}}
+	conds := make([]Expr, len(filters))
+	for i, f := range filters {
+		c, err := CompileExpr(f.GetFilter().GetCondition(), elem)
+		if err != nil || c.Type() != planpb.DataType_BOOLEAN {
+			return nil, false
+		}
+		conds[i] = c
+	}
+	if c, ok := conds[0].(*compareColumn); ok && len(conds) == 1 {
+		return func(p []byte) bool { // word != '' and the like: no Eval call
+			v := String(p)
+			holds, _ := c.test(&v)
+			return holds
+		}, true
+	}
+	row := make(Row, 1)
+	return func(p []byte) bool {
+		row[0] = String(p)
+		for _, c := range conds {
+			if v := c.Eval(row); v.Kind != KindBool || v.I != 1 {
+				return false
+			}
+		}
+		return true
+	}, true
 }
 
 // What an expression is in terms of the Kafka record's value.

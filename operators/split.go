@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"fmt"
 	"regexp"
+	"regexp/syntax"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -17,9 +19,60 @@ import (
 type Splitter struct {
 	lit   []byte
 	re    *regexp.Regexp
+	class *byteClass // re is a run of a class of characters, like \W+ or \s+
 	empty bool
 	limit int
 	buf   []byte
+}
+
+// byteClass marks the bytes that a one-character class matches, for a
+// class that either holds every non-ASCII character or none: on valid UTF-8
+// each byte then tells alone whether it belongs to a separator.
+type byteClass [256]bool
+
+// runClass returns the byte class of re when re matches one or more
+// characters of a class and nothing else (\W+, \s+, [,; ]+, [^a-z0-9]+).
+func runClass(re *syntax.Regexp) *byteClass {
+	re = re.Simplify()
+	if re.Op != syntax.OpPlus || re.Flags&syntax.NonGreedy != 0 || len(re.Sub) != 1 {
+		return nil
+	}
+	var r []rune // sorted, non-overlapping lo-hi pairs
+	switch sub := re.Sub[0]; sub.Op {
+	case syntax.OpCharClass:
+		r = sub.Rune
+	case syntax.OpLiteral:
+		if len(sub.Rune) != 1 || sub.Flags&syntax.FoldCase != 0 {
+			return nil
+		}
+		r = []rune{sub.Rune[0], sub.Rune[0]}
+	default:
+		return nil
+	}
+	c := new(byteClass)
+	nonASCII := false
+	for i := 0; i < len(r); i += 2 {
+		lo, hi := r[i], r[i+1]
+		switch {
+		case hi < utf8.RuneSelf:
+			for b := lo; b <= hi; b++ {
+				c[b] = true
+			}
+		case lo == utf8.RuneSelf && hi == unicode.MaxRune:
+			nonASCII = true
+		case lo < utf8.RuneSelf && hi == unicode.MaxRune:
+			for b := lo; b < utf8.RuneSelf; b++ {
+				c[b] = true
+			}
+			nonASCII = true
+		default:
+			return nil // some non-ASCII characters but not all
+		}
+	}
+	for b := utf8.RuneSelf; b < len(c); b++ {
+		c[b] = nonASCII
+	}
+	return c
 }
 
 // NewSplitter compiles pattern. limit follows Spark (0 behaves like -1).
@@ -39,6 +92,9 @@ func NewSplitter(pattern string, limit int) (*Splitter, error) {
 			return nil, fmt.Errorf("operators: split pattern %q is not a valid regular expression: %w", pattern, err)
 		}
 		s.re = re
+		if parsed, err := syntax.Parse(pattern, syntax.Perl); err == nil {
+			s.class = runClass(parsed)
+		}
 	}
 	return s, nil
 }
@@ -66,6 +122,8 @@ func (s *Splitter) Each(str []byte, fn func(piece []byte)) {
 		s.eachLiteral(str, fn)
 	case s.empty:
 		s.eachRune(str, fn)
+	case s.class != nil:
+		s.eachRun(str, fn)
 	default:
 		s.eachRegexp(str, fn)
 	}
@@ -97,6 +155,26 @@ func (s *Splitter) eachRune(str []byte, fn func([]byte)) {
 		n++
 	}
 	fn(str)
+}
+
+// eachRun splits on the runs of s.class as eachRegexp would, a byte at a
+// time: the first match may start at 0 (a leading empty string) and every
+// match is a maximal run, since a run of the class never borders another.
+func (s *Splitter) eachRun(str []byte, fn func([]byte)) {
+	c := s.class
+	start, n := 0, 1
+	for i := 0; i < len(str) && (s.limit < 0 || n < s.limit); {
+		if !c[str[i]] {
+			i++
+			continue
+		}
+		fn(str[start:i])
+		for i++; i < len(str) && c[str[i]]; i++ {
+		}
+		start = i
+		n++
+	}
+	fn(str[start:])
 }
 
 func (s *Splitter) eachRegexp(str []byte, fn func([]byte)) {

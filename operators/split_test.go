@@ -42,6 +42,13 @@ func TestSplitLikeSpark(t *testing.T) {
 		{"regex class", "[,;]", "a,b;;c", -1, []string{"a", "b", "", "c"}},
 		{"regex no match", `\d`, "abc", -1, []string{"abc"}},
 		{"regex limit", `\s`, "a b c", 2, []string{"a", "b c"}},
+		{"word runs", `\W+`, "GET /a_b?x=1 HTTP/1.1", -1, []string{"GET", "a_b", "x", "1", "HTTP", "1", "1"}},
+		{"word runs at both ends", `\W+`, "[a] b.", -1, []string{"", "a", "b", ""}},
+		{"word runs split non-ASCII", `\W+`, "café€x 한", -1, []string{"caf", "x", ""}},
+		{"word runs with limit", `\W+`, "a, b, c", 2, []string{"a", "b, c"}},
+		{"space runs keep non-ASCII", `\s+`, "한 \t국", -1, []string{"한", "국"}},
+		{"negated class", `[^a-z]+`, "ab12cd€e", -1, []string{"ab", "cd", "e"}},
+		{"one-character run", `,+`, "a,,b,", -1, []string{"a", "b", ""}},
 		{"empty pattern splits characters", "", "ab한", -1, []string{"a", "b", "한"}},
 		{"empty pattern on empty string", "", "", -1, []string{""}},
 		{"empty pattern with limit", "", "abc", 2, []string{"a", "bc"}},
@@ -93,6 +100,46 @@ func FuzzSplitter(f *testing.F) {
 		sp.Each(in, func([]byte) { n++ })
 		if n == 0 {
 			t.Fatal("split yielded nothing; Spark always yields at least one piece")
+		}
+	})
+}
+
+// TestRunClass checks which patterns split a byte at a time: runs of a
+// class that holds all non-ASCII characters or none.
+func TestRunClass(t *testing.T) {
+	for pattern, want := range map[string]bool{
+		`\W+`: true, `\s+`: true, `[,; ]+`: true, `[^a-z0-9]+`: true, `(?i)[a-c]+`: true, `x+`: true,
+		`\W`: false, `\W+?`: false, `\W*`: false, `[é ]+`: false, `[^é]+`: false, `\pL+`: false, `a b`: false, `(?i)k+`: false,
+	} {
+		sp, err := NewSplitter(pattern, -1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := sp.class != nil; got != want {
+			t.Errorf("%q splits a byte at a time: %v, want %v", pattern, got, want)
+		}
+	}
+}
+
+// FuzzSplitterRuns checks the byte-at-a-time split of character-class runs
+// against the regular expression it stands for.
+func FuzzSplitterRuns(f *testing.F) {
+	f.Add([]byte("GET /a?b=1 HTTP/1.1"), 0, -1)
+	f.Add([]byte("\xff\xfe x é,,"), 3, 2)
+	patterns := []string{`\W+`, `\s+`, `[,; ]+`, `[^a-z]+`, `(?i)[a-c]+`, `[\x00-\x{10FFFF}]+`}
+	f.Fuzz(func(t *testing.T, in []byte, which, limit int) {
+		pattern := patterns[uint(which)%uint(len(patterns))]
+		fast, err := NewSplitter(pattern, limit)
+		if err != nil || fast.class == nil {
+			t.Fatalf("%q: no byte class (%v)", pattern, err)
+		}
+		slow := *fast
+		slow.class = nil
+		var got, want []string
+		fast.Each(in, func(p []byte) { got = append(got, string(p)) })
+		slow.Each(in, func(p []byte) { want = append(want, string(p)) })
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("split(%q, %q, %d) = %q, want %q (regexp)", in, pattern, limit, got, want)
 		}
 	})
 }

@@ -1,6 +1,7 @@
 package operators
 
 import (
+	"bytes"
 	"reflect"
 	"testing"
 )
@@ -29,5 +30,40 @@ func TestRowBuffer(t *testing.T) {
 	rows[0][0].B = append(rows[0][0].B, '!') // capped: copies, leaves row 1 alone
 	if string(rows[1][0].B) != "word-01" {
 		t.Errorf("appending to row 0's string changed row 1 to %q", rows[1][0].B)
+	}
+}
+
+// FuzzAppendCase checks lower and upper, whose ASCII path maps bytes in
+// place, against bytes.ToLower and ToUpper of the valid UTF-8 string.
+func FuzzAppendCase(f *testing.F) {
+	for _, s := range []string{"", "GET /Index.HTML @[`{", "ÀÉ straße", "a\xffB", "Z\x00z"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if got, want := appendCase([]byte("x"), b, 'A', bytes.ToLower), append([]byte("x"), bytes.ToLower(ToValidUTF8(b))...); !bytes.Equal(got, want) {
+			t.Fatalf("lower(%q) = %q, want %q", b, got[1:], want[1:])
+		}
+		if got, want := appendCase(nil, b, 'a', bytes.ToUpper), bytes.ToUpper(ToValidUTF8(b)); !bytes.Equal(got, want) {
+			t.Fatalf("upper(%q) = %q, want %q", b, got, want)
+		}
+	})
+}
+
+// TestCompareColumn checks the column-with-literal comparison against the
+// general one for every operator, over values of each kind and null.
+func TestCompareColumn(t *testing.T) {
+	vals := []Value{Null, Str(""), Str("b"), Str("ab"), {Kind: KindBinary, B: []byte("b")}, Long(-1), Long(2), Double(1.5), Bool(true), Bool(false)}
+	lits := []Value{Null, Str(""), Str("b"), Long(2), Double(1.5), Bool(true)}
+	for op, holds := range compareOps {
+		for _, lit := range lits {
+			fast := &compareColumn{holds: holds, col: 0, lit: lit}
+			slow := &compare{holds: holds, l: &columnExpr{i: 0}, r: &literalExpr{v: lit}}
+			for _, v := range vals {
+				row := Row{v}
+				if got, want := fast.Eval(row), slow.Eval(row); got.Kind != want.Kind || got.I != want.I {
+					t.Errorf("%v %s %v = %v, want %v", v, op, lit, got, want)
+				}
+			}
+		}
 	}
 }
