@@ -234,19 +234,25 @@ func TestRerunOfBatchWhoseStateCommitted(t *testing.T) {
 // TestFirstBatchIsSmall checks the startup batch: the first batch of a run
 // reads at most maxOffsetsPerTrigger/16 records, later ones up to the cap,
 // and the counts are exact.
-func TestFirstBatchIsSmall(t *testing.T) {
+// cappedCounts counts 60 one-word lines, five words 12 times each, with
+// maxOffsetsPerTrigger 32: a startup batch of 2, then batches of 32 and 26.
+func cappedCounts(t *testing.T) (*engine.Session, *engine.DataFrame) {
 	var lines []string
 	for i := range 60 {
 		lines = append(lines, fmt.Sprintf("w%d", i%5))
 	}
 	addrs := embedded(t, lines...)
 	s := engine.NewSession()
-	df := s.ReadStream().Format("kafka").
+	return s, s.ReadStream().Format("kafka").
 		Option("kafka.bootstrap.servers", strings.Join(addrs, ",")).
 		Option("subscribe", "logs").Option("startingOffsets", "earliest").
 		Option("maxOffsetsPerTrigger", "32").Load().
 		Select(engine.Col("value").Cast(engine.String).As("word")).
 		GroupBy(engine.Col("word")).Count()
+}
+
+func TestFirstBatchIsSmall(t *testing.T) {
+	s, df := cappedCounts(t)
 	q, err := df.WriteStream().OutputMode(engine.Complete).Format("memory").QueryName("first").
 		Trigger(engine.AvailableNow()).Option("checkpointLocation", t.TempDir()).Start(context.Background())
 	if err != nil {
@@ -274,20 +280,9 @@ func TestFirstBatchIsSmall(t *testing.T) {
 // next map), while later batches still overlap: batch 2 is planned while
 // batch 1's sink runs.
 func TestFirstBatchCommitsAlone(t *testing.T) {
-	var lines []string
-	for i := range 60 {
-		lines = append(lines, fmt.Sprintf("w%d", i%5))
-	}
-	addrs := embedded(t, lines...)
+	_, df := cappedCounts(t)
 	const sinkTime = 200 * time.Millisecond
 	var sunk []time.Time // when each batch's sink returned, by batch ID
-	s := engine.NewSession()
-	df := s.ReadStream().Format("kafka").
-		Option("kafka.bootstrap.servers", strings.Join(addrs, ",")).
-		Option("subscribe", "logs").Option("startingOffsets", "earliest").
-		Option("maxOffsetsPerTrigger", "32").Load().
-		Select(engine.Col("value").Cast(engine.String).As("word")).
-		GroupBy(engine.Col("word")).Count()
 	q, err := df.WriteStream().OutputMode(engine.Update).QueryName("alone").
 		ForeachBatch(func(_ context.Context, _ int64, _ []engine.Row) error {
 			time.Sleep(sinkTime)
