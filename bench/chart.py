@@ -1,10 +1,14 @@
 """Draws the benchmark suite's results side by side: throughput, latency, memory.
 
+Each group of bars (a run) holds only the systems that took part in it: Spark
+sits out the words run, Kafka Streams runs nothing else.
+
 Usage: python bench/chart.py bench/results/latest.json bench/results/latest.png
 (bench/cmd/suite runs it with the bench venv's python after every run).
 """
 
 import json
+import math
 import sys
 
 import matplotlib
@@ -12,26 +16,44 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-COLORS = {"ceiling": "#9e9e9e", "gostream": "#00add8", "spark": "#e25a1c"}
-SYSTEMS = ["ceiling", "gostream", "spark"]
+COLORS = {"ceiling": "#9e9e9e", "gostream": "#00add8", "spark": "#e25a1c", "kstreams": "#6a3d9a"}
+LABELS = {"kstreams": "Kafka Streams"}
+SYSTEMS = ["ceiling", "gostream", "spark", "kstreams"]
+
+
+def group_label(run):
+    """The x label of a run: the words run says its split, latency-RATE its rate."""
+    if run == "words":
+        return "words\n(lowercase, split on \\W+)"
+    if run.startswith("latency-") and run[8:].isdigit():
+        return f"latency\n{int(run[8:]) // 1000}k/s"
+    return run
 
 
 def bars(ax, groups, values, title, ylabel, fmt):
-    """Grouped bars: one group per entry of groups, one bar per system in values."""
+    """Grouped bars: one group per entry of groups, one bar per system in values
+    that has a result in that group (None: it did not take part), "n/a" for a
+    result without the figure (NaN)."""
     systems = [s for s in SYSTEMS if s in values]
     width = 0.8 / max(len(systems), 1)
-    for i, system in enumerate(systems):
-        xs = [g + (i - (len(systems) - 1) / 2) * width for g in range(len(groups))]
-        ys = values[system]
-        drawn = ax.bar(xs, [y or 0 for y in ys], width, label=system, color=COLORS[system])
-        ax.bar_label(drawn, labels=[fmt(y) if y else "n/a" for y in ys], fontsize=8, padding=2)
+    labelled = set()
+    for g in range(len(groups)):
+        present = [s for s in systems if values[s][g] is not None]
+        for i, system in enumerate(present):
+            y = values[system][g]
+            x = g + (i - (len(present) - 1) / 2) * width
+            label = None if system in labelled else LABELS.get(system, system)
+            labelled.add(system)
+            known = not math.isnan(y) and y > 0
+            drawn = ax.bar([x], [y if known else 0], width, label=label, color=COLORS[system])
+            ax.bar_label(drawn, labels=[fmt(y) if known else "n/a"], fontsize=8, padding=2)
     if not groups:
         ax.text(0.5, 0.5, "not run", ha="center", va="center", transform=ax.transAxes, color="gray")
-    positive = [y for ys in values.values() for y in ys if y]
+    positive = [y for ys in values.values() for y in ys if y is not None and y > 0]
     if positive and max(positive) / min(positive) > 30:
         ax.set_yscale("log")
         ylabel += " (log scale)"
-    ax.set_xticks(range(len(groups)), groups)
+    ax.set_xticks(range(len(groups)), [group_label(g) for g in groups])
     ax.set_title(title, fontweight="bold")
     ax.set_ylabel(ylabel)
     ax.spines[["top", "right"]].set_visible(False)
@@ -40,14 +62,22 @@ def bars(ax, groups, values, title, ylabel, fmt):
         ax.legend(frameon=False, fontsize=8)
 
 
+def figure(result, field, scale=1.0):
+    """The field of a result, scaled; NaN when the result lacks it, None when there is no result."""
+    if result is None:
+        return None
+    v = result.get(field)
+    return v * scale if v is not None else math.nan
+
+
 def series(results, runs, field, scale=1.0):
-    """values[system] = [field of that system's result in each run, or None]."""
+    """values[system] = [figure of field in each run, None where the system did not take part]."""
     by = {(r["system"], r["run"]): r for r in results}
     out = {}
     for system in SYSTEMS:
-        row = [by.get((system, run), {}).get(field) for run in runs]
+        row = [figure(by.get((system, run)), field, scale) for run in runs]
         if any(v is not None for v in row):
-            out[system] = [v * scale if v is not None else None for v in row]
+            out[system] = row
     return out
 
 
@@ -70,7 +100,7 @@ def main(src, dst):
         for pct in ("p50", "p99"):
             lat_groups.append(f"{int(run.split('-')[1]) // 1000}k/s {pct}")
             for system in lat_systems:
-                lat_values[system].append(by.get((system, run), {}).get(f"latency_{pct}_ms"))
+                lat_values[system].append(figure(by.get((system, run)), f"latency_{pct}_ms"))
     bars(axes[1], lat_groups, lat_values,
          "Produce-to-output latency (lower is better)", "ms", lambda v: f"{v:,.0f}")
 
@@ -78,9 +108,18 @@ def main(src, dst):
          "Peak RSS, whole process tree (lower is better)", "MiB", lambda v: f"{v:,.0f}")
 
     m = report.get("machine", {})
-    n = report.get("config", {}).get("records")
-    fig.suptitle(f"gostream vs Spark {m.get('spark', '')} word count on Kafka {m.get('kafka', '')}: "
-                 f"{n:,} lines, {m.get('cores', '?')} cores, {m.get('cpu', '')}", fontsize=11)
+    config = report.get("config", {})
+    ran = {r["system"] for r in results}
+    rivals = [f"Spark {m.get('spark', '')}"] if "spark" in ran else []
+    if "kstreams" in ran:
+        rivals.append(f"Kafka Streams {m.get('kafka_streams', '')}")
+    lines = []
+    if "throughput" in runs:
+        lines.append(f"throughput {config.get('records', 0):,} lines")
+    if "words" in runs:
+        lines.append(f"words {config.get('words_records', 0):,} lines")
+    fig.suptitle(f"gostream vs {' and '.join(rivals) or 'Kafka alone'} word count on Kafka {m.get('kafka', '')}: "
+                 f"{', '.join(lines) or 'no bulk run'}; {m.get('cores', '?')} cores, {m.get('cpu', '')}", fontsize=11)
     fig.tight_layout()
     fig.savefig(dst, dpi=110)
 

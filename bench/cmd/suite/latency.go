@@ -26,7 +26,7 @@ func (s *suite) latencyRuns(ctx context.Context) error {
 	all := s.systems()
 	for _, rate := range s.cfg.rates {
 		for _, name := range s.cfg.systems {
-			if ctx.Err() != nil {
+			if ctx.Err() != nil || !takesPart(name, "latency") {
 				continue
 			}
 			log.Printf("latency: %s at %d records/s", name, rate)
@@ -241,7 +241,11 @@ func (s *suite) latencyOnce(ctx context.Context, sys system, rate int) result {
 
 	clock := newMarkerClock()
 	logPath := filepath.Join(s.logs, runName+"-"+sys.name+".log")
-	c, err := startChild(sys.command(j), logPath, clock.scan)
+	cmd, err := sys.command(j)
+	if err != nil {
+		return fail(err)
+	}
+	c, err := startChild(cmd, logPath, clock.scan)
 	if err != nil {
 		return fail(err)
 	}

@@ -2,18 +2,21 @@
 // plain franz-go consumer (the ceiling) on the same Kafka topic, in one run.
 //
 // Run it through bench/run.sh, which installs pyspark into a cache directory,
-// warms Spark's package cache, builds gostream and this command, then runs:
+// warms Spark's package cache, resolves Kafka Streams' examples jar, builds
+// gostream and this command, then runs:
 //
 //	bash bench/run.sh                       # 10M lines, every system and run
 //	bash bench/run.sh -n 1000000 -runs throughput,latency -rates 50000
+//	bash bench/run.sh -runs words -systems gostream,kstreams -words-n 100000
 //
 // It starts a 3-broker Kafka cluster with kafkatest, loads N generated log
 // lines into the topic logs (3 partitions, replication factor 2), runs each
 // system's word count over it, then the latency runs (steady production at
-// each rate, markers timed from produce to output) and the state-scale run
-// (millions of distinct words). It prints a table and writes
-// bench/results/latest.json and latest.png; bench/README.md explains every
-// figure.
+// each rate, markers timed from produce to output), the state-scale run
+// (millions of distinct words) and the words run (Kafka Streams'
+// WordCountDemo against gostream's job of the same split). It prints a table
+// and writes bench/results/latest.json and latest.png; bench/README.md
+// explains every figure.
 package main
 
 import (
@@ -23,6 +26,7 @@ import (
 	"fmt"
 	"log"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"runtime"
@@ -37,13 +41,14 @@ import (
 
 // config is the suite's command line.
 type config struct {
-	records   int
-	seed      uint64
-	systems   []string
-	runs      []string
-	rates     []int
-	stateKeys int
-	keysLine  int
+	records      int
+	wordsRecords int
+	seed         uint64
+	systems      []string
+	runs         []string
+	rates        []int
+	stateKeys    int
+	keysLine     int
 
 	latencyWarmup   time.Duration
 	latencyDuration time.Duration
@@ -61,6 +66,9 @@ type config struct {
 	sparkDriverMemory string
 	python            string
 
+	kstreamsLibs string
+	kstreamsHeap string
+
 	shufflePartitions int
 	batches           int
 	stateBatches      int
@@ -71,7 +79,17 @@ type config struct {
 }
 
 // runNames lists the runs the suite knows, in order.
-var runNames = []string{"throughput", "latency", "state"}
+var runNames = []string{"throughput", "latency", "state", "words"}
+
+// defaultNames is the default of -systems or -runs: every name but the
+// words run and Kafka Streams, which join it when Kafka Streams' jars are
+// there (-kstreams-libs).
+func defaultNames(names []string, kstreams bool) []string {
+	if kstreams {
+		return names
+	}
+	return slices.DeleteFunc(slices.Clone(names), func(n string) bool { return n == "kstreams" || n == "words" })
+}
 
 func parseFlags(args []string) (config, error) {
 	var (
@@ -83,8 +101,11 @@ func parseFlags(args []string) (config, error) {
 	)
 	fs.IntVar(&c.records, "n", 10_000_000, "log lines to load into the topic logs for the throughput run")
 	fs.Int64Var(&seed, "seed", 1, "seed of the log line generator")
-	fs.StringVar(&systems, "systems", strings.Join(systemNames, ","), "systems to run, comma separated: "+strings.Join(systemNames, ", "))
-	fs.StringVar(&runs, "runs", strings.Join(runNames, ","), "runs to do, comma separated: "+strings.Join(runNames, ", "))
+	fs.IntVar(&c.wordsRecords, "words-n", 500_000, "log lines to load into streams-plaintext-input for the words run")
+	fs.StringVar(&systems, "systems", "", "systems to run, comma separated: "+strings.Join(systemNames, ", ")+
+		" (default: all; kstreams only with -kstreams-libs)")
+	fs.StringVar(&runs, "runs", "", "runs to do, comma separated: "+strings.Join(runNames, ", ")+
+		" (default: all; words only with -kstreams-libs)")
 	fs.StringVar(&rates, "rates", "50000,100000", "production rates of the latency run, records/s, comma separated")
 	fs.IntVar(&c.stateKeys, "state-keys", 10_000_000, "distinct words in the state-scale run")
 	fs.IntVar(&c.keysLine, "state-keys-per-line", 20, "distinct words per line in the state-scale run")
@@ -104,6 +125,8 @@ func parseFlags(args []string) (config, error) {
 	fs.IntVar(&c.batches, "batches", 10, "split the throughput and state runs into about this many batches (maxOffsetsPerTrigger = records/batches; 0: no cap, one batch)")
 	fs.IntVar(&c.stateBatches, "state-batches", 4, "like -batches, for the state-scale run (complete mode writes every key each batch)")
 	fs.StringVar(&c.python, "python", "", "python with matplotlib and pyspark (default: the venv's)")
+	fs.StringVar(&c.kstreamsLibs, "kstreams-libs", "", "directory of the jars of org.apache.kafka:kafka-streams-examples (bench/run.sh resolves bench/kstreams/pom.xml into it); without it kstreams cannot run")
+	fs.StringVar(&c.kstreamsHeap, "kstreams-heap", "256m", "Kafka Streams' JVM -Xmx (kafka-run-class.sh's default, with which Kafka's quickstart runs WordCountDemo)")
 	fs.StringVar(&c.results, "results", "bench/results", "directory for latest.json, latest.png and logs/")
 	fs.StringVar(&c.chart, "chart", "bench/chart.py", "the chart script")
 	fs.BoolVar(&c.keep, "keep", false, "keep the work directory (checkpoints, outputs)")
@@ -115,11 +138,24 @@ func parseFlags(args []string) (config, error) {
 	}
 	c.seed = uint64(seed)
 	var err error
+	hasKStreams := c.kstreamsLibs != ""
+	if systems == "" {
+		systems = strings.Join(defaultNames(systemNames, hasKStreams), ",")
+	}
+	if runs == "" {
+		runs = strings.Join(defaultNames(runNames, hasKStreams), ",")
+	}
 	if c.systems, err = pickList(systems, systemNames, "-systems"); err != nil {
 		return c, err
 	}
 	if c.runs, err = pickList(runs, runNames, "-runs"); err != nil {
 		return c, err
+	}
+	for _, r := range c.runs {
+		if !slices.ContainsFunc(c.systems, func(sys string) bool { return takesPart(sys, r) }) {
+			return c, fmt.Errorf("-runs %s: none of -systems %s takes part in it (it runs %s)",
+				r, strings.Join(c.systems, ","), strings.Join(participants(r), ", "))
+		}
 	}
 	for r := range strings.SplitSeq(rates, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(r))
@@ -131,8 +167,8 @@ func parseFlags(args []string) (config, error) {
 	if c.python == "" {
 		c.python = filepath.Join(c.cache, "venv", "bin", "python")
 	}
-	if c.records <= 0 || c.stateKeys <= 0 || c.keysLine <= 0 || c.markersPerSec <= 0 || c.shufflePartitions <= 0 || c.batches < 0 || c.stateBatches < 0 {
-		return c, errors.New("-n, -state-keys, -state-keys-per-line, -markers-per-sec and -shuffle-partitions must be positive, -batches and -state-batches at least 0")
+	if c.records <= 0 || c.wordsRecords <= 0 || c.stateKeys <= 0 || c.keysLine <= 0 || c.markersPerSec <= 0 || c.shufflePartitions <= 0 || c.batches < 0 || c.stateBatches < 0 {
+		return c, errors.New("-n, -words-n, -state-keys, -state-keys-per-line, -markers-per-sec and -shuffle-partitions must be positive, -batches and -state-batches at least 0")
 	}
 	return c, nil
 }
@@ -169,6 +205,17 @@ func (c config) checkPrereqs() error {
 			if _, err := os.Stat(p); err != nil {
 				return fmt.Errorf("spark: %w (run bench/run.sh, which installs pyspark into %s)", err, c.cache)
 			}
+		}
+	}
+	if has("kstreams") {
+		if c.kstreamsLibs == "" {
+			return errors.New("-kstreams-libs is required to run kstreams (bench/run.sh resolves Kafka Streams' jars and sets it), or leave kstreams out of -systems")
+		}
+		if _, err := kstreamsVersion(c.kstreamsLibs); err != nil {
+			return err
+		}
+		if _, err := exec.LookPath("java"); err != nil {
+			return errors.New("kstreams: java not found on PATH (Kafka Streams needs Java 11+)")
 		}
 	}
 	return nil
@@ -249,6 +296,8 @@ func run(ctx context.Context, cfg config) error {
 			err = s.latencyRuns(ctx)
 		case "state":
 			err = s.stateRun(ctx)
+		case "words":
+			err = s.wordsRun(ctx)
 		}
 		if err != nil {
 			return fmt.Errorf("%s run: %w", r, err)
@@ -261,11 +310,10 @@ func run(ctx context.Context, cfg config) error {
 // over them.
 func (s *suite) throughputRun(ctx context.Context) error {
 	gen := newGenerator(s.cfg.seed)
-	want, err := s.load(ctx, "logs", s.cfg.records, func(int) []byte { return gen.line() }, gen)
-	if err != nil {
+	if err := s.load(ctx, "logs", s.cfg.records, func(int) []byte { return gen.line() }); err != nil {
 		return err
 	}
-	s.runAll(ctx, "throughput", s.bulkJob("logs", s.cfg.records, s.cfg.batches, false), want)
+	s.runAll(ctx, "throughput", s.bulkJob("logs", s.cfg.records, s.cfg.batches, false), gen.expected())
 	return nil
 }
 
@@ -274,13 +322,13 @@ func (s *suite) stateRun(ctx context.Context) error {
 	gen := newGenerator(s.cfg.seed)
 	per := s.cfg.keysLine
 	lines := (s.cfg.stateKeys + per - 1) / per
-	want, err := s.load(ctx, "keys", lines, func(i int) []byte {
+	err := s.load(ctx, "keys", lines, func(i int) []byte {
 		return gen.keyLine(i*per, min(per, s.cfg.stateKeys-i*per))
-	}, gen)
+	})
 	if err != nil {
 		return err
 	}
-	s.runAll(ctx, "state", s.bulkJob("keys", lines, s.cfg.stateBatches, true), want)
+	s.runAll(ctx, "state", s.bulkJob("keys", lines, s.cfg.stateBatches, true), gen.expected())
 	return nil
 }
 
@@ -295,17 +343,17 @@ func (s *suite) bulkJob(topic string, records, batches int, bigState bool) job {
 }
 
 // load creates topic (3 partitions, replication factor 2) and produces n
-// lines into it; it returns the counts gen tallied.
-func (s *suite) load(ctx context.Context, topic string, n int, next func(i int) []byte, gen *generator) (*wordCounts, error) {
+// lines into it.
+func (s *suite) load(ctx context.Context, topic string, n int, next func(i int) []byte) error {
 	if err := s.cluster.CreateTopic(ctx, topic, 3, 2); err != nil {
-		return nil, fmt.Errorf("create topic %s: %w", topic, err)
+		return fmt.Errorf("create topic %s: %w", topic, err)
 	}
 	start := time.Now()
 	if err := produceAll(ctx, s.cluster.Addrs(), topic, n, next); err != nil {
-		return nil, err
+		return err
 	}
 	log.Printf("loaded %d lines into %s in %.1fs", n, topic, time.Since(start).Seconds())
-	return gen.expected(), nil
+	return nil
 }
 
 // runAll runs each chosen system on the job in turn and records its result;
@@ -317,6 +365,9 @@ func (s *suite) runAll(ctx context.Context, runName string, j job, want *wordCou
 			return
 		}
 		sys := all[name]
+		if !takesPart(name, runName) {
+			continue
+		}
 		log.Printf("%s: %s over %d records", runName, name, j.records)
 		r := s.runOnce(ctx, sys, runName, j, want)
 		if r.Error != "" {
@@ -338,13 +389,22 @@ func (s *suite) runOnce(ctx context.Context, sys system, runName string, j job, 
 		return r
 	}
 	logPath := filepath.Join(s.logs, runName+"-"+sys.name+".log")
-	c, err := startChild(sys.command(j), logPath, nil)
+	cmd, err := sys.command(j)
+	if err != nil {
+		r.Error = err.Error()
+		return r
+	}
+	c, err := startChild(cmd, logPath, nil)
 	if err != nil {
 		r.Error = err.Error()
 		return r
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.timeout)
 	defer cancel()
+	if sys.serves {
+		s.serveOnce(ctx, c, j, want, &r)
+		return r
+	}
 	if sys.progress {
 		go logProgress(ctx, c, runName+": "+sys.name, j.progressPath())
 	}

@@ -20,7 +20,7 @@ import (
 // A nil pointer is a figure that does not apply (or could not be measured).
 type result struct {
 	System         string   `json:"system"`
-	Run            string   `json:"run"` // throughput, latency-RATE or state
+	Run            string   `json:"run"` // throughput, latency-RATE, state or words
 	Rate           int      `json:"rate,omitempty"`
 	Records        int64    `json:"records"`
 	RecordsPerSec  *float64 `json:"records_per_sec"`
@@ -63,6 +63,8 @@ func (s *suite) report(started time.Time) error {
 			"spark_driver_memory": s.cfg.sparkDriverMemory, "shuffle_partitions": s.cfg.shufflePartitions,
 			"batches":          s.cfg.batches,
 			"topic_partitions": 3, "replication_factor": 2, "brokers": 3,
+			"words_records": s.cfg.wordsRecords, "kstreams_heap": s.cfg.kstreamsHeap,
+			"kstreams_commit_interval_ms": kstreamsCommitMs, "kstreams_cache_max_bytes": kstreamsCacheBytes,
 		},
 		Results: s.results,
 	}
@@ -130,6 +132,9 @@ func (s *suite) machine() map[string]string {
 		"kafka":   kafkatest.KafkaVersion,
 		"spark":   s.cfg.sparkVersion,
 		"os_arch": runtime.GOOS + "/" + runtime.GOARCH,
+	}
+	if v, err := kstreamsVersion(s.cfg.kstreamsLibs); s.cfg.kstreamsLibs != "" && err == nil {
+		m["kafka_streams"] = v
 	}
 	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
 		m["kernel"] = strings.TrimSpace(string(b))

@@ -27,6 +27,9 @@ type job struct {
 	// bigState tells Spark to keep state in RocksDB, as a user expecting
 	// millions of keys would.
 	bigState bool
+	// demoSplit selects Kafka Streams' WordCountDemo's split (lowercase, on
+	// \W+) instead of Spark's (on ' '): gostream runs wordcount-words.
+	demoSplit bool
 }
 
 func (j job) progressPath() string { return filepath.Join(j.dir, "progress.jsonl") }
@@ -35,24 +38,44 @@ func (j job) progressPath() string { return filepath.Join(j.dir, "progress.jsonl
 type system struct {
 	name string
 	// command returns the process to run for a job.
-	command func(j job) *exec.Cmd
+	command func(j job) (*exec.Cmd, error)
 	// check compares the job's final counts with want; nil for systems that
 	// count nothing.
 	check func(j job, want *wordCounts) error
 	// progress tells whether the system writes per-batch progress reports.
 	progress bool
+	// serves tells that the system runs until stopped (Kafka Streams): the
+	// run reads its output and stops it once the counts are final.
+	serves bool
 }
 
 // systemNames lists the systems the suite knows, in report order.
-var systemNames = []string{"ceiling", "gostream", "spark"}
+var systemNames = []string{"ceiling", "gostream", "spark", "kstreams"}
+
+// systemRuns lists the runs each system takes part in: Spark's job splits
+// on ' ' only, so it sits out the words run, which is the only one
+// WordCountDemo (fixed topics, its own split) can do.
+var systemRuns = map[string][]string{
+	"ceiling":  {"throughput", "latency", "state", "words"},
+	"gostream": {"throughput", "latency", "state", "words"},
+	"spark":    {"throughput", "latency", "state"},
+	"kstreams": {"words"},
+}
+
+func takesPart(system, run string) bool { return slices.Contains(systemRuns[system], run) }
+
+// participants returns the systems that take part in run, in report order.
+func participants(run string) []string {
+	return slices.DeleteFunc(slices.Clone(systemNames), func(sys string) bool { return !takesPart(sys, run) })
+}
 
 // systems builds the systems from the suite's configuration.
 func (s *suite) systems() map[string]system {
 	return map[string]system{
 		"ceiling": {
 			name: "ceiling",
-			command: func(j job) *exec.Cmd {
-				return exec.Command(s.self, ceilingCmd, j.brokers, j.topic, strconv.FormatInt(j.records, 10))
+			command: func(j job) (*exec.Cmd, error) {
+				return exec.Command(s.self, ceilingCmd, j.brokers, j.topic, strconv.FormatInt(j.records, 10)), nil
 			},
 		},
 		"gostream": {
@@ -71,25 +94,34 @@ func (s *suite) systems() map[string]system {
 				return checkSparkDir(filepath.Join(j.dir, "out"), want)
 			},
 		},
+		"kstreams": {
+			name:    "kstreams",
+			command: s.kstreamsCmd,
+			serves:  true,
+		},
 	}
 }
 
-func (s *suite) gostreamCmd(j job) *exec.Cmd {
+func (s *suite) gostreamCmd(j job) (*exec.Cmd, error) {
 	trigger, mode, sink := "available-now", "complete", "jsonl:"+filepath.Join(j.dir, "out.jsonl")
 	if j.latency {
 		trigger, mode, sink = s.cfg.gostreamLatencyTrigger, "update", "jsonl:-"
 	}
-	return exec.Command(s.cfg.gostream, "submit", "wordcount",
+	query := "wordcount"
+	if j.demoSplit {
+		query = "wordcount-words"
+	}
+	return exec.Command(s.cfg.gostream, "submit", query,
 		"--brokers", j.brokers, "--topic", j.topic,
 		"--checkpoint", filepath.Join(j.dir, "checkpoint"),
 		"--trigger", trigger, "--output-mode", mode,
 		"--starting-offsets", "earliest", "--sink", sink,
 		"--max-offsets-per-trigger", strconv.FormatInt(j.maxOffsets, 10),
 		"--shuffle-partitions", strconv.Itoa(s.cfg.shufflePartitions),
-		"--progress-json", j.progressPath())
+		"--progress-json", j.progressPath()), nil
 }
 
-func (s *suite) sparkCmd(j job) *exec.Cmd {
+func (s *suite) sparkCmd(j job) (*exec.Cmd, error) {
 	args := []string{
 		"--master", "local[*]",
 		"--driver-memory", s.cfg.sparkDriverMemory,
@@ -123,7 +155,7 @@ func (s *suite) sparkCmd(j job) *exec.Cmd {
 		"PYSPARK_PYTHON="+s.cfg.python,
 		"PYSPARK_DRIVER_PYTHON="+s.cfg.python,
 		"SPARK_LOCAL_IP=127.0.0.1")
-	return cmd
+	return cmd, nil
 }
 
 // batchReport is the part of a StreamingQueryProgress the suite reads; Spark
