@@ -192,18 +192,19 @@ type RowBuffer struct {
 // Add appends a copy of r.
 func (b *RowBuffer) Add(r Row) {
 	start := len(b.vals)
-	for _, v := range r {
-		switch v.Kind {
+	b.vals = append(b.vals, r...) // one copy; each Value copied alone costs more than its fix-up
+	vals := b.vals[start:len(b.vals):len(b.vals)]
+	for i := range vals {
+		switch v := &vals[i]; v.Kind {
 		case KindString, KindBinary:
 			off := len(b.bytes)
 			b.bytes = append(b.bytes, v.B...)
 			v.B = b.bytes[off:len(b.bytes):len(b.bytes)]
 		case KindArray, KindStruct:
-			v = v.Clone()
+			*v = v.Clone()
 		}
-		b.vals = append(b.vals, v)
 	}
-	b.rows = append(b.rows, b.vals[start:len(b.vals):len(b.vals)])
+	b.rows = append(b.rows, vals)
 }
 
 // Grow makes room for n more rows of cols values each, so that adding them

@@ -67,3 +67,18 @@ func TestCompareColumn(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkRowBufferAdd copies update-mode rows (a word and its count), as
+// the reduce does for each changed group.
+func BenchmarkRowBufferAdd(b *testing.B) {
+	row := Row{Str("connection"), Long(42)}
+	var buf RowBuffer
+	b.ReportAllocs()
+	for b.Loop() {
+		buf.Reset()
+		for range 1000 {
+			buf.Add(row)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*1000), "ns/row")
+}
