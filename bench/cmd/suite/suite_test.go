@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -223,4 +224,25 @@ func ctx2s(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// TestPeakRSSIsTheChilds checks that a child's peak RSS is its own, not the
+// suite's: wait4's ru_maxrss of a vforked child includes its parent's peak.
+func TestPeakRSSIsTheChilds(t *testing.T) {
+	held := make([]byte, 256<<20)
+	for i := range held {
+		held[i] = 1
+	}
+	c, err := startChild(exec.Command("sleep", "0.3"), filepath.Join(t.TempDir(), "sleep.log"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cost, err := c.wait(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cost.peakRSS > 64<<20 {
+		t.Fatalf("sleep's peak RSS %d MiB, with the suite holding %d MiB: want sleep's own", cost.peakRSS>>20, len(held)>>20)
+	}
+	held[len(held)-1] = 2 // held until the child has been measured
 }
