@@ -17,7 +17,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 COLORS = {"ceiling": "#9e9e9e", "gostream": "#00add8", "spark": "#e25a1c", "kstreams": "#6a3d9a"}
-LABELS = {"kstreams": "Kafka Streams"}
+LABELS = {"ceiling": "ceiling (raw consumer; Kafka alone in latency)", "spark": "Spark", "kstreams": "Kafka Streams"}
 SYSTEMS = ["ceiling", "gostream", "spark", "kstreams"]
 
 
@@ -58,8 +58,6 @@ def bars(ax, groups, values, title, ylabel, fmt):
     ax.set_ylabel(ylabel)
     ax.spines[["top", "right"]].set_visible(False)
     ax.margins(y=0.15)
-    if systems:
-        ax.legend(frameon=False, fontsize=8)
 
 
 def figure(result, field, scale=1.0):
@@ -120,7 +118,13 @@ def main(src, dst):
         lines.append(f"words {config.get('words_records', 0):,} lines")
     fig.suptitle(f"gostream vs {' and '.join(rivals) or 'Kafka alone'} word count on Kafka {m.get('kafka', '')}: "
                  f"{', '.join(lines) or 'no bulk run'}; {m.get('cores', '?')} cores, {m.get('cpu', '')}", fontsize=11)
-    fig.tight_layout()
+    # One legend for the three panels, under them: inside a panel it hid bars.
+    handles = {}
+    for ax in axes:
+        for h, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, h)
+    fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=len(handles), frameon=False, fontsize=9)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
     fig.savefig(dst, dpi=110)
 
 
