@@ -171,26 +171,28 @@ func (n *Narrow) pieceFilter(x *planpb.Explode, filters []*planpb.Plan) (keep fu
 		}
 	}
 	elem := Schema{{Name: x.GetOutput(), Type: planpb.DataType_STRING, Nullable: true}}
-	conds := make([]Expr, len(filters))
+	tests := make([]func(*Value) bool, len(filters))
 	for i, f := range filters {
 		c, err := CompileExpr(f.GetFilter().GetCondition(), elem)
 		if err != nil || c.Type() != planpb.DataType_BOOLEAN {
 			return nil, false
 		}
-		conds[i] = c
+		if cc, ok := c.(*compareColumn); ok { // word != '' and the like: no Eval call
+			tests[i] = func(v *Value) bool { holds, _ := cc.test(v); return holds }
+			continue
+		}
+		row := make(Row, 1)
+		tests[i] = func(v *Value) bool {
+			row[0] = *v
+			r := c.Eval(row)
+			return r.Kind == KindBool && r.I == 1
+		}
 	}
-	if c, ok := conds[0].(*compareColumn); ok && len(conds) == 1 {
-		return func(p []byte) bool { // word != '' and the like: no Eval call
-			v := String(p)
-			holds, _ := c.test(&v)
-			return holds
-		}, true
-	}
-	row := make(Row, 1)
+	var v Value // outside the closure: a pointer to it passed to tests would make a local escape
 	return func(p []byte) bool {
-		row[0] = String(p)
-		for _, c := range conds {
-			if v := c.Eval(row); v.Kind != KindBool || v.I != 1 {
+		v = String(p)
+		for _, t := range tests {
+			if !t(&v) {
 				return false
 			}
 		}
