@@ -67,7 +67,16 @@ func (m *markerClock) produced(n int, at time.Time) {
 	m.mu.produced[n] = at
 }
 
-// scan records the markers in one line of the system's stdout.
+// scanNow records the markers in one line of the system's stdout, read
+// now. It reads the clock only for lines with a marker: a system in update
+// mode writes some 200,000 lines a second.
+func (m *markerClock) scanNow(line []byte) {
+	if bytes.Contains(line, []byte(markerPrefix)) {
+		m.scan(line, time.Now())
+	}
+}
+
+// scan records the markers in one line of the system's stdout, read at at.
 func (m *markerClock) scan(line []byte, at time.Time) {
 	prefix := []byte(markerPrefix)
 	for {
@@ -121,7 +130,7 @@ func (m *markerClock) latencies(from, until time.Time) (lat []float64, missing i
 type pacedProducer struct {
 	cl    *kgo.Client
 	topic string
-	gen   *generator
+	lines *linePool
 	clock *markerClock
 
 	// Owned by run until it returns.
@@ -187,14 +196,15 @@ func (p *pacedProducer) run(ctx context.Context) {
 			last = now
 			for ; float64(p.produced) < due; p.produced++ {
 				p.atPace++
-				line := p.gen.line()
+				// The pool's lines are never modified, so records share them.
+				line := p.lines.line()
 				if sinceMark++; sinceMark >= every {
 					sinceMark = 0
-					line = p.gen.appendMarker(p.markers)
+					line = markerLine(line, p.markers)
 					p.clock.produced(p.markers, time.Now())
 					p.markers++
 				}
-				rec := &kgo.Record{Topic: p.topic, Value: append([]byte(nil), line...)}
+				rec := &kgo.Record{Topic: p.topic, Value: line}
 				// Not ctx: franz-go fails the records still buffered when
 				// their context ends, and the markers among them, timed as
 				// produced, would never come out of any system.
@@ -209,6 +219,10 @@ func (p *pacedProducer) run(ctx context.Context) {
 		}
 	}
 }
+
+// poolSeconds is how long production at a run's rate takes to go round its
+// line pool.
+const poolSeconds = 5
 
 // startupRate is the production rate, all markers, while a system starts:
 // a trickle, so that no backlog builds up before it is ready.
@@ -239,18 +253,20 @@ func (s *suite) latencyOnce(ctx context.Context, sys system, rate int) result {
 	}
 	defer cl.Close()
 
+	// Generated before the system starts, so that it does not compete with it.
+	lines := newLinePool(newGenerator(s.cfg.seed+uint64(rate)), rate*poolSeconds)
 	clock := newMarkerClock()
 	logPath := filepath.Join(s.logs, runName+"-"+sys.name+".log")
 	cmd, err := sys.command(j)
 	if err != nil {
 		return fail(err)
 	}
-	c, err := startChild(cmd, logPath, clock.scan)
+	c, err := startChild(cmd, logPath, clock.scanNow)
 	if err != nil {
 		return fail(err)
 	}
 	prodCtx, stopProducing := context.WithCancel(ctx)
-	p := &pacedProducer{cl: cl, topic: topic, gen: newGenerator(s.cfg.seed + uint64(rate)), clock: clock}
+	p := &pacedProducer{cl: cl, topic: topic, lines: lines, clock: clock}
 	p.setPace(startupRate, 1)
 	produced := make(chan struct{})
 	go func() { defer close(produced); p.run(prodCtx) }()

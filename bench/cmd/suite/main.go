@@ -20,6 +20,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -42,6 +43,7 @@ import (
 // config is the suite's command line.
 type config struct {
 	records      int
+	repeats      int
 	wordsRecords int
 	seed         uint64
 	systems      []string
@@ -107,6 +109,7 @@ func parseFlags(args []string) (config, error) {
 	fs.StringVar(&runs, "runs", "", "runs to do, comma separated: "+strings.Join(runNames, ", ")+
 		" (default: all; words only with -kstreams-libs)")
 	fs.StringVar(&rates, "rates", "50000,100000", "production rates of the latency run, records/s, comma separated")
+	fs.IntVar(&c.repeats, "repeats", 3, "runs of each system in the throughput run, the systems taking turns; each system's figures are those of its median run by records/s")
 	fs.IntVar(&c.stateKeys, "state-keys", 10_000_000, "distinct words in the state-scale run")
 	fs.IntVar(&c.keysLine, "state-keys-per-line", 20, "distinct words per line in the state-scale run")
 	fs.DurationVar(&c.latencyWarmup, "latency-warmup", 10*time.Second, "production at the rate, after the first marker came out, before markers count")
@@ -167,8 +170,8 @@ func parseFlags(args []string) (config, error) {
 	if c.python == "" {
 		c.python = filepath.Join(c.cache, "venv", "bin", "python")
 	}
-	if c.records <= 0 || c.wordsRecords <= 0 || c.stateKeys <= 0 || c.keysLine <= 0 || c.markersPerSec <= 0 || c.shufflePartitions <= 0 || c.batches < 0 || c.stateBatches < 0 {
-		return c, errors.New("-n, -words-n, -state-keys, -state-keys-per-line, -markers-per-sec and -shuffle-partitions must be positive, -batches and -state-batches at least 0")
+	if c.records <= 0 || c.repeats <= 0 || c.wordsRecords <= 0 || c.stateKeys <= 0 || c.keysLine <= 0 || c.markersPerSec <= 0 || c.shufflePartitions <= 0 || c.batches < 0 || c.stateBatches < 0 {
+		return c, errors.New("-n, -repeats, -words-n, -state-keys, -state-keys-per-line, -markers-per-sec and -shuffle-partitions must be positive, -batches and -state-batches at least 0")
 	}
 	return c, nil
 }
@@ -313,7 +316,7 @@ func (s *suite) throughputRun(ctx context.Context) error {
 	if err := s.load(ctx, "logs", s.cfg.records, func(int) []byte { return gen.line() }); err != nil {
 		return err
 	}
-	s.runAll(ctx, "throughput", s.bulkJob("logs", s.cfg.records, s.cfg.batches, false), gen.expected())
+	s.runAll(ctx, "throughput", s.bulkJob("logs", s.cfg.records, s.cfg.batches, false), gen.expected(), s.cfg.repeats)
 	return nil
 }
 
@@ -328,7 +331,7 @@ func (s *suite) stateRun(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	s.runAll(ctx, "state", s.bulkJob("keys", lines, s.cfg.stateBatches, true), gen.expected())
+	s.runAll(ctx, "state", s.bulkJob("keys", lines, s.cfg.stateBatches, true), gen.expected(), 1)
 	return nil
 }
 
@@ -356,39 +359,81 @@ func (s *suite) load(ctx context.Context, topic string, n int, next func(i int) 
 	return nil
 }
 
-// runAll runs each chosen system on the job in turn and records its result;
-// a system's failure is recorded, not fatal.
-func (s *suite) runAll(ctx context.Context, runName string, j job, want *wordCounts) {
+// runAll runs each chosen system on the job and records its result; a
+// system's failure is recorded, not fatal. With repeats above 1 the systems
+// take turns, round after round, so that a slow spell of a shared machine
+// does not fall on one system's runs alone, and each system's result is its
+// median run (see medianRun).
+func (s *suite) runAll(ctx context.Context, runName string, j job, want *wordCounts, repeats int) {
 	all := s.systems()
+	runs := make(map[string][]result)
+	for round := 1; round <= repeats && ctx.Err() == nil; round++ {
+		label := runName
+		if repeats > 1 {
+			label = fmt.Sprintf("%s (round %d of %d)", runName, round, repeats)
+		}
+		for _, name := range s.cfg.systems {
+			if ctx.Err() != nil {
+				break
+			}
+			if !takesPart(name, runName) {
+				continue
+			}
+			log.Printf("%s: %s over %d records", label, name, j.records)
+			r := s.runOnce(ctx, all[name], runName, j, want, round)
+			if r.Error != "" {
+				log.Printf("%s: %s FAILED: %s", label, name, r.Error)
+			} else {
+				log.Printf("%s: %s done in %.1fs (%s records/s)", label, name, *r.WallS, humanCount(*r.RecordsPerSec))
+			}
+			runs[name] = append(runs[name], r)
+		}
+	}
 	for _, name := range s.cfg.systems {
-		if ctx.Err() != nil {
-			return
+		if rs := runs[name]; len(rs) > 0 {
+			s.results = append(s.results, medianRun(rs))
 		}
-		sys := all[name]
-		if !takesPart(name, runName) {
-			continue
-		}
-		log.Printf("%s: %s over %d records", runName, name, j.records)
-		r := s.runOnce(ctx, sys, runName, j, want)
-		if r.Error != "" {
-			log.Printf("%s: %s FAILED: %s", runName, name, r.Error)
-		} else {
-			log.Printf("%s: %s done in %.1fs (%s records/s)", runName, name, *r.WallS, humanCount(*r.RecordsPerSec))
-		}
-		s.results = append(s.results, r)
 	}
 }
 
+// medianRun is the result of the run with the median records/s (the slower
+// middle one of an even number) with every run's records/s in Repeats, or,
+// if a run failed, the first that did: a failure is never hidden by a
+// median.
+func medianRun(rs []result) result {
+	if len(rs) == 1 {
+		return rs[0]
+	}
+	var rates []float64
+	for _, r := range rs {
+		if r.Error != "" || r.RecordsPerSec == nil {
+			return r
+		}
+		rates = append(rates, *r.RecordsPerSec)
+	}
+	sorted := slices.Clone(rs)
+	slices.SortStableFunc(sorted, func(a, b result) int { return cmp.Compare(*a.RecordsPerSec, *b.RecordsPerSec) })
+	m := sorted[(len(sorted)-1)/2]
+	m.Repeats = rates
+	return m
+}
+
 // runOnce runs one system to completion and measures it.
-func (s *suite) runOnce(ctx context.Context, sys system, runName string, j job, want *wordCounts) result {
+// round numbers a repeated run; later rounds get their own work directory
+// and log.
+func (s *suite) runOnce(ctx context.Context, sys system, runName string, j job, want *wordCounts, round int) result {
 	r := result{System: sys.name, Run: runName, Records: j.records}
 	j.brokers = s.cluster.BootstrapServers()
-	j.dir = filepath.Join(s.work, runName+"-"+sys.name)
+	id := runName + "-" + sys.name
+	if round > 1 {
+		id += "-" + strconv.Itoa(round)
+	}
+	j.dir = filepath.Join(s.work, id)
 	if err := os.MkdirAll(j.dir, 0o755); err != nil {
 		r.Error = err.Error()
 		return r
 	}
-	logPath := filepath.Join(s.logs, runName+"-"+sys.name+".log")
+	logPath := filepath.Join(s.logs, id+".log")
 	cmd, err := sys.command(j)
 	if err != nil {
 		r.Error = err.Error()

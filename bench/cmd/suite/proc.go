@@ -42,9 +42,9 @@ type child struct {
 }
 
 // startChild starts cmd with stderr to logPath. When stdout is non-nil it
-// receives the child's stdout lines, each with the time it was read;
+// receives each line of the child's stdout as soon as it is read;
 // otherwise stdout also goes to the log.
-func startChild(cmd *exec.Cmd, logPath string, stdout func(line []byte, at time.Time)) (*child, error) {
+func startChild(cmd *exec.Cmd, logPath string, stdout func(line []byte)) (*child, error) {
 	logFile, err := os.Create(logPath)
 	if err != nil {
 		return nil, err
@@ -73,7 +73,7 @@ func startChild(cmd *exec.Cmd, logPath string, stdout func(line []byte, at time.
 			sc := bufio.NewScanner(pipe)
 			sc.Buffer(make([]byte, 1<<20), 1<<26)
 			for sc.Scan() {
-				stdout(sc.Bytes(), time.Now())
+				stdout(sc.Bytes())
 			}
 			// Drain whatever a too-long line left, so the child never blocks.
 			io.Copy(io.Discard, pipe)

@@ -36,7 +36,10 @@ type result struct {
 	PeakRSSBytes   int64    `json:"peak_rss_bytes"`
 	CPUS           float64  `json:"cpu_s"`
 	CountsMatch    *bool    `json:"counts_match"`
-	Error          string   `json:"error,omitempty"`
+	// Repeats holds the records/s of every run of a repeated run, in the
+	// order they ran; the other figures are the median run's.
+	Repeats []float64 `json:"repeats_records_per_sec,omitempty"`
+	Error   string    `json:"error,omitempty"`
 }
 
 func (r *result) setUsage(u usage) {
@@ -61,7 +64,7 @@ func (s *suite) report(started time.Time) error {
 			"records": s.cfg.records, "seed": s.cfg.seed, "systems": s.cfg.systems, "runs": s.cfg.runs,
 			"rates": s.cfg.rates, "state_keys": s.cfg.stateKeys, "latency_duration_s": s.cfg.latencyDuration.Seconds(),
 			"spark_driver_memory": s.cfg.sparkDriverMemory, "shuffle_partitions": s.cfg.shufflePartitions,
-			"batches":          s.cfg.batches,
+			"batches": s.cfg.batches, "throughput_repeats": s.cfg.repeats,
 			"topic_partitions": 3, "replication_factor": 2, "brokers": 3,
 			"words_records": s.cfg.wordsRecords, "kstreams_heap": s.cfg.kstreamsHeap,
 			"kstreams_commit_interval_ms": kstreamsCommitMs, "kstreams_cache_max_bytes": kstreamsCacheBytes,
@@ -110,6 +113,15 @@ func (s *suite) printTable() {
 			float64(r.PeakRSSBytes)/(1<<20), r.CPUS, counts)
 	}
 	w.Flush()
+	for _, r := range s.results {
+		if len(r.Repeats) > 0 {
+			rates := make([]string, len(r.Repeats))
+			for i, v := range r.Repeats {
+				rates[i] = humanCount(v)
+			}
+			fmt.Printf("%s/%s: the median of %d runs, which made %s records/s\n", r.Run, r.System, len(r.Repeats), strings.Join(rates, ", "))
+		}
+	}
 	for _, r := range s.results {
 		if r.Error != "" {
 			fmt.Printf("\n%s/%s: %s\n", r.Run, r.System, r.Error)

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -34,28 +35,17 @@ func TestGeneratorIsDeterministicAndCountsItsWords(t *testing.T) {
 		if la != lb {
 			t.Fatalf("line %d differs between two generators with one seed:\n%q\n%q", i, la, lb)
 		}
-		if i%100 == 0 {
-			la = string(a.appendMarker(i / 100))
-		}
 		lines = append(lines, la)
 	}
 	want := a.expected()
 	got := tally(lines)
-	var markers int64
 	for w, n := range got {
-		if strings.HasPrefix(w, markerPrefix) {
-			markers++
-			continue
-		}
 		if want.words[w] != n {
 			t.Errorf("word %q: generator tallied %d, lines hold %d", w, want.words[w], n)
 		}
 	}
-	if len(got)-int(markers) != len(want.words) {
-		t.Errorf("lines hold %d distinct vocabulary words, generator tallied %d", len(got)-int(markers), len(want.words))
-	}
-	if markers != want.unique.rows {
-		t.Errorf("lines hold %d markers, digest counts %d", markers, want.unique.rows)
+	if len(got) != len(want.words) {
+		t.Errorf("lines hold %d distinct words, generator tallied %d", len(got), len(want.words))
 	}
 	if want.words[""] == 0 {
 		t.Error("no empty words: double spaces should occur in 20000 lines")
@@ -151,6 +141,37 @@ func TestReadProgress(t *testing.T) {
 	}
 }
 
+// TestLinePool checks that a pool returns its generator's lines in turn,
+// round and round, and that marking a line leaves the pool's copy alone.
+func TestLinePool(t *testing.T) {
+	g := newGenerator(3)
+	var want []string
+	for range 5 {
+		want = append(want, string(g.line()))
+	}
+	p := newLinePool(newGenerator(3), len(want))
+	for i := range 3 * len(want) {
+		line := p.line()
+		if string(line) != want[i%len(want)] {
+			t.Fatalf("line %d: %q, want %q", i, line, want[i%len(want)])
+		}
+		if i == 7 {
+			if m := string(markerLine(line, 42)); m != want[2]+" "+markerToken(42) {
+				t.Fatalf("marked line %q", m)
+			}
+		}
+	}
+	if got := string(p.line()); got != want[0] {
+		t.Fatalf("after marking: line %q, want %q", got, want[0])
+	}
+	if got := string(p.line()); got != want[1] {
+		t.Fatalf("after marking: line %q, want %q", got, want[1])
+	}
+	if got := string(p.line()); got != want[2] {
+		t.Fatalf("marking changed the pool: line %q, want %q", got, want[2])
+	}
+}
+
 func TestMarkerClock(t *testing.T) {
 	m := newMarkerClock()
 	t0 := time.Now()
@@ -186,7 +207,7 @@ func TestPacedProducerDeliversAllOnStop(t *testing.T) {
 	}
 	defer cl.Close()
 	clock := newMarkerClock()
-	p := &pacedProducer{cl: cl, topic: "lat", gen: newGenerator(1), clock: clock}
+	p := &pacedProducer{cl: cl, topic: "lat", lines: newLinePool(newGenerator(1), 1000), clock: clock}
 	p.setPace(200_000, 100)
 	ctx, stop := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -245,4 +266,25 @@ func TestPeakRSSIsTheChilds(t *testing.T) {
 		t.Fatalf("sleep's peak RSS %d MiB, with the suite holding %d MiB: want sleep's own", cost.peakRSS>>20, len(held)>>20)
 	}
 	held[len(held)-1] = 2 // held until the child has been measured
+}
+
+func TestMedianRun(t *testing.T) {
+	run := func(rate, cpu float64) result { return result{RecordsPerSec: ptr(rate), CPUS: cpu} }
+	got := medianRun([]result{run(30, 1), run(10, 2), run(20, 3)})
+	if *got.RecordsPerSec != 20 || got.CPUS != 3 {
+		t.Errorf("median of 30, 10, 20: the run at %v records/s (cpu %v), want the one at 20 (cpu 3)", *got.RecordsPerSec, got.CPUS)
+	}
+	if !slices.Equal(got.Repeats, []float64{30, 10, 20}) {
+		t.Errorf("repeats %v, want every run's rate in run order", got.Repeats)
+	}
+	if got := medianRun([]result{run(10, 1), run(40, 2)}); *got.RecordsPerSec != 10 {
+		t.Errorf("median of two runs: %v records/s, want the slower, 10", *got.RecordsPerSec)
+	}
+	failed := result{Error: "boom"}
+	if got := medianRun([]result{run(10, 1), failed, run(30, 2)}); got.Error != "boom" {
+		t.Errorf("a failed run among three: got %+v, want the failure", got)
+	}
+	if got := medianRun([]result{run(5, 1)}); got.Repeats != nil || *got.RecordsPerSec != 5 {
+		t.Errorf("one run: got %+v, want it unchanged", got)
+	}
 }

@@ -26,7 +26,7 @@ func (s *suite) wordsRun(ctx context.Context) error {
 	}
 	j := s.bulkJob(demoInput, s.cfg.wordsRecords, s.cfg.batches, false)
 	j.demoSplit = true
-	s.runAll(ctx, "words", j, demoCounts(gen.expected()))
+	s.runAll(ctx, "words", j, demoCounts(gen.expected()), 1)
 	return nil
 }
 
