@@ -28,6 +28,10 @@ type usage struct {
 	start, end time.Time
 	peakRSS    int64   // bytes; see sampleTree and child.exited
 	cpuSeconds float64 // user + system, children included
+	// The machine's CPU while the child ran, in percent: used by any
+	// process (the brokers, the suite, the child), and taken by the
+	// hypervisor for other guests.
+	machineBusy, machineSteal *float64
 }
 
 // child is a benchmarked process: started in its own process group, its tree
@@ -58,7 +62,7 @@ func startChild(cmd *exec.Cmd, logPath string, stdout func(line []byte)) (*child
 		return nil, err
 	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	start := time.Now()
+	start, cpu0 := time.Now(), readMachineCPU()
 	if err := cmd.Start(); err != nil {
 		logFile.Close()
 		return nil, fmt.Errorf("start %s: %w", filepath.Base(cmd.Path), err)
@@ -84,6 +88,7 @@ func startChild(cmd *exec.Cmd, logPath string, stdout func(line []byte)) (*child
 		logFile.Close()
 		c.cost = <-sampled
 		c.cost.start, c.cost.end = start, end
+		c.cost.machineBusy, c.cost.machineSteal = cpu0.shares(readMachineCPU())
 		if rs, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 			// wait4's rusage covers every descendant the child waited for.
 			// Its Maxrss is no measure of the child: Go starts a child with
@@ -247,4 +252,54 @@ func tailLines(path string, n int) string {
 	}
 	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
 	return "  " + strings.Join(lines[max(0, len(lines)-n):], "\n  ")
+}
+
+// machineCPU is the machine's CPU time so far, in clock ticks, from the first
+// line of /proc/stat: all of it, the idle part (idle and iowait), and the
+// part the hypervisor ran other guests on (steal).
+type machineCPU struct{ total, idle, steal int64 }
+
+// readMachineCPU reads /proc/stat; the zero machineCPU if it cannot.
+func readMachineCPU() machineCPU {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return machineCPU{}
+	}
+	line, _, _ := bytes.Cut(b, []byte("\n"))
+	return parseMachineCPU(string(line))
+}
+
+// parseMachineCPU parses /proc/stat's "cpu user nice system idle iowait irq
+// softirq steal ..." line.
+func parseMachineCPU(line string) machineCPU {
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return machineCPU{}
+	}
+	var v [8]int64
+	for i := range v {
+		n, err := strconv.ParseInt(f[i+1], 10, 64)
+		if err != nil {
+			return machineCPU{}
+		}
+		v[i] = n
+	}
+	var m machineCPU
+	for _, n := range v {
+		m.total += n
+	}
+	m.idle, m.steal = v[3]+v[4], v[7]
+	return m
+}
+
+// shares returns the parts, in percent, of the machine's CPU time between m
+// and later that its processes used (busy) and that the hypervisor took
+// (steal); nil if /proc/stat could not be read.
+func (m machineCPU) shares(later machineCPU) (busy, steal *float64) {
+	total := later.total - m.total
+	if m.total == 0 || later.total == 0 || total <= 0 {
+		return nil, nil
+	}
+	idle, stolen := later.idle-m.idle, later.steal-m.steal
+	return ptr(100 * float64(total-idle-stolen) / float64(total)), ptr(100 * float64(stolen) / float64(total))
 }

@@ -36,6 +36,10 @@ type result struct {
 	PeakRSSBytes   int64    `json:"peak_rss_bytes"`
 	CPUS           float64  `json:"cpu_s"`
 	CountsMatch    *bool    `json:"counts_match"`
+	// The machine's CPU while the system ran: the share its processes used
+	// and the share the hypervisor took for other guests, in percent.
+	MachineBusyPct  *float64 `json:"machine_busy_pct"`
+	MachineStealPct *float64 `json:"machine_steal_pct"`
 	// Repeats holds the records/s of every run of a repeated run, in the
 	// order they ran; the other figures are the median run's.
 	Repeats []float64 `json:"repeats_records_per_sec,omitempty"`
@@ -44,6 +48,7 @@ type result struct {
 
 func (r *result) setUsage(u usage) {
 	r.PeakRSSBytes, r.CPUS = u.peakRSS, u.cpuSeconds
+	r.MachineBusyPct, r.MachineStealPct = u.machineBusy, u.machineSteal
 }
 
 // report is latest.json.
@@ -97,7 +102,7 @@ func (s *suite) report(started time.Time) error {
 
 func (s *suite) printTable() {
 	w := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(w, "run\tsystem\trecords\trec/s\twall s\t1st batch s\tbatch p50 ms\tbatch p99 ms\tlat p50 ms\tlat p99 ms\tpeak RSS MiB\tCPU s\tcounts\t")
+	fmt.Fprintln(w, "run\tsystem\trecords\trec/s\twall s\t1st batch s\tbatch p50 ms\tbatch p99 ms\tlat p50 ms\tlat p99 ms\tpeak RSS MiB\tCPU s\tbusy %\tsteal %\tcounts\t")
 	for _, r := range s.results {
 		counts := "-"
 		if r.CountsMatch != nil {
@@ -106,11 +111,11 @@ func (s *suite) printTable() {
 		if r.Error != "" && r.CountsMatch == nil {
 			counts = "FAILED"
 		}
-		fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.0f\t%.1f\t%s\t\n",
+		fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.0f\t%.1f\t%s\t%s\t%s\t\n",
 			r.Run, r.System, r.Records, fmtOpt(r.RecordsPerSec, "%.0f"), fmtOpt(r.WallS, "%.1f"),
 			fmtOpt(r.FirstBatchS, "%.1f"), fmtOpt(r.BatchP50Ms, "%.0f"), fmtOpt(r.BatchP99Ms, "%.0f"),
 			fmtOpt(r.LatencyP50Ms, "%.0f"), fmtOpt(r.LatencyP99Ms, "%.0f"),
-			float64(r.PeakRSSBytes)/(1<<20), r.CPUS, counts)
+			float64(r.PeakRSSBytes)/(1<<20), r.CPUS, fmtOpt(r.MachineBusyPct, "%.0f"), fmtOpt(r.MachineStealPct, "%.0f"), counts)
 	}
 	w.Flush()
 	for _, r := range s.results {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -286,5 +287,24 @@ func TestMedianRun(t *testing.T) {
 	}
 	if got := medianRun([]result{run(5, 1)}); got.Repeats != nil || *got.RecordsPerSec != 5 {
 		t.Errorf("one run: got %+v, want it unchanged", got)
+	}
+}
+
+func TestMachineCPUShares(t *testing.T) {
+	a := parseMachineCPU("cpu  1000 0 200 5000 100 0 50 150 0 0")
+	b := parseMachineCPU("cpu  1550 0 250 5300 100 0 50 250 0 0")
+	// 1000 ticks in between: 300 idle, 100 stolen, 600 busy.
+	busy, steal := a.shares(b)
+	if busy == nil || *busy != 60 || *steal != 10 {
+		t.Fatalf("busy %v, steal %v; want 60 and 10", fmtOpt(busy, "%.1f"), fmtOpt(steal, "%.1f"))
+	}
+	if busy, _ := (machineCPU{}).shares(b); busy != nil {
+		t.Errorf("shares from an unreadable /proc/stat: %v, want nil", *busy)
+	}
+	if m := parseMachineCPU("intr 1 2 3"); m != (machineCPU{}) {
+		t.Errorf("parsed a line that is not cpu's: %+v", m)
+	}
+	if m := readMachineCPU(); runtime.GOOS == "linux" && m.total == 0 {
+		t.Error("readMachineCPU read nothing on Linux")
 	}
 }
