@@ -109,7 +109,7 @@ func parseFlags(args []string) (config, error) {
 	fs.StringVar(&runs, "runs", "", "runs to do, comma separated: "+strings.Join(runNames, ", ")+
 		" (default: all; words only with -kstreams-libs)")
 	fs.StringVar(&rates, "rates", "50000,100000", "production rates of the latency run, records/s, comma separated")
-	fs.IntVar(&c.repeats, "repeats", 3, "runs of each system in the throughput run, the systems taking turns; each system's figures are those of its median run by records/s")
+	fs.IntVar(&c.repeats, "repeats", 5, "runs of each system in the throughput run, the systems taking turns; each system's figures are those of its median run by records/s")
 	fs.IntVar(&c.stateKeys, "state-keys", 10_000_000, "distinct words in the state-scale run")
 	fs.IntVar(&c.keysLine, "state-keys-per-line", 20, "distinct words per line in the state-scale run")
 	fs.DurationVar(&c.latencyWarmup, "latency-warmup", 10*time.Second, "production at the rate, after the first marker came out, before markers count")
