@@ -21,8 +21,11 @@ LABELS = {"ceiling": "ceiling (raw consumer; Kafka alone in latency)", "spark": 
 SYSTEMS = ["ceiling", "gostream", "spark", "kstreams"]
 
 
-def group_label(run):
-    """The x label of a run: the words run says its split, latency-RATE its rate."""
+def group_label(run, repeats):
+    """The x label of a run: the words run says its split, latency-RATE its
+    rate, the throughput run of how many runs its figures are the median."""
+    if run == "throughput" and repeats > 1:
+        return f"throughput\n(median of {repeats})"
     if run == "words":
         return "words\n(lowercase, split on \\W+)"
     if run.startswith("latency-") and run[8:].isdigit():
@@ -30,7 +33,7 @@ def group_label(run):
     return run
 
 
-def bars(ax, groups, values, title, ylabel, fmt):
+def bars(ax, groups, values, title, ylabel, fmt, repeats=1):
     """Grouped bars: one group per entry of groups, one bar per system in values
     that has a result in that group (None: it did not take part), "n/a" for a
     result without the figure (NaN)."""
@@ -53,7 +56,7 @@ def bars(ax, groups, values, title, ylabel, fmt):
     if positive and max(positive) / min(positive) > 30:
         ax.set_yscale("log")
         ylabel += " (log scale)"
-    ax.set_xticks(range(len(groups)), [group_label(g) for g in groups])
+    ax.set_xticks(range(len(groups)), [group_label(g, repeats) for g in groups])
     ax.set_title(title, fontweight="bold")
     ax.set_ylabel(ylabel)
     ax.spines[["top", "right"]].set_visible(False)
@@ -88,8 +91,9 @@ def main(src, dst):
     latency = [r for r in runs if r.startswith("latency")]
 
     fig, axes = plt.subplots(1, 3, figsize=(16, 5))
+    repeats = report.get("config", {}).get("throughput_repeats", 1)
     bars(axes[0], bulk, series(results, bulk, "records_per_sec", 1e-3),
-         "Throughput (whole run, higher is better)", "thousand records/s", lambda v: f"{v:,.0f}k" if v >= 10 else f"{v:.2g}k")
+         "Throughput (whole run, higher is better)", "thousand records/s", lambda v: f"{v:,.0f}k" if v >= 10 else f"{v:.2g}k", repeats)
 
     by = {(r["system"], r["run"]): r for r in results}
     lat_systems = [s for s in SYSTEMS if any((s, run) in by for run in latency)]
@@ -103,7 +107,7 @@ def main(src, dst):
          "Produce-to-output latency (lower is better)", "ms", lambda v: f"{v:,.0f}")
 
     bars(axes[2], runs, series(results, runs, "peak_rss_bytes", 1 / 2**20),
-         "Peak RSS, whole process tree (lower is better)", "MiB", lambda v: f"{v:,.0f}")
+         "Peak RSS, whole process tree (lower is better)", "MiB", lambda v: f"{v:,.0f}", repeats)
 
     m = report.get("machine", {})
     config = report.get("config", {})
