@@ -259,13 +259,31 @@ func (c *strCounter) drain() {
 	c.probeAll(&c.q.bufs[c.q.cur])
 }
 
-// probeAll counts the keys in b and empties it.
+// probeAll counts the keys in b, each of at most inlineKey bytes, and
+// empties it. The probe loop is written out here, not called per key: the
+// call cost more than a probe that hits.
 func (c *strCounter) probeAll(b *probeBuf) {
 	c.room(b.n)
-	mask := uint64(len(c.slots) - 1)
+	slots, mask := c.slots, uint64(len(c.slots)-1)
+	added := 0
+next:
 	for j := range b.n {
-		c.probeShort(b.hs[j], b.w0[j], b.w1[j], b.lens[j], mask)
+		h, w0, w1, klen := b.hs[j], b.w0[j], b.w1[j], b.lens[j]
+		tag := uint32(h>>32) | 1
+		for i := h & mask; ; i = (i + 1) & mask {
+			s := &slots[i]
+			if s.tag == tag && s.klen == klen && s.w0 == w0 && s.w1 == w1 {
+				s.count++
+				continue next
+			}
+			if s.tag == 0 {
+				*s = counterSlot{w0: w0, w1: w1, tag: tag, klen: klen, count: 1}
+				added++
+				continue next
+			}
+		}
 	}
+	c.n += added
 	b.n = 0
 }
 
@@ -273,24 +291,6 @@ func (c *strCounter) probeAll(b *probeBuf) {
 func (c *strCounter) room(n int) {
 	if 4*(c.n+n) > 3*len(c.slots) {
 		c.grow()
-	}
-}
-
-// probeShort counts a key of klen <= inlineKey bytes, hashed to h and held
-// in w0 and w1.
-func (c *strCounter) probeShort(h, w0, w1 uint64, klen uint32, mask uint64) {
-	tag := uint32(h>>32) | 1
-	for i := h & mask; ; i = (i + 1) & mask {
-		s := &c.slots[i]
-		if s.tag == tag && s.klen == klen && s.w0 == w0 && s.w1 == w1 {
-			s.count++
-			return
-		}
-		if s.tag == 0 {
-			*s = counterSlot{w0: w0, w1: w1, tag: tag, klen: klen, count: 1}
-			c.n++
-			return
-		}
 	}
 }
 
