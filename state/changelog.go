@@ -14,9 +14,8 @@ import (
 // next changelog record, and the fold in flight.
 type changelog struct {
 	table table
-	delta []byte    // the staged writes, as a delta
-	refs  []int     // for each staged write, its key's slot+1 in table (see table.applyDelta)
-	order []sortRef // Scan's, kept to reuse its memory if small
+	delta []byte // the staged writes, as a delta
+	refs  []int  // for each staged write, its key's slot+1 in table (see table.applyDelta)
 
 	// logged is the size of the changelog records written since the last
 	// fold started; the next fold starts when it reaches foldBytes.
@@ -47,8 +46,7 @@ func (l *changelog) stage(key, value []byte, del bool) (change int64) {
 // memory is the memory of the changelog state, as ChangelogMaxBytes counts
 // it: the table and the buffers.
 func (l *changelog) memory() int64 {
-	return l.table.memory() + int64(cap(l.delta)+intLen*cap(l.refs)+cap(l.foldBuf)) +
-		int64(cap(l.order))*int64(unsafe.Sizeof(sortRef{}))
+	return l.table.memory() + int64(cap(l.delta)+intLen*cap(l.refs)+cap(l.foldBuf))
 }
 
 // staged is the memory the state would take with the staged writes
@@ -343,9 +341,7 @@ func (s *pebbleStore) collectFold(wait bool) error {
 // scanLog is Scan in changelog mode.
 func (s *pebbleStore) scanLog(fn func(key, value []byte) error) error {
 	l := s.log
-	order := l.table.sorted(l.order)
-	l.order = keep(order)
-	for _, r := range order {
+	for _, r := range l.table.sorted() {
 		if err := fn(l.table.key(r.off), l.table.value(r.off)); err != nil {
 			return err
 		}

@@ -193,7 +193,7 @@ func deref(p *string) string {
 func checkSorted(t *testing.T, tb *table, want map[string]string) {
 	t.Helper()
 	keys := slices.Sorted(maps.Keys(want))
-	order := tb.sorted(nil)
+	order := tb.sorted()
 	if len(order) != len(keys) {
 		t.Fatalf("sorted: %d keys, want %d", len(order), len(keys))
 	}
@@ -938,6 +938,39 @@ func TestChangelogMaxBytesMidBatch(t *testing.T) {
 	}
 }
 
+// TestTableSortedFollowsChanges sorts after each kind of change the kept
+// order must follow: new keys, a deletion, a key deleted and put back
+// before and after a sort, a value that outgrows its room (the record
+// moves), and a compaction.
+func TestTableSortedFollowsChanges(t *testing.T) {
+	tb := newTable()
+	want := map[string]string{}
+	put := func(k, v string) { tb.put([]byte(k), []byte(v)); want[k] = v }
+	del := func(k string) { tb.del([]byte(k)); delete(want, k) }
+	for _, k := range []string{"m", "c", "x", "a", "longer than eight", "longer than eighty"} {
+		put(k, "1")
+	}
+	checkSorted(t, &tb, want)
+	put("b", "1") // new
+	put("z", "1")
+	del("x")
+	checkSorted(t, &tb, want)
+	put("x", "2") // back in place, after a sort saw it deleted
+	del("m")
+	put("m", "3") // back in place before any sort
+	checkSorted(t, &tb, want)
+	put("c", strings.Repeat("9", 40)) // moves
+	put("longer than eight", strings.Repeat("8", 40))
+	checkSorted(t, &tb, want)
+	tb.compact()
+	checkSorted(t, &tb, want)
+	put("aa", "1")
+	checkSorted(t, &tb, want)
+	if n := len(tb.sorted()); n != len(want) {
+		t.Fatalf("sorted twice: %d records, want %d", n, len(want))
+	}
+}
+
 // TestTableSortsRandomKeys checks the sort against sort.Strings on keys
 // of every length that share prefixes of every length and hold every byte.
 func TestTableSortsRandomKeys(t *testing.T) {
@@ -968,9 +1001,22 @@ func BenchmarkTableSorted(b *testing.B) {
 		}
 		tb.put(k, []byte{1})
 	}
-	var order []sortRef
-	b.ReportAllocs()
-	for b.Loop() {
-		order = tb.sorted(order)
+	// first: nothing sorted before (every scan did this before the order was
+	// kept); again: the order of the last scan, no key changed since.
+	for _, again := range []bool{false, true} {
+		b.Run(map[bool]string{false: "first", true: "again"}[again], func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if !again {
+					b.StopTimer()
+					for _, r := range tb.order {
+						tb.arena[r.off] &^= recordListed
+					}
+					tb.order = tb.order[:0]
+					b.StartTimer()
+				}
+				tb.sorted()
+			}
+		})
 	}
 }
