@@ -58,6 +58,12 @@ type queryRuntime struct {
 	rec       recovery
 	end       kafkasrc.Offsets // end offsets of the last planned batch
 	nextBatch int64            // id of the next batch to plan
+
+	// readValues makes the map side read record values alone
+	// (kafkasrc.Source.ReadValues): the aggregation takes values, not rows,
+	// and the query's readers do not follow the partitions, whose records
+	// would then come from memory.
+	readValues bool
 }
 
 func newRuntime(q *planpb.Query, cp *checkpoint, sink Sink, log *slog.Logger, trig Trigger) (rt *queryRuntime, err error) {
@@ -90,6 +96,12 @@ func newRuntime(q *planpb.Query, cp *checkpoint, sink Sink, log *slog.Logger, tr
 		if err := rt.openState(trig); err != nil {
 			return nil, err
 		}
+		m, err := rt.getMapAgg()
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrAnalysis, err)
+		}
+		rt.readValues = m.value != nil && !trig.follows()
+		rt.partials.put(m)
 	}
 	rt.src, err = kafkasrc.NewSource(kafkasrc.Config{
 		Brokers: strings.Split(rt.scan.BootstrapServers, ","),
@@ -377,20 +389,28 @@ func (rt *queryRuntime) runMap(ctx context.Context, ranges []kafkasrc.Range) ([]
 		return outs, read.Load(), err
 	}
 	workers := runtime.GOMAXPROCS(0)
-	work := make(chan []*kgo.Record, workers) // small: readers must not run far ahead in memory
+	work := make(chan mapInput, workers) // small: readers must not run far ahead in memory
 	g.Go(func() error {
 		defer close(work)
 		readers, rctx := errgroup.WithContext(gctx)
+		send := func(in mapInput, n int) error {
+			read.Add(int64(n))
+			select {
+			case work <- in:
+				return nil
+			case <-rctx.Done():
+				return rctx.Err()
+			}
+		}
 		for _, r := range ranges {
 			readers.Go(func() error {
+				if rt.readValues {
+					return rt.src.ReadValues(rctx, r, func(values [][]byte, release func()) error {
+						return send(mapInput{values: slices.Clone(values), release: release}, len(values))
+					})
+				}
 				return rt.src.ReadRange(rctx, r, func(recs []*kgo.Record) error {
-					read.Add(int64(len(recs)))
-					select {
-					case work <- slices.Clone(recs):
-						return nil
-					case <-rctx.Done():
-						return rctx.Err()
-					}
+					return send(mapInput{recs: slices.Clone(recs)}, len(recs))
 				})
 			})
 		}
@@ -408,10 +428,18 @@ func (rt *queryRuntime) runMap(ctx context.Context, ranges []kafkasrc.Range) ([]
 	return outs, read.Load(), err
 }
 
+// mapInput is a slice of records, or of record values when the query reads
+// values alone (readValues), with the function that releases their memory.
+type mapInput struct {
+	recs    []*kgo.Record
+	values  [][]byte
+	release func()
+}
+
 // aggregateWorker runs the narrow operators and the partial aggregation
 // over the record slices it receives until work is closed, and returns the
 // exchange buckets.
-func (rt *queryRuntime) aggregateWorker(work <-chan []*kgo.Record) ([][]byte, error) {
+func (rt *queryRuntime) aggregateWorker(work <-chan mapInput) ([][]byte, error) {
 	m, err := rt.getMapAgg()
 	if err != nil {
 		return nil, err
@@ -421,8 +449,17 @@ func (rt *queryRuntime) aggregateWorker(work <-chan []*kgo.Record) ([][]byte, er
 	var buckets [][]byte
 	row := make(operators.Row, len(operators.KafkaSchema(rt.scan.IncludeHeaders)))
 	var topic operators.Value
-	for recs := range work {
-		for _, rec := range recs {
+	for in := range work {
+		for _, v := range in.values {
+			m.value(v)
+			if m.partial.Bound() >= maxPartialGroups {
+				buckets = m.partial.Flush(rt.parts, buckets)
+			}
+		}
+		if in.release != nil {
+			in.release() // the aggregation copied what it keeps
+		}
+		for _, rec := range in.recs {
 			switch {
 			case m.value != nil: // word count: no row per record
 				m.value(rec.Value)

@@ -333,7 +333,7 @@ func (rt *queryRuntime) run(ctx context.Context, q *StreamingQuery, trig Trigger
 	// the latest offsets come from them, not from a listing on the path of
 	// every batch. known is the last listing; the next runs in the
 	// background every relistInterval.
-	follow := trig.kind == triggerDefault || trig.kind == triggerProcessingTime
+	follow := trig.follows()
 	var (
 		known    *listing
 		listedAt time.Time

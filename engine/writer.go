@@ -43,6 +43,11 @@ type Trigger struct {
 
 type triggerKind int
 
+// follows tells whether a query with the trigger runs on after it caught
+// up: its source's readers then follow the partitions between batches
+// (kafkasrc.Source.Follow).
+func (t Trigger) follows() bool { return t.kind == triggerDefault || t.kind == triggerProcessingTime }
+
 const (
 	triggerDefault triggerKind = iota
 	triggerProcessingTime

@@ -26,6 +26,7 @@ const DefaultTimeout = 10 * time.Second
 const (
 	defaultFetchMaxBytes          = 64 << 20
 	defaultFetchMaxPartitionBytes = 512 << 10
+	defaultFetchMaxWait           = 5 * time.Second // franz-go's default (Kafka's Java client waits 500 ms)
 )
 
 // Config configures a Source. The zero value of every field but Brokers is
@@ -57,17 +58,27 @@ type clientConfig struct {
 	timeout       time.Duration
 	log           *slog.Logger
 	common        []kgo.Opt // every client
-	consume       []kgo.Opt // partition readers only
+	consume       []kgo.Opt // partition readers only, made from fetch
+	fetch         fetchConfig
 	readCommitted bool
 }
 
-func intOption(what string, min int64, bitSize int, opt func(int64) kgo.Opt) kafkaOption {
+// fetchConfig sizes fetches, for the partition readers' clients and for
+// ReadValues' own Fetch requests.
+type fetchConfig struct {
+	maxBytes, partitionMaxBytes, minBytes int32
+	maxWait                               time.Duration
+}
+
+// fetchOption parses a fetch setting of at least min into the field set
+// returns.
+func fetchOption(what string, min int64, field func(*fetchConfig) *int32) kafkaOption {
 	return kafkaOption{what: what, apply: func(v string, o *clientConfig) error {
-		n, err := strconv.ParseInt(v, 10, bitSize)
+		n, err := strconv.ParseInt(v, 10, 32)
 		if err != nil || n < min {
 			return errInvalid
 		}
-		o.consume = append(o.consume, opt(n))
+		*field(&o.fetch) = int32(n)
 		return nil
 	}}
 }
@@ -104,18 +115,17 @@ var kafkaOptions = map[string]kafkaOption{
 		o.common = append(o.common, kgo.ClientID(v))
 		return nil
 	}},
-	"fetch.max.bytes": intOption("bytes > 0", 1, 32, func(n int64) kgo.Opt {
-		return kgo.FetchMaxBytes(int32(n))
-	}),
-	"max.partition.fetch.bytes": intOption("bytes > 0", 1, 32, func(n int64) kgo.Opt {
-		return kgo.FetchMaxPartitionBytes(int32(n))
-	}),
-	"fetch.min.bytes": intOption("bytes >= 1", 1, 32, func(n int64) kgo.Opt {
-		return kgo.FetchMinBytes(int32(n))
-	}),
-	"fetch.max.wait.ms": intOption("milliseconds >= 0", 0, 32, func(n int64) kgo.Opt {
-		return kgo.FetchMaxWait(time.Duration(n) * time.Millisecond)
-	}),
+	"fetch.max.bytes":           fetchOption("bytes > 0", 1, func(f *fetchConfig) *int32 { return &f.maxBytes }),
+	"max.partition.fetch.bytes": fetchOption("bytes > 0", 1, func(f *fetchConfig) *int32 { return &f.partitionMaxBytes }),
+	"fetch.min.bytes":           fetchOption("bytes >= 1", 1, func(f *fetchConfig) *int32 { return &f.minBytes }),
+	"fetch.max.wait.ms": {what: "milliseconds >= 0", apply: func(v string, o *clientConfig) error {
+		n, err := strconv.ParseInt(v, 10, 32)
+		if err != nil || n < 0 {
+			return errInvalid
+		}
+		o.fetch.maxWait = time.Duration(n) * time.Millisecond
+		return nil
+	}},
 	"isolation.level": {what: "read_uncommitted or read_committed", apply: func(v string, o *clientConfig) error {
 		switch v {
 		case "read_uncommitted":
@@ -166,12 +176,8 @@ func (c Config) resolve() (clientConfig, error) {
 		}
 		o.brokers = slices.Clone(c.Brokers)
 	}
-	o.consume = []kgo.Opt{
-		kgo.FetchMaxBytes(defaultFetchMaxBytes),
-		kgo.FetchMaxPartitionBytes(defaultFetchMaxPartitionBytes),
-		kgo.BrokerMaxReadBytes(2 * defaultFetchMaxBytes),
-		kgo.WithDecompressor(newDecompressor()),
-	}
+	o.fetch = fetchConfig{maxBytes: defaultFetchMaxBytes, partitionMaxBytes: defaultFetchMaxPartitionBytes,
+		minBytes: 1, maxWait: defaultFetchMaxWait}
 	for _, name := range sortedKeys(c.Options) {
 		v := strings.TrimSpace(c.Options[name])
 		if why, ok := unsupportedOptions[name]; ok {
@@ -196,6 +202,14 @@ func (c Config) resolve() (clientConfig, error) {
 		kgo.WithLogger(kgoLogger{o.log}),
 		kgo.DialTimeout(min(o.timeout, 10*time.Second)),
 	}, o.common...)
+	o.consume = []kgo.Opt{
+		kgo.FetchMaxBytes(o.fetch.maxBytes),
+		kgo.FetchMaxPartitionBytes(o.fetch.partitionMaxBytes),
+		kgo.FetchMinBytes(o.fetch.minBytes),
+		kgo.FetchMaxWait(o.fetch.maxWait),
+		kgo.BrokerMaxReadBytes(2 * max(o.fetch.maxBytes, defaultFetchMaxBytes)),
+		kgo.WithDecompressor(newDecompressor()),
+	}
 	if o.readCommitted {
 		o.consume = append(o.consume, kgo.FetchIsolationLevel(kgo.ReadCommitted()))
 	}

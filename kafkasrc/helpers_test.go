@@ -77,6 +77,22 @@ func readAll(t testing.TB, ctx context.Context, s *Source, r Range) (offsets []i
 	return offsets, values, err
 }
 
+// readDirect reads r with ReadValues; a null value reads as "<null>".
+func readDirect(ctx context.Context, s *Source, r Range) (vals []string, err error) {
+	err = s.ReadValues(ctx, r, func(vs [][]byte, release func()) error {
+		defer release() // the values are copied: their memory may serve the next fetch
+		for _, v := range vs {
+			if v == nil {
+				vals = append(vals, "<null>")
+			} else {
+				vals = append(vals, string(v))
+			}
+		}
+		return nil
+	})
+	return vals, err
+}
+
 // freeAddr returns a loopback address nothing listens on.
 func freeAddr(t testing.TB) string {
 	t.Helper()

@@ -43,20 +43,30 @@ const maxDecompressed = 1 << 30
 var errLz4 = errors.New("lz4")
 
 func (d *decompressor) Decompress(src []byte, codec kgo.CompressionCodecType) ([]byte, error) {
+	out, _, err := d.into(nil, src, codec)
+	return out, err
+}
+
+// into decompresses src into dst's memory (grown if need be) when it
+// decodes the codec itself (lz4), and reports whether it did; franz-go
+// decodes the others into memory of its own.
+func (d *decompressor) into(dst, src []byte, codec kgo.CompressionCodecType) (out []byte, inDst bool, err error) {
 	if codec != kgo.CodecLz4 {
-		return d.fallback.Decompress(src, codec)
+		out, err = d.fallback.Decompress(src, codec)
+		return out, false, err
 	}
-	out, err := d.lz4(src)
+	out, err = d.lz4Into(dst, src)
 	if errors.Is(err, errUnsupportedFrame) {
-		return d.fallback.Decompress(src, codec)
+		out, err = d.fallback.Decompress(src, codec)
+		return out, false, err
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", errLz4, err)
+		return nil, false, fmt.Errorf("%w: %w", errLz4, err)
 	}
 	if len(src) > 0 {
 		d.ratio.Store(min(maxRatio, max(16, int64(16*len(out)/len(src)))))
 	}
-	return out, nil
+	return out, true, nil
 }
 
 // errUnsupportedFrame marks frames this decoder leaves to franz-go: legacy
@@ -76,10 +86,13 @@ const (
 )
 
 // lz4 decodes the lz4 frames of src, one after another, into one slice.
-func (d *decompressor) lz4(src []byte) ([]byte, error) {
+func (d *decompressor) lz4(src []byte) ([]byte, error) { return d.lz4Into(nil, src) }
+
+// lz4Into is lz4 decoding into dst's memory, grown if need be.
+func (d *decompressor) lz4Into(dst, src []byte) ([]byte, error) {
 	// A guess a quarter above the running ratio: a short one costs
 	// decoding a block again into a larger slice.
-	out := make([]byte, 0, min(maxDecompressed, 1024+int(d.ratio.Load())*len(src)*5/64))
+	out := slices.Grow(dst[:0], min(maxDecompressed, 1024+int(d.ratio.Load())*len(src)*5/64))
 	for len(src) > 0 {
 		var err error
 		if out, src, err = lz4Frame(out, src); err != nil {

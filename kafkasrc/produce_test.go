@@ -42,7 +42,19 @@ func readTopic(t testing.TB, addrs []string, topic string) (vals []string, codec
 			t.Fatal(err)
 		}
 	}
+	// ReadValues decodes the batches itself: it must read the same.
+	var direct []string
+	for p, until := range latest[topic] {
+		got, err := readDirect(ctx, s, Range{topic, p, earliest[topic][p], until})
+		if err != nil {
+			t.Fatal(err)
+		}
+		direct = append(direct, got...)
+	}
 	slices.Sort(vals)
+	if slices.Sort(direct); !slices.Equal(direct, vals) {
+		t.Fatalf("ReadValues read %d values (%q...), ReadRange %d", len(direct), head(direct), len(vals))
+	}
 	return vals, codecs
 }
 

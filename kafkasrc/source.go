@@ -35,6 +35,17 @@ type Source struct {
 	// arrived gets a value (without blocking: it holds one) whenever a
 	// following reader fetches records.
 	arrived chan struct{}
+
+	// For ReadValues: closing ends when Close is called; leaders caches
+	// partition leaders.
+	closing      context.Context
+	close        context.CancelFunc
+	decompressor *decompressor
+	bufs         sync.Pool // *[]byte for ReadValues to decompress into
+	leaders      struct {
+		sync.Mutex
+		m map[topicPartition]leader
+	}
 }
 
 type topicPartition struct {
@@ -79,7 +90,9 @@ func NewSource(cfg Config) (*Source, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Source{cc: cc, admin: admin, log: cc.log, arrived: make(chan struct{}, 1)}
+	s := &Source{cc: cc, admin: admin, log: cc.log, arrived: make(chan struct{}, 1), decompressor: newDecompressor()}
+	s.closing, s.close = context.WithCancel(context.Background())
+	s.leaders.m = make(map[topicPartition]leader)
 	s.mu.idle = make(map[topicPartition][]*partitionReader)
 	s.mu.all = make(map[*partitionReader]struct{})
 	return s, nil
@@ -113,11 +126,8 @@ func (s *Source) Offsets(ctx context.Context, topics []string) (earliest, latest
 // fn's error is returned as is. ReadRange is safe to call concurrently, also
 // for the same partition (each concurrent call uses its own reader).
 func (s *Source) ReadRange(ctx context.Context, r Range, fn func(recs []*kgo.Record) error) error {
-	if r.From < 0 || r.Until < r.From {
-		return errorf(ErrInvalidOffsets, "kafka: invalid range %s: want 0 <= from <= until", r)
-	}
-	if r.From == r.Until {
-		return nil
+	if err := r.check(); err != nil || r.From == r.Until {
+		return err
 	}
 	rd, err := s.acquire(r)
 	if err != nil {
@@ -332,8 +342,9 @@ func (s *Source) isClosed() bool {
 	return s.mu.closed
 }
 
-// Close stops every reader, makes in-flight ReadRange calls return ErrClosed,
-// waits for them and releases all connections. It is idempotent.
+// Close stops every reader, makes in-flight ReadRange and ReadValues calls
+// return ErrClosed, waits for them and releases all connections. It is
+// idempotent.
 func (s *Source) Close() {
 	s.mu.Lock()
 	if s.mu.closed {
@@ -349,6 +360,7 @@ func (s *Source) Close() {
 	}
 	s.mu.all, s.mu.idle = nil, nil
 	s.mu.Unlock()
+	s.close() // in-flight ReadValues calls
 	s.reads.Wait()
 	s.follows.Wait()
 	s.admin.Close()

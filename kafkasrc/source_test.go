@@ -65,6 +65,9 @@ func TestReadRangeNonContiguousAndConcurrent(t *testing.T) {
 		if want := values("p0-", int(r.From), int(r.Until)); !slices.Equal(vals, want) || int64(len(offs)) != r.Len() {
 			t.Fatalf("range %s: got %q, want %q", r, head(vals), head(want))
 		}
+		if direct, err := readDirect(ctx, s, r); err != nil || !slices.Equal(direct, vals) {
+			t.Fatalf("range %s: ReadValues got %q, %v; want %q", r, head(direct), err, head(vals))
+		}
 	}
 
 	// Concurrent reads of both partitions and of the same partition.
@@ -101,11 +104,23 @@ func TestReadRangeCancelAndFnError(t *testing.T) {
 	if d := time.Since(start); d > 5*time.Second {
 		t.Fatalf("ReadRange took %v to notice ctx", d)
 	}
+	ctx, cancel = context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	start = time.Now()
+	if vals, err := readDirect(ctx, s, Range{"logs", 0, 0, 200}); !errors.Is(err, context.DeadlineExceeded) || len(vals) != 100 {
+		t.Fatalf("ReadValues got %d values, err %v; want 100 and context.DeadlineExceeded", len(vals), err)
+	}
+	if d := time.Since(start); d > 6*time.Second {
+		t.Fatalf("ReadValues took %v to notice ctx", d)
+	}
 
 	boom := errors.New("boom")
 	err = s.ReadRange(testCtx(t), Range{"logs", 0, 0, 50}, func([]*kgo.Record) error { return boom })
 	if !errors.Is(err, boom) {
 		t.Fatalf("err = %v, want fn's error", err)
+	}
+	if err := s.ReadValues(testCtx(t), Range{"logs", 0, 0, 50}, func([][]byte, func()) error { return boom }); !errors.Is(err, boom) {
+		t.Fatalf("ReadValues: err = %v, want fn's error", err)
 	}
 	// The reader recovers at any position.
 	if _, vals, err := readAll(t, testCtx(t), s, Range{"logs", 0, 40, 60}); err != nil || !slices.Equal(vals, values("p0-", 40, 60)) {
@@ -115,28 +130,39 @@ func TestReadRangeCancelAndFnError(t *testing.T) {
 	if err := s.ReadRange(testCtx(t), Range{"logs", 0, 5, 4}, nil); !errors.Is(err, ErrInvalidOffsets) {
 		t.Fatalf("inverted range: err = %v, want ErrInvalidOffsets", err)
 	}
+	if err := s.ReadValues(testCtx(t), Range{"logs", 0, 5, 4}, nil); !errors.Is(err, ErrInvalidOffsets) {
+		t.Fatalf("ReadValues, inverted range: err = %v, want ErrInvalidOffsets", err)
+	}
 	s.Close()
 	if err := s.ReadRange(testCtx(t), Range{"logs", 0, 0, 1}, nil); !errors.Is(err, ErrClosed) {
 		t.Fatalf("after Close: err = %v, want ErrClosed", err)
+	}
+	if err := s.ReadValues(testCtx(t), Range{"logs", 0, 0, 1}, nil); !errors.Is(err, ErrClosed) {
+		t.Fatalf("ReadValues after Close: err = %v, want ErrClosed", err)
 	}
 }
 
 func TestReadRangeCloseUnblocksRead(t *testing.T) {
 	c := newFake(t, "logs", 1)
 	s := newTestSource(t, c.ListenAddrs(), nil)
-	done := make(chan error, 1)
+	done := make(chan error, 2)
 	go func() {
 		done <- s.ReadRange(context.Background(), Range{"logs", 0, 0, 1}, func([]*kgo.Record) error { return nil })
 	}()
-	time.Sleep(200 * time.Millisecond) // let the read block waiting for data
+	go func() {
+		done <- s.ReadValues(context.Background(), Range{"logs", 0, 0, 1}, func([][]byte, func()) error { return nil })
+	}()
+	time.Sleep(200 * time.Millisecond) // let the reads block waiting for data
 	s.Close()
-	select {
-	case err := <-done:
-		if !errors.Is(err, ErrClosed) {
-			t.Fatalf("err = %v, want ErrClosed", err)
+	for range 2 {
+		select {
+		case err := <-done:
+			if !errors.Is(err, ErrClosed) {
+				t.Fatalf("err = %v, want ErrClosed", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("Close did not unblock ReadRange and ReadValues")
 		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("Close did not unblock ReadRange")
 	}
 }
 
@@ -173,6 +199,17 @@ func TestReadRangeTransactions(t *testing.T) {
 		if !slices.Equal(got, tc.want) {
 			t.Errorf("%s: got %q, want %q", tc.isolation, got, tc.want)
 		}
+		var direct []string
+		for _, r := range []Range{{"logs", 0, 0, 6}, {"logs", 0, 6, 10}} {
+			vals, err := readDirect(ctx, s, r)
+			if err != nil {
+				t.Fatalf("%s: ReadValues %s: %v", tc.isolation, r, err)
+			}
+			direct = append(direct, vals...)
+		}
+		if !slices.Equal(direct, tc.want) {
+			t.Errorf("%s: ReadValues got %q, want %q", tc.isolation, direct, tc.want)
+		}
 	}
 }
 
@@ -203,6 +240,13 @@ func TestReadRangeDeletedRecords(t *testing.T) {
 	// A range that starts in deleted data reads what is left of it.
 	if _, vals, err := readAll(t, ctx, s, Range{"logs", 0, 10, 70}); err != nil || !slices.Equal(vals, values("p0-", 60, 70)) {
 		t.Fatalf("got %q, %v; want p0-60..p0-69", vals, err)
+	}
+	if vals, err := readDirect(ctx, s, Range{"logs", 0, 10, 70}); err != nil || !slices.Equal(vals, values("p0-", 60, 70)) {
+		t.Fatalf("ReadValues got %q, %v; want p0-60..p0-69", vals, err)
+	}
+	// A range wholly deleted reads nothing and returns.
+	if vals, err := readDirect(ctx, s, Range{"logs", 0, 10, 50}); err != nil || len(vals) != 0 {
+		t.Fatalf("ReadValues of deleted offsets got %q, %v; want nothing", vals, err)
 	}
 }
 
