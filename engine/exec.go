@@ -129,7 +129,8 @@ func (rt *queryRuntime) openState(trig Trigger) error {
 	opts.RetainVersions = 0
 	// Every query keeps its state in memory and makes each commit durable
 	// as one changelog record (state.Options.Changelog), folded into Pebble
-	// keys in the background every quarter memtable of changelog. A
+	// keys in the background once the changelog reaches four times the
+	// partition's state (within a quarter and two memtables). A
 	// partition whose state outgrows ChangelogMaxBytes (64 MiB), or would
 	// with the batch it is writing, goes on in Pebble, so memory stays
 	// bounded whatever the number of groups. A query draining a backlog

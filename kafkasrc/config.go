@@ -70,8 +70,8 @@ type fetchConfig struct {
 	maxWait                               time.Duration
 }
 
-// fetchOption parses a fetch setting of at least min into the field set
-// returns.
+// fetchOption parses a fetch setting, an int32 of at least min, into the
+// field of fetchConfig that field picks.
 func fetchOption(what string, min int64, field func(*fetchConfig) *int32) kafkaOption {
 	return kafkaOption{what: what, apply: func(v string, o *clientConfig) error {
 		n, err := strconv.ParseInt(v, 10, 32)

@@ -373,6 +373,34 @@ func openPartition(t *testing.T, dir string, opts Options, partition int) (*pebb
 // while the previous fold still runs, then checks that a finished fold
 // leaves the data keys at the committed state and no changelog record, and
 // that the state survives reopening in both modes.
+// TestChangelogFoldAt checks when a fold starts with the default bounds:
+// at a quarter memtable of changelog for a small state, at four times the
+// state's size in memory for a larger one, and at two memtables at most.
+func TestChangelogFoldAt(t *testing.T) {
+	opts := changelogTestOptions(0)
+	opts.MemTableSize = 1 << 20
+	p, s := openPartition(t, t.TempDir(), opts, 0)
+	defer func() { check(t, p.Close()) }()
+	if got := s.foldAt(); got != 256<<10 {
+		t.Fatalf("empty state: fold at %d bytes, want a quarter memtable (%d)", got, 256<<10)
+	}
+	value := make([]byte, 1000)
+	put := func(n int) {
+		for i := range n {
+			check(t, s.Put(fmt.Appendf(nil, "key%06d", i), value))
+		}
+		check(t, s.Commit(s.Version()+1))
+	}
+	put(200) // about 200 KB in memory: four times that
+	if got, want := s.foldAt(), 4*int64(s.log.table.size()); got != want || got <= 256<<10 || got >= 2<<20 {
+		t.Fatalf("state of %d bytes: fold at %d, want %d", s.log.table.size(), got, want)
+	}
+	put(2000) // 2 MB: more than two memtables at four times
+	if got := s.foldAt(); got != 2<<20 {
+		t.Fatalf("state of %d bytes: fold at %d, want two memtables (%d)", s.log.table.size(), got, 2<<20)
+	}
+}
+
 func TestChangelogFold(t *testing.T) {
 	dir := t.TempDir()
 	opts := changelogTestOptions(2 << 10)

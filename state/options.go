@@ -81,8 +81,8 @@ type Options struct {
 
 	// fs replaces the real file system in tests (crash simulation).
 	fs vfs.FS
-	// foldBytes, if not 0, replaces MemTableSize as the changelog size that
-	// starts a fold, so that tests fold often.
+	// foldBytes, if not 0, fixes the changelog size that starts a fold (see
+	// foldBounds), so that tests fold often.
 	foldBytes int64
 }
 
@@ -126,15 +126,16 @@ func (Options) invalid(field string, value any, want string) error {
 	return fmt.Errorf("%w: %s is %v; it must be %s (start from state.DefaultOptions())", ErrInvalidOptions, field, value, want)
 }
 
-// foldThreshold is the changelog size, in bytes, that starts a fold: a
-// quarter of a memtable, so that most changelog records are folded and
-// deleted while their memtable still holds them, and its flush drops them
-// instead of writing them to an sstable that compactions rewrite.
-func (o Options) foldThreshold() int64 {
+// foldBounds are the changelog sizes, in bytes, between which a fold
+// starts (see pebbleStore.foldAt): at least a quarter of a memtable, so
+// that the changelog records of a small state are folded and deleted while
+// their memtable still holds them, and at most two memtables. foldBytes,
+// set by tests, fixes both.
+func (o Options) foldBounds() (low, high int64) {
 	if o.foldBytes != 0 {
-		return o.foldBytes
+		return o.foldBytes, o.foldBytes
 	}
-	return int64(o.MemTableSize / 4)
+	return int64(o.MemTableSize / 4), int64(2 * o.MemTableSize)
 }
 
 func (o Options) logger() *slog.Logger {

@@ -72,7 +72,8 @@ func OpenPebble(dir string, opts Options) (Provider, error) {
 		log.Info("state: created state directory")
 	}
 	p := &pebbleProvider{dir: dir, db: db, retain: opts.RetainVersions, readCache: opts.ReadCacheSize,
-		changelog: opts.Changelog, changelogMax: opts.ChangelogMaxBytes, foldBytes: opts.foldThreshold(), log: log}
+		changelog: opts.Changelog, changelogMax: opts.ChangelogMaxBytes, log: log}
+	p.foldLow, p.foldHigh = opts.foldBounds()
 	p.mu.stores = make(map[int]*pebbleStore)
 	return p, nil
 }
@@ -203,7 +204,8 @@ type pebbleProvider struct {
 	readCache    int64 // Options.ReadCacheSize
 	changelog    bool  // Options.Changelog
 	changelogMax int64 // Options.ChangelogMaxBytes
-	foldBytes    int64 // Options.foldThreshold()
+	foldLow      int64 // Options.foldBounds()
+	foldHigh     int64
 	log          *slog.Logger
 	mu           struct {
 		sync.Mutex
