@@ -258,15 +258,36 @@ func reportProgress(w *engine.DataStreamWriter, f submitFlags, stderr io.Writer)
 			st := p.StateOperators[0]
 			state = fmt.Sprintf(", state %d rows (%d updated)", st.NumRowsTotal, st.NumRowsUpdated)
 		}
-		fmt.Fprintf(stderr, "batch %d: %d input rows in %s (%.0f rows/s)%s, end offsets %s\n",
+		fmt.Fprintf(stderr, "batch %d: %d input rows in %s (%.0f rows/s; %s)%s, end offsets %s\n",
 			p.BatchID, p.NumInputRows, time.Duration(p.DurationMs["triggerExecution"])*time.Millisecond,
-			p.ProcessedRowsPerSecond, state, p.Sources[0].EndOffset)
+			p.ProcessedRowsPerSecond, phases(p.DurationMs), state, p.Sources[0].EndOffset)
 	})
 	return func() {
 		if jf != nil {
 			jf.Close()
 		}
 	}, nil
+}
+
+// batchPhases names the phases of a batch as a progress line shows them,
+// after the keys of Progress.DurationMs, in the order they run.
+var batchPhases = [][2]string{
+	{"latestOffset", "list"}, {"map", "map"}, {"walCommit", "offsets log"},
+	{"reduce", "reduce"}, {"addBatch", "sink"}, {"commitOffsets", "commit log"},
+}
+
+// phases formats the durations of a batch's phases, so that a slow batch
+// tells where its time went: "list 0, map 3, ... ms".
+func phases(ms map[string]int64) string {
+	var b strings.Builder
+	for i, ph := range batchPhases {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%s %d", ph[1], ms[ph[0]])
+	}
+	b.WriteString(" ms")
+	return b.String()
 }
 
 // startProfiles starts the CPU profile and returns the function that stops

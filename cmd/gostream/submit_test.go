@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -53,6 +54,9 @@ func TestSubmitSampleExactCounts(t *testing.T) {
 	}
 	if !strings.Contains(stderr, "batch 0: 240 input rows") {
 		t.Errorf("no progress line on stderr: %q", stderr)
+	}
+	if !regexp.MustCompile(`rows/s; list \d+, map \d+, offsets log \d+, reduce \d+, sink \d+, commit log \d+ ms\)`).MatchString(stderr) {
+		t.Errorf("the progress line lacks the batch's phases: %q", stderr)
 	}
 	got := map[string]int64{}
 	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
