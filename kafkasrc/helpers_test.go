@@ -79,18 +79,24 @@ func readAll(t testing.TB, ctx context.Context, s *Source, r Range) (offsets []i
 
 // readDirect reads r with ReadValues; a null value reads as "<null>".
 func readDirect(ctx context.Context, s *Source, r Range) (vals []string, err error) {
-	err = s.ReadValues(ctx, r, func(vs [][]byte, release func()) error {
+	err = s.ReadValues(ctx, r, collectValues(&vals))
+	return vals, err
+}
+
+// collectValues returns a ReadValues callback that appends copies of the
+// values to vals ("<null>" for a null value) and releases their memory.
+func collectValues(vals *[]string) func([][]byte, func()) error {
+	return func(vs [][]byte, release func()) error {
 		defer release() // the values are copied: their memory may serve the next fetch
 		for _, v := range vs {
 			if v == nil {
-				vals = append(vals, "<null>")
+				*vals = append(*vals, "<null>")
 			} else {
-				vals = append(vals, string(v))
+				*vals = append(*vals, string(v))
 			}
 		}
 		return nil
-	})
-	return vals, err
+	}
 }
 
 // freeAddr returns a loopback address nothing listens on.

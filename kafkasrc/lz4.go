@@ -85,10 +85,8 @@ const (
 	blockRaw       = 1 << 31
 )
 
-// lz4 decodes the lz4 frames of src, one after another, into one slice.
-func (d *decompressor) lz4(src []byte) ([]byte, error) { return d.lz4Into(nil, src) }
-
-// lz4Into is lz4 decoding into dst's memory, grown if need be.
+// lz4Into decodes the lz4 frames of src, one after another, into one
+// slice in dst's memory, grown if need be.
 func (d *decompressor) lz4Into(dst, src []byte) ([]byte, error) {
 	// A guess a quarter above the running ratio: a short one costs
 	// decoding a block again into a larger slice.

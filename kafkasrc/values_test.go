@@ -69,17 +69,7 @@ func decodeAll(t *testing.T, r Range, batches []byte) (vals []string, pos int64,
 	t.Helper()
 	complete, _ := completeBatches(batches, r.From)
 	d := valueDecoder{r: r, pos: r.From, decompress: newDecompressor(), bufs: new(sync.Pool)}
-	err = d.decode(complete, func(vs [][]byte, release func()) error {
-		defer release()
-		for _, v := range vs {
-			if v == nil {
-				vals = append(vals, "<null>")
-			} else {
-				vals = append(vals, string(v))
-			}
-		}
-		return nil
-	})
+	err = d.decode(complete, collectValues(&vals))
 	return vals, d.pos, err
 }
 
