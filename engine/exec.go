@@ -143,6 +143,9 @@ func (rt *queryRuntime) openState(trig Trigger) error {
 	if trig.kind == triggerAvailableNow || trig.kind == triggerOnce {
 		opts.MemTableSize, opts.ReadCacheSize, opts.ChangelogMaxBytes = 16<<20, 0, 16<<20
 	}
+	// A batch's output does not wait for its state to reach the disk: the
+	// commit-log step syncs all partitions at once (see finishBatch).
+	opts.DeferSync = true
 	if rt.states, err = state.OpenPebble(dir, opts); err != nil {
 		return fmt.Errorf("%w: state store %s: %w", ErrCheckpoint, dir, err)
 	}
@@ -251,16 +254,23 @@ type mappedBatch struct {
 	dur       map[string]int64 // phase durations so far
 	latest    kafkasrc.Offsets
 	sinceLast time.Duration // since the previous batch's trigger start
+
+	// Set by outputBatch.
+	state      *StateProgress
+	outputRows int64
 }
 
-// runBatch runs batch e through the protocol of DESIGN.md: offsets log,
-// map tasks, exchange, reduce with state commit, sink, commit log.
+// runBatch runs batch e, whose offsets entry is already in the log, through
+// the rest of the protocol of DESIGN.md: map tasks, exchange, reduce with
+// state commit, sink, commit log.
 func (rt *queryRuntime) runBatch(ctx context.Context, q *StreamingQuery, e offsetEntry, ranges []kafkasrc.Range, start time.Time, listMs int64, latest kafkasrc.Offsets, listeners []func(Progress)) error {
 	b, err := rt.mapBatch(ctx, e, ranges, start, listMs, latest)
 	if err != nil {
 		return err
 	}
-	return rt.finishBatch(ctx, q, b, listeners)
+	f := rt.finishBatch(ctx, q, b, nil, listeners)
+	<-f.committed
+	return f.err
 }
 
 // mapBatch runs the map side of batch e: reading its ranges, the narrow
@@ -276,30 +286,90 @@ func (rt *queryRuntime) mapBatch(ctx context.Context, e offsetEntry, ranges []ka
 		dur: map[string]int64{"latestOffset": listMs, "map": time.Since(t).Milliseconds()}}, nil
 }
 
-// finishBatch takes a mapped batch through the durable steps, in order:
-// offsets log, reduce with state commit, sink, commit log, progress.
-func (rt *queryRuntime) finishBatch(ctx context.Context, q *StreamingQuery, b *mappedBatch, listeners []func(Progress)) error {
-	e, outs, n, dur := b.e, b.outs, b.n, b.dur
-	phase := func(name string, t0 time.Time) { dur[name] = time.Since(t0).Milliseconds() }
-	t := time.Now()
-	if rt.rec.rerun == nil || rt.rec.rerun.BatchID != e.BatchID {
-		if err := rt.cp.writeOffsets(e); err != nil {
-			return err
-		}
-	}
-	phase("walCommit", t)
+// offsetsWrite is a batch's offsets entry being written to the log in the
+// background, while the batch's map side runs.
+type offsetsWrite struct {
+	done chan struct{} // closed once written or failed
+	err  error
+	ms   int64 // how long the write and its sync took
+}
 
-	t = time.Now()
+// logOffsets writes e to the offsets log once prev, the batch before it (nil
+// if none is in flight), has committed: the log holds at most one batch that
+// has not.
+func (rt *queryRuntime) logOffsets(e offsetEntry, prev *inFlight) *offsetsWrite {
+	w := &offsetsWrite{done: make(chan struct{})}
+	go func() {
+		defer close(w.done)
+		if prev != nil {
+			if <-prev.committed; prev.err != nil {
+				w.err = fmt.Errorf("batch %d not logged: batch %d failed", e.BatchID, prev.b.e.BatchID)
+				return
+			}
+		}
+		t := time.Now()
+		w.err = rt.cp.writeOffsets(e)
+		w.ms = time.Since(t).Milliseconds()
+	}()
+	return w
+}
+
+// inFlight is a mapped batch going through its remaining steps in the
+// background: output (reduce and sink), then the durable end (state sync,
+// commit log, progress).
+type inFlight struct {
+	b         *mappedBatch
+	output    chan struct{} // closed once the sink returned or the batch failed before
+	outErr    error         // set before output closes
+	committed chan struct{} // closed once the commit-log entry is durable or the batch failed
+	err       error         // set before committed closes
+}
+
+// finishBatch takes a mapped batch through the steps after its map side, in
+// order: its offsets entry durable (logged; nil if it is from an earlier
+// run), reduce with state commit, sink, state sync, commit log, progress.
+// Its output does not wait for the state's sync: a crash before the
+// commit-log entry re-runs the batch with the same ranges against whatever
+// state version reached the disk (see openState), and the sinks write a
+// batch idempotently.
+func (rt *queryRuntime) finishBatch(ctx context.Context, q *StreamingQuery, b *mappedBatch, logged *offsetsWrite, listeners []func(Progress)) *inFlight {
+	f := &inFlight{b: b, output: make(chan struct{}), committed: make(chan struct{})}
+	go func() {
+		defer close(f.committed)
+		f.outErr = rt.outputBatch(ctx, b, logged)
+		close(f.output)
+		if f.err = f.outErr; f.err != nil {
+			return
+		}
+		f.err = rt.commitBatch(q, b, listeners)
+	}()
+	return f
+}
+
+// outputBatch waits for the batch's offsets entry, then reduces it into the
+// state and writes its output to the sink.
+func (rt *queryRuntime) outputBatch(ctx context.Context, b *mappedBatch, logged *offsetsWrite) error {
+	e, outs, dur := b.e, b.outs, b.dur
+	phase := func(name string, t0 time.Time) { dur[name] = time.Since(t0).Milliseconds() }
+	dur["walCommit"] = 0
+	if logged != nil {
+		<-logged.done
+		if logged.err != nil {
+			return logged.err
+		}
+		dur["walCommit"] = logged.ms
+	}
+
+	t := time.Now()
 	batch := &Batch{ID: e.BatchID, Mode: rt.query.OutputMode}
-	var stateProg *StateProgress
 	if rt.agg != nil {
 		changed, updated, err := rt.reduce(ctx, e.BatchID, outs)
 		if err != nil {
 			return fmt.Errorf("batch %d: %w", e.BatchID, err)
 		}
-		stateProg = &StateProgress{OperatorName: "stateStoreSave", NumRowsUpdated: updated, NumShufflePartitions: rt.parts}
+		b.state = &StateProgress{OperatorName: "stateStoreSave", NumRowsUpdated: updated, NumShufflePartitions: rt.parts}
 		for _, st := range rt.stores {
-			stateProg.NumRowsTotal += st.Len()
+			b.state.NumRowsTotal += st.Len()
 		}
 		batch.Schema = rt.agg.Schema()
 		if rt.query.OutputMode == Complete {
@@ -318,29 +388,38 @@ func (rt *queryRuntime) finishBatch(ctx context.Context, q *StreamingQuery, b *m
 	phase("reduce", t)
 
 	t = time.Now()
-	var outputRows int64
 	counted := batch.each
 	batch.each = func(fn operators.Emit) error {
-		outputRows = 0
-		return counted(func(r operators.Row) error { outputRows++; return fn(r) })
+		b.outputRows = 0
+		return counted(func(r operators.Row) error { b.outputRows++; return fn(r) })
 	}
 	if err := rt.sink.AddBatch(ctx, batch); err != nil {
 		return fmt.Errorf("batch %d: sink: %w", e.BatchID, err)
 	}
 	phase("addBatch", t)
+	return nil
+}
 
-	t = time.Now()
+// commitBatch makes the batch's state durable, writes its commit-log entry
+// and reports its progress.
+func (rt *queryRuntime) commitBatch(q *StreamingQuery, b *mappedBatch, listeners []func(Progress)) error {
+	e, n, dur := b.e, b.n, b.dur
+	t := time.Now()
+	if rt.states != nil {
+		if err := rt.states.Sync(); err != nil {
+			return fmt.Errorf("batch %d: %w", e.BatchID, err)
+		}
+	}
 	if err := rt.cp.writeCommit(e.BatchID); err != nil {
 		return err
 	}
-	phase("commitOffsets", t)
+	dur["commitOffsets"] = time.Since(t).Milliseconds()
 	dur["triggerExecution"] = time.Since(b.start).Milliseconds()
 
-	rt.rec.rerun = nil
 	elapsed := time.Since(b.start).Seconds()
 	p := Progress{
 		ID: q.id, RunID: q.runID, Name: q.name, Timestamp: b.start.UTC(), BatchID: e.BatchID,
-		NumInputRows: n, DurationMs: dur, Sink: SinkProgress{Description: fmt.Sprintf("%T", rt.sink), NumOutputRows: outputRows},
+		NumInputRows: n, DurationMs: dur, Sink: SinkProgress{Description: fmt.Sprintf("%T", rt.sink), NumOutputRows: b.outputRows},
 	}
 	if elapsed > 0 {
 		p.ProcessedRowsPerSecond = float64(n) / elapsed
@@ -348,8 +427,8 @@ func (rt *queryRuntime) finishBatch(ctx context.Context, q *StreamingQuery, b *m
 	if b.sinceLast > 0 {
 		p.InputRowsPerSecond = float64(n) / b.sinceLast.Seconds()
 	}
-	if stateProg != nil {
-		p.StateOperators = []StateProgress{*stateProg}
+	if b.state != nil {
+		p.StateOperators = []StateProgress{*b.state}
 	}
 	p.Sources = []SourceProgress{{
 		Description: rt.describeSource(), StartOffset: e.Start, EndOffset: e.End,

@@ -296,12 +296,15 @@ func fingerprint(p *planpb.Plan) string {
 
 // run is the driver loop: plan a batch, log its offsets, run it, commit it.
 //
-// Batches are pipelined: while batch N commits (reduce, state, sink,
-// commit log), batch N+1 is planned and its map side runs (a continuous
-// query that has caught up with its input plans after the commit instead). The map side has
-// no durable effect, so the durable order stays DESIGN.md's: "offsets N+1"
-// is logged after "commit N" and before any state or sink write of N+1, and a
-// crash during N+1's map leaves nothing of it behind.
+// Batches are pipelined. While batch N goes through reduce, sink, state
+// sync and commit log in the background, batch N+1 is planned and its map
+// side runs; a continuous query that has caught up with its input plans
+// N+1 once N has output. "offsets N+1" is written while N+1 maps, once
+// "commit N" is durable. The map side has no durable effect, so the durable
+// order stays DESIGN.md's: "offsets N+1" is logged after "commit N" and
+// before any state or sink write of N+1, and a crash during N+1's map
+// leaves nothing of it behind. Only N's state reaching the disk may come
+// after its sink's output (see finishBatch).
 func (rt *queryRuntime) run(ctx context.Context, q *StreamingQuery, trig Trigger, listeners []func(Progress)) (err error) {
 	if rt.rec.rerun != nil {
 		e := *rt.rec.rerun
@@ -311,21 +314,32 @@ func (rt *queryRuntime) run(ctx context.Context, q *StreamingQuery, trig Trigger
 		}
 		rt.end, rt.nextBatch = e.End, e.BatchID+1
 	}
-	var committing chan error // the previous batch's finishBatch, if running
-	waitCommit := func() error {
-		if committing == nil {
+	// Batches overlap: while one goes through reduce, sink and its durable
+	// end in the background (last), the next is planned and mapped, its
+	// offsets entry written once last has committed.
+	var (
+		last   *inFlight     // the last batch past its map side, if any
+		logged *offsetsWrite // the offsets entry of the batch being mapped
+	)
+	waitOutput := func() error {
+		if last == nil {
 			return nil
 		}
-		err := <-committing
-		committing = nil
-		return err
+		<-last.output
+		return last.outErr
 	}
 	var listed chan listing // a listing under way, if any
 	defer func() {
 		if listed != nil {
 			<-listed // the source closes after run returns
 		}
-		err = errors.Join(err, waitCommit())
+		if logged != nil {
+			<-logged.done // its error, if any, is last's or run's own
+		}
+		if last != nil {
+			<-last.committed
+			err = errors.Join(err, last.err)
+		}
 	}()
 	var target kafkasrc.Offsets // AvailableNow's end
 	// A continuous query's readers follow the partitions between batches
@@ -430,6 +444,7 @@ func (rt *queryRuntime) run(ctx context.Context, q *StreamingQuery, trig Trigger
 			// overlap this map instead of delaying the next one.
 			listed = rt.listAsync(ctx)
 		}
+		logged = rt.logOffsets(e, last)
 		b, err := rt.mapBatch(ctx, e, plan.Ranges, start, listMs, latest)
 		if err != nil {
 			return err
@@ -443,23 +458,22 @@ func (rt *queryRuntime) run(ctx context.Context, q *StreamingQuery, trig Trigger
 			b.sinceLast = start.Sub(lastTrigger)
 		}
 		lastTrigger = start
-		if err := waitCommit(); err != nil {
+		if err := waitOutput(); err != nil {
 			return err
 		}
-		committing = make(chan error, 1)
-		go func() { committing <- rt.finishBatch(ctx, q, b, listeners) }()
+		last, logged = rt.finishBatch(ctx, q, b, logged, listeners), nil
 		if trig.kind == triggerOnce {
 			return nil
 		}
-		// The next batch is planned once this one has committed when this
-		// is the run's first batch: its reduce and sink then do not share
-		// the CPU with the next map, so the first results come out sooner.
-		// Also when a continuous query caught up: planned now, the next
-		// batch would take only what arrived during this map, and those
-		// records would wait for this commit anyway. A backlog otherwise
-		// keeps the pipeline.
+		// The next batch is planned once this one has output when this is
+		// the run's first batch: its reduce and sink then do not share the
+		// CPU with the next map, so the first results come out sooner. Also
+		// when a continuous query caught up: planned now, the next batch
+		// would take only what arrived during this map, and those records
+		// would wait for this output anyway. A backlog otherwise keeps the
+		// pipeline.
 		if started == 1 || follow && covers(e.End, latest) {
-			if err := waitCommit(); err != nil {
+			if err := waitOutput(); err != nil {
 				return err
 			}
 		}

@@ -70,6 +70,16 @@ func (p *memProvider) Open(partition int) (Store, error) {
 	return part.open, nil
 }
 
+// Sync does nothing: the memory provider's commits last as long as it does.
+func (p *memProvider) Sync() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.mu.closed {
+		return fmt.Errorf("%w: memory provider; open a new one", ErrClosed)
+	}
+	return nil
+}
+
 func (p *memProvider) Close() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()

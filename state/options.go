@@ -75,6 +75,14 @@ type Options struct {
 	// does not fit stops loading it once past the bound and opens it the
 	// same way. Both are logged at Info level.
 	ChangelogMaxBytes int64
+	// DeferSync makes Store.Commit return once its batch is written to
+	// Pebble's log, without waiting for the disk: Provider.Sync makes the
+	// commits so far durable. A crash before Sync may lose commits, each
+	// whole and in order: a partition reopens at a version it committed.
+	// Default false: every Commit is durable as it returns. The engine
+	// sets it to output a batch while its state reaches the disk, and syncs
+	// before the batch's commit-log entry.
+	DeferSync bool
 	// Logger receives the provider's and Pebble's messages. Default (nil):
 	// slog.Default(). Pebble's own messages are logged at Debug level.
 	Logger *slog.Logger

@@ -72,7 +72,10 @@ func OpenPebble(dir string, opts Options) (Provider, error) {
 		log.Info("state: created state directory")
 	}
 	p := &pebbleProvider{dir: dir, db: db, retain: opts.RetainVersions, readCache: opts.ReadCacheSize,
-		changelog: opts.Changelog, changelogMax: opts.ChangelogMaxBytes, log: log}
+		changelog: opts.Changelog, changelogMax: opts.ChangelogMaxBytes, log: log, commitSync: pebble.Sync}
+	if opts.DeferSync {
+		p.commitSync = pebble.NoSync
+	}
 	p.foldLow, p.foldHigh = opts.foldBounds()
 	p.mu.stores = make(map[int]*pebbleStore)
 	return p, nil
@@ -206,6 +209,7 @@ type pebbleProvider struct {
 	changelogMax int64 // Options.ChangelogMaxBytes
 	foldLow      int64 // Options.foldBounds()
 	foldHigh     int64
+	commitSync   *pebble.WriteOptions // pebble.NoSync with Options.DeferSync
 	log          *slog.Logger
 	mu           struct {
 		sync.Mutex
@@ -247,6 +251,21 @@ func (p *pebbleProvider) Open(partition int) (Store, error) {
 	s.batch = p.db.NewBatch()
 	p.mu.stores[partition] = s
 	return s, nil
+}
+
+func (p *pebbleProvider) Sync() error {
+	p.mu.Lock()
+	closed := p.mu.closed
+	p.mu.Unlock()
+	if closed {
+		return fmt.Errorf("%w: state directory %s; open it again", ErrClosed, p.dir)
+	}
+	// An empty log record, synced: Pebble's log is one file written in
+	// commit order, so its sync covers every commit before it.
+	if err := p.db.LogData(nil, pebble.Sync); err != nil {
+		return fmt.Errorf("state: syncing state directory %s: %w", p.dir, err)
+	}
+	return nil
 }
 
 func (p *pebbleProvider) Close() error {
@@ -770,7 +789,7 @@ func (s *pebbleStore) apply(what string, version int64) error {
 	if err := s.batch.Set(s.keyBuf, s.metaBuf, nil); err != nil {
 		return s.fail(what, version, err)
 	}
-	if err := s.batch.Commit(pebble.Sync); err != nil {
+	if err := s.batch.Commit(s.provider.commitSync); err != nil {
 		s.dropCache()
 		return s.fail(what, version, err)
 	}

@@ -31,7 +31,8 @@ type Store interface {
 	Delete(key []byte) error
 	// Commit atomically and durably applies the staged writes as version.
 	// version must be above Version(); otherwise Commit returns ErrVersion,
-	// applies nothing and keeps the staged writes.
+	// applies nothing and keeps the staged writes. With Options.DeferSync,
+	// a commit is durable once Provider.Sync returns.
 	Commit(version int64) error
 	// Discard drops the staged writes.
 	Discard()
@@ -60,6 +61,11 @@ type Provider interface {
 	// is open at most once at a time (ErrPartitionOpen); after Store.Close it
 	// can be opened again and shows the committed state.
 	Open(partition int) (Store, error)
+	// Sync makes every commit of its stores so far durable. Commits are
+	// durable as they return unless Options.DeferSync is set; Sync then
+	// lets a caller overlap the wait for the disk with other work, and
+	// makes many partitions' commits durable with one wait.
+	Sync() error
 	// Close closes every store it opened, then the provider itself. Call it
 	// once the goroutines owning the stores have stopped using them.
 	Close() error
