@@ -103,8 +103,11 @@ def main(src, dst):
             lat_groups.append(f"{int(run.split('-')[1]) // 1000}k/s {pct}")
             for system in lat_systems:
                 lat_values[system].append(figure(by.get((system, run)), f"latency_{pct}_ms"))
-    bars(axes[1], lat_groups, lat_values,
-         "Produce-to-output latency (lower is better)", "ms", lambda v: f"{v:,.0f}")
+    lat_repeats = report.get("config", {}).get("latency_repeats", 1)
+    lat_title = "Produce-to-output latency (lower is better)"
+    if lat_repeats > 1:
+        lat_title += f"\nmedian run by p99 of {lat_repeats}"
+    bars(axes[1], lat_groups, lat_values, lat_title, "ms", lambda v: f"{v:,.0f}")
 
     bars(axes[2], runs, series(results, runs, "peak_rss_bytes", 1 / 2**20),
          "Peak RSS, whole process tree (lower is better)", "MiB", lambda v: f"{v:,.0f}", repeats)

@@ -52,6 +52,7 @@ type config struct {
 	stateKeys    int
 	keysLine     int
 
+	latencyRepeats  int
 	latencyWarmup   time.Duration
 	latencyDuration time.Duration
 	latencyStartup  time.Duration
@@ -112,6 +113,7 @@ func parseFlags(args []string) (config, error) {
 	fs.IntVar(&c.repeats, "repeats", 5, "runs of each system in the throughput run, the systems taking turns; each system's figures are those of its median run by records/s")
 	fs.IntVar(&c.stateKeys, "state-keys", 10_000_000, "distinct words in the state-scale run")
 	fs.IntVar(&c.keysLine, "state-keys-per-line", 20, "distinct words per line in the state-scale run")
+	fs.IntVar(&c.latencyRepeats, "latency-repeats", 3, "runs of each system at each rate in the latency run, the systems taking turns; each system's figures are those of its median run by latency p99")
 	fs.DurationVar(&c.latencyWarmup, "latency-warmup", 10*time.Second, "production at the rate, after the first marker came out, before markers count")
 	fs.DurationVar(&c.latencyDuration, "latency-duration", 30*time.Second, "how long markers are counted in each latency run")
 	fs.DurationVar(&c.latencyStartup, "latency-startup", 3*time.Minute, "how long a system may take to output its first marker")
@@ -170,8 +172,8 @@ func parseFlags(args []string) (config, error) {
 	if c.python == "" {
 		c.python = filepath.Join(c.cache, "venv", "bin", "python")
 	}
-	if c.records <= 0 || c.repeats <= 0 || c.wordsRecords <= 0 || c.stateKeys <= 0 || c.keysLine <= 0 || c.markersPerSec <= 0 || c.shufflePartitions <= 0 || c.batches < 0 || c.stateBatches < 0 {
-		return c, errors.New("-n, -repeats, -words-n, -state-keys, -state-keys-per-line, -markers-per-sec and -shuffle-partitions must be positive, -batches and -state-batches at least 0")
+	if c.records <= 0 || c.repeats <= 0 || c.latencyRepeats <= 0 || c.wordsRecords <= 0 || c.stateKeys <= 0 || c.keysLine <= 0 || c.markersPerSec <= 0 || c.shufflePartitions <= 0 || c.batches < 0 || c.stateBatches < 0 {
+		return c, errors.New("-n, -repeats, -latency-repeats, -words-n, -state-keys, -state-keys-per-line, -markers-per-sec and -shuffle-partitions must be positive, -batches and -state-batches at least 0")
 	}
 	return c, nil
 }
@@ -391,32 +393,42 @@ func (s *suite) runAll(ctx context.Context, runName string, j job, want *wordCou
 	}
 	for _, name := range s.cfg.systems {
 		if rs := runs[name]; len(rs) > 0 {
-			s.results = append(s.results, medianRun(rs))
+			m, rates := medianRun(rs, recordsPerSec, true)
+			m.Repeats = rates
+			s.results = append(s.results, m)
 		}
 	}
 }
 
-// medianRun is the result of the run with the median records/s (the slower
-// middle one of an even number) with every run's records/s in Repeats, or,
-// if a run failed, the first that did: a failure is never hidden by a
-// median.
-func medianRun(rs []result) result {
+// medianRun is the run with the median figure of key, and every run's
+// figure in the order they ran; or, if a run failed, the first that did (a
+// failure is never hidden by a median) and no figures. Of an even number
+// of runs it takes the worse middle one: the lower with higherIsBetter,
+// else the higher. One run is returned alone.
+func medianRun(rs []result, key func(result) *float64, higherIsBetter bool) (result, []float64) {
 	if len(rs) == 1 {
-		return rs[0]
+		return rs[0], nil
 	}
-	var rates []float64
+	var figures []float64
 	for _, r := range rs {
-		if r.Error != "" || r.RecordsPerSec == nil {
-			return r
+		if r.Error != "" || key(r) == nil {
+			return r, nil
 		}
-		rates = append(rates, *r.RecordsPerSec)
+		figures = append(figures, *key(r))
 	}
 	sorted := slices.Clone(rs)
-	slices.SortStableFunc(sorted, func(a, b result) int { return cmp.Compare(*a.RecordsPerSec, *b.RecordsPerSec) })
-	m := sorted[(len(sorted)-1)/2]
-	m.Repeats = rates
-	return m
+	slices.SortStableFunc(sorted, func(a, b result) int {
+		if higherIsBetter {
+			return cmp.Compare(*key(a), *key(b))
+		}
+		return cmp.Compare(*key(b), *key(a))
+	})
+	return sorted[(len(sorted)-1)/2], figures
 }
+
+func recordsPerSec(r result) *float64 { return r.RecordsPerSec }
+
+func latencyP99(r result) *float64 { return r.LatencyP99Ms }
 
 // runOnce runs one system to completion and measures it.
 // round numbers a repeated run; later rounds get their own work directory

@@ -43,6 +43,10 @@ type result struct {
 	// Repeats holds the records/s of every run of a repeated run, in the
 	// order they ran; the other figures are the median run's.
 	Repeats []float64 `json:"repeats_records_per_sec,omitempty"`
+	// RepeatsLatencyP99 holds the latency p99 of every run of a repeated
+	// latency run, in the order they ran; the other figures are the median
+	// run's.
+	RepeatsLatencyP99 []float64 `json:"repeats_latency_p99_ms,omitempty"`
 	Error   string    `json:"error,omitempty"`
 }
 
@@ -69,7 +73,7 @@ func (s *suite) report(started time.Time) error {
 			"records": s.cfg.records, "seed": s.cfg.seed, "systems": s.cfg.systems, "runs": s.cfg.runs,
 			"rates": s.cfg.rates, "state_keys": s.cfg.stateKeys, "latency_duration_s": s.cfg.latencyDuration.Seconds(),
 			"spark_driver_memory": s.cfg.sparkDriverMemory, "shuffle_partitions": s.cfg.shufflePartitions,
-			"batches": s.cfg.batches, "throughput_repeats": s.cfg.repeats,
+			"batches": s.cfg.batches, "throughput_repeats": s.cfg.repeats, "latency_repeats": s.cfg.latencyRepeats,
 			"topic_partitions": 3, "replication_factor": 2, "brokers": 3,
 			"words_records": s.cfg.wordsRecords, "kstreams_heap": s.cfg.kstreamsHeap,
 			"kstreams_commit_interval_ms": kstreamsCommitMs, "kstreams_cache_max_bytes": kstreamsCacheBytes,
@@ -125,6 +129,13 @@ func (s *suite) printTable() {
 				rates[i] = humanCount(v)
 			}
 			fmt.Printf("%s/%s: the median of %d runs, which made %s records/s\n", r.Run, r.System, len(r.Repeats), strings.Join(rates, ", "))
+		}
+		if len(r.RepeatsLatencyP99) > 0 {
+			p99s := make([]string, len(r.RepeatsLatencyP99))
+			for i, v := range r.RepeatsLatencyP99 {
+				p99s[i] = fmt.Sprintf("%.0f", v)
+			}
+			fmt.Printf("%s/%s: the median of %d runs by latency p99, which measured %s ms\n", r.Run, r.System, len(r.RepeatsLatencyP99), strings.Join(p99s, ", "))
 		}
 	}
 	for _, r := range s.results {

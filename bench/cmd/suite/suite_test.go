@@ -271,22 +271,31 @@ func TestPeakRSSIsTheChilds(t *testing.T) {
 
 func TestMedianRun(t *testing.T) {
 	run := func(rate, cpu float64) result { return result{RecordsPerSec: ptr(rate), CPUS: cpu} }
-	got := medianRun([]result{run(30, 1), run(10, 2), run(20, 3)})
+	got, rates := medianRun([]result{run(30, 1), run(10, 2), run(20, 3)}, recordsPerSec, true)
 	if *got.RecordsPerSec != 20 || got.CPUS != 3 {
 		t.Errorf("median of 30, 10, 20: the run at %v records/s (cpu %v), want the one at 20 (cpu 3)", *got.RecordsPerSec, got.CPUS)
 	}
-	if !slices.Equal(got.Repeats, []float64{30, 10, 20}) {
-		t.Errorf("repeats %v, want every run's rate in run order", got.Repeats)
+	if !slices.Equal(rates, []float64{30, 10, 20}) {
+		t.Errorf("figures %v, want every run's rate in run order", rates)
 	}
-	if got := medianRun([]result{run(10, 1), run(40, 2)}); *got.RecordsPerSec != 10 {
+	if got, _ := medianRun([]result{run(10, 1), run(40, 2)}, recordsPerSec, true); *got.RecordsPerSec != 10 {
 		t.Errorf("median of two runs: %v records/s, want the slower, 10", *got.RecordsPerSec)
 	}
 	failed := result{Error: "boom"}
-	if got := medianRun([]result{run(10, 1), failed, run(30, 2)}); got.Error != "boom" {
-		t.Errorf("a failed run among three: got %+v, want the failure", got)
+	if got, figures := medianRun([]result{run(10, 1), failed, run(30, 2)}, recordsPerSec, true); got.Error != "boom" || figures != nil {
+		t.Errorf("a failed run among three: got %+v and %v, want the failure alone", got, figures)
 	}
-	if got := medianRun([]result{run(5, 1)}); got.Repeats != nil || *got.RecordsPerSec != 5 {
-		t.Errorf("one run: got %+v, want it unchanged", got)
+	if got, figures := medianRun([]result{run(5, 1)}, recordsPerSec, true); figures != nil || *got.RecordsPerSec != 5 {
+		t.Errorf("one run: got %+v and %v, want it unchanged", got, figures)
+	}
+
+	lat := func(p99, cpu float64) result { return result{LatencyP99Ms: ptr(p99), CPUS: cpu} }
+	got, p99s := medianRun([]result{lat(90, 1), lat(300, 2), lat(20, 3), lat(40, 4)}, latencyP99, false)
+	if *got.LatencyP99Ms != 90 || got.CPUS != 1 || !slices.Equal(p99s, []float64{90, 300, 20, 40}) {
+		t.Errorf("median p99 of 90, 300, 20, 40: the run at %v ms (cpu %v) and %v; want the worse middle one, 90 (cpu 1), and every p99 in run order", *got.LatencyP99Ms, got.CPUS, p99s)
+	}
+	if got, _ := medianRun([]result{lat(50, 1), failed}, latencyP99, false); got.Error != "boom" {
+		t.Errorf("a failed latency run: got %+v, want the failure", got)
 	}
 }
 
