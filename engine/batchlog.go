@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 )
@@ -177,20 +178,26 @@ func appendLine(b []byte, e logEntry) []byte {
 	return append(append(b, body...), '\n')
 }
 
-// append writes e and syncs it.
-func (l *batchLog) append(e logEntry) error {
+// append writes es, in order, with one write and one sync.
+func (l *batchLog) append(es ...logEntry) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if err := checkNext(l.ents, e); err != nil {
-		return fmt.Errorf("%w %s: %w", ErrCheckpoint, l.dir, err)
+	var lines []byte
+	ents := l.ents
+	for _, e := range es {
+		if err := checkNext(ents, e); err != nil {
+			return fmt.Errorf("%w %s: %w", ErrCheckpoint, l.dir, err)
+		}
+		ents = append(slices.Clip(ents), e) // a copy: l.ents changes only once written
+		lines = appendLine(lines, e)
 	}
-	if _, err := l.f.Write(appendLine(nil, e)); err != nil {
+	if _, err := l.f.Write(lines); err != nil {
 		return fmt.Errorf("%w: writing %s: %w", ErrCheckpoint, l.f.Name(), err)
 	}
 	if err := l.f.Sync(); err != nil {
 		return fmt.Errorf("%w: syncing %s: %w", ErrCheckpoint, l.f.Name(), err)
 	}
-	l.ents = append(l.ents, e)
+	l.ents = ents
 	if len(l.ents) >= 2*compactAfter {
 		return l.compact()
 	}

@@ -252,6 +252,12 @@ func (c *checkpoint) readOffsets(id int64) (offsetEntry, error) {
 
 func (c *checkpoint) writeCommit(id int64) error { return c.log.append(logEntry{Commit: &id}) }
 
+// writeCommitAndOffsets writes "commit id" and the next batch's offsets
+// entry e with one sync.
+func (c *checkpoint) writeCommitAndOffsets(id int64, e offsetEntry) error {
+	return c.log.append(logEntry{Commit: &id}, logEntry{Offsets: &e})
+}
+
 func (c *checkpoint) close() error { return c.log.close() }
 
 // recovery is what a restarted query must do.

@@ -66,6 +66,23 @@ func TestCheckpointLifecycle(t *testing.T) {
 		}
 	}
 	recover()
+	// "commit N" and "offsets N+1" in one append: both or, out of order, neither.
+	e2 := offsetEntry{BatchID: 2, Start: e1.End, End: kafkasrc.Offsets{"logs": {0: 40}}}
+	if err := c.writeCommitAndOffsets(0, e2); !errors.Is(err, ErrCheckpoint) {
+		t.Fatalf("commit 0 again with offsets 2: %v, want ErrCheckpoint", err)
+	}
+	if err := c.writeCommitAndOffsets(1, offsetEntry{BatchID: 3, Start: e1.End, End: e1.End}); !errors.Is(err, ErrCheckpoint) {
+		t.Fatalf("commit 1 with offsets 3: %v, want ErrCheckpoint", err)
+	}
+	if rec := recover(); rec.lastCommitted != 0 || rec.rerun.BatchID != 1 {
+		t.Fatalf("after refused appends: %+v, want batch 1 to re-run", rec)
+	}
+	if err := c.writeCommitAndOffsets(1, e2); err != nil {
+		t.Fatal(err)
+	}
+	if rec := recover(); rec.lastCommitted != 1 || rec.rerun == nil || rec.rerun.BatchID != 2 || rec.end.String() != e1.End.String() {
+		t.Fatalf("commit 1 with offsets 2: %+v, want batch 1 committed and batch 2 to re-run", rec)
+	}
 	// Reopening keeps the identity and the shuffle partitions of the first start.
 	c2, err := openCheckpoint(dir, "wc", "fp1", 9)
 	if err != nil || c2.meta.ShufflePartitions != 4 || c2.meta.ID != c.meta.ID {

@@ -296,14 +296,26 @@ type offsetsWrite struct {
 
 // logOffsets writes e to the offsets log once prev, the batch before it (nil
 // if none is in flight), has committed: the log holds at most one batch that
-// has not.
+// has not. If prev has not begun writing its commit-log entry, e waits for
+// it and goes into the log with it, at one sync for both.
 func (rt *queryRuntime) logOffsets(e offsetEntry, prev *inFlight) *offsetsWrite {
 	w := &offsetsWrite{done: make(chan struct{})}
+	if prev != nil {
+		prev.mu.Lock()
+		parked := !prev.mu.committing
+		if parked {
+			prev.mu.next, prev.mu.nextWrite = &e, w
+		}
+		prev.mu.Unlock()
+		if parked {
+			return w
+		}
+	}
 	go func() {
 		defer close(w.done)
 		if prev != nil {
 			if <-prev.committed; prev.err != nil {
-				w.err = fmt.Errorf("batch %d not logged: batch %d failed", e.BatchID, prev.b.e.BatchID)
+				w.err = errNotLogged(e, prev)
 				return
 			}
 		}
@@ -312,6 +324,10 @@ func (rt *queryRuntime) logOffsets(e offsetEntry, prev *inFlight) *offsetsWrite 
 		w.ms = time.Since(t).Milliseconds()
 	}()
 	return w
+}
+
+func errNotLogged(e offsetEntry, prev *inFlight) error {
+	return fmt.Errorf("batch %d not logged: batch %d failed", e.BatchID, prev.b.e.BatchID)
 }
 
 // inFlight is a mapped batch going through its remaining steps in the
@@ -323,6 +339,26 @@ type inFlight struct {
 	outErr    error         // set before output closes
 	committed chan struct{} // closed once the commit-log entry is durable or the batch failed
 	err       error         // set before committed closes
+
+	mu struct {
+		sync.Mutex
+		committing bool // its commit-log entry is being written, or it failed
+		// The next batch's offsets entry, parked by logOffsets to be
+		// written with this batch's commit-log entry, and its write.
+		next      *offsetEntry
+		nextWrite *offsetsWrite
+	}
+}
+
+// takeNext marks the batch as committing and returns the next batch's
+// offsets entry and write, if parked.
+func (f *inFlight) takeNext() (*offsetEntry, *offsetsWrite) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.mu.committing = true
+	next, w := f.mu.next, f.mu.nextWrite
+	f.mu.next, f.mu.nextWrite = nil, nil
+	return next, w
 }
 
 // finishBatch takes a mapped batch through the steps after its map side, in
@@ -335,13 +371,21 @@ type inFlight struct {
 func (rt *queryRuntime) finishBatch(ctx context.Context, q *StreamingQuery, b *mappedBatch, logged *offsetsWrite, listeners []func(Progress)) *inFlight {
 	f := &inFlight{b: b, output: make(chan struct{}), committed: make(chan struct{})}
 	go func() {
-		defer close(f.committed)
+		defer func() {
+			close(f.committed)
+			// A next batch's offsets entry parked on a failed batch is
+			// never written.
+			if next, w := f.takeNext(); w != nil {
+				w.err = errNotLogged(*next, f)
+				close(w.done)
+			}
+		}()
 		f.outErr = rt.outputBatch(ctx, b, logged)
 		close(f.output)
 		if f.err = f.outErr; f.err != nil {
 			return
 		}
-		f.err = rt.commitBatch(q, b, listeners)
+		f.err = rt.commitBatch(q, f, listeners)
 	}()
 	return f
 }
@@ -400,9 +444,10 @@ func (rt *queryRuntime) outputBatch(ctx context.Context, b *mappedBatch, logged 
 	return nil
 }
 
-// commitBatch makes the batch's state durable, writes its commit-log entry
-// and reports its progress.
-func (rt *queryRuntime) commitBatch(q *StreamingQuery, b *mappedBatch, listeners []func(Progress)) error {
+// commitBatch makes the batch's state durable, writes its commit-log entry,
+// with the next batch's offsets entry if parked, and reports its progress.
+func (rt *queryRuntime) commitBatch(q *StreamingQuery, f *inFlight, listeners []func(Progress)) error {
+	b := f.b
 	e, n, dur := b.e, b.n, b.dur
 	t := time.Now()
 	if rt.states != nil {
@@ -410,7 +455,15 @@ func (rt *queryRuntime) commitBatch(q *StreamingQuery, b *mappedBatch, listeners
 			return fmt.Errorf("batch %d: %w", e.BatchID, err)
 		}
 	}
-	if err := rt.cp.writeCommit(e.BatchID); err != nil {
+	if next, w := f.takeNext(); w != nil {
+		tw := time.Now()
+		w.err = rt.cp.writeCommitAndOffsets(e.BatchID, *next)
+		w.ms = time.Since(tw).Milliseconds()
+		close(w.done)
+		if w.err != nil {
+			return w.err
+		}
+	} else if err := rt.cp.writeCommit(e.BatchID); err != nil {
 		return err
 	}
 	dur["commitOffsets"] = time.Since(t).Milliseconds()
