@@ -47,7 +47,7 @@ type result struct {
 	// latency run, in the order they ran; the other figures are the median
 	// run's.
 	RepeatsLatencyP99 []float64 `json:"repeats_latency_p99_ms,omitempty"`
-	Error   string    `json:"error,omitempty"`
+	Error             string    `json:"error,omitempty"`
 }
 
 func (r *result) setUsage(u usage) {
