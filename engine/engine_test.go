@@ -366,3 +366,51 @@ func TestContinuousQueryFollowsAndResumes(t *testing.T) {
 		t.Fatalf("second continuous resume changed %v, want %v", got, want)
 	}
 }
+
+// TestSinkFailureStopsTheQuery checks that a sink's error stops the query
+// with that error, reported once, and that no later batch is logged or
+// committed: a restart re-runs the failed batch, and the counts come out
+// exactly once.
+func TestSinkFailureStopsTheQuery(t *testing.T) {
+	s, df := cappedCounts(t)
+	dir := t.TempDir()
+	boom := errors.New("sink unavailable")
+	q, err := df.WriteStream().OutputMode(engine.Update).QueryName("failing").
+		ForeachBatch(func(_ context.Context, id int64, _ []engine.Row) error {
+			if id == 1 { // batch 2 is planned, mapped and parked meanwhile
+				return boom
+			}
+			return nil
+		}).
+		Trigger(engine.AvailableNow()).Option("checkpointLocation", dir).Start(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = q.AwaitTermination(context.Background())
+	if !errors.Is(err, boom) || strings.Count(err.Error(), boom.Error()) != 1 {
+		t.Fatalf("query ended with %v; want the sink's error, once", err)
+	}
+	if last := q.LastProgress(); last == nil || last.BatchID != 0 {
+		t.Fatalf("last committed batch %+v, want batch 0", last)
+	}
+	q, err = df.WriteStream().OutputMode(engine.Complete).Format("memory").QueryName("failing").
+		Trigger(engine.AvailableNow()).Option("checkpointLocation", dir).Start(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := q.AwaitTermination(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if first := q.RecentProgress()[0]; first.BatchID != 1 {
+		t.Fatalf("restart began with batch %d, want the failed batch 1 re-run", first.BatchID)
+	}
+	counts := table(s.Table("failing"))
+	for w, n := range counts {
+		if n != 12 {
+			t.Fatalf("count of %q = %d after the restart, want 12", w, n)
+		}
+	}
+	if len(counts) != 5 {
+		t.Fatalf("%d words after the restart, want 5", len(counts))
+	}
+}

@@ -338,7 +338,9 @@ func (rt *queryRuntime) run(ctx context.Context, q *StreamingQuery, trig Trigger
 		}
 		if last != nil {
 			<-last.committed
-			err = errors.Join(err, last.err)
+			if !errors.Is(err, last.err) { // not returned already by waitOutput
+				err = errors.Join(err, last.err)
+			}
 		}
 	}()
 	var target kafkasrc.Offsets // AvailableNow's end
