@@ -208,7 +208,9 @@ func fullWidth(r rune) bool {
 // JSONLSink writes one JSON object per output row, with the batch id first:
 // {"batch":3,"word":"log","count":2}. Writing to Path is idempotent: a batch
 // written again after a restart replaces the lines that batch (and any
-// later one) wrote before. Writing to W (standard output) is at-least-once.
+// later one) wrote before. Writing to W (standard output), or to a Path that
+// is a device or a pipe (/dev/null, a FIFO), which cannot be rewritten, is
+// at-least-once.
 type JSONLSink struct {
 	Path string
 	W    io.Writer
@@ -216,6 +218,7 @@ type JSONLSink struct {
 	mu      sync.Mutex
 	f       *os.File
 	checked bool
+	stream  bool // f is a device or a pipe: written, never read, cut or synced
 }
 
 // AddBatch appends the batch's rows.
@@ -254,7 +257,7 @@ func (s *JSONLSink) AddBatch(_ context.Context, b *Batch) error {
 	if err := bw.Flush(); err != nil {
 		return err
 	}
-	if s.f != nil {
+	if s.f != nil && !s.stream {
 		return s.f.Sync()
 	}
 	return nil
@@ -276,6 +279,14 @@ func (s *JSONLSink) Close() error {
 // >= first, which a crashed run wrote but never committed.
 func (s *JSONLSink) openLocked(first int64) error {
 	if s.checked {
+		return nil
+	}
+	if st, err := os.Stat(s.Path); err == nil && !st.Mode().IsRegular() && !st.IsDir() {
+		f, err := os.OpenFile(s.Path, os.O_WRONLY, 0)
+		if err != nil {
+			return fmt.Errorf("jsonl sink: %w (check it is writable)", err)
+		}
+		s.f, s.checked, s.stream = f, true, true
 		return nil
 	}
 	f, err := os.OpenFile(s.Path, os.O_RDWR|os.O_CREATE, 0o644)

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"unicode/utf8"
 
@@ -95,6 +96,44 @@ func TestJSONLSinkRefusesForeignFile(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(path); string(b) != "my notes\n" {
 		t.Fatalf("file changed: %q", b)
+	}
+}
+
+// TestJSONLSinkDeviceAndPipe writes to /dev/null and to a FIFO, which
+// cannot be cut back to a batch or synced: batches go to them as they come.
+func TestJSONLSinkDeviceAndPipe(t *testing.T) {
+	ctx := context.Background()
+	null := &JSONLSink{Path: os.DevNull}
+	for id := range int64(3) {
+		if err := null.AddBatch(ctx, batchOf(id, wc("a", id+1))); err != nil {
+			t.Fatalf("batch %d to %s: %v", id, os.DevNull, err)
+		}
+	}
+	if err := null.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	fifo := filepath.Join(t.TempDir(), "out.fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	read := make(chan []byte)
+	go func() {
+		b, _ := os.ReadFile(fifo) // until the sink closes its end
+		read <- b
+	}()
+	s := &JSONLSink{Path: fifo}
+	for _, b := range []*Batch{batchOf(0, wc("a", 1)), batchOf(1, wc("a", 2), wc("b", 1))} {
+		if err := s.AddBatch(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	want := `{"batch":0,"word":"a","count":1}` + "\n" + `{"batch":1,"word":"a","count":2}` + "\n" + `{"batch":1,"word":"b","count":1}` + "\n"
+	if got := <-read; string(got) != want {
+		t.Fatalf("read from the FIFO\n%s\nwant\n%s", got, want)
 	}
 }
 

@@ -59,7 +59,7 @@ Jobs: ` + jobList(),
 	fl.StringVar(&f.outputMode, "output-mode", "complete", "complete (the whole table each batch) or update (changed rows)")
 	fl.StringVar(&f.startingOffsets, "starting-offsets", "", "where a new query starts: earliest, latest or JSON like {\"logs\":{\"0\":42}} (default latest; earliest in embedded mode)")
 	fl.Int64Var(&f.maxOffsets, "max-offsets-per-trigger", 0, "cap on records per batch over all partitions (0: no cap)")
-	fl.StringVar(&f.sink, "sink", "console", "console, jsonl:PATH (one JSON object per row, idempotent across restarts) or jsonl:- (standard output)")
+	fl.StringVar(&f.sink, "sink", "console", "console, jsonl:PATH (one JSON object per row, idempotent across restarts; a device or FIFO is written at least once) or jsonl:- (standard output)")
 	fl.IntVar(&f.numRows, "num-rows", 20, "console sink: rows shown per batch")
 	fl.BoolVar(&f.truncate, "truncate", true, "console sink: cut cells to 20 characters")
 	fl.StringVar(&f.input, "input", "", "embedded mode: file of lines to count, or - for standard input (default: the built-in sample log)")
