@@ -218,7 +218,8 @@ type JSONLSink struct {
 	mu      sync.Mutex
 	f       *os.File
 	checked bool
-	stream  bool // f is a device or a pipe: written, never read, cut or synced
+	stream  bool          // f is a device or a pipe: written, never read, cut or synced
+	bw      *bufio.Writer // reused from batch to batch
 }
 
 // AddBatch appends the batch's rows.
@@ -232,17 +233,21 @@ func (s *JSONLSink) AddBatch(_ context.Context, b *Batch) error {
 		}
 		w = s.f
 	}
-	bw := bufio.NewWriterSize(w, 256<<10)
-	var line []byte
-	// Each column's `,"name":`, encoded once per batch.
+	if s.bw == nil {
+		s.bw = bufio.NewWriterSize(w, 256<<10)
+	}
+	bw := s.bw
+	bw.Reset(w)
+	// `{"batch":N` and each column's `,"name":`, encoded once per batch.
+	head := strconv.AppendInt([]byte(`{"batch":`), b.ID, 10)
 	names := b.Schema.Names()
 	keys := make([][]byte, len(names))
 	for i, n := range names {
 		keys[i] = append(appendJSONString([]byte{','}, n), ':')
 	}
 	err := b.Each(func(r operators.Row) error {
-		line = append(line[:0], `{"batch":`...)
-		line = strconv.AppendInt(line, b.ID, 10)
+		// Encoded in place in bw's free space, unless it does not fit.
+		line := append(bw.AvailableBuffer(), head...)
 		for i, v := range r {
 			line = append(line, keys[i]...)
 			line = appendJSON(line, v)

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -157,4 +159,22 @@ func FuzzAppendJSONString(f *testing.F) {
 			t.Fatalf("%q: the string and []byte encodings differ", s)
 		}
 	})
+}
+
+// BenchmarkJSONLSink is an update-mode batch of 10,000 changed words written
+// to standard output as JSON lines (here io.Discard).
+func BenchmarkJSONLSink(b *testing.B) {
+	rows := make([]operators.Row, 10_000)
+	for i := range rows {
+		rows[i] = wc(fmt.Sprintf("word%d", i*7919%100_000), int64(i*31+1))
+	}
+	s := &JSONLSink{W: io.Discard}
+	ctx := context.Background()
+	b.ReportAllocs()
+	for id := int64(0); b.Loop(); id++ {
+		if err := s.AddBatch(ctx, batchOf(id, rows...)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(rows)), "ns/row")
 }
