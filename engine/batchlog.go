@@ -9,7 +9,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"sync"
 )
@@ -182,22 +181,26 @@ func appendLine(b []byte, e logEntry) []byte {
 func (l *batchLog) append(es ...logEntry) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	// es go into l.ents at once, each checked against those before it, and
+	// come out again unless written.
+	n := len(l.ents)
+	l.ents = append(l.ents, es...)
 	var lines []byte
-	ents := l.ents
-	for _, e := range es {
-		if err := checkNext(ents, e); err != nil {
+	for i, e := range es {
+		if err := checkNext(l.ents[:n+i], e); err != nil {
+			l.ents = l.ents[:n]
 			return fmt.Errorf("%w %s: %w", ErrCheckpoint, l.dir, err)
 		}
-		ents = append(slices.Clip(ents), e) // a copy: l.ents changes only once written
 		lines = appendLine(lines, e)
 	}
 	if _, err := l.f.Write(lines); err != nil {
+		l.ents = l.ents[:n]
 		return fmt.Errorf("%w: writing %s: %w", ErrCheckpoint, l.f.Name(), err)
 	}
 	if err := l.f.Sync(); err != nil {
+		l.ents = l.ents[:n]
 		return fmt.Errorf("%w: syncing %s: %w", ErrCheckpoint, l.f.Name(), err)
 	}
-	l.ents = ents
 	if len(l.ents) >= 2*compactAfter {
 		return l.compact()
 	}
