@@ -50,13 +50,7 @@ func (s *suite) latencyRuns(ctx context.Context) error {
 				runs[name] = append(runs[name], r)
 			}
 		}
-		for _, name := range s.cfg.systems {
-			if rs := runs[name]; len(rs) > 0 {
-				m, p99s := medianRun(rs, latencyP99, false)
-				m.RepeatsLatencyP99 = p99s
-				s.results = append(s.results, m)
-			}
-		}
+		s.addMedians(runs, latencyP99, false, func(m *result, p99s []float64) { m.RepeatsLatencyP99 = p99s })
 	}
 	return ctx.Err()
 }

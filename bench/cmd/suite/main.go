@@ -391,10 +391,17 @@ func (s *suite) runAll(ctx context.Context, runName string, j job, want *wordCou
 			runs[name] = append(runs[name], r)
 		}
 	}
+	s.addMedians(runs, recordsPerSec, true, func(m *result, rates []float64) { m.Repeats = rates })
+}
+
+// addMedians records each system's median run of runs by key (see
+// medianRun), in the order of cfg.systems; keep stores every run's figure
+// on it.
+func (s *suite) addMedians(runs map[string][]result, key func(result) *float64, higherIsBetter bool, keep func(m *result, figures []float64)) {
 	for _, name := range s.cfg.systems {
 		if rs := runs[name]; len(rs) > 0 {
-			m, rates := medianRun(rs, recordsPerSec, true)
-			m.Repeats = rates
+			m, figures := medianRun(rs, key, higherIsBetter)
+			keep(&m, figures)
 			s.results = append(s.results, m)
 		}
 	}
