@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/pprof"
+	"runtime/trace"
 	"strings"
 	"time"
 
@@ -22,7 +23,7 @@ import (
 
 type submitFlags struct {
 	brokers, topic, checkpoint, trigger, outputMode, startingOffsets, sink, input, progressJSON, logLevel string
-	cpuProfile, memProfile                                                                                string
+	cpuProfile, memProfile, traceFile                                                                     string
 	maxOffsets                                                                                            int64
 	numRows, shufflePartitions                                                                            int
 	truncate, quiet                                                                                       bool
@@ -69,6 +70,7 @@ Jobs: ` + jobList(),
 	fl.StringVar(&f.logLevel, "log-level", "warn", "debug, info, warn or error")
 	fl.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile of the run to this file (go tool pprof)")
 	fl.StringVar(&f.memProfile, "memprofile", "", "write a heap profile at the end of the run to this file (go tool pprof)")
+	fl.StringVar(&f.traceFile, "trace", "", "write an execution trace of the run to this file (go tool trace): where batches wait, for the CPU, the disk or each other")
 	return cmd
 }
 
@@ -85,7 +87,7 @@ func runSubmit(ctx context.Context, cmd *cobra.Command, name string, f submitFla
 	if err != nil {
 		return err
 	}
-	stopProfiles, err := startProfiles(f.cpuProfile, f.memProfile)
+	stopProfiles, err := startProfiles(f.cpuProfile, f.memProfile, f.traceFile)
 	if err != nil {
 		return err
 	}
@@ -290,10 +292,10 @@ func phases(ms map[string]int64) string {
 	return b.String()
 }
 
-// startProfiles starts the CPU profile and returns the function that stops
-// it and writes the heap profile.
-func startProfiles(cpu, mem string) (func(), error) {
-	var cf *os.File
+// startProfiles starts the CPU profile and the execution trace and returns
+// the function that stops them and writes the heap profile.
+func startProfiles(cpu, mem, traceTo string) (func(), error) {
+	var cf, tf *os.File
 	if cpu != "" {
 		var err error
 		if cf, err = os.Create(cpu); err != nil {
@@ -304,7 +306,29 @@ func startProfiles(cpu, mem string) (func(), error) {
 			return nil, fmt.Errorf("--cpuprofile: %w", err)
 		}
 	}
+	if traceTo != "" {
+		err := func() (err error) {
+			if tf, err = os.Create(traceTo); err != nil {
+				return err
+			}
+			if err = trace.Start(tf); err != nil {
+				tf.Close()
+			}
+			return err
+		}()
+		if err != nil {
+			if cf != nil {
+				pprof.StopCPUProfile()
+				cf.Close()
+			}
+			return nil, fmt.Errorf("--trace: %w", err)
+		}
+	}
 	return func() {
+		if tf != nil {
+			trace.Stop()
+			tf.Close()
+		}
 		if cf != nil {
 			pprof.StopCPUProfile()
 			cf.Close()

@@ -117,3 +117,27 @@ func TestSubmitFlagErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestSubmitProfiles checks that --cpuprofile, --memprofile and --trace
+// each write their file, the trace in go tool trace's format, and that an
+// unwritable path is an error naming the flag before the query starts.
+func TestSubmitProfiles(t *testing.T) {
+	dir := t.TempDir()
+	cpu, mem, tr := filepath.Join(dir, "cpu.pprof"), filepath.Join(dir, "mem.pprof"), filepath.Join(dir, "run.trace")
+	if _, _, err := runCLI(t, "", "submit", "wordcount", "--sink", "jsonl:-", "--quiet",
+		"--cpuprofile", cpu, "--memprofile", mem, "--trace", tr); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{cpu, mem, tr} {
+		if st, err := os.Stat(p); err != nil || st.Size() == 0 {
+			t.Errorf("%s: %v, want a non-empty file", p, err)
+		}
+	}
+	if b, _ := os.ReadFile(tr); !strings.HasPrefix(string(b), "go 1.") {
+		t.Errorf("trace starts %q, want the execution trace header \"go 1.\"", b[:min(len(b), 8)])
+	}
+	_, _, err := runCLI(t, "", "submit", "wordcount", "--quiet", "--trace", filepath.Join(dir, "missing", "run.trace"))
+	if err == nil || !strings.Contains(err.Error(), "--trace") {
+		t.Errorf("unwritable trace path: got %v, want an error naming --trace", err)
+	}
+}
