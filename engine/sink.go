@@ -234,6 +234,7 @@ func (s *JSONLSink) AddBatch(_ context.Context, b *Batch) error {
 		w = s.f
 	}
 	if s.bw == nil {
+		growPipe(w)
 		s.bw = bufio.NewWriterSize(w, 256<<10)
 	}
 	bw := s.bw
