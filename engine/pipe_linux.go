@@ -1,22 +1,24 @@
 package engine
 
 import (
+	"io"
 	"os"
 
 	"golang.org/x/sys/unix"
 )
 
 // pipeBytes is the buffer a stream sink asks of a pipe it writes to: Linux's
-// default of 64 KiB holds about 1,500 changed rows, a tenth of a busy
-// update-mode batch, so the sink would wait for its reader some ten times a
-// batch, and the next batch for the sink. 1 MiB is the most an unprivileged
-// process may ask for by default (/proc/sys/fs/pipe-max-size).
+// default of 64 KiB holds about 1,500 changed rows, a fifth of a busy
+// update-mode batch (8,000 rows, 350 KB), so the sink would wait for its
+// reader some five times a batch, and the next batch for the sink. 1 MiB is
+// the most an unprivileged process may ask for by default
+// (/proc/sys/fs/pipe-max-size).
 const pipeBytes = 1 << 20
 
 // growPipe enlarges the buffer of w if it is a pipe or a FIFO, so that a
 // batch's output goes into it in one go while its reader catches up. It is
 // best effort: a smaller buffer is only slower.
-func growPipe(w any) {
+func growPipe(w io.Writer) {
 	f, ok := w.(*os.File)
 	if !ok {
 		return

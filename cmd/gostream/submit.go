@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"runtime/pprof"
 	"runtime/trace"
+	"slices"
 	"strings"
 	"time"
 
@@ -293,46 +294,40 @@ func phases(ms map[string]int64) string {
 }
 
 // startProfiles starts the CPU profile and the execution trace and returns
-// the function that stops them and writes the heap profile.
+// the function that stops them and writes the heap profile. If one cannot
+// start, what did is stopped.
 func startProfiles(cpu, mem, traceTo string) (func(), error) {
-	var cf, tf *os.File
-	if cpu != "" {
-		var err error
-		if cf, err = os.Create(cpu); err != nil {
-			return nil, fmt.Errorf("--cpuprofile: %w", err)
-		}
-		if err := pprof.StartCPUProfile(cf); err != nil {
-			cf.Close()
-			return nil, fmt.Errorf("--cpuprofile: %w", err)
+	var stops []func()
+	stop := func() {
+		for _, f := range slices.Backward(stops) {
+			f()
 		}
 	}
-	if traceTo != "" {
-		err := func() (err error) {
-			if tf, err = os.Create(traceTo); err != nil {
-				return err
-			}
-			if err = trace.Start(tf); err != nil {
-				tf.Close()
-			}
-			return err
-		}()
-		if err != nil {
-			if cf != nil {
-				pprof.StopCPUProfile()
-				cf.Close()
-			}
-			return nil, fmt.Errorf("--trace: %w", err)
+	start := func(flag, path string, begin func(io.Writer) error, end func()) error {
+		if path == "" {
+			return nil
 		}
+		f, err := os.Create(path)
+		if err == nil {
+			if err = begin(f); err != nil {
+				f.Close()
+			}
+		}
+		if err != nil {
+			stop()
+			return fmt.Errorf("%s: %w", flag, err)
+		}
+		stops = append(stops, func() { end(); f.Close() })
+		return nil
+	}
+	if err := start("--cpuprofile", cpu, pprof.StartCPUProfile, pprof.StopCPUProfile); err != nil {
+		return nil, err
+	}
+	if err := start("--trace", traceTo, trace.Start, trace.Stop); err != nil {
+		return nil, err
 	}
 	return func() {
-		if tf != nil {
-			trace.Stop()
-			tf.Close()
-		}
-		if cf != nil {
-			pprof.StopCPUProfile()
-			cf.Close()
-		}
+		stop()
 		if mem != "" {
 			if mf, err := os.Create(mem); err == nil {
 				_ = pprof.WriteHeapProfile(mf)

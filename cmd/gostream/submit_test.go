@@ -120,7 +120,8 @@ func TestSubmitFlagErrors(t *testing.T) {
 
 // TestSubmitProfiles checks that --cpuprofile, --memprofile and --trace
 // each write their file, the trace in go tool trace's format, and that an
-// unwritable path is an error naming the flag before the query starts.
+// unwritable path is an error naming the flag before the query starts,
+// with the profile started before it stopped.
 func TestSubmitProfiles(t *testing.T) {
 	dir := t.TempDir()
 	cpu, mem, tr := filepath.Join(dir, "cpu.pprof"), filepath.Join(dir, "mem.pprof"), filepath.Join(dir, "run.trace")
@@ -136,8 +137,13 @@ func TestSubmitProfiles(t *testing.T) {
 	if b, _ := os.ReadFile(tr); !strings.HasPrefix(string(b), "go 1.") {
 		t.Errorf("trace starts %q, want the execution trace header \"go 1.\"", b[:min(len(b), 8)])
 	}
-	_, _, err := runCLI(t, "", "submit", "wordcount", "--quiet", "--trace", filepath.Join(dir, "missing", "run.trace"))
+	_, _, err := runCLI(t, "", "submit", "wordcount", "--quiet", "--cpuprofile", cpu, "--trace", filepath.Join(dir, "missing", "run.trace"))
 	if err == nil || !strings.Contains(err.Error(), "--trace") {
 		t.Errorf("unwritable trace path: got %v, want an error naming --trace", err)
+	}
+	// The CPU profile started before the trace failed was stopped: another
+	// run can profile.
+	if _, _, err := runCLI(t, "", "submit", "wordcount", "--sink", "jsonl:-", "--quiet", "--cpuprofile", cpu); err != nil {
+		t.Errorf("profiling after a failed --trace: %v", err)
 	}
 }

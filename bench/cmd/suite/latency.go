@@ -1,12 +1,10 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"cmp"
 	"context"
 	"fmt"
-	"io"
 	"log"
 	"maps"
 	"os"
@@ -122,23 +120,25 @@ func (m *markerClock) scan(line []byte, at time.Time) {
 
 func (m *markerClock) first() <-chan struct{} { return m.mu.first }
 
-// writeTimeline writes every marker, in order, as one JSON line: its number,
-// when it was produced and when it came out (null if it never did), in Unix
+// timeline is every marker, in order, as one JSON line: its number, when it
+// was produced and when it came out (null if it never did), in Unix
 // microseconds. Set beside the engine's progress of each batch, it shows
 // what a latency spike was made of: which batches the late markers waited
 // for, and how long the backlog behind them took to drain.
-func (m *markerClock) writeTimeline(w io.Writer) error {
+func (m *markerClock) timeline() []byte {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	bw := bufio.NewWriter(w)
+	var b []byte
 	for _, n := range slices.Sorted(maps.Keys(m.mu.produced)) {
-		out := "null"
+		b = fmt.Appendf(b, `{"marker":%d,"produced_us":%d,"output_us":`, n, m.mu.produced[n].UnixMicro())
 		if s, ok := m.mu.seen[n]; ok {
-			out = strconv.FormatInt(s.UnixMicro(), 10)
+			b = strconv.AppendInt(b, s.UnixMicro(), 10)
+		} else {
+			b = append(b, "null"...)
 		}
-		fmt.Fprintf(bw, "{\"marker\":%d,\"produced_us\":%d,\"output_us\":%s}\n", n, m.mu.produced[n].UnixMicro(), out)
+		b = append(b, "}\n"...)
 	}
-	return bw.Flush()
+	return b
 }
 
 // latencies returns the sorted latencies, in ms, of markers produced in
@@ -367,11 +367,7 @@ func (s *suite) latencyOnce(ctx context.Context, sys system, rate, round int) re
 	lat, missing := clock.latencies(from, until)
 	r.LatencyMarkers, r.LatencyMissing = len(lat), missing
 	if s.cfg.keep {
-		var buf bytes.Buffer
-		if err := clock.writeTimeline(&buf); err == nil {
-			err = os.WriteFile(filepath.Join(j.dir, "markers.jsonl"), buf.Bytes(), 0o644)
-		}
-		if err != nil {
+		if err := os.WriteFile(filepath.Join(j.dir, "markers.jsonl"), clock.timeline(), 0o644); err != nil {
 			log.Printf("latency: %s: keeping the markers' timeline: %v", sys.name, err)
 		}
 	}
