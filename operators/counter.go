@@ -59,17 +59,23 @@ func (c *strCounter) bound() int { return c.n + c.q.bufs[0].n + c.q.bufs[1].n }
 
 // hashShort hashes a key of at most inlineKey bytes loaded as two words: one
 // 64x64->128-bit multiply, folded, mixes every input bit into the result.
-func (c *strCounter) hashShort(w0, w1 uint64, n int) uint64 {
-	hi, lo := bits.Mul64(w0^c.seed, w1^(c.seed*0x9e3779b97f4a7c15)^uint64(n))
+func hashShort(seed, w0, w1 uint64, n int) uint64 {
+	hi, lo := bits.Mul64(w0^seed, w1^(seed*0x9e3779b97f4a7c15)^uint64(n))
 	return hi ^ lo
 }
 
 // add counts one occurrence of key.
 func (c *strCounter) add(key []byte) { c.addAll([][]byte{key}) }
 
-// probeBatch is how many short keys are hashed and their slots prefetched
-// before any is probed.
+// probeBatch is how many short keys, at least, are hashed and their slots
+// prefetched before any is probed.
 const probeBatch = 16
+
+// queueCap is a probe buffer's room: probeBatch-1 keys and a 64-byte
+// chunk's pieces (see addSplit), rounded up to a power of two.
+const queueCap = 128
+
+const _ = uint(queueCap - (probeBatch - 1 + 64)) // a chunk's pieces fit
 
 // addAll counts one occurrence of every key.
 func (c *strCounter) addAll(keys [][]byte) {
@@ -94,8 +100,7 @@ func (c *strCounter) addAll(keys [][]byte) {
 // successor, so splitting str[rest:] gives the missing pieces). Otherwise
 // rest is -1.
 func (c *strCounter) addSplit(str []byte, sep byte) (rest int) {
-	start, checked := 0, false
-	b := &c.q.bufs[c.q.cur&1]
+	start, checked, seed := 0, false, c.seed
 	for base := 0; ; base += 64 {
 		var seps, high uint64
 		if base < len(str) {
@@ -113,39 +118,56 @@ func (c *strCounter) addSplit(str []byte, sep byte) (rest int) {
 			}
 			checked = true
 		}
-		for ; seps != 0; seps &= seps - 1 {
+		// The chunk's pieces, at most 64, all fit in the buffer: the loop
+		// then keeps its length in a register and calls nothing on the
+		// common path.
+		b := &c.q.bufs[c.q.cur&1]
+		if b.n >= probeBatch {
+			b = c.swap()
+		}
+		queued := b.n
+		for seps != 0 {
+			// The common piece: short, with 16 bytes of str from its start.
+			for ; seps != 0; seps &= seps - 1 {
+				end := base + bits.TrailingZeros64(seps)
+				n := end - start
+				if n > inlineKey || start > len(str)-inlineKey {
+					break
+				}
+				w0 := binary.LittleEndian.Uint64(str[start:])
+				w1 := binary.LittleEndian.Uint64(str[start+8:])
+				b.put(queued, seed, w0, w1, n)
+				queued++
+				start = end + 1
+			}
+			if seps == 0 {
+				break
+			}
+			// Any other piece, out of the loop above so that its calls do
+			// not make the loop keep its variables in memory.
 			end := base + bits.TrailingZeros64(seps)
+			seps &= seps - 1
 			n := end - start
-			var w0, w1 uint64
-			switch {
-			case n <= inlineKey && len(str)-start >= inlineKey:
-				w0 = binary.LittleEndian.Uint64(str[start:])
-				w1 = binary.LittleEndian.Uint64(str[start+8:])
-			case n <= inlineKey && len(str) >= inlineKey:
-				// Near the end: shift the last 16 bytes down to start.
-				w0, w1 = shiftDown(binary.LittleEndian.Uint64(str[len(str)-16:]),
-					binary.LittleEndian.Uint64(str[len(str)-8:]), start-(len(str)-16))
-			case n <= inlineKey:
-				var k [inlineKey]byte
-				copy(k[:], str[start:end])
-				w0, w1 = binary.LittleEndian.Uint64(k[:8]), binary.LittleEndian.Uint64(k[8:])
-			default:
+			if n > inlineKey {
 				c.addLong(str[start:end])
 				start = end + 1
 				continue
 			}
-			// queue, by hand: a call per word costs more than its body.
-			if b.n == probeBatch {
-				b = c.swap()
+			var w0, w1 uint64
+			if len(str) >= inlineKey {
+				// Near the end: shift the last 16 bytes down to start.
+				w0, w1 = shiftDown(binary.LittleEndian.Uint64(str[len(str)-16:]),
+					binary.LittleEndian.Uint64(str[len(str)-8:]), start-(len(str)-16))
+			} else {
+				var k [inlineKey]byte
+				copy(k[:], str[start:end])
+				w0, w1 = binary.LittleEndian.Uint64(k[:8]), binary.LittleEndian.Uint64(k[8:])
 			}
-			m := &keyMasks[n&(2*inlineKey-1)] // n <= inlineKey
-			w0, w1 = w0&m[0], w1&m[1]
-			j := b.n & (probeBatch - 1)
-			b.w0[j], b.w1[j], b.lens[j] = w0, w1, uint32(n)
-			b.hs[j] = c.hashShort(w0, w1, n)
-			b.n++
+			b.put(queued, seed, w0, w1, n)
+			queued++
 			start = end + 1
 		}
+		b.n = queued
 		if last {
 			return -1
 		}
@@ -222,22 +244,30 @@ type probeQueue struct {
 // probeBuf is one buffer of a probeQueue.
 type probeBuf struct {
 	n      int
-	hs     [probeBatch]uint64
-	w0, w1 [probeBatch]uint64
-	lens   [probeBatch]uint32
+	hs     [queueCap]uint64
+	w0, w1 [queueCap]uint64
+	lens   [queueCap]uint32
 }
 
 // queue counts one occurrence of the short key of n bytes held in w0 and w1
 // (zero padded), later.
 func (c *strCounter) queue(w0, w1 uint64, n int) {
 	b := &c.q.bufs[c.q.cur&1]
-	if b.n == probeBatch {
+	if b.n >= probeBatch {
 		b = c.swap()
 	}
-	j := b.n & (probeBatch - 1)
-	b.w0[j], b.w1[j], b.lens[j] = w0, w1, uint32(n)
-	b.hs[j] = c.hashShort(w0, w1, n)
+	b.put(b.n, c.seed, w0, w1, n)
 	b.n++
+}
+
+// put writes the short key of n bytes whose words w0 and w1 may hold bytes
+// after it (put masks them off) as the buffer's key j, hashed with seed.
+func (b *probeBuf) put(j int, seed, w0, w1 uint64, n int) {
+	m := &keyMasks[n&(2*inlineKey-1)] // n <= inlineKey
+	w0, w1 = w0&m[0], w1&m[1]
+	j &= queueCap - 1
+	b.w0[j], b.w1[j], b.lens[j] = w0, w1, uint32(n)
+	b.hs[j] = hashShort(seed, w0, w1, n)
 }
 
 // swap prefetches the slots of the full buffer being filled, then probes
@@ -353,7 +383,7 @@ func (c *strCounter) grow() {
 		if s.tag == 0 {
 			continue
 		}
-		h := c.hashShort(s.w0, s.w1, int(s.klen))
+		h := hashShort(c.seed, s.w0, s.w1, int(s.klen))
 		if s.klen > inlineKey {
 			h = maphash.Bytes(c.mseed, c.long(s))
 		}

@@ -88,7 +88,9 @@ func TestStrCounterAddSplit(t *testing.T) {
 	r := rand.New(rand.NewPCG(5, 6))
 	var strs []string
 	for _, s := range []string{"", " ", "  ", "a", " a", "a ", "a  b", "0123456789abcdef", "0123456789abcdefg h", "x\x00y z",
-		"é è", "a \xff b", "\xff", strings.Repeat("ab ", 30) + "\xe2\x82 c", strings.Repeat("ab ", 30) + "€ c \xc3"} {
+		"é è", "a \xff b", "\xff", strings.Repeat("ab ", 30) + "\xe2\x82 c", strings.Repeat("ab ", 30) + "€ c \xc3",
+		// 64 pieces in a 64-byte chunk, over several chunks (see queueCap).
+		strings.Repeat(" ", 200), strings.Repeat("a ", 100), strings.Repeat("x", 17) + strings.Repeat(" b", 70)} {
 		strs = append(strs, s)
 	}
 	for range 3000 {
