@@ -20,9 +20,6 @@ import (
 const (
 	// startTimeout bounds the wait for all brokers to register.
 	startTimeout = 180 * time.Second
-	// stopTimeout is how long Close waits for a broker to stop before
-	// killing it.
-	stopTimeout = 10 * time.Second
 	// brokerMain and storageToolMain are the Kafka entry points we run.
 	brokerMain      = "kafka.Kafka"
 	storageToolMain = "kafka.tools.StorageTool"

@@ -287,8 +287,11 @@ func (c *Cluster) ConsoleProduce(ctx context.Context, topic string, input io.Rea
 	return nil
 }
 
-// Close stops the cluster: brokers get SIGTERM, and SIGKILL after 10 s;
-// their files are removed. With the external backend, Close deletes the
+// Close stops the cluster: brokers are killed (SIGKILL) and their files
+// removed. A graceful stop would protect only the files Close deletes, and
+// it is slow when the whole quorum stops at once: the last controller waits
+// 5 s (fixed in KafkaRaftClient) for a resignation no voter is left to
+// acknowledge, longer on a loaded machine. With the external backend, Close deletes the
 // topics created through this Cluster instead. Close is idempotent and safe
 // to call concurrently; every call returns the first call's result.
 func (c *Cluster) Close() error {

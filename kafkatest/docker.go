@@ -212,15 +212,14 @@ func containerLogs(ctx context.Context, ctr testcontainers.Container) ([]byte, e
 	return io.ReadAll(rc)
 }
 
-// terminate stops (SIGTERM, SIGKILL after stopTimeout) and removes ctr,
-// which may be nil.
+// terminate kills (Close says why) and removes ctr, which may be nil.
 func terminate(ctr testcontainers.Container) error {
 	if ctr == nil {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), stopTimeout+30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := ctr.Terminate(ctx, testcontainers.StopTimeout(stopTimeout)); err != nil {
+	if err := ctr.Terminate(ctx, testcontainers.StopTimeout(0)); err != nil {
 		return fmt.Errorf("%w: remove container %s (remove it with docker rm -f): %w", ErrDocker, ctr.GetContainerID(), err)
 	}
 	return nil

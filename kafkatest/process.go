@@ -7,7 +7,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"syscall"
-	"time"
 )
 
 // processLauncher runs brokers and tools as local JVMs.
@@ -82,29 +81,14 @@ func (l *processLauncher) exited(b *broker) error {
 		ErrBrokerExited, b.id, p.waitErr, b.serverLogTail(), p.console, tailFile(p.console))
 }
 
-// stop sends SIGTERM to every running broker, waits up to stopTimeout for
-// all of them, SIGKILLs the rest and waits for them to be reaped.
+// stop kills every broker and waits for it to be reaped (Close says why
+// the brokers get no graceful shutdown).
 func (l *processLauncher) stop() error {
 	for _, p := range l.procs {
-		_ = signalGroup(p.cmd, syscall.SIGTERM)
+		_ = signalGroup(p.cmd, syscall.SIGKILL)
 	}
-	deadline := time.Now().Add(stopTimeout)
-	var killed []int
-	for id, p := range l.procs {
-		t := time.NewTimer(time.Until(deadline))
-		select {
-		case <-p.done:
-		case <-t.C:
-		}
-		t.Stop()
-		if !p.hasExited() {
-			killed = append(killed, id)
-			_ = signalGroup(p.cmd, syscall.SIGKILL)
-			<-p.done
-		}
-	}
-	if len(killed) > 0 {
-		return fmt.Errorf("kafkatest: brokers %v did not stop within %v of SIGTERM and were killed", killed, stopTimeout)
+	for _, p := range l.procs {
+		<-p.done
 	}
 	return nil
 }
