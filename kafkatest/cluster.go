@@ -291,8 +291,8 @@ func (c *Cluster) ConsoleProduce(ctx context.Context, topic string, input io.Rea
 // removed. A graceful stop would protect only the files Close deletes, and
 // it is slow when the whole quorum stops at once: the last controller waits
 // 5 s (fixed in KafkaRaftClient) for a resignation no voter is left to
-// acknowledge, longer on a loaded machine. With the external backend, Close deletes the
-// topics created through this Cluster instead. Close is idempotent and safe
+// acknowledge, longer on a loaded machine. With the external backend,
+// Close deletes the topics created through this Cluster instead. Close is idempotent and safe
 // to call concurrently; every call returns the first call's result.
 func (c *Cluster) Close() error {
 	c.closeOnce.Do(func() {
