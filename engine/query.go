@@ -362,10 +362,7 @@ func (rt *queryRuntime) run(ctx context.Context, q *StreamingQuery, trig Trigger
 			if err := sleepUntil(ctx, next); err != nil {
 				return err
 			}
-			now := time.Now()
-			for !next.After(now) {
-				next = next.Add(trig.interval)
-			}
+			next = nextTick(next, time.Now(), trig.interval)
 		}
 		start := time.Now()
 		var earliest, latest kafkasrc.Offsets
@@ -522,6 +519,16 @@ func maxOffsets(a, b kafkasrc.Offsets) kafkasrc.Offsets {
 		}
 	}
 	return out
+}
+
+// nextTick is the first tick of a processing-time trigger after now, on the
+// grid of interval-spaced ticks through next: ticks missed while a batch
+// overran are skipped, in a constant time whatever their number.
+func nextTick(next, now time.Time, interval time.Duration) time.Time {
+	if next.After(now) {
+		return next
+	}
+	return next.Add((now.Sub(next)/interval + 1) * interval)
 }
 
 func sleepUntil(ctx context.Context, t time.Time) error {

@@ -55,10 +55,25 @@ const (
 	triggerAvailableNow
 )
 
+// MinTriggerInterval is the shortest processing-time interval a query
+// accepts: below it a trigger would plan batches faster than Kafka can
+// answer a listing, and only spin the CPU.
+const MinTriggerInterval = time.Millisecond
+
 // ProcessingTime runs a batch every interval (a batch that overruns is
-// followed at once by the next); no batch runs while no data arrives.
+// followed at once by the next); no batch runs while no data arrives. Start
+// refuses an interval below MinTriggerInterval.
 func ProcessingTime(interval time.Duration) Trigger {
 	return Trigger{kind: triggerProcessingTime, interval: interval}
+}
+
+// check refuses a processing-time interval below MinTriggerInterval.
+func (t Trigger) check() error {
+	if t.kind == triggerProcessingTime && t.interval < MinTriggerInterval {
+		return fmt.Errorf("%w: trigger interval %s is below the minimum of %s: use a longer interval, or the default trigger to run each batch as soon as the last ends",
+			ErrAnalysis, t.interval, MinTriggerInterval)
+	}
+	return nil
 }
 
 // Once runs one batch of everything available, ignoring
@@ -70,7 +85,8 @@ func Once() Trigger { return Trigger{kind: triggerOnce} }
 func AvailableNow() Trigger { return Trigger{kind: triggerAvailableNow} }
 
 // ParseTrigger parses "once", "available-now" (or "availableNow"),
-// "default", or a processing-time interval such as "1s" or "500ms".
+// "default", or a processing-time interval such as "1s" or "500ms", at
+// least MinTriggerInterval.
 func ParseTrigger(s string) (Trigger, error) {
 	switch strings.ToLower(s) {
 	case "", "default":
@@ -84,7 +100,8 @@ func ParseTrigger(s string) (Trigger, error) {
 	if err != nil || d <= 0 {
 		return Trigger{}, fmt.Errorf("%w: trigger %q: use an interval like 1s or 500ms, once, available-now or default", ErrAnalysis, s)
 	}
-	return ProcessingTime(d), nil
+	t := ProcessingTime(d)
+	return t, t.check()
 }
 
 func (t Trigger) String() string {
@@ -239,5 +256,5 @@ func (w *DataStreamWriter) validate() error {
 	case w.shufflePar < 0 || w.shufflePar > 4096:
 		return fmt.Errorf("%w: shuffle partitions %d: use 1 to 4096", ErrAnalysis, w.shufflePar)
 	}
-	return nil
+	return w.trigger.check()
 }
