@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -66,7 +67,7 @@ Jobs: ` + jobList(),
 	fl.BoolVar(&f.truncate, "truncate", true, "console sink: cut cells to 20 characters")
 	fl.StringVar(&f.input, "input", "", "embedded mode: file of lines to count, or - for standard input (default: the built-in sample log)")
 	fl.IntVar(&f.shufflePartitions, "shuffle-partitions", 0, fmt.Sprintf("state partitions of a new query (default %d; fixed by the checkpoint afterwards)", engine.DefaultShufflePartitions))
-	fl.StringVar(&f.progressJSON, "progress-json", "", "write each batch's progress as one JSON line to this file")
+	fl.StringVar(&f.progressJSON, "progress-json", "", "append each batch's progress as one JSON line to this file")
 	fl.BoolVarP(&f.quiet, "quiet", "q", false, "no per-batch progress lines on stderr")
 	fl.StringVar(&f.logLevel, "log-level", "warn", "debug, info, warn or error")
 	fl.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile of the run to this file (go tool pprof)")
@@ -244,7 +245,7 @@ func reportProgress(w *engine.DataStreamWriter, f submitFlags, stderr io.Writer)
 	var jf *os.File
 	if f.progressJSON != "" {
 		var err error
-		if jf, err = os.Create(f.progressJSON); err != nil {
+		if jf, err = openAppend(f.progressJSON); err != nil {
 			return nil, fmt.Errorf("--progress-json: %w", err)
 		}
 	}
@@ -270,6 +271,36 @@ func reportProgress(w *engine.DataStreamWriter, f submitFlags, stderr io.Writer)
 			jf.Close()
 		}
 	}, nil
+}
+
+// openAppend opens a JSON-lines file for appending, creating it if needed.
+// A last line without its newline, cut short by a crash or a full disk, is
+// removed first, so that every line appended after it is whole.
+func openAppend(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	end, err := f.Seek(0, io.SeekEnd)
+	buf := make([]byte, 4096)
+	for cut := end; err == nil && cut > 0; {
+		n := min(cut, int64(len(buf)))
+		if _, err = f.ReadAt(buf[:n], cut-n); err != nil {
+			break
+		}
+		if i := bytes.LastIndexByte(buf[:n], '\n'); i >= 0 || cut == n {
+			if cut = cut - n + int64(i) + 1; cut < end {
+				err = f.Truncate(cut)
+			}
+			break
+		}
+		cut -= n
+	}
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
 }
 
 // batchPhases names the phases of a batch as a progress line shows them,

@@ -103,6 +103,7 @@ func TestSubmitFileAndStdin(t *testing.T) {
 func TestSubmitFlagErrors(t *testing.T) {
 	cases := map[string][]string{
 		"use an interval like 1s":                {"submit", "wordcount", "--trigger", "fast"},
+		"below the minimum of 1ms":               {"submit", "wordcount", "--trigger", "1ns"},
 		"use append, complete or update":         {"submit", "wordcount", "--output-mode", "all"},
 		"use console, jsonl:PATH or jsonl:-":     {"submit", "wordcount", "--sink", "parquet"},
 		"unknown job":                            {"submit", "nope"},
@@ -115,6 +116,54 @@ func TestSubmitFlagErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%v: err = %v, want it to mention %q", args, err, want)
 		}
+	}
+}
+
+// TestSubmitProgressJSONAppends runs a query twice with the same
+// --progress-json file: the second run appends its reports after the
+// first's, and a torn last line (a crash mid-write) is cut first.
+func TestSubmitProgressJSONAppends(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "progress.jsonl")
+	batches := func() []int64 {
+		t.Helper()
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []int64
+		for _, line := range strings.SplitAfter(string(raw), "\n") {
+			if line == "" {
+				continue
+			}
+			var p struct {
+				BatchID *int64 `json:"batchId"`
+			}
+			if err := json.Unmarshal([]byte(line), &p); err != nil || p.BatchID == nil || !strings.HasSuffix(line, "\n") {
+				t.Fatalf("line %q of %s is not a whole progress report (%v)", line, path, err)
+			}
+			ids = append(ids, *p.BatchID)
+		}
+		return ids
+	}
+	run := func() {
+		t.Helper()
+		if _, _, err := runCLI(t, "", "submit", "wordcount", "--sink", "jsonl:-", "--quiet", "--progress-json", path); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run()
+	if got := batches(); len(got) != 1 {
+		t.Fatalf("first run reported batches %v, want one", got)
+	}
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString(`{"id":"torn","batchId":7,"numInp`)
+	f.Close()
+	run()
+	if got := batches(); len(got) != 2 || got[0] != 0 || got[1] != 0 {
+		t.Fatalf("after a second run the file reports batches %v, want both runs' batch 0", got)
 	}
 }
 
