@@ -3,4 +3,4 @@
 // `go generate ./proto` after editing a .proto file, never edit it by hand.
 package proto
 
-//go:generate protoc --proto_path=. --go_out=. --go_opt=module=github.com/gostream/gostream/proto plan.proto
+//go:generate bash gen.sh
