@@ -1,0 +1,481 @@
+package cluster
+
+import (
+	"cmp"
+	"fmt"
+	"io"
+	"slices"
+	"sync"
+
+	"github.com/gostream/gostream/kafkasrc"
+	"github.com/gostream/gostream/proto/clusterpb"
+	"github.com/hashicorp/raft"
+	"google.golang.org/protobuf/proto"
+)
+
+// stateFormat is the format of State, and so of snapshots.
+const stateFormat = 1
+
+// The batch log of a job is trimmed as a local checkpoint's is (package
+// engine): once it holds 2*compactAfter entries, only the entries of the
+// last retainBatches batches are kept. Trimming happens in Apply, so every
+// member trims at the same log index and snapshots stay small.
+const (
+	retainBatches = 100 // like Spark's minBatchesToRetain
+	compactAfter  = 4 * retainBatches
+)
+
+// FSM is the replicated state machine: members, jobs, each job's batch log
+// and its assignment. It implements raft.FSM.
+//
+// Apply, Snapshot and Restore are called by raft from one goroutine; the
+// read methods (ClusterID, Members, Job, Jobs) may be called from any
+// goroutine, concurrently with them. Every value a read method returns is
+// the caller's own copy.
+//
+// Apply is deterministic: its result depends only on the state and the log
+// entry. A command it refuses leaves the state unchanged and is returned as
+// an error wrapping ErrRefused or ErrStaleTerm. Every command is idempotent:
+// applying one again, as a client's retry after a leader change does, is a
+// no-op.
+type FSM struct {
+	mu    sync.RWMutex
+	state *clusterpb.State // replaced whole by Restore, changed in place by Apply
+}
+
+var _ raft.FSM = (*FSM)(nil)
+
+// NewFSM returns an empty state machine.
+func NewFSM() *FSM {
+	return &FSM{state: emptyState()}
+}
+
+func emptyState() *clusterpb.State {
+	return &clusterpb.State{Format: stateFormat, Jobs: map[string]*clusterpb.Job{}}
+}
+
+// EncodeCommand encodes c as a Raft log entry's data.
+func EncodeCommand(c *clusterpb.Command) ([]byte, error) {
+	return proto.MarshalOptions{Deterministic: true}.Marshal(c)
+}
+
+// Apply applies one committed log entry. It returns nil, or an error when
+// the command was refused.
+func (f *FSM) Apply(l *raft.Log) any {
+	if l.Type != raft.LogCommand {
+		return nil
+	}
+	var c clusterpb.Command
+	if err := proto.Unmarshal(l.Data, &c); err != nil {
+		return fmt.Errorf("%w: log index %d is not a command: %w", ErrRefused, l.Index, err)
+	}
+	if c.Term != l.Term {
+		return fmt.Errorf("%w: the command was proposed in term %d and logged in term %d (re-read the state and retry)", ErrStaleTerm, c.Term, l.Term)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var err error
+	switch k := c.Kind.(type) {
+	case *clusterpb.Command_Init:
+		err = f.initLocked(k.Init)
+	case *clusterpb.Command_RegisterJob:
+		err = f.registerJobLocked(k.RegisterJob.GetJob())
+	case *clusterpb.Command_AppendBatchLog:
+		err = f.appendBatchLogLocked(k.AppendBatchLog)
+	case *clusterpb.Command_SetAssignment:
+		err = f.setAssignmentLocked(k.SetAssignment)
+	default:
+		err = fmt.Errorf("log index %d holds an unknown command (is every worker running the same gostream version?)", l.Index)
+	}
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrRefused, err)
+	}
+	return nil
+}
+
+func (f *FSM) initLocked(in *clusterpb.Init) error {
+	if in.GetClusterId() == "" {
+		return fmt.Errorf("init without a cluster id")
+	}
+	if err := checkMembers(in.GetMembers()); err != nil {
+		return err
+	}
+	s := f.state
+	if s.ClusterId != "" {
+		if s.ClusterId == in.ClusterId && equalMembers(s.Members, in.Members) {
+			return nil
+		}
+		return fmt.Errorf("the cluster was initialized as %s already", s.ClusterId)
+	}
+	s.ClusterId = in.ClusterId
+	s.Members = cloneMembers(in.Members)
+	return nil
+}
+
+// checkMembers checks that ms is sorted by name, without duplicates.
+func checkMembers(ms []*clusterpb.Member) error {
+	if len(ms) == 0 {
+		return fmt.Errorf("no members")
+	}
+	for i, m := range ms {
+		switch {
+		case m.GetName() == "" || m.GetAddress() == "":
+			return fmt.Errorf("member %d has no name or address", i)
+		case i > 0 && ms[i-1].Name >= m.Name:
+			return fmt.Errorf("members not sorted by name, or %q twice", m.Name)
+		}
+	}
+	return nil
+}
+
+func equalMembers(a, b []*clusterpb.Member) bool {
+	return slices.EqualFunc(a, b, func(x, y *clusterpb.Member) bool { return proto.Equal(x, y) })
+}
+
+func cloneMembers(ms []*clusterpb.Member) []*clusterpb.Member {
+	out := make([]*clusterpb.Member, len(ms))
+	for i, m := range ms {
+		out[i] = proto.CloneOf(m)
+	}
+	return out
+}
+
+func (f *FSM) registerJobLocked(j *clusterpb.Job) error {
+	switch {
+	case j.GetName() == "":
+		return fmt.Errorf("a job without a name")
+	case j.ShufflePartitions < 1:
+		return fmt.Errorf("job %q: %d shuffle partitions; want 1 or more", j.Name, j.ShufflePartitions)
+	case j.KeyGroups < j.ShufflePartitions:
+		return fmt.Errorf("job %q: %d key groups for %d shuffle partitions; want at least one key group per partition", j.Name, j.KeyGroups, j.ShufflePartitions)
+	case len(j.BatchLog) > 0 || j.Assignment != nil:
+		return fmt.Errorf("job %q: registered with a batch log or an assignment", j.Name)
+	}
+	if old, ok := f.state.Jobs[j.Name]; ok {
+		if sameJob(old, j) {
+			return nil
+		}
+		return fmt.Errorf("job %q is registered already with another plan or options (stop it first, or choose another name)", j.Name)
+	}
+	f.state.Jobs[j.Name] = proto.CloneOf(j)
+	return nil
+}
+
+// sameJob reports whether a and b are the same registration: the same
+// name, plan, options and partitioning.
+func sameJob(a, b *clusterpb.Job) bool {
+	strip := func(j *clusterpb.Job) *clusterpb.Job {
+		return &clusterpb.Job{Name: j.Name, Plan: j.Plan, Options: j.Options, ShufflePartitions: j.ShufflePartitions, KeyGroups: j.KeyGroups}
+	}
+	return proto.Equal(strip(a), strip(b))
+}
+
+func (f *FSM) job(name string) (*clusterpb.Job, error) {
+	j, ok := f.state.Jobs[name]
+	if !ok {
+		return nil, fmt.Errorf("no job %q", name)
+	}
+	return j, nil
+}
+
+func (f *FSM) appendBatchLogLocked(a *clusterpb.AppendBatchLog) error {
+	j, err := f.job(a.GetJob())
+	if err != nil {
+		return err
+	}
+	if len(a.Entries) == 0 {
+		return fmt.Errorf("job %q: an empty batch log append", j.Name)
+	}
+	// The entries go into the log at once, each checked against those
+	// before it, and come out again unless all are good.
+	n := len(j.BatchLog)
+	for _, e := range a.Entries {
+		if err := checkEntry(e); err != nil {
+			j.BatchLog = j.BatchLog[:n]
+			return fmt.Errorf("job %q: %w", j.Name, err)
+		}
+		switch dup, err := logged(j.BatchLog, e); {
+		case err != nil:
+			j.BatchLog = j.BatchLog[:n]
+			return fmt.Errorf("job %q: %w", j.Name, err)
+		case dup:
+			continue // a retried append
+		}
+		if err := checkNext(j.BatchLog, e); err != nil {
+			j.BatchLog = j.BatchLog[:n]
+			return fmt.Errorf("job %q: %w", j.Name, err)
+		}
+		j.BatchLog = append(j.BatchLog, proto.CloneOf(e))
+	}
+	if len(j.BatchLog) >= 2*compactAfter {
+		last := entryBatch(j.BatchLog[len(j.BatchLog)-1])
+		i := slices.IndexFunc(j.BatchLog, func(e *clusterpb.BatchLogEntry) bool { return entryBatch(e) > last-retainBatches })
+		j.BatchLog = slices.Clone(j.BatchLog[i:])
+	}
+	return nil
+}
+
+// entryBatch is the batch an entry is about.
+func entryBatch(e *clusterpb.BatchLogEntry) int64 {
+	if o := e.GetOffsets(); o != nil {
+		return o.BatchId
+	}
+	return e.GetCommit()
+}
+
+// checkEntry checks one entry on its own.
+func checkEntry(e *clusterpb.BatchLogEntry) error {
+	switch k := e.GetKind().(type) {
+	case *clusterpb.BatchLogEntry_Offsets:
+		o := k.Offsets
+		if o.GetBatchId() < 0 {
+			return fmt.Errorf("offsets entry with batch id %d", o.GetBatchId())
+		}
+		if err := checkOffsets(o.Start); err != nil {
+			return fmt.Errorf("batch %d start: %w", o.BatchId, err)
+		}
+		if err := checkOffsets(o.End); err != nil {
+			return fmt.Errorf("batch %d end: %w", o.BatchId, err)
+		}
+	case *clusterpb.BatchLogEntry_Commit:
+		if k.Commit < 0 {
+			return fmt.Errorf("commit of batch %d", k.Commit)
+		}
+	default:
+		return fmt.Errorf("a batch log entry that is neither offsets nor commit")
+	}
+	return nil
+}
+
+// checkOffsets checks that os is sorted by topic and partition, each once,
+// so that equal offsets are equal messages.
+func checkOffsets(os []*clusterpb.PartitionOffset) error {
+	for i := 1; i < len(os); i++ {
+		if comparePartition(os[i-1], os[i]) >= 0 {
+			return fmt.Errorf("offsets not sorted, or %s-%d twice", os[i].Topic, os[i].Partition)
+		}
+	}
+	return nil
+}
+
+func comparePartition(a, b *clusterpb.PartitionOffset) int {
+	return cmp.Or(cmp.Compare(a.Topic, b.Topic), cmp.Compare(a.Partition, b.Partition))
+}
+
+// logged reports whether e is in log already; an entry of the same kind
+// for the same batch with another content is an error.
+func logged(log []*clusterpb.BatchLogEntry, e *clusterpb.BatchLogEntry) (bool, error) {
+	id := entryBatch(e)
+	_, isOffsets := e.Kind.(*clusterpb.BatchLogEntry_Offsets)
+	for i := len(log) - 1; i >= 0; i-- {
+		old := log[i]
+		if entryBatch(old) != id {
+			continue
+		}
+		if _, oldOffsets := old.Kind.(*clusterpb.BatchLogEntry_Offsets); oldOffsets != isOffsets {
+			continue
+		}
+		if proto.Equal(old, e) {
+			return true, nil
+		}
+		return false, fmt.Errorf("batch %d has other offsets logged already", id)
+	}
+	return false, nil
+}
+
+// checkNext checks that e may follow log: batch N is planned after batch
+// N-1 committed, and a batch commits after it was planned, once. These are
+// the rules of a local checkpoint's batch log.
+func checkNext(log []*clusterpb.BatchLogEntry, e *clusterpb.BatchLogEntry) error {
+	planned, committed := int64(-1), int64(-1)
+	for i := len(log) - 1; i >= 0 && (planned < 0 || committed < 0); i-- {
+		switch k := log[i].Kind.(type) {
+		case *clusterpb.BatchLogEntry_Offsets:
+			if planned < 0 {
+				planned = k.Offsets.BatchId
+			}
+		case *clusterpb.BatchLogEntry_Commit:
+			if committed < 0 {
+				committed = k.Commit
+			}
+		}
+	}
+	id := entryBatch(e)
+	_, isOffsets := e.Kind.(*clusterpb.BatchLogEntry_Offsets)
+	switch {
+	case isOffsets && len(log) > 0 && (id != planned+1 || committed != planned):
+		return fmt.Errorf("batch %d planned after batch %d, the last committed being %d", id, planned, committed)
+	case !isOffsets && id != planned:
+		return fmt.Errorf("batch %d committed, the last planned being %d", id, planned)
+	case !isOffsets && id == committed:
+		return fmt.Errorf("batch %d committed twice", id)
+	}
+	return nil
+}
+
+func (f *FSM) setAssignmentLocked(s *clusterpb.SetAssignment) error {
+	j, err := f.job(s.GetJob())
+	if err != nil {
+		return err
+	}
+	a := s.GetAssignment()
+	if a == nil {
+		return fmt.Errorf("job %q: an empty assignment", j.Name)
+	}
+	cur := j.GetAssignment().GetEpoch()
+	if a.Epoch == cur && proto.Equal(a, j.Assignment) {
+		return nil
+	}
+	if a.Epoch != cur+1 {
+		return fmt.Errorf("job %q: assignment epoch %d after epoch %d; want %d", j.Name, a.Epoch, cur, cur+1)
+	}
+	if err := f.checkAssignmentLocked(j, a); err != nil {
+		return fmt.Errorf("job %q, assignment epoch %d: %w", j.Name, a.Epoch, err)
+	}
+	j.Assignment = proto.CloneOf(a)
+	return nil
+}
+
+// checkAssignmentLocked checks that a names members only, gives each Kafka
+// partition once and splits the job's key groups into contiguous ranges,
+// each with an owner and, if any, a standby on another member.
+func (f *FSM) checkAssignmentLocked(j *clusterpb.Job, a *clusterpb.Assignment) error {
+	member := func(name string) bool {
+		return slices.ContainsFunc(f.state.Members, func(m *clusterpb.Member) bool { return m.Name == name })
+	}
+	for i, k := range a.Kafka {
+		if i > 0 && cmp.Or(cmp.Compare(a.Kafka[i-1].Topic, k.Topic), cmp.Compare(a.Kafka[i-1].Partition, k.Partition)) >= 0 {
+			return fmt.Errorf("kafka partitions not sorted, or %s-%d twice", k.Topic, k.Partition)
+		}
+		if !member(k.Worker) {
+			return fmt.Errorf("kafka partition %s-%d given to %q, not a member", k.Topic, k.Partition, k.Worker)
+		}
+	}
+	next := int32(0)
+	for _, p := range a.State {
+		switch {
+		case p.FirstKeyGroup != next || p.EndKeyGroup <= p.FirstKeyGroup:
+			return fmt.Errorf("state partition [%d, %d) does not start at key group %d or is empty", p.FirstKeyGroup, p.EndKeyGroup, next)
+		case !member(p.Owner):
+			return fmt.Errorf("state partition [%d, %d) owned by %q, not a member", p.FirstKeyGroup, p.EndKeyGroup, p.Owner)
+		case p.Standby != "" && (p.Standby == p.Owner || !member(p.Standby)):
+			return fmt.Errorf("state partition [%d, %d) has standby %q: want another member than its owner", p.FirstKeyGroup, p.EndKeyGroup, p.Standby)
+		}
+		next = p.EndKeyGroup
+	}
+	if next != j.KeyGroups {
+		return fmt.Errorf("state partitions cover key groups [0, %d) of [0, %d)", next, j.KeyGroups)
+	}
+	return nil
+}
+
+// ClusterID returns the id the cluster's first leader logged, "" before.
+func (f *FSM) ClusterID() string {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.state.ClusterId
+}
+
+// Members returns the members, sorted by name.
+func (f *FSM) Members() []*clusterpb.Member {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return cloneMembers(f.state.Members)
+}
+
+// Job returns the named job, with its batch log and assignment.
+func (f *FSM) Job(name string) (*clusterpb.Job, bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	j, ok := f.state.Jobs[name]
+	if !ok {
+		return nil, false
+	}
+	return proto.CloneOf(j), true
+}
+
+// Jobs returns every job, sorted by name.
+func (f *FSM) Jobs() []*clusterpb.Job {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	out := make([]*clusterpb.Job, 0, len(f.state.Jobs))
+	for _, j := range f.state.Jobs {
+		out = append(out, proto.CloneOf(j))
+	}
+	slices.SortFunc(out, func(a, b *clusterpb.Job) int { return cmp.Compare(a.Name, b.Name) })
+	return out
+}
+
+// Snapshot copies the state; the copy is encoded by Persist.
+func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return &fsmSnapshot{state: proto.CloneOf(f.state)}, nil
+}
+
+// Restore replaces the state with a snapshot's.
+func (f *FSM) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	raw, err := io.ReadAll(rc)
+	if err != nil {
+		return fmt.Errorf("cluster: reading a snapshot: %w", err)
+	}
+	s := emptyState()
+	if err := proto.Unmarshal(raw, s); err != nil {
+		return fmt.Errorf("cluster: a damaged snapshot: %w", err)
+	}
+	if s.Format != stateFormat {
+		return fmt.Errorf("cluster: a snapshot of format %d; this gostream reads format %d (run the same gostream version on every worker)", s.Format, stateFormat)
+	}
+	if s.Jobs == nil {
+		s.Jobs = map[string]*clusterpb.Job{}
+	}
+	f.mu.Lock()
+	f.state = s
+	f.mu.Unlock()
+	return nil
+}
+
+// fsmSnapshot is a snapshot's content: the State message, encoded
+// deterministically. Persist runs concurrently with Apply on its own copy.
+type fsmSnapshot struct {
+	state *clusterpb.State
+}
+
+func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
+	raw, err := proto.MarshalOptions{Deterministic: true}.Marshal(s.state)
+	if err == nil {
+		_, err = sink.Write(raw)
+	}
+	if err != nil {
+		sink.Cancel()
+		return fmt.Errorf("cluster: writing a snapshot: %w", err)
+	}
+	return sink.Close()
+}
+
+func (s *fsmSnapshot) Release() {}
+
+// OffsetsToProto returns o as sorted partition offsets.
+func OffsetsToProto(o kafkasrc.Offsets) []*clusterpb.PartitionOffset {
+	var out []*clusterpb.PartitionOffset
+	for topic, parts := range o {
+		for p, off := range parts {
+			out = append(out, &clusterpb.PartitionOffset{Topic: topic, Partition: p, Offset: off})
+		}
+	}
+	slices.SortFunc(out, comparePartition)
+	return out
+}
+
+// OffsetsFromProto returns ps as Offsets; it is never nil.
+func OffsetsFromProto(ps []*clusterpb.PartitionOffset) kafkasrc.Offsets {
+	o := kafkasrc.Offsets{}
+	for _, p := range ps {
+		if o[p.Topic] == nil {
+			o[p.Topic] = map[int32]int64{}
+		}
+		o[p.Topic][p.Partition] = p.Offset
+	}
+	return o
+}

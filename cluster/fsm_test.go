@@ -1,0 +1,347 @@
+package cluster
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"testing"
+
+	"github.com/gostream/gostream/kafkasrc"
+	"github.com/gostream/gostream/proto/clusterpb"
+	"github.com/hashicorp/raft"
+	"google.golang.org/protobuf/proto"
+)
+
+// fsmApplier feeds commands to an FSM as raft would: increasing indexes,
+// in the given term.
+type fsmApplier struct {
+	t     *testing.T
+	f     *FSM
+	index uint64
+	term  uint64
+}
+
+func newFSMApplier(t *testing.T) *fsmApplier {
+	return &fsmApplier{t: t, f: NewFSM(), term: 1}
+}
+
+func (a *fsmApplier) log(c *clusterpb.Command) *raft.Log {
+	a.t.Helper()
+	if c.Term == 0 {
+		c.Term = a.term
+	}
+	data, err := EncodeCommand(c)
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	a.index++
+	return &raft.Log{Index: a.index, Term: a.term, Type: raft.LogCommand, Data: data}
+}
+
+func (a *fsmApplier) apply(c *clusterpb.Command) error {
+	a.t.Helper()
+	if r := a.f.Apply(a.log(c)); r != nil {
+		return r.(error)
+	}
+	return nil
+}
+
+func (a *fsmApplier) mustApply(c *clusterpb.Command) {
+	a.t.Helper()
+	if err := a.apply(c); err != nil {
+		a.t.Fatalf("apply %v: %v", c, err)
+	}
+}
+
+func initCmd() *clusterpb.Command {
+	return &clusterpb.Command{Kind: &clusterpb.Command_Init{Init: &clusterpb.Init{ClusterId: "c1", Members: []*clusterpb.Member{
+		{Name: "s1", Address: "127.0.1.1:7077"}, {Name: "s2", Address: "127.0.1.2:7077"}, {Name: "s3", Address: "127.0.1.3:7077"},
+	}}}}
+}
+
+func testJob(name string) *clusterpb.Job {
+	return &clusterpb.Job{Name: name, Plan: []byte("plan"), Options: map[string]string{"subscribe": "logs"}, ShufflePartitions: 4, KeyGroups: 128}
+}
+
+func registerCmd(j *clusterpb.Job) *clusterpb.Command {
+	return &clusterpb.Command{Kind: &clusterpb.Command_RegisterJob{RegisterJob: &clusterpb.RegisterJob{Job: j}}}
+}
+
+func offsets(id, from, until int64) *clusterpb.BatchLogEntry {
+	return &clusterpb.BatchLogEntry{Kind: &clusterpb.BatchLogEntry_Offsets{Offsets: &clusterpb.OffsetsEntry{
+		BatchId: id, BatchTimestampMs: 1000 + id,
+		Start: OffsetsToProto(kafkasrc.Offsets{"logs": {0: from, 1: from}}),
+		End:   OffsetsToProto(kafkasrc.Offsets{"logs": {0: until, 1: until}}),
+	}}}
+}
+
+func commit(id int64) *clusterpb.BatchLogEntry {
+	return &clusterpb.BatchLogEntry{Kind: &clusterpb.BatchLogEntry_Commit{Commit: id}}
+}
+
+func appendCmd(job string, es ...*clusterpb.BatchLogEntry) *clusterpb.Command {
+	return &clusterpb.Command{Kind: &clusterpb.Command_AppendBatchLog{AppendBatchLog: &clusterpb.AppendBatchLog{Job: job, Entries: es}}}
+}
+
+func assignCmd(job string, a *clusterpb.Assignment) *clusterpb.Command {
+	return &clusterpb.Command{Kind: &clusterpb.Command_SetAssignment{SetAssignment: &clusterpb.SetAssignment{Job: job, Assignment: a}}}
+}
+
+func testAssignment(epoch uint64) *clusterpb.Assignment {
+	return &clusterpb.Assignment{
+		Epoch: epoch,
+		Kafka: []*clusterpb.KafkaAssignment{{Topic: "logs", Partition: 0, Worker: "s1"}, {Topic: "logs", Partition: 1, Worker: "s2"}},
+		State: []*clusterpb.StatePartition{
+			{FirstKeyGroup: 0, EndKeyGroup: 64, Owner: "s1", Standby: "s2"},
+			{FirstKeyGroup: 64, EndKeyGroup: 128, Owner: "s3", Standby: "s1"},
+		},
+	}
+}
+
+// stateBytes is the FSM's state as a snapshot encodes it.
+func stateBytes(t *testing.T, f *FSM) []byte {
+	t.Helper()
+	snap, err := f.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink := &memSink{}
+	if err := snap.Persist(sink); err != nil {
+		t.Fatal(err)
+	}
+	return sink.Bytes()
+}
+
+type memSink struct {
+	bytes.Buffer
+	cancelled bool
+}
+
+func (s *memSink) ID() string    { return "mem" }
+func (s *memSink) Cancel() error { s.cancelled = true; return nil }
+func (s *memSink) Close() error  { return nil }
+
+func TestFSMApply(t *testing.T) {
+	a := newFSMApplier(t)
+	a.mustApply(initCmd())
+	a.mustApply(registerCmd(testJob("wc")))
+	a.mustApply(appendCmd("wc", offsets(0, 0, 10)))
+	a.mustApply(appendCmd("wc", commit(0), offsets(1, 10, 20))) // one entry, as the local loop writes it
+	a.mustApply(assignCmd("wc", testAssignment(1)))
+
+	if got := a.f.ClusterID(); got != "c1" {
+		t.Errorf("ClusterID = %q", got)
+	}
+	if got := len(a.f.Members()); got != 3 {
+		t.Errorf("%d members", got)
+	}
+	j, ok := a.f.Job("wc")
+	if !ok {
+		t.Fatal("job wc missing")
+	}
+	want := []*clusterpb.BatchLogEntry{offsets(0, 0, 10), commit(0), offsets(1, 10, 20)}
+	if len(j.BatchLog) != len(want) {
+		t.Fatalf("batch log %v; want %v", j.BatchLog, want)
+	}
+	for i := range want {
+		if !proto.Equal(j.BatchLog[i], want[i]) {
+			t.Errorf("entry %d = %v; want %v", i, j.BatchLog[i], want[i])
+		}
+	}
+	if got := OffsetsFromProto(j.BatchLog[2].GetOffsets().End); got.String() != `{"logs":{"0":20,"1":20}}` {
+		t.Errorf("end offsets %s", got)
+	}
+	if j.Assignment.GetEpoch() != 1 {
+		t.Errorf("assignment epoch %d", j.Assignment.GetEpoch())
+	}
+	// The returned job is the caller's copy.
+	j.BatchLog = nil
+	if j2, _ := a.f.Job("wc"); len(j2.BatchLog) != 3 {
+		t.Error("changing a returned job changed the FSM")
+	}
+}
+
+// TestFSMRefuses checks that every bad command is refused with ErrRefused
+// and leaves the state as it was.
+func TestFSMRefuses(t *testing.T) {
+	otherInit := initCmd()
+	otherInit.GetInit().ClusterId = "c2"
+	unsorted := testAssignment(2)
+	unsorted.Kafka[0], unsorted.Kafka[1] = unsorted.Kafka[1], unsorted.Kafka[0]
+	gap := testAssignment(2)
+	gap.State[1].FirstKeyGroup = 65
+	short := testAssignment(2)
+	short.State[1].EndKeyGroup = 100
+	stranger := testAssignment(2)
+	stranger.Kafka[0].Worker = "s9"
+	selfStandby := testAssignment(2)
+	selfStandby.State[0].Standby = "s1"
+	otherJob := testJob("wc")
+	otherJob.Plan = []byte("another plan")
+	fewGroups := testJob("small")
+	fewGroups.KeyGroups = 2
+	badOffsets := offsets(2, 20, 30)
+	badOffsets.GetOffsets().End[0], badOffsets.GetOffsets().End[1] = badOffsets.GetOffsets().End[1], badOffsets.GetOffsets().End[0]
+	for _, tc := range []struct {
+		name string
+		cmd  *clusterpb.Command
+	}{
+		{"init of another cluster", otherInit},
+		{"same name, another job", registerCmd(otherJob)},
+		{"fewer key groups than partitions", registerCmd(fewGroups)},
+		{"unknown job", appendCmd("nope", commit(1))},
+		{"commit of an unplanned batch", appendCmd("wc", commit(2))},
+		{"plan before commit", appendCmd("wc", offsets(2, 20, 30))},
+		{"batch planned twice with other offsets", appendCmd("wc", offsets(1, 10, 21))},
+		{"a gap in the batches", appendCmd("wc", commit(1), offsets(3, 20, 30))},
+		{"unsorted offsets", appendCmd("wc", commit(1), badOffsets)},
+		{"last entry bad, first ones good", appendCmd("wc", commit(1), offsets(2, 20, 30), commit(3))},
+		{"epoch skipped", assignCmd("wc", testAssignment(3))},
+		{"epoch repeated with other content", assignCmd("wc", func() *clusterpb.Assignment { a := testAssignment(1); a.Kafka[0].Worker = "s3"; return a }())},
+		{"kafka partitions unsorted", assignCmd("wc", unsorted)},
+		{"key group gap", assignCmd("wc", gap)},
+		{"key groups not covered", assignCmd("wc", short)},
+		{"not a member", assignCmd("wc", stranger)},
+		{"standby = owner", assignCmd("wc", selfStandby)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := newFSMApplier(t)
+			a.mustApply(initCmd())
+			a.mustApply(registerCmd(testJob("wc")))
+			a.mustApply(appendCmd("wc", offsets(0, 0, 10), commit(0), offsets(1, 10, 20)))
+			a.mustApply(assignCmd("wc", testAssignment(1)))
+			before := stateBytes(t, a.f)
+			err := a.apply(tc.cmd)
+			if !errors.Is(err, ErrRefused) {
+				t.Fatalf("apply = %v; want ErrRefused", err)
+			}
+			t.Log(err)
+			if !bytes.Equal(stateBytes(t, a.f), before) {
+				t.Error("a refused command changed the state")
+			}
+		})
+	}
+}
+
+// TestFSMStaleTerm checks that a command proposed in an older term than
+// the one it was logged in is refused.
+func TestFSMStaleTerm(t *testing.T) {
+	a := newFSMApplier(t)
+	a.term = 7
+	c := registerCmd(testJob("wc"))
+	c.Term = 5
+	if err := a.apply(c); !errors.Is(err, ErrStaleTerm) {
+		t.Fatalf("apply = %v; want ErrStaleTerm", err)
+	}
+	if _, ok := a.f.Job("wc"); ok {
+		t.Error("a stale command was applied")
+	}
+}
+
+// TestFSMIdempotent applies every command twice, as a client's retry after
+// a leader change would log it again: the second time is a no-op.
+func TestFSMIdempotent(t *testing.T) {
+	once, twice := newFSMApplier(t), newFSMApplier(t)
+	cmds := []*clusterpb.Command{
+		initCmd(),
+		registerCmd(testJob("wc")),
+		appendCmd("wc", offsets(0, 0, 10)),
+		appendCmd("wc", commit(0), offsets(1, 10, 20)),
+		assignCmd("wc", testAssignment(1)),
+		appendCmd("wc", commit(1)),
+	}
+	for _, c := range cmds {
+		once.mustApply(proto.CloneOf(c))
+		twice.mustApply(proto.CloneOf(c))
+		twice.mustApply(proto.CloneOf(c))
+	}
+	// A retry of "commit 0, offsets 1" after "commit 1": both logged.
+	twice.mustApply(appendCmd("wc", commit(0), offsets(1, 10, 20)))
+	if !bytes.Equal(stateBytes(t, once.f), stateBytes(t, twice.f)) {
+		t.Error("applying commands twice gave another state than once")
+	}
+}
+
+// TestFSMSnapshotRestore checks that a restored snapshot is the state, and
+// that the restored FSM goes on applying as the original.
+func TestFSMSnapshotRestore(t *testing.T) {
+	a := newFSMApplier(t)
+	a.mustApply(initCmd())
+	a.mustApply(registerCmd(testJob("wc")))
+	a.mustApply(registerCmd(testJob("other")))
+	a.mustApply(appendCmd("wc", offsets(0, 0, 10), commit(0), offsets(1, 10, 20)))
+	a.mustApply(assignCmd("wc", testAssignment(1)))
+	snap := stateBytes(t, a.f)
+
+	b := newFSMApplier(t)
+	b.mustApply(registerCmd(testJob("gone"))) // replaced by the restore
+	if err := b.f.Restore(io.NopCloser(bytes.NewReader(snap))); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(stateBytes(t, b.f), snap) {
+		t.Fatal("restored state differs from the snapshot")
+	}
+	if _, ok := b.f.Job("gone"); ok {
+		t.Error("restore kept a job of the old state")
+	}
+	next := appendCmd("wc", commit(1), offsets(2, 20, 30))
+	a.mustApply(proto.CloneOf(next))
+	b.mustApply(proto.CloneOf(next))
+	if !bytes.Equal(stateBytes(t, a.f), stateBytes(t, b.f)) {
+		t.Error("the restored FSM applied a command differently")
+	}
+
+	for _, bad := range [][]byte{{0xff, 0xff}, mustMarshal(t, &clusterpb.State{Format: 99})} {
+		if err := NewFSM().Restore(io.NopCloser(bytes.NewReader(bad))); err == nil {
+			t.Errorf("Restore(%x) = nil; want an error", bad)
+		}
+	}
+}
+
+func mustMarshal(t *testing.T, m proto.Message) []byte {
+	t.Helper()
+	b, err := proto.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestFSMTrimsBatchLog checks that a long-running job's batch log is
+// trimmed as a local checkpoint's is, so snapshots stay small, and that
+// the trimmed log still takes the next batches.
+func TestFSMTrimsBatchLog(t *testing.T) {
+	a := newFSMApplier(t)
+	a.mustApply(registerCmd(testJob("wc")))
+	a.mustApply(appendCmd("wc", offsets(0, 0, 1)))
+	maxLen := 0
+	const batches = 1000
+	for id := int64(1); id < batches; id++ {
+		a.mustApply(appendCmd("wc", commit(id-1), offsets(id, id, id+1)))
+		j, _ := a.f.Job("wc")
+		maxLen = max(maxLen, len(j.BatchLog))
+	}
+	j, _ := a.f.Job("wc")
+	if maxLen >= 2*compactAfter {
+		t.Errorf("the batch log reached %d entries; want fewer than %d", maxLen, 2*compactAfter)
+	}
+	first := entryBatch(j.BatchLog[0])
+	if last := entryBatch(j.BatchLog[len(j.BatchLog)-1]); last != batches-1 || first > last-retainBatches+1 {
+		t.Errorf("the log holds batches %d..%d; want at least the last %d of %d", first, last, retainBatches, batches)
+	}
+	a.mustApply(appendCmd("wc", commit(batches-1)))
+	if len(stateBytes(t, a.f)) > 64<<10 {
+		t.Errorf("snapshot of %d bytes", len(stateBytes(t, a.f)))
+	}
+}
+
+func TestOffsetsProtoRoundTrip(t *testing.T) {
+	o := kafkasrc.Offsets{"b": {2: 5, 0: 7}, "a": {1: -2}}
+	ps := OffsetsToProto(o)
+	if err := checkOffsets(ps); err != nil {
+		t.Fatal(err)
+	}
+	if got := OffsetsFromProto(ps); got.String() != o.String() {
+		t.Errorf("round trip %s; want %s", got, o)
+	}
+}

@@ -1,0 +1,181 @@
+package cluster
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// A worker's one listening port carries Raft and gRPC. The mux tells them
+// apart by a connection's first byte: a Raft connection starts with
+// raftPreamble and the cluster id (clusterIDLen bytes), a gRPC connection with
+// HTTP/2's client preface, "PRI * HTTP/2.0...". Anything else is closed.
+const (
+	raftPreamble = 'R'
+	grpcPreamble = 'P'
+	clusterIDLen = 16 // bytes of the raw cluster id
+)
+
+// sniffTimeout bounds the wait for a new connection's first bytes.
+const sniffTimeout = 5 * time.Second
+
+// mux accepts connections on one listener and hands them to the Raft
+// stream layer or the gRPC server. Its accept loop and one goroutine per
+// connection being sniffed are owned by it: close stops and waits for them.
+type mux struct {
+	ln        net.Listener
+	clusterID [clusterIDLen]byte
+	log       *slog.Logger
+	raft      *chanListener
+	grpc      *chanListener
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+}
+
+// newMux serves ln until close.
+func newMux(ln net.Listener, clusterID [clusterIDLen]byte, log *slog.Logger) *mux {
+	m := &mux{ln: ln, clusterID: clusterID, log: log, raft: newChanListener(ln.Addr()), grpc: newChanListener(ln.Addr())}
+	m.wg.Add(1)
+	go m.acceptLoop()
+	return m
+}
+
+func (m *mux) acceptLoop() {
+	defer m.wg.Done()
+	for {
+		c, err := m.ln.Accept()
+		if err != nil {
+			if !errors.Is(err, net.ErrClosed) {
+				m.log.Error("cluster: accepting connections stopped", "addr", m.ln.Addr(), "err", err)
+			}
+			return
+		}
+		m.wg.Add(1)
+		go func() {
+			defer m.wg.Done()
+			m.route(c)
+		}()
+	}
+}
+
+// route reads c's preamble and hands c on, or closes it.
+func (m *mux) route(c net.Conn) {
+	_ = c.SetReadDeadline(time.Now().Add(sniffTimeout))
+	br := bufio.NewReaderSize(c, 64)
+	first, err := br.Peek(1)
+	if err != nil {
+		c.Close()
+		return
+	}
+	switch first[0] {
+	case grpcPreamble:
+		_ = c.SetReadDeadline(time.Time{})
+		m.grpc.deliver(&bufferedConn{Conn: c, r: br})
+	case raftPreamble:
+		var hdr [1 + clusterIDLen]byte
+		if _, err := io.ReadFull(br, hdr[:]); err != nil {
+			c.Close()
+			return
+		}
+		if [clusterIDLen]byte(hdr[1:]) != m.clusterID {
+			m.log.Warn("cluster: refused a Raft connection from another cluster (was every worker started with the same --peers?)",
+				"from", c.RemoteAddr(), "their_cluster", fmt.Sprintf("%x", hdr[1:]), "our_cluster", fmt.Sprintf("%x", m.clusterID))
+			c.Close()
+			return
+		}
+		_ = c.SetReadDeadline(time.Time{})
+		m.raft.deliver(&bufferedConn{Conn: c, r: br})
+	default:
+		c.Close()
+	}
+}
+
+// close stops accepting, closes both inner listeners and waits for the
+// mux's goroutines. Connections already handed on belong to their server.
+func (m *mux) close() {
+	m.closeOnce.Do(func() {
+		m.ln.Close()
+		m.raft.Close()
+		m.grpc.Close()
+	})
+	m.wg.Wait()
+}
+
+// bufferedConn is a net.Conn whose first bytes were read into r.
+type bufferedConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (c *bufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+// chanListener is a net.Listener fed by the mux.
+type chanListener struct {
+	addr      net.Addr
+	conns     chan net.Conn
+	done      chan struct{}
+	closeOnce sync.Once
+}
+
+func newChanListener(addr net.Addr) *chanListener {
+	return &chanListener{addr: addr, conns: make(chan net.Conn), done: make(chan struct{})}
+}
+
+// deliver hands c to Accept, or closes it once the listener is closed.
+func (l *chanListener) deliver(c net.Conn) {
+	select {
+	case l.conns <- c:
+	case <-l.done:
+		c.Close()
+	}
+}
+
+func (l *chanListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *chanListener) Close() error {
+	l.closeOnce.Do(func() { close(l.done) })
+	return nil
+}
+
+func (l *chanListener) Addr() net.Addr { return l.addr }
+
+// streamLayer is the Raft transport's side of the mux: it accepts the
+// connections the mux routes to Raft and dials other members with the Raft
+// preamble.
+type streamLayer struct {
+	*chanListener
+	clusterID [clusterIDLen]byte
+}
+
+var _ raft.StreamLayer = (*streamLayer)(nil)
+
+func (s *streamLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	c, err := net.DialTimeout("tcp", string(addr), timeout)
+	if err != nil {
+		return nil, err
+	}
+	var hdr [1 + clusterIDLen]byte
+	hdr[0] = raftPreamble
+	copy(hdr[1:], s.clusterID[:])
+	_ = c.SetWriteDeadline(time.Now().Add(timeout))
+	if _, err := c.Write(hdr[:]); err != nil {
+		c.Close()
+		return nil, err
+	}
+	_ = c.SetWriteDeadline(time.Time{})
+	return c, nil
+}

@@ -1,0 +1,447 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/gostream/gostream/proto/clusterpb"
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"go.etcd.io/bbolt"
+	"google.golang.org/grpc"
+)
+
+// Config configures a Node. Start it from DefaultConfig and set Name,
+// Listen, DataDir and, on a first start, Peers.
+type Config struct {
+	// Name is the worker's name and Raft server id. Required.
+	Name string
+	// Listen is the host:port the worker binds, for both Raft and gRPC; it
+	// must be the address Peers gives Name. Required.
+	Listen string
+	// DataDir holds the worker's identity, Raft log and snapshots. Required.
+	DataDir string
+	// Peers is the bootstrap group, this worker included. Required on a
+	// first start; on a restart nil means the peers the data directory was
+	// created with, and anything else must equal them.
+	Peers []Peer
+	// Logger receives the worker's logs; default slog.Default(). Raft's own
+	// logs go to it at Debug, its warnings and errors at Warn and Error.
+	Logger *slog.Logger
+
+	// HeartbeatTimeout is how long a follower waits without hearing from the
+	// leader before it starts a (pre-)election; default 500ms.
+	HeartbeatTimeout time.Duration
+	// ElectionTimeout is how long a candidate waits for votes; default 500ms.
+	ElectionTimeout time.Duration
+	// LeaderLeaseTimeout is how long a leader stays one without reaching a
+	// quorum; default 250ms. At most HeartbeatTimeout.
+	LeaderLeaseTimeout time.Duration
+	// SnapshotThreshold is how many log entries since the last snapshot
+	// trigger a new one; default 4096.
+	SnapshotThreshold uint64
+	// ApplyTimeout bounds the wait for a command to be logged; default 5s.
+	ApplyTimeout time.Duration
+	// HelloTimeout bounds the start-up check of the peers that answer;
+	// default 2s.
+	HelloTimeout time.Duration
+}
+
+// DefaultConfig returns a Config with every default set. The timeouts let
+// followers notice a lost leader in 0.5-1 s and elect another within about
+// 2 s on loopback or a LAN.
+func DefaultConfig() Config {
+	return Config{
+		HeartbeatTimeout:   500 * time.Millisecond,
+		ElectionTimeout:    500 * time.Millisecond,
+		LeaderLeaseTimeout: 250 * time.Millisecond,
+		SnapshotThreshold:  4096,
+		ApplyTimeout:       5 * time.Second,
+		HelloTimeout:       2 * time.Second,
+	}
+}
+
+// Validate checks c and returns its peers, taken from the data directory
+// when c.Peers is nil.
+func (c Config) Validate() error {
+	switch {
+	case c.Name == "":
+		return fmt.Errorf("%w: a worker needs a name (--name)", ErrConfig)
+	case c.DataDir == "":
+		return fmt.Errorf("%w: a worker needs a data directory (--data)", ErrConfig)
+	case c.HeartbeatTimeout <= 0 || c.ElectionTimeout <= 0 || c.LeaderLeaseTimeout <= 0 || c.ApplyTimeout <= 0 || c.HelloTimeout <= 0:
+		return fmt.Errorf("%w: timeouts must be positive (start from DefaultConfig)", ErrConfig)
+	case c.LeaderLeaseTimeout > c.HeartbeatTimeout:
+		return fmt.Errorf("%w: LeaderLeaseTimeout %v exceeds HeartbeatTimeout %v", ErrConfig, c.LeaderLeaseTimeout, c.HeartbeatTimeout)
+	}
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		return fmt.Errorf("%w: --listen %q: %w", ErrConfig, c.Listen, err)
+	}
+	if c.Peers != nil {
+		i := slices.IndexFunc(c.Peers, func(p Peer) bool { return p.Name == c.Name })
+		if i < 0 {
+			return fmt.Errorf("%w: --peers %s does not name this worker, %s", ErrConfig, formatPeers(c.Peers), c.Name)
+		}
+		if c.Peers[i].Addr != c.Listen {
+			return fmt.Errorf("%w: --peers gives %s the address %s, but it listens on %s (make them equal: other workers reach it there)", ErrConfig, c.Name, c.Peers[i].Addr, c.Listen)
+		}
+	}
+	return nil
+}
+
+// Pre-vote needs the transport's support; raft silently turns it off
+// without.
+var _ raft.WithPreVote = (*raft.NetworkTransport)(nil)
+
+// Node is a running worker: a member of the Raft group, serving the Control
+// service on its listening address. Its goroutines (the mux, the gRPC
+// server, the leadership watcher) are stopped and waited for by Close.
+type Node struct {
+	cfg       Config
+	log       *slog.Logger
+	peers     []Peer
+	clusterID [clusterIDLen]byte
+	fsm       *FSM
+	raft      *raft.Raft
+	store     *raftboltdb.BoltStore
+	trans     *raft.NetworkTransport
+	mux       *mux
+	grpc      *grpc.Server
+	clients   *clientPool
+	stop      chan struct{}
+	ready     chan struct{} // closed once raft runs; the fields above are set
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Start checks cfg's data directory and peers, then starts the worker:
+// it binds cfg.Listen, bootstraps the group on a first start or rejoins it
+// with its log, and serves until Close. A data directory of another cluster
+// or worker, or a peer started with other --peers, is refused before
+// anything in the directory changes.
+func Start(ctx context.Context, cfg Config) (*Node, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	id, err := readIdentity(cfg.DataDir, cfg.Name, cfg.Peers)
+	if err != nil {
+		return nil, err
+	}
+	peers := cfg.Peers
+	if peers == nil {
+		if id == nil {
+			return nil, fmt.Errorf("%w: %s is a new data directory: give --peers naming every worker to bootstrap the group", ErrConfig, cfg.DataDir)
+		}
+		if peers, err = ParsePeers(id.Peers); err != nil {
+			return nil, fmt.Errorf("%w: %s: %w", ErrDataDir, identityName, err)
+		}
+		cfg.Peers = peers
+		if err := cfg.Validate(); err != nil {
+			return nil, err
+		}
+	}
+	n := &Node{cfg: cfg, log: log, peers: peers, clusterID: clusterIDOf(peers), fsm: NewFSM(), stop: make(chan struct{}), ready: make(chan struct{})}
+	n.clients = newClientPool()
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		n.clients.close()
+		return nil, fmt.Errorf("%w: listening on %s: %w (is another worker running there? is the address on this machine?)", ErrConfig, cfg.Listen, err)
+	}
+	// Serve Hello at once: peers starting at the same time ask each other.
+	n.serve(ln)
+	if err := n.helloPeers(ctx); err != nil {
+		n.Close()
+		return nil, err
+	}
+	if id == nil {
+		err := writeIdentity(cfg.DataDir, identity{Format: identityFormat, ClusterID: n.ClusterID(), Name: cfg.Name, Peers: formatPeers(peers)})
+		if err != nil {
+			n.Close()
+			return nil, err
+		}
+	}
+	if err := n.startRaft(); err != nil {
+		n.Close()
+		return nil, err
+	}
+	close(n.ready)
+	return n, nil
+}
+
+// ClusterID is the group's id, in hex.
+func (n *Node) ClusterID() string { return hex.EncodeToString(n.clusterID[:]) }
+
+// FSM is the node's copy of the replicated state.
+func (n *Node) FSM() *FSM { return n.fsm }
+
+// Raft is the node's Raft instance, for tests and status.
+func (n *Node) Raft() *raft.Raft { return n.raft }
+
+// serve starts the mux and the gRPC server on ln.
+func (n *Node) serve(ln net.Listener) {
+	n.mux = newMux(ln, n.clusterID, n.log)
+	n.grpc = grpc.NewServer()
+	clusterpb.RegisterControlServer(n.grpc, &controlServer{n: n})
+	n.wg.Go(func() {
+		_ = n.grpc.Serve(n.mux.grpc) // returns once Stop closes the listener
+	})
+}
+
+// startRaft opens the stores and starts Raft on the mux. On error the
+// caller calls Close, which releases what was started.
+func (n *Node) startRaft() error {
+	hlog := newHCLogger(n.log)
+	var err error
+	n.store, err = raftboltdb.New(raftboltdb.Options{
+		Path:        filepath.Join(n.cfg.DataDir, raftDBName),
+		BoltOptions: &bbolt.Options{Timeout: time.Second},
+	})
+	if err != nil {
+		return fmt.Errorf("%w: opening %s: %w (is another worker using this --data?)", ErrDataDir, filepath.Join(n.cfg.DataDir, raftDBName), err)
+	}
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(n.cfg.DataDir, 2, hlog)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrDataDir, err)
+	}
+	n.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream:  &streamLayer{chanListener: n.mux.raft, clusterID: n.clusterID},
+		MaxPool: 3,
+		Timeout: 2 * time.Second,
+		Logger:  hlog,
+	})
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(n.cfg.Name)
+	rc.HeartbeatTimeout = n.cfg.HeartbeatTimeout
+	rc.ElectionTimeout = n.cfg.ElectionTimeout
+	rc.LeaderLeaseTimeout = n.cfg.LeaderLeaseTimeout
+	rc.SnapshotThreshold = n.cfg.SnapshotThreshold
+	rc.Logger = hlog
+	existing, err := raft.HasExistingState(n.store, n.store, snaps)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrDataDir, err)
+	}
+	if !existing {
+		var servers []raft.Server
+		for _, p := range n.peers {
+			servers = append(servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(p.Name), Address: raft.ServerAddress(p.Addr)})
+		}
+		if err := raft.BootstrapCluster(rc, n.store, n.store, snaps, n.trans, raft.Configuration{Servers: servers}); err != nil {
+			return fmt.Errorf("cluster: bootstrapping %s: %w", formatPeers(n.peers), err)
+		}
+	}
+	if n.raft, err = raft.NewRaft(rc, n.fsm, n.store, n.store, snaps, n.trans); err != nil {
+		return fmt.Errorf("cluster: starting Raft: %w", err)
+	}
+	n.wg.Go(n.watchLeadership)
+	n.log.Info("cluster: worker started", "name", n.cfg.Name, "listen", n.cfg.Listen, "cluster", n.ClusterID(), "rejoined", existing)
+	return nil
+}
+
+// watchLeadership logs leadership changes and, on becoming leader of a
+// group not yet initialized, logs Init.
+func (n *Node) watchLeadership() {
+	for {
+		select {
+		case <-n.stop:
+			return
+		case leader := <-n.raft.LeaderCh():
+			if !leader {
+				n.log.Info("cluster: lost leadership", "name", n.cfg.Name)
+				continue
+			}
+			n.log.Info("cluster: became the leader", "name", n.cfg.Name, "term", n.raft.CurrentTerm())
+			if n.fsm.ClusterID() != "" {
+				continue
+			}
+			members := make([]*clusterpb.Member, len(n.peers))
+			for i, p := range n.peers {
+				members[i] = &clusterpb.Member{Name: p.Name, Address: p.Addr}
+			}
+			err := n.apply(&clusterpb.Command{Kind: &clusterpb.Command_Init{Init: &clusterpb.Init{ClusterId: n.ClusterID(), Members: members}}})
+			if err != nil {
+				n.log.Warn("cluster: logging the cluster's init failed; the next leader retries", "err", err)
+			}
+		}
+	}
+}
+
+// apply logs c with the current term and waits until it is applied here.
+// It returns raft.ErrNotLeader on a follower, or the FSM's refusal.
+func (n *Node) apply(c *clusterpb.Command) error {
+	_, err := n.applyIndex(c)
+	return err
+}
+
+func (n *Node) applyIndex(c *clusterpb.Command) (uint64, error) {
+	return applyCommand(n.raft, c, n.cfg.ApplyTimeout)
+}
+
+// applyCommand logs c through r with r's current term, waits until it is
+// applied, and returns its index, or the FSM's refusal.
+func applyCommand(r *raft.Raft, c *clusterpb.Command, timeout time.Duration) (uint64, error) {
+	c.Term = r.CurrentTerm()
+	data, err := EncodeCommand(c)
+	if err != nil {
+		return 0, err
+	}
+	f := r.Apply(data, timeout)
+	if err := f.Error(); err != nil {
+		return 0, err
+	}
+	if err, ok := f.Response().(error); ok {
+		return 0, err
+	}
+	return f.Index(), nil
+}
+
+// helloPeers asks every other peer that answers within HelloTimeout which
+// group it belongs to, and refuses to start when one disagrees. Peers that
+// do not answer are not running yet: Raft's handshake still refuses their
+// connections if they disagree.
+func (n *Node) helloPeers(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.HelloTimeout)
+	defer cancel()
+	var (
+		mu   sync.Mutex
+		errs []error
+		wg   sync.WaitGroup
+	)
+	req := &clusterpb.HelloRequest{Header: n.header(0), Peers: peersToProto(n.peers)}
+	for _, p := range n.peers {
+		if p.Name == n.cfg.Name {
+			continue
+		}
+		wg.Go(func() {
+			resp, err := n.clients.control(p.Addr).Hello(ctx, req)
+			if err != nil {
+				return // not running yet, or not answering: Raft's handshake guards
+			}
+			if resp.ClusterId != n.ClusterID() {
+				mu.Lock()
+				errs = append(errs, fmt.Errorf("%w: %s at %s was started with --peers %s; this worker, %s, with --peers %s (start every worker with the same --peers)",
+					ErrPeersDisagree, p.Name, p.Addr, formatPeers(peersFromProto(resp.Peers)), n.cfg.Name, formatPeers(n.peers)))
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// header is the Header of a request this node sends.
+func (n *Node) header(epoch uint64) *clusterpb.Header {
+	h := &clusterpb.Header{ClusterId: n.ClusterID(), From: n.cfg.Name, Epoch: epoch}
+	if n.raft != nil {
+		h.Term = n.raft.CurrentTerm()
+	}
+	return h
+}
+
+func peersToProto(peers []Peer) []*clusterpb.Member {
+	out := make([]*clusterpb.Member, len(peers))
+	for i, p := range peers {
+		out[i] = &clusterpb.Member{Name: p.Name, Address: p.Addr}
+	}
+	return out
+}
+
+func peersFromProto(ms []*clusterpb.Member) []Peer {
+	out := make([]Peer, len(ms))
+	for i, m := range ms {
+		out[i] = Peer{Name: m.Name, Addr: m.Address}
+	}
+	return out
+}
+
+// Close stops the node: Raft shuts down (a leader hands nothing over; the
+// others elect a new one), the gRPC server stops, the listener closes and
+// the log store is closed. It waits for every goroutine the node started.
+func (n *Node) Close() error {
+	n.closeOnce.Do(func() {
+		close(n.stop)
+		var errs []error
+		if n.raft != nil {
+			errs = append(errs, n.raft.Shutdown().Error())
+		}
+		if n.grpc != nil {
+			stopGRPC(n.grpc, 2*time.Second)
+		}
+		if n.trans != nil {
+			errs = append(errs, n.trans.Close())
+		}
+		if n.mux != nil {
+			n.mux.close()
+		}
+		n.wg.Wait()
+		n.clients.close()
+		if n.store != nil {
+			errs = append(errs, n.store.Close())
+		}
+		n.closeErr = errors.Join(errs...)
+	})
+	return n.closeErr
+}
+
+// stopGRPC stops s gracefully, or at once after timeout.
+func stopGRPC(s *grpc.Server, timeout time.Duration) {
+	done := make(chan struct{})
+	go func() {
+		s.GracefulStop()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(timeout):
+		s.Stop()
+		<-done
+	}
+}
+
+// hcLogger adapts raft's hclog output to slog: raft's info and debug lines
+// at Debug, its warnings and errors at Warn and Error.
+func newHCLogger(log *slog.Logger) hclog.Logger {
+	return hclog.New(&hclog.LoggerOptions{
+		Name:   "raft",
+		Level:  hclog.Info,
+		Output: slogWriter{log},
+	})
+}
+
+// slogWriter receives hclog's formatted lines, "<time> [LEVEL] name: msg".
+type slogWriter struct{ log *slog.Logger }
+
+func (w slogWriter) Write(p []byte) (int, error) {
+	line := bytes.TrimSpace(p)
+	level := slog.LevelDebug
+	switch {
+	case bytes.Contains(line, []byte("[ERROR]")):
+		level = slog.LevelError
+	case bytes.Contains(line, []byte("[WARN]")):
+		level = slog.LevelWarn
+	}
+	if _, rest, ok := bytes.Cut(line, []byte("] ")); ok {
+		line = rest
+	}
+	w.log.Log(context.Background(), level, string(bytes.TrimSpace(line)))
+	return len(p), nil
+}
+
+// errNotLeader reports whether err says this node is not the leader.
+func errNotLeader(err error) bool {
+	return errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, raft.ErrLeadershipTransferInProgress)
+}
