@@ -1,6 +1,7 @@
 // Command gostream runs Spark Structured Streaming-style jobs on Apache Kafka:
 // submit runs a registered job, produce and consume move lines in and out of
-// Kafka, and topics manages topics.
+// Kafka, topics manages topics, worker runs a member of a cluster of workers
+// and cluster inspects one.
 package main
 
 import (

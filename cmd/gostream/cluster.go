@@ -1,0 +1,103 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"text/tabwriter"
+	"time"
+
+	"github.com/gostream/gostream/cluster"
+	"github.com/gostream/gostream/proto/clusterpb"
+	"github.com/spf13/cobra"
+)
+
+// addMasterFlag registers --master on cmd (persistent) and returns a func
+// giving the addresses of a gostream:// master.
+func addMasterFlag(cmd *cobra.Command) func() ([]string, error) {
+	s := cmd.PersistentFlags().String("master", os.Getenv("GOSTREAM_MASTER"),
+		"the cluster as gostream://host:port,... naming one or more workers ($GOSTREAM_MASTER sets the default)")
+	return func() ([]string, error) {
+		if *s == "" {
+			return nil, errors.New("--master is not set: give --master gostream://host:port,... or set $GOSTREAM_MASTER")
+		}
+		return cluster.ParseMaster(*s)
+	}
+}
+
+func newClusterCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:     "cluster",
+		Short:   "Inspect a cluster of gostream workers",
+		Example: `  gostream cluster status --master gostream://127.0.1.1:7077,127.0.1.2:7077,127.0.1.3:7077`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return errors.New("missing subcommand: want status (see gostream cluster --help)")
+		},
+	}
+	master := addMasterFlag(cmd)
+	st := &cobra.Command{
+		Use:   "status",
+		Short: "Show the members, the leader, the term and the jobs",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			addrs, err := master()
+			if err != nil {
+				return err
+			}
+			c := cluster.NewClient(addrs)
+			defer c.Close()
+			resp, err := c.Status(cmd.Context())
+			if err != nil {
+				return err
+			}
+			return printStatus(cmd.OutOrStdout(), resp)
+		},
+	}
+	cmd.AddCommand(st)
+	return cmd
+}
+
+// printStatus writes a cluster status for people.
+func printStatus(out io.Writer, s *clusterpb.StatusResponse) error {
+	leader := s.Leader
+	if leader == "" {
+		leader = "none (no quorum, or an election is under way)"
+	}
+	fmt.Fprintf(out, "cluster %s, answered by %s\nleader: %s, term %d\n\n", s.ClusterId, s.AnsweredBy, leader, s.Term)
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "MEMBER\tADDRESS\tSTATE\tTERM\tLAST CONTACT\tAPPLIED\t")
+	for _, m := range s.Members {
+		contact := "-"
+		if m.LastContactMs >= 0 {
+			contact = (time.Duration(m.LastContactMs) * time.Millisecond).String()
+		}
+		state := m.State
+		if m.Error != "" {
+			state += " (" + m.Error + ")"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%d\t\n", m.Member.GetName(), m.Member.GetAddress(), state, m.Term, contact, m.AppliedIndex)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if len(s.Jobs) == 0 {
+		_, err := fmt.Fprintln(out, "\nno jobs")
+		return err
+	}
+	fmt.Fprintln(out)
+	tw = tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "JOB\tSHUFFLE PARTITIONS\tKEY GROUPS\tLAST PLANNED\tLAST COMMITTED\tASSIGNMENT EPOCH\t")
+	batch := func(id int64) string {
+		if id < 0 {
+			return "-"
+		}
+		return strconv.FormatInt(id, 10)
+	}
+	for _, j := range s.Jobs {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%d\t\n", j.Name, j.ShufflePartitions, j.KeyGroups, batch(j.LastPlanned), batch(j.LastCommitted), j.Assignment.GetEpoch())
+	}
+	return tw.Flush()
+}

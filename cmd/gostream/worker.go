@@ -1,0 +1,61 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+
+	"github.com/gostream/gostream/cluster"
+	"github.com/spf13/cobra"
+)
+
+func newWorkerCmd() *cobra.Command {
+	var name, listen, data, peers, logLevel string
+	cmd := &cobra.Command{
+		Use:   "worker",
+		Short: "Run a cluster worker: a member of the workers' Raft group",
+		Long: `Run a cluster worker: a member of the workers' Raft group, serving Raft and
+the cluster's gRPC services on --listen. Started with --peers the first
+time, it bootstraps the group; restarted with the same --data, it rejoins
+with its log. SIGTERM or Ctrl-C stops it cleanly.`,
+		Example: `  gostream worker --name s1 --listen 127.0.1.1:7077 --data /var/lib/gostream \
+      --peers s1=127.0.1.1:7077,s2=127.0.1.2:7077,s3=127.0.1.3:7077`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var level slog.Level
+			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
+				return fmt.Errorf("--log-level %q: use debug, info, warn or error", logLevel)
+			}
+			cfg := cluster.DefaultConfig()
+			cfg.Name, cfg.Listen, cfg.DataDir = name, listen, data
+			cfg.Logger = slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
+			if peers != "" {
+				var err error
+				if cfg.Peers, err = cluster.ParsePeers(peers); err != nil {
+					return err
+				}
+			}
+			ctx := cmd.Context()
+			n, err := cluster.Start(ctx, cfg)
+			if err != nil {
+				return err
+			}
+			<-ctx.Done()
+			cfg.Logger.Info("cluster: stopping the worker", "name", name)
+			if err := n.Close(); err != nil {
+				return fmt.Errorf("stopping worker %s: %w", name, err)
+			}
+			cfg.Logger.Info("cluster: worker stopped", "name", name)
+			return nil
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&name, "name", "", "this worker's name, unique in the cluster (required), e.g. s1")
+	fl.StringVar(&listen, "listen", "", "host:port to bind for Raft and gRPC (required); the address --peers gives this worker")
+	fl.StringVar(&data, "data", "", "data directory: the worker's identity, Raft log and snapshots (required)")
+	fl.StringVar(&peers, "peers", "", "every worker as NAME=HOST:PORT,... (required on the first start; on a restart it must be the same, or left out)")
+	fl.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	for _, f := range []string{"name", "listen", "data"} {
+		_ = cmd.MarkFlagRequired(f)
+	}
+	return cmd
+}
