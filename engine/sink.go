@@ -299,12 +299,16 @@ func (s *JSONLSink) openLocked(first int64) error {
 	if err != nil {
 		return fmt.Errorf("jsonl sink: %w (check the directory exists and is writable)", err)
 	}
-	cut, err := firstLineOfBatch(f, first)
+	size, err := f.Seek(0, io.SeekEnd)
+	var keep int64
 	if err == nil {
-		err = f.Truncate(cut)
+		keep, err = keptLength(f, size, first)
+	}
+	if err == nil && keep < size {
+		err = f.Truncate(keep)
 	}
 	if err == nil {
-		_, err = f.Seek(cut, io.SeekStart)
+		_, err = f.Seek(keep, io.SeekStart)
 	}
 	if err != nil {
 		f.Close()
@@ -314,35 +318,80 @@ func (s *JSONLSink) openLocked(first int64) error {
 	return nil
 }
 
-// firstLineOfBatch returns the byte offset of the first line whose batch id
-// is >= batch (or the end of the last complete line).
-func firstLineOfBatch(f *os.File, batch int64) (int64, error) {
-	r := bufio.NewReaderSize(f, 1<<20)
-	var off int64
-	for {
-		line, err := r.ReadSlice('\n')
-		for errors.Is(err, bufio.ErrBufferFull) {
-			var more []byte
-			more, err = r.ReadSlice('\n')
-			line = append(append([]byte(nil), line...), more...)
+// jsonlBlock is how much of its file the jsonl sink reads back at a time
+// (a variable for tests).
+var jsonlBlock int64 = 64 << 10
+
+// keptLength returns how much of a jsonl file of size bytes to keep before
+// batch is written: up to the end of its last line of an earlier batch. A
+// last line without its newline, torn by a crash, is dropped. Batches follow
+// each other in the file in id order, so it reads whole lines backwards from
+// the end and stops at the first line of an earlier batch: a restart reads
+// the lines it cuts and one more, whatever the file's length. A file whose
+// first line is already of batch or later is cut whole (a new query writing
+// to an old query's file).
+func keptLength(r io.ReaderAt, size, batch int64) (int64, error) {
+	head := make([]byte, min(size, jsonlBlock))
+	if _, err := r.ReadAt(head, 0); err != nil {
+		return 0, err
+	}
+	if i := bytes.IndexByte(head, '\n'); i >= 0 {
+		if id, err := lineBatch(head[:i+1], 0); err == nil && id >= batch {
+			return 0, nil
 		}
-		if err == io.EOF {
-			return off, nil // a trailing partial line is dropped
+	}
+	// buf holds the bytes of the file from off to end, which are whole
+	// lines (and, until the first is found, the torn line after them).
+	var buf []byte
+	off, end := size, size
+	prev := func() error { // reads the block before off into buf
+		n := min(off, jsonlBlock)
+		b := make([]byte, n, n+int64(len(buf)))
+		if _, err := r.ReadAt(b, off-n); err != nil {
+			return err
 		}
+		buf, off = append(b, buf...), off-n
+		return nil
+	}
+	for torn := true; end > 0; {
+		i := bytes.LastIndexByte(buf[:max(0, len(buf)-1)], '\n')
+		if torn {
+			i = bytes.LastIndexByte(buf, '\n')
+		}
+		if i < 0 && off > 0 {
+			if err := prev(); err != nil {
+				return 0, err
+			}
+			continue
+		}
+		line := buf[i+1:]
+		buf = buf[:i+1]
+		if torn {
+			end, torn = off+int64(len(buf)), false
+			continue
+		}
+		start := end - int64(len(line))
+		id, err := lineBatch(line, start)
 		if err != nil {
 			return 0, err
 		}
-		var head struct {
-			Batch *int64 `json:"batch"`
+		if id < batch {
+			return end, nil
 		}
-		if json.Unmarshal(line, &head) != nil || head.Batch == nil {
-			return 0, fmt.Errorf("line at byte %d is not a gostream jsonl record; refusing to rewrite the file (use a new path)", off)
-		}
-		if *head.Batch >= batch {
-			return off, nil
-		}
-		off += int64(len(line))
+		end = start
 	}
+	return 0, nil
+}
+
+// lineBatch returns the batch id of a jsonl line that starts at byte off.
+func lineBatch(line []byte, off int64) (int64, error) {
+	var head struct {
+		Batch *int64 `json:"batch"`
+	}
+	if json.Unmarshal(line, &head) != nil || head.Batch == nil {
+		return 0, fmt.Errorf("line at byte %d is not a gostream jsonl record; refusing to rewrite the file (use a new path)", off)
+	}
+	return *head.Batch, nil
 }
 
 func appendJSON(b []byte, v operators.Value) []byte {
