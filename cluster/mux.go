@@ -35,13 +35,14 @@ type mux struct {
 	log       *slog.Logger
 	raft      *chanListener
 	grpc      *chanListener
+	raftConns *connSet // accepted and dialed Raft connections
 	wg        sync.WaitGroup
 	closeOnce sync.Once
 }
 
 // newMux serves ln until close.
 func newMux(ln net.Listener, clusterID [clusterIDLen]byte, log *slog.Logger) *mux {
-	m := &mux{ln: ln, clusterID: clusterID, log: log, raft: newChanListener(ln.Addr()), grpc: newChanListener(ln.Addr())}
+	m := &mux{ln: ln, clusterID: clusterID, log: log, raft: newChanListener(ln.Addr()), grpc: newChanListener(ln.Addr()), raftConns: newConnSet()}
 	m.wg.Add(1)
 	go m.acceptLoop()
 	return m
@@ -91,14 +92,17 @@ func (m *mux) route(c net.Conn) {
 			return
 		}
 		_ = c.SetReadDeadline(time.Time{})
-		m.raft.deliver(&bufferedConn{Conn: c, r: br})
+		if tc := m.raftConns.add(&bufferedConn{Conn: c, r: br}); tc != nil {
+			m.raft.deliver(tc)
+		}
 	default:
 		c.Close()
 	}
 }
 
-// close stops accepting, closes both inner listeners and waits for the
-// mux's goroutines. Connections already handed on belong to their server.
+// close stops accepting, closes both inner listeners and every Raft
+// connection, and waits for the mux's goroutines. gRPC connections belong
+// to the gRPC server, which closes them when it stops.
 func (m *mux) close() {
 	m.closeOnce.Do(func() {
 		m.ln.Close()
@@ -106,6 +110,63 @@ func (m *mux) close() {
 		m.grpc.Close()
 	})
 	m.wg.Wait()
+	m.raftConns.closeAll()
+}
+
+// connSet tracks open connections so that closeAll can close them: raft's
+// NetworkTransport closes neither the connections it accepted nor those in
+// its pool when it is closed, and the goroutines reading them end only
+// when they close.
+type connSet struct {
+	mu struct {
+		sync.Mutex
+		conns  map[*trackedConn]struct{}
+		closed bool
+	}
+}
+
+func newConnSet() *connSet {
+	s := &connSet{}
+	s.mu.conns = map[*trackedConn]struct{}{}
+	return s
+}
+
+// add tracks c until it is closed. Once the set is closed, add closes c and
+// returns nil.
+func (s *connSet) add(c net.Conn) net.Conn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.mu.closed {
+		c.Close()
+		return nil
+	}
+	tc := &trackedConn{Conn: c, set: s}
+	s.mu.conns[tc] = struct{}{}
+	return tc
+}
+
+func (s *connSet) closeAll() {
+	s.mu.Lock()
+	s.mu.closed = true
+	conns := s.mu.conns
+	s.mu.conns = map[*trackedConn]struct{}{}
+	s.mu.Unlock()
+	for c := range conns {
+		c.Conn.Close()
+	}
+}
+
+// trackedConn is a connection of a connSet.
+type trackedConn struct {
+	net.Conn
+	set *connSet
+}
+
+func (c *trackedConn) Close() error {
+	c.set.mu.Lock()
+	delete(c.set.mu.conns, c)
+	c.set.mu.Unlock()
+	return c.Conn.Close()
 }
 
 // bufferedConn is a net.Conn whose first bytes were read into r.
@@ -159,6 +220,7 @@ func (l *chanListener) Addr() net.Addr { return l.addr }
 type streamLayer struct {
 	*chanListener
 	clusterID [clusterIDLen]byte
+	conns     *connSet // tracks dialed connections
 }
 
 var _ raft.StreamLayer = (*streamLayer)(nil)
@@ -177,5 +239,8 @@ func (s *streamLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.
 		return nil, err
 	}
 	_ = c.SetWriteDeadline(time.Time{})
-	return c, nil
+	if tc := s.conns.add(c); tc != nil {
+		return tc, nil
+	}
+	return nil, net.ErrClosed
 }

@@ -25,7 +25,7 @@ func TestMuxRoutes(t *testing.T) {
 	addr := raft.ServerAddress(ln.Addr().String())
 
 	// Raft, same cluster: delivered after the preamble.
-	c, err := (&streamLayer{clusterID: ours}).Dial(addr, time.Second)
+	c, err := (&streamLayer{clusterID: ours, conns: newConnSet()}).Dial(addr, time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +48,7 @@ func TestMuxRoutes(t *testing.T) {
 	}
 
 	// Raft, another cluster: closed.
-	o, err := (&streamLayer{clusterID: theirs}).Dial(addr, time.Second)
+	o, err := (&streamLayer{clusterID: theirs, conns: newConnSet()}).Dial(addr, time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}

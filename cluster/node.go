@@ -219,7 +219,7 @@ func (n *Node) startRaft() error {
 		return fmt.Errorf("%w: %w", ErrDataDir, err)
 	}
 	n.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream:  &streamLayer{chanListener: n.mux.raft, clusterID: n.clusterID},
+		Stream:  &streamLayer{chanListener: n.mux.raft, clusterID: n.clusterID, conns: n.mux.raftConns},
 		MaxPool: 3,
 		Timeout: 2 * time.Second,
 		Logger:  hlog,

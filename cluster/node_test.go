@@ -1,0 +1,215 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gostream/gostream/proto/clusterpb"
+)
+
+// syncBuffer is a log sink shared by the nodes of a test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// nodeGroup is n in-process Nodes on loopback ports.
+type nodeGroup struct {
+	t     *testing.T
+	cfgs  []Config
+	nodes []*Node
+	logs  *syncBuffer
+}
+
+func newNodeGroup(t *testing.T, n int) *nodeGroup {
+	g := &nodeGroup{t: t, logs: &syncBuffer{}}
+	var lns []net.Listener
+	var peers []Peer
+	for i := range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		lns = append(lns, ln)
+		peers = append(peers, Peer{Name: fmt.Sprintf("s%d", i+1), Addr: ln.Addr().String()})
+	}
+	for _, ln := range lns {
+		ln.Close()
+	}
+	dir := t.TempDir()
+	log := slog.New(slog.NewTextHandler(g.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	for _, p := range peers {
+		cfg := DefaultConfig()
+		cfg.Name, cfg.Listen, cfg.DataDir, cfg.Peers = p.Name, p.Addr, filepath.Join(dir, p.Name), peers
+		cfg.Logger = log.With("node", p.Name)
+		g.cfgs = append(g.cfgs, cfg)
+	}
+	g.nodes = make([]*Node, n)
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		wg.Go(func() { g.nodes[i], errs[i] = Start(context.Background(), g.cfgs[i]) })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for _, n := range g.nodes {
+			if n != nil {
+				n.Close()
+			}
+		}
+		if t.Failed() {
+			t.Logf("logs:\n%s", g.logs)
+		}
+	})
+	return g
+}
+
+func (g *nodeGroup) addrs() []string {
+	var out []string
+	for _, c := range g.cfgs {
+		out = append(out, c.Listen)
+	}
+	return out
+}
+
+// waitStatus polls the cluster through addrs until cond accepts a status.
+func (g *nodeGroup) waitStatus(addrs []string, cond func(*clusterpb.StatusResponse) error) *clusterpb.StatusResponse {
+	g.t.Helper()
+	c := NewClient(addrs)
+	defer c.Close()
+	var st *clusterpb.StatusResponse
+	waitFor(g.t, 20*time.Second, func() error {
+		var err error
+		if st, err = c.Status(context.Background()); err != nil {
+			return err
+		}
+		return cond(st)
+	})
+	return st
+}
+
+// allReachable accepts a status with a leader that reaches every member.
+func allReachable(st *clusterpb.StatusResponse) error {
+	if st.Leader == "" {
+		return errors.New("no leader")
+	}
+	for _, m := range st.Members {
+		if m.State != "Leader" && m.State != "Follower" {
+			return fmt.Errorf("%s is %s %s", m.Member.GetName(), m.State, m.Error)
+		}
+	}
+	return nil
+}
+
+// TestNodeGroup runs three in-process Nodes over real TCP: they elect a
+// leader through pre-vote, a job registered through a follower reaches
+// every member, a follower closed and started again from its data
+// directory (without --peers) rejoins, and Close leaves no goroutine behind.
+func TestNodeGroup(t *testing.T) {
+	before := runtime.NumGoroutine()
+	g := newNodeGroup(t, 3)
+	st := g.waitStatus(g.addrs(), allReachable)
+	if st.ClusterId != g.nodes[0].ClusterID() || len(st.Members) != 3 {
+		t.Fatalf("status %v", st)
+	}
+	var follower int
+	for i, c := range g.cfgs {
+		if c.Name != st.Leader {
+			follower = i
+		}
+	}
+	fc := NewClient([]string{g.cfgs[follower].Listen})
+	defer fc.Close()
+	if _, err := fc.RegisterJob(context.Background(), testJob("wc")); err != nil {
+		t.Fatalf("RegisterJob through follower %s: %v", g.cfgs[follower].Name, err)
+	}
+	for _, n := range g.nodes {
+		waitFor(t, 10*time.Second, func() error {
+			if _, ok := n.FSM().Job("wc"); !ok {
+				return fmt.Errorf("%s has no job wc", n.cfg.Name)
+			}
+			if n.FSM().ClusterID() != n.ClusterID() {
+				return fmt.Errorf("%s: no Init applied", n.cfg.Name)
+			}
+			return nil
+		})
+	}
+	if !strings.Contains(g.logs.String(), "pre-vote successful") {
+		t.Error("no election went through pre-vote")
+	}
+
+	if err := g.nodes[follower].Close(); err != nil {
+		t.Fatal(err)
+	}
+	cfg := g.cfgs[follower]
+	cfg.Peers = nil // taken from the data directory
+	var err error
+	if g.nodes[follower], err = Start(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	g.waitStatus(g.addrs(), allReachable)
+	waitFor(t, 10*time.Second, func() error {
+		if _, ok := g.nodes[follower].FSM().Job("wc"); !ok {
+			return errors.New("the restarted follower has no job wc")
+		}
+		return nil
+	})
+
+	for i, n := range g.nodes {
+		if err := n.Close(); err != nil {
+			t.Errorf("closing %s: %v", g.cfgs[i].Name, err)
+		}
+	}
+	fc.Close()
+	waitFor(t, 10*time.Second, func() error {
+		if n := runtime.NumGoroutine(); n > before {
+			buf := make([]byte, 1<<20)
+			return fmt.Errorf("%d goroutines after Close, %d before:\n%s", n, before, buf[:runtime.Stack(buf, true)])
+		}
+		return nil
+	})
+}
+
+// TestNodeRefusesDataDir checks that a node refuses another cluster's data
+// directory, and another worker's, before changing anything.
+func TestNodeRefusesDataDir(t *testing.T) {
+	g := newNodeGroup(t, 1)
+	g.waitStatus(g.addrs(), allReachable)
+	g.nodes[0].Close()
+	cfg := g.cfgs[0]
+	other := cfg
+	other.Peers = []Peer{{Name: "s1", Addr: cfg.Listen}, {Name: "s2", Addr: "127.0.0.1:1"}}
+	if _, err := Start(context.Background(), other); !errors.Is(err, ErrDataDir) {
+		t.Errorf("Start with another cluster's data dir = %v; want ErrDataDir", err)
+	}
+	renamed := cfg
+	renamed.Name, renamed.Peers = "s9", []Peer{{Name: "s9", Addr: cfg.Listen}}
+	if _, err := Start(context.Background(), renamed); !errors.Is(err, ErrDataDir) {
+		t.Errorf("Start with another worker's data dir = %v; want ErrDataDir", err)
+	}
+}
