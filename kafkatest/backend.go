@@ -42,6 +42,16 @@ type backend interface {
 	stop() error
 }
 
+// brokerControl is a backend whose brokers can crash and come back:
+// the process and docker backends.
+type brokerControl interface {
+	// killBroker kills broker id (SIGKILL) and waits until it is gone.
+	killBroker(id int) error
+	// restartBroker starts killed broker id again on its files and ports
+	// and waits until every broker lists it.
+	restartBroker(ctx context.Context, id int) error
+}
+
 type backendKind string
 
 const (

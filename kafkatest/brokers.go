@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -64,14 +65,19 @@ func (b *broker) serverLogTail() string {
 
 // launcher runs the JVMs of one attempt at starting a local cluster: Kafka
 // tools to completion, brokers until stop. The process and docker backends
-// implement it. startBroker, exited and stop are called from one goroutine;
-// runTool may be called concurrently with them and with itself.
+// implement it. startBroker, kill, exited and stop are never called
+// concurrently with each other (brokerSet serializes them); runTool may be
+// called concurrently with them and with itself.
 type launcher interface {
 	// runTool is backend.runTool.
 	runTool(ctx context.Context, main string, stdin io.Reader, args ...string) ([]byte, error)
 	// startBroker starts b, whose files are written, without waiting for
-	// it to be ready. ctx bounds the start only.
+	// it to be ready; b may have run before and been killed. ctx bounds the
+	// start only.
 	startBroker(ctx context.Context, b *broker) error
+	// kill kills b's JVM with SIGKILL and waits until it is gone; b's files
+	// stay.
+	kill(b *broker) error
 	// exited returns an error wrapping ErrBrokerExited, with the tail of
 	// b's logs, once b has stopped; nil while it runs.
 	exited(b *broker) error
@@ -81,10 +87,94 @@ type launcher interface {
 }
 
 // brokerSet is the backend of a local cluster: brokers started through a
-// launcher.
+// launcher. After the start, mu serializes the launcher's broker calls
+// (KillBroker, RestartBroker and Close may come from any goroutine).
 type brokerSet struct {
 	launcher
 	brokers []*broker
+	logf    func(string, ...any)
+
+	mu struct {
+		sync.Mutex
+		stopped bool
+		killed  map[int]bool // by broker id
+	}
+}
+
+func (s *brokerSet) stop() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.mu.stopped = true
+	return s.launcher.stop()
+}
+
+// broker returns the broker with node id id.
+func (s *brokerSet) broker(id int) (*broker, error) {
+	if id < 1 || id > len(s.brokers) {
+		return nil, fmt.Errorf("%w: no broker %d (the brokers are 1 to %d)", ErrBackend, id, len(s.brokers))
+	}
+	return s.brokers[id-1], nil
+}
+
+// killBroker is brokerControl.killBroker.
+func (s *brokerSet) killBroker(id int) error {
+	b, err := s.broker(id)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.mu.stopped:
+		return ErrClosed
+	case s.mu.killed[id]:
+		return fmt.Errorf("%w: broker %d is already killed (RestartBroker starts it again)", ErrBackend, id)
+	}
+	if err := s.kill(b); err != nil {
+		return err
+	}
+	s.mu.killed[id] = true
+	s.logf("kafkatest: killed broker %d (%s)", id, b.addr())
+	return nil
+}
+
+// restartBroker is brokerControl.restartBroker.
+func (s *brokerSet) restartBroker(ctx context.Context, id int) error {
+	b, err := s.broker(id)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	switch {
+	case s.mu.stopped:
+		err = ErrClosed
+	case !s.mu.killed[id]:
+		err = fmt.Errorf("%w: broker %d is running (KillBroker it first)", ErrBackend, id)
+	default:
+		err = s.startBroker(ctx, b)
+	}
+	if err == nil {
+		delete(s.mu.killed, id)
+	}
+	s.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	exited := func() error {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.mu.stopped {
+			return ErrClosed
+		}
+		return s.exited(b)
+	}
+	ctx, cancel := context.WithTimeout(ctx, startTimeout)
+	defer cancel()
+	if err := waitBrokers(ctx, s.addrs(), len(s.brokers), exited, func(string, ...any) {}); err != nil {
+		return fmt.Errorf("%w (its logs are under %s)", err, b.dir)
+	}
+	s.logf("kafkatest: restarted broker %d (%s)", id, b.addr())
+	return nil
 }
 
 func (s *brokerSet) addrs() []string {
@@ -111,7 +201,8 @@ func startBrokers(ctx context.Context, cfg config, dir string, newLauncher func(
 		if err != nil {
 			return nil, err
 		}
-		s := &brokerSet{launcher: l}
+		s := &brokerSet{launcher: l, logf: cfg.logf}
+		s.mu.killed = map[int]bool{}
 		err = startBrokersOnce(ctx, cfg, s, attemptDir)
 		if err == nil {
 			return s, nil

@@ -222,6 +222,100 @@ func (c *Cluster) leadersEverywhere(ctx context.Context, topic string, partition
 	return len(brokers) > 0, "no brokers listed", nil
 }
 
+// KillBroker kills broker id with SIGKILL, as a crash would: no controlled
+// shutdown, no leadership handed over, its files left as they are. It
+// returns once the broker's process (or container) is gone. Broker ids run
+// from 1 to the number of brokers, and broker id listens at Addrs()[id-1];
+// they are the node ids Kafka's metadata reports. The external backend
+// cannot kill brokers: its error wraps ErrBackend, as does killing a broker
+// twice.
+func (c *Cluster) KillBroker(id int) error {
+	ctl, err := c.control()
+	if err != nil {
+		return err
+	}
+	return ctl.killBroker(id)
+}
+
+// RestartBroker starts broker id, killed by KillBroker, again with its data
+// and ports, and waits until every broker lists it (it is registered and
+// unfenced): clients can reach it. Its replicas may still be catching up;
+// [Cluster.WaitInSync] waits for them. The wait is bounded by ctx and three
+// minutes. Restarting a running broker is an error wrapping ErrBackend; a
+// broker that exits while starting, one wrapping ErrBrokerExited.
+func (c *Cluster) RestartBroker(ctx context.Context, id int) error {
+	ctl, err := c.control()
+	if err != nil {
+		return err
+	}
+	return ctl.restartBroker(ctx, id)
+}
+
+func (c *Cluster) control() (brokerControl, error) {
+	if err := c.checkOpen(); err != nil {
+		return nil, err
+	}
+	ctl, ok := c.be.(brokerControl)
+	if !ok {
+		return nil, fmt.Errorf("%w: the external backend cannot kill or restart brokers (use %s=process or docker)", ErrBackend, BackendEnv)
+	}
+	return ctl, nil
+}
+
+// WaitInSync waits until every partition of the topics has a leader and all
+// its replicas in sync, as after a broker restarted and caught up. The wait
+// is bounded by ctx; its error wraps ErrNotReady and names a partition that
+// is not in sync.
+func (c *Cluster) WaitInSync(ctx context.Context, topics ...string) error {
+	if err := c.checkOpen(); err != nil {
+		return err
+	}
+	for {
+		last, err := outOfSync(ctx, c.cl, topics)
+		if err != nil {
+			last = err.Error()
+		}
+		if last == "" {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: partitions not in sync: %v (last: %s)", ErrNotReady, ctx.Err(), last)
+		case <-time.After(pollInterval):
+		}
+	}
+}
+
+// outOfSync asks the cluster for the topics' metadata, bypassing the
+// client's cache, and describes the first partition without a leader or
+// with a replica out of sync; "" when there is none.
+func outOfSync(ctx context.Context, cl *kgo.Client, topics []string) (string, error) {
+	req := kmsg.NewPtrMetadataRequest()
+	for _, t := range topics {
+		rt := kmsg.NewMetadataRequestTopic()
+		rt.Topic = kmsg.StringPtr(t)
+		req.Topics = append(req.Topics, rt)
+	}
+	resp, err := req.RequestWith(ctx, cl)
+	if err != nil {
+		return "", err
+	}
+	if len(resp.Topics) != len(topics) {
+		return fmt.Sprintf("%d topics in the metadata, want %d", len(resp.Topics), len(topics)), nil
+	}
+	for _, t := range resp.Topics {
+		if err := kerr.ErrorForCode(t.ErrorCode); err != nil {
+			return fmt.Sprintf("topic %q: %v", *t.Topic, err), nil
+		}
+		for _, p := range t.Partitions {
+			if p.Leader < 0 || len(p.ISR) < len(p.Replicas) {
+				return fmt.Sprintf("%s/%d: leader %d, replicas %v, in sync %v", *t.Topic, p.Partition, p.Leader, p.Replicas, p.ISR), nil
+			}
+		}
+	}
+	return "", nil
+}
+
 // DeleteRecords deletes the records of a partition before offset before,
 // advancing its log start offset to before, as Kafka's kafka-delete-records
 // does. Consumers then see the earlier offsets as lost data.

@@ -31,6 +31,11 @@
 //	c := kafkatest.Start(t, kafkatest.Topic("logs", 3, 2))
 //	cl, _ := kgo.NewClient(kgo.SeedBrokers(c.Addrs()...))
 //
+// Tests of broker failures kill a broker as a crash would and start it
+// again on its data with [Cluster.KillBroker] and [Cluster.RestartBroker]
+// (process and docker backends), and wait for its replicas with
+// [Cluster.WaitInSync].
+//
 // kafkatest owns only the Kafka processes, containers and files it starts;
 // it never touches a cluster's data beyond the topics and records the caller
 // asks for.

@@ -239,6 +239,16 @@ func (d *dockerLauncher) startBroker(ctx context.Context, b *broker) error {
 	return nil
 }
 
+// kill removes b's container (terminate kills it first); startBroker runs
+// a new one on the same files and ports.
+func (d *dockerLauncher) kill(b *broker) error {
+	if err := terminate(d.ctrs[b.id]); err != nil {
+		return err
+	}
+	delete(d.ctrs, b.id)
+	return nil
+}
+
 func (d *dockerLauncher) exited(b *broker) error {
 	ctr := d.ctrs[b.id]
 	if ctr == nil {

@@ -3,6 +3,7 @@ package kafkatest_test
 import (
 	"context"
 	"errors"
+	"net"
 	"slices"
 	"strings"
 	"testing"
@@ -176,6 +177,70 @@ func TestCluster(t *testing.T) {
 		}
 	})
 
+	t.Run("KillRestartBroker", func(t *testing.T) {
+		topic := kafkatest.UniqueTopic(t, "kill")
+		if err := c.CreateTopic(ctx, topic, 1, 3); err != nil {
+			t.Fatal(err)
+		}
+		leaderOf := func() int32 {
+			m, err := adm.Metadata(ctx, topic)
+			if err != nil {
+				return -2
+			}
+			return m.Topics[topic].Partitions[0].Leader
+		}
+		victim := leaderOf()
+		if victim < 1 || victim > 3 {
+			t.Fatalf("partition 0 of %s has leader %d, want one of the brokers 1-3", topic, victim)
+		}
+		addr := c.Addrs()[victim-1]
+		if err := c.KillBroker(int(victim)); err != nil {
+			t.Fatal(err)
+		}
+		if conn, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+			conn.Close()
+			t.Errorf("killed broker %d still accepts connections at %s", victim, addr)
+		}
+		if err := c.KillBroker(int(victim)); !errors.Is(err, kafkatest.ErrBackend) {
+			t.Errorf("second KillBroker(%d): %v, want ErrBackend", victim, err)
+		}
+		// A crash, not a controlled shutdown: the leadership moves only
+		// once the controller notices the broker is gone.
+		waitFor(ctx, t, "a new leader", func() bool { l := leaderOf(); return l > 0 && l != victim })
+		prod := newClient(t, c)
+		if err := prod.ProduceSync(ctx, &kgo.Record{Topic: topic, Value: []byte("during")}).FirstErr(); err != nil {
+			t.Fatalf("produce with broker %d down: %v", victim, err)
+		}
+		if err := c.RestartBroker(ctx, int(victim)); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.RestartBroker(ctx, int(victim)); !errors.Is(err, kafkatest.ErrBackend) {
+			t.Errorf("RestartBroker of running broker %d: %v, want ErrBackend", victim, err)
+		}
+		if err := c.WaitInSync(ctx, topic); err != nil {
+			t.Fatal(err)
+		}
+		// The restarted broker answers and lists the whole cluster; the
+		// record written while it was down is there.
+		one, err := kgo.NewClient(kgo.SeedBrokers(addr))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer one.Close()
+		bm, err := kadm.NewClient(one).BrokerMetadata(ctx)
+		if err != nil || len(bm.Brokers) != 3 {
+			t.Fatalf("restarted broker %d lists %v (%v), want 3 brokers", victim, bm.Brokers, err)
+		}
+		if got := consume(ctx, t, c, topic, 1); got[0] != "during" {
+			t.Errorf("consumed %q after the restart, want [during]", got)
+		}
+		for _, id := range []int{0, 4} {
+			if err := c.KillBroker(id); !errors.Is(err, kafkatest.ErrBackend) {
+				t.Errorf("KillBroker(%d): %v, want ErrBackend", id, err)
+			}
+		}
+	})
+
 	t.Run("ExternalBackend", func(t *testing.T) {
 		t.Setenv(kafkatest.BackendEnv, "external")
 		t.Setenv(kafkatest.BrokersEnv, c.BootstrapServers())
@@ -183,6 +248,9 @@ func TestCluster(t *testing.T) {
 		ext, err := kafkatest.StartCluster(ctx, kafkatest.Topic(topic, 1, 3), kafkatest.Logf(t.Logf))
 		if err != nil {
 			t.Fatal(err)
+		}
+		if err := ext.KillBroker(1); !errors.Is(err, kafkatest.ErrBackend) {
+			t.Errorf("KillBroker on the external backend: %v, want ErrBackend", err)
 		}
 		if got := ext.BootstrapServers(); got != c.BootstrapServers() {
 			t.Errorf("external BootstrapServers() = %q, want %q", got, c.BootstrapServers())

@@ -52,7 +52,7 @@ func startProcess(ctx context.Context, cfg config, dir string) (*brokerSet, erro
 // for that goroutine through done.
 func (l *processLauncher) startBroker(_ context.Context, b *broker) error {
 	p := &brokerProc{console: filepath.Join(b.dir, "console.log"), done: make(chan struct{})}
-	console, err := os.Create(p.console)
+	console, err := os.OpenFile(p.console, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644) // a restart appends
 	if err != nil {
 		return fmt.Errorf("kafkatest: create broker %d console log: %w", b.id, err)
 	}
@@ -79,6 +79,15 @@ func (l *processLauncher) exited(b *broker) error {
 	}
 	return fmt.Errorf("%w: broker %d exited early (%v); %s\ntail of %s:\n%s",
 		ErrBrokerExited, b.id, p.waitErr, b.serverLogTail(), p.console, tailFile(p.console))
+}
+
+func (l *processLauncher) kill(b *broker) error {
+	p := l.procs[b.id]
+	if err := signalGroup(p.cmd, syscall.SIGKILL); err != nil && !p.hasExited() {
+		return fmt.Errorf("kafkatest: kill broker %d (pid %d): %w", b.id, p.cmd.Process.Pid, err)
+	}
+	<-p.done
+	return nil
 }
 
 // stop kills every broker and waits for it to be reaped (Close says why
