@@ -74,8 +74,9 @@ type Plan struct {
 //     DeleteRecords), above latest (topic recreated), a new partition whose
 //     earliest offset is not 0, or a partition of Prev that no longer exists.
 //     With FailOnDataLoss it is an error wrapping ErrDataLoss that names
-//     every affected partition and offset; without, it becomes a Warning and
-//     the partition starts at its earliest offset.
+//     every affected partition and offset and how to go on; without, it
+//     becomes a Warning and the partition starts at its earliest offset,
+//     which the warning names.
 //   - Every batch ends at Latest, unless MaxOffsetsPerTrigger caps it. The cap
 //     is split in proportion to each partition's backlog, rounding by largest
 //     remainder, so the sum equals the cap exactly when the backlog exceeds
@@ -95,11 +96,19 @@ func PlanBatch(in PlanInput) (Plan, error) {
 	var plan Plan
 	if len(losses) > 0 {
 		if in.FailOnDataLoss {
-			return Plan{}, errorf(ErrDataLoss, "kafka: data loss: %s (set failOnDataLoss=false to skip the lost offsets with a warning, or start the query with a new checkpoint)",
-				strings.Join(losses, "; "))
+			what := make([]string, len(losses))
+			for i, l := range losses {
+				what[i] = l.what
+			}
+			return Plan{}, errorf(ErrDataLoss, "kafka: data loss: %s; the query stops here (to skip the lost offsets and go on with a warning, set the source option failOnDataLoss=false, or run gostream submit with --fail-on-data-loss=false; or start the query with a new checkpoint)",
+				strings.Join(what, "; "))
 		}
 		for _, l := range losses {
-			plan.Warnings = append(plan.Warnings, "kafka: data loss skipped (failOnDataLoss=false): "+l)
+			w := "kafka: data loss skipped (failOnDataLoss=false): " + l.what
+			if l.resume >= 0 {
+				w += fmt.Sprintf("; continuing at offset %d", l.resume)
+			}
+			plan.Warnings = append(plan.Warnings, w)
 		}
 	}
 	plan.End = in.Latest.Clone()
@@ -162,15 +171,23 @@ func offsetText(off int64, ok bool) string {
 	return fmt.Sprint(off)
 }
 
+// dataLoss describes offsets lost to a partition's readers, and the offset
+// its reading resumes at when losses are skipped (-1: none, the partition
+// is gone).
+type dataLoss struct {
+	what   string
+	resume int64
+}
+
 // startOffsets resolves every partition's start offset and lists data loss.
-func (in *PlanInput) startOffsets() (Offsets, []string, error) {
+func (in *PlanInput) startOffsets() (Offsets, []dataLoss, error) {
 	if in.Prev == nil && in.Starting.Specific != nil {
 		if err := checkSameKeys(in.Starting.Specific, in.Latest); err != nil {
 			return nil, nil, err
 		}
 	}
 	start := make(Offsets, len(in.Latest))
-	var losses []string
+	var losses []dataLoss
 	for _, topic := range sortedKeys(in.Latest) {
 		for _, p := range sortedKeys(in.Latest[topic]) {
 			e, l := in.Earliest[topic][p], in.Latest[topic][p]
@@ -193,15 +210,15 @@ func (in *PlanInput) startOffsets() (Offsets, []string, error) {
 			default: // a partition added since the previous batch
 				check = false
 				if e != 0 {
-					losses = append(losses, fmt.Sprintf("%s/%d: new partition starts at offset %d, not 0; offsets [0, %d) were deleted before they could be read", topic, p, e, e))
+					losses = append(losses, dataLoss{fmt.Sprintf("%s/%d: new partition starts at offset %d, not 0; offsets [0, %d) were deleted before they could be read", topic, p, e, e), e})
 				}
 			}
 			if check && s < e {
-				losses = append(losses, fmt.Sprintf("%s/%d: offsets [%d, %d) were deleted (retention or DeleteRecords) before they were read; continuing at earliest offset %d", topic, p, s, e, e))
+				losses = append(losses, dataLoss{fmt.Sprintf("%s/%d: offsets [%d, %d) were deleted (retention or DeleteRecords) before they were read", topic, p, s, e), e})
 				s = e
 			}
 			if check && s > l {
-				losses = append(losses, fmt.Sprintf("%s/%d: start offset %d is beyond the latest offset %d (was the topic deleted and recreated?); continuing at earliest offset %d", topic, p, s, l, e))
+				losses = append(losses, dataLoss{fmt.Sprintf("%s/%d: start offset %d is beyond the latest offset %d (was the topic deleted and recreated?)", topic, p, s, l), e})
 				s = e
 			}
 			start.Set(topic, p, s)
@@ -210,7 +227,7 @@ func (in *PlanInput) startOffsets() (Offsets, []string, error) {
 	for _, topic := range sortedKeys(in.Prev) {
 		for _, p := range sortedKeys(in.Prev[topic]) {
 			if _, ok := in.Latest.Get(topic, p); !ok {
-				losses = append(losses, fmt.Sprintf("%s/%d: partition is gone (topic deleted or recreated with fewer partitions); offsets from %d on were not read", topic, p, in.Prev[topic][p]))
+				losses = append(losses, dataLoss{fmt.Sprintf("%s/%d: partition is gone (topic deleted or recreated with fewer partitions); offsets from %d on were not read", topic, p, in.Prev[topic][p]), -1})
 			}
 		}
 	}
