@@ -104,9 +104,10 @@ func newRuntime(q *planpb.Query, cp *checkpoint, sink Sink, log *slog.Logger, tr
 		rt.partials.put(m)
 	}
 	rt.src, err = kafkasrc.NewSource(kafkasrc.Config{
-		Brokers: strings.Split(rt.scan.BootstrapServers, ","),
-		Options: rt.scan.KafkaOptions,
-		Logger:  rt.log,
+		Brokers:      strings.Split(rt.scan.BootstrapServers, ","),
+		Options:      rt.scan.KafkaOptions,
+		RetryTimeout: time.Duration(rt.scan.KafkaRetryTimeoutMs) * time.Millisecond,
+		Logger:       rt.log,
 	})
 	if err != nil {
 		return nil, err

@@ -5,14 +5,17 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 )
 
 // JobParams are the source settings `gostream submit` hands a job.
 type JobParams struct {
-	Brokers              string // kafka.bootstrap.servers
-	Topic                string // the topic to subscribe to
-	StartingOffsets      string // earliest | latest | per-partition JSON
-	MaxOffsetsPerTrigger int64  // 0: no cap
+	Brokers              string        // kafka.bootstrap.servers
+	Topic                string        // the topic to subscribe to
+	StartingOffsets      string        // earliest | latest | per-partition JSON
+	MaxOffsetsPerTrigger int64         // 0: no cap
+	FailOnDataLoss       *bool         // nil: true, as in Spark
+	KafkaRetryTimeout    time.Duration // 0: kafkasrc.DefaultRetryTimeout
 }
 
 // Job is a named streaming job that `gostream submit NAME` can run: Build

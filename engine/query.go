@@ -275,7 +275,7 @@ func fingerprint(p *planpb.Plan) string {
 		case *planpb.Plan_KafkaScan:
 			s := x.KafkaScan
 			s.BootstrapServers, s.StartingOffsets, s.MaxOffsetsPerTrigger = "", "", 0
-			s.MinPartitions, s.FailOnDataLoss, s.KafkaOptions = 0, false, nil
+			s.MinPartitions, s.FailOnDataLoss, s.KafkaOptions, s.KafkaRetryTimeoutMs = 0, false, nil, 0
 			n = nil
 		case *planpb.Plan_Project:
 			n = x.Project.Input

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/gostream/gostream/operators"
 	"github.com/gostream/gostream/proto/planpb"
@@ -73,7 +74,10 @@ func (r *DataStreamReader) Format(f string) *DataStreamReader { r.format = f; re
 
 // Option sets a source option, with Spark's names: kafka.bootstrap.servers,
 // subscribe, startingOffsets, maxOffsetsPerTrigger, failOnDataLoss,
-// minPartitions, includeHeaders, and kafka.* client settings.
+// minPartitions, includeHeaders, and kafka.* client settings; and
+// gostream's kafkaRetryTimeout, a duration such as "5m": how long the query
+// waits for Kafka to recover (a partition without a leader, a broker down)
+// before it fails (default kafkasrc.DefaultRetryTimeout).
 func (r *DataStreamReader) Option(key, value string) *DataStreamReader {
 	r.opts[key] = value
 	return r
@@ -103,6 +107,7 @@ type KafkaOptions struct {
 	FailOnDataLoss       *bool             // default true
 	MinPartitions        int               // at least this many map tasks; 0: one per partition
 	IncludeHeaders       bool              // add the headers column
+	KafkaRetryTimeout    time.Duration     // wait for Kafka to recover; 0: kafkasrc.DefaultRetryTimeout
 	Kafka                map[string]string // kafka.* client settings, without the prefix
 }
 
@@ -125,6 +130,9 @@ func (s *Session) ReadKafka(o KafkaOptions) *DataFrame {
 	}
 	if o.IncludeHeaders {
 		r.Option("includeHeaders", "true")
+	}
+	if o.KafkaRetryTimeout > 0 {
+		r.Option("kafkaRetryTimeout", o.KafkaRetryTimeout.String())
 	}
 	for k, v := range o.Kafka {
 		r.Option("kafka."+k, v)
@@ -173,12 +181,18 @@ func kafkaScan(opts map[string]string) (*planpb.KafkaScan, error) {
 				return nil, bad(k, v, "must be a positive number")
 			}
 			scan.MinPartitions = int32(n)
+		case lk == "kafkaretrytimeout":
+			d, err := time.ParseDuration(v)
+			if err != nil || d <= 0 {
+				return nil, bad(k, v, "must be a positive duration such as 90s or 5m")
+			}
+			scan.KafkaRetryTimeoutMs = d.Milliseconds()
 		case strings.HasPrefix(lk, "kafka."):
 			scan.KafkaOptions[k[len("kafka."):]] = v
 		case lk == "subscribepattern", lk == "assign":
 			return nil, bad(k, v, "not supported yet; list the topics with subscribe")
 		default:
-			return nil, bad(k, v, "unknown option (known: kafka.bootstrap.servers, subscribe, startingOffsets, maxOffsetsPerTrigger, failOnDataLoss, minPartitions, includeHeaders, kafka.*)")
+			return nil, bad(k, v, "unknown option (known: kafka.bootstrap.servers, subscribe, startingOffsets, maxOffsetsPerTrigger, failOnDataLoss, minPartitions, includeHeaders, kafkaRetryTimeout, kafka.*)")
 		}
 	}
 	if scan.BootstrapServers == "" {

@@ -4,10 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
+	"log/slog"
 	"regexp"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -18,12 +19,19 @@ import (
 
 // Admin manages topics. It is safe for concurrent use.
 type Admin struct {
-	cl      *kgo.Client
-	adm     *kadm.Client
-	brokers []string
-	timeout time.Duration
+	cl           *kgo.Client
+	adm          *kadm.Client
+	log          *slog.Logger
+	brokers      []string
+	timeout      time.Duration // per attempt, and for a cluster that never answered
+	retryTimeout time.Duration // for errors that may pass
+	retryHint    string        // how to wait longer, for the error of a call that gave up
 	// readCommitted makes latest offsets the last stable offset.
 	readCommitted bool
+	// answered is set once a broker answered a request: a cluster that
+	// never did is reported unreachable after timeout, not after
+	// retryTimeout.
+	answered atomic.Bool
 }
 
 // TopicInfo describes a topic.
@@ -43,33 +51,67 @@ type PartitionInfo struct {
 	Latest    int64 // high watermark
 }
 
-// NewAdmin returns an Admin for the brokers (host:port). Every call is
-// bounded by timeout (DefaultTimeout when 0); when no broker answers in time
-// the error wraps ErrUnreachable. NewAdmin itself does not dial.
+// NewAdmin returns an Admin for the brokers (host:port). A call retries
+// errors that may pass (a partition without a leader, a broker
+// restarting) for up to timeout (DefaultTimeout when 0), then fails with an
+// error wrapping ErrUnavailable that names the brokers that answer and the
+// partitions without a leader, or ErrUnreachable when no broker answered.
+// NewAdmin itself does not dial.
 func NewAdmin(brokers []string, timeout time.Duration) (*Admin, error) {
 	cc, err := Config{Brokers: brokers, Timeout: timeout}.resolve()
 	if err != nil {
 		return nil, err
 	}
-	return newAdmin(cc)
+	a, err := newAdmin(cc)
+	if err != nil {
+		return nil, err
+	}
+	a.retryBriefly()
+	return a, nil
 }
 
 func newAdmin(cc clientConfig) (*Admin, error) {
+	a := new(Admin)
 	// kadm serves metadata from a cache younger than MetadataMinAge (5s by
 	// default): keep it short so topic changes are seen promptly.
-	opts := append(slices.Clone(cc.common), kgo.MetadataMinAge(100*time.Millisecond))
+	opts := append(slices.Clone(cc.common), kgo.MetadataMinAge(100*time.Millisecond), kgo.WithHooks(answerHook{a}))
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return nil, wrapf(ErrInvalidConfig, err, "kafka: creating client: %v", err)
 	}
-	return adminFor(cl, cc), nil
+	a.init(cl, cc)
+	return a, nil
 }
 
-// adminFor returns an Admin using cl; closing the Admin closes cl.
+// adminFor returns an Admin using cl whose calls retry for cc.timeout, as
+// NewAdmin's; closing the Admin closes cl.
 func adminFor(cl *kgo.Client, cc clientConfig) *Admin {
-	adm := kadm.NewClient(cl)
-	adm.SetTimeoutMillis(int32(cc.timeout.Milliseconds()))
-	return &Admin{cl: cl, adm: adm, brokers: cc.brokers, timeout: cc.timeout, readCommitted: cc.readCommitted}
+	a := new(Admin)
+	a.init(cl, cc)
+	a.retryBriefly()
+	return a
+}
+
+func (a *Admin) init(cl *kgo.Client, cc clientConfig) {
+	a.cl, a.adm, a.log = cl, kadm.NewClient(cl), cc.log
+	a.adm.SetTimeoutMillis(int32(cc.timeout.Milliseconds()))
+	a.brokers, a.timeout, a.retryTimeout, a.readCommitted = cc.brokers, cc.timeout, cc.retryTimeout, cc.readCommitted
+	a.retryHint = fmt.Sprintf("to wait longer than %v, set the source option kafkaRetryTimeout or gostream submit --kafka-retry-timeout", cc.retryTimeout)
+}
+
+// retryBriefly makes calls retry errors that may pass for a.timeout, not
+// for the retry timeout of a query's source.
+func (a *Admin) retryBriefly() {
+	a.retryTimeout, a.retryHint = a.timeout, "retry once they recover"
+}
+
+// answerHook notes that a broker answered a request of the Admin's client.
+type answerHook struct{ a *Admin }
+
+func (h answerHook) OnBrokerE2E(_ kgo.BrokerMetadata, _ int16, e2e kgo.BrokerE2E) {
+	if e2e.Err() == nil {
+		h.a.answered.Store(true)
+	}
 }
 
 // Close releases the Admin's connections.
@@ -77,36 +119,26 @@ func (a *Admin) Close() { a.cl.Close() }
 
 func (a *Admin) brokerList() string { return strings.Join(a.brokers, ",") }
 
-// call runs fn within a.timeout, retrying while no broker accepts
-// connections (Kafka may be starting), and turns "nothing answered in time"
-// into ErrUnreachable.
-func (a *Admin) call(ctx context.Context, fn func(ctx context.Context) error) error {
-	tctx, cancel := context.WithTimeout(ctx, a.timeout)
-	defer cancel()
+// call runs fn, each attempt within a.timeout (less at the end of the
+// retry budget), until it succeeds or fails for good: errors that may pass
+// are retried as retrier.wait says. what names the call and topics the
+// topics it is about, for the warnings and the error of a call that gives
+// up.
+func (a *Admin) call(ctx context.Context, what string, topics []string, fn func(ctx context.Context) error) error {
+	r := a.retrier(what, topics)
 	for {
-		err := fn(tctx)
-		if err == nil || ctx.Err() != nil {
-			return err
+		actx, cancel := context.WithTimeout(ctx, r.attemptTimeout())
+		err := fn(actx)
+		cancel()
+		if err == nil {
+			a.answered.Store(true)
+			return nil
 		}
-		var netErr *net.OpError
-		if tctx.Err() == nil && !errors.As(err, &netErr) {
+		if err := r.wait(ctx, err); err != nil {
 			return err
-		}
-		select {
-		case <-tctx.Done():
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			return wrapf(ErrUnreachable, err, "kafka: no broker reachable at %s after %v (is Kafka running? check --brokers)",
-				a.brokerList(), a.timeout)
-		case <-time.After(dialRetry):
 		}
 	}
 }
-
-// dialRetry is the pause between attempts while no broker accepts
-// connections.
-const dialRetry = 250 * time.Millisecond
 
 func (a *Admin) unknownTopic(topic string) error {
 	return errorf(ErrUnknownTopic, "kafka: topic %q does not exist on %s (create it: gostream topics create %s --partitions 3 --brokers %s)",
@@ -116,6 +148,8 @@ func (a *Admin) unknownTopic(topic string) error {
 // validTopic matches Kafka's legal topic names.
 var validTopic = regexp.MustCompile(`^[a-zA-Z0-9._-]{1,249}$`)
 
+// checkTopicName returns an error wrapping ErrInvalidConfig if name is not
+// a legal Kafka topic name, without asking a broker.
 func checkTopicName(name string) error {
 	if !validTopic.MatchString(name) || name == "." || name == ".." {
 		return errorf(ErrInvalidConfig, "kafka: invalid topic name %q (use 1-249 characters from a-z, A-Z, 0-9, '.', '_', '-')", name)
@@ -141,7 +175,7 @@ func (a *Admin) CreateTopic(ctx context.Context, name string, partitions int32, 
 	for k, v := range configs {
 		cfgs[k] = &v
 	}
-	err := a.call(ctx, func(ctx context.Context) error {
+	err := a.call(ctx, "creating topic "+name, nil, func(ctx context.Context) error {
 		resp, err := a.adm.CreateTopic(ctx, partitions, rf, cfgs, name)
 		if err != nil {
 			return err
@@ -155,7 +189,7 @@ func (a *Admin) CreateTopic(ctx context.Context, name string, partitions int32, 
 	case errors.Is(err, kerr.InvalidReplicationFactor):
 		return wrapf(ErrInvalidConfig, err, "kafka: cannot create topic %q with replication factor %d on %s: %v (use at most the number of brokers)",
 			name, rf, a.brokerList(), err)
-	case err != nil && errors.Is(err, ErrUnreachable):
+	case gaveUp(err):
 		return err
 	case err != nil:
 		return fmt.Errorf("kafka: creating topic %q on %s: %w", name, a.brokerList(), err)
@@ -216,17 +250,21 @@ func (a *Admin) everyBroker(ctx context.Context, name string, ok func(kmsg.Metad
 // DeleteTopic deletes a topic and waits until the brokers no longer list it.
 // A missing topic is an error wrapping ErrUnknownTopic.
 func (a *Admin) DeleteTopic(ctx context.Context, name string) error {
-	err := a.call(ctx, func(ctx context.Context) error {
+	if err := checkTopicName(name); err != nil {
+		return err
+	}
+	err := a.call(ctx, "deleting topic "+name, []string{name}, func(ctx context.Context) error {
 		resp, err := a.adm.DeleteTopic(ctx, name)
-		if err != nil {
-			return err
+		if err == nil {
+			err = resp.Err
 		}
-		return resp.Err
+		if errors.Is(err, kerr.UnknownTopicOrPartition) { // from the controller: final
+			return a.unknownTopic(name)
+		}
+		return err
 	})
 	switch {
-	case errors.Is(err, kerr.UnknownTopicOrPartition):
-		return a.unknownTopic(name)
-	case err != nil && errors.Is(err, ErrUnreachable):
+	case errors.Is(err, ErrUnknownTopic), gaveUp(err):
 		return err
 	case err != nil:
 		return fmt.Errorf("kafka: deleting topic %q on %s: %w", name, a.brokerList(), err)
@@ -259,7 +297,7 @@ func (a *Admin) ListTopics(ctx context.Context) ([]TopicInfo, error) {
 // topic created since.
 func (a *Admin) describeAll(ctx context.Context) ([]TopicInfo, error) {
 	var names []string
-	err := a.call(ctx, func(ctx context.Context) error {
+	err := a.call(ctx, "listing topics", nil, func(ctx context.Context) error {
 		resp, err := kmsg.NewPtrMetadataRequest().RequestWith(ctx, a.cl)
 		if err != nil {
 			return err
@@ -301,7 +339,7 @@ func (a *Admin) DescribeTopic(ctx context.Context, name string) (TopicInfo, erro
 // topic is an error wrapping ErrUnknownTopic.
 func (a *Admin) metadata(ctx context.Context, names ...string) (kadm.TopicDetails, error) {
 	var tds kadm.TopicDetails
-	err := a.call(ctx, func(ctx context.Context) (err error) {
+	err := a.call(ctx, "reading the metadata of "+topicList(names), names, func(ctx context.Context) (err error) {
 		tds, err = a.adm.ListTopics(ctx, names...)
 		return err
 	})
@@ -316,6 +354,11 @@ func (a *Admin) metadata(ctx context.Context, names ...string) (kadm.TopicDetail
 
 // describe lists the named topics, or all when names is empty.
 func (a *Admin) describe(ctx context.Context, names ...string) ([]TopicInfo, error) {
+	for _, name := range names {
+		if err := checkTopicName(name); err != nil {
+			return nil, err
+		}
+	}
 	tds, err := a.metadata(ctx, names...)
 	if err != nil {
 		return nil, err
@@ -347,7 +390,7 @@ func (a *Admin) describe(ctx context.Context, names ...string) ([]TopicInfo, err
 }
 
 func (a *Admin) describeErr(err error) error {
-	if errors.Is(err, ErrUnreachable) {
+	if gaveUp(err) {
 		return err
 	}
 	return fmt.Errorf("kafka: reading metadata from %s: %w", a.brokerList(), err)
@@ -372,7 +415,12 @@ func (a *Admin) offsets(ctx context.Context, topics []string) (earliest, latest 
 	if len(topics) == 0 {
 		return nil, nil, errorf(ErrInvalidConfig, "kafka: no topics to list offsets for (subscribe to at least one topic)")
 	}
-	err = a.call(ctx, func(ctx context.Context) error {
+	for _, t := range topics {
+		if err := checkTopicName(t); err != nil {
+			return nil, nil, err
+		}
+	}
+	err = a.call(ctx, "listing offsets of "+topicList(topics), topics, func(ctx context.Context) error {
 		starts, err := a.adm.ListStartOffsets(ctx, topics...)
 		if err != nil {
 			return err
@@ -394,17 +442,23 @@ func (a *Admin) offsets(ctx context.Context, topics []string) (earliest, latest 
 	switch {
 	case err == nil:
 		return earliest, latest, nil
-	case errors.Is(err, ErrUnknownTopic) || errors.Is(err, ErrUnreachable):
+	case errors.Is(err, ErrUnknownTopic), gaveUp(err):
 		return nil, nil, err
-	case errors.Is(err, kerr.UnknownTopicOrPartition) && len(topics) == 1:
-		// In the metadata but unknown to a partition's leader: deleted
-		// since, or being deleted.
-		return nil, nil, a.unknownTopic(topics[0])
-	case errors.Is(err, kerr.UnknownTopicOrPartition):
-		return nil, nil, wrapf(ErrUnknownTopic, err, "kafka: listing offsets of %s on %s: a topic is being created or deleted; retry",
-			strings.Join(topics, ","), a.brokerList())
 	}
 	return nil, nil, fmt.Errorf("kafka: listing offsets of %s on %s: %w", strings.Join(topics, ","), a.brokerList(), err)
+}
+
+// gaveUp tells whether err is a call's final report on the cluster, which
+// callers return as is.
+func gaveUp(err error) bool {
+	return errors.Is(err, ErrUnreachable) || errors.Is(err, ErrUnavailable)
+}
+
+func topicList(topics []string) string {
+	if len(topics) == 0 {
+		return "all topics"
+	}
+	return strings.Join(topics, ",")
 }
 
 func (a *Admin) listed(l kadm.ListedOffsets) (Offsets, error) {
@@ -413,9 +467,11 @@ func (a *Admin) listed(l kadm.ListedOffsets) (Offsets, error) {
 		for _, p := range sortedKeys(l[topic]) {
 			lo := l[topic][p]
 			switch {
-			case errors.Is(lo.Err, kerr.UnknownTopicOrPartition):
+			case p < 0 && errors.Is(lo.Err, kerr.UnknownTopicOrPartition): // from the metadata: no such topic
 				return nil, a.unknownTopic(topic)
-			case lo.Err != nil:
+			case p < 0 && lo.Err != nil:
+				return nil, fmt.Errorf("topic %q: %w", topic, lo.Err)
+			case lo.Err != nil: // UNKNOWN_TOPIC_OR_PARTITION here is a new leader still loading the partition
 				return nil, fmt.Errorf("%s/%d: %w", topic, p, lo.Err)
 			}
 			o.Set(topic, p, lo.Offset)

@@ -17,6 +17,11 @@ import (
 // zero is given.
 const DefaultTimeout = 10 * time.Second
 
+// DefaultRetryTimeout bounds how long a call retries errors that may pass
+// when a RetryTimeout of zero is given: a broker restart, and the election
+// of new leaders that follows a crash, take seconds to a minute.
+const DefaultRetryTimeout = 5 * time.Minute
+
 // Reader fetch defaults. Each partition reader has its own client, so the
 // total is per partition. Every fetch is decompressed and decoded in memory
 // while the next one is buffered, so the per-partition size sets most of a
@@ -39,9 +44,19 @@ type Config struct {
 	// stripped, e.g. {"fetch.max.bytes": "1048576"}. Unknown options are an
 	// error listing the supported ones; see SupportedOptions.
 	Options map[string]string
-	// Timeout bounds reaching a broker and each metadata or offsets call;
-	// default DefaultTimeout (10s).
+	// Timeout bounds each attempt of a metadata or offsets call, and how
+	// long calls wait for a cluster that never answered since the Source
+	// was created (a wrong address, Kafka not running): they then fail
+	// with ErrUnreachable. Default DefaultTimeout (10s).
 	Timeout time.Duration
+	// RetryTimeout bounds how long a call, or a read that makes no
+	// progress, retries errors that may pass: a partition without a leader
+	// while Kafka elects one, a leader that moved, a broker that crashed or
+	// restarts. While it waits it logs a warning naming the partitions
+	// without a leader and the brokers that answer; past it, the error
+	// wraps ErrUnavailable and says the same. Errors that cannot pass, such
+	// as a missing topic, fail at once. Default DefaultRetryTimeout (5m).
+	RetryTimeout time.Duration
 	// Logger receives warnings and debug logs; default slog.Default().
 	Logger *slog.Logger
 }
@@ -56,6 +71,7 @@ type kafkaOption struct {
 type clientConfig struct {
 	brokers       []string
 	timeout       time.Duration
+	retryTimeout  time.Duration
 	log           *slog.Logger
 	common        []kgo.Opt // every client
 	consume       []kgo.Opt // partition readers only, made from fetch
@@ -163,9 +179,12 @@ func SupportedOptions() []string {
 
 // resolve validates c and turns it into franz-go options.
 func (c Config) resolve() (clientConfig, error) {
-	o := clientConfig{timeout: c.Timeout, log: c.Logger}
+	o := clientConfig{timeout: c.Timeout, retryTimeout: c.RetryTimeout, log: c.Logger}
 	if o.timeout <= 0 {
 		o.timeout = DefaultTimeout
+	}
+	if o.retryTimeout <= 0 {
+		o.retryTimeout = DefaultRetryTimeout
 	}
 	if o.log == nil {
 		o.log = slog.Default()

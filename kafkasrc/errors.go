@@ -15,8 +15,15 @@ var (
 	ErrUnknownTopic = errors.New("kafka: unknown topic")
 	// ErrTopicExists reports a topic that already exists.
 	ErrTopicExists = errors.New("kafka: topic already exists")
-	// ErrUnreachable reports that no broker answered within the timeout.
+	// ErrUnreachable reports that no broker answered: within
+	// Config.Timeout when none ever answered, or when a call gives up
+	// (ErrUnavailable) and none answers.
 	ErrUnreachable = errors.New("kafka: no broker reachable")
+	// ErrUnavailable reports errors that may pass (a partition without a
+	// leader, a broker down or restarting) that lasted Config.RetryTimeout.
+	// The message names the brokers that answer and the partitions without
+	// a leader.
+	ErrUnavailable = errors.New("kafka: cluster unavailable")
 	// ErrInvalidOffsets reports malformed offsets JSON, a bad startingOffsets
 	// value or inconsistent planner input.
 	ErrInvalidOffsets = errors.New("kafka: invalid offsets")

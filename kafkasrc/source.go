@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -56,9 +57,10 @@ type topicPartition struct {
 // partitionReader is a franz-go client consuming one partition. It is used by
 // one ReadRange at a time (it is out of the idle pool meanwhile).
 type partitionReader struct {
-	tp  topicPartition
-	log *slog.Logger
-	cl  *kgo.Client
+	tp    topicPartition
+	log   *slog.Logger
+	admin *Admin // to describe the cluster while no record comes
+	cl    *kgo.Client
 	// next is the offset the client delivers next (the first leftover
 	// record's offset or beyond); -1 when unknown.
 	next int64
@@ -120,9 +122,12 @@ func (s *Source) Offsets(ctx context.Context, topics []string) (earliest, latest
 //
 // Offsets deleted since the range was planned (retention, DeleteRecords) are
 // skipped: the range delivers what is left of it; PlanBatch is where data
-// loss is reported. ReadRange waits for offsets that are not yet in the log
-// and for unreachable brokers, so r.Until should not exceed the latest
-// offset; it returns when ctx ends, with ctx's error.
+// loss is reported. The reader follows the partition's leader when it
+// moves. While no record comes (a partition without a leader, brokers
+// down), ReadRange warns as Admin calls do and, after Config.RetryTimeout
+// without one, returns an error wrapping ErrUnavailable; r.Until must
+// therefore not exceed the latest offset. It returns when ctx ends, with
+// ctx's error.
 // fn's error is returned as is. ReadRange is safe to call concurrently, also
 // for the same partition (each concurrent call uses its own reader).
 func (s *Source) ReadRange(ctx context.Context, r Range, fn func(recs []*kgo.Record) error) error {
@@ -203,7 +208,7 @@ func (s *Source) newReaderLocked(tp topicPartition, offset int64) (*partitionRea
 	if err != nil {
 		return nil, wrapf(ErrInvalidConfig, err, "kafka: creating reader for %s/%d: %v", tp.topic, tp.partition, err)
 	}
-	rd := &partitionReader{tp: tp, log: s.log, cl: cl, next: offset}
+	rd := &partitionReader{tp: tp, log: s.log, admin: s.admin, cl: cl, next: offset}
 	s.mu.all[rd] = struct{}{}
 	return rd, nil
 }
@@ -366,11 +371,17 @@ func (s *Source) Close() {
 	s.admin.Close()
 }
 
+// readStall is how long a read may get no record before it counts as
+// trouble: it then warns, and gives up after the retry timeout, as calls
+// do (see retrier).
+const readStall = 5 * time.Second
+
 // read delivers r from rd's leftover and new fetches. On success rd is
 // positioned at r.Until.
 func (rd *partitionReader) read(ctx context.Context, r Range, fn func([]*kgo.Record) error) error {
 	recs, pos := rd.leftover, r.From
 	rd.leftover = nil
+	var stalled *retrier // while no record comes
 	for {
 		rest, next, done, err := deliver(recs, pos, r.Until, fn)
 		if err != nil {
@@ -385,10 +396,25 @@ func (rd *partitionReader) read(ctx context.Context, r Range, fn func([]*kgo.Rec
 			return nil
 		}
 		pos = next
-		fetches := rd.cl.PollFetches(ctx)
+		pctx, cancel := context.WithTimeout(ctx, readStall)
+		fetches := rd.cl.PollFetches(pctx)
+		timedOut := pctx.Err() != nil
+		cancel()
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+		if timedOut && fetches.NumRecords() == 0 {
+			// franz-go retries failed fetches and follows a moving leader
+			// by itself, without reporting either.
+			if stalled == nil {
+				stalled = rd.admin.retrier("reading "+r.String(), []string{r.Topic})
+			}
+			if err := stalled.wait(ctx, fmt.Errorf("no record at offset %d for %v", pos, time.Since(stalled.start).Round(time.Second)+readStall)); err != nil {
+				return err
+			}
+			continue
+		}
+		stalled = nil
 		if err := rd.fetchErr(fetches, r); err != nil {
 			return err
 		}

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"hash/crc32"
 	"sync"
-	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -26,8 +25,9 @@ import (
 //
 // Otherwise it behaves as ReadRange: transaction markers and compaction gaps
 // take offsets without a value, offsets deleted since the range was planned
-// are skipped, and it waits for offsets not yet in the log and for brokers
-// that do not answer until ctx ends (it then returns ctx's error). Each call
+// are skipped, and it retries brokers that do not answer and partitions
+// without a leader for up to Config.RetryTimeout, and returns ctx's error
+// when ctx ends. Each call
 // fetches from r.From: it uses none of ReadRange's readers, so a caller
 // alternates the two only at the cost of fetching again. Under
 // read_committed, where aborted transactions must be left out, it reads
@@ -124,34 +124,30 @@ type fetchResult struct {
 // fetchLoop fetches r from r.From on, sending each response's complete
 // record batches to out while the next fetch is on its way, until it has
 // fetched past r.Until or ctx ends. It retries what may pass (a leader
-// moving, a broker restarting) and sends the first error that will not.
+// moving, a broker restarting) as Admin calls do, and sends the first
+// error that will not, or the one it gives up with.
 func (s *Source) fetchLoop(ctx context.Context, r Range, out chan<- fetchResult) {
 	pos := r.From
-	for failures := 0; pos < r.Until; {
+	var retry *retrier // while fetches fail
+	for pos < r.Until {
 		batches, next, err := s.fetchOnce(ctx, r, pos)
 		if ctx.Err() != nil {
 			return
 		}
 		if err != nil {
-			if !retriable(err) {
+			if retry == nil {
+				retry = s.admin.retrier("reading "+r.String(), []string{r.Topic})
+			}
+			if err := retry.wait(ctx, err); err != nil {
 				select {
 				case out <- fetchResult{err: err}:
 				case <-ctx.Done():
 				}
 				return
 			}
-			failures++
-			if failures%10 == 0 {
-				s.log.Warn("kafka: fetch failing, retrying", "range", r.String(), "offset", pos, "attempts", failures, "err", err)
-			}
-			select {
-			case <-time.After(min(time.Duration(failures)*50*time.Millisecond, time.Second)):
-			case <-ctx.Done():
-				return
-			}
 			continue
 		}
-		failures = 0
+		retry = nil
 		if len(batches) > 0 {
 			select {
 			case out <- fetchResult{from: pos, batches: batches}:
@@ -269,7 +265,10 @@ func (s *Source) fetchOnce(ctx context.Context, r Range, pos int64) (batches []b
 			s.log.Debug("kafka: offsets deleted while reading", "range", r.String(), "from", pos, "log start", start)
 			return nil, start, nil
 		}
-		return nil, pos, err
+		// Beyond the end of the leader's log: a new leader that has not
+		// caught up yet.
+		s.forgetLeader(tp)
+		return nil, pos, fmt.Errorf("offset %d is beyond the end of the leader's log (%v): %w", pos, err, kerr.OffsetNotAvailable)
 	case errors.Is(err, kerr.UnknownTopicOrPartition), errors.Is(err, kerr.UnknownTopicID):
 		s.forgetLeader(tp) // the next leaderOf tells whether the topic is gone
 		return nil, pos, kerr.LeaderNotAvailable
@@ -279,18 +278,6 @@ func (s *Source) fetchOnce(ctx context.Context, r Range, pos int64) (batches []b
 	}
 	batches, next = completeBatches(p.RecordBatches, pos)
 	return batches, next, nil
-}
-
-// retriable tells whether a failed fetch may succeed if tried again.
-func retriable(err error) bool {
-	if errors.Is(err, ErrUnknownTopic) {
-		return false
-	}
-	var ke *kerr.Error
-	if errors.As(err, &ke) {
-		return ke.Retriable || errors.Is(err, kerr.OffsetOutOfRange)
-	}
-	return true // no answer, a broken connection: the broker may come back
 }
 
 // completeBatches returns the complete record batches (or message sets) of

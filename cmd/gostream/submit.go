@@ -27,8 +27,9 @@ type submitFlags struct {
 	brokers, topic, checkpoint, trigger, outputMode, startingOffsets, sink, input, progressJSON, logLevel string
 	cpuProfile, memProfile, traceFile                                                                     string
 	maxOffsets                                                                                            int64
+	kafkaRetryTimeout                                                                                     time.Duration
 	numRows, shufflePartitions                                                                            int
-	truncate, quiet                                                                                       bool
+	truncate, quiet, failOnDataLoss                                                                       bool
 }
 
 func newSubmitCmd() *cobra.Command {
@@ -62,6 +63,8 @@ Jobs: ` + jobList(),
 	fl.StringVar(&f.outputMode, "output-mode", "complete", "complete (the whole table each batch) or update (changed rows)")
 	fl.StringVar(&f.startingOffsets, "starting-offsets", "", "where a new query starts: earliest, latest or JSON like {\"logs\":{\"0\":42}} (default latest; earliest in embedded mode)")
 	fl.Int64Var(&f.maxOffsets, "max-offsets-per-trigger", 0, "cap on records per batch over all partitions (0: no cap)")
+	fl.BoolVar(&f.failOnDataLoss, "fail-on-data-loss", true, "stop when offsets to read were deleted (retention) or the topic was recreated; false skips them with a warning")
+	fl.DurationVar(&f.kafkaRetryTimeout, "kafka-retry-timeout", kafkasrc.DefaultRetryTimeout, "how long to wait for Kafka to recover (a partition without a leader, a broker down) before stopping")
 	fl.StringVar(&f.sink, "sink", "console", "console, jsonl:PATH (one JSON object per row, idempotent across restarts; a device or FIFO is written at least once) or jsonl:- (standard output)")
 	fl.IntVar(&f.numRows, "num-rows", 20, "console sink: rows shown per batch")
 	fl.BoolVar(&f.truncate, "truncate", true, "console sink: cut cells to 20 characters")
@@ -137,7 +140,11 @@ func runSubmit(ctx context.Context, cmd *cobra.Command, name string, f submitFla
 		}
 		defer closeBroker()
 	}
-	df := job.Build(s, engine.JobParams{Brokers: f.brokers, Topic: f.topic, StartingOffsets: f.startingOffsets, MaxOffsetsPerTrigger: f.maxOffsets})
+	if f.kafkaRetryTimeout <= 0 {
+		return fmt.Errorf("--kafka-retry-timeout %v: use a positive duration such as 5m", f.kafkaRetryTimeout)
+	}
+	df := job.Build(s, engine.JobParams{Brokers: f.brokers, Topic: f.topic, StartingOffsets: f.startingOffsets, MaxOffsetsPerTrigger: f.maxOffsets,
+		FailOnDataLoss: &f.failOnDataLoss, KafkaRetryTimeout: f.kafkaRetryTimeout})
 	w := df.WriteStream().OutputMode(mode).Trigger(trig).QueryName(name).ShufflePartitions(f.shufflePartitions)
 	if err := configureSink(w, f, cmd.OutOrStdout()); err != nil {
 		return err

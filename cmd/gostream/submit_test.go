@@ -102,14 +102,18 @@ func TestSubmitFileAndStdin(t *testing.T) {
 
 func TestSubmitFlagErrors(t *testing.T) {
 	cases := map[string][]string{
-		"use an interval like 1s":                {"submit", "wordcount", "--trigger", "fast"},
-		"below the minimum of 1ms":               {"submit", "wordcount", "--trigger", "1ns"},
-		"use append, complete or update":         {"submit", "wordcount", "--output-mode", "all"},
-		"use console, jsonl:PATH or jsonl:-":     {"submit", "wordcount", "--sink", "parquet"},
-		"unknown job":                            {"submit", "nope"},
-		"--starting-offsets":                     {"submit", "wordcount", "--starting-offsets", "first"},
-		"with --brokers, load the topic":         {"submit", "wordcount", "--brokers", "127.0.0.1:1", "--input", "x"},
-		"append output mode with an aggregation": {"submit", "wordcount", "--output-mode", "append"},
+		"use an interval like 1s":                            {"submit", "wordcount", "--trigger", "fast"},
+		"below the minimum of 1ms":                           {"submit", "wordcount", "--trigger", "1ns"},
+		"use append, complete or update":                     {"submit", "wordcount", "--output-mode", "all"},
+		"use console, jsonl:PATH or jsonl:-":                 {"submit", "wordcount", "--sink", "parquet"},
+		"unknown job":                                        {"submit", "nope"},
+		"--starting-offsets":                                 {"submit", "wordcount", "--starting-offsets", "first"},
+		"with --brokers, load the topic":                     {"submit", "wordcount", "--brokers", "127.0.0.1:1", "--input", "x"},
+		"append output mode with an aggregation":             {"submit", "wordcount", "--output-mode", "append"},
+		"--kafka-retry-timeout 0s: use a positive duration":  {"submit", "wordcount", "--brokers", "127.0.0.1:1", "--kafka-retry-timeout", "0"},
+		`invalid argument "maybe" for "--fail-on-data-loss"`: {"submit", "wordcount", "--fail-on-data-loss=maybe"},
+		// Checked before any broker is asked (none listens there).
+		`kafka: invalid topic name "bad name"`: {"submit", "wordcount", "--brokers", "127.0.0.1:1", "--topic", "bad name", "--trigger", "once"},
 	}
 	for want, args := range cases {
 		_, _, err := runCLI(t, "", args...)

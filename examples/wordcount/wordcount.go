@@ -70,5 +70,11 @@ func readLines(s *engine.Session, p engine.JobParams) *engine.DataFrame {
 	if p.MaxOffsetsPerTrigger > 0 {
 		r.Option("maxOffsetsPerTrigger", strconv.FormatInt(p.MaxOffsetsPerTrigger, 10))
 	}
+	if p.FailOnDataLoss != nil {
+		r.Option("failOnDataLoss", strconv.FormatBool(*p.FailOnDataLoss))
+	}
+	if p.KafkaRetryTimeout > 0 {
+		r.Option("kafkaRetryTimeout", p.KafkaRetryTimeout.String())
+	}
 	return r.Load().Select(engine.Col("value").Cast(engine.String))
 }

@@ -829,6 +829,7 @@ type KafkaScan struct {
 	IncludeHeaders       bool                   `protobuf:"varint,6,opt,name=include_headers,json=includeHeaders,proto3" json:"include_headers,omitempty"`
 	MinPartitions        int32                  `protobuf:"varint,7,opt,name=min_partitions,json=minPartitions,proto3" json:"min_partitions,omitempty"`
 	KafkaOptions         map[string]string      `protobuf:"bytes,8,rep,name=kafka_options,json=kafkaOptions,proto3" json:"kafka_options,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"` // "kafka.*" passthrough, prefix stripped
+	KafkaRetryTimeoutMs  int64                  `protobuf:"varint,9,opt,name=kafka_retry_timeout_ms,json=kafkaRetryTimeoutMs,proto3" json:"kafka_retry_timeout_ms,omitempty"`                                                 // kafkaRetryTimeout; 0: kafkasrc.DefaultRetryTimeout
 	unknownFields        protoimpl.UnknownFields
 	sizeCache            protoimpl.SizeCache
 }
@@ -917,6 +918,13 @@ func (x *KafkaScan) GetKafkaOptions() map[string]string {
 		return x.KafkaOptions
 	}
 	return nil
+}
+
+func (x *KafkaScan) GetKafkaRetryTimeoutMs() int64 {
+	if x != nil {
+		return x.KafkaRetryTimeoutMs
+	}
+	return 0
 }
 
 // Project evaluates expressions over each input row.
@@ -1328,7 +1336,7 @@ const file_plan_proto_rawDesc = "" +
 	"\x06filter\x18\x03 \x01(\v2\x18.gostream.plan.v1.FilterH\x00R\x06filter\x125\n" +
 	"\aexplode\x18\x04 \x01(\v2\x19.gostream.plan.v1.ExplodeH\x00R\aexplode\x12;\n" +
 	"\taggregate\x18\x05 \x01(\v2\x1b.gostream.plan.v1.AggregateH\x00R\taggregateB\x06\n" +
-	"\x04node\"\xc8\x03\n" +
+	"\x04node\"\xfd\x03\n" +
 	"\tKafkaScan\x12+\n" +
 	"\x11bootstrap_servers\x18\x01 \x01(\tR\x10bootstrapServers\x12\x1c\n" +
 	"\tsubscribe\x18\x02 \x03(\tR\tsubscribe\x12)\n" +
@@ -1337,7 +1345,8 @@ const file_plan_proto_rawDesc = "" +
 	"\x11fail_on_data_loss\x18\x05 \x01(\bR\x0efailOnDataLoss\x12'\n" +
 	"\x0finclude_headers\x18\x06 \x01(\bR\x0eincludeHeaders\x12%\n" +
 	"\x0emin_partitions\x18\a \x01(\x05R\rminPartitions\x12R\n" +
-	"\rkafka_options\x18\b \x03(\v2-.gostream.plan.v1.KafkaScan.KafkaOptionsEntryR\fkafkaOptions\x1a?\n" +
+	"\rkafka_options\x18\b \x03(\v2-.gostream.plan.v1.KafkaScan.KafkaOptionsEntryR\fkafkaOptions\x123\n" +
+	"\x16kafka_retry_timeout_ms\x18\t \x01(\x03R\x13kafkaRetryTimeoutMs\x1a?\n" +
 	"\x11KafkaOptionsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"j\n" +
