@@ -71,8 +71,8 @@ func DefaultConfig() Config {
 	}
 }
 
-// Validate checks c and returns its peers, taken from the data directory
-// when c.Peers is nil.
+// Validate checks c. Peers may be nil (a restart takes them from the data
+// directory); when set, they must name this worker at its Listen address.
 func (c Config) Validate() error {
 	switch {
 	case c.Name == "":
@@ -188,9 +188,6 @@ func (n *Node) ClusterID() string { return hex.EncodeToString(n.clusterID[:]) }
 
 // FSM is the node's copy of the replicated state.
 func (n *Node) FSM() *FSM { return n.fsm }
-
-// Raft is the node's Raft instance, for tests and status.
-func (n *Node) Raft() *raft.Raft { return n.raft }
 
 // serve starts the mux and the gRPC server on ln.
 func (n *Node) serve(ln net.Listener) {

@@ -212,4 +212,36 @@ func TestNodeRefusesDataDir(t *testing.T) {
 	if _, err := Start(context.Background(), renamed); !errors.Is(err, ErrDataDir) {
 		t.Errorf("Start with another worker's data dir = %v; want ErrDataDir", err)
 	}
+	fresh := cfg
+	fresh.DataDir, fresh.Peers = t.TempDir(), nil
+	if _, err := Start(context.Background(), fresh); !errors.Is(err, ErrConfig) {
+		t.Errorf("Start of a new data dir without peers = %v; want ErrConfig", err)
+	}
+}
+
+// TestNodeFencesRequests checks the fencing of member-to-member requests:
+// a leader's request from an older term than the member's, or a request
+// from another cluster, is refused.
+func TestNodeFencesRequests(t *testing.T) {
+	g := newNodeGroup(t, 1)
+	g.waitStatus(g.addrs(), allReachable)
+	n := g.nodes[0]
+	term := n.raft.CurrentTerm()
+	ctl := n.clients.control(n.cfg.Listen)
+	for _, tc := range []struct {
+		h    *clusterpb.Header
+		want string // "" for success
+	}{
+		{&clusterpb.Header{ClusterId: n.ClusterID(), Term: term, From: "s1"}, ""},
+		{&clusterpb.Header{ClusterId: n.ClusterID(), Term: term - 1, From: "s1"}, ErrStaleTerm.Error()},
+		{&clusterpb.Header{ClusterId: "0123", Term: term, From: "x"}, ErrPeersDisagree.Error()},
+	} {
+		_, err := ctl.MemberInfo(context.Background(), &clusterpb.MemberInfoRequest{Header: tc.h})
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("MemberInfo(%v) = %v", tc.h, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("MemberInfo(%v) = %v; want %q", tc.h, err, tc.want)
+		}
+	}
 }

@@ -12,6 +12,10 @@ protoc_gen_go_grpc=google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.5.1
 if ! command -v protoc >/dev/null; then
 	apt-get update -qq && apt-get install -y -qq protobuf-compiler
 fi
+if [[ "$(protoc --version)" != "libprotoc 3.21.12" ]]; then
+	echo "gen.sh: $(command -v protoc) is $(protoc --version); the generated code is made with libprotoc 3.21.12 (Debian bookworm's protobuf-compiler)" >&2
+	exit 1
+fi
 bin=$(mktemp -d)
 trap 'rm -rf "$bin"' EXIT
 for tool in "$protoc_gen_go" "$protoc_gen_go_grpc"; do GOBIN=$bin go install "$tool"; done
