@@ -414,3 +414,21 @@ func TestSinkFailureStopsTheQuery(t *testing.T) {
 		t.Fatalf("%d words after the restart, want 5", len(counts))
 	}
 }
+
+// TestSubscribeInvalidTopicName checks that an invalid topic name stops the
+// query at once with a clear error, without asking a broker (none listens
+// at the address).
+func TestSubscribeInvalidTopicName(t *testing.T) {
+	s := engine.NewSession()
+	df := s.ReadKafka(engine.KafkaOptions{BootstrapServers: "127.0.0.1:1", Subscribe: []string{"logs", "bad name"}})
+	q, err := df.WriteStream().Format("memory").QueryName("t").Trigger(engine.AvailableNow()).Start(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err = q.AwaitTermination(ctx)
+	if !errors.Is(err, kafkasrc.ErrInvalidConfig) || !strings.Contains(err.Error(), `kafka: invalid topic name "bad name"`) {
+		t.Fatalf("err = %v, want the invalid topic name", err)
+	}
+}

@@ -100,7 +100,7 @@ func PlanBatch(in PlanInput) (Plan, error) {
 			for i, l := range losses {
 				what[i] = l.what
 			}
-			return Plan{}, errorf(ErrDataLoss, "kafka: data loss: %s; the query stops here (to skip the lost offsets and go on with a warning, set the source option failOnDataLoss=false, or run gostream submit with --fail-on-data-loss=false; or start the query with a new checkpoint)",
+			return Plan{}, errorf(ErrDataLoss, "kafka: data loss: %s; the query stops here (to skip the lost offsets and go on with a warning, set failOnDataLoss=false: the source option, or gostream submit --fail-on-data-loss=false; or start the query with a new checkpoint)",
 				strings.Join(what, "; "))
 		}
 		for _, l := range losses {

@@ -81,7 +81,7 @@ func TestPlanBatch(t *testing.T) {
 			name:    "retention deleted offsets, fail",
 			in:      PlanInput{Prev: three(10, 5, 3), Earliest: three(15, 0, 0), Latest: three(20, 5, 3), FailOnDataLoss: true},
 			wantErr: ErrDataLoss,
-			errHas:  "logs/0: offsets [10, 15) were deleted (retention or DeleteRecords) before they were read; the query stops here (to skip the lost offsets and go on with a warning, set the source option failOnDataLoss=false, or run gostream submit with --fail-on-data-loss=false;",
+			errHas:  "logs/0: offsets [10, 15) were deleted (retention or DeleteRecords) before they were read; the query stops here (to skip the lost offsets and go on with a warning, set failOnDataLoss=false: the source option, or gostream submit --fail-on-data-loss=false;",
 		},
 		{
 			name:       "retention deleted offsets, warn",

@@ -81,6 +81,9 @@ func TestTopicsCmdValidation(t *testing.T) {
 		{[]string{"create", "logs", "--partitions", "x"}, "invalid argument"},
 		{[]string{"list", "--brokers", "nohost"}, `--brokers: kafka: broker "nohost" is not host:port`},
 		{[]string{"list", "--brokers", " , "}, "--brokers: kafka: empty broker list"},
+		// Invalid names are refused before any broker is asked (none listens there).
+		{[]string{"describe", "no/pe", "--brokers", "127.0.0.1:1"}, `kafka: invalid topic name "no/pe"`},
+		{[]string{"delete", "no/pe", "--brokers", "127.0.0.1:1"}, `kafka: invalid topic name "no/pe"`},
 	} {
 		if _, _, err := run(t, newTopicsCmd, "", tc.args...); err == nil || !strings.Contains(err.Error(), tc.errHas) {
 			t.Errorf("topics %q: error %v, want %q", tc.args, err, tc.errHas)
