@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -17,26 +16,36 @@ import (
 // <checkpoint>/batches. Each entry is a line, "<crc> <json>\n", where json is
 // {"offsets":{...}} (batch N's offset ranges, written before it runs) or
 // {"commit":N} (written once its state and sink output are durable), and
-// crc is the CRC-32C of json as 8 hex digits. Appending an entry costs one
-// write and one fsync: no file is created, renamed or listed per batch, which
-// is most of a small batch's bookkeeping when each entry is a file (Spark's
-// layout, and format 1 of gostream's checkpoints).
+// crc is the CRC-32C of json as 8 hex digits. The first line,
+// {"checkpoint":{...}}, is a copy of the checkpoint's metadata, so that a
+// log is never taken for another checkpoint's (format 3; format 2 had no
+// header). Appending an entry costs one write and one fsync: no file is
+// created, renamed or listed per batch, which is most of a small batch's
+// bookkeeping when each entry is a file (Spark's layout, and format 1 of
+// gostream's checkpoints).
 //
 // A crash in the middle of an append leaves a torn last line, never synced,
-// so never acknowledged: opening the log cuts it off. Damage anywhere else
-// is an error. Once the log holds compactAfter batches, it is rewritten with
-// the last retainBatches (to a temporary file, synced and renamed).
+// so never acknowledged: open cuts it off, once the whole checkpoint has
+// been checked. Damage anywhere else is an error. Once the log holds
+// compactAfter batches, it is rewritten with the last retainBatches (to a
+// temporary file, synced and renamed).
 type batchLog struct {
 	dir  string // the checkpoint directory
 	mu   sync.Mutex
-	f    *os.File // open for appending
+	f    *os.File        // open for appending, once open returned
+	head *checkpointMeta // the header, nil in a log of format 2
 	ents []logEntry
+	// good is the length of the intact lines, size the file's: a crash
+	// left a torn last line when good < size.
+	good, size int64
 }
 
-// logEntry is one line of the batch log: exactly one field is set.
+// logEntry is one line of the batch log: exactly one field is set, and
+// Checkpoint only in the first line.
 type logEntry struct {
-	Offsets *offsetEntry `json:"offsets,omitempty"`
-	Commit  *int64       `json:"commit,omitempty"`
+	Offsets    *offsetEntry    `json:"offsets,omitempty"`
+	Commit     *int64          `json:"commit,omitempty"`
+	Checkpoint *checkpointMeta `json:"checkpoint,omitempty"`
 }
 
 // batchID is the batch the entry is about.
@@ -54,66 +63,89 @@ const (
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-// openBatchLog opens the batch log of checkpoint dir, creating it when
-// create is set, and cuts off a torn last line.
-func openBatchLog(dir string, create bool) (*batchLog, error) {
-	path := filepath.Join(dir, batchLogName)
-	raw, err := os.ReadFile(path)
-	switch {
-	case errors.Is(err, fs.ErrNotExist) && create:
-	case err != nil:
-		return nil, damaged(dir, batchLogName, err)
-	}
-	ents, good, err := parseBatchLog(raw)
+// readBatchLog reads and checks the batch log of checkpoint dir, without
+// changing it.
+func readBatchLog(dir string) (*batchLog, error) {
+	raw, err := os.ReadFile(filepath.Join(dir, batchLogName))
 	if err != nil {
 		return nil, damaged(dir, batchLogName, err)
 	}
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	head, ents, good, err := parseBatchLog(raw)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w (check the path is writable)", ErrCheckpoint, err)
+		return nil, damaged(dir, batchLogName, err)
 	}
-	if good < len(raw) {
+	return &batchLog{dir: dir, head: head, ents: ents, good: int64(good), size: int64(len(raw))}, nil
+}
+
+// open opens the log for appending, and cuts off its torn last line, if any.
+func (l *batchLog) open() error {
+	path := filepath.Join(l.dir, batchLogName)
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("%w: %w (check the path is writable)", ErrCheckpoint, err)
+	}
+	if l.good < l.size {
 		// The tail of an append that never completed: the entry was
 		// never acknowledged, so the batch it plans or commits runs again.
-		err = f.Truncate(int64(good))
+		err = f.Truncate(l.good)
 		if err == nil {
 			err = f.Sync()
 		}
 	}
 	if err == nil {
-		_, err = f.Seek(int64(good), 0)
+		_, err = f.Seek(l.good, 0)
 	}
 	if err != nil {
 		f.Close()
-		return nil, fmt.Errorf("%w: %s: %w", ErrCheckpoint, path, err)
+		return fmt.Errorf("%w: %s: %w", ErrCheckpoint, path, err)
 	}
-	return &batchLog{dir: dir, f: f, ents: ents}, nil
+	l.f, l.size = f, l.good
+	return nil
+}
+
+// rewrite replaces the log's file with head and its entries, atomically.
+func (l *batchLog) rewrite(head checkpointMeta) error {
+	head.Format = checkpointFormat
+	b := appendLine(nil, logEntry{Checkpoint: &head})
+	for _, e := range l.ents {
+		b = appendLine(b, e)
+	}
+	if err := writeAtomic(filepath.Join(l.dir, batchLogName), b); err != nil {
+		return err
+	}
+	l.head, l.good, l.size = &head, int64(len(b)), int64(len(b))
+	return nil
 }
 
 // parseBatchLog parses the lines of a batch log and checks their order. It
-// returns the entries and the length of the intact prefix of raw: a last
-// line that is incomplete or fails its checksum is torn, not damage.
-func parseBatchLog(raw []byte) (ents []logEntry, good int, err error) {
-	for good < len(raw) {
+// returns the header, if any, the entries and the length of the intact
+// prefix of raw: a last line that is incomplete or fails its checksum is
+// torn, not damage.
+func parseBatchLog(raw []byte) (head *checkpointMeta, ents []logEntry, good int, err error) {
+	for line := 1; good < len(raw); line++ {
 		end := bytes.IndexByte(raw[good:], '\n')
 		if end < 0 {
-			return ents, good, nil // torn: the append stopped before its newline
+			return head, ents, good, nil // torn: the append stopped before its newline
 		}
-		line := raw[good : good+end]
-		e, lerr := parseLogLine(line)
-		if lerr != nil {
-			if good+end+1 == len(raw) && errors.Is(lerr, errTorn) {
-				return ents, good, nil
+		e, lerr := parseLogLine(raw[good : good+end])
+		switch {
+		case lerr != nil && good+end+1 == len(raw) && errors.Is(lerr, errTorn):
+			return head, ents, good, nil
+		case lerr != nil:
+			return nil, nil, 0, fmt.Errorf("line %d: %w", line, lerr)
+		case e.Checkpoint != nil && line > 1:
+			return nil, nil, 0, fmt.Errorf("line %d: a checkpoint header after the first line", line)
+		case e.Checkpoint != nil:
+			head = e.Checkpoint
+		default:
+			if err := checkNext(ents, e); err != nil {
+				return nil, nil, 0, fmt.Errorf("line %d: %w", line, err)
 			}
-			return nil, 0, fmt.Errorf("line %d: %w", len(ents)+1, lerr)
+			ents = append(ents, e)
 		}
-		if err := checkNext(ents, e); err != nil {
-			return nil, 0, fmt.Errorf("line %d: %w", len(ents)+1, err)
-		}
-		ents = append(ents, e)
 		good += end + 1
 	}
-	return ents, good, nil
+	return head, ents, good, nil
 }
 
 // errTorn marks a line whose bytes are not what was written: the remains of
@@ -133,9 +165,15 @@ func parseLogLine(line []byte) (logEntry, error) {
 	if err := dec.Decode(&e); err != nil {
 		return e, err
 	}
+	set := 0
+	for _, isSet := range []bool{e.Offsets != nil, e.Commit != nil, e.Checkpoint != nil} {
+		if isSet {
+			set++
+		}
+	}
 	switch o := e.Offsets; {
-	case (o == nil) == (e.Commit == nil):
-		return e, errors.New("want one of offsets and commit")
+	case set != 1:
+		return e, errors.New("want one of offsets, commit and checkpoint")
 	case o != nil && (o.BatchID < 0 || o.Start == nil || o.End == nil):
 		return e, errors.New("offsets entry without a batch id or offsets")
 	case e.Commit != nil && *e.Commit < 0:
@@ -215,7 +253,10 @@ func (l *batchLog) compact() error {
 	for len(keep) > 0 && keep[0].batchID() <= last-retainBatches {
 		keep = keep[1:]
 	}
-	if err := writeBatchLog(l.dir, keep); err != nil {
+	old := l.ents
+	l.ents = append([]logEntry(nil), keep...)
+	if err := l.rewrite(*l.head); err != nil {
+		l.ents = old
 		return err
 	}
 	f, err := os.OpenFile(filepath.Join(l.dir, batchLogName), os.O_WRONLY|os.O_APPEND, 0)
@@ -223,17 +264,14 @@ func (l *batchLog) compact() error {
 		return fmt.Errorf("%w: %w", ErrCheckpoint, err)
 	}
 	l.f.Close()
-	l.f, l.ents = f, append([]logEntry(nil), keep...)
+	l.f = f
 	return nil
 }
 
-// writeBatchLog replaces the batch log of dir with ents, atomically.
-func writeBatchLog(dir string, ents []logEntry) error {
-	var b []byte
-	for _, e := range ents {
-		b = appendLine(b, e)
+// close closes the log's file, if open.
+func (l *batchLog) close() error {
+	if l.f == nil {
+		return nil
 	}
-	return writeAtomic(filepath.Join(dir, batchLogName), b)
+	return l.f.Close()
 }
-
-func (l *batchLog) close() error { return l.f.Close() }

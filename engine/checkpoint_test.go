@@ -1,36 +1,42 @@
 package engine
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/gostream/gostream/internal/dirsnap"
 	"github.com/gostream/gostream/kafkasrc"
+	"github.com/gostream/gostream/proto/planpb"
 )
 
 func TestCheckpointLifecycle(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "cp")
-	c, err := openCheckpoint(dir, "wc", "fp1", 4)
+	c, err := openTestCheckpoint(dir, query("wc", "logs"), 4)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Each state is checked as this process sees it and as a restart does.
+	// Each state is checked as this process sees it and as a restart does,
+	// which goes on with the checkpoint.
 	recover := func() recovery {
 		t.Helper()
 		rec, err := c.recover()
 		if err != nil {
 			t.Fatal(err)
 		}
-		again, err := openCheckpoint(dir, "wc", "fp1", 4)
-		if err != nil {
+		check(t, c.close())
+		if c, err = openTestCheckpoint(dir, query("wc", "logs"), 4); err != nil {
 			t.Fatal(err)
 		}
-		defer again.close()
-		if rec2, err := again.recover(); err != nil || rec2.lastCommitted != rec.lastCommitted ||
+		if rec2, err := c.recover(); err != nil || rec2.lastCommitted != rec.lastCommitted ||
 			(rec2.rerun == nil) != (rec.rerun == nil) || rec2.end.String() != rec.end.String() {
 			t.Fatalf("reopened: %+v, %v; this process: %+v", rec2, err, rec)
 		}
@@ -84,12 +90,13 @@ func TestCheckpointLifecycle(t *testing.T) {
 		t.Fatalf("commit 1 with offsets 2: %+v, want batch 1 committed and batch 2 to re-run", rec)
 	}
 	// Reopening keeps the identity and the shuffle partitions of the first start.
-	c2, err := openCheckpoint(dir, "wc", "fp1", 9)
-	if err != nil || c2.meta.ShufflePartitions != 4 || c2.meta.ID != c.meta.ID {
+	id := c.meta.ID
+	check(t, c.close())
+	c2, err := openTestCheckpoint(dir, query("wc", "logs"), 9)
+	if err != nil || c2.meta.ShufflePartitions != 4 || c2.meta.ID != id {
 		t.Fatalf("reopen: %+v %v", c2.meta, err)
 	}
 	c2.close()
-	c.close()
 }
 
 // TestCheckpointTornAppend cuts the last entry at every byte, as a crash in
@@ -97,7 +104,7 @@ func TestCheckpointLifecycle(t *testing.T) {
 // never been written.
 func TestCheckpointTornAppend(t *testing.T) {
 	dir := t.TempDir()
-	c, err := openCheckpoint(dir, "wc", "fp", 1)
+	c, err := openTestCheckpoint(dir, query("wc", "logs"), 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +124,7 @@ func TestCheckpointTornAppend(t *testing.T) {
 			torn[cut-1] ^= 0x20 // a damaged byte in the torn entry
 		}
 		check(t, os.WriteFile(path, torn, 0o644))
-		c, err := openCheckpoint(dir, "wc", "fp", 1)
+		c, err := openTestCheckpoint(dir, query("wc", "logs"), 1)
 		if err != nil {
 			t.Fatalf("cut at %d of %d: %v", cut, len(whole), err)
 		}
@@ -136,7 +143,7 @@ func TestCheckpointTornAppend(t *testing.T) {
 // keeps the last retainBatches batches and goes on.
 func TestCheckpointCompacts(t *testing.T) {
 	dir := t.TempDir()
-	c, err := openCheckpoint(dir, "wc", "fp", 1)
+	c, err := openTestCheckpoint(dir, query("wc", "logs"), 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +156,7 @@ func TestCheckpointCompacts(t *testing.T) {
 		end = next
 	}
 	check(t, c.close())
-	c, err = openCheckpoint(dir, "wc", "fp", 1)
+	c, err = openTestCheckpoint(dir, query("wc", "logs"), 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,11 +178,11 @@ func TestCheckpointConvertsFormat1(t *testing.T) {
 		check(t, os.MkdirAll(filepath.Dir(filepath.Join(dir, name)), 0o755))
 		check(t, os.WriteFile(filepath.Join(dir, name), []byte(data), 0o644))
 	}
-	write("metadata", `{"format":1,"id":"abc","name":"wc","planFingerprint":"fp","shufflePartitions":3}`)
+	write("metadata", `{"format":1,"id":"abc","name":"wc","planFingerprint":"`+fingerprint(query("wc", "logs").Plan)+`","shufflePartitions":3}`)
 	write("offsets/6", "v1\n"+`{"batchId":6,"batchTimestampMs":1,"start":{"logs":{"0":0}},"end":{"logs":{"0":5}}}`)
 	write("commits/6", "v1\n"+`{"nextBatchWatermarkMs":0}`)
 	write("offsets/7", "v1\n"+`{"batchId":7,"batchTimestampMs":2,"start":{"logs":{"0":5}},"end":{"logs":{"0":9}}}`)
-	c, err := openCheckpoint(dir, "wc", "fp", 4)
+	c, err := openTestCheckpoint(dir, query("wc", "logs"), 4)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -197,7 +204,7 @@ func TestCheckpointConvertsFormat1(t *testing.T) {
 
 func TestCheckpointRefusesOtherQueryAndDamage(t *testing.T) {
 	dir := t.TempDir()
-	c, err := openCheckpoint(dir, "wc", "fp1", 4)
+	c, err := openTestCheckpoint(dir, query("wc", "logs"), 4)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -225,19 +232,19 @@ func TestCheckpointRefusesOtherQueryAndDamage(t *testing.T) {
 		query  string
 		want   string
 	}{
-		{"different plan", func() {}, "fp2", "different query"},
+		{"different plan", func() {}, "other", "different query"},
 		{"different name", func() {}, "", "different query"},
 		{"negative offset", func() {
 			body := `{"offsets":{"batchId":0,"batchTimestampMs":1,"start":{"logs":{"0":0}},"end":{"logs":{"0":-5}}}}`
 			os.WriteFile(log, []byte(sumLine(body)+line(`{"commit":0}`)), 0o644)
-		}, "fp1", "damaged"},
+		}, "logs", "damaged"},
 		{"damaged entry", func() {
 			os.WriteFile(log, []byte(strings.Replace(ok, `"batchId":0`, `"batchId":1`, 1)+line(`{"commit":0}`)), 0o644)
-		}, "fp1", "damaged"},
-		{"commit before offsets", func() { os.WriteFile(log, []byte(line(`{"commit":0}`)+ok), 0o644) }, "fp1", "damaged"},
-		{"planned twice", func() { os.WriteFile(log, []byte(ok+ok), 0o644) }, "fp1", "damaged"},
-		{"missing log", func() { os.Remove(log) }, "fp1", "damaged"},
-		{"damaged metadata", func() { os.WriteFile(filepath.Join(dir, "metadata"), []byte("{"), 0o644) }, "fp1", "damaged"},
+		}, "logs", "damaged"},
+		{"commit before offsets", func() { os.WriteFile(log, []byte(line(`{"commit":0}`)+ok), 0o644) }, "logs", "damaged"},
+		{"planned twice", func() { os.WriteFile(log, []byte(ok+ok), 0o644) }, "logs", "damaged"},
+		{"missing log", func() { os.Remove(log) }, "logs", "damaged"},
+		{"damaged metadata", func() { os.WriteFile(filepath.Join(dir, "metadata"), []byte("{"), 0o644) }, "logs", "damaged"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -245,9 +252,9 @@ func TestCheckpointRefusesOtherQueryAndDamage(t *testing.T) {
 			before := snapshot()
 			name := "wc"
 			if tc.query == "" {
-				name, tc.query = "other", "fp1"
+				name, tc.query = "other", "logs"
 			}
-			c, err := openCheckpoint(dir, name, tc.query, 4)
+			c, err := openTestCheckpoint(dir, query(name, tc.query), 4)
 			if err == nil {
 				c.close()
 			}
@@ -278,6 +285,26 @@ func sumLine(body string) string {
 	return fmt.Sprintf("%08x %s\n", crc32.Checksum([]byte(body), castagnoli), body)
 }
 
+// query is a query named name that reads topic.
+func query(name, topic string) *planpb.Query {
+	scan := &planpb.KafkaScan{Subscribe: []string{topic}, BootstrapServers: "127.0.0.1:9092"}
+	return &planpb.Query{Name: name, Plan: &planpb.Plan{Node: &planpb.Plan_KafkaScan{KafkaScan: scan}}}
+}
+
+// openTestCheckpoint opens dir as newRuntime does for a query without
+// state: opened and checked, then resumed.
+func openTestCheckpoint(dir string, q *planpb.Query, p int) (*checkpoint, error) {
+	c, err := openCheckpoint(dir, q, p)
+	if err != nil {
+		return nil, err
+	}
+	if err := errors.Join(c.resume(), c.finishUpgrade()); err != nil {
+		c.close()
+		return nil, err
+	}
+	return c, nil
+}
+
 func check(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
@@ -288,7 +315,7 @@ func check(t *testing.T, err error) {
 func TestCheckpointRefusesForeignDirectory(t *testing.T) {
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "notes.txt"), []byte("mine"), 0o644)
-	_, err := openCheckpoint(dir, "wc", "fp", 4)
+	_, err := openTestCheckpoint(dir, query("wc", "logs"), 4)
 	if !errors.Is(err, ErrCheckpoint) || !strings.Contains(err.Error(), "not a gostream checkpoint") {
 		t.Fatalf("err = %v", err)
 	}
@@ -298,7 +325,7 @@ func FuzzParseBatchLog(f *testing.F) {
 	f.Add([]byte(sumLine(`{"offsets":{"batchId":0,"batchTimestampMs":1,"start":{"logs":{"0":0}},"end":{"logs":{"0":5}}}}`) + sumLine(`{"commit":0}`)))
 	f.Add([]byte("00000000 {}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		ents, good, err := parseBatchLog(data)
+		_, ents, good, err := parseBatchLog(data)
 		if err != nil {
 			return
 		}
@@ -311,4 +338,179 @@ func FuzzParseBatchLog(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestCheckpointLockHelper is not a test: TestCheckpointInUse runs the test
+// binary with GOSTREAM_LOCK_HELPER set to a checkpoint directory, to open it
+// from another process. The helper opens it once it reads a line on stdin,
+// prints "opened" or "refused: " and the error, and holds the checkpoint
+// until stdin closes.
+func TestCheckpointLockHelper(t *testing.T) {
+	dir := os.Getenv("GOSTREAM_LOCK_HELPER")
+	if dir == "" {
+		return
+	}
+	in := bufio.NewReader(os.Stdin)
+	if _, err := in.ReadString('\n'); err != nil {
+		t.Fatal(err)
+	}
+	c, err := openTestCheckpoint(dir, query("wc", "logs"), 4)
+	if err != nil {
+		fmt.Printf("refused: %v\n", err)
+		return
+	}
+	fmt.Println("opened")
+	io.Copy(io.Discard, in)
+	check(t, c.close())
+}
+
+// TestCheckpointInUse starts two processes on one checkpoint at the same
+// moment, many times, on a new directory and on an existing checkpoint, in
+// both orders: one opens it, the other is told which pid holds it, and
+// never that the directory is not a checkpoint.
+func TestCheckpointInUse(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "cp")
+	c, err := openTestCheckpoint(dir, query("wc", "logs"), 4)
+	check(t, err)
+	if _, err := openCheckpoint(dir, query("wc", "logs"), 4); !errors.Is(err, ErrCheckpoint) ||
+		!strings.Contains(err.Error(), fmt.Sprintf("is in use by pid %d (this process", os.Getpid())) {
+		t.Fatalf("second open in this process: %v", err)
+	}
+	check(t, c.close())
+
+	type helper struct {
+		cmd   *exec.Cmd
+		stdin io.WriteCloser
+		out   *bufio.Reader
+	}
+	start := func(dir string) helper {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestCheckpointLockHelper$", "-test.short", "-test.count=1")
+		cmd.Env = append(os.Environ(), "GOSTREAM_LOCK_HELPER="+dir)
+		cmd.Stderr = os.Stderr
+		stdin, err := cmd.StdinPipe()
+		check(t, err)
+		stdout, err := cmd.StdoutPipe()
+		check(t, err)
+		check(t, cmd.Start())
+		return helper{cmd, stdin, bufio.NewReader(stdout)}
+	}
+	const rounds = 20
+	for round := range rounds {
+		dir := filepath.Join(t.TempDir(), "cp")
+		if round%4 >= 2 { // an existing checkpoint
+			c, err := openTestCheckpoint(dir, query("wc", "logs"), 4)
+			check(t, err)
+			check(t, c.close())
+		}
+		hs := []helper{start(dir), start(dir)}
+		order := []int{0, 1}
+		if round%2 == 1 {
+			order = []int{1, 0}
+		}
+		for _, i := range order {
+			_, err := io.WriteString(hs[i].stdin, "go\n")
+			check(t, err)
+		}
+		var opened []int
+		var refusals []string
+		for i, h := range hs {
+			line, err := h.out.ReadString('\n')
+			check(t, err)
+			if line == "opened\n" {
+				opened = append(opened, i)
+			} else {
+				refusals = append(refusals, line)
+			}
+		}
+		if len(opened) != 1 {
+			t.Fatalf("round %d: %d processes opened the checkpoint; refusals: %q", round, len(opened), refusals)
+		}
+		want := fmt.Sprintf("refused: engine: checkpoint %s is in use by pid %d;", dir, hs[opened[0]].cmd.Process.Pid)
+		if !strings.HasPrefix(refusals[0], want) {
+			t.Fatalf("round %d: the second process got %q, want %q...", round, refusals[0], want)
+		}
+		for _, h := range hs {
+			h.stdin.Close()
+			check(t, h.cmd.Wait())
+		}
+	}
+}
+
+// TestCheckpointUpgradesFormat2 opens a checkpoint of the previous layout,
+// whose batch log has no header: opening it changes nothing, resuming it
+// writes the header and then the metadata in format 3, and it goes on.
+func TestCheckpointUpgradesFormat2(t *testing.T) {
+	dir := t.TempDir()
+	q := query("wc", "logs")
+	check(t, os.WriteFile(filepath.Join(dir, "metadata"),
+		fmt.Appendf(nil, `{"format":2,"id":"abc","name":"wc","planFingerprint":%q,"shufflePartitions":3}`, fingerprint(q.Plan)), 0o644))
+	check(t, os.WriteFile(filepath.Join(dir, batchLogName),
+		[]byte(sumLine(`{"offsets":{"batchId":0,"batchTimestampMs":1,"start":{"logs":{"0":0}},"end":{"logs":{"0":5}}}}`)+sumLine(`{"commit":0}`)), 0o644))
+	before, err := dirsnap.Take(dir)
+	check(t, err)
+	c, err := openCheckpoint(dir, q, 4)
+	check(t, err)
+	after, err := dirsnap.Take(dir)
+	check(t, err)
+	if d := before.Diff(after); len(d) > 0 {
+		t.Fatalf("opening changed the checkpoint before it was resumed: %v", d)
+	}
+	check(t, errors.Join(c.resume(), c.finishUpgrade(), c.writeOffsets(offsetEntry{BatchID: 1, Start: kafkasrc.Offsets{"logs": {0: 5}}, End: kafkasrc.Offsets{"logs": {0: 7}}})))
+	check(t, c.close())
+	c, err = openTestCheckpoint(dir, q, 4)
+	check(t, err)
+	defer c.close()
+	rec, err := c.recover()
+	if err != nil || rec.lastCommitted != 0 || rec.rerun == nil || rec.rerun.BatchID != 1 {
+		t.Fatalf("upgraded: %+v, %v; want batch 1 to re-run after 0", rec, err)
+	}
+	if m := c.meta; m.Format != checkpointFormat || m.ID != "abc" || m.ShufflePartitions != 3 || !slices.Equal(m.Plan, []string{"read topic logs"}) {
+		t.Fatalf("upgraded metadata: %+v", m)
+	}
+	if h := c.log.head; h == nil || h.ID != "abc" || h.ShufflePartitions != 3 {
+		t.Fatalf("upgraded batch log header: %+v", h)
+	}
+}
+
+// TestDescribePlanDifferences checks that a checkpoint of another query
+// says in words what differs.
+func TestDescribePlanDifferences(t *testing.T) {
+	wc := func(topic, pattern string, agg planpb.AggregateFunction) *planpb.Query {
+		q := query("wc", topic)
+		col := func(n string) *planpb.Expr { return &planpb.Expr{Kind: &planpb.Expr_Column{Column: n}} }
+		str := func(s string) *planpb.Expr {
+			return &planpb.Expr{Kind: &planpb.Expr_Literal{Literal: &planpb.Literal{Value: &planpb.Literal_String_{String_: s}}}}
+		}
+		value := &planpb.Plan{Node: &planpb.Plan_Project{Project: &planpb.Project{Input: q.Plan, Exprs: []*planpb.NamedExpr{
+			{Expr: &planpb.Expr{Kind: &planpb.Expr_Cast{Cast: &planpb.Cast{Expr: col("value"), To: planpb.DataType_STRING}}}, Name: "value"}}}}}
+		split := &planpb.Expr{Kind: &planpb.Expr_Call{Call: &planpb.Call{Function: "split", Args: []*planpb.Expr{col("value"), str(pattern)}}}}
+		words := &planpb.Plan{Node: &planpb.Plan_Explode{Explode: &planpb.Explode{Input: value, Generator: split, Output: "word"}}}
+		q.Plan = &planpb.Plan{Node: &planpb.Plan_Aggregate{Aggregate: &planpb.Aggregate{Input: words,
+			GroupBy:    []*planpb.NamedExpr{{Expr: col("word"), Name: "word"}},
+			Aggregates: []*planpb.AggregateExpr{{Function: agg, Name: "n"}}}}}
+		return q
+	}
+	base := wc("logs", " ", planpb.AggregateFunction_COUNT)
+	if got, want := describePlan(base.Plan), []string{"read topic logs", "select CAST(value AS STRING) AS value",
+		"explode(split(value, ' ')) AS word", "group by word: count(*) AS n"}; !slices.Equal(got, want) {
+		t.Fatalf("describePlan = %q, want %q", got, want)
+	}
+	for _, c := range []struct {
+		q    *planpb.Query
+		want string
+	}{
+		{wc("other", " ", planpb.AggregateFunction_COUNT), `its plan has "read topic logs" where this query has "read topic other"`},
+		{wc("logs", ",", planpb.AggregateFunction_COUNT), `its plan has "explode(split(value, ' ')) AS word" where this query has "explode(split(value, ',')) AS word"`},
+		{wc("logs", " ", planpb.AggregateFunction_MAX), `its plan has "group by word: count(*) AS n" where this query has "group by word: max(*) AS n"`},
+		{query("wc", "logs"), `its plan is "read topic logs | select CAST(value AS STRING) AS value | explode(split(value, ' ')) AS word | group by word: count(*) AS n", this query's is "read topic logs"`},
+	} {
+		dir := t.TempDir()
+		cp, err := openTestCheckpoint(dir, base, 4)
+		check(t, err)
+		check(t, cp.close())
+		_, err = openCheckpoint(dir, c.q, 4)
+		if !errors.Is(err, ErrCheckpoint) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("err = %v, want it to say %s", err, c.want)
+		}
+	}
 }

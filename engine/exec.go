@@ -66,8 +66,11 @@ type queryRuntime struct {
 	readValues bool
 }
 
-func newRuntime(q *planpb.Query, cp *checkpoint, sink Sink, log *slog.Logger, trig Trigger) (rt *queryRuntime, err error) {
-	rt = &queryRuntime{query: q, cp: cp, sink: sink, log: log.With("query", q.Name), parts: cp.meta.ShufflePartitions,
+// newRuntime prepares a run of query q on checkpoint cp, which it closes if
+// it fails. Everything that can refuse the checkpoint is checked before
+// anything in it is written (see checkpoint).
+func newRuntime(q *planpb.Query, cp *checkpoint, sink Sink, log *slog.Logger, trig Trigger) (_ *queryRuntime, err error) {
+	rt := &queryRuntime{query: q, cp: cp, sink: sink, log: log.With("query", q.Name), parts: cp.meta.ShufflePartitions,
 		applied: make(map[int]int64)}
 	defer func() {
 		if err != nil {
@@ -88,21 +91,6 @@ func newRuntime(q *planpb.Query, cp *checkpoint, sink Sink, log *slog.Logger, tr
 	if rt.starting, err = kafkasrc.ParseStartingOffsets(rt.scan.StartingOffsets); err != nil {
 		return nil, fmt.Errorf("%w: startingOffsets: %w", ErrAnalysis, err)
 	}
-	if rt.rec, err = cp.recover(); err != nil {
-		return nil, err
-	}
-	rt.end, rt.nextBatch = rt.rec.end, rt.rec.lastCommitted+1
-	if rt.agg != nil {
-		if err := rt.openState(trig); err != nil {
-			return nil, err
-		}
-		m, err := rt.getMapAgg()
-		if err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrAnalysis, err)
-		}
-		rt.readValues = m.value != nil && !trig.follows()
-		rt.partials.put(m)
-	}
 	rt.src, err = kafkasrc.NewSource(kafkasrc.Config{
 		Brokers:      strings.Split(rt.scan.BootstrapServers, ","),
 		Options:      rt.scan.KafkaOptions,
@@ -112,18 +100,41 @@ func newRuntime(q *planpb.Query, cp *checkpoint, sink Sink, log *slog.Logger, tr
 	if err != nil {
 		return nil, err
 	}
+	if rt.rec, err = cp.recover(); err != nil {
+		return nil, err
+	}
+	rt.end, rt.nextBatch = rt.rec.end, rt.rec.lastCommitted+1
+	opts := rt.stateOptions(trig)
+	if rt.agg != nil {
+		if err := rt.checkState(opts); err != nil {
+			return nil, err
+		}
+	}
+	if err := cp.resume(); err != nil {
+		return nil, err
+	}
+	if rt.agg != nil {
+		if err := rt.openState(opts); err != nil {
+			return nil, err
+		}
+		m, err := rt.getMapAgg()
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrAnalysis, err)
+		}
+		rt.readValues = m.value != nil && !trig.follows()
+		rt.partials.put(m)
+	}
+	if err := cp.finishUpgrade(); err != nil {
+		return nil, err
+	}
 	return rt, nil
 }
 
-// openState opens the state partitions and checks them against the commit
-// log: a partition is at the last committed batch, or at the batch that
-// re-runs (its state committed, its commit-log entry was never written),
-// which is then recorded in applied so that the re-run counts it once.
-func (rt *queryRuntime) openState(trig Trigger) error {
-	dir := filepath.Join(rt.cp.dir, "state")
-	var err error
+// stateOptions are the options of the query's state store.
+func (rt *queryRuntime) stateOptions(trig Trigger) state.Options {
 	opts := state.DefaultOptions()
 	opts.Logger = rt.log
+	opts.Label = rt.cp.label()
 	// No undo records: a partition whose state committed the batch that
 	// re-runs is not rolled back but skipped (see applied). Undo records
 	// were most of Pebble's compaction work.
@@ -147,24 +158,77 @@ func (rt *queryRuntime) openState(trig Trigger) error {
 	// A batch's output does not wait for its state to reach the disk: the
 	// commit-log step syncs all partitions at once (see finishBatch).
 	opts.DeferSync = true
+	return opts
+}
+
+// checkState checks the state store against the rest of the checkpoint
+// without writing to it: it must be labeled with this checkpoint, hold no
+// partition beyond the shuffle partitions, and each partition must be at a
+// batch the batch log allows (checkVersion). A missing state store is
+// accepted only before the first batch.
+func (rt *queryRuntime) checkState(opts state.Options) error {
+	dir := filepath.Join(rt.cp.dir, stateDirName)
+	sum, err := state.CheckPebble(dir, opts, rt.parts)
+	if err != nil {
+		return damaged(rt.cp.dir, stateDirName, err)
+	}
+	ents := rt.cp.log.ents
+	if !sum.Exists {
+		if len(ents) > 0 {
+			return damaged(rt.cp.dir, stateDirName, fmt.Errorf("missing or empty, while the batch log holds batches %d to %d", ents[0].batchID(), ents[len(ents)-1].batchID()))
+		}
+		return nil
+	}
+	empty := len(ents) == 0 && !slices.ContainsFunc(sum.Versions, func(v int64) bool { return v != state.NoVersion })
+	if err := rt.cp.checkStateLabel(sum.Label, empty); err != nil {
+		return err
+	}
+	if sum.Beyond >= 0 {
+		return damaged(rt.cp.dir, stateDirName, fmt.Errorf("it holds state partition %d, while the metadata says %d shuffle partitions", sum.Beyond, rt.parts))
+	}
+	for p, v := range sum.Versions {
+		if err := rt.checkVersion(p, v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkVersion checks that state partition p, at version v, is at the last
+// committed batch, or at the batch that re-runs (its state committed, its
+// commit-log entry was never written), which is then recorded in applied
+// so that the re-run counts it once.
+func (rt *queryRuntime) checkVersion(p int, v int64) error {
+	last := rt.rec.lastCommitted
+	switch {
+	case v == last+1 && rt.rec.rerun != nil && rt.rec.rerun.BatchID == v:
+		rt.applied[p] = v
+	case v > last:
+		return damaged(rt.cp.dir, stateDirName, fmt.Errorf("partition %d is at batch %d but batch %d is the last committed and no later batch is planned", p, v, last))
+	case v < last:
+		return damaged(rt.cp.dir, stateDirName, fmt.Errorf("partition %d is at batch %d but batch %d committed", p, v, last))
+	}
+	return nil
+}
+
+// openState opens the state partitions, checked by checkState.
+func (rt *queryRuntime) openState(opts state.Options) error {
+	dir := filepath.Join(rt.cp.dir, stateDirName)
+	var err error
 	if rt.states, err = state.OpenPebble(dir, opts); err != nil {
 		return fmt.Errorf("%w: state store %s: %w", ErrCheckpoint, dir, err)
 	}
-	last := rt.rec.lastCommitted
 	for p := range rt.parts {
 		st, err := rt.states.Open(p)
 		if err != nil {
 			return fmt.Errorf("%w: state partition %d in %s: %w", ErrCheckpoint, p, dir, err)
 		}
 		rt.stores = append(rt.stores, st)
-		switch v := st.Version(); {
-		case v == last+1 && rt.rec.rerun != nil && rt.rec.rerun.BatchID == v:
+		if err := rt.checkVersion(p, st.Version()); err != nil {
+			return err
+		}
+		if v, ok := rt.applied[p]; ok {
 			rt.log.Info("state already holds the batch that re-runs; its rows come from the state", "partition", p, "batch", v)
-			rt.applied[p] = v
-		case v > last:
-			return damaged(rt.cp.dir, "state", fmt.Errorf("partition %d is at batch %d but batch %d is the last committed and no later batch is planned", p, v, last))
-		case v < last:
-			return damaged(rt.cp.dir, "state", fmt.Errorf("partition %d is at batch %d but batch %d committed", p, v, last))
 		}
 	}
 	return nil

@@ -258,7 +258,7 @@ func (w *DataStreamWriter) checkpoint(q *planpb.Query) (*checkpoint, string, err
 	if p == 0 {
 		p = DefaultShufflePartitions
 	}
-	cp, err := openCheckpoint(filepath.Clean(dir), q.Name, fingerprint(q.Plan), p)
+	cp, err := openCheckpoint(filepath.Clean(dir), q, p)
 	if err != nil && tmp != "" {
 		os.RemoveAll(tmp)
 	}

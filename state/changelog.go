@@ -181,7 +181,8 @@ func (s *pebbleStore) foldAndLeave(version, memory int64, msg string) error {
 }
 
 // foldOnOpen writes the partition's changelog, if any, back as data keys in
-// one synced batch (plain mode, which reads only data keys).
+// one synced batch (plain mode, which reads only data keys). A read-only
+// provider reads and checks the changelog, and writes nothing.
 func (s *pebbleStore) foldOnOpen() (err error) {
 	b := s.db.NewBatch()
 	defer func() { err = errors.Join(err, b.Close()) }()
@@ -189,7 +190,7 @@ func (s *pebbleStore) foldOnOpen() (err error) {
 	if err != nil || records == 0 {
 		return err
 	}
-	if err := stageLogDeletion(b, s.prefix, s.hist.version); err != nil {
+	if err := stageLogDeletion(b, s.prefix, s.hist.version); err != nil || s.provider.readOnly {
 		return err
 	}
 	if err := b.Commit(pebble.Sync); err != nil {

@@ -32,6 +32,9 @@ const (
 // are 0xffffffff, above MaxPartition, so no partition's range contains it.
 var markerKey = []byte("\xff\xff\xff\xffgostream-state")
 
+// labelKey holds Options.Label, next to the marker.
+var labelKey = []byte("\xff\xff\xff\xffgostream-label")
+
 // markerValue names the layout; a different value is a layout this build
 // cannot read.
 const markerValue = "layout 1"

@@ -83,6 +83,12 @@ type Options struct {
 	// sets it to output a batch while its state reaches the disk, and syncs
 	// before the batch's commit-log entry.
 	DeferSync bool
+	// Label names the owner of the state, such as the checkpoint it belongs
+	// to. OpenPebble writes it with the directory's marker when it creates
+	// the directory, and into a directory that has none; it refuses a
+	// directory labeled otherwise (ErrNotStateDir) without changing it.
+	// CheckPebble returns a directory's label. Default (nil): none.
+	Label []byte
 	// Logger receives the provider's and Pebble's messages. Default (nil):
 	// slog.Default(). Pebble's own messages are logged at Debug level.
 	Logger *slog.Logger

@@ -23,6 +23,70 @@ func OpenPebble(dir string, opts Options) (Provider, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
+	popts, log := opts.pebble(dir)
+	defer popts.Cache.Unref() // the DB holds its own reference
+	var marked bool
+	var label []byte
+	fs := popts.FS
+	fresh, err := isEmptyDir(fs, dir)
+	if err != nil {
+		return nil, fmt.Errorf("state: cannot read state directory %s: %w (check that it exists and is readable)", dir, err)
+	}
+	if fresh {
+		if err := makeDurableDir(fs, dir); err != nil {
+			return nil, fmt.Errorf("state: cannot create state directory %s: %w (check the permissions of its parent)", dir, err)
+		}
+	} else {
+		ro, m, l, err := openReadOnly(dir, popts)
+		if err != nil {
+			return nil, err
+		}
+		marked, label = m, bytes.Clone(l)
+		if err := ro.Close(); err != nil {
+			return nil, openError(dir, err)
+		}
+		if label != nil && opts.Label != nil && !bytes.Equal(label, opts.Label) {
+			return nil, fmt.Errorf("%w: %s is labeled %q, not %q; point the query at its own checkpoint directory, nothing in %s was changed",
+				ErrNotStateDir, dir, label, opts.Label, dir)
+		}
+	}
+	db, err := pebble.Open(dir, popts)
+	if err != nil {
+		return nil, openError(dir, err)
+	}
+	if !marked || (label == nil && opts.Label != nil) {
+		b := db.NewBatch()
+		err := b.Set(markerKey, []byte(markerValue), nil)
+		if err == nil && opts.Label != nil {
+			err = b.Set(labelKey, opts.Label, nil)
+		}
+		if err == nil {
+			err = b.Commit(pebble.Sync)
+		}
+		if err := errors.Join(err, b.Close()); err != nil {
+			return nil, errors.Join(fmt.Errorf("state: cannot initialize state directory %s: %w", dir, err), db.Close())
+		}
+		if !marked {
+			log.Info("state: created state directory")
+		}
+	}
+	return newPebbleProvider(dir, db, opts, log), nil
+}
+
+func newPebbleProvider(dir string, db *pebble.DB, opts Options, log *slog.Logger) *pebbleProvider {
+	p := &pebbleProvider{dir: dir, db: db, retain: opts.RetainVersions, readCache: opts.ReadCacheSize,
+		changelog: opts.Changelog, changelogMax: opts.ChangelogMaxBytes, log: log, commitSync: pebble.Sync}
+	if opts.DeferSync {
+		p.commitSync = pebble.NoSync
+	}
+	p.foldLow, p.foldHigh = opts.foldBounds()
+	p.mu.stores = make(map[int]*pebbleStore)
+	return p
+}
+
+// pebble returns the Pebble options of a state directory, with a block
+// cache the caller unreferences once the database is open, and the logger.
+func (opts Options) pebble(dir string) (*pebble.Options, *slog.Logger) {
 	fs := opts.fs
 	if fs == nil {
 		fs = vfs.Default
@@ -32,8 +96,7 @@ func OpenPebble(dir string, opts Options) (Provider, error) {
 	// the cache for both, or with full memtables no block stays cached and
 	// every read goes to the file system and decompresses again.
 	cache := pebble.NewCache(opts.CacheSize + int64(opts.MemTableSize)*int64(opts.MemTableStopWritesThreshold+1))
-	defer cache.Unref() // the DB holds its own reference
-	popts := &pebble.Options{
+	return &pebble.Options{
 		FS:                          fs,
 		Cache:                       cache,
 		MemTableSize:                opts.MemTableSize,
@@ -47,38 +110,7 @@ func OpenPebble(dir string, opts Options) (Provider, error) {
 		// state's files are small. One level's options apply to all deeper
 		// levels.
 		Levels: []pebble.LevelOptions{{FilterPolicy: bloom.FilterPolicy(10), Compression: pebble.NoCompression}},
-	}
-
-	marked := false
-	fresh, err := isEmptyDir(fs, dir)
-	if err != nil {
-		return nil, fmt.Errorf("state: cannot read state directory %s: %w (check that it exists and is readable)", dir, err)
-	}
-	if fresh {
-		if err := makeDurableDir(fs, dir); err != nil {
-			return nil, fmt.Errorf("state: cannot create state directory %s: %w (check the permissions of its parent)", dir, err)
-		}
-	} else if marked, err = inspect(dir, popts); err != nil {
-		return nil, err
-	}
-	db, err := pebble.Open(dir, popts)
-	if err != nil {
-		return nil, openError(dir, err)
-	}
-	if !marked {
-		if err := db.Set(markerKey, []byte(markerValue), pebble.Sync); err != nil {
-			return nil, errors.Join(fmt.Errorf("state: cannot initialize state directory %s: %w", dir, err), db.Close())
-		}
-		log.Info("state: created state directory")
-	}
-	p := &pebbleProvider{dir: dir, db: db, retain: opts.RetainVersions, readCache: opts.ReadCacheSize,
-		changelog: opts.Changelog, changelogMax: opts.ChangelogMaxBytes, log: log, commitSync: pebble.Sync}
-	if opts.DeferSync {
-		p.commitSync = pebble.NoSync
-	}
-	p.foldLow, p.foldHigh = opts.foldBounds()
-	p.mu.stores = make(map[int]*pebbleStore)
-	return p, nil
+	}, log
 }
 
 // isEmptyDir reports whether dir is missing or empty.
@@ -130,23 +162,44 @@ func makeDurableDir(fs vfs.FS, dir string) error {
 	return nil
 }
 
-// inspect checks, without writing to it, that the non-empty dir holds
-// gostream state. It reports whether the marker is present; a Pebble
-// database without the marker is accepted only if it holds no keys at all
-// (its creation was interrupted before the marker was written).
-func inspect(dir string, popts *pebble.Options) (marked bool, err error) {
+// openReadOnly opens the non-empty dir read-only, so without writing to
+// it, and checks that it holds gostream state. It reports whether the
+// marker is present and the label, if any, valid until db is closed; a
+// Pebble database without the marker is accepted only if it holds no keys
+// at all (its creation was interrupted before the marker was written).
+func openReadOnly(dir string, popts *pebble.Options) (db *pebble.DB, marked bool, label []byte, err error) {
 	desc, err := pebble.Peek(dir, popts.FS)
 	if err != nil || !desc.Exists {
-		return false, fmt.Errorf("%w: %s holds no Pebble database (%v); point the query at its own checkpoint directory or an empty one, nothing in %s was changed",
+		return nil, false, nil, fmt.Errorf("%w: %s holds no Pebble database (%v); point the query at its own checkpoint directory or an empty one, nothing in %s was changed",
 			ErrNotStateDir, dir, err, dir)
 	}
 	ro := popts.Clone()
 	ro.ReadOnly = true
-	db, err := pebble.Open(dir, ro)
-	if err != nil {
-		return false, openError(dir, err)
+	if db, err = pebble.Open(dir, ro); err != nil {
+		return nil, false, nil, openError(dir, err)
 	}
-	defer func() { err = errors.Join(err, db.Close()) }()
+	defer func() {
+		if err != nil {
+			db.Close()
+			db = nil
+		}
+	}()
+	if marked, err = checkMarker(dir, db); err != nil || !marked {
+		return db, marked, nil, err
+	}
+	switch v, closer, err := db.Get(labelKey); {
+	case err == nil:
+		label = bytes.Clone(v)
+		closer.Close()
+	case !errors.Is(err, pebble.ErrNotFound):
+		return nil, false, nil, openError(dir, err)
+	}
+	return db, true, label, nil
+}
+
+// checkMarker reports whether db holds the marker of gostream state, or
+// fails if it holds something else.
+func checkMarker(dir string, db *pebble.DB) (marked bool, err error) {
 	v, closer, err := db.Get(markerKey)
 	switch {
 	case err == nil:
@@ -210,6 +263,7 @@ type pebbleProvider struct {
 	foldLow      int64 // Options.foldBounds()
 	foldHigh     int64
 	commitSync   *pebble.WriteOptions // pebble.NoSync with Options.DeferSync
+	readOnly     bool                 // opened by CheckPebble: stores load and check, never write
 	log          *slog.Logger
 	mu           struct {
 		sync.Mutex
