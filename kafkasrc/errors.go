@@ -32,6 +32,9 @@ var (
 	// ErrLineTooLong reports an input line longer than
 	// ProduceConfig.MaxRecordBytes.
 	ErrLineTooLong = errors.New("kafka: line too long")
+	// ErrNotAcked reports produced records the brokers did not acknowledge
+	// in time after a stop.
+	ErrNotAcked = errors.New("kafka: records not acknowledged")
 	// ErrClosed reports use of a closed Source.
 	ErrClosed = errors.New("kafka: source closed")
 )
