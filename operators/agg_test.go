@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/gostream/gostream/proto/planpb"
 )
@@ -81,13 +82,21 @@ func kafkaRow(value string, partition int64) Row {
 }
 
 // runAgg runs lines through partial aggregation on two "map tasks", the
-// exchange, and the final aggregation into a memory map, like a batch.
+// exchange, and the final aggregation into a memory map, like a batch. It
+// returns each group's aggregates as text by the group's keys as text, both
+// joined by spaces.
 func runAgg(t testing.TB, a *planpb.Aggregate, parts int, batches ...[]Row) map[string]string {
 	t.Helper()
 	g, err := CompileAggregate(a)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return runCompiled(t, g, parts, batches...)
+}
+
+// runCompiled is runAgg on a compiled aggregation.
+func runCompiled(t testing.TB, g *Aggregation, parts int, batches ...[]Row) map[string]string {
+	t.Helper()
 	st := mapStore{}
 	for _, rows := range batches {
 		var buckets [][]byte
@@ -134,7 +143,8 @@ func runAgg(t testing.TB, a *planpb.Aggregate, parts int, batches ...[]Row) map[
 		for _, v := range row {
 			cells = append(cells, string(v.AppendText(nil)))
 		}
-		out[cells[0]] = strings.Join(cells[1:], " ")
+		keys := len(g.keyTypes)
+		out[strings.Join(cells[:keys], " ")] = strings.Join(cells[keys:], " ")
 	}
 	return out
 }
@@ -202,9 +212,11 @@ func TestWordCountFilteredPieces(t *testing.T) {
 	}
 }
 
-func TestAggregatesAndNulls(t *testing.T) {
+// wordStats groups words by partition: count(*), sum(length(word)),
+// min(word), max(word) and avg(length(word)).
+func wordStats() *planpb.Aggregate {
 	length := callE("length", col("word"))
-	a := &planpb.Aggregate{
+	return &planpb.Aggregate{
 		Input: wordsPlan(),
 		GroupBy: []*planpb.NamedExpr{
 			{Expr: col("partition"), Name: "partition"},
@@ -217,8 +229,11 @@ func TestAggregatesAndNulls(t *testing.T) {
 			{Function: planpb.AggregateFunction_AVG, Arg: length, Name: "avg"},
 		},
 	}
+}
+
+func TestAggregatesAndNulls(t *testing.T) {
 	rows := []Row{kafkaRow("bb a", 0), kafkaRow("ccc", 0), kafkaRow("z", 1)}
-	got := runAgg(t, a, 2, rows[:2], rows[2:])
+	got := runAgg(t, wordStats(), 2, rows[:2], rows[2:])
 	want := map[string]string{"0": "3 6 a ccc 2.0", "1": "1 1 z z 1.0"}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("got %v, want %v", got, want)
@@ -294,17 +309,93 @@ func TestRegisteredFunc(t *testing.T) {
 	}
 }
 
+// FuzzMerge checks the exchange round trip against a direct computation:
+// the lines of data, cut into two batches, each counted on two map tasks,
+// flushed into 1 to 8 buckets, merged on the reduce side and into the
+// state, must give what plain maps give, for the word count (the string
+// counter), several aggregates by partition (accumulators) and a count by
+// word and partition (a two-column key). Merge must also refuse data
+// itself as a bucket without panicking.
 func FuzzMerge(f *testing.F) {
-	f.Add([]byte{2, 1, 'a', 5})
-	a := &planpb.Aggregate{Input: wordsPlan(), GroupBy: []*planpb.NamedExpr{{Expr: col("word"), Name: "word"}},
-		Aggregates: []*planpb.AggregateExpr{{Function: planpb.AggregateFunction_MAX, Arg: col("word"), Name: "m"}}}
-	g, err := CompileAggregate(a)
-	if err != nil {
-		f.Fatal(err)
+	f.Add([]byte("a b a\n\nb  c\n\xff\xfe x\n\x00null\n 🚀 a"), uint8(3), uint8(2))
+	f.Add([]byte{2, 1, 'a', 5}, uint8(1), uint8(0))
+	compile := func(a *planpb.Aggregate) *Aggregation {
+		g, err := CompileAggregate(a)
+		if err != nil {
+			f.Fatal(err)
+		}
+		return g
 	}
-	f.Fuzz(func(t *testing.T, b []byte) {
-		_ = g.NewFinal().Merge(b) // must not panic on corrupt input
+	wordsMax := compile(&planpb.Aggregate{Input: wordsPlan(), GroupBy: []*planpb.NamedExpr{{Expr: col("word"), Name: "word"}},
+		Aggregates: []*planpb.AggregateExpr{{Function: planpb.AggregateFunction_MAX, Arg: col("word"), Name: "m"}}})
+	aggs := []struct {
+		name string
+		g    *Aggregation
+	}{
+		{"word count", compile(wordCount())},
+		{"stats by partition", compile(wordStats())},
+		{"count by word and partition", compile(&planpb.Aggregate{Input: wordsPlan(),
+			GroupBy:    []*planpb.NamedExpr{{Expr: col("word"), Name: "word"}, {Expr: col("partition"), Name: "partition"}},
+			Aggregates: []*planpb.AggregateExpr{{Function: planpb.AggregateFunction_COUNT, Name: "n"}}})},
+	}
+	f.Fuzz(func(t *testing.T, data []byte, parts, cut uint8) {
+		_ = wordsMax.NewFinal().Merge(data) // must not panic on corrupt input
+
+		lines := strings.Split(string(data), "\n")
+		rows := make([]Row, len(lines))
+		for i, l := range lines {
+			rows[i] = kafkaRow(l, int64(i%3))
+		}
+		n := int(cut) % (len(rows) + 1)
+		p := 1 + int(parts)%8
+		words, stats, pairs := mergeModel(lines)
+		for i, want := range []map[string]string{words, stats, pairs} {
+			if got := runCompiled(t, aggs[i].g, p, rows[:n], rows[n:]); !maps.Equal(got, want) {
+				t.Errorf("%s of %q (batches of %d and %d lines, %d buckets):\ngot  %q\nwant %q",
+					aggs[i].name, lines, n, len(rows)-n, p, got, want)
+			}
+		}
 	})
+}
+
+// mergeModel computes, from plain maps, what runAgg returns for the word
+// count, wordStats and a count by word and partition of lines, where line
+// i is in partition i%3 and "\x00null" stands for a null value.
+func mergeModel(lines []string) (words, stats, pairs map[string]string) {
+	type stat struct {
+		n, sum   int64
+		min, max string
+	}
+	counts, pairCounts, byPart := map[string]int64{}, map[string]int64{}, map[int]*stat{}
+	for i, l := range lines {
+		if l == "\x00null" {
+			continue // a null value has no words
+		}
+		for _, w := range strings.Split(string(AppendValidUTF8(nil, []byte(l))), " ") {
+			counts[w]++
+			pairCounts[fmt.Sprintf("%s %d", w, i%3)]++
+			s := byPart[i%3]
+			if s == nil {
+				s = &stat{min: w, max: w}
+				byPart[i%3] = s
+			}
+			s.n++
+			s.sum += int64(utf8.RuneCountInString(w))
+			s.min, s.max = min(s.min, w), max(s.max, w)
+		}
+	}
+	words, stats, pairs = map[string]string{}, map[string]string{}, map[string]string{}
+	for w, n := range counts {
+		words[w] = fmt.Sprint(n)
+	}
+	for k, n := range pairCounts {
+		pairs[k] = fmt.Sprint(n)
+	}
+	for p, s := range byPart {
+		avg := Double(float64(s.sum) / float64(s.n)).AppendText(nil)
+		stats[fmt.Sprint(p)] = fmt.Sprintf("%d %d %s %s %s", s.n, s.sum, s.min, s.max, avg)
+	}
+	return words, stats, pairs
 }
 
 // BenchmarkPartialAggregation is the map side of word count: cast, split,
