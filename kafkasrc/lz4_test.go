@@ -9,6 +9,8 @@ import (
 
 	"github.com/pierrec/lz4/v4"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/gostream/gostream/internal/testseed"
 )
 
 // lz4Compress writes data as one lz4 frame with pierrec/lz4, the encoder
@@ -48,7 +50,7 @@ func logText(r *rand.Rand, n int) []byte {
 // data (raw blocks), from empty to several blocks long, and on two frames
 // back to back.
 func TestLz4Decompress(t *testing.T) {
-	r := rand.New(rand.NewPCG(1, 2))
+	r := testseed.Rand(t)
 	random := make([]byte, 300_000)
 	for i := range random {
 		random[i] = byte(r.Uint32())
@@ -97,7 +99,7 @@ func TestLz4DecompressOtherCodecs(t *testing.T) {
 // TestLz4DecompressCorrupt checks that truncated and damaged frames are
 // errors, not panics or silently short data.
 func TestLz4DecompressCorrupt(t *testing.T) {
-	r := rand.New(rand.NewPCG(3, 4))
+	r := testseed.Rand(t)
 	in := logText(r, 200_000)
 	frame := lz4Compress(t, in, lz4.BlockSizeOption(lz4.Block64Kb), lz4.SizeOption(uint64(len(in))))
 	d := newDecompressor()

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/gostream/gostream/internal/testseed"
 )
 
 // TestStrCounter checks the counter against a map on keys of every length
@@ -16,7 +18,7 @@ import (
 // overwritten after the call: keys still waiting to be counted must not
 // depend on the caller's memory.
 func TestStrCounter(t *testing.T) {
-	r := rand.New(rand.NewPCG(3, 4))
+	r := testseed.Rand(t)
 	keys := []string{"", "a", "\x00", "a\x00", "0123456789abcdef", "0123456789abcdefg", "0123456789abcdefh",
 		"01234567", "012345678", string(bytes.Repeat([]byte{0}, 16)), string(bytes.Repeat([]byte{0}, 17))}
 	for i := range 5000 {
@@ -85,7 +87,7 @@ func BenchmarkStrCounterZipf(b *testing.B) {
 // around the 8-, 16- and 64-byte boundaries, at every distance from the end,
 // and invalid UTF-8 (whose rest the pipeline splits with the Splitter).
 func TestStrCounterAddSplit(t *testing.T) {
-	r := rand.New(rand.NewPCG(5, 6))
+	r := testseed.Rand(t)
 	var strs []string
 	for _, s := range []string{"", " ", "  ", "a", " a", "a ", "a  b", "0123456789abcdef", "0123456789abcdefg h", "x\x00y z",
 		"é è", "a \xff b", "\xff", strings.Repeat("ab ", 30) + "\xe2\x82 c", strings.Repeat("ab ", 30) + "€ c \xc3",
@@ -191,7 +193,7 @@ func sepMasksNaive(b []byte, sep byte) (seps, high uint64) {
 // version against a byte loop, for every length up to 130 at every
 // alignment, separators and non-ASCII bytes at every place.
 func TestSepMasks(t *testing.T) {
-	r := rand.New(rand.NewPCG(7, 8))
+	r := testseed.Rand(t)
 	buf := make([]byte, 4096+256)
 	for i := range buf {
 		buf[i] = []byte{' ', 'a', 'b', 0x80, 0xff, 0, '\n'}[r.IntN(7)]

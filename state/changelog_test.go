@@ -17,13 +17,15 @@ import (
 
 	"github.com/cockroachdb/pebble"
 	"github.com/cockroachdb/pebble/vfs"
+
+	"github.com/gostream/gostream/internal/testseed"
 )
 
 // TestTable runs random writes, fold snapshots, scans and prefetches against
 // a table and a map, with values that grow and shrink so that entries move
 // and the arena compacts.
 func TestTable(t *testing.T) {
-	r := rand.New(rand.NewPCG(7, 0))
+	r := testseed.Rand(t)
 	tb := newTable()
 	want := map[string]string{}
 	written := map[string]bool{} // since the last appendDirty
@@ -308,6 +310,21 @@ func (m *modelStore) commit(s Store, n int) {
 	m.want = next
 }
 
+// commitEvery puts a new value of every key in one batch and commits it as
+// the next version.
+func (m *modelStore) commitEvery(s Store) {
+	m.t.Helper()
+	next := maps.Clone(m.want)
+	for i := range m.keys {
+		k, v := fmt.Sprint("key", i), fmt.Sprint(m.version, "-", strings.Repeat("x", m.r.IntN(30)))
+		check(m.t, s.Put([]byte(k), []byte(v)))
+		next[k] = v
+	}
+	m.version++
+	check(m.t, s.Commit(m.version))
+	m.want = next
+}
+
 // get checks that s holds the committed value of k.
 func (m *modelStore) get(s Store, k string) {
 	m.t.Helper()
@@ -406,7 +423,7 @@ func TestChangelogFold(t *testing.T) {
 	opts := changelogTestOptions(2 << 10)
 	const partition = 3
 	p, s := openPartition(t, dir, opts, partition)
-	m := newModelStore(t, 1, 500)
+	m := newModelStore(t, testseed.Seed(t), 500)
 	folds := 0
 	for i := range 300 {
 		m.commit(s, 40)
@@ -426,7 +443,7 @@ func TestChangelogFold(t *testing.T) {
 	// A batch of more than foldBytes, committed with no fold running,
 	// starts a fold of everything.
 	check(t, s.collectFold(true))
-	m.commit(s, 500)
+	m.commitEvery(s) // 500 keys of 9 bytes or more
 	if !s.log.folding {
 		t.Fatal("no fold started")
 	}
@@ -461,7 +478,7 @@ func TestChangelogFoldCutShort(t *testing.T) {
 	opts := changelogTestOptions(1 << 40) // no fold but the test's
 	const partition = 2
 	p, s := openPartition(t, dir, opts, partition)
-	m := newModelStore(t, 4, 3*foldChunk)
+	m := newModelStore(t, testseed.Seed(t), 3*foldChunk)
 	for range 30 {
 		m.commit(s, 400)
 	}
@@ -516,7 +533,7 @@ func TestChangelogModeSwitch(t *testing.T) {
 	dir := t.TempDir()
 	const partition = 1
 	plain := plainTestOptions()
-	m := newModelStore(t, 2, 300)
+	m := newModelStore(t, testseed.Seed(t), 300)
 	var before map[string]string // the state before the last plain commit
 	for round, mode := range []string{"plain", "changelog", "plain", "changelog", "plain"} {
 		opts := plain
@@ -561,7 +578,7 @@ func TestChangelogCrash(t *testing.T) {
 	opts := changelogTestOptions(4 << 10)
 	opts.fs = fs
 	const dir, partition = "query/state", 2
-	m := newModelStore(t, 3, 2000)
+	m := newModelStore(t, testseed.Seed(t), 2000)
 	for round := range 8 {
 		o := opts
 		o.Changelog = round%4 != 3 // now and then a plain reopen folds it all
@@ -616,7 +633,7 @@ func TestChangelogCorrupt(t *testing.T) {
 				dir := t.TempDir()
 				opts := changelogTestOptions(0)
 				p, s := openPartition(t, dir, opts, partition)
-				m := newModelStore(t, 4, 50)
+				m := newModelStore(t, testseed.Seed(t), 50)
 				for range 5 {
 					m.commit(s, 20)
 				}
@@ -779,7 +796,7 @@ func TestChangelogMaxBytes(t *testing.T) {
 	}
 
 	p, s := openPartition(t, dir, small, partition)
-	m := newModelStore(t, 5, 1<<20) // almost every key new
+	m := newModelStore(t, testseed.Seed(t), 1<<20) // almost every key new
 	commitUntilPlain(t, s, m)
 	if s.log != nil || s.cache == nil {
 		t.Fatal("InMemory() is false but the store is not in plain mode")
@@ -792,7 +809,7 @@ func TestChangelogMaxBytes(t *testing.T) {
 	if got := logs.String(); strings.Count(got, "raise ChangelogMaxBytes") != 1 || !strings.Contains(got, "partition=6") {
 		t.Fatalf("leaving changelog mode logged %q; want one message naming the partition and the fix", got)
 	}
-	for range 60 {
+	for i := 0; i < 60 || len(m.want) < 1000; i++ { // several times the bound
 		m.commit(s, 40)
 	}
 	m.expect(s)
@@ -858,7 +875,7 @@ func TestChangelogMaxBytesRollback(t *testing.T) {
 		t.Fatal("a state of 10 keys did not open in memory")
 	}
 	check(t, s.Rollback(1))
-	m := &modelStore{t: t, r: rand.New(rand.NewPCG(6, 0)), keys: 3000, want: big, version: 1}
+	m := &modelStore{t: t, r: testseed.Rand(t), keys: 3000, want: big, version: 1}
 	if s.InMemory() {
 		t.Fatal("a rollback to 2000 keys kept them in memory")
 	}
@@ -874,14 +891,15 @@ func TestChangelogMaxBytesRollback(t *testing.T) {
 // before it: the directory opened again must hold exactly the last
 // committed version, under either bound.
 func TestChangelogMaxBytesCrash(t *testing.T) {
-	for seed := range uint64(4) {
+	first := testseed.Seed(t)
+	for seed := first; seed < first+4; seed++ {
 		fs := vfs.NewStrictMem()
 		opts := changelogTestOptions(1 << 10)
 		opts.fs = fs
 		opts.ChangelogMaxBytes = 16 << 10
 		const dir, partition = "query/state", 2
 		p, s := openPartition(t, dir, opts, partition)
-		m := newModelStore(t, 10+seed, 1<<20)
+		m := newModelStore(t, seed, 1<<20)
 		commitUntilPlain(t, s, m)
 		check(t, s.Put([]byte("staged"), []byte("never committed")))
 		fs.SetIgnoreSyncs(true)
@@ -919,7 +937,7 @@ func TestChangelogMaxBytesMidBatch(t *testing.T) {
 		opts.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 		const dir, partition = "query/state", 3
 		p, s := openPartition(t, dir, opts, partition)
-		m := newModelStore(t, 12, 500)
+		m := newModelStore(t, testseed.Seed(t), 500)
 		for range 20 {
 			m.commit(s, 40)
 		}
@@ -1002,7 +1020,7 @@ func TestTableSortedFollowsChanges(t *testing.T) {
 // TestTableSortsRandomKeys checks the sort against sort.Strings on keys
 // of every length that share prefixes of every length and hold every byte.
 func TestTableSortsRandomKeys(t *testing.T) {
-	r := rand.New(rand.NewPCG(8, 9))
+	r := testseed.Rand(t)
 	tb := newTable()
 	want := map[string]string{}
 	alphabet := []byte{0, 1, 'a', 'b', 0x7f, 0x80, 0xff}

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/gostream/gostream/internal/testseed"
 	"github.com/gostream/gostream/state"
 )
 
@@ -69,25 +70,26 @@ func (m *model) rollback(v int64) error {
 }
 
 // testModel runs random operations against a store and the model and
-// compares them after every step. With reopen, it also closes and reopens
+// compares them after every step. Each case logs its seed (GOSTREAM_SEED
+// replays it). With reopen, it also closes and reopens
 // the provider now and then.
 func testModel(t *testing.T, st Storage, reopen bool) {
 	cases := []struct {
 		name  string
-		seed  uint64
 		keys  int
 		steps int
 	}{
-		{"few keys", 1, 4, 600},
-		{"some keys", 2, 40, 1500},
-		{"many keys", 3, 400, 1500},
+		{"few keys", 4, 600},
+		{"some keys", 40, 1500},
+		{"many keys", 400, 1500},
 	}
 	p, err := st.Open()
 	must(t, err)
 	defer func() { must(t, p.Close()) }()
 	for _, tc := range cases { // each on a partition of its own
 		t.Run(tc.name, func(t *testing.T) {
-			r := rand.New(rand.NewPCG(tc.seed, 0))
+			seed := testseed.Seed(t)
+			r := rand.New(rand.NewPCG(seed, 0))
 			keys := make([]string, tc.keys)
 			for i := range keys {
 				keys[i] = fmt.Sprintf("k%03d", i)
@@ -99,7 +101,7 @@ func testModel(t *testing.T, st Storage, reopen bool) {
 			for step := range tc.steps {
 				fail := func(format string, args ...any) {
 					t.Helper()
-					t.Fatalf("seed %d step %d: %s", tc.seed, step, fmt.Sprintf(format, args...))
+					t.Fatalf("seed %d step %d: %s", seed, step, fmt.Sprintf(format, args...))
 				}
 				k := keys[r.IntN(len(keys))]
 				switch op := r.IntN(100); {
