@@ -463,33 +463,48 @@ func (l *logLines) find(parts ...string) string {
 
 // TestProduceLinesStopNotAcked stops a run whose brokers are cut off: it
 // returns after Timeout with ErrNotAcked, and the lines before the reported
-// Resume line are in the topic once the brokers are back.
+// Resume line are in the topic.
 func TestProduceLinesStopNotAcked(t *testing.T) {
 	c := newFake(t, "logs", 3)
 	addrs := c.ListenAddrs()
-	path, offsets := numberedLines(t, 20_000)
+	const n = 5000
+	var text strings.Builder
+	offsets := make([]int64, 0, n)
+	for i := 1; i <= n; i++ {
+		offsets = append(offsets, int64(text.Len()))
+		text.WriteString(numberedLine(i) + "\n")
+	}
+	pr, pw := io.Pipe()
 	sw := &netSwitch{}
 	ctx, cancel := context.WithCancel(testCtx(t))
 	defer cancel()
 	logs := &logLines{}
-	cfg := ProduceConfig{Brokers: addrs, Topic: "logs", MaxBufferedRecords: 1000, Timeout: 500 * time.Millisecond,
+	cfg := ProduceConfig{Brokers: addrs, Topic: "logs", Stdin: pr, MaxBufferedRecords: 1000, Timeout: 500 * time.Millisecond,
 		StallWarning: 100 * time.Millisecond, Logger: slog.New(logs), dial: sw.dial}
-	var acked atomic.Int64
-	cfg.Progress, cfg.ProgressInterval = func(s ProduceStats) { acked.Store(s.Acked) }, 10*time.Millisecond
 	done := make(chan error, 1)
 	var stats ProduceStats
 	go func() {
 		var err error
-		stats, err = ProduceLines(ctx, cfg, path)
+		stats, err = ProduceLines(ctx, cfg, "-")
 		done <- err
 	}()
-	waitFor(t, 10*time.Second, "some records acknowledged", func() bool { return acked.Load() > 0 })
+	if _, err := io.WriteString(pw, text.String()[:offsets[100]]); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the first lines", func() bool { return countRecords(t, addrs, "logs") == 100 })
 	sw.set(true)
+	written := make(chan struct{})
+	go func() {
+		defer close(written)
+		io.WriteString(pw, text.String()[offsets[100]:]) // until the pipe is closed: reading waits on the brokers
+	}()
 	waitFor(t, 10*time.Second, "the warning that nothing is acknowledged", func() bool { return logs.find("WARN", "no acknowledgement") != "" })
 	cancel()
 	err := <-done
+	pw.Close()
+	<-written
 	in := stats.Inputs[0]
-	if !errors.Is(err, ErrNotAcked) || in.Lines == in.Acked || in.Lines == 20_000 {
+	if !errors.Is(err, ErrNotAcked) || in.Lines == in.Acked || in.Lines == n {
 		t.Fatalf("ProduceLines = %+v, %v; want ErrNotAcked with lines read but not all", in, err)
 	}
 	if in.Resume.Offset != offsets[in.Resume.Line-1] {
