@@ -76,6 +76,7 @@ const (
 	retainBatches    = 100    // batches kept in the logs, like Spark's minBatchesToRetain
 	metadataName     = "metadata"
 	stateDirName     = "state"
+	statePart        = stateDirName + "/" // as errors name it
 )
 
 // refusal ends the message of an error that refuses a checkpoint.
@@ -297,13 +298,13 @@ func (c *checkpoint) checkStateLabel(label []byte, empty bool) error {
 		if c.meta.Format < checkpointFormat || empty {
 			return nil
 		}
-		return damaged(c.dir, stateDirName, errors.New("it does not name the checkpoint it belongs to: it is not this checkpoint's"))
+		return damaged(c.dir, statePart, errors.New("it does not name the checkpoint it belongs to: it is not this checkpoint's"))
 	}
 	var other checkpointMeta
 	if err := json.Unmarshal(label, &other); err != nil {
-		return damaged(c.dir, stateDirName, fmt.Errorf("its label %q: %w", label, err))
+		return damaged(c.dir, statePart, fmt.Errorf("its label %q: %w", label, err))
 	}
-	return c.sameCheckpoint(stateDirName+"/", other)
+	return c.sameCheckpoint(statePart, other)
 }
 
 // label is what labels the checkpoint's state store (state.Options.Label).

@@ -130,7 +130,7 @@ func TestCheckpointDamageRefusedUntouched(t *testing.T) {
 		}
 	}
 	cases = append(cases,
-		damage{"remove state/", func(dir string) error { return os.RemoveAll(filepath.Join(dir, "state")) }, "state: missing or empty, while the batch log holds batches"},
+		damage{"remove state/", func(dir string) error { return os.RemoveAll(filepath.Join(dir, "state")) }, "state/: missing or empty, while the batch log holds batches"},
 		damage{"remove state/ and metadata", func(dir string) error {
 			return errors.Join(os.RemoveAll(filepath.Join(dir, "state")), os.Remove(filepath.Join(dir, "metadata")))
 		}, "metadata: missing, while the batch log holds batches"},

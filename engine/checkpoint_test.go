@@ -2,6 +2,7 @@ package engine
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -214,18 +215,10 @@ func TestCheckpointRefusesOtherQueryAndDamage(t *testing.T) {
 	check(t, c.close())
 	line := func(json string) string { return string(appendLine(nil, mustEntry(t, json))) }
 	ok := line(`{"offsets":{"batchId":0,"batchTimestampMs":1,"start":{},"end":{}}}`)
-	snapshot := func() map[string]string {
-		m := map[string]string{}
-		filepath.Walk(dir, func(p string, info os.FileInfo, err error) error {
-			if err == nil && !info.IsDir() {
-				b, _ := os.ReadFile(p)
-				m[p] = string(b)
-			}
-			return nil
-		})
-		return m
-	}
 	log := filepath.Join(dir, batchLogName)
+	whole, err := os.ReadFile(log)
+	check(t, err)
+	head := string(whole[:bytes.IndexByte(whole, '\n')+1]) // names the checkpoint
 	cases := []struct {
 		name   string
 		damage func()
@@ -236,20 +229,23 @@ func TestCheckpointRefusesOtherQueryAndDamage(t *testing.T) {
 		{"different name", func() {}, "", "different query"},
 		{"negative offset", func() {
 			body := `{"offsets":{"batchId":0,"batchTimestampMs":1,"start":{"logs":{"0":0}},"end":{"logs":{"0":-5}}}}`
-			os.WriteFile(log, []byte(sumLine(body)+line(`{"commit":0}`)), 0o644)
-		}, "logs", "damaged"},
+			os.WriteFile(log, []byte(head+sumLine(body)+line(`{"commit":0}`)), 0o644)
+		}, "logs", "line 2: kafka: invalid offsets JSON"},
 		{"damaged entry", func() {
-			os.WriteFile(log, []byte(strings.Replace(ok, `"batchId":0`, `"batchId":1`, 1)+line(`{"commit":0}`)), 0o644)
-		}, "logs", "damaged"},
-		{"commit before offsets", func() { os.WriteFile(log, []byte(line(`{"commit":0}`)+ok), 0o644) }, "logs", "damaged"},
-		{"planned twice", func() { os.WriteFile(log, []byte(ok+ok), 0o644) }, "logs", "damaged"},
-		{"missing log", func() { os.Remove(log) }, "logs", "damaged"},
-		{"damaged metadata", func() { os.WriteFile(filepath.Join(dir, "metadata"), []byte("{"), 0o644) }, "logs", "damaged"},
+			os.WriteFile(log, []byte(head+strings.Replace(ok, `"batchId":0`, `"batchId":1`, 1)+line(`{"commit":0}`)), 0o644)
+		}, "logs", "line 2: checksum mismatch"},
+		{"commit before offsets", func() { os.WriteFile(log, []byte(head+line(`{"commit":0}`)+ok), 0o644) }, "logs", "line 2: batch 0 committed, the last planned being -1"},
+		{"planned twice", func() { os.WriteFile(log, []byte(head+ok+ok), 0o644) }, "logs", "line 3: batch 0 planned after batch 0"},
+		{"header after the first line", func() { os.WriteFile(log, []byte(head+ok+head), 0o644) }, "logs", "line 3: a checkpoint header after the first line"},
+		{"no header", func() { os.WriteFile(log, []byte(ok+line(`{"commit":0}`)), 0o644) }, "logs", "its first line does not name the checkpoint"},
+		{"missing log", func() { os.Remove(log) }, "logs", "batches: open"},
+		{"damaged metadata", func() { os.WriteFile(filepath.Join(dir, "metadata"), []byte("{"), 0o644) }, "logs", "damaged: metadata"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.damage()
-			before := snapshot()
+			before, err := dirsnap.Take(dir)
+			check(t, err)
 			name := "wc"
 			if tc.query == "" {
 				name, tc.query = "other", "logs"
@@ -261,11 +257,10 @@ func TestCheckpointRefusesOtherQueryAndDamage(t *testing.T) {
 			if !errors.Is(err, ErrCheckpoint) || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("err = %v, want ErrCheckpoint mentioning %q", err, tc.want)
 			}
-			after := snapshot()
-			for p, b := range before {
-				if after[p] != b {
-					t.Fatalf("%s was changed", p)
-				}
+			after, err := dirsnap.Take(dir)
+			check(t, err)
+			if d := before.Diff(after); len(d) > 0 {
+				t.Fatalf("refused, but changed: %v", d)
 			}
 		})
 	}

@@ -170,12 +170,12 @@ func (rt *queryRuntime) checkState(opts state.Options) error {
 	dir := filepath.Join(rt.cp.dir, stateDirName)
 	sum, err := state.CheckPebble(dir, opts, rt.parts)
 	if err != nil {
-		return damaged(rt.cp.dir, stateDirName, err)
+		return damaged(rt.cp.dir, statePart, err)
 	}
 	ents := rt.cp.log.ents
 	if !sum.Exists {
 		if len(ents) > 0 {
-			return damaged(rt.cp.dir, stateDirName, fmt.Errorf("missing or empty, while the batch log holds batches %d to %d", ents[0].batchID(), ents[len(ents)-1].batchID()))
+			return damaged(rt.cp.dir, statePart, fmt.Errorf("missing or empty, while the batch log holds batches %d to %d", ents[0].batchID(), ents[len(ents)-1].batchID()))
 		}
 		return nil
 	}
@@ -184,7 +184,7 @@ func (rt *queryRuntime) checkState(opts state.Options) error {
 		return err
 	}
 	if sum.Beyond >= 0 {
-		return damaged(rt.cp.dir, stateDirName, fmt.Errorf("it holds state partition %d, while the metadata says %d shuffle partitions", sum.Beyond, rt.parts))
+		return damaged(rt.cp.dir, statePart, fmt.Errorf("it holds state partition %d, while the metadata says %d shuffle partitions", sum.Beyond, rt.parts))
 	}
 	for p, v := range sum.Versions {
 		if err := rt.checkVersion(p, v); err != nil {
@@ -204,9 +204,9 @@ func (rt *queryRuntime) checkVersion(p int, v int64) error {
 	case v == last+1 && rt.rec.rerun != nil && rt.rec.rerun.BatchID == v:
 		rt.applied[p] = v
 	case v > last:
-		return damaged(rt.cp.dir, stateDirName, fmt.Errorf("partition %d is at batch %d but batch %d is the last committed and no later batch is planned", p, v, last))
+		return damaged(rt.cp.dir, statePart, fmt.Errorf("partition %d is at batch %d but batch %d is the last committed and no later batch is planned", p, v, last))
 	case v < last:
-		return damaged(rt.cp.dir, stateDirName, fmt.Errorf("partition %d is at batch %d but batch %d committed", p, v, last))
+		return damaged(rt.cp.dir, statePart, fmt.Errorf("partition %d is at batch %d but batch %d committed", p, v, last))
 	}
 	return nil
 }

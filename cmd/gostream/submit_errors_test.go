@@ -76,10 +76,10 @@ func TestSubmitStartErrors(t *testing.T) {
 				return err
 			}
 			return os.Truncate(filepath.Join(cp, "batches"), int64(bytes.IndexByte(b, '\n')+20)) // the header, and part of "offsets 0"
-		}, nil, `is damaged: state: partition \d is at batch 0 but batch -1 is the last committed`},
+		}, nil, `is damaged: state/: partition \d is at batch 0 but batch -1 is the last committed`},
 		{"batch log of the query on topic other", swap("batches"), nil, `batches was written for checkpoint .* \(read topic other`},
 		{"state/ deleted", func(cp string) error { return os.RemoveAll(filepath.Join(cp, "state")) }, nil,
-			`is damaged: state: missing or empty, while the batch log holds batches 0 to 0`},
+			`is damaged: state/: missing or empty, while the batch log holds batches 0 to 0`},
 		{"state/ of the query on topic other", swap("state"), nil, `state/ was written for checkpoint .* \(read topic other`},
 		{"Pebble manifest damaged", func(cp string) error {
 			m, err := filepath.Glob(filepath.Join(cp, "state", "MANIFEST-*"))
@@ -87,7 +87,7 @@ func TestSubmitStartErrors(t *testing.T) {
 				return fmt.Errorf("no manifest: %v", err)
 			}
 			return os.Truncate(m[len(m)-1], 10)
-		}, nil, `is damaged: state: state: .*manifest`},
+		}, nil, `is damaged: state/: state: .*manifest`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
