@@ -50,9 +50,9 @@ func OpenPebble(dir string, opts Options) (Provider, error) {
 				ErrNotStateDir, dir, label, opts.Label, dir)
 		}
 	}
-	db, err := pebble.Open(dir, popts)
+	db, err := openWritable(dir, popts)
 	if err != nil {
-		return nil, openError(dir, err)
+		return nil, err
 	}
 	if !marked || (label == nil && opts.Label != nil) {
 		b := db.NewBatch()
@@ -71,6 +71,26 @@ func OpenPebble(dir string, opts Options) (Provider, error) {
 		}
 	}
 	return newPebbleProvider(dir, db, opts, log), nil
+}
+
+// openWritable opens dir for writing. Pebble reports a MANIFEST it cannot
+// create or write as it opens (on a full disk) through Logger.Fatalf, whose
+// panic is returned as an error.
+func openWritable(dir string, popts *pebble.Options) (db *pebble.DB, err error) {
+	const hint = "check that its disk has free space and is writable"
+	defer func() {
+		if r := recover(); r != nil {
+			db, err = nil, fmt.Errorf("state: cannot open state directory %s for writing: %v (%s)", dir, r, hint)
+		}
+	}()
+	db, err = pebble.Open(dir, popts)
+	switch {
+	case err == nil:
+		return db, nil
+	case pebble.IsCorruptionError(err):
+		return nil, openError(dir, err)
+	}
+	return nil, fmt.Errorf("state: cannot open state directory %s for writing: %w (%s)", dir, err, hint)
 }
 
 func newPebbleProvider(dir string, db *pebble.DB, opts Options, log *slog.Logger) *pebbleProvider {
