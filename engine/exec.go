@@ -21,10 +21,6 @@ import (
 	"github.com/gostream/gostream/state"
 )
 
-// maxPartialGroups bounds a map task's in-memory partial aggregate: past it
-// the groups are flushed to the exchange and aggregation starts afresh.
-const maxPartialGroups = 1 << 18
-
 // queryRuntime is one run of a query: its compiled plan, source, state and
 // checkpoint. It belongs to the query's driver goroutine.
 type queryRuntime struct {
@@ -59,6 +55,10 @@ type queryRuntime struct {
 	end       kafkasrc.Offsets // end offsets of the last planned batch
 	nextBatch int64            // id of the next batch to plan
 
+	// mem is the query's memory budget, split; sizer caps batches to fit it.
+	mem   memoryPlan
+	sizer *batchSizer
+
 	// readValues makes the map side read record values alone
 	// (kafkasrc.Source.ReadValues): the aggregation takes values, not rows,
 	// and the query's readers do not follow the partitions, whose records
@@ -69,9 +69,11 @@ type queryRuntime struct {
 // newRuntime prepares a run of query q on checkpoint cp, which it closes if
 // it fails. Everything that can refuse the checkpoint is checked before
 // anything in it is written (see checkpoint).
-func newRuntime(q *planpb.Query, cp *checkpoint, sink Sink, log *slog.Logger, trig Trigger) (_ *queryRuntime, err error) {
+func newRuntime(q *planpb.Query, cp *checkpoint, sink Sink, log *slog.Logger, trig Trigger, memory int64) (_ *queryRuntime, err error) {
 	rt := &queryRuntime{query: q, cp: cp, sink: sink, log: log.With("query", q.Name), parts: cp.meta.ShufflePartitions,
 		applied: make(map[int]int64)}
+	rt.mem = planMemory(memory, rt.parts, !trig.follows())
+	rt.sizer = newBatchSizer(rt.mem, q.OutputMode != Complete)
 	defer func() {
 		if err != nil {
 			rt.close()
@@ -96,6 +98,8 @@ func newRuntime(q *planpb.Query, cp *checkpoint, sink Sink, log *slog.Logger, tr
 		Options:      rt.scan.KafkaOptions,
 		RetryTimeout: time.Duration(rt.scan.KafkaRetryTimeoutMs) * time.Millisecond,
 		Logger:       rt.log,
+
+		FetchAheadBytes: rt.mem.fetchAhead,
 	})
 	if err != nil {
 		return nil, err
@@ -104,7 +108,7 @@ func newRuntime(q *planpb.Query, cp *checkpoint, sink Sink, log *slog.Logger, tr
 		return nil, err
 	}
 	rt.end, rt.nextBatch = rt.rec.end, rt.rec.lastCommitted+1
-	opts := rt.stateOptions(trig)
+	opts := rt.stateOptions()
 	if rt.agg != nil {
 		if err := rt.checkState(opts); err != nil {
 			return nil, err
@@ -131,7 +135,7 @@ func newRuntime(q *planpb.Query, cp *checkpoint, sink Sink, log *slog.Logger, tr
 }
 
 // stateOptions are the options of the query's state store.
-func (rt *queryRuntime) stateOptions(trig Trigger) state.Options {
+func (rt *queryRuntime) stateOptions() state.Options {
 	opts := state.DefaultOptions()
 	opts.Logger = rt.log
 	opts.Label = rt.cp.label()
@@ -143,18 +147,13 @@ func (rt *queryRuntime) stateOptions(trig Trigger) state.Options {
 	// as one changelog record (state.Options.Changelog), folded into Pebble
 	// keys in the background once the changelog reaches four times the
 	// partition's state (within a quarter and two memtables). A
-	// partition whose state outgrows ChangelogMaxBytes (64 MiB), or would
-	// with the batch it is writing, goes on in Pebble, so memory stays
-	// bounded whatever the number of groups. A query draining a backlog
-	// (AvailableNow, Once) has 16 MiB memtables and no read cache: in the
-	// bench suite's throughput run, the changelog took 13-18% off its wall
-	// and CPU time against plain Pebble; 32 MiB memtables gave the same
-	// speed with 20 MiB more peak RSS. In its state run (10 million keys)
-	// every partition leaves memory during the first batches.
-	opts.MemTableSize, opts.Changelog = 32<<20, true
-	if trig.kind == triggerAvailableNow || trig.kind == triggerOnce {
-		opts.MemTableSize, opts.ReadCacheSize, opts.ChangelogMaxBytes = 16<<20, 0, 16<<20
-	}
+	// partition whose state outgrows ChangelogMaxBytes, or would with the
+	// batch it is writing, goes on in Pebble, so memory stays bounded
+	// whatever the number of groups. The sizes are the memory budget's
+	// (planMemory): in the bench suite's throughput run, the changelog
+	// took 13-18% off its wall and CPU time against plain Pebble.
+	opts.Changelog = true
+	rt.mem.stateOptions(&opts)
 	// A batch's output does not wait for its state to reach the disk: the
 	// commit-log step syncs all partitions at once (see finishBatch).
 	opts.DeferSync = true
@@ -476,6 +475,13 @@ func (rt *queryRuntime) outputBatch(ctx context.Context, b *mappedBatch, logged 
 		if err != nil {
 			return fmt.Errorf("batch %d: %w", e.BatchID, err)
 		}
+		var exchanged int64
+		for _, o := range outs {
+			for _, bucket := range o.buckets {
+				exchanged += int64(len(bucket))
+			}
+		}
+		rt.sizer.observe(b.n, updated, exchanged)
 		b.state = &StateProgress{OperatorName: "stateStoreSave", NumRowsUpdated: updated, NumShufflePartitions: rt.parts}
 		for _, st := range rt.stores {
 			b.state.NumRowsTotal += st.Len()
@@ -489,9 +495,12 @@ func (rt *queryRuntime) outputBatch(ctx context.Context, b *mappedBatch, logged 
 	} else {
 		batch.Schema = rt.narrow.Schema()
 		rows := make([][]operators.Row, len(outs))
+		var n int64
 		for i, o := range outs {
 			rows[i] = o.rows
+			n += int64(len(o.rows))
 		}
+		rt.sizer.observe(b.n, n, 0)
 		batch.each = eachRow(rows)
 	}
 	phase("reduce", t)
@@ -650,7 +659,7 @@ func (rt *queryRuntime) aggregateWorker(work <-chan mapInput) ([][]byte, error) 
 	for in := range work {
 		for _, v := range in.values {
 			m.value(v)
-			if m.partial.Bound() >= maxPartialGroups {
+			if m.partial.Bound() >= rt.mem.partialGroups {
 				buckets = m.partial.Flush(rt.parts, buckets)
 			}
 		}
@@ -670,7 +679,7 @@ func (rt *queryRuntime) aggregateWorker(work <-chan mapInput) ([][]byte, error) 
 					return nil, err
 				}
 			}
-			if m.partial.Bound() >= maxPartialGroups {
+			if m.partial.Bound() >= rt.mem.partialGroups {
 				buckets = m.partial.Flush(rt.parts, buckets)
 			}
 		}

@@ -201,7 +201,11 @@ func (w *DataStreamWriter) Start(ctx context.Context) (*StreamingQuery, error) {
 	if err != nil {
 		return nil, err
 	}
-	rt, err := newRuntime(query, cp, sink, s.log, w.trigger)
+	budget := w.memory
+	if budget == 0 {
+		budget = DefaultMemory
+	}
+	rt, err := newRuntime(query, cp, sink, s.log, w.trigger, budget)
 	if err != nil {
 		if tmpDir != "" {
 			os.RemoveAll(tmpDir)
@@ -221,9 +225,11 @@ func (w *DataStreamWriter) Start(ctx context.Context) (*StreamingQuery, error) {
 		return latest, err
 	}
 	listeners := append(s.listeners(), w.listeners...)
+	releaseMemory := claimGoMemory(rt.mem.goLimit())
 	go func() {
 		defer close(q.done)
 		defer cancel()
+		defer releaseMemory()
 		err := rt.run(qctx, q, w.trigger, listeners)
 		rt.close()
 		if tmpDir != "" {
@@ -405,6 +411,9 @@ func (rt *queryRuntime) run(ctx context.Context, q *StreamingQuery, trig Trigger
 			limit = 0
 		case started == 0 && limit > 0:
 			limit = max(1, limit/startupBatchDivisor)
+		}
+		if fit := rt.sizer.limit(); trig.kind != triggerOnce && (limit == 0 || fit < limit) {
+			limit = fit // the batch's groups must fit its share of the memory budget
 		}
 		plan, err := kafkasrc.PlanBatch(kafkasrc.PlanInput{
 			Prev: rt.end, Starting: rt.starting, Earliest: earliest, Latest: latest,

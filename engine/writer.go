@@ -129,6 +129,7 @@ type DataStreamWriter struct {
 	sink       Sink
 	listeners  []func(Progress)
 	shufflePar int
+	memory     int64
 	err        error
 }
 
@@ -166,6 +167,23 @@ func (w *DataStreamWriter) QueryName(name string) *DataStreamWriter { w.name = n
 // the P stored in its checkpoint.
 func (w *DataStreamWriter) ShufflePartitions(p int) *DataStreamWriter {
 	w.shufflePar = p
+	return w
+}
+
+// Memory sets the query's memory budget in bytes (default DefaultMemory,
+// 512 MiB; at least MinMemory), as spark.driver.memory sizes a local
+// Spark job. The budget is split among the state store (its in-memory
+// tables, Pebble's memtables and cache), the records fetched ahead, the
+// batches in flight and the map side's partial aggregation, and the Go
+// runtime's soft memory limit (debug.SetMemoryLimit) is set to its Go
+// part while the query runs, unless the GOMEMLIMIT environment variable
+// sets one. Batches are capped so that their groups fit: the cap is
+// learnt from the groups per record of the batches before (see the
+// README's Memory section for what it bounds and what it does not).
+// Trigger Once reads everything in one batch, as in Spark, whatever the
+// budget.
+func (w *DataStreamWriter) Memory(bytes int64) *DataStreamWriter {
+	w.memory = bytes
 	return w
 }
 
@@ -255,6 +273,8 @@ func (w *DataStreamWriter) validate() error {
 		return fmt.Errorf("%w: append output mode with an aggregation needs a watermark, which gostream does not support yet; use complete or update", ErrAnalysis)
 	case w.shufflePar < 0 || w.shufflePar > 4096:
 		return fmt.Errorf("%w: shuffle partitions %d: use 1 to 4096", ErrAnalysis, w.shufflePar)
+	case w.memory != 0:
+		return checkMemory(w.memory)
 	}
 	return w.trigger.check()
 }

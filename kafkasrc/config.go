@@ -59,6 +59,11 @@ type Config struct {
 	RetryTimeout time.Duration
 	// Logger receives warnings and debug logs; default slog.Default().
 	Logger *slog.Logger
+	// FetchAheadBytes bounds the records the readers of Source.Follow
+	// hold, over all the partitions followed, each reader an equal share,
+	// counting each record's own memory besides its key and value.
+	// Default (0): 8 MiB a partition.
+	FetchAheadBytes int64
 }
 
 // kafkaOption maps one Kafka client setting onto franz-go.
@@ -77,6 +82,7 @@ type clientConfig struct {
 	consume       []kgo.Opt // partition readers only, made from fetch
 	fetch         fetchConfig
 	readCommitted bool
+	fetchAhead    int64 // Config.FetchAheadBytes; 0: followMaxBytes a partition
 }
 
 // fetchConfig sizes fetches, for the partition readers' clients and for
@@ -179,7 +185,10 @@ func SupportedOptions() []string {
 
 // resolve validates c and turns it into franz-go options.
 func (c Config) resolve() (clientConfig, error) {
-	o := clientConfig{timeout: c.Timeout, retryTimeout: c.RetryTimeout, log: c.Logger}
+	if c.FetchAheadBytes < 0 {
+		return clientConfig{}, errorf(ErrInvalidConfig, "kafka: FetchAheadBytes is %d; it must be at least 0 (0: the default)", c.FetchAheadBytes)
+	}
+	o := clientConfig{timeout: c.Timeout, retryTimeout: c.RetryTimeout, log: c.Logger, fetchAhead: c.FetchAheadBytes}
 	if o.timeout <= 0 {
 		o.timeout = DefaultTimeout
 	}

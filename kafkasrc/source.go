@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -70,16 +71,29 @@ type partitionReader struct {
 	// While the reader follows (idle, between ReadRange calls), a goroutine
 	// appends to leftover: stop ends it and done is closed when it has
 	// returned. end is the offset after the last record fetched, for
-	// Buffered; leftoverBytes bounds what a follower holds.
+	// Buffered; leftoverBytes (see recordBytes) bounds what a follower
+	// holds, at most followMax.
 	stop          context.CancelFunc
 	done          chan struct{}
 	end           atomic.Int64
 	leftoverBytes int
+	followMax     int
 }
 
-// followMaxBytes bounds the record bytes a following reader holds; it stops
-// fetching until a ReadRange takes them.
+// followMaxBytes bounds the memory of the records a following reader holds
+// when Config.FetchAheadBytes is 0; it stops fetching until a ReadRange
+// takes them.
 const followMaxBytes = 8 << 20
+
+// minFollowBytes is the least a following reader may hold, whatever the
+// share of Config.FetchAheadBytes: about one fetch.
+const minFollowBytes = 256 << 10
+
+// recordBytes is the memory a fetched record takes: its key and value, its
+// kgo.Record and the pointer to it.
+func recordBytes(rec *kgo.Record) int {
+	return len(rec.Key) + len(rec.Value) + int(unsafe.Sizeof(*rec)) + int(unsafe.Sizeof(rec))
+}
 
 // NewSource validates cfg and returns a Source. It does not dial; the first
 // call that needs a broker does.
@@ -217,13 +231,21 @@ func (s *Source) newReaderLocked(tp topicPartition, offset int64) (*partitionRea
 // fetch ahead while idle: records produced later are then in memory when a
 // batch plans them (Buffered says how far), and reading them costs no
 // broker round trip. A continuous query calls it with each batch's end
-// offsets. A follower holds at most followMaxBytes of records; a ReadRange
-// of the partition from that offset takes it over.
+// offsets. The followers hold at most Config.FetchAheadBytes of records
+// together; a ReadRange of the partition from that offset takes one over.
 func (s *Source) Follow(from Offsets) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.mu.closed {
 		return ErrClosed
+	}
+	followMax := followMaxBytes
+	if s.cc.fetchAhead > 0 {
+		n := 0
+		for _, parts := range from {
+			n += len(parts)
+		}
+		followMax = int(max(s.cc.fetchAhead/int64(max(n, 1)), minFollowBytes))
 	}
 	for topic, parts := range from {
 		for p, off := range parts {
@@ -243,6 +265,7 @@ func (s *Source) Follow(from Offsets) error {
 				s.mu.idle[tp] = append(s.mu.idle[tp], rd)
 			}
 			if rd.stop == nil {
+				rd.followMax = followMax
 				s.startFollowingLocked(rd)
 			}
 		}
@@ -269,14 +292,14 @@ func (s *Source) startFollowingLocked(rd *partitionReader) {
 
 // follow appends fetched records to rd.leftover until ctx ends, a fetch
 // fails (the next ReadRange meets the error again and reports it) or
-// followMaxBytes are held.
+// rd.followMax bytes are held.
 func (rd *partitionReader) follow(ctx context.Context, arrived chan<- struct{}) {
-	for rd.leftoverBytes < followMaxBytes {
+	for rd.leftoverBytes < rd.followMax {
 		fetches := rd.cl.PollFetches(ctx)
 		n := len(rd.leftover)
 		fetches.EachRecord(func(rec *kgo.Record) { // kept even if ctx ended meanwhile
 			rd.leftover = append(rd.leftover, rec)
-			rd.leftoverBytes += len(rec.Key) + len(rec.Value)
+			rd.leftoverBytes += recordBytes(rec)
 		})
 		if len(rd.leftover) > n {
 			rd.end.Store(rd.leftover[len(rd.leftover)-1].Offset + 1)
@@ -391,7 +414,7 @@ func (rd *partitionReader) read(ctx context.Context, r Range, fn func([]*kgo.Rec
 			rd.next, rd.leftover = r.Until, rest
 			rd.leftoverBytes = 0
 			for _, rec := range rest {
-				rd.leftoverBytes += len(rec.Key) + len(rec.Value)
+				rd.leftoverBytes += recordBytes(rec)
 			}
 			return nil
 		}

@@ -419,3 +419,59 @@ func testFollow(t *testing.T, addrs []string, topic string) {
 		t.Errorf("Follow after Close = %v, want ErrClosed", err)
 	}
 }
+
+// TestFollowHoldsItsShare checks that following readers hold no more than
+// their share of Config.FetchAheadBytes, counting each record's own memory:
+// with 3 partitions of 20,000 small records and 768 KiB for all, each reader
+// stops after its 256 KiB and at most one more fetch, far short of the
+// partition (the default share, 8 MiB of keys and values, held them all).
+func TestFollowHoldsItsShare(t *testing.T) {
+	const perPartition = 20_000
+	c := newFake(t, "logs", 3)
+	addrs := c.ListenAddrs()
+	for p := range int32(3) { // in small record batches, so that a fetch can stop short of the partition
+		produceN(t, addrs, "logs", p, 0, perPartition, kgo.ProducerBatchMaxBytes(4<<10))
+	}
+	s, err := NewSource(Config{Brokers: addrs, Timeout: 5 * time.Second, FetchAheadBytes: 3 * minFollowBytes,
+		Options: map[string]string{"max.partition.fetch.bytes": "65536"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	if err := s.Follow(Offsets{"logs": {0: 0, 1: 0, 2: 0}}); err != nil {
+		t.Fatal(err)
+	}
+	// Each reader's fetch-ahead goroutine ends once its share is held.
+	var readers []*partitionReader
+	s.mu.Lock()
+	for rd := range s.mu.all {
+		readers = append(readers, rd)
+	}
+	s.mu.Unlock()
+	for _, rd := range readers {
+		select {
+		case <-rd.done:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("partition %d: the reader still fetches ahead after 10s, holding %d records", rd.tp.partition, len(rd.leftover))
+		}
+		held := 0
+		for _, rec := range rd.leftover {
+			held += recordBytes(rec)
+		}
+		// One fetch of at most 64 KiB of record batches past the share:
+		// records of about 10 bytes, so 64 KiB / 10 of them at the most.
+		if maxHeld := minFollowBytes + (64<<10)/10*recordBytes(&kgo.Record{Value: []byte("p0-00000")}); held > maxHeld || len(rd.leftover) >= perPartition {
+			t.Errorf("partition %d: the reader holds %d records taking %d bytes, want at most %d bytes", rd.tp.partition, len(rd.leftover), held, maxHeld)
+		}
+	}
+	// What was fetched ahead is read as usual.
+	for p := range int32(3) {
+		_, got, err := readAll(t, testCtx(t), s, Range{"logs", p, 0, perPartition})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := values(fmt.Sprintf("p%d-", p), 0, perPartition); !slices.Equal(got, want) {
+			t.Fatalf("partition %d: read %d values, want %d in order", p, len(got), len(want))
+		}
+	}
+}

@@ -8,11 +8,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime/pprof"
 	"runtime/trace"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -24,12 +26,12 @@ import (
 )
 
 type submitFlags struct {
-	brokers, topic, checkpoint, trigger, outputMode, startingOffsets, sink, input, progressJSON, logLevel string
-	cpuProfile, memProfile, traceFile                                                                     string
-	maxOffsets                                                                                            int64
-	kafkaRetryTimeout                                                                                     time.Duration
-	numRows, shufflePartitions                                                                            int
-	truncate, quiet, failOnDataLoss                                                                       bool
+	brokers, topic, checkpoint, trigger, outputMode, startingOffsets, sink, input, progressJSON, logLevel, memory string
+	cpuProfile, memProfile, traceFile                                                                             string
+	maxOffsets                                                                                                    int64
+	kafkaRetryTimeout                                                                                             time.Duration
+	numRows, shufflePartitions                                                                                    int
+	truncate, quiet, failOnDataLoss                                                                               bool
 }
 
 func newSubmitCmd() *cobra.Command {
@@ -70,6 +72,7 @@ Jobs: ` + jobList(),
 	fl.BoolVar(&f.truncate, "truncate", true, "console sink: cut cells to 20 characters")
 	fl.StringVar(&f.input, "input", "", "embedded mode: file of lines to count, or - for standard input (default: the built-in sample log)")
 	fl.IntVar(&f.shufflePartitions, "shuffle-partitions", 0, fmt.Sprintf("state partitions of a new query (default %d; fixed by the checkpoint afterwards)", engine.DefaultShufflePartitions))
+	fl.StringVar(&f.memory, "memory", "512MiB", "memory budget of the query, split among its state, fetch buffers and batches, and the Go runtime's soft limit: like 512MiB, 2GiB or Spark's 512m, 2g (at least 64MiB)")
 	fl.StringVar(&f.progressJSON, "progress-json", "", "append each batch's progress as one JSON line to this file")
 	fl.BoolVarP(&f.quiet, "quiet", "q", false, "no per-batch progress lines on stderr")
 	fl.StringVar(&f.logLevel, "log-level", "warn", "debug, info, warn or error")
@@ -126,6 +129,13 @@ func runSubmit(ctx context.Context, cmd *cobra.Command, name string, f submitFla
 	if f.maxOffsets < 0 {
 		return fmt.Errorf("--max-offsets-per-trigger %d: use 0 (no cap) or a positive number", f.maxOffsets)
 	}
+	memory, err := parseBytes(f.memory)
+	if err == nil && memory < engine.MinMemory {
+		err = fmt.Errorf("use at least %dMiB (the Go runtime, the Kafka clients and Pebble need about that much)", engine.MinMemory>>20)
+	}
+	if err != nil {
+		return fmt.Errorf("--memory %s: %w", f.memory, err)
+	}
 	if f.input != "" && !embedded {
 		return errors.New("--input feeds the embedded broker; with --brokers, load the topic with `gostream produce` instead")
 	}
@@ -145,7 +155,7 @@ func runSubmit(ctx context.Context, cmd *cobra.Command, name string, f submitFla
 	}
 	df := job.Build(s, engine.JobParams{Brokers: f.brokers, Topic: f.topic, StartingOffsets: f.startingOffsets, MaxOffsetsPerTrigger: f.maxOffsets,
 		FailOnDataLoss: &f.failOnDataLoss, KafkaRetryTimeout: f.kafkaRetryTimeout})
-	w := df.WriteStream().OutputMode(mode).Trigger(trig).QueryName(name).ShufflePartitions(f.shufflePartitions)
+	w := df.WriteStream().OutputMode(mode).Trigger(trig).QueryName(name).ShufflePartitions(f.shufflePartitions).Memory(memory)
 	if err := configureSink(w, f, cmd.OutOrStdout()); err != nil {
 		return err
 	}
@@ -308,6 +318,31 @@ func openAppend(path string) (*os.File, error) {
 		return nil, err
 	}
 	return f, nil
+}
+
+// byteUnits are the units parseBytes takes, all binary, as Spark's
+// memory settings are (512m is 512 MiB).
+var byteUnits = map[string]int64{"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+// parseBytes parses a size such as 512MiB, 2GiB, 512m, 2g or 1048576
+// (bytes): a whole number and a unit k, m, g or t (binary), optionally
+// followed by iB or B, in any case.
+func parseBytes(s string) (int64, error) {
+	t := strings.ToLower(strings.TrimSpace(s))
+	i := 0
+	for i < len(t) && t[i] >= '0' && t[i] <= '9' {
+		i++
+	}
+	unit := strings.TrimSuffix(strings.TrimSuffix(t[i:], "ib"), "b")
+	if t[i:] == "b" {
+		unit = ""
+	}
+	mult, ok := byteUnits[unit]
+	n, err := strconv.ParseInt(t[:i], 10, 64)
+	if !ok || err != nil || n > math.MaxInt64/mult {
+		return 0, errors.New("use a size like 512MiB, 2GiB, or Spark's 512m, 2g")
+	}
+	return n * mult, nil
 }
 
 // batchPhases names the phases of a batch as a progress line shows them,

@@ -113,7 +113,9 @@ func TestSubmitFlagErrors(t *testing.T) {
 		"--kafka-retry-timeout 0s: use a positive duration":  {"submit", "wordcount", "--brokers", "127.0.0.1:1", "--kafka-retry-timeout", "0"},
 		`invalid argument "maybe" for "--fail-on-data-loss"`: {"submit", "wordcount", "--fail-on-data-loss=maybe"},
 		// Checked before any broker is asked (none listens there).
-		`kafka: invalid topic name "bad name"`: {"submit", "wordcount", "--brokers", "127.0.0.1:1", "--topic", "bad name", "--trigger", "once"},
+		`kafka: invalid topic name "bad name"`:  {"submit", "wordcount", "--brokers", "127.0.0.1:1", "--topic", "bad name", "--trigger", "once"},
+		"--memory 10m: use at least 64MiB":      {"submit", "wordcount", "--memory", "10m"},
+		"--memory 1.5g: use a size like 512MiB": {"submit", "wordcount", "--memory", "1.5g"},
 	}
 	for want, args := range cases {
 		_, _, err := runCLI(t, "", args...)

@@ -61,6 +61,9 @@ type config struct {
 
 	gostream               string
 	gostreamLatencyTrigger string
+	gostreamMemory         string
+	gostreamBefore         string
+	memoryRepeats          int
 
 	cache             string
 	sparkHome         string
@@ -82,16 +85,15 @@ type config struct {
 }
 
 // runNames lists the runs the suite knows, in order.
-var runNames = []string{"throughput", "latency", "state", "words"}
+var runNames = []string{"throughput", "latency", "state", "words", "memory"}
 
 // defaultNames is the default of -systems or -runs: every name but the
-// words run and Kafka Streams, which join it when Kafka Streams' jars are
-// there (-kstreams-libs).
+// memory run (asked for by name), the words run and Kafka Streams, which
+// join it when Kafka Streams' jars are there (-kstreams-libs).
 func defaultNames(names []string, kstreams bool) []string {
-	if kstreams {
-		return names
-	}
-	return slices.DeleteFunc(slices.Clone(names), func(n string) bool { return n == "kstreams" || n == "words" })
+	return slices.DeleteFunc(slices.Clone(names), func(n string) bool {
+		return n == "memory" || !kstreams && (n == "kstreams" || n == "words")
+	})
 }
 
 func parseFlags(args []string) (config, error) {
@@ -120,6 +122,9 @@ func parseFlags(args []string) (config, error) {
 	fs.IntVar(&c.markersPerSec, "markers-per-sec", 200, "markers per second in the latency run")
 	fs.DurationVar(&c.timeout, "timeout", time.Hour, "limit for one system's run")
 	fs.StringVar(&c.gostream, "gostream", "", "gostream binary (built from ./cmd/gostream)")
+	fs.StringVar(&c.gostreamMemory, "gostream-memory", "", "gostream's --memory (default: not given, so gostream's default budget)")
+	fs.StringVar(&c.gostreamBefore, "gostream-before", "", "the memory run only: an earlier gostream binary to run in turns with -gostream, without --memory")
+	fs.IntVar(&c.memoryRepeats, "memory-repeats", 1, "runs of each binary in each case of the memory run, taking turns; each binary's figures are those of its median run by records/s")
 	fs.StringVar(&c.gostreamLatencyTrigger, "gostream-latency-trigger", "default", "gostream's --trigger in the latency run (default: each batch starts when the last ends, as Spark's default trigger)")
 	fs.StringVar(&c.cache, "cache", filepath.Join(home, "gostream-bench"), "cache directory: venv, Ivy cache")
 	fs.StringVar(&c.sparkHome, "spark-home", "", "SPARK_HOME (the pyspark package directory in the venv)")
@@ -172,8 +177,8 @@ func parseFlags(args []string) (config, error) {
 	if c.python == "" {
 		c.python = filepath.Join(c.cache, "venv", "bin", "python")
 	}
-	if c.records <= 0 || c.repeats <= 0 || c.latencyRepeats <= 0 || c.wordsRecords <= 0 || c.stateKeys <= 0 || c.keysLine <= 0 || c.markersPerSec <= 0 || c.shufflePartitions <= 0 || c.batches < 0 || c.stateBatches < 0 {
-		return c, errors.New("-n, -repeats, -latency-repeats, -words-n, -state-keys, -state-keys-per-line, -markers-per-sec and -shuffle-partitions must be positive, -batches and -state-batches at least 0")
+	if c.records <= 0 || c.repeats <= 0 || c.latencyRepeats <= 0 || c.wordsRecords <= 0 || c.stateKeys <= 0 || c.keysLine <= 0 || c.memoryRepeats <= 0 || c.markersPerSec <= 0 || c.shufflePartitions <= 0 || c.batches < 0 || c.stateBatches < 0 {
+		return c, errors.New("-n, -repeats, -latency-repeats, -memory-repeats, -words-n, -state-keys, -state-keys-per-line, -markers-per-sec and -shuffle-partitions must be positive, -batches and -state-batches at least 0")
 	}
 	return c, nil
 }
@@ -262,6 +267,8 @@ type suite struct {
 	work    string // checkpoints and outputs
 	logs    string
 	results []result
+	// loaded holds the expected counts of the topics loaded so far.
+	loaded map[string]*wordCounts
 }
 
 func run(ctx context.Context, cfg config) error {
@@ -269,7 +276,7 @@ func run(ctx context.Context, cfg config) error {
 	if err != nil {
 		return err
 	}
-	s := &suite{cfg: cfg, self: self, logs: filepath.Join(cfg.results, "logs")}
+	s := &suite{cfg: cfg, self: self, logs: filepath.Join(cfg.results, "logs"), loaded: make(map[string]*wordCounts)}
 	if err := os.MkdirAll(s.logs, 0o755); err != nil {
 		return fmt.Errorf("results directory: %w", err)
 	}
@@ -303,6 +310,8 @@ func run(ctx context.Context, cfg config) error {
 			err = s.stateRun(ctx)
 		case "words":
 			err = s.wordsRun(ctx)
+		case "memory":
+			err = s.memoryRun(ctx)
 		}
 		if err != nil {
 			return fmt.Errorf("%s run: %w", r, err)
@@ -314,26 +323,20 @@ func run(ctx context.Context, cfg config) error {
 // throughputRun loads cfg.records log lines into logs and runs every system
 // over them.
 func (s *suite) throughputRun(ctx context.Context) error {
-	gen := newGenerator(s.cfg.seed)
-	if err := s.load(ctx, "logs", s.cfg.records, func(int) []byte { return gen.line() }); err != nil {
+	if err := s.loadLogs(ctx); err != nil {
 		return err
 	}
-	s.runAll(ctx, "throughput", s.bulkJob("logs", s.cfg.records, s.cfg.batches, false), gen.expected(), s.cfg.repeats)
+	s.runAll(ctx, "throughput", s.bulkJob("logs", s.cfg.records, s.cfg.batches, false), s.loaded["logs"], s.cfg.repeats)
 	return nil
 }
 
 // stateRun loads cfg.stateKeys distinct words and runs every system over them.
 func (s *suite) stateRun(ctx context.Context) error {
-	gen := newGenerator(s.cfg.seed)
-	per := s.cfg.keysLine
-	lines := (s.cfg.stateKeys + per - 1) / per
-	err := s.load(ctx, "keys", lines, func(i int) []byte {
-		return gen.keyLine(i*per, min(per, s.cfg.stateKeys-i*per))
-	})
-	if err != nil {
+	if err := s.loadKeys(ctx); err != nil {
 		return err
 	}
-	s.runAll(ctx, "state", s.bulkJob("keys", lines, s.cfg.stateBatches, true), gen.expected(), 1)
+	lines := (s.cfg.stateKeys + s.cfg.keysLine - 1) / s.cfg.keysLine
+	s.runAll(ctx, "state", s.bulkJob("keys", lines, s.cfg.stateBatches, true), s.loaded["keys"], 1)
 	return nil
 }
 

@@ -22,8 +22,10 @@ type job struct {
 	maxOffsets int64
 	dir        string // fresh directory for checkpoint, output and progress
 	// latency selects update mode with changed rows on stdout and the
-	// shortest trigger; otherwise complete mode, trigger available-now.
-	latency bool
+	// shortest trigger; continuous (memory run) update mode with the
+	// default trigger and no output; otherwise complete mode, trigger
+	// available-now.
+	latency, continuous bool
 	// bigState tells Spark to keep state in RocksDB, as a user expecting
 	// millions of keys would.
 	bigState bool
@@ -57,7 +59,7 @@ var systemNames = []string{"ceiling", "gostream", "spark", "kstreams"}
 // WordCountDemo (fixed topics, its own split) can do.
 var systemRuns = map[string][]string{
 	"ceiling":  {"throughput", "latency", "state", "words"},
-	"gostream": {"throughput", "latency", "state", "words"},
+	"gostream": {"throughput", "latency", "state", "words", "memory"},
 	"spark":    {"throughput", "latency", "state"},
 	"kstreams": {"words"},
 }
@@ -103,22 +105,31 @@ func (s *suite) systems() map[string]system {
 }
 
 func (s *suite) gostreamCmd(j job) (*exec.Cmd, error) {
+	return exec.Command(s.cfg.gostream, append(s.gostreamArgs(j), s.memoryArgs()...)...), nil
+}
+
+// gostreamArgs are the arguments of gostream submit for a job, but for
+// --memory.
+func (s *suite) gostreamArgs(j job) []string {
 	trigger, mode, sink := "available-now", "complete", "jsonl:"+filepath.Join(j.dir, "out.jsonl")
-	if j.latency {
+	switch {
+	case j.latency:
 		trigger, mode, sink = s.cfg.gostreamLatencyTrigger, "update", "jsonl:-"
+	case j.continuous:
+		trigger, mode, sink = "default", "update", "jsonl:/dev/null"
 	}
 	query := "wordcount"
 	if j.demoSplit {
 		query = "wordcount-words"
 	}
-	return exec.Command(s.cfg.gostream, "submit", query,
+	return []string{"submit", query,
 		"--brokers", j.brokers, "--topic", j.topic,
 		"--checkpoint", filepath.Join(j.dir, "checkpoint"),
 		"--trigger", trigger, "--output-mode", mode,
 		"--starting-offsets", "earliest", "--sink", sink,
 		"--max-offsets-per-trigger", strconv.FormatInt(j.maxOffsets, 10),
 		"--shuffle-partitions", strconv.Itoa(s.cfg.shufflePartitions),
-		"--progress-json", j.progressPath()), nil
+		"--progress-json", j.progressPath()}
 }
 
 func (s *suite) sparkCmd(j job) (*exec.Cmd, error) {

@@ -1,0 +1,215 @@
+package engine
+
+import (
+	"fmt"
+	"math"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"sync"
+
+	"github.com/gostream/gostream/state"
+)
+
+// DefaultMemory is a query's memory budget, in bytes, unless
+// DataStreamWriter.Memory sets another.
+const DefaultMemory = 512 << 20
+
+// MinMemory is the smallest memory budget a query accepts: below it the
+// engine's fixed costs (the Go runtime, a Kafka client per partition,
+// Pebble's own structures) leave nothing to split.
+const MinMemory = 64 << 20
+
+// memoryPlan is a query's memory budget split among what holds memory in
+// it. planMemory is the one place that splits it; every consumer takes its
+// share from here.
+type memoryPlan struct {
+	budget int64
+
+	// Pebble, off the Go heap (cgo allocations): memtables and the block
+	// cache.
+	memTable, blockCache int64
+	// The state partitions' in-memory tables (changelog mode), per
+	// partition, and their read caches once they left memory.
+	stateTable, readCache int64
+	// What the partition readers of a continuous query fetch ahead, over
+	// all partitions (kafkasrc.Config.FetchAheadBytes).
+	fetchAhead int64
+	// What one batch's groups may take from map to sink: its exchange
+	// buckets, final aggregation, changed rows and staged state writes.
+	batch int64
+	// Groups a map worker's partial aggregation holds before it flushes
+	// them to the exchange.
+	partialGroups int
+}
+
+// How a budget B is split. fixedBytes (32 MiB) stay unsplit for the Go
+// runtime, the program's code and the Kafka clients; of the rest, R:
+//   - Pebble, off the Go heap: memtables of R/32, up to three at once (one
+//     filling, two flushing), and a block cache of R/32: 1/8 R;
+//   - the state partitions' in-memory tables: 1/4 R over all partitions;
+//   - a batch's groups, from its exchange buckets to its sink: 1/4 R (the
+//     next batch, mapped meanwhile, holds only its exchange buckets);
+//   - the map workers' partial aggregations: 1/16 R;
+//   - the records a continuous query fetches ahead: 1/16 R.
+//
+// That plans at most 5/8 R of live data on the Go heap and leaves 1/4 R
+// for the garbage the collector has not yet freed: the Go runtime's soft
+// limit is B less Pebble's part and the code (goLimit), so the collector
+// runs every 1/4 R allocated instead of letting the heap double.
+const (
+	fixedBytes         = 32 << 20
+	codeBytes          = 16 << 20 // the program's code and data, outside the Go runtime's limit
+	memTableShare      = 32
+	blockCacheShare    = 32
+	pebbleMemtables    = 3 // state.Options.MemTableStopWritesThreshold (2) + 1
+	stateShare         = 4
+	batchShare         = 4
+	partialShare       = 16
+	fetchAheadShare    = 16
+	partialGroupBytes  = 64 // a partial aggregation's memory per group
+	maxPartialGroups   = 1 << 18
+	minPartialGroups   = 1 << 12
+	maxReadCache       = 16 << 20
+	maxMemTable        = 256 << 20
+	backlogStateTables = 16 << 20
+)
+
+// planMemory splits budget (bytes, at least MinMemory) for a query with
+// parts state partitions. A backlog query (AvailableNow, Once) keeps no
+// read cache (it reads each key about once a batch) and at most 16 MiB of
+// state in memory per partition: its batches are large, and a state too
+// large for memory leaves it in the first batches anyway.
+func planMemory(budget int64, parts int, backlog bool) memoryPlan {
+	m := memoryPlan{budget: budget}
+	budget -= fixedBytes
+	m.memTable = min(max(budget/memTableShare, 1<<20), maxMemTable)
+	m.blockCache = budget / blockCacheShare
+	m.stateTable = budget / stateShare / int64(max(parts, 1))
+	m.readCache = min(m.stateTable/2, maxReadCache) // used only once the table is freed
+	if backlog {
+		m.stateTable, m.readCache = min(m.stateTable, backlogStateTables), 0
+	}
+	m.fetchAhead = budget / fetchAheadShare
+	m.batch = budget / batchShare
+	workers := int64(runtime.GOMAXPROCS(0))
+	m.partialGroups = int(min(max(budget/partialShare/workers/partialGroupBytes, minPartialGroups), maxPartialGroups))
+	return m
+}
+
+// pebbleBytes is what Pebble holds off the Go heap at most.
+func (m memoryPlan) pebbleBytes() int64 { return pebbleMemtables*m.memTable + m.blockCache }
+
+// goLimit is the Go runtime's soft memory limit for the query: the budget
+// less what Pebble allocates outside the Go heap.
+func (m memoryPlan) goLimit() int64 { return m.budget - m.pebbleBytes() - codeBytes }
+
+// stateOptions sizes the state store's memory.
+func (m memoryPlan) stateOptions(o *state.Options) {
+	o.MemTableSize = uint64(m.memTable)
+	o.MemTableStopWritesThreshold = pebbleMemtables - 1
+	o.CacheSize = m.blockCache
+	o.ChangelogMaxBytes = m.stateTable
+	o.ReadCacheSize = m.readCache
+}
+
+// Bytes of memory a batch takes per group, besides the group's encoded key
+// and value in the exchange (counted twice: in the buckets and again in
+// the final aggregation and the staged state write): its slot in the final
+// aggregation's table, its staged state write's header and, in update
+// mode, its changed row (a Row of Values, 72 bytes each).
+const (
+	groupBytes       = 96
+	changedRowBytes  = 192
+	firstBatchGroups = 32 // groups per record assumed before a batch was measured
+)
+
+// batchSizer caps the records of the next batch so that the groups of a
+// batch fit memoryPlan.batch. It learns the memory a record costs from the
+// batches before: the groups a batch produced (distinct keys for an
+// aggregation, output rows without one) and their exchange bytes. Groups
+// grow at most linearly with a batch's records, so a cap derived from a
+// smaller batch errs on the safe side; a batch planned before a sudden
+// change in the data (many more distinct keys per record) can still take
+// more. Safe for concurrent use: batches report as they commit, the driver
+// asks as it plans.
+type batchSizer struct {
+	budget    int64 // bytes a batch may take
+	perGroup  int64 // groupBytes, plus changedRowBytes in update mode
+	mu        sync.Mutex
+	perRecord float64 // bytes per record measured; 0 until a batch reported
+}
+
+func newBatchSizer(m memoryPlan, update bool) *batchSizer {
+	b := &batchSizer{budget: m.batch, perGroup: groupBytes}
+	if update {
+		b.perGroup += changedRowBytes
+	}
+	return b
+}
+
+// limit is the most records the next batch may read.
+func (b *batchSizer) limit() int64 {
+	b.mu.Lock()
+	per := b.perRecord
+	b.mu.Unlock()
+	if per == 0 {
+		per = float64(firstBatchGroups * b.perGroup)
+	}
+	return max(1, int64(float64(b.budget)/per))
+}
+
+// observe records a batch of records records that produced groups groups,
+// whose exchange buckets took exchangeBytes.
+func (b *batchSizer) observe(records, groups, exchangeBytes int64) {
+	if records <= 0 {
+		return
+	}
+	per := float64(groups*b.perGroup+2*exchangeBytes) / float64(records)
+	b.mu.Lock()
+	b.perRecord = per
+	b.mu.Unlock()
+}
+
+// goLimits holds the Go soft memory limits of the running queries: the
+// process's limit (debug.SetMemoryLimit) is their sum while any runs,
+// unless GOMEMLIMIT set one for the process.
+var goLimits struct {
+	sync.Mutex
+	sum      int64
+	previous int64 // the limit before the first query raised it
+}
+
+// claimGoMemory adds a query's Go limit to the process's, and returns the
+// function that gives it back when the query ends.
+func claimGoMemory(limit int64) (release func()) {
+	if _, set := os.LookupEnv("GOMEMLIMIT"); set {
+		return func() {}
+	}
+	goLimits.Lock()
+	defer goLimits.Unlock()
+	if goLimits.sum == 0 {
+		goLimits.previous = debug.SetMemoryLimit(-1)
+	}
+	goLimits.sum += limit
+	debug.SetMemoryLimit(goLimits.sum)
+	return func() {
+		goLimits.Lock()
+		defer goLimits.Unlock()
+		goLimits.sum -= limit
+		if goLimits.sum == 0 {
+			debug.SetMemoryLimit(goLimits.previous)
+		} else {
+			debug.SetMemoryLimit(goLimits.sum)
+		}
+	}
+}
+
+// checkMemory validates a budget given to DataStreamWriter.Memory.
+func checkMemory(budget int64) error {
+	if budget < MinMemory || budget > math.MaxInt64/2 {
+		return fmt.Errorf("%w: memory budget %d bytes: use at least %d MiB (the Go runtime, the Kafka clients and Pebble need about that much)",
+			ErrAnalysis, budget, MinMemory>>20)
+	}
+	return nil
+}
