@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"maps"
-	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
@@ -19,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gostream/gostream/internal/testseed"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -365,9 +365,7 @@ func TestProduceLinesStopResume(t *testing.T) {
 // within maxStop.
 func testStopResume(t *testing.T, addrs []string, topic string, n int, maxStop time.Duration) {
 	path, offsets := numberedLines(t, n)
-	seed := time.Now().UnixNano()
-	t.Logf("seed %d", seed)
-	rng := rand.New(rand.NewPCG(uint64(seed), 0))
+	rng := testseed.Rand(t)
 	var from int64
 	for round := 0; ; round++ {
 		ctx, cancel := context.WithCancel(testCtx(t))
@@ -736,9 +734,7 @@ func landedOnce(t testing.TB, addrs []string, topic string) map[int]bool {
 // written between a copy and its truncation (logrotate loses them, and the
 // follower may have read some), and no line is torn.
 func testCopytruncateRace(t *testing.T, addrs []string, topic string) {
-	seed := time.Now().UnixNano()
-	t.Logf("seed %d", seed)
-	rng := rand.New(rand.NewPCG(uint64(seed), 1))
+	rng := testseed.Rand(t)
 	path := filepath.Join(t.TempDir(), "app.log")
 	writeFile(t, path, "")
 	stop := followFile(t, addrs, topic, path)

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gostream/gostream/internal/testseed"
 	"github.com/gostream/gostream/kafkatest"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -111,9 +111,7 @@ func TestProduceCmdInterrupt(t *testing.T) {
 	if err := os.WriteFile(path, file.Bytes(), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	seed := time.Now().UnixNano()
-	t.Logf("seed %d", seed)
-	rng := rand.New(rand.NewPCG(uint64(seed), 0))
+	rng := testseed.Rand(t)
 
 	acked := regexp.MustCompile(`(?m)^(?:stopped: )?produced (\d+) records \(acked\) to `)
 	resume := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(path) + `: every line before line (\d+) \(byte offset (\d+)\) is in ` +
