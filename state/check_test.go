@@ -15,16 +15,28 @@ import (
 // changelog mode and in plain mode: CheckPebble reports its label, its
 // partitions' versions and a partition beyond those asked for, and writes
 // nothing. OpenPebble then refuses another label, also writing nothing.
+// The directory is created without a label, as before labels, and
+// OpenPebble labels it.
 func TestCheckPebble(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "state")
 	opts := state.DefaultOptions()
-	opts.RetainVersions, opts.Changelog, opts.Label = 0, true, []byte("checkpoint A")
+	opts.RetainVersions, opts.Changelog = 0, true
 	sum, err := state.CheckPebble(dir, opts, 2)
 	if err != nil || sum.Exists {
 		t.Fatalf("missing directory: %+v, %v", sum, err)
 	}
 	p, err := state.OpenPebble(dir, opts)
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if sum, err := state.CheckPebble(dir, opts, 2); err != nil || sum.Label != nil {
+		t.Fatalf("without a label: %+v, %v", sum, err)
+	}
+	opts.Label = []byte("checkpoint A")
+	if p, err = state.OpenPebble(dir, opts); err != nil {
 		t.Fatal(err)
 	}
 	for part, version := range map[int]int64{0: 3, 2: 1} {
