@@ -52,8 +52,9 @@ type Config struct {
 	SnapshotThreshold uint64
 	// ApplyTimeout bounds the wait for a command to be logged; default 5s.
 	ApplyTimeout time.Duration
-	// HelloTimeout bounds the start-up check of the peers that answer;
-	// default 2s.
+	// HelloTimeout bounds the start-up check of the peers: a peer that is
+	// not running refuses at once, a running one answers in milliseconds,
+	// so only a hung peer makes a start wait this long; default 5s.
 	HelloTimeout time.Duration
 }
 
@@ -67,7 +68,7 @@ func DefaultConfig() Config {
 		LeaderLeaseTimeout: 250 * time.Millisecond,
 		SnapshotThreshold:  4096,
 		ApplyTimeout:       5 * time.Second,
-		HelloTimeout:       2 * time.Second,
+		HelloTimeout:       5 * time.Second,
 	}
 }
 
