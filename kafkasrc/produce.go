@@ -303,6 +303,9 @@ func newProducer(cfg ProduceConfig, inputs []string) (*producer, error) {
 	for _, in := range inputs {
 		p.inputs = append(p.inputs, newInputTracker(in, cfg.FromOffset))
 	}
+	// franz-go's default producer is idempotent with acks=all: sequence
+	// numbers keep each partition in read order across retries, with up to
+	// 5 requests in flight per broker, which Resume relies on.
 	opts := append(slices.Clone(cc.common),
 		kgo.DefaultProduceTopic(cfg.Topic),
 		kgo.ProducerBatchCompression(codec),

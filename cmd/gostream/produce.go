@@ -117,17 +117,15 @@ func printProduceReport(w io.Writer, topic string, s kafkasrc.ProduceStats, err 
 		if in.Resume.Line > 0 {
 			where = fmt.Sprintf("line %d (byte offset %d)", in.Resume.Line, in.Resume.Offset)
 		}
+		next := fmt.Sprintf("continue with --from-offset %d", in.Resume.Offset)
 		if in.Rotated {
 			where += " of the file rotated away from it"
-		}
-		next := fmt.Sprintf("continue with --from-offset %d", in.Resume.Offset)
-		if in.Rotated || in.Name == "stdin" {
-			next = "skip that many bytes to continue"
+			next = "the rest of that file is in its rotated copy"
 		}
 		if notAcked := in.Lines - in.Acked; notAcked == 0 {
 			fmt.Fprintf(w, "%s: every line before %s is in %s, and no line after it was sent; %s\n", in.Name, where, topic, next)
 		} else {
-			fmt.Fprintf(w, "%s: every line before %s is in %s; of the %d lines read from there on, %d were acknowledged and %d may or may not be in %s (%s to send them all again)\n",
+			fmt.Fprintf(w, "%s: every line before %s is in %s; of the %d lines read from there on, %d were acknowledged and %d may or may not be in %s, so resuming there sends them again; %s\n",
 				in.Name, where, topic, in.AckedAfter+notAcked, in.AckedAfter, notAcked, topic, next)
 		}
 	}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/gostream/gostream/internal/testseed"
+	"github.com/gostream/gostream/kafkasrc"
 	"github.com/gostream/gostream/kafkatest"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -220,4 +221,31 @@ func checkTopicLines(t *testing.T, brokers []string, topic string, upto int) int
 		}
 	}
 	return len(seen)
+}
+
+func TestPrintProduceReport(t *testing.T) {
+	in := kafkasrc.InputStats{Name: "in.log", Lines: 10, Acked: 10, Resume: kafkasrc.Position{Line: 11, Offset: 99}}
+	for _, tc := range []struct {
+		in   kafkasrc.InputStats
+		err  error
+		want string
+	}{
+		{kafkasrc.InputStats{Name: "in.log", Lines: 10, Acked: 10, Done: true}, nil, "produced 10 records (acked) to logs in 1.5s\n"},
+		{in, fmt.Errorf("stopped: %w", context.Canceled), "stopped: produced 10 records (acked) to logs in 1.5s\n" +
+			"in.log: every line before line 11 (byte offset 99) is in logs, and no line after it was sent; continue with --from-offset 99\n"},
+		{kafkasrc.InputStats{Name: "in.log", Lines: 10, Acked: 7, AckedAfter: 2, Resume: kafkasrc.Position{Line: 6, Offset: 50}}, kafkasrc.ErrNotAcked,
+			"produced 7 records (acked) to logs before the error\n" +
+				"in.log: every line before line 6 (byte offset 50) is in logs; of the 5 lines read from there on, 2 were acknowledged and 3 may or may not be in logs, so resuming there sends them again; continue with --from-offset 50\n"},
+		{kafkasrc.InputStats{Name: "app.log", Resume: kafkasrc.Position{Line: 3, Offset: 20}, Rotated: true, Lines: 1}, nil,
+			"produced 0 records (acked) to logs in 1.5s\n" +
+				"app.log: every line before line 3 (byte offset 20) of the file rotated away from it is in logs; of the 1 lines read from there on, 0 were acknowledged and 1 may or may not be in logs, so resuming there sends them again; the rest of that file is in its rotated copy\n"},
+		{kafkasrc.InputStats{Name: "in.log", Resume: kafkasrc.Position{Offset: 42}}, context.Canceled, "stopped: produced 0 records (acked) to logs in 1.5s\n" +
+			"in.log: every line before byte offset 42 is in logs, and no line after it was sent; continue with --from-offset 42\n"},
+	} {
+		var b strings.Builder
+		s := kafkasrc.ProduceStats{Acked: tc.in.Acked, Elapsed: 1500 * time.Millisecond, Inputs: []kafkasrc.InputStats{tc.in}}
+		if printProduceReport(&b, "logs", s, tc.err); b.String() != tc.want {
+			t.Errorf("report of %+v, %v:\n%s\nwant:\n%s", tc.in, tc.err, b.String(), tc.want)
+		}
+	}
 }
