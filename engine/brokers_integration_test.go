@@ -16,6 +16,7 @@ import (
 
 	"github.com/gostream/gostream/engine"
 	"github.com/gostream/gostream/internal/logbuf"
+	"github.com/gostream/gostream/internal/testseed"
 	"github.com/gostream/gostream/kafkasrc"
 	"github.com/gostream/gostream/kafkatest"
 )
@@ -173,8 +174,7 @@ func leaderOf(ctx context.Context, adm *kadm.Client, topic string, partition int
 // must be exact.
 func TestIntegrationBrokerCrash(t *testing.T) {
 	c, topic := realKafka(t)
-	seed := uint64(time.Now().UnixNano())
-	t.Logf("kill schedule seed %d", seed)
+	seed := testseed.Seed(t) // the kill schedule, the lines, the restarts' pauses
 	rng := rand.New(rand.NewPCG(seed, 3))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
