@@ -14,6 +14,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/gostream/gostream/internal/fsutil"
 )
 
 // Peer is one member of the group a worker bootstraps with.
@@ -134,28 +136,8 @@ func writeIdentity(dir string, id identity) error {
 		return fmt.Errorf("%w: %w (check the path is writable)", ErrDataDir, err)
 	}
 	raw, _ := json.MarshalIndent(id, "", "  ")
-	tmp, err := os.CreateTemp(dir, "."+identityName+".*.tmp")
-	if err != nil {
+	if err := fsutil.WriteAtomic(filepath.Join(dir, identityName), append(raw, '\n')); err != nil {
 		return fmt.Errorf("%w: %w", ErrDataDir, err)
 	}
-	_, err = tmp.Write(append(raw, '\n'))
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), filepath.Join(dir, identityName))
-	}
-	if err != nil {
-		os.Remove(tmp.Name())
-		return fmt.Errorf("%w: writing %s: %w", ErrDataDir, filepath.Join(dir, identityName), err)
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("%w: %w", ErrDataDir, err)
-	}
-	defer d.Close()
-	return d.Sync()
+	return nil
 }

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/gostream/gostream/internal/fsutil"
 	"github.com/gostream/gostream/kafkasrc"
 	"github.com/gostream/gostream/proto/planpb"
 )
@@ -405,31 +406,10 @@ func (c *checkpoint) finishUpgrade() error {
 // writeAtomic writes data to path so that a crash leaves the old file or the
 // new one.
 func writeAtomic(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*.tmp")
-	if err != nil {
+	if err := fsutil.WriteAtomic(path, data); err != nil {
 		return fmt.Errorf("%w: %w", ErrCheckpoint, err)
 	}
-	_, err = tmp.Write(data)
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), path)
-	}
-	if err != nil {
-		os.Remove(tmp.Name())
-		return fmt.Errorf("%w: writing %s: %w", ErrCheckpoint, path, err)
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("%w: %w", ErrCheckpoint, err)
-	}
-	defer d.Close()
-	return d.Sync()
+	return nil
 }
 
 // batches lists the batch ids in a log directory, ascending.
