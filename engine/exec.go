@@ -391,7 +391,7 @@ func (rt *queryRuntime) logOffsets(e offsetEntry, prev *inFlight) *offsetsWrite 
 }
 
 func errNotLogged(e offsetEntry, prev *inFlight) error {
-	return fmt.Errorf("batch %d not logged: batch %d failed", e.BatchID, prev.b.e.BatchID)
+	return fmt.Errorf("batch %d not logged: batch %d failed: %w", e.BatchID, prev.b.e.BatchID, prev.err)
 }
 
 // inFlight is a mapped batch going through its remaining steps in the

@@ -12,12 +12,14 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"google.golang.org/protobuf/proto"
 
 	"github.com/gostream/gostream/kafkasrc"
 	"github.com/gostream/gostream/proto/planpb"
+	"github.com/gostream/gostream/state"
 )
 
 // DefaultShufflePartitions is the number of state partitions of a new
@@ -231,6 +233,13 @@ func (w *DataStreamWriter) Start(ctx context.Context) (*StreamingQuery, error) {
 		defer cancel()
 		defer releaseMemory()
 		err := rt.run(qctx, q, w.trigger, listeners)
+		if errors.Is(err, state.ErrNoSpace) || errors.Is(err, syscall.ENOSPC) {
+			next := rt.rec.lastCommitted + 1
+			if p := q.LastProgress(); p != nil {
+				next = p.BatchID + 1
+			}
+			err = fmt.Errorf("%w; nothing was committed for batch %d, which the restart re-runs", err, next)
+		}
 		rt.close()
 		if tmpDir != "" {
 			os.RemoveAll(tmpDir)

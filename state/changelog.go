@@ -172,7 +172,7 @@ func (s *pebbleStore) foldAndLeave(version, memory int64, msg string) error {
 		return err
 	}
 	l.foldBuf = l.table.forgetDirty(newDelta(l.foldBuf), true)
-	if err := fold(s.db, s.prefix, l.foldBuf, version); err != nil {
+	if err := fold(s.provider, s.prefix, l.foldBuf, version); err != nil {
 		return s.fail("leave changelog mode after", version, err)
 	}
 	s.logOverBound(msg, memory)
@@ -193,7 +193,9 @@ func (s *pebbleStore) foldOnOpen() (err error) {
 	if err := stageLogDeletion(b, s.prefix, s.hist.version); err != nil || s.provider.readOnly {
 		return err
 	}
-	if err := b.Commit(pebble.Sync); err != nil {
+	if err := s.provider.writes.write(func() error { return b.Commit(pebble.Sync) }); errors.Is(err, ErrNoSpace) {
+		return err
+	} else if err != nil {
 		return fmt.Errorf("state: folding the changelog of partition %d in %s: %w", s.partition, s.provider.dir, err)
 	}
 	s.provider.log.Info("state: folded changelog into data keys", "partition", s.partition, "changelog_records", records)
@@ -287,8 +289,8 @@ func (s *pebbleStore) maybeFold(version int64) {
 	}
 	l.foldBuf = l.table.appendDirty(newDelta(l.foldBuf))
 	l.logged, l.folding, l.foldVersion = 0, true, version
-	db, partition, d := s.db, s.prefix, l.foldBuf
-	go func() { l.done <- fold(db, partition, d, version) }()
+	p, partition, d := s.provider, s.prefix, l.foldBuf
+	go func() { l.done <- fold(p, partition, d, version) }()
 }
 
 // fold writes delta d, the state of the keys written since the last fold,
@@ -298,13 +300,13 @@ func (s *pebbleStore) maybeFold(version int64) {
 // replaying them over the data keys, some now at version's state, comes to
 // the same state, since a record holds the keys' values, not changes to
 // them.
-func fold(db *pebble.DB, partition uint32, d []byte, version int64) (err error) {
-	b := db.NewBatch()
+func fold(p *pebbleProvider, partition uint32, d []byte, version int64) (err error) {
+	b := p.db.NewBatch()
 	defer func() { err = errors.Join(err, b.Close()) }()
 	var key []byte
 	err = decodeDelta(d, func(k, v []byte, del bool) error {
 		if int(b.Count()) == foldChunk {
-			if err := b.Commit(pebble.NoSync); err != nil {
+			if err := p.writes.write(func() error { return b.Commit(pebble.NoSync) }); err != nil {
 				return err
 			}
 			b.Reset()
@@ -321,7 +323,7 @@ func fold(db *pebble.DB, partition uint32, d []byte, version int64) (err error) 
 	if err := stageLogDeletion(b, partition, version); err != nil {
 		return err
 	}
-	return b.Commit(pebble.Sync)
+	return p.writes.write(func() error { return b.Commit(pebble.Sync) })
 }
 
 // foldChunk is how many writes a fold commits at a time. Pebble publishes

@@ -38,7 +38,7 @@ func CheckPebble(dir string, opts Options, n int) (sum Summary, err error) {
 	if n < 0 || n > MaxPartition {
 		return sum, fmt.Errorf("%w: %d partitions", ErrPartition, n)
 	}
-	popts, log := opts.pebble(dir)
+	popts, w := opts.pebble(dir)
 	defer popts.Cache.Unref()
 	sum.Beyond = -1
 	fresh, err := isEmptyDir(popts.FS, dir)
@@ -65,7 +65,7 @@ func CheckPebble(dir string, opts Options, n int) (sum Summary, err error) {
 		}
 		return sum, nil
 	}
-	p := newPebbleProvider(dir, db, opts, log)
+	p := newPebbleProvider(dir, db, opts, w)
 	p.readOnly = true
 	for part := range n {
 		st, err := p.Open(part)

@@ -26,6 +26,10 @@ var (
 	ErrNotStateDir = errors.New("state: not a gostream state directory")
 	// ErrCorrupt reports a state directory whose contents are damaged.
 	ErrCorrupt = errors.New("state: state directory is corrupt")
+	// ErrNoSpace reports that the file system of the state directory is
+	// full: the write that found it, and every later one, failed. Free
+	// space and open the directory again.
+	ErrNoSpace = errors.New("state: no space left on device")
 	// ErrInvalidOptions reports an Options field out of range.
 	ErrInvalidOptions = errors.New("state: invalid options")
 )

@@ -8,6 +8,8 @@ import (
 	iofs "io/fs"
 	"log/slog"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/cockroachdb/pebble"
 	"github.com/cockroachdb/pebble/bloom"
@@ -23,7 +25,7 @@ func OpenPebble(dir string, opts Options) (Provider, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
-	popts, log := opts.pebble(dir)
+	popts, w := opts.pebble(dir)
 	defer popts.Cache.Unref() // the DB holds its own reference
 	var marked bool
 	var label []byte
@@ -61,16 +63,16 @@ func OpenPebble(dir string, opts Options) (Provider, error) {
 			err = b.Set(labelKey, opts.Label, nil)
 		}
 		if err == nil {
-			err = b.Commit(pebble.Sync)
+			err = w.write(func() error { return b.Commit(pebble.Sync) })
 		}
 		if err := errors.Join(err, b.Close()); err != nil {
-			return nil, errors.Join(fmt.Errorf("state: cannot initialize state directory %s: %w", dir, err), db.Close())
+			return nil, errors.Join(fmt.Errorf("state: cannot initialize state directory %s: %w", dir, err), w.close(db))
 		}
 		if !marked {
-			log.Info("state: created state directory")
+			w.log.Info("state: created state directory")
 		}
 	}
-	return newPebbleProvider(dir, db, opts, log), nil
+	return newPebbleProvider(dir, db, opts, w), nil
 }
 
 // openWritable opens dir for writing. Pebble reports a MANIFEST it cannot
@@ -93,9 +95,9 @@ func openWritable(dir string, popts *pebble.Options) (db *pebble.DB, err error) 
 	return nil, fmt.Errorf("state: cannot open state directory %s for writing: %w (%s)", dir, err, hint)
 }
 
-func newPebbleProvider(dir string, db *pebble.DB, opts Options, log *slog.Logger) *pebbleProvider {
+func newPebbleProvider(dir string, db *pebble.DB, opts Options, w *writes) *pebbleProvider {
 	p := &pebbleProvider{dir: dir, db: db, retain: opts.RetainVersions, readCache: opts.ReadCacheSize,
-		changelog: opts.Changelog, changelogMax: opts.ChangelogMaxBytes, log: log, commitSync: pebble.Sync}
+		changelog: opts.Changelog, changelogMax: opts.ChangelogMaxBytes, log: w.log, commitSync: pebble.Sync, writes: w}
 	if opts.DeferSync {
 		p.commitSync = pebble.NoSync
 	}
@@ -105,13 +107,15 @@ func newPebbleProvider(dir string, db *pebble.DB, opts Options, log *slog.Logger
 }
 
 // pebble returns the Pebble options of a state directory, with a block
-// cache the caller unreferences once the database is open, and the logger.
-func (opts Options) pebble(dir string) (*pebble.Options, *slog.Logger) {
+// cache the caller unreferences once the database is open, and the guard
+// of its writes.
+func (opts Options) pebble(dir string) (*pebble.Options, *writes) {
 	fs := opts.fs
 	if fs == nil {
 		fs = vfs.Default
 	}
-	log := opts.logger().With("dir", dir)
+	w := &writes{dir: dir, log: opts.logger().With("dir", dir), stopped: make(chan struct{})}
+	fs = vfs.OnDiskFull(fs, w.diskFull)
 	// Pebble reserves its memtables' memory out of the block cache: size
 	// the cache for both, or with full memtables no block stays cached and
 	// every read goes to the file system and decompresses again.
@@ -123,14 +127,15 @@ func (opts Options) pebble(dir string) (*pebble.Options, *slog.Logger) {
 		MemTableStopWritesThreshold: opts.MemTableStopWritesThreshold,
 		MaxOpenFiles:                opts.MaxOpenFiles,
 		FormatMajorVersion:          pebble.FormatNewest,
-		Logger:                      pebbleLogger{log: log},
+		Logger:                      pebbleLogger{log: w.log},
+		EventListener:               &pebble.EventListener{BackgroundError: w.backgroundError},
 		// Bloom filters let Get of an absent key (a new group) skip most
 		// sstables. Blocks are not compressed: snappy was 5% of a
 		// continuous query's CPU (flushes and compactions of folds) and the
 		// state's files are small. One level's options apply to all deeper
 		// levels.
 		Levels: []pebble.LevelOptions{{FilterPolicy: bloom.FilterPolicy(10), Compression: pebble.NoCompression}},
-	}, log
+	}, w
 }
 
 // isEmptyDir reports whether dir is missing or empty.
@@ -265,12 +270,134 @@ func (l pebbleLogger) Infof(format string, args ...any) {
 	}
 }
 
-// Fatalf logs and panics: Pebble calls it on unrecoverable errors (such as a
-// failed WAL sync) and expects it not to return.
+// Fatalf logs and panics with a pebbleFatal: Pebble calls it on
+// unrecoverable errors (such as a failed WAL sync) and expects it not to
+// return. pebbleProvider.write recovers it.
 func (l pebbleLogger) Fatalf(format string, args ...any) {
-	msg := fmt.Sprintf(format, args...)
-	l.log.Error(msg, "component", "pebble")
-	panic("state: pebble: " + msg)
+	err := fmt.Errorf("pebble: "+format, args...)
+	l.log.Error(err.Error(), "component", "pebble")
+	panic(pebbleFatal{err})
+}
+
+// pebbleFatal is the panic of pebbleLogger.Fatalf.
+type pebbleFatal struct{ err error }
+
+func (f pebbleFatal) Error() string { return f.err.Error() }
+
+// write runs fn, a write to the database, and reports its failure. Pebble
+// does not return every failed write as an error: when its log cannot be
+// written (a full disk) it panics on the next write or calls Fatalf, and a
+// write may then wait forever for one that failed before it. So no write is
+// tried once the file system reported a full disk or a write failed; fn
+// runs on a goroutine of its own, whose panic is its error; and a write
+// still in Pebble when another fails is abandoned, its goroutine left
+// behind. After a panic or an abandoned write the provider's Close leaves
+// the database open (its files locked until the process exits): Pebble may
+// hold its commit lock, and closing would wait forever.
+func (p *writes) write(fn func() error) error {
+	if err := p.failure(); err != nil {
+		return err
+	}
+	done := make(chan error, 1)
+	go func() {
+		defer func() {
+			if r := recover(); r != nil {
+				done <- p.panicked(r)
+			}
+		}()
+		done <- fn()
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			return p.failed(err)
+		}
+		return nil
+	case <-p.stopped:
+		t := time.NewTimer(abandonAfter)
+		defer t.Stop()
+		select {
+		case err := <-done:
+			if err != nil {
+				return p.failed(err)
+			}
+			return nil
+		case <-t.C:
+		}
+		p.mu.Lock()
+		p.mu.leaveOpen = true
+		p.mu.Unlock()
+		return p.failure()
+	}
+}
+
+// abandonAfter is how long a write in Pebble when writes stop may take to
+// return before it is abandoned: one that failed returns at once, one
+// waiting behind a failed write never does.
+const abandonAfter = time.Second
+
+// panicked returns the error of a panic of Pebble's in a write.
+func (p *writes) panicked(r any) error {
+	if f, ok := r.(pebbleFatal); ok {
+		return f.err // from DB.Apply: its commit lock is not held
+	}
+	cause, ok := r.(error)
+	if !ok {
+		panic(r) // a bug, not a failed write
+	}
+	p.mu.Lock()
+	p.mu.leaveOpen = true
+	p.mu.Unlock()
+	return cause
+}
+
+// stop stops all writes (see write).
+func (p *writes) stop() { p.stopOnce.Do(func() { close(p.stopped) }) }
+
+// failure returns the error that stopped writes, if any.
+func (p *writes) failure() error {
+	if p.full.Load() {
+		return p.failed(nil)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.mu.failed
+}
+
+// failed records that a write failed with cause (nil: the file system
+// reported a full disk), stops all writes and returns the error every later
+// write returns.
+func (p *writes) failed(cause error) error {
+	defer p.stop()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch {
+	case p.mu.failed != nil:
+	case p.full.Load() || vfs.IsNoSpaceError(cause):
+		p.mu.failed = fmt.Errorf("%w writing state to %s: free space on its file system and restart", ErrNoSpace, p.dir)
+		if cause != nil {
+			p.mu.failed = fmt.Errorf("%w (%v)", p.mu.failed, cause)
+		}
+	default:
+		p.mu.failed = fmt.Errorf("state: writing state to %s: %w", p.dir, cause)
+	}
+	return p.mu.failed
+}
+
+// diskFull is called, on any goroutine and with Pebble's locks held, when
+// the file system reports a full disk.
+func (p *writes) diskFull() {
+	p.full.Store(true)
+	p.stop()
+}
+
+// backgroundError is Pebble's report of a failed flush or compaction,
+// which it retries. A full disk stops writes: they would pile up in memory.
+func (p *writes) backgroundError(err error) {
+	if vfs.IsNoSpaceError(err) {
+		p.diskFull()
+	}
+	p.log.Warn("state: background write failed", "component", "pebble", "err", err)
 }
 
 type pebbleProvider struct {
@@ -285,10 +412,27 @@ type pebbleProvider struct {
 	commitSync   *pebble.WriteOptions // pebble.NoSync with Options.DeferSync
 	readOnly     bool                 // opened by CheckPebble: stores load and check, never write
 	log          *slog.Logger
+	writes       *writes
 	mu           struct {
 		sync.Mutex
 		stores map[int]*pebbleStore
 		closed bool
+	}
+}
+
+// writes guards the writes to a state directory's database (see write).
+// Its mutex is never held while taking another: a fold takes it while the
+// provider's Close holds the provider's.
+type writes struct {
+	dir      string
+	log      *slog.Logger
+	full     atomic.Bool   // the file system reported a full disk
+	stopped  chan struct{} // closed once writes stop
+	stopOnce sync.Once
+	mu       struct {
+		sync.Mutex
+		failed    error // a write failed: none is tried again
+		leaveOpen bool  // a write panicked or was abandoned: the database is never closed
 	}
 }
 
@@ -336,7 +480,9 @@ func (p *pebbleProvider) Sync() error {
 	}
 	// An empty log record, synced: Pebble's log is one file written in
 	// commit order, so its sync covers every commit before it.
-	if err := p.db.LogData(nil, pebble.Sync); err != nil {
+	if err := p.writes.write(func() error { return p.db.LogData(nil, pebble.Sync) }); errors.Is(err, ErrNoSpace) {
+		return err
+	} else if err != nil {
 		return fmt.Errorf("state: syncing state directory %s: %w", p.dir, err)
 	}
 	return nil
@@ -353,10 +499,25 @@ func (p *pebbleProvider) Close() error {
 	for _, s := range p.mu.stores {
 		errs = append(errs, s.closeLocked())
 	}
-	if err := p.db.Close(); err != nil {
-		errs = append(errs, fmt.Errorf("state: closing state directory %s: %w", p.dir, err))
-	}
+	errs = append(errs, p.writes.close(p.db))
 	return errors.Join(errs...)
+}
+
+// close closes db, unless a write panicked or was abandoned (see write).
+// After a failed write the error of closing (the log could not be written
+// either) is the failure already reported.
+func (p *writes) close(db *pebble.DB) error {
+	p.mu.Lock()
+	leaveOpen := p.mu.leaveOpen
+	p.mu.Unlock()
+	if leaveOpen {
+		return nil
+	}
+	err := db.Close()
+	if err == nil || p.failure() != nil {
+		return nil
+	}
+	return fmt.Errorf("state: closing state directory %s: %w", p.dir, err)
 }
 
 // load makes the store serve the partition's committed state: in changelog
@@ -863,7 +1024,7 @@ func (s *pebbleStore) apply(what string, version int64) error {
 	if err := s.batch.Set(s.keyBuf, s.metaBuf, nil); err != nil {
 		return s.fail(what, version, err)
 	}
-	if err := s.batch.Commit(s.provider.commitSync); err != nil {
+	if err := s.provider.writes.write(func() error { return s.batch.Commit(s.provider.commitSync) }); err != nil {
 		s.dropCache()
 		return s.fail(what, version, err)
 	}
@@ -875,7 +1036,13 @@ func (s *pebbleStore) apply(what string, version int64) error {
 }
 
 // fail makes the store unusable: s.hist may be ahead of what is durable.
+// A full disk is reported as it is: opening the directory again after
+// freeing space is all there is to do.
 func (s *pebbleStore) fail(what string, version int64, err error) error {
+	if errors.Is(err, ErrNoSpace) {
+		s.err = err
+		return err
+	}
 	s.err = fmt.Errorf("%w: partition %d in %s: %s version %d: %v; close the provider and open %s again to find the durable version",
 		ErrFailed, s.partition, s.provider.dir, what, version, err, s.provider.dir)
 	return s.err
