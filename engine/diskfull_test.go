@@ -1,12 +1,12 @@
 package engine_test
 
 import (
-	"bufio"
-	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -73,42 +73,13 @@ func TestIntegrationDiskFull(t *testing.T) {
 }
 
 // latestCounts reads an update-mode jsonl output and returns each word's
-// last count. Batches must follow each other in order, each word at most
-// once in a batch.
+// last count.
 func latestCounts(t *testing.T, path string) map[string]int64 {
 	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
+	batches, _ := readBatches(t, path)
 	counts := map[string]int64{}
-	batch := map[string]bool{} // the words of the current batch
-	last := int64(-1)
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		var rec struct {
-			Batch int64  `json:"batch"`
-			Word  string `json:"word"`
-			Count int64  `json:"count"`
-		}
-		if err := json.Unmarshal(sc.Bytes(), &rec); err != nil {
-			t.Fatalf("bad jsonl line %q: %v", sc.Text(), err)
-		}
-		switch {
-		case rec.Batch < last:
-			t.Fatalf("batch %d written after batch %d: a re-run batch was not replaced", rec.Batch, last)
-		case rec.Batch > last:
-			clear(batch)
-			last = rec.Batch
-		case batch[rec.Word]:
-			t.Fatalf("word %q twice in batch %d", rec.Word, rec.Batch)
-		}
-		batch[rec.Word] = true
-		counts[rec.Word] = rec.Count
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
+	for _, id := range slices.Sorted(maps.Keys(batches)) {
+		maps.Copy(counts, batches[id])
 	}
 	return counts
 }

@@ -410,6 +410,15 @@ func TestIntegrationKillRestart(t *testing.T) {
 // lastBatch reads a complete-mode jsonl output and returns its last batch.
 func lastBatch(t *testing.T, path string) map[string]int64 {
 	t.Helper()
+	batches, last := readBatches(t, path)
+	return batches[last]
+}
+
+// readBatches reads a jsonl output and returns its batches' counts and the
+// last batch id. Batches must follow each other in order, each word at most
+// once in a batch.
+func readBatches(t *testing.T, path string) (map[int64]map[string]int64, int64) {
+	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
@@ -443,7 +452,7 @@ func lastBatch(t *testing.T, path string) map[string]int64 {
 	if err := sc.Err(); err != nil {
 		t.Fatal(err)
 	}
-	return batches[last]
+	return batches, last
 }
 
 var (

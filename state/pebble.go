@@ -307,28 +307,28 @@ func (p *writes) write(fn func() error) error {
 		}()
 		done <- fn()
 	}()
-	select {
-	case err := <-done:
+	finished := func(err error) error {
 		if err != nil {
 			return p.failed(err)
 		}
 		return nil
-	case <-p.stopped:
-		t := time.NewTimer(abandonAfter)
-		defer t.Stop()
-		select {
-		case err := <-done:
-			if err != nil {
-				return p.failed(err)
-			}
-			return nil
-		case <-t.C:
-		}
-		p.mu.Lock()
-		p.mu.leaveOpen = true
-		p.mu.Unlock()
-		return p.failure()
 	}
+	select {
+	case err := <-done:
+		return finished(err)
+	case <-p.stopped:
+	}
+	t := time.NewTimer(abandonAfter)
+	defer t.Stop()
+	select {
+	case err := <-done:
+		return finished(err)
+	case <-t.C:
+	}
+	p.mu.Lock()
+	p.mu.leaveOpen = true
+	p.mu.Unlock()
+	return p.failure()
 }
 
 // abandonAfter is how long a write in Pebble when writes stop may take to
