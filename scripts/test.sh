@@ -5,7 +5,8 @@
 # are resolved from Maven Central by the test harness itself; Go modules by
 # the go tool), checks formatting and vet, runs the fast unit tests, then the
 # integration tests against a real 3-broker Apache Kafka (KRaft) cluster that
-# the harness starts on 127.0.0.1 and stops afterwards.
+# the harness starts on 127.0.0.1 and stops afterwards. The unit tests, and
+# the engine's integration tests, run under the race detector.
 #
 # The integration tests run twice: on local JVM brokers (process backend) and
 # in containers through testcontainers-go (docker backend; scripts/kafka-image.sh
@@ -35,11 +36,16 @@ if [[ -n "$unformatted" ]]; then
 fi
 go vet ./...
 
-step "unit tests (go test -short)"
-go test -short -count=1 ./...
+# The unit tests run under the race detector here; the integration step
+# below runs them again without it.
+step "unit tests under the race detector (go test -short -race)"
+go test -short -race -count=1 ./...
 
 step "integration tests on real Apache Kafka, process backend (one package at a time: each starts a 3-broker cluster)"
-GOSTREAM_KAFKA_BACKEND=process go test -count=1 -p 1 -timeout 40m ./...
+# The engine's run under the race detector, the gostream processes that
+# TestIntegrationKillRestart kills included (about 15 s more than without).
+GOSTREAM_KAFKA_BACKEND=process go test -race -count=1 -timeout 40m ./engine
+GOSTREAM_KAFKA_BACKEND=process go test -count=1 -p 1 -timeout 40m $(go list ./... | grep -vx github.com/gostream/gostream/engine)
 
 step "integration tests again on the docker backend (testcontainers-go, a Kafka image built locally from the same jars)"
 start=$(date +%s)
