@@ -1,9 +1,10 @@
 // Package cluster runs gostream's workers as a hashicorp/raft group: the
 // replicated state machine (FSM: members, jobs, each job's batch log and
 // assignment), the worker Node that hosts it, and the gRPC Control service
-// with its Client. It does not run jobs yet: the batch loop, tasks and the
-// shuffle belong to later increments, and it must not touch the engine's
-// local checkpoints or state stores.
+// with its Client, and the Shuffle service that carries map tasks' partial
+// aggregates to the owners of the state partitions. It does not run jobs
+// yet: the batch loop and tasks belong to later increments, and it must
+// not touch the engine's local checkpoints or state stores.
 //
 // # One port per worker
 //
@@ -51,10 +52,31 @@
 // implements it, so a member that was cut off does not disrupt the group
 // when it comes back.
 //
+// # Shuffle
+//
+// A map task streams its partials for one state partition to the
+// partition's owner over one client-streaming Push call (ShuffleWriter).
+// The stream's open message carries the task's identity (job, batch,
+// partition, task, attempt) and fencing (cluster id, the planning driver's
+// Raft term, the assignment epoch); the owner refuses another cluster, an
+// older term, an unknown job, another epoch or a partition it does not own
+// in that epoch, with a gRPC status naming which. Then come data messages,
+// which cut a byte stream of versioned blocks (a version byte, a length,
+// an opaque exchange bucket of operators' HashAgg.Flush) at any byte, and
+// an end message with the block count, byte count and CRC-32C, so a stream
+// cut short or damaged is refused (DataLoss) and its data dropped. The
+// owner's Inbox keeps complete attempts until the partition's reduce takes
+// them (Inbox.Take): only a task's latest attempt counts, and the reduce
+// gets exactly one complete attempt per map task. The Inbox holds at most
+// Config.ShuffleMemory of received bytes; beyond it, streams stop reading,
+// and HTTP/2's flow control (4 MiB windows per stream) stops their
+// senders. Data messages travel in pooled buffers through a codec of their
+// own (shuffleCodec).
+//
 // # Concurrency
 //
 // A Node owns its goroutines (the mux's accept loop and per-connection
 // sniffers, the gRPC server, the leadership watcher) and Close stops and
-// waits for all of them. The FSM has one lock; the client pool has one;
-// neither is held while the other is taken.
+// waits for all of them. The FSM, the client pool and the Inbox have
+// one lock each; none is held while another is taken.
 package cluster

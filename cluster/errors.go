@@ -21,6 +21,15 @@ var (
 	ErrNoLeader = errors.New("cluster: no leader")
 	// ErrUnreachable reports that no member answered at any address tried.
 	ErrUnreachable = errors.New("cluster: no member reachable")
+	// ErrStaleEpoch reports a task or shuffle of an assignment epoch that
+	// is not the job's current one, or for a partition the member does not
+	// own in it.
+	ErrStaleEpoch = errors.New("cluster: stale assignment epoch")
+	// ErrUnknownJob reports a job the cluster does not know.
+	ErrUnknownJob = errors.New("cluster: unknown job")
+	// ErrShuffleRefused reports a shuffle stream the receiver refused or
+	// dropped: truncated, damaged, superseded or late.
+	ErrShuffleRefused = errors.New("cluster: shuffle refused")
 	// ErrClosed reports a call on a closed Node.
 	ErrClosed = errors.New("cluster: node closed")
 )

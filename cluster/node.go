@@ -19,6 +19,8 @@ import (
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	"go.etcd.io/bbolt"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // Config configures a Node. Start it from DefaultConfig and set Name,
@@ -56,6 +58,10 @@ type Config struct {
 	// not running refuses at once, a running one answers in milliseconds,
 	// so only a hung peer makes a start wait this long; default 5s.
 	HelloTimeout time.Duration
+	// ShuffleMemory bounds the bytes of partials the worker holds for the
+	// state partitions it owns until their reduce takes them (Inbox);
+	// default 256 MiB.
+	ShuffleMemory int64
 }
 
 // DefaultConfig returns a Config with every default set. The timeouts let
@@ -69,6 +75,7 @@ func DefaultConfig() Config {
 		SnapshotThreshold:  4096,
 		ApplyTimeout:       5 * time.Second,
 		HelloTimeout:       5 * time.Second,
+		ShuffleMemory:      DefaultShuffleMemory,
 	}
 }
 
@@ -82,6 +89,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: a worker needs a data directory (--data)", ErrConfig)
 	case c.HeartbeatTimeout <= 0 || c.ElectionTimeout <= 0 || c.LeaderLeaseTimeout <= 0 || c.ApplyTimeout <= 0 || c.HelloTimeout <= 0:
 		return fmt.Errorf("%w: timeouts must be positive (start from DefaultConfig)", ErrConfig)
+	case c.ShuffleMemory <= 0:
+		return fmt.Errorf("%w: ShuffleMemory must be positive (start from DefaultConfig)", ErrConfig)
 	case c.LeaderLeaseTimeout > c.HeartbeatTimeout:
 		return fmt.Errorf("%w: LeaderLeaseTimeout %v exceeds HeartbeatTimeout %v", ErrConfig, c.LeaderLeaseTimeout, c.HeartbeatTimeout)
 	}
@@ -119,6 +128,7 @@ type Node struct {
 	mux       *mux
 	grpc      *grpc.Server
 	clients   *clientPool
+	inbox     *Inbox
 	stop      chan struct{}
 	ready     chan struct{} // closed once raft runs; the fields above are set
 	wg        sync.WaitGroup
@@ -157,6 +167,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		}
 	}
 	n := &Node{cfg: cfg, log: log, peers: peers, clusterID: clusterIDOf(peers), fsm: NewFSM(), stop: make(chan struct{}), ready: make(chan struct{})}
+	n.inbox = NewInbox(cfg.ShuffleMemory, 0)
 	n.clients = newClientPool()
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -190,11 +201,29 @@ func (n *Node) ClusterID() string { return hex.EncodeToString(n.clusterID[:]) }
 // FSM is the node's copy of the replicated state.
 func (n *Node) FSM() *FSM { return n.fsm }
 
+// Inbox holds the partials map tasks pushed to the state partitions this
+// node owns.
+func (n *Node) Inbox() *Inbox { return n.inbox }
+
+// fenceView implements shuffleFence.
+func (n *Node) fenceView() (name, clusterID string, term uint64, err error) {
+	select {
+	case <-n.ready:
+	default:
+		return "", "", 0, status.Errorf(codes.Unavailable, "%v: %s is starting (retry)", ErrNoLeader, n.cfg.Name)
+	}
+	return n.cfg.Name, n.ClusterID(), n.raft.CurrentTerm(), nil
+}
+
+// job implements shuffleFence.
+func (n *Node) job(name string) (*clusterpb.Job, bool) { return n.fsm.Job(name) }
+
 // serve starts the mux and the gRPC server on ln.
 func (n *Node) serve(ln net.Listener) {
 	n.mux = newMux(ln, n.clusterID, n.log)
-	n.grpc = grpc.NewServer()
+	n.grpc = grpc.NewServer(shuffleServerOptions()...)
 	clusterpb.RegisterControlServer(n.grpc, &controlServer{n: n})
+	clusterpb.RegisterShuffleServer(n.grpc, &shuffleServer{fence: n, inbox: n.inbox})
 	n.wg.Go(func() {
 		_ = n.grpc.Serve(n.mux.grpc) // returns once Stop closes the listener
 	})

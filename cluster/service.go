@@ -243,21 +243,31 @@ func newClientPool() *clientPool {
 // control returns a Control client for addr. Calls through it fail with
 // codes.Unavailable once the pool is closed.
 func (p *clientPool) control(addr string) clusterpb.ControlClient {
+	cc, err := p.conn(addr)
+	if err != nil {
+		return closedControl{err: err}
+	}
+	return clusterpb.NewControlClient(cc)
+}
+
+// conn returns the connection to addr, or ErrClosed once the pool is
+// closed.
+func (p *clientPool) conn(addr string) (*grpc.ClientConn, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.mu.closed {
-		return closedControl{}
+		return nil, ErrClosed
 	}
 	cc, ok := p.mu.conns[addr]
 	if !ok {
 		var err error
-		cc, err = grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		cc, err = grpc.NewClient(addr, append(shuffleDialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
 		if err != nil {
-			return closedControl{err: err}
+			return nil, err
 		}
 		p.mu.conns[addr] = cc
 	}
-	return clusterpb.NewControlClient(cc)
+	return cc, nil
 }
 
 func (p *clientPool) close() {
@@ -274,7 +284,7 @@ func (p *clientPool) close() {
 type closedControl struct{ err error }
 
 func (c closedControl) fail() error {
-	if c.err != nil {
+	if c.err != nil && !errors.Is(c.err, ErrClosed) {
 		return status.Error(codes.Unavailable, c.err.Error())
 	}
 	return status.Error(codes.Unavailable, ErrClosed.Error())

@@ -1702,6 +1702,311 @@ func (x *HelloResponse) GetPeers() []*Member {
 	return nil
 }
 
+// ShuffleOpen is the first message of a Shuffle.Push stream: which map
+// task's partials it carries, for which state partition, and the fencing
+// the receiver checks before it accepts a byte.
+type ShuffleOpen struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The cluster id, the Raft term of the driver that planned the task, the
+	// sending worker, and the assignment epoch the task runs in.
+	Header        *Header `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	Job           string  `protobuf:"bytes,2,opt,name=job,proto3" json:"job,omitempty"`
+	Batch         int64   `protobuf:"varint,3,opt,name=batch,proto3" json:"batch,omitempty"`
+	Partition     int32   `protobuf:"varint,4,opt,name=partition,proto3" json:"partition,omitempty"` // index of the state partition in the epoch's Assignment.state
+	Task          int32   `protobuf:"varint,5,opt,name=task,proto3" json:"task,omitempty"`           // the map task, in [0, tasks of the batch)
+	Attempt       uint32  `protobuf:"varint,6,opt,name=attempt,proto3" json:"attempt,omitempty"`     // the task's attempt, from 1; only the latest one counts
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ShuffleOpen) Reset() {
+	*x = ShuffleOpen{}
+	mi := &file_cluster_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ShuffleOpen) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ShuffleOpen) ProtoMessage() {}
+
+func (x *ShuffleOpen) ProtoReflect() protoreflect.Message {
+	mi := &file_cluster_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ShuffleOpen.ProtoReflect.Descriptor instead.
+func (*ShuffleOpen) Descriptor() ([]byte, []int) {
+	return file_cluster_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *ShuffleOpen) GetHeader() *Header {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+func (x *ShuffleOpen) GetJob() string {
+	if x != nil {
+		return x.Job
+	}
+	return ""
+}
+
+func (x *ShuffleOpen) GetBatch() int64 {
+	if x != nil {
+		return x.Batch
+	}
+	return 0
+}
+
+func (x *ShuffleOpen) GetPartition() int32 {
+	if x != nil {
+		return x.Partition
+	}
+	return 0
+}
+
+func (x *ShuffleOpen) GetTask() int32 {
+	if x != nil {
+		return x.Task
+	}
+	return 0
+}
+
+func (x *ShuffleOpen) GetAttempt() uint32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
+// ShuffleEnd closes a stream: what the receiver must have got, so a
+// truncated or damaged stream is refused instead of merged.
+type ShuffleEnd struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Blocks        uint64                 `protobuf:"varint,1,opt,name=blocks,proto3" json:"blocks,omitempty"`  // blocks in the stream
+	Bytes         uint64                 `protobuf:"varint,2,opt,name=bytes,proto3" json:"bytes,omitempty"`    // bytes of the block stream, block headers included
+	Crc32C        uint32                 `protobuf:"fixed32,3,opt,name=crc32c,proto3" json:"crc32c,omitempty"` // CRC-32C (Castagnoli) of the block stream
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ShuffleEnd) Reset() {
+	*x = ShuffleEnd{}
+	mi := &file_cluster_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ShuffleEnd) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ShuffleEnd) ProtoMessage() {}
+
+func (x *ShuffleEnd) ProtoReflect() protoreflect.Message {
+	mi := &file_cluster_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ShuffleEnd.ProtoReflect.Descriptor instead.
+func (*ShuffleEnd) Descriptor() ([]byte, []int) {
+	return file_cluster_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *ShuffleEnd) GetBlocks() uint64 {
+	if x != nil {
+		return x.Blocks
+	}
+	return 0
+}
+
+func (x *ShuffleEnd) GetBytes() uint64 {
+	if x != nil {
+		return x.Bytes
+	}
+	return 0
+}
+
+func (x *ShuffleEnd) GetCrc32C() uint32 {
+	if x != nil {
+		return x.Crc32C
+	}
+	return 0
+}
+
+// ShuffleMessage is one message of a Push stream: open first, then the
+// block stream's bytes cut into data messages of any size, then end.
+type ShuffleMessage struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Kind:
+	//
+	//	*ShuffleMessage_Open
+	//	*ShuffleMessage_Data
+	//	*ShuffleMessage_End
+	Kind          isShuffleMessage_Kind `protobuf_oneof:"kind"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ShuffleMessage) Reset() {
+	*x = ShuffleMessage{}
+	mi := &file_cluster_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ShuffleMessage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ShuffleMessage) ProtoMessage() {}
+
+func (x *ShuffleMessage) ProtoReflect() protoreflect.Message {
+	mi := &file_cluster_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ShuffleMessage.ProtoReflect.Descriptor instead.
+func (*ShuffleMessage) Descriptor() ([]byte, []int) {
+	return file_cluster_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *ShuffleMessage) GetKind() isShuffleMessage_Kind {
+	if x != nil {
+		return x.Kind
+	}
+	return nil
+}
+
+func (x *ShuffleMessage) GetOpen() *ShuffleOpen {
+	if x != nil {
+		if x, ok := x.Kind.(*ShuffleMessage_Open); ok {
+			return x.Open
+		}
+	}
+	return nil
+}
+
+func (x *ShuffleMessage) GetData() []byte {
+	if x != nil {
+		if x, ok := x.Kind.(*ShuffleMessage_Data); ok {
+			return x.Data
+		}
+	}
+	return nil
+}
+
+func (x *ShuffleMessage) GetEnd() *ShuffleEnd {
+	if x != nil {
+		if x, ok := x.Kind.(*ShuffleMessage_End); ok {
+			return x.End
+		}
+	}
+	return nil
+}
+
+type isShuffleMessage_Kind interface {
+	isShuffleMessage_Kind()
+}
+
+type ShuffleMessage_Open struct {
+	Open *ShuffleOpen `protobuf:"bytes,1,opt,name=open,proto3,oneof"`
+}
+
+type ShuffleMessage_Data struct {
+	Data []byte `protobuf:"bytes,2,opt,name=data,proto3,oneof"`
+}
+
+type ShuffleMessage_End struct {
+	End *ShuffleEnd `protobuf:"bytes,3,opt,name=end,proto3,oneof"`
+}
+
+func (*ShuffleMessage_Open) isShuffleMessage_Kind() {}
+
+func (*ShuffleMessage_Data) isShuffleMessage_Kind() {}
+
+func (*ShuffleMessage_End) isShuffleMessage_Kind() {}
+
+// ShuffleResponse acknowledges a complete stream: its attempt is the task's
+// partials for the partition now.
+type ShuffleResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Blocks        uint64                 `protobuf:"varint,1,opt,name=blocks,proto3" json:"blocks,omitempty"`
+	Bytes         uint64                 `protobuf:"varint,2,opt,name=bytes,proto3" json:"bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ShuffleResponse) Reset() {
+	*x = ShuffleResponse{}
+	mi := &file_cluster_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ShuffleResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ShuffleResponse) ProtoMessage() {}
+
+func (x *ShuffleResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cluster_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ShuffleResponse.ProtoReflect.Descriptor instead.
+func (*ShuffleResponse) Descriptor() ([]byte, []int) {
+	return file_cluster_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *ShuffleResponse) GetBlocks() uint64 {
+	if x != nil {
+		return x.Blocks
+	}
+	return 0
+}
+
+func (x *ShuffleResponse) GetBytes() uint64 {
+	if x != nil {
+		return x.Bytes
+	}
+	return 0
+}
+
 var File_cluster_proto protoreflect.FileDescriptor
 
 const file_cluster_proto_rawDesc = "" +
@@ -1838,13 +2143,35 @@ const file_cluster_proto_rawDesc = "" +
 	"\x06member\x18\x01 \x01(\v2\x1b.gostream.cluster.v1.MemberR\x06member\x12\x1d\n" +
 	"\n" +
 	"cluster_id\x18\x02 \x01(\tR\tclusterId\x121\n" +
-	"\x05peers\x18\x03 \x03(\v2\x1b.gostream.cluster.v1.MemberR\x05peers2\xed\x02\n" +
+	"\x05peers\x18\x03 \x03(\v2\x1b.gostream.cluster.v1.MemberR\x05peers\"\xb6\x01\n" +
+	"\vShuffleOpen\x123\n" +
+	"\x06header\x18\x01 \x01(\v2\x1b.gostream.cluster.v1.HeaderR\x06header\x12\x10\n" +
+	"\x03job\x18\x02 \x01(\tR\x03job\x12\x14\n" +
+	"\x05batch\x18\x03 \x01(\x03R\x05batch\x12\x1c\n" +
+	"\tpartition\x18\x04 \x01(\x05R\tpartition\x12\x12\n" +
+	"\x04task\x18\x05 \x01(\x05R\x04task\x12\x18\n" +
+	"\aattempt\x18\x06 \x01(\rR\aattempt\"R\n" +
+	"\n" +
+	"ShuffleEnd\x12\x16\n" +
+	"\x06blocks\x18\x01 \x01(\x04R\x06blocks\x12\x14\n" +
+	"\x05bytes\x18\x02 \x01(\x04R\x05bytes\x12\x16\n" +
+	"\x06crc32c\x18\x03 \x01(\aR\x06crc32c\"\x9b\x01\n" +
+	"\x0eShuffleMessage\x126\n" +
+	"\x04open\x18\x01 \x01(\v2 .gostream.cluster.v1.ShuffleOpenH\x00R\x04open\x12\x14\n" +
+	"\x04data\x18\x02 \x01(\fH\x00R\x04data\x123\n" +
+	"\x03end\x18\x03 \x01(\v2\x1f.gostream.cluster.v1.ShuffleEndH\x00R\x03endB\x06\n" +
+	"\x04kind\"?\n" +
+	"\x0fShuffleResponse\x12\x16\n" +
+	"\x06blocks\x18\x01 \x01(\x04R\x06blocks\x12\x14\n" +
+	"\x05bytes\x18\x02 \x01(\x04R\x05bytes2\xed\x02\n" +
 	"\aControl\x12Q\n" +
 	"\x06Status\x12\".gostream.cluster.v1.StatusRequest\x1a#.gostream.cluster.v1.StatusResponse\x12`\n" +
 	"\vRegisterJob\x12'.gostream.cluster.v1.RegisterJobRequest\x1a(.gostream.cluster.v1.RegisterJobResponse\x12]\n" +
 	"\n" +
 	"MemberInfo\x12&.gostream.cluster.v1.MemberInfoRequest\x1a'.gostream.cluster.v1.MemberInfoResponse\x12N\n" +
-	"\x05Hello\x12!.gostream.cluster.v1.HelloRequest\x1a\".gostream.cluster.v1.HelloResponseB.Z,github.com/gostream/gostream/proto/clusterpbb\x06proto3"
+	"\x05Hello\x12!.gostream.cluster.v1.HelloRequest\x1a\".gostream.cluster.v1.HelloResponse2^\n" +
+	"\aShuffle\x12S\n" +
+	"\x04Push\x12#.gostream.cluster.v1.ShuffleMessage\x1a$.gostream.cluster.v1.ShuffleResponse(\x01B.Z,github.com/gostream/gostream/proto/clusterpbb\x06proto3"
 
 var (
 	file_cluster_proto_rawDescOnce sync.Once
@@ -1858,7 +2185,7 @@ func file_cluster_proto_rawDescGZIP() []byte {
 	return file_cluster_proto_rawDescData
 }
 
-var file_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_cluster_proto_goTypes = []any{
 	(*Member)(nil),              // 0: gostream.cluster.v1.Member
 	(*PartitionOffset)(nil),     // 1: gostream.cluster.v1.PartitionOffset
@@ -1885,8 +2212,12 @@ var file_cluster_proto_goTypes = []any{
 	(*RegisterJobResponse)(nil), // 22: gostream.cluster.v1.RegisterJobResponse
 	(*HelloRequest)(nil),        // 23: gostream.cluster.v1.HelloRequest
 	(*HelloResponse)(nil),       // 24: gostream.cluster.v1.HelloResponse
-	nil,                         // 25: gostream.cluster.v1.Job.OptionsEntry
-	nil,                         // 26: gostream.cluster.v1.State.JobsEntry
+	(*ShuffleOpen)(nil),         // 25: gostream.cluster.v1.ShuffleOpen
+	(*ShuffleEnd)(nil),          // 26: gostream.cluster.v1.ShuffleEnd
+	(*ShuffleMessage)(nil),      // 27: gostream.cluster.v1.ShuffleMessage
+	(*ShuffleResponse)(nil),     // 28: gostream.cluster.v1.ShuffleResponse
+	nil,                         // 29: gostream.cluster.v1.Job.OptionsEntry
+	nil,                         // 30: gostream.cluster.v1.State.JobsEntry
 }
 var file_cluster_proto_depIdxs = []int32{
 	1,  // 0: gostream.cluster.v1.OffsetsEntry.start:type_name -> gostream.cluster.v1.PartitionOffset
@@ -1894,11 +2225,11 @@ var file_cluster_proto_depIdxs = []int32{
 	2,  // 2: gostream.cluster.v1.BatchLogEntry.offsets:type_name -> gostream.cluster.v1.OffsetsEntry
 	4,  // 3: gostream.cluster.v1.Assignment.kafka:type_name -> gostream.cluster.v1.KafkaAssignment
 	5,  // 4: gostream.cluster.v1.Assignment.state:type_name -> gostream.cluster.v1.StatePartition
-	25, // 5: gostream.cluster.v1.Job.options:type_name -> gostream.cluster.v1.Job.OptionsEntry
+	29, // 5: gostream.cluster.v1.Job.options:type_name -> gostream.cluster.v1.Job.OptionsEntry
 	3,  // 6: gostream.cluster.v1.Job.batch_log:type_name -> gostream.cluster.v1.BatchLogEntry
 	6,  // 7: gostream.cluster.v1.Job.assignment:type_name -> gostream.cluster.v1.Assignment
 	0,  // 8: gostream.cluster.v1.State.members:type_name -> gostream.cluster.v1.Member
-	26, // 9: gostream.cluster.v1.State.jobs:type_name -> gostream.cluster.v1.State.JobsEntry
+	30, // 9: gostream.cluster.v1.State.jobs:type_name -> gostream.cluster.v1.State.JobsEntry
 	10, // 10: gostream.cluster.v1.Command.init:type_name -> gostream.cluster.v1.Init
 	11, // 11: gostream.cluster.v1.Command.register_job:type_name -> gostream.cluster.v1.RegisterJob
 	12, // 12: gostream.cluster.v1.Command.append_batch_log:type_name -> gostream.cluster.v1.AppendBatchLog
@@ -1920,20 +2251,25 @@ var file_cluster_proto_depIdxs = []int32{
 	0,  // 28: gostream.cluster.v1.HelloRequest.peers:type_name -> gostream.cluster.v1.Member
 	0,  // 29: gostream.cluster.v1.HelloResponse.member:type_name -> gostream.cluster.v1.Member
 	0,  // 30: gostream.cluster.v1.HelloResponse.peers:type_name -> gostream.cluster.v1.Member
-	7,  // 31: gostream.cluster.v1.State.JobsEntry.value:type_name -> gostream.cluster.v1.Job
-	15, // 32: gostream.cluster.v1.Control.Status:input_type -> gostream.cluster.v1.StatusRequest
-	21, // 33: gostream.cluster.v1.Control.RegisterJob:input_type -> gostream.cluster.v1.RegisterJobRequest
-	19, // 34: gostream.cluster.v1.Control.MemberInfo:input_type -> gostream.cluster.v1.MemberInfoRequest
-	23, // 35: gostream.cluster.v1.Control.Hello:input_type -> gostream.cluster.v1.HelloRequest
-	18, // 36: gostream.cluster.v1.Control.Status:output_type -> gostream.cluster.v1.StatusResponse
-	22, // 37: gostream.cluster.v1.Control.RegisterJob:output_type -> gostream.cluster.v1.RegisterJobResponse
-	20, // 38: gostream.cluster.v1.Control.MemberInfo:output_type -> gostream.cluster.v1.MemberInfoResponse
-	24, // 39: gostream.cluster.v1.Control.Hello:output_type -> gostream.cluster.v1.HelloResponse
-	36, // [36:40] is the sub-list for method output_type
-	32, // [32:36] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	14, // 31: gostream.cluster.v1.ShuffleOpen.header:type_name -> gostream.cluster.v1.Header
+	25, // 32: gostream.cluster.v1.ShuffleMessage.open:type_name -> gostream.cluster.v1.ShuffleOpen
+	26, // 33: gostream.cluster.v1.ShuffleMessage.end:type_name -> gostream.cluster.v1.ShuffleEnd
+	7,  // 34: gostream.cluster.v1.State.JobsEntry.value:type_name -> gostream.cluster.v1.Job
+	15, // 35: gostream.cluster.v1.Control.Status:input_type -> gostream.cluster.v1.StatusRequest
+	21, // 36: gostream.cluster.v1.Control.RegisterJob:input_type -> gostream.cluster.v1.RegisterJobRequest
+	19, // 37: gostream.cluster.v1.Control.MemberInfo:input_type -> gostream.cluster.v1.MemberInfoRequest
+	23, // 38: gostream.cluster.v1.Control.Hello:input_type -> gostream.cluster.v1.HelloRequest
+	27, // 39: gostream.cluster.v1.Shuffle.Push:input_type -> gostream.cluster.v1.ShuffleMessage
+	18, // 40: gostream.cluster.v1.Control.Status:output_type -> gostream.cluster.v1.StatusResponse
+	22, // 41: gostream.cluster.v1.Control.RegisterJob:output_type -> gostream.cluster.v1.RegisterJobResponse
+	20, // 42: gostream.cluster.v1.Control.MemberInfo:output_type -> gostream.cluster.v1.MemberInfoResponse
+	24, // 43: gostream.cluster.v1.Control.Hello:output_type -> gostream.cluster.v1.HelloResponse
+	28, // 44: gostream.cluster.v1.Shuffle.Push:output_type -> gostream.cluster.v1.ShuffleResponse
+	40, // [40:45] is the sub-list for method output_type
+	35, // [35:40] is the sub-list for method input_type
+	35, // [35:35] is the sub-list for extension type_name
+	35, // [35:35] is the sub-list for extension extendee
+	0,  // [0:35] is the sub-list for field type_name
 }
 
 func init() { file_cluster_proto_init() }
@@ -1951,15 +2287,20 @@ func file_cluster_proto_init() {
 		(*Command_AppendBatchLog)(nil),
 		(*Command_SetAssignment)(nil),
 	}
+	file_cluster_proto_msgTypes[27].OneofWrappers = []any{
+		(*ShuffleMessage_Open)(nil),
+		(*ShuffleMessage_Data)(nil),
+		(*ShuffleMessage_End)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cluster_proto_rawDesc), len(file_cluster_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   27,
+			NumMessages:   31,
 			NumExtensions: 0,
-			NumServices:   1,
+			NumServices:   2,
 		},
 		GoTypes:           file_cluster_proto_goTypes,
 		DependencyIndexes: file_cluster_proto_depIdxs,

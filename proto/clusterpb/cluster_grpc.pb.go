@@ -258,3 +258,106 @@ var Control_ServiceDesc = grpc.ServiceDesc{
 	Streams:  []grpc.StreamDesc{},
 	Metadata: "cluster.proto",
 }
+
+const (
+	Shuffle_Push_FullMethodName = "/gostream.cluster.v1.Shuffle/Push"
+)
+
+// ShuffleClient is the client API for Shuffle service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// Shuffle carries map tasks' partial aggregates to the owners of the state
+// partitions, served by every member.
+type ShuffleClient interface {
+	// Push streams one map task attempt's partials for one state partition.
+	Push(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[ShuffleMessage, ShuffleResponse], error)
+}
+
+type shuffleClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewShuffleClient(cc grpc.ClientConnInterface) ShuffleClient {
+	return &shuffleClient{cc}
+}
+
+func (c *shuffleClient) Push(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[ShuffleMessage, ShuffleResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Shuffle_ServiceDesc.Streams[0], Shuffle_Push_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ShuffleMessage, ShuffleResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Shuffle_PushClient = grpc.ClientStreamingClient[ShuffleMessage, ShuffleResponse]
+
+// ShuffleServer is the server API for Shuffle service.
+// All implementations must embed UnimplementedShuffleServer
+// for forward compatibility.
+//
+// Shuffle carries map tasks' partial aggregates to the owners of the state
+// partitions, served by every member.
+type ShuffleServer interface {
+	// Push streams one map task attempt's partials for one state partition.
+	Push(grpc.ClientStreamingServer[ShuffleMessage, ShuffleResponse]) error
+	mustEmbedUnimplementedShuffleServer()
+}
+
+// UnimplementedShuffleServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedShuffleServer struct{}
+
+func (UnimplementedShuffleServer) Push(grpc.ClientStreamingServer[ShuffleMessage, ShuffleResponse]) error {
+	return status.Errorf(codes.Unimplemented, "method Push not implemented")
+}
+func (UnimplementedShuffleServer) mustEmbedUnimplementedShuffleServer() {}
+func (UnimplementedShuffleServer) testEmbeddedByValue()                 {}
+
+// UnsafeShuffleServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to ShuffleServer will
+// result in compilation errors.
+type UnsafeShuffleServer interface {
+	mustEmbedUnimplementedShuffleServer()
+}
+
+func RegisterShuffleServer(s grpc.ServiceRegistrar, srv ShuffleServer) {
+	// If the following call pancis, it indicates UnimplementedShuffleServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&Shuffle_ServiceDesc, srv)
+}
+
+func _Shuffle_Push_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(ShuffleServer).Push(&grpc.GenericServerStream[ShuffleMessage, ShuffleResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Shuffle_PushServer = grpc.ClientStreamingServer[ShuffleMessage, ShuffleResponse]
+
+// Shuffle_ServiceDesc is the grpc.ServiceDesc for Shuffle service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var Shuffle_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "gostream.cluster.v1.Shuffle",
+	HandlerType: (*ShuffleServer)(nil),
+	Methods:     []grpc.MethodDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "Push",
+			Handler:       _Shuffle_Push_Handler,
+			ClientStreams: true,
+		},
+	},
+	Metadata: "cluster.proto",
+}
