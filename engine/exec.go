@@ -379,7 +379,7 @@ func (rt *queryRuntime) logOffsets(e offsetEntry, prev *inFlight) *offsetsWrite 
 		defer close(w.done)
 		if prev != nil {
 			if <-prev.committed; prev.err != nil {
-				w.err = errNotLogged(e, prev)
+				w.err = prev.err // the query reports the cause, not this entry
 				return
 			}
 		}
@@ -388,10 +388,6 @@ func (rt *queryRuntime) logOffsets(e offsetEntry, prev *inFlight) *offsetsWrite 
 		w.ms = time.Since(t).Milliseconds()
 	}()
 	return w
-}
-
-func errNotLogged(e offsetEntry, prev *inFlight) error {
-	return fmt.Errorf("batch %d not logged: batch %d failed: %w", e.BatchID, prev.b.e.BatchID, prev.err)
 }
 
 // inFlight is a mapped batch going through its remaining steps in the
@@ -438,9 +434,9 @@ func (rt *queryRuntime) finishBatch(ctx context.Context, q *StreamingQuery, b *m
 		defer func() {
 			close(f.committed)
 			// A next batch's offsets entry parked on a failed batch is
-			// never written.
-			if next, w := f.takeNext(); w != nil {
-				w.err = errNotLogged(*next, f)
+			// never written; its error is the failed batch's.
+			if _, w := f.takeNext(); w != nil {
+				w.err = f.err
 				close(w.done)
 			}
 		}()
