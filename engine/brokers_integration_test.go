@@ -81,8 +81,11 @@ func startProducer(t *testing.T, addrs []string, topic string, seed uint64) *lin
 				p.mu.Lock()
 				p.retries++
 				p.mu.Unlock()
+				// Fresh records for the partitioner, and for kgo, which
+				// keeps a record's first context: a retry would otherwise
+				// fail at once with the canceled pctx, forever.
 				for _, r := range recs {
-					r.Partition, r.Offset = 0, 0 // fresh records for the partitioner
+					r.Partition, r.Offset, r.Context = 0, 0, nil
 				}
 			}
 			p.mu.Lock()
