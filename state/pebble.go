@@ -7,6 +7,8 @@ import (
 	"fmt"
 	iofs "io/fs"
 	"log/slog"
+	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -56,6 +58,7 @@ func OpenPebble(dir string, opts Options) (Provider, error) {
 	if err != nil {
 		return nil, err
 	}
+	w.opened.Store(true)
 	if !marked || (label == nil && opts.Label != nil) {
 		b := db.NewBatch()
 		err := b.Set(markerKey, []byte(markerValue), nil)
@@ -127,7 +130,7 @@ func (opts Options) pebble(dir string) (*pebble.Options, *writes) {
 		MemTableStopWritesThreshold: opts.MemTableStopWritesThreshold,
 		MaxOpenFiles:                opts.MaxOpenFiles,
 		FormatMajorVersion:          pebble.FormatNewest,
-		Logger:                      pebbleLogger{log: w.log},
+		Logger:                      pebbleLogger{w},
 		EventListener:               &pebble.EventListener{BackgroundError: w.backgroundError},
 		// Bloom filters let Get of an absent key (a new group) skip most
 		// sstables. Blocks are not compressed: snappy was 5% of a
@@ -262,21 +265,34 @@ func openError(dir string, err error) error {
 }
 
 // pebbleLogger sends Pebble's messages to slog.
-type pebbleLogger struct{ log *slog.Logger }
+type pebbleLogger struct{ w *writes }
 
 func (l pebbleLogger) Infof(format string, args ...any) {
-	if l.log.Enabled(context.Background(), slog.LevelDebug) {
-		l.log.Debug(fmt.Sprintf(format, args...), "component", "pebble")
+	if l.w.log.Enabled(context.Background(), slog.LevelDebug) {
+		l.w.log.Debug(fmt.Sprintf(format, args...), "component", "pebble")
 	}
 }
 
-// Fatalf logs and panics with a pebbleFatal: Pebble calls it on
-// unrecoverable errors (such as a failed WAL sync) and expects it not to
-// return. pebbleProvider.write recovers it.
+// Fatalf reports an error Pebble cannot go on from (a MANIFEST or log it
+// could not write: a full disk) and does not return, as Pebble requires.
+// While the database opens, and on a write's goroutine (writes.run), it
+// panics with a pebbleFatal, which openWritable and run return as an
+// error. On Pebble's own goroutines (flushes, compactions), where a panic
+// would end the process, it stops all writes with err instead (a full file
+// system makes that ErrNoSpace), so that the engine stops the query with a
+// message, and parks the goroutine for the life of the process with
+// whatever locks of Pebble's it holds; the database is then never closed.
 func (l pebbleLogger) Fatalf(format string, args ...any) {
-	err := fmt.Errorf("pebble: "+format, args...)
-	l.log.Error(err.Error(), "component", "pebble")
-	panic(pebbleFatal{err})
+	err := fmt.Errorf(format, args...)
+	if !strings.HasPrefix(err.Error(), "pebble: ") {
+		err = fmt.Errorf("pebble: %w", err)
+	}
+	l.w.log.Error(err.Error(), "component", "pebble")
+	if !l.w.opened.Load() || onWriteGoroutine() {
+		panic(pebbleFatal{err})
+	}
+	l.w.fatal(err)
+	select {}
 }
 
 // pebbleFatal is the panic of pebbleLogger.Fatalf.
@@ -299,14 +315,7 @@ func (p *writes) write(fn func() error) error {
 		return err
 	}
 	done := make(chan error, 1)
-	go func() {
-		defer func() {
-			if r := recover(); r != nil {
-				done <- p.panicked(r)
-			}
-		}()
-		done <- fn()
-	}()
+	go p.run(fn, done)
 	finished := func(err error) error {
 		if err != nil {
 			return p.failed(err)
@@ -329,6 +338,37 @@ func (p *writes) write(fn func() error) error {
 	p.mu.leaveOpen = true
 	p.mu.Unlock()
 	return p.failure()
+}
+
+// run is the goroutine of a write: it sends fn's result, or the error of
+// its panic, to done. Fatalf recognizes it on the stack (see
+// onWriteGoroutine).
+func (p *writes) run(fn func() error, done chan<- error) {
+	defer func() {
+		if r := recover(); r != nil {
+			done <- p.panicked(r)
+		}
+	}()
+	done <- fn()
+}
+
+// runFunc is the name of writes.run in stack frames.
+const runFunc = "github.com/gostream/gostream/state.(*writes).run"
+
+// onWriteGoroutine reports whether its caller runs on a write's goroutine
+// (writes.run), which recovers a panic.
+func onWriteGoroutine() bool {
+	pc := make([]uintptr, 128) // Pebble's deepest write is some 30 frames
+	frames := runtime.CallersFrames(pc[:runtime.Callers(2, pc)])
+	for {
+		f, more := frames.Next()
+		if f.Function == runFunc {
+			return true
+		}
+		if !more {
+			return false
+		}
+	}
 }
 
 // abandonAfter is how long a write in Pebble when writes stop may take to
@@ -384,6 +424,16 @@ func (p *writes) failed(cause error) error {
 	return p.mu.failed
 }
 
+// fatal stops all writes for good with Pebble's fatal error err: a
+// goroutine of Pebble's is parked, maybe holding its locks, so the database
+// is never closed.
+func (p *writes) fatal(err error) {
+	p.mu.Lock()
+	p.mu.leaveOpen = true
+	p.mu.Unlock()
+	p.failed(err)
+}
+
 // diskFull is called, on any goroutine and with Pebble's locks held, when
 // the file system reports a full disk.
 func (p *writes) diskFull() {
@@ -427,6 +477,7 @@ type writes struct {
 	dir      string
 	log      *slog.Logger
 	full     atomic.Bool   // the file system reported a full disk
+	opened   atomic.Bool   // the database is open (see pebbleLogger.Fatalf)
 	stopped  chan struct{} // closed once writes stop
 	stopOnce sync.Once
 	mu       struct {
