@@ -48,6 +48,7 @@ type lineProducer struct {
 	mu      sync.Mutex
 	acked   []string // lines Kafka acknowledged
 	retries int
+	err     error // a batch no broker took within producerPatience
 
 	closeOnce sync.Once
 }
@@ -69,7 +70,7 @@ func startProducer(t *testing.T, addrs []string, topic string, seed uint64) *lin
 			for j, l := range batch {
 				recs[j] = &kgo.Record{Value: []byte(l)}
 			}
-			for {
+			for began := time.Now(); ; {
 				// Not ctx: a batch begun is finished.
 				pctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 				err := cl.ProduceSync(pctx, recs...).FirstErr()
@@ -77,10 +78,19 @@ func startProducer(t *testing.T, addrs []string, topic string, seed uint64) *lin
 				if err == nil {
 					break
 				}
-				p.logf("producer: batch %d failed, writing it again: %v", i, err)
 				p.mu.Lock()
 				p.retries++
+				if time.Since(began) > producerPatience {
+					p.err = fmt.Errorf("producer: batch %d not acknowledged within %v: %w", i, producerPatience, err)
+					p.mu.Unlock()
+					return
+				}
 				p.mu.Unlock()
+				p.logf("producer: batch %d failed, writing it again: %v", i, err)
+				select { // a failure may come at once: no spinning
+				case <-ctx.Done():
+				case <-time.After(100 * time.Millisecond):
+				}
 				// Fresh records for the partitioner, and for kgo, which
 				// keeps a record's first context: a retry would otherwise
 				// fail at once with the canceled pctx, forever.
@@ -100,13 +110,17 @@ func startProducer(t *testing.T, addrs []string, topic string, seed uint64) *lin
 	return p
 }
 
-// finish stops the producer and returns every line Kafka acknowledged. It
-// may be called again.
-func (p *lineProducer) finish() []string {
+// producerPatience bounds the retries of one batch: a broker restarted
+// after a kill takes seconds to lead again, never minutes.
+const producerPatience = 2 * time.Minute
+
+// finish stops the producer and returns every line Kafka acknowledged, or
+// why it stopped before. It may be called again.
+func (p *lineProducer) finish() ([]string, error) {
 	p.stop()
 	<-p.done
 	p.closeOnce.Do(p.cl.Close)
-	return p.acked
+	return p.acked, p.err
 }
 
 func (p *lineProducer) count() int {
@@ -191,7 +205,7 @@ func TestIntegrationBrokerCrash(t *testing.T) {
 	var logs logbuf.Buffer
 	s := engine.NewSession(engine.WithLogger(slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))))
 	prod := startProducer(t, c.Addrs(), topic, seed)
-	defer prod.finish()
+	defer prod.finish() // stops it if the test ends early; its result is checked below
 	continuous, err := wordCountQuery(t, s, c.Addrs(), topic, "continuous", t.TempDir(), engine.Trigger{}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -283,7 +297,10 @@ func TestIntegrationBrokerCrash(t *testing.T) {
 		t.Fatalf("%v\nwarnings:\n%s", restartErr, logs.String())
 	}
 	t.Logf("the restarted query ran %d times", runs)
-	acked := prod.finish()
+	acked, err := prod.finish()
+	if err != nil {
+		t.Fatal(err)
+	}
 	lines := topicLines(ctx, t, c.Addrs(), topic)
 	t.Logf("%d kills; %d lines acknowledged (%d batches written again), %d in the topic", kills, len(acked), prod.retries, len(lines))
 	want := expected(lines)
