@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -14,37 +13,20 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gostream/gostream/internal/logbuf"
 	"github.com/gostream/gostream/proto/clusterpb"
 )
-
-// syncBuffer is a log sink shared by the nodes of a test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // nodeGroup is n in-process Nodes on loopback ports.
 type nodeGroup struct {
 	t     *testing.T
 	cfgs  []Config
 	nodes []*Node
-	logs  *syncBuffer
+	logs  *logbuf.Buffer
 }
 
 func newNodeGroup(t *testing.T, n int) *nodeGroup {
-	g := &nodeGroup{t: t, logs: &syncBuffer{}}
+	g := &nodeGroup{t: t, logs: &logbuf.Buffer{}}
 	var lns []net.Listener
 	var peers []Peer
 	for i := range n {

@@ -12,12 +12,12 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/cockroachdb/pebble"
 	"github.com/cockroachdb/pebble/vfs"
 
+	"github.com/gostream/gostream/internal/logbuf"
 	"github.com/gostream/gostream/internal/testseed"
 )
 
@@ -758,31 +758,13 @@ func commitUntilPlain(t *testing.T, s *pebbleStore, m *modelStore) {
 	t.Fatalf("the store kept %d keys in memory under a bound of %d bytes", s.Len(), bound)
 }
 
-// lockedBuffer is a log destination safe for concurrent writes.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // TestChangelogMaxBytes grows a partition in changelog mode past a small
 // ChangelogMaxBytes: the store must fold its changelog, go on in plain mode
 // with the exact state, and log why; reopening it must load it in memory
 // only under a bound it fits in.
 func TestChangelogMaxBytes(t *testing.T) {
 	dir := t.TempDir()
-	var logs lockedBuffer
+	var logs logbuf.Buffer
 	small := changelogTestOptions(2 << 10)
 	small.ChangelogMaxBytes = 16 << 10
 	small.Logger = slog.New(slog.NewTextHandler(&logs, nil))
@@ -930,7 +912,7 @@ func TestChangelogMaxBytesCrash(t *testing.T) {
 func TestChangelogMaxBytesMidBatch(t *testing.T) {
 	for _, crash := range []bool{false, true} {
 		fs := vfs.NewStrictMem()
-		var logs lockedBuffer
+		var logs logbuf.Buffer
 		opts := changelogTestOptions(1 << 10)
 		opts.fs = fs
 		opts.ChangelogMaxBytes = 64 << 10
