@@ -1,7 +1,6 @@
 package state_test
 
 import (
-	"bytes"
 	"errors"
 	"os"
 	"path/filepath"
@@ -10,37 +9,9 @@ import (
 
 	"github.com/cockroachdb/pebble"
 
+	"github.com/gostream/gostream/internal/dirsnap"
 	"github.com/gostream/gostream/state"
 )
-
-// snapshotDir reads every file under dir, to prove it was left untouched.
-func snapshotDir(t *testing.T, dir string) map[string][]byte {
-	t.Helper()
-	files := map[string][]byte{}
-	err := filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		files[path], err = os.ReadFile(path)
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return files
-}
-
-func sameFiles(a, b map[string][]byte) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if w, ok := b[k]; !ok || !bytes.Equal(v, w) {
-			return false
-		}
-	}
-	return true
-}
 
 func TestOpenPebbleRefusesForeignDirectories(t *testing.T) {
 	tests := []struct {
@@ -95,7 +66,10 @@ func TestOpenPebbleRefusesForeignDirectories(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
 			tt.prepare(t, dir)
-			before := snapshotDir(t, dir)
+			before, err := dirsnap.Take(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
 			p, err := state.OpenPebble(dir, testOptions())
 			if err == nil {
 				p.Close()
@@ -104,8 +78,12 @@ func TestOpenPebbleRefusesForeignDirectories(t *testing.T) {
 			if !errors.Is(err, tt.want) || !strings.Contains(err.Error(), dir) {
 				t.Fatalf("OpenPebble: %v; want %v naming %s", err, tt.want, dir)
 			}
-			if !sameFiles(before, snapshotDir(t, dir)) {
-				t.Fatal("OpenPebble changed the directory it refused")
+			after, err := dirsnap.Take(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d := before.Diff(after); len(d) > 0 {
+				t.Fatalf("OpenPebble changed the directory it refused: %s", strings.Join(d, "; "))
 			}
 		})
 	}
