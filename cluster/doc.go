@@ -64,9 +64,17 @@
 // which cut a byte stream of versioned blocks (a version byte, a length,
 // an opaque exchange bucket of operators' HashAgg.Flush) at any byte, and
 // an end message with the block count, byte count and CRC-32C, so a stream
-// cut short or damaged is refused (DataLoss) and its data dropped. The
-// owner's Inbox keeps complete attempts until the partition's reduce takes
-// them (Inbox.Take): only a task's latest attempt counts, and the reduce
+// cut short or damaged is refused (DataLoss) and its data dropped. When
+// the end message arrives, the owner checks the open message's fencing
+// again against its current view, before the attempt becomes visible to
+// Inbox.Take: a stream during which the Raft term grew, or the job's
+// assignment moved to another epoch, is refused then (ErrStaleTerm,
+// ErrStaleEpoch) and its data dropped. So an attempt counts only if its
+// fencing held both when it opened and when it ended; a change applied
+// between that last check and the attempt's completion (microseconds, no
+// lock held across them) is not seen by it. The owner's Inbox keeps
+// complete attempts until the partition's reduce takes them
+// (Inbox.Take): only a task's latest attempt counts, and the reduce
 // gets exactly one complete attempt per map task. The Inbox holds at most
 // Config.ShuffleMemory of received bytes; beyond it, streams stop reading,
 // and HTTP/2's flow control (4 MiB windows per stream) stops their

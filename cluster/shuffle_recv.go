@@ -348,8 +348,9 @@ type shuffleServer struct {
 
 // Push receives one map task attempt's partials for one state partition:
 // it checks the open message's fencing, parses the block stream into the
-// attempt, and completes the attempt once the end message matches what
-// came. Any failure drops the attempt's data.
+// attempt, checks the fencing again when the end message comes, and
+// completes the attempt once the end message matches what came and the
+// fencing still holds. Any failure drops the attempt's data.
 func (s *shuffleServer) Push(stream grpc.ClientStreamingServer[clusterpb.ShuffleMessage, clusterpb.ShuffleResponse]) (err error) {
 	var f shuffleFrame
 	if err := stream.RecvMsg(&f); err != nil {
@@ -406,6 +407,11 @@ func (s *shuffleServer) Push(stream grpc.ClientStreamingServer[clusterpb.Shuffle
 		case *clusterpb.ShuffleMessage_End:
 			if err := r.check(kind.End); err != nil {
 				return status.Errorf(codes.DataLoss, "%v: %s: %v (the attempt is dropped)", ErrShuffleRefused, what, err)
+			}
+			// The term or the epoch may have moved on while the stream
+			// ran: fencing is checked again before the attempt counts.
+			if err := s.check(open); err != nil {
+				return err
 			}
 			if err := s.inbox.complete(a); err != nil {
 				return err

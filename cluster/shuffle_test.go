@@ -20,22 +20,40 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/test/bufconn"
+	"google.golang.org/protobuf/proto"
 )
 
-// staticFence is a shuffleFence with a fixed view.
+// staticFence is a shuffleFence whose view a test sets: directly before
+// the first stream opens, with set while streams run.
 type staticFence struct {
+	mu              sync.Mutex
 	name, clusterID string
 	term            uint64
 	jobs            map[string]*clusterpb.Job
 }
 
 func (f *staticFence) fenceView() (string, string, uint64, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	return f.name, f.clusterID, f.term, nil
 }
 
 func (f *staticFence) job(name string) (*clusterpb.Job, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	j, ok := f.jobs[name]
 	return j, ok
+}
+
+// set changes the view as the member's Raft apply would: term, and job wc
+// replaced by a copy at epoch.
+func (f *staticFence) set(term, epoch uint64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.term = term
+	j := proto.Clone(f.jobs["wc"]).(*clusterpb.Job)
+	j.Assignment.Epoch = epoch
+	f.jobs["wc"] = j
 }
 
 // shuffleJob is job "wc" at epoch 1 with two state partitions, both owned
@@ -301,6 +319,57 @@ func TestShuffleAttempts(t *testing.T) {
 	in.Discard("wc", 2)
 	if err := push(ctx, r.cc, r.task(0, 1), blocks("after discard"), 0); err != nil {
 		t.Fatalf("a push for a discarded batch, planned again: %v", err)
+	}
+}
+
+// TestShuffleFencingAtEnd checks that a stream whose Raft term or
+// assignment epoch became stale while it ran is refused at its end and its
+// data dropped: Take never sees it, and the task's next attempt, fenced
+// with the new view, is the one taken.
+func TestShuffleFencingAtEnd(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		term, epoch uint64
+		code        codes.Code
+		error       error
+	}{
+		{"term grew", 4, 1, codes.FailedPrecondition, ErrStaleTerm},
+		{"epoch grew", 3, 2, codes.FailedPrecondition, ErrStaleEpoch},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			in := NewInbox(0, 0)
+			r := newBufconnRig(t, in)
+			ctx := context.Background()
+			w, err := OpenShuffle(ctx, r.cc, r.task(0, 1), 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := w.WriteBlock([]byte("stale")); err != nil {
+				t.Fatal(err)
+			}
+			waitAttempt(t, in, 0, 1, false) // the open message passed fencing
+			r.fence.set(tc.term, tc.epoch)
+			closeErr := w.Close()
+			short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+			p, err := in.Take(short, "wc", 1, 0, 1)
+			cancel()
+			if err == nil {
+				t.Fatalf("Take returned the stale stream's partials %q (its Close: %v)", p.Blocks, closeErr)
+			}
+			wantCode(t, closeErr, tc.code, tc.error.Error())
+			waitAttempt(t, in, 0, 1, true)
+
+			fresh := r.task(0, 2)
+			fresh.Term, fresh.Epoch = tc.term, tc.epoch
+			if err := push(ctx, r.cc, fresh, [][]byte{[]byte("fresh")}, 0); err != nil {
+				t.Fatal(err)
+			}
+			p = take(t, in, 1)
+			defer p.Release()
+			if err := equalBlocks(p.Blocks, [][]byte{[]byte("fresh")}); err != nil {
+				t.Fatalf("Take: %v; got %q", err, p.Blocks)
+			}
+		})
 	}
 }
 
