@@ -26,10 +26,28 @@
 // holds cluster.json (format, cluster id, worker name, bootstrap peers),
 // raft.db (raft-boltdb/v2: log and stable store) and snapshots/ (raft's
 // file snapshot store, 2 retained). A worker refuses, before writing
-// anything, a data directory of another cluster or another worker. On
-// start it says hello to every peer that answers and refuses to start if
-// one was given other --peers; Raft's handshake refuses connections
-// between clusters in any case.
+// anything, a data directory of another cluster or another worker.
+//
+// # Peers that disagree
+//
+// Raft's handshake refuses connections between clusters in any case, so
+// workers given other --peers never form one group. Beyond that, a worker
+// whose --peers disagree with a peer's stops with ErrPeersDisagree naming
+// both lists, whatever the start order, by this rule: a worker that is not
+// yet part of a formed group (it has seen no leader, and its log holds no
+// Init, which a quorum committed) stops as soon as it learns of the
+// disagreement; a member of a formed group does not stop, it refuses the
+// other and logs a warning. It learns of it by saying hello: on start to
+// every peer that answers (Start returns the error), then every
+// helloInterval until it is part of a formed group (Node.Failed closes),
+// and when a peer's hello reaches it (Failed closes). So two fresh workers
+// started at the same instant, that missed each other's start-up hello,
+// both stop within a fraction of a second; a worker started with other
+// --peers than a running group's stops, and the group runs on. At a first
+// start of a whole group with one worker misconfigured, the others may
+// stop too if they had not elected a leader yet: restart them with the
+// same --peers once the odd one is fixed (their data directories are
+// valid).
 //
 // # State machine
 //
@@ -84,7 +102,8 @@
 // # Concurrency
 //
 // A Node owns its goroutines (the mux's accept loop and per-connection
-// sniffers, the gRPC server, the leadership watcher) and Close stops and
+// sniffers, the gRPC server, the leadership watcher, the hello loop of a
+// node not yet part of a formed group) and Close stops and
 // waits for all of them. The FSM, the client pool and the Inbox have
 // one lock each; none is held while another is taken.
 package cluster

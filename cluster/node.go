@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gostream/gostream/proto/clusterpb"
@@ -130,7 +131,13 @@ type Node struct {
 	clients   *clientPool
 	inbox     *Inbox
 	stop      chan struct{}
+	stopCtx   context.Context // canceled by Close
+	cancel    context.CancelFunc
 	ready     chan struct{} // closed once raft runs; the fields above are set
+	sawLeader atomic.Bool   // a leader was seen, or the log holds the group's Init
+	failed    chan struct{} // closed by fail
+	failOnce  sync.Once
+	failErr   error // why the node failed, set before failed closes
 	wg        sync.WaitGroup
 	closeOnce sync.Once
 	closeErr  error
@@ -166,7 +173,8 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 			return nil, err
 		}
 	}
-	n := &Node{cfg: cfg, log: log, peers: peers, clusterID: clusterIDOf(peers), fsm: NewFSM(), stop: make(chan struct{}), ready: make(chan struct{})}
+	n := &Node{cfg: cfg, log: log, peers: peers, clusterID: clusterIDOf(peers), fsm: NewFSM(), stop: make(chan struct{}), ready: make(chan struct{}), failed: make(chan struct{})}
+	n.stopCtx, n.cancel = context.WithCancel(context.Background())
 	n.inbox = NewInbox(cfg.ShuffleMemory, 0)
 	n.clients = newClientPool()
 	ln, err := net.Listen("tcp", cfg.Listen)
@@ -192,7 +200,90 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, err
 	}
 	close(n.ready)
+	if err := n.Err(); err != nil { // a peer's hello came while this one started
+		n.Close()
+		return nil, err
+	}
+	n.wg.Go(n.helloUntilFormed)
 	return n, nil
+}
+
+// helloInterval is how often a worker not yet part of a formed group says
+// hello to its peers again.
+const helloInterval = 250 * time.Millisecond
+
+// helloUntilFormed says hello to the peers every helloInterval until the
+// node is part of a formed group, and fails the node when one disagrees:
+// two workers started at the same instant may both miss each other's
+// start-up hello.
+func (n *Node) helloUntilFormed() {
+	t := time.NewTicker(helloInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.stop:
+			return
+		case <-t.C:
+		}
+		if n.formed() {
+			return
+		}
+		if err := n.helloPeers(n.stopCtx); err != nil {
+			n.fail(err)
+			return
+		}
+	}
+}
+
+// formed reports whether the node is part of a formed group: it has seen a
+// leader, or its log holds the group's Init (committed by a quorum).
+func (n *Node) formed() bool {
+	if n.sawLeader.Load() {
+		return true
+	}
+	select {
+	case <-n.ready:
+	default:
+		return false
+	}
+	if addr, _ := n.raft.LeaderWithID(); addr != "" || n.fsm.ClusterID() != "" {
+		n.sawLeader.Store(true)
+		return true
+	}
+	return false
+}
+
+// fail records err, why the node cannot go on, and closes Failed. The
+// node keeps running until its owner calls Close.
+func (n *Node) fail(err error) {
+	n.failOnce.Do(func() {
+		n.log.Error("cluster: the worker must stop", "name", n.cfg.Name, "err", err)
+		n.failErr = err
+		close(n.failed)
+	})
+}
+
+// Failed is closed when the node cannot go on (Err says why): its owner
+// should Close it and exit with Err. Today that happens only when a peer
+// was started with other --peers before this node was part of a formed
+// group (see the package doc, "Peers that disagree").
+func (n *Node) Failed() <-chan struct{} { return n.failed }
+
+// Err is why the node failed, once Failed is closed; nil before.
+func (n *Node) Err() error {
+	select {
+	case <-n.failed:
+		return n.failErr
+	default:
+		return nil
+	}
+}
+
+// peersDisagree is the error of a peer, name at addr, started with peers
+// theirs, which are not this worker's.
+func (n *Node) peersDisagree(name, addr string, theirs []Peer) error {
+	return fmt.Errorf("%w: %s at %s was started with --peers %s; this worker, %s, with --peers %s (start every worker with the same --peers)",
+		ErrPeersDisagree, name, addr, formatPeers(theirs), n.cfg.Name, formatPeers(n.peers))
 }
 
 // ClusterID is the group's id, in hex.
@@ -337,9 +428,9 @@ func applyCommand(r *raft.Raft, c *clusterpb.Command, timeout time.Duration) (ui
 }
 
 // helloPeers asks every other peer that answers within HelloTimeout which
-// group it belongs to, and refuses to start when one disagrees. Peers that
-// do not answer are not running yet: Raft's handshake still refuses their
-// connections if they disagree.
+// group it belongs to, and returns ErrPeersDisagree naming both peer lists
+// when one disagrees. Peers that do not answer are not running yet:
+// helloUntilFormed asks them again.
 func (n *Node) helloPeers(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.HelloTimeout)
 	defer cancel()
@@ -360,8 +451,7 @@ func (n *Node) helloPeers(ctx context.Context) error {
 			}
 			if resp.ClusterId != n.ClusterID() {
 				mu.Lock()
-				errs = append(errs, fmt.Errorf("%w: %s at %s was started with --peers %s; this worker, %s, with --peers %s (start every worker with the same --peers)",
-					ErrPeersDisagree, p.Name, p.Addr, formatPeers(peersFromProto(resp.Peers)), n.cfg.Name, formatPeers(n.peers)))
+				errs = append(errs, n.peersDisagree(p.Name, p.Addr, peersFromProto(resp.Peers)))
 				mu.Unlock()
 			}
 		})
@@ -377,6 +467,14 @@ func (n *Node) header(epoch uint64) *clusterpb.Header {
 		h.Term = n.raft.CurrentTerm()
 	}
 	return h
+}
+
+// peerAddr is name's address in peers, "" if peers do not name it.
+func peerAddr(peers []Peer, name string) string {
+	if i := slices.IndexFunc(peers, func(p Peer) bool { return p.Name == name }); i >= 0 {
+		return peers[i].Addr
+	}
+	return ""
 }
 
 func peersToProto(peers []Peer) []*clusterpb.Member {
@@ -401,6 +499,7 @@ func peersFromProto(ms []*clusterpb.Member) []Peer {
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
 		close(n.stop)
+		n.cancel()
 		var errs []error
 		if n.raft != nil {
 			errs = append(errs, n.raft.Shutdown().Error())

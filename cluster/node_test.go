@@ -5,15 +5,18 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/gostream/gostream/internal/logbuf"
+	"github.com/gostream/gostream/internal/testseed"
 	"github.com/gostream/gostream/proto/clusterpb"
 )
 
@@ -224,6 +227,72 @@ func TestNodeFencesRequests(t *testing.T) {
 			t.Errorf("MemberInfo(%v) = %v", tc.h, err)
 		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
 			t.Errorf("MemberInfo(%v) = %v; want %q", tc.h, err, tc.want)
+		}
+	}
+}
+
+// freeAddrs returns n loopback addresses nothing listens on.
+func freeAddrs(t *testing.T, n int) []string {
+	var out []string
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, ln.Addr().String())
+		ln.Close()
+	}
+	return out
+}
+
+// TestNodePeersDisagreeAtOnce starts two fresh Nodes whose --peers
+// disagree at nearly the same instant, in both orders, with random delays
+// between them: each stops with ErrPeersDisagree naming both peer lists,
+// either from Start or through Failed, whichever missed the other's
+// start-up hello.
+func TestNodePeersDisagreeAtOnce(t *testing.T) {
+	rng := rand.New(rand.NewPCG(testseed.Seed(t), 0))
+	for round := range 6 {
+		addrs := freeAddrs(t, 3)
+		short := []Peer{{"s1", addrs[0]}, {"s2", addrs[1]}}
+		long := append(slices.Clone(short), Peer{"s3", addrs[2]})
+		cfgs := make([]Config, 2)
+		logs := &logbuf.Buffer{}
+		for i, peers := range [][]Peer{short, long} {
+			cfg := DefaultConfig()
+			cfg.Name, cfg.Listen, cfg.DataDir, cfg.Peers = peers[i].Name, peers[i].Addr, t.TempDir(), peers
+			cfg.Logger = slog.New(slog.NewTextHandler(logs, nil)).With("node", cfg.Name)
+			cfgs[i] = cfg
+		}
+		first := round % 2
+		delay := time.Duration(rng.IntN(3000)) * time.Microsecond
+		t.Logf("round %d: s%d starts first, the other %v later", round, first+1, delay)
+		errs := make([]error, 2)
+		var wg sync.WaitGroup
+		for i := range 2 {
+			wg.Go(func() {
+				if i != first {
+					time.Sleep(delay)
+				}
+				n, err := Start(context.Background(), cfgs[i])
+				if err != nil {
+					errs[i] = err
+					return
+				}
+				defer n.Close()
+				select {
+				case <-n.Failed():
+					errs[i] = n.Err()
+				case <-time.After(20 * time.Second):
+					errs[i] = fmt.Errorf("%s still runs 20 s after start", cfgs[i].Name)
+				}
+			})
+		}
+		wg.Wait()
+		for i, err := range errs {
+			if !errors.Is(err, ErrPeersDisagree) || !strings.Contains(err.Error(), formatPeers(short)) || !strings.Contains(err.Error(), formatPeers(long)) {
+				t.Fatalf("round %d: %s: %v; want %v naming %s and %s\nlogs:\n%s", round, cfgs[i].Name, err, ErrPeersDisagree, formatPeers(short), formatPeers(long), logs)
+			}
 		}
 	}
 }

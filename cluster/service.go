@@ -139,8 +139,14 @@ func applyStatus(err error) error {
 
 func (s *controlServer) Hello(ctx context.Context, req *clusterpb.HelloRequest) (*clusterpb.HelloResponse, error) {
 	if id := req.Header.GetClusterId(); id != s.n.ClusterID() {
-		s.n.log.Warn("cluster: a worker started with other --peers said hello; it refuses to start",
-			"from", req.Header.GetFrom(), "their_peers", formatPeers(peersFromProto(req.Peers)), "our_peers", formatPeers(s.n.peers))
+		theirs := peersFromProto(req.Peers)
+		if s.n.formed() {
+			s.n.log.Warn("cluster: a worker started with other --peers said hello; it refuses to start",
+				"from", req.Header.GetFrom(), "their_peers", formatPeers(theirs), "our_peers", formatPeers(s.n.peers))
+		} else {
+			from := req.Header.GetFrom()
+			s.n.fail(s.n.peersDisagree(from, peerAddr(theirs, from), theirs))
+		}
 	}
 	return &clusterpb.HelloResponse{
 		Member:    &clusterpb.Member{Name: s.n.cfg.Name, Address: s.n.cfg.Listen},

@@ -1,11 +1,13 @@
 package clustertest_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -246,6 +248,46 @@ func TestPeersDisagreeRefused(t *testing.T) {
 	out, err := run(t, c, nil, "worker", "--name", w.Name, "--listen", w.Addr, "--data", t.TempDir(), "--peers", peers)
 	if err == nil || !strings.Contains(out, "was started with --peers "+c.Peers()) || !strings.Contains(out, peers) {
 		t.Errorf("worker with other --peers: %v; want refused naming both peer lists", err)
+	}
+}
+
+// TestPeersDisagreeAtOnce: two fresh workers whose --peers disagree,
+// started at the same instant (each order, several rounds), both exit
+// with an error naming both peer lists, whichever missed the other's
+// start-up hello.
+func TestPeersDisagreeAtOnce(t *testing.T) {
+	skipShort(t)
+	c := clustertest.New(t, 2)
+	for round := range 4 {
+		short := c.Peers()
+		long := short + ",s3=" + clustertest.FreeAddr(t)
+		args := [][]string{
+			{"worker", "--name", "s1", "--listen", c.Workers[0].Addr, "--data", t.TempDir(), "--peers", short},
+			{"worker", "--name", "s2", "--listen", c.Workers[1].Addr, "--data", t.TempDir(), "--peers", long},
+		}
+		if round%2 == 1 {
+			args[0], args[1] = args[1], args[0]
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		var outs [2]bytes.Buffer
+		var cmds [2]*exec.Cmd
+		for i := range cmds {
+			cmds[i] = c.Command(ctx, args[i]...)
+			cmds[i].Stdout, cmds[i].Stderr = &outs[i], &outs[i]
+		}
+		for i, cmd := range cmds {
+			if err := cmd.Start(); err != nil {
+				t.Fatalf("starting gostream %s: %v", strings.Join(args[i], " "), err)
+			}
+		}
+		for i, cmd := range cmds {
+			err := cmd.Wait()
+			out := outs[i].String()
+			if err == nil || !strings.Contains(out, "peers disagree") || !strings.Contains(out, "--peers "+short) || !strings.Contains(out, "--peers "+long) {
+				t.Errorf("round %d: gostream %s: %v (%v); want an exit naming both peer lists; output:\n%s", round, strings.Join(args[i], " "), err, context.Cause(ctx), out)
+			}
+		}
+		cancel()
 	}
 }
 

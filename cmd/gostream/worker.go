@@ -39,7 +39,12 @@ with its log. SIGTERM or Ctrl-C stops it cleanly.`,
 			if err != nil {
 				return err
 			}
-			<-ctx.Done()
+			select {
+			case <-ctx.Done():
+			case <-n.Failed():
+				n.Close()
+				return n.Err()
+			}
 			cfg.Logger.Info("cluster: stopping the worker", "name", name)
 			if err := n.Close(); err != nil {
 				return fmt.Errorf("stopping worker %s: %w", name, err)
