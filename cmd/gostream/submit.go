@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -266,10 +267,21 @@ func reportProgress(w *engine.DataStreamWriter, f submitFlags, stderr io.Writer)
 			return nil, fmt.Errorf("--progress-json: %w", err)
 		}
 	}
+	// A write to --progress-json that fails (a full disk) is reported once,
+	// and none is tried after it: a line after a torn one would be lost to
+	// readers. The query goes on; a restart cuts the torn line (openAppend).
+	var jsonMu sync.Mutex
+	var jsonErr error
 	w.OnProgress(func(p engine.Progress) {
 		if jf != nil {
-			b, _ := json.Marshal(p)
-			jf.Write(append(b, '\n'))
+			jsonMu.Lock()
+			if jsonErr == nil {
+				b, _ := json.Marshal(p)
+				if _, jsonErr = jf.Write(append(b, '\n')); jsonErr != nil {
+					fmt.Fprintf(stderr, "warning: --progress-json: %v; the reports of batch %d and later are not written to it (the query goes on)\n", jsonErr, p.BatchID)
+				}
+			}
+			jsonMu.Unlock()
 		}
 		if f.quiet {
 			return

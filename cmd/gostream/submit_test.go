@@ -173,6 +173,27 @@ func TestSubmitProgressJSONAppends(t *testing.T) {
 	}
 }
 
+// TestSubmitProgressJSONWriteFails runs a query whose --progress-json file
+// cannot be written (/dev/full: every write fails with ENOSPC): the query
+// still counts, in several batches, and the failure is said once, naming
+// the batch from which reports are missing.
+func TestSubmitProgressJSONWriteFails(t *testing.T) {
+	if _, err := os.Stat("/dev/full"); err != nil {
+		t.Fatalf("this test writes to /dev/full: %v", err)
+	}
+	stdout, stderr, err := runCLI(t, "", "submit", "wordcount", "--sink", "jsonl:-", "--quiet", "--max-offsets-per-trigger", "50", "--progress-json", "/dev/full")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(stdout, `{"batch":2,`) {
+		t.Fatalf("the query did not run three batches or more (%d bytes of rows)", len(stdout))
+	}
+	const want = "warning: --progress-json: write /dev/full: no space left on device; the reports of batch 0 and later are not written to it"
+	if n := strings.Count(stderr, "--progress-json"); n != 1 || !strings.Contains(stderr, want) {
+		t.Fatalf("stderr says %q; want the failure once: %q", stderr, want)
+	}
+}
+
 // TestSubmitProfiles checks that --cpuprofile, --memprofile and --trace
 // each write their file, the trace in go tool trace's format, and that an
 // unwritable path is an error naming the flag before the query starts,
