@@ -81,7 +81,7 @@ func kafkaRow(value string, partition int64) Row {
 	return row
 }
 
-// runAgg runs lines through partial aggregation on two "map tasks", the
+// runAgg runs lines through partial aggregation on three "map tasks", the
 // exchange, and the final aggregation into a memory map, like a batch. It
 // returns each group's aggregates as text by the group's keys as text, both
 // joined by spaces.
@@ -100,22 +100,29 @@ func runCompiled(t testing.TB, g *Aggregation, parts int, batches ...[]Row) map[
 	st := mapStore{}
 	for _, rows := range batches {
 		var buckets [][]byte
-		for half := range 2 {
+		for task := range 3 {
 			partial, err := g.NewPartial()
 			if err != nil {
 				t.Fatal(err)
 			}
-			// One task takes the fused entry (Entry), the other the
-			// row-at-a-time chain: both must encode the same partials.
+			// One task takes the fused entry (Entry), one the row-at-a-time
+			// chain, one the values (ValueEntry, when the chain has it):
+			// all must encode the same partials.
 			entry, err := partial.Entry()
-			if half == 1 {
+			switch task {
+			case 1:
 				entry, err = g.Input().New(partial.Add)
+			case 2:
+				var values func([]byte)
+				if values, err = partial.ValueEntry(); values != nil {
+					entry = func(r Row) error { values(r[1].B); return nil }
+				}
 			}
 			if err != nil {
 				t.Fatal(err)
 			}
 			for i, r := range rows {
-				if i%2 == half {
+				if i%3 == task {
 					if err := entry(r); err != nil {
 						t.Fatal(err)
 					}

@@ -33,7 +33,7 @@ func TestSplitLikeSpark(t *testing.T) {
 		{"tabs are not spaces", " ", "a\tb c", -1, []string{"a\tb", "c"}},
 		{"korean", " ", "한국어 로그  분석", -1, []string{"한국어", "로그", "", "분석"}},
 		{"emoji", " ", "🚀 launch 🚀", -1, []string{"🚀", "launch", "🚀"}},
-		{"invalid utf-8 becomes U+FFFD per maximal subpart", " ", "bad\xe2\x82 \xff\xfe ok\xc3", -1, []string{"bad\uFFFD", "\uFFFD\uFFFD", "ok\uFFFD"}},
+		{"invalid utf-8 becomes U+FFFD per malformed sequence", " ", "bad\xe2\x82 \xff\xfe ok\xc3", -1, []string{"bad\uFFFD", "\uFFFD\uFFFD", "ok\uFFFD"}},
 		{"limit 0 is -1", " ", "a b ", 0, []string{"a", "b", ""}},
 		{"positive limit keeps the rest", " ", "a b c d", 2, []string{"a", "b c d"}},
 		{"multi-char literal", ", ", "a, b,c", -1, []string{"a", "b,c"}},
@@ -75,7 +75,8 @@ func TestToValidUTF8(t *testing.T) {
 		"\xe2\x82":           "\uFFFD",
 		"\xe2\x82A":          "\uFFFDA",
 		"\xf0\x9f\x9a":       "\uFFFD",
-		"\xed\xa0\x80":       "\uFFFD\uFFFD\uFFFD", // a surrogate: E0..9F is not a valid second byte after ED
+		"\xed\xa0\x80":       "\uFFFD", // a surrogate: one malformed sequence for Java
+		"\xed\xa0A":          "\uFFFDA",
 		"\xc0\xaf":           "\uFFFD\uFFFD",
 		"a\xffb":             "a\uFFFDb",
 		"\xf4\x90\x80\x80x":  "\uFFFD\uFFFD\uFFFD\uFFFDx",

@@ -254,9 +254,10 @@ func kindOf(t planpb.DataType) Kind {
 }
 
 // ToValidUTF8 returns b with each malformed UTF-8 sequence replaced by U+FFFD
-// the way Java's decoder does it (one replacement per maximal invalid
-// subpart), which is what Spark shows for CAST(binary AS STRING). Valid input
-// is returned as is, without copying.
+// the way Java's decoder does it (new String(bytes, UTF_8), one replacement
+// per malformed sequence as malformedSequence delimits it), which is what
+// Spark shows for CAST(binary AS STRING) and splits. Valid input is returned
+// as is, without copying.
 func ToValidUTF8(b []byte) []byte {
 	if utf8.Valid(b) {
 		return b
@@ -283,7 +284,7 @@ func AppendValidUTF8(dst, b []byte) []byte {
 			continue
 		}
 		dst = append(dst, "\uFFFD"...)
-		i += maximalSubpart(b[i:])
+		i += malformedSequence(b[i:])
 	}
 	return dst
 }
@@ -298,10 +299,13 @@ func validPrefix(b []byte) int {
 	return n
 }
 
-// maximalSubpart returns the length (>= 1) of the maximal subpart of an
-// ill-formed sequence at the start of b, per Unicode's table of well-formed
-// UTF-8 byte sequences.
-func maximalSubpart(b []byte) int {
+// malformedSequence returns the length (>= 1) of the malformed sequence at
+// the start of b, which Java's UTF-8 decoder replaces by one U+FFFD: the
+// maximal subpart of an ill-formed sequence per Unicode's table of
+// well-formed UTF-8 byte sequences, except that Java takes an encoded
+// surrogate (ED A0-BF 80-BF), or as much of one as b holds, as a single
+// malformed sequence where Unicode has one per byte.
+func malformedSequence(b []byte) int {
 	c := b[0]
 	var need int
 	lo, hi := byte(0x80), byte(0xBF)
@@ -310,10 +314,8 @@ func maximalSubpart(b []byte) int {
 		need = 1
 	case c == 0xE0:
 		need, lo = 2, 0xA0
-	case c >= 0xE1 && c <= 0xEC, c == 0xEE, c == 0xEF:
+	case c >= 0xE1 && c <= 0xEF: // ED A0-BF, a surrogate, included
 		need = 2
-	case c == 0xED:
-		need, hi = 2, 0x9F
 	case c == 0xF0:
 		need, lo = 3, 0x90
 	case c >= 0xF1 && c <= 0xF3:
