@@ -7,7 +7,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"unicode/utf8"
 
 	"github.com/gostream/gostream/proto/planpb"
 )
@@ -241,11 +240,6 @@ func compileCall(c *planpb.Call, in Schema) (Expr, error) {
 	switch name {
 	case "split":
 		return compileSplit(c, args)
-	case "lower", "upper", "trim", "length":
-		if err := wantArgs(name, args, 1, planpb.DataType_STRING); err != nil {
-			return nil, err
-		}
-		return &stringFunc{name: name, x: args[0]}, nil
 	case "=", "!=", "<", "<=", ">", ">=":
 		if len(args) != 2 {
 			return nil, fmt.Errorf("%w: %s takes 2 arguments, got %d", ErrType, name, len(args))
@@ -275,7 +269,10 @@ func compileCall(c *planpb.Call, in Schema) (Expr, error) {
 	case "udf":
 		return compileUDF(c, args)
 	}
-	return nil, fmt.Errorf("%w %q (built-ins: split, lower, upper, trim, length, comparisons, and, or, not, is_null, is_not_null, + - * /; register Go functions with RegisterFunc)", ErrUnknownFunction, c.GetFunction())
+	if b, ok := builtin(name); ok {
+		return b(c, args)
+	}
+	return nil, fmt.Errorf("%w %q (built-ins: split, comparisons, and, or, not, is_null, is_not_null, + - * / and %s; register Go functions with RegisterFunc)", ErrUnknownFunction, c.GetFunction(), builtinNames())
 }
 
 // wantArgs checks the argument count and that each argument is of family
@@ -323,58 +320,6 @@ func compileSplit(c *planpb.Call, args []Expr) (Expr, error) {
 	s := &splitExpr{x: args[0], sp: sp}
 	s.append = func(p []byte) { s.arr = append(s.arr, String(p)) }
 	return s, nil
-}
-
-type stringFunc struct {
-	name string
-	x    Expr
-	buf  []byte
-}
-
-func (f *stringFunc) Type() planpb.DataType {
-	if f.name == "length" {
-		return planpb.DataType_INT
-	}
-	return planpb.DataType_STRING
-}
-
-func (f *stringFunc) Eval(row Row) Value {
-	v := f.x.Eval(row)
-	if v.Kind == KindNull {
-		return v
-	}
-	switch f.name {
-	case "lower":
-		f.buf = appendCase(f.buf[:0], v.B, 'A', bytes.ToLower)
-	case "upper":
-		f.buf = appendCase(f.buf[:0], v.B, 'a', bytes.ToUpper)
-	case "trim":
-		return String(bytes.Trim(v.B, " "))
-	case "length":
-		return Long(int64(len([]rune(string(ToValidUTF8(v.B))))))
-	}
-	return String(f.buf)
-}
-
-// appendCase appends b mapped by to (bytes.ToLower or ToUpper, after
-// ToValidUTF8). An ASCII b, the common case, is mapped in dst without to's
-// allocation: from is the first letter to map ('A' lowers, 'a' uppers).
-func appendCase(dst, b []byte, from byte, to func([]byte) []byte) []byte {
-	var or byte
-	for _, c := range b {
-		or |= c
-	}
-	if or >= utf8.RuneSelf {
-		return append(dst, to(ToValidUTF8(b))...)
-	}
-	n := len(dst)
-	dst = append(dst, b...)
-	for i, c := range dst[n:] {
-		if c-from < 26 {
-			dst[n+i] = c ^ 0x20
-		}
-	}
-	return dst
 }
 
 // compare is a comparison: it holds when bit Compare(l, r)+1 of holds is

@@ -2,7 +2,6 @@ package operators
 
 import (
 	"bytes"
-	"fmt"
 	"regexp"
 	"regexp/syntax"
 	"unicode"
@@ -87,12 +86,12 @@ func NewSplitter(pattern string, limit int) (*Splitter, error) {
 	case regexp.QuoteMeta(pattern) == pattern:
 		s.lit = []byte(pattern)
 	default:
-		re, err := regexp.Compile(pattern)
+		re, err := compileJavaRegex("split", pattern)
 		if err != nil {
-			return nil, fmt.Errorf("operators: split pattern %q is not a valid regular expression: %w", pattern, err)
+			return nil, err
 		}
 		s.re = re
-		if parsed, err := syntax.Parse(pattern, syntax.Perl); err == nil {
+		if parsed, err := syntax.Parse(re.String(), syntax.Perl); err == nil {
 			s.class = runClass(parsed)
 		}
 	}

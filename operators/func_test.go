@@ -1,0 +1,333 @@
+package operators
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gostream/gostream/proto/planpb"
+)
+
+// Each case is a call with Spark SQL's documented result (the examples of
+// Spark 3.5's built-in function reference, with nulls, empty strings,
+// out-of-range indexes and invalid patterns added).
+
+// typedNull is a null literal of a type.
+type typedNull planpb.DataType
+
+func arg(v any) *planpb.Expr {
+	l := &planpb.Literal{}
+	switch x := v.(type) {
+	case *planpb.Expr:
+		return x
+	case string:
+		l.Value, l.Type = &planpb.Literal_String_{String_: x}, planpb.DataType_STRING
+	case int:
+		l.Value, l.Type = &planpb.Literal_Long{Long: int64(x)}, planpb.DataType_LONG
+	case float64:
+		l.Value, l.Type = &planpb.Literal_Double{Double: x}, planpb.DataType_DOUBLE
+	case bool:
+		l.Value, l.Type = &planpb.Literal_Boolean{Boolean: x}, planpb.DataType_BOOLEAN
+	case nil:
+		l.Value, l.Type = &planpb.Literal_Null{Null: true}, planpb.DataType_STRING
+	case typedNull:
+		l.Value, l.Type = &planpb.Literal_Null{Null: true}, planpb.DataType(x)
+	default:
+		panic("lit: unsupported type")
+	}
+	return &planpb.Expr{Kind: &planpb.Expr_Literal{Literal: l}}
+}
+
+func fn(name string, args ...any) *planpb.Expr {
+	c := &planpb.Call{Function: name}
+	for _, a := range args {
+		c.Args = append(c.Args, arg(a))
+	}
+	return &planpb.Expr{Kind: &planpb.Expr_Call{Call: c}}
+}
+
+func colRef(name string) *planpb.Expr { return &planpb.Expr{Kind: &planpb.Expr_Column{Column: name}} }
+
+func binVal(s string) Value { return Value{Kind: KindBinary, B: []byte(s)} }
+
+// funcCase is a call and its result: a Go value (nil for null) or, for
+// want of type error, the text the analysis error contains.
+type funcCase struct {
+	expr *planpb.Expr
+	want any
+}
+
+type wantErr string
+
+// testSchema is the row the cases may refer to: s is a string column, b a
+// binary one, n a null string.
+var testSchema = Schema{
+	{Name: "s", Type: planpb.DataType_STRING, Nullable: true},
+	{Name: "b", Type: planpb.DataType_BINARY, Nullable: true},
+	{Name: "n", Type: planpb.DataType_STRING, Nullable: true},
+}
+
+var testRow = Row{Str("Spark SQL"), binVal("Spark SQL"), Null}
+
+func runFuncCases(t *testing.T, cases []funcCase) {
+	t.Helper()
+	for _, c := range cases {
+		name := exprString(c.expr)
+		x, err := CompileExpr(c.expr, testSchema)
+		if w, ok := c.want.(wantErr); ok {
+			if err == nil || !strings.Contains(err.Error(), string(w)) {
+				t.Errorf("%s: error %v, want one containing %q", name, err, w)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		got := x.Eval(testRow).Go()
+		if b, ok := got.([]byte); ok {
+			got = "x'" + string(b) + "'"
+		}
+		if !equalGo(got, c.want) {
+			t.Errorf("%s = %#v, want %#v", name, got, c.want)
+		}
+	}
+}
+
+func equalGo(a, b any) bool {
+	switch x := b.(type) {
+	case int:
+		b = int64(x)
+	case time.Time:
+		t, ok := a.(time.Time)
+		return ok && t.Equal(x)
+	case []any:
+		y, ok := a.([]any)
+		if !ok || len(x) != len(y) {
+			return false
+		}
+		for i := range x {
+			if !equalGo(y[i], x[i]) {
+				return false
+			}
+		}
+		return true
+	}
+	return a == b
+}
+
+// exprString renders e in SQL-like text for test names.
+func exprString(e *planpb.Expr) string {
+	switch k := e.GetKind().(type) {
+	case *planpb.Expr_Column:
+		return k.Column
+	case *planpb.Expr_Literal:
+		if k.Literal.GetNull() {
+			return "NULL"
+		}
+		if s, ok := k.Literal.GetValue().(*planpb.Literal_String_); ok {
+			return "'" + s.String_ + "'"
+		}
+		return literalText(k.Literal)
+	case *planpb.Expr_Call:
+		var args []string
+		for _, a := range k.Call.GetArgs() {
+			args = append(args, exprString(a))
+		}
+		return k.Call.GetFunction() + "(" + strings.Join(args, ", ") + ")"
+	case *planpb.Expr_Cast:
+		return "CAST(" + exprString(k.Cast.GetExpr()) + " AS " + TypeName(k.Cast.GetTo()) + ")"
+	}
+	return "?"
+}
+
+func literalText(l *planpb.Literal) string {
+	x, err := compileLiteral(l)
+	if err != nil {
+		return "?"
+	}
+	return string(x.Eval(nil).AppendText(nil))
+}
+
+var null = typedNull(planpb.DataType_STRING)
+var nullInt = typedNull(planpb.DataType_LONG)
+
+func TestStringFunctions(t *testing.T) {
+	arr := fn("split", "a b c", " ")
+	runFuncCases(t, []funcCase{
+		// lower, upper
+		{fn("lower", "SparkSql"), "sparksql"},
+		{fn("upper", "SparkSql"), "SPARKSQL"},
+		{fn("lcase", "ÄÖÜ Spark"), "äöü spark"},
+		{fn("upper", null), nil},
+		{fn("lower", ""), ""},
+		// length counts characters, or a binary's bytes
+		{fn("length", "Spark SQL "), 10},
+		{fn("char_length", "Spark SQL "), 10},
+		{fn("character_length", "Spark SQL "), 10},
+		{fn("length", "héllo"), 5},
+		{fn("length", colRef("b")), 9},
+		{fn("length", ""), 0},
+		{fn("length", null), nil},
+		{fn("length", 123), 3},
+		// trim, ltrim, rtrim: spaces, or the characters of trimStr
+		{fn("trim", "    SparkSQL   "), "SparkSQL"},
+		{fn("trim", "SSparkSQLS", "SL"), "parkSQ"},
+		{fn("ltrim", "    SparkSQL   "), "SparkSQL   "},
+		{fn("ltrim", "SSparkSQLS", "SL"), "parkSQLS"},
+		{fn("rtrim", "    SparkSQL   "), "    SparkSQL"},
+		{fn("rtrim", "SSparkSQLS", "SL"), "SSparkSQ"},
+		{fn("trim", "\tSpark\t"), "\tSpark\t"},
+		{fn("trim", null), nil},
+		{fn("trim", "SSparkSQLS", null), nil},
+		{fn("trim", "   "), ""},
+		// substring: 1-based, a negative pos counts from the end
+		{fn("substring", "Spark SQL", 5), "k SQL"},
+		{fn("substring", "Spark SQL", -3), "SQL"},
+		{fn("substring", "Spark SQL", 5, 1), "k"},
+		{fn("substr", "Spark SQL", 5, 1), "k"},
+		{fn("substring", "Spark SQL", 0, 3), "Spa"},
+		{fn("substring", "Spark SQL", 1, 3), "Spa"},
+		{fn("substring", "Spark SQL", 100), ""},
+		{fn("substring", "Spark SQL", -100, 3), ""},
+		{fn("substring", "abc", -5, 3), "a"},
+		{fn("substring", "abc", 2, -1), ""},
+		{fn("substring", "abc", 2, 0), ""},
+		{fn("substring", "héllo wörld", 2, 4), "éllo"},
+		{fn("substring", "héllo wörld", -5), "wörld"},
+		{fn("substring", colRef("b"), 1, 5), "x'Spark'"},
+		{fn("substring", null, 1), nil},
+		{fn("substring", "abc", nullInt), nil},
+		{fn("substring", "abc", "x"), wantErr("not an integer")},
+		// substring_index
+		{fn("substring_index", "www.apache.org", ".", 2), "www.apache"},
+		{fn("substring_index", "a.b.c.d", ".", 2), "a.b"},
+		{fn("substring_index", "a.b.c.d", ".", -3), "b.c.d"},
+		{fn("substring_index", "www.apache.org", ".", -1), "org"},
+		{fn("substring_index", "www.apache.org", ".", 10), "www.apache.org"},
+		{fn("substring_index", "www.apache.org", ".", -10), "www.apache.org"},
+		{fn("substring_index", "www.apache.org", ".", 0), ""},
+		{fn("substring_index", "www.apache.org", "", 1), ""},
+		{fn("substring_index", "www.apache.org", "#", 1), "www.apache.org"},
+		{fn("substring_index", ".a.", ".", 1), ""},
+		{fn("substring_index", ".a.", ".", -1), ""},
+		{fn("substring_index", "aaa", "aa", 2), "a"},
+		{fn("substring_index", "", ".", 1), ""},
+		{fn("substring_index", null, ".", 1), nil},
+		{fn("substring_index", "a.b", null, 1), nil},
+		// concat: null if any argument is null
+		{fn("concat", "Spark", "SQL"), "SparkSQL"},
+		{fn("concat", "Spark", null), nil},
+		{fn("concat", "Spark", 1), "Spark1"},
+		{fn("concat"), ""},
+		{fn("concat", "", ""), ""},
+		{fn("concat", colRef("b"), colRef("b")), "x'Spark SQLSpark SQL'"},
+		// concat_ws skips nulls, and joins the elements of arrays
+		{fn("concat_ws", " ", "Spark", "SQL"), "Spark SQL"},
+		{fn("concat_ws", "s"), ""},
+		{fn("concat_ws", "/", "foo", null, "bar"), "foo/bar"},
+		{fn("concat_ws", null, "Spark", "SQL"), nil},
+		{fn("concat_ws", ",", arr, "d"), "a,b,c,d"},
+		{fn("concat_ws", ",", null, null), ""},
+		// contains, startswith, endswith
+		{fn("contains", "Spark SQL", "Spark"), true},
+		{fn("contains", "Spark SQL", "SPARK"), false},
+		{fn("contains", "Spark SQL", null), nil},
+		{fn("contains", "Spark SQL", ""), true},
+		{fn("contains", colRef("b"), colRef("b")), true},
+		{fn("startswith", "Spark SQL", "Spark"), true},
+		{fn("startswith", "Spark SQL", "SQL"), false},
+		{fn("startswith", "Spark SQL", null), nil},
+		{fn("startswith", "Spark SQL", ""), true},
+		{fn("endswith", "Spark SQL", "SQL"), true},
+		{fn("endswith", "Spark SQL", "Spark"), false},
+		{fn("endswith", "Spark SQL", null), nil},
+		{fn("endswith", null, "SQL"), nil},
+		// like: whole-string match; _ one character, % any run
+		{fn("like", "Spark", "_park"), true},
+		{fn("like", `%SystemDrive%\Users\John`, `\%SystemDrive\%\\Users%`), true},
+		{fn("like", "%SystemDrive%/Users/John", "/%SYSTEMDrive/%//Users%", "/"), false},
+		{fn("like", "%SystemDrive%/Users/John", "/%SystemDrive/%//Users%", "/"), true},
+		{fn("like", "Spark", "Spark"), true},
+		{fn("like", "Spark", "Spar"), false},
+		{fn("like", "Spark", "%"), true},
+		{fn("like", "", "%"), true},
+		{fn("like", "", "_"), false},
+		{fn("like", "a\nb", "a_b"), true},
+		{fn("like", "héllo", "h_llo"), true},
+		{fn("like", "a.c", "a.c"), true},
+		{fn("like", "abc", "a.c"), false},
+		{fn("like", null, "%"), nil},
+		{fn("like", "Spark", null), nil},
+		{fn("like", "Spark", `a\b`), wantErr("the escape character is not allowed to precede 'b'")},
+		{fn("like", "Spark", `ab\`), wantErr("not allowed to end with the escape character")},
+		{fn("like", "Spark", colRef("s")), wantErr("must be a string literal")},
+		// rlike: a Java regex found anywhere
+		{fn("rlike", `%SystemDrive%\Users\John`, `%SystemDrive%\\Users.*`), true},
+		{fn("rlike", "Spark SQL", "^S.*L$"), true},
+		{fn("rlike", "Spark SQL", "park"), true},
+		{fn("regexp", "Spark SQL", "^park"), false},
+		{fn("regexp_like", "Spark SQL", `\s`), true},
+		{fn("rlike", null, "x"), nil},
+		{fn("rlike", "x", null), nil},
+		{fn("rlike", "x", "("), wantErr("missing closing )")},
+		// regexp_extract
+		{fn("regexp_extract", "100-200", `(\d+)-(\d+)`, 1), "100"},
+		{fn("regexp_extract", "100-200", `(\d+)-(\d+)`, 2), "200"},
+		{fn("regexp_extract", "100-200", `(\d+)-(\d+)`, 0), "100-200"},
+		{fn("regexp_extract", "100-200", `(\d+)-(\d+)`), "100"},
+		{fn("regexp_extract", "foo", `(\d+)`, 1), ""},
+		{fn("regexp_extract", "aaaac", "(a+)(b)?(c)", 2), ""},
+		{fn("regexp_extract", "aaaac", "(a+)(b)?(c)", 3), "c"},
+		{fn("regexp_extract", "", `(\d*)`, 1), ""},
+		{fn("regexp_extract", null, `(\d+)`, 1), nil},
+		{fn("regexp_extract", "100", null, 1), nil},
+		{fn("regexp_extract", "100-200", `(\d+)-(\d+)`, 3), wantErr("has 2 groups, so the group index 3 is out of range")},
+		{fn("regexp_extract", "100-200", `(\d+)`, -1), wantErr("group index -1 is out of range")},
+		{fn("regexp_extract", "x", "[a-", 1), wantErr("unclosed character class")},
+		{fn("regexp_extract", "aa", `(a)\1`, 1), wantErr(`the backreference \1 is not supported`)},
+		{fn("regexp_extract", "ab", `a(?=b)`, 0), wantErr("lookahead (?=...) is not supported")},
+		{fn("regexp_extract", "ab", `(?<!x)a`, 0), wantErr("lookbehind (?<!...) is not supported")},
+		{fn("regexp_extract", "ab", `a++`, 0), wantErr("possessive quantifier ++ is not supported")},
+		{fn("regexp_extract", "key=val", `(?<k>\w+)=(?<v>\w+)`, 2), "val"},
+		{fn("regexp_extract", "a\u000Bb", `a\sb`, 0), "a\u000Bb"},
+		{fn("regexp_extract", "x: 42", `\p{Alpha}: (\p{Digit}+)`, 1), "42"},
+		{fn("regexp_extract", "a.b", `\Q.\E(\w)`, 1), "b"},
+		{fn("regexp_extract", "aaa", `a{2}+`, 0), wantErr("possessive quantifier }+ is not supported")},
+		{fn("regexp_extract", "aaa", `a*?`, 0), ""},
+		{fn("regexp_extract", "a+", `a\++`, 0), "a+"},
+		{fn("regexp_extract", "a{b}", `a{b}+`, 0), "a{b}"},
+		// regexp_replace: Java's replacement syntax
+		{fn("regexp_replace", "100-200", `(\d+)`, "num"), "num-num"},
+		{fn("regexp_replace", "100-200", `(\d+)-(\d+)`, "$2-$1"), "200-100"},
+		{fn("regexp_replace", "abc", "(b)", "[$1]"), "a[b]c"},
+		{fn("regexp_replace", "abc", "(b)", "$10"), "ab0c"},
+		{fn("regexp_replace", "abc", "(?<x>b)", "<${x}>"), "a<b>c"},
+		{fn("regexp_replace", "abc", "b", `\$`), "a$c"},
+		{fn("regexp_replace", "abc", "x*", "-"), "-a-b-c-"},
+		{fn("regexp_replace", "", "x", "y"), ""},
+		{fn("regexp_replace", null, "x", "y"), nil},
+		{fn("regexp_replace", "abc", null, "y"), nil},
+		{fn("regexp_replace", "abc", "b", null), nil},
+		{fn("regexp_replace", "abc", "(b)", "$2"), wantErr("no group 2")},
+		{fn("regexp_replace", "abc", "b", "$"), wantErr("group index is missing")},
+		{fn("regexp_replace", "abc", "(b)", "${y}"), wantErr("no group with name {y}")},
+		// element_at is 1-based; get_item (split(...)[i], getItem) 0-based
+		{fn("element_at", arr, 2), "b"},
+		{fn("element_at", arr, -1), "c"},
+		{fn("element_at", arr, -3), "a"},
+		{fn("element_at", arr, 4), nil},
+		{fn("element_at", arr, -4), nil},
+		{fn("element_at", arr, nullInt), nil},
+		{fn("element_at", typedNull(planpb.DataType_ARRAY_STRING), 1), nil},
+		{fn("element_at", arr, 0), wantErr("SQL array indexes start at 1")},
+		{fn("element_at", "abc", 1), wantErr("needs an array, got string")},
+		{fn("get_item", arr, 0), "a"},
+		{fn("get_item", arr, 2), "c"},
+		{fn("get_item", arr, 3), nil},
+		{fn("get_item", arr, -1), nil},
+		{fn("get_item", fn("split", colRef("s"), " "), 1), "SQL"},
+		{fn("get_item", fn("split", colRef("n"), " "), 0), nil},
+		{fn("get_item", fn("split", "", " "), 0), ""},
+	})
+}
