@@ -96,7 +96,7 @@ func Trim(c Column) Column { return call("trim", "trim("+c.name+")", c) }
 // Length is the number of characters.
 func Length(c Column) Column { return call("length", "length("+c.name+")", c) }
 
-// Udf calls a Go function registered with operators.RegisterFunc.
+// Udf calls the Go function registered as name with RegisterUDF.
 func Udf(name string, args ...Column) Column {
 	return call("udf", name, append([]Column{Lit(name)}, args...)...)
 }

@@ -1,6 +1,10 @@
 package engine
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/gostream/gostream/internal/registry"
+)
 
 var (
 	// ErrAnalysis is returned by Start for a query that cannot run as built:
@@ -11,6 +15,17 @@ var (
 	ErrCheckpoint = errors.New("engine: checkpoint")
 	// ErrStopped is returned by calls on a query that has stopped.
 	ErrStopped = errors.New("engine: query stopped")
-	// ErrUnknownJob is returned for a job name nobody registered.
+	// ErrUnknownJob is returned for a job name nobody registered, or two
+	// jobs registered.
 	ErrUnknownJob = errors.New("engine: unknown job")
+	// ErrInvalidUDF is returned by RegisterUDF for a function it cannot
+	// call: a type it does not support, a second result that is not an
+	// error.
+	ErrInvalidUDF = errors.New("engine: invalid UDF")
+	// ErrPanic is wrapped by the error of a batch whose task panicked (a
+	// UDF's panic is an operators.FuncError instead).
+	ErrPanic = errors.New("engine: task panicked")
+	// ErrDuplicate is wrapped by the error of a second registration of a
+	// job or function name.
+	ErrDuplicate = registry.ErrDuplicate
 )

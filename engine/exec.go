@@ -507,11 +507,17 @@ func (rt *queryRuntime) outputBatch(ctx context.Context, b *mappedBatch, logged 
 		b.outputRows = 0
 		return counted(func(r operators.Row) error { b.outputRows++; return fn(r) })
 	}
-	if err := rt.sink.AddBatch(ctx, batch); err != nil {
+	if err := rt.addBatch(ctx, batch); err != nil {
 		return fmt.Errorf("batch %d: sink: %w", e.BatchID, err)
 	}
 	phase("addBatch", t)
 	return nil
+}
+
+// addBatch writes the batch to the sink, a panic in it an error.
+func (rt *queryRuntime) addBatch(ctx context.Context, b *Batch) (err error) {
+	defer rt.catch(fmt.Sprintf("sink %T", rt.sink), &err)
+	return rt.sink.AddBatch(ctx, b)
 }
 
 // commitBatch makes the batch's state durable, writes its commit-log entry,
@@ -566,7 +572,7 @@ func (rt *queryRuntime) commitBatch(q *StreamingQuery, f *inFlight, listeners []
 	}
 	q.mu.Unlock()
 	for _, l := range listeners {
-		l(p)
+		rt.report(l, p)
 	}
 	return nil
 }
@@ -582,8 +588,8 @@ func (rt *queryRuntime) runMap(ctx context.Context, ranges []kafkasrc.Range) ([]
 	if rt.agg == nil {
 		outs := make([]mapOutput, len(ranges))
 		for i, r := range ranges {
-			g.Go(func() error {
-				var err error
+			g.Go(func() (err error) {
+				defer rt.catch("map task "+r.String(), &err)
 				outs[i].rows, err = rt.narrowTask(gctx, r, &read)
 				return err
 			})
@@ -621,8 +627,8 @@ func (rt *queryRuntime) runMap(ctx context.Context, ranges []kafkasrc.Range) ([]
 	})
 	outs := make([]mapOutput, workers)
 	for w := range outs {
-		g.Go(func() error {
-			var err error
+		g.Go(func() (err error) {
+			defer rt.catch(fmt.Sprintf("map task %d", w), &err)
 			outs[w].buckets, err = rt.aggregateWorker(work)
 			return err
 		})
@@ -755,7 +761,8 @@ func (rt *queryRuntime) reduce(ctx context.Context, batch int64, outs []mapOutpu
 	// folds concurrent syncs into one.
 	g, _ := errgroup.WithContext(ctx)
 	for p := range rt.parts {
-		g.Go(func() error {
+		g.Go(func() (err error) {
+			defer rt.catch(fmt.Sprintf("reduce task of state partition %d", p), &err)
 			final, ok := rt.finals.get()
 			if !ok {
 				final = rt.agg.NewFinal()

@@ -297,9 +297,13 @@ func TestFilterAndCompile(t *testing.T) {
 }
 
 func TestRegisteredFunc(t *testing.T) {
-	RegisterFunc(Func{Name: "test_double_len", Result: planpb.DataType_LONG, Fn: func(args []Value) Value {
-		return Long(2 * int64(len(args[0].B)))
-	}})
+	funcs := Funcs.Scope()
+	t.Cleanup(funcs.Close)
+	err := funcs.Register("test_double_len", Func{Name: "test_double_len", Args: []planpb.DataType{planpb.DataType_STRING}, Result: planpb.DataType_LONG,
+		Fn: func(args []Value) (Value, error) { return Long(2 * int64(len(args[0].B))), nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
 	p := &planpb.Plan{Node: &planpb.Plan_Project{Project: &planpb.Project{Input: wordsPlan(), Exprs: []*planpb.NamedExpr{
 		{Expr: callE("udf", lit("test_double_len"), col("word")), Name: "n"}}}}}
 	n, err := CompileNarrow(p)

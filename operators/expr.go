@@ -4,10 +4,11 @@ import (
 	"bytes"
 	"fmt"
 	"math"
+	"runtime/debug"
 	"strconv"
 	"strings"
-	"sync"
 
+	"github.com/gostream/gostream/internal/registry"
 	"github.com/gostream/gostream/proto/planpb"
 )
 
@@ -18,37 +19,59 @@ type Expr interface {
 	Type() planpb.DataType
 }
 
-// Func is a registered Go function callable from plans by name. Args and the
-// result follow Value's ownership rules: the function must not keep args.
+// Func is a Go function callable from plans by name (engine.RegisterUDF
+// builds one from a typed Go function). Fn is called with one Value per
+// argument, of the kinds of Args, none of them null: a null argument makes
+// the call's result null without calling Fn (Spark's rule for Scala UDFs
+// with primitive arguments). Fn must not keep args. An error from Fn, or a
+// panic in it, fails the task that called it with a *FuncError.
 type Func struct {
 	Name   string
+	Args   []planpb.DataType
 	Result planpb.DataType
-	Fn     func(args []Value) Value
+	Fn     func(args []Value) (Value, error)
 }
 
-var registry = struct {
-	sync.RWMutex
-	funcs map[string]Func
-}{funcs: map[string]Func{}}
-
-// RegisterFunc makes f callable by name in plans. Every process that runs a
-// plan must register the same functions (do it in an init func, the way
-// database/sql drivers register). Registering a name twice panics.
-func RegisterFunc(f Func) {
-	registry.Lock()
-	defer registry.Unlock()
-	if _, dup := registry.funcs[f.Name]; dup {
-		panic("operators: RegisterFunc called twice for " + f.Name)
+// Signature is f's argument and result types in Spark's names, such as
+// "(string, bigint) -> double": what Funcs' fingerprint compares.
+func (f Func) Signature() string {
+	args := make([]string, len(f.Args))
+	for i, a := range f.Args {
+		args[i] = TypeName(a)
 	}
-	registry.funcs[f.Name] = f
+	return "(" + strings.Join(args, ", ") + ") -> " + TypeName(f.Result)
 }
 
-func lookupFunc(name string) (Func, bool) {
-	registry.RLock()
-	defer registry.RUnlock()
-	f, ok := registry.funcs[name]
-	return f, ok
+// Funcs is the registry of the functions plans call by name. Every process
+// that runs a plan must register the same functions (in an init func, the
+// way database/sql drivers register); a cluster compares the registries'
+// fingerprints at submit time. Tests register through Funcs.Scope.
+var Funcs = registry.New[Func]("function", Func.Signature)
+
+// RegisterFunc registers f under f.Name in Funcs. A name registered twice
+// is refused with an error wrapping registry.ErrDuplicate and becomes
+// unusable, so that plans calling it fail analysis instead of running
+// whichever came first.
+func RegisterFunc(f Func) error { return Funcs.Register(f.Name, f) }
+
+// FuncError is the failure of a registered function: the error it returned
+// or the panic it raised. Expr.Eval has no error result, so a udf call
+// raises it as a panic, and the engine's tasks recover it into the batch's
+// error.
+type FuncError struct {
+	Func  string
+	Err   error  // the error Fn returned, or the panic as an error
+	Stack []byte // the panicking goroutine's stack, for a panic
 }
+
+func (e *FuncError) Error() string {
+	if e.Stack != nil {
+		return fmt.Sprintf("function %q panicked: %v", e.Func, e.Err)
+	}
+	return fmt.Sprintf("function %q failed: %v", e.Func, e.Err)
+}
+
+func (e *FuncError) Unwrap() error { return e.Err }
 
 // CompileExpr compiles e against the input schema.
 func CompileExpr(e *planpb.Expr, in Schema) (Expr, error) {
@@ -272,7 +295,7 @@ func compileCall(c *planpb.Call, in Schema) (Expr, error) {
 	if b, ok := builtin(name); ok {
 		return b(c, args)
 	}
-	return nil, fmt.Errorf("%w %q (built-ins: split, comparisons, and, or, not, is_null, is_not_null, + - * / and %s; register Go functions with RegisterFunc)", ErrUnknownFunction, c.GetFunction(), builtinNames())
+	return nil, fmt.Errorf("%w %q (built-ins: split, comparisons, and, or, not, is_null, is_not_null, + - * / and %s; register Go functions with engine.RegisterUDF and call them with engine.Udf)", ErrUnknownFunction, c.GetFunction(), builtinNames())
 }
 
 // wantArgs checks the argument count and that each argument is of family
@@ -493,9 +516,10 @@ func (a arith) Eval(row Row) Value {
 }
 
 type udfExpr struct {
-	f    Func
-	args []Expr
-	vals []Value
+	f     Func
+	args  []Expr
+	widen []bool // argument i is an integer passed as a double
+	vals  []Value
 }
 
 func compileUDF(c *planpb.Call, args []Expr) (Expr, error) {
@@ -503,18 +527,68 @@ func compileUDF(c *planpb.Call, args []Expr) (Expr, error) {
 		return nil, fmt.Errorf("%w: udf needs the registered name as its first argument", ErrType)
 	}
 	name := c.GetArgs()[0].GetLiteral().GetString_()
-	f, ok := lookupFunc(name)
-	if !ok {
-		return nil, fmt.Errorf("%w %q: no Go function is registered under this name in this binary (register it with operators.RegisterFunc in an init func of a package the binary imports)", ErrUnknownFunction, name)
+	f, err := Funcs.Lookup(name)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w (register Go functions with engine.RegisterUDF in an init func of a package the binary imports)", ErrUnknownFunction, err)
 	}
-	return &udfExpr{f: f, args: args[1:], vals: make([]Value, len(args)-1)}, nil
+	args = args[1:]
+	if len(args) != len(f.Args) {
+		return nil, fmt.Errorf("%w: function %q %s takes %d argument(s), got %d", ErrType, name, f.Signature(), len(f.Args), len(args))
+	}
+	u := &udfExpr{f: f, args: args, widen: make([]bool, len(args)), vals: make([]Value, len(args))}
+	for i, a := range args {
+		have, want := a.Type(), f.Args[i]
+		switch {
+		case have == want, have == planpb.DataType_INT && want == planpb.DataType_LONG:
+		case isNumeric(have) && have != planpb.DataType_DOUBLE && want == planpb.DataType_DOUBLE:
+			u.widen[i] = true
+		default:
+			arg := fmt.Sprintf("argument %d", i+1)
+			if col := c.GetArgs()[i+1].GetColumn(); col != "" {
+				arg += " (" + col + ")"
+			}
+			return nil, fmt.Errorf("%w: function %q %s: %s is %s, the function takes %s (cast it to %s first)",
+				ErrType, name, f.Signature(), arg, TypeName(have), TypeName(want), TypeName(want))
+		}
+	}
+	return u, nil
 }
 
 func (u *udfExpr) Type() planpb.DataType { return u.f.Result }
 
+// Eval calls the function, or returns null for a null argument. It panics
+// with a *FuncError if the function fails.
 func (u *udfExpr) Eval(row Row) Value {
 	for i, a := range u.args {
-		u.vals[i] = a.Eval(row)
+		v := a.Eval(row)
+		switch {
+		case v.Kind == KindNull:
+			return Null
+		case u.widen[i]:
+			v = Double(float64(v.I))
+		}
+		u.vals[i] = v
 	}
-	return u.f.Fn(u.vals)
+	v, err := u.call()
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
+
+// call calls the function, turning its error or panic into a *FuncError.
+func (u *udfExpr) call() (v Value, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			perr, ok := p.(error)
+			if !ok {
+				perr = fmt.Errorf("%v", p)
+			}
+			err = &FuncError{Func: u.f.Name, Err: perr, Stack: debug.Stack()}
+		}
+	}()
+	if v, err = u.f.Fn(u.vals); err != nil {
+		return Null, &FuncError{Func: u.f.Name, Err: err}
+	}
+	return v, nil
 }
