@@ -342,6 +342,11 @@ func (rt *queryRuntime) runBatch(ctx context.Context, q *StreamingQuery, e offse
 // durable effect, so it may run while the previous batch commits.
 func (rt *queryRuntime) mapBatch(ctx context.Context, e offsetEntry, ranges []kafkasrc.Range, start time.Time, listMs int64, latest kafkasrc.Offsets) (*mappedBatch, error) {
 	t := time.Now()
+	chain := rt.narrow
+	if rt.agg != nil {
+		chain = rt.agg.Input()
+	}
+	chain.Clock().Set(time.UnixMilli(e.TimestampMs)) // current_timestamp: the batch's, as logged, so a re-run sees the same
 	outs, n, err := rt.runMap(ctx, ranges)
 	if err != nil {
 		return nil, fmt.Errorf("batch %d: %w", e.BatchID, err)

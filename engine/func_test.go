@@ -2,8 +2,10 @@ package engine_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gostream/gostream/engine"
 )
@@ -86,5 +88,59 @@ func TestStringColumnsInAQuery(t *testing.T) {
 		if got := rows[0].Get(col); got != w {
 			t.Errorf("%s = %#v, want %#v", col, got, w)
 		}
+	}
+}
+
+// TestCurrentTimestampPerBatch runs batches of several rows: every row of a
+// batch has its batch's timestamp (the progress report's), as in Spark, and
+// to_timestamp and date_format work on the stream's text.
+func TestCurrentTimestampPerBatch(t *testing.T) {
+	var recs []string
+	for i := range 12 {
+		recs = append(recs, fmt.Sprintf("05/Dec/2026:14:00:%02d +0000", i))
+	}
+	addrs := embedded(t, recs...)
+	s := engine.NewSession()
+	df := s.ReadStream().Format("kafka").
+		Option("kafka.bootstrap.servers", strings.Join(addrs, ",")).
+		Option("subscribe", "logs").Option("startingOffsets", "earliest").
+		Option("maxOffsetsPerTrigger", "5").
+		Load().
+		Select(engine.Col("value").Cast(engine.String).As("line")).
+		Select(engine.CurrentTimestamp().As("now"),
+			engine.ToTimestamp(engine.Col("line"), "dd/MMM/yyyy:HH:mm:ss Z").As("ts")).
+		Select(engine.Col("now"), engine.Col("ts"), engine.DateFormat(engine.Col("ts"), "HH:mm:ss").As("hms"))
+	batches := map[int64][]engine.Row{}
+	q, err := df.WriteStream().Trigger(engine.AvailableNow()).Option("checkpointLocation", t.TempDir()).
+		ForeachBatch(func(_ context.Context, id int64, rows []engine.Row) error {
+			batches[id] = rows
+			return nil
+		}).Start(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := q.AwaitTermination(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	progress := q.RecentProgress()
+	if len(progress) < 3 {
+		t.Fatalf("%d batches, want at least 3 of at most 5 records", len(progress))
+	}
+	seen := 0
+	for _, p := range progress {
+		for _, r := range batches[p.BatchID] {
+			now, _ := r.Get("now").(time.Time)
+			if !now.Equal(p.Timestamp.Truncate(time.Millisecond)) {
+				t.Fatalf("batch %d: current_timestamp %v, want the batch's %v", p.BatchID, now, p.Timestamp)
+			}
+			ts, _ := r.Get("ts").(time.Time)
+			if got, want := r.String("hms"), ts.UTC().Format("15:04:05"); got != want || ts.Year() != 2026 {
+				t.Fatalf("row %v: date_format %q, want %q", r.Values(), got, want)
+			}
+			seen++
+		}
+	}
+	if seen != 12 {
+		t.Fatalf("%d rows, want 12", seen)
 	}
 }

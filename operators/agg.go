@@ -36,7 +36,7 @@ func CompileAggregate(a *planpb.Aggregate) (*Aggregation, error) {
 		return nil, err
 	}
 	g := &Aggregation{input: input, node: a}
-	keys, keySchema, err := compileNamed(a.GetGroupBy(), input.Schema())
+	keys, keySchema, err := compileNamed(a.GetGroupBy(), input.Schema(), input.Clock())
 	if err != nil {
 		return nil, err
 	}
@@ -53,7 +53,7 @@ func CompileAggregate(a *planpb.Aggregate) (*Aggregation, error) {
 		g.counts = g.counts && ae.GetFunction() == planpb.AggregateFunction_COUNT
 		spec := aggSpec{fn: ae.GetFunction(), star: ae.GetArg() == nil}
 		if !spec.star {
-			x, err := CompileExpr(ae.GetArg(), input.Schema())
+			x, err := compileExpr(ae.GetArg(), input.Schema(), input.Clock())
 			if err != nil {
 				return nil, fmt.Errorf("aggregate %q: %w", ae.GetName(), err)
 			}
@@ -141,7 +141,7 @@ func (g *Aggregation) NewPartial() (*HashAgg, error) {
 	h.countOnly = false // Add keeps accumulators, or counts by its own path
 	in := g.input.Schema()
 	var err error
-	if h.keys, _, err = compileNamed(g.node.GetGroupBy(), in); err != nil {
+	if h.keys, _, err = compileNamed(g.node.GetGroupBy(), in, g.input.Clock()); err != nil {
 		return nil, err
 	}
 	h.keyCol = -1
@@ -155,7 +155,7 @@ func (g *Aggregation) NewPartial() (*HashAgg, error) {
 	for i, ae := range g.node.GetAggregates() {
 		h.stars = h.stars && ae.GetArg() == nil
 		if ae.GetArg() != nil {
-			if h.args[i], err = CompileExpr(ae.GetArg(), in); err != nil {
+			if h.args[i], err = compileExpr(ae.GetArg(), in, g.input.Clock()); err != nil {
 				return nil, err
 			}
 		}

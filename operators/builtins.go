@@ -10,11 +10,13 @@ import (
 )
 
 // callSite is a call of a built-in function being compiled: its name (lower
-// case), the call and its compiled arguments.
+// case), the call, its compiled arguments and the clock current_timestamp
+// reads (nil: the time of compiling).
 type callSite struct {
-	name string
-	call *planpb.Call
-	args []Expr
+	name  string
+	call  *planpb.Call
+	args  []Expr
+	clock *BatchClock
 }
 
 // compileFunc compiles a call of one built-in function.
@@ -22,14 +24,12 @@ type compileFunc func(cs *callSite) (Expr, error)
 
 // builtinTables hold the built-in functions by their Spark names, one table
 // per family of functions.
-var builtinTables = []map[string]compileFunc{stringFuncs}
+var builtinTables = []map[string]compileFunc{stringFuncs, timeFuncs}
 
-func builtin(name string) (func(*planpb.Call, []Expr) (Expr, error), bool) {
+func builtin(name string) (compileFunc, bool) {
 	for _, t := range builtinTables {
 		if f, ok := t[name]; ok {
-			return func(c *planpb.Call, args []Expr) (Expr, error) {
-				return f(&callSite{name: name, call: c, args: args})
-			}, true
+			return f, true
 		}
 	}
 	return nil, false

@@ -73,8 +73,15 @@ func (e *FuncError) Error() string {
 
 func (e *FuncError) Unwrap() error { return e.Err }
 
-// CompileExpr compiles e against the input schema.
+// CompileExpr compiles e against the input schema. Its current_timestamp
+// is the time of the call; a Narrow's expressions read its BatchClock.
 func CompileExpr(e *planpb.Expr, in Schema) (Expr, error) {
+	return compileExpr(e, in, nil)
+}
+
+// compileExpr compiles e; current_timestamp reads clock (nil: the time
+// when it is compiled).
+func compileExpr(e *planpb.Expr, in Schema, clock *BatchClock) (Expr, error) {
 	switch k := e.GetKind().(type) {
 	case *planpb.Expr_Column:
 		i, err := in.Index(k.Column)
@@ -85,13 +92,13 @@ func CompileExpr(e *planpb.Expr, in Schema) (Expr, error) {
 	case *planpb.Expr_Literal:
 		return compileLiteral(k.Literal)
 	case *planpb.Expr_Cast:
-		x, err := CompileExpr(k.Cast.GetExpr(), in)
+		x, err := compileExpr(k.Cast.GetExpr(), in, clock)
 		if err != nil {
 			return nil, err
 		}
 		return newCast(x, k.Cast.GetTo())
 	case *planpb.Expr_Call:
-		return compileCall(k.Call, in)
+		return compileCall(k.Call, in, clock)
 	}
 	return nil, fmt.Errorf("%w: empty expression", ErrType)
 }
@@ -143,7 +150,9 @@ func newCast(x Expr, to planpb.DataType) (Expr, error) {
 	case planpb.DataType_BINARY:
 		ok = from == planpb.DataType_STRING || from == planpb.DataType_BINARY
 	case planpb.DataType_LONG, planpb.DataType_INT, planpb.DataType_DOUBLE:
-		ok = isNumeric(from) || from == planpb.DataType_STRING || from == planpb.DataType_BOOLEAN
+		ok = isNumeric(from) || from == planpb.DataType_STRING || from == planpb.DataType_BOOLEAN || from == planpb.DataType_TIMESTAMP
+	case planpb.DataType_TIMESTAMP:
+		ok = isNumeric(from) || from == planpb.DataType_STRING || from == planpb.DataType_TIMESTAMP
 	case planpb.DataType_BOOLEAN:
 		ok = isNumeric(from) || from == planpb.DataType_STRING || from == planpb.DataType_BOOLEAN
 	}
@@ -175,6 +184,8 @@ func (c *castExpr) Eval(row Row) Value {
 		return Value{Kind: KindBinary, B: v.B}
 	case planpb.DataType_LONG, planpb.DataType_INT:
 		switch v.Kind {
+		case KindTimestamp: // seconds, rounded down
+			return Long(floorDiv(v.I, 1e6))
 		case KindDouble:
 			if math.IsNaN(v.F) {
 				return Long(0)
@@ -199,7 +210,27 @@ func (c *castExpr) Eval(row Row) Value {
 			}
 			return Double(f)
 		}
+		if v.Kind == KindTimestamp {
+			return Double(float64(v.I) / 1e6)
+		}
 		return Double(float64(v.I))
+	case planpb.DataType_TIMESTAMP:
+		switch v.Kind {
+		case KindString:
+			t, ok := parseCastTimestamp(string(v.B), sessionZone)
+			if !ok {
+				return Null
+			}
+			return Timestamp(t)
+		case KindDouble: // seconds
+			if math.IsNaN(v.F) || math.IsInf(v.F, 0) {
+				return Null
+			}
+			return Value{Kind: KindTimestamp, I: int64(v.F * 1e6)}
+		case KindLong:
+			return Value{Kind: KindTimestamp, I: v.I * 1e6}
+		}
+		return v
 	case planpb.DataType_BOOLEAN:
 		switch v.Kind {
 		case KindDouble:
@@ -250,10 +281,10 @@ func (s *splitExpr) each(row Row, fn func([]byte)) bool {
 	return true
 }
 
-func compileCall(c *planpb.Call, in Schema) (Expr, error) {
+func compileCall(c *planpb.Call, in Schema, clock *BatchClock) (Expr, error) {
 	args := make([]Expr, len(c.GetArgs()))
 	for i, a := range c.GetArgs() {
-		x, err := CompileExpr(a, in)
+		x, err := compileExpr(a, in, clock)
 		if err != nil {
 			return nil, err
 		}
@@ -292,8 +323,8 @@ func compileCall(c *planpb.Call, in Schema) (Expr, error) {
 	case "udf":
 		return compileUDF(c, args)
 	}
-	if b, ok := builtin(name); ok {
-		return b(c, args)
+	if f, ok := builtin(name); ok {
+		return f(&callSite{name: name, call: c, args: args, clock: clock})
 	}
 	return nil, fmt.Errorf("%w %q (built-ins: split, comparisons, and, or, not, is_null, is_not_null, + - * / and %s; register Go functions with engine.RegisterUDF and call them with engine.Udf)", ErrUnknownFunction, c.GetFunction(), builtinNames())
 }

@@ -84,7 +84,11 @@ func runFuncCases(t *testing.T, cases []funcCase) {
 			t.Errorf("%s: %v", name, err)
 			continue
 		}
-		got := x.Eval(testRow).Go()
+		v := x.Eval(testRow)
+		got := v.Go()
+		if v.Kind == KindTimestamp { // as the console shows it
+			got = string(v.AppendText(nil))
+		}
 		if b, ok := got.([]byte); ok {
 			got = "x'" + string(b) + "'"
 		}
@@ -330,4 +334,99 @@ func TestStringFunctions(t *testing.T) {
 		{fn("get_item", fn("split", colRef("n"), " "), 0), nil},
 		{fn("get_item", fn("split", "", " "), 0), ""},
 	})
+}
+
+func TestTimeFunctions(t *testing.T) {
+	ts := fn("to_timestamp", "2026-12-05 14:03:09.120")
+	runFuncCases(t, []funcCase{
+		{fn("to_timestamp", "2016-12-31 00:12:00"), "2016-12-31 00:12:00"},
+		{fn("to_timestamp", "2016-12-31", "yyyy-MM-dd"), "2016-12-31 00:00:00"},
+		{fn("to_timestamp", "2016-12-31"), "2016-12-31 00:00:00"},
+		{fn("to_timestamp", "2016-12"), "2016-12-01 00:00:00"},
+		{fn("to_timestamp", " 2016-12-31T00:12:00.5Z "), "2016-12-31 00:12:00.5"},
+		{fn("to_timestamp", "2016-12-31 01:12:00+01:00"), "2016-12-31 00:12:00"},
+		{fn("to_timestamp", "2016-12-31 01:12:00 Europe/Paris"), "2016-12-31 00:12:00"},
+		{fn("to_timestamp", "2016-12-31 00:12"), "2016-12-31 00:12:00"},
+		{fn("to_timestamp", "2016-02-30"), nil},
+		{fn("to_timestamp", "2016-12-31 25:00:00"), nil},
+		{fn("to_timestamp", "bad"), nil},
+		{fn("to_timestamp", ""), nil},
+		{fn("to_timestamp", null), nil},
+		{fn("to_timestamp", "05/Dec/2026:14:00:00 +0000", "dd/MMM/yyyy:HH:mm:ss Z"), "2026-12-05 14:00:00"},
+		{fn("to_timestamp", "05/Dec/2026:15:00:00 +0100", "dd/MMM/yyyy:HH:mm:ss Z"), "2026-12-05 14:00:00"},
+		{fn("to_timestamp", "20261205", "yyyyMMdd"), "2026-12-05 00:00:00"},
+		{fn("to_timestamp", "2026-12-05 02:30 PM", "yyyy-MM-dd hh:mm a"), "2026-12-05 14:30:00"},
+		{fn("to_timestamp", "2026-12-05 12:30 AM", "yyyy-MM-dd hh:mm a"), "2026-12-05 00:30:00"},
+		{fn("to_timestamp", "2026-12-05T14:00:00.123", "yyyy-MM-dd'T'HH:mm:ss.SSS"), "2026-12-05 14:00:00.123"},
+		{fn("to_timestamp", "2026-9-5", "yyyy-M-d"), "2026-09-05 00:00:00"},
+		{fn("to_timestamp", "2026-9-5", "yyyy-MM-dd"), nil},
+		{fn("to_timestamp", "2016-02-30", "yyyy-MM-dd"), nil},
+		{fn("to_timestamp", "2016-12-31 trailing", "yyyy-MM-dd"), nil},
+		{fn("to_timestamp", "2016-12-31", null), nil},
+		{fn("to_timestamp", "2016", "YYYY"), wantErr("the pattern letter 'Y' is not supported (week-based fields are unsupported, as in Spark 3)")},
+		{fn("to_timestamp", "2016", "yyyy-qq"), wantErr("the pattern letter 'q' is not supported")},
+		{fn("to_timestamp", "2016", "yyyy'"), wantErr("unclosed quote")},
+		{fn("to_timestamp", "2016", "yyyy[-MM]"), wantErr("optional sections are not supported")},
+		{fn("to_timestamp", "2016", "ddd"), wantErr("too many pattern letters: ddd")},
+		{fn("date_format", "2016-04-08", "y"), "2016"},
+		{fn("date_format", ts, "yyyy-MM-dd HH:mm:ss"), "2026-12-05 14:03:09"},
+		{fn("date_format", ts, "yyyy-MM-dd'T'HH:mm:ss.SSSXXX"), "2026-12-05T14:03:09.120Z"},
+		{fn("date_format", ts, "dd/MMM/yyyy:HH:mm:ss Z"), "05/Dec/2026:14:03:09 +0000"},
+		{fn("date_format", ts, "EEEE, MMMM d, yy h:mm a 'at' D"), "Saturday, December 5, 26 2:03 PM at 339"},
+		{fn("date_format", ts, "E MMM dd HH 'o''clock' z"), "Sat Dec 05 14 o'clock UTC"},
+		{fn("date_format", ts, "xxx O"), "+00:00 GMT"},
+		{fn("date_format", null, "y"), nil},
+		{fn("date_format", "bad", "y"), nil},
+		{fn("date_format", ts, "uuuu"), wantErr("the pattern letter 'u' is not supported")},
+		{fn("date_format", 1, "y"), wantErr("needs a timestamp")},
+		{&planpb.Expr{Kind: &planpb.Expr_Cast{Cast: &planpb.Cast{Expr: arg("2026-12-05 14:00:00"), To: planpb.DataType_TIMESTAMP}}}, "2026-12-05 14:00:00"},
+		{&planpb.Expr{Kind: &planpb.Expr_Cast{Cast: &planpb.Cast{Expr: ts, To: planpb.DataType_LONG}}}, int64(1796479389)},
+		{&planpb.Expr{Kind: &planpb.Expr_Cast{Cast: &planpb.Cast{Expr: arg(1796479389), To: planpb.DataType_TIMESTAMP}}}, "2026-12-05 14:03:09"},
+		{&planpb.Expr{Kind: &planpb.Expr_Cast{Cast: &planpb.Cast{Expr: ts, To: planpb.DataType_STRING}}}, "2026-12-05 14:03:09.12"},
+	})
+}
+
+// TestCurrentTimestampIsTheBatchs checks that every instance of a chain
+// (every task) sees the batch clock's one value, and the next batch's after
+// it is set again.
+func TestCurrentTimestampIsTheBatchs(t *testing.T) {
+	scan := &planpb.Plan{Node: &planpb.Plan_KafkaScan{KafkaScan: &planpb.KafkaScan{}}}
+	p := &planpb.Plan{Node: &planpb.Plan_Project{Project: &planpb.Project{Input: scan,
+		Exprs: []*planpb.NamedExpr{{Expr: fn("current_timestamp"), Name: "now"}}}}}
+	n, err := CompileNarrow(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if typ := n.Schema()[0].Type; typ != planpb.DataType_TIMESTAMP {
+		t.Fatalf("current_timestamp is %s", TypeName(typ))
+	}
+	var got []int64
+	in := make(Row, len(KafkaSchema(false)))
+	run := func() {
+		for range 2 { // two tasks
+			emit, err := n.New(func(r Row) error { got = append(got, r[0].I); return nil })
+			if err != nil {
+				t.Fatal(err)
+			}
+			for range 3 {
+				if err := emit(in); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	batch1, batch2 := time.UnixMilli(1796479389120), time.UnixMilli(1796479390000)
+	n.Clock().Set(batch1)
+	run()
+	n.Clock().Set(batch2)
+	run()
+	for i, v := range got {
+		want := batch1
+		if i >= 6 {
+			want = batch2
+		}
+		if v != want.UnixMicro() {
+			t.Fatalf("row %d: current_timestamp %v, want %v", i, time.UnixMicro(v).UTC(), want.UTC())
+		}
+	}
 }

@@ -17,6 +17,7 @@ type Narrow struct {
 	scan   *planpb.KafkaScan
 	stages []*planpb.Plan // bottom-up, scan excluded
 	schema Schema
+	clock  BatchClock
 }
 
 // CompileNarrow checks a chain of narrow operators ending in a Kafka scan.
@@ -55,6 +56,9 @@ func (n *Narrow) Scan() *planpb.KafkaScan { return n.scan }
 // Schema is the schema of the rows the chain emits.
 func (n *Narrow) Schema() Schema { return n.schema }
 
+// Clock is the batch clock of every instance of the chain (New).
+func (n *Narrow) Clock() *BatchClock { return &n.clock }
+
 // New compiles a fresh instance of the chain feeding out and returns its
 // entry, which takes rows of the Kafka schema. Each task needs its own
 // instance.
@@ -64,7 +68,7 @@ func (n *Narrow) New(out Emit) (Emit, error) {
 }
 
 func (n *Narrow) build(out Emit) (Emit, Schema, error) {
-	wrap, schema, err := compileStages(n.stages, KafkaSchema(n.scan.GetIncludeHeaders()))
+	wrap, schema, err := compileStages(n.stages, KafkaSchema(n.scan.GetIncludeHeaders()), &n.clock)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -105,11 +109,11 @@ func (n *Narrow) newPieces(sink pieceSink) (entries pieceEntries, ok bool, err e
 		return pieceEntries{}, false, nil
 	}
 	x := n.stages[xi].GetExplode()
-	wrap, schema, err := compileStages(n.stages[:xi], KafkaSchema(n.scan.GetIncludeHeaders()))
+	wrap, schema, err := compileStages(n.stages[:xi], KafkaSchema(n.scan.GetIncludeHeaders()), &n.clock)
 	if err != nil {
 		return pieceEntries{}, false, err
 	}
-	gen, err := CompileExpr(x.GetGenerator(), schema)
+	gen, err := compileExpr(x.GetGenerator(), schema, &n.clock)
 	if err != nil {
 		return pieceEntries{}, false, err
 	}
@@ -173,7 +177,7 @@ func (n *Narrow) pieceFilter(x *planpb.Explode, filters []*planpb.Plan) (keep fu
 	elem := Schema{{Name: x.GetOutput(), Type: planpb.DataType_STRING, Nullable: true}}
 	tests := make([]func(*Value) bool, len(filters))
 	for i, f := range filters {
-		c, err := CompileExpr(f.GetFilter().GetCondition(), elem)
+		c, err := compileExpr(f.GetFilter().GetCondition(), elem, &n.clock)
 		if err != nil || c.Type() != planpb.DataType_BOOLEAN {
 			return nil, false
 		}
@@ -239,10 +243,10 @@ func (n *Narrow) valueKind(e *planpb.Expr, k int) int {
 
 // compileStages compiles stages over rows of schema in into one wrapper
 // that puts them in front of an Emit, and returns the output schema.
-func compileStages(stages []*planpb.Plan, in Schema) (func(Emit) Emit, Schema, error) {
+func compileStages(stages []*planpb.Plan, in Schema, clock *BatchClock) (func(Emit) Emit, Schema, error) {
 	wraps := make([]func(Emit) Emit, 0, len(stages))
 	for _, st := range stages {
-		wrap, next, err := compileStage(st, in)
+		wrap, next, err := compileStage(st, in, clock)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -256,10 +260,10 @@ func compileStages(stages []*planpb.Plan, in Schema) (func(Emit) Emit, Schema, e
 	}, in, nil
 }
 
-func compileStage(p *planpb.Plan, in Schema) (func(Emit) Emit, Schema, error) {
+func compileStage(p *planpb.Plan, in Schema, clock *BatchClock) (func(Emit) Emit, Schema, error) {
 	switch n := p.GetNode().(type) {
 	case *planpb.Plan_Project:
-		exprs, out, err := compileNamed(n.Project.GetExprs(), in)
+		exprs, out, err := compileNamed(n.Project.GetExprs(), in, clock)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -273,7 +277,7 @@ func compileStage(p *planpb.Plan, in Schema) (func(Emit) Emit, Schema, error) {
 			}
 		}, out, nil
 	case *planpb.Plan_Filter:
-		cond, err := CompileExpr(n.Filter.GetCondition(), in)
+		cond, err := compileExpr(n.Filter.GetCondition(), in, clock)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -289,16 +293,16 @@ func compileStage(p *planpb.Plan, in Schema) (func(Emit) Emit, Schema, error) {
 			}
 		}, in, nil
 	case *planpb.Plan_Explode:
-		return compileExplode(n.Explode, in)
+		return compileExplode(n.Explode, in, clock)
 	}
 	return nil, nil, fmt.Errorf("%w: %T is not a narrow operator", ErrType, p.GetNode())
 }
 
-func compileNamed(named []*planpb.NamedExpr, in Schema) ([]Expr, Schema, error) {
+func compileNamed(named []*planpb.NamedExpr, in Schema, clock *BatchClock) ([]Expr, Schema, error) {
 	exprs := make([]Expr, len(named))
 	out := make(Schema, len(named))
 	for i, ne := range named {
-		e, err := CompileExpr(ne.GetExpr(), in)
+		e, err := compileExpr(ne.GetExpr(), in, clock)
 		if err != nil {
 			return nil, nil, fmt.Errorf("column %q: %w", ne.GetName(), err)
 		}
@@ -308,12 +312,12 @@ func compileNamed(named []*planpb.NamedExpr, in Schema) ([]Expr, Schema, error) 
 	return exprs, out, nil
 }
 
-func compileExplode(x *planpb.Explode, in Schema) (func(Emit) Emit, Schema, error) {
-	keep, out, err := compileNamed(x.GetKeep(), in)
+func compileExplode(x *planpb.Explode, in Schema, clock *BatchClock) (func(Emit) Emit, Schema, error) {
+	keep, out, err := compileNamed(x.GetKeep(), in, clock)
 	if err != nil {
 		return nil, nil, err
 	}
-	gen, err := CompileExpr(x.GetGenerator(), in)
+	gen, err := compileExpr(x.GetGenerator(), in, clock)
 	if err != nil {
 		return nil, nil, err
 	}
