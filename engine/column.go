@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/gostream/gostream/proto/planpb"
 )
@@ -27,6 +28,7 @@ type Column struct {
 	expr      *planpb.Expr
 	name      string // alias or derived name
 	generator bool   // explode(...)
+	err       error  // why the column cannot be built (Expr's parse error, ...); reported by the DataFrame using it
 }
 
 // Col refers to a column by name (case-insensitive, as in Spark).
@@ -50,6 +52,7 @@ func Lit(v any) Column {
 		l.Value, l.Type = &planpb.Literal_Boolean{Boolean: x}, Boolean
 	case nil:
 		l.Value, l.Type = &planpb.Literal_Null{Null: true}, String
+		return Column{expr: &planpb.Expr{Kind: &planpb.Expr_Literal{Literal: l}}, name: "NULL"}
 	default:
 		panic("engine: Lit takes string, int, int64, float64, bool or nil")
 	}
@@ -59,9 +62,22 @@ func Lit(v any) Column {
 func call(fn, name string, args ...Column) Column {
 	c := &planpb.Call{Function: fn}
 	for _, a := range args {
+		if a.err != nil {
+			return Column{name: name, err: a.err}
+		}
 		c.Args = append(c.Args, a.expr)
 	}
 	return Column{expr: &planpb.Expr{Kind: &planpb.Expr_Call{Call: c}}, name: name}
+}
+
+// columnsErr is the first error of cols.
+func columnsErr(cols []Column) error {
+	for _, c := range cols {
+		if c.err != nil {
+			return c.err
+		}
+	}
+	return nil
 }
 
 // As names the column (Spark's alias).
@@ -70,6 +86,9 @@ func (c Column) As(name string) Column { c.name = name; return c }
 // Cast converts the column to t, as CAST(col AS t). CAST(value AS STRING)
 // reinterprets Kafka's bytes as UTF-8.
 func (c Column) Cast(t DataType) Column {
+	if c.err != nil {
+		return c
+	}
 	return Column{expr: &planpb.Expr{Kind: &planpb.Expr_Cast{Cast: &planpb.Cast{Expr: c.expr, To: t}}}, name: c.name}
 }
 
@@ -82,7 +101,9 @@ func Split(c Column, pattern string) Column {
 
 // Explode yields one row per element of an array column (Spark's explode:
 // a null or empty array yields no rows). Use it in Select.
-func Explode(c Column) Column { return Column{expr: c.expr, name: "col", generator: true} }
+func Explode(c Column) Column {
+	return Column{expr: c.expr, name: "col", generator: true, err: c.err}
+}
 
 // Lower, Upper, Trim and Length are Spark's string functions.
 func Lower(c Column) Column { return call("lower", "lower("+c.name+")", c) }
@@ -106,7 +127,7 @@ func (c Column) binary(op string, other any) Column {
 	if !ok {
 		o = Lit(other)
 	}
-	return call(op, "("+c.name+" "+op+" "+o.name+")", c, o)
+	return call(op, "("+c.name+" "+strings.ToUpper(op)+" "+o.name+")", c, o)
 }
 
 // Eq, Ne, Lt, Le, Gt and Ge compare with a Column or a literal.
@@ -159,13 +180,14 @@ type Agg struct {
 	fn   planpb.AggregateFunction
 	arg  *planpb.Expr
 	name string
+	err  error // the argument's
 }
 
 // As names the aggregate's output column.
 func (a Agg) As(name string) Agg { a.name = name; return a }
 
 func agg(fn planpb.AggregateFunction, label string, c Column) Agg {
-	return Agg{fn: fn, arg: c.expr, name: label + "(" + c.name + ")"}
+	return Agg{fn: fn, arg: c.expr, name: label + "(" + c.name + ")", err: c.err}
 }
 
 // Count counts the non-null values of c; CountAll counts rows.

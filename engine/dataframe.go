@@ -64,6 +64,9 @@ func (df *DataFrame) Select(cols ...Column) *DataFrame {
 	if df.err != nil {
 		return df
 	}
+	if err := columnsErr(cols); err != nil {
+		return df.s.failed(fmt.Errorf("%w: %w", ErrAnalysis, err))
+	}
 	gen := -1
 	for i, c := range cols {
 		if c.generator {
@@ -102,16 +105,31 @@ func (df *DataFrame) Select(cols ...Column) *DataFrame {
 	return out.Select(order...)
 }
 
-// Filter keeps the rows where cond is true (Spark's filter / where).
-func (df *DataFrame) Filter(cond Column) *DataFrame {
+// Filter keeps the rows where cond is true (Spark's filter / where): cond
+// is a boolean Column or a Spark SQL condition string, as in
+// Filter("level = 'ERROR' AND status >= 500"). A row whose condition is
+// null is dropped.
+func (df *DataFrame) Filter(cond any) *DataFrame {
 	if df.err != nil {
 		return df
 	}
-	return df.derive(&planpb.Plan{Node: &planpb.Plan_Filter{Filter: &planpb.Filter{Input: df.plan, Condition: cond.expr}}}, false)
+	var c Column
+	switch x := cond.(type) {
+	case Column:
+		c = x
+	case string:
+		c = parseExpr("filter", x)
+	default:
+		return df.s.failed(fmt.Errorf("%w: Filter takes a Column or a SQL condition string, not %T", ErrAnalysis, cond))
+	}
+	if c.err != nil {
+		return df.s.failed(fmt.Errorf("%w: %w", ErrAnalysis, c.err))
+	}
+	return df.derive(&planpb.Plan{Node: &planpb.Plan_Filter{Filter: &planpb.Filter{Input: df.plan, Condition: c.expr}}}, false)
 }
 
 // Where is Filter.
-func (df *DataFrame) Where(cond Column) *DataFrame { return df.Filter(cond) }
+func (df *DataFrame) Where(cond any) *DataFrame { return df.Filter(cond) }
 
 // WithColumn adds (or replaces) a column.
 func (df *DataFrame) WithColumn(name string, c Column) *DataFrame {
@@ -152,11 +170,17 @@ func (g *GroupedData) Agg(aggs ...Agg) *DataFrame {
 	if df.err != nil {
 		return df
 	}
+	if err := columnsErr(g.keys); err != nil {
+		return df.s.failed(fmt.Errorf("%w: %w", ErrAnalysis, err))
+	}
 	a := &planpb.Aggregate{Input: df.plan}
 	for _, k := range g.keys {
 		a.GroupBy = append(a.GroupBy, named(k))
 	}
 	for _, x := range aggs {
+		if x.err != nil {
+			return df.s.failed(fmt.Errorf("%w: %w", ErrAnalysis, x.err))
+		}
 		a.Aggregates = append(a.Aggregates, &planpb.AggregateExpr{Function: x.fn, Arg: x.arg, Name: x.name})
 	}
 	return df.derive(&planpb.Plan{Node: &planpb.Plan_Aggregate{Aggregate: a}}, true)

@@ -24,7 +24,7 @@ type compileFunc func(cs *callSite) (Expr, error)
 
 // builtinTables hold the built-in functions by their Spark names, one table
 // per family of functions.
-var builtinTables = []map[string]compileFunc{stringFuncs, timeFuncs}
+var builtinTables = []map[string]compileFunc{stringFuncs, timeFuncs, condFuncs}
 
 func builtin(name string) (compileFunc, bool) {
 	for _, t := range builtinTables {

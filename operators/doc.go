@@ -1,8 +1,8 @@
 // Package operators holds gostream's physical operators: values and schemas,
-// compiled expressions (cast, split, comparisons, registered Go functions),
-// the narrow row pipeline (project, filter, explode), hash aggregation in its
-// partial (map-side) and final (reduce-side) forms, and the exchange encoding
-// that carries partial aggregates between them.
+// compiled expressions (cast, split, comparisons, conditionals, registered
+// Go functions), the narrow row pipeline (project, filter, explode), hash
+// aggregation in its partial (map-side) and final (reduce-side) forms, and
+// the exchange encoding that carries partial aggregates between them.
 //
 // Operators do no I/O: they never touch Kafka, the state store's storage or
 // the network. Compiled operators are not safe for concurrent use; every task

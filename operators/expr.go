@@ -2,6 +2,7 @@ package operators
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"math"
 	"runtime/debug"
@@ -162,6 +163,51 @@ func newCast(x Expr, to planpb.DataType) (Expr, error) {
 	return &castExpr{x: x, to: to}, nil
 }
 
+// parseIntegral reads a string as Spark casts it to an integer of the given
+// bits (UTF8String.toLong, toInt): surrounding spaces and control
+// characters, a sign, digits and a fractional part that is dropped ("1.9"
+// is 1); false for anything else or an overflow.
+func parseIntegral(b []byte, bits int) (int64, bool) {
+	s := strings.TrimFunc(string(b), func(r rune) bool { return r <= ' ' })
+	if dot := strings.IndexByte(s, '.'); dot >= 0 {
+		for _, c := range []byte(s[dot+1:]) {
+			if c < '0' || c > '9' {
+				return 0, false
+			}
+		}
+		s = s[:dot]
+		if s == "" || s == "+" || s == "-" {
+			s += "0"
+		}
+	}
+	if s == "" || s[0] != '+' && s[0] != '-' && (s[0] < '0' || s[0] > '9') {
+		return 0, false
+	}
+	i, err := strconv.ParseInt(s, 10, bits)
+	return i, err == nil
+}
+
+// saturate is Java's (long) or (int) of a double: NaN is 0, values out of
+// range are the nearest bound.
+func saturate(f float64, bits int) int64 {
+	lo, hi := float64(math.MinInt64), float64(math.MaxInt64)
+	if bits == 32 {
+		lo, hi = math.MinInt32, math.MaxInt32
+	}
+	switch {
+	case math.IsNaN(f):
+		return 0
+	case f <= lo:
+		return int64(lo)
+	case f >= hi:
+		if bits == 32 {
+			return math.MaxInt32
+		}
+		return math.MaxInt64
+	}
+	return int64(f)
+}
+
 func isNumeric(t planpb.DataType) bool {
 	return t == planpb.DataType_LONG || t == planpb.DataType_INT || t == planpb.DataType_DOUBLE
 }
@@ -183,20 +229,24 @@ func (c *castExpr) Eval(row Row) Value {
 	case planpb.DataType_BINARY:
 		return Value{Kind: KindBinary, B: v.B}
 	case planpb.DataType_LONG, planpb.DataType_INT:
+		bits := 64
+		if c.to == planpb.DataType_INT {
+			bits = 32
+		}
 		switch v.Kind {
 		case KindTimestamp: // seconds, rounded down
 			return Long(floorDiv(v.I, 1e6))
 		case KindDouble:
-			if math.IsNaN(v.F) {
-				return Long(0)
-			}
-			return Long(int64(v.F))
+			return Long(saturate(v.F, bits))
 		case KindString:
-			i, err := strconv.ParseInt(strings.TrimSpace(string(v.B)), 10, 64)
-			if err != nil {
+			i, ok := parseIntegral(v.B, bits)
+			if !ok {
 				return Null // Spark (non-ANSI): an unparsable string casts to null
 			}
 			return Long(i)
+		}
+		if bits == 32 {
+			return Long(int64(int32(v.I))) // Java's (int) of a long wraps
 		}
 		return Long(v.I)
 	case planpb.DataType_DOUBLE:
@@ -298,7 +348,11 @@ func compileCall(c *planpb.Call, in Schema, clock *BatchClock) (Expr, error) {
 		if len(args) != 2 {
 			return nil, fmt.Errorf("%w: %s takes 2 arguments, got %d", ErrType, name, len(args))
 		}
-		c := &compare{holds: compareOps[name], l: args[0], r: args[1]}
+		l, r, err := coerceComparison(name, args[0], args[1])
+		if err != nil {
+			return nil, err
+		}
+		c := &compare{holds: compareOps[name], l: l, r: r}
 		col, okCol := c.l.(*columnExpr)
 		lit, okLit := c.r.(*literalExpr)
 		if okCol && okLit {
@@ -315,7 +369,7 @@ func compileCall(c *planpb.Call, in Schema, clock *BatchClock) (Expr, error) {
 			return nil, fmt.Errorf("%w: %s takes 1 argument, got %d", ErrType, name, len(args))
 		}
 		return unary{op: name, x: args[0]}, nil
-	case "+", "-", "*", "/":
+	case "+", "-", "*", "/", "%":
 		if err := wantArgs(name, args, 2, planpb.DataType_LONG); err != nil {
 			return nil, err
 		}
@@ -326,7 +380,13 @@ func compileCall(c *planpb.Call, in Schema, clock *BatchClock) (Expr, error) {
 	if f, ok := builtin(name); ok {
 		return f(&callSite{name: name, call: c, args: args, clock: clock})
 	}
-	return nil, fmt.Errorf("%w %q (built-ins: split, comparisons, and, or, not, is_null, is_not_null, + - * / and %s; register Go functions with engine.RegisterUDF and call them with engine.Udf)", ErrUnknownFunction, c.GetFunction(), builtinNames())
+	switch f, err := Funcs.Lookup(c.GetFunction()); {
+	case err == nil:
+		return bindUDF(c.GetFunction(), f, c.GetArgs(), args)
+	case errors.Is(err, registry.ErrDuplicate):
+		return nil, fmt.Errorf("%w: %w", ErrUnknownFunction, err)
+	}
+	return nil, fmt.Errorf("%w %q (built-ins: split, comparisons, <=>, and, or, not, is_null, is_not_null, + - * / %% and %s; register Go functions with engine.RegisterUDF and call them by name or with engine.Udf)", ErrUnknownFunction, c.GetFunction(), builtinNames())
 }
 
 // wantArgs checks the argument count and that each argument is of family
@@ -535,6 +595,9 @@ func (a arith) Eval(row Row) Value {
 		if y == 0 {
 			return Null // Spark (non-ANSI): division by zero is null
 		}
+		if a.op == '%' {
+			return Double(math.Mod(x, y)) // the sign of x, as Java's %
+		}
 		return Double(x / y)
 	}
 	switch a.op {
@@ -542,6 +605,11 @@ func (a arith) Eval(row Row) Value {
 		return Long(l.I + r.I)
 	case '-':
 		return Long(l.I - r.I)
+	case '%':
+		if r.I == 0 {
+			return Null
+		}
+		return Long(l.I % r.I)
 	}
 	return Long(l.I * r.I)
 }
@@ -562,7 +630,13 @@ func compileUDF(c *planpb.Call, args []Expr) (Expr, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w (register Go functions with engine.RegisterUDF in an init func of a package the binary imports)", ErrUnknownFunction, err)
 	}
-	args = args[1:]
+	return bindUDF(name, f, c.GetArgs()[1:], args[1:])
+}
+
+// bindUDF is a call of the registered function f with args, checked
+// against its signature; exprs are the arguments' plans, to name a column
+// in errors.
+func bindUDF(name string, f Func, exprs []*planpb.Expr, args []Expr) (Expr, error) {
 	if len(args) != len(f.Args) {
 		return nil, fmt.Errorf("%w: function %q %s takes %d argument(s), got %d", ErrType, name, f.Signature(), len(f.Args), len(args))
 	}
@@ -575,7 +649,7 @@ func compileUDF(c *planpb.Call, args []Expr) (Expr, error) {
 			u.widen[i] = true
 		default:
 			arg := fmt.Sprintf("argument %d", i+1)
-			if col := c.GetArgs()[i+1].GetColumn(); col != "" {
+			if col := exprs[i].GetColumn(); col != "" {
 				arg += " (" + col + ")"
 			}
 			return nil, fmt.Errorf("%w: function %q %s: %s is %s, the function takes %s (cast it to %s first)",

@@ -76,5 +76,5 @@ func readLines(s *engine.Session, p engine.JobParams) *engine.DataFrame {
 	if p.KafkaRetryTimeout > 0 {
 		r.Option("kafkaRetryTimeout", p.KafkaRetryTimeout.String())
 	}
-	return r.Load().Select(engine.Col("value").Cast(engine.String))
+	return r.Load().SelectExpr("CAST(value AS STRING)")
 }

@@ -525,7 +525,8 @@ func (*Literal_Boolean) isLiteral_Value() {}
 // Call applies a built-in function or a registered Go function.
 // Built-ins: "split" (str, pattern string literal[, limit long literal]),
 // comparison "=", "!=", "<", "<=", ">", ">=", logic "and", "or", "not",
-// "is_null", "is_not_null", arithmetic "+", "-", "*", "/",
+// "is_null", "is_not_null", arithmetic "+", "-", "*", "/", "%",
+// null-safe equality "<=>",
 // "udf" (first argument is a string literal naming a registered function),
 // and Spark's functions by their Spark SQL names, with Spark's argument
 // order: "lower", "upper", "length", "trim"/"ltrim"/"rtrim" (str[, trimStr]),
@@ -533,7 +534,10 @@ func (*Literal_Boolean) isLiteral_Value() {}
 // "contains", "startswith", "endswith", "like" (str, pattern[, escape]),
 // "rlike", "regexp_extract" (str, pattern[, idx]), "regexp_replace",
 // "element_at" (array, 1-based index) and "get_item" (array[index],
-// 0-based). Patterns, escapes, replacements and group indexes are literals.
+// 0-based), "when" (cond, value pairs, then an optional else value),
+// "coalesce", "in" (value, candidates...). Patterns, escapes, replacements
+// and group indexes are literals. Any other name is the registered Go
+// function of that name.
 type Call struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Function      string                 `protobuf:"bytes,1,opt,name=function,proto3" json:"function,omitempty"`
