@@ -66,7 +66,7 @@ func wordCounts(s *engine.Session, addrs []string) *engine.DataFrame {
 func table(rows []engine.Row) map[string]int64 {
 	m := map[string]int64{}
 	for _, r := range rows {
-		m[r.String("word")] = r.Int64("count")
+		m[r.Get("word").(string)] = r.Get("count").(int64)
 	}
 	return m
 }
@@ -132,7 +132,7 @@ func TestUpdateModeEmitsChangedRows(t *testing.T) {
 		ForeachBatch(func(_ context.Context, id int64, rows []engine.Row) error {
 			var words []string
 			for _, r := range rows {
-				words = append(words, r.String("word"))
+				words = append(words, r.Get("word").(string))
 			}
 			sort.Strings(words)
 			batches = append(batches, words)

@@ -25,6 +25,12 @@ var (
 	// ErrPanic is wrapped by the error of a batch whose task panicked (a
 	// UDF's panic is an operators.FuncError instead).
 	ErrPanic = errors.New("engine: task panicked")
+	// ErrNoColumn, ErrNull and ErrColumnType are returned by Row's typed
+	// getters for a column the row lacks, a null value and a value of
+	// another type.
+	ErrNoColumn   = errors.New("engine: no column")
+	ErrNull       = errors.New("engine: null value")
+	ErrColumnType = errors.New("engine: column of another type")
 	// ErrDuplicate is wrapped by the error of a second registration of a
 	// job or function name.
 	ErrDuplicate = registry.ErrDuplicate

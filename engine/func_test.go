@@ -52,7 +52,7 @@ func TestHTTPErrorsPerStatus(t *testing.T) {
 		GroupBy(engine.Col("status")).Count()
 	got := map[string]int64{}
 	for _, r := range runToTable(t, s, df, engine.Complete) {
-		got[r.String("status")] = r.Int64("count")
+		got[r.Get("status").(string)] = r.Get("count").(int64)
 	}
 	if len(got) != 2 || got["404"] != 2 || got["502"] != 1 {
 		t.Fatalf("errors per status = %v, want 404: 2, 502: 1", got)

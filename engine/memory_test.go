@@ -141,7 +141,7 @@ func TestMemoryBudgetApplied(t *testing.T) {
 			defer mu.Unlock()
 			limits = append(limits, debug.SetMemoryLimit(-1))
 			for _, r := range rows {
-				counts[r.String("word")] = r.Int64("count")
+				counts[r.Get("word").(string)] = r.Get("count").(int64)
 			}
 			return nil
 		}).Start(ctx)

@@ -260,7 +260,8 @@ func (w *DataStreamWriter) Start(ctx context.Context) (*StreamingQuery, error) {
 // checkpoint opens the checkpointLocation, or a temporary one that is
 // removed when the query ends.
 func (w *DataStreamWriter) checkpoint(q *planpb.Query) (*checkpoint, string, error) {
-	dir, tmp := w.opts["checkpointLocation"], ""
+	dir, _ := w.opts.get("checkpointLocation")
+	tmp := ""
 	if dir == "" {
 		var err error
 		if dir, err = os.MkdirTemp("", "gostream-checkpoint-"); err != nil {

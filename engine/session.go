@@ -59,14 +59,14 @@ func (s *Session) listeners() []func(Progress) {
 
 // ReadStream starts describing a streaming source (Spark's spark.readStream).
 func (s *Session) ReadStream() *DataStreamReader {
-	return &DataStreamReader{s: s, opts: map[string]string{}}
+	return &DataStreamReader{s: s, opts: options{}}
 }
 
 // DataStreamReader collects a source's format and options.
 type DataStreamReader struct {
 	s      *Session
 	format string
-	opts   map[string]string
+	opts   options
 }
 
 // Format sets the source format; "kafka" is supported.
@@ -77,9 +77,18 @@ func (r *DataStreamReader) Format(f string) *DataStreamReader { r.format = f; re
 // minPartitions, includeHeaders, and kafka.* client settings; and
 // gostream's kafkaRetryTimeout, a duration such as "5m": how long the query
 // waits for Kafka to recover (a partition without a leader, a broker down)
-// before it fails (default kafkasrc.DefaultRetryTimeout).
+// before it fails (default kafkasrc.DefaultRetryTimeout). Names match in
+// any case, as in Spark; Load refuses an unknown one, listing the known.
 func (r *DataStreamReader) Option(key, value string) *DataStreamReader {
-	r.opts[key] = value
+	r.opts.set(key, value)
+	return r
+}
+
+// Options sets several source options, as Option does.
+func (r *DataStreamReader) Options(opts map[string]string) *DataStreamReader {
+	for k, v := range opts {
+		r.opts.set(k, v)
+	}
 	return r
 }
 
@@ -140,13 +149,21 @@ func (s *Session) ReadKafka(o KafkaOptions) *DataFrame {
 	return r.Load()
 }
 
-func kafkaScan(opts map[string]string) (*planpb.KafkaScan, error) {
+// kafkaSourceOptions are the Kafka source's options, besides kafka.*.
+var kafkaSourceOptions = []string{"kafka.bootstrap.servers", "subscribe", "startingOffsets", "maxOffsetsPerTrigger",
+	"failOnDataLoss", "minPartitions", "includeHeaders", "kafkaRetryTimeout", "subscribePattern", "assign"}
+
+func kafkaScan(opts options) (*planpb.KafkaScan, error) {
+	if err := opts.check("the Kafka source", kafkaSourceOptions, "kafka."); err != nil {
+		return nil, err
+	}
 	scan := &planpb.KafkaScan{StartingOffsets: "latest", FailOnDataLoss: true, KafkaOptions: map[string]string{}}
 	bad := func(key, val, allowed string) error {
 		return fmt.Errorf("%w: Kafka source option %s=%q: %s", ErrAnalysis, key, val, allowed)
 	}
-	for k, v := range opts {
-		switch lk := strings.ToLower(k); {
+	for lk, o := range opts {
+		k, v := o.name, o.value
+		switch {
 		case lk == "kafka.bootstrap.servers":
 			scan.BootstrapServers = v
 		case lk == "subscribe":
@@ -187,12 +204,10 @@ func kafkaScan(opts map[string]string) (*planpb.KafkaScan, error) {
 				return nil, bad(k, v, "must be a positive duration such as 90s or 5m")
 			}
 			scan.KafkaRetryTimeoutMs = d.Milliseconds()
-		case strings.HasPrefix(lk, "kafka."):
-			scan.KafkaOptions[k[len("kafka."):]] = v
 		case lk == "subscribepattern", lk == "assign":
 			return nil, bad(k, v, "not supported yet; list the topics with subscribe")
-		default:
-			return nil, bad(k, v, "unknown option (known: kafka.bootstrap.servers, subscribe, startingOffsets, maxOffsetsPerTrigger, failOnDataLoss, minPartitions, includeHeaders, kafkaRetryTimeout, kafka.*)")
+		default: // kafka.*, lower-cased as Spark passes them to the Kafka client
+			scan.KafkaOptions[lk[len("kafka."):]] = v
 		}
 	}
 	if scan.BootstrapServers == "" {

@@ -216,7 +216,7 @@ func TestTaskPanicFailsBatch(t *testing.T) {
 						for _, r := range rows {
 							w, _ := r.Get("word").(string)
 							if tc.agg {
-								got[w] = r.Int64("count")
+								got[w] = r.Get("count").(int64)
 							} else {
 								got[w]++
 							}

@@ -124,7 +124,7 @@ type DataStreamWriter struct {
 	modeSet    bool
 	trigger    Trigger
 	format     string
-	opts       map[string]string
+	opts       options
 	name       string
 	sink       Sink
 	listeners  []func(Progress)
@@ -135,7 +135,7 @@ type DataStreamWriter struct {
 
 // WriteStream starts describing the output of a streaming query.
 func (df *DataFrame) WriteStream() *DataStreamWriter {
-	return &DataStreamWriter{df: df, format: "console", opts: map[string]string{}}
+	return &DataStreamWriter{df: df, format: "console", opts: options{}}
 }
 
 // OutputMode sets the output mode (default: append).
@@ -152,10 +152,19 @@ func (w *DataStreamWriter) Trigger(t Trigger) *DataStreamWriter { w.trigger = t;
 // (option path; "-" is standard output).
 func (w *DataStreamWriter) Format(f string) *DataStreamWriter { w.format = f; return w }
 
-// Option sets a sink or query option; "checkpointLocation" is the
-// checkpoint directory.
+// Option sets a sink or query option: "checkpointLocation", the
+// checkpoint directory, or an option of the sink's Format. Names match in
+// any case, as in Spark; Start refuses an unknown one, listing the known.
 func (w *DataStreamWriter) Option(key, value string) *DataStreamWriter {
-	w.opts[key] = value
+	w.opts.set(key, value)
+	return w
+}
+
+// Options sets several options, as Option does.
+func (w *DataStreamWriter) Options(opts map[string]string) *DataStreamWriter {
+	for k, v := range opts {
+		w.opts.set(k, v)
+	}
 	return w
 }
 
@@ -209,22 +218,39 @@ func (w *DataStreamWriter) OnProgress(fn func(Progress)) *DataStreamWriter {
 	return w
 }
 
-// resolveSink builds the sink from Format and options.
+// sinkOptions are the options of each Format, besides the query's
+// checkpointLocation.
+var sinkOptions = map[string][]string{"console": {"numRows", "truncate"}, "memory": nil, "jsonl": {"path"}}
+
+// resolveSink builds the sink from Format and options, once the options
+// are checked.
 func (w *DataStreamWriter) resolveSink(stdout io.Writer) (Sink, error) {
+	format := strings.ToLower(w.format)
+	what, known := "a Go sink (ForeachBatch, To)", []string{"checkpointLocation"}
+	if w.sink == nil {
+		opts, ok := sinkOptions[format]
+		if !ok {
+			return nil, fmt.Errorf("%w: sink format %q: use console, memory or jsonl, or ForeachBatch / To for Go sinks", ErrAnalysis, w.format)
+		}
+		what, known = "the "+format+" sink", append(known, opts...)
+	}
+	if err := w.opts.check(what, known); err != nil {
+		return nil, err
+	}
 	if w.sink != nil {
 		return w.sink, nil
 	}
-	switch strings.ToLower(w.format) {
+	switch format {
 	case "console":
 		c := &ConsoleSink{W: stdout, NumRows: 20, Truncate: 20}
-		if v, ok := w.opts["numRows"]; ok {
+		if v, ok := w.opts.get("numRows"); ok {
 			n, err := strconv.Atoi(v)
 			if err != nil || n < 0 {
 				return nil, fmt.Errorf("%w: console option numRows=%q must be a number >= 0", ErrAnalysis, v)
 			}
 			c.NumRows = n
 		}
-		if v, ok := w.opts["truncate"]; ok {
+		if v, ok := w.opts.get("truncate"); ok {
 			switch b, err := strconv.ParseBool(v); {
 			case err == nil && b:
 				c.Truncate = 20
@@ -244,17 +270,15 @@ func (w *DataStreamWriter) resolveSink(stdout io.Writer) (Sink, error) {
 			return nil, fmt.Errorf("%w: the memory sink needs a QueryName (the table name)", ErrAnalysis)
 		}
 		return w.df.s.memorySink(w.name, w.mode), nil
-	case "jsonl":
-		path := w.opts["path"]
-		if path == "" {
-			return nil, fmt.Errorf("%w: the jsonl sink needs option path (a file, or - for standard output)", ErrAnalysis)
-		}
-		if path == "-" {
-			return &JSONLSink{W: stdout}, nil
-		}
-		return &JSONLSink{Path: path}, nil
 	}
-	return nil, fmt.Errorf("%w: sink format %q: use console, memory or jsonl, or ForeachBatch / To for Go sinks", ErrAnalysis, w.format)
+	path, _ := w.opts.get("path") // jsonl
+	if path == "" {
+		return nil, fmt.Errorf("%w: the jsonl sink needs option path (a file, or - for standard output)", ErrAnalysis)
+	}
+	if path == "-" {
+		return &JSONLSink{W: stdout}, nil
+	}
+	return &JSONLSink{Path: path}, nil
 }
 
 // validate applies Spark's output-mode rules.

@@ -60,7 +60,7 @@ func TestJobs(t *testing.T) {
 			}
 			got := map[string]int64{}
 			for _, r := range s.Table("counts") {
-				got[r.String("word")] = r.Int64("count")
+				got[r.Get("word").(string)] = r.Get("count").(int64)
 			}
 			if !maps.Equal(got, want) {
 				t.Fatalf("counts %v, want %v", got, want)
