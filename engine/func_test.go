@@ -134,7 +134,7 @@ func TestCurrentTimestampPerBatch(t *testing.T) {
 				t.Fatalf("batch %d: current_timestamp %v, want the batch's %v", p.BatchID, now, p.Timestamp)
 			}
 			ts, _ := r.Get("ts").(time.Time)
-			if got, want := r.String("hms"), ts.UTC().Format("15:04:05"); got != want || ts.Year() != 2026 {
+			if got, want := r.Get("hms").(string), ts.UTC().Format("15:04:05"); got != want || ts.Year() != 2026 {
 				t.Fatalf("row %v: date_format %q, want %q", r.Values(), got, want)
 			}
 			seen++

@@ -93,7 +93,7 @@ func TestSelectExprQuery(t *testing.T) {
 		}
 		got := map[string]int64{}
 		for _, r := range s.Table("kinds") {
-			got[r.String("kind")] = r.Int64("count")
+			got[r.Get("kind").(string)] = r.Get("count").(int64)
 		}
 		if len(got) != len(want) || got["server"] != 2 || got["client"] != 2 || got["other"] != 1 {
 			t.Errorf("%s: counts %v, want %v", name, got, want)
