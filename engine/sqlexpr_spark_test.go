@@ -3,6 +3,7 @@ package engine
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gostream/gostream/operators"
 	"github.com/gostream/gostream/proto/planpb"
@@ -24,11 +25,12 @@ var (
 		{Name: "nb", Type: planpb.DataType_BOOLEAN, Nullable: true},
 		{Name: "value", Type: planpb.DataType_BINARY, Nullable: true},
 		{Name: "my col", Type: planpb.DataType_LONG, Nullable: true},
+		{Name: "ts", Type: planpb.DataType_TIMESTAMP, Nullable: true},
 	}
 	sparkRow = operators.Row{
 		operators.Str("Spark"), operators.Str(""), operators.Null, operators.Long(5), operators.Long(7), operators.Null,
 		operators.Double(2.5), operators.Bool(true), operators.Null, operators.Value{Kind: operators.KindBinary, B: []byte("hello world")},
-		operators.Long(42),
+		operators.Long(42), operators.Timestamp(time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC)),
 	}
 )
 
@@ -170,6 +172,12 @@ func TestSQLSparkDocumented(t *testing.T) {
 		{"n IN ('5')", true},
 		{"n NOT IN (1, NULL)", nil},
 		{"nn + 1", nil},
+		{"NULL + 1", nil},
+		{"n * NULL", nil},
+		{"-NULL", nil},
+		{"'1' + 1", 2.0},
+		{"s + 1", nil},
+		{"e * 2", nil},
 		{"n % 3", int64(2)},
 		{"-n % 3", int64(-2)},
 		{"n % 0", nil},
@@ -213,6 +221,12 @@ func TestSQLSparkDocumented(t *testing.T) {
 		{"9223372036854775807", int64(9223372036854775807)},
 		{"-9223372036854775808", -9.223372036854776e18}, // Spark: a decimal
 		{"TRUE", true},
+		{"CAST(TIMESTAMP '2024-01-02 03:04:05' AS STRING)", "2024-01-02 03:04:05"},
+		{"ts = TIMESTAMP '2024-01-02 03:04:05'", true},
+		{"ts > '2024-01-01'", true},
+		{"ts < '2024-01-02 03:04:05.000001'", true},
+		{"coalesce(ts, 'x')", "2024-01-02 03:04:05"},
+		{"current_timestamp IS NOT NULL", true},
 		{"null", nil},
 		{"-- a comment\n1 /* another */ + 1", int64(2)},
 	} {

@@ -253,3 +253,22 @@ func (e *eqNullSafe) Eval(row Row) Value {
 	}
 	return Bool(compareRefs(&l, &r) == 0)
 }
+
+// arithOperands converts, in place, the operands of arithmetic as Spark
+// does: a null literal is a null number, a string is cast to a double ('1'
+// + 1 is 2.0).
+func arithOperands(args []Expr) error {
+	for i, a := range args {
+		switch {
+		case isNullLiteral(a):
+			args[i] = nullOf(planpb.DataType_LONG)
+		case a.Type() == planpb.DataType_STRING:
+			c, err := newCast(a, planpb.DataType_DOUBLE)
+			if err != nil {
+				return err
+			}
+			args[i] = c
+		}
+	}
+	return nil
+}

@@ -370,6 +370,9 @@ func compileCall(c *planpb.Call, in Schema, clock *BatchClock) (Expr, error) {
 		}
 		return unary{op: name, x: args[0]}, nil
 	case "+", "-", "*", "/", "%":
+		if err := arithOperands(args); err != nil {
+			return nil, err
+		}
 		if err := wantArgs(name, args, 2, planpb.DataType_LONG); err != nil {
 			return nil, err
 		}

@@ -393,7 +393,14 @@ func (p *parser) primary() (Node, error) {
 		return p.caseExpr()
 	case u == "CAST", u == "TRY_CAST":
 		return p.cast()
-	case (u == "TIMESTAMP" || u == "DATE" || u == "X" || u == "TIMESTAMP_NTZ" || u == "TIMESTAMP_LTZ") && p.toks[p.i+1].kind == tString:
+	case u == "TIMESTAMP" && p.toks[p.i+1].kind == tString:
+		p.next()
+		lit, err := p.primary() // the string, with adjacent ones joined
+		return &Cast{At: t.pos, X: lit, To: planpb.DataType_TIMESTAMP}, err
+	case (u == "CURRENT_TIMESTAMP" || u == "CURRENT_DATE") && !p.toks[p.i+1].isOp("("):
+		p.next()
+		return &Call{At: t.pos, Name: t.text}, nil // Spark takes these without ()
+	case (u == "DATE" || u == "X" || u == "TIMESTAMP_NTZ" || u == "TIMESTAMP_LTZ") && p.toks[p.i+1].kind == tString:
 		return nil, p.errHere("typed literals are not supported (use CAST('...' AS ...))")
 	case (u == "LIKE" || u == "RLIKE" || u == "REGEXP") && p.toks[p.i+1].isOp("("):
 		return p.call() // like(str, pattern), Spark's function form
