@@ -36,13 +36,17 @@ func Col(name string) Column {
 	return Column{expr: &planpb.Expr{Kind: &planpb.Expr_Column{Column: name}}, name: name}
 }
 
-// Lit is a literal: a string, int, int64, float64 or bool.
+// Lit is a literal: a string, int, int32, int64, float64, bool or nil
+// (null). A value of another type makes a column whose DataFrame fails
+// analysis with an error naming the type.
 func Lit(v any) Column {
 	l := &planpb.Literal{}
 	switch x := v.(type) {
 	case string:
 		l.Value, l.Type = &planpb.Literal_String_{String_: x}, String
 	case int:
+		l.Value, l.Type = &planpb.Literal_Long{Long: int64(x)}, Long
+	case int32:
 		l.Value, l.Type = &planpb.Literal_Long{Long: int64(x)}, Long
 	case int64:
 		l.Value, l.Type = &planpb.Literal_Long{Long: x}, Long
@@ -54,7 +58,7 @@ func Lit(v any) Column {
 		l.Value, l.Type = &planpb.Literal_Null{Null: true}, String
 		return Column{expr: &planpb.Expr{Kind: &planpb.Expr_Literal{Literal: l}}, name: "NULL"}
 	default:
-		panic("engine: Lit takes string, int, int64, float64, bool or nil")
+		return Column{name: fmt.Sprint(v), err: fmt.Errorf("Lit of a %T: use a string, int, int32, int64, float64, bool or nil", v)}
 	}
 	return Column{expr: &planpb.Expr{Kind: &planpb.Expr_Literal{Literal: l}}, name: fmt.Sprint(v)}
 }

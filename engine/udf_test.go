@@ -276,3 +276,24 @@ func TestFingerprint(t *testing.T) {
 		t.Fatalf("LookupJob after Close = %v", err)
 	}
 }
+
+// TestLitOfUnsupportedType checks that Lit of a type it cannot hold is an
+// analysis error when the query starts, wherever the literal is used.
+// Before, Lit panicked.
+func TestLitOfUnsupportedType(t *testing.T) {
+	df := engine.NewSession().ReadStream().Format("kafka").
+		Option("kafka.bootstrap.servers", "localhost:1").Option("subscribe", "logs").Load()
+	for name, build := range map[string]func() *engine.DataFrame{
+		"select": func() *engine.DataFrame { return df.Select(engine.Lit(time.Second)) },
+		"filter": func() *engine.DataFrame { return df.Filter(engine.Col("offset").Gt(time.Second)) },
+		"udf":    func() *engine.DataFrame { return df.Select(engine.Udf("f", engine.Lit(time.Second))) },
+		"agg": func() *engine.DataFrame {
+			return df.GroupBy(engine.Col("topic")).Agg(engine.Sum(engine.Col("offset").Plus(time.Second)))
+		},
+	} {
+		_, err := build().WriteStream().Start(context.Background())
+		if !errors.Is(err, engine.ErrAnalysis) || !strings.Contains(err.Error(), "Lit of a time.Duration: use a string, int") {
+			t.Fatalf("%s: Start = %v, want ErrAnalysis naming time.Duration", name, err)
+		}
+	}
+}
