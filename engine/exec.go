@@ -5,16 +5,15 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/gostream/gostream/engine/task"
 	"github.com/gostream/gostream/kafkasrc"
 	"github.com/gostream/gostream/operators"
 	"github.com/gostream/gostream/proto/planpb"
@@ -32,16 +31,17 @@ type queryRuntime struct {
 	starting kafkasrc.StartingOffsets
 	narrow   *operators.Narrow      // the plan, when it has no aggregation
 	agg      *operators.Aggregation // the plan's aggregation, if any
+	mapper   *task.Mapper
 	src      *kafkasrc.Source
 	states   state.Provider
 	stores   []state.Store
 	parts    int
 
-	// Aggregators are reused from batch to batch so that their tables keep
-	// their size instead of growing again (and feeding the GC) every batch.
-	// Not in a sync.Pool, which drops them at every garbage collection.
-	partials freeList[*mapAgg]
-	finals   freeList[*operators.HashAgg]
+	// Final aggregators are reused from batch to batch so that their tables
+	// keep their size instead of growing again (and feeding the GC) every
+	// batch. Not in a sync.Pool, which drops them at every garbage
+	// collection.
+	finals freeList[*operators.HashAgg]
 	// changed holds, per state partition, the rows an update-mode batch
 	// changed, from its reduce until its sink returns; reused by the next.
 	changed []operators.RowBuffer
@@ -58,12 +58,6 @@ type queryRuntime struct {
 	// mem is the query's memory budget, split; sizer caps batches to fit it.
 	mem   memoryPlan
 	sizer *batchSizer
-
-	// readValues makes the map side read record values alone
-	// (kafkasrc.Source.ReadValues): the aggregation takes values, not rows,
-	// and the query's readers do not follow the partitions, whose records
-	// would then come from memory.
-	readValues bool
 }
 
 // newRuntime prepares a run of query q on checkpoint cp, which it closes if
@@ -79,17 +73,11 @@ func newRuntime(q *planpb.Query, cp *checkpoint, sink Sink, log *slog.Logger, tr
 			rt.close()
 		}
 	}()
-	if a := q.Plan.GetAggregate(); a != nil {
-		if rt.agg, err = operators.CompileAggregate(a); err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrAnalysis, err)
-		}
-		rt.scan = rt.agg.Input().Scan()
-	} else {
-		if rt.narrow, err = operators.CompileNarrow(q.Plan); err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrAnalysis, err)
-		}
-		rt.scan = rt.narrow.Scan()
+	plan, err := task.Compile(q.Plan)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrAnalysis, err)
 	}
+	rt.agg, rt.narrow, rt.scan = plan.Agg, plan.Narrow, plan.Scan
 	if rt.starting, err = kafkasrc.ParseStartingOffsets(rt.scan.StartingOffsets); err != nil {
 		return nil, fmt.Errorf("%w: startingOffsets: %w", ErrAnalysis, err)
 	}
@@ -121,12 +109,12 @@ func newRuntime(q *planpb.Query, cp *checkpoint, sink Sink, log *slog.Logger, tr
 		if err := rt.openState(opts); err != nil {
 			return nil, err
 		}
-		m, err := rt.getMapAgg()
-		if err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrAnalysis, err)
-		}
-		rt.readValues = m.value != nil && !trig.follows()
-		rt.partials.put(m)
+	}
+	// A continuous query's readers follow the partitions, whose records
+	// then come from memory: only other queries read values alone.
+	rt.mapper, err = task.NewMapper(plan, task.MapConfig{Partitions: rt.parts, PartialGroups: rt.mem.partialGroups, ReadValues: !trig.follows(), Catch: rt.catch})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrAnalysis, err)
 	}
 	if err := cp.finishUpgrade(); err != nil {
 		return nil, err
@@ -252,32 +240,6 @@ func (rt *queryRuntime) close() {
 	}
 }
 
-// mapAgg is a map task's partial aggregator and the narrow chain feeding it.
-type mapAgg struct {
-	partial *operators.HashAgg
-	entry   operators.Emit // takes rows, when value is nil
-	value   func([]byte)   // takes record values instead of rows, if not nil
-}
-
-func (rt *queryRuntime) getMapAgg() (*mapAgg, error) {
-	if m, ok := rt.partials.get(); ok {
-		return m, nil
-	}
-	partial, err := rt.agg.NewPartial()
-	if err != nil {
-		return nil, err
-	}
-	value, err := partial.ValueEntry()
-	if err != nil || value != nil {
-		return &mapAgg{partial: partial, value: value}, err
-	}
-	entry, err := partial.Entry()
-	if err != nil {
-		return nil, err
-	}
-	return &mapAgg{partial: partial, entry: entry}, nil
-}
-
 // freeList keeps values for reuse. It holds as many as were in use at once.
 type freeList[T any] struct {
 	mu   sync.Mutex
@@ -342,14 +304,13 @@ func (rt *queryRuntime) runBatch(ctx context.Context, q *StreamingQuery, e offse
 // durable effect, so it may run while the previous batch commits.
 func (rt *queryRuntime) mapBatch(ctx context.Context, e offsetEntry, ranges []kafkasrc.Range, start time.Time, listMs int64, latest kafkasrc.Offsets) (*mappedBatch, error) {
 	t := time.Now()
-	chain := rt.narrow
-	if rt.agg != nil {
-		chain = rt.agg.Input()
-	}
-	chain.Clock().Set(time.UnixMilli(e.TimestampMs)) // current_timestamp: the batch's, as logged, so a re-run sees the same
-	outs, n, err := rt.runMap(ctx, ranges)
+	tasks, n, err := rt.mapper.Run(ctx, rt.src, ranges, time.UnixMilli(e.TimestampMs))
 	if err != nil {
 		return nil, fmt.Errorf("batch %d: %w", e.BatchID, err)
+	}
+	outs := make([]mapOutput, len(tasks))
+	for i, o := range tasks {
+		outs[i] = mapOutput{buckets: o.Buckets, rows: o.Rows}
 	}
 	return &mappedBatch{e: e, outs: outs, n: n, start: start, latest: latest,
 		dur: map[string]int64{"latestOffset": listMs, "map": time.Since(t).Milliseconds()}}, nil
@@ -580,173 +541,6 @@ func (rt *queryRuntime) commitBatch(q *StreamingQuery, f *inFlight, listeners []
 		rt.report(l, p)
 	}
 	return nil
-}
-
-// runMap runs the map side of a batch and returns what each task produced
-// and the number of records read. Without an aggregation, one task per range
-// emits rows in offset order. With one, a reader per range hands record
-// slices to one aggregating worker per core, so both cores stay busy
-// whatever the number of partitions and their skew.
-func (rt *queryRuntime) runMap(ctx context.Context, ranges []kafkasrc.Range) ([]mapOutput, int64, error) {
-	var read atomic.Int64
-	g, gctx := errgroup.WithContext(ctx)
-	if rt.agg == nil {
-		outs := make([]mapOutput, len(ranges))
-		for i, r := range ranges {
-			g.Go(func() (err error) {
-				defer rt.catch("map task "+r.String(), &err)
-				outs[i].rows, err = rt.narrowTask(gctx, r, &read)
-				return err
-			})
-		}
-		err := g.Wait()
-		return outs, read.Load(), err
-	}
-	workers := runtime.GOMAXPROCS(0)
-	work := make(chan mapInput, workers) // small: readers must not run far ahead in memory
-	g.Go(func() error {
-		defer close(work)
-		readers, rctx := errgroup.WithContext(gctx)
-		send := func(in mapInput, n int) error {
-			read.Add(int64(n))
-			select {
-			case work <- in:
-				return nil
-			case <-rctx.Done():
-				return rctx.Err()
-			}
-		}
-		for _, r := range ranges {
-			readers.Go(func() error {
-				if rt.readValues {
-					return rt.src.ReadValues(rctx, r, func(values [][]byte, release func()) error {
-						return send(mapInput{values: slices.Clone(values), release: release}, len(values))
-					})
-				}
-				return rt.src.ReadRange(rctx, r, func(recs []*kgo.Record) error {
-					return send(mapInput{recs: slices.Clone(recs)}, len(recs))
-				})
-			})
-		}
-		return readers.Wait()
-	})
-	outs := make([]mapOutput, workers)
-	for w := range outs {
-		g.Go(func() (err error) {
-			defer rt.catch(fmt.Sprintf("map task %d", w), &err)
-			outs[w].buckets, err = rt.aggregateWorker(work)
-			return err
-		})
-	}
-	err := g.Wait()
-	return outs, read.Load(), err
-}
-
-// mapInput is a slice of records, or of record values when the query reads
-// values alone (readValues), with the function that releases their memory.
-type mapInput struct {
-	recs    []*kgo.Record
-	values  [][]byte
-	release func()
-}
-
-// aggregateWorker runs the narrow operators and the partial aggregation
-// over the record slices it receives until work is closed, and returns the
-// exchange buckets.
-func (rt *queryRuntime) aggregateWorker(work <-chan mapInput) ([][]byte, error) {
-	m, err := rt.getMapAgg()
-	if err != nil {
-		return nil, err
-	}
-	defer rt.partials.put(m) // Flush leaves it empty; a failed task's groups are dropped below
-	defer m.partial.Reset()
-	var buckets [][]byte
-	row := make(operators.Row, len(operators.KafkaSchema(rt.scan.IncludeHeaders)))
-	var topic operators.Value
-	for in := range work {
-		for _, v := range in.values {
-			m.value(v)
-			if m.partial.Bound() >= rt.mem.partialGroups {
-				buckets = m.partial.Flush(rt.parts, buckets)
-			}
-		}
-		if in.release != nil {
-			in.release() // the aggregation copied what it keeps
-		}
-		for _, rec := range in.recs {
-			switch {
-			case m.value != nil: // word count: no row per record
-				m.value(rec.Value)
-			default:
-				if string(topic.B) != rec.Topic {
-					topic = operators.Str(rec.Topic)
-				}
-				fillRow(row, rec, topic, rt.scan.IncludeHeaders)
-				if err := m.entry(row); err != nil {
-					return nil, err
-				}
-			}
-			if m.partial.Bound() >= rt.mem.partialGroups {
-				buckets = m.partial.Flush(rt.parts, buckets)
-			}
-		}
-	}
-	return m.partial.Flush(rt.parts, buckets), nil
-}
-
-// narrowTask reads one offset range through the narrow operators and
-// returns the output rows, in offset order.
-func (rt *queryRuntime) narrowTask(ctx context.Context, r kafkasrc.Range, read *atomic.Int64) ([]operators.Row, error) {
-	var rows []operators.Row
-	entry, err := rt.narrow.New(func(row operators.Row) error {
-		rows = append(rows, row.Clone())
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	row := make(operators.Row, len(operators.KafkaSchema(rt.scan.IncludeHeaders)))
-	topic := operators.Str(r.Topic)
-	err = rt.src.ReadRange(ctx, r, func(recs []*kgo.Record) error {
-		read.Add(int64(len(recs)))
-		for _, rec := range recs {
-			fillRow(row, rec, topic, rt.scan.IncludeHeaders)
-			if err := entry(row); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	return rows, err
-}
-
-// fillRow writes a Kafka record into row, in KafkaSchema's column order.
-func fillRow(row operators.Row, rec *kgo.Record, topic operators.Value, headers bool) {
-	row[0] = operators.Null
-	if rec.Key != nil {
-		row[0] = operators.Value{Kind: operators.KindBinary, B: rec.Key}
-	}
-	row[1] = operators.Null // a tombstone's value is null
-	if rec.Value != nil {
-		row[1] = operators.Value{Kind: operators.KindBinary, B: rec.Value}
-	}
-	row[2] = topic
-	row[3] = operators.Long(int64(rec.Partition))
-	row[4] = operators.Long(rec.Offset)
-	row[5] = operators.Value{Kind: operators.KindTimestamp, I: rec.Timestamp.UnixMicro()}
-	row[6] = operators.Long(int64(rec.Attrs.TimestampType()))
-	if headers {
-		row[7] = operators.Null
-		if len(rec.Headers) > 0 {
-			hs := make([]operators.Value, len(rec.Headers))
-			for i, h := range rec.Headers {
-				hs[i] = operators.Value{Kind: operators.KindStruct, A: []operators.Value{
-					operators.Str(h.Key), {Kind: operators.KindBinary, B: h.Value},
-				}}
-			}
-			row[7] = operators.Value{Kind: operators.KindArray, A: hs}
-		}
-	}
 }
 
 // reduce merges each shuffle partition's buckets into its state store and

@@ -1,0 +1,195 @@
+package task_test
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/gostream/gostream/engine"
+	"github.com/gostream/gostream/engine/task"
+	"github.com/gostream/gostream/kafkasrc"
+	"github.com/gostream/gostream/operators"
+	"github.com/gostream/gostream/proto/planpb"
+)
+
+// broker starts an in-process broker (kfake) with topic logs in 3
+// partitions, produces lines round-robin, and returns a Source reading it
+// and the ranges holding every line.
+func broker(t *testing.T, lines ...string) (string, *kafkasrc.Source, []kafkasrc.Range) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	e, err := kafkasrc.StartEmbedded(ctx, "logs", 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(e.Addrs()...), kgo.RecordPartitioner(kgo.RoundRobinPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	var recs []*kgo.Record
+	for _, l := range lines {
+		recs = append(recs, &kgo.Record{Topic: "logs", Value: []byte(l)})
+	}
+	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	src, err := kafkasrc.NewSource(kafkasrc.Config{Brokers: e.Addrs()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(src.Close)
+	_, latest, err := src.Offsets(ctx, []string{"logs"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ranges []kafkasrc.Range
+	for p, end := range latest["logs"] {
+		ranges = append(ranges, kafkasrc.Range{Topic: "logs", Partition: p, Until: end})
+	}
+	return strings.Join(e.Addrs(), ","), src, ranges
+}
+
+func lines(s *engine.Session, brokers string) *engine.DataFrame {
+	return s.ReadStream().Format("kafka").Option("kafka.bootstrap.servers", brokers).
+		Option("subscribe", "logs").Option("startingOffsets", "earliest").Load().
+		Select(engine.Col("value").Cast(engine.String))
+}
+
+func compile(t *testing.T, p *planpb.Plan) *task.Plan {
+	t.Helper()
+	plan, err := task.Compile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return plan
+}
+
+// mapStore is an operators.StateStore in a map.
+type mapStore map[string][]byte
+
+func (m mapStore) Get(k []byte) ([]byte, bool, error) { v, ok := m[string(k)]; return v, ok, nil }
+func (m mapStore) Put(k, v []byte) error              { m[string(k)] = append([]byte(nil), v...); return nil }
+
+// TestMapperWordCount runs word count's map side over every line, reading
+// rows and values alone, with room for few groups (so workers flush
+// several times), and checks that the buckets of each partition add up to
+// the exact counts.
+func TestMapperWordCount(t *testing.T) {
+	var in []string
+	want := map[string]int64{}
+	for i := range 3000 {
+		l := fmt.Sprintf("w%d w%d  x%d", i%97, i%13, i%5)
+		in = append(in, l)
+		for w := range strings.SplitSeq(l, " ") {
+			want[w]++
+		}
+	}
+	brokers, src, ranges := broker(t, in...)
+	s := engine.NewSession()
+	df := lines(s, brokers).Select(engine.Explode(engine.Split(engine.Col("value"), " ")).As("word")).
+		GroupBy(engine.Col("word")).Count()
+	plan := compile(t, df.Plan())
+	for _, values := range []bool{false, true} {
+		const parts = 4
+		m, err := task.NewMapper(plan, task.MapConfig{Partitions: parts, PartialGroups: 16, ReadValues: values})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.ReadsValues() != values {
+			t.Fatalf("ReadValues %v: ReadsValues() = %v", values, m.ReadsValues())
+		}
+		for batch := range 2 { // the second reuses the aggregators
+			outs, n, err := m.Run(context.Background(), src, ranges, time.Now())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n != int64(len(in)) {
+				t.Fatalf("read %d records, want %d", n, len(in))
+			}
+			got := map[string]int64{}
+			for p := range parts {
+				final := plan.Agg.NewFinal()
+				for _, o := range outs {
+					if len(o.Buckets) != parts || o.Rows != nil {
+						t.Fatalf("an output has %d buckets and %d rows; want %d buckets, no rows", len(o.Buckets), len(o.Rows), parts)
+					}
+					if err := final.Merge(o.Buckets[p]); err != nil {
+						t.Fatal(err)
+					}
+				}
+				err := final.MergeInto(mapStore{}, func(r operators.Row) error {
+					w := string(r[0].B)
+					if _, dup := got[w]; dup {
+						t.Errorf("word %q in two partitions", w)
+					}
+					got[w] = r[1].I
+					return nil
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			if !maps.Equal(got, want) {
+				t.Fatalf("ReadValues %v batch %d: counts %v, want %v", values, batch, got, want)
+			}
+		}
+	}
+}
+
+// TestMapperRows runs a plan without aggregation: each range's task emits
+// its rows in offset order.
+func TestMapperRows(t *testing.T) {
+	var in []string
+	for i := range 300 {
+		in = append(in, fmt.Sprintf("line %d", i))
+	}
+	brokers, src, ranges := broker(t, in...)
+	plan := compile(t, lines(engine.NewSession(), brokers).Plan())
+	m, err := task.NewMapper(plan, task.MapConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	outs, n, err := m.Run(context.Background(), src, ranges, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 300 || len(outs) != len(ranges) {
+		t.Fatalf("read %d records into %d outputs; want 300 into %d", n, len(outs), len(ranges))
+	}
+	for i, o := range outs {
+		// Lines went round-robin: partition p holds lines p, p+3, ...
+		r := ranges[i]
+		if len(o.Rows) != int(r.Until) {
+			t.Fatalf("partition %d: %d rows, want %d", r.Partition, len(o.Rows), r.Until)
+		}
+		var first int
+		for j, row := range o.Rows {
+			var k int
+			if _, err := fmt.Sscanf(string(row[0].B), "line %d", &k); err != nil {
+				t.Fatal(err)
+			}
+			if j == 0 {
+				first = k
+			}
+			if k != first+3*j {
+				t.Fatalf("partition %d row %d is line %d, want %d", r.Partition, j, k, first+3*j)
+			}
+		}
+	}
+}
+
+func TestNewMapperNeedsPartitions(t *testing.T) {
+	s := engine.NewSession()
+	df := lines(s, "127.0.0.1:1").GroupBy(engine.Col("value")).Count()
+	if _, err := task.NewMapper(compile(t, df.Plan()), task.MapConfig{}); err == nil {
+		t.Fatal("NewMapper of an aggregation without Partitions succeeded")
+	}
+}
