@@ -10,18 +10,24 @@ import (
 	"github.com/gostream/gostream/engine"
 )
 
-// runToTable runs df to completion (available-now, complete mode when
-// aggregated) into a memory table and returns its rows.
-func runToTable(t *testing.T, s *engine.Session, df *engine.DataFrame, mode engine.OutputMode) []engine.Row {
+// runAvailable runs w's query over what the topic holds (available-now),
+// with a new checkpoint, to its end.
+func runAvailable(t *testing.T, w *engine.DataStreamWriter) *engine.StreamingQuery {
 	t.Helper()
-	q, err := df.WriteStream().OutputMode(mode).Format("memory").QueryName("out").
-		Trigger(engine.AvailableNow()).Option("checkpointLocation", t.TempDir()).Start(context.Background())
+	q, err := w.Trigger(engine.AvailableNow()).Option("checkpointLocation", t.TempDir()).Start(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := q.AwaitTermination(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+	return q
+}
+
+// runToTable runs df into a memory table and returns its rows.
+func runToTable(t *testing.T, s *engine.Session, df *engine.DataFrame, mode engine.OutputMode) []engine.Row {
+	t.Helper()
+	runAvailable(t, df.WriteStream().OutputMode(mode).Format("memory").QueryName("out"))
 	return s.Table("out")
 }
 
@@ -111,17 +117,10 @@ func TestCurrentTimestampPerBatch(t *testing.T) {
 			engine.ToTimestamp(engine.Col("line"), "dd/MMM/yyyy:HH:mm:ss Z").As("ts")).
 		Select(engine.Col("now"), engine.Col("ts"), engine.DateFormat(engine.Col("ts"), "HH:mm:ss").As("hms"))
 	batches := map[int64][]engine.Row{}
-	q, err := df.WriteStream().Trigger(engine.AvailableNow()).Option("checkpointLocation", t.TempDir()).
-		ForeachBatch(func(_ context.Context, id int64, rows []engine.Row) error {
-			batches[id] = rows
-			return nil
-		}).Start(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := q.AwaitTermination(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	q := runAvailable(t, df.WriteStream().ForeachBatch(func(_ context.Context, id int64, rows []engine.Row) error {
+		batches[id] = rows
+		return nil
+	}))
 	progress := q.RecentProgress()
 	if len(progress) < 3 {
 		t.Fatalf("%d batches, want at least 3 of at most 5 records", len(progress))
@@ -142,5 +141,35 @@ func TestCurrentTimestampPerBatch(t *testing.T) {
 	}
 	if seen != 12 {
 		t.Fatalf("%d rows, want 12", seen)
+	}
+}
+
+// TestLinesPerLevelFromJSON is the log-level program without a UDF: JSON
+// lines read with from_json, counted per level in update mode through
+// foreachBatch; a malformed line counts under a null level, as in Spark.
+func TestLinesPerLevelFromJSON(t *testing.T) {
+	addrs := embedded(t,
+		`{"level":"INFO","status":200,"msg":"ok"}`,
+		`{"level":"WARN","status":"bad","msg":"slow"}`,
+		`{"level":"INFO","status":201}`,
+		`not json`,
+	)
+	s := engine.NewSession()
+	df := logLines(s, addrs).
+		Select(engine.FromJSON(engine.Col("line"), "level STRING, status INT, msg STRING").As("j")).
+		Select(engine.Col("j.level").As("level"), engine.Col("j").GetField("status").As("status"),
+			engine.ToJSON(engine.Col("j")).As("json"),
+			engine.GetJSONObject(engine.Col("j").Cast(engine.String), "$.x").As("none")).
+		GroupBy(engine.Col("level")).Agg(engine.CountAll(), engine.Max(engine.Col("status")).As("max"))
+	got := map[any]string{}
+	runAvailable(t, df.WriteStream().OutputMode(engine.Update).ForeachBatch(func(_ context.Context, _ int64, rows []engine.Row) error {
+		for _, r := range rows {
+			got[r.Get("level")] = fmt.Sprint(r.Get("count"), " ", r.Get("max"))
+		}
+		return nil
+	}))
+	want := map[any]string{"INFO": "2 201", "WARN": "1 <nil>", nil: "1 <nil>"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("lines per level %v, want %v", got, want)
 	}
 }

@@ -103,12 +103,7 @@ func (c *ConsoleSink) AddBatch(_ context.Context, b *Batch) error {
 var errStopEach = errors.New("stop")
 
 func (c *ConsoleSink) cell(v operators.Value) string {
-	var s string
-	if v.Kind == operators.KindNull {
-		s = "null"
-	} else {
-		s = string(v.AppendText(nil))
-	}
+	s := string(v.AppendText(nil)) // a null is NULL, as Spark 3.5's show() prints it
 	if c.Truncate > 0 && javaLen(s) > c.Truncate {
 		if c.Truncate < 4 {
 			return javaSubstring(s, c.Truncate)

@@ -42,7 +42,7 @@ func CompileAggregate(a *planpb.Aggregate) (*Aggregation, error) {
 	}
 	for i, k := range keys {
 		switch k.Type() {
-		case planpb.DataType_ARRAY_STRING, planpb.DataType_HEADERS:
+		case planpb.DataType_ARRAY_STRING, planpb.DataType_HEADERS, planpb.DataType_STRUCT:
 			return nil, fmt.Errorf("%w: cannot group by %s column %q", ErrType, TypeName(k.Type()), keySchema[i].Name)
 		}
 		g.keyTypes = append(g.keyTypes, k.Type())
@@ -85,7 +85,7 @@ func aggResultType(s aggSpec) (planpb.DataType, error) {
 		}
 	case planpb.AggregateFunction_MIN, planpb.AggregateFunction_MAX:
 		switch s.in {
-		case planpb.DataType_ARRAY_STRING, planpb.DataType_HEADERS:
+		case planpb.DataType_ARRAY_STRING, planpb.DataType_HEADERS, planpb.DataType_STRUCT:
 		default:
 			if !s.star {
 				return s.in, nil

@@ -24,7 +24,7 @@ type compileFunc func(cs *callSite) (Expr, error)
 
 // builtinTables hold the built-in functions by their Spark names, one table
 // per family of functions.
-var builtinTables = []map[string]compileFunc{stringFuncs, timeFuncs, condFuncs}
+var builtinTables = []map[string]compileFunc{stringFuncs, timeFuncs, condFuncs, jsonFuncs}
 
 func builtin(name string) (compileFunc, bool) {
 	for _, t := range builtinTables {
@@ -114,6 +114,15 @@ func (cs *callSite) literalString(i int, what string) (s string, null bool, err 
 		return "", true, nil
 	}
 	return string(v.B), false, nil
+}
+
+// constString is literalString for an argument that must not be null.
+func (cs *callSite) constString(i int, what string) (string, error) {
+	s, null, err := cs.literalString(i, what)
+	if err == nil && null {
+		err = fmt.Errorf("%w: %s's %s (argument %d) must not be null", ErrType, cs.name, what, i+1)
+	}
+	return s, err
 }
 
 // nullOf is an expression that is always null, of type t: what a call with

@@ -87,9 +87,12 @@ func compileExpr(e *planpb.Expr, in Schema, clock *BatchClock) (Expr, error) {
 	case *planpb.Expr_Column:
 		i, err := in.Index(k.Column)
 		if err != nil {
+			if x, ok := nestedColumn(k.Column, in); ok {
+				return x, nil
+			}
 			return nil, err
 		}
-		return &columnExpr{i: i, t: in[i].Type}, nil
+		return &columnExpr{i: i, t: in[i].Type, fields: in[i].Fields}, nil
 	case *planpb.Expr_Literal:
 		return compileLiteral(k.Literal)
 	case *planpb.Expr_Cast:
@@ -105,12 +108,14 @@ func compileExpr(e *planpb.Expr, in Schema, clock *BatchClock) (Expr, error) {
 }
 
 type columnExpr struct {
-	i int
-	t planpb.DataType
+	i      int
+	t      planpb.DataType
+	fields Schema // a struct's
 }
 
 func (c *columnExpr) Eval(row Row) Value    { return row[c.i] }
 func (c *columnExpr) Type() planpb.DataType { return c.t }
+func (c *columnExpr) Fields() Schema        { return c.fields }
 
 type literalExpr struct {
 	v Value

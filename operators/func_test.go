@@ -86,7 +86,7 @@ func runFuncCases(t *testing.T, cases []funcCase) {
 		}
 		v := x.Eval(testRow)
 		got := v.Go()
-		if v.Kind == KindTimestamp { // as the console shows it
+		if v.Kind == KindTimestamp || v.Kind == KindStruct { // as the console shows it
 			got = string(v.AppendText(nil))
 		}
 		if b, ok := got.([]byte); ok {
@@ -429,4 +429,110 @@ func TestCurrentTimestampIsTheBatchs(t *testing.T) {
 			t.Fatalf("row %d: current_timestamp %v, want %v", i, time.UnixMicro(v).UTC(), want.UTC())
 		}
 	}
+}
+
+// storeJSON is the document of Spark's (and Hive's) get_json_object tests.
+const storeJSON = `{"store":{"fruit":[{"weight":8,"type":"apple"},{"weight":9,"type":"pear"}],` +
+	`"basket":[[1,2,{"b":"y","a":"x"}],[3,4],[5,6]],"book":[{"author":"Nigel Rees",` +
+	`"title":"Sayings of the Century","category":"reference","price":8.95},` +
+	`{"author":"Herman Melville","title":"Moby Dick","category":"fiction","price":8.99,` +
+	`"isbn":"0-553-21311-3"},{"author":"J. R. R. Tolkien","title":"The Lord of the Rings",` +
+	`"category":"fiction","reader":[{"age":25,"name":"bob"},{"age":26,"name":"jack"}],` +
+	`"price":22.99,"isbn":"0-395-19395-8"}],"bicycle":{"price":19.95,"color":"red"}},` +
+	`"email":"amy@only_for_json_udf_test.net","owner":"amy","zip code":"94025","fb:testid":"1234"}`
+
+func TestJSONFunctions(t *testing.T) {
+	get := func(path string) *planpb.Expr { return fn("get_json_object", storeJSON, path) }
+	log := fn("from_json", `{"level":"WARN","status":503,"msg":"upstream \"api\" down","extra":[1]}`, "level STRING, status INT, msg STRING")
+	runFuncCases(t, []funcCase{
+		// from_json: PERMISSIVE, partial results, nulls
+		{fn("from_json", `{"a":1, "b":0.8}`, "a INT, b DOUBLE"), "{1, 0.8}"},
+		{fn("from_json", `{"a": 1}`, "a INT"), "{1}"},
+		{log, `{WARN, 503, upstream "api" down}`},
+		{fn("from_json", `{"a" 1}`, "a INT"), "{NULL}"},
+		{fn("from_json", `{"a":1,"b":2`, "a INT, b INT"), "{NULL, NULL}"},
+		{fn("from_json", `[1, 2]`, "a INT"), "{NULL}"},
+		{fn("from_json", ``, "a INT"), "{NULL}"},
+		{fn("from_json", `{"a":"x","b":2}`, "a INT, b INT"), "{NULL, 2}"},
+		{fn("from_json", `{"a":1.5,"b":3000000000}`, "a INT, b INT"), "{NULL, NULL}"},
+		{fn("from_json", `{"a":3000000000}`, "a BIGINT"), "{3000000000}"},
+		{fn("from_json", `{"a":200,"b":{"c":[1, "x"]},"c":true,"d":null}`, "a STRING, b STRING, c STRING, d STRING"), `{200, {"c":[1,"x"]}, true, NULL}`},
+		{fn("from_json", `{"A":1,"a":2}`, "a INT"), "{2}"},
+		{fn("from_json", `{"a":1,"a":2}`, "a INT"), "{2}"},
+		{fn("from_json", `{'a':'single'}`, "a STRING"), "{single}"},
+		{fn("from_json", `{"a":"\u00e9\ud83d\ude00\n"}`, "a STRING"), "{é😀\n}"},
+		{fn("from_json", `{"a":"NaN","b":"x","c":1}`, "a DOUBLE, b DOUBLE, c DOUBLE"), "{NaN, NULL, 1.0}"},
+		{fn("from_json", `{"t":"2026-12-05T14:00:00Z","u":1796479389}`, "t TIMESTAMP, u TIMESTAMP"), "{2026-12-05 14:00:00, 2026-12-05 14:03:09}"},
+		{fn("from_json", `{"ok":true,"no":"true"}`, "ok BOOLEAN, no BOOLEAN"), "{true, NULL}"},
+		{fn("from_json", `{"s":{"x":1,"y":"z"},"tags":["a",null,"b"]}`, "s STRUCT<x: INT, y: STRING>, tags ARRAY<STRING>"), "{{1, z}, [a, NULL, b]}"},
+		{fn("from_json", `{"a":1}`, "STRUCT<a: INT>"), "{1}"},
+		{fn("from_json", `{"a b":1}`, "`a b` INT NOT NULL COMMENT 'x'"), "{1}"},
+		{fn("from_json", null, "a INT"), nil},
+		{fn("from_json", `{"a":1}`, "a MAP<STRING,INT>"), wantErr(`the type "map" is not supported`)},
+		{fn("from_json", `{"a":1}`, "a ARRAY<STRUCT<b: INT>>"), wantErr("array<struct> is not supported yet")},
+		{fn("from_json", `{"a":1}`, "a"), wantErr("a type is missing")},
+		{fn("from_json", `{"a":1}`, "a INT,"), wantErr(`expected a field name, got ""`)},
+		{fn("from_json", `{"a":1}`, colRef("s")), wantErr("schema (argument 2) must be a string literal")},
+		// struct fields
+		{fn("get_field", log, "status"), 503},
+		{fn("get_field", log, "LEVEL"), "WARN"},
+		{fn("get_field", fn("from_json", `{"s":{"x":7}}`, "s STRUCT<x: INT>"), "s"), "{7}"},
+		{fn("get_field", fn("get_field", fn("from_json", `{"s":{"x":7}}`, "s STRUCT<x: INT>"), "s"), "x"), 7},
+		{fn("get_field", fn("from_json", `bad`, "a INT"), "a"), nil},
+		{fn("get_field", fn("from_json", null, "a INT"), "a"), nil},
+		{fn("get_field", log, "nope"), wantErr(`no field "nope" in the struct: its fields are [level, status, msg]`)},
+		{fn("get_field", "x", "a"), wantErr("it is not a struct")},
+		// to_json: null fields left out
+		{fn("to_json", log), `{"level":"WARN","status":503,"msg":"upstream \"api\" down"}`},
+		{fn("to_json", fn("from_json", `{"a":1}`, "a INT, b STRING")), `{"a":1}`},
+		{fn("to_json", fn("named_struct", "a", 1, "b", 2)), `{"a":1,"b":2}`},
+		{fn("to_json", fn("named_struct", "time", fn("to_timestamp", "2015-08-26", "yyyy-MM-dd"))), `{"time":"2015-08-26T00:00:00.000Z"}`},
+		{fn("to_json", fn("named_struct", "d", 1.5, "ok", true, "s", fn("split", "a b", " "), "n", null)), `{"d":1.5,"ok":true,"s":["a","b"]}`},
+		{fn("to_json", fn("named_struct", "c", "tab\there\u0001")), `{"c":"tab\there\u0001"}`},
+		{fn("to_json", fn("split", "a b", " ")), `["a","b"]`},
+		{fn("to_json", fn("from_json", null, "a INT")), nil},
+		{fn("to_json", "x"), wantErr("to_json takes a struct or an array, got string")},
+		// get_json_object: Spark's documented example, then its test suite's paths
+		{fn("get_json_object", `{"a":"b"}`, "$.a"), "b"},
+		{get("$.owner"), "amy"},
+		{get("$.store.bicycle"), `{"price":19.95,"color":"red"}`},
+		{get("$['store'].bicycle"), `{"price":19.95,"color":"red"}`},
+		{get("$.store['bicycle']"), `{"price":19.95,"color":"red"}`},
+		{get("$['store']['bicycle']"), `{"price":19.95,"color":"red"}`},
+		{get("$.store.book[0]"), `{"author":"Nigel Rees","title":"Sayings of the Century","category":"reference","price":8.95}`},
+		{get("$.store.book[*].category"), `["reference","fiction","fiction"]`},
+		{get("$.store.book[*].isbn"), `["0-553-21311-3","0-395-19395-8"]`},
+		{get("$.store.book[*].reader"), `[{"age":25,"name":"bob"},{"age":26,"name":"jack"}]`},
+		{get("$.store.basket[0][1]"), "2"},
+		{get("$.store.basket[*]"), `[[1,2,{"b":"y","a":"x"}],[3,4],[5,6]]`},
+		{get("$.store.basket[*][0]"), "[1,3,5]"},
+		{get("$.store.basket[0][*]"), `[1,2,{"b":"y","a":"x"}]`},
+		{get("$.store.basket[*][*]"), `[1,2,{"b":"y","a":"x"},3,4,5,6]`},
+		{get("$.store.basket[0][2].b"), "y"},
+		{get("$.store.basket[0][*].b"), `["y"]`},
+		{get("$.store.fruit[*].weight"), "[8,9]"},
+		{get("$.store.bicycle.price"), "19.95"},
+		{get("$.zip code"), "94025"},
+		{get("$.fb:testid"), "1234"},
+		{get("$.store.book[10]"), nil},
+		{get("$.store.book[0].foo"), nil},
+		{get("$.non_exist_key"), nil},
+		{get("$..no_recursive"), nil},
+		{get("store.book"), nil},
+		{get("$.store.book[-1]"), nil},
+		{fn("get_json_object", `{"key with spaces": "it works"}`, "$['key with spaces']"), "it works"},
+		{fn("get_json_object", `{"a":null}`, "$.a"), nil},
+		{fn("get_json_object", `{"a":null,"a":1}`, "$.a"), "1"},
+		{fn("get_json_object", `{"a":[1,2]}`, "$.a"), "[1,2]"},
+		{fn("get_json_object", `{"a": { "b" : 1e2 , "c":-0} }`, "$.a"), `{"b":100.0,"c":0}`},
+		{fn("get_json_object", `{"a":"x\"y"}`, "$.a"), `x"y`},
+		{fn("get_json_object", `[{"a":1},{"a":2}]`, "$[1].a"), "2"},
+		{fn("get_json_object", `{"a":1}`, "$"), `{"a":1}`},
+		{fn("get_json_object", `{"a":1} trailing`, "$.a"), "1"},
+		{fn("get_json_object", `{"a":1,"b":[}`, "$.a"), nil},
+		{fn("get_json_object", `{"a":1`, "$.a"), nil},
+		{fn("get_json_object", ``, "$.a"), nil},
+		{fn("get_json_object", null, "$.a"), nil},
+		{fn("get_json_object", `{"a":1}`, null), nil},
+	})
 }

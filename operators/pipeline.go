@@ -307,7 +307,7 @@ func compileNamed(named []*planpb.NamedExpr, in Schema, clock *BatchClock) ([]Ex
 			return nil, nil, fmt.Errorf("column %q: %w", ne.GetName(), err)
 		}
 		exprs[i] = e
-		out[i] = Field{Name: ne.GetName(), Type: e.Type(), Nullable: true}
+		out[i] = Field{Name: ne.GetName(), Type: e.Type(), Nullable: true, Fields: fieldsOf(e)}
 	}
 	return exprs, out, nil
 }

@@ -12,6 +12,7 @@ type Field struct {
 	Name     string
 	Type     planpb.DataType
 	Nullable bool
+	Fields   Schema // the fields of a STRUCT
 }
 
 // Schema is an ordered list of columns.
@@ -78,6 +79,8 @@ func TypeName(t planpb.DataType) string {
 		return "array<string>"
 	case planpb.DataType_HEADERS:
 		return "array<struct<key:string,value:binary>>"
+	case planpb.DataType_STRUCT:
+		return "struct"
 	}
 	return "unknown"
 }

@@ -249,6 +249,8 @@ func kindOf(t planpb.DataType) Kind {
 		return KindTimestamp
 	case planpb.DataType_ARRAY_STRING, planpb.DataType_HEADERS:
 		return KindArray
+	case planpb.DataType_STRUCT:
+		return KindStruct
 	}
 	return KindNull
 }

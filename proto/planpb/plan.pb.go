@@ -41,21 +41,25 @@ const (
 	DataType_TIMESTAMP             DataType = 7 // microseconds since the Unix epoch, UTC
 	DataType_ARRAY_STRING          DataType = 8
 	DataType_HEADERS               DataType = 9 // array<struct<key: string, value: binary>>
+	// A struct; its fields are given by the expression that makes it (the
+	// schema of from_json), not by the type.
+	DataType_STRUCT DataType = 10
 )
 
 // Enum value maps for DataType.
 var (
 	DataType_name = map[int32]string{
-		0: "DATA_TYPE_UNSPECIFIED",
-		1: "STRING",
-		2: "BINARY",
-		3: "LONG",
-		4: "INT",
-		5: "DOUBLE",
-		6: "BOOLEAN",
-		7: "TIMESTAMP",
-		8: "ARRAY_STRING",
-		9: "HEADERS",
+		0:  "DATA_TYPE_UNSPECIFIED",
+		1:  "STRING",
+		2:  "BINARY",
+		3:  "LONG",
+		4:  "INT",
+		5:  "DOUBLE",
+		6:  "BOOLEAN",
+		7:  "TIMESTAMP",
+		8:  "ARRAY_STRING",
+		9:  "HEADERS",
+		10: "STRUCT",
 	}
 	DataType_value = map[string]int32{
 		"DATA_TYPE_UNSPECIFIED": 0,
@@ -68,6 +72,7 @@ var (
 		"TIMESTAMP":             7,
 		"ARRAY_STRING":          8,
 		"HEADERS":               9,
+		"STRUCT":                10,
 	}
 )
 
@@ -535,9 +540,13 @@ func (*Literal_Boolean) isLiteral_Value() {}
 // "rlike", "regexp_extract" (str, pattern[, idx]), "regexp_replace",
 // "element_at" (array, 1-based index) and "get_item" (array[index],
 // 0-based), "when" (cond, value pairs, then an optional else value),
-// "coalesce", "in" (value, candidates...). Patterns, escapes, replacements
-// and group indexes are literals. Any other name is the registered Go
-// function of that name.
+// "coalesce", "in" (value, candidates...); "current_timestamp",
+// "to_timestamp" (str[, format]), "date_format" (ts, format); "from_json"
+// (str, DDL schema), "to_json", "get_json_object" (json, path),
+// "named_struct" (name, value pairs), "get_field" (struct, name: j.level).
+// Patterns, formats, schemas, paths, escapes, replacements, field names and
+// group indexes are literals. Any other name is the registered Go function
+// of that name.
 type Call struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Function      string                 `protobuf:"bytes,1,opt,name=function,proto3" json:"function,omitempty"`
@@ -1386,7 +1395,7 @@ const file_plan_proto_rawDesc = "" +
 	"\x04plan\x18\x02 \x01(\v2\x16.gostream.plan.v1.PlanR\x04plan\x12=\n" +
 	"\voutput_mode\x18\x03 \x01(\x0e2\x1c.gostream.plan.v1.OutputModeR\n" +
 	"outputMode\x12-\n" +
-	"\x12shuffle_partitions\x18\x04 \x01(\x05R\x11shufflePartitions*\x97\x01\n" +
+	"\x12shuffle_partitions\x18\x04 \x01(\x05R\x11shufflePartitions*\xa3\x01\n" +
 	"\bDataType\x12\x19\n" +
 	"\x15DATA_TYPE_UNSPECIFIED\x10\x00\x12\n" +
 	"\n" +
@@ -1400,7 +1409,10 @@ const file_plan_proto_rawDesc = "" +
 	"\aBOOLEAN\x10\x06\x12\r\n" +
 	"\tTIMESTAMP\x10\a\x12\x10\n" +
 	"\fARRAY_STRING\x10\b\x12\v\n" +
-	"\aHEADERS\x10\t*f\n" +
+	"\aHEADERS\x10\t\x12\n" +
+	"\n" +
+	"\x06STRUCT\x10\n" +
+	"*f\n" +
 	"\x11AggregateFunction\x12\"\n" +
 	"\x1eAGGREGATE_FUNCTION_UNSPECIFIED\x10\x00\x12\t\n" +
 	"\x05COUNT\x10\x01\x12\a\n" +
