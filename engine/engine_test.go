@@ -11,6 +11,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -429,5 +430,100 @@ func TestSubscribeInvalidTopicName(t *testing.T) {
 	err = q.AwaitTermination(ctx)
 	if !errors.Is(err, kafkasrc.ErrInvalidConfig) || !strings.Contains(err.Error(), `kafka: invalid topic name "bad name"`) {
 		t.Fatalf("err = %v, want the invalid topic name", err)
+	}
+}
+
+// latestWordCounts is the word count of topic from "latest", the default.
+func latestWordCounts(addrs []string, topic string) *engine.DataFrame {
+	lines := engine.NewSession().ReadKafka(engine.KafkaOptions{BootstrapServers: strings.Join(addrs, ","), Subscribe: []string{topic}}).
+		Select(engine.Col("value").Cast(engine.String))
+	return lines.Select(engine.Explode(engine.Split(engine.Col("value"), " ")).As("word")).GroupBy(engine.Col("word")).Count()
+}
+
+// emptyBatch0 is what Spark 3.5's console sink prints for a word count's
+// batch 0 without data.
+const emptyBatch0 = "-------------------------------------------\n" +
+	"Batch: 0\n" +
+	"-------------------------------------------\n" +
+	"+----+-----+\n" +
+	"|word|count|\n" +
+	"+----+-----+\n" +
+	"+----+-----+\n" +
+	"\n"
+
+// TestFirstBatchRunsWithoutData checks Spark's rule for batches without
+// data: a query's first batch runs even when nothing is new (here an empty
+// topic read from "latest", trigger once), so the console shows batch 0 as
+// an empty table, and its offsets entry records where "latest" resolved;
+// a restart with nothing new then runs no batch, and the lines produced
+// after the first run are batch 1's.
+func TestFirstBatchRunsWithoutData(t *testing.T) {
+	addrs := embedded(t)
+	dir := t.TempDir()
+	once := func() string {
+		t.Helper()
+		var out bytes.Buffer
+		q, err := latestWordCounts(addrs, "logs").WriteStream().OutputMode(engine.Complete).
+			To(&engine.ConsoleSink{W: &out, NumRows: 20, Truncate: 20}).Trigger(engine.Once()).
+			Option("checkpointLocation", dir).Start(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := q.AwaitTermination(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		return out.String()
+	}
+	if got := once(); got != emptyBatch0 {
+		t.Fatalf("first run on an empty topic printed\n%q\nwant Spark's\n%q", got, emptyBatch0)
+	}
+	if got := once(); got != "" {
+		t.Fatalf("a restart with no new data printed\n%s\nwant nothing, as Spark runs no batch", got)
+	}
+	produce(t, addrs, "a b a")
+	want := "-------------------------------------------\n" +
+		"Batch: 1\n" +
+		"-------------------------------------------\n" +
+		"+----+-----+\n" +
+		"|word|count|\n" +
+		"+----+-----+\n"
+	if got := once(); !strings.HasPrefix(got, want) || !strings.Contains(got, "|   a|    2|\n") || !strings.Contains(got, "|   b|    1|\n") {
+		t.Fatalf("a restart after new lines printed\n%s\nwant batch 1 with a=2, b=1", got)
+	}
+
+	// A continuous query on an empty topic: ProcessAllAvailable returns
+	// once its empty batch 0 is committed, not before.
+	var batches []string
+	entered, release := make(chan struct{}), make(chan struct{})
+	q, err := latestWordCounts(embedded(t), "logs").WriteStream().OutputMode(engine.Update).
+		ForeachBatch(func(_ context.Context, id int64, rows []engine.Row) error {
+			if id == 0 {
+				close(entered)
+				<-release
+			}
+			batches = append(batches, fmt.Sprintf("%d:%d rows", id, len(rows)))
+			return nil
+		}).Option("checkpointLocation", t.TempDir()).Start(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Stop()
+	releaseBatch := sync.OnceFunc(func() { close(release) })
+	defer releaseBatch() // before Stop, which waits for the batch
+	<-entered
+	short, cancelShort := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancelShort()
+	if err := q.ProcessAllAvailable(short); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("ProcessAllAvailable returned %v while batch 0 was in its sink, want it to wait", err)
+	}
+	releaseBatch()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := q.ProcessAllAvailable(ctx); err != nil {
+		t.Fatal(err)
+	}
+	q.Stop()
+	if got := strings.Join(batches, ", "); got != "0:0 rows" {
+		t.Fatalf("a continuous query starting at the end ran batches %q, want one empty batch 0", got)
 	}
 }

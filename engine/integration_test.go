@@ -23,6 +23,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/gostream/gostream/engine"
+	"github.com/gostream/gostream/internal/logbuf"
 	"github.com/gostream/gostream/internal/testseed"
 	"github.com/gostream/gostream/kafkasrc"
 	"github.com/gostream/gostream/kafkatest"
@@ -265,6 +266,72 @@ func TestIntegrationConsoleProducer(t *testing.T) {
 		t.Fatal(err)
 	}
 	countsAre(t, c.Addrs(), topic, runOpts{}, expected(lines))
+}
+
+// TestIntegrationFirstBatchWithoutData runs Spark's rule for batches
+// without data on real Kafka: a query started with nothing new (from
+// "latest", Spark's default) prints batch 0 as an empty table, as Spark
+// does, and its next data is batch 1; a restart with nothing new runs no
+// batch; trigger once on an empty topic prints batch 0 too.
+func TestIntegrationFirstBatchWithoutData(t *testing.T) {
+	c, topic := realKafka(t)
+	produceTo(t, c.Addrs(), topic, []byte("before the start"))
+	dir := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	start := func(topic string, trig engine.Trigger, dir string, out io.Writer) *engine.StreamingQuery {
+		t.Helper()
+		q, err := latestWordCounts(c.Addrs(), topic).WriteStream().OutputMode(engine.Complete).To(&engine.ConsoleSink{W: out, NumRows: 20, Truncate: 20}).
+			Trigger(trig).Option("checkpointLocation", dir).Start(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return q
+	}
+
+	var out logbuf.Buffer
+	q := start(topic, engine.Trigger{}, dir, &out)
+	if err := q.ProcessAllAvailable(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := out.String(); got != emptyBatch0 {
+		t.Fatalf("a query started at the end of %s printed\n%q\nwant Spark's\n%q", topic, got, emptyBatch0)
+	}
+	produceTo(t, c.Addrs(), topic, []byte("a b a"))
+	if err := q.ProcessAllAvailable(ctx); err != nil {
+		t.Fatal(err)
+	}
+	q.Stop()
+	if err := q.AwaitTermination(ctx); err != nil {
+		t.Fatal(err)
+	}
+	batch1 := strings.TrimPrefix(out.String(), emptyBatch0)
+	if !strings.HasPrefix(batch1, "-------------------------------------------\nBatch: 1\n") ||
+		!strings.Contains(batch1, "|   a|    2|\n") || !strings.Contains(batch1, "|   b|    1|\n") || strings.Contains(batch1, "before") {
+		t.Fatalf("after batch 0, the new line printed\n%s\nwant batch 1 with a=2, b=1 alone", batch1)
+	}
+
+	var again logbuf.Buffer
+	q = start(topic, engine.Once(), dir, &again)
+	if err := q.AwaitTermination(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if again.String() != "" {
+		t.Fatalf("a restart with nothing new printed\n%s\nwant nothing, as Spark runs no batch", again.String())
+	}
+
+	empty := kafkatest.UniqueTopic(t, "empty")
+	if err := c.CreateTopic(ctx, empty, 3, 2); err != nil {
+		t.Fatal(err)
+	}
+	var once logbuf.Buffer
+	q = start(empty, engine.Once(), t.TempDir(), &once)
+	if err := q.AwaitTermination(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if once.String() != emptyBatch0 {
+		t.Fatalf("trigger once on an empty topic printed\n%q\nwant Spark's\n%q", once.String(), emptyBatch0)
+	}
 }
 
 func TestIntegrationFailOnDataLoss(t *testing.T) {

@@ -134,8 +134,9 @@ func (q *StreamingQuery) RecentProgress() []Progress {
 }
 
 // ProcessAllAvailable blocks until every record available in Kafka when it
-// was called has been processed and committed, the query ends, or ctx is
-// done (Spark's processAllAvailable, meant for tests and tools).
+// was called has been processed and committed, and a new query's first
+// batch too (it runs even without data), the query ends, or ctx is done
+// (Spark's processAllAvailable, meant for tests and tools).
 func (q *StreamingQuery) ProcessAllAvailable(ctx context.Context) error {
 	if !q.IsActive() {
 		return q.stoppedErr()
@@ -148,7 +149,7 @@ func (q *StreamingQuery) ProcessAllAvailable(ctx context.Context) error {
 	defer tick.Stop()
 	for {
 		q.mu.Lock()
-		reached := covers(q.mu.committed, target)
+		reached := q.mu.committed != nil && covers(q.mu.committed, target)
 		q.mu.Unlock()
 		if reached {
 			return nil
@@ -435,10 +436,10 @@ func (rt *queryRuntime) run(ctx context.Context, q *StreamingQuery, trig Trigger
 		for _, w := range plan.Warnings {
 			q.log.Warn(w)
 		}
-		if len(plan.Ranges) == 0 {
-			if rt.end == nil {
-				rt.end = plan.End // remember where a "latest" start resolved to
-			}
+		// A query's first batch runs even without data, as Spark's does:
+		// "offsets 0" then records where the starting offsets resolved to,
+		// and the sink shows batch 0. Later batches need new data.
+		if len(plan.Ranges) == 0 && rt.nextBatch > 0 {
 			if trig.kind == triggerOnce || trig.kind == triggerAvailableNow {
 				return nil
 			}

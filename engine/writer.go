@@ -35,7 +35,11 @@ func ParseOutputMode(s string) (OutputMode, error) {
 	return 0, fmt.Errorf("%w: output mode %q: use append, complete or update", ErrAnalysis, s)
 }
 
-// Trigger decides when batches run (Spark's Trigger).
+// Trigger decides when batches run (Spark's Trigger); the zero value is
+// Spark's default trigger, each batch as soon as the last has ended. With
+// every trigger, a new query's first batch runs even when there is no data
+// (the sink then shows batch 0 empty, as Spark's does); later batches run
+// only for new data.
 type Trigger struct {
 	kind     triggerKind
 	interval time.Duration
