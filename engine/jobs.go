@@ -1,8 +1,6 @@
 package engine
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"time"
 
@@ -55,14 +53,7 @@ func Jobs() []Job { return jobs.All() }
 // binary, by name and signature: two binaries with the same fingerprint
 // run the same plans. A cluster compares its workers' fingerprints when a
 // job is submitted; Registered says what they hold.
-func Fingerprint() string {
-	h := sha256.New()
-	for _, s := range Registered() {
-		h.Write([]byte(s))
-		h.Write([]byte{'\n'})
-	}
-	return hex.EncodeToString(h.Sum(nil))
-}
+func Fingerprint() string { return registry.Hash(Registered()) }
 
 // Registered describes the registered jobs and functions, one per line:
 // "job wordcount", "function parse_status (string) -> bigint", sorted by

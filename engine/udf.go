@@ -32,8 +32,9 @@ import (
 // fn is called from the query's tasks, several at a time: it must be safe
 // for concurrent use, and it may keep its arguments (they are copies).
 // Register in an init func of a package the binary imports: every worker of
-// a cluster must register the same functions (see Fingerprint). A name
-// registered twice is refused with an error wrapping ErrDuplicate, and the
+// a cluster must register the same functions (see Fingerprint). Names match
+// in any case, as Spark's function names do; the name of a built-in
+// function is refused, and so is a name registered twice: it is refused with an error wrapping ErrDuplicate, and the
 // name becomes unusable: queries calling it fail analysis rather than run
 // either function.
 func RegisterUDF(name string, fn any) error {
@@ -96,6 +97,9 @@ func newUDF(name string, fn any) (operators.Func, error) {
 	v := reflect.ValueOf(fn)
 	bad := func(format string, args ...any) (operators.Func, error) {
 		return operators.Func{}, fmt.Errorf("%w %q: %s", ErrInvalidUDF, name, fmt.Sprintf(format, args...))
+	}
+	if operators.IsBuiltin(name) {
+		return bad("a built-in function has this name; pick another")
 	}
 	if v.Kind() != reflect.Func || v.IsNil() {
 		return bad("fn is a %T, not a function", fn)

@@ -144,6 +144,16 @@ func TestUDFAnalysis(t *testing.T) {
 			}
 		}
 	}
+	// Function names match in any case, as in Spark; a built-in's name is
+	// refused rather than shadowed in SQL.
+	if err := src.Select(engine.Expr("Status_Class(offset)")).Err(); err != nil {
+		t.Fatalf("SQL call of status_class in another case: %v", err)
+	}
+	for _, name := range []string{"Lower", "split", "coalesce"} {
+		if err := regs.RegisterUDF(name, func(s string) string { return s }); !errors.Is(err, engine.ErrInvalidUDF) || !strings.Contains(err.Error(), "built-in") {
+			t.Fatalf("RegisterUDF(%s) = %v, want ErrInvalidUDF naming the built-in", name, err)
+		}
+	}
 	for _, fn := range []any{
 		nil, "f", func(int) string { return "" }, func(string) {}, func(string) (string, int) { return "", 0 },
 		func(...string) string { return "" }, func(string) map[string]int { return nil },

@@ -35,6 +35,15 @@ func builtin(name string) (compileFunc, bool) {
 	return nil, false
 }
 
+// IsBuiltin reports whether name (in any case) is a built-in function,
+// which a plan's call by that name reaches before any registered one.
+func IsBuiltin(name string) bool {
+	name = strings.ToLower(name)
+	_, ok := builtin(name)
+	// The names compileCall handles before builtinTables.
+	return ok || slices.Contains([]string{"split", "and", "or", "not", "is_null", "is_not_null", "udf"}, name)
+}
+
 // builtinNames lists the functions of builtinTables, sorted.
 func builtinNames() string {
 	var names []string

@@ -18,7 +18,8 @@ import (
 // ErrDuplicate is returned for a name registered twice.
 var ErrDuplicate = errors.New("registry: name registered twice")
 
-// Registry maps names to entries of type T.
+// Registry maps names to entries of type T. Names match in any case, as
+// Spark's function names do: "F" is "f".
 //
 // Register refuses a name already registered: it returns an error wrapping
 // ErrDuplicate, and the name becomes unusable (Lookup reports the conflict),
@@ -31,12 +32,13 @@ type Registry[T any] struct {
 
 	mu struct {
 		sync.RWMutex
-		m    map[string]*entry[T]
-		next uint64 // id of the next entry
+		m    map[string]*entry[T] // by lower-case name
+		next uint64               // id of the next entry
 	}
 }
 
 type entry[T any] struct {
+	name     string // as registered
 	v        T
 	id       uint64
 	conflict bool // registered twice
@@ -63,12 +65,13 @@ func (r *Registry[T]) add(name string, v T) (uint64, error) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if e, dup := r.mu.m[name]; dup {
+	key := strings.ToLower(name)
+	if e, dup := r.mu.m[key]; dup {
 		e.conflict = true
 		return 0, fmt.Errorf("%w: %s %q (register each name once)", ErrDuplicate, r.kind, name)
 	}
 	r.mu.next++
-	r.mu.m[name] = &entry[T]{v: v, id: r.mu.next}
+	r.mu.m[key] = &entry[T]{name: name, v: v, id: r.mu.next}
 	return r.mu.next, nil
 }
 
@@ -78,7 +81,7 @@ func (r *Registry[T]) add(name string, v T) (uint64, error) {
 func (r *Registry[T]) Lookup(name string) (T, error) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	e, ok := r.mu.m[name]
+	e, ok := r.mu.m[strings.ToLower(name)]
 	var zero T
 	switch {
 	case !ok:
@@ -98,11 +101,20 @@ func (r *Registry[T]) Names() []string {
 
 func (r *Registry[T]) namesLocked() []string {
 	names := make([]string, 0, len(r.mu.m))
-	for n := range r.mu.m {
-		names = append(names, n)
+	for _, e := range r.sortedLocked() {
+		names = append(names, e.name)
 	}
-	sort.Strings(names)
 	return names
+}
+
+// sortedLocked returns the entries sorted by name.
+func (r *Registry[T]) sortedLocked() []*entry[T] {
+	es := make([]*entry[T], 0, len(r.mu.m))
+	for _, e := range r.mu.m {
+		es = append(es, e)
+	}
+	sort.Slice(es, func(i, j int) bool { return es[i].name < es[j].name })
+	return es
 }
 
 // All returns the entries in name order (a name registered twice, once).
@@ -110,8 +122,8 @@ func (r *Registry[T]) All() []T {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	out := make([]T, 0, len(r.mu.m))
-	for _, n := range r.namesLocked() {
-		out = append(out, r.mu.m[n].v)
+	for _, e := range r.sortedLocked() {
+		out = append(out, e.v)
 	}
 	return out
 }
@@ -123,8 +135,8 @@ func (r *Registry[T]) Signatures() []string {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	out := make([]string, 0, len(r.mu.m))
-	for _, n := range r.namesLocked() {
-		e := r.mu.m[n]
+	for _, e := range r.sortedLocked() {
+		n := e.name
 		switch {
 		case e.conflict:
 			out = append(out, n+" (registered twice)")
@@ -137,12 +149,15 @@ func (r *Registry[T]) Signatures() []string {
 	return out
 }
 
-// Fingerprint is a hash of Signatures: two registries with the same names
+// Fingerprint is Hash of Signatures: two registries with the same names
 // and signatures have the same fingerprint, whatever the order they were
 // registered in.
-func (r *Registry[T]) Fingerprint() string {
+func (r *Registry[T]) Fingerprint() string { return Hash(r.Signatures()) }
+
+// Hash is a hex SHA-256 of lines, each ended by a newline.
+func Hash(lines []string) string {
 	h := sha256.New()
-	for _, s := range r.Signatures() {
+	for _, s := range lines {
 		h.Write([]byte(s))
 		h.Write([]byte{'\n'})
 	}
@@ -160,7 +175,7 @@ func (r *Registry[T]) Scope() *Scope[T] { return &Scope[T]{r: r} }
 type Scope[T any] struct {
 	r  *Registry[T]
 	mu sync.Mutex
-	// ids of the entries added through the scope, by name.
+	// ids of the entries added through the scope, by lower-case name.
 	added map[string]uint64
 }
 
@@ -175,7 +190,7 @@ func (s *Scope[T]) Register(name string, v T) error {
 	if s.added == nil {
 		s.added = map[string]uint64{}
 	}
-	s.added[name] = id
+	s.added[strings.ToLower(name)] = id
 	return nil
 }
 
@@ -186,9 +201,9 @@ func (s *Scope[T]) Close() {
 	defer s.mu.Unlock()
 	s.r.mu.Lock()
 	defer s.r.mu.Unlock()
-	for name, id := range s.added {
-		if e, ok := s.r.mu.m[name]; ok && e.id == id {
-			delete(s.r.mu.m, name)
+	for key, id := range s.added {
+		if e, ok := s.r.mu.m[key]; ok && e.id == id {
+			delete(s.r.mu.m, key)
 		}
 	}
 	s.added = nil

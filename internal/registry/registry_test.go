@@ -89,3 +89,24 @@ func TestFingerprint(t *testing.T) {
 		t.Fatal("another signature kept the fingerprint")
 	}
 }
+
+func TestNamesInAnyCase(t *testing.T) {
+	r := New[int]("function", sig)
+	s := r.Scope()
+	if err := s.Register("Status_Class", 1); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := r.Lookup("STATUS_CLASS"); err != nil || v != 1 {
+		t.Fatalf("Lookup(STATUS_CLASS) = %d, %v", v, err)
+	}
+	if err := r.Register("status_class", 2); !errors.Is(err, ErrDuplicate) {
+		t.Fatalf("Register(status_class) after Status_Class = %v, want ErrDuplicate", err)
+	}
+	if got := strings.Join(r.Signatures(), ","); got != "Status_Class (registered twice)" {
+		t.Fatalf("Signatures = %s", got)
+	}
+	s.Close()
+	if got := r.Names(); len(got) != 0 {
+		t.Fatalf("Names after Close = %q", got)
+	}
+}
