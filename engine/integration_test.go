@@ -152,6 +152,7 @@ type runOpts struct {
 	checkpoint  string
 	failOnLoss  *bool
 	startOffset string
+	sql         bool // written as the seed's Spark job: selectExpr and SQL strings
 }
 
 // countTopic runs the word count over everything in topic (available-now)
@@ -161,8 +162,12 @@ func countTopic(t *testing.T, addrs []string, topic string, o runOpts) (map[stri
 	s := engine.NewSession()
 	ko := engine.KafkaOptions{BootstrapServers: strings.Join(addrs, ","), Subscribe: []string{topic}, StartingOffsets: "earliest",
 		MaxOffsetsPerTrigger: o.maxOffsets, FailOnDataLoss: o.failOnLoss}
-	lines := s.ReadKafka(ko).Select(engine.Col("value").Cast(engine.String))
-	counts := lines.Select(engine.Explode(engine.Split(engine.Col("value"), " ")).As("word")).GroupBy(engine.Col("word")).Count()
+	words := s.ReadKafka(ko).Select(engine.Col("value").Cast(engine.String)).
+		Select(engine.Explode(engine.Split(engine.Col("value"), " ")).As("word"))
+	if o.sql {
+		words = s.ReadKafka(ko).SelectExpr("CAST(value AS STRING)").SelectExpr("explode(split(value, ' ')) AS word")
+	}
+	counts := words.GroupBy(engine.Col("word")).Count()
 	w := counts.WriteStream().OutputMode(engine.Complete).Format("memory").QueryName("wc").
 		Trigger(engine.AvailableNow()).ShufflePartitions(o.partitions)
 	if o.checkpoint != "" {
@@ -215,6 +220,20 @@ func TestIntegrationWordCountExact(t *testing.T) {
 	want["bad\uFFFD"]++
 	want["\uFFFD\uFFFD"]++
 	countsAre(t, c.Addrs(), topic, runOpts{}, want)
+}
+
+// TestIntegrationSelectExpr: the word count written as the seed's Spark job
+// (selectExpr("CAST(value AS STRING)"), explode(split(value, ' ')) in SQL)
+// counts exactly, tombstones and invalid UTF-8 included.
+func TestIntegrationSelectExpr(t *testing.T) {
+	c, topic := realKafka(t)
+	lines := corpus(5000, 3)
+	produceTo(t, c.Addrs(), topic, bytesOf(lines)...)
+	produceTo(t, c.Addrs(), topic, nil, []byte("bad\xe2\x82 \xff\xfe"))
+	want := expected(lines)
+	want["bad\uFFFD"]++
+	want["\uFFFD\uFFFD"]++
+	countsAre(t, c.Addrs(), topic, runOpts{sql: true, partitions: 3}, want)
 }
 
 // TestIntegrationMetamorphic: batch sizes and shuffle partitions change the
