@@ -12,7 +12,8 @@ import (
 // It takes column names (`quoted` when they need it), literals, + - * / %,
 // comparisons (= == != <> < <= > >= <=>), AND OR NOT, IS [NOT] NULL,
 // [NOT] IN, [NOT] LIKE / RLIKE, [NOT] BETWEEN, CASE, CAST(x AS type), calls
-// of built-in and registered functions, x[i] and an alias (x AS name). A
+// of built-in and registered functions, x[i], struct fields (j.level) and
+// an alias (x AS name). A
 // construct outside these, or a syntax error, is an analysis error of the
 // DataFrame that uses the column, naming it and its byte offset.
 func Expr(sql string) Column { return parseExpr("expr", sql) }
@@ -97,11 +98,13 @@ func (b *sqlBuilder) columns(ns []sqlexpr.Node) []Column {
 func (b *sqlBuilder) column(n sqlexpr.Node) Column {
 	switch x := n.(type) {
 	case *sqlexpr.Column:
-		if len(x.Parts) > 1 {
-			q := "`" + strings.Join(x.Parts, ".") + "`"
-			return b.fail(x, "struct fields and qualified names ("+strings.Join(x.Parts, ".")+") are not supported: gostream has no struct columns; quote a column whose name has a dot: "+q)
+		c := Col(x.Parts[0])
+		for _, f := range x.Parts[1:] {
+			c = c.GetField(f).As(f) // named by the field, as in Spark
 		}
-		return Col(x.Parts[0])
+		return c
+	case *sqlexpr.Field:
+		return b.column(x.X).GetField(x.Name).As(x.Name)
 	case *sqlexpr.Literal:
 		return Lit(x.Value)
 	case *sqlexpr.Star:

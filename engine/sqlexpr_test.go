@@ -41,6 +41,9 @@ func TestSelectExprSamePlan(t *testing.T) {
 			in.Select(engine.Col("value").Cast(engine.String).As("v")).Where(engine.Col("v").RLike(" 5[0-9]{2} "))},
 		{"index", in.SelectExpr("split(CAST(value AS STRING), ' ')[8]"),
 			in.Select(engine.Split(engine.Col("value").Cast(engine.String), " ").GetItem(8))},
+		{"fields", in.SelectExpr("from_json(CAST(value AS STRING), 'level STRING, http STRUCT<status: INT>') AS j").SelectExpr("j.level", "j.http.status"),
+			in.Select(engine.FromJSON(engine.Col("value").Cast(engine.String), "level STRING, http STRUCT<status: INT>").As("j")).
+				Select(engine.Col("j").GetField("level").As("level"), engine.Col("j").GetField("http").GetField("status").As("status"))},
 		{"when", in.SelectExpr("CASE WHEN partition = 0 THEN 'first' ELSE 'other' END AS which"),
 			in.Select(engine.When(engine.Col("partition").Eq(0), "first").Otherwise("other").As("which"))},
 	} {

@@ -4,7 +4,7 @@
 // It is a hand-written recursive-descent parser of the part of Spark's
 // grammar gostream runs: column references, literals, arithmetic,
 // comparisons, AND/OR/NOT, IS [NOT] NULL, [NOT] IN, [NOT] LIKE/RLIKE,
-// [NOT] BETWEEN, CASE, CAST, function calls, x[i], aliases and *. Anything
+// [NOT] BETWEEN, CASE, CAST, function calls, x[i], x.field, aliases and *. Anything
 // else is an *Error naming the construct and its byte offset. It knows
 // nothing of schemas or functions: the engine resolves names.
 package sqlexpr
@@ -18,7 +18,8 @@ import (
 // Node is a parsed expression. Pos is its byte offset in the input.
 type Node interface{ Pos() int }
 
-// Column is a column reference: a name, or a dotted path a.b.c.
+// Column is a column reference: a name, or a dotted path a.b.c (the fields
+// b then c of the struct column a).
 type Column struct {
 	At    int
 	Parts []string
@@ -102,6 +103,14 @@ type Call struct {
 	Args []Node
 }
 
+// Field is x.name, a field of a struct that is not a plain column path
+// (from_json(...).level); a.b.c is a Column.
+type Field struct {
+	At   int
+	X    Node
+	Name string
+}
+
 // Index is x[i], 0-based.
 type Index struct {
 	At   int
@@ -121,6 +130,7 @@ func (n *Case) Pos() int    { return n.At }
 func (n *Cast) Pos() int    { return n.At }
 func (n *Call) Pos() int    { return n.At }
 func (n *Index) Pos() int   { return n.At }
+func (n *Field) Pos() int   { return n.At }
 
 // Named is a parsed expression and its alias ("" when none was given).
 type Named struct {

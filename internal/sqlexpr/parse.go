@@ -328,7 +328,12 @@ func (p *parser) postfix() (Node, error) {
 			}
 			x = &Index{At: t.pos, X: x, I: i}
 		case t.isOp("."):
-			return nil, p.errHere("field access on an expression is not supported")
+			p.next()
+			f := p.next()
+			if f.kind != tIdent && f.kind != tQuoted {
+				return nil, errAt(f.pos, near(p.src, f), "expected a field name after .")
+			}
+			x = &Field{At: t.pos, X: x, Name: f.text}
 		case t.isOp("::"):
 			return nil, p.errHere(":: casts are not supported (use CAST(x AS type))")
 		case t.isOp("->"):

@@ -82,6 +82,8 @@ func show(n Node) string {
 		return "`" + strings.ReplaceAll(x.Name, "`", "``") + "`(" + list(x.Args) + ")"
 	case *Index:
 		return show(x.X) + "[" + show(x.I) + "]"
+	case *Field:
+		return "(" + show(x.X) + ").`" + strings.ReplaceAll(x.Name, "`", "``") + "`"
 	}
 	panic(fmt.Sprintf("show: %T", n))
 }
@@ -134,6 +136,8 @@ func TestParse(t *testing.T) {
 		{"1 - -2", "((1L) - (-2L))"},
 		{"a || 'b'", "(`a` || '\\u0062')"},
 		{"*", "*"},
+		{"from_json(v, 'a INT').a.`b c`", "((`from_json`(`v`, '\\u0061\\u0020\\u0049\\u004E\\u0054')).`a`).`b c`"},
+		{"j.level", "`j`.`level`"},
 		{"TIMESTAMP '2024-01-02 03:04:05' < ts", "(CAST('\\u0032\\u0030\\u0032\\u0034\\u002D\\u0030\\u0031\\u002D\\u0030\\u0032\\u0020\\u0030\\u0033\\u003A\\u0030\\u0034\\u003A\\u0030\\u0035' AS TIMESTAMP) < `ts`)"},
 		{"current_timestamp", "`current_timestamp`()"},
 		{"10L + 2D + 1.5BD", "(((10L) + (2D)) + (1.5D))"},
