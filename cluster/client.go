@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/gostream/gostream/proto/clusterpb"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -82,6 +83,92 @@ func (c *Client) RegisterJob(ctx context.Context, job *clusterpb.Job) (*clusterp
 	return try(ctx, c, func(ctx context.Context, cc clusterpb.ControlClient) (*clusterpb.RegisterJobResponse, error) {
 		return cc.RegisterJob(ctx, &clusterpb.RegisterJobRequest{Header: &clusterpb.Header{}, Job: job})
 	})
+}
+
+// Jobs returns the status of every job, or of the named one only with its
+// last progress reports, from the leader.
+func (c *Client) Jobs(ctx context.Context, job string) ([]*clusterpb.JobStatus, error) {
+	resp, err := try(ctx, c, func(ctx context.Context, cc clusterpb.ControlClient) (*clusterpb.JobsResponse, error) {
+		return cc.Jobs(ctx, &clusterpb.JobsRequest{Header: &clusterpb.Header{}, Job: job})
+	})
+	return resp.GetJobs(), err
+}
+
+// StopJob stops a job: its stop is logged, and StopJob returns once the
+// leader stopped its driver. Stopping a job that is not running is a
+// no-op. It returns the job's status.
+func (c *Client) StopJob(ctx context.Context, job string) (*clusterpb.JobStatus, error) {
+	resp, err := try(ctx, c, func(ctx context.Context, cc clusterpb.ControlClient) (*clusterpb.StopJobResponse, error) {
+		return cc.StopJob(ctx, &clusterpb.StopJobRequest{Header: &clusterpb.Header{}, Job: job})
+	})
+	return resp.GetJob(), err
+}
+
+// Watch follows a job: fn receives its status, the reports kept of the
+// batches after after (nil: the last report kept only), then each report
+// to come, until the job is no longer RUNNING (fn receives a
+// last status, and Watch returns nil), ctx ends (ctx's error), or fn
+// returns an error (that error). When the leader changes, Watch follows
+// the new one, asking for the reports after the last one fn received, so
+// fn sees a batch's report once unless a batch runs again under a new
+// leader. fn is called from Watch's goroutine.
+func (c *Client) Watch(ctx context.Context, job string, after *int64, fn func(*clusterpb.WatchEvent) error) error {
+	for {
+		w, err := try(ctx, c, func(actx context.Context, cc clusterpb.ControlClient) (*watchStream, error) {
+			return openWatch(ctx, actx, cc, &clusterpb.WatchRequest{Header: &clusterpb.Header{}, Job: job, AfterBatch: after})
+		})
+		if err != nil {
+			return err
+		}
+		ev := w.first
+		for err == nil {
+			if r := ev.GetReport(); r != nil {
+				after = &r.BatchId
+			}
+			if err = fn(ev); err != nil {
+				w.cancel()
+				return err
+			}
+			if st := ev.GetStatus(); st != nil && st.State != clusterpb.JobState_RUNNING {
+				w.cancel()
+				return nil
+			}
+			ev, err = w.stream.Recv()
+		}
+		w.cancel()
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		// The stream broke (the leader stopped, or lost its leadership):
+		// watch through whichever member answers.
+	}
+}
+
+// watchStream is an open Watch stream and its first event.
+type watchStream struct {
+	stream grpc.ServerStreamingClient[clusterpb.WatchEvent]
+	first  *clusterpb.WatchEvent
+	cancel context.CancelFunc
+}
+
+// openWatch opens a Watch stream that lives as long as ctx, and waits for
+// its first event for as long as actx.
+func openWatch(ctx, actx context.Context, cc clusterpb.ControlClient, req *clusterpb.WatchRequest) (*watchStream, error) {
+	sctx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(actx, cancel)
+	stream, err := cc.Watch(sctx, req)
+	var first *clusterpb.WatchEvent
+	if err == nil {
+		first, err = stream.Recv()
+	}
+	if !stop() || err != nil {
+		cancel()
+		if err == nil {
+			err = status.FromContextError(actx.Err()).Err()
+		}
+		return nil, err
+	}
+	return &watchStream{stream: stream, first: first, cancel: cancel}, nil
 }
 
 // try calls fn on each member in turn until one answers. An answer that is

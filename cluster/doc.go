@@ -1,10 +1,11 @@
 // Package cluster runs gostream's workers as a hashicorp/raft group: the
 // replicated state machine (FSM: members, jobs, each job's batch log and
 // assignment), the worker Node that hosts it, and the gRPC Control service
-// with its Client, and the Shuffle service that carries map tasks' partial
-// aggregates to the owners of the state partitions. It does not run jobs
-// yet: the batch loop and tasks belong to later increments, and it must
-// not touch the engine's local checkpoints or state stores.
+// with its Client, the Shuffle service that carries map tasks' partial
+// aggregates to the owners of the state partitions, and the leader's job
+// manager, which runs a Driver per running job against the job's BatchLog
+// in the Raft log. It must not touch the engine's local checkpoints or
+// state stores.
 //
 // # One port per worker
 //
@@ -99,11 +100,34 @@
 // senders. Data messages travel in pooled buffers through a codec of their
 // own (shuffleCodec).
 //
+// # Jobs
+//
+// A job is registered (RegisterJob: its plan, checked by the leader with
+// engine.CheckPlan, so a plan calling a function the members do not have
+// is refused then) and RUNNING until SetJobState ends it: STOPPED by a
+// user (StopJob), FAILED with its driver's error, FINISHED when its
+// trigger ran out. Registering it again with the same plan makes it
+// RUNNING again, from its batch log; another plan is refused while it
+// runs, and afterwards unless only its tunables differ (the same
+// engine fingerprint).
+//
+// The leader's job manager runs one Driver run per RUNNING job, in the
+// leader's term: on gaining the leadership it first waits until the state
+// machine holds every committed entry (a barrier), then starts them; on
+// losing it, it stops them all and waits. A run's BatchLog logs its
+// entries in the run's term, so the appends of a run whose leadership
+// ended are refused (ErrStaleTerm) even if this member leads again. The
+// leader keeps each job's last 100 progress reports (JobRun.Report) for
+// Jobs and Watch; a Watch stream ends with Unavailable when the leadership
+// moves, and the Client follows the new leader from the last report it
+// got.
+//
 // # Concurrency
 //
 // A Node owns its goroutines (the mux's accept loop and per-connection
 // sniffers, the gRPC server, the leadership watcher, the hello loop of a
 // node not yet part of a formed group) and Close stops and
-// waits for all of them. The FSM, the client pool and the Inbox have
-// one lock each; none is held while another is taken.
+// waits for all of them, and the job manager's loop, which stops and waits
+// for its runs. The FSM, the client pool, the Inbox and the job manager
+// have one lock each; none is held while another is taken.
 package cluster

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"sync"
 
@@ -38,16 +39,32 @@ const (
 // an error wrapping ErrRefused or ErrStaleTerm. Every command is idempotent:
 // applying one again, as a client's retry after a leader change does, is a
 // no-op.
+//
+// Changed signals, to one receiver, that a job was registered, changed
+// state, or that a snapshot was restored.
 type FSM struct {
-	mu    sync.RWMutex
-	state *clusterpb.State // replaced whole by Restore, changed in place by Apply
+	mu      sync.RWMutex
+	state   *clusterpb.State // replaced whole by Restore, changed in place by Apply
+	changed chan struct{}    // capacity 1: a pending signal covers later ones
 }
 
 var _ raft.FSM = (*FSM)(nil)
 
 // NewFSM returns an empty state machine.
 func NewFSM() *FSM {
-	return &FSM{state: emptyState()}
+	return &FSM{state: emptyState(), changed: make(chan struct{}, 1)}
+}
+
+// Changed receives a value after jobs were registered, changed state or
+// were restored from a snapshot. It has one receiver: the node's job
+// manager.
+func (f *FSM) Changed() <-chan struct{} { return f.changed }
+
+func (f *FSM) signal() {
+	select {
+	case f.changed <- struct{}{}:
+	default:
+	}
 }
 
 func emptyState() *clusterpb.State {
@@ -80,6 +97,10 @@ func (f *FSM) Apply(l *raft.Log) any {
 		err = f.initLocked(k.Init)
 	case *clusterpb.Command_RegisterJob:
 		err = f.registerJobLocked(k.RegisterJob.GetJob())
+		defer f.signal()
+	case *clusterpb.Command_SetJobState:
+		err = f.setJobStateLocked(k.SetJobState)
+		defer f.signal()
 	case *clusterpb.Command_AppendBatchLog:
 		err = f.appendBatchLogLocked(k.AppendBatchLog)
 	case *clusterpb.Command_SetAssignment:
@@ -148,16 +169,26 @@ func (f *FSM) registerJobLocked(j *clusterpb.Job) error {
 		return fmt.Errorf("job %q: %d shuffle partitions; want 1 or more", j.Name, j.ShufflePartitions)
 	case j.KeyGroups < j.ShufflePartitions:
 		return fmt.Errorf("job %q: %d key groups for %d shuffle partitions; want at least one key group per partition", j.Name, j.KeyGroups, j.ShufflePartitions)
-	case len(j.BatchLog) > 0 || j.Assignment != nil:
-		return fmt.Errorf("job %q: registered with a batch log or an assignment", j.Name)
+	case len(j.BatchLog) > 0 || j.Assignment != nil || j.State != clusterpb.JobState_RUNNING || j.Error != "":
+		return fmt.Errorf("job %q: registered with a batch log, an assignment or a state", j.Name)
 	}
-	if old, ok := f.state.Jobs[j.Name]; ok {
-		if sameJob(old, j) {
-			return nil
-		}
-		return fmt.Errorf("job %q is registered already with another plan or options (stop it first, or choose another name)", j.Name)
+	old, ok := f.state.Jobs[j.Name]
+	switch {
+	case !ok:
+		f.state.Jobs[j.Name] = proto.CloneOf(j)
+	case sameJob(old, j):
+		old.State, old.Error = clusterpb.JobState_RUNNING, "" // runs again from its batch log
+	case old.State == clusterpb.JobState_RUNNING:
+		return fmt.Errorf("job %q is running with another plan or options (stop it first with `gostream jobs stop %s`, or choose another name)", j.Name, j.Name)
+	case old.PlanFingerprint == "" || old.PlanFingerprint != j.PlanFingerprint:
+		return fmt.Errorf("job %q was registered with another plan, which its batch log and state belong to (choose another name)", j.Name)
+	default:
+		// The same plan with other tunables (rate limits, options): it runs
+		// again from its batch log, with the partitioning it was first
+		// registered with.
+		old.Plan, old.Options = slices.Clone(j.Plan), maps.Clone(j.Options)
+		old.State, old.Error = clusterpb.JobState_RUNNING, ""
 	}
-	f.state.Jobs[j.Name] = proto.CloneOf(j)
 	return nil
 }
 
@@ -165,15 +196,32 @@ func (f *FSM) registerJobLocked(j *clusterpb.Job) error {
 // name, plan, options and partitioning.
 func sameJob(a, b *clusterpb.Job) bool {
 	strip := func(j *clusterpb.Job) *clusterpb.Job {
-		return &clusterpb.Job{Name: j.Name, Plan: j.Plan, Options: j.Options, ShufflePartitions: j.ShufflePartitions, KeyGroups: j.KeyGroups}
+		return &clusterpb.Job{Name: j.Name, Plan: j.Plan, Options: j.Options, ShufflePartitions: j.ShufflePartitions, KeyGroups: j.KeyGroups, PlanFingerprint: j.PlanFingerprint}
 	}
 	return proto.Equal(strip(a), strip(b))
+}
+
+func (f *FSM) setJobStateLocked(s *clusterpb.SetJobState) error {
+	j, err := f.job(s.GetJob())
+	if err != nil {
+		return err
+	}
+	switch {
+	case s.State == clusterpb.JobState_RUNNING:
+		return fmt.Errorf("job %q: SetJobState to RUNNING (register the job again instead)", j.Name)
+	case (s.State == clusterpb.JobState_FAILED) != (s.Error != ""):
+		return fmt.Errorf("job %q: SetJobState %v with error %q: want an error with FAILED only", j.Name, s.State, s.Error)
+	case j.State != clusterpb.JobState_RUNNING:
+		return nil // ended already: a retry, or a failure after a stop
+	}
+	j.State, j.Error = s.State, s.Error
+	return nil
 }
 
 func (f *FSM) job(name string) (*clusterpb.Job, error) {
 	j, ok := f.state.Jobs[name]
 	if !ok {
-		return nil, fmt.Errorf("no job %q", name)
+		return nil, fmt.Errorf("%w %q", ErrUnknownJob, name)
 	}
 	return j, nil
 }
@@ -433,6 +481,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	f.mu.Lock()
 	f.state = s
 	f.mu.Unlock()
+	f.signal()
 	return nil
 }
 

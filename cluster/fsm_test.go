@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"strings"
 	"testing"
 
 	"github.com/gostream/gostream/kafkasrc"
@@ -60,7 +61,11 @@ func initCmd() *clusterpb.Command {
 }
 
 func testJob(name string) *clusterpb.Job {
-	return &clusterpb.Job{Name: name, Plan: []byte("plan"), Options: map[string]string{"subscribe": "logs"}, ShufflePartitions: 4, KeyGroups: 128}
+	return &clusterpb.Job{Name: name, Plan: []byte("plan"), Options: map[string]string{"subscribe": "logs"}, ShufflePartitions: 4, KeyGroups: 128, PlanFingerprint: "fp1"}
+}
+
+func stateCmd(job string, st clusterpb.JobState, errText string) *clusterpb.Command {
+	return &clusterpb.Command{Kind: &clusterpb.Command_SetJobState{SetJobState: &clusterpb.SetJobState{Job: job, State: st, Error: errText}}}
 }
 
 func registerCmd(j *clusterpb.Job) *clusterpb.Command {
@@ -203,6 +208,11 @@ func TestFSMRefuses(t *testing.T) {
 		{"key groups not covered", assignCmd("wc", short)},
 		{"not a member", assignCmd("wc", stranger)},
 		{"standby = owner", assignCmd("wc", selfStandby)},
+		{"stop of an unknown job", stateCmd("nope", clusterpb.JobState_STOPPED, "")},
+		{"set running", stateCmd("wc", clusterpb.JobState_RUNNING, "")},
+		{"failed without an error", stateCmd("wc", clusterpb.JobState_FAILED, "")},
+		{"stopped with an error", stateCmd("wc", clusterpb.JobState_STOPPED, "boom")},
+		{"registered stopped", registerCmd(func() *clusterpb.Job { j := testJob("new"); j.State = clusterpb.JobState_STOPPED; return j }())},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			a := newFSMApplier(t)
@@ -249,6 +259,7 @@ func TestFSMIdempotent(t *testing.T) {
 		appendCmd("wc", commit(0), offsets(1, 10, 20)),
 		assignCmd("wc", testAssignment(1)),
 		appendCmd("wc", commit(1)),
+		stateCmd("wc", clusterpb.JobState_STOPPED, ""),
 	}
 	for _, c := range cmds {
 		once.mustApply(proto.CloneOf(c))
@@ -271,6 +282,7 @@ func TestFSMSnapshotRestore(t *testing.T) {
 	a.mustApply(registerCmd(testJob("other")))
 	a.mustApply(appendCmd("wc", offsets(0, 0, 10), commit(0), offsets(1, 10, 20)))
 	a.mustApply(assignCmd("wc", testAssignment(1)))
+	a.mustApply(stateCmd("other", clusterpb.JobState_FAILED, "driver on s1: boom"))
 	snap := stateBytes(t, a.f)
 
 	b := newFSMApplier(t)
@@ -283,6 +295,9 @@ func TestFSMSnapshotRestore(t *testing.T) {
 	}
 	if _, ok := b.f.Job("gone"); ok {
 		t.Error("restore kept a job of the old state")
+	}
+	if j, _ := b.f.Job("other"); j.State != clusterpb.JobState_FAILED || j.Error != "driver on s1: boom" {
+		t.Errorf("restored job other: %v %q; want FAILED with its error", j.State, j.Error)
 	}
 	next := appendCmd("wc", commit(1), offsets(2, 20, 30))
 	a.mustApply(proto.CloneOf(next))
@@ -344,4 +359,68 @@ func TestOffsetsProtoRoundTrip(t *testing.T) {
 	if got := OffsetsFromProto(ps); got.String() != o.String() {
 		t.Errorf("round trip %s; want %s", got, o)
 	}
+}
+
+// TestFSMJobState walks a job through its states: a stop, a failure after
+// it (a no-op), a new registration of the same job (running again, with
+// its batch log), of the same plan with other tunables, and of another
+// plan, refused while it runs and after it stopped. Job changes signal
+// Changed.
+func TestFSMJobState(t *testing.T) {
+	a := newFSMApplier(t)
+	a.mustApply(initCmd())
+	a.mustApply(registerCmd(testJob("wc")))
+	a.mustApply(appendCmd("wc", offsets(0, 0, 10), commit(0)))
+	check := func(want clusterpb.JobState, wantErr string) {
+		t.Helper()
+		j, _ := a.f.Job("wc")
+		if j.State != want || j.Error != wantErr || len(j.BatchLog) != 2 {
+			t.Fatalf("job wc: %v %q with %d log entries; want %v %q with 2", j.State, j.Error, len(j.BatchLog), want, wantErr)
+		}
+	}
+	drain := func() bool {
+		select {
+		case <-a.f.Changed():
+			return true
+		default:
+			return false
+		}
+	}
+	if !drain() {
+		t.Error("registering a job did not signal Changed")
+	}
+	check(clusterpb.JobState_RUNNING, "")
+
+	other := testJob("wc")
+	other.Plan, other.PlanFingerprint = []byte("another plan"), "fp2"
+	if err := a.apply(registerCmd(other)); !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "jobs stop wc") {
+		t.Errorf("registering another plan while wc runs = %v; want ErrRefused saying how to stop it", err)
+	}
+
+	a.mustApply(stateCmd("wc", clusterpb.JobState_STOPPED, ""))
+	if !drain() {
+		t.Error("a stop did not signal Changed")
+	}
+	check(clusterpb.JobState_STOPPED, "")
+	a.mustApply(stateCmd("wc", clusterpb.JobState_FAILED, "late")) // a failure reported after the stop
+	check(clusterpb.JobState_STOPPED, "")
+
+	if err := a.apply(registerCmd(other)); !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "choose another name") {
+		t.Errorf("registering another plan for stopped wc = %v; want ErrRefused", err)
+	}
+	a.mustApply(registerCmd(testJob("wc")))
+	check(clusterpb.JobState_RUNNING, "")
+
+	a.mustApply(stateCmd("wc", clusterpb.JobState_FAILED, "driver on s2: boom"))
+	check(clusterpb.JobState_FAILED, "driver on s2: boom")
+	tuned := testJob("wc")
+	tuned.Plan, tuned.Options, tuned.ShufflePartitions = []byte("same plan, other rate"), map[string]string{"trigger": "1s"}, 8
+	a.mustApply(registerCmd(tuned))
+	check(clusterpb.JobState_RUNNING, "")
+	j, _ := a.f.Job("wc")
+	if string(j.Plan) != "same plan, other rate" || j.Options["trigger"] != "1s" || j.ShufflePartitions != 4 {
+		t.Errorf("after a new registration with other tunables: plan %q, options %v, %d partitions; want the new plan and options, 4 partitions", j.Plan, j.Options, j.ShufflePartitions)
+	}
+	a.mustApply(stateCmd("wc", clusterpb.JobState_FINISHED, ""))
+	check(clusterpb.JobState_FINISHED, "")
 }

@@ -59,6 +59,9 @@ type Config struct {
 	// not running refuses at once, a running one answers in milliseconds,
 	// so only a hung peer makes a start wait this long; default 5s.
 	HelloTimeout time.Duration
+	// Driver runs the leader's jobs, one run per running job (see Driver);
+	// default: none, so a registered job waits, running no batch.
+	Driver Driver
 	// ShuffleMemory bounds the bytes of partials the worker holds for the
 	// state partitions it owns until their reduce takes them (Inbox);
 	// default 256 MiB.
@@ -130,6 +133,7 @@ type Node struct {
 	grpc      *grpc.Server
 	clients   *clientPool
 	inbox     *Inbox
+	jobs      *jobManager
 	stop      chan struct{}
 	stopCtx   context.Context // canceled by Close
 	cancel    context.CancelFunc
@@ -176,6 +180,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	n := &Node{cfg: cfg, log: log, peers: peers, clusterID: clusterIDOf(peers), fsm: NewFSM(), stop: make(chan struct{}), ready: make(chan struct{}), failed: make(chan struct{})}
 	n.stopCtx, n.cancel = context.WithCancel(context.Background())
 	n.inbox = NewInbox(cfg.ShuffleMemory, 0)
+	n.jobs = newJobManager(n, cfg.Driver)
 	n.clients = newClientPool()
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -366,6 +371,10 @@ func (n *Node) startRaft() error {
 		return fmt.Errorf("cluster: starting Raft: %w", err)
 	}
 	n.wg.Go(n.watchLeadership)
+	n.wg.Go(func() {
+		n.jobs.loop(n.stop)
+		n.jobs.close()
+	})
 	n.log.Info("cluster: worker started", "name", n.cfg.Name, "listen", n.cfg.Listen, "cluster", n.ClusterID(), "rejoined", existing)
 	return nil
 }
@@ -378,6 +387,7 @@ func (n *Node) watchLeadership() {
 		case <-n.stop:
 			return
 		case leader := <-n.raft.LeaderCh():
+			n.jobs.wake()
 			if !leader {
 				n.log.Info("cluster: lost leadership", "name", n.cfg.Name)
 				continue
@@ -412,7 +422,14 @@ func (n *Node) applyIndex(c *clusterpb.Command) (uint64, error) {
 // applyCommand logs c through r with r's current term, waits until it is
 // applied, and returns its index, or the FSM's refusal.
 func applyCommand(r *raft.Raft, c *clusterpb.Command, timeout time.Duration) (uint64, error) {
-	c.Term = r.CurrentTerm()
+	return applyInTerm(r, c, r.CurrentTerm(), timeout)
+}
+
+// applyInTerm logs c through r as a command of term, waits until it is
+// applied, and returns its index, or the FSM's refusal: ErrStaleTerm when
+// it was logged in another term.
+func applyInTerm(r *raft.Raft, c *clusterpb.Command, term uint64, timeout time.Duration) (uint64, error) {
+	c.Term = term
 	data, err := EncodeCommand(c)
 	if err != nil {
 		return 0, err

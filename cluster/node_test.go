@@ -29,6 +29,12 @@ type nodeGroup struct {
 }
 
 func newNodeGroup(t *testing.T, n int) *nodeGroup {
+	return newNodeGroupWith(t, n, func(*Config) {})
+}
+
+// newNodeGroupWith starts n Nodes, each with its Config changed by
+// configure.
+func newNodeGroupWith(t *testing.T, n int, configure func(*Config)) *nodeGroup {
 	g := &nodeGroup{t: t, logs: &logbuf.Buffer{}}
 	var lns []net.Listener
 	var peers []Peer
@@ -49,6 +55,7 @@ func newNodeGroup(t *testing.T, n int) *nodeGroup {
 		cfg := DefaultConfig()
 		cfg.Name, cfg.Listen, cfg.DataDir, cfg.Peers = p.Name, p.Addr, filepath.Join(dir, p.Name), peers
 		cfg.Logger = log.With("node", p.Name)
+		configure(&cfg)
 		g.cfgs = append(g.cfgs, cfg)
 	}
 	g.nodes = make([]*Node, n)
@@ -130,7 +137,7 @@ func TestNodeGroup(t *testing.T) {
 	}
 	fc := NewClient([]string{g.cfgs[follower].Listen})
 	defer fc.Close()
-	if _, err := fc.RegisterJob(context.Background(), testJob("wc")); err != nil {
+	if _, err := fc.RegisterJob(context.Background(), wordcountJob(t, "wc")); err != nil {
 		t.Fatalf("RegisterJob through follower %s: %v", g.cfgs[follower].Name, err)
 	}
 	for _, n := range g.nodes {

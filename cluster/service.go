@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"errors"
+	"io"
 	"sync"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 )
 
 // memberInfoTimeout bounds the leader's wait for each member's answer when
@@ -102,28 +104,85 @@ func (s *controlServer) MemberInfo(ctx context.Context, req *clusterpb.MemberInf
 	return s.n.memberInfo(), nil
 }
 
-func (s *controlServer) RegisterJob(ctx context.Context, req *clusterpb.RegisterJobRequest) (*clusterpb.RegisterJobResponse, error) {
-	if err := s.checkCluster(req.Header); err != nil {
-		return nil, err
+// leaderOnly runs a leader-only call with header h: a follower forwards a
+// client's request to the leader once (forward, with the follower's
+// header), the leader runs it (local).
+func leaderOnly[T any](s *controlServer, ctx context.Context, h *clusterpb.Header, forward func(context.Context, clusterpb.ControlClient, *clusterpb.Header) (T, error), local func() (T, error)) (T, error) {
+	var zero T
+	if err := s.checkCluster(h); err != nil {
+		return zero, err
 	}
-	if addr, ok := s.forwardable(req.Header); ok {
-		resp, err := s.n.clients.control(addr).RegisterJob(ctx, &clusterpb.RegisterJobRequest{Header: s.n.header(0), Job: req.Job})
+	if addr, ok := s.forwardable(h); ok {
+		resp, err := forward(ctx, s.n.clients.control(addr), s.n.header(0))
 		if st := status.Convert(err); st.Code() == codes.Unavailable || st.Code() == codes.DeadlineExceeded {
-			return nil, status.Errorf(codes.Unavailable, "%v: %s cannot reach leader %s: %s (retry)", ErrNoLeader, s.n.cfg.Name, addr, st.Message())
+			return zero, status.Errorf(codes.Unavailable, "%v: %s cannot reach leader %s: %s (retry)", ErrNoLeader, s.n.cfg.Name, addr, st.Message())
 		}
 		return resp, err
 	}
 	if s.n.raft.State() != raft.Leader {
-		return nil, status.Errorf(codes.Unavailable, "%v: %s is not the leader and knows none (retry)", ErrNoLeader, s.n.cfg.Name)
+		return zero, status.Errorf(codes.Unavailable, "%v: %s is not the leader and knows none (retry)", ErrNoLeader, s.n.cfg.Name)
 	}
-	if err := s.fenceForward(req.Header); err != nil {
-		return nil, err
+	if err := s.fenceForward(h); err != nil {
+		return zero, err
 	}
-	index, err := s.n.applyIndex(&clusterpb.Command{Kind: &clusterpb.Command_RegisterJob{RegisterJob: &clusterpb.RegisterJob{Job: req.Job}}})
-	if err != nil {
-		return nil, applyStatus(err)
-	}
-	return &clusterpb.RegisterJobResponse{Term: s.n.raft.CurrentTerm(), Index: index}, nil
+	return local()
+}
+
+func (s *controlServer) RegisterJob(ctx context.Context, req *clusterpb.RegisterJobRequest) (*clusterpb.RegisterJobResponse, error) {
+	return leaderOnly(s, ctx, req.Header, func(ctx context.Context, cc clusterpb.ControlClient, h *clusterpb.Header) (*clusterpb.RegisterJobResponse, error) {
+		return cc.RegisterJob(ctx, &clusterpb.RegisterJobRequest{Header: h, Job: req.Job})
+	}, func() (*clusterpb.RegisterJobResponse, error) {
+		if err := s.n.checkJob(req.Job); err != nil {
+			return nil, status.Error(codes.InvalidArgument, err.Error())
+		}
+		index, err := s.n.applyIndex(&clusterpb.Command{Kind: &clusterpb.Command_RegisterJob{RegisterJob: &clusterpb.RegisterJob{Job: req.Job}}})
+		if err != nil {
+			return nil, applyStatus(err)
+		}
+		resp := &clusterpb.RegisterJobResponse{Term: s.n.raft.CurrentTerm(), Index: index, LastCommitted: -1}
+		if j, ok := s.n.fsm.Job(req.Job.GetName()); ok {
+			resp.LastCommitted = jobStatus(j).LastCommitted
+		}
+		return resp, nil
+	})
+}
+
+func (s *controlServer) Jobs(ctx context.Context, req *clusterpb.JobsRequest) (*clusterpb.JobsResponse, error) {
+	return leaderOnly(s, ctx, req.Header, func(ctx context.Context, cc clusterpb.ControlClient, h *clusterpb.Header) (*clusterpb.JobsResponse, error) {
+		return cc.Jobs(ctx, &clusterpb.JobsRequest{Header: h, Job: req.Job})
+	}, func() (*clusterpb.JobsResponse, error) {
+		return s.n.jobs.jobs(req.Job)
+	})
+}
+
+func (s *controlServer) StopJob(ctx context.Context, req *clusterpb.StopJobRequest) (*clusterpb.StopJobResponse, error) {
+	return leaderOnly(s, ctx, req.Header, func(ctx context.Context, cc clusterpb.ControlClient, h *clusterpb.Header) (*clusterpb.StopJobResponse, error) {
+		return cc.StopJob(ctx, &clusterpb.StopJobRequest{Header: h, Job: req.Job})
+	}, func() (*clusterpb.StopJobResponse, error) {
+		return s.n.jobs.stop(ctx, req.Job)
+	})
+}
+
+func (s *controlServer) Watch(req *clusterpb.WatchRequest, stream grpc.ServerStreamingServer[clusterpb.WatchEvent]) error {
+	ctx := stream.Context()
+	_, err := leaderOnly(s, ctx, req.Header, func(ctx context.Context, cc clusterpb.ControlClient, h *clusterpb.Header) (struct{}, error) {
+		fwd := proto.CloneOf(req)
+		fwd.Header = h
+		from, err := cc.Watch(ctx, fwd)
+		for err == nil {
+			var ev *clusterpb.WatchEvent
+			if ev, err = from.Recv(); err == nil {
+				err = stream.Send(ev)
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			err = nil
+		}
+		return struct{}{}, err
+	}, func() (struct{}, error) {
+		return struct{}{}, s.n.jobs.watch(ctx, req.Job, req.AfterBatch, stream.Send)
+	})
+	return err
 }
 
 // applyStatus maps an error of Node.apply to a gRPC status.
@@ -219,7 +278,8 @@ func fillMember(m *clusterpb.MemberStatus, info *clusterpb.MemberInfoResponse) {
 
 // jobStatus summarizes j.
 func jobStatus(j *clusterpb.Job) *clusterpb.JobStatus {
-	js := &clusterpb.JobStatus{Name: j.Name, ShufflePartitions: j.ShufflePartitions, KeyGroups: j.KeyGroups, LastPlanned: -1, LastCommitted: -1, Assignment: j.Assignment}
+	js := &clusterpb.JobStatus{Name: j.Name, ShufflePartitions: j.ShufflePartitions, KeyGroups: j.KeyGroups, LastPlanned: -1, LastCommitted: -1, Assignment: j.Assignment,
+		State: j.State, Error: j.Error}
 	for _, e := range j.BatchLog {
 		if o := e.GetOffsets(); o != nil {
 			js.LastPlanned = o.BatchId
@@ -305,6 +365,18 @@ func (c closedControl) RegisterJob(context.Context, *clusterpb.RegisterJobReques
 }
 
 func (c closedControl) MemberInfo(context.Context, *clusterpb.MemberInfoRequest, ...grpc.CallOption) (*clusterpb.MemberInfoResponse, error) {
+	return nil, c.fail()
+}
+
+func (c closedControl) Jobs(context.Context, *clusterpb.JobsRequest, ...grpc.CallOption) (*clusterpb.JobsResponse, error) {
+	return nil, c.fail()
+}
+
+func (c closedControl) StopJob(context.Context, *clusterpb.StopJobRequest, ...grpc.CallOption) (*clusterpb.StopJobResponse, error) {
+	return nil, c.fail()
+}
+
+func (c closedControl) Watch(context.Context, *clusterpb.WatchRequest, ...grpc.CallOption) (grpc.ServerStreamingClient[clusterpb.WatchEvent], error) {
 	return nil, c.fail()
 }
 

@@ -195,11 +195,8 @@ func (w *DataStreamWriter) Start(ctx context.Context) (*StreamingQuery, error) {
 		return nil, err
 	}
 	s := w.df.s
-	name := w.name
-	if name == "" {
-		name = "query"
-	}
-	query := &planpb.Query{Name: name, Plan: w.df.plan, OutputMode: w.mode}
+	query := w.query()
+	name := query.Name
 	cp, tmpDir, err := w.checkpoint(query)
 	if err != nil {
 		return nil, err

@@ -108,6 +108,19 @@ func ParseTrigger(s string) (Trigger, error) {
 	return t, t.check()
 }
 
+// spec is the trigger as ParseTrigger reads it.
+func (t Trigger) spec() string {
+	switch t.kind {
+	case triggerProcessingTime:
+		return t.interval.String()
+	case triggerOnce:
+		return "once"
+	case triggerAvailableNow:
+		return "available-now"
+	}
+	return "default"
+}
+
 func (t Trigger) String() string {
 	switch t.kind {
 	case triggerProcessingTime:

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -27,12 +28,12 @@ import (
 )
 
 type submitFlags struct {
-	brokers, topic, checkpoint, trigger, outputMode, startingOffsets, sink, input, progressJSON, logLevel, memory string
-	cpuProfile, memProfile, traceFile                                                                             string
-	maxOffsets                                                                                                    int64
-	kafkaRetryTimeout                                                                                             time.Duration
-	numRows, shufflePartitions                                                                                    int
-	truncate, quiet, failOnDataLoss                                                                               bool
+	master, brokers, topic, checkpoint, trigger, outputMode, startingOffsets, sink, input, progressJSON, logLevel, memory string
+	cpuProfile, memProfile, traceFile                                                                                     string
+	maxOffsets                                                                                                            int64
+	kafkaRetryTimeout                                                                                                     time.Duration
+	numRows, shufflePartitions                                                                                            int
+	truncate, quiet, failOnDataLoss                                                                                       bool
 }
 
 func newSubmitCmd() *cobra.Command {
@@ -45,6 +46,12 @@ func newSubmitCmd() *cobra.Command {
 With --brokers, the job reads the topic of a Kafka cluster and runs until
 stopped (Ctrl-C) or until its trigger finishes (once, available-now).
 
+With --master gostream://host:port,... the job is registered with a cluster
+of gostream workers, whose leader drives it; submit then follows it, showing
+its output and a progress line per batch, until it finishes (once,
+available-now), fails or is stopped (gostream jobs stop). Ctrl-C detaches:
+the job runs on.
+
 Without --brokers it needs no setup: gostream starts an embedded Kafka-protocol
 broker on 127.0.0.1, creates the topic, feeds it the lines of --input (a file,
 or - for standard input; the built-in sample log when absent) and stops once
@@ -54,11 +61,14 @@ Jobs: ` + jobList(),
 		Example: `  gostream submit wordcount
   gostream submit wordcount --input access.log --sink jsonl:counts.jsonl
   tail -F app.log | gostream submit wordcount --input - --output-mode update
-  gostream submit wordcount --brokers s1:9092,s2:9092,s3:9092 --topic logs --checkpoint /var/lib/gostream/wc --trigger 1s`,
+  gostream submit wordcount --brokers s1:9092,s2:9092,s3:9092 --topic logs --checkpoint /var/lib/gostream/wc --trigger 1s
+  gostream submit wordcount --master gostream://s1:7077,s2:7077,s3:7077 --brokers s1:9092,s2:9092,s3:9092 --trigger 1s`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error { return runSubmit(cmd.Context(), cmd, args[0], f) },
 	}
 	fl := cmd.Flags()
+	fl.StringVar(&f.master, "master", cmp.Or(os.Getenv("GOSTREAM_MASTER"), "local[*]"),
+		"where the job runs: local[*] (this process) or gostream://host:port,... naming workers of a cluster ($GOSTREAM_MASTER sets the default)")
 	fl.StringVar(&f.brokers, "brokers", "", "Kafka bootstrap servers, host:port,... (none: start an embedded broker)")
 	fl.StringVar(&f.topic, "topic", "logs", "topic to read")
 	fl.StringVar(&f.checkpoint, "checkpoint", "", "checkpoint directory; restarting with it resumes exactly where the query stopped (none: a temporary one)")
@@ -93,6 +103,10 @@ func jobList() string {
 
 func runSubmit(ctx context.Context, cmd *cobra.Command, name string, f submitFlags) error {
 	job, err := engine.LookupJob(name)
+	if err != nil {
+		return err
+	}
+	addrs, err := f.clusterAddrs()
 	if err != nil {
 		return err
 	}
@@ -157,17 +171,21 @@ func runSubmit(ctx context.Context, cmd *cobra.Command, name string, f submitFla
 	df := job.Build(s, engine.JobParams{Brokers: f.brokers, Topic: f.topic, StartingOffsets: f.startingOffsets, MaxOffsetsPerTrigger: f.maxOffsets,
 		FailOnDataLoss: &f.failOnDataLoss, KafkaRetryTimeout: f.kafkaRetryTimeout})
 	w := df.WriteStream().OutputMode(mode).Trigger(trig).QueryName(name).ShufflePartitions(f.shufflePartitions).Memory(memory)
-	if err := configureSink(w, f, cmd.OutOrStdout()); err != nil {
+	if err := configureSink(w, f, cmd.OutOrStdout(), addrs != nil); err != nil {
 		return err
+	}
+	if addrs != nil {
+		return submitToCluster(ctx, cmd, name, w, f, addrs)
 	}
 	if f.checkpoint != "" {
 		w.Option("checkpointLocation", f.checkpoint)
 	}
-	closeProgress, err := reportProgress(w, f, cmd.ErrOrStderr())
+	printProgress, closeProgress, err := progressPrinter(f, cmd.ErrOrStderr())
 	if err != nil {
 		return err
 	}
 	defer closeProgress()
+	w.OnProgress(printProgress)
 
 	finite := f.trigger == "once" || strings.EqualFold(f.trigger, "available-now") || strings.EqualFold(f.trigger, "availablenow")
 	if feed != nil && (f.input != "-" || finite) {
@@ -236,14 +254,22 @@ func startEmbedded(ctx context.Context, f *submitFlags, log *slog.Logger) (feed 
 	}, nil
 }
 
-func configureSink(w *engine.DataStreamWriter, f submitFlags, stdout io.Writer) error {
+// configureSink sets w's sink from --sink. For a cluster (remote), the
+// sink is described by format and options, for the driver to run: console
+// and jsonl:- then come back to this process's standard output through
+// Watch.
+func configureSink(w *engine.DataStreamWriter, f submitFlags, stdout io.Writer, remote bool) error {
 	switch {
+	case f.sink == "console" && remote:
+		w.Format("console").Option("numRows", strconv.Itoa(f.numRows)).Option("truncate", strconv.FormatBool(f.truncate))
 	case f.sink == "console":
 		c := &engine.ConsoleSink{W: stdout, NumRows: f.numRows}
 		if f.truncate {
 			c.Truncate = 20
 		}
 		w.To(c)
+	case f.sink == "jsonl:-" && remote:
+		w.Format("jsonl").Option("path", "-")
 	case f.sink == "jsonl:-":
 		w.To(&engine.JSONLSink{W: stdout})
 	case strings.HasPrefix(f.sink, "jsonl:") && len(f.sink) > len("jsonl:"):
@@ -257,14 +283,15 @@ func configureSink(w *engine.DataStreamWriter, f submitFlags, stdout io.Writer) 
 	return nil
 }
 
-// reportProgress prints a line per batch on stderr and, with
-// --progress-json, appends each batch's progress as JSON.
-func reportProgress(w *engine.DataStreamWriter, f submitFlags, stderr io.Writer) (func(), error) {
+// progressPrinter returns the function that prints a line per batch on
+// stderr and, with --progress-json, appends each batch's progress as JSON,
+// and the function that closes the JSON file.
+func progressPrinter(f submitFlags, stderr io.Writer) (func(engine.Progress), func(), error) {
 	var jf *os.File
 	if f.progressJSON != "" {
 		var err error
 		if jf, err = openAppend(f.progressJSON); err != nil {
-			return nil, fmt.Errorf("--progress-json: %w", err)
+			return nil, nil, fmt.Errorf("--progress-json: %w", err)
 		}
 	}
 	// A write to --progress-json that fails (a full disk) is reported once,
@@ -272,7 +299,7 @@ func reportProgress(w *engine.DataStreamWriter, f submitFlags, stderr io.Writer)
 	// readers. The query goes on; a restart cuts the torn line (openAppend).
 	var jsonMu sync.Mutex
 	var jsonErr error
-	w.OnProgress(func(p engine.Progress) {
+	report := func(p engine.Progress) {
 		if jf != nil {
 			jsonMu.Lock()
 			if jsonErr == nil {
@@ -283,23 +310,31 @@ func reportProgress(w *engine.DataStreamWriter, f submitFlags, stderr io.Writer)
 			}
 			jsonMu.Unlock()
 		}
-		if f.quiet {
-			return
+		if !f.quiet {
+			fmt.Fprintln(stderr, progressLine(p))
 		}
-		state := ""
-		if len(p.StateOperators) > 0 {
-			st := p.StateOperators[0]
-			state = fmt.Sprintf(", state %d rows (%d updated)", st.NumRowsTotal, st.NumRowsUpdated)
-		}
-		fmt.Fprintf(stderr, "batch %d: %d input rows in %s (%.0f rows/s; %s)%s, end offsets %s\n",
-			p.BatchID, p.NumInputRows, time.Duration(p.DurationMs["triggerExecution"])*time.Millisecond,
-			p.ProcessedRowsPerSecond, phases(p.DurationMs), state, p.Sources[0].EndOffset)
-	})
-	return func() {
+	}
+	return report, func() {
 		if jf != nil {
 			jf.Close()
 		}
 	}, nil
+}
+
+// progressLine is a batch's progress for people: rows, time, phases,
+// state and end offsets.
+func progressLine(p engine.Progress) string {
+	state, end := "", ""
+	if len(p.StateOperators) > 0 {
+		st := p.StateOperators[0]
+		state = fmt.Sprintf(", state %d rows (%d updated)", st.NumRowsTotal, st.NumRowsUpdated)
+	}
+	if len(p.Sources) > 0 {
+		end = ", end offsets " + p.Sources[0].EndOffset.String()
+	}
+	return fmt.Sprintf("batch %d: %d input rows in %s (%.0f rows/s; %s)%s%s",
+		p.BatchID, p.NumInputRows, time.Duration(p.DurationMs["triggerExecution"])*time.Millisecond,
+		p.ProcessedRowsPerSecond, phases(p.DurationMs), state, end)
 }
 
 // openAppend opens a JSON-lines file for appending, creating it if needed.

@@ -30,6 +30,60 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// JobState is where a job is in its life. The zero value is RUNNING: a job
+// runs from its registration until it is stopped, fails or finishes.
+type JobState int32
+
+const (
+	JobState_RUNNING  JobState = 0
+	JobState_STOPPED  JobState = 1 // by `gostream jobs stop`
+	JobState_FAILED   JobState = 2 // its driver returned an error (Job.error)
+	JobState_FINISHED JobState = 3 // its trigger (once, available-now) ran out
+)
+
+// Enum value maps for JobState.
+var (
+	JobState_name = map[int32]string{
+		0: "RUNNING",
+		1: "STOPPED",
+		2: "FAILED",
+		3: "FINISHED",
+	}
+	JobState_value = map[string]int32{
+		"RUNNING":  0,
+		"STOPPED":  1,
+		"FAILED":   2,
+		"FINISHED": 3,
+	}
+)
+
+func (x JobState) Enum() *JobState {
+	p := new(JobState)
+	*p = x
+	return p
+}
+
+func (x JobState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (JobState) Descriptor() protoreflect.EnumDescriptor {
+	return file_cluster_proto_enumTypes[0].Descriptor()
+}
+
+func (JobState) Type() protoreflect.EnumType {
+	return &file_cluster_proto_enumTypes[0]
+}
+
+func (x JobState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use JobState.Descriptor instead.
+func (JobState) EnumDescriptor() ([]byte, []int) {
+	return file_cluster_proto_rawDescGZIP(), []int{0}
+}
+
 // Member is one worker of the group. Its name is its Raft server id; its
 // address carries both its Raft traffic and its gRPC services.
 type Member struct {
@@ -497,14 +551,20 @@ func (x *Assignment) GetState() []*StatePartition {
 type Job struct {
 	state             protoimpl.MessageState `protogen:"open.v1"`
 	Name              string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Plan              []byte                 `protobuf:"bytes,2,opt,name=plan,proto3" json:"plan,omitempty"`                                                                                 // a serialized gostream.plan.v1 plan
+	Plan              []byte                 `protobuf:"bytes,2,opt,name=plan,proto3" json:"plan,omitempty"`                                                                                 // a serialized gostream.plan.v1.Query
 	Options           map[string]string      `protobuf:"bytes,3,rep,name=options,proto3" json:"options,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"` // the query's options, lower-case keys
 	ShufflePartitions int32                  `protobuf:"varint,4,opt,name=shuffle_partitions,json=shufflePartitions,proto3" json:"shuffle_partitions,omitempty"`
 	KeyGroups         int32                  `protobuf:"varint,5,opt,name=key_groups,json=keyGroups,proto3" json:"key_groups,omitempty"` // fixed for the life of the job
 	BatchLog          []*BatchLogEntry       `protobuf:"bytes,6,rep,name=batch_log,json=batchLog,proto3" json:"batch_log,omitempty"`
-	Assignment        *Assignment            `protobuf:"bytes,7,opt,name=assignment,proto3" json:"assignment,omitempty"` // unset until the first assignment
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	Assignment        *Assignment            `protobuf:"bytes,7,opt,name=assignment,proto3" json:"assignment,omitempty"`                          // unset until the first assignment
+	State             JobState               `protobuf:"varint,8,opt,name=state,proto3,enum=gostream.cluster.v1.JobState" json:"state,omitempty"` // RUNNING when registered
+	Error             string                 `protobuf:"bytes,9,opt,name=error,proto3" json:"error,omitempty"`                                    // why it FAILED
+	// Identifies what the batch log and state depend on (the plan without
+	// tunables such as rate limits): a job not running may be registered
+	// again with other tunables, and keeps its batch log.
+	PlanFingerprint string `protobuf:"bytes,10,opt,name=plan_fingerprint,json=planFingerprint,proto3" json:"plan_fingerprint,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *Job) Reset() {
@@ -584,6 +644,27 @@ func (x *Job) GetAssignment() *Assignment {
 		return x.Assignment
 	}
 	return nil
+}
+
+func (x *Job) GetState() JobState {
+	if x != nil {
+		return x.State
+	}
+	return JobState_RUNNING
+}
+
+func (x *Job) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *Job) GetPlanFingerprint() string {
+	if x != nil {
+		return x.PlanFingerprint
+	}
+	return ""
 }
 
 // State is the replicated state machine, and a snapshot's content.
@@ -667,6 +748,7 @@ type Command struct {
 	//	*Command_RegisterJob
 	//	*Command_AppendBatchLog
 	//	*Command_SetAssignment
+	//	*Command_SetJobState
 	Kind          isCommand_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -752,6 +834,15 @@ func (x *Command) GetSetAssignment() *SetAssignment {
 	return nil
 }
 
+func (x *Command) GetSetJobState() *SetJobState {
+	if x != nil {
+		if x, ok := x.Kind.(*Command_SetJobState); ok {
+			return x.SetJobState
+		}
+	}
+	return nil
+}
+
 type isCommand_Kind interface {
 	isCommand_Kind()
 }
@@ -772,6 +863,10 @@ type Command_SetAssignment struct {
 	SetAssignment *SetAssignment `protobuf:"bytes,5,opt,name=set_assignment,json=setAssignment,proto3,oneof"`
 }
 
+type Command_SetJobState struct {
+	SetJobState *SetJobState `protobuf:"bytes,6,opt,name=set_job_state,json=setJobState,proto3,oneof"`
+}
+
 func (*Command_Init) isCommand_Kind() {}
 
 func (*Command_RegisterJob) isCommand_Kind() {}
@@ -779,6 +874,8 @@ func (*Command_RegisterJob) isCommand_Kind() {}
 func (*Command_AppendBatchLog) isCommand_Kind() {}
 
 func (*Command_SetAssignment) isCommand_Kind() {}
+
+func (*Command_SetJobState) isCommand_Kind() {}
 
 // Init records the cluster's id and its bootstrap members. The first leader
 // logs it once; any later Init must be identical.
@@ -988,6 +1085,70 @@ func (x *SetAssignment) GetAssignment() *Assignment {
 	return nil
 }
 
+// SetJobState ends a RUNNING job's run: STOPPED (by a user), FAILED (its
+// driver's error) or FINISHED. A job not RUNNING is left as it is, so a
+// retried command, or a failure reported after a stop, is a no-op.
+// Registering the job again makes it RUNNING.
+type SetJobState struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Job           string                 `protobuf:"bytes,1,opt,name=job,proto3" json:"job,omitempty"`
+	State         JobState               `protobuf:"varint,2,opt,name=state,proto3,enum=gostream.cluster.v1.JobState" json:"state,omitempty"` // STOPPED, FAILED or FINISHED
+	Error         string                 `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`                                    // with FAILED
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetJobState) Reset() {
+	*x = SetJobState{}
+	mi := &file_cluster_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetJobState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetJobState) ProtoMessage() {}
+
+func (x *SetJobState) ProtoReflect() protoreflect.Message {
+	mi := &file_cluster_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetJobState.ProtoReflect.Descriptor instead.
+func (*SetJobState) Descriptor() ([]byte, []int) {
+	return file_cluster_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *SetJobState) GetJob() string {
+	if x != nil {
+		return x.Job
+	}
+	return ""
+}
+
+func (x *SetJobState) GetState() JobState {
+	if x != nil {
+		return x.State
+	}
+	return JobState_RUNNING
+}
+
+func (x *SetJobState) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
 // Header is sent with every request. A member refuses a request whose
 // cluster id is not its own, or whose term is older than its current term.
 type Header struct {
@@ -1002,7 +1163,7 @@ type Header struct {
 
 func (x *Header) Reset() {
 	*x = Header{}
-	mi := &file_cluster_proto_msgTypes[14]
+	mi := &file_cluster_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1014,7 +1175,7 @@ func (x *Header) String() string {
 func (*Header) ProtoMessage() {}
 
 func (x *Header) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[14]
+	mi := &file_cluster_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1027,7 +1188,7 @@ func (x *Header) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Header.ProtoReflect.Descriptor instead.
 func (*Header) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{14}
+	return file_cluster_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Header) GetClusterId() string {
@@ -1067,7 +1228,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_cluster_proto_msgTypes[15]
+	mi := &file_cluster_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1079,7 +1240,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[15]
+	mi := &file_cluster_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1092,7 +1253,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{15}
+	return file_cluster_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *StatusRequest) GetHeader() *Header {
@@ -1117,7 +1278,7 @@ type MemberStatus struct {
 
 func (x *MemberStatus) Reset() {
 	*x = MemberStatus{}
-	mi := &file_cluster_proto_msgTypes[16]
+	mi := &file_cluster_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1129,7 +1290,7 @@ func (x *MemberStatus) String() string {
 func (*MemberStatus) ProtoMessage() {}
 
 func (x *MemberStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[16]
+	mi := &file_cluster_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1142,7 +1303,7 @@ func (x *MemberStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberStatus.ProtoReflect.Descriptor instead.
 func (*MemberStatus) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{16}
+	return file_cluster_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *MemberStatus) GetMember() *Member {
@@ -1196,13 +1357,21 @@ type JobStatus struct {
 	LastPlanned       int64                  `protobuf:"varint,4,opt,name=last_planned,json=lastPlanned,proto3" json:"last_planned,omitempty"`       // -1: none
 	LastCommitted     int64                  `protobuf:"varint,5,opt,name=last_committed,json=lastCommitted,proto3" json:"last_committed,omitempty"` // -1: none
 	Assignment        *Assignment            `protobuf:"bytes,6,opt,name=assignment,proto3" json:"assignment,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	State             JobState               `protobuf:"varint,7,opt,name=state,proto3,enum=gostream.cluster.v1.JobState" json:"state,omitempty"`
+	Error             string                 `protobuf:"bytes,8,opt,name=error,proto3" json:"error,omitempty"`                               // why it FAILED
+	Driver            string                 `protobuf:"bytes,9,opt,name=driver,proto3" json:"driver,omitempty"`                             // the member running its driver; "" when none runs
+	DriverTerm        uint64                 `protobuf:"varint,10,opt,name=driver_term,json=driverTerm,proto3" json:"driver_term,omitempty"` // the Raft term the driver runs in
+	// The driver's last progress reports (JSON, engine.Progress), oldest
+	// first, as the leader keeps them (at most 100); only in JobsResponse
+	// when asked for one job.
+	Progress      [][]byte `protobuf:"bytes,11,rep,name=progress,proto3" json:"progress,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *JobStatus) Reset() {
 	*x = JobStatus{}
-	mi := &file_cluster_proto_msgTypes[17]
+	mi := &file_cluster_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1214,7 +1383,7 @@ func (x *JobStatus) String() string {
 func (*JobStatus) ProtoMessage() {}
 
 func (x *JobStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[17]
+	mi := &file_cluster_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1227,7 +1396,7 @@ func (x *JobStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobStatus.ProtoReflect.Descriptor instead.
 func (*JobStatus) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{17}
+	return file_cluster_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *JobStatus) GetName() string {
@@ -1272,6 +1441,41 @@ func (x *JobStatus) GetAssignment() *Assignment {
 	return nil
 }
 
+func (x *JobStatus) GetState() JobState {
+	if x != nil {
+		return x.State
+	}
+	return JobState_RUNNING
+}
+
+func (x *JobStatus) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *JobStatus) GetDriver() string {
+	if x != nil {
+		return x.Driver
+	}
+	return ""
+}
+
+func (x *JobStatus) GetDriverTerm() uint64 {
+	if x != nil {
+		return x.DriverTerm
+	}
+	return 0
+}
+
+func (x *JobStatus) GetProgress() [][]byte {
+	if x != nil {
+		return x.Progress
+	}
+	return nil
+}
+
 type StatusResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	ClusterId     string                 `protobuf:"bytes,1,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
@@ -1286,7 +1490,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_cluster_proto_msgTypes[18]
+	mi := &file_cluster_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1298,7 +1502,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[18]
+	mi := &file_cluster_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1311,7 +1515,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{18}
+	return file_cluster_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *StatusResponse) GetClusterId() string {
@@ -1365,7 +1569,7 @@ type MemberInfoRequest struct {
 
 func (x *MemberInfoRequest) Reset() {
 	*x = MemberInfoRequest{}
-	mi := &file_cluster_proto_msgTypes[19]
+	mi := &file_cluster_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1377,7 +1581,7 @@ func (x *MemberInfoRequest) String() string {
 func (*MemberInfoRequest) ProtoMessage() {}
 
 func (x *MemberInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[19]
+	mi := &file_cluster_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1390,7 +1594,7 @@ func (x *MemberInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberInfoRequest.ProtoReflect.Descriptor instead.
 func (*MemberInfoRequest) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{19}
+	return file_cluster_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *MemberInfoRequest) GetHeader() *Header {
@@ -1414,7 +1618,7 @@ type MemberInfoResponse struct {
 
 func (x *MemberInfoResponse) Reset() {
 	*x = MemberInfoResponse{}
-	mi := &file_cluster_proto_msgTypes[20]
+	mi := &file_cluster_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1426,7 +1630,7 @@ func (x *MemberInfoResponse) String() string {
 func (*MemberInfoResponse) ProtoMessage() {}
 
 func (x *MemberInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[20]
+	mi := &file_cluster_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1439,7 +1643,7 @@ func (x *MemberInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberInfoResponse.ProtoReflect.Descriptor instead.
 func (*MemberInfoResponse) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{20}
+	return file_cluster_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *MemberInfoResponse) GetMember() *Member {
@@ -1494,7 +1698,7 @@ type RegisterJobRequest struct {
 
 func (x *RegisterJobRequest) Reset() {
 	*x = RegisterJobRequest{}
-	mi := &file_cluster_proto_msgTypes[21]
+	mi := &file_cluster_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1506,7 +1710,7 @@ func (x *RegisterJobRequest) String() string {
 func (*RegisterJobRequest) ProtoMessage() {}
 
 func (x *RegisterJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[21]
+	mi := &file_cluster_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1519,7 +1723,7 @@ func (x *RegisterJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterJobRequest.ProtoReflect.Descriptor instead.
 func (*RegisterJobRequest) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{21}
+	return file_cluster_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *RegisterJobRequest) GetHeader() *Header {
@@ -1537,16 +1741,19 @@ func (x *RegisterJobRequest) GetJob() *Job {
 }
 
 type RegisterJobResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Term          uint64                 `protobuf:"varint,1,opt,name=term,proto3" json:"term,omitempty"`   // the term the job was registered in
-	Index         uint64                 `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"` // its Raft log index
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Term  uint64                 `protobuf:"varint,1,opt,name=term,proto3" json:"term,omitempty"`   // the term the job was registered in
+	Index uint64                 `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"` // its Raft log index
+	// The job's last committed batch when it was registered (-1: none): a
+	// submitter watches the reports of the batches after it.
+	LastCommitted int64 `protobuf:"varint,3,opt,name=last_committed,json=lastCommitted,proto3" json:"last_committed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RegisterJobResponse) Reset() {
 	*x = RegisterJobResponse{}
-	mi := &file_cluster_proto_msgTypes[22]
+	mi := &file_cluster_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1558,7 +1765,7 @@ func (x *RegisterJobResponse) String() string {
 func (*RegisterJobResponse) ProtoMessage() {}
 
 func (x *RegisterJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[22]
+	mi := &file_cluster_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1571,7 +1778,7 @@ func (x *RegisterJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterJobResponse.ProtoReflect.Descriptor instead.
 func (*RegisterJobResponse) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{22}
+	return file_cluster_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *RegisterJobResponse) GetTerm() uint64 {
@@ -1588,6 +1795,412 @@ func (x *RegisterJobResponse) GetIndex() uint64 {
 	return 0
 }
 
+func (x *RegisterJobResponse) GetLastCommitted() int64 {
+	if x != nil {
+		return x.LastCommitted
+	}
+	return 0
+}
+
+type JobsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Header        *Header                `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	Job           string                 `protobuf:"bytes,2,opt,name=job,proto3" json:"job,omitempty"` // "" for every job
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JobsRequest) Reset() {
+	*x = JobsRequest{}
+	mi := &file_cluster_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JobsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JobsRequest) ProtoMessage() {}
+
+func (x *JobsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cluster_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JobsRequest.ProtoReflect.Descriptor instead.
+func (*JobsRequest) Descriptor() ([]byte, []int) {
+	return file_cluster_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *JobsRequest) GetHeader() *Header {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+func (x *JobsRequest) GetJob() string {
+	if x != nil {
+		return x.Job
+	}
+	return ""
+}
+
+type JobsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Jobs          []*JobStatus           `protobuf:"bytes,1,rep,name=jobs,proto3" json:"jobs,omitempty"` // sorted by name
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JobsResponse) Reset() {
+	*x = JobsResponse{}
+	mi := &file_cluster_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JobsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JobsResponse) ProtoMessage() {}
+
+func (x *JobsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cluster_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JobsResponse.ProtoReflect.Descriptor instead.
+func (*JobsResponse) Descriptor() ([]byte, []int) {
+	return file_cluster_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *JobsResponse) GetJobs() []*JobStatus {
+	if x != nil {
+		return x.Jobs
+	}
+	return nil
+}
+
+type StopJobRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Header        *Header                `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	Job           string                 `protobuf:"bytes,2,opt,name=job,proto3" json:"job,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StopJobRequest) Reset() {
+	*x = StopJobRequest{}
+	mi := &file_cluster_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StopJobRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StopJobRequest) ProtoMessage() {}
+
+func (x *StopJobRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cluster_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StopJobRequest.ProtoReflect.Descriptor instead.
+func (*StopJobRequest) Descriptor() ([]byte, []int) {
+	return file_cluster_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *StopJobRequest) GetHeader() *Header {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+func (x *StopJobRequest) GetJob() string {
+	if x != nil {
+		return x.Job
+	}
+	return ""
+}
+
+type StopJobResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Job           *JobStatus             `protobuf:"bytes,1,opt,name=job,proto3" json:"job,omitempty"` // after its driver stopped
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StopJobResponse) Reset() {
+	*x = StopJobResponse{}
+	mi := &file_cluster_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StopJobResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StopJobResponse) ProtoMessage() {}
+
+func (x *StopJobResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cluster_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StopJobResponse.ProtoReflect.Descriptor instead.
+func (*StopJobResponse) Descriptor() ([]byte, []int) {
+	return file_cluster_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *StopJobResponse) GetJob() *JobStatus {
+	if x != nil {
+		return x.Job
+	}
+	return nil
+}
+
+type WatchRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Header *Header                `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	Job    string                 `protobuf:"bytes,2,opt,name=job,proto3" json:"job,omitempty"`
+	// Reports of batches after this one are sent; unset: the last report
+	// only, then the reports to come.
+	AfterBatch    *int64 `protobuf:"varint,3,opt,name=after_batch,json=afterBatch,proto3,oneof" json:"after_batch,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchRequest) Reset() {
+	*x = WatchRequest{}
+	mi := &file_cluster_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchRequest) ProtoMessage() {}
+
+func (x *WatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cluster_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
+func (*WatchRequest) Descriptor() ([]byte, []int) {
+	return file_cluster_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *WatchRequest) GetHeader() *Header {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+func (x *WatchRequest) GetJob() string {
+	if x != nil {
+		return x.Job
+	}
+	return ""
+}
+
+func (x *WatchRequest) GetAfterBatch() int64 {
+	if x != nil && x.AfterBatch != nil {
+		return *x.AfterBatch
+	}
+	return 0
+}
+
+// Report is one batch's report from a job's driver.
+type Report struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	BatchId       int64                  `protobuf:"varint,1,opt,name=batch_id,json=batchId,proto3" json:"batch_id,omitempty"`
+	Progress      []byte                 `protobuf:"bytes,2,opt,name=progress,proto3" json:"progress,omitempty"` // JSON, engine.Progress
+	Output        []byte                 `protobuf:"bytes,3,opt,name=output,proto3" json:"output,omitempty"`     // what the sink wrote for the submitter (console, jsonl:-)
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Report) Reset() {
+	*x = Report{}
+	mi := &file_cluster_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Report) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Report) ProtoMessage() {}
+
+func (x *Report) ProtoReflect() protoreflect.Message {
+	mi := &file_cluster_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Report.ProtoReflect.Descriptor instead.
+func (*Report) Descriptor() ([]byte, []int) {
+	return file_cluster_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *Report) GetBatchId() int64 {
+	if x != nil {
+		return x.BatchId
+	}
+	return 0
+}
+
+func (x *Report) GetProgress() []byte {
+	if x != nil {
+		return x.Progress
+	}
+	return nil
+}
+
+func (x *Report) GetOutput() []byte {
+	if x != nil {
+		return x.Output
+	}
+	return nil
+}
+
+// WatchEvent is one message of a Watch stream: the job's status first,
+// then reports; a last status, of a job no longer RUNNING, ends it.
+type WatchEvent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Kind:
+	//
+	//	*WatchEvent_Status
+	//	*WatchEvent_Report
+	Kind          isWatchEvent_Kind `protobuf_oneof:"kind"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchEvent) Reset() {
+	*x = WatchEvent{}
+	mi := &file_cluster_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchEvent) ProtoMessage() {}
+
+func (x *WatchEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_cluster_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchEvent.ProtoReflect.Descriptor instead.
+func (*WatchEvent) Descriptor() ([]byte, []int) {
+	return file_cluster_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *WatchEvent) GetKind() isWatchEvent_Kind {
+	if x != nil {
+		return x.Kind
+	}
+	return nil
+}
+
+func (x *WatchEvent) GetStatus() *JobStatus {
+	if x != nil {
+		if x, ok := x.Kind.(*WatchEvent_Status); ok {
+			return x.Status
+		}
+	}
+	return nil
+}
+
+func (x *WatchEvent) GetReport() *Report {
+	if x != nil {
+		if x, ok := x.Kind.(*WatchEvent_Report); ok {
+			return x.Report
+		}
+	}
+	return nil
+}
+
+type isWatchEvent_Kind interface {
+	isWatchEvent_Kind()
+}
+
+type WatchEvent_Status struct {
+	Status *JobStatus `protobuf:"bytes,1,opt,name=status,proto3,oneof"`
+}
+
+type WatchEvent_Report struct {
+	Report *Report `protobuf:"bytes,2,opt,name=report,proto3,oneof"`
+}
+
+func (*WatchEvent_Status) isWatchEvent_Kind() {}
+
+func (*WatchEvent_Report) isWatchEvent_Kind() {}
+
 // HelloRequest is what a starting worker sends to each peer to check that
 // they were given the same group.
 type HelloRequest struct {
@@ -1600,7 +2213,7 @@ type HelloRequest struct {
 
 func (x *HelloRequest) Reset() {
 	*x = HelloRequest{}
-	mi := &file_cluster_proto_msgTypes[23]
+	mi := &file_cluster_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1612,7 +2225,7 @@ func (x *HelloRequest) String() string {
 func (*HelloRequest) ProtoMessage() {}
 
 func (x *HelloRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[23]
+	mi := &file_cluster_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1625,7 +2238,7 @@ func (x *HelloRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HelloRequest.ProtoReflect.Descriptor instead.
 func (*HelloRequest) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{23}
+	return file_cluster_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *HelloRequest) GetHeader() *Header {
@@ -1653,7 +2266,7 @@ type HelloResponse struct {
 
 func (x *HelloResponse) Reset() {
 	*x = HelloResponse{}
-	mi := &file_cluster_proto_msgTypes[24]
+	mi := &file_cluster_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1665,7 +2278,7 @@ func (x *HelloResponse) String() string {
 func (*HelloResponse) ProtoMessage() {}
 
 func (x *HelloResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[24]
+	mi := &file_cluster_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1678,7 +2291,7 @@ func (x *HelloResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HelloResponse.ProtoReflect.Descriptor instead.
 func (*HelloResponse) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{24}
+	return file_cluster_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *HelloResponse) GetMember() *Member {
@@ -1721,7 +2334,7 @@ type ShuffleOpen struct {
 
 func (x *ShuffleOpen) Reset() {
 	*x = ShuffleOpen{}
-	mi := &file_cluster_proto_msgTypes[25]
+	mi := &file_cluster_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1733,7 +2346,7 @@ func (x *ShuffleOpen) String() string {
 func (*ShuffleOpen) ProtoMessage() {}
 
 func (x *ShuffleOpen) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[25]
+	mi := &file_cluster_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1746,7 +2359,7 @@ func (x *ShuffleOpen) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShuffleOpen.ProtoReflect.Descriptor instead.
 func (*ShuffleOpen) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{25}
+	return file_cluster_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ShuffleOpen) GetHeader() *Header {
@@ -1804,7 +2417,7 @@ type ShuffleEnd struct {
 
 func (x *ShuffleEnd) Reset() {
 	*x = ShuffleEnd{}
-	mi := &file_cluster_proto_msgTypes[26]
+	mi := &file_cluster_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1816,7 +2429,7 @@ func (x *ShuffleEnd) String() string {
 func (*ShuffleEnd) ProtoMessage() {}
 
 func (x *ShuffleEnd) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[26]
+	mi := &file_cluster_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1829,7 +2442,7 @@ func (x *ShuffleEnd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShuffleEnd.ProtoReflect.Descriptor instead.
 func (*ShuffleEnd) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{26}
+	return file_cluster_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ShuffleEnd) GetBlocks() uint64 {
@@ -1869,7 +2482,7 @@ type ShuffleMessage struct {
 
 func (x *ShuffleMessage) Reset() {
 	*x = ShuffleMessage{}
-	mi := &file_cluster_proto_msgTypes[27]
+	mi := &file_cluster_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1881,7 +2494,7 @@ func (x *ShuffleMessage) String() string {
 func (*ShuffleMessage) ProtoMessage() {}
 
 func (x *ShuffleMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[27]
+	mi := &file_cluster_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1894,7 +2507,7 @@ func (x *ShuffleMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShuffleMessage.ProtoReflect.Descriptor instead.
 func (*ShuffleMessage) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{27}
+	return file_cluster_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ShuffleMessage) GetKind() isShuffleMessage_Kind {
@@ -1965,7 +2578,7 @@ type ShuffleResponse struct {
 
 func (x *ShuffleResponse) Reset() {
 	*x = ShuffleResponse{}
-	mi := &file_cluster_proto_msgTypes[28]
+	mi := &file_cluster_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1977,7 +2590,7 @@ func (x *ShuffleResponse) String() string {
 func (*ShuffleResponse) ProtoMessage() {}
 
 func (x *ShuffleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[28]
+	mi := &file_cluster_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1990,7 +2603,7 @@ func (x *ShuffleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShuffleResponse.ProtoReflect.Descriptor instead.
 func (*ShuffleResponse) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{28}
+	return file_cluster_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ShuffleResponse) GetBlocks() uint64 {
@@ -2041,7 +2654,7 @@ const file_cluster_proto_rawDesc = "" +
 	"Assignment\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12:\n" +
 	"\x05kafka\x18\x02 \x03(\v2$.gostream.cluster.v1.KafkaAssignmentR\x05kafka\x129\n" +
-	"\x05state\x18\x03 \x03(\v2#.gostream.cluster.v1.StatePartitionR\x05state\"\xfa\x02\n" +
+	"\x05state\x18\x03 \x03(\v2#.gostream.cluster.v1.StatePartitionR\x05state\"\xf0\x03\n" +
 	"\x03Job\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04plan\x18\x02 \x01(\fR\x04plan\x12?\n" +
@@ -2052,7 +2665,11 @@ const file_cluster_proto_rawDesc = "" +
 	"\tbatch_log\x18\x06 \x03(\v2\".gostream.cluster.v1.BatchLogEntryR\bbatchLog\x12?\n" +
 	"\n" +
 	"assignment\x18\a \x01(\v2\x1f.gostream.cluster.v1.AssignmentR\n" +
-	"assignment\x1a:\n" +
+	"assignment\x123\n" +
+	"\x05state\x18\b \x01(\x0e2\x1d.gostream.cluster.v1.JobStateR\x05state\x12\x14\n" +
+	"\x05error\x18\t \x01(\tR\x05error\x12)\n" +
+	"\x10plan_fingerprint\x18\n" +
+	" \x01(\tR\x0fplanFingerprint\x1a:\n" +
 	"\fOptionsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x82\x02\n" +
@@ -2064,13 +2681,14 @@ const file_cluster_proto_rawDesc = "" +
 	"\x04jobs\x18\x04 \x03(\v2$.gostream.cluster.v1.State.JobsEntryR\x04jobs\x1aQ\n" +
 	"\tJobsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12.\n" +
-	"\x05value\x18\x02 \x01(\v2\x18.gostream.cluster.v1.JobR\x05value:\x028\x01\"\xbb\x02\n" +
+	"\x05value\x18\x02 \x01(\v2\x18.gostream.cluster.v1.JobR\x05value:\x028\x01\"\x83\x03\n" +
 	"\aCommand\x12\x12\n" +
 	"\x04term\x18\x01 \x01(\x04R\x04term\x12/\n" +
 	"\x04init\x18\x02 \x01(\v2\x19.gostream.cluster.v1.InitH\x00R\x04init\x12E\n" +
 	"\fregister_job\x18\x03 \x01(\v2 .gostream.cluster.v1.RegisterJobH\x00R\vregisterJob\x12O\n" +
 	"\x10append_batch_log\x18\x04 \x01(\v2#.gostream.cluster.v1.AppendBatchLogH\x00R\x0eappendBatchLog\x12K\n" +
-	"\x0eset_assignment\x18\x05 \x01(\v2\".gostream.cluster.v1.SetAssignmentH\x00R\rsetAssignmentB\x06\n" +
+	"\x0eset_assignment\x18\x05 \x01(\v2\".gostream.cluster.v1.SetAssignmentH\x00R\rsetAssignment\x12F\n" +
+	"\rset_job_state\x18\x06 \x01(\v2 .gostream.cluster.v1.SetJobStateH\x00R\vsetJobStateB\x06\n" +
 	"\x04kind\"\\\n" +
 	"\x04Init\x12\x1d\n" +
 	"\n" +
@@ -2085,7 +2703,11 @@ const file_cluster_proto_rawDesc = "" +
 	"\x03job\x18\x01 \x01(\tR\x03job\x12?\n" +
 	"\n" +
 	"assignment\x18\x02 \x01(\v2\x1f.gostream.cluster.v1.AssignmentR\n" +
-	"assignment\"e\n" +
+	"assignment\"j\n" +
+	"\vSetJobState\x12\x10\n" +
+	"\x03job\x18\x01 \x01(\tR\x03job\x123\n" +
+	"\x05state\x18\x02 \x01(\x0e2\x1d.gostream.cluster.v1.JobStateR\x05state\x12\x14\n" +
+	"\x05error\x18\x03 \x01(\tR\x05error\"e\n" +
 	"\x06Header\x12\x1d\n" +
 	"\n" +
 	"cluster_id\x18\x01 \x01(\tR\tclusterId\x12\x12\n" +
@@ -2100,7 +2722,7 @@ const file_cluster_proto_rawDesc = "" +
 	"\x04term\x18\x03 \x01(\x04R\x04term\x12&\n" +
 	"\x0flast_contact_ms\x18\x04 \x01(\x03R\rlastContactMs\x12#\n" +
 	"\rapplied_index\x18\x05 \x01(\x04R\fappliedIndex\x12\x14\n" +
-	"\x05error\x18\x06 \x01(\tR\x05error\"\xf8\x01\n" +
+	"\x05error\x18\x06 \x01(\tR\x05error\"\x98\x03\n" +
 	"\tJobStatus\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12-\n" +
 	"\x12shuffle_partitions\x18\x02 \x01(\x05R\x11shufflePartitions\x12\x1d\n" +
@@ -2110,7 +2732,14 @@ const file_cluster_proto_rawDesc = "" +
 	"\x0elast_committed\x18\x05 \x01(\x03R\rlastCommitted\x12?\n" +
 	"\n" +
 	"assignment\x18\x06 \x01(\v2\x1f.gostream.cluster.v1.AssignmentR\n" +
-	"assignment\"\xed\x01\n" +
+	"assignment\x123\n" +
+	"\x05state\x18\a \x01(\x0e2\x1d.gostream.cluster.v1.JobStateR\x05state\x12\x14\n" +
+	"\x05error\x18\b \x01(\tR\x05error\x12\x16\n" +
+	"\x06driver\x18\t \x01(\tR\x06driver\x12\x1f\n" +
+	"\vdriver_term\x18\n" +
+	" \x01(\x04R\n" +
+	"driverTerm\x12\x1a\n" +
+	"\bprogress\x18\v \x03(\fR\bprogress\"\xed\x01\n" +
 	"\x0eStatusResponse\x12\x1d\n" +
 	"\n" +
 	"cluster_id\x18\x01 \x01(\tR\tclusterId\x12\x1f\n" +
@@ -2132,10 +2761,36 @@ const file_cluster_proto_rawDesc = "" +
 	"cluster_id\x18\x06 \x01(\tR\tclusterId\"u\n" +
 	"\x12RegisterJobRequest\x123\n" +
 	"\x06header\x18\x01 \x01(\v2\x1b.gostream.cluster.v1.HeaderR\x06header\x12*\n" +
-	"\x03job\x18\x02 \x01(\v2\x18.gostream.cluster.v1.JobR\x03job\"?\n" +
+	"\x03job\x18\x02 \x01(\v2\x18.gostream.cluster.v1.JobR\x03job\"f\n" +
 	"\x13RegisterJobResponse\x12\x12\n" +
 	"\x04term\x18\x01 \x01(\x04R\x04term\x12\x14\n" +
-	"\x05index\x18\x02 \x01(\x04R\x05index\"v\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\x12%\n" +
+	"\x0elast_committed\x18\x03 \x01(\x03R\rlastCommitted\"T\n" +
+	"\vJobsRequest\x123\n" +
+	"\x06header\x18\x01 \x01(\v2\x1b.gostream.cluster.v1.HeaderR\x06header\x12\x10\n" +
+	"\x03job\x18\x02 \x01(\tR\x03job\"B\n" +
+	"\fJobsResponse\x122\n" +
+	"\x04jobs\x18\x01 \x03(\v2\x1e.gostream.cluster.v1.JobStatusR\x04jobs\"W\n" +
+	"\x0eStopJobRequest\x123\n" +
+	"\x06header\x18\x01 \x01(\v2\x1b.gostream.cluster.v1.HeaderR\x06header\x12\x10\n" +
+	"\x03job\x18\x02 \x01(\tR\x03job\"C\n" +
+	"\x0fStopJobResponse\x120\n" +
+	"\x03job\x18\x01 \x01(\v2\x1e.gostream.cluster.v1.JobStatusR\x03job\"\x8b\x01\n" +
+	"\fWatchRequest\x123\n" +
+	"\x06header\x18\x01 \x01(\v2\x1b.gostream.cluster.v1.HeaderR\x06header\x12\x10\n" +
+	"\x03job\x18\x02 \x01(\tR\x03job\x12$\n" +
+	"\vafter_batch\x18\x03 \x01(\x03H\x00R\n" +
+	"afterBatch\x88\x01\x01B\x0e\n" +
+	"\f_after_batch\"W\n" +
+	"\x06Report\x12\x19\n" +
+	"\bbatch_id\x18\x01 \x01(\x03R\abatchId\x12\x1a\n" +
+	"\bprogress\x18\x02 \x01(\fR\bprogress\x12\x16\n" +
+	"\x06output\x18\x03 \x01(\fR\x06output\"\x85\x01\n" +
+	"\n" +
+	"WatchEvent\x128\n" +
+	"\x06status\x18\x01 \x01(\v2\x1e.gostream.cluster.v1.JobStatusH\x00R\x06status\x125\n" +
+	"\x06report\x18\x02 \x01(\v2\x1b.gostream.cluster.v1.ReportH\x00R\x06reportB\x06\n" +
+	"\x04kind\"v\n" +
 	"\fHelloRequest\x123\n" +
 	"\x06header\x18\x01 \x01(\v2\x1b.gostream.cluster.v1.HeaderR\x06header\x121\n" +
 	"\x05peers\x18\x02 \x03(\v2\x1b.gostream.cluster.v1.MemberR\x05peers\"\x96\x01\n" +
@@ -2163,13 +2818,22 @@ const file_cluster_proto_rawDesc = "" +
 	"\x04kind\"?\n" +
 	"\x0fShuffleResponse\x12\x16\n" +
 	"\x06blocks\x18\x01 \x01(\x04R\x06blocks\x12\x14\n" +
-	"\x05bytes\x18\x02 \x01(\x04R\x05bytes2\xed\x02\n" +
+	"\x05bytes\x18\x02 \x01(\x04R\x05bytes*>\n" +
+	"\bJobState\x12\v\n" +
+	"\aRUNNING\x10\x00\x12\v\n" +
+	"\aSTOPPED\x10\x01\x12\n" +
+	"\n" +
+	"\x06FAILED\x10\x02\x12\f\n" +
+	"\bFINISHED\x10\x032\xdf\x04\n" +
 	"\aControl\x12Q\n" +
 	"\x06Status\x12\".gostream.cluster.v1.StatusRequest\x1a#.gostream.cluster.v1.StatusResponse\x12`\n" +
 	"\vRegisterJob\x12'.gostream.cluster.v1.RegisterJobRequest\x1a(.gostream.cluster.v1.RegisterJobResponse\x12]\n" +
 	"\n" +
 	"MemberInfo\x12&.gostream.cluster.v1.MemberInfoRequest\x1a'.gostream.cluster.v1.MemberInfoResponse\x12N\n" +
-	"\x05Hello\x12!.gostream.cluster.v1.HelloRequest\x1a\".gostream.cluster.v1.HelloResponse2^\n" +
+	"\x05Hello\x12!.gostream.cluster.v1.HelloRequest\x1a\".gostream.cluster.v1.HelloResponse\x12K\n" +
+	"\x04Jobs\x12 .gostream.cluster.v1.JobsRequest\x1a!.gostream.cluster.v1.JobsResponse\x12T\n" +
+	"\aStopJob\x12#.gostream.cluster.v1.StopJobRequest\x1a$.gostream.cluster.v1.StopJobResponse\x12M\n" +
+	"\x05Watch\x12!.gostream.cluster.v1.WatchRequest\x1a\x1f.gostream.cluster.v1.WatchEvent0\x012^\n" +
 	"\aShuffle\x12S\n" +
 	"\x04Push\x12#.gostream.cluster.v1.ShuffleMessage\x1a$.gostream.cluster.v1.ShuffleResponse(\x01B.Z,github.com/gostream/gostream/proto/clusterpbb\x06proto3"
 
@@ -2185,91 +2849,118 @@ func file_cluster_proto_rawDescGZIP() []byte {
 	return file_cluster_proto_rawDescData
 }
 
-var file_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
+var file_cluster_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
 var file_cluster_proto_goTypes = []any{
-	(*Member)(nil),              // 0: gostream.cluster.v1.Member
-	(*PartitionOffset)(nil),     // 1: gostream.cluster.v1.PartitionOffset
-	(*OffsetsEntry)(nil),        // 2: gostream.cluster.v1.OffsetsEntry
-	(*BatchLogEntry)(nil),       // 3: gostream.cluster.v1.BatchLogEntry
-	(*KafkaAssignment)(nil),     // 4: gostream.cluster.v1.KafkaAssignment
-	(*StatePartition)(nil),      // 5: gostream.cluster.v1.StatePartition
-	(*Assignment)(nil),          // 6: gostream.cluster.v1.Assignment
-	(*Job)(nil),                 // 7: gostream.cluster.v1.Job
-	(*State)(nil),               // 8: gostream.cluster.v1.State
-	(*Command)(nil),             // 9: gostream.cluster.v1.Command
-	(*Init)(nil),                // 10: gostream.cluster.v1.Init
-	(*RegisterJob)(nil),         // 11: gostream.cluster.v1.RegisterJob
-	(*AppendBatchLog)(nil),      // 12: gostream.cluster.v1.AppendBatchLog
-	(*SetAssignment)(nil),       // 13: gostream.cluster.v1.SetAssignment
-	(*Header)(nil),              // 14: gostream.cluster.v1.Header
-	(*StatusRequest)(nil),       // 15: gostream.cluster.v1.StatusRequest
-	(*MemberStatus)(nil),        // 16: gostream.cluster.v1.MemberStatus
-	(*JobStatus)(nil),           // 17: gostream.cluster.v1.JobStatus
-	(*StatusResponse)(nil),      // 18: gostream.cluster.v1.StatusResponse
-	(*MemberInfoRequest)(nil),   // 19: gostream.cluster.v1.MemberInfoRequest
-	(*MemberInfoResponse)(nil),  // 20: gostream.cluster.v1.MemberInfoResponse
-	(*RegisterJobRequest)(nil),  // 21: gostream.cluster.v1.RegisterJobRequest
-	(*RegisterJobResponse)(nil), // 22: gostream.cluster.v1.RegisterJobResponse
-	(*HelloRequest)(nil),        // 23: gostream.cluster.v1.HelloRequest
-	(*HelloResponse)(nil),       // 24: gostream.cluster.v1.HelloResponse
-	(*ShuffleOpen)(nil),         // 25: gostream.cluster.v1.ShuffleOpen
-	(*ShuffleEnd)(nil),          // 26: gostream.cluster.v1.ShuffleEnd
-	(*ShuffleMessage)(nil),      // 27: gostream.cluster.v1.ShuffleMessage
-	(*ShuffleResponse)(nil),     // 28: gostream.cluster.v1.ShuffleResponse
-	nil,                         // 29: gostream.cluster.v1.Job.OptionsEntry
-	nil,                         // 30: gostream.cluster.v1.State.JobsEntry
+	(JobState)(0),               // 0: gostream.cluster.v1.JobState
+	(*Member)(nil),              // 1: gostream.cluster.v1.Member
+	(*PartitionOffset)(nil),     // 2: gostream.cluster.v1.PartitionOffset
+	(*OffsetsEntry)(nil),        // 3: gostream.cluster.v1.OffsetsEntry
+	(*BatchLogEntry)(nil),       // 4: gostream.cluster.v1.BatchLogEntry
+	(*KafkaAssignment)(nil),     // 5: gostream.cluster.v1.KafkaAssignment
+	(*StatePartition)(nil),      // 6: gostream.cluster.v1.StatePartition
+	(*Assignment)(nil),          // 7: gostream.cluster.v1.Assignment
+	(*Job)(nil),                 // 8: gostream.cluster.v1.Job
+	(*State)(nil),               // 9: gostream.cluster.v1.State
+	(*Command)(nil),             // 10: gostream.cluster.v1.Command
+	(*Init)(nil),                // 11: gostream.cluster.v1.Init
+	(*RegisterJob)(nil),         // 12: gostream.cluster.v1.RegisterJob
+	(*AppendBatchLog)(nil),      // 13: gostream.cluster.v1.AppendBatchLog
+	(*SetAssignment)(nil),       // 14: gostream.cluster.v1.SetAssignment
+	(*SetJobState)(nil),         // 15: gostream.cluster.v1.SetJobState
+	(*Header)(nil),              // 16: gostream.cluster.v1.Header
+	(*StatusRequest)(nil),       // 17: gostream.cluster.v1.StatusRequest
+	(*MemberStatus)(nil),        // 18: gostream.cluster.v1.MemberStatus
+	(*JobStatus)(nil),           // 19: gostream.cluster.v1.JobStatus
+	(*StatusResponse)(nil),      // 20: gostream.cluster.v1.StatusResponse
+	(*MemberInfoRequest)(nil),   // 21: gostream.cluster.v1.MemberInfoRequest
+	(*MemberInfoResponse)(nil),  // 22: gostream.cluster.v1.MemberInfoResponse
+	(*RegisterJobRequest)(nil),  // 23: gostream.cluster.v1.RegisterJobRequest
+	(*RegisterJobResponse)(nil), // 24: gostream.cluster.v1.RegisterJobResponse
+	(*JobsRequest)(nil),         // 25: gostream.cluster.v1.JobsRequest
+	(*JobsResponse)(nil),        // 26: gostream.cluster.v1.JobsResponse
+	(*StopJobRequest)(nil),      // 27: gostream.cluster.v1.StopJobRequest
+	(*StopJobResponse)(nil),     // 28: gostream.cluster.v1.StopJobResponse
+	(*WatchRequest)(nil),        // 29: gostream.cluster.v1.WatchRequest
+	(*Report)(nil),              // 30: gostream.cluster.v1.Report
+	(*WatchEvent)(nil),          // 31: gostream.cluster.v1.WatchEvent
+	(*HelloRequest)(nil),        // 32: gostream.cluster.v1.HelloRequest
+	(*HelloResponse)(nil),       // 33: gostream.cluster.v1.HelloResponse
+	(*ShuffleOpen)(nil),         // 34: gostream.cluster.v1.ShuffleOpen
+	(*ShuffleEnd)(nil),          // 35: gostream.cluster.v1.ShuffleEnd
+	(*ShuffleMessage)(nil),      // 36: gostream.cluster.v1.ShuffleMessage
+	(*ShuffleResponse)(nil),     // 37: gostream.cluster.v1.ShuffleResponse
+	nil,                         // 38: gostream.cluster.v1.Job.OptionsEntry
+	nil,                         // 39: gostream.cluster.v1.State.JobsEntry
 }
 var file_cluster_proto_depIdxs = []int32{
-	1,  // 0: gostream.cluster.v1.OffsetsEntry.start:type_name -> gostream.cluster.v1.PartitionOffset
-	1,  // 1: gostream.cluster.v1.OffsetsEntry.end:type_name -> gostream.cluster.v1.PartitionOffset
-	2,  // 2: gostream.cluster.v1.BatchLogEntry.offsets:type_name -> gostream.cluster.v1.OffsetsEntry
-	4,  // 3: gostream.cluster.v1.Assignment.kafka:type_name -> gostream.cluster.v1.KafkaAssignment
-	5,  // 4: gostream.cluster.v1.Assignment.state:type_name -> gostream.cluster.v1.StatePartition
-	29, // 5: gostream.cluster.v1.Job.options:type_name -> gostream.cluster.v1.Job.OptionsEntry
-	3,  // 6: gostream.cluster.v1.Job.batch_log:type_name -> gostream.cluster.v1.BatchLogEntry
-	6,  // 7: gostream.cluster.v1.Job.assignment:type_name -> gostream.cluster.v1.Assignment
-	0,  // 8: gostream.cluster.v1.State.members:type_name -> gostream.cluster.v1.Member
-	30, // 9: gostream.cluster.v1.State.jobs:type_name -> gostream.cluster.v1.State.JobsEntry
-	10, // 10: gostream.cluster.v1.Command.init:type_name -> gostream.cluster.v1.Init
-	11, // 11: gostream.cluster.v1.Command.register_job:type_name -> gostream.cluster.v1.RegisterJob
-	12, // 12: gostream.cluster.v1.Command.append_batch_log:type_name -> gostream.cluster.v1.AppendBatchLog
-	13, // 13: gostream.cluster.v1.Command.set_assignment:type_name -> gostream.cluster.v1.SetAssignment
-	0,  // 14: gostream.cluster.v1.Init.members:type_name -> gostream.cluster.v1.Member
-	7,  // 15: gostream.cluster.v1.RegisterJob.job:type_name -> gostream.cluster.v1.Job
-	3,  // 16: gostream.cluster.v1.AppendBatchLog.entries:type_name -> gostream.cluster.v1.BatchLogEntry
-	6,  // 17: gostream.cluster.v1.SetAssignment.assignment:type_name -> gostream.cluster.v1.Assignment
-	14, // 18: gostream.cluster.v1.StatusRequest.header:type_name -> gostream.cluster.v1.Header
-	0,  // 19: gostream.cluster.v1.MemberStatus.member:type_name -> gostream.cluster.v1.Member
-	6,  // 20: gostream.cluster.v1.JobStatus.assignment:type_name -> gostream.cluster.v1.Assignment
-	16, // 21: gostream.cluster.v1.StatusResponse.members:type_name -> gostream.cluster.v1.MemberStatus
-	17, // 22: gostream.cluster.v1.StatusResponse.jobs:type_name -> gostream.cluster.v1.JobStatus
-	14, // 23: gostream.cluster.v1.MemberInfoRequest.header:type_name -> gostream.cluster.v1.Header
-	0,  // 24: gostream.cluster.v1.MemberInfoResponse.member:type_name -> gostream.cluster.v1.Member
-	14, // 25: gostream.cluster.v1.RegisterJobRequest.header:type_name -> gostream.cluster.v1.Header
-	7,  // 26: gostream.cluster.v1.RegisterJobRequest.job:type_name -> gostream.cluster.v1.Job
-	14, // 27: gostream.cluster.v1.HelloRequest.header:type_name -> gostream.cluster.v1.Header
-	0,  // 28: gostream.cluster.v1.HelloRequest.peers:type_name -> gostream.cluster.v1.Member
-	0,  // 29: gostream.cluster.v1.HelloResponse.member:type_name -> gostream.cluster.v1.Member
-	0,  // 30: gostream.cluster.v1.HelloResponse.peers:type_name -> gostream.cluster.v1.Member
-	14, // 31: gostream.cluster.v1.ShuffleOpen.header:type_name -> gostream.cluster.v1.Header
-	25, // 32: gostream.cluster.v1.ShuffleMessage.open:type_name -> gostream.cluster.v1.ShuffleOpen
-	26, // 33: gostream.cluster.v1.ShuffleMessage.end:type_name -> gostream.cluster.v1.ShuffleEnd
-	7,  // 34: gostream.cluster.v1.State.JobsEntry.value:type_name -> gostream.cluster.v1.Job
-	15, // 35: gostream.cluster.v1.Control.Status:input_type -> gostream.cluster.v1.StatusRequest
-	21, // 36: gostream.cluster.v1.Control.RegisterJob:input_type -> gostream.cluster.v1.RegisterJobRequest
-	19, // 37: gostream.cluster.v1.Control.MemberInfo:input_type -> gostream.cluster.v1.MemberInfoRequest
-	23, // 38: gostream.cluster.v1.Control.Hello:input_type -> gostream.cluster.v1.HelloRequest
-	27, // 39: gostream.cluster.v1.Shuffle.Push:input_type -> gostream.cluster.v1.ShuffleMessage
-	18, // 40: gostream.cluster.v1.Control.Status:output_type -> gostream.cluster.v1.StatusResponse
-	22, // 41: gostream.cluster.v1.Control.RegisterJob:output_type -> gostream.cluster.v1.RegisterJobResponse
-	20, // 42: gostream.cluster.v1.Control.MemberInfo:output_type -> gostream.cluster.v1.MemberInfoResponse
-	24, // 43: gostream.cluster.v1.Control.Hello:output_type -> gostream.cluster.v1.HelloResponse
-	28, // 44: gostream.cluster.v1.Shuffle.Push:output_type -> gostream.cluster.v1.ShuffleResponse
-	40, // [40:45] is the sub-list for method output_type
-	35, // [35:40] is the sub-list for method input_type
-	35, // [35:35] is the sub-list for extension type_name
-	35, // [35:35] is the sub-list for extension extendee
-	0,  // [0:35] is the sub-list for field type_name
+	2,  // 0: gostream.cluster.v1.OffsetsEntry.start:type_name -> gostream.cluster.v1.PartitionOffset
+	2,  // 1: gostream.cluster.v1.OffsetsEntry.end:type_name -> gostream.cluster.v1.PartitionOffset
+	3,  // 2: gostream.cluster.v1.BatchLogEntry.offsets:type_name -> gostream.cluster.v1.OffsetsEntry
+	5,  // 3: gostream.cluster.v1.Assignment.kafka:type_name -> gostream.cluster.v1.KafkaAssignment
+	6,  // 4: gostream.cluster.v1.Assignment.state:type_name -> gostream.cluster.v1.StatePartition
+	38, // 5: gostream.cluster.v1.Job.options:type_name -> gostream.cluster.v1.Job.OptionsEntry
+	4,  // 6: gostream.cluster.v1.Job.batch_log:type_name -> gostream.cluster.v1.BatchLogEntry
+	7,  // 7: gostream.cluster.v1.Job.assignment:type_name -> gostream.cluster.v1.Assignment
+	0,  // 8: gostream.cluster.v1.Job.state:type_name -> gostream.cluster.v1.JobState
+	1,  // 9: gostream.cluster.v1.State.members:type_name -> gostream.cluster.v1.Member
+	39, // 10: gostream.cluster.v1.State.jobs:type_name -> gostream.cluster.v1.State.JobsEntry
+	11, // 11: gostream.cluster.v1.Command.init:type_name -> gostream.cluster.v1.Init
+	12, // 12: gostream.cluster.v1.Command.register_job:type_name -> gostream.cluster.v1.RegisterJob
+	13, // 13: gostream.cluster.v1.Command.append_batch_log:type_name -> gostream.cluster.v1.AppendBatchLog
+	14, // 14: gostream.cluster.v1.Command.set_assignment:type_name -> gostream.cluster.v1.SetAssignment
+	15, // 15: gostream.cluster.v1.Command.set_job_state:type_name -> gostream.cluster.v1.SetJobState
+	1,  // 16: gostream.cluster.v1.Init.members:type_name -> gostream.cluster.v1.Member
+	8,  // 17: gostream.cluster.v1.RegisterJob.job:type_name -> gostream.cluster.v1.Job
+	4,  // 18: gostream.cluster.v1.AppendBatchLog.entries:type_name -> gostream.cluster.v1.BatchLogEntry
+	7,  // 19: gostream.cluster.v1.SetAssignment.assignment:type_name -> gostream.cluster.v1.Assignment
+	0,  // 20: gostream.cluster.v1.SetJobState.state:type_name -> gostream.cluster.v1.JobState
+	16, // 21: gostream.cluster.v1.StatusRequest.header:type_name -> gostream.cluster.v1.Header
+	1,  // 22: gostream.cluster.v1.MemberStatus.member:type_name -> gostream.cluster.v1.Member
+	7,  // 23: gostream.cluster.v1.JobStatus.assignment:type_name -> gostream.cluster.v1.Assignment
+	0,  // 24: gostream.cluster.v1.JobStatus.state:type_name -> gostream.cluster.v1.JobState
+	18, // 25: gostream.cluster.v1.StatusResponse.members:type_name -> gostream.cluster.v1.MemberStatus
+	19, // 26: gostream.cluster.v1.StatusResponse.jobs:type_name -> gostream.cluster.v1.JobStatus
+	16, // 27: gostream.cluster.v1.MemberInfoRequest.header:type_name -> gostream.cluster.v1.Header
+	1,  // 28: gostream.cluster.v1.MemberInfoResponse.member:type_name -> gostream.cluster.v1.Member
+	16, // 29: gostream.cluster.v1.RegisterJobRequest.header:type_name -> gostream.cluster.v1.Header
+	8,  // 30: gostream.cluster.v1.RegisterJobRequest.job:type_name -> gostream.cluster.v1.Job
+	16, // 31: gostream.cluster.v1.JobsRequest.header:type_name -> gostream.cluster.v1.Header
+	19, // 32: gostream.cluster.v1.JobsResponse.jobs:type_name -> gostream.cluster.v1.JobStatus
+	16, // 33: gostream.cluster.v1.StopJobRequest.header:type_name -> gostream.cluster.v1.Header
+	19, // 34: gostream.cluster.v1.StopJobResponse.job:type_name -> gostream.cluster.v1.JobStatus
+	16, // 35: gostream.cluster.v1.WatchRequest.header:type_name -> gostream.cluster.v1.Header
+	19, // 36: gostream.cluster.v1.WatchEvent.status:type_name -> gostream.cluster.v1.JobStatus
+	30, // 37: gostream.cluster.v1.WatchEvent.report:type_name -> gostream.cluster.v1.Report
+	16, // 38: gostream.cluster.v1.HelloRequest.header:type_name -> gostream.cluster.v1.Header
+	1,  // 39: gostream.cluster.v1.HelloRequest.peers:type_name -> gostream.cluster.v1.Member
+	1,  // 40: gostream.cluster.v1.HelloResponse.member:type_name -> gostream.cluster.v1.Member
+	1,  // 41: gostream.cluster.v1.HelloResponse.peers:type_name -> gostream.cluster.v1.Member
+	16, // 42: gostream.cluster.v1.ShuffleOpen.header:type_name -> gostream.cluster.v1.Header
+	34, // 43: gostream.cluster.v1.ShuffleMessage.open:type_name -> gostream.cluster.v1.ShuffleOpen
+	35, // 44: gostream.cluster.v1.ShuffleMessage.end:type_name -> gostream.cluster.v1.ShuffleEnd
+	8,  // 45: gostream.cluster.v1.State.JobsEntry.value:type_name -> gostream.cluster.v1.Job
+	17, // 46: gostream.cluster.v1.Control.Status:input_type -> gostream.cluster.v1.StatusRequest
+	23, // 47: gostream.cluster.v1.Control.RegisterJob:input_type -> gostream.cluster.v1.RegisterJobRequest
+	21, // 48: gostream.cluster.v1.Control.MemberInfo:input_type -> gostream.cluster.v1.MemberInfoRequest
+	32, // 49: gostream.cluster.v1.Control.Hello:input_type -> gostream.cluster.v1.HelloRequest
+	25, // 50: gostream.cluster.v1.Control.Jobs:input_type -> gostream.cluster.v1.JobsRequest
+	27, // 51: gostream.cluster.v1.Control.StopJob:input_type -> gostream.cluster.v1.StopJobRequest
+	29, // 52: gostream.cluster.v1.Control.Watch:input_type -> gostream.cluster.v1.WatchRequest
+	36, // 53: gostream.cluster.v1.Shuffle.Push:input_type -> gostream.cluster.v1.ShuffleMessage
+	20, // 54: gostream.cluster.v1.Control.Status:output_type -> gostream.cluster.v1.StatusResponse
+	24, // 55: gostream.cluster.v1.Control.RegisterJob:output_type -> gostream.cluster.v1.RegisterJobResponse
+	22, // 56: gostream.cluster.v1.Control.MemberInfo:output_type -> gostream.cluster.v1.MemberInfoResponse
+	33, // 57: gostream.cluster.v1.Control.Hello:output_type -> gostream.cluster.v1.HelloResponse
+	26, // 58: gostream.cluster.v1.Control.Jobs:output_type -> gostream.cluster.v1.JobsResponse
+	28, // 59: gostream.cluster.v1.Control.StopJob:output_type -> gostream.cluster.v1.StopJobResponse
+	31, // 60: gostream.cluster.v1.Control.Watch:output_type -> gostream.cluster.v1.WatchEvent
+	37, // 61: gostream.cluster.v1.Shuffle.Push:output_type -> gostream.cluster.v1.ShuffleResponse
+	54, // [54:62] is the sub-list for method output_type
+	46, // [46:54] is the sub-list for method input_type
+	46, // [46:46] is the sub-list for extension type_name
+	46, // [46:46] is the sub-list for extension extendee
+	0,  // [0:46] is the sub-list for field type_name
 }
 
 func init() { file_cluster_proto_init() }
@@ -2286,8 +2977,14 @@ func file_cluster_proto_init() {
 		(*Command_RegisterJob)(nil),
 		(*Command_AppendBatchLog)(nil),
 		(*Command_SetAssignment)(nil),
+		(*Command_SetJobState)(nil),
 	}
-	file_cluster_proto_msgTypes[27].OneofWrappers = []any{
+	file_cluster_proto_msgTypes[28].OneofWrappers = []any{}
+	file_cluster_proto_msgTypes[30].OneofWrappers = []any{
+		(*WatchEvent_Status)(nil),
+		(*WatchEvent_Report)(nil),
+	}
+	file_cluster_proto_msgTypes[35].OneofWrappers = []any{
 		(*ShuffleMessage_Open)(nil),
 		(*ShuffleMessage_Data)(nil),
 		(*ShuffleMessage_End)(nil),
@@ -2297,13 +2994,14 @@ func file_cluster_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cluster_proto_rawDesc), len(file_cluster_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   31,
+			NumEnums:      1,
+			NumMessages:   39,
 			NumExtensions: 0,
 			NumServices:   2,
 		},
 		GoTypes:           file_cluster_proto_goTypes,
 		DependencyIndexes: file_cluster_proto_depIdxs,
+		EnumInfos:         file_cluster_proto_enumTypes,
 		MessageInfos:      file_cluster_proto_msgTypes,
 	}.Build()
 	File_cluster_proto = out.File

@@ -32,6 +32,9 @@ const (
 	Control_RegisterJob_FullMethodName = "/gostream.cluster.v1.Control/RegisterJob"
 	Control_MemberInfo_FullMethodName  = "/gostream.cluster.v1.Control/MemberInfo"
 	Control_Hello_FullMethodName       = "/gostream.cluster.v1.Control/Hello"
+	Control_Jobs_FullMethodName        = "/gostream.cluster.v1.Control/Jobs"
+	Control_StopJob_FullMethodName     = "/gostream.cluster.v1.Control/StopJob"
+	Control_Watch_FullMethodName       = "/gostream.cluster.v1.Control/Watch"
 )
 
 // ControlClient is the client API for Control service.
@@ -50,6 +53,15 @@ type ControlClient interface {
 	MemberInfo(ctx context.Context, in *MemberInfoRequest, opts ...grpc.CallOption) (*MemberInfoResponse, error)
 	// Hello compares the caller's bootstrap peers with the member's.
 	Hello(ctx context.Context, in *HelloRequest, opts ...grpc.CallOption) (*HelloResponse, error)
+	// Jobs reports the jobs with their state and driver (leader-only).
+	Jobs(ctx context.Context, in *JobsRequest, opts ...grpc.CallOption) (*JobsResponse, error)
+	// StopJob logs a job's stop and returns once its driver stopped
+	// (leader-only).
+	StopJob(ctx context.Context, in *StopJobRequest, opts ...grpc.CallOption) (*StopJobResponse, error)
+	// Watch follows a job: its reports until it stops, fails or finishes
+	// (leader-only; a follower relays the leader's stream). The stream ends
+	// with Unavailable when the leader loses its leadership: watch again.
+	Watch(ctx context.Context, in *WatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchEvent], error)
 }
 
 type controlClient struct {
@@ -100,6 +112,45 @@ func (c *controlClient) Hello(ctx context.Context, in *HelloRequest, opts ...grp
 	return out, nil
 }
 
+func (c *controlClient) Jobs(ctx context.Context, in *JobsRequest, opts ...grpc.CallOption) (*JobsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(JobsResponse)
+	err := c.cc.Invoke(ctx, Control_Jobs_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *controlClient) StopJob(ctx context.Context, in *StopJobRequest, opts ...grpc.CallOption) (*StopJobResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(StopJobResponse)
+	err := c.cc.Invoke(ctx, Control_StopJob_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *controlClient) Watch(ctx context.Context, in *WatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchEvent], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Control_ServiceDesc.Streams[0], Control_Watch_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WatchRequest, WatchEvent]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Control_WatchClient = grpc.ServerStreamingClient[WatchEvent]
+
 // ControlServer is the server API for Control service.
 // All implementations must embed UnimplementedControlServer
 // for forward compatibility.
@@ -116,6 +167,15 @@ type ControlServer interface {
 	MemberInfo(context.Context, *MemberInfoRequest) (*MemberInfoResponse, error)
 	// Hello compares the caller's bootstrap peers with the member's.
 	Hello(context.Context, *HelloRequest) (*HelloResponse, error)
+	// Jobs reports the jobs with their state and driver (leader-only).
+	Jobs(context.Context, *JobsRequest) (*JobsResponse, error)
+	// StopJob logs a job's stop and returns once its driver stopped
+	// (leader-only).
+	StopJob(context.Context, *StopJobRequest) (*StopJobResponse, error)
+	// Watch follows a job: its reports until it stops, fails or finishes
+	// (leader-only; a follower relays the leader's stream). The stream ends
+	// with Unavailable when the leader loses its leadership: watch again.
+	Watch(*WatchRequest, grpc.ServerStreamingServer[WatchEvent]) error
 	mustEmbedUnimplementedControlServer()
 }
 
@@ -137,6 +197,15 @@ func (UnimplementedControlServer) MemberInfo(context.Context, *MemberInfoRequest
 }
 func (UnimplementedControlServer) Hello(context.Context, *HelloRequest) (*HelloResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Hello not implemented")
+}
+func (UnimplementedControlServer) Jobs(context.Context, *JobsRequest) (*JobsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Jobs not implemented")
+}
+func (UnimplementedControlServer) StopJob(context.Context, *StopJobRequest) (*StopJobResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method StopJob not implemented")
+}
+func (UnimplementedControlServer) Watch(*WatchRequest, grpc.ServerStreamingServer[WatchEvent]) error {
+	return status.Errorf(codes.Unimplemented, "method Watch not implemented")
 }
 func (UnimplementedControlServer) mustEmbedUnimplementedControlServer() {}
 func (UnimplementedControlServer) testEmbeddedByValue()                 {}
@@ -231,6 +300,53 @@ func _Control_Hello_Handler(srv interface{}, ctx context.Context, dec func(inter
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Control_Jobs_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(JobsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControlServer).Jobs(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Control_Jobs_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControlServer).Jobs(ctx, req.(*JobsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Control_StopJob_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(StopJobRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControlServer).StopJob(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Control_StopJob_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControlServer).StopJob(ctx, req.(*StopJobRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Control_Watch_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(ControlServer).Watch(m, &grpc.GenericServerStream[WatchRequest, WatchEvent]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Control_WatchServer = grpc.ServerStreamingServer[WatchEvent]
+
 // Control_ServiceDesc is the grpc.ServiceDesc for Control service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -254,8 +370,22 @@ var Control_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "Hello",
 			Handler:    _Control_Hello_Handler,
 		},
+		{
+			MethodName: "Jobs",
+			Handler:    _Control_Jobs_Handler,
+		},
+		{
+			MethodName: "StopJob",
+			Handler:    _Control_StopJob_Handler,
+		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "Watch",
+			Handler:       _Control_Watch_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "cluster.proto",
 }
 

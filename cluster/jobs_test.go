@@ -1,0 +1,377 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gostream/gostream/engine"
+	_ "github.com/gostream/gostream/examples/wordcount"
+	"github.com/gostream/gostream/kafkasrc"
+	"github.com/gostream/gostream/proto/clusterpb"
+	"github.com/gostream/gostream/proto/planpb"
+	"github.com/hashicorp/raft"
+)
+
+// wordcountJob is the registration of the wordcount job under name.
+func wordcountJob(t *testing.T, name string) *clusterpb.Job {
+	t.Helper()
+	return jobOf(t, name, func(*planpb.Query) {})
+}
+
+// jobOf is the registration of the wordcount job under name, its plan
+// changed by edit.
+func jobOf(t *testing.T, name string, edit func(*planpb.Query)) *clusterpb.Job {
+	t.Helper()
+	wc, err := engine.LookupJob("wordcount")
+	if err != nil {
+		t.Fatal(err)
+	}
+	df := wc.Build(engine.NewSession(), engine.JobParams{Brokers: "127.0.0.1:9092", Topic: "logs"})
+	p, err := df.WriteStream().OutputMode(engine.Complete).QueryName(name).Plan()
+	if err != nil {
+		t.Fatal(err)
+	}
+	edit(p.Query)
+	j, err := NewJob(name, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return j
+}
+
+// recorder is a test Driver: it records each run and, unless the job's
+// behaviour says otherwise, runs until its context ends.
+type recorder struct {
+	mu      sync.Mutex
+	runs    []*recordedRun
+	behave  map[string]func(ctx context.Context, run *JobRun) error // by job
+	changed chan struct{}
+}
+
+type recordedRun struct {
+	job, member string
+	term        uint64
+	run         *JobRun
+	ended       bool
+}
+
+func newRecorder() *recorder {
+	return &recorder{behave: map[string]func(context.Context, *JobRun) error{}, changed: make(chan struct{}, 1)}
+}
+
+func (r *recorder) Drive(ctx context.Context, run *JobRun) error {
+	rec := &recordedRun{job: run.Job.Name, member: run.Member, term: run.Term, run: run}
+	r.mu.Lock()
+	r.runs = append(r.runs, rec)
+	behave := r.behave[run.Job.Name]
+	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		rec.ended = true
+		r.mu.Unlock()
+	}()
+	if behave != nil {
+		return behave(ctx, run)
+	}
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// live returns the runs of job that have not ended.
+func (r *recorder) live(job string) []recordedRun {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []recordedRun
+	for _, rr := range r.runs {
+		if rr.job == job && !rr.ended {
+			out = append(out, *rr)
+		}
+	}
+	return out
+}
+
+// waitRun waits for exactly one live run of job, accepted by ok.
+func (r *recorder) waitRun(t *testing.T, job string, ok func(recordedRun) error) recordedRun {
+	t.Helper()
+	var got recordedRun
+	waitFor(t, 20*time.Second, func() error {
+		live := r.live(job)
+		if len(live) != 1 {
+			return fmt.Errorf("%d live runs of %s; want 1", len(live), job)
+		}
+		got = live[0]
+		return ok(got)
+	})
+	return got
+}
+
+func anyRun(recordedRun) error { return nil }
+
+func (g *nodeGroup) leaderIndex() int {
+	g.t.Helper()
+	st := g.waitStatus(g.addrs(), allReachable)
+	return slices.IndexFunc(g.cfgs, func(c Config) bool { return c.Name == st.Leader })
+}
+
+// TestJobManager: the leader runs one driver per running job: started on
+// register, stopped (and waited for) by StopJob, started again by a new
+// registration, and moved to the new leader when the leader goes. Jobs
+// reports the state and the driver; bad input gets clear errors.
+func TestJobManager(t *testing.T) {
+	rec := newRecorder()
+	g := newNodeGroupWith(t, 3, func(c *Config) { c.Driver = rec })
+	li := g.leaderIndex()
+	leader := g.cfgs[li].Name
+	c := NewClient(g.addrs())
+	defer c.Close()
+	ctx := context.Background()
+
+	if _, err := c.RegisterJob(ctx, wordcountJob(t, "wc")); err != nil {
+		t.Fatal(err)
+	}
+	first := rec.waitRun(t, "wc", anyRun)
+	if first.member != leader {
+		t.Fatalf("the driver runs on %s; want the leader %s", first.member, leader)
+	}
+	jobs, err := c.Jobs(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(jobs) != 1 || jobs[0].State != clusterpb.JobState_RUNNING || jobs[0].Driver != leader || jobs[0].DriverTerm != first.term {
+		t.Fatalf("Jobs = %v; want wc RUNNING, driven by %s in term %d", jobs, leader, first.term)
+	}
+
+	// A plan calling a function the members do not know is refused at
+	// registration.
+	udf := jobOf(t, "udf", func(q *planpb.Query) {
+		agg := q.Plan.GetAggregate()
+		call := &planpb.Expr{Kind: &planpb.Expr_Call{Call: &planpb.Call{Function: "udf", Args: []*planpb.Expr{
+			{Kind: &planpb.Expr_Literal{Literal: &planpb.Literal{Value: &planpb.Literal_String_{String_: "no_such_function"}, Type: planpb.DataType_STRING}}},
+		}}}}
+		agg.Input = &planpb.Plan{Node: &planpb.Plan_Filter{Filter: &planpb.Filter{Input: agg.Input, Condition: call}}}
+	})
+	if _, err := c.RegisterJob(ctx, udf); err == nil || !strings.Contains(err.Error(), `no function "no_such_function"`) {
+		t.Errorf("registering a plan with an unknown function = %v; want an error naming it", err)
+	}
+	if _, err := c.StopJob(ctx, "nope"); err == nil || !strings.Contains(err.Error(), ErrUnknownJob.Error()) || !strings.Contains(err.Error(), "[wc]") {
+		t.Errorf("StopJob(nope) = %v; want %v naming the jobs there are", err, ErrUnknownJob)
+	}
+
+	// Stop: the driver has stopped when StopJob returns.
+	st, err := c.StopJob(ctx, "wc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if live := rec.live("wc"); len(live) != 0 || st.State != clusterpb.JobState_STOPPED || st.Driver != "" {
+		t.Fatalf("after StopJob: %d live runs, status %v; want none, STOPPED without driver", len(live), st)
+	}
+	if _, err := c.StopJob(ctx, "wc"); err != nil {
+		t.Errorf("stopping a stopped job = %v; want a no-op", err)
+	}
+	if _, err := c.RegisterJob(ctx, wordcountJob(t, "wc")); err != nil {
+		t.Fatal(err)
+	}
+	rec.waitRun(t, "wc", anyRun)
+
+	// The leader goes: the next one runs the driver, in its term.
+	if err := g.nodes[li].Close(); err != nil {
+		t.Fatal(err)
+	}
+	g.nodes[li] = nil
+	moved := rec.waitRun(t, "wc", func(r recordedRun) error {
+		if r.member == leader || r.term <= first.term {
+			return fmt.Errorf("the run is on %s in term %d", r.member, r.term)
+		}
+		return nil
+	})
+	t.Logf("driver moved from %s (term %d) to %s (term %d)", leader, first.term, moved.member, moved.term)
+	var rest []string
+	for i, cfg := range g.cfgs {
+		if i != li {
+			rest = append(rest, cfg.Listen)
+		}
+	}
+	c2 := NewClient(rest)
+	defer c2.Close()
+	waitFor(t, 10*time.Second, func() error {
+		jobs, err := c2.Jobs(ctx, "wc")
+		if err != nil {
+			return err
+		}
+		if jobs[0].Driver != moved.member {
+			return fmt.Errorf("Jobs says the driver is %q; want %s", jobs[0].Driver, moved.member)
+		}
+		return nil
+	})
+}
+
+// TestJobManagerWatch: Watch, through a follower, gets the job's status,
+// each report and a last status when the driver finishes; a failing
+// driver's job is FAILED with its error.
+func TestJobManagerWatch(t *testing.T) {
+	rec := newRecorder()
+	release := make(chan struct{})
+	rec.behave["fin"] = func(ctx context.Context, run *JobRun) error {
+		select {
+		case <-release:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		for b := range int64(3) {
+			run.Report(engine.Progress{BatchID: b, NumInputRows: 10 * b}, fmt.Appendf(nil, "Batch: %d\n", b))
+		}
+		return nil
+	}
+	rec.behave["bad"] = func(ctx context.Context, run *JobRun) error { return errors.New("boom") }
+	g := newNodeGroupWith(t, 3, func(c *Config) { c.Driver = rec })
+	li := g.leaderIndex()
+	follower := g.cfgs[(li+1)%3]
+	c := NewClient([]string{follower.Listen})
+	defer c.Close()
+	ctx := context.Background()
+
+	if _, err := c.RegisterJob(ctx, wordcountJob(t, "fin")); err != nil {
+		t.Fatal(err)
+	}
+	var events []string
+	err := c.Watch(ctx, "fin", nil, func(ev *clusterpb.WatchEvent) error {
+		switch k := ev.Kind.(type) {
+		case *clusterpb.WatchEvent_Status:
+			events = append(events, "status "+k.Status.State.String())
+			if len(events) == 1 {
+				close(release)
+			}
+		case *clusterpb.WatchEvent_Report:
+			events = append(events, fmt.Sprintf("report %d %q", k.Report.BatchId, k.Report.Output))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"status RUNNING", `report 0 "Batch: 0\n"`, `report 1 "Batch: 1\n"`, `report 2 "Batch: 2\n"`, "status FINISHED"}
+	if !slices.Equal(events, want) {
+		t.Errorf("Watch events:\n%q\nwant\n%q", events, want)
+	}
+	jobs, err := c.Jobs(ctx, "fin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := len(jobs[0].Progress); got != 3 {
+		t.Errorf("Jobs(fin) has %d progress reports; want 3", got)
+	}
+
+	if _, err := c.RegisterJob(ctx, wordcountJob(t, "bad")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, func() error {
+		jobs, err := c.Jobs(ctx, "bad")
+		if err != nil {
+			return err
+		}
+		if j := jobs[0]; j.State != clusterpb.JobState_FAILED || !strings.Contains(j.Error, "boom") {
+			return fmt.Errorf("job bad is %v %q", j.State, j.Error)
+		}
+		return nil
+	})
+	var last *clusterpb.JobStatus
+	if err := c.Watch(ctx, "bad", nil, func(ev *clusterpb.WatchEvent) error { last = ev.GetStatus(); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if last.GetState() != clusterpb.JobState_FAILED {
+		t.Errorf("Watch of a failed job ended with %v", last)
+	}
+}
+
+// TestBatchLog: a run's batch log appends through Raft and recovers as a
+// local checkpoint's does; once the leadership moved on, even back to the
+// same member, an old run's appends are refused.
+func TestBatchLog(t *testing.T) {
+	rec := newRecorder()
+	g := newNodeGroupWith(t, 3, func(c *Config) { c.Driver = rec })
+	li := g.leaderIndex()
+	c := NewClient(g.addrs())
+	defer c.Close()
+	ctx := context.Background()
+	if _, err := c.RegisterJob(ctx, wordcountJob(t, "wc")); err != nil {
+		t.Fatal(err)
+	}
+	old := rec.waitRun(t, "wc", anyRun).run
+	offs := func(id, from, until int64) OffsetsEntry {
+		return OffsetsEntry{BatchID: id, TimestampMs: 1000 + id,
+			Start: kafkasrc.Offsets{"logs": {0: from}}, End: kafkasrc.Offsets{"logs": {0: until}}}
+	}
+	recovered := func(l *BatchLog) Recovery {
+		t.Helper()
+		r, err := l.Recover()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	if r := recovered(old.Log); r.LastCommitted != -1 || r.Rerun != nil {
+		t.Fatalf("empty log recovered as %+v", r)
+	}
+	if err := old.Log.WriteOffsets(ctx, offs(0, 0, 10)); err != nil {
+		t.Fatal(err)
+	}
+	if r := recovered(old.Log); r.LastCommitted != -1 || r.Rerun == nil || r.Rerun.BatchID != 0 || r.End != nil {
+		t.Fatalf("after offsets 0: %+v; want batch 0 to re-run", r)
+	}
+	if err := old.Log.WriteCommitAndOffsets(ctx, 0, offs(1, 10, 20)); err != nil {
+		t.Fatal(err)
+	}
+	if err := old.Log.WriteCommit(ctx, 0); err != nil {
+		t.Errorf("a retried commit of batch 0 = %v; want a no-op", err)
+	}
+	if err := old.Log.WriteCommit(ctx, 2); !errors.Is(err, ErrRefused) {
+		t.Errorf("a commit of unplanned batch 2 = %v; want %v", err, ErrRefused)
+	}
+	want := func(r Recovery) error {
+		if r.LastCommitted != 0 || r.Rerun == nil || r.Rerun.BatchID != 1 || r.Rerun.End.String() != `{"logs":{"0":20}}` || r.End.String() != `{"logs":{"0":10}}` {
+			return fmt.Errorf("recovered %+v; want batch 1 (to 20) to re-run after 0 (to 10)", r)
+		}
+		return nil
+	}
+	if err := want(recovered(old.Log)); err != nil {
+		t.Fatal(err)
+	}
+
+	// The leadership moves to another member, then back.
+	if err := g.nodes[li].raft.LeadershipTransfer().Error(); err != nil {
+		t.Fatal(err)
+	}
+	next := rec.waitRun(t, "wc", func(r recordedRun) error {
+		if r.term <= old.Term {
+			return fmt.Errorf("run of term %d", r.term)
+		}
+		return nil
+	})
+	if err := want(recovered(next.run.Log)); err != nil {
+		t.Errorf("the new leader's run: %v", err)
+	}
+	ni := slices.IndexFunc(g.cfgs, func(c Config) bool { return c.Name == next.member })
+	back := raft.ServerID(g.cfgs[li].Name)
+	if err := g.nodes[ni].raft.LeadershipTransferToServer(back, raft.ServerAddress(g.cfgs[li].Listen)).Error(); err != nil {
+		t.Fatal(err)
+	}
+	rec.waitRun(t, "wc", func(r recordedRun) error {
+		if r.member != g.cfgs[li].Name || r.term <= next.term {
+			return fmt.Errorf("run on %s in term %d", r.member, r.term)
+		}
+		return nil
+	})
+	err := old.Log.WriteCommit(ctx, 1)
+	if !errors.Is(err, ErrStaleTerm) {
+		t.Errorf("an append of the run of term %d after the leadership came back = %v; want %v", old.Term, err, ErrStaleTerm)
+	}
+	if j, _ := g.nodes[li].FSM().Job("wc"); len(j.BatchLog) != 3 {
+		t.Errorf("the batch log has %d entries; want 3", len(j.BatchLog))
+	}
+}
