@@ -164,7 +164,8 @@ func (f *fromJSON) readValue(fd Field) Value {
 		return Null
 	case planpb.DataType_BOOLEAN:
 		if c == 't' || c == 'f' {
-			return Bool(s.scalar()[0] == 't')
+			b := s.scalar()
+			return Bool(len(b) > 0 && b[0] == 't') // a malformed word fails the scan: the struct is all null
 		}
 	case planpb.DataType_LONG, planpb.DataType_INT:
 		if c == '-' || (c >= '0' && c <= '9') {

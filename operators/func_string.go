@@ -429,52 +429,77 @@ func compileLike(cs *callSite) (Expr, error) {
 		}
 		escape, _ = utf8.DecodeRuneInString(e)
 	}
-	re, lit, err := likeRegex(pattern, escape)
+	m, err := compileLikePattern(pattern, escape)
 	if err != nil {
 		return nil, fmt.Errorf("%w: like: pattern %q: %w", ErrType, pattern, err)
 	}
-	test := func(s []byte) bool { return re.Match(s) }
-	if re == nil {
-		test = func(s []byte) bool { return bytes.Equal(s, lit) }
-	}
 	return newFuncExpr(planpb.DataType_BOOLEAN, []Expr{x}, func(_ *funcExpr, v []Value) Value {
-		return Bool(test(text(v[0])))
+		return Bool(m.match(text(v[0])))
 	}), nil
 }
 
-// likeRegex translates a LIKE pattern into an anchored regular expression,
-// or into lit (re nil) when the pattern has no wildcard.
-func likeRegex(pattern string, escape rune) (re *regexp.Regexp, lit []byte, err error) {
+// likeMatcher matches a LIKE pattern: with a regular expression when it
+// has a _, else by its literal parts between the %s (segs), found in order.
+type likeMatcher struct {
+	re   *regexp.Regexp
+	segs [][]byte
+}
+
+func (m *likeMatcher) match(s []byte) bool {
+	if m.re != nil {
+		return m.re.Match(s)
+	}
+	first, last := m.segs[0], m.segs[len(m.segs)-1]
+	if len(m.segs) == 1 {
+		return bytes.Equal(s, first)
+	}
+	if len(s) < len(first)+len(last) || !bytes.HasPrefix(s, first) || !bytes.HasSuffix(s, last) {
+		return false
+	}
+	s = s[len(first) : len(s)-len(last)]
+	for _, seg := range m.segs[1 : len(m.segs)-1] {
+		i := bytes.Index(s, seg)
+		if i < 0 {
+			return false
+		}
+		s = s[i+len(seg):]
+	}
+	return true
+}
+
+// compileLikePattern translates a LIKE pattern into its matcher.
+func compileLikePattern(pattern string, escape rune) (*likeMatcher, error) {
 	var out strings.Builder
-	wild := false
+	segs := [][]byte{nil}
+	underscore := false
 	rs := []rune(pattern)
 	for i := 0; i < len(rs); i++ {
+		lit := rs[i]
 		switch c := rs[i]; {
 		case c == escape && i+1 < len(rs):
 			i++
-			if n := rs[i]; n != '_' && n != '%' && n != escape {
-				return nil, nil, fmt.Errorf("the escape character is not allowed to precede %q", n)
+			if lit = rs[i]; lit != '_' && lit != '%' && lit != escape {
+				return nil, fmt.Errorf("the escape character is not allowed to precede %q", lit)
 			}
-			lit = utf8.AppendRune(lit, rs[i])
-			out.WriteString(regexp.QuoteMeta(string(rs[i])))
 		case c == escape:
-			return nil, nil, fmt.Errorf("it is not allowed to end with the escape character")
+			return nil, fmt.Errorf("it is not allowed to end with the escape character")
 		case c == '_':
 			out.WriteString(".")
-			wild = true
+			underscore = true
+			continue
 		case c == '%':
 			out.WriteString(".*")
-			wild = true
-		default:
-			lit = utf8.AppendRune(lit, c)
-			out.WriteString(regexp.QuoteMeta(string(c)))
+			segs = append(segs, nil)
+			continue
 		}
+		segs[len(segs)-1] = utf8.AppendRune(segs[len(segs)-1], lit)
+		out.WriteString(regexp.QuoteMeta(string(lit)))
 	}
-	if !wild {
-		return nil, lit, nil
+	if !underscore {
+		return &likeMatcher{segs: segs}, nil
 	}
-	re, err = regexp.Compile(`\A(?s:` + out.String() + `)\z`)
-	return re, nil, err
+	re, err := regexp.Compile(`\A(?s:` + out.String() + `)\z`)
+	return &likeMatcher{re: re}, err
 }
 
 // regexCall checks a call (str, pattern, ...) of lo to hi arguments whose
