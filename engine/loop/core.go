@@ -398,10 +398,10 @@ func (c *Core) plan(now time.Time, l listed, emit func(Action)) {
 	for _, w := range p.Warnings {
 		emit(Warn{Message: w})
 	}
-	if len(p.Ranges) == 0 {
-		if c.end == nil {
-			c.end = p.End // where a "latest" start resolved to
-		}
+	// A query's first batch runs even without data, as Spark's does:
+	// "offsets 0" then records where the starting offsets resolved to,
+	// and the sink shows batch 0. Later batches need new data.
+	if len(p.Ranges) == 0 && c.next > 0 {
 		switch c.cfg.Trigger.Kind {
 		case Once, AvailableNow:
 			c.done = true
