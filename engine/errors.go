@@ -3,6 +3,7 @@ package engine
 import (
 	"errors"
 
+	"github.com/gostream/gostream/engine/task"
 	"github.com/gostream/gostream/internal/registry"
 )
 
@@ -24,7 +25,7 @@ var (
 	ErrInvalidUDF = errors.New("engine: invalid UDF")
 	// ErrPanic is wrapped by the error of a batch whose task panicked (a
 	// UDF's panic is an operators.FuncError instead).
-	ErrPanic = errors.New("engine: task panicked")
+	ErrPanic = task.ErrPanic
 	// ErrNoColumn, ErrNull and ErrColumnType are returned by Row's typed
 	// getters for a column the row lacks, a null value and a value of
 	// another type.

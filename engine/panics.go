@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"runtime/debug"
 
+	"github.com/gostream/gostream/engine/task"
 	"github.com/gostream/gostream/operators"
 )
 
@@ -12,22 +13,21 @@ import (
 // the sink's AddBatch), turns a panic in the task into the task's error:
 // the batch fails, nothing of it is committed, and the query ends with the
 // error, which names the query, the task and, for a UDF, the function
-// (operators.FuncError). The process goes on. The stack is logged.
-func (rt *queryRuntime) catch(task string, err *error) {
+// (task.PanicError). The process goes on. A panic's stack is logged.
+func (rt *queryRuntime) catch(name string, err *error) {
 	p := recover()
 	if p == nil {
 		return
 	}
-	var fe *operators.FuncError
-	if e, ok := p.(error); ok && errors.As(e, &fe) {
-		if fe.Stack != nil {
-			rt.log.Error("UDF panicked", "function", fe.Func, "task", task, "err", fe.Err, "stack", string(fe.Stack))
-		}
-		*err = fmt.Errorf("query %q, %s: %w", rt.query.Name, task, fe)
-		return
+	e := task.PanicError(p)
+	stack := debug.Stack()
+	if fe := (*operators.FuncError)(nil); errors.As(e, &fe) {
+		stack = fe.Stack // nil for an error the function returned
 	}
-	rt.log.Error("task panicked", "task", task, "panic", p, "stack", string(debug.Stack()))
-	*err = fmt.Errorf("query %q, %s: %w: %v", rt.query.Name, task, ErrPanic, p)
+	if stack != nil {
+		rt.log.Error("task panicked", "task", name, "err", e, "stack", string(stack))
+	}
+	*err = fmt.Errorf("query %q, %s: %w", rt.query.Name, name, e)
 }
 
 // report hands a batch's progress to a listener. A listener that panics

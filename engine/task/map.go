@@ -41,19 +41,29 @@ type MapConfig struct {
 }
 
 // Recover is MapConfig.Catch's default. Deferred, it turns a panic into
-// *err: the *operators.FuncError of a registered function that failed or
-// panicked, or ErrPanic with the panic's value and stack, named by task.
+// *err: PanicError, named by task, with the stack for a panic outside a
+// registered function.
 func Recover(task string, err *error) {
 	p := recover()
 	if p == nil {
 		return
 	}
+	e := PanicError(p)
+	if errors.Is(e, ErrPanic) {
+		e = fmt.Errorf("%w\n%s", e, debug.Stack())
+	}
+	*err = fmt.Errorf("%s: %w", task, e)
+}
+
+// PanicError is the error of a task that panicked with p: the
+// *operators.FuncError of a registered function that failed or panicked,
+// else ErrPanic with p's value.
+func PanicError(p any) error {
 	var fe *operators.FuncError
 	if e, ok := p.(error); ok && errors.As(e, &fe) {
-		*err = fmt.Errorf("%s: %w", task, fe)
-		return
+		return fe
 	}
-	*err = fmt.Errorf("%s: %w: %v\n%s", task, ErrPanic, p, debug.Stack())
+	return fmt.Errorf("%w: %v", ErrPanic, p)
 }
 
 // Mapper runs the map tasks of one query: it reads offset ranges through
