@@ -254,6 +254,22 @@ func (b *sqlBuilder) call(x *sqlexpr.Call) Column {
 		if arity(1) {
 			return Not(args[0])
 		}
+	case "mod":
+		if arity(2) {
+			return args[0].Mod(args[1])
+		}
+	case "equal_null":
+		if arity(2) {
+			return args[0].EqNullSafe(args[1])
+		}
+	case "nullif":
+		if arity(2) {
+			return When(args[0].Eq(args[1]), Lit(nil)).Otherwise(args[0])
+		}
+	case "nvl2":
+		if arity(3) {
+			return When(args[0].IsNotNull(), args[1]).Otherwise(args[2])
+		}
 	}
 	if b.err != nil {
 		return Lit(nil)

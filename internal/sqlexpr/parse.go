@@ -476,10 +476,45 @@ func (p *parser) column() (Node, error) {
 	return c, nil
 }
 
+// standardForms are the functions Spark also takes in SQL-standard syntax
+// (TRIM(BOTH 'x' FROM s), SUBSTRING(s FROM 2 FOR 3), ...), and the keywords
+// that mark it.
+var standardForms = map[string]map[string]bool{
+	"TRIM":      {"BOTH": true, "LEADING": true, "TRAILING": true, "FROM": true},
+	"SUBSTRING": {"FROM": true, "FOR": true},
+	"SUBSTR":    {"FROM": true, "FOR": true},
+	"POSITION":  {"IN": true},
+	"EXTRACT":   {"FROM": true},
+	"OVERLAY":   {"PLACING": true, "FROM": true, "FOR": true},
+}
+
+// standardForm reports the first keyword of a SQL-standard call form in the
+// arguments of the call of name, whose ( was just read.
+func (p *parser) standardForm(name string) (token, bool) {
+	kws := standardForms[strings.ToUpper(name)]
+	depth := 0
+	for _, t := range p.toks[p.i:] {
+		switch {
+		case t.isOp("("):
+			depth++
+		case t.isOp(")"):
+			if depth--; depth < 0 {
+				return token{}, false
+			}
+		case depth == 0 && t.kind == tIdent && kws[strings.ToUpper(t.text)]:
+			return t, true
+		}
+	}
+	return token{}, false
+}
+
 func (p *parser) call() (Node, error) {
 	name := p.next()
 	p.next() // (
 	c := &Call{At: name.pos, Name: name.text}
+	if kw, ok := p.standardForm(name.text); ok {
+		return nil, errAt(kw.pos, near(p.src, kw), "the SQL-standard form "+strings.ToUpper(name.text)+"(... "+strings.ToUpper(kw.text)+" ...) is not supported (call it with commas: trim(str, trimStr), ltrim, rtrim, substring(str, pos, len))")
+	}
 	switch u := p.peek(); {
 	case u.is("DISTINCT"), u.is("ALL"):
 		return nil, p.errHere(strings.ToUpper(u.text) + " in a function call is not supported")

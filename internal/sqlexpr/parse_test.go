@@ -178,6 +178,9 @@ func FuzzParse(f *testing.F) {
 		}
 		printed := showNamed(n)
 		again, err := Parse(printed)
+		if e, ok := err.(*Error); ok && e.Msg == "expression nested too deeply" {
+			return // the printed form nests deeper than s: its parentheses count
+		}
 		if err != nil {
 			t.Fatalf("%q parsed to %s, which does not parse: %v", s, printed, err)
 		}
