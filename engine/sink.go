@@ -246,7 +246,7 @@ func (s *JSONLSink) AddBatch(_ context.Context, b *Batch) error {
 		line := append(bw.AvailableBuffer(), head...)
 		for i, v := range r {
 			line = append(line, keys[i]...)
-			line = appendJSON(line, v)
+			line = appendJSON(line, v, b.Schema[i].Fields)
 		}
 		line = append(line, "}\n"...)
 		_, err := bw.Write(line)
@@ -389,7 +389,9 @@ func lineBatch(line []byte, off int64) (int64, error) {
 	return *head.Batch, nil
 }
 
-func appendJSON(b []byte, v operators.Value) []byte {
+// appendJSON appends v as JSON; fields names a struct's members, which
+// makes it an object (without them, it is an array of its values).
+func appendJSON(b []byte, v operators.Value, fields operators.Schema) []byte {
 	switch v.Kind {
 	case operators.KindNull:
 		return append(b, "null"...)
@@ -402,13 +404,28 @@ func appendJSON(b []byte, v operators.Value) []byte {
 		return strconv.AppendFloat(b, v.F, 'g', -1, 64)
 	case operators.KindBool:
 		return strconv.AppendBool(b, v.I != 0)
+	case operators.KindStruct:
+		if len(fields) != len(v.A) {
+			break
+		}
+		b = append(b, '{')
+		for i, e := range v.A {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(appendJSONString(b, fields[i].Name), ':')
+			b = appendJSON(b, e, fields[i].Fields)
+		}
+		return append(b, '}')
+	}
+	switch v.Kind {
 	case operators.KindArray, operators.KindStruct:
 		b = append(b, '[')
 		for i, e := range v.A {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = appendJSON(b, e)
+			b = appendJSON(b, e, nil)
 		}
 		return append(b, ']')
 	case operators.KindString:
