@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"bytes"
@@ -126,7 +126,7 @@ func TestSubmitMemoryBudget(t *testing.T) {
 // runMemoryChild runs gostream with args, prints the process's peak RSS
 // and exits.
 func runMemoryChild(args []string) {
-	cmd := newRootCmd()
+	cmd := newRootCmd("gostream")
 	cmd.SetArgs(args)
 	if err := cmd.ExecuteContext(context.Background()); err != nil {
 		fmt.Fprintln(os.Stderr, "gostream:", err)

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"bytes"
@@ -132,7 +132,7 @@ func TestSubmitCheckpointInUse(t *testing.T) {
 	os.Stdin = r
 	t.Cleanup(func() { os.Stdin = old })
 	progress := filepath.Join(t.TempDir(), "progress.jsonl")
-	cmd := newRootCmd()
+	cmd := newRootCmd("gostream")
 	cmd.SetOut(&bytes.Buffer{})
 	cmd.SetErr(&bytes.Buffer{})
 	cmd.SetArgs([]string{"submit", "wordcount", "--input", "-", "--checkpoint", cp, "--sink", "jsonl:-", "--trigger", "50ms",

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"bytes"
@@ -15,7 +15,7 @@ import (
 
 func runCLI(t *testing.T, stdin string, args ...string) (string, string, error) {
 	t.Helper()
-	cmd := newRootCmd()
+	cmd := newRootCmd("gostream")
 	var out, errOut bytes.Buffer
 	cmd.SetOut(&out)
 	cmd.SetErr(&errOut)

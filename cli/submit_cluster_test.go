@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -105,7 +105,7 @@ func TestSubmitToCluster(t *testing.T) {
 // says how to stop the job, and the job runs on; jobs stop stops it.
 func TestSubmitToClusterDetach(t *testing.T) {
 	master := startWorker(t, cluster.DriverFunc(fakeDriver))
-	cmd := newRootCmd()
+	cmd := newRootCmd("gostream")
 	var out, errOut logbuf.Buffer
 	cmd.SetOut(&out)
 	cmd.SetErr(&errOut)
