@@ -28,6 +28,8 @@ func (c Column) whenArgs(method string) ([]*planpb.Expr, error) {
 		return nil, fmt.Errorf("%s applies to a Column made by engine.When, not to %s", method, c.name)
 	case len(w.GetArgs())%2 == 1:
 		return nil, fmt.Errorf("%s cannot follow Otherwise (in %s)", method, c.name)
+	case !strings.HasSuffix(c.name, " END"):
+		return nil, fmt.Errorf("%s cannot follow As (%s): call As last", method, c.name)
 	}
 	return w.GetArgs(), nil
 }

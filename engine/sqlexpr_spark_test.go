@@ -350,6 +350,7 @@ func TestWhenChainMisuse(t *testing.T) {
 		{Col("n").When(Col("t"), 1), "When applies to a Column made by engine.When, not to n"},
 		{When(Col("t"), 1).Otherwise(2).When(Col("t"), 3), "When cannot follow Otherwise"},
 		{When(Col("t"), 1).Otherwise(2).Otherwise(3), "Otherwise cannot follow Otherwise"},
+		{When(Col("t"), 1).As("x").Otherwise(2), "Otherwise cannot follow As (x): call As last"},
 		{Coalesce(), "coalesce takes at least one column"},
 		{Col("n").IsIn(), "IsIn needs at least one value"},
 		{When(Expr("n +"), 1), "expected an expression"},
