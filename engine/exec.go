@@ -37,19 +37,10 @@ type queryRuntime struct {
 	stores   []state.Store
 	parts    int
 
-	// Final aggregators are reused from batch to batch so that their tables
-	// keep their size instead of growing again (and feeding the GC) every
-	// batch. Not in a sync.Pool, which drops them at every garbage
-	// collection.
-	finals freeList[*operators.HashAgg]
+	reducer *task.Reducer // the aggregation's reduce task
 	// changed holds, per state partition, the rows an update-mode batch
 	// changed, from its reduce until its sink returns; reused by the next.
 	changed []operators.RowBuffer
-
-	// applied maps a state partition to the batch it committed before the
-	// last stop, when that batch's commit-log entry was never written: its
-	// re-run reads the partition's rows instead of merging again.
-	applied map[int]int64
 
 	rec       recovery
 	end       kafkasrc.Offsets // end offsets of the last planned batch
@@ -64,8 +55,7 @@ type queryRuntime struct {
 // it fails. Everything that can refuse the checkpoint is checked before
 // anything in it is written (see checkpoint).
 func newRuntime(q *planpb.Query, cp *checkpoint, sink Sink, log *slog.Logger, trig Trigger, memory int64) (_ *queryRuntime, err error) {
-	rt := &queryRuntime{query: q, cp: cp, sink: sink, log: log.With("query", q.Name), parts: cp.meta.ShufflePartitions,
-		applied: make(map[int]int64)}
+	rt := &queryRuntime{query: q, cp: cp, sink: sink, log: log.With("query", q.Name), parts: cp.meta.ShufflePartitions}
 	rt.mem = planMemory(memory, rt.parts, !trig.follows())
 	rt.sizer = newBatchSizer(rt.mem, q.OutputMode != Complete)
 	defer func() {
@@ -78,6 +68,9 @@ func newRuntime(q *planpb.Query, cp *checkpoint, sink Sink, log *slog.Logger, tr
 		return nil, fmt.Errorf("%w: %w", ErrAnalysis, err)
 	}
 	rt.agg, rt.narrow, rt.scan = plan.Agg, plan.Narrow, plan.Scan
+	if rt.agg != nil {
+		rt.reducer = task.NewReducer(rt.agg)
+	}
 	if rt.starting, err = kafkasrc.ParseStartingOffsets(rt.scan.StartingOffsets); err != nil {
 		return nil, fmt.Errorf("%w: startingOffsets: %w", ErrAnalysis, err)
 	}
@@ -128,8 +121,8 @@ func (rt *queryRuntime) stateOptions() state.Options {
 	opts.Logger = rt.log
 	opts.Label = rt.cp.label()
 	// No undo records: a partition whose state committed the batch that
-	// re-runs is not rolled back but skipped (see applied). Undo records
-	// were most of Pebble's compaction work.
+	// re-runs is not rolled back but skipped (see task.Reducer.Reduce).
+	// Undo records were most of Pebble's compaction work.
 	opts.RetainVersions = 0
 	// Every query keeps its state in memory and makes each commit durable
 	// as one changelog record (state.Options.Changelog), folded into Pebble
@@ -183,13 +176,14 @@ func (rt *queryRuntime) checkState(opts state.Options) error {
 
 // checkVersion checks that state partition p, at version v, is at the last
 // committed batch, or at the batch that re-runs (its state committed, its
-// commit-log entry was never written), which is then recorded in applied
-// so that the re-run counts it once.
+// commit-log entry was never written), whose re-run then reads the
+// partition's rows instead of merging again (task.Reducer.Reduce), so that
+// it counts once.
 func (rt *queryRuntime) checkVersion(p int, v int64) error {
 	last := rt.rec.lastCommitted
 	switch {
 	case v == last+1 && rt.rec.rerun != nil && rt.rec.rerun.BatchID == v:
-		rt.applied[p] = v
+		// The batch that re-runs committed here: its rows come from the state.
 	case v > last:
 		return damaged(rt.cp.dir, statePart, fmt.Errorf("partition %d is at batch %d but batch %d is the last committed and no later batch is planned", p, v, last))
 	case v < last:
@@ -214,7 +208,7 @@ func (rt *queryRuntime) openState(opts state.Options) error {
 		if err := rt.checkVersion(p, st.Version()); err != nil {
 			return err
 		}
-		if v, ok := rt.applied[p]; ok {
+		if v := st.Version(); v > rt.rec.lastCommitted {
 			rt.log.Info("state already holds the batch that re-runs; its rows come from the state", "partition", p, "batch", v)
 		}
 	}
@@ -238,30 +232,6 @@ func (rt *queryRuntime) close() {
 	if err := rt.cp.close(); err != nil {
 		rt.log.Warn("closing checkpoint", "err", err)
 	}
-}
-
-// freeList keeps values for reuse. It holds as many as were in use at once.
-type freeList[T any] struct {
-	mu   sync.Mutex
-	free []T
-}
-
-// get takes a value put before, if any.
-func (l *freeList[T]) get() (v T, ok bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if n := len(l.free); n > 0 {
-		v, l.free = l.free[n-1], l.free[:n-1]
-		return v, true
-	}
-	return v, false
-}
-
-// put keeps v for a later get.
-func (l *freeList[T]) put(v T) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.free = append(l.free, v)
 }
 
 // mapOutput is what one map task produced.
@@ -544,8 +514,9 @@ func (rt *queryRuntime) commitBatch(q *StreamingQuery, f *inFlight, listeners []
 }
 
 // reduce merges each shuffle partition's buckets into its state store and
-// commits the partition at version batch. It returns, per partition, the
-// changed output rows (update mode) and the number of groups updated.
+// commits the partition at version batch (task.Reducer). It returns, per
+// partition, the changed output rows (update mode) and the number of groups
+// updated.
 func (rt *queryRuntime) reduce(ctx context.Context, batch int64, outs []mapOutput) ([][]operators.Row, int64, error) {
 	if rt.changed == nil {
 		rt.changed = make([]operators.RowBuffer, rt.parts)
@@ -562,57 +533,22 @@ func (rt *queryRuntime) reduce(ctx context.Context, batch int64, outs []mapOutpu
 	for p := range rt.parts {
 		g.Go(func() (err error) {
 			defer rt.catch(fmt.Sprintf("reduce task of state partition %d", p), &err)
-			final, ok := rt.finals.get()
-			if !ok {
-				final = rt.agg.NewFinal()
-			}
-			defer rt.finals.put(final)
-			defer final.Reset()
+			buckets := make([][]byte, 0, len(outs))
 			for _, o := range outs {
 				if p < len(o.buckets) {
-					if err := final.Merge(o.buckets[p]); err != nil {
-						return err
-					}
+					buckets = append(buckets, o.buckets[p])
 				}
 			}
-			updated.Add(int64(final.Len()))
-			var emit operators.Emit
+			var opts task.ReduceOptions
 			if rt.query.OutputMode == Update {
-				changed[p].Grow(final.Len(), len(rt.agg.Schema()))
-				emit = func(r operators.Row) error {
-					changed[p].Add(r)
-					return nil
-				}
+				opts.Rows = &changed[p]
 			}
-			st := rt.stores[p]
-			if b, ok := rt.applied[p]; ok && b == batch {
-				if emit == nil {
-					final.Reset()
-					return nil
-				}
-				if err := final.EmitCommitted(st, emit); err != nil {
-					return fmt.Errorf("state partition %d: %w", p, err)
-				}
-				return nil
-			}
-			if err := final.MergeInto(st, emit); err != nil {
-				st.Discard()
-				return fmt.Errorf("state partition %d: %w", p, err)
-			}
-			if err := st.Commit(batch); err != nil {
-				return fmt.Errorf("state partition %d: %w", p, err)
-			}
-			return nil
+			res, err := rt.reducer.Reduce(rt.stores[p], batch, buckets, opts)
+			updated.Add(res.Groups)
+			return err
 		})
 	}
 	err := g.Wait()
-	if err == nil {
-		for p, b := range rt.applied {
-			if b == batch {
-				delete(rt.applied, p)
-			}
-		}
-	}
 	rows := make([][]operators.Row, len(changed))
 	for p := range changed {
 		rows[p] = changed[p].Rows()
@@ -622,15 +558,8 @@ func (rt *queryRuntime) reduce(ctx context.Context, batch int64, outs []mapOutpu
 
 // scanState emits every row of the result table (complete mode).
 func (rt *queryRuntime) scanState(fn operators.Emit) error {
-	row := make(operators.Row, len(rt.agg.Schema()))
 	for _, st := range rt.stores {
-		err := st.Scan(func(k, v []byte) error {
-			if err := rt.agg.DecodeRow(row, k, v); err != nil {
-				return fmt.Errorf("state partition %d: %w", st.Partition(), err)
-			}
-			return fn(row)
-		})
-		if err != nil {
+		if err := rt.reducer.EachRow(st, fn); err != nil {
 			return err
 		}
 	}

@@ -521,12 +521,12 @@ func (h *HashAgg) mergeOrder(st StateStore) []int32 {
 	return order
 }
 
-// EmitCommitted emits the output row of every held group as st already
-// holds it, in key order, and resets the aggregator. It serves a batch
-// re-run after its state committed: the groups tell which rows the batch
-// changed, and st holds their values with the batch applied.
-func (h *HashAgg) EmitCommitted(st StateStore, emit Emit) error {
-	row := make(Row, len(h.g.schema))
+// EachCommitted calls fn with the key and the state st holds of every held
+// group, in key order, and resets the aggregator. It serves a batch re-run
+// after its state committed: the groups tell which rows the batch changed,
+// and st holds their states with the batch applied (DecodeRow turns one
+// into its row). The slices are valid only during the call.
+func (h *HashAgg) EachCommitted(st StateStore, fn func(key, state []byte) error) error {
 	for _, g := range h.table.sortedGroups() {
 		key := h.table.key(int(g))
 		state, found, err := st.Get(key)
@@ -536,10 +536,7 @@ func (h *HashAgg) EmitCommitted(st StateStore, emit Emit) error {
 		if !found {
 			return fmt.Errorf("%w: the state lacks group %q of a batch it committed", ErrCorrupt, key)
 		}
-		if err := h.g.DecodeRow(row, key, state); err != nil {
-			return fmt.Errorf("state of key %q: %w", key, err)
-		}
-		if err := emit(row); err != nil {
+		if err := fn(key, state); err != nil {
 			return err
 		}
 	}
