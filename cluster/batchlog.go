@@ -5,49 +5,25 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/gostream/gostream/kafkasrc"
+	"github.com/gostream/gostream/engine/loop"
 	"github.com/gostream/gostream/proto/clusterpb"
 	"github.com/hashicorp/raft"
 )
 
-// OffsetsEntry is the "offsets N" entry of a batch log: batch N's offset
-// ranges, logged before the batch runs.
-type OffsetsEntry struct {
-	BatchID     int64
-	TimestampMs int64
-	Start, End  kafkasrc.Offsets
-}
-
-func (e OffsetsEntry) proto() *clusterpb.BatchLogEntry {
+func offsetsEntry(e loop.OffsetsEntry) *clusterpb.BatchLogEntry {
 	return &clusterpb.BatchLogEntry{Kind: &clusterpb.BatchLogEntry_Offsets{Offsets: &clusterpb.OffsetsEntry{
 		BatchId: e.BatchID, BatchTimestampMs: e.TimestampMs, Start: OffsetsToProto(e.Start), End: OffsetsToProto(e.End),
 	}}}
 }
 
-func offsetsEntryOf(o *clusterpb.OffsetsEntry) *OffsetsEntry {
-	return &OffsetsEntry{BatchID: o.BatchId, TimestampMs: o.BatchTimestampMs, Start: OffsetsFromProto(o.Start), End: OffsetsFromProto(o.End)}
-}
-
-func commitEntry(id int64) *clusterpb.BatchLogEntry {
-	return &clusterpb.BatchLogEntry{Kind: &clusterpb.BatchLogEntry_Commit{Commit: id}}
-}
-
-// Recovery is what a job's new driver run must do first, read from the
-// batch log.
-type Recovery struct {
-	// LastCommitted is the last batch whose commit is logged; -1 for none.
-	LastCommitted int64
-	// Rerun is the batch planned after it that never committed, to run
-	// again with the same ranges; nil for none.
-	Rerun *OffsetsEntry
-	// End is the end offsets of LastCommitted: where the next batch after
-	// it (or Rerun) starts; nil before the first commit.
-	End kafkasrc.Offsets
+func offsetsEntryOf(o *clusterpb.OffsetsEntry) *loop.OffsetsEntry {
+	return &loop.OffsetsEntry{BatchID: o.BatchId, TimestampMs: o.BatchTimestampMs, Start: OffsetsFromProto(o.Start), End: OffsetsFromProto(o.End)}
 }
 
 // BatchLog is a job's batch log in the Raft log: the cluster's
 // counterpart of a local checkpoint's batch log (package engine), with the
-// same entries ("offsets N", "commit N") checked by the same rules. Each
+// same entries ("offsets N", "commit N") checked by the same rules; it is
+// the loop.Log of a job's driver run on the leader. Each
 // append is one Raft command logged in the term of the driver run that
 // owns the BatchLog: once the leadership moved on, even to this member
 // again, its appends are refused (ErrStaleTerm), so a deposed driver never
@@ -62,20 +38,21 @@ type BatchLog struct {
 	timeout time.Duration
 }
 
+var _ loop.Log = (*BatchLog)(nil)
+
 // WriteOffsets logs "offsets N".
-func (l *BatchLog) WriteOffsets(ctx context.Context, e OffsetsEntry) error {
-	return l.append(ctx, e.proto())
+func (l *BatchLog) WriteOffsets(ctx context.Context, e loop.OffsetsEntry) error {
+	return l.append(ctx, offsetsEntry(e))
 }
 
-// WriteCommit logs "commit id".
-func (l *BatchLog) WriteCommit(ctx context.Context, id int64) error {
-	return l.append(ctx, commitEntry(id))
-}
-
-// WriteCommitAndOffsets logs "commit id" and the next batch's offsets
-// entry e in one command: both or neither.
-func (l *BatchLog) WriteCommitAndOffsets(ctx context.Context, id int64, e OffsetsEntry) error {
-	return l.append(ctx, commitEntry(id), e.proto())
+// WriteCommit logs "commit batch" and, when next is not nil, next after
+// it, in one command: both or neither.
+func (l *BatchLog) WriteCommit(ctx context.Context, batch int64, next *loop.OffsetsEntry) error {
+	es := []*clusterpb.BatchLogEntry{{Kind: &clusterpb.BatchLogEntry_Commit{Commit: batch}}}
+	if next != nil {
+		es = append(es, offsetsEntry(*next))
+	}
+	return l.append(ctx, es...)
 }
 
 func (l *BatchLog) append(ctx context.Context, es ...*clusterpb.BatchLogEntry) error {
@@ -99,17 +76,17 @@ func (l *BatchLog) append(ctx context.Context, es ...*clusterpb.BatchLogEntry) e
 // Recover reads the batch log as this member applied it: the last
 // committed batch, its end offsets, and the batch to re-run, if the last
 // planned batch never committed.
-func (l *BatchLog) Recover() (Recovery, error) {
+func (l *BatchLog) Recover() (loop.Recovery, error) {
 	j, ok := l.fsm.Job(l.job)
 	if !ok {
-		return Recovery{}, fmt.Errorf("%w %q", ErrUnknownJob, l.job)
+		return loop.Recovery{}, fmt.Errorf("%w %q", ErrUnknownJob, l.job)
 	}
 	return recoverBatchLog(j.BatchLog), nil
 }
 
 // recoverBatchLog reads a batch log the state machine checked.
-func recoverBatchLog(log []*clusterpb.BatchLogEntry) Recovery {
-	r := Recovery{LastCommitted: -1}
+func recoverBatchLog(log []*clusterpb.BatchLogEntry) loop.Recovery {
+	r := loop.Recovery{LastCommitted: -1}
 	var planned []*clusterpb.OffsetsEntry // the last two planned batches, oldest first
 	for _, e := range log {
 		if o := e.GetOffsets(); o != nil {

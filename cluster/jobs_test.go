@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gostream/gostream/engine"
+	"github.com/gostream/gostream/engine/loop"
 	_ "github.com/gostream/gostream/examples/wordcount"
 	"github.com/gostream/gostream/kafkasrc"
 	"github.com/gostream/gostream/proto/clusterpb"
@@ -303,11 +304,11 @@ func TestBatchLog(t *testing.T) {
 		t.Fatal(err)
 	}
 	old := rec.waitRun(t, "wc", anyRun).run
-	offs := func(id, from, until int64) OffsetsEntry {
-		return OffsetsEntry{BatchID: id, TimestampMs: 1000 + id,
+	offs := func(id, from, until int64) loop.OffsetsEntry {
+		return loop.OffsetsEntry{BatchID: id, TimestampMs: 1000 + id,
 			Start: kafkasrc.Offsets{"logs": {0: from}}, End: kafkasrc.Offsets{"logs": {0: until}}}
 	}
-	recovered := func(l *BatchLog) Recovery {
+	recovered := func(l *BatchLog) loop.Recovery {
 		t.Helper()
 		r, err := l.Recover()
 		if err != nil {
@@ -324,16 +325,17 @@ func TestBatchLog(t *testing.T) {
 	if r := recovered(old.Log); r.LastCommitted != -1 || r.Rerun == nil || r.Rerun.BatchID != 0 || r.End != nil {
 		t.Fatalf("after offsets 0: %+v; want batch 0 to re-run", r)
 	}
-	if err := old.Log.WriteCommitAndOffsets(ctx, 0, offs(1, 10, 20)); err != nil {
+	next := offs(1, 10, 20)
+	if err := old.Log.WriteCommit(ctx, 0, &next); err != nil {
 		t.Fatal(err)
 	}
-	if err := old.Log.WriteCommit(ctx, 0); err != nil {
+	if err := old.Log.WriteCommit(ctx, 0, nil); err != nil {
 		t.Errorf("a retried commit of batch 0 = %v; want a no-op", err)
 	}
-	if err := old.Log.WriteCommit(ctx, 2); !errors.Is(err, ErrRefused) {
+	if err := old.Log.WriteCommit(ctx, 2, nil); !errors.Is(err, ErrRefused) {
 		t.Errorf("a commit of unplanned batch 2 = %v; want %v", err, ErrRefused)
 	}
-	want := func(r Recovery) error {
+	want := func(r loop.Recovery) error {
 		if r.LastCommitted != 0 || r.Rerun == nil || r.Rerun.BatchID != 1 || r.Rerun.End.String() != `{"logs":{"0":20}}` || r.End.String() != `{"logs":{"0":10}}` {
 			return fmt.Errorf("recovered %+v; want batch 1 (to 20) to re-run after 0 (to 10)", r)
 		}
@@ -347,27 +349,27 @@ func TestBatchLog(t *testing.T) {
 	if err := g.nodes[li].raft.LeadershipTransfer().Error(); err != nil {
 		t.Fatal(err)
 	}
-	next := rec.waitRun(t, "wc", func(r recordedRun) error {
+	moved := rec.waitRun(t, "wc", func(r recordedRun) error {
 		if r.term <= old.Term {
 			return fmt.Errorf("run of term %d", r.term)
 		}
 		return nil
 	})
-	if err := want(recovered(next.run.Log)); err != nil {
+	if err := want(recovered(moved.run.Log)); err != nil {
 		t.Errorf("the new leader's run: %v", err)
 	}
-	ni := slices.IndexFunc(g.cfgs, func(c Config) bool { return c.Name == next.member })
+	ni := slices.IndexFunc(g.cfgs, func(c Config) bool { return c.Name == moved.member })
 	back := raft.ServerID(g.cfgs[li].Name)
 	if err := g.nodes[ni].raft.LeadershipTransferToServer(back, raft.ServerAddress(g.cfgs[li].Listen)).Error(); err != nil {
 		t.Fatal(err)
 	}
 	rec.waitRun(t, "wc", func(r recordedRun) error {
-		if r.member != g.cfgs[li].Name || r.term <= next.term {
+		if r.member != g.cfgs[li].Name || r.term <= moved.term {
 			return fmt.Errorf("run on %s in term %d", r.member, r.term)
 		}
 		return nil
 	})
-	err := old.Log.WriteCommit(ctx, 1)
+	err := old.Log.WriteCommit(ctx, 1, nil)
 	if !errors.Is(err, ErrStaleTerm) {
 		t.Errorf("an append of the run of term %d after the leadership came back = %v; want %v", old.Term, err, ErrStaleTerm)
 	}
