@@ -129,7 +129,9 @@ func (c *Client) Watch(ctx context.Context, job string, after *int64, fn func(*c
 				w.cancel()
 				return err
 			}
-			if st := ev.GetStatus(); st != nil && st.State != clusterpb.JobState_RUNNING {
+			// The stream opens with a status, then the reports; a status
+			// after them ends it.
+			if st := ev.GetStatus(); st != nil && st.State != clusterpb.JobState_RUNNING && ev != w.first {
 				w.cancel()
 				return nil
 			}

@@ -260,6 +260,24 @@ func TestJobManagerWatch(t *testing.T) {
 	if !slices.Equal(events, want) {
 		t.Errorf("Watch events:\n%q\nwant\n%q", events, want)
 	}
+	// Watching the finished job from its start gives its reports between
+	// the opening and the last status.
+	events = nil
+	from := int64(-1)
+	if err := c.Watch(ctx, "fin", &from, func(ev *clusterpb.WatchEvent) error {
+		if r := ev.GetReport(); r != nil {
+			events = append(events, fmt.Sprintf("report %d %q", r.BatchId, r.Output))
+		} else {
+			events = append(events, "status "+ev.GetStatus().State.String())
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	want[0] = "status FINISHED"
+	if !slices.Equal(events, want) {
+		t.Errorf("Watch events of the finished job:\n%q\nwant\n%q", events, want)
+	}
 	jobs, err := c.Jobs(ctx, "fin")
 	if err != nil {
 		t.Fatal(err)
