@@ -15,13 +15,28 @@ type jsonScanner struct {
 	pos      int
 	failed   bool
 	controls bool
+	depth    int // objects and arrays open at the cursor
 	// arena holds unescaped strings; it only grows during one document, so
 	// strings returned before stay valid.
 	arena []byte
 }
 
 func (s *jsonScanner) reset(b []byte) {
-	s.b, s.pos, s.failed, s.arena = b, 0, false, s.arena[:0]
+	s.b, s.pos, s.failed, s.depth, s.arena = b, 0, false, 0, s.arena[:0]
+}
+
+// maxJSONDepth is how deep objects and arrays may nest: Jackson's limit
+// (StreamReadConstraints, Spark 3.5's Jackson 2.15), beyond which a
+// document is malformed. It also bounds the recursion of the readers.
+const maxJSONDepth = 1000
+
+// enter opens an object or array, failing the scan past maxJSONDepth.
+func (s *jsonScanner) enter(c byte) bool {
+	s.expect(c)
+	if s.depth++; s.depth > maxJSONDepth {
+		s.fail()
+	}
+	return !s.failed
 }
 
 func (s *jsonScanner) fail() { s.failed = true }
@@ -59,7 +74,10 @@ func (s *jsonScanner) expect(c byte) {
 // cursor on the member's value, which field must consume; field returns
 // false to stop early (failing the scan is the caller's business).
 func (s *jsonScanner) object(field func(name []byte) bool) {
-	s.expect('{')
+	if !s.enter('{') {
+		return
+	}
+	defer func() { s.depth-- }()
 	if s.peek() == '}' {
 		s.pos++
 		return
@@ -89,7 +107,10 @@ func (s *jsonScanner) object(field func(name []byte) bool) {
 // array calls elem for each element of the array at the cursor, with the
 // cursor on the element, which elem must consume.
 func (s *jsonScanner) array(elem func() bool) {
-	s.expect('[')
+	if !s.enter('[') {
+		return
+	}
+	defer func() { s.depth-- }()
 	if s.peek() == ']' {
 		s.pos++
 		return
