@@ -92,13 +92,6 @@ func (r *Registry[T]) Lookup(name string) (T, error) {
 	return e.v, nil
 }
 
-// Names are the registered names, sorted.
-func (r *Registry[T]) Names() []string {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	return r.namesLocked()
-}
-
 func (r *Registry[T]) namesLocked() []string {
 	names := make([]string, 0, len(r.mu.m))
 	for _, e := range r.sortedLocked() {

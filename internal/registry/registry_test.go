@@ -40,8 +40,8 @@ func TestLookupUnknownListsNames(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), `no job "c" in this binary, which has [a, b]`) {
 		t.Fatalf("Lookup(c) = %v", err)
 	}
-	if got := strings.Join(r.Names(), ","); got != "a,b" {
-		t.Fatalf("Names = %s", got)
+	if got := strings.Join(r.Signatures(), ","); got != "a,b" {
+		t.Fatalf("Signatures = %s", got)
 	}
 }
 
@@ -64,8 +64,8 @@ func TestScope(t *testing.T) {
 			t.Fatalf("round %d: scoped name still registered after Close", round)
 		}
 		// The duplicate attempt marked the global name; it stays global.
-		if got := strings.Join(r.Names(), ","); got != "global" {
-			t.Fatalf("round %d: Names after Close = %s", round, got)
+		if got := strings.Join(r.Signatures(), ","); got != "global (registered twice)" {
+			t.Fatalf("round %d: Signatures after Close = %s", round, got)
 		}
 	}
 }
@@ -106,7 +106,7 @@ func TestNamesInAnyCase(t *testing.T) {
 		t.Fatalf("Signatures = %s", got)
 	}
 	s.Close()
-	if got := r.Names(); len(got) != 0 {
-		t.Fatalf("Names after Close = %q", got)
+	if got := r.Signatures(); len(got) != 0 {
+		t.Fatalf("Signatures after Close = %q", got)
 	}
 }
