@@ -103,8 +103,10 @@
 // # Jobs
 //
 // A job is registered (RegisterJob: its plan, checked by the leader with
-// engine.CheckPlan, so a plan calling a function the members do not have
-// is refused then) and RUNNING until SetJobState ends it: STOPPED by a
+// engine.CheckPlan, so a plan calling a function the leader does not have
+// is refused then, as is any job while a reachable member registered other
+// jobs or functions than the leader, engine.Registered) and RUNNING until
+// SetJobState ends it: STOPPED by a
 // user (StopJob), FAILED with its driver's error, FINISHED when its
 // trigger ran out. Registering it again with the same plan makes it
 // RUNNING again, from its batch log; another plan is refused while it

@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -495,9 +496,11 @@ func NewJob(name string, p *engine.QueryPlan) (*clusterpb.Job, error) {
 		ShufflePartitions: parts, KeyGroups: max(DefaultKeyGroups, parts)}, nil
 }
 
-// checkJob checks, on the leader, that a job to register can run here:
-// its plan decodes and compiles with this member's functions.
-func (n *Node) checkJob(j *clusterpb.Job) error {
+// checkJob checks, on the leader, that a job to register can run on the
+// members: its plan decodes and compiles with this member's functions,
+// and every member that answers within memberInfoTimeout registered the
+// same jobs and functions.
+func (n *Node) checkJob(ctx context.Context, j *clusterpb.Job) error {
 	var q planpb.Query
 	if err := proto.Unmarshal(j.GetPlan(), &q); err != nil {
 		return fmt.Errorf("job %q: its plan is not a gostream.plan.v1.Query: %w (is the submitting gostream the workers' version?)", j.GetName(), err)
@@ -505,5 +508,52 @@ func (n *Node) checkJob(j *clusterpb.Job) error {
 	if err := engine.CheckPlan(&q); err != nil {
 		return fmt.Errorf("job %q cannot run on %s: %w (build the workers and the submitting program from the same code, with the same registered functions)", j.GetName(), n.cfg.Name, err)
 	}
+	var servers []raft.Server
+	if f := n.raft.GetConfiguration(); f.Error() == nil {
+		servers = f.Configuration().Servers
+	}
+	mine := n.registered()
+	errs := make([]error, len(servers))
+	var wg sync.WaitGroup
+	for i, srv := range servers {
+		if string(srv.ID) == n.cfg.Name {
+			continue
+		}
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(ctx, memberInfoTimeout)
+			defer cancel()
+			info, err := n.clients.control(string(srv.Address)).MemberInfo(ctx, &clusterpb.MemberInfoRequest{Header: n.header(0)})
+			if err != nil {
+				return // not running: it is checked when a job is registered while it runs
+			}
+			if theirs := info.Registered; !slices.Equal(theirs, mine) {
+				errs[i] = fmt.Errorf("worker %s registered other jobs or functions than %s: only %s has %v, only %s has %v (build every worker from the same code)",
+					srv.ID, n.cfg.Name, srv.ID, missing(mine, theirs), n.cfg.Name, missing(theirs, mine))
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("job %q: %w", j.GetName(), err)
+	}
 	return nil
+}
+
+// missing returns the lines of have that want lacks.
+func missing(want, have []string) []string {
+	var out []string
+	for _, s := range have {
+		if !slices.Contains(want, s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// registered is what this member's binary registered.
+func (n *Node) registered() []string {
+	if n.cfg.Registered != nil {
+		return n.cfg.Registered()
+	}
+	return engine.Registered()
 }

@@ -395,3 +395,26 @@ func TestBatchLog(t *testing.T) {
 		t.Errorf("the batch log has %d entries; want 3", len(j.BatchLog))
 	}
 }
+
+// TestJobManagerRefusesOtherRegistries: while a member's binary registered
+// other jobs or functions than the leader's, a job is refused at
+// registration, naming the member and the difference.
+func TestJobManagerRefusesOtherRegistries(t *testing.T) {
+	const extra = "function shout (string) -> string"
+	g := newNodeGroupWith(t, 3, func(c *Config) {
+		if c.Name == "s3" {
+			c.Registered = func() []string { return append(engine.Registered(), extra) }
+		}
+	})
+	g.waitStatus(g.addrs(), allReachable)
+	c := NewClient(g.addrs())
+	defer c.Close()
+	_, err := c.RegisterJob(context.Background(), wordcountJob(t, "wc"))
+	if err == nil || !strings.Contains(err.Error(), extra) || !strings.Contains(err.Error(), "s3") || !strings.Contains(err.Error(), "build every worker from the same code") {
+		t.Fatalf("RegisterJob with s3's registry differing = %v; want an error naming s3 and %q", err, extra)
+	}
+	t.Log(err)
+	if _, ok := g.nodes[0].FSM().Job("wc"); ok {
+		t.Error("the job was registered")
+	}
+}

@@ -62,6 +62,10 @@ type Config struct {
 	// Driver runs the leader's jobs, one run per running job (see Driver);
 	// default: none, so a registered job waits, running no batch.
 	Driver Driver
+	// Registered lists the jobs and functions this worker's binary
+	// registered; default engine.Registered. The leader refuses a job while
+	// a member's list differs from its own.
+	Registered func() []string
 	// ShuffleMemory bounds the bytes of partials the worker holds for the
 	// state partitions it owns until their reduce takes them (Inbox);
 	// default 256 MiB.

@@ -132,7 +132,7 @@ func (s *controlServer) RegisterJob(ctx context.Context, req *clusterpb.Register
 	return leaderOnly(s, ctx, req.Header, func(ctx context.Context, cc clusterpb.ControlClient, h *clusterpb.Header) (*clusterpb.RegisterJobResponse, error) {
 		return cc.RegisterJob(ctx, &clusterpb.RegisterJobRequest{Header: h, Job: req.Job})
 	}, func() (*clusterpb.RegisterJobResponse, error) {
-		if err := s.n.checkJob(req.Job); err != nil {
+		if err := s.n.checkJob(ctx, req.Job); err != nil {
 			return nil, status.Error(codes.InvalidArgument, err.Error())
 		}
 		index, err := s.n.applyIndex(&clusterpb.Command{Kind: &clusterpb.Command_RegisterJob{RegisterJob: &clusterpb.RegisterJob{Job: req.Job}}})
@@ -230,6 +230,7 @@ func (n *Node) memberInfo() *clusterpb.MemberInfoResponse {
 		LastContactMs: lastContact,
 		AppliedIndex:  n.raft.AppliedIndex(),
 		ClusterId:     n.ClusterID(),
+		Registered:    n.registered(),
 	}
 }
 

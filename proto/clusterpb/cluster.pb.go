@@ -1612,6 +1612,9 @@ type MemberInfoResponse struct {
 	LastContactMs int64                  `protobuf:"varint,4,opt,name=last_contact_ms,json=lastContactMs,proto3" json:"last_contact_ms,omitempty"`
 	AppliedIndex  uint64                 `protobuf:"varint,5,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
 	ClusterId     string                 `protobuf:"bytes,6,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
+	// The jobs and functions the member's binary registered, one per line
+	// (engine.Registered), so the leader can refuse a job when members differ.
+	Registered    []string `protobuf:"bytes,7,rep,name=registered,proto3" json:"registered,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1686,6 +1689,13 @@ func (x *MemberInfoResponse) GetClusterId() string {
 		return x.ClusterId
 	}
 	return ""
+}
+
+func (x *MemberInfoResponse) GetRegistered() []string {
+	if x != nil {
+		return x.Registered
+	}
+	return nil
 }
 
 type RegisterJobRequest struct {
@@ -2750,7 +2760,7 @@ const file_cluster_proto_rawDesc = "" +
 	"\amembers\x18\x05 \x03(\v2!.gostream.cluster.v1.MemberStatusR\amembers\x122\n" +
 	"\x04jobs\x18\x06 \x03(\v2\x1e.gostream.cluster.v1.JobStatusR\x04jobs\"H\n" +
 	"\x11MemberInfoRequest\x123\n" +
-	"\x06header\x18\x01 \x01(\v2\x1b.gostream.cluster.v1.HeaderR\x06header\"\xdf\x01\n" +
+	"\x06header\x18\x01 \x01(\v2\x1b.gostream.cluster.v1.HeaderR\x06header\"\xff\x01\n" +
 	"\x12MemberInfoResponse\x123\n" +
 	"\x06member\x18\x01 \x01(\v2\x1b.gostream.cluster.v1.MemberR\x06member\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\tR\x05state\x12\x12\n" +
@@ -2758,7 +2768,10 @@ const file_cluster_proto_rawDesc = "" +
 	"\x0flast_contact_ms\x18\x04 \x01(\x03R\rlastContactMs\x12#\n" +
 	"\rapplied_index\x18\x05 \x01(\x04R\fappliedIndex\x12\x1d\n" +
 	"\n" +
-	"cluster_id\x18\x06 \x01(\tR\tclusterId\"u\n" +
+	"cluster_id\x18\x06 \x01(\tR\tclusterId\x12\x1e\n" +
+	"\n" +
+	"registered\x18\a \x03(\tR\n" +
+	"registered\"u\n" +
 	"\x12RegisterJobRequest\x123\n" +
 	"\x06header\x18\x01 \x01(\v2\x1b.gostream.cluster.v1.HeaderR\x06header\x12*\n" +
 	"\x03job\x18\x02 \x01(\v2\x18.gostream.cluster.v1.JobR\x03job\"f\n" +
