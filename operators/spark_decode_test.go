@@ -21,12 +21,17 @@ import (
 // on every run (or GOSTREAM_SEED's).
 const decodeSeed = 20
 
+// splitPatterns are the patterns TestDecodeLikeJava splits with, the first
+// the word count's.
+var splitPatterns = []string{" ", `\s+`, `\W+`, `[,;]`, `\S+`, `\d+`, `[^a-z]+`, `\p{Punct}`}
+
 // TestDecodeLikeJava is a differential test against the JVM: random byte
 // strings, rich in malformed UTF-8 of every kind, go through
 // testdata/SparkDecode.java (what Spark 3.5 does for
-// split(CAST(value AS STRING), ' ') on JDK 17) and through CAST, the
-// splitter and every entry of the word count's map side, which must give
-// the same strings, words and counts, byte for byte.
+// split(CAST(value AS STRING), pattern) on JDK 17) and through CAST, the
+// splitter (for each of splitPatterns) and every entry of the word count's
+// map side, which must give the same strings, words and counts, byte for
+// byte.
 func TestDecodeLikeJava(t *testing.T) {
 	java, err := exec.LookPath("java")
 	if err != nil {
@@ -43,15 +48,16 @@ func TestDecodeLikeJava(t *testing.T) {
 	}
 }
 
-// runJava returns each input decoded by the JVM, re-encoded, and its words.
-func runJava(t *testing.T, java string, inputs [][]byte) (decoded [][]byte, words [][][]byte) {
+// runJava returns each input decoded by the JVM, re-encoded, and its words
+// split with each of splitPatterns: words[p][i] are input i's with pattern p.
+func runJava(t *testing.T, java string, inputs [][]byte) (decoded [][]byte, words [][][][]byte) {
 	t.Helper()
 	var in bytes.Buffer
 	for _, s := range inputs {
 		in.WriteString(hex.EncodeToString(s))
 		in.WriteByte('\n')
 	}
-	cmd := exec.Command(java, "testdata/SparkDecode.java")
+	cmd := exec.Command(java, append([]string{"testdata/SparkDecode.java"}, splitPatterns...)...)
 	cmd.Stdin = &in
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -59,19 +65,22 @@ func runJava(t *testing.T, java string, inputs [][]byte) (decoded [][]byte, word
 	if err != nil {
 		t.Fatalf("java testdata/SparkDecode.java: %v\n%s", err, stderr.Bytes())
 	}
+	words = make([][][][]byte, len(splitPatterns))
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	sc.Buffer(nil, 1<<20)
 	for sc.Scan() {
-		whole, list, ok := strings.Cut(sc.Text(), "\t")
-		if !ok {
-			t.Fatalf("java: line %q has no tab", sc.Text())
+		fields := strings.Split(sc.Text(), "\t")
+		if len(fields) != 1+len(splitPatterns) {
+			t.Fatalf("java: line %q has %d fields, want %d", sc.Text(), len(fields), 1+len(splitPatterns))
 		}
-		decoded = append(decoded, mustHex(t, whole))
-		var ws [][]byte
-		for _, w := range strings.Split(list, ",") {
-			ws = append(ws, mustHex(t, w))
+		decoded = append(decoded, mustHex(t, fields[0]))
+		for p, list := range fields[1:] {
+			var ws [][]byte
+			for _, w := range strings.Split(list, ",") {
+				ws = append(ws, mustHex(t, w))
+			}
+			words[p] = append(words[p], ws)
 		}
-		words = append(words, ws)
 	}
 	if len(decoded) != len(inputs) {
 		t.Fatalf("java answered %d lines for %d inputs", len(decoded), len(inputs))
@@ -89,7 +98,7 @@ func mustHex(t *testing.T, s string) []byte {
 }
 
 // checkDecode compares gostream with the JVM's answers for inputs.
-func checkDecode(t *testing.T, seed uint64, inputs, decoded [][]byte, words [][][]byte) {
+func checkDecode(t *testing.T, seed uint64, inputs, decoded [][]byte, words [][][][]byte) {
 	t.Helper()
 	fails := 0
 	fail := func(format string, args ...any) {
@@ -98,11 +107,6 @@ func checkDecode(t *testing.T, seed uint64, inputs, decoded [][]byte, words [][]
 			t.Errorf("seed %d: "+format, append([]any{seed}, args...)...)
 		}
 	}
-	sp, err := NewSplitter(" ", -1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := map[string]int{}
 	for i, in := range inputs {
 		if got := ToValidUTF8(in); !bytes.Equal(got, decoded[i]) {
 			fail("CAST(x'%x' AS STRING) = x'%x', Java decodes x'%x'", in, got, decoded[i])
@@ -110,12 +114,23 @@ func checkDecode(t *testing.T, seed uint64, inputs, decoded [][]byte, words [][]
 		if got := String(in).AppendText(nil); !bytes.Equal(got, decoded[i]) {
 			fail("the console shows string x'%x' as x'%x', Java decodes x'%x'", in, got, decoded[i])
 		}
-		var got [][]byte
-		sp.Each(in, func(p []byte) { got = append(got, bytes.Clone(p)) })
-		if !slices.EqualFunc(got, words[i], bytes.Equal) {
-			fail("split(x'%x', ' ') = %x, Java splits %x", in, got, words[i])
+	}
+	for p, pattern := range splitPatterns {
+		sp, err := NewSplitter(pattern, -1)
+		if err != nil {
+			t.Fatal(err)
 		}
-		for _, w := range words[i] {
+		for i, in := range inputs {
+			var got [][]byte
+			sp.Each(in, func(w []byte) { got = append(got, bytes.Clone(w)) })
+			if !slices.EqualFunc(got, words[p][i], bytes.Equal) {
+				fail("split(x'%x', %q) = %x, Java splits %x", in, pattern, got, words[p][i])
+			}
+		}
+	}
+	want := map[string]int{}
+	for _, ws := range words[0] {
+		for _, w := range ws {
 			want[string(w)]++
 		}
 	}
@@ -127,7 +142,7 @@ func checkDecode(t *testing.T, seed uint64, inputs, decoded [][]byte, words [][]
 	got := runAgg(t, wordCount(), 3, rows)
 	for _, w := range slices.Sorted(maps.Keys(want)) {
 		if got[w] != fmt.Sprint(want[w]) {
-			fail("word count: x'%x' counted %s times, Java %d (in x'%x')", w, cmp.Or(got[w], "0"), want[w], firstWith(inputs, words, w))
+			fail("word count: x'%x' counted %s times, Java %d (in x'%x')", w, cmp.Or(got[w], "0"), want[w], firstWith(inputs, words[0], w))
 		}
 	}
 	for w := range got {
@@ -153,7 +168,7 @@ func firstWith(inputs [][]byte, words [][][]byte, w string) []byte {
 // malformedStrings returns n random byte strings made of pieces of every
 // kind of malformed UTF-8 (truncated sequences, overlongs, surrogates, code
 // points above U+10FFFF, lone continuation bytes, bytes F5-FF), valid
-// characters of every length, ASCII and spaces. Some are longer than 64
+// characters of every length, ASCII, spaces and other separators. Some are longer than 64
 // bytes, with malformed bytes after a long valid stretch, where the word
 // counter's 64-byte scan changes paths.
 func malformedStrings(r *rand.Rand, n int) [][]byte {
@@ -181,6 +196,10 @@ func malformedStrings(r *rand.Rand, n int) [][]byte {
 		func() []byte { return []byte{0xf5 + byte(r.IntN(11))} },                                   // F5-FF
 		func() []byte { return []byte{0xc2 + byte(r.IntN(0x33))} },                                 // a lone lead byte
 		func() []byte { return []byte{byte(r.IntN(256))} },
+		func() []byte { // what the patterns other than ' ' split on, or not
+			seps := []string{"\t", "\n", "\x0b", "\f", "\r", "\x1c", ",", ";", "_", "9", "-", "Z", "\u0085", "\u00a0", "\u2028"}
+			return []byte(seps[r.IntN(len(seps))])
+		},
 	}
 	out := make([][]byte, n)
 	for i := range out {
