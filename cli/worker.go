@@ -10,6 +10,7 @@ import (
 
 func newWorkerCmd() *cobra.Command {
 	var name, listen, data, peers, logLevel string
+	var replicas int
 	cmd := &cobra.Command{
 		Use:   "worker",
 		Short: "Run a cluster worker: a member of the workers' Raft group",
@@ -26,7 +27,7 @@ with its log. SIGTERM or Ctrl-C stops it cleanly.`,
 				return fmt.Errorf("--log-level %q: use debug, info, warn or error", logLevel)
 			}
 			cfg := cluster.DefaultConfig()
-			cfg.Name, cfg.Listen, cfg.DataDir = name, listen, data
+			cfg.Name, cfg.Listen, cfg.DataDir, cfg.StateReplicas = name, listen, data, replicas
 			cfg.Logger = slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
 			if peers != "" {
 				var err error
@@ -56,8 +57,9 @@ with its log. SIGTERM or Ctrl-C stops it cleanly.`,
 	fl := cmd.Flags()
 	fl.StringVar(&name, "name", "", "this worker's name, unique in the cluster (required), e.g. s1")
 	fl.StringVar(&listen, "listen", "", "host:port to bind for Raft and gRPC (required); the address --peers gives this worker")
-	fl.StringVar(&data, "data", "", "data directory: the worker's identity, Raft log and snapshots (required)")
+	fl.StringVar(&data, "data", "", "data directory: the worker's identity, Raft log, snapshots and the state of its jobs' partitions (required)")
 	fl.StringVar(&peers, "peers", "", "every worker as NAME=HOST:PORT,... (required on the first start; on a restart it must be the same, or left out)")
+	fl.IntVar(&replicas, "state-replicas", 0, "workers keeping each state partition: 1 (its owner) or 2 (and a standby on another worker); default 2 with 2 or more workers, else 1")
 	fl.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	for _, f := range []string{"name", "listen", "data"} {
 		_ = cmd.MarkFlagRequired(f)

@@ -2,10 +2,12 @@
 // replicated state machine (FSM: members, jobs, each job's batch log and
 // assignment), the worker Node that hosts it, and the gRPC Control service
 // with its Client, the Shuffle service that carries map tasks' partial
-// aggregates to the owners of the state partitions, and the leader's job
+// aggregates to the owners of the state partitions, the StatePartitions
+// service that reduces them into the workers' state stores and replicates
+// each batch to a standby, and the leader's job
 // manager, which runs a Driver per running job against the job's BatchLog
 // in the Raft log. It must not touch the engine's local checkpoints or
-// state stores.
+// state stores; a worker's own state stores live in its data directory.
 //
 // # One port per worker
 //
@@ -100,6 +102,41 @@
 // senders. Data messages travel in pooled buffers through a codec of their
 // own (shuffleCodec).
 //
+// # State partitions
+//
+// A worker keeps each job's state in one Pebble store,
+// DataDir/jobs/NAME/state (changelog mode, labeled with the cluster id,
+// the job and its key groups, so another cluster's or job's store is
+// refused), holding the state partitions it owns or stands by for, each
+// under its first key group as the store's partition number: a
+// partition's keys stay as they are wherever it moves. With as many key
+// groups as partitions this is a local checkpoint's layout. PlaceState
+// places partitions; Config.StateReplicas (--state-replicas) says whether
+// they get a standby.
+//
+// Reduce, on a partition's owner, checks the request's fencing like a
+// shuffle's, takes one complete attempt of each map task's partials from
+// the Inbox, and merges them through the engine's reduce task
+// (engine/task.Reducer), which checks the fencing again right before the
+// commit at version batch: a request whose term or epoch passed in
+// between writes nothing. The batch's changelog record (each changed
+// group's key and state: the state package's record format) then goes to
+// the partition's standby over a Replicate stream, cut into records of
+// about 1 MiB; the standby checks the fencing (it must be the
+// partition's standby in the current epoch), refuses a record that would
+// leave a gap (its partition must be at batch-1, or at batch already:
+// then it writes nothing), stages the records, checks the fencing again
+// and commits at the same version. Only then does Reduce answer, with
+// the changed groups (update mode) and counts, and forget the batch's
+// partials. A batch that runs again over a partition at version batch
+// (the driver failed before "commit N") is not merged again: its groups'
+// states come from the store, and go to the standby again, which so
+// catches up if its replication had failed. Rows streams a partition's
+// groups at version batch (complete mode). A partition's requests take
+// turns; one that fails or panics answers an error naming the job,
+// batch, partition and worker, closes the partition's store (reopened at
+// its durable version by the next request), and the worker goes on.
+//
 // # Jobs
 //
 // A job is registered (RegisterJob: its plan, checked by the leader with
@@ -130,6 +167,10 @@
 // sniffers, the gRPC server, the leadership watcher, the hello loop of a
 // node not yet part of a formed group) and Close stops and
 // waits for all of them, and the job manager's loop, which stops and waits
-// for its runs. The FSM, the client pool, the Inbox and the job manager
-// have one lock each; none is held while another is taken.
+// for its runs; then it closes the state stores, once their requests are
+// done. The FSM, the client pool, the Inbox and the job manager have one
+// lock each, and so do the state stores; none is held while another is
+// taken. A state partition's lock is held through the request that uses
+// it, while those are taken (a reduce takes partials from the Inbox, and
+// reaches the standby through the client pool).
 package cluster

@@ -70,6 +70,11 @@ type Config struct {
 	// state partitions it owns until their reduce takes them (Inbox);
 	// default 256 MiB.
 	ShuffleMemory int64
+	// StateReplicas is how many workers keep each state partition of a
+	// job: 1 (its owner) or 2 (and a standby, which every batch's changes
+	// reach before the batch commits). Default 0: 2 when the group has 2
+	// or more workers, else 1.
+	StateReplicas int
 }
 
 // DefaultConfig returns a Config with every default set. The timeouts let
@@ -99,6 +104,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: timeouts must be positive (start from DefaultConfig)", ErrConfig)
 	case c.ShuffleMemory <= 0:
 		return fmt.Errorf("%w: ShuffleMemory must be positive (start from DefaultConfig)", ErrConfig)
+	case c.StateReplicas < 0 || c.StateReplicas > 2:
+		return fmt.Errorf("%w: --state-replicas %d: want 1 (no standby) or 2 (a standby for each state partition)", ErrConfig, c.StateReplicas)
+	case c.StateReplicas == 2 && c.Peers != nil && len(c.Peers) < 2:
+		return fmt.Errorf("%w: --state-replicas 2 needs 2 or more workers; --peers names one", ErrConfig)
 	case c.LeaderLeaseTimeout > c.HeartbeatTimeout:
 		return fmt.Errorf("%w: LeaderLeaseTimeout %v exceeds HeartbeatTimeout %v", ErrConfig, c.LeaderLeaseTimeout, c.HeartbeatTimeout)
 	}
@@ -138,6 +147,7 @@ type Node struct {
 	clients   *clientPool
 	inbox     *Inbox
 	jobs      *jobManager
+	states    *jobStates
 	stop      chan struct{}
 	stopCtx   context.Context // canceled by Close
 	cancel    context.CancelFunc
@@ -185,6 +195,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	n.stopCtx, n.cancel = context.WithCancel(context.Background())
 	n.inbox = NewInbox(cfg.ShuffleMemory, 0)
 	n.jobs = newJobManager(n, cfg.Driver)
+	n.states = newJobStates(cfg.DataDir, n.ClusterID(), log)
 	n.clients = newClientPool()
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -305,6 +316,19 @@ func (n *Node) FSM() *FSM { return n.fsm }
 // node owns.
 func (n *Node) Inbox() *Inbox { return n.inbox }
 
+// StateReplicas is how many workers keep each state partition of a job
+// (Config.StateReplicas, its default resolved): the assignment gives each
+// partition a standby when it is 2 (PlaceState).
+func (n *Node) StateReplicas() int {
+	if n.cfg.StateReplicas > 0 {
+		return n.cfg.StateReplicas
+	}
+	if len(n.peers) >= 2 {
+		return 2
+	}
+	return 1
+}
+
 // fenceView implements shuffleFence.
 func (n *Node) fenceView() (name, clusterID string, term uint64, err error) {
 	select {
@@ -324,6 +348,7 @@ func (n *Node) serve(ln net.Listener) {
 	n.grpc = grpc.NewServer(shuffleServerOptions()...)
 	clusterpb.RegisterControlServer(n.grpc, &controlServer{n: n})
 	clusterpb.RegisterShuffleServer(n.grpc, &shuffleServer{fence: n, inbox: n.inbox})
+	clusterpb.RegisterStatePartitionsServer(n.grpc, newStateServer(n))
 	n.wg.Go(func() {
 		_ = n.grpc.Serve(n.mux.grpc) // returns once Stop closes the listener
 	})
@@ -535,6 +560,7 @@ func (n *Node) Close() error {
 			n.mux.close()
 		}
 		n.wg.Wait()
+		errs = append(errs, n.states.close())
 		n.clients.close()
 		if n.store != nil {
 			errs = append(errs, n.store.Close())

@@ -18,6 +18,7 @@ import (
 	"github.com/gostream/gostream/internal/logbuf"
 	"github.com/gostream/gostream/internal/testseed"
 	"github.com/gostream/gostream/proto/clusterpb"
+	"github.com/hashicorp/raft"
 )
 
 // nodeGroup is n in-process Nodes on loopback ports.
@@ -87,6 +88,18 @@ func (g *nodeGroup) addrs() []string {
 		out = append(out, c.Listen)
 	}
 	return out
+}
+
+// leader is the member that is the leader, once waitStatus saw one.
+func (g *nodeGroup) leader() *Node {
+	g.t.Helper()
+	for _, n := range g.nodes {
+		if n.raft.State() == raft.Leader {
+			return n
+		}
+	}
+	g.t.Fatal("no leader")
+	return nil
 }
 
 // waitStatus polls the cluster through addrs until cond accepts a status.

@@ -9,7 +9,6 @@ import (
 
 	"github.com/gostream/gostream/internal/testseed"
 	"github.com/gostream/gostream/proto/clusterpb"
-	"github.com/hashicorp/raft"
 	"google.golang.org/grpc/codes"
 )
 
@@ -22,15 +21,7 @@ import (
 func TestShuffleBetweenNodes(t *testing.T) {
 	g := newNodeGroup(t, 2)
 	g.waitStatus(g.addrs(), allReachable)
-	var leader *Node
-	for _, n := range g.nodes {
-		if n.raft.State() == raft.Leader {
-			leader = n
-		}
-	}
-	if leader == nil {
-		t.Fatal("no leader")
-	}
+	leader := g.leader()
 	job := testJob("wc")
 	if err := leader.apply(registerCmd(job)); err != nil {
 		t.Fatal(err)

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -317,16 +318,34 @@ func (in *Inbox) Discard(job string, before int64) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	for k, p := range in.mu.parts {
-		if k.job != job || k.batch >= before {
-			continue
+		if k.job == job && k.batch < before {
+			in.forgetLocked(k, p, "the batch was committed or is planned again")
 		}
-		for _, a := range p.tasks {
-			if a.drop == nil {
-				in.dropLocked(a, status.Errorf(codes.FailedPrecondition, "%v: %s was discarded (the batch was committed or is planned again)", ErrShuffleRefused, k))
-			}
-		}
-		delete(in.mu.parts, k)
 	}
+}
+
+// Forget forgets one partition's batch, taken or not, and releases its
+// memory: its reduce is over, so a later run of the batch (the driver
+// runs it again) starts afresh, its pushes accepted and Take waiting for
+// them.
+func (in *Inbox) Forget(job string, batch int64, partition int32) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	k := partKey{job: job, batch: batch, partition: partition}
+	if p := in.mu.parts[k]; p != nil {
+		in.forgetLocked(k, p, "its reduce is over")
+	}
+}
+
+// forgetLocked drops what p, k's partition inbox, holds and forgets it;
+// why says why to the streams still running.
+func (in *Inbox) forgetLocked(k partKey, p *partInbox, why string) {
+	for _, a := range p.tasks {
+		if a.drop == nil {
+			in.dropLocked(a, status.Errorf(codes.FailedPrecondition, "%v: %s was discarded (%s)", ErrShuffleRefused, k, why))
+		}
+	}
+	delete(in.mu.parts, k)
 }
 
 // shuffleFence is what the Shuffle service checks a stream's open message
@@ -437,37 +456,79 @@ func (f *shuffleFrame) release() {
 // job this member does not know, from another assignment epoch, or for a
 // partition this member does not own in that epoch.
 func (s *shuffleServer) check(open *clusterpb.ShuffleOpen) error {
-	name, id, term, err := s.fence.fenceView()
-	if err != nil {
-		return err
-	}
-	h := open.Header
 	switch {
-	case h.GetClusterId() != id:
-		return status.Errorf(codes.FailedPrecondition, "%v: %s is a member of cluster %s, the shuffle came from cluster %q (member %q)", ErrPeersDisagree, name, id, h.GetClusterId(), h.GetFrom())
-	case h.GetTerm() < term:
-		return status.Errorf(codes.FailedPrecondition, "%v: a shuffle of job %s batch %d planned in term %d, from %s; %s is in term %d", ErrStaleTerm, open.Job, open.Batch, h.GetTerm(), h.GetFrom(), name, term)
 	case open.Attempt == 0:
 		return status.Errorf(codes.InvalidArgument, "%v: job %s batch %d task %d: attempts count from 1", ErrShuffleRefused, open.Job, open.Batch, open.Task)
 	case open.Task < 0:
 		return status.Errorf(codes.InvalidArgument, "%v: job %s batch %d: task %d", ErrShuffleRefused, open.Job, open.Batch, open.Task)
 	}
-	job, ok := s.fence.job(open.Job)
+	_, _, err := checkFence(s.fence, fenced{what: "a shuffle", header: open.Header, job: open.Job, batch: open.Batch, partition: open.Partition, role: owner})
+	return err
+}
+
+// A role is what a member is to a state partition.
+type role bool
+
+const (
+	owner   role = false
+	standby role = true
+)
+
+func (r role) String() string {
+	if r == standby {
+		return "standby"
+	}
+	return "owner"
+}
+
+// fenced is a request that acts on a state partition of a job's batch.
+type fenced struct {
+	what      string // "a shuffle", "a reduce"...: names the request in errors
+	header    *clusterpb.Header
+	job       string
+	batch     int64
+	partition int32 // index in the epoch's Assignment.state
+	role      role  // what the receiving member must be to the partition
+}
+
+// checkFence refuses r, with a gRPC status, when it comes from another
+// cluster or an older Raft term, names a job f does not know or another
+// assignment epoch than the job's, or a partition the member is not r.role
+// of in that epoch. It returns the job and the partition.
+func checkFence(f shuffleFence, r fenced) (*clusterpb.Job, *clusterpb.StatePartition, error) {
+	name, id, term, err := f.fenceView()
+	if err != nil {
+		return nil, nil, err
+	}
+	h := r.header
+	switch {
+	case h.GetClusterId() != id:
+		return nil, nil, status.Errorf(codes.FailedPrecondition, "%v: %s is a member of cluster %s, %s came from cluster %q (member %q)", ErrPeersDisagree, name, id, r.what, h.GetClusterId(), h.GetFrom())
+	case h.GetTerm() < term:
+		return nil, nil, status.Errorf(codes.FailedPrecondition, "%v: %s of job %s batch %d planned in term %d, from %s; %s is in term %d", ErrStaleTerm, r.what, r.job, r.batch, h.GetTerm(), h.GetFrom(), name, term)
+	}
+	job, ok := f.job(r.job)
 	if !ok {
-		return status.Errorf(codes.NotFound, "%v: %s does not know job %q (was it registered? the shuffle came from %s)", ErrUnknownJob, name, open.Job, h.GetFrom())
+		return nil, nil, status.Errorf(codes.NotFound, "%v: %s does not know job %q (was it registered? %s came from %s)", ErrUnknownJob, name, r.job, r.what, h.GetFrom())
 	}
 	a := job.Assignment
 	switch epoch := a.GetEpoch(); {
 	case h.GetEpoch() < epoch:
-		return status.Errorf(codes.FailedPrecondition, "%v: job %s batch %d: a shuffle of epoch %d from %s; the job's assignment is at epoch %d", ErrStaleEpoch, open.Job, open.Batch, h.GetEpoch(), h.GetFrom(), epoch)
+		return nil, nil, status.Errorf(codes.FailedPrecondition, "%v: job %s batch %d: %s of epoch %d from %s; the job's assignment is at epoch %d", ErrStaleEpoch, r.job, r.batch, r.what, h.GetEpoch(), h.GetFrom(), epoch)
 	case h.GetEpoch() > epoch:
-		return status.Errorf(codes.Unavailable, "%v: job %s: %s has not applied epoch %d yet (it is at %d; retry)", ErrStaleEpoch, open.Job, name, h.GetEpoch(), epoch)
-	case open.Partition < 0 || int(open.Partition) >= len(a.State):
-		return status.Errorf(codes.InvalidArgument, "%v: job %s epoch %d has %d state partitions, not %d", ErrShuffleRefused, open.Job, epoch, len(a.State), open.Partition)
-	case a.State[open.Partition].Owner != name:
-		return status.Errorf(codes.FailedPrecondition, "%v: job %s epoch %d: state partition %d is owned by %s, not %s", ErrStaleEpoch, open.Job, epoch, open.Partition, a.State[open.Partition].Owner, name)
+		return nil, nil, status.Errorf(codes.Unavailable, "%v: job %s: %s has not applied epoch %d yet (it is at %d; retry)", ErrStaleEpoch, r.job, name, h.GetEpoch(), epoch)
+	case r.partition < 0 || int(r.partition) >= len(a.State):
+		return nil, nil, status.Errorf(codes.InvalidArgument, "%v: job %s epoch %d has %d state partitions, not %d", ErrShuffleRefused, r.job, epoch, len(a.State), r.partition)
 	}
-	return nil
+	p := a.State[r.partition]
+	is := p.Owner
+	if r.role == standby {
+		is = cmp.Or(p.Standby, "no member")
+	}
+	if is != name {
+		return nil, nil, status.Errorf(codes.FailedPrecondition, "%v: job %s epoch %d: the %s of state partition %d is %s, not %s", ErrStaleEpoch, r.job, a.GetEpoch(), r.role, r.partition, is, name)
+	}
+	return job, p, nil
 }
 
 // blockReader parses a block stream cut into messages at any byte. A block

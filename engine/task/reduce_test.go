@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/gostream/gostream/engine/task"
+	"github.com/gostream/gostream/engine/task/tasktest"
 	"github.com/gostream/gostream/operators"
 	"github.com/gostream/gostream/proto/planpb"
 	"github.com/gostream/gostream/state"
@@ -35,24 +36,6 @@ func wordCount(t testing.TB) *operators.Aggregation {
 		t.Fatal(err)
 	}
 	return agg
-}
-
-// mapTask runs a map task over lines and returns its exchange buckets, one
-// per state partition.
-func mapTask(t testing.TB, agg *operators.Aggregation, parts int, lines ...string) [][]byte {
-	t.Helper()
-	partial, err := agg.NewPartial()
-	if err != nil {
-		t.Fatal(err)
-	}
-	value, err := partial.ValueEntry()
-	if err != nil || value == nil {
-		t.Fatalf("word count has no value entry: %v", err)
-	}
-	for _, l := range lines {
-		value([]byte(l))
-	}
-	return partial.Flush(parts, nil)
 }
 
 // partitionBuckets is every task's bucket of partition p.
@@ -164,7 +147,7 @@ func TestReduceBatches(t *testing.T) {
 			var buckets [][][]byte
 			var lines []string
 			for _, ls := range tasks {
-				buckets = append(buckets, mapTask(t, agg, parts, ls...))
+				buckets = append(buckets, tasktest.Buckets(t, agg, parts, ls...))
 				lines = append(lines, ls...)
 			}
 			all = append(all, lines...)
@@ -215,8 +198,8 @@ func TestReduceRerun(t *testing.T) {
 		agg := wordCount(t)
 		red := task.NewReducer(agg)
 		st := openStore(t, p, 0)
-		b0 := mapTask(t, agg, 1, "x y x")
-		b1 := mapTask(t, agg, 1, "x z")
+		b0 := tasktest.Buckets(t, agg, 1, "x y x")
+		b1 := tasktest.Buckets(t, agg, 1, "x z")
 		if _, err := red.Reduce(st, 0, b0, task.ReduceOptions{}); err != nil {
 			t.Fatal(err)
 		}
@@ -258,7 +241,7 @@ func TestReduceDamagedBucket(t *testing.T) {
 		agg := wordCount(t)
 		red := task.NewReducer(agg)
 		st := openStore(t, p, 7)
-		good := mapTask(t, agg, 1, "a b")[0]
+		good := tasktest.Buckets(t, agg, 1, "a b")[0]
 		bad := []byte{0xff, 0xff, 0xff}
 		_, err := red.Reduce(st, 0, [][]byte{good, bad}, task.ReduceOptions{})
 		if !errors.Is(err, operators.ErrCorrupt) || !strings.Contains(err.Error(), "state partition 7") {
@@ -293,7 +276,7 @@ func TestReduceConcurrentPartitions(t *testing.T) {
 			stores[part] = openStore(t, p, part)
 		}
 		for batch := range int64(batches) {
-			buckets := [][][]byte{mapTask(t, agg, parts, lines[:100]...), mapTask(t, agg, parts, lines[100:]...)}
+			buckets := [][][]byte{tasktest.Buckets(t, agg, parts, lines[:100]...), tasktest.Buckets(t, agg, parts, lines[100:]...)}
 			var wg sync.WaitGroup
 			errs := make([]error, parts)
 			for part := range parts {
@@ -328,10 +311,10 @@ func TestReduceStates(t *testing.T) {
 		agg := wordCount(t)
 		red := task.NewReducer(agg)
 		st := openStore(t, p, 3)
-		if _, err := red.Reduce(st, 0, mapTask(t, agg, 1, "p q p"), task.ReduceOptions{}); err != nil {
+		if _, err := red.Reduce(st, 0, tasktest.Buckets(t, agg, 1, "p q p"), task.ReduceOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		b1 := mapTask(t, agg, 1, "q r", "q")
+		b1 := tasktest.Buckets(t, agg, 1, "q r", "q")
 		for _, run := range []string{"first", "rerun"} {
 			var rows operators.RowBuffer
 			states := map[string]string{}
@@ -385,7 +368,7 @@ func TestReduceBeforeCommit(t *testing.T) {
 		agg := wordCount(t)
 		red := task.NewReducer(agg)
 		st := openStore(t, p, 0)
-		b := mapTask(t, agg, 1, "a b a")
+		b := tasktest.Buckets(t, agg, 1, "a b a")
 		_, err := red.Reduce(st, 0, b, task.ReduceOptions{BeforeCommit: func() error { return errStale }})
 		if !errors.Is(err, errStale) {
 			t.Fatalf("refused commit: %v, want %v", err, errStale)

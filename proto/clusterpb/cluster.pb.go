@@ -2630,6 +2630,632 @@ func (x *ShuffleResponse) GetBytes() uint64 {
 	return 0
 }
 
+// ReduceRequest asks a partition's owner to reduce one batch.
+type ReduceRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The cluster id, the Raft term of the driver that planned the batch,
+	// and the assignment epoch it runs in.
+	Header        *Header `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	Job           string  `protobuf:"bytes,2,opt,name=job,proto3" json:"job,omitempty"`
+	Batch         int64   `protobuf:"varint,3,opt,name=batch,proto3" json:"batch,omitempty"`
+	Partition     int32   `protobuf:"varint,4,opt,name=partition,proto3" json:"partition,omitempty"` // index of the state partition in the epoch's Assignment.state
+	Tasks         int32   `protobuf:"varint,5,opt,name=tasks,proto3" json:"tasks,omitempty"`         // the batch's map tasks: one complete attempt of each is reduced
+	Changes       bool    `protobuf:"varint,6,opt,name=changes,proto3" json:"changes,omitempty"`     // send the groups the batch changed (update mode)
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReduceRequest) Reset() {
+	*x = ReduceRequest{}
+	mi := &file_cluster_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReduceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReduceRequest) ProtoMessage() {}
+
+func (x *ReduceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cluster_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReduceRequest.ProtoReflect.Descriptor instead.
+func (*ReduceRequest) Descriptor() ([]byte, []int) {
+	return file_cluster_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *ReduceRequest) GetHeader() *Header {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+func (x *ReduceRequest) GetJob() string {
+	if x != nil {
+		return x.Job
+	}
+	return ""
+}
+
+func (x *ReduceRequest) GetBatch() int64 {
+	if x != nil {
+		return x.Batch
+	}
+	return 0
+}
+
+func (x *ReduceRequest) GetPartition() int32 {
+	if x != nil {
+		return x.Partition
+	}
+	return 0
+}
+
+func (x *ReduceRequest) GetTasks() int32 {
+	if x != nil {
+		return x.Tasks
+	}
+	return 0
+}
+
+func (x *ReduceRequest) GetChanges() bool {
+	if x != nil {
+		return x.Changes
+	}
+	return false
+}
+
+// ReduceDone ends a Reduce answer: the partition's state is at version
+// batch on its owner and, when it has one, on its standby.
+type ReduceDone struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Groups        int64                  `protobuf:"varint,1,opt,name=groups,proto3" json:"groups,omitempty"`   // groups the batch updated
+	Rows          int64                  `protobuf:"varint,2,opt,name=rows,proto3" json:"rows,omitempty"`       // groups the partition holds (its rows in complete mode)
+	Applied       bool                   `protobuf:"varint,3,opt,name=applied,proto3" json:"applied,omitempty"` // the state held the batch already: nothing was merged again
+	Standby       string                 `protobuf:"bytes,4,opt,name=standby,proto3" json:"standby,omitempty"`  // the standby that holds the batch too; "" with one replica
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReduceDone) Reset() {
+	*x = ReduceDone{}
+	mi := &file_cluster_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReduceDone) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReduceDone) ProtoMessage() {}
+
+func (x *ReduceDone) ProtoReflect() protoreflect.Message {
+	mi := &file_cluster_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReduceDone.ProtoReflect.Descriptor instead.
+func (*ReduceDone) Descriptor() ([]byte, []int) {
+	return file_cluster_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *ReduceDone) GetGroups() int64 {
+	if x != nil {
+		return x.Groups
+	}
+	return 0
+}
+
+func (x *ReduceDone) GetRows() int64 {
+	if x != nil {
+		return x.Rows
+	}
+	return 0
+}
+
+func (x *ReduceDone) GetApplied() bool {
+	if x != nil {
+		return x.Applied
+	}
+	return false
+}
+
+func (x *ReduceDone) GetStandby() string {
+	if x != nil {
+		return x.Standby
+	}
+	return ""
+}
+
+// ReduceResponse is one message of a Reduce answer: records of the changed
+// groups when asked for (each a whole record), then done.
+type ReduceResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Kind:
+	//
+	//	*ReduceResponse_Changes
+	//	*ReduceResponse_Done
+	Kind          isReduceResponse_Kind `protobuf_oneof:"kind"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReduceResponse) Reset() {
+	*x = ReduceResponse{}
+	mi := &file_cluster_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReduceResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReduceResponse) ProtoMessage() {}
+
+func (x *ReduceResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cluster_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReduceResponse.ProtoReflect.Descriptor instead.
+func (*ReduceResponse) Descriptor() ([]byte, []int) {
+	return file_cluster_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *ReduceResponse) GetKind() isReduceResponse_Kind {
+	if x != nil {
+		return x.Kind
+	}
+	return nil
+}
+
+func (x *ReduceResponse) GetChanges() []byte {
+	if x != nil {
+		if x, ok := x.Kind.(*ReduceResponse_Changes); ok {
+			return x.Changes
+		}
+	}
+	return nil
+}
+
+func (x *ReduceResponse) GetDone() *ReduceDone {
+	if x != nil {
+		if x, ok := x.Kind.(*ReduceResponse_Done); ok {
+			return x.Done
+		}
+	}
+	return nil
+}
+
+type isReduceResponse_Kind interface {
+	isReduceResponse_Kind()
+}
+
+type ReduceResponse_Changes struct {
+	Changes []byte `protobuf:"bytes,1,opt,name=changes,proto3,oneof"`
+}
+
+type ReduceResponse_Done struct {
+	Done *ReduceDone `protobuf:"bytes,2,opt,name=done,proto3,oneof"`
+}
+
+func (*ReduceResponse_Changes) isReduceResponse_Kind() {}
+
+func (*ReduceResponse_Done) isReduceResponse_Kind() {}
+
+// RowsRequest asks a partition's owner for every group it holds at
+// version batch (complete mode).
+type RowsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Header        *Header                `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	Job           string                 `protobuf:"bytes,2,opt,name=job,proto3" json:"job,omitempty"`
+	Batch         int64                  `protobuf:"varint,3,opt,name=batch,proto3" json:"batch,omitempty"`
+	Partition     int32                  `protobuf:"varint,4,opt,name=partition,proto3" json:"partition,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RowsRequest) Reset() {
+	*x = RowsRequest{}
+	mi := &file_cluster_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RowsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RowsRequest) ProtoMessage() {}
+
+func (x *RowsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cluster_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RowsRequest.ProtoReflect.Descriptor instead.
+func (*RowsRequest) Descriptor() ([]byte, []int) {
+	return file_cluster_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *RowsRequest) GetHeader() *Header {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+func (x *RowsRequest) GetJob() string {
+	if x != nil {
+		return x.Job
+	}
+	return ""
+}
+
+func (x *RowsRequest) GetBatch() int64 {
+	if x != nil {
+		return x.Batch
+	}
+	return 0
+}
+
+func (x *RowsRequest) GetPartition() int32 {
+	if x != nil {
+		return x.Partition
+	}
+	return 0
+}
+
+// RowsResponse carries a record of groups, each a put of key and state.
+type RowsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Records       []byte                 `protobuf:"bytes,1,opt,name=records,proto3" json:"records,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RowsResponse) Reset() {
+	*x = RowsResponse{}
+	mi := &file_cluster_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RowsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RowsResponse) ProtoMessage() {}
+
+func (x *RowsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cluster_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RowsResponse.ProtoReflect.Descriptor instead.
+func (*RowsResponse) Descriptor() ([]byte, []int) {
+	return file_cluster_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *RowsResponse) GetRecords() []byte {
+	if x != nil {
+		return x.Records
+	}
+	return nil
+}
+
+// ReplicateOpen starts a Replicate stream: batch's record of a partition,
+// from its owner to its standby.
+type ReplicateOpen struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The fencing of the Reduce that committed the batch (cluster id, the
+	// driver's term, the epoch) and the owner (from).
+	Header        *Header `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	Job           string  `protobuf:"bytes,2,opt,name=job,proto3" json:"job,omitempty"`
+	Batch         int64   `protobuf:"varint,3,opt,name=batch,proto3" json:"batch,omitempty"`
+	Partition     int32   `protobuf:"varint,4,opt,name=partition,proto3" json:"partition,omitempty"` // index of the state partition in the epoch's Assignment.state
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReplicateOpen) Reset() {
+	*x = ReplicateOpen{}
+	mi := &file_cluster_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplicateOpen) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplicateOpen) ProtoMessage() {}
+
+func (x *ReplicateOpen) ProtoReflect() protoreflect.Message {
+	mi := &file_cluster_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplicateOpen.ProtoReflect.Descriptor instead.
+func (*ReplicateOpen) Descriptor() ([]byte, []int) {
+	return file_cluster_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *ReplicateOpen) GetHeader() *Header {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+func (x *ReplicateOpen) GetJob() string {
+	if x != nil {
+		return x.Job
+	}
+	return ""
+}
+
+func (x *ReplicateOpen) GetBatch() int64 {
+	if x != nil {
+		return x.Batch
+	}
+	return 0
+}
+
+func (x *ReplicateOpen) GetPartition() int32 {
+	if x != nil {
+		return x.Partition
+	}
+	return 0
+}
+
+// ReplicateEnd closes a Replicate stream.
+type ReplicateEnd struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Records       uint64                 `protobuf:"varint,1,opt,name=records,proto3" json:"records,omitempty"` // records sent
+	Bytes         uint64                 `protobuf:"varint,2,opt,name=bytes,proto3" json:"bytes,omitempty"`     // their bytes
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReplicateEnd) Reset() {
+	*x = ReplicateEnd{}
+	mi := &file_cluster_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplicateEnd) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplicateEnd) ProtoMessage() {}
+
+func (x *ReplicateEnd) ProtoReflect() protoreflect.Message {
+	mi := &file_cluster_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplicateEnd.ProtoReflect.Descriptor instead.
+func (*ReplicateEnd) Descriptor() ([]byte, []int) {
+	return file_cluster_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *ReplicateEnd) GetRecords() uint64 {
+	if x != nil {
+		return x.Records
+	}
+	return 0
+}
+
+func (x *ReplicateEnd) GetBytes() uint64 {
+	if x != nil {
+		return x.Bytes
+	}
+	return 0
+}
+
+// ReplicateMessage is one message of a Replicate stream: open, then the
+// batch's changelog record cut at writes into whole records, then end.
+type ReplicateMessage struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Kind:
+	//
+	//	*ReplicateMessage_Open
+	//	*ReplicateMessage_Record
+	//	*ReplicateMessage_End
+	Kind          isReplicateMessage_Kind `protobuf_oneof:"kind"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReplicateMessage) Reset() {
+	*x = ReplicateMessage{}
+	mi := &file_cluster_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplicateMessage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplicateMessage) ProtoMessage() {}
+
+func (x *ReplicateMessage) ProtoReflect() protoreflect.Message {
+	mi := &file_cluster_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplicateMessage.ProtoReflect.Descriptor instead.
+func (*ReplicateMessage) Descriptor() ([]byte, []int) {
+	return file_cluster_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *ReplicateMessage) GetKind() isReplicateMessage_Kind {
+	if x != nil {
+		return x.Kind
+	}
+	return nil
+}
+
+func (x *ReplicateMessage) GetOpen() *ReplicateOpen {
+	if x != nil {
+		if x, ok := x.Kind.(*ReplicateMessage_Open); ok {
+			return x.Open
+		}
+	}
+	return nil
+}
+
+func (x *ReplicateMessage) GetRecord() []byte {
+	if x != nil {
+		if x, ok := x.Kind.(*ReplicateMessage_Record); ok {
+			return x.Record
+		}
+	}
+	return nil
+}
+
+func (x *ReplicateMessage) GetEnd() *ReplicateEnd {
+	if x != nil {
+		if x, ok := x.Kind.(*ReplicateMessage_End); ok {
+			return x.End
+		}
+	}
+	return nil
+}
+
+type isReplicateMessage_Kind interface {
+	isReplicateMessage_Kind()
+}
+
+type ReplicateMessage_Open struct {
+	Open *ReplicateOpen `protobuf:"bytes,1,opt,name=open,proto3,oneof"`
+}
+
+type ReplicateMessage_Record struct {
+	Record []byte `protobuf:"bytes,2,opt,name=record,proto3,oneof"`
+}
+
+type ReplicateMessage_End struct {
+	End *ReplicateEnd `protobuf:"bytes,3,opt,name=end,proto3,oneof"`
+}
+
+func (*ReplicateMessage_Open) isReplicateMessage_Kind() {}
+
+func (*ReplicateMessage_Record) isReplicateMessage_Kind() {}
+
+func (*ReplicateMessage_End) isReplicateMessage_Kind() {}
+
+// ReplicateResponse: the standby's partition is at version batch.
+type ReplicateResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Applied       bool                   `protobuf:"varint,1,opt,name=applied,proto3" json:"applied,omitempty"` // it was already; nothing was written
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReplicateResponse) Reset() {
+	*x = ReplicateResponse{}
+	mi := &file_cluster_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplicateResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplicateResponse) ProtoMessage() {}
+
+func (x *ReplicateResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cluster_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplicateResponse.ProtoReflect.Descriptor instead.
+func (*ReplicateResponse) Descriptor() ([]byte, []int) {
+	return file_cluster_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *ReplicateResponse) GetApplied() bool {
+	if x != nil {
+		return x.Applied
+	}
+	return false
+}
+
 var File_cluster_proto protoreflect.FileDescriptor
 
 const file_cluster_proto_rawDesc = "" +
@@ -2831,7 +3457,46 @@ const file_cluster_proto_rawDesc = "" +
 	"\x04kind\"?\n" +
 	"\x0fShuffleResponse\x12\x16\n" +
 	"\x06blocks\x18\x01 \x01(\x04R\x06blocks\x12\x14\n" +
-	"\x05bytes\x18\x02 \x01(\x04R\x05bytes*>\n" +
+	"\x05bytes\x18\x02 \x01(\x04R\x05bytes\"\xba\x01\n" +
+	"\rReduceRequest\x123\n" +
+	"\x06header\x18\x01 \x01(\v2\x1b.gostream.cluster.v1.HeaderR\x06header\x12\x10\n" +
+	"\x03job\x18\x02 \x01(\tR\x03job\x12\x14\n" +
+	"\x05batch\x18\x03 \x01(\x03R\x05batch\x12\x1c\n" +
+	"\tpartition\x18\x04 \x01(\x05R\tpartition\x12\x14\n" +
+	"\x05tasks\x18\x05 \x01(\x05R\x05tasks\x12\x18\n" +
+	"\achanges\x18\x06 \x01(\bR\achanges\"l\n" +
+	"\n" +
+	"ReduceDone\x12\x16\n" +
+	"\x06groups\x18\x01 \x01(\x03R\x06groups\x12\x12\n" +
+	"\x04rows\x18\x02 \x01(\x03R\x04rows\x12\x18\n" +
+	"\aapplied\x18\x03 \x01(\bR\aapplied\x12\x18\n" +
+	"\astandby\x18\x04 \x01(\tR\astandby\"k\n" +
+	"\x0eReduceResponse\x12\x1a\n" +
+	"\achanges\x18\x01 \x01(\fH\x00R\achanges\x125\n" +
+	"\x04done\x18\x02 \x01(\v2\x1f.gostream.cluster.v1.ReduceDoneH\x00R\x04doneB\x06\n" +
+	"\x04kind\"\x88\x01\n" +
+	"\vRowsRequest\x123\n" +
+	"\x06header\x18\x01 \x01(\v2\x1b.gostream.cluster.v1.HeaderR\x06header\x12\x10\n" +
+	"\x03job\x18\x02 \x01(\tR\x03job\x12\x14\n" +
+	"\x05batch\x18\x03 \x01(\x03R\x05batch\x12\x1c\n" +
+	"\tpartition\x18\x04 \x01(\x05R\tpartition\"(\n" +
+	"\fRowsResponse\x12\x18\n" +
+	"\arecords\x18\x01 \x01(\fR\arecords\"\x8a\x01\n" +
+	"\rReplicateOpen\x123\n" +
+	"\x06header\x18\x01 \x01(\v2\x1b.gostream.cluster.v1.HeaderR\x06header\x12\x10\n" +
+	"\x03job\x18\x02 \x01(\tR\x03job\x12\x14\n" +
+	"\x05batch\x18\x03 \x01(\x03R\x05batch\x12\x1c\n" +
+	"\tpartition\x18\x04 \x01(\x05R\tpartition\">\n" +
+	"\fReplicateEnd\x12\x18\n" +
+	"\arecords\x18\x01 \x01(\x04R\arecords\x12\x14\n" +
+	"\x05bytes\x18\x02 \x01(\x04R\x05bytes\"\xa5\x01\n" +
+	"\x10ReplicateMessage\x128\n" +
+	"\x04open\x18\x01 \x01(\v2\".gostream.cluster.v1.ReplicateOpenH\x00R\x04open\x12\x18\n" +
+	"\x06record\x18\x02 \x01(\fH\x00R\x06record\x125\n" +
+	"\x03end\x18\x03 \x01(\v2!.gostream.cluster.v1.ReplicateEndH\x00R\x03endB\x06\n" +
+	"\x04kind\"-\n" +
+	"\x11ReplicateResponse\x12\x18\n" +
+	"\aapplied\x18\x01 \x01(\bR\aapplied*>\n" +
 	"\bJobState\x12\v\n" +
 	"\aRUNNING\x10\x00\x12\v\n" +
 	"\aSTOPPED\x10\x01\x12\n" +
@@ -2848,7 +3513,11 @@ const file_cluster_proto_rawDesc = "" +
 	"\aStopJob\x12#.gostream.cluster.v1.StopJobRequest\x1a$.gostream.cluster.v1.StopJobResponse\x12M\n" +
 	"\x05Watch\x12!.gostream.cluster.v1.WatchRequest\x1a\x1f.gostream.cluster.v1.WatchEvent0\x012^\n" +
 	"\aShuffle\x12S\n" +
-	"\x04Push\x12#.gostream.cluster.v1.ShuffleMessage\x1a$.gostream.cluster.v1.ShuffleResponse(\x01B.Z,github.com/gostream/gostream/proto/clusterpbb\x06proto3"
+	"\x04Push\x12#.gostream.cluster.v1.ShuffleMessage\x1a$.gostream.cluster.v1.ShuffleResponse(\x012\x93\x02\n" +
+	"\x0fStatePartitions\x12S\n" +
+	"\x06Reduce\x12\".gostream.cluster.v1.ReduceRequest\x1a#.gostream.cluster.v1.ReduceResponse0\x01\x12M\n" +
+	"\x04Rows\x12 .gostream.cluster.v1.RowsRequest\x1a!.gostream.cluster.v1.RowsResponse0\x01\x12\\\n" +
+	"\tReplicate\x12%.gostream.cluster.v1.ReplicateMessage\x1a&.gostream.cluster.v1.ReplicateResponse(\x01B.Z,github.com/gostream/gostream/proto/clusterpbb\x06proto3"
 
 var (
 	file_cluster_proto_rawDescOnce sync.Once
@@ -2863,7 +3532,7 @@ func file_cluster_proto_rawDescGZIP() []byte {
 }
 
 var file_cluster_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
+var file_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 48)
 var file_cluster_proto_goTypes = []any{
 	(JobState)(0),               // 0: gostream.cluster.v1.JobState
 	(*Member)(nil),              // 1: gostream.cluster.v1.Member
@@ -2903,8 +3572,17 @@ var file_cluster_proto_goTypes = []any{
 	(*ShuffleEnd)(nil),          // 35: gostream.cluster.v1.ShuffleEnd
 	(*ShuffleMessage)(nil),      // 36: gostream.cluster.v1.ShuffleMessage
 	(*ShuffleResponse)(nil),     // 37: gostream.cluster.v1.ShuffleResponse
-	nil,                         // 38: gostream.cluster.v1.Job.OptionsEntry
-	nil,                         // 39: gostream.cluster.v1.State.JobsEntry
+	(*ReduceRequest)(nil),       // 38: gostream.cluster.v1.ReduceRequest
+	(*ReduceDone)(nil),          // 39: gostream.cluster.v1.ReduceDone
+	(*ReduceResponse)(nil),      // 40: gostream.cluster.v1.ReduceResponse
+	(*RowsRequest)(nil),         // 41: gostream.cluster.v1.RowsRequest
+	(*RowsResponse)(nil),        // 42: gostream.cluster.v1.RowsResponse
+	(*ReplicateOpen)(nil),       // 43: gostream.cluster.v1.ReplicateOpen
+	(*ReplicateEnd)(nil),        // 44: gostream.cluster.v1.ReplicateEnd
+	(*ReplicateMessage)(nil),    // 45: gostream.cluster.v1.ReplicateMessage
+	(*ReplicateResponse)(nil),   // 46: gostream.cluster.v1.ReplicateResponse
+	nil,                         // 47: gostream.cluster.v1.Job.OptionsEntry
+	nil,                         // 48: gostream.cluster.v1.State.JobsEntry
 }
 var file_cluster_proto_depIdxs = []int32{
 	2,  // 0: gostream.cluster.v1.OffsetsEntry.start:type_name -> gostream.cluster.v1.PartitionOffset
@@ -2912,12 +3590,12 @@ var file_cluster_proto_depIdxs = []int32{
 	3,  // 2: gostream.cluster.v1.BatchLogEntry.offsets:type_name -> gostream.cluster.v1.OffsetsEntry
 	5,  // 3: gostream.cluster.v1.Assignment.kafka:type_name -> gostream.cluster.v1.KafkaAssignment
 	6,  // 4: gostream.cluster.v1.Assignment.state:type_name -> gostream.cluster.v1.StatePartition
-	38, // 5: gostream.cluster.v1.Job.options:type_name -> gostream.cluster.v1.Job.OptionsEntry
+	47, // 5: gostream.cluster.v1.Job.options:type_name -> gostream.cluster.v1.Job.OptionsEntry
 	4,  // 6: gostream.cluster.v1.Job.batch_log:type_name -> gostream.cluster.v1.BatchLogEntry
 	7,  // 7: gostream.cluster.v1.Job.assignment:type_name -> gostream.cluster.v1.Assignment
 	0,  // 8: gostream.cluster.v1.Job.state:type_name -> gostream.cluster.v1.JobState
 	1,  // 9: gostream.cluster.v1.State.members:type_name -> gostream.cluster.v1.Member
-	39, // 10: gostream.cluster.v1.State.jobs:type_name -> gostream.cluster.v1.State.JobsEntry
+	48, // 10: gostream.cluster.v1.State.jobs:type_name -> gostream.cluster.v1.State.JobsEntry
 	11, // 11: gostream.cluster.v1.Command.init:type_name -> gostream.cluster.v1.Init
 	12, // 12: gostream.cluster.v1.Command.register_job:type_name -> gostream.cluster.v1.RegisterJob
 	13, // 13: gostream.cluster.v1.Command.append_batch_log:type_name -> gostream.cluster.v1.AppendBatchLog
@@ -2952,28 +3630,40 @@ var file_cluster_proto_depIdxs = []int32{
 	16, // 42: gostream.cluster.v1.ShuffleOpen.header:type_name -> gostream.cluster.v1.Header
 	34, // 43: gostream.cluster.v1.ShuffleMessage.open:type_name -> gostream.cluster.v1.ShuffleOpen
 	35, // 44: gostream.cluster.v1.ShuffleMessage.end:type_name -> gostream.cluster.v1.ShuffleEnd
-	8,  // 45: gostream.cluster.v1.State.JobsEntry.value:type_name -> gostream.cluster.v1.Job
-	17, // 46: gostream.cluster.v1.Control.Status:input_type -> gostream.cluster.v1.StatusRequest
-	23, // 47: gostream.cluster.v1.Control.RegisterJob:input_type -> gostream.cluster.v1.RegisterJobRequest
-	21, // 48: gostream.cluster.v1.Control.MemberInfo:input_type -> gostream.cluster.v1.MemberInfoRequest
-	32, // 49: gostream.cluster.v1.Control.Hello:input_type -> gostream.cluster.v1.HelloRequest
-	25, // 50: gostream.cluster.v1.Control.Jobs:input_type -> gostream.cluster.v1.JobsRequest
-	27, // 51: gostream.cluster.v1.Control.StopJob:input_type -> gostream.cluster.v1.StopJobRequest
-	29, // 52: gostream.cluster.v1.Control.Watch:input_type -> gostream.cluster.v1.WatchRequest
-	36, // 53: gostream.cluster.v1.Shuffle.Push:input_type -> gostream.cluster.v1.ShuffleMessage
-	20, // 54: gostream.cluster.v1.Control.Status:output_type -> gostream.cluster.v1.StatusResponse
-	24, // 55: gostream.cluster.v1.Control.RegisterJob:output_type -> gostream.cluster.v1.RegisterJobResponse
-	22, // 56: gostream.cluster.v1.Control.MemberInfo:output_type -> gostream.cluster.v1.MemberInfoResponse
-	33, // 57: gostream.cluster.v1.Control.Hello:output_type -> gostream.cluster.v1.HelloResponse
-	26, // 58: gostream.cluster.v1.Control.Jobs:output_type -> gostream.cluster.v1.JobsResponse
-	28, // 59: gostream.cluster.v1.Control.StopJob:output_type -> gostream.cluster.v1.StopJobResponse
-	31, // 60: gostream.cluster.v1.Control.Watch:output_type -> gostream.cluster.v1.WatchEvent
-	37, // 61: gostream.cluster.v1.Shuffle.Push:output_type -> gostream.cluster.v1.ShuffleResponse
-	54, // [54:62] is the sub-list for method output_type
-	46, // [46:54] is the sub-list for method input_type
-	46, // [46:46] is the sub-list for extension type_name
-	46, // [46:46] is the sub-list for extension extendee
-	0,  // [0:46] is the sub-list for field type_name
+	16, // 45: gostream.cluster.v1.ReduceRequest.header:type_name -> gostream.cluster.v1.Header
+	39, // 46: gostream.cluster.v1.ReduceResponse.done:type_name -> gostream.cluster.v1.ReduceDone
+	16, // 47: gostream.cluster.v1.RowsRequest.header:type_name -> gostream.cluster.v1.Header
+	16, // 48: gostream.cluster.v1.ReplicateOpen.header:type_name -> gostream.cluster.v1.Header
+	43, // 49: gostream.cluster.v1.ReplicateMessage.open:type_name -> gostream.cluster.v1.ReplicateOpen
+	44, // 50: gostream.cluster.v1.ReplicateMessage.end:type_name -> gostream.cluster.v1.ReplicateEnd
+	8,  // 51: gostream.cluster.v1.State.JobsEntry.value:type_name -> gostream.cluster.v1.Job
+	17, // 52: gostream.cluster.v1.Control.Status:input_type -> gostream.cluster.v1.StatusRequest
+	23, // 53: gostream.cluster.v1.Control.RegisterJob:input_type -> gostream.cluster.v1.RegisterJobRequest
+	21, // 54: gostream.cluster.v1.Control.MemberInfo:input_type -> gostream.cluster.v1.MemberInfoRequest
+	32, // 55: gostream.cluster.v1.Control.Hello:input_type -> gostream.cluster.v1.HelloRequest
+	25, // 56: gostream.cluster.v1.Control.Jobs:input_type -> gostream.cluster.v1.JobsRequest
+	27, // 57: gostream.cluster.v1.Control.StopJob:input_type -> gostream.cluster.v1.StopJobRequest
+	29, // 58: gostream.cluster.v1.Control.Watch:input_type -> gostream.cluster.v1.WatchRequest
+	36, // 59: gostream.cluster.v1.Shuffle.Push:input_type -> gostream.cluster.v1.ShuffleMessage
+	38, // 60: gostream.cluster.v1.StatePartitions.Reduce:input_type -> gostream.cluster.v1.ReduceRequest
+	41, // 61: gostream.cluster.v1.StatePartitions.Rows:input_type -> gostream.cluster.v1.RowsRequest
+	45, // 62: gostream.cluster.v1.StatePartitions.Replicate:input_type -> gostream.cluster.v1.ReplicateMessage
+	20, // 63: gostream.cluster.v1.Control.Status:output_type -> gostream.cluster.v1.StatusResponse
+	24, // 64: gostream.cluster.v1.Control.RegisterJob:output_type -> gostream.cluster.v1.RegisterJobResponse
+	22, // 65: gostream.cluster.v1.Control.MemberInfo:output_type -> gostream.cluster.v1.MemberInfoResponse
+	33, // 66: gostream.cluster.v1.Control.Hello:output_type -> gostream.cluster.v1.HelloResponse
+	26, // 67: gostream.cluster.v1.Control.Jobs:output_type -> gostream.cluster.v1.JobsResponse
+	28, // 68: gostream.cluster.v1.Control.StopJob:output_type -> gostream.cluster.v1.StopJobResponse
+	31, // 69: gostream.cluster.v1.Control.Watch:output_type -> gostream.cluster.v1.WatchEvent
+	37, // 70: gostream.cluster.v1.Shuffle.Push:output_type -> gostream.cluster.v1.ShuffleResponse
+	40, // 71: gostream.cluster.v1.StatePartitions.Reduce:output_type -> gostream.cluster.v1.ReduceResponse
+	42, // 72: gostream.cluster.v1.StatePartitions.Rows:output_type -> gostream.cluster.v1.RowsResponse
+	46, // 73: gostream.cluster.v1.StatePartitions.Replicate:output_type -> gostream.cluster.v1.ReplicateResponse
+	63, // [63:74] is the sub-list for method output_type
+	52, // [52:63] is the sub-list for method input_type
+	52, // [52:52] is the sub-list for extension type_name
+	52, // [52:52] is the sub-list for extension extendee
+	0,  // [0:52] is the sub-list for field type_name
 }
 
 func init() { file_cluster_proto_init() }
@@ -3002,15 +3692,24 @@ func file_cluster_proto_init() {
 		(*ShuffleMessage_Data)(nil),
 		(*ShuffleMessage_End)(nil),
 	}
+	file_cluster_proto_msgTypes[39].OneofWrappers = []any{
+		(*ReduceResponse_Changes)(nil),
+		(*ReduceResponse_Done)(nil),
+	}
+	file_cluster_proto_msgTypes[44].OneofWrappers = []any{
+		(*ReplicateMessage_Open)(nil),
+		(*ReplicateMessage_Record)(nil),
+		(*ReplicateMessage_End)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cluster_proto_rawDesc), len(file_cluster_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   39,
+			NumMessages:   48,
 			NumExtensions: 0,
-			NumServices:   2,
+			NumServices:   3,
 		},
 		GoTypes:           file_cluster_proto_goTypes,
 		DependencyIndexes: file_cluster_proto_depIdxs,

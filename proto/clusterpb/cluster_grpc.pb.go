@@ -491,3 +491,200 @@ var Shuffle_ServiceDesc = grpc.ServiceDesc{
 	},
 	Metadata: "cluster.proto",
 }
+
+const (
+	StatePartitions_Reduce_FullMethodName    = "/gostream.cluster.v1.StatePartitions/Reduce"
+	StatePartitions_Rows_FullMethodName      = "/gostream.cluster.v1.StatePartitions/Rows"
+	StatePartitions_Replicate_FullMethodName = "/gostream.cluster.v1.StatePartitions/Replicate"
+)
+
+// StatePartitionsClient is the client API for StatePartitions service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// StatePartitions reduces batches into the state partitions and replicates
+// them, served by every member.
+type StatePartitionsClient interface {
+	// Reduce takes one complete attempt of each map task's partials for the
+	// partition from the owner's Inbox, merges them into the partition's
+	// state, commits it at version batch and replicates the batch's record
+	// to the partition's standby before it answers. A batch the state holds
+	// already is not merged again: its changed groups come from the state.
+	Reduce(ctx context.Context, in *ReduceRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ReduceResponse], error)
+	// Rows streams every group a partition holds at version batch.
+	Rows(ctx context.Context, in *RowsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[RowsResponse], error)
+	// Replicate applies one batch's record of a partition on its standby.
+	Replicate(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[ReplicateMessage, ReplicateResponse], error)
+}
+
+type statePartitionsClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewStatePartitionsClient(cc grpc.ClientConnInterface) StatePartitionsClient {
+	return &statePartitionsClient{cc}
+}
+
+func (c *statePartitionsClient) Reduce(ctx context.Context, in *ReduceRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ReduceResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &StatePartitions_ServiceDesc.Streams[0], StatePartitions_Reduce_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ReduceRequest, ReduceResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type StatePartitions_ReduceClient = grpc.ServerStreamingClient[ReduceResponse]
+
+func (c *statePartitionsClient) Rows(ctx context.Context, in *RowsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[RowsResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &StatePartitions_ServiceDesc.Streams[1], StatePartitions_Rows_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[RowsRequest, RowsResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type StatePartitions_RowsClient = grpc.ServerStreamingClient[RowsResponse]
+
+func (c *statePartitionsClient) Replicate(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[ReplicateMessage, ReplicateResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &StatePartitions_ServiceDesc.Streams[2], StatePartitions_Replicate_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ReplicateMessage, ReplicateResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type StatePartitions_ReplicateClient = grpc.ClientStreamingClient[ReplicateMessage, ReplicateResponse]
+
+// StatePartitionsServer is the server API for StatePartitions service.
+// All implementations must embed UnimplementedStatePartitionsServer
+// for forward compatibility.
+//
+// StatePartitions reduces batches into the state partitions and replicates
+// them, served by every member.
+type StatePartitionsServer interface {
+	// Reduce takes one complete attempt of each map task's partials for the
+	// partition from the owner's Inbox, merges them into the partition's
+	// state, commits it at version batch and replicates the batch's record
+	// to the partition's standby before it answers. A batch the state holds
+	// already is not merged again: its changed groups come from the state.
+	Reduce(*ReduceRequest, grpc.ServerStreamingServer[ReduceResponse]) error
+	// Rows streams every group a partition holds at version batch.
+	Rows(*RowsRequest, grpc.ServerStreamingServer[RowsResponse]) error
+	// Replicate applies one batch's record of a partition on its standby.
+	Replicate(grpc.ClientStreamingServer[ReplicateMessage, ReplicateResponse]) error
+	mustEmbedUnimplementedStatePartitionsServer()
+}
+
+// UnimplementedStatePartitionsServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedStatePartitionsServer struct{}
+
+func (UnimplementedStatePartitionsServer) Reduce(*ReduceRequest, grpc.ServerStreamingServer[ReduceResponse]) error {
+	return status.Errorf(codes.Unimplemented, "method Reduce not implemented")
+}
+func (UnimplementedStatePartitionsServer) Rows(*RowsRequest, grpc.ServerStreamingServer[RowsResponse]) error {
+	return status.Errorf(codes.Unimplemented, "method Rows not implemented")
+}
+func (UnimplementedStatePartitionsServer) Replicate(grpc.ClientStreamingServer[ReplicateMessage, ReplicateResponse]) error {
+	return status.Errorf(codes.Unimplemented, "method Replicate not implemented")
+}
+func (UnimplementedStatePartitionsServer) mustEmbedUnimplementedStatePartitionsServer() {}
+func (UnimplementedStatePartitionsServer) testEmbeddedByValue()                         {}
+
+// UnsafeStatePartitionsServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to StatePartitionsServer will
+// result in compilation errors.
+type UnsafeStatePartitionsServer interface {
+	mustEmbedUnimplementedStatePartitionsServer()
+}
+
+func RegisterStatePartitionsServer(s grpc.ServiceRegistrar, srv StatePartitionsServer) {
+	// If the following call pancis, it indicates UnimplementedStatePartitionsServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&StatePartitions_ServiceDesc, srv)
+}
+
+func _StatePartitions_Reduce_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(ReduceRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(StatePartitionsServer).Reduce(m, &grpc.GenericServerStream[ReduceRequest, ReduceResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type StatePartitions_ReduceServer = grpc.ServerStreamingServer[ReduceResponse]
+
+func _StatePartitions_Rows_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(RowsRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(StatePartitionsServer).Rows(m, &grpc.GenericServerStream[RowsRequest, RowsResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type StatePartitions_RowsServer = grpc.ServerStreamingServer[RowsResponse]
+
+func _StatePartitions_Replicate_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(StatePartitionsServer).Replicate(&grpc.GenericServerStream[ReplicateMessage, ReplicateResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type StatePartitions_ReplicateServer = grpc.ClientStreamingServer[ReplicateMessage, ReplicateResponse]
+
+// StatePartitions_ServiceDesc is the grpc.ServiceDesc for StatePartitions service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var StatePartitions_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "gostream.cluster.v1.StatePartitions",
+	HandlerType: (*StatePartitionsServer)(nil),
+	Methods:     []grpc.MethodDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "Reduce",
+			Handler:       _StatePartitions_Reduce_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "Rows",
+			Handler:       _StatePartitions_Rows_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "Replicate",
+			Handler:       _StatePartitions_Replicate_Handler,
+			ClientStreams: true,
+		},
+	},
+	Metadata: "cluster.proto",
+}

@@ -1,0 +1,431 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"path/filepath"
+	"runtime/debug"
+	"strings"
+	"sync"
+
+	"github.com/gostream/gostream/engine/task"
+	"github.com/gostream/gostream/operators"
+	"github.com/gostream/gostream/proto/clusterpb"
+	"github.com/gostream/gostream/proto/planpb"
+	"github.com/gostream/gostream/state"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+)
+
+// PlaceState splits a job's key groups into partitions contiguous ranges,
+// as even as they divide, and places them on workers in turn: partition i
+// is owned by workers[i % len(workers)] and, with 2 replicas and 2 or more
+// workers, stood by for by the next worker. With as many key groups as
+// partitions, partition i holds key group i alone, the layout of a local
+// checkpoint's state.
+func PlaceState(keyGroups, partitions int32, workers []string, replicas int) []*clusterpb.StatePartition {
+	out := make([]*clusterpb.StatePartition, partitions)
+	for i := range partitions {
+		p := &clusterpb.StatePartition{
+			FirstKeyGroup: int32(int64(i) * int64(keyGroups) / int64(partitions)),
+			EndKeyGroup:   int32(int64(i+1) * int64(keyGroups) / int64(partitions)),
+			Owner:         workers[int(i)%len(workers)],
+		}
+		if replicas >= 2 && len(workers) >= 2 {
+			p.Standby = workers[(int(i)+1)%len(workers)]
+		}
+		out[i] = p
+	}
+	return out
+}
+
+// recordChunk is the size past which a changelog record sent over gRPC is
+// cut into another one: the shuffle's message size.
+const recordChunk = 1 << 20
+
+// records collects groups' keys and states as changelog records of about
+// recordChunk bytes each, cut between writes, so that each record is a
+// message of its own.
+type records struct{ recs [][]byte }
+
+// put appends a put of value under key.
+func (r *records) put(key, value []byte) error {
+	if n := len(r.recs); n == 0 || len(r.recs[n-1]) >= recordChunk {
+		r.recs = append(r.recs, state.NewRecord(make([]byte, 0, recordChunk+len(key)+len(value)+32)))
+	}
+	last := &r.recs[len(r.recs)-1]
+	*last = state.AppendPut(*last, key, value)
+	return nil
+}
+
+// jobStates keeps the worker's state: per job, one Pebble store in
+// DataDir/jobs/NAME/state, labeled with the cluster and the job, holding
+// the state partitions this worker owns or stands by for, each under its
+// first key group as the store's partition number, so a partition keeps
+// its keys wherever it moves. Stores and partitions are opened on first
+// use and stay open until close.
+//
+// Locks: jobStates.mu guards the maps of jobs and partitions; a
+// partition's mu is held while its store is used. Neither is held while
+// the other is taken.
+type jobStates struct {
+	dir       string // DataDir/jobs
+	clusterID string
+	log       *slog.Logger
+	mu        struct {
+		sync.Mutex
+		jobs   map[string]*jobState
+		closed bool
+	}
+}
+
+// jobState is one job's store on this worker.
+type jobState struct {
+	dir      string
+	provider state.Provider
+	parts    map[int32]*partState // by first key group; guarded by jobStates.mu
+	plan     []byte               // the plan reducer was compiled from
+	reducer  *task.Reducer
+}
+
+// partState is one state partition's store. Its users (a reduce, a
+// replication, a rows scan) take turns through mu.
+type partState struct {
+	mu       sync.Mutex
+	provider state.Provider
+	first    int32
+	st       state.Store // nil until opened, and after a failure: opened again on next use
+}
+
+func newJobStates(dataDir, clusterID string, log *slog.Logger) *jobStates {
+	s := &jobStates{dir: filepath.Join(dataDir, "jobs"), clusterID: clusterID, log: log}
+	s.mu.jobs = map[string]*jobState{}
+	return s
+}
+
+// jobDirName is job's directory name under jobs/: the name with
+// characters a path cannot hold escaped.
+func jobDirName(job string) string {
+	name := url.PathEscape(job)
+	if strings.Trim(name, ".") == "" {
+		name = strings.ReplaceAll(name, ".", "%2E")
+	}
+	return name
+}
+
+// stateLabel labels a job's state store (state.Options.Label): a store of
+// another cluster, job or key group count is refused.
+type stateLabel struct {
+	Cluster   string `json:"cluster"`
+	Job       string `json:"job"`
+	KeyGroups int32  `json:"keyGroups"`
+}
+
+// partition returns partition first of job, locked, opening the job's
+// store and the partition on first use. The caller unlocks it.
+func (s *jobStates) partition(job *clusterpb.Job, first int32) (*partState, error) {
+	js, err := s.job(job)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	if s.mu.closed {
+		s.mu.Unlock()
+		return nil, ErrClosed
+	}
+	p := js.parts[first]
+	if p == nil {
+		p = &partState{provider: js.provider, first: first}
+		js.parts[first] = p
+	}
+	s.mu.Unlock()
+	p.mu.Lock()
+	if p.st == nil {
+		st, err := p.provider.Open(int(first))
+		if err != nil {
+			p.mu.Unlock()
+			return nil, fmt.Errorf("opening the state of key groups from %d in %s: %w", first, js.dir, err)
+		}
+		p.st = st
+	}
+	return p, nil
+}
+
+// job returns job's store, opened on first use.
+func (s *jobStates) job(job *clusterpb.Job) (*jobState, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.mu.closed {
+		return nil, ErrClosed
+	}
+	if js := s.mu.jobs[job.Name]; js != nil {
+		return js, nil
+	}
+	dir := filepath.Join(s.dir, jobDirName(job.Name), "state")
+	label, err := json.Marshal(stateLabel{Cluster: s.clusterID, Job: job.Name, KeyGroups: job.KeyGroups})
+	if err != nil {
+		return nil, err
+	}
+	opts := state.DefaultOptions()
+	opts.Label = label
+	opts.Logger = s.log
+	// A standby applies a record as the owner committed it: each commit
+	// is one changelog record, and nothing is rolled back (a batch that
+	// runs again over a committed partition is not merged again).
+	opts.Changelog = true
+	opts.RetainVersions = 0
+	provider, err := state.OpenPebble(dir, opts)
+	if err != nil {
+		return nil, fmt.Errorf("job %s: state store %s: %w", job.Name, dir, err)
+	}
+	js := &jobState{dir: dir, provider: provider, parts: map[int32]*partState{}}
+	s.mu.jobs[job.Name] = js
+	return js, nil
+}
+
+// reducer returns the reduce task of job's plan, compiled on first use.
+func (s *jobStates) reducer(job *clusterpb.Job) (*task.Reducer, error) {
+	js, err := s.job(job)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if js.reducer != nil && string(js.plan) == string(job.Plan) {
+		return js.reducer, nil
+	}
+	var q planpb.Query
+	if err := proto.Unmarshal(job.Plan, &q); err != nil {
+		return nil, fmt.Errorf("job %s: its plan does not parse: %w", job.Name, err)
+	}
+	a := q.GetPlan().GetAggregate()
+	if a == nil {
+		return nil, fmt.Errorf("job %s has no aggregation: it keeps no state to reduce", job.Name)
+	}
+	agg, err := operators.CompileAggregate(a)
+	if err != nil {
+		return nil, fmt.Errorf("job %s: %w", job.Name, err)
+	}
+	js.plan, js.reducer = job.Plan, task.NewReducer(agg)
+	return js.reducer, nil
+}
+
+// unlock ends a use of p. A use that failed closes p's store: it is
+// opened again, at its durable version, by the next.
+func (p *partState) unlock(failed bool, log *slog.Logger) {
+	if failed && p.st != nil {
+		if err := p.st.Close(); err != nil {
+			log.Warn("cluster: closing a failed state partition", "first_key_group", p.first, "err", err)
+		}
+		p.st = nil
+	}
+	p.mu.Unlock()
+}
+
+// close closes every store, once their users are done.
+func (s *jobStates) close() error {
+	s.mu.Lock()
+	s.mu.closed = true
+	jobs := s.mu.jobs
+	s.mu.jobs = nil
+	var parts []*partState
+	for _, js := range jobs {
+		for _, p := range js.parts {
+			parts = append(parts, p)
+		}
+	}
+	s.mu.Unlock()
+	for _, p := range parts {
+		p.mu.Lock() // wait for its user
+		p.st = nil  // the provider closes it
+		p.mu.Unlock()
+	}
+	var errs []error
+	for _, js := range jobs {
+		errs = append(errs, js.provider.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// stateError turns err, the failure of a request on a state partition on
+// this worker, into a gRPC status naming the request, job, batch,
+// partition and worker.
+func (s *stateServer) stateError(what, job string, batch int64, partition int32, err error) error {
+	code, msg := codes.Internal, err.Error()
+	if st, ok := status.FromError(err); ok && st.Code() != codes.Unknown {
+		code, msg = st.Code(), st.Message()
+	} else if ctxErr := status.FromContextError(err); ctxErr.Code() != codes.Unknown {
+		code = ctxErr.Code()
+	}
+	return status.Errorf(code, "cluster: %s of job %s batch %d state partition %d on %s: %s", what, job, batch, partition, s.name, msg)
+}
+
+// recovered turns a panic of a request on a state partition into an
+// error, logged with its stack: a failing request never stops the worker.
+func (s *stateServer) recovered(r any, what, job string, batch int64, partition int32) error {
+	s.log.Error("cluster: a state partition's request panicked", "request", what, "job", job, "batch", batch, "partition", partition, "panic", r, "stack", string(debug.Stack()))
+	return status.Errorf(codes.Internal, "cluster: %s of job %s batch %d state partition %d on %s panicked: %v (the worker goes on; its log has the stack)", what, job, batch, partition, s.name, r)
+}
+
+// checkVersion refuses to bring a partition at version v to version
+// batch unless v is batch-1 or batch (held already).
+func checkVersion(v, batch int64) error {
+	switch {
+	case v > batch:
+		return status.Errorf(codes.FailedPrecondition, "the partition is at batch %d already, after batch %d (a stale request?)", v, batch)
+	case v < batch-1:
+		return status.Errorf(codes.FailedPrecondition, "the partition is at batch %d: batch %d needs batch %d first (a gap: the partition's state is incomplete here)", v, batch, batch-1)
+	}
+	return nil
+}
+
+// replicate sends recs, batch's record of a job's state partition, to the
+// partition's standby and returns once the standby holds the batch. h is
+// the fencing of the reduce that committed it.
+func (s *stateServer) replicate(ctx context.Context, h *clusterpb.Header, job string, batch int64, partition int32, standbyName string, recs [][]byte) error {
+	addr := s.addr(standbyName)
+	if addr == "" {
+		return status.Errorf(codes.FailedPrecondition, "standby %s is not a member", standbyName)
+	}
+	cc, err := s.clients.conn(addr)
+	if err != nil {
+		return status.Errorf(codes.Unavailable, "standby %s at %s: %v", standbyName, addr, err)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := clusterpb.NewStatePartitionsClient(cc).Replicate(ctx)
+	if err != nil {
+		return replicateError(standbyName, addr, err)
+	}
+	fwd := proto.CloneOf(h)
+	fwd.From = s.name
+	open := &clusterpb.ReplicateOpen{Header: fwd, Job: job, Batch: batch, Partition: partition}
+	if err := stream.Send(&clusterpb.ReplicateMessage{Kind: &clusterpb.ReplicateMessage_Open{Open: open}}); err != nil {
+		return replicateError(standbyName, addr, closeAndRecv(stream, err))
+	}
+	var bytes uint64
+	for _, r := range recs {
+		bytes += uint64(len(r))
+		if err := stream.Send(&clusterpb.ReplicateMessage{Kind: &clusterpb.ReplicateMessage_Record{Record: r}}); err != nil {
+			return replicateError(standbyName, addr, closeAndRecv(stream, err))
+		}
+	}
+	end := &clusterpb.ReplicateEnd{Records: uint64(len(recs)), Bytes: bytes}
+	if err := stream.Send(&clusterpb.ReplicateMessage{Kind: &clusterpb.ReplicateMessage_End{End: end}}); err != nil {
+		return replicateError(standbyName, addr, closeAndRecv(stream, err))
+	}
+	if _, err := stream.CloseAndRecv(); err != nil {
+		return replicateError(standbyName, addr, err)
+	}
+	return nil
+}
+
+// closeAndRecv returns the status the server ended a client stream with,
+// after Send failed with err (io.EOF: the server ended it).
+func closeAndRecv(stream grpc.ClientStreamingClient[clusterpb.ReplicateMessage, clusterpb.ReplicateResponse], err error) error {
+	if errors.Is(err, io.EOF) {
+		_, err = stream.CloseAndRecv()
+	}
+	return err
+}
+
+func replicateError(standbyName, addr string, err error) error {
+	st := status.Convert(err)
+	return status.Errorf(st.Code(), "replicating to standby %s at %s: %s", standbyName, addr, st.Message())
+}
+
+// Replicate applies one batch's record of a state partition on its
+// standby, this worker: it checks the fencing (the standby of the
+// partition in the job's current epoch, a term not older than its own),
+// stages the records as they come, checks the fencing again and commits
+// the partition at version batch. A partition at batch already answers
+// applied and writes nothing; one below batch-1 (a gap) is refused.
+func (s *stateServer) Replicate(stream grpc.ClientStreamingServer[clusterpb.ReplicateMessage, clusterpb.ReplicateResponse]) (err error) {
+	msg, err := stream.Recv()
+	if err != nil {
+		return err
+	}
+	open := msg.GetOpen()
+	if open == nil {
+		return status.Errorf(codes.InvalidArgument, "cluster: a replication must start with its open message")
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = s.recovered(r, "replication", open.Job, open.Batch, open.Partition)
+		}
+	}()
+	applied, err := s.applyReplica(stream, open)
+	if err != nil {
+		return s.stateError("replication", open.Job, open.Batch, open.Partition, err)
+	}
+	return stream.SendAndClose(&clusterpb.ReplicateResponse{Applied: applied})
+}
+
+// applyReplica applies the records of a Replicate stream opened by open.
+func (s *stateServer) applyReplica(stream grpc.ClientStreamingServer[clusterpb.ReplicateMessage, clusterpb.ReplicateResponse], open *clusterpb.ReplicateOpen) (applied bool, err error) {
+	r := fenced{what: "a replication", header: open.Header, job: open.Job, batch: open.Batch, partition: open.Partition, role: standby}
+	job, sp, err := checkFence(s.fence, r)
+	if err != nil {
+		return false, err
+	}
+	p, err := s.states.partition(job, sp.FirstKeyGroup)
+	if err != nil {
+		return false, err
+	}
+	failed := true // also when a panic unwinds
+	defer func() { p.unlock(failed, s.log) }()
+	st := p.st
+	v := st.Version()
+	if err := checkVersion(v, open.Batch); err != nil {
+		failed = false
+		return false, err
+	}
+	applied = v == open.Batch
+	var recs, bytes uint64
+	for {
+		msg, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return false, status.Errorf(codes.DataLoss, "the stream ended without its end message after %d records (the owner stopped mid-stream; nothing is written)", recs)
+		}
+		if err != nil {
+			return false, err
+		}
+		switch kind := msg.Kind.(type) {
+		case *clusterpb.ReplicateMessage_Record:
+			recs++
+			bytes += uint64(len(kind.Record))
+			if !applied {
+				if err := state.ApplyRecord(st, kind.Record); err != nil {
+					return false, status.Errorf(codes.DataLoss, "record %d: %v", recs, err)
+				}
+			}
+		case *clusterpb.ReplicateMessage_End:
+			if kind.End.Records != recs || kind.End.Bytes != bytes {
+				return false, status.Errorf(codes.DataLoss, "%d records, %d bytes were sent, %d, %d received", kind.End.Records, kind.End.Bytes, recs, bytes)
+			}
+			if applied {
+				failed = false
+				return true, nil
+			}
+			// The term or the epoch may have moved on while the records
+			// came: fencing is checked again before the write.
+			if _, _, err := checkFence(s.fence, r); err != nil {
+				return false, err
+			}
+			if err := st.Commit(open.Batch); err != nil {
+				return false, err
+			}
+			failed = false
+			return false, nil
+		default:
+			return false, status.Errorf(codes.InvalidArgument, "an open or empty message inside the stream")
+		}
+	}
+}

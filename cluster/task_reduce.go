@@ -1,0 +1,233 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+
+	"github.com/gostream/gostream/engine/task"
+	"github.com/gostream/gostream/proto/clusterpb"
+	"github.com/gostream/gostream/state"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// stateServer serves the StatePartitions service of a Node: Reduce and
+// Rows on the partitions it owns, Replicate on those it stands by for.
+// A failing or panicking request answers an error naming the job, batch,
+// partition and worker; the worker goes on.
+type stateServer struct {
+	clusterpb.UnimplementedStatePartitionsServer
+	name    string // this worker's
+	fence   shuffleFence
+	inbox   *Inbox
+	states  *jobStates
+	clients *clientPool
+	addr    func(member string) string // a member's address, "" if none
+	log     *slog.Logger
+}
+
+// newStateServer returns the StatePartitions service of n.
+func newStateServer(n *Node) *stateServer {
+	return &stateServer{name: n.cfg.Name, fence: n, inbox: n.inbox, states: n.states, clients: n.clients, log: n.log,
+		addr: func(member string) string {
+			for _, m := range n.fsm.Members() {
+				if m.Name == member {
+					return m.Address
+				}
+			}
+			return ""
+		}}
+}
+
+// Reduce reduces one batch into a state partition this worker owns: it
+// checks the fencing, takes one complete attempt of each map task's
+// partials from the Inbox, merges them into the partition's state through
+// the engine's reduce task, checks the fencing again right before the
+// state commits at version batch, sends the batch's changelog record to
+// the partition's standby and waits until the standby holds it, then
+// answers the changed groups (if asked) and the counts. A partition at
+// version batch already is not merged again: the batch's groups come from
+// the state, and are sent to the standby again in case it lacks them.
+func (s *stateServer) Reduce(req *clusterpb.ReduceRequest, stream grpc.ServerStreamingServer[clusterpb.ReduceResponse]) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = s.recovered(r, "reduce", req.Job, req.Batch, req.Partition)
+		}
+	}()
+	recs, done, err := s.reduce(stream.Context(), req)
+	if err != nil {
+		return s.stateError("reduce", req.Job, req.Batch, req.Partition, err)
+	}
+	if req.Changes {
+		for _, r := range recs {
+			if err := stream.Send(&clusterpb.ReduceResponse{Kind: &clusterpb.ReduceResponse_Changes{Changes: r}}); err != nil {
+				return err
+			}
+		}
+	}
+	return stream.Send(&clusterpb.ReduceResponse{Kind: &clusterpb.ReduceResponse_Done{Done: done}})
+}
+
+func (s *stateServer) reduce(ctx context.Context, req *clusterpb.ReduceRequest) ([][]byte, *clusterpb.ReduceDone, error) {
+	r := fenced{what: "a reduce", header: req.Header, job: req.Job, batch: req.Batch, partition: req.Partition, role: owner}
+	job, sp, err := checkFence(s.fence, r)
+	if err != nil {
+		return nil, nil, err
+	}
+	if req.Tasks < 0 {
+		return nil, nil, status.Errorf(codes.InvalidArgument, "%d map tasks", req.Tasks)
+	}
+	reducer, err := s.states.reducer(job)
+	if err != nil {
+		return nil, nil, status.Error(codes.FailedPrecondition, err.Error())
+	}
+	p, err := s.states.partition(job, sp.FirstKeyGroup)
+	if err != nil {
+		return nil, nil, err
+	}
+	failed := true // also when a panic unwinds
+	defer func() { p.unlock(failed, s.log) }()
+	if err := checkVersion(p.st.Version(), req.Batch); err != nil {
+		failed = false
+		return nil, nil, err
+	}
+
+	partials, err := s.inbox.Take(ctx, req.Job, req.Batch, req.Partition, int(req.Tasks))
+	if err != nil {
+		failed = false
+		return nil, nil, err
+	}
+	defer func() {
+		partials.Release()
+		// This batch's reduce is over, whatever came of it: a later run
+		// starts afresh. Earlier batches are committed or planned again.
+		s.inbox.Forget(req.Job, req.Batch, req.Partition)
+		s.inbox.Discard(req.Job, req.Batch)
+	}()
+	var recs records
+	res, err := reducer.Reduce(p.st, req.Batch, partials.Blocks, task.ReduceOptions{
+		States:       recs.put,
+		BeforeCommit: func() error { _, _, err := checkFence(s.fence, r); return err },
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	done := &clusterpb.ReduceDone{Groups: res.Groups, Rows: p.st.Len(), Applied: res.Applied, Standby: sp.Standby}
+	if sp.Standby != "" {
+		if err := s.replicate(ctx, req.Header, req.Job, req.Batch, req.Partition, sp.Standby, recs.recs); err != nil {
+			failed = false // the partition holds the batch; a re-run sends it again
+			return nil, nil, err
+		}
+	}
+	failed = false
+	return recs.recs, done, nil
+}
+
+// Rows streams every group a state partition this worker owns holds at
+// version batch, as records of puts of each group's key and state
+// (task.Reducer.RecordRows turns them into rows).
+func (s *stateServer) Rows(req *clusterpb.RowsRequest, stream grpc.ServerStreamingServer[clusterpb.RowsResponse]) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = s.recovered(r, "rows", req.Job, req.Batch, req.Partition)
+		}
+	}()
+	if err := s.rows(req, stream); err != nil {
+		return s.stateError("rows", req.Job, req.Batch, req.Partition, err)
+	}
+	return nil
+}
+
+func (s *stateServer) rows(req *clusterpb.RowsRequest, stream grpc.ServerStreamingServer[clusterpb.RowsResponse]) error {
+	job, sp, err := checkFence(s.fence, fenced{what: "a rows request", header: req.Header, job: req.Job, batch: req.Batch, partition: req.Partition, role: owner})
+	if err != nil {
+		return err
+	}
+	p, err := s.states.partition(job, sp.FirstKeyGroup)
+	if err != nil {
+		return err
+	}
+	failed := true // also when a panic unwinds
+	defer func() { p.unlock(failed, s.log) }()
+	if v := p.st.Version(); v != req.Batch {
+		failed = false
+		return status.Errorf(codes.FailedPrecondition, "the partition is at batch %d, not %d", v, req.Batch)
+	}
+	rec := state.NewRecord(nil)
+	var sendErr error
+	send := func() error {
+		// gRPC may read a message after Send returns: each has its own.
+		sendErr = stream.Send(&clusterpb.RowsResponse{Records: rec})
+		rec = state.NewRecord(nil)
+		return sendErr
+	}
+	err = p.st.Scan(func(key, value []byte) error {
+		if rec = state.AppendPut(rec, key, value); len(rec) < recordChunk {
+			return nil
+		}
+		return send()
+	})
+	if err == nil && !state.EmptyRecord(rec) {
+		err = send()
+	}
+	failed = err != nil && sendErr == nil // the store failed, not the stream
+	return err
+}
+
+// ReducePartition asks the owner of a state partition, reached through cc,
+// to reduce one batch (StatePartitions.Reduce), and calls changes with
+// each record of the groups the batch changed when req.Changes is set
+// (task.Reducer.RecordRows turns one into rows). It returns once the
+// owner, and the partition's standby if it has one, hold the batch.
+func ReducePartition(ctx context.Context, cc grpc.ClientConnInterface, req *clusterpb.ReduceRequest, changes func(rec []byte) error) (*clusterpb.ReduceDone, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := clusterpb.NewStatePartitionsClient(cc).Reduce(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	for {
+		msg, err := stream.Recv()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				err = status.Errorf(codes.DataLoss, "cluster: the reduce of job %s batch %d state partition %d ended without its counts", req.Job, req.Batch, req.Partition)
+			}
+			return nil, err
+		}
+		switch kind := msg.Kind.(type) {
+		case *clusterpb.ReduceResponse_Changes:
+			if err := changes(kind.Changes); err != nil {
+				return nil, err
+			}
+		case *clusterpb.ReduceResponse_Done:
+			return kind.Done, nil
+		}
+	}
+}
+
+// PartitionRows asks the owner of a state partition, reached through cc,
+// for every group it holds at version req.Batch (StatePartitions.Rows),
+// and calls fn with each record of them.
+func PartitionRows(ctx context.Context, cc grpc.ClientConnInterface, req *clusterpb.RowsRequest, fn func(rec []byte) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := clusterpb.NewStatePartitionsClient(cc).Rows(ctx, req)
+	if err != nil {
+		return err
+	}
+	for {
+		msg, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if err := fn(msg.Records); err != nil {
+			return err
+		}
+	}
+}
