@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -567,7 +568,10 @@ func wantStatus(t *testing.T, err error, code codes.Code, text string) {
 // of a Raft group, with the job registered and assigned through Raft: map
 // tasks push known partials to the owners, Reduce on each owner answers
 // the changed counts, and both the owner's and the standby's Pebble store
-// (in DATA/jobs/wc/state) hold the exact counts.
+// (in DATA/jobs/wc/state) hold the exact counts. A worker closed and
+// started again from its data directory holds its partitions at their
+// version: the last batch run again is answered from its state, counted
+// once, and the next batch goes on from it.
 func TestReduceBetweenNodes(t *testing.T) {
 	g := newNodeGroup(t, 2)
 	g.waitStatus(g.addrs(), allReachable)
@@ -582,10 +586,6 @@ func TestReduceBetweenNodes(t *testing.T) {
 		t.Fatal(err)
 	}
 	job.Assignment = assignment
-	node := map[string]*Node{}
-	for _, n := range g.nodes {
-		node[n.cfg.Name] = n
-	}
 	waitFor(t, 10*time.Second, func() error {
 		for _, n := range g.nodes {
 			if j, ok := n.fsm.Job("wc"); !ok || j.Assignment.GetEpoch() != 1 {
@@ -594,21 +594,29 @@ func TestReduceBetweenNodes(t *testing.T) {
 		}
 		return nil
 	})
+	node := func(name string) *Node {
+		for _, n := range g.nodes {
+			if n.cfg.Name == name {
+				return n
+			}
+		}
+		t.Fatalf("no node %s", name)
+		return nil
+	}
 	agg, red := wordCountReducer(t, job)
 	term := leader.raft.CurrentTerm()
 	header := &clusterpb.Header{ClusterId: leader.ClusterID(), Term: term, Epoch: 1, From: leader.cfg.Name}
-	batches := [][][]string{{{"a b a"}, {"c a"}}, {{"b"}, {"d"}}}
-	total := map[string]int64{}
-	for batch, tasks := range batches {
+	// run runs batch over tasks, as the driver would, and returns the
+	// changed counts.
+	run := func(batch int64, tasks [][]string) map[string]int64 {
 		for i, lines := range tasks {
-			countWords(total, lines)
+			from := g.nodes[i%len(g.nodes)]
 			for p, bucket := range tasktest.Buckets(t, agg, len(assignment.State), lines...) {
-				owner := node[assignment.State[p].Owner]
-				cc, err := g.nodes[i].clients.conn(owner.cfg.Listen)
+				cc, err := from.clients.conn(node(assignment.State[p].Owner).cfg.Listen)
 				if err != nil {
 					t.Fatal(err)
 				}
-				st := ShuffleTask{Job: "wc", Batch: int64(batch), Partition: int32(p), Task: int32(i), Attempt: 1, Epoch: 1, Term: term, ClusterID: leader.ClusterID(), From: g.nodes[i].cfg.Name}
+				st := ShuffleTask{Job: "wc", Batch: batch, Partition: int32(p), Task: int32(i), Attempt: 1, Epoch: 1, Term: term, ClusterID: leader.ClusterID(), From: from.cfg.Name}
 				if err := push(context.Background(), cc, st, [][]byte{bucket}, 0); err != nil {
 					t.Fatal(err)
 				}
@@ -616,11 +624,11 @@ func TestReduceBetweenNodes(t *testing.T) {
 		}
 		changed := map[string]int64{}
 		for p, sp := range assignment.State {
-			cc, err := leader.clients.conn(node[sp.Owner].cfg.Listen)
+			cc, err := leader.clients.conn(node(sp.Owner).cfg.Listen)
 			if err != nil {
 				t.Fatal(err)
 			}
-			req := &clusterpb.ReduceRequest{Header: header, Job: "wc", Batch: int64(batch), Partition: int32(p), Tasks: int32(len(tasks)), Changes: true}
+			req := &clusterpb.ReduceRequest{Header: header, Job: "wc", Batch: batch, Partition: int32(p), Tasks: int32(len(tasks)), Changes: true}
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			done, err := ReducePartition(ctx, cc, req, recordCounts(red, changed))
 			cancel()
@@ -631,29 +639,75 @@ func TestReduceBetweenNodes(t *testing.T) {
 				t.Fatalf("partition %d: replicated to %q, want %q", p, done.Standby, sp.Standby)
 			}
 		}
-		for w := range changed {
-			if changed[w] != total[w] {
-				t.Fatalf("batch %d: changed %v, running counts %v", batch, changed, total)
-			}
-		}
+		return changed
+	}
+	check := func(batch int64, want map[string]int64) {
+		t.Helper()
 		all := map[string]int64{}
 		for _, sp := range assignment.State {
-			ov, owned := storeCounts(t, node[sp.Owner].states, job, red, sp.FirstKeyGroup)
-			sv, stood := storeCounts(t, node[sp.Standby].states, job, red, sp.FirstKeyGroup)
-			if ov != int64(batch) || sv != int64(batch) || !maps.Equal(owned, stood) {
+			ov, owned := storeCounts(t, node(sp.Owner).states, job, red, sp.FirstKeyGroup)
+			sv, stood := storeCounts(t, node(sp.Standby).states, job, red, sp.FirstKeyGroup)
+			if ov != batch || sv != batch || !maps.Equal(owned, stood) {
 				t.Fatalf("batch %d, key groups from %d: owner %s at %d holds %v, standby %s at %d holds %v", batch, sp.FirstKeyGroup, sp.Owner, ov, owned, sp.Standby, sv, stood)
 			}
 			maps.Copy(all, owned)
 		}
-		if !maps.Equal(all, total) {
-			t.Fatalf("batch %d: the stores hold %v, want %v", batch, all, total)
+		if !maps.Equal(all, want) {
+			t.Fatalf("batch %d: the stores hold %v, want %v", batch, all, want)
 		}
+	}
+
+	batches := [][][]string{{{"a b a"}, {"c a"}}, {{"b"}, {"d"}}, {{"a e"}}}
+	total := map[string]int64{}
+	var last map[string]int64
+	for batch, tasks := range batches[:2] {
+		for _, lines := range tasks {
+			countWords(total, lines)
+		}
+		last = run(int64(batch), tasks)
+		for w, n := range last {
+			if n != total[w] {
+				t.Fatalf("batch %d: changed %v, running counts %v", batch, last, total)
+			}
+		}
+		check(int64(batch), total)
 	}
 	for _, c := range g.cfgs {
 		if _, err := os.Stat(filepath.Join(c.DataDir, "jobs", "wc", "state")); err != nil {
 			t.Fatalf("%s: %v", c.Name, err)
 		}
 	}
+
+	// The follower stops and starts again from its data directory.
+	i := slices.IndexFunc(g.nodes, func(n *Node) bool { return n != leader })
+	if err := g.nodes[i].Close(); err != nil {
+		t.Fatal(err)
+	}
+	cfg := g.cfgs[i]
+	cfg.Peers = nil
+	var err error
+	if g.nodes[i], err = Start(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	g.waitStatus(g.addrs(), allReachable)
+	waitFor(t, 10*time.Second, func() error {
+		if j, ok := g.nodes[i].fsm.Job("wc"); !ok || j.Assignment.GetEpoch() != 1 {
+			return errors.New("the restarted worker has not applied epoch 1")
+		}
+		return nil
+	})
+	// Without its follower the leader may have stepped down: the driver
+	// is whichever member leads now, in its term.
+	leader = g.leader()
+	term = leader.raft.CurrentTerm()
+	header = &clusterpb.Header{ClusterId: leader.ClusterID(), Term: term, Epoch: 1, From: leader.cfg.Name}
+	if again := run(1, batches[1]); !maps.Equal(again, last) {
+		t.Fatalf("batch 1 run again after the restart changed %v, the first run %v", again, last)
+	}
+	check(1, total)
+	countWords(total, batches[2][0])
+	run(2, batches[2])
+	check(2, total)
 }
 
 // TestConfigStateReplicas: --state-replicas takes 1 or 2, 2 only with 2 or
