@@ -70,7 +70,7 @@ var (
 		reflect.TypeFor[[]byte](): {Binary,
 			func(v operators.Value) reflect.Value { return reflect.ValueOf(bytes.Clone(v.B)) },
 			func(r reflect.Value) operators.Value {
-				return operators.Value{Kind: operators.KindBinary, B: r.Bytes()}
+				return operators.Value{Kind: operators.KindBinary, B: bytes.Clone(r.Bytes())} // fn may reuse its result
 			}},
 		reflect.TypeFor[int64](): {Long,
 			func(v operators.Value) reflect.Value { return reflect.ValueOf(v.I) },
