@@ -105,7 +105,11 @@ func newRuntime(q *planpb.Query, cp *checkpoint, sink Sink, log *slog.Logger, tr
 	}
 	// A continuous query's readers follow the partitions, whose records
 	// then come from memory: only other queries read values alone.
-	rt.mapper, err = task.NewMapper(plan, task.MapConfig{Partitions: rt.parts, PartialGroups: rt.mem.partialGroups, ReadValues: !trig.follows(), Catch: rt.catch})
+	x, err := operators.PartitionExchange(rt.parts)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrAnalysis, err)
+	}
+	rt.mapper, err = task.NewMapper(plan, task.MapConfig{Exchange: x, PartialGroups: rt.mem.partialGroups, ReadValues: !trig.follows(), Catch: rt.catch})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrAnalysis, err)
 	}

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"math"
 
-	"github.com/cespare/xxhash/v2"
-
 	"github.com/gostream/gostream/proto/planpb"
 )
 
@@ -384,16 +382,17 @@ func keepExtreme(acc *accum, v Value, min bool) {
 	acc.v = &c
 }
 
-// Flush encodes every group into parts exchange buckets chosen by key hash,
-// appending to dst (grown to parts buckets), and resets the aggregator.
-func (h *HashAgg) Flush(parts int, dst [][]byte) [][]byte {
-	for len(dst) < parts {
+// Flush encodes every group into the exchange bucket of its state partition
+// (x.Partition of its key), appending to dst (grown to x.Partitions()
+// buckets), and resets the aggregator.
+func (h *HashAgg) Flush(x *Exchange, dst [][]byte) [][]byte {
+	for len(dst) < x.Partitions() {
 		dst = append(dst, nil)
 	}
 	n := len(h.g.aggs)
 	if h.counter != nil {
 		put := func(k []byte, count int64) {
-			p := Partition(k, parts)
+			p := x.owning(x.group(k))
 			b := binary.AppendUvarint(dst[p], uint64(len(k)))
 			b = append(b, k...)
 			for range n { // every aggregate is count(*), each the same count
@@ -414,7 +413,7 @@ func (h *HashAgg) Flush(parts int, dst [][]byte) [][]byte {
 	}
 	for gi := range h.table.len() {
 		k := h.table.key(gi)
-		p := Partition(k, parts)
+		p := x.owning(x.group(k))
 		b := binary.AppendUvarint(dst[p], uint64(len(k)))
 		b = append(b, k...)
 		if h.stars { // count(*) encodes as its count alone, as appendAccs would
@@ -428,12 +427,6 @@ func (h *HashAgg) Flush(parts int, dst [][]byte) [][]byte {
 	}
 	h.Reset()
 	return dst
-}
-
-// Partition returns the shuffle partition of an encoded group key. It is
-// stable across processes and versions: state is laid out by it.
-func Partition(key []byte, parts int) int {
-	return int(xxhash.Sum64(key) % uint64(parts))
 }
 
 // Merge folds an exchange bucket (from Flush) into the aggregator.

@@ -128,7 +128,7 @@ func runCompiled(t testing.TB, g *Aggregation, parts int, batches ...[]Row) map[
 					}
 				}
 			}
-			buckets = partial.Flush(parts, buckets)
+			buckets = partial.Flush(partitions(t, parts), buckets)
 		}
 		for p := range parts {
 			final := g.NewFinal()
@@ -431,12 +431,13 @@ func benchPartial(b *testing.B, lines []string) {
 	}
 	b.ReportAllocs()
 	b.SetBytes(bytes)
+	x := partitions(b, 4)
 	var buckets [][]byte
 	for b.Loop() {
 		for _, r := range rows {
 			_ = entry(r)
 		}
-		buckets = partial.Flush(4, buckets[:0])
+		buckets = partial.Flush(x, buckets[:0])
 		for i := range buckets {
 			buckets[i] = buckets[i][:0]
 		}
@@ -450,7 +451,7 @@ func BenchmarkFinalMerge(b *testing.B) {
 	for i := range 10000 {
 		_ = entry(kafkaRow(fmt.Sprintf("word%d", i), 0))
 	}
-	buckets := partial.Flush(1, nil)
+	buckets := partial.Flush(partitions(b, 1), nil)
 	final := g.NewFinal()
 	b.ReportAllocs()
 	b.SetBytes(int64(len(buckets[0])))
@@ -470,6 +471,7 @@ func BenchmarkExchangeEncode(b *testing.B) {
 	for i := range rows {
 		rows[i] = kafkaRow(fmt.Sprintf("word%d", i), 0)
 	}
+	x := partitions(b, 8)
 	var buckets [][]byte
 	b.ReportAllocs()
 	for b.Loop() {
@@ -481,7 +483,7 @@ func BenchmarkExchangeEncode(b *testing.B) {
 			buckets[i] = buckets[i][:0]
 		}
 		b.StartTimer()
-		buckets = partial.Flush(8, buckets)
+		buckets = partial.Flush(x, buckets)
 	}
 	var n int
 	for _, bk := range buckets {
@@ -527,7 +529,7 @@ func TestGlobalAggregationWithoutKeys(t *testing.T) {
 		}
 	}
 	final := g.NewFinal()
-	if err := final.Merge(partial.Flush(1, nil)[0]); err != nil {
+	if err := final.Merge(partial.Flush(partitions(t, 1), nil)[0]); err != nil {
 		t.Fatal(err)
 	}
 	st := mapStore{}
@@ -570,7 +572,7 @@ func TestCountOnlyAggregation(t *testing.T) {
 		}
 	}
 	final := g.NewFinal()
-	if err := final.Merge(partial.Flush(1, nil)[0]); err != nil {
+	if err := final.Merge(partial.Flush(partitions(t, 1), nil)[0]); err != nil {
 		t.Fatal(err)
 	}
 	var changed []string
@@ -613,7 +615,7 @@ func TestValueEntry(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	got, want := byValue.Flush(1, nil)[0], byRow.Flush(1, nil)[0]
+	got, want := byValue.Flush(partitions(t, 1), nil)[0], byRow.Flush(partitions(t, 1), nil)[0]
 	final := func(b []byte) map[string]string {
 		st := mapStore{}
 		f := g.NewFinal()
@@ -664,7 +666,7 @@ func TestMergeOrder(t *testing.T) {
 			t.Fatal(err)
 		}
 		final := g.NewFinal()
-		if err := final.Merge(partial.Flush(1, nil)[0]); err != nil {
+		if err := final.Merge(partial.Flush(partitions(t, 1), nil)[0]); err != nil {
 			t.Fatal(err)
 		}
 		var order []string

@@ -19,9 +19,9 @@ import (
 
 // MapConfig configures a Mapper.
 type MapConfig struct {
-	// Partitions is the number of state partitions the exchange buckets
-	// are for. Required when the plan aggregates.
-	Partitions int
+	// Exchange routes the partial aggregation's groups to the state
+	// partitions' exchange buckets. Required when the plan aggregates.
+	Exchange *operators.Exchange
 	// PartialGroups is how many groups a map worker's partial aggregation
 	// holds before it flushes them into the exchange buckets. Required
 	// when the plan aggregates.
@@ -88,8 +88,8 @@ func NewMapper(p *Plan, cfg MapConfig) (*Mapper, error) {
 	if p.Agg == nil {
 		return m, nil
 	}
-	if cfg.Partitions <= 0 || cfg.PartialGroups <= 0 {
-		return nil, errors.New("task: a Mapper of an aggregation needs Partitions and PartialGroups")
+	if cfg.Exchange == nil || cfg.PartialGroups <= 0 {
+		return nil, errors.New("task: a Mapper of an aggregation needs an Exchange and PartialGroups")
 	}
 	a, err := m.getMapAgg()
 	if err != nil {
@@ -229,7 +229,7 @@ func (m *Mapper) aggregateWorker(work <-chan mapInput) ([][]byte, error) {
 	}
 	defer m.partials.put(a) // Flush leaves it empty; a failed task's groups are dropped below
 	defer a.partial.Reset()
-	parts, limit, headers := m.cfg.Partitions, m.cfg.PartialGroups, m.plan.Scan.IncludeHeaders
+	x, limit, headers := m.cfg.Exchange, m.cfg.PartialGroups, m.plan.Scan.IncludeHeaders
 	var buckets [][]byte
 	row := make(operators.Row, len(operators.KafkaSchema(headers)))
 	var topic operators.Value
@@ -237,7 +237,7 @@ func (m *Mapper) aggregateWorker(work <-chan mapInput) ([][]byte, error) {
 		for _, v := range in.values {
 			a.value(v)
 			if a.partial.Bound() >= limit {
-				buckets = a.partial.Flush(parts, buckets)
+				buckets = a.partial.Flush(x, buckets)
 			}
 		}
 		if in.release != nil {
@@ -257,11 +257,11 @@ func (m *Mapper) aggregateWorker(work <-chan mapInput) ([][]byte, error) {
 				}
 			}
 			if a.partial.Bound() >= limit {
-				buckets = a.partial.Flush(parts, buckets)
+				buckets = a.partial.Flush(x, buckets)
 			}
 		}
 	}
-	return a.partial.Flush(parts, buckets), nil
+	return a.partial.Flush(x, buckets), nil
 }
 
 // narrowTask reads one offset range through the narrow operators and

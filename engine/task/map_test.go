@@ -99,7 +99,11 @@ func TestMapperWordCount(t *testing.T) {
 	plan := compile(t, df.Plan())
 	for _, values := range []bool{false, true} {
 		const parts = 4
-		m, err := task.NewMapper(plan, task.MapConfig{Partitions: parts, PartialGroups: 16, ReadValues: values})
+		x, err := operators.PartitionExchange(parts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := task.NewMapper(plan, task.MapConfig{Exchange: x, PartialGroups: 16, ReadValues: values})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -186,10 +190,10 @@ func TestMapperRows(t *testing.T) {
 	}
 }
 
-func TestNewMapperNeedsPartitions(t *testing.T) {
+func TestNewMapperNeedsExchange(t *testing.T) {
 	s := engine.NewSession()
 	df := lines(s, "127.0.0.1:1").GroupBy(engine.Col("value")).Count()
 	if _, err := task.NewMapper(compile(t, df.Plan()), task.MapConfig{}); err == nil {
-		t.Fatal("NewMapper of an aggregation without Partitions succeeded")
+		t.Fatal("NewMapper of an aggregation without an Exchange succeeded")
 	}
 }

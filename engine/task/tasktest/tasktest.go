@@ -10,7 +10,8 @@ import (
 )
 
 // Buckets runs a map task of agg over the record values lines and returns
-// its exchange buckets, one per state partition of parts. agg must read
+// its exchange buckets, one per state partition of parts (as many key
+// groups as partitions, as in local mode). agg must read
 // record values alone (operators.HashAgg.ValueEntry), as word counts do.
 func Buckets(tb testing.TB, agg *operators.Aggregation, parts int, lines ...string) [][]byte {
 	tb.Helper()
@@ -25,5 +26,9 @@ func Buckets(tb testing.TB, agg *operators.Aggregation, parts int, lines ...stri
 	for _, l := range lines {
 		value([]byte(l))
 	}
-	return partial.Flush(parts, nil)
+	x, err := operators.PartitionExchange(parts)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return partial.Flush(x, nil)
 }
