@@ -1,7 +1,8 @@
 // Package cluster runs gostream's workers as a hashicorp/raft group: the
 // replicated state machine (FSM: members, jobs, each job's batch log and
 // assignment), the worker Node that hosts it, and the gRPC Control service
-// with its Client, the Shuffle service that carries map tasks' partial
+// with its Client, the Task service that runs a job's map tasks, the
+// Shuffle service that carries map tasks' partial
 // aggregates to the owners of the state partitions, the StatePartitions
 // service that reduces them into the workers' state stores and replicates
 // each batch to a standby, and the leader's job
@@ -137,6 +138,31 @@
 // batch, partition and worker, closes the partition's store (reopened at
 // its durable version by the next request), and the worker goes on.
 //
+// # Map tasks
+//
+// The driver runs a batch's map tasks with Task.Map, one call per task
+// attempt, on the worker the epoch's assignment gives the ranges' Kafka
+// partitions to. The request carries the task's identity (job, batch,
+// task, attempt), its offset ranges and the fencing of a shuffle stream
+// (cluster id, the planning driver's Raft term, the assignment epoch),
+// checked the same way (checkFence) when the call arrives and again before
+// its partials are pushed. The worker decodes the job's plan (Job.Plan, a
+// serialized planpb.Query) once per job and keeps, per job, a Kafka source
+// whose readers follow the partitions from where the last task ended
+// (sticky assignment: the next batch's records are in memory when its
+// task comes), and a task.Mapper per assignment epoch, whose exchange
+// routes each group by its key group (xxhash64(key) % Job.KeyGroups) to
+// the state partition owning the group's range. The task runs the
+// engine's map body (engine/task), the job's tasks on a worker one at a
+// time (each takes every core, and the batch's timestamp is set on the
+// job's plan), and pushes each state partition's partials, an empty stream
+// included, to the partition's owner, overlapping the next task's map; it
+// answers once every owner took its stream. A failing or panicking task
+// returns an error naming the job, batch, task and worker (a panic's stack
+// goes to the worker's log); the worker runs on. Config.MapMemory bounds a
+// job's map side on a worker: half fetched ahead, half partial
+// aggregation.
+//
 // # Jobs
 //
 // A job is registered (RegisterJob: its plan, checked by the leader with
@@ -165,12 +191,14 @@
 //
 // A Node owns its goroutines (the mux's accept loop and per-connection
 // sniffers, the gRPC server, the leadership watcher, the hello loop of a
-// node not yet part of a formed group) and Close stops and
-// waits for all of them, and the job manager's loop, which stops and waits
-// for its runs; then it closes the state stores, once their requests are
-// done. The FSM, the client pool, the Inbox and the job manager have one
-// lock each, and so do the state stores; none is held while another is
-// taken. A state partition's lock is held through the request that uses
+// node not yet part of a formed group, the map tasks' readers, workers and
+// pushes, and the job sources' followers) and Close stops and waits for
+// all of them, and the job manager's loop, which stops and waits for its
+// runs; it cancels running map tasks and waits for them before it closes
+// their sources, then it closes the state stores, once their requests are
+// done. The FSM, the client pool, the Inbox, the job manager and the map
+// jobs have one lock each, and so do the state stores; none is held while
+// another is taken. A state partition's lock is held through the request that uses
 // it, while those are taken (a reduce takes partials from the Inbox, and
 // reaches the standby through the client pool).
 package cluster

@@ -75,6 +75,10 @@ type Config struct {
 	// reach before the batch commits). Default 0: 2 when the group has 2
 	// or more workers, else 1.
 	StateReplicas int
+	// MapMemory bounds the memory of each job's map tasks on the worker:
+	// half for the records its Kafka readers fetch ahead between batches,
+	// half for the partial aggregations; default 64 MiB.
+	MapMemory int64
 }
 
 // DefaultConfig returns a Config with every default set. The timeouts let
@@ -89,6 +93,7 @@ func DefaultConfig() Config {
 		ApplyTimeout:       5 * time.Second,
 		HelloTimeout:       5 * time.Second,
 		ShuffleMemory:      DefaultShuffleMemory,
+		MapMemory:          DefaultMapMemory,
 	}
 }
 
@@ -102,8 +107,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: a worker needs a data directory (--data)", ErrConfig)
 	case c.HeartbeatTimeout <= 0 || c.ElectionTimeout <= 0 || c.LeaderLeaseTimeout <= 0 || c.ApplyTimeout <= 0 || c.HelloTimeout <= 0:
 		return fmt.Errorf("%w: timeouts must be positive (start from DefaultConfig)", ErrConfig)
-	case c.ShuffleMemory <= 0:
-		return fmt.Errorf("%w: ShuffleMemory must be positive (start from DefaultConfig)", ErrConfig)
+	case c.ShuffleMemory <= 0 || c.MapMemory <= 0:
+		return fmt.Errorf("%w: ShuffleMemory and MapMemory must be positive (start from DefaultConfig)", ErrConfig)
 	case c.StateReplicas < 0 || c.StateReplicas > 2:
 		return fmt.Errorf("%w: --state-replicas %d: want 1 (no standby) or 2 (a standby for each state partition)", ErrConfig, c.StateReplicas)
 	case c.StateReplicas == 2 && c.Peers != nil && len(c.Peers) < 2:
@@ -148,6 +153,7 @@ type Node struct {
 	inbox     *Inbox
 	jobs      *jobManager
 	states    *jobStates
+	maps      *mapJobs
 	stop      chan struct{}
 	stopCtx   context.Context // canceled by Close
 	cancel    context.CancelFunc
@@ -196,6 +202,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	n.inbox = NewInbox(cfg.ShuffleMemory, 0)
 	n.jobs = newJobManager(n, cfg.Driver)
 	n.states = newJobStates(cfg.DataDir, n.ClusterID(), log)
+	n.maps = newMapJobs(cfg.MapMemory)
 	n.clients = newClientPool()
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -349,6 +356,7 @@ func (n *Node) serve(ln net.Listener) {
 	clusterpb.RegisterControlServer(n.grpc, &controlServer{n: n})
 	clusterpb.RegisterShuffleServer(n.grpc, &shuffleServer{fence: n, inbox: n.inbox})
 	clusterpb.RegisterStatePartitionsServer(n.grpc, newStateServer(n))
+	clusterpb.RegisterTaskServer(n.grpc, &taskServer{n: n})
 	n.wg.Go(func() {
 		_ = n.grpc.Serve(n.mux.grpc) // returns once Stop closes the listener
 	})
@@ -560,6 +568,7 @@ func (n *Node) Close() error {
 			n.mux.close()
 		}
 		n.wg.Wait()
+		n.maps.close() // after the gRPC server: no task starts now
 		errs = append(errs, n.states.close())
 		n.clients.close()
 		if n.store != nil {

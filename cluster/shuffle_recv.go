@@ -496,29 +496,13 @@ type fenced struct {
 // assignment epoch than the job's, or a partition the member is not r.role
 // of in that epoch. It returns the job and the partition.
 func checkFence(f shuffleFence, r fenced) (*clusterpb.Job, *clusterpb.StatePartition, error) {
-	name, id, term, err := f.fenceView()
+	name, job, err := checkJobFence(f, r.what, r.header, r.job, r.batch)
 	if err != nil {
 		return nil, nil, err
 	}
-	h := r.header
-	switch {
-	case h.GetClusterId() != id:
-		return nil, nil, status.Errorf(codes.FailedPrecondition, "%v: %s is a member of cluster %s, %s came from cluster %q (member %q)", ErrPeersDisagree, name, id, r.what, h.GetClusterId(), h.GetFrom())
-	case h.GetTerm() < term:
-		return nil, nil, status.Errorf(codes.FailedPrecondition, "%v: %s of job %s batch %d planned in term %d, from %s; %s is in term %d", ErrStaleTerm, r.what, r.job, r.batch, h.GetTerm(), h.GetFrom(), name, term)
-	}
-	job, ok := f.job(r.job)
-	if !ok {
-		return nil, nil, status.Errorf(codes.NotFound, "%v: %s does not know job %q (was it registered? %s came from %s)", ErrUnknownJob, name, r.job, r.what, h.GetFrom())
-	}
 	a := job.Assignment
-	switch epoch := a.GetEpoch(); {
-	case h.GetEpoch() < epoch:
-		return nil, nil, status.Errorf(codes.FailedPrecondition, "%v: job %s batch %d: %s of epoch %d from %s; the job's assignment is at epoch %d", ErrStaleEpoch, r.job, r.batch, r.what, h.GetEpoch(), h.GetFrom(), epoch)
-	case h.GetEpoch() > epoch:
-		return nil, nil, status.Errorf(codes.Unavailable, "%v: job %s: %s has not applied epoch %d yet (it is at %d; retry)", ErrStaleEpoch, r.job, name, h.GetEpoch(), epoch)
-	case r.partition < 0 || int(r.partition) >= len(a.State):
-		return nil, nil, status.Errorf(codes.InvalidArgument, "%v: job %s epoch %d has %d state partitions, not %d", ErrShuffleRefused, r.job, epoch, len(a.State), r.partition)
+	if r.partition < 0 || int(r.partition) >= len(a.State) {
+		return nil, nil, status.Errorf(codes.InvalidArgument, "%v: job %s epoch %d has %d state partitions, not %d", ErrShuffleRefused, r.job, a.GetEpoch(), len(a.State), r.partition)
 	}
 	p := a.State[r.partition]
 	is := p.Owner
@@ -529,6 +513,35 @@ func checkFence(f shuffleFence, r fenced) (*clusterpb.Job, *clusterpb.StateParti
 		return nil, nil, status.Errorf(codes.FailedPrecondition, "%v: job %s epoch %d: the %s of state partition %d is %s, not %s", ErrStaleEpoch, r.job, a.GetEpoch(), r.role, r.partition, is, name)
 	}
 	return job, p, nil
+}
+
+// checkJobFence refuses what (a request of job's batch with header h),
+// with a gRPC status, when it comes from another cluster or an older Raft
+// term, names a job f does not know or another assignment epoch than the
+// job's (a newer one is Unavailable: this member has not applied it yet).
+// It returns this member's name and the job.
+func checkJobFence(f shuffleFence, what string, h *clusterpb.Header, jobName string, batch int64) (string, *clusterpb.Job, error) {
+	name, id, term, err := f.fenceView()
+	if err != nil {
+		return "", nil, err
+	}
+	switch {
+	case h.GetClusterId() != id:
+		return "", nil, status.Errorf(codes.FailedPrecondition, "%v: %s is a member of cluster %s, %s came from cluster %q (member %q)", ErrPeersDisagree, name, id, what, h.GetClusterId(), h.GetFrom())
+	case h.GetTerm() < term:
+		return "", nil, status.Errorf(codes.FailedPrecondition, "%v: %s of job %s batch %d planned in term %d, from %s; %s is in term %d", ErrStaleTerm, what, jobName, batch, h.GetTerm(), h.GetFrom(), name, term)
+	}
+	job, ok := f.job(jobName)
+	if !ok {
+		return "", nil, status.Errorf(codes.NotFound, "%v: %s does not know job %q (was it registered? %s came from %s)", ErrUnknownJob, name, jobName, what, h.GetFrom())
+	}
+	switch epoch := job.Assignment.GetEpoch(); {
+	case h.GetEpoch() < epoch:
+		return "", nil, status.Errorf(codes.FailedPrecondition, "%v: job %s batch %d: %s of epoch %d from %s; the job's assignment is at epoch %d", ErrStaleEpoch, jobName, batch, what, h.GetEpoch(), h.GetFrom(), epoch)
+	case h.GetEpoch() > epoch:
+		return "", nil, status.Errorf(codes.Unavailable, "%v: job %s: %s has not applied epoch %d yet (it is at %d; retry)", ErrStaleEpoch, jobName, name, h.GetEpoch(), epoch)
+	}
+	return name, job, nil
 }
 
 // blockReader parses a block stream cut into messages at any byte. A block

@@ -8,6 +8,7 @@ import (
 	"runtime/debug"
 	"sync"
 
+	"github.com/gostream/gostream/engine/task"
 	"github.com/gostream/gostream/state"
 )
 
@@ -67,9 +68,6 @@ const (
 	batchShare         = 4
 	partialShare       = 16
 	fetchAheadShare    = 16
-	partialGroupBytes  = 64 // a partial aggregation's memory per group
-	maxPartialGroups   = 1 << 18
-	minPartialGroups   = 1 << 12
 	maxReadCache       = 16 << 20
 	maxMemTable        = 256 << 20
 	backlogStateTables = 16 << 20
@@ -93,7 +91,7 @@ func planMemory(budget int64, parts int, backlog bool) memoryPlan {
 	m.fetchAhead = budget / fetchAheadShare
 	m.batch = budget / batchShare
 	workers := int64(runtime.GOMAXPROCS(0))
-	m.partialGroups = int(min(max(budget/partialShare/workers/partialGroupBytes, minPartialGroups), maxPartialGroups))
+	m.partialGroups = task.PartialGroups(budget / partialShare / workers)
 	return m
 }
 

@@ -14,6 +14,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/gostream/gostream/engine/task"
 	"github.com/gostream/gostream/kafkasrc"
 	"github.com/gostream/gostream/state"
 )
@@ -31,12 +32,12 @@ func TestPlanMemorySplit(t *testing.T) {
 				m := planMemory(budget, parts, backlog)
 				name := fmt.Sprintf("budget %d MiB, %d partitions, backlog %v", budget>>20, parts, backlog)
 				planned := fixedBytes + m.pebbleBytes() + int64(parts)*m.stateTable + m.fetchAhead + m.batch +
-					workers*int64(m.partialGroups)*partialGroupBytes
+					workers*int64(m.partialGroups)*task.PartialGroupBytes
 				if planned > budget {
 					t.Errorf("%s: the shares add up to %d bytes, over the budget by %d", name, planned, planned-budget)
 				}
 				if m.memTable < 1<<20 || m.blockCache <= 0 || m.stateTable <= 0 || m.fetchAhead <= 0 || m.batch <= 0 ||
-					m.partialGroups < minPartialGroups || m.partialGroups > maxPartialGroups {
+					m.partialGroups < task.MinPartialGroups || m.partialGroups > task.MaxPartialGroups {
 					t.Errorf("%s: a share is out of range: %+v", name, m)
 				}
 				if m.readCache > m.stateTable || backlog && m.readCache != 0 {

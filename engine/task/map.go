@@ -66,6 +66,22 @@ func PanicError(p any) error {
 	return fmt.Errorf("%w: %v", ErrPanic, p)
 }
 
+// PartialGroupBytes is the memory a partial aggregation takes per group,
+// as PartialGroups counts it; MinPartialGroups and MaxPartialGroups bound
+// what PartialGroups returns.
+const (
+	PartialGroupBytes = 64
+	MinPartialGroups  = 1 << 12
+	MaxPartialGroups  = 1 << 18
+)
+
+// PartialGroups is the MapConfig.PartialGroups that fits a map worker's
+// partial aggregation in bytes of memory, within [MinPartialGroups,
+// MaxPartialGroups].
+func PartialGroups(bytes int64) int {
+	return int(min(max(bytes/PartialGroupBytes, MinPartialGroups), MaxPartialGroups))
+}
+
 // Mapper runs the map tasks of one query: it reads offset ranges through
 // the plan's narrow operators and, when the plan aggregates, its partial
 // aggregation into exchange buckets. It is safe for concurrent use; its
@@ -118,12 +134,13 @@ type Output struct {
 // what each task produced and the number of records read. ts is the
 // batch's timestamp (its offsets entry's), the plan's current_timestamp:
 // runs of different batches must not overlap, as they share the plan's
-// clock. Without an
-// aggregation, one task per range emits rows in offset order. With one, a
-// reader per range hands record slices to one aggregating worker per core,
-// so both cores stay busy whatever the number of partitions and their
-// skew; each worker's output holds its buckets. Run writes nothing durable:
-// a failed or canceled Run may be run again with the same ranges.
+// clock. Without an aggregation, one task per range emits rows in offset
+// order. With one, a reader per range hands record slices to one
+// aggregating worker per core, so both cores stay busy whatever the number
+// of partitions and their skew; each worker's output holds its buckets.
+// Run writes nothing durable: a failed or canceled Run may be run again
+// with the same ranges. A task's panic, or a registered function's
+// failure, fails Run with the error MapConfig.Catch makes of it.
 func (m *Mapper) Run(ctx context.Context, src *kafkasrc.Source, ranges []kafkasrc.Range, ts time.Time) ([]Output, int64, error) {
 	chain := m.plan.Narrow
 	if m.plan.Agg != nil {

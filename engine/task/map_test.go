@@ -2,50 +2,35 @@ package task_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kgo"
-
 	"github.com/gostream/gostream/engine"
 	"github.com/gostream/gostream/engine/task"
+	"github.com/gostream/gostream/internal/embedtest"
 	"github.com/gostream/gostream/kafkasrc"
 	"github.com/gostream/gostream/operators"
 	"github.com/gostream/gostream/proto/planpb"
 )
 
-// broker starts an in-process broker (kfake) with topic logs in 3
-// partitions, produces lines round-robin, and returns a Source reading it
-// and the ranges holding every line.
+// broker starts an in-process broker with topic logs in 3 partitions,
+// produces lines round-robin, and returns a Source reading it and the
+// ranges holding every line.
 func broker(t *testing.T, lines ...string) (string, *kafkasrc.Source, []kafkasrc.Range) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	e, err := kafkasrc.StartEmbedded(ctx, "logs", 3)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Close)
-	cl, err := kgo.NewClient(kgo.SeedBrokers(e.Addrs()...), kgo.RecordPartitioner(kgo.RoundRobinPartitioner()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	var recs []*kgo.Record
-	for _, l := range lines {
-		recs = append(recs, &kgo.Record{Topic: "logs", Value: []byte(l)})
-	}
-	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
-		t.Fatal(err)
-	}
-	src, err := kafkasrc.NewSource(kafkasrc.Config{Brokers: e.Addrs()})
+	brokers := embedtest.Start(t, "logs", 3)
+	embedtest.Produce(t, brokers, "logs", lines...)
+	src, err := kafkasrc.NewSource(kafkasrc.Config{Brokers: strings.Split(brokers, ",")})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(src.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
 	_, latest, err := src.Offsets(ctx, []string{"logs"})
 	if err != nil {
 		t.Fatal(err)
@@ -54,7 +39,7 @@ func broker(t *testing.T, lines ...string) (string, *kafkasrc.Source, []kafkasrc
 	for p, end := range latest["logs"] {
 		ranges = append(ranges, kafkasrc.Range{Topic: "logs", Partition: p, Until: end})
 	}
-	return strings.Join(e.Addrs(), ","), src, ranges
+	return brokers, src, ranges
 }
 
 func lines(s *engine.Session, brokers string) *engine.DataFrame {
@@ -195,5 +180,39 @@ func TestNewMapperNeedsExchange(t *testing.T) {
 	df := lines(s, "127.0.0.1:1").GroupBy(engine.Col("value")).Count()
 	if _, err := task.NewMapper(compile(t, df.Plan()), task.MapConfig{}); err == nil {
 		t.Fatal("NewMapper of an aggregation without an Exchange succeeded")
+	}
+}
+
+// TestMapperUDFPanic checks that a registered function's panic fails the
+// map task with the function's *operators.FuncError (task.Recover), with
+// and without aggregation, instead of the process.
+func TestMapperUDFPanic(t *testing.T) {
+	regs := engine.NewRegistrations()
+	defer regs.Close()
+	err := regs.RegisterUDF("task_test_panics_on_boom", func(s string) string {
+		if s == "boom" {
+			panic("boom")
+		}
+		return s
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	brokers, src, ranges := broker(t, "a", "b", "boom", "c")
+	df := lines(engine.NewSession(), brokers).Select(engine.Udf("task_test_panics_on_boom", engine.Col("value")).As("v"))
+	x, err := operators.PartitionExchange(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []*planpb.Plan{df.Plan(), df.GroupBy(engine.Col("v")).Count().Plan()} {
+		m, err := task.NewMapper(compile(t, p), task.MapConfig{Exchange: x, PartialGroups: 16})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _, err = m.Run(context.Background(), src, ranges, time.Now())
+		var fe *operators.FuncError
+		if !errors.As(err, &fe) || fe.Func != "task_test_panics_on_boom" || !strings.Contains(err.Error(), "map task") {
+			t.Fatalf("error %v, want the function's FuncError, naming the map task", err)
+		}
 	}
 }

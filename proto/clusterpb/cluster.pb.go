@@ -3256,6 +3256,244 @@ func (x *ReplicateResponse) GetApplied() bool {
 	return false
 }
 
+// MapRange is one Kafka offset range a map task reads: the offsets
+// [from, until) of a partition.
+type MapRange struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Topic         string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	Partition     int32                  `protobuf:"varint,2,opt,name=partition,proto3" json:"partition,omitempty"`
+	From          int64                  `protobuf:"varint,3,opt,name=from,proto3" json:"from,omitempty"`
+	Until         int64                  `protobuf:"varint,4,opt,name=until,proto3" json:"until,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MapRange) Reset() {
+	*x = MapRange{}
+	mi := &file_cluster_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MapRange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MapRange) ProtoMessage() {}
+
+func (x *MapRange) ProtoReflect() protoreflect.Message {
+	mi := &file_cluster_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MapRange.ProtoReflect.Descriptor instead.
+func (*MapRange) Descriptor() ([]byte, []int) {
+	return file_cluster_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *MapRange) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *MapRange) GetPartition() int32 {
+	if x != nil {
+		return x.Partition
+	}
+	return 0
+}
+
+func (x *MapRange) GetFrom() int64 {
+	if x != nil {
+		return x.From
+	}
+	return 0
+}
+
+func (x *MapRange) GetUntil() int64 {
+	if x != nil {
+		return x.Until
+	}
+	return 0
+}
+
+// MapRequest runs one attempt of a batch's map task on the worker its
+// ranges' Kafka partitions are assigned to. The header carries the cluster
+// id, the Raft term of the driver that planned the batch and the
+// assignment epoch the task runs in.
+type MapRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Header  *Header                `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	Job     string                 `protobuf:"bytes,2,opt,name=job,proto3" json:"job,omitempty"`
+	Batch   int64                  `protobuf:"varint,3,opt,name=batch,proto3" json:"batch,omitempty"`
+	Task    int32                  `protobuf:"varint,4,opt,name=task,proto3" json:"task,omitempty"`       // in [0, tasks of the batch)
+	Attempt uint32                 `protobuf:"varint,5,opt,name=attempt,proto3" json:"attempt,omitempty"` // from 1; only the latest one counts
+	Ranges  []*MapRange            `protobuf:"bytes,6,rep,name=ranges,proto3" json:"ranges,omitempty"`
+	// The batch's timestamp, from its offsets entry: what current_timestamp
+	// returns in the task, the same in every task and attempt of the batch.
+	BatchTimestampMs int64 `protobuf:"varint,7,opt,name=batch_timestamp_ms,json=batchTimestampMs,proto3" json:"batch_timestamp_ms,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *MapRequest) Reset() {
+	*x = MapRequest{}
+	mi := &file_cluster_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MapRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MapRequest) ProtoMessage() {}
+
+func (x *MapRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cluster_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MapRequest.ProtoReflect.Descriptor instead.
+func (*MapRequest) Descriptor() ([]byte, []int) {
+	return file_cluster_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *MapRequest) GetHeader() *Header {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+func (x *MapRequest) GetJob() string {
+	if x != nil {
+		return x.Job
+	}
+	return ""
+}
+
+func (x *MapRequest) GetBatch() int64 {
+	if x != nil {
+		return x.Batch
+	}
+	return 0
+}
+
+func (x *MapRequest) GetTask() int32 {
+	if x != nil {
+		return x.Task
+	}
+	return 0
+}
+
+func (x *MapRequest) GetAttempt() uint32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
+func (x *MapRequest) GetRanges() []*MapRange {
+	if x != nil {
+		return x.Ranges
+	}
+	return nil
+}
+
+func (x *MapRequest) GetBatchTimestampMs() int64 {
+	if x != nil {
+		return x.BatchTimestampMs
+	}
+	return 0
+}
+
+// MapResponse reports a map task attempt whose partials every state
+// partition's owner took (Shuffle.Push) for the attempt.
+type MapResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Records       int64                  `protobuf:"varint,1,opt,name=records,proto3" json:"records,omitempty"`                      // Kafka records read
+	BytesSent     uint64                 `protobuf:"varint,2,opt,name=bytes_sent,json=bytesSent,proto3" json:"bytes_sent,omitempty"` // block stream bytes pushed to the owners
+	MapMs         int64                  `protobuf:"varint,3,opt,name=map_ms,json=mapMs,proto3" json:"map_ms,omitempty"`             // reading the ranges, narrow operators, partial aggregation
+	ShuffleMs     int64                  `protobuf:"varint,4,opt,name=shuffle_ms,json=shuffleMs,proto3" json:"shuffle_ms,omitempty"` // pushing the partials to the owners
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MapResponse) Reset() {
+	*x = MapResponse{}
+	mi := &file_cluster_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MapResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MapResponse) ProtoMessage() {}
+
+func (x *MapResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cluster_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MapResponse.ProtoReflect.Descriptor instead.
+func (*MapResponse) Descriptor() ([]byte, []int) {
+	return file_cluster_proto_rawDescGZIP(), []int{48}
+}
+
+func (x *MapResponse) GetRecords() int64 {
+	if x != nil {
+		return x.Records
+	}
+	return 0
+}
+
+func (x *MapResponse) GetBytesSent() uint64 {
+	if x != nil {
+		return x.BytesSent
+	}
+	return 0
+}
+
+func (x *MapResponse) GetMapMs() int64 {
+	if x != nil {
+		return x.MapMs
+	}
+	return 0
+}
+
+func (x *MapResponse) GetShuffleMs() int64 {
+	if x != nil {
+		return x.ShuffleMs
+	}
+	return 0
+}
+
 var File_cluster_proto protoreflect.FileDescriptor
 
 const file_cluster_proto_rawDesc = "" +
@@ -3496,7 +3734,28 @@ const file_cluster_proto_rawDesc = "" +
 	"\x03end\x18\x03 \x01(\v2!.gostream.cluster.v1.ReplicateEndH\x00R\x03endB\x06\n" +
 	"\x04kind\"-\n" +
 	"\x11ReplicateResponse\x12\x18\n" +
-	"\aapplied\x18\x01 \x01(\bR\aapplied*>\n" +
+	"\aapplied\x18\x01 \x01(\bR\aapplied\"h\n" +
+	"\bMapRange\x12\x14\n" +
+	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x1c\n" +
+	"\tpartition\x18\x02 \x01(\x05R\tpartition\x12\x12\n" +
+	"\x04from\x18\x03 \x01(\x03R\x04from\x12\x14\n" +
+	"\x05until\x18\x04 \x01(\x03R\x05until\"\xfc\x01\n" +
+	"\n" +
+	"MapRequest\x123\n" +
+	"\x06header\x18\x01 \x01(\v2\x1b.gostream.cluster.v1.HeaderR\x06header\x12\x10\n" +
+	"\x03job\x18\x02 \x01(\tR\x03job\x12\x14\n" +
+	"\x05batch\x18\x03 \x01(\x03R\x05batch\x12\x12\n" +
+	"\x04task\x18\x04 \x01(\x05R\x04task\x12\x18\n" +
+	"\aattempt\x18\x05 \x01(\rR\aattempt\x125\n" +
+	"\x06ranges\x18\x06 \x03(\v2\x1d.gostream.cluster.v1.MapRangeR\x06ranges\x12,\n" +
+	"\x12batch_timestamp_ms\x18\a \x01(\x03R\x10batchTimestampMs\"|\n" +
+	"\vMapResponse\x12\x18\n" +
+	"\arecords\x18\x01 \x01(\x03R\arecords\x12\x1d\n" +
+	"\n" +
+	"bytes_sent\x18\x02 \x01(\x04R\tbytesSent\x12\x15\n" +
+	"\x06map_ms\x18\x03 \x01(\x03R\x05mapMs\x12\x1d\n" +
+	"\n" +
+	"shuffle_ms\x18\x04 \x01(\x03R\tshuffleMs*>\n" +
 	"\bJobState\x12\v\n" +
 	"\aRUNNING\x10\x00\x12\v\n" +
 	"\aSTOPPED\x10\x01\x12\n" +
@@ -3517,7 +3776,9 @@ const file_cluster_proto_rawDesc = "" +
 	"\x0fStatePartitions\x12S\n" +
 	"\x06Reduce\x12\".gostream.cluster.v1.ReduceRequest\x1a#.gostream.cluster.v1.ReduceResponse0\x01\x12M\n" +
 	"\x04Rows\x12 .gostream.cluster.v1.RowsRequest\x1a!.gostream.cluster.v1.RowsResponse0\x01\x12\\\n" +
-	"\tReplicate\x12%.gostream.cluster.v1.ReplicateMessage\x1a&.gostream.cluster.v1.ReplicateResponse(\x01B.Z,github.com/gostream/gostream/proto/clusterpbb\x06proto3"
+	"\tReplicate\x12%.gostream.cluster.v1.ReplicateMessage\x1a&.gostream.cluster.v1.ReplicateResponse(\x012P\n" +
+	"\x04Task\x12H\n" +
+	"\x03Map\x12\x1f.gostream.cluster.v1.MapRequest\x1a .gostream.cluster.v1.MapResponseB.Z,github.com/gostream/gostream/proto/clusterpbb\x06proto3"
 
 var (
 	file_cluster_proto_rawDescOnce sync.Once
@@ -3532,7 +3793,7 @@ func file_cluster_proto_rawDescGZIP() []byte {
 }
 
 var file_cluster_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 48)
+var file_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 51)
 var file_cluster_proto_goTypes = []any{
 	(JobState)(0),               // 0: gostream.cluster.v1.JobState
 	(*Member)(nil),              // 1: gostream.cluster.v1.Member
@@ -3581,8 +3842,11 @@ var file_cluster_proto_goTypes = []any{
 	(*ReplicateEnd)(nil),        // 44: gostream.cluster.v1.ReplicateEnd
 	(*ReplicateMessage)(nil),    // 45: gostream.cluster.v1.ReplicateMessage
 	(*ReplicateResponse)(nil),   // 46: gostream.cluster.v1.ReplicateResponse
-	nil,                         // 47: gostream.cluster.v1.Job.OptionsEntry
-	nil,                         // 48: gostream.cluster.v1.State.JobsEntry
+	(*MapRange)(nil),            // 47: gostream.cluster.v1.MapRange
+	(*MapRequest)(nil),          // 48: gostream.cluster.v1.MapRequest
+	(*MapResponse)(nil),         // 49: gostream.cluster.v1.MapResponse
+	nil,                         // 50: gostream.cluster.v1.Job.OptionsEntry
+	nil,                         // 51: gostream.cluster.v1.State.JobsEntry
 }
 var file_cluster_proto_depIdxs = []int32{
 	2,  // 0: gostream.cluster.v1.OffsetsEntry.start:type_name -> gostream.cluster.v1.PartitionOffset
@@ -3590,12 +3854,12 @@ var file_cluster_proto_depIdxs = []int32{
 	3,  // 2: gostream.cluster.v1.BatchLogEntry.offsets:type_name -> gostream.cluster.v1.OffsetsEntry
 	5,  // 3: gostream.cluster.v1.Assignment.kafka:type_name -> gostream.cluster.v1.KafkaAssignment
 	6,  // 4: gostream.cluster.v1.Assignment.state:type_name -> gostream.cluster.v1.StatePartition
-	47, // 5: gostream.cluster.v1.Job.options:type_name -> gostream.cluster.v1.Job.OptionsEntry
+	50, // 5: gostream.cluster.v1.Job.options:type_name -> gostream.cluster.v1.Job.OptionsEntry
 	4,  // 6: gostream.cluster.v1.Job.batch_log:type_name -> gostream.cluster.v1.BatchLogEntry
 	7,  // 7: gostream.cluster.v1.Job.assignment:type_name -> gostream.cluster.v1.Assignment
 	0,  // 8: gostream.cluster.v1.Job.state:type_name -> gostream.cluster.v1.JobState
 	1,  // 9: gostream.cluster.v1.State.members:type_name -> gostream.cluster.v1.Member
-	48, // 10: gostream.cluster.v1.State.jobs:type_name -> gostream.cluster.v1.State.JobsEntry
+	51, // 10: gostream.cluster.v1.State.jobs:type_name -> gostream.cluster.v1.State.JobsEntry
 	11, // 11: gostream.cluster.v1.Command.init:type_name -> gostream.cluster.v1.Init
 	12, // 12: gostream.cluster.v1.Command.register_job:type_name -> gostream.cluster.v1.RegisterJob
 	13, // 13: gostream.cluster.v1.Command.append_batch_log:type_name -> gostream.cluster.v1.AppendBatchLog
@@ -3636,34 +3900,38 @@ var file_cluster_proto_depIdxs = []int32{
 	16, // 48: gostream.cluster.v1.ReplicateOpen.header:type_name -> gostream.cluster.v1.Header
 	43, // 49: gostream.cluster.v1.ReplicateMessage.open:type_name -> gostream.cluster.v1.ReplicateOpen
 	44, // 50: gostream.cluster.v1.ReplicateMessage.end:type_name -> gostream.cluster.v1.ReplicateEnd
-	8,  // 51: gostream.cluster.v1.State.JobsEntry.value:type_name -> gostream.cluster.v1.Job
-	17, // 52: gostream.cluster.v1.Control.Status:input_type -> gostream.cluster.v1.StatusRequest
-	23, // 53: gostream.cluster.v1.Control.RegisterJob:input_type -> gostream.cluster.v1.RegisterJobRequest
-	21, // 54: gostream.cluster.v1.Control.MemberInfo:input_type -> gostream.cluster.v1.MemberInfoRequest
-	32, // 55: gostream.cluster.v1.Control.Hello:input_type -> gostream.cluster.v1.HelloRequest
-	25, // 56: gostream.cluster.v1.Control.Jobs:input_type -> gostream.cluster.v1.JobsRequest
-	27, // 57: gostream.cluster.v1.Control.StopJob:input_type -> gostream.cluster.v1.StopJobRequest
-	29, // 58: gostream.cluster.v1.Control.Watch:input_type -> gostream.cluster.v1.WatchRequest
-	36, // 59: gostream.cluster.v1.Shuffle.Push:input_type -> gostream.cluster.v1.ShuffleMessage
-	38, // 60: gostream.cluster.v1.StatePartitions.Reduce:input_type -> gostream.cluster.v1.ReduceRequest
-	41, // 61: gostream.cluster.v1.StatePartitions.Rows:input_type -> gostream.cluster.v1.RowsRequest
-	45, // 62: gostream.cluster.v1.StatePartitions.Replicate:input_type -> gostream.cluster.v1.ReplicateMessage
-	20, // 63: gostream.cluster.v1.Control.Status:output_type -> gostream.cluster.v1.StatusResponse
-	24, // 64: gostream.cluster.v1.Control.RegisterJob:output_type -> gostream.cluster.v1.RegisterJobResponse
-	22, // 65: gostream.cluster.v1.Control.MemberInfo:output_type -> gostream.cluster.v1.MemberInfoResponse
-	33, // 66: gostream.cluster.v1.Control.Hello:output_type -> gostream.cluster.v1.HelloResponse
-	26, // 67: gostream.cluster.v1.Control.Jobs:output_type -> gostream.cluster.v1.JobsResponse
-	28, // 68: gostream.cluster.v1.Control.StopJob:output_type -> gostream.cluster.v1.StopJobResponse
-	31, // 69: gostream.cluster.v1.Control.Watch:output_type -> gostream.cluster.v1.WatchEvent
-	37, // 70: gostream.cluster.v1.Shuffle.Push:output_type -> gostream.cluster.v1.ShuffleResponse
-	40, // 71: gostream.cluster.v1.StatePartitions.Reduce:output_type -> gostream.cluster.v1.ReduceResponse
-	42, // 72: gostream.cluster.v1.StatePartitions.Rows:output_type -> gostream.cluster.v1.RowsResponse
-	46, // 73: gostream.cluster.v1.StatePartitions.Replicate:output_type -> gostream.cluster.v1.ReplicateResponse
-	63, // [63:74] is the sub-list for method output_type
-	52, // [52:63] is the sub-list for method input_type
-	52, // [52:52] is the sub-list for extension type_name
-	52, // [52:52] is the sub-list for extension extendee
-	0,  // [0:52] is the sub-list for field type_name
+	16, // 51: gostream.cluster.v1.MapRequest.header:type_name -> gostream.cluster.v1.Header
+	47, // 52: gostream.cluster.v1.MapRequest.ranges:type_name -> gostream.cluster.v1.MapRange
+	8,  // 53: gostream.cluster.v1.State.JobsEntry.value:type_name -> gostream.cluster.v1.Job
+	17, // 54: gostream.cluster.v1.Control.Status:input_type -> gostream.cluster.v1.StatusRequest
+	23, // 55: gostream.cluster.v1.Control.RegisterJob:input_type -> gostream.cluster.v1.RegisterJobRequest
+	21, // 56: gostream.cluster.v1.Control.MemberInfo:input_type -> gostream.cluster.v1.MemberInfoRequest
+	32, // 57: gostream.cluster.v1.Control.Hello:input_type -> gostream.cluster.v1.HelloRequest
+	25, // 58: gostream.cluster.v1.Control.Jobs:input_type -> gostream.cluster.v1.JobsRequest
+	27, // 59: gostream.cluster.v1.Control.StopJob:input_type -> gostream.cluster.v1.StopJobRequest
+	29, // 60: gostream.cluster.v1.Control.Watch:input_type -> gostream.cluster.v1.WatchRequest
+	36, // 61: gostream.cluster.v1.Shuffle.Push:input_type -> gostream.cluster.v1.ShuffleMessage
+	38, // 62: gostream.cluster.v1.StatePartitions.Reduce:input_type -> gostream.cluster.v1.ReduceRequest
+	41, // 63: gostream.cluster.v1.StatePartitions.Rows:input_type -> gostream.cluster.v1.RowsRequest
+	45, // 64: gostream.cluster.v1.StatePartitions.Replicate:input_type -> gostream.cluster.v1.ReplicateMessage
+	48, // 65: gostream.cluster.v1.Task.Map:input_type -> gostream.cluster.v1.MapRequest
+	20, // 66: gostream.cluster.v1.Control.Status:output_type -> gostream.cluster.v1.StatusResponse
+	24, // 67: gostream.cluster.v1.Control.RegisterJob:output_type -> gostream.cluster.v1.RegisterJobResponse
+	22, // 68: gostream.cluster.v1.Control.MemberInfo:output_type -> gostream.cluster.v1.MemberInfoResponse
+	33, // 69: gostream.cluster.v1.Control.Hello:output_type -> gostream.cluster.v1.HelloResponse
+	26, // 70: gostream.cluster.v1.Control.Jobs:output_type -> gostream.cluster.v1.JobsResponse
+	28, // 71: gostream.cluster.v1.Control.StopJob:output_type -> gostream.cluster.v1.StopJobResponse
+	31, // 72: gostream.cluster.v1.Control.Watch:output_type -> gostream.cluster.v1.WatchEvent
+	37, // 73: gostream.cluster.v1.Shuffle.Push:output_type -> gostream.cluster.v1.ShuffleResponse
+	40, // 74: gostream.cluster.v1.StatePartitions.Reduce:output_type -> gostream.cluster.v1.ReduceResponse
+	42, // 75: gostream.cluster.v1.StatePartitions.Rows:output_type -> gostream.cluster.v1.RowsResponse
+	46, // 76: gostream.cluster.v1.StatePartitions.Replicate:output_type -> gostream.cluster.v1.ReplicateResponse
+	49, // 77: gostream.cluster.v1.Task.Map:output_type -> gostream.cluster.v1.MapResponse
+	66, // [66:78] is the sub-list for method output_type
+	54, // [54:66] is the sub-list for method input_type
+	54, // [54:54] is the sub-list for extension type_name
+	54, // [54:54] is the sub-list for extension extendee
+	0,  // [0:54] is the sub-list for field type_name
 }
 
 func init() { file_cluster_proto_init() }
@@ -3707,9 +3975,9 @@ func file_cluster_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cluster_proto_rawDesc), len(file_cluster_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   48,
+			NumMessages:   51,
 			NumExtensions: 0,
-			NumServices:   3,
+			NumServices:   4,
 		},
 		GoTypes:           file_cluster_proto_goTypes,
 		DependencyIndexes: file_cluster_proto_depIdxs,

@@ -688,3 +688,113 @@ var StatePartitions_ServiceDesc = grpc.ServiceDesc{
 	},
 	Metadata: "cluster.proto",
 }
+
+const (
+	Task_Map_FullMethodName = "/gostream.cluster.v1.Task/Map"
+)
+
+// TaskClient is the client API for Task service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// Task runs a job's tasks on a worker, served by every member.
+type TaskClient interface {
+	// Map reads the task's ranges, runs the narrow operators and the partial
+	// aggregation, and pushes each state partition's partials to its owner.
+	Map(ctx context.Context, in *MapRequest, opts ...grpc.CallOption) (*MapResponse, error)
+}
+
+type taskClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewTaskClient(cc grpc.ClientConnInterface) TaskClient {
+	return &taskClient{cc}
+}
+
+func (c *taskClient) Map(ctx context.Context, in *MapRequest, opts ...grpc.CallOption) (*MapResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(MapResponse)
+	err := c.cc.Invoke(ctx, Task_Map_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// TaskServer is the server API for Task service.
+// All implementations must embed UnimplementedTaskServer
+// for forward compatibility.
+//
+// Task runs a job's tasks on a worker, served by every member.
+type TaskServer interface {
+	// Map reads the task's ranges, runs the narrow operators and the partial
+	// aggregation, and pushes each state partition's partials to its owner.
+	Map(context.Context, *MapRequest) (*MapResponse, error)
+	mustEmbedUnimplementedTaskServer()
+}
+
+// UnimplementedTaskServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedTaskServer struct{}
+
+func (UnimplementedTaskServer) Map(context.Context, *MapRequest) (*MapResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Map not implemented")
+}
+func (UnimplementedTaskServer) mustEmbedUnimplementedTaskServer() {}
+func (UnimplementedTaskServer) testEmbeddedByValue()              {}
+
+// UnsafeTaskServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to TaskServer will
+// result in compilation errors.
+type UnsafeTaskServer interface {
+	mustEmbedUnimplementedTaskServer()
+}
+
+func RegisterTaskServer(s grpc.ServiceRegistrar, srv TaskServer) {
+	// If the following call pancis, it indicates UnimplementedTaskServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&Task_ServiceDesc, srv)
+}
+
+func _Task_Map_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(MapRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TaskServer).Map(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Task_Map_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TaskServer).Map(ctx, req.(*MapRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// Task_ServiceDesc is the grpc.ServiceDesc for Task service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var Task_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "gostream.cluster.v1.Task",
+	HandlerType: (*TaskServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "Map",
+			Handler:    _Task_Map_Handler,
+		},
+	},
+	Streams:  []grpc.StreamDesc{},
+	Metadata: "cluster.proto",
+}
