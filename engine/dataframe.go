@@ -33,6 +33,7 @@ func (df *DataFrame) derive(p *planpb.Plan, aggregated bool) *DataFrame {
 	if df.agg {
 		return df.s.failed(fmt.Errorf("%w: operators after an aggregation are not supported on a stream yet", ErrAnalysis))
 	}
+	df.s.zoned(p)
 	schema, err := schemaOf(p)
 	if err != nil {
 		return df.s.failed(fmt.Errorf("%w: %w", ErrAnalysis, err))

@@ -64,3 +64,23 @@ func TestConsoleShowsTimestampsAndStructs(t *testing.T) {
 		t.Fatalf("got\n%s\nwant\n%s", got, want)
 	}
 }
+
+// TestConsoleShowsTheSessionTimeZone checks that timestamps, nested ones
+// too, show in the session time zone.
+func TestConsoleShowsTheSessionTimeZone(t *testing.T) {
+	paris, err := time.LoadLocation("Europe/Paris")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := operators.Timestamp(time.Date(2026, 12, 5, 14, 0, 0, 0, time.UTC))
+	schema := operators.Schema{{Name: "ts", Type: planpb.DataType_TIMESTAMP}, {Name: "s", Type: planpb.DataType_STRUCT}}
+	rows := []operators.Row{{ts, operators.Value{Kind: operators.KindStruct, A: []operators.Value{ts}}}}
+	var buf bytes.Buffer
+	c := &ConsoleSink{W: &buf, NumRows: 20, TimeZone: paris}
+	if err := c.AddBatch(context.Background(), &Batch{Schema: schema, each: eachRow([][]operators.Row{rows})}); err != nil {
+		t.Fatal(err)
+	}
+	if want := "|2026-12-05 15:00:00|{2026-12-05 15:00:00}|"; !bytes.Contains(buf.Bytes(), []byte(want)) {
+		t.Fatalf("got\n%s\nwant a row %s", buf.String(), want)
+	}
+}

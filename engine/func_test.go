@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -171,5 +172,31 @@ func TestLinesPerLevelFromJSON(t *testing.T) {
 	want := map[any]string{"INFO": "2 201", "WARN": "1 <nil>", nil: "1 <nil>"}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("lines per level %v, want %v", got, want)
+	}
+}
+
+// TestSessionTimeZone runs a query of a session in Europe/Paris: zone-less
+// text is read in it and date_format writes in it, the word count beside it
+// counts as without a zone, and an unknown zone is refused at analysis.
+func TestSessionTimeZone(t *testing.T) {
+	addrs := embedded(t, "2026-12-05 15:00:00", "2026-12-05T14:00:00Z")
+	s := engine.NewSession(engine.WithTimeZone("Europe/Paris"))
+	ts := engine.ToTimestamp(engine.Col("line"), "")
+	df := logLines(s, addrs).Select(ts.As("ts"), engine.DateFormat(ts, "HH:mm z").As("local"))
+	for _, r := range runToTable(t, s, df, engine.Append) {
+		got, _ := r.Get("ts").(time.Time)
+		if !got.Equal(time.Date(2026, 12, 5, 14, 0, 0, 0, time.UTC)) || r.Get("local") != "15:00 CET" {
+			t.Errorf("row %v: want 14:00 UTC shown as 15:00 CET", r.Values())
+		}
+	}
+	counts := wordCounts(s, addrs)
+	q := runAvailable(t, counts.WriteStream().OutputMode(engine.Complete).Format("memory").QueryName("counts"))
+	if got := table(s.Table("counts")); got["15:00:00"] != 1 || got["2026-12-05"] != 1 || q.LastProgress().NumInputRows != 2 {
+		t.Fatalf("word counts %v", got)
+	}
+	bad := engine.NewSession(engine.WithTimeZone("Mars/Olympus_Mons"))
+	_, err := logLines(bad, addrs).Select(ts).WriteStream().Format("memory").QueryName("x").Start(context.Background())
+	if !errors.Is(err, engine.ErrAnalysis) || !strings.Contains(err.Error(), `unknown time zone "Mars/Olympus_Mons"`) {
+		t.Fatalf("unknown zone: %v", err)
 	}
 }

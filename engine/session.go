@@ -15,7 +15,8 @@ import (
 // Session is the entry point, like Spark's SparkSession: it reads streams
 // and tracks the queries it started. Safe for concurrent use.
 type Session struct {
-	log *slog.Logger
+	log      *slog.Logger
+	timeZone string // the session time zone's name; "": UTC
 
 	mu struct {
 		sync.Mutex

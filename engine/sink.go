@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 	"unicode/utf16"
 
 	"github.com/gostream/gostream/operators"
@@ -64,6 +65,7 @@ type ConsoleSink struct {
 	W        io.Writer
 	NumRows  int
 	Truncate int
+	TimeZone *time.Location // timestamps are shown in it; nil: UTC
 }
 
 // AddBatch prints the batch.
@@ -103,7 +105,7 @@ func (c *ConsoleSink) AddBatch(_ context.Context, b *Batch) error {
 var errStopEach = errors.New("stop")
 
 func (c *ConsoleSink) cell(v operators.Value) string {
-	s := string(v.AppendText(nil)) // a null is NULL, as Spark 3.5's show() prints it
+	s := string(v.AppendTextIn(nil, c.TimeZone)) // a null is NULL, as Spark 3.5's show() prints it
 	if c.Truncate > 0 && javaLen(s) > c.Truncate {
 		if c.Truncate < 4 {
 			return javaSubstring(s, c.Truncate)

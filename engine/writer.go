@@ -259,7 +259,7 @@ func (w *DataStreamWriter) resolveSink(stdout io.Writer) (Sink, error) {
 	}
 	switch format {
 	case "console":
-		c := &ConsoleSink{W: stdout, NumRows: 20, Truncate: 20}
+		c := &ConsoleSink{W: stdout, NumRows: 20, Truncate: 20, TimeZone: w.df.s.zone()}
 		if v, ok := w.opts.get("numRows"); ok {
 			n, err := strconv.Atoi(v)
 			if err != nil || n < 0 {

@@ -34,7 +34,7 @@ func CompileAggregate(a *planpb.Aggregate) (*Aggregation, error) {
 		return nil, err
 	}
 	g := &Aggregation{input: input, node: a}
-	keys, keySchema, err := compileNamed(a.GetGroupBy(), input.Schema(), input.Clock())
+	keys, keySchema, err := compileNamed(a.GetGroupBy(), input.Schema(), input.env())
 	if err != nil {
 		return nil, err
 	}
@@ -51,7 +51,7 @@ func CompileAggregate(a *planpb.Aggregate) (*Aggregation, error) {
 		g.counts = g.counts && ae.GetFunction() == planpb.AggregateFunction_COUNT
 		spec := aggSpec{fn: ae.GetFunction(), star: ae.GetArg() == nil}
 		if !spec.star {
-			x, err := compileExpr(ae.GetArg(), input.Schema(), input.Clock())
+			x, err := compileExpr(ae.GetArg(), input.Schema(), input.env())
 			if err != nil {
 				return nil, fmt.Errorf("aggregate %q: %w", ae.GetName(), err)
 			}
@@ -139,7 +139,7 @@ func (g *Aggregation) NewPartial() (*HashAgg, error) {
 	h.countOnly = false // Add keeps accumulators, or counts by its own path
 	in := g.input.Schema()
 	var err error
-	if h.keys, _, err = compileNamed(g.node.GetGroupBy(), in, g.input.Clock()); err != nil {
+	if h.keys, _, err = compileNamed(g.node.GetGroupBy(), in, g.input.env()); err != nil {
 		return nil, err
 	}
 	h.keyCol = -1
@@ -153,7 +153,7 @@ func (g *Aggregation) NewPartial() (*HashAgg, error) {
 	for i, ae := range g.node.GetAggregates() {
 		h.stars = h.stars && ae.GetArg() == nil
 		if ae.GetArg() != nil {
-			if h.args[i], err = compileExpr(ae.GetArg(), in, g.input.Clock()); err != nil {
+			if h.args[i], err = compileExpr(ae.GetArg(), in, g.input.env()); err != nil {
 				return nil, err
 			}
 		}

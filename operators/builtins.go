@@ -10,13 +10,13 @@ import (
 )
 
 // callSite is a call of a built-in function being compiled: its name (lower
-// case), the call, its compiled arguments and the clock current_timestamp
-// reads (nil: the time of compiling).
+// case), the call, its compiled arguments and its environment (nil:
+// current_timestamp is the time of compiling, the time zone UTC).
 type callSite struct {
-	name  string
-	call  *planpb.Call
-	args  []Expr
-	clock *BatchClock
+	name string
+	call *planpb.Call
+	args []Expr
+	env  *exprEnv
 }
 
 // compileFunc compiles a call of one built-in function.
@@ -75,10 +75,15 @@ func (cs *callSite) str(i int) (Expr, error) {
 	case planpb.DataType_STRING, planpb.DataType_BINARY:
 		return a, nil
 	case planpb.DataType_LONG, planpb.DataType_INT, planpb.DataType_DOUBLE, planpb.DataType_BOOLEAN, planpb.DataType_TIMESTAMP:
-		return newCast(a, planpb.DataType_STRING)
+		return cs.cast(a, planpb.DataType_STRING)
 	default:
 		return nil, fmt.Errorf("%w: %s's argument %d is %s, not a string", ErrType, cs.name, i+1, TypeName(t))
 	}
+}
+
+// cast is newCast in the call's time zone.
+func (cs *callSite) cast(x Expr, to planpb.DataType) (Expr, error) {
+	return castIn(x, to, cs.env)
 }
 
 // strs is str for every argument from i on.

@@ -8,6 +8,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/gostream/gostream/internal/registry"
 	"github.com/gostream/gostream/proto/planpb"
@@ -80,9 +81,9 @@ func CompileExpr(e *planpb.Expr, in Schema) (Expr, error) {
 	return compileExpr(e, in, nil)
 }
 
-// compileExpr compiles e; current_timestamp reads clock (nil: the time
-// when it is compiled).
-func compileExpr(e *planpb.Expr, in Schema, clock *BatchClock) (Expr, error) {
+// compileExpr compiles e in env (nil: current_timestamp is the time when
+// it is compiled, the time zone UTC).
+func compileExpr(e *planpb.Expr, in Schema, env *exprEnv) (Expr, error) {
 	switch k := e.GetKind().(type) {
 	case *planpb.Expr_Column:
 		i, err := in.Index(k.Column)
@@ -96,13 +97,13 @@ func compileExpr(e *planpb.Expr, in Schema, clock *BatchClock) (Expr, error) {
 	case *planpb.Expr_Literal:
 		return compileLiteral(k.Literal)
 	case *planpb.Expr_Cast:
-		x, err := compileExpr(k.Cast.GetExpr(), in, clock)
+		x, err := compileExpr(k.Cast.GetExpr(), in, env)
 		if err != nil {
 			return nil, err
 		}
-		return newCast(x, k.Cast.GetTo())
+		return castIn(x, k.Cast.GetTo(), env)
 	case *planpb.Expr_Call:
-		return compileCall(k.Call, in, clock)
+		return compileCall(k.Call, in, env)
 	}
 	return nil, fmt.Errorf("%w: empty expression", ErrType)
 }
@@ -142,9 +143,19 @@ func compileLiteral(l *planpb.Literal) (Expr, error) {
 }
 
 type castExpr struct {
-	x   Expr
-	to  planpb.DataType
-	buf []byte
+	x    Expr
+	to   planpb.DataType
+	zone *time.Location // of timestamps read from or written to strings; nil: UTC
+	buf  []byte
+}
+
+// castIn is newCast with env's time zone.
+func castIn(x Expr, to planpb.DataType, env *exprEnv) (Expr, error) {
+	c, err := newCast(x, to)
+	if c, ok := c.(*castExpr); ok {
+		c.zone = env.timeZone()
+	}
+	return c, err
 }
 
 func newCast(x Expr, to planpb.DataType) (Expr, error) {
@@ -229,7 +240,7 @@ func (c *castExpr) Eval(row Row) Value {
 		if v.Kind == KindString || v.Kind == KindBinary {
 			return String(v.B) // CAST(binary AS STRING) reinterprets the bytes
 		}
-		c.buf = v.AppendText(c.buf[:0])
+		c.buf = v.AppendTextIn(c.buf[:0], c.zone)
 		return String(c.buf)
 	case planpb.DataType_BINARY:
 		return Value{Kind: KindBinary, B: v.B}
@@ -272,7 +283,11 @@ func (c *castExpr) Eval(row Row) Value {
 	case planpb.DataType_TIMESTAMP:
 		switch v.Kind {
 		case KindString:
-			t, ok := parseCastTimestamp(string(v.B), sessionZone)
+			zone := c.zone
+			if zone == nil {
+				zone = time.UTC
+			}
+			t, ok := parseCastTimestamp(string(v.B), zone)
 			if !ok {
 				return Null
 			}
@@ -336,10 +351,13 @@ func (s *splitExpr) each(row Row, fn func([]byte)) bool {
 	return true
 }
 
-func compileCall(c *planpb.Call, in Schema, clock *BatchClock) (Expr, error) {
+func compileCall(c *planpb.Call, in Schema, env *exprEnv) (Expr, error) {
+	if c.GetFunction() == WithTimeZone {
+		return compileWithTimeZone(c, in, env)
+	}
 	args := make([]Expr, len(c.GetArgs()))
 	for i, a := range c.GetArgs() {
-		x, err := compileExpr(a, in, clock)
+		x, err := compileExpr(a, in, env)
 		if err != nil {
 			return nil, err
 		}
@@ -386,7 +404,7 @@ func compileCall(c *planpb.Call, in Schema, clock *BatchClock) (Expr, error) {
 		return compileUDF(c, args)
 	}
 	if f, ok := builtin(name); ok {
-		return f(&callSite{name: name, call: c, args: args, clock: clock})
+		return f(&callSite{name: name, call: c, args: args, env: env})
 	}
 	switch f, err := Funcs.Lookup(c.GetFunction()); {
 	case err == nil:

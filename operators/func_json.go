@@ -39,6 +39,7 @@ func fieldsOf(x Expr) Schema {
 type fromJSON struct {
 	x      Expr
 	schema Schema
+	zone   *time.Location // of timestamps without one
 	s      jsonScanner
 	vals   []Value // the fields of every struct, nested ones after the top's
 }
@@ -59,7 +60,7 @@ func compileFromJSON(cs *callSite) (Expr, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: from_json: %w", ErrType, err)
 	}
-	return &fromJSON{x: x, schema: schema}, nil
+	return &fromJSON{x: x, schema: schema, zone: cs.env.timeZone()}, nil
 }
 
 func (f *fromJSON) Type() planpb.DataType { return planpb.DataType_STRUCT }
@@ -150,7 +151,7 @@ func (f *fromJSON) readValue(fd Field) Value {
 	case planpb.DataType_TIMESTAMP:
 		switch {
 		case c == '"' || c == '\'':
-			t, ok := parseCastTimestamp(string(s.str()), sessionZone)
+			t, ok := parseCastTimestamp(string(s.str()), f.zone)
 			if ok {
 				return Timestamp(t)
 			}
@@ -443,6 +444,7 @@ func nestedColumn(name string, in Schema) (Expr, bool) {
 type toJSON struct {
 	x      Expr
 	fields Schema
+	zone   *time.Location
 	buf    []byte
 }
 
@@ -456,7 +458,7 @@ func compileToJSON(cs *callSite) (Expr, error) {
 	default:
 		return nil, fmt.Errorf("%w: to_json takes a struct or an array, got %s", ErrType, TypeName(x.Type()))
 	}
-	return &toJSON{x: x, fields: fieldsOf(x)}, nil
+	return &toJSON{x: x, fields: fieldsOf(x), zone: cs.env.timeZone()}, nil
 }
 
 func (t *toJSON) Type() planpb.DataType { return planpb.DataType_STRING }
@@ -466,11 +468,11 @@ func (t *toJSON) Eval(row Row) Value {
 	if v.Kind == KindNull {
 		return Null
 	}
-	t.buf = appendToJSON(t.buf[:0], v, t.fields)
+	t.buf = appendToJSON(t.buf[:0], v, t.fields, t.zone)
 	return String(t.buf)
 }
 
-func appendToJSON(dst []byte, v Value, fields Schema) []byte {
+func appendToJSON(dst []byte, v Value, fields Schema, zone *time.Location) []byte {
 	switch v.Kind {
 	case KindNull:
 		return append(dst, "null"...)
@@ -486,7 +488,7 @@ func appendToJSON(dst []byte, v Value, fields Schema) []byte {
 			}
 			first = false
 			dst = append(appendJSONText(dst, []byte(f.Name)), ':')
-			dst = appendToJSON(dst, v.A[i], f.Fields)
+			dst = appendToJSON(dst, v.A[i], f.Fields, zone)
 		}
 		return append(dst, '}')
 	case KindArray:
@@ -495,13 +497,13 @@ func appendToJSON(dst []byte, v Value, fields Schema) []byte {
 			if i > 0 {
 				dst = append(dst, ',')
 			}
-			dst = appendToJSON(dst, e, nil)
+			dst = appendToJSON(dst, e, nil, zone)
 		}
 		return append(dst, ']')
 	case KindString, KindBinary:
 		return appendJSONText(dst, v.B)
 	case KindTimestamp:
-		return append(time.UnixMicro(v.I).In(sessionZone).AppendFormat(append(dst, '"'), "2006-01-02T15:04:05.000Z07:00"), '"')
+		return append(time.UnixMicro(v.I).In(zone).AppendFormat(append(dst, '"'), "2006-01-02T15:04:05.000Z07:00"), '"')
 	case KindDouble:
 		if math.IsNaN(v.F) || math.IsInf(v.F, 0) {
 			return append(append(append(dst, '"'), v.AppendText(nil)...), '"')

@@ -349,6 +349,7 @@ func TestStringFunctions(t *testing.T) {
 
 func TestTimeFunctions(t *testing.T) {
 	ts := fn("to_timestamp", "2026-12-05 14:03:09.120")
+	tsZ := fn("to_timestamp", "2026-12-05 14:03:09.120Z")
 	runFuncCases(t, []funcCase{
 		{fn("to_timestamp", "2016-12-31 00:12:00"), "2016-12-31 00:12:00"},
 		{fn("to_timestamp", "2016-12-31", "yyyy-MM-dd"), "2016-12-31 00:00:00"},
@@ -390,6 +391,17 @@ func TestTimeFunctions(t *testing.T) {
 		{fn("date_format", "bad", "y"), nil},
 		{fn("date_format", ts, "uuuu"), wantErr("the pattern letter 'u' is not supported")},
 		{fn("date_format", 1, "y"), wantErr("needs a timestamp")},
+		// a session time zone: zone-less text is read in it, text is written in it
+		{fn(WithTimeZone, "Europe/Paris", fn("to_timestamp", "2026-12-05 15:00:00")), "2026-12-05 14:00:00"},
+		{fn(WithTimeZone, "Europe/Paris", fn("to_timestamp", "2026-12-05 15:00", "yyyy-MM-dd HH:mm")), "2026-12-05 14:00:00"},
+		{fn(WithTimeZone, "Europe/Paris", fn("to_timestamp", "2026-12-05 15:00:00Z")), "2026-12-05 15:00:00"},
+		{fn(WithTimeZone, "Europe/Paris", fn("date_format", tsZ, "yyyy-MM-dd HH:mm:ss z XXX")), "2026-12-05 15:03:09 CET +01:00"},
+		{fn(WithTimeZone, "Europe/Paris", fn("date_format", ts, "HH:mm:ss")), "14:03:09"},
+		{fn(WithTimeZone, "+05:30", &planpb.Expr{Kind: &planpb.Expr_Cast{Cast: &planpb.Cast{Expr: tsZ, To: planpb.DataType_STRING}}}), "2026-12-05 19:33:09.12"},
+		{fn(WithTimeZone, "Europe/Paris", fn("to_json", fn("named_struct", "t", tsZ))), `{"t":"2026-12-05T15:03:09.120+01:00"}`},
+		{fn(WithTimeZone, "Europe/Paris", fn("get_field", fn("from_json", `{"t":"2026-12-05 15:00:00"}`, "t TIMESTAMP"), "t")), "2026-12-05 14:00:00"},
+		{fn(WithTimeZone, "Mars/Olympus_Mons", fn("current_timestamp")), wantErr(`unknown time zone "Mars/Olympus_Mons"`)},
+		{fn(WithTimeZone, "", fn("current_timestamp")), wantErr(`unknown time zone ""`)},
 		{&planpb.Expr{Kind: &planpb.Expr_Cast{Cast: &planpb.Cast{Expr: arg("2026-12-05 14:00:00"), To: planpb.DataType_TIMESTAMP}}}, "2026-12-05 14:00:00"},
 		{&planpb.Expr{Kind: &planpb.Expr_Cast{Cast: &planpb.Cast{Expr: ts, To: planpb.DataType_LONG}}}, int64(1796479389)},
 		{&planpb.Expr{Kind: &planpb.Expr_Cast{Cast: &planpb.Cast{Expr: arg(1796479389), To: planpb.DataType_TIMESTAMP}}}, "2026-12-05 14:03:09"},

@@ -31,10 +31,58 @@ func (c *BatchClock) now() int64 {
 	return time.Now().UnixMicro()
 }
 
-// sessionZone is the session time zone: timestamps without a zone are read
-// in it and formatted in it. Spark's default is the JVM's zone; gostream's,
-// like a Spark with spark.sql.session.timeZone=UTC, is UTC.
-var sessionZone = time.UTC
+// exprEnv is what expressions read besides their rows: the batch clock
+// (current_timestamp) and the session time zone, in which timestamps
+// without a zone are read and timestamps are formatted.
+type exprEnv struct {
+	clock *BatchClock
+	zone  *time.Location
+}
+
+func (e *exprEnv) batchClock() *BatchClock {
+	if e == nil {
+		return nil
+	}
+	return e.clock
+}
+
+// timeZone is the session time zone: UTC unless set by with_time_zone
+// (Spark's default is the JVM's zone; gostream's, like a Spark with
+// spark.sql.session.timeZone=UTC, is UTC).
+func (e *exprEnv) timeZone() *time.Location {
+	if e == nil || e.zone == nil {
+		return time.UTC
+	}
+	return e.zone
+}
+
+// WithTimeZone is the function that sets the session time zone of the
+// expression it wraps: with_time_zone(zone name literal, expr). The engine
+// wraps a query's expressions in it when its session has a time zone, so
+// that the zone travels with the plan.
+const WithTimeZone = "with_time_zone"
+
+// TimeZone returns the zone a session time zone name names: a region
+// (Europe/Paris), UTC or GMT, Z, or an offset (+01:00).
+func TimeZone(name string) (*time.Location, bool) {
+	if name == "" {
+		return nil, false
+	}
+	return parseZone(name)
+}
+
+func compileWithTimeZone(c *planpb.Call, in Schema, env *exprEnv) (Expr, error) {
+	args := c.GetArgs()
+	if len(args) != 2 || args[0].GetLiteral() == nil {
+		return nil, fmt.Errorf("%w: %s takes a zone name literal and an expression", ErrType, WithTimeZone)
+	}
+	name := args[0].GetLiteral().GetString_()
+	zone, ok := TimeZone(name)
+	if !ok {
+		return nil, fmt.Errorf("%w: unknown time zone %q (use a region such as Europe/Paris, UTC, or an offset such as +01:00)", ErrType, name)
+	}
+	return compileExpr(args[1], in, &exprEnv{clock: env.batchClock(), zone: zone})
+}
 
 // timeFuncs are Spark's timestamp functions.
 var timeFuncs = map[string]compileFunc{
@@ -54,10 +102,11 @@ func compileCurrentTimestamp(cs *callSite) (Expr, error) {
 	if err := cs.arity(0, 0); err != nil {
 		return nil, err
 	}
-	if cs.clock == nil {
+	clock := cs.env.batchClock()
+	if clock == nil {
 		return &literalExpr{Value{Kind: KindTimestamp, I: time.Now().UnixMicro()}, planpb.DataType_TIMESTAMP}, nil
 	}
-	return currentTimestamp{cs.clock}, nil
+	return currentTimestamp{clock}, nil
 }
 
 // compileToTimestamp is to_timestamp(str[, format]): str parsed with the
@@ -75,7 +124,7 @@ func compileToTimestamp(cs *callSite) (Expr, error) {
 		return nil, err
 	}
 	if len(cs.args) == 1 {
-		return newCast(x, planpb.DataType_TIMESTAMP)
+		return cs.cast(x, planpb.DataType_TIMESTAMP)
 	}
 	pattern, null, err := cs.literalString(1, "format")
 	if err != nil || null {
@@ -85,8 +134,9 @@ func compileToTimestamp(cs *callSite) (Expr, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: to_timestamp: %w", ErrType, err)
 	}
+	zone := cs.env.timeZone()
 	return newFuncExpr(planpb.DataType_TIMESTAMP, []Expr{x}, func(_ *funcExpr, v []Value) Value {
-		t, ok := f.parse(string(v[0].B), sessionZone)
+		t, ok := f.parse(string(v[0].B), zone)
 		if !ok {
 			return Null
 		}
@@ -106,7 +156,7 @@ func compileDateFormat(cs *callSite) (Expr, error) {
 	case planpb.DataType_TIMESTAMP:
 	case planpb.DataType_STRING:
 		var err error
-		if x, err = newCast(x, planpb.DataType_TIMESTAMP); err != nil {
+		if x, err = cs.cast(x, planpb.DataType_TIMESTAMP); err != nil {
 			return nil, err
 		}
 	default:
@@ -120,8 +170,9 @@ func compileDateFormat(cs *callSite) (Expr, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: date_format: %w", ErrType, err)
 	}
+	zone := cs.env.timeZone()
 	return newFuncExpr(planpb.DataType_STRING, []Expr{x}, func(e *funcExpr, v []Value) Value {
-		e.buf = f.format(e.buf[:0], time.UnixMicro(v[0].I).In(sessionZone))
+		e.buf = f.format(e.buf[:0], time.UnixMicro(v[0].I).In(zone))
 		return String(e.buf)
 	}), nil
 }

@@ -3,6 +3,7 @@ package operators
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/gostream/gostream/proto/planpb"
 )
@@ -59,6 +60,9 @@ func (n *Narrow) Schema() Schema { return n.schema }
 // Clock is the batch clock of every instance of the chain (New).
 func (n *Narrow) Clock() *BatchClock { return &n.clock }
 
+// env is the environment the chain's expressions compile in.
+func (n *Narrow) env() *exprEnv { return &exprEnv{clock: &n.clock, zone: time.UTC} }
+
 // New compiles a fresh instance of the chain feeding out and returns its
 // entry, which takes rows of the Kafka schema. Each task needs its own
 // instance.
@@ -68,7 +72,7 @@ func (n *Narrow) New(out Emit) (Emit, error) {
 }
 
 func (n *Narrow) build(out Emit) (Emit, Schema, error) {
-	wrap, schema, err := compileStages(n.stages, KafkaSchema(n.scan.GetIncludeHeaders()), &n.clock)
+	wrap, schema, err := compileStages(n.stages, KafkaSchema(n.scan.GetIncludeHeaders()), n.env())
 	if err != nil {
 		return nil, nil, err
 	}
@@ -109,11 +113,11 @@ func (n *Narrow) newPieces(sink pieceSink) (entries pieceEntries, ok bool, err e
 		return pieceEntries{}, false, nil
 	}
 	x := n.stages[xi].GetExplode()
-	wrap, schema, err := compileStages(n.stages[:xi], KafkaSchema(n.scan.GetIncludeHeaders()), &n.clock)
+	wrap, schema, err := compileStages(n.stages[:xi], KafkaSchema(n.scan.GetIncludeHeaders()), n.env())
 	if err != nil {
 		return pieceEntries{}, false, err
 	}
-	gen, err := compileExpr(x.GetGenerator(), schema, &n.clock)
+	gen, err := compileExpr(x.GetGenerator(), schema, n.env())
 	if err != nil {
 		return pieceEntries{}, false, err
 	}
@@ -155,7 +159,7 @@ func (n *Narrow) newPieces(sink pieceSink) (entries pieceEntries, ok bool, err e
 		split(v.B, v.Kind == KindNull)
 		return nil
 	})
-	if args := x.GetGenerator().GetCall().GetArgs(); len(args) > 0 && n.valueKind(args[0], xi) == stringValue {
+	if args := unzoned(x.GetGenerator()).GetCall().GetArgs(); len(args) > 0 && n.valueKind(args[0], xi) == stringValue {
 		entries.value = func(value []byte) { split(value, value == nil) }
 	}
 	return entries, true, nil
@@ -177,7 +181,7 @@ func (n *Narrow) pieceFilter(x *planpb.Explode, filters []*planpb.Plan) (keep fu
 	elem := Schema{{Name: x.GetOutput(), Type: planpb.DataType_STRING, Nullable: true}}
 	tests := make([]func(*Value) bool, len(filters))
 	for i, f := range filters {
-		c, err := compileExpr(f.GetFilter().GetCondition(), elem, &n.clock)
+		c, err := compileExpr(f.GetFilter().GetCondition(), elem, n.env())
 		if err != nil || c.Type() != planpb.DataType_BOOLEAN {
 			return nil, false
 		}
@@ -202,6 +206,14 @@ func (n *Narrow) pieceFilter(x *planpb.Explode, filters []*planpb.Plan) (keep fu
 		}
 		return true
 	}, true
+}
+
+// unzoned is e without its with_time_zone wrapper, if any.
+func unzoned(e *planpb.Expr) *planpb.Expr {
+	if c := e.GetCall(); c.GetFunction() == WithTimeZone && len(c.GetArgs()) == 2 {
+		return c.GetArgs()[1]
+	}
+	return e
 }
 
 // What an expression is in terms of the Kafka record's value.
@@ -237,16 +249,20 @@ func (n *Narrow) valueKind(e *planpb.Expr, k int) int {
 		if x.Cast.GetTo() == planpb.DataType_STRING && n.valueKind(x.Cast.GetExpr(), k) != notValue {
 			return stringValue
 		}
+	case *planpb.Expr_Call:
+		if args := x.Call.GetArgs(); x.Call.GetFunction() == WithTimeZone && len(args) == 2 {
+			return n.valueKind(args[1], k) // a session time zone changes no bytes
+		}
 	}
 	return notValue
 }
 
 // compileStages compiles stages over rows of schema in into one wrapper
 // that puts them in front of an Emit, and returns the output schema.
-func compileStages(stages []*planpb.Plan, in Schema, clock *BatchClock) (func(Emit) Emit, Schema, error) {
+func compileStages(stages []*planpb.Plan, in Schema, env *exprEnv) (func(Emit) Emit, Schema, error) {
 	wraps := make([]func(Emit) Emit, 0, len(stages))
 	for _, st := range stages {
-		wrap, next, err := compileStage(st, in, clock)
+		wrap, next, err := compileStage(st, in, env)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -260,10 +276,10 @@ func compileStages(stages []*planpb.Plan, in Schema, clock *BatchClock) (func(Em
 	}, in, nil
 }
 
-func compileStage(p *planpb.Plan, in Schema, clock *BatchClock) (func(Emit) Emit, Schema, error) {
+func compileStage(p *planpb.Plan, in Schema, env *exprEnv) (func(Emit) Emit, Schema, error) {
 	switch n := p.GetNode().(type) {
 	case *planpb.Plan_Project:
-		exprs, out, err := compileNamed(n.Project.GetExprs(), in, clock)
+		exprs, out, err := compileNamed(n.Project.GetExprs(), in, env)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -277,7 +293,7 @@ func compileStage(p *planpb.Plan, in Schema, clock *BatchClock) (func(Emit) Emit
 			}
 		}, out, nil
 	case *planpb.Plan_Filter:
-		cond, err := compileExpr(n.Filter.GetCondition(), in, clock)
+		cond, err := compileExpr(n.Filter.GetCondition(), in, env)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -293,16 +309,16 @@ func compileStage(p *planpb.Plan, in Schema, clock *BatchClock) (func(Emit) Emit
 			}
 		}, in, nil
 	case *planpb.Plan_Explode:
-		return compileExplode(n.Explode, in, clock)
+		return compileExplode(n.Explode, in, env)
 	}
 	return nil, nil, fmt.Errorf("%w: %T is not a narrow operator", ErrType, p.GetNode())
 }
 
-func compileNamed(named []*planpb.NamedExpr, in Schema, clock *BatchClock) ([]Expr, Schema, error) {
+func compileNamed(named []*planpb.NamedExpr, in Schema, env *exprEnv) ([]Expr, Schema, error) {
 	exprs := make([]Expr, len(named))
 	out := make(Schema, len(named))
 	for i, ne := range named {
-		e, err := compileExpr(ne.GetExpr(), in, clock)
+		e, err := compileExpr(ne.GetExpr(), in, env)
 		if err != nil {
 			return nil, nil, fmt.Errorf("column %q: %w", ne.GetName(), err)
 		}
@@ -312,12 +328,12 @@ func compileNamed(named []*planpb.NamedExpr, in Schema, clock *BatchClock) ([]Ex
 	return exprs, out, nil
 }
 
-func compileExplode(x *planpb.Explode, in Schema, clock *BatchClock) (func(Emit) Emit, Schema, error) {
-	keep, out, err := compileNamed(x.GetKeep(), in, clock)
+func compileExplode(x *planpb.Explode, in Schema, env *exprEnv) (func(Emit) Emit, Schema, error) {
+	keep, out, err := compileNamed(x.GetKeep(), in, env)
 	if err != nil {
 		return nil, nil, err
 	}
-	gen, err := compileExpr(x.GetGenerator(), in, clock)
+	gen, err := compileExpr(x.GetGenerator(), in, env)
 	if err != nil {
 		return nil, nil, err
 	}

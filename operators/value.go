@@ -107,8 +107,12 @@ func (v Value) Go() any {
 	return nil
 }
 
-// AppendText appends the display form of v (as Spark's console shows it) to dst.
-func (v Value) AppendText(dst []byte) []byte {
+// AppendText appends the display form of v (as Spark's console shows it) to
+// dst, timestamps in UTC.
+func (v Value) AppendText(dst []byte) []byte { return v.AppendTextIn(dst, time.UTC) }
+
+// AppendTextIn is AppendText with timestamps in zone (nil: UTC).
+func (v Value) AppendTextIn(dst []byte, zone *time.Location) []byte {
 	switch v.Kind {
 	case KindNull:
 		return append(dst, "NULL"...)
@@ -130,7 +134,10 @@ func (v Value) AppendText(dst []byte) []byte {
 	case KindBool:
 		return strconv.AppendBool(dst, v.I != 0)
 	case KindTimestamp:
-		return time.UnixMicro(v.I).UTC().AppendFormat(dst, "2006-01-02 15:04:05.999999")
+		if zone == nil {
+			zone = time.UTC
+		}
+		return time.UnixMicro(v.I).In(zone).AppendFormat(dst, "2006-01-02 15:04:05.999999")
 	case KindArray, KindStruct:
 		open, closing := byte('['), byte(']')
 		if v.Kind == KindStruct {
@@ -141,7 +148,7 @@ func (v Value) AppendText(dst []byte) []byte {
 			if i > 0 {
 				dst = append(dst, ", "...)
 			}
-			dst = e.AppendText(dst)
+			dst = e.AppendTextIn(dst, zone)
 		}
 		return append(dst, closing)
 	}
