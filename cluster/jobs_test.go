@@ -180,7 +180,25 @@ func TestJobManager(t *testing.T) {
 	}
 	rec.waitRun(t, "wc", anyRun)
 
-	// The leader goes: the next one runs the driver, in its term.
+	// The leader goes: the next one runs the driver, in its term, and a
+	// watcher follows it there until the job stops.
+	var statuses []*clusterpb.JobStatus
+	watched, attached := make(chan error, 1), make(chan struct{})
+	go func() {
+		watched <- c.Watch(ctx, "wc", nil, func(ev *clusterpb.WatchEvent) error {
+			if st := ev.GetStatus(); st != nil {
+				if statuses = append(statuses, st); len(statuses) == 1 {
+					close(attached)
+				}
+			}
+			return nil
+		})
+	}()
+	select {
+	case <-attached:
+	case err := <-watched:
+		t.Fatalf("Watch ended before its first status: %v", err)
+	}
 	if err := g.nodes[li].Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -210,6 +228,22 @@ func TestJobManager(t *testing.T) {
 		}
 		return nil
 	})
+	if _, err := c2.StopJob(ctx, "wc"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-watched:
+		if err != nil {
+			t.Fatalf("Watch across the leader change: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Watch did not end 20 s after the job stopped")
+	}
+	// One opening status from the old leader, at least one from the new,
+	// and the last one.
+	if n := len(statuses); n < 3 || statuses[0].Driver != leader || statuses[n-1].State != clusterpb.JobState_STOPPED {
+		t.Errorf("Watch's statuses across the leader change: %v; want the old leader's, the new one's, and STOPPED", statuses)
+	}
 }
 
 // TestJobManagerWatch: Watch, through a follower, gets the job's status,

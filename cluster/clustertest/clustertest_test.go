@@ -15,8 +15,9 @@ import (
 
 	"github.com/gostream/gostream/cluster"
 	"github.com/gostream/gostream/cluster/clustertest"
+	"github.com/gostream/gostream/engine"
+	_ "github.com/gostream/gostream/examples/wordcount"
 	"github.com/gostream/gostream/proto/clusterpb"
-	"google.golang.org/protobuf/proto"
 )
 
 func skipShort(t *testing.T) {
@@ -80,8 +81,24 @@ func TestClusterStatus(t *testing.T) {
 	checkStatus(out)
 }
 
-func wordcountJob() *clusterpb.Job {
-	return &clusterpb.Job{Name: "wordcount", Plan: []byte{1, 2, 3}, Options: map[string]string{"subscribe": "logs"}, ShufflePartitions: 4, KeyGroups: 128}
+// wordcountJob is the registration of the wordcount job, as submit makes
+// it.
+func wordcountJob(t *testing.T) *clusterpb.Job {
+	t.Helper()
+	wc, err := engine.LookupJob("wordcount")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := wc.Build(engine.NewSession(), engine.JobParams{Brokers: "127.0.0.1:9", Topic: "logs"}).
+		WriteStream().OutputMode(engine.Complete).QueryName("wordcount").Plan()
+	if err != nil {
+		t.Fatal(err)
+	}
+	job, err := cluster.NewJob("wordcount", p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return job
 }
 
 // jobIn returns the named job of a status, or nil.
@@ -109,7 +126,7 @@ func TestClusterRestartKeepsState(t *testing.T) {
 	}
 	fcl := cluster.NewClient([]string{follower.Addr})
 	defer fcl.Close()
-	if _, err := fcl.RegisterJob(context.Background(), wordcountJob()); err != nil {
+	if _, err := fcl.RegisterJob(context.Background(), wordcountJob(t)); err != nil {
 		t.Fatalf("registering through follower %s: %v", follower.Name, err)
 	}
 	cl := c.Client(t)
@@ -123,12 +140,12 @@ func TestClusterRestartKeepsState(t *testing.T) {
 		t.Fatalf("after the restart, job %v; want wordcount with 4 shuffle partitions and 128 key groups", j)
 	}
 	// Registering it again is a no-op; another job under its name is refused.
-	if _, err := cl.RegisterJob(context.Background(), wordcountJob()); err != nil {
+	if _, err := cl.RegisterJob(context.Background(), wordcountJob(t)); err != nil {
 		t.Errorf("registering the same job again: %v", err)
 	}
-	other := proto.CloneOf(wordcountJob())
-	other.Plan = []byte{9}
-	if _, err := cl.RegisterJob(context.Background(), other); err == nil || !strings.Contains(err.Error(), "registered already") {
+	other := wordcountJob(t)
+	other.Options["trigger"] = "1s"
+	if _, err := cl.RegisterJob(context.Background(), other); err == nil || !strings.Contains(err.Error(), "running with another plan") {
 		t.Errorf("registering another job under the same name: %v; want refused", err)
 	}
 }
@@ -142,7 +159,7 @@ func TestWorkerRejoins(t *testing.T) {
 	w := c.Workers[0]
 	w.Stop(t)
 	c.WaitLeader(t)
-	if _, err := c.Client(t).RegisterJob(context.Background(), wordcountJob()); err != nil {
+	if _, err := c.Client(t).RegisterJob(context.Background(), wordcountJob(t)); err != nil {
 		t.Fatal(err)
 	}
 	w.Start(t)

@@ -11,7 +11,6 @@ import (
 	"github.com/gostream/gostream/cluster"
 	"github.com/gostream/gostream/cluster/clustertest"
 	"github.com/gostream/gostream/engine"
-	_ "github.com/gostream/gostream/examples/wordcount"
 	"github.com/gostream/gostream/internal/logbuf"
 	"github.com/gostream/gostream/proto/clusterpb"
 )
@@ -109,20 +108,7 @@ func TestJobDriverMoves(t *testing.T) {
 	c := clustertest.Start(t, 3)
 	cl := c.Client(t)
 	ctx := context.Background()
-	wc, err := engine.LookupJob("wordcount")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := wc.Build(engine.NewSession(), engine.JobParams{Brokers: "127.0.0.1:9", Topic: "logs"}).
-		WriteStream().OutputMode(engine.Complete).QueryName("wordcount").Plan()
-	if err != nil {
-		t.Fatal(err)
-	}
-	job, err := cluster.NewJob("wordcount", p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := cl.RegisterJob(ctx, job); err != nil {
+	if _, err := cl.RegisterJob(ctx, wordcountJob(t)); err != nil {
 		t.Fatal(err)
 	}
 	driven := func(not string) *clusterpb.JobStatus {
