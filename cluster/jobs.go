@@ -407,9 +407,9 @@ func (m *jobManager) stop(ctx context.Context, name string) (*clusterpb.StopJobR
 }
 
 // watch sends the job's status, its reports after after (when nil, the
-// last one only) and those to come, until the job is no longer RUNNING
-// (a last status), ctx ends, or this member's leadership ends
-// (Unavailable).
+// last one only) and those to come, and its status again when its run
+// starts or stops, until the job is no longer RUNNING (a last status), ctx
+// ends, or this member's leadership ends (Unavailable).
 func (m *jobManager) watch(ctx context.Context, name string, after *int64, send func(*clusterpb.WatchEvent) error) error {
 	term, err := m.leading()
 	if err != nil {
@@ -419,9 +419,11 @@ func (m *jobManager) watch(ctx context.Context, name string, after *int64, send 
 	if err != nil {
 		return err
 	}
-	if err := send(&clusterpb.WatchEvent{Kind: &clusterpb.WatchEvent_Status{Status: m.status(j, false)}}); err != nil {
+	st := m.status(j, false)
+	if err := send(&clusterpb.WatchEvent{Kind: &clusterpb.WatchEvent_Status{Status: st}}); err != nil {
 		return err
 	}
+	driver := st.Driver
 	last := int64(-1)
 	if after != nil {
 		last = *after
@@ -458,8 +460,15 @@ func (m *jobManager) watch(ctx context.Context, name string, after *int64, send 
 			}
 			last = r.BatchId
 		}
+		st := m.status(j, false)
 		if j.State != clusterpb.JobState_RUNNING {
-			return send(&clusterpb.WatchEvent{Kind: &clusterpb.WatchEvent_Status{Status: m.status(j, false)}})
+			return send(&clusterpb.WatchEvent{Kind: &clusterpb.WatchEvent_Status{Status: st}})
+		}
+		if st.Driver != driver { // a run started or stopped
+			if err := send(&clusterpb.WatchEvent{Kind: &clusterpb.WatchEvent_Status{Status: st}}); err != nil {
+				return err
+			}
+			driver = st.Driver
 		}
 		select {
 		case <-ctx.Done():

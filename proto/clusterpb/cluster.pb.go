@@ -2128,7 +2128,8 @@ func (x *Report) GetOutput() []byte {
 }
 
 // WatchEvent is one message of a Watch stream: the job's status first,
-// then reports; a last status, of a job no longer RUNNING, ends it.
+// then reports, and its status again when its driver starts or stops; a
+// status of a job no longer RUNNING, after the first, ends it.
 type WatchEvent struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Kind:
