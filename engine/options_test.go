@@ -49,6 +49,11 @@ func TestUnknownOptionRefused(t *testing.T) {
 		return s.ReadStream().Format("kafka").Option("kafka.bootstrap.servers", "localhost:1").Option("subscribe", "logs")
 	}
 	df := src().Load()
+	// kafka.* passes through to the Kafka client, lower-cased as Spark does.
+	pass := src().Option("KAFKA.Client.Id", "me").Load()
+	if err := pass.Err(); err != nil || pass.Plan().GetKafkaScan().GetKafkaOptions()["client.id"] != "me" {
+		t.Fatalf("kafka.* passthrough: %v, options %v", err, pass.Plan().GetKafkaScan().GetKafkaOptions())
+	}
 	counts := df.GroupBy(engine.Col("topic")).Count()
 	for _, tc := range []struct {
 		name string
