@@ -238,18 +238,12 @@ func (rt *queryRuntime) close() {
 	}
 }
 
-// mapOutput is what one map task produced.
-type mapOutput struct {
-	buckets [][]byte        // exchange buckets by shuffle partition (aggregation)
-	rows    []operators.Row // output rows (no aggregation)
-}
-
 // mappedBatch is a batch whose map side has run; what remains is its
 // commit (finishBatch).
 type mappedBatch struct {
 	e         offsetEntry
-	outs      []mapOutput
-	n         int64 // records read
+	outs      []task.Output // what each map task produced
+	n         int64         // records read
 	start     time.Time
 	dur       map[string]int64 // phase durations so far
 	latest    kafkasrc.Offsets
@@ -278,13 +272,9 @@ func (rt *queryRuntime) runBatch(ctx context.Context, q *StreamingQuery, e offse
 // durable effect, so it may run while the previous batch commits.
 func (rt *queryRuntime) mapBatch(ctx context.Context, e offsetEntry, ranges []kafkasrc.Range, start time.Time, listMs int64, latest kafkasrc.Offsets) (*mappedBatch, error) {
 	t := time.Now()
-	tasks, n, err := rt.mapper.Run(ctx, rt.src, ranges, time.UnixMilli(e.TimestampMs))
+	outs, n, err := rt.mapper.Run(ctx, rt.src, ranges, time.UnixMilli(e.TimestampMs))
 	if err != nil {
 		return nil, fmt.Errorf("batch %d: %w", e.BatchID, err)
-	}
-	outs := make([]mapOutput, len(tasks))
-	for i, o := range tasks {
-		outs[i] = mapOutput{buckets: o.Buckets, rows: o.Rows}
 	}
 	return &mappedBatch{e: e, outs: outs, n: n, start: start, latest: latest,
 		dur: map[string]int64{"latestOffset": listMs, "map": time.Since(t).Milliseconds()}}, nil
@@ -413,7 +403,7 @@ func (rt *queryRuntime) outputBatch(ctx context.Context, b *mappedBatch, logged 
 		}
 		var exchanged int64
 		for _, o := range outs {
-			for _, bucket := range o.buckets {
+			for _, bucket := range o.Buckets {
 				exchanged += int64(len(bucket))
 			}
 		}
@@ -433,8 +423,8 @@ func (rt *queryRuntime) outputBatch(ctx context.Context, b *mappedBatch, logged 
 		rows := make([][]operators.Row, len(outs))
 		var n int64
 		for i, o := range outs {
-			rows[i] = o.rows
-			n += int64(len(o.rows))
+			rows[i] = o.Rows
+			n += int64(len(o.Rows))
 		}
 		rt.sizer.observe(b.n, n, 0)
 		batch.each = eachRow(rows)
@@ -521,7 +511,7 @@ func (rt *queryRuntime) commitBatch(q *StreamingQuery, f *inFlight, listeners []
 // commits the partition at version batch (task.Reducer). It returns, per
 // partition, the changed output rows (update mode) and the number of groups
 // updated.
-func (rt *queryRuntime) reduce(ctx context.Context, batch int64, outs []mapOutput) ([][]operators.Row, int64, error) {
+func (rt *queryRuntime) reduce(ctx context.Context, batch int64, outs []task.Output) ([][]operators.Row, int64, error) {
 	if rt.changed == nil {
 		rt.changed = make([]operators.RowBuffer, rt.parts)
 	}
@@ -539,8 +529,8 @@ func (rt *queryRuntime) reduce(ctx context.Context, batch int64, outs []mapOutpu
 			defer rt.catch(fmt.Sprintf("reduce task of state partition %d", p), &err)
 			buckets := make([][]byte, 0, len(outs))
 			for _, o := range outs {
-				if p < len(o.buckets) {
-					buckets = append(buckets, o.buckets[p])
+				if p < len(o.Buckets) {
+					buckets = append(buckets, o.Buckets[p])
 				}
 			}
 			var opts task.ReduceOptions
