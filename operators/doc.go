@@ -1,6 +1,7 @@
 // Package operators holds gostream's physical operators: values and schemas,
-// compiled expressions (cast, split, comparisons, conditionals, registered
-// Go functions), the narrow row pipeline (project, filter, explode), hash
+// compiled expressions (cast, split, comparisons, conditionals, Spark's
+// string, JSON and timestamp functions by their Spark names, registered Go
+// functions), the narrow row pipeline (project, filter, explode), hash
 // aggregation in its partial (map-side) and final (reduce-side) forms, and
 // the exchange encoding that carries partial aggregates between them.
 //
