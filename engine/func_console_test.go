@@ -29,19 +29,29 @@ func tsAndStruct() *Batch {
 }
 
 // TestJSONLWritesStructsAsObjects checks that a struct column is a JSON
-// object named by its fields.
+// object named by its fields, and that timestamps are written in the
+// session time zone.
 func TestJSONLWritesStructsAsObjects(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "out.jsonl")
-	s := &JSONLSink{Path: path}
-	if err := s.AddBatch(context.Background(), tsAndStruct()); err != nil {
+	paris, err := time.LoadLocation("Europe/Paris")
+	if err != nil {
 		t.Fatal(err)
 	}
-	s.Close()
-	got, _ := os.ReadFile(path)
-	want := `{"batch":0,"ts":"2026-12-05 14:00:00","j":{"level":"INFO","status":200,"msg":null}}` + "\n" +
-		`{"batch":0,"ts":"2026-12-05 13:00:00.12","j":null}` + "\n"
-	if string(got) != want {
-		t.Fatalf("got\n%s\nwant\n%s", got, want)
+	for _, c := range []struct {
+		zone     *time.Location
+		ts1, ts2 string
+	}{{nil, "2026-12-05 14:00:00", "2026-12-05 13:00:00.12"}, {paris, "2026-12-05 15:00:00", "2026-12-05 14:00:00.12"}} {
+		path := filepath.Join(t.TempDir(), "out.jsonl")
+		s := &JSONLSink{Path: path, TimeZone: c.zone}
+		if err := s.AddBatch(context.Background(), tsAndStruct()); err != nil {
+			t.Fatal(err)
+		}
+		s.Close()
+		got, _ := os.ReadFile(path)
+		want := `{"batch":0,"ts":"` + c.ts1 + `","j":{"level":"INFO","status":200,"msg":null}}` + "\n" +
+			`{"batch":0,"ts":"` + c.ts2 + `","j":null}` + "\n"
+		if string(got) != want {
+			t.Fatalf("zone %v: got\n%s\nwant\n%s", c.zone, got, want)
+		}
 	}
 }
 

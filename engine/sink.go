@@ -209,8 +209,9 @@ func fullWidth(r rune) bool {
 // is a device or a pipe (/dev/null, a FIFO), which cannot be rewritten, is
 // at-least-once.
 type JSONLSink struct {
-	Path string
-	W    io.Writer
+	Path     string
+	W        io.Writer
+	TimeZone *time.Location // timestamps are written in it; nil: UTC
 
 	mu      sync.Mutex
 	f       *os.File
@@ -248,7 +249,7 @@ func (s *JSONLSink) AddBatch(_ context.Context, b *Batch) error {
 		line := append(bw.AvailableBuffer(), head...)
 		for i, v := range r {
 			line = append(line, keys[i]...)
-			line = appendJSON(line, v, b.Schema[i].Fields)
+			line = appendJSON(line, v, b.Schema[i].Fields, s.TimeZone)
 		}
 		line = append(line, "}\n"...)
 		_, err := bw.Write(line)
@@ -393,7 +394,7 @@ func lineBatch(line []byte, off int64) (int64, error) {
 
 // appendJSON appends v as JSON; fields names a struct's members, which
 // makes it an object (without them, it is an array of its values).
-func appendJSON(b []byte, v operators.Value, fields operators.Schema) []byte {
+func appendJSON(b []byte, v operators.Value, fields operators.Schema, zone *time.Location) []byte {
 	switch v.Kind {
 	case operators.KindNull:
 		return append(b, "null"...)
@@ -416,7 +417,7 @@ func appendJSON(b []byte, v operators.Value, fields operators.Schema) []byte {
 				b = append(b, ',')
 			}
 			b = append(appendJSONString(b, fields[i].Name), ':')
-			b = appendJSON(b, e, fields[i].Fields)
+			b = appendJSON(b, e, fields[i].Fields, zone)
 		}
 		return append(b, '}')
 	}
@@ -427,13 +428,13 @@ func appendJSON(b []byte, v operators.Value, fields operators.Schema) []byte {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = appendJSON(b, e, nil)
+			b = appendJSON(b, e, nil, zone)
 		}
 		return append(b, ']')
 	case operators.KindString:
 		return appendJSONString(b, operators.ToValidUTF8(v.B))
 	}
-	return appendJSONString(b, v.AppendText(nil))
+	return appendJSONString(b, v.AppendTextIn(nil, zone))
 }
 
 func appendJSONString[S string | []byte](b []byte, s S) []byte {

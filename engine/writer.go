@@ -293,9 +293,9 @@ func (w *DataStreamWriter) resolveSink(stdout io.Writer) (Sink, error) {
 		return nil, fmt.Errorf("%w: the jsonl sink needs option path (a file, or - for standard output)", ErrAnalysis)
 	}
 	if path == "-" {
-		return &JSONLSink{W: stdout}, nil
+		return &JSONLSink{W: stdout, TimeZone: w.df.s.zone()}, nil
 	}
-	return &JSONLSink{Path: path}, nil
+	return &JSONLSink{Path: path, TimeZone: w.df.s.zone()}, nil
 }
 
 // validate applies Spark's output-mode rules.
