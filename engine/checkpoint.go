@@ -15,8 +15,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/gostream/gostream/engine/loop"
 	"github.com/gostream/gostream/internal/fsutil"
-	"github.com/gostream/gostream/kafkasrc"
 	"github.com/gostream/gostream/proto/planpb"
 )
 
@@ -64,12 +64,7 @@ type checkpointMeta struct {
 }
 
 // offsetEntry is one offsets-log record.
-type offsetEntry struct {
-	BatchID     int64            `json:"batchId"`
-	TimestampMs int64            `json:"batchTimestampMs"`
-	Start       kafkasrc.Offsets `json:"start"`
-	End         kafkasrc.Offsets `json:"end"`
-}
+type offsetEntry = loop.OffsetsEntry
 
 const (
 	checkpointFormat = 3
@@ -471,17 +466,10 @@ func (c *checkpoint) close() error {
 	return errors.Join(c.log.close(), c.lock.unlock())
 }
 
-// recovery is what a restarted query must do.
-type recovery struct {
-	lastCommitted int64        // -1: none
-	rerun         *offsetEntry // a planned batch that never committed
-	end           kafkasrc.Offsets
-}
-
 // recover reads the logs: the last committed batch, its end offsets, and
 // the batch to re-run, if the last planned batch never committed.
-func (c *checkpoint) recover() (recovery, error) {
-	r := recovery{lastCommitted: -1}
+func (c *checkpoint) recover() (loop.Recovery, error) {
+	r := loop.Recovery{LastCommitted: -1}
 	ents := c.log.ents
 	if len(ents) == 0 {
 		return r, nil
@@ -491,17 +479,17 @@ func (c *checkpoint) recover() (recovery, error) {
 		if e.Offsets != nil {
 			planned = append(planned[max(0, len(planned)-1):], e.Offsets)
 		} else {
-			r.lastCommitted = *e.Commit
+			r.LastCommitted = *e.Commit
 		}
 	}
 	last := planned[len(planned)-1]
 	switch {
-	case last.BatchID == r.lastCommitted:
-		r.end = last.End
+	case last.BatchID == r.LastCommitted:
+		r.End = last.End
 	case len(planned) > 1:
-		r.rerun, r.end = last, planned[0].End
+		r.Rerun, r.End = last, planned[0].End
 	default:
-		r.rerun = last
+		r.Rerun = last
 	}
 	return r, nil
 }

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gostream/gostream/engine/loop"
 	"github.com/gostream/gostream/internal/dirsnap"
 	"github.com/gostream/gostream/kafkasrc"
 	"github.com/gostream/gostream/proto/planpb"
@@ -27,7 +28,7 @@ func TestCheckpointLifecycle(t *testing.T) {
 	}
 	// Each state is checked as this process sees it and as a restart does,
 	// which goes on with the checkpoint.
-	recover := func() recovery {
+	recover := func() loop.Recovery {
 		t.Helper()
 		rec, err := c.recover()
 		if err != nil {
@@ -37,33 +38,33 @@ func TestCheckpointLifecycle(t *testing.T) {
 		if c, err = openTestCheckpoint(dir, query("wc", "logs"), 4); err != nil {
 			t.Fatal(err)
 		}
-		if rec2, err := c.recover(); err != nil || rec2.lastCommitted != rec.lastCommitted ||
-			(rec2.rerun == nil) != (rec.rerun == nil) || rec2.end.String() != rec.end.String() {
+		if rec2, err := c.recover(); err != nil || rec2.LastCommitted != rec.LastCommitted ||
+			(rec2.Rerun == nil) != (rec.Rerun == nil) || rec2.End.String() != rec.End.String() {
 			t.Fatalf("reopened: %+v, %v; this process: %+v", rec2, err, rec)
 		}
 		return rec
 	}
-	if rec := recover(); rec.lastCommitted != -1 || rec.rerun != nil {
+	if rec := recover(); rec.LastCommitted != -1 || rec.Rerun != nil {
 		t.Fatalf("new checkpoint: %+v", rec)
 	}
 	e0 := offsetEntry{BatchID: 0, Start: kafkasrc.Offsets{"logs": {0: 0}}, End: kafkasrc.Offsets{"logs": {0: 10}}}
 	if err := c.writeOffsets(e0); err != nil {
 		t.Fatal(err)
 	}
-	if rec := recover(); rec.rerun == nil || rec.rerun.BatchID != 0 || rec.end != nil {
+	if rec := recover(); rec.Rerun == nil || rec.Rerun.BatchID != 0 || rec.End != nil {
 		t.Fatalf("planned, not committed: %+v", rec)
 	}
 	if err := c.writeCommit(0); err != nil {
 		t.Fatal(err)
 	}
-	if rec := recover(); rec.lastCommitted != 0 || rec.rerun != nil || rec.end.String() != e0.End.String() {
+	if rec := recover(); rec.LastCommitted != 0 || rec.Rerun != nil || rec.End.String() != e0.End.String() {
 		t.Fatalf("committed: %+v", rec)
 	}
 	e1 := offsetEntry{BatchID: 1, Start: e0.End, End: kafkasrc.Offsets{"logs": {0: 25}}}
 	if err := c.writeOffsets(e1); err != nil {
 		t.Fatal(err)
 	}
-	if rec := recover(); rec.lastCommitted != 0 || rec.rerun.BatchID != 1 || rec.end.String() != e0.End.String() {
+	if rec := recover(); rec.LastCommitted != 0 || rec.Rerun.BatchID != 1 || rec.End.String() != e0.End.String() {
 		t.Fatalf("re-run batch 1: %+v", rec)
 	}
 	// Out of order: the log refuses and stays as it was.
@@ -81,13 +82,13 @@ func TestCheckpointLifecycle(t *testing.T) {
 	if err := c.writeCommitAndOffsets(1, offsetEntry{BatchID: 3, Start: e1.End, End: e1.End}); !errors.Is(err, ErrCheckpoint) {
 		t.Fatalf("commit 1 with offsets 3: %v, want ErrCheckpoint", err)
 	}
-	if rec := recover(); rec.lastCommitted != 0 || rec.rerun.BatchID != 1 {
+	if rec := recover(); rec.LastCommitted != 0 || rec.Rerun.BatchID != 1 {
 		t.Fatalf("after refused appends: %+v, want batch 1 to re-run", rec)
 	}
 	if err := c.writeCommitAndOffsets(1, e2); err != nil {
 		t.Fatal(err)
 	}
-	if rec := recover(); rec.lastCommitted != 1 || rec.rerun == nil || rec.rerun.BatchID != 2 || rec.end.String() != e1.End.String() {
+	if rec := recover(); rec.LastCommitted != 1 || rec.Rerun == nil || rec.Rerun.BatchID != 2 || rec.End.String() != e1.End.String() {
 		t.Fatalf("commit 1 with offsets 2: %+v, want batch 1 committed and batch 2 to re-run", rec)
 	}
 	// Reopening keeps the identity and the shuffle partitions of the first start.
@@ -129,7 +130,7 @@ func TestCheckpointTornAppend(t *testing.T) {
 		if err != nil {
 			t.Fatalf("cut at %d of %d: %v", cut, len(whole), err)
 		}
-		if rec, err := c.recover(); err != nil || rec.rerun == nil || rec.rerun.BatchID != 0 || rec.lastCommitted != -1 {
+		if rec, err := c.recover(); err != nil || rec.Rerun == nil || rec.Rerun.BatchID != 0 || rec.LastCommitted != -1 {
 			t.Fatalf("cut at %d of %d: %+v, %v; want batch 0 to re-run", cut, len(whole), rec, err)
 		}
 		check(t, c.writeCommit(0)) // appends after the cut
@@ -165,7 +166,7 @@ func TestCheckpointCompacts(t *testing.T) {
 	if n := len(c.log.ents); n > 2*(compactAfter-retainBatches+10) || c.log.ents[0].batchID() < batches-compactAfter {
 		t.Fatalf("after %d batches the log holds %d entries from batch %d", batches, n, c.log.ents[0].batchID())
 	}
-	if rec, err := c.recover(); err != nil || rec.lastCommitted != batches-1 || rec.end.String() != end.String() {
+	if rec, err := c.recover(); err != nil || rec.LastCommitted != batches-1 || rec.End.String() != end.String() {
 		t.Fatalf("after compaction: %+v, %v", rec, err)
 	}
 }
@@ -189,7 +190,7 @@ func TestCheckpointConvertsFormat1(t *testing.T) {
 	}
 	defer c.close()
 	rec, err := c.recover()
-	if err != nil || rec.lastCommitted != 6 || rec.rerun == nil || rec.rerun.BatchID != 7 || rec.end.String() != `{"logs":{"0":5}}` {
+	if err != nil || rec.LastCommitted != 6 || rec.Rerun == nil || rec.Rerun.BatchID != 7 || rec.End.String() != `{"logs":{"0":5}}` {
 		t.Fatalf("converted: %+v, %v; want batch 7 to re-run after 6", rec, err)
 	}
 	if c.meta.Format != checkpointFormat || c.meta.ShufflePartitions != 3 || c.meta.ID != "abc" {
@@ -456,7 +457,7 @@ func TestCheckpointUpgradesFormat2(t *testing.T) {
 	check(t, err)
 	defer c.close()
 	rec, err := c.recover()
-	if err != nil || rec.lastCommitted != 0 || rec.rerun == nil || rec.rerun.BatchID != 1 {
+	if err != nil || rec.LastCommitted != 0 || rec.Rerun == nil || rec.Rerun.BatchID != 1 {
 		t.Fatalf("upgraded: %+v, %v; want batch 1 to re-run after 0", rec, err)
 	}
 	if m := c.meta; m.Format != checkpointFormat || m.ID != "abc" || m.ShufflePartitions != 3 || !slices.Equal(m.Plan, []string{"read topic logs"}) {

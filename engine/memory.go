@@ -8,6 +8,7 @@ import (
 	"runtime/debug"
 	"sync"
 
+	"github.com/gostream/gostream/engine/loop"
 	"github.com/gostream/gostream/engine/task"
 	"github.com/gostream/gostream/state"
 )
@@ -112,61 +113,21 @@ func (m memoryPlan) stateOptions(o *state.Options) {
 }
 
 // Bytes of memory a batch takes per group, besides the group's encoded key
-// and value in the exchange (counted twice: in the buckets and again in
-// the final aggregation and the staged state write): its slot in the final
-// aggregation's table, its staged state write's header and, in update
-// mode, its changed row (a Row of Values, 72 bytes each).
+// and value in the exchange (loop.Sizer counts them): its slot in the
+// final aggregation's table, its staged state write's header and, in
+// update mode, its changed row (a Row of Values, 72 bytes each).
 const (
-	groupBytes       = 96
-	changedRowBytes  = 192
-	firstBatchGroups = 32 // groups per record assumed before a batch was measured
+	groupBytes      = 96
+	changedRowBytes = 192
 )
 
-// batchSizer caps the records of the next batch so that the groups of a
-// batch fit memoryPlan.batch. It learns the memory a record costs from the
-// batches before: the groups a batch produced (distinct keys for an
-// aggregation, output rows without one) and their exchange bytes. Groups
-// grow at most linearly with a batch's records, so a cap derived from a
-// smaller batch errs on the safe side; a batch planned before a sudden
-// change in the data (many more distinct keys per record) can still take
-// more. Safe for concurrent use: batches report as they commit, the driver
-// asks as it plans.
-type batchSizer struct {
-	budget    int64 // bytes a batch may take
-	perGroup  int64 // groupBytes, plus changedRowBytes in update mode
-	mu        sync.Mutex
-	perRecord float64 // bytes per record measured; 0 until a batch reported
-}
-
-func newBatchSizer(m memoryPlan, update bool) *batchSizer {
-	b := &batchSizer{budget: m.batch, perGroup: groupBytes}
+// sizer caps a query's batches so that the groups of one fit m.batch.
+func (m memoryPlan) sizer(update bool) loop.Sizer {
+	s := loop.Sizer{BatchBytes: m.batch, GroupBytes: groupBytes}
 	if update {
-		b.perGroup += changedRowBytes
+		s.GroupBytes += changedRowBytes
 	}
-	return b
-}
-
-// limit is the most records the next batch may read.
-func (b *batchSizer) limit() int64 {
-	b.mu.Lock()
-	per := b.perRecord
-	b.mu.Unlock()
-	if per == 0 {
-		per = float64(firstBatchGroups * b.perGroup)
-	}
-	return max(1, int64(float64(b.budget)/per))
-}
-
-// observe records a batch of records records that produced groups groups,
-// whose exchange buckets took exchangeBytes.
-func (b *batchSizer) observe(records, groups, exchangeBytes int64) {
-	if records <= 0 {
-		return
-	}
-	per := float64(groups*b.perGroup+2*exchangeBytes) / float64(records)
-	b.mu.Lock()
-	b.perRecord = per
-	b.mu.Unlock()
+	return s
 }
 
 // goLimits holds the Go soft memory limits of the running queries: the

@@ -62,30 +62,6 @@ func TestPlanMemorySplit(t *testing.T) {
 	}
 }
 
-// TestBatchSizer checks the cap on a batch's records: before any batch it
-// assumes firstBatchGroups groups a record; then it follows the memory a
-// record took in the last batch, so that the next batch's groups fit.
-func TestBatchSizer(t *testing.T) {
-	m := planMemory(DefaultMemory, 4, false)
-	b := newBatchSizer(m, true)
-	if got, want := b.limit(), m.batch/(firstBatchGroups*(groupBytes+changedRowBytes)); got != want {
-		t.Fatalf("first limit %d, want %d", got, want)
-	}
-	b.observe(1000, 20_000, 200_000) // 20 groups a record, 10 bytes each in the exchange
-	per := 20*(groupBytes+changedRowBytes) + 2*200
-	if got, want := b.limit(), m.batch/int64(per); got != want {
-		t.Fatalf("limit after 20 groups a record: %d, want %d", got, want)
-	}
-	b.observe(1_000_000, 50_000, 500_000) // a small state: few groups, many records
-	if got := b.limit(); got < 1_000_000 {
-		t.Fatalf("limit after 0.05 groups a record: %d, want more than the last batch's million", got)
-	}
-	b.observe(0, 0, 0) // an empty batch tells nothing
-	if got := b.limit(); got < 1_000_000 {
-		t.Fatalf("limit after an empty batch: %d, want it unchanged", got)
-	}
-}
-
 // TestMemoryBudgetApplied runs a word count whose lines hold 32 distinct
 // words each with the smallest budget: while it runs, the Go runtime's soft
 // limit is the budget's Go share, every batch is capped to what its groups
@@ -160,14 +136,14 @@ func TestMemoryBudgetApplied(t *testing.T) {
 			t.Fatalf("count of %q = %d, want 1", w, n)
 		}
 	}
-	sizer := newBatchSizer(plan, true)
+	sizer := plan.sizer(true)
 	progress := q.RecentProgress()
 	for i, p := range progress {
-		if cap := sizer.limit(); p.NumInputRows > cap {
+		if cap := sizer.Limit(); p.NumInputRows > cap {
 			t.Errorf("batch %d read %d records, over the cap of %d for %d MiB", p.BatchID, p.NumInputRows, cap, MinMemory>>20)
 		}
 		if i+1 < len(progress) {
-			sizer.observe(p.NumInputRows, p.StateOperators[0].NumRowsUpdated, 0)
+			sizer.Observe(p.NumInputRows, p.StateOperators[0].NumRowsUpdated, 0)
 		}
 	}
 	t.Logf("%d batches", len(progress))

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gostream/gostream/engine/loop"
 	"github.com/gostream/gostream/proto/planpb"
 )
 
@@ -41,23 +42,13 @@ func ParseOutputMode(s string) (OutputMode, error) {
 // (the sink then shows batch 0 empty, as Spark's does); later batches run
 // only for new data.
 type Trigger struct {
-	kind     triggerKind
-	interval time.Duration
+	sched loop.Trigger
 }
-
-type triggerKind int
 
 // follows tells whether a query with the trigger runs on after it caught
 // up: its source's readers then follow the partitions between batches
 // (kafkasrc.Source.Follow).
-func (t Trigger) follows() bool { return t.kind == triggerDefault || t.kind == triggerProcessingTime }
-
-const (
-	triggerDefault triggerKind = iota
-	triggerProcessingTime
-	triggerOnce
-	triggerAvailableNow
-)
+func (t Trigger) follows() bool { return t.sched.Follows() }
 
 // MinTriggerInterval is the shortest processing-time interval a query
 // accepts: below it a trigger would plan batches faster than Kafka can
@@ -68,25 +59,25 @@ const MinTriggerInterval = time.Millisecond
 // followed at once by the next); no batch runs while no data arrives. Start
 // refuses an interval below MinTriggerInterval.
 func ProcessingTime(interval time.Duration) Trigger {
-	return Trigger{kind: triggerProcessingTime, interval: interval}
+	return Trigger{loop.Trigger{Kind: loop.ProcessingTime, Interval: interval}}
 }
 
 // check refuses a processing-time interval below MinTriggerInterval.
 func (t Trigger) check() error {
-	if t.kind == triggerProcessingTime && t.interval < MinTriggerInterval {
+	if t.sched.Kind == loop.ProcessingTime && t.sched.Interval < MinTriggerInterval {
 		return fmt.Errorf("%w: trigger interval %s is below the minimum of %s: use a longer interval, or the default trigger to run each batch as soon as the last ends",
-			ErrAnalysis, t.interval, MinTriggerInterval)
+			ErrAnalysis, t.sched.Interval, MinTriggerInterval)
 	}
 	return nil
 }
 
 // Once runs one batch of everything available, ignoring
 // maxOffsetsPerTrigger, then stops.
-func Once() Trigger { return Trigger{kind: triggerOnce} }
+func Once() Trigger { return Trigger{loop.Trigger{Kind: loop.Once}} }
 
 // AvailableNow processes everything available at start, in batches capped
 // by maxOffsetsPerTrigger, then stops.
-func AvailableNow() Trigger { return Trigger{kind: triggerAvailableNow} }
+func AvailableNow() Trigger { return Trigger{loop.Trigger{Kind: loop.AvailableNow}} }
 
 // ParseTrigger parses "once", "available-now" (or "availableNow"),
 // "default", or a processing-time interval such as "1s" or "500ms", at
@@ -110,24 +101,24 @@ func ParseTrigger(s string) (Trigger, error) {
 
 // spec is the trigger as ParseTrigger reads it.
 func (t Trigger) spec() string {
-	switch t.kind {
-	case triggerProcessingTime:
-		return t.interval.String()
-	case triggerOnce:
+	switch t.sched.Kind {
+	case loop.ProcessingTime:
+		return t.sched.Interval.String()
+	case loop.Once:
 		return "once"
-	case triggerAvailableNow:
+	case loop.AvailableNow:
 		return "available-now"
 	}
 	return "default"
 }
 
 func (t Trigger) String() string {
-	switch t.kind {
-	case triggerProcessingTime:
-		return "ProcessingTime(" + t.interval.String() + ")"
-	case triggerOnce:
+	switch t.sched.Kind {
+	case loop.ProcessingTime:
+		return "ProcessingTime(" + t.sched.Interval.String() + ")"
+	case loop.Once:
 		return "Once"
-	case triggerAvailableNow:
+	case loop.AvailableNow:
 		return "AvailableNow"
 	}
 	return "Default"

@@ -10,7 +10,7 @@
 // follow the partitions, wait, report progress, stop). Its scripts in
 // testdata pin every decision exactly.
 //
-// Runner executes a Core's actions over small interfaces: the batch log
+// Run executes a Core's actions over small interfaces: the batch log
 // (Log: a checkpoint's file locally, the Raft log in a cluster), the tasks
 // (Executor: goroutines locally, gRPC to workers in a cluster), the source's
 // listing and following (Source) and progress (Reporter). The package
