@@ -478,16 +478,6 @@ func (m *jobManager) watch(ctx context.Context, name string, after *int64, send 
 	}
 }
 
-// runOf returns the current run of job, for tests.
-func (m *jobManager) runOf(job string) *JobRun {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if rs := m.mu.runs[job]; rs != nil && !rs.exited() {
-		return rs.run
-	}
-	return nil
-}
-
 // NewJob returns the registration of a job named name that runs p: its
 // plan, options and fingerprint, p's shuffle partitions (default
 // engine.DefaultShufflePartitions) and max(DefaultKeyGroups, partitions)
