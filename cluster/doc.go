@@ -134,7 +134,8 @@
 // states come from the store, and go to the standby again, which so
 // catches up if its replication had failed. Rows streams a partition's
 // groups at version batch (complete mode). A partition's requests take
-// turns; one that fails or panics answers an error naming the job,
+// turns (a reduce takes the partition once it has its partials, so one
+// waiting for its map tasks holds nothing up); one that fails or panics answers an error naming the job,
 // batch, partition and worker, closes the partition's store (reopened at
 // its durable version by the next request), and the worker goes on.
 //
@@ -198,7 +199,7 @@
 // their sources, then it closes the state stores, once their requests are
 // done. The FSM, the client pool, the Inbox, the job manager and the map
 // jobs have one lock each, and so do the state stores; none is held while
-// another is taken. A state partition's lock is held through the request that uses
-// it, while those are taken (a reduce takes partials from the Inbox, and
-// reaches the standby through the client pool).
+// another is taken. A state partition's lock is held through the request
+// that uses it, while those are taken (a reduce reaches the standby
+// through the client pool).
 package cluster

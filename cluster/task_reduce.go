@@ -84,6 +84,20 @@ func (s *stateServer) reduce(ctx context.Context, req *clusterpb.ReduceRequest) 
 	if err != nil {
 		return nil, nil, status.Error(codes.FailedPrecondition, err.Error())
 	}
+	// The partials are taken before the partition is: a reduce waiting for
+	// its map tasks does not hold up the partition's other requests (the
+	// rows of the batch before).
+	partials, err := s.inbox.Take(ctx, req.Job, req.Batch, req.Partition, int(req.Tasks))
+	if err != nil {
+		return nil, nil, err
+	}
+	defer func() {
+		partials.Release()
+		// This batch's reduce is over, whatever came of it: a later run
+		// starts afresh. Earlier batches are committed or planned again.
+		s.inbox.Forget(req.Job, req.Batch, req.Partition)
+		s.inbox.Discard(req.Job, req.Batch)
+	}()
 	p, err := s.states.partition(job, sp.FirstKeyGroup)
 	if err != nil {
 		return nil, nil, err
@@ -94,19 +108,6 @@ func (s *stateServer) reduce(ctx context.Context, req *clusterpb.ReduceRequest) 
 		failed = false
 		return nil, nil, err
 	}
-
-	partials, err := s.inbox.Take(ctx, req.Job, req.Batch, req.Partition, int(req.Tasks))
-	if err != nil {
-		failed = false
-		return nil, nil, err
-	}
-	defer func() {
-		partials.Release()
-		// This batch's reduce is over, whatever came of it: a later run
-		// starts afresh. Earlier batches are committed or planned again.
-		s.inbox.Forget(req.Job, req.Batch, req.Partition)
-		s.inbox.Discard(req.Job, req.Batch)
-	}()
 	var recs records
 	res, err := reducer.Reduce(p.st, req.Batch, partials.Blocks, task.ReduceOptions{
 		States:       recs.put,

@@ -397,6 +397,61 @@ func TestStateReduceFencing(t *testing.T) {
 	}
 }
 
+// TestStateReduceWaitingLocksNothing: a reduce waiting for its map tasks'
+// partials does not hold its partition: the rows of the batch before are
+// served meanwhile.
+func TestStateReduceWaitingLocksNothing(t *testing.T) {
+	r := newStateRig(t)
+	r.runBatch(0, 3, [][]string{{"a"}, {"b"}})
+	r.attempt++
+	s1 := r.owner(0)
+	pushTask := func(task int32, lines ...string) {
+		bucket := tasktest.Buckets(t, r.agg, len(r.job.Assignment.State), lines...)[0]
+		st := ShuffleTask{Job: "wc", Batch: 1, Partition: 0, Task: task, Attempt: r.attempt, Epoch: 1, Term: 3, ClusterID: "c1", From: "s1"}
+		if err := push(context.Background(), s1.cc, st, [][]byte{bucket}, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pushTask(0, "a c")
+	type result struct {
+		changed map[string]int64
+		err     error
+	}
+	reduced := make(chan result, 1)
+	go func() {
+		changed, _, err := r.reduce(1, 3, 0, 2)
+		reduced <- result{changed, err}
+	}()
+	waitFor(t, 10*time.Second, func() error { // the reduce waits in Take
+		s1.inbox.mu.Lock()
+		defer s1.inbox.mu.Unlock()
+		for k, p := range s1.inbox.mu.parts {
+			if k.batch == 1 && k.partition == 0 && len(p.tasks) == 1 {
+				return nil
+			}
+		}
+		return errors.New("no partials of batch 1")
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	rows := map[string]int64{}
+	req := &clusterpb.RowsRequest{Header: &clusterpb.Header{ClusterId: "c1", Term: 3, Epoch: 1}, Job: "wc", Batch: 0, Partition: 0}
+	if err := PartitionRows(ctx, s1.cc, req, recordCounts(r.reducer, rows)); err != nil {
+		t.Fatalf("rows of batch 0 while batch 1's reduce waits: %v", err)
+	}
+	pushTask(1, "a")
+	res := <-reduced
+	if res.err != nil {
+		t.Fatal(res.err)
+	}
+	_, want := r.storeCounts(s1, 0)
+	for w, n := range res.changed {
+		if want[w] != n {
+			t.Fatalf("batch 1 changed %v; the store holds %v", res.changed, want)
+		}
+	}
+}
+
 // viewHook is a shuffleFence that calls on with the count of its
 // fenceView calls before answering.
 type viewHook struct {
