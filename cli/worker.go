@@ -28,6 +28,7 @@ with its log. SIGTERM or Ctrl-C stops it cleanly.`,
 			}
 			cfg := cluster.DefaultConfig()
 			cfg.Name, cfg.Listen, cfg.DataDir, cfg.StateReplicas = name, listen, data, replicas
+			cfg.Driver = cluster.BatchDriver
 			cfg.Logger = slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
 			if peers != "" {
 				var err error

@@ -19,8 +19,9 @@ type QueryPlan struct {
 	Query *planpb.Query
 	// Options are the query's other settings, lower-case keys: "trigger"
 	// (as ParseTrigger reads it), "memory" (bytes, when set), "format"
-	// (console or jsonl) and the sink's options ("numrows", "truncate",
-	// "path"; path "-" is the submitter's standard output).
+	// (console or jsonl), the sink's options ("numrows", "truncate",
+	// "path"; path "-" is the submitter's standard output) and "timezone"
+	// (the session time zone the sink shows timestamps in, when set).
 	Options map[string]string
 	// Fingerprint identifies what the query's offsets and state depend on:
 	// its operators and topics, not tunables such as rate limits or
@@ -54,6 +55,9 @@ func (w *DataStreamWriter) Plan() (*QueryPlan, error) {
 	}
 	if w.memory != 0 {
 		opts["memory"] = strconv.FormatInt(w.memory, 10)
+	}
+	if z := w.df.s.timeZone; z != "" {
+		opts["timezone"] = z
 	}
 	return &QueryPlan{Query: q, Options: opts, Fingerprint: fingerprint(q.Plan)}, nil
 }

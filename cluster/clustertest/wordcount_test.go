@@ -1,0 +1,287 @@
+package clustertest_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/gostream/gostream/cluster/clustertest"
+	"github.com/gostream/gostream/internal/testseed"
+	"github.com/gostream/gostream/kafkatest"
+)
+
+// words are the words of the lines produced: a small vocabulary, so that
+// every batch updates groups the state holds already.
+var words = []string{"INFO", "WARN", "ERROR", "GET", "POST", "/index.html", "/api/v1", "200", "404", "500", "été", "日本"}
+
+// produceLines produces n random lines to topic, round-robin over its
+// partitions, and adds their words to truth as Spark's split(value, ' ')
+// counts them (a double space, a leading or a trailing one gives an empty
+// word).
+func produceLines(t testing.TB, kc *kafkatest.Cluster, topic string, rng *rand.Rand, n int, truth map[string]int64) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(kc.Addrs()...), kgo.RecordPartitioner(kgo.RoundRobinPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	for n > 0 {
+		recs := make([]*kgo.Record, min(n, 100_000))
+		n -= len(recs)
+		batch(t, ctx, cl, recs, rng, topic, truth)
+	}
+}
+
+// batch fills recs with random lines of topic, adds their words to truth
+// and produces them.
+func batch(t testing.TB, ctx context.Context, cl *kgo.Client, recs []*kgo.Record, rng *rand.Rand, topic string, truth map[string]int64) {
+	t.Helper()
+	for i := range recs {
+		ws := make([]string, 1+rng.IntN(8))
+		for j := range ws {
+			if rng.IntN(20) > 0 {
+				ws[j] = words[rng.IntN(len(words))]
+			}
+		}
+		line := strings.Join(ws, " ")
+		for _, w := range strings.Split(line, " ") {
+			truth[w]++
+		}
+		recs[i] = &kgo.Record{Topic: topic, Value: []byte(line)}
+	}
+	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		t.Fatalf("producing %d lines: %v", len(recs), err)
+	}
+}
+
+// startTopic starts Apache Kafka with 3 brokers and creates a topic of 3
+// partitions, replicated twice.
+func startTopic(t testing.TB) (*kafkatest.Cluster, string) {
+	t.Helper()
+	kc := kafkatest.Start(t, kafkatest.Brokers(3))
+	topic := kafkatest.UniqueTopic(t, "wc")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := kc.CreateTopic(ctx, topic, 3, 2); err != nil {
+		t.Fatal(err)
+	}
+	return kc, topic
+}
+
+// lastCounts reads the jsonl rows of a word count (complete mode) and
+// returns the counts of its last batch.
+func lastCounts(t testing.TB, out string) (int64, map[string]int64) {
+	t.Helper()
+	last, counts := int64(-1), map[string]int64{}
+	sc := bufio.NewScanner(strings.NewReader(out))
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, `{"batch":`) {
+			continue
+		}
+		var row struct {
+			Batch int64  `json:"batch"`
+			Word  string `json:"word"`
+			Count int64  `json:"count"`
+		}
+		if err := json.Unmarshal([]byte(line), &row); err != nil {
+			t.Fatalf("a jsonl row %q: %v", line, err)
+		}
+		if row.Batch > last {
+			last, counts = row.Batch, map[string]int64{}
+		}
+		counts[row.Word] = row.Count
+	}
+	return last, counts
+}
+
+// submit runs `gostream submit wordcount` to completion (available-now)
+// and returns the counts of its last batch.
+func submit(t testing.TB, c *clustertest.Cluster, master string, args ...string) map[string]int64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	args = append([]string{"submit", "wordcount", "--master", master, "--trigger", "available-now", "--starting-offsets", "earliest",
+		"--output-mode", "complete", "--sink", "jsonl:-"}, args...)
+	cmd := c.Command(ctx, args...)
+	cmd.Env = os.Environ()
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	t.Logf("gostream %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
+	if err != nil {
+		t.Fatalf("submit: %v\n%s", err, out)
+	}
+	_, counts := lastCounts(t, string(out))
+	return counts
+}
+
+func wantCounts(t *testing.T, what string, got, want map[string]int64) {
+	t.Helper()
+	if maps.Equal(got, want) {
+		return
+	}
+	for w, n := range want {
+		if got[w] != n {
+			t.Errorf("%s: %q counted %d times; want %d", what, w, got[w], n)
+		}
+	}
+	for w, n := range got {
+		if _, ok := want[w]; !ok {
+			t.Errorf("%s: %q counted %d times; it is in no line", what, w, n)
+		}
+	}
+}
+
+// TestClusterWordCount: `gostream submit wordcount --master gostream://`
+// against three worker processes counts the words of a real 3-broker
+// Kafka topic exactly (the map tasks on the workers the topic's partitions
+// are assigned to, the state on its partitions' owners and standbys, the
+// rows gathered by the leader and streamed to the submitter); submitted
+// again after more lines, the job resumes from its batch log and its
+// state and counts exactly; and so it does after the whole cluster was
+// stopped with SIGTERM and started again. The same topic counted by local
+// mode, and by one worker with 2 and 4 shuffle partitions, gives the same
+// counts.
+func TestClusterWordCount(t *testing.T) {
+	skipShort(t)
+	rng := testseed.Rand(t)
+	kc, topic := startTopic(t)
+	truth := map[string]int64{}
+	produceLines(t, kc, topic, rng, 5000, truth)
+
+	c := clustertest.Start(t, 3)
+	job := []string{"--brokers", kc.BootstrapServers(), "--topic", topic}
+	wantCounts(t, "3 workers", submit(t, c, c.Master(), job...), truth)
+
+	produceLines(t, kc, topic, rng, 3000, truth)
+	wantCounts(t, "3 workers, submitted again", submit(t, c, c.Master(), job...), truth)
+
+	for _, w := range c.Workers {
+		w.Stop(t)
+	}
+	produceLines(t, kc, topic, rng, 2000, truth)
+	for _, w := range c.Workers {
+		w.Start(t)
+	}
+	c.WaitLeader(t)
+	wantCounts(t, "3 workers restarted", submit(t, c, c.Master(), job...), truth)
+
+	local := submit(t, c, "local[*]", append(job, "--checkpoint", t.TempDir(), "-q")...)
+	wantCounts(t, "local mode", local, truth)
+	for _, parts := range []int{2, 4} {
+		one := clustertest.Start(t, 1)
+		got := submit(t, one, one.Master(), append(job, "--shuffle-partitions", fmt.Sprint(parts))...)
+		wantCounts(t, fmt.Sprintf("1 worker, %d shuffle partitions", parts), got, truth)
+	}
+}
+
+// BenchmarkClusterWordCount counts the same topic of 3 partitions (on a
+// real 3-broker Kafka) with local mode and with three worker processes,
+// each from the earliest offsets with trigger available-now, and reports
+// each one's records per second over the whole submit (start, all
+// batches, output) and their ratio:
+//
+//	flock /tmp/gostream-kafka.lock env GOSTREAM_KAFKA_BACKEND=process \
+//	  go test -run '^$' -bench BenchmarkClusterWordCount -benchtime 1x ./cluster/clustertest
+//
+// GOSTREAM_BENCH_LINES sets the lines produced (default 1000000).
+func BenchmarkClusterWordCount(b *testing.B) {
+	lines := 1_000_000
+	if v := os.Getenv("GOSTREAM_BENCH_LINES"); v != "" {
+		if _, err := fmt.Sscan(v, &lines); err != nil {
+			b.Fatalf("GOSTREAM_BENCH_LINES=%q: %v", v, err)
+		}
+	}
+	rng := testseed.Rand(b)
+	kc, topic := startTopic(b)
+	truth := map[string]int64{}
+	produceLines(b, kc, topic, rng, lines, truth)
+	c := clustertest.Start(b, 3)
+	job := []string{"--brokers", kc.BootstrapServers(), "--topic", topic, "-q"}
+	if b.N != 1 {
+		b.Fatalf("run with -benchtime 1x: the job counts the topic once")
+	}
+	b.ResetTimer()
+	for range b.N {
+		t := time.Now()
+		local := submit(b, c, "local[*]", append(job, "--checkpoint", b.TempDir())...)
+		localRate := float64(lines) / time.Since(t).Seconds()
+		t = time.Now()
+		clustered := submit(b, c, c.Master(), job...)
+		clusterRate := float64(lines) / time.Since(t).Seconds()
+		if !maps.Equal(local, truth) || !maps.Equal(clustered, truth) {
+			b.Fatalf("counts differ from the lines produced: local %v, cluster %v", maps.Equal(local, truth), maps.Equal(clustered, truth))
+		}
+		b.ReportMetric(localRate, "local-records/s")
+		b.ReportMetric(clusterRate, "cluster-records/s")
+		b.ReportMetric(clusterRate/localRate, "cluster/local")
+	}
+}
+
+// TestClusterResumesAfterSIGTERM: the whole cluster stopped with SIGTERM
+// while a job runs batch after batch (a batch may be in flight), and
+// started again, resumes the job by itself (the new leader's driver runs
+// the batch the log planned and did not commit again, with the same
+// ranges) and its jsonl file, written by the leader, ends with the exact
+// counts of every line produced, before and after the stop.
+func TestClusterResumesAfterSIGTERM(t *testing.T) {
+	skipShort(t)
+	rng := testseed.Rand(t)
+	kc, topic := startTopic(t)
+	truth := map[string]int64{}
+	produceLines(t, kc, topic, rng, 30000, truth)
+
+	c := clustertest.Start(t, 3)
+	path := filepath.Join(t.TempDir(), "counts.jsonl")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	follow := c.Command(ctx, "submit", "wordcount", "--master", c.Master(), "--brokers", kc.BootstrapServers(), "--topic", topic,
+		"--starting-offsets", "earliest", "--trigger", "100ms", "--max-offsets-per-trigger", "2000", "--output-mode", "complete",
+		"--sink", "jsonl:"+path, "-q")
+	if err := follow.Start(); err != nil {
+		t.Fatal(err)
+	}
+	counted := func() (int64, map[string]int64) {
+		b, err := os.ReadFile(path)
+		if err != nil && !os.IsNotExist(err) {
+			t.Fatal(err)
+		}
+		return lastCounts(t, string(b))
+	}
+	waitCounts := func(what string, done func(batch int64, counts map[string]int64) bool) {
+		t.Helper()
+		for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(50 * time.Millisecond) {
+			batch, counts := counted()
+			if done(batch, counts) {
+				t.Logf("%s: batch %d", what, batch)
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not after 2 minutes; batch %d", what, batch)
+			}
+		}
+	}
+	waitCounts("running", func(batch int64, _ map[string]int64) bool { return batch >= 2 })
+	c.Stop(t)
+	cancel()
+	_ = follow.Wait()
+	stopped, _ := counted()
+	produceLines(t, kc, topic, rng, 5000, truth)
+	for _, w := range c.Workers {
+		w.Start(t)
+	}
+	waitCounts("resumed", func(batch int64, counts map[string]int64) bool { return batch > stopped && maps.Equal(counts, truth) })
+}
