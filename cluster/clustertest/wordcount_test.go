@@ -107,14 +107,23 @@ func lastCounts(t testing.TB, out string) (int64, map[string]int64) {
 	return last, counts
 }
 
-// submit runs `gostream submit wordcount` to completion (available-now)
-// and returns the counts of its last batch.
+// submit runs `gostream submit wordcount` to completion (available-now,
+// complete mode, the jsonl sink on its standard output) and returns the
+// counts of its last batch.
 func submit(t testing.TB, c *clustertest.Cluster, master string, args ...string) map[string]int64 {
+	t.Helper()
+	_, counts := lastCounts(t, submitOut(t, c, master, append([]string{"--sink", "jsonl:-"}, args...)...))
+	return counts
+}
+
+// submitOut runs `gostream submit wordcount` to completion (available-now,
+// complete mode) and returns its standard output.
+func submitOut(t testing.TB, c *clustertest.Cluster, master string, args ...string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	args = append([]string{"submit", "wordcount", "--master", master, "--trigger", "available-now", "--starting-offsets", "earliest",
-		"--output-mode", "complete", "--sink", "jsonl:-"}, args...)
+		"--output-mode", "complete"}, args...)
 	cmd := c.Command(ctx, args...)
 	cmd.Env = os.Environ()
 	var stderr strings.Builder
@@ -124,7 +133,34 @@ func submit(t testing.TB, c *clustertest.Cluster, master string, args ...string)
 	if err != nil {
 		t.Fatalf("submit: %v\n%s", err, out)
 	}
-	_, counts := lastCounts(t, string(out))
+	return string(out)
+}
+
+// consoleCounts reads the console sink's output of a word count and
+// returns the counts of the last batch's table.
+func consoleCounts(t testing.TB, out string) map[string]int64 {
+	t.Helper()
+	i := strings.LastIndex(out, "\nBatch: ")
+	if i < 0 {
+		t.Fatalf("no batch in the console output:\n%s", out)
+	}
+	counts := map[string]int64{}
+	header := true
+	for _, line := range strings.Split(out[i:], "\n") {
+		cells := strings.Split(line, "|")
+		if len(cells) != 4 {
+			continue
+		}
+		if header {
+			header = false
+			continue
+		}
+		var n int64
+		if _, err := fmt.Sscan(cells[2], &n); err != nil {
+			t.Fatalf("a console row %q: %v", line, err)
+		}
+		counts[strings.TrimSpace(cells[1])] = n
+	}
 	return counts
 }
 
@@ -152,8 +188,9 @@ func wantCounts(t *testing.T, what string, got, want map[string]int64) {
 // rows gathered by the leader and streamed to the submitter); submitted
 // again after more lines, the job resumes from its batch log and its
 // state and counts exactly; and so it does after the whole cluster was
-// stopped with SIGTERM and started again. The same topic counted by local
-// mode, and by one worker with 2 and 4 shuffle partitions, gives the same
+// stopped with SIGTERM and started again; the console sink's table that
+// submit prints holds them too. The same topic counted by local mode, by
+// one worker with 2 shuffle partitions and by two with 4, gives the same
 // counts.
 func TestClusterWordCount(t *testing.T) {
 	skipShort(t)
@@ -179,12 +216,17 @@ func TestClusterWordCount(t *testing.T) {
 	c.WaitLeader(t)
 	wantCounts(t, "3 workers restarted", submit(t, c, c.Master(), job...), truth)
 
+	// The console sink's tables, printed by submit as the leader wrote them.
+	produceLines(t, kc, topic, rng, 1000, truth)
+	out := submitOut(t, c, c.Master(), append(job, "--sink", "console", "--num-rows", "100")...)
+	wantCounts(t, "3 workers, console", consoleCounts(t, out), truth)
+
 	local := submit(t, c, "local[*]", append(job, "--checkpoint", t.TempDir(), "-q")...)
 	wantCounts(t, "local mode", local, truth)
-	for _, parts := range []int{2, 4} {
-		one := clustertest.Start(t, 1)
-		got := submit(t, one, one.Master(), append(job, "--shuffle-partitions", fmt.Sprint(parts))...)
-		wantCounts(t, fmt.Sprintf("1 worker, %d shuffle partitions", parts), got, truth)
+	for _, m := range []struct{ workers, parts int }{{1, 2}, {2, 4}} {
+		other := clustertest.Start(t, m.workers)
+		got := submit(t, other, other.Master(), append(job, "--shuffle-partitions", fmt.Sprint(m.parts))...)
+		wantCounts(t, fmt.Sprintf("%d workers, %d shuffle partitions", m.workers, m.parts), got, truth)
 	}
 }
 
@@ -197,9 +239,9 @@ func TestClusterWordCount(t *testing.T) {
 //	flock /tmp/gostream-kafka.lock env GOSTREAM_KAFKA_BACKEND=process \
 //	  go test -run '^$' -bench BenchmarkClusterWordCount -benchtime 1x ./cluster/clustertest
 //
-// GOSTREAM_BENCH_LINES sets the lines produced (default 1000000).
+// GOSTREAM_BENCH_LINES sets the lines produced (default 4000000).
 func BenchmarkClusterWordCount(b *testing.B) {
-	lines := 1_000_000
+	lines := 4_000_000
 	if v := os.Getenv("GOSTREAM_BENCH_LINES"); v != "" {
 		if _, err := fmt.Sscan(v, &lines); err != nil {
 			b.Fatalf("GOSTREAM_BENCH_LINES=%q: %v", v, err)
