@@ -1,6 +1,6 @@
 // Package cli is gostream's command line as a library. A program that
 // registers jobs of its own (engine.RegisterJob) and then calls Main gets
-// every gostream command (submit, produce, consume, topics, worker,
+// every gostream command (submit, produce, consume, topics, worker, kafka,
 // cluster, jobs) with those jobs beside the built-in ones (wordcount,
 // wordcount-words), without a fork of cmd/gostream, which is Main and
 // nothing else:
