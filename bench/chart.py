@@ -16,9 +16,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-COLORS = {"ceiling": "#9e9e9e", "gostream": "#00add8", "spark": "#e25a1c", "kstreams": "#6a3d9a"}
+COLORS = {"ceiling": "#9e9e9e", "gostream": "#00add8", "gostream-cluster": "#5dc9e2", "spark": "#e25a1c", "kstreams": "#6a3d9a"}
 LABELS = {"ceiling": "ceiling (raw consumer; Kafka alone in latency)", "spark": "Spark", "kstreams": "Kafka Streams"}
-SYSTEMS = ["ceiling", "gostream", "spark", "kstreams"]
+SYSTEMS = ["ceiling", "gostream", "gostream-cluster", "spark", "kstreams"]
 
 
 def group_label(run, repeats):

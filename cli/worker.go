@@ -9,7 +9,7 @@ import (
 )
 
 func newWorkerCmd() *cobra.Command {
-	var name, listen, data, peers, logLevel string
+	var name, listen, data, peers, logLevel, cpuProfile string
 	var replicas int
 	cmd := &cobra.Command{
 		Use:   "worker",
@@ -36,6 +36,11 @@ with its log. SIGTERM or Ctrl-C stops it cleanly.`,
 					return err
 				}
 			}
+			stopProfile, err := startProfiles(cpuProfile, "", "")
+			if err != nil {
+				return err
+			}
+			defer stopProfile()
 			ctx := cmd.Context()
 			n, err := cluster.Start(ctx, cfg)
 			if err != nil {
@@ -62,6 +67,7 @@ with its log. SIGTERM or Ctrl-C stops it cleanly.`,
 	fl.StringVar(&peers, "peers", "", "every worker as NAME=HOST:PORT,... (required on the first start; on a restart it must be the same, or left out)")
 	fl.IntVar(&replicas, "state-replicas", 0, "workers keeping each state partition: 1 (its owner) or 2 (and a standby on another worker); default 2 with 2 or more workers, else 1")
 	fl.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fl.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the worker, from its start until it stops, to this file (go tool pprof)")
 	for _, f := range []string{"name", "listen", "data"} {
 		_ = cmd.MarkFlagRequired(f)
 	}

@@ -199,7 +199,7 @@ func pickList(list string, known []string, flagName string) ([]string, error) {
 // checkPrereqs fails early, naming the fix, when a chosen system cannot run.
 func (c config) checkPrereqs() error {
 	has := func(name string) bool { return slices.Contains(c.systems, name) }
-	if has("gostream") {
+	if has("gostream") || has("gostream-cluster") {
 		if c.gostream == "" {
 			return errors.New("-gostream is required to run gostream (build it: go build -o /tmp/gostream ./cmd/gostream), or leave it out of -systems")
 		}
@@ -456,12 +456,22 @@ func (s *suite) runOnce(ctx context.Context, sys system, runName string, j job, 
 		return r
 	}
 	logPath := filepath.Join(s.logs, id+".log")
+	var with []int
+	if sys.workers {
+		g, err := s.startWorkers(ctx, j, filepath.Join(s.logs, id))
+		if err != nil {
+			r.Error = err.Error()
+			return r
+		}
+		defer g.stop()
+		j.master, with = g.master, g.pids()
+	}
 	cmd, err := sys.command(j)
 	if err != nil {
 		r.Error = err.Error()
 		return r
 	}
-	c, err := startChild(cmd, logPath, nil)
+	c, err := startChild(cmd, logPath, nil, with...)
 	if err != nil {
 		r.Error = err.Error()
 		return r

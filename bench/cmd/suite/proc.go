@@ -47,8 +47,11 @@ type child struct {
 
 // startChild starts cmd with stderr to logPath. When stdout is non-nil it
 // receives each line of the child's stdout as soon as it is read;
-// otherwise stdout also goes to the log.
-func startChild(cmd *exec.Cmd, logPath string, stdout func(line []byte)) (*child, error) {
+// otherwise stdout also goes to the log. The process trees rooted at with
+// (running processes the child works with, such as a cluster's workers)
+// are sampled with the child's: their memory is summed with its, and their
+// CPU counted from the child's start.
+func startChild(cmd *exec.Cmd, logPath string, stdout func(line []byte), with ...int) (*child, error) {
 	logFile, err := os.Create(logPath)
 	if err != nil {
 		return nil, err
@@ -70,7 +73,7 @@ func startChild(cmd *exec.Cmd, logPath string, stdout func(line []byte)) (*child
 	c := &child{cmd: cmd, logPath: logPath, start: start, exited: make(chan struct{})}
 	stop := make(chan struct{})
 	sampled := make(chan usage, 1)
-	go func() { sampled <- sampleTree(cmd.Process.Pid, stop) }()
+	go func() { sampled <- sampleTree(append([]int{cmd.Process.Pid}, with...), len(with) > 0, stop) }()
 	go func() {
 		defer close(c.exited)
 		if pipe != nil {
@@ -134,31 +137,43 @@ func tvSeconds(tv syscall.Timeval) float64 {
 	return float64(tv.Sec) + float64(tv.Usec)/1e6
 }
 
-// sampleTree samples the tree rooted at root until stop closes. Peak RSS is
-// the highest sum of VmRSS over the tree at one sample, raised to the largest
-// VmHWM of any single process, which catches a peak between samples. CPU is
-// the sum over every process ever seen of its last utime+stime.
-func sampleTree(root int, stop <-chan struct{}) usage {
+// sampleTree samples the trees rooted at roots until stop closes. Peak RSS
+// is the highest sum of VmRSS over the trees at one sample; with a single
+// root (running only while it is sampled), raised to the largest VmHWM of
+// any single process, which catches a peak between samples. CPU is the sum
+// over every process ever seen of its last utime+stime, less, for the
+// processes of roots[1:]'s trees (running before), what the first sample
+// found.
+func sampleTree(roots []int, shared bool, stop <-chan struct{}) usage {
 	var u usage
-	cpuTicks := make(map[int]int64)
+	cpuTicks, base := make(map[int]int64), make(map[int]int64)
 	tick := time.NewTicker(sampleEvery)
 	defer tick.Stop()
-	for {
+	for first := true; ; first = false {
 		var rss int64
-		for _, pid := range descendants(root) {
-			cur, hwm := memStatus(pid)
-			rss += cur
-			u.peakRSS = max(u.peakRSS, hwm)
-			if t, ok := cpuOf(pid); ok {
+		for i, root := range roots {
+			for _, pid := range descendants(root) {
+				cur, hwm := memStatus(pid)
+				rss += cur
+				if !shared {
+					u.peakRSS = max(u.peakRSS, hwm)
+				}
+				t, ok := cpuOf(pid)
+				if !ok {
+					continue
+				}
 				cpuTicks[pid] = t
+				if first && i > 0 {
+					base[pid] = t
+				}
 			}
 		}
 		u.peakRSS = max(u.peakRSS, rss)
 		select {
 		case <-stop:
 			var ticks int64
-			for _, t := range cpuTicks {
-				ticks += t
+			for pid, t := range cpuTicks {
+				ticks += t - base[pid]
 			}
 			u.cpuSeconds = float64(ticks) / clockTicks
 			return u

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gostream/gostream/proto/clusterpb"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -323,5 +324,42 @@ func TestMachineCPUShares(t *testing.T) {
 	}
 	if m := readMachineCPU(); runtime.GOOS == "linux" && m.total == 0 {
 		t.Error("readMachineCPU read nothing on Linux")
+	}
+}
+
+// TestGostreamArgsCluster checks that a cluster's job is submitted to its
+// master, without the local mode's checkpoint (which submit refuses with
+// --master), and a local job with its checkpoint.
+func TestGostreamArgsCluster(t *testing.T) {
+	s := &suite{cfg: config{shufflePartitions: 4}}
+	j := job{brokers: "b:9092", topic: "logs", dir: t.TempDir()}
+	local := strings.Join(s.gostreamArgs(j), " ")
+	if !strings.Contains(local, "--checkpoint "+filepath.Join(j.dir, "checkpoint")) || strings.Contains(local, "--master") {
+		t.Errorf("local args %q: want --checkpoint and no --master", local)
+	}
+	j.master = "gostream://127.0.1.1:7077,127.0.1.2:7077"
+	clustered := strings.Join(s.gostreamArgs(j), " ")
+	if !strings.Contains(clustered, "--master "+j.master) || strings.Contains(clustered, "--checkpoint") {
+		t.Errorf("cluster args %q: want --master and no --checkpoint", clustered)
+	}
+}
+
+// TestAllReached checks the leader wait's condition on a cluster status.
+func TestAllReached(t *testing.T) {
+	member := func(name, state string) *clusterpb.MemberStatus {
+		return &clusterpb.MemberStatus{Member: &clusterpb.Member{Name: name}, State: state}
+	}
+	up := []*clusterpb.MemberStatus{member("s1", "Leader"), member("s2", "Follower"), member("s3", "Follower")}
+	if err := allReached(&clusterpb.StatusResponse{Leader: "s1", Members: up}); err != nil {
+		t.Errorf("every member reached: %v", err)
+	}
+	for name, st := range map[string]*clusterpb.StatusResponse{
+		"no leader":   {Members: up},
+		"two members": {Leader: "s1", Members: up[:2]},
+		"unreachable": {Leader: "s1", Members: append(up[:2:2], member("s3", "Unreachable"))},
+	} {
+		if err := allReached(st); err == nil {
+			t.Errorf("%s: allReached = nil, want an error", name)
+		}
 	}
 }

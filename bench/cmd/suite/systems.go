@@ -21,6 +21,8 @@ type job struct {
 	// maxOffsets caps the records per batch (maxOffsetsPerTrigger); 0: no cap.
 	maxOffsets int64
 	dir        string // fresh directory for checkpoint, output and progress
+	// master is submit's --master for a cluster's job; empty: local mode.
+	master string
 	// latency selects update mode with changed rows on stdout and the
 	// shortest trigger; continuous (memory run) update mode with the
 	// default trigger and no output; otherwise complete mode, trigger
@@ -49,19 +51,23 @@ type system struct {
 	// serves tells that the system runs until stopped (Kafka Streams): the
 	// run reads its output and stops it once the counts are final.
 	serves bool
+	// workers tells that each run starts a cluster of workers
+	// (startWorkers) that the command submits to, and stops it after.
+	workers bool
 }
 
 // systemNames lists the systems the suite knows, in report order.
-var systemNames = []string{"ceiling", "gostream", "spark", "kstreams"}
+var systemNames = []string{"ceiling", "gostream", "gostream-cluster", "spark", "kstreams"}
 
 // systemRuns lists the runs each system takes part in: Spark's job splits
 // on ' ' only, so it sits out the words run, which is the only one
 // WordCountDemo (fixed topics, its own split) can do.
 var systemRuns = map[string][]string{
-	"ceiling":  {"throughput", "latency", "state", "words"},
-	"gostream": {"throughput", "latency", "state", "words", "memory"},
-	"spark":    {"throughput", "latency", "state"},
-	"kstreams": {"words"},
+	"ceiling":          {"throughput", "latency", "state", "words"},
+	"gostream":         {"throughput", "latency", "state", "words", "memory"},
+	"gostream-cluster": {"throughput"},
+	"spark":            {"throughput", "latency", "state"},
+	"kstreams":         {"words"},
 }
 
 func takesPart(system, run string) bool { return slices.Contains(systemRuns[system], run) }
@@ -84,6 +90,15 @@ func (s *suite) systems() map[string]system {
 			name:     "gostream",
 			command:  s.gostreamCmd,
 			progress: true,
+			check: func(j job, want *wordCounts) error {
+				return checkJSONLines(filepath.Join(j.dir, "out.jsonl"), want)
+			},
+		},
+		"gostream-cluster": {
+			name:     "gostream-cluster",
+			command:  s.gostreamCmd,
+			progress: true,
+			workers:  true,
 			check: func(j job, want *wordCounts) error {
 				return checkJSONLines(filepath.Join(j.dir, "out.jsonl"), want)
 			},
@@ -122,14 +137,17 @@ func (s *suite) gostreamArgs(j job) []string {
 	if j.demoSplit {
 		query = "wordcount-words"
 	}
-	return []string{"submit", query,
-		"--brokers", j.brokers, "--topic", j.topic,
-		"--checkpoint", filepath.Join(j.dir, "checkpoint"),
+	where := []string{"--checkpoint", filepath.Join(j.dir, "checkpoint")}
+	if j.master != "" {
+		where = []string{"--master", j.master}
+	}
+	return append([]string{"submit", query,
+		"--brokers", j.brokers, "--topic", j.topic}, append(where,
 		"--trigger", trigger, "--output-mode", mode,
 		"--starting-offsets", "earliest", "--sink", sink,
 		"--max-offsets-per-trigger", strconv.FormatInt(j.maxOffsets, 10),
 		"--shuffle-partitions", strconv.Itoa(s.cfg.shufflePartitions),
-		"--progress-json", j.progressPath()}
+		"--progress-json", j.progressPath())...)
 }
 
 func (s *suite) sparkCmd(j job) (*exec.Cmd, error) {

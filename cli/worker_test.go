@@ -1,0 +1,59 @@
+package cli
+
+import (
+	"context"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestWorkerCPUProfile checks that worker --cpuprofile profiles the worker
+// until it stops, and that a profile it cannot create fails the worker
+// naming the flag.
+func TestWorkerCPUProfile(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "cpu.pprof")
+	args := []string{"worker", "--name", "s1", "--listen", addr, "--data", filepath.Join(dir, "data"), "--peers", "s1=" + addr}
+
+	_, _, err = runCLI(t, "", append(args, "--cpuprofile", filepath.Join(dir, "missing", "cpu.pprof"))...)
+	if err == nil || !strings.Contains(err.Error(), "--cpuprofile") || strings.Contains(err.Error(), "unknown flag") {
+		t.Fatalf("worker with an uncreatable --cpuprofile: err = %v, want one naming --cpuprofile", err)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cmd := newRootCmd("gostream")
+	cmd.SetArgs(append(args, "--cpuprofile", path))
+	cmd.SetOut(new(strings.Builder))
+	cmd.SetErr(new(strings.Builder))
+	done := make(chan error, 1)
+	go func() { done <- cmd.ExecuteContext(ctx) }()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if _, err := os.Stat(path); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("worker --cpuprofile created no profile in 10s")
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("worker: %v", err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b) < 2 || b[0] != 0x1f || b[1] != 0x8b { // a profile is gzipped protobuf
+		t.Fatalf("the worker's CPU profile is %d bytes, not gzipped: %q", len(b), b[:min(len(b), 16)])
+	}
+}
