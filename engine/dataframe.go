@@ -50,6 +50,13 @@ func schemaOf(p *planpb.Plan) (operators.Schema, error) {
 		}
 		return g.Schema(), nil
 	}
+	if d := p.GetDropDuplicates(); d != nil {
+		x, err := operators.CompileDropDuplicates(d)
+		if err != nil {
+			return nil, err
+		}
+		return x.Schema(), nil
+	}
 	n, err := operators.CompileNarrow(p)
 	if err != nil {
 		return nil, err
@@ -150,6 +157,17 @@ func (df *DataFrame) WithColumn(name string, c Column) *DataFrame {
 		cols = append(cols, c.As(name))
 	}
 	return df.Select(cols...)
+}
+
+// DropDuplicates keeps each row whose values in the named columns (all
+// columns when none are named) no earlier row of the stream had, as Spark's
+// dropDuplicates on a stream without a watermark: nulls equal nulls, the
+// first row of a key in a batch is kept, and the keys seen are kept in the
+// query's state store (in the checkpoint, on disk past the memory budget)
+// for the life of the query. It runs in append or update mode and must be
+// the query's last operator for now.
+func (df *DataFrame) DropDuplicates(cols ...string) *DataFrame {
+	return df.derive(&planpb.Plan{Node: &planpb.Plan_DropDuplicates{DropDuplicates: &planpb.DropDuplicates{Input: df.plan, Columns: cols}}}, false)
 }
 
 // GroupBy groups by the columns for an aggregation.

@@ -52,6 +52,13 @@ func describePlan(p *planpb.Plan) []string {
 				aggs[i] = fmt.Sprintf("%s(%s) AS %s", strings.ToLower(ag.Function.String()), arg, ag.Name)
 			}
 			steps, n = append(steps, "group by "+namedExprs(a.GroupBy)+": "+strings.Join(aggs, ", ")), a.Input
+		case *planpb.Plan_DropDuplicates:
+			d := x.DropDuplicates
+			cols := "all columns"
+			if len(d.Columns) > 0 {
+				cols = strings.Join(d.Columns, ", ")
+			}
+			steps, n = append(steps, "drop duplicates of "+cols), d.Input
 		default:
 			steps, n = append(steps, fmt.Sprintf("unknown step %T", x)), nil
 		}

@@ -102,7 +102,7 @@ func (x localTasks) Output(ctx context.Context, m loop.Mapped) (loop.OutputStats
 	t := time.Now()
 	var stats loop.OutputStats
 	batch := &Batch{ID: e.BatchID, Mode: rt.query.OutputMode}
-	if rt.agg != nil {
+	if rt.stateful() {
 		changed, updated, err := rt.reduce(ctx, e.BatchID, outs)
 		if err != nil {
 			return stats, fmt.Errorf("batch %d: %w", e.BatchID, err)
@@ -117,10 +117,16 @@ func (x localTasks) Output(ctx context.Context, m loop.Mapped) (loop.OutputStats
 		for _, st := range rt.stores {
 			b.state.NumRowsTotal += st.Len()
 		}
-		batch.Schema = rt.agg.Schema()
-		if rt.query.OutputMode == Complete {
+		switch {
+		case rt.dedup != nil:
+			b.state.OperatorName = "dedupe" // Spark's name for it
+			batch.Schema = rt.dedup.Schema()
+			batch.each = eachRow(changed)
+		case rt.query.OutputMode == Complete:
+			batch.Schema = rt.agg.Schema()
 			batch.each = rt.scanState
-		} else {
+		default:
+			batch.Schema = rt.agg.Schema()
 			batch.each = eachRow(changed)
 		}
 	} else {

@@ -29,15 +29,17 @@ type queryRuntime struct {
 	log      *slog.Logger
 	scan     *planpb.KafkaScan
 	starting kafkasrc.StartingOffsets
-	narrow   *operators.Narrow      // the plan, when it has no aggregation
+	narrow   *operators.Narrow      // the plan, when it has no aggregation or dropDuplicates
 	agg      *operators.Aggregation // the plan's aggregation, if any
+	dedup    *operators.Dedup       // the plan's dropDuplicates, if any
 	mapper   *task.Mapper
 	src      *kafkasrc.Source
 	states   state.Provider
 	stores   []state.Store
 	parts    int
 
-	reducer *task.Reducer // the aggregation's reduce task
+	reducer      *task.Reducer      // the aggregation's reduce task
+	dedupReducer *task.DedupReducer // the dropDuplicates' reduce task
 	// changed holds, per state partition, the rows an update-mode batch
 	// changed, from its reduce until its sink returns; reused by the next.
 	changed []operators.RowBuffer
@@ -63,9 +65,12 @@ func newRuntime(q *planpb.Query, cp *checkpoint, sink Sink, log *slog.Logger, tr
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrAnalysis, err)
 	}
-	rt.agg, rt.narrow, rt.scan = plan.Agg, plan.Narrow, plan.Scan
+	rt.agg, rt.dedup, rt.narrow, rt.scan = plan.Agg, plan.Dedup, plan.Narrow, plan.Scan
 	if rt.agg != nil {
 		rt.reducer = task.NewReducer(rt.agg)
+	}
+	if rt.dedup != nil {
+		rt.dedupReducer = task.NewDedupReducer(rt.dedup)
 	}
 	if rt.starting, err = kafkasrc.ParseStartingOffsets(rt.scan.StartingOffsets); err != nil {
 		return nil, fmt.Errorf("%w: startingOffsets: %w", ErrAnalysis, err)
@@ -85,7 +90,7 @@ func newRuntime(q *planpb.Query, cp *checkpoint, sink Sink, log *slog.Logger, tr
 		return nil, err
 	}
 	opts := rt.stateOptions()
-	if rt.agg != nil {
+	if rt.stateful() {
 		if err := rt.checkState(opts); err != nil {
 			return nil, err
 		}
@@ -93,7 +98,7 @@ func newRuntime(q *planpb.Query, cp *checkpoint, sink Sink, log *slog.Logger, tr
 	if err := cp.resume(); err != nil {
 		return nil, err
 	}
-	if rt.agg != nil {
+	if rt.stateful() {
 		if err := rt.openState(opts); err != nil {
 			return nil, err
 		}
@@ -113,6 +118,10 @@ func newRuntime(q *planpb.Query, cp *checkpoint, sink Sink, log *slog.Logger, tr
 	}
 	return rt, nil
 }
+
+// stateful reports whether the plan keeps state: an aggregation's groups
+// or the keys a dropDuplicates has seen.
+func (rt *queryRuntime) stateful() bool { return rt.agg != nil || rt.dedup != nil }
 
 // stateOptions are the options of the query's state store.
 func (rt *queryRuntime) stateOptions() state.Options {
@@ -234,9 +243,10 @@ func (rt *queryRuntime) close() {
 }
 
 // reduce merges each shuffle partition's buckets into its state store and
-// commits the partition at version batch (task.Reducer). It returns, per
-// partition, the changed output rows (update mode) and the number of groups
-// updated.
+// commits the partition at version batch (task.Reducer, or
+// task.DedupReducer for a dropDuplicates). It returns, per partition, the
+// output rows (update mode, or a dropDuplicates' new rows) and the number of
+// groups updated (of rows kept).
 func (rt *queryRuntime) reduce(ctx context.Context, batch int64, outs []task.Output) ([][]operators.Row, int64, error) {
 	if rt.changed == nil {
 		rt.changed = make([]operators.RowBuffer, rt.parts)
@@ -259,11 +269,17 @@ func (rt *queryRuntime) reduce(ctx context.Context, batch int64, outs []task.Out
 					buckets = append(buckets, o.Buckets[p])
 				}
 			}
+			var res task.Reduced
+			if rt.dedup != nil {
+				res, err = rt.dedupReducer.Reduce(rt.stores[p], batch, buckets, &changed[p])
+				updated.Add(res.Groups)
+				return err
+			}
 			var opts task.ReduceOptions
 			if rt.query.OutputMode == Update {
 				opts.Rows = &changed[p]
 			}
-			res, err := rt.reducer.Reduce(rt.stores[p], batch, buckets, opts)
+			res, err = rt.reducer.Reduce(rt.stores[p], batch, buckets, opts)
 			updated.Add(res.Groups)
 			return err
 		})

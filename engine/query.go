@@ -260,6 +260,8 @@ func fingerprint(p *planpb.Plan) string {
 			n = x.Explode.Input
 		case *planpb.Plan_Aggregate:
 			n = x.Aggregate.Input
+		case *planpb.Plan_DropDuplicates:
+			n = x.DropDuplicates.Input
 		default:
 			n = nil
 		}

@@ -45,6 +45,8 @@ func CompileNarrow(p *planpb.Plan) (*Narrow, error) {
 			stages, p = append(stages, p), n.Explode.GetInput()
 		case *planpb.Plan_Aggregate:
 			return nil, fmt.Errorf("%w: only one aggregation per query is supported (Spark's rule for streaming queries without watermarks)", ErrType)
+		case *planpb.Plan_DropDuplicates:
+			return nil, fmt.Errorf("%w: dropDuplicates must be a query's last operator for now", ErrType)
 		default:
 			return nil, fmt.Errorf("%w: plan node %T has no input scan", ErrType, n)
 		}

@@ -102,6 +102,9 @@ func NewMapper(p *Plan, cfg MapConfig) (*Mapper, error) {
 		m.cfg.Catch = Recover
 	}
 	if p.Agg == nil {
+		if p.Dedup != nil && cfg.Exchange == nil {
+			return nil, errors.New("task: a Mapper of a dropDuplicates needs an Exchange")
+		}
 		return m, nil
 	}
 	if cfg.Exchange == nil || cfg.PartialGroups <= 0 {
@@ -122,8 +125,9 @@ func (m *Mapper) ReadsValues() bool { return m.readValues }
 
 // Output is what one map task produced.
 type Output struct {
-	// Buckets holds, when the plan aggregates, an exchange bucket per state
-	// partition (operators.HashAgg.Flush), to Merge on the reduce side.
+	// Buckets holds, when the plan aggregates or drops duplicates, an
+	// exchange bucket per state partition (operators.HashAgg.Flush,
+	// operators.DedupPartial.Buckets), for the reduce side.
 	Buckets [][]byte
 	// Rows holds, when the plan does not aggregate, the task's output rows
 	// in offset order.
@@ -143,8 +147,11 @@ type Output struct {
 // failure, fails Run with the error MapConfig.Catch makes of it.
 func (m *Mapper) Run(ctx context.Context, src *kafkasrc.Source, ranges []kafkasrc.Range, ts time.Time) ([]Output, int64, error) {
 	chain := m.plan.Narrow
-	if m.plan.Agg != nil {
+	switch {
+	case m.plan.Agg != nil:
 		chain = m.plan.Agg.Input()
+	case m.plan.Dedup != nil:
+		chain = m.plan.Dedup.Input()
 	}
 	chain.Clock().Set(ts)
 	var read atomic.Int64
@@ -154,7 +161,11 @@ func (m *Mapper) Run(ctx context.Context, src *kafkasrc.Source, ranges []kafkasr
 		for i, r := range ranges {
 			g.Go(func() (err error) {
 				defer m.cfg.Catch("map task "+r.String(), &err)
-				outs[i].Rows, err = m.narrowTask(gctx, src, r, &read)
+				if m.plan.Dedup != nil {
+					outs[i].Buckets, err = m.dedupTask(gctx, src, r, &read)
+				} else {
+					outs[i].Rows, err = m.narrowTask(gctx, src, r, &read)
+				}
 				return err
 			})
 		}
@@ -285,17 +296,32 @@ func (m *Mapper) aggregateWorker(work <-chan mapInput) ([][]byte, error) {
 // returns the output rows, in offset order.
 func (m *Mapper) narrowTask(ctx context.Context, src *kafkasrc.Source, r kafkasrc.Range, read *atomic.Int64) ([]operators.Row, error) {
 	var rows []operators.Row
-	entry, err := m.plan.Narrow.New(func(row operators.Row) error {
+	err := m.readRows(ctx, src, r, read, m.plan.Narrow, func(row operators.Row) error {
 		rows = append(rows, row.Clone())
 		return nil
 	})
+	return rows, err
+}
+
+// dedupTask reads one offset range through the narrow operators below the
+// dropDuplicates and returns the exchange buckets of the first row of each
+// key, in offset order.
+func (m *Mapper) dedupTask(ctx context.Context, src *kafkasrc.Source, r kafkasrc.Range, read *atomic.Int64) ([][]byte, error) {
+	p := m.plan.Dedup.NewPartial(m.cfg.Exchange)
+	err := m.readRows(ctx, src, r, read, m.plan.Dedup.Input(), p.Add)
+	return p.Buckets(), err
+}
+
+// readRows reads one offset range through chain into out.
+func (m *Mapper) readRows(ctx context.Context, src *kafkasrc.Source, r kafkasrc.Range, read *atomic.Int64, chain *operators.Narrow, out operators.Emit) error {
+	entry, err := chain.New(out)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	headers := m.plan.Scan.IncludeHeaders
 	row := make(operators.Row, len(operators.KafkaSchema(headers)))
 	topic := operators.Str(r.Topic)
-	err = src.ReadRange(ctx, r, func(recs []*kgo.Record) error {
+	return src.ReadRange(ctx, r, func(recs []*kgo.Record) error {
 		read.Add(int64(len(recs)))
 		for _, rec := range recs {
 			fillRow(row, rec, topic, headers)
@@ -305,7 +331,6 @@ func (m *Mapper) narrowTask(ctx context.Context, src *kafkasrc.Source, r kafkasr
 		}
 		return nil
 	})
-	return rows, err
 }
 
 // fillRow writes a Kafka record into row, in KafkaSchema's column order.

@@ -714,6 +714,7 @@ type Plan struct {
 	//	*Plan_Filter
 	//	*Plan_Explode
 	//	*Plan_Aggregate
+	//	*Plan_DropDuplicates
 	Node          isPlan_Node `protobuf_oneof:"node"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -801,6 +802,15 @@ func (x *Plan) GetAggregate() *Aggregate {
 	return nil
 }
 
+func (x *Plan) GetDropDuplicates() *DropDuplicates {
+	if x != nil {
+		if x, ok := x.Node.(*Plan_DropDuplicates); ok {
+			return x.DropDuplicates
+		}
+	}
+	return nil
+}
+
 type isPlan_Node interface {
 	isPlan_Node()
 }
@@ -825,6 +835,10 @@ type Plan_Aggregate struct {
 	Aggregate *Aggregate `protobuf:"bytes,5,opt,name=aggregate,proto3,oneof"`
 }
 
+type Plan_DropDuplicates struct {
+	DropDuplicates *DropDuplicates `protobuf:"bytes,6,opt,name=drop_duplicates,json=dropDuplicates,proto3,oneof"`
+}
+
 func (*Plan_KafkaScan) isPlan_Node() {}
 
 func (*Plan_Project) isPlan_Node() {}
@@ -834,6 +848,8 @@ func (*Plan_Filter) isPlan_Node() {}
 func (*Plan_Explode) isPlan_Node() {}
 
 func (*Plan_Aggregate) isPlan_Node() {}
+
+func (*Plan_DropDuplicates) isPlan_Node() {}
 
 // KafkaScan reads Kafka records. Option names follow Spark's Kafka source.
 // Output schema: key binary, value binary, topic string, partition int,
@@ -1184,6 +1200,62 @@ func (x *Aggregate) GetAggregates() []*AggregateExpr {
 	return nil
 }
 
+// DropDuplicates emits each input row whose key (the named columns; all
+// columns when none are named) no earlier row had, in this batch or any
+// earlier one: Spark's streaming dropDuplicates without a watermark. Null
+// key values equal each other. The keys seen are kept in the state store.
+type DropDuplicates struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Input         *Plan                  `protobuf:"bytes,1,opt,name=input,proto3" json:"input,omitempty"`
+	Columns       []string               `protobuf:"bytes,2,rep,name=columns,proto3" json:"columns,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DropDuplicates) Reset() {
+	*x = DropDuplicates{}
+	mi := &file_plan_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DropDuplicates) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DropDuplicates) ProtoMessage() {}
+
+func (x *DropDuplicates) ProtoReflect() protoreflect.Message {
+	mi := &file_plan_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DropDuplicates.ProtoReflect.Descriptor instead.
+func (*DropDuplicates) Descriptor() ([]byte, []int) {
+	return file_plan_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *DropDuplicates) GetInput() *Plan {
+	if x != nil {
+		return x.Input
+	}
+	return nil
+}
+
+func (x *DropDuplicates) GetColumns() []string {
+	if x != nil {
+		return x.Columns
+	}
+	return nil
+}
+
 type AggregateExpr struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Function      AggregateFunction      `protobuf:"varint,1,opt,name=function,proto3,enum=gostream.plan.v1.AggregateFunction" json:"function,omitempty"`
@@ -1195,7 +1267,7 @@ type AggregateExpr struct {
 
 func (x *AggregateExpr) Reset() {
 	*x = AggregateExpr{}
-	mi := &file_plan_proto_msgTypes[12]
+	mi := &file_plan_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1207,7 +1279,7 @@ func (x *AggregateExpr) String() string {
 func (*AggregateExpr) ProtoMessage() {}
 
 func (x *AggregateExpr) ProtoReflect() protoreflect.Message {
-	mi := &file_plan_proto_msgTypes[12]
+	mi := &file_plan_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1220,7 +1292,7 @@ func (x *AggregateExpr) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AggregateExpr.ProtoReflect.Descriptor instead.
 func (*AggregateExpr) Descriptor() ([]byte, []int) {
-	return file_plan_proto_rawDescGZIP(), []int{12}
+	return file_plan_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *AggregateExpr) GetFunction() AggregateFunction {
@@ -1259,7 +1331,7 @@ type Query struct {
 
 func (x *Query) Reset() {
 	*x = Query{}
-	mi := &file_plan_proto_msgTypes[13]
+	mi := &file_plan_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1271,7 +1343,7 @@ func (x *Query) String() string {
 func (*Query) ProtoMessage() {}
 
 func (x *Query) ProtoReflect() protoreflect.Message {
-	mi := &file_plan_proto_msgTypes[13]
+	mi := &file_plan_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1284,7 +1356,7 @@ func (x *Query) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Query.ProtoReflect.Descriptor instead.
 func (*Query) Descriptor() ([]byte, []int) {
-	return file_plan_proto_rawDescGZIP(), []int{13}
+	return file_plan_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Query) GetName() string {
@@ -1347,14 +1419,15 @@ const file_plan_proto_rawDesc = "" +
 	"\x02to\x18\x02 \x01(\x0e2\x1a.gostream.plan.v1.DataTypeR\x02to\"K\n" +
 	"\tNamedExpr\x12*\n" +
 	"\x04expr\x18\x01 \x01(\v2\x16.gostream.plan.v1.ExprR\x04expr\x12\x12\n" +
-	"\x04name\x18\x02 \x01(\tR\x04name\"\xab\x02\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\"\xf8\x02\n" +
 	"\x04Plan\x12<\n" +
 	"\n" +
 	"kafka_scan\x18\x01 \x01(\v2\x1b.gostream.plan.v1.KafkaScanH\x00R\tkafkaScan\x125\n" +
 	"\aproject\x18\x02 \x01(\v2\x19.gostream.plan.v1.ProjectH\x00R\aproject\x122\n" +
 	"\x06filter\x18\x03 \x01(\v2\x18.gostream.plan.v1.FilterH\x00R\x06filter\x125\n" +
 	"\aexplode\x18\x04 \x01(\v2\x19.gostream.plan.v1.ExplodeH\x00R\aexplode\x12;\n" +
-	"\taggregate\x18\x05 \x01(\v2\x1b.gostream.plan.v1.AggregateH\x00R\taggregateB\x06\n" +
+	"\taggregate\x18\x05 \x01(\v2\x1b.gostream.plan.v1.AggregateH\x00R\taggregate\x12K\n" +
+	"\x0fdrop_duplicates\x18\x06 \x01(\v2 .gostream.plan.v1.DropDuplicatesH\x00R\x0edropDuplicatesB\x06\n" +
 	"\x04node\"\xfd\x03\n" +
 	"\tKafkaScan\x12+\n" +
 	"\x11bootstrap_servers\x18\x01 \x01(\tR\x10bootstrapServers\x12\x1c\n" +
@@ -1385,7 +1458,10 @@ const file_plan_proto_rawDesc = "" +
 	"\bgroup_by\x18\x02 \x03(\v2\x1b.gostream.plan.v1.NamedExprR\agroupBy\x12?\n" +
 	"\n" +
 	"aggregates\x18\x03 \x03(\v2\x1f.gostream.plan.v1.AggregateExprR\n" +
-	"aggregates\"\x8e\x01\n" +
+	"aggregates\"X\n" +
+	"\x0eDropDuplicates\x12,\n" +
+	"\x05input\x18\x01 \x01(\v2\x16.gostream.plan.v1.PlanR\x05input\x12\x18\n" +
+	"\acolumns\x18\x02 \x03(\tR\acolumns\"\x8e\x01\n" +
 	"\rAggregateExpr\x12?\n" +
 	"\bfunction\x18\x01 \x01(\x0e2#.gostream.plan.v1.AggregateFunctionR\bfunction\x12(\n" +
 	"\x03arg\x18\x02 \x01(\v2\x16.gostream.plan.v1.ExprR\x03arg\x12\x12\n" +
@@ -1442,7 +1518,7 @@ func file_plan_proto_rawDescGZIP() []byte {
 }
 
 var file_plan_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_plan_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_plan_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_plan_proto_goTypes = []any{
 	(DataType)(0),          // 0: gostream.plan.v1.DataType
 	(AggregateFunction)(0), // 1: gostream.plan.v1.AggregateFunction
@@ -1459,9 +1535,10 @@ var file_plan_proto_goTypes = []any{
 	(*Filter)(nil),         // 12: gostream.plan.v1.Filter
 	(*Explode)(nil),        // 13: gostream.plan.v1.Explode
 	(*Aggregate)(nil),      // 14: gostream.plan.v1.Aggregate
-	(*AggregateExpr)(nil),  // 15: gostream.plan.v1.AggregateExpr
-	(*Query)(nil),          // 16: gostream.plan.v1.Query
-	nil,                    // 17: gostream.plan.v1.KafkaScan.KafkaOptionsEntry
+	(*DropDuplicates)(nil), // 15: gostream.plan.v1.DropDuplicates
+	(*AggregateExpr)(nil),  // 16: gostream.plan.v1.AggregateExpr
+	(*Query)(nil),          // 17: gostream.plan.v1.Query
+	nil,                    // 18: gostream.plan.v1.KafkaScan.KafkaOptionsEntry
 }
 var file_plan_proto_depIdxs = []int32{
 	0,  // 0: gostream.plan.v1.Field.type:type_name -> gostream.plan.v1.DataType
@@ -1478,26 +1555,28 @@ var file_plan_proto_depIdxs = []int32{
 	12, // 11: gostream.plan.v1.Plan.filter:type_name -> gostream.plan.v1.Filter
 	13, // 12: gostream.plan.v1.Plan.explode:type_name -> gostream.plan.v1.Explode
 	14, // 13: gostream.plan.v1.Plan.aggregate:type_name -> gostream.plan.v1.Aggregate
-	17, // 14: gostream.plan.v1.KafkaScan.kafka_options:type_name -> gostream.plan.v1.KafkaScan.KafkaOptionsEntry
-	9,  // 15: gostream.plan.v1.Project.input:type_name -> gostream.plan.v1.Plan
-	8,  // 16: gostream.plan.v1.Project.exprs:type_name -> gostream.plan.v1.NamedExpr
-	9,  // 17: gostream.plan.v1.Filter.input:type_name -> gostream.plan.v1.Plan
-	4,  // 18: gostream.plan.v1.Filter.condition:type_name -> gostream.plan.v1.Expr
-	9,  // 19: gostream.plan.v1.Explode.input:type_name -> gostream.plan.v1.Plan
-	8,  // 20: gostream.plan.v1.Explode.keep:type_name -> gostream.plan.v1.NamedExpr
-	4,  // 21: gostream.plan.v1.Explode.generator:type_name -> gostream.plan.v1.Expr
-	9,  // 22: gostream.plan.v1.Aggregate.input:type_name -> gostream.plan.v1.Plan
-	8,  // 23: gostream.plan.v1.Aggregate.group_by:type_name -> gostream.plan.v1.NamedExpr
-	15, // 24: gostream.plan.v1.Aggregate.aggregates:type_name -> gostream.plan.v1.AggregateExpr
-	1,  // 25: gostream.plan.v1.AggregateExpr.function:type_name -> gostream.plan.v1.AggregateFunction
-	4,  // 26: gostream.plan.v1.AggregateExpr.arg:type_name -> gostream.plan.v1.Expr
-	9,  // 27: gostream.plan.v1.Query.plan:type_name -> gostream.plan.v1.Plan
-	2,  // 28: gostream.plan.v1.Query.output_mode:type_name -> gostream.plan.v1.OutputMode
-	29, // [29:29] is the sub-list for method output_type
-	29, // [29:29] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	15, // 14: gostream.plan.v1.Plan.drop_duplicates:type_name -> gostream.plan.v1.DropDuplicates
+	18, // 15: gostream.plan.v1.KafkaScan.kafka_options:type_name -> gostream.plan.v1.KafkaScan.KafkaOptionsEntry
+	9,  // 16: gostream.plan.v1.Project.input:type_name -> gostream.plan.v1.Plan
+	8,  // 17: gostream.plan.v1.Project.exprs:type_name -> gostream.plan.v1.NamedExpr
+	9,  // 18: gostream.plan.v1.Filter.input:type_name -> gostream.plan.v1.Plan
+	4,  // 19: gostream.plan.v1.Filter.condition:type_name -> gostream.plan.v1.Expr
+	9,  // 20: gostream.plan.v1.Explode.input:type_name -> gostream.plan.v1.Plan
+	8,  // 21: gostream.plan.v1.Explode.keep:type_name -> gostream.plan.v1.NamedExpr
+	4,  // 22: gostream.plan.v1.Explode.generator:type_name -> gostream.plan.v1.Expr
+	9,  // 23: gostream.plan.v1.Aggregate.input:type_name -> gostream.plan.v1.Plan
+	8,  // 24: gostream.plan.v1.Aggregate.group_by:type_name -> gostream.plan.v1.NamedExpr
+	16, // 25: gostream.plan.v1.Aggregate.aggregates:type_name -> gostream.plan.v1.AggregateExpr
+	9,  // 26: gostream.plan.v1.DropDuplicates.input:type_name -> gostream.plan.v1.Plan
+	1,  // 27: gostream.plan.v1.AggregateExpr.function:type_name -> gostream.plan.v1.AggregateFunction
+	4,  // 28: gostream.plan.v1.AggregateExpr.arg:type_name -> gostream.plan.v1.Expr
+	9,  // 29: gostream.plan.v1.Query.plan:type_name -> gostream.plan.v1.Plan
+	2,  // 30: gostream.plan.v1.Query.output_mode:type_name -> gostream.plan.v1.OutputMode
+	31, // [31:31] is the sub-list for method output_type
+	31, // [31:31] is the sub-list for method input_type
+	31, // [31:31] is the sub-list for extension type_name
+	31, // [31:31] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_plan_proto_init() }
@@ -1524,6 +1603,7 @@ func file_plan_proto_init() {
 		(*Plan_Filter)(nil),
 		(*Plan_Explode)(nil),
 		(*Plan_Aggregate)(nil),
+		(*Plan_DropDuplicates)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1531,7 +1611,7 @@ func file_plan_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_plan_proto_rawDesc), len(file_plan_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   15,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
