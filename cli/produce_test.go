@@ -89,7 +89,7 @@ func TestProduceCmdInterrupt(t *testing.T) {
 		t.Skip("integration test against real Kafka; run without -short")
 	}
 	bin := filepath.Join(t.TempDir(), "gostream")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/gostream").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	c := kafkatest.Start(t)
