@@ -164,6 +164,12 @@
 // job's map side on a worker: half fetched ahead, half partial
 // aggregation.
 //
+// A job without an aggregation has no state partitions to push to: its
+// map task (Task.MapRows) streams its ranges' output rows back to the
+// driver instead, each range's in offset order, in messages of about
+// 1 MiB, and the driver writes a batch's rows in its ranges' order, so a
+// re-run batch writes the same rows.
+//
 // # Jobs
 //
 // A job is registered (RegisterJob: its plan, checked by the leader with

@@ -68,7 +68,7 @@ type jobDriver struct {
 	job     *clusterpb.Job // with its assignment
 	query   *planpb.Query
 	plan    *task.Plan
-	reducer *task.Reducer
+	reducer *task.Reducer // nil for a job without an aggregation
 	cfg     loop.Config
 	src     *kafkasrc.Source
 	sink    engine.Sink
@@ -92,10 +92,9 @@ func newJobDriver(ctx context.Context, run *JobRun) (d *jobDriver, err error) {
 	if d.plan, err = task.Compile(d.query.Plan); err != nil {
 		return nil, fmt.Errorf("its plan does not compile on %s: %w", n.cfg.Name, err)
 	}
-	if d.plan.Agg == nil {
-		return nil, fmt.Errorf("a cluster runs aggregating jobs only for now (run it with --master local[*])")
+	if d.plan.Agg != nil {
+		d.reducer = task.NewReducer(d.plan.Agg)
 	}
-	d.reducer = task.NewReducer(d.plan.Agg)
 	scan := d.plan.Scan
 	if d.cfg, err = loopConfig(job.Options, scan); err != nil {
 		return nil, err
@@ -304,6 +303,9 @@ type mapped struct {
 	tasks   int32 // map tasks, each of which pushed to every state partition
 	records int64
 	bytes   int64 // sent to the state partitions' owners
+	// rows are, for a job without an aggregation, the output rows of each
+	// of the batch's ranges (operators.AppendRow), in offset order.
+	rows [][][]byte
 
 	// Set by Output.
 	dur        map[string]int64
@@ -316,18 +318,22 @@ type mapped struct {
 func (m *mapped) Records() int64 { return m.records }
 
 // Map runs batch e's map tasks: one per worker its ranges' Kafka
-// partitions are assigned to, with that worker's ranges. Each pushes its
-// partials to every state partition's owner before it answers.
+// partitions are assigned to, with that worker's ranges. For a job with an
+// aggregation, each pushes its partials to every state partition's owner
+// before it answers; for one without, each streams its ranges' output
+// rows back (MapRows), which Map keeps in the ranges' order.
 func (d *jobDriver) Map(ctx context.Context, e loop.OffsetsEntry, ranges []kafkasrc.Range, _ bool) (_ loop.Mapped, err error) {
 	defer task.Recover(fmt.Sprintf("cluster: job %s batch %d: map", d.job.Name, e.BatchID), &err)
 	byWorker := map[string][]*clusterpb.MapRange{}
-	for _, r := range ranges {
+	index := map[string][]int{} // of byWorker's ranges in ranges
+	for i, r := range ranges {
 		w := d.worker(r.Topic, r.Partition)
 		if w == "" {
 			return nil, fmt.Errorf("cluster: job %s batch %d: Kafka partition %s-%d is assigned to no worker in epoch %d (it appeared after the job's assignment: stop the job and submit it again to assign it)",
 				d.job.Name, e.BatchID, r.Topic, r.Partition, d.job.Assignment.GetEpoch())
 		}
 		byWorker[w] = append(byWorker[w], &clusterpb.MapRange{Topic: r.Topic, Partition: r.Partition, From: r.From, Until: r.Until})
+		index[w] = append(index[w], i)
 	}
 	workers := slices.Sorted(func(yield func(string) bool) {
 		for w := range byWorker {
@@ -337,22 +343,31 @@ func (d *jobDriver) Map(ctx context.Context, e loop.OffsetsEntry, ranges []kafka
 		}
 	})
 	m := &mapped{entry: e, tasks: int32(len(workers))}
+	if d.plan.Agg == nil {
+		m.rows = make([][][]byte, len(ranges))
+	}
 	var mu sync.Mutex
 	g, gctx := errgroup.WithContext(ctx)
 	for i, w := range workers {
 		g.Go(func() error {
 			cc, err := d.conn(w)
 			if err == nil {
-				var resp *clusterpb.MapResponse
+				var records, sent int64
 				err = d.call(gctx, func(try uint32) (err error) {
-					resp, err = clusterpb.NewTaskClient(cc).Map(gctx, &clusterpb.MapRequest{Header: d.header(), Job: d.job.Name, Batch: e.BatchID,
-						Task: int32(i), Attempt: d.attempt(try), Ranges: byWorker[w], BatchTimestampMs: e.TimestampMs})
+					req := &clusterpb.MapRequest{Header: d.header(), Job: d.job.Name, Batch: e.BatchID,
+						Task: int32(i), Attempt: d.attempt(try), Ranges: byWorker[w], BatchTimestampMs: e.TimestampMs}
+					if d.plan.Agg == nil {
+						records, err = d.mapRows(gctx, cc, req, m.rows, index[w])
+						return err
+					}
+					resp, err := clusterpb.NewTaskClient(cc).Map(gctx, req)
+					records, sent = resp.GetRecords(), int64(resp.GetBytesSent())
 					return err
 				})
 				if err == nil {
 					mu.Lock()
-					m.records += resp.Records
-					m.bytes += int64(resp.BytesSent)
+					m.records += records
+					m.bytes += sent
 					mu.Unlock()
 					return nil
 				}
@@ -364,6 +379,36 @@ func (d *jobDriver) Map(ctx context.Context, e loop.OffsetsEntry, ranges []kafka
 		return nil, err
 	}
 	return m, nil
+}
+
+// mapRows runs a narrow map task, req, on cc and puts the rows of its
+// range number i into rows[index[i]], then returns the records it read.
+// The rows of a try cut short are dropped: a try puts every range's rows.
+func (d *jobDriver) mapRows(ctx context.Context, cc grpc.ClientConnInterface, req *clusterpb.MapRequest, rows [][][]byte, index []int) (int64, error) {
+	for _, j := range index {
+		rows[j] = nil
+	}
+	stream, err := clusterpb.NewTaskClient(cc).MapRows(ctx, req)
+	if err != nil {
+		return 0, err
+	}
+	for {
+		msg, err := stream.Recv()
+		if err != nil {
+			if err == io.EOF {
+				err = fmt.Errorf("%w: the worker ended its rows before the last message", ErrProtocol)
+			}
+			return 0, err
+		}
+		if msg.RangeIndex < 0 || int(msg.RangeIndex) >= len(index) {
+			return 0, fmt.Errorf("%w: rows of range %d, of a task of %d ranges", ErrProtocol, msg.RangeIndex, len(index))
+		}
+		j := index[msg.RangeIndex]
+		rows[j] = append(rows[j], msg.Rows...)
+		if msg.Done {
+			return msg.Records, nil
+		}
+	}
 }
 
 // worker is the worker a Kafka partition is assigned to, "" if none.
@@ -389,6 +434,22 @@ func (d *jobDriver) Output(ctx context.Context, lm loop.Mapped) (_ loop.OutputSt
 	batch := m.entry.BatchID
 	defer task.Recover(fmt.Sprintf("cluster: job %s batch %d: output", d.job.Name, batch), &err)
 	m.dur = map[string]int64{}
+	if d.plan.Agg == nil {
+		return loop.OutputStats{}, d.write(ctx, m, d.plan.Narrow.Schema(), func(fn operators.Emit) error {
+			for _, rows := range m.rows {
+				for _, b := range rows {
+					row, err := operators.ReadRow(b)
+					if err != nil {
+						return fmt.Errorf("a map task's row: %w", err)
+					}
+					if err := fn(row); err != nil {
+						return err
+					}
+				}
+			}
+			return nil
+		})
+	}
 	complete := d.query.OutputMode == engine.Complete
 	parts := d.job.Assignment.GetState()
 	changes := make([][][]byte, len(parts))
@@ -450,17 +511,27 @@ func (d *jobDriver) Output(ctx context.Context, lm loop.Mapped) (_ loop.OutputSt
 			return nil
 		}
 	}
+	if err := d.write(ctx, m, d.plan.Agg.Schema(), each); err != nil {
+		return loop.OutputStats{}, err
+	}
+	return loop.OutputStats{Groups: m.updated, ExchangeBytes: m.bytes}, nil
+}
+
+// write runs the job's sink over batch m's output rows, which each emits,
+// and keeps what the sink wrote for the submitter.
+func (d *jobDriver) write(ctx context.Context, m *mapped, schema operators.Schema, each func(operators.Emit) error) error {
+	t := time.Now()
 	m.outputRows = 0
 	counted := func(fn operators.Emit) error {
 		return each(func(r operators.Row) error { m.outputRows++; return fn(r) })
 	}
 	d.out.Reset()
-	if err := d.sink.AddBatch(ctx, engine.NewBatch(batch, d.query.OutputMode, d.plan.Agg.Schema(), counted)); err != nil {
-		return loop.OutputStats{}, fmt.Errorf("cluster: job %s batch %d: sink: %w", d.job.Name, batch, err)
+	if err := d.sink.AddBatch(ctx, engine.NewBatch(m.entry.BatchID, d.query.OutputMode, schema, counted)); err != nil {
+		return fmt.Errorf("cluster: job %s batch %d: sink: %w", d.job.Name, m.entry.BatchID, err)
 	}
 	m.output = bytes.Clone(d.out.Bytes())
 	m.dur["addBatch"] = time.Since(t).Milliseconds()
-	return loop.OutputStats{Groups: m.updated, ExchangeBytes: m.bytes}, nil
+	return nil
 }
 
 // Sync does nothing: each state partition's owner committed the batch,
@@ -493,9 +564,11 @@ func (d *jobDriver) Report(rep loop.Report, lm loop.Mapped) {
 	}
 	p := engine.Progress{ID: d.job.Name, RunID: fmt.Sprintf("%s-term-%d", d.run.Member, d.run.Term), Name: d.query.Name,
 		Timestamp: rep.Start.UTC(), BatchID: e.BatchID, NumInputRows: n, DurationMs: rep.Durations,
-		StateOperators: []engine.StateProgress{{OperatorName: "stateStoreSave", NumRowsTotal: m.total, NumRowsUpdated: m.updated,
-			NumShufflePartitions: len(d.job.Assignment.GetState())}},
 		Sink: engine.SinkProgress{Description: fmt.Sprintf("%T", d.sink), NumOutputRows: m.outputRows}}
+	if d.plan.Agg != nil {
+		p.StateOperators = []engine.StateProgress{{OperatorName: "stateStoreSave", NumRowsTotal: m.total, NumRowsUpdated: m.updated,
+			NumShufflePartitions: len(d.job.Assignment.GetState())}}
+	}
 	if elapsed := time.Since(rep.Start).Seconds(); elapsed > 0 {
 		p.ProcessedRowsPerSecond = float64(n) / elapsed
 	}

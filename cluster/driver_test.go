@@ -14,6 +14,7 @@ import (
 	"github.com/gostream/gostream/internal/embedtest"
 	"github.com/gostream/gostream/internal/testseed"
 	"github.com/gostream/gostream/proto/clusterpb"
+	"google.golang.org/protobuf/proto"
 )
 
 // TestNextAssignment: a job's first assignment spreads its Kafka
@@ -154,6 +155,144 @@ func TestBatchDriver(t *testing.T) {
 	}
 }
 
+// TestBatchDriverNarrow runs a job without an aggregation (select, filter,
+// explode; append mode) on three in-process workers over the embedded
+// Kafka broker: the workers stream each range's rows to the leader, which
+// runs the jsonl sink. Each line's words but "w0" come out once, in the
+// line's order, each batch's rows in (partition, offset) order, in two
+// runs of the job (the second reads only the lines produced after the
+// first).
+func TestBatchDriverNarrow(t *testing.T) {
+	rng := testseed.Rand(t)
+	brokers := embedtest.Start(t, "logs", 3)
+	g := newNodeGroupWith(t, 3, func(c *Config) { c.Driver = BatchDriver })
+	g.waitStatus(g.addrs(), allReachable)
+	w := engine.NewSession().ReadStream().Format("kafka").Option("kafka.bootstrap.servers", brokers).
+		Option("subscribe", "logs").Option("startingOffsets", "earliest").Load().
+		Select(engine.Col("partition"), engine.Col("offset"), engine.Col("value").Cast(engine.String).As("line"),
+			engine.Explode(engine.Split(engine.Col("value").Cast(engine.String), " ")).As("word")).
+		Where(engine.Col("word").Ne("w0")).
+		WriteStream().Format("jsonl").Option("path", "-").OutputMode(engine.Append).Trigger(engine.AvailableNow()).QueryName("words")
+	p, err := w.Plan()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seen int64 = -1   // the last batch of the runs before
+	var lastOutput []byte // seen's output
+	for run := range 2 {
+		rerun := int64(-1)
+		if run == 1 {
+			// Batch seen+1 plans seen's offsets again and the job stops
+			// before it commits: the next run re-runs it first, and its
+			// rows are seen's, byte for byte.
+			rerunLast(t, g, "words", seen)
+			rerun = seen + 1
+		}
+		lines := map[string]int{} // produced in this run, by line
+		n := 300 + rng.IntN(300)
+		produced := make([]string, n)
+		for i := range produced {
+			ws := make([]string, 1+rng.IntN(5))
+			for j := range ws {
+				ws[j] = fmt.Sprint("w", rng.IntN(10))
+			}
+			produced[i] = strings.Join(ws, " ") + fmt.Sprintf(" r%di%d", run, i) // each line unique
+			lines[produced[i]]++
+		}
+		embedtest.Produce(t, brokers, "logs", produced...)
+		type row struct {
+			Partition int64  `json:"partition"`
+			Offset    int64  `json:"offset"`
+			Line      string `json:"line"`
+			Word      string `json:"word"`
+		}
+		got := map[string][]string{}                  // words by line
+		for _, r := range runPlan(t, g, "words", p) { // the reports of every run
+			if r.BatchId <= seen {
+				continue
+			}
+			if r.BatchId == rerun {
+				if got, want := unbatched(r.Output, r.BatchId), unbatched(lastOutput, seen); got != want {
+					t.Fatalf("re-run of batch %d's offsets as batch %d wrote\n%s\nwant, as the first run\n%s", seen, r.BatchId, got, want)
+				}
+				seen, rerun = r.BatchId, -2 // seen
+				continue
+			}
+			seen, lastOutput = r.BatchId, r.Output
+			var prev row
+			for i, text := range strings.Split(strings.TrimSpace(string(r.Output)), "\n") {
+				if text == "" {
+					continue
+				}
+				var x row
+				if err := json.Unmarshal([]byte(text), &x); err != nil {
+					t.Fatalf("run %d batch %d: a row %q: %v", run, r.BatchId, text, err)
+				}
+				if i > 0 && (x.Partition < prev.Partition || x.Partition == prev.Partition && x.Offset < prev.Offset) {
+					t.Fatalf("run %d batch %d: row %+v after %+v: not in (partition, offset) order", run, r.BatchId, x, prev)
+				}
+				prev = x
+				got[x.Line] = append(got[x.Line], x.Word)
+			}
+		}
+		for line := range lines {
+			var want []string
+			for _, w := range strings.Fields(line) {
+				if w != "w0" {
+					want = append(want, w)
+				}
+			}
+			if g := strings.Join(got[line], " "); g != strings.Join(want, " ") {
+				t.Fatalf("run %d: line %q gave words %q; want %q", run, line, g, want)
+			}
+			delete(got, line)
+		}
+		if len(got) > 0 {
+			t.Fatalf("run %d: rows of %d lines not produced in this run, e.g. %v", run, len(got), got)
+		}
+		if len(lastOutput) == 0 {
+			t.Fatalf("run %d: its last batch %d wrote no rows", run, seen)
+		}
+		if rerun >= 0 {
+			t.Fatalf("run %d: no report of re-run batch %d", run, rerun)
+		}
+	}
+}
+
+// unbatched is a jsonl sink's output of batch without its rows' batch
+// field.
+func unbatched(out []byte, batch int64) string {
+	return strings.ReplaceAll(string(out), fmt.Sprintf(`{"batch":%d,`, batch), "{")
+}
+
+// rerunLast logs, on g's leader, job name's batch last+1 over the offsets
+// of its last batch, last, which committed: as if the driver stopped after
+// it planned batch last+1 and before it committed it.
+func rerunLast(t *testing.T, g *nodeGroup, name string, last int64) {
+	t.Helper()
+	waitFor(t, 20*time.Second, func() error {
+		for _, n := range g.nodes {
+			if n.raft.State() != raft.Leader {
+				continue
+			}
+			j, _ := n.fsm.Job(name)
+			var e *clusterpb.OffsetsEntry
+			for _, l := range j.GetBatchLog() {
+				if o := l.GetOffsets(); o != nil && o.BatchId == last {
+					e = proto.CloneOf(o)
+				}
+			}
+			if e == nil {
+				t.Fatalf("job %s logs no batch %d: %v", name, last, j.GetBatchLog())
+			}
+			e.BatchId++
+			return n.apply(&clusterpb.Command{Kind: &clusterpb.Command_AppendBatchLog{AppendBatchLog: &clusterpb.AppendBatchLog{Job: name,
+				Entries: []*clusterpb.BatchLogEntry{{Kind: &clusterpb.BatchLogEntry_Offsets{Offsets: e}}}}}})
+		}
+		return fmt.Errorf("no leader")
+	})
+}
+
 // runJob registers a word count job over topic logs on g with the sink
 // format (console, or jsonl on the submitter's side), waits until it finished and returns the
 // reports its run published.
@@ -171,6 +310,13 @@ func runJob(t *testing.T, g *nodeGroup, name, brokers string, mode engine.Output
 	if err != nil {
 		t.Fatal(err)
 	}
+	return runPlan(t, g, name, p)
+}
+
+// runPlan registers job name of plan p on g, waits until it finished and
+// returns the reports its run published.
+func runPlan(t *testing.T, g *nodeGroup, name string, p *engine.QueryPlan) []*clusterpb.Report {
+	t.Helper()
 	job, err := NewJob(name, p)
 	if err != nil {
 		t.Fatal(err)

@@ -30,6 +30,8 @@ var (
 	// ErrShuffleRefused reports a shuffle stream the receiver refused or
 	// dropped: truncated, damaged, superseded or late.
 	ErrShuffleRefused = errors.New("cluster: shuffle refused")
+	// ErrProtocol reports a peer's answer that breaks the protocol.
+	ErrProtocol = errors.New("cluster: protocol violation")
 	// ErrClosed reports a call on a closed Node.
 	ErrClosed = errors.New("cluster: node closed")
 )

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -33,35 +34,103 @@ type taskServer struct {
 	n *Node
 }
 
-// Map runs one attempt of a map task: it checks the request's fencing,
-// reads the task's ranges with the job's Kafka source, runs the job's
-// narrow operators and partial aggregation (task.Mapper), and pushes each
-// state partition's partials to its owner (ShuffleWriter). It answers once
-// every owner took them. A failure or a panic fails the task, never the
-// worker.
+// Map runs one attempt of an aggregating job's map task: it checks the
+// request's fencing, reads the task's ranges with the job's Kafka source,
+// runs the job's narrow operators and partial aggregation (task.Mapper),
+// and pushes each state partition's partials to its owner
+// (ShuffleWriter). It answers once every owner took them. A failure or a
+// panic fails the task, never the worker.
 func (s *taskServer) Map(ctx context.Context, req *clusterpb.MapRequest) (resp *clusterpb.MapResponse, err error) {
+	t, err := s.runMap(ctx, req, true)
+	if err != nil {
+		return nil, err
+	}
+	defer s.n.recoverTask(t.what, &err)
+	start := time.Now()
+	st := ShuffleTask{Job: req.Job, Batch: req.Batch, Task: req.Task, Attempt: req.Attempt,
+		Epoch: req.Header.GetEpoch(), Term: req.Header.GetTerm(), ClusterID: s.n.ClusterID(), From: t.name}
+	sent, err := s.n.pushPartials(ctx, t.job.Assignment, st, t.outs)
+	if err != nil {
+		return nil, taskError(err, "cluster: %s on %s: %v", t.what, t.name, err)
+	}
+	return &clusterpb.MapResponse{Records: t.records, BytesSent: sent, MapMs: t.mapMs, ShuffleMs: time.Since(start).Milliseconds()}, nil
+}
+
+// mapRowsBytes is about the most row bytes a MapRowsResponse carries.
+const mapRowsBytes = 1 << 20
+
+// MapRows runs one attempt of a narrow job's map task (no aggregation): as
+// Map, then it streams the task's output rows, each range's in offset
+// order and the ranges in the request's order, in messages of about
+// mapRowsBytes. It writes nothing durable, so an attempt may run again.
+func (s *taskServer) MapRows(req *clusterpb.MapRequest, stream grpc.ServerStreamingServer[clusterpb.MapRowsResponse]) (err error) {
+	t, err := s.runMap(stream.Context(), req, false)
+	if err != nil {
+		return err
+	}
+	defer s.n.recoverTask(t.what, &err)
+	msg := &clusterpb.MapRowsResponse{}
+	size := 0
+	send := func() error {
+		if err := stream.Send(msg); err != nil {
+			return taskError(err, "cluster: %s on %s: sending its rows: %v", t.what, t.name, err)
+		}
+		msg.Rows, size = msg.Rows[:0], 0
+		return nil
+	}
+	for i, o := range t.outs {
+		if int32(i) != msg.RangeIndex && len(msg.Rows) > 0 {
+			if err := send(); err != nil {
+				return err
+			}
+		}
+		msg.RangeIndex = int32(i)
+		for _, row := range o.Rows {
+			b := operators.AppendRow(nil, row)
+			if size > 0 && size+len(b) > mapRowsBytes {
+				if err := send(); err != nil {
+					return err
+				}
+			}
+			msg.Rows = append(msg.Rows, b)
+			size += len(b)
+		}
+	}
+	msg.Done, msg.Records = true, t.records
+	return send()
+}
+
+// mapTask is a map task's attempt that ran its ranges (runMap).
+type mapTask struct {
+	what, name string // the attempt and the worker, for errors
+	job        *clusterpb.Job
+	outs       []task.Output
+	records    int64
+	mapMs      int64
+}
+
+// runMap checks a map request's fencing, runs its ranges through the job's
+// Mapper (the job aggregates if agg, else it has no aggregation) and checks
+// the fencing again: the term or epoch may have moved on while it ran.
+func (s *taskServer) runMap(ctx context.Context, req *clusterpb.MapRequest, agg bool) (t mapTask, err error) {
 	n := s.n
 	attempt := fmt.Sprintf("map task %d attempt %d", req.Task, req.Attempt)
-	what := fmt.Sprintf("%s of job %s batch %d", attempt, req.Job, req.Batch)
-	defer func() {
-		if r := recover(); r != nil {
-			n.log.Error("cluster: a map task panicked", "task", what, "panic", r, "stack", string(debug.Stack()))
-			err = status.Errorf(codes.Internal, "cluster: %s on %s panicked: %v", what, n.cfg.Name, r)
-		}
-	}()
+	t.what = fmt.Sprintf("%s of job %s batch %d", attempt, req.Job, req.Batch)
+	defer n.recoverTask(t.what, &err)
 	if req.Attempt == 0 || req.Task < 0 {
-		return nil, status.Errorf(codes.InvalidArgument, "cluster: %s: tasks count from 0, attempts from 1", what)
+		return t, status.Errorf(codes.InvalidArgument, "cluster: %s: tasks count from 0, attempts from 1", t.what)
 	}
 	name, job, err := checkJobFence(n, attempt, req.Header, req.Job, req.Batch)
 	if err != nil {
-		return nil, err
+		return t, err
 	}
+	t.name, t.job = name, job
 	if job.State != clusterpb.JobState_RUNNING {
-		return nil, status.Errorf(codes.FailedPrecondition, "cluster: %s: the job is %s (register it again to run it)", what, job.State)
+		return t, status.Errorf(codes.FailedPrecondition, "cluster: %s: the job is %s (register it again to run it)", t.what, job.State)
 	}
-	ranges, err := taskRanges(job, name, req.Ranges, what)
+	ranges, err := taskRanges(job, name, req.Ranges, t.what)
 	if err != nil {
-		return nil, err
+		return t, err
 	}
 	n.maps.forget(func(name string) bool {
 		j, ok := n.fsm.Job(name)
@@ -69,16 +138,20 @@ func (s *taskServer) Map(ctx context.Context, req *clusterpb.MapRequest) (resp *
 	})
 	run, err := n.maps.begin(job)
 	if err != nil {
-		return nil, status.Errorf(status.Code(err), "cluster: %s on %s: %v", what, name, err)
+		return t, status.Errorf(status.Code(err), "cluster: %s on %s: %v", t.what, name, err)
 	}
 	defer n.maps.end()
+	if (run.plan.Agg != nil) != agg {
+		rpc := map[bool]string{true: "Map", false: "MapRows"}
+		return t, status.Errorf(codes.InvalidArgument, "cluster: %s: %s runs the tasks of jobs %s an aggregation; this job's take %s", t.what, rpc[agg], map[bool]string{true: "with", false: "without"}[agg], rpc[!agg])
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	defer context.AfterFunc(n.stopCtx, cancel)()
 
-	t := time.Now()
+	start := time.Now()
 	run.mu.Lock() // the job's tasks share its plan's clock (current_timestamp)
-	outs, records, err := run.mapper.Run(ctx, run.src, ranges, time.UnixMilli(req.BatchTimestampMs))
+	t.outs, t.records, err = run.mapper.Run(ctx, run.src, ranges, time.UnixMilli(req.BatchTimestampMs))
 	run.mu.Unlock()
 	var stack []byte // of a registered function's panic
 	if fe := (*operators.FuncError)(nil); errors.As(err, &fe) {
@@ -86,32 +159,33 @@ func (s *taskServer) Map(ctx context.Context, req *clusterpb.MapRequest) (resp *
 	}
 	if errors.Is(err, task.ErrPanic) || stack != nil {
 		// The stack goes to the worker's log, the panic to the driver.
-		n.log.Error("cluster: a map task panicked", "task", what, "err", err, "stack", string(stack))
+		n.log.Error("cluster: a map task panicked", "task", t.what, "err", err, "stack", string(stack))
 		msg, _, _ := strings.Cut(err.Error(), "\n")
-		return nil, status.Errorf(codes.Internal, "cluster: %s on %s: %s (the stack is in %s's log)", what, name, msg, name)
+		return t, status.Errorf(codes.Internal, "cluster: %s on %s: %s (the stack is in %s's log)", t.what, name, msg, name)
 	}
 	if err != nil {
-		return nil, taskError(err, "cluster: %s on %s: %v", what, name, err)
+		return t, taskError(err, "cluster: %s on %s: %v", t.what, name, err)
 	}
-	mapMs := time.Since(t).Milliseconds()
+	t.mapMs = time.Since(start).Milliseconds()
 	// The readers fetch ahead from where the task ended: the worker's
 	// next task of the job most likely starts there (sticky assignment).
 	if err := run.src.Follow(untilOffsets(ranges)); err != nil {
 		n.log.Warn("cluster: following the job's partitions failed; the next batch reads from the brokers", "job", req.Job, "err", err)
 	}
-	// The term or epoch may have moved on while the task ran: then its
-	// partials would be refused anyway.
 	if _, _, err := checkJobFence(n, attempt, req.Header, req.Job, req.Batch); err != nil {
-		return nil, err
+		return t, err
 	}
-	t = time.Now()
-	st := ShuffleTask{Job: req.Job, Batch: req.Batch, Task: req.Task, Attempt: req.Attempt,
-		Epoch: req.Header.GetEpoch(), Term: req.Header.GetTerm(), ClusterID: n.ClusterID(), From: name}
-	sent, err := n.pushPartials(ctx, job.Assignment, st, outs)
-	if err != nil {
-		return nil, taskError(err, "cluster: %s on %s: %v", what, name, err)
+	return t, nil
+}
+
+// recoverTask, deferred by a task's handler, turns a panic into an
+// Internal error naming the task (what), and logs its stack: it fails the
+// task, never the worker.
+func (n *Node) recoverTask(what string, err *error) {
+	if r := recover(); r != nil {
+		n.log.Error("cluster: a map task panicked", "task", what, "panic", r, "stack", string(debug.Stack()))
+		*err = status.Errorf(codes.Internal, "cluster: %s on %s panicked: %v", what, n.cfg.Name, r)
 	}
-	return &clusterpb.MapResponse{Records: records, BytesSent: sent, MapMs: mapMs, ShuffleMs: time.Since(t).Milliseconds()}, nil
 }
 
 // taskError is a failed task's gRPC status error: the code of the status
@@ -244,6 +318,7 @@ type mapJob struct {
 
 // mapRun is what a map task uses of its job's runtime.
 type mapRun struct {
+	plan   *task.Plan
 	src    *kafkasrc.Source
 	mapper *task.Mapper
 	// mu is held while the task runs mapper: the job's tasks on this
@@ -295,7 +370,7 @@ func (m *mapJobs) begin(job *clusterpb.Job) (mapRun, error) {
 		rt.mapper, rt.epoch = mapper, job.Assignment.GetEpoch()
 	}
 	m.running.Add(1)
-	return mapRun{src: rt.src, mapper: rt.mapper, mu: rt.run}, nil
+	return mapRun{plan: rt.plan, src: rt.src, mapper: rt.mapper, mu: rt.run}, nil
 }
 
 // end ends a task counted by begin.
@@ -311,9 +386,6 @@ func (m *mapJobs) newJob(job *clusterpb.Job) (*mapJob, error) {
 	plan, err := task.Compile(q.Plan)
 	if err != nil {
 		return nil, status.Errorf(codes.FailedPrecondition, "job %s: its plan does not compile here: %v (do all workers run the same gostream version, with the same registered functions?)", job.Name, err)
-	}
-	if plan.Agg == nil {
-		return nil, status.Errorf(codes.FailedPrecondition, "job %s has no aggregation: a cluster runs aggregating jobs only for now (run it with --master local[*])", job.Name)
 	}
 	scan := plan.Scan
 	src, err := kafkasrc.NewSource(kafkasrc.Config{

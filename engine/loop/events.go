@@ -1,6 +1,8 @@
 package loop
 
 import (
+	"cmp"
+	"slices"
 	"time"
 
 	"github.com/gostream/gostream/kafkasrc"
@@ -17,7 +19,9 @@ type OffsetsEntry struct {
 }
 
 // Ranges are the batch's offset ranges, one per partition that has records
-// in it, as its map tasks read them.
+// in it, as its map tasks read them, by topic then partition: the order
+// of a planned batch's ranges (kafkasrc.Plan), so a re-run emits a narrow
+// plan's rows in the order of its first run.
 func (e OffsetsEntry) Ranges() []kafkasrc.Range {
 	var rs []kafkasrc.Range
 	for t, parts := range e.End {
@@ -28,6 +32,9 @@ func (e OffsetsEntry) Ranges() []kafkasrc.Range {
 			}
 		}
 	}
+	slices.SortFunc(rs, func(a, b kafkasrc.Range) int {
+		return cmp.Or(cmp.Compare(a.Topic, b.Topic), cmp.Compare(a.Partition, b.Partition))
+	})
 	return rs
 }
 

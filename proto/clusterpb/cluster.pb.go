@@ -3495,6 +3495,79 @@ func (x *MapResponse) GetShuffleMs() int64 {
 	return 0
 }
 
+// MapRowsResponse is a piece of a narrow map task's output (a job without
+// an aggregation): rows of the request's range number range_index, each
+// encoded by operators.AppendRow, in offset order. A range's rows come in
+// one or more messages in order, the ranges in the request's order; the
+// last message of the task has done set, with the records read.
+type MapRowsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RangeIndex    int32                  `protobuf:"varint,1,opt,name=range_index,json=rangeIndex,proto3" json:"range_index,omitempty"`
+	Rows          [][]byte               `protobuf:"bytes,2,rep,name=rows,proto3" json:"rows,omitempty"`
+	Done          bool                   `protobuf:"varint,3,opt,name=done,proto3" json:"done,omitempty"`
+	Records       int64                  `protobuf:"varint,4,opt,name=records,proto3" json:"records,omitempty"` // Kafka records read, on the last message
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MapRowsResponse) Reset() {
+	*x = MapRowsResponse{}
+	mi := &file_cluster_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MapRowsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MapRowsResponse) ProtoMessage() {}
+
+func (x *MapRowsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cluster_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MapRowsResponse.ProtoReflect.Descriptor instead.
+func (*MapRowsResponse) Descriptor() ([]byte, []int) {
+	return file_cluster_proto_rawDescGZIP(), []int{49}
+}
+
+func (x *MapRowsResponse) GetRangeIndex() int32 {
+	if x != nil {
+		return x.RangeIndex
+	}
+	return 0
+}
+
+func (x *MapRowsResponse) GetRows() [][]byte {
+	if x != nil {
+		return x.Rows
+	}
+	return nil
+}
+
+func (x *MapRowsResponse) GetDone() bool {
+	if x != nil {
+		return x.Done
+	}
+	return false
+}
+
+func (x *MapRowsResponse) GetRecords() int64 {
+	if x != nil {
+		return x.Records
+	}
+	return 0
+}
+
 var File_cluster_proto protoreflect.FileDescriptor
 
 const file_cluster_proto_rawDesc = "" +
@@ -3756,7 +3829,13 @@ const file_cluster_proto_rawDesc = "" +
 	"bytes_sent\x18\x02 \x01(\x04R\tbytesSent\x12\x15\n" +
 	"\x06map_ms\x18\x03 \x01(\x03R\x05mapMs\x12\x1d\n" +
 	"\n" +
-	"shuffle_ms\x18\x04 \x01(\x03R\tshuffleMs*>\n" +
+	"shuffle_ms\x18\x04 \x01(\x03R\tshuffleMs\"t\n" +
+	"\x0fMapRowsResponse\x12\x1f\n" +
+	"\vrange_index\x18\x01 \x01(\x05R\n" +
+	"rangeIndex\x12\x12\n" +
+	"\x04rows\x18\x02 \x03(\fR\x04rows\x12\x12\n" +
+	"\x04done\x18\x03 \x01(\bR\x04done\x12\x18\n" +
+	"\arecords\x18\x04 \x01(\x03R\arecords*>\n" +
 	"\bJobState\x12\v\n" +
 	"\aRUNNING\x10\x00\x12\v\n" +
 	"\aSTOPPED\x10\x01\x12\n" +
@@ -3777,9 +3856,10 @@ const file_cluster_proto_rawDesc = "" +
 	"\x0fStatePartitions\x12S\n" +
 	"\x06Reduce\x12\".gostream.cluster.v1.ReduceRequest\x1a#.gostream.cluster.v1.ReduceResponse0\x01\x12M\n" +
 	"\x04Rows\x12 .gostream.cluster.v1.RowsRequest\x1a!.gostream.cluster.v1.RowsResponse0\x01\x12\\\n" +
-	"\tReplicate\x12%.gostream.cluster.v1.ReplicateMessage\x1a&.gostream.cluster.v1.ReplicateResponse(\x012P\n" +
+	"\tReplicate\x12%.gostream.cluster.v1.ReplicateMessage\x1a&.gostream.cluster.v1.ReplicateResponse(\x012\xa4\x01\n" +
 	"\x04Task\x12H\n" +
-	"\x03Map\x12\x1f.gostream.cluster.v1.MapRequest\x1a .gostream.cluster.v1.MapResponseB.Z,github.com/gostream/gostream/proto/clusterpbb\x06proto3"
+	"\x03Map\x12\x1f.gostream.cluster.v1.MapRequest\x1a .gostream.cluster.v1.MapResponse\x12R\n" +
+	"\aMapRows\x12\x1f.gostream.cluster.v1.MapRequest\x1a$.gostream.cluster.v1.MapRowsResponse0\x01B.Z,github.com/gostream/gostream/proto/clusterpbb\x06proto3"
 
 var (
 	file_cluster_proto_rawDescOnce sync.Once
@@ -3794,7 +3874,7 @@ func file_cluster_proto_rawDescGZIP() []byte {
 }
 
 var file_cluster_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 51)
+var file_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 52)
 var file_cluster_proto_goTypes = []any{
 	(JobState)(0),               // 0: gostream.cluster.v1.JobState
 	(*Member)(nil),              // 1: gostream.cluster.v1.Member
@@ -3846,8 +3926,9 @@ var file_cluster_proto_goTypes = []any{
 	(*MapRange)(nil),            // 47: gostream.cluster.v1.MapRange
 	(*MapRequest)(nil),          // 48: gostream.cluster.v1.MapRequest
 	(*MapResponse)(nil),         // 49: gostream.cluster.v1.MapResponse
-	nil,                         // 50: gostream.cluster.v1.Job.OptionsEntry
-	nil,                         // 51: gostream.cluster.v1.State.JobsEntry
+	(*MapRowsResponse)(nil),     // 50: gostream.cluster.v1.MapRowsResponse
+	nil,                         // 51: gostream.cluster.v1.Job.OptionsEntry
+	nil,                         // 52: gostream.cluster.v1.State.JobsEntry
 }
 var file_cluster_proto_depIdxs = []int32{
 	2,  // 0: gostream.cluster.v1.OffsetsEntry.start:type_name -> gostream.cluster.v1.PartitionOffset
@@ -3855,12 +3936,12 @@ var file_cluster_proto_depIdxs = []int32{
 	3,  // 2: gostream.cluster.v1.BatchLogEntry.offsets:type_name -> gostream.cluster.v1.OffsetsEntry
 	5,  // 3: gostream.cluster.v1.Assignment.kafka:type_name -> gostream.cluster.v1.KafkaAssignment
 	6,  // 4: gostream.cluster.v1.Assignment.state:type_name -> gostream.cluster.v1.StatePartition
-	50, // 5: gostream.cluster.v1.Job.options:type_name -> gostream.cluster.v1.Job.OptionsEntry
+	51, // 5: gostream.cluster.v1.Job.options:type_name -> gostream.cluster.v1.Job.OptionsEntry
 	4,  // 6: gostream.cluster.v1.Job.batch_log:type_name -> gostream.cluster.v1.BatchLogEntry
 	7,  // 7: gostream.cluster.v1.Job.assignment:type_name -> gostream.cluster.v1.Assignment
 	0,  // 8: gostream.cluster.v1.Job.state:type_name -> gostream.cluster.v1.JobState
 	1,  // 9: gostream.cluster.v1.State.members:type_name -> gostream.cluster.v1.Member
-	51, // 10: gostream.cluster.v1.State.jobs:type_name -> gostream.cluster.v1.State.JobsEntry
+	52, // 10: gostream.cluster.v1.State.jobs:type_name -> gostream.cluster.v1.State.JobsEntry
 	11, // 11: gostream.cluster.v1.Command.init:type_name -> gostream.cluster.v1.Init
 	12, // 12: gostream.cluster.v1.Command.register_job:type_name -> gostream.cluster.v1.RegisterJob
 	13, // 13: gostream.cluster.v1.Command.append_batch_log:type_name -> gostream.cluster.v1.AppendBatchLog
@@ -3916,20 +3997,22 @@ var file_cluster_proto_depIdxs = []int32{
 	41, // 63: gostream.cluster.v1.StatePartitions.Rows:input_type -> gostream.cluster.v1.RowsRequest
 	45, // 64: gostream.cluster.v1.StatePartitions.Replicate:input_type -> gostream.cluster.v1.ReplicateMessage
 	48, // 65: gostream.cluster.v1.Task.Map:input_type -> gostream.cluster.v1.MapRequest
-	20, // 66: gostream.cluster.v1.Control.Status:output_type -> gostream.cluster.v1.StatusResponse
-	24, // 67: gostream.cluster.v1.Control.RegisterJob:output_type -> gostream.cluster.v1.RegisterJobResponse
-	22, // 68: gostream.cluster.v1.Control.MemberInfo:output_type -> gostream.cluster.v1.MemberInfoResponse
-	33, // 69: gostream.cluster.v1.Control.Hello:output_type -> gostream.cluster.v1.HelloResponse
-	26, // 70: gostream.cluster.v1.Control.Jobs:output_type -> gostream.cluster.v1.JobsResponse
-	28, // 71: gostream.cluster.v1.Control.StopJob:output_type -> gostream.cluster.v1.StopJobResponse
-	31, // 72: gostream.cluster.v1.Control.Watch:output_type -> gostream.cluster.v1.WatchEvent
-	37, // 73: gostream.cluster.v1.Shuffle.Push:output_type -> gostream.cluster.v1.ShuffleResponse
-	40, // 74: gostream.cluster.v1.StatePartitions.Reduce:output_type -> gostream.cluster.v1.ReduceResponse
-	42, // 75: gostream.cluster.v1.StatePartitions.Rows:output_type -> gostream.cluster.v1.RowsResponse
-	46, // 76: gostream.cluster.v1.StatePartitions.Replicate:output_type -> gostream.cluster.v1.ReplicateResponse
-	49, // 77: gostream.cluster.v1.Task.Map:output_type -> gostream.cluster.v1.MapResponse
-	66, // [66:78] is the sub-list for method output_type
-	54, // [54:66] is the sub-list for method input_type
+	48, // 66: gostream.cluster.v1.Task.MapRows:input_type -> gostream.cluster.v1.MapRequest
+	20, // 67: gostream.cluster.v1.Control.Status:output_type -> gostream.cluster.v1.StatusResponse
+	24, // 68: gostream.cluster.v1.Control.RegisterJob:output_type -> gostream.cluster.v1.RegisterJobResponse
+	22, // 69: gostream.cluster.v1.Control.MemberInfo:output_type -> gostream.cluster.v1.MemberInfoResponse
+	33, // 70: gostream.cluster.v1.Control.Hello:output_type -> gostream.cluster.v1.HelloResponse
+	26, // 71: gostream.cluster.v1.Control.Jobs:output_type -> gostream.cluster.v1.JobsResponse
+	28, // 72: gostream.cluster.v1.Control.StopJob:output_type -> gostream.cluster.v1.StopJobResponse
+	31, // 73: gostream.cluster.v1.Control.Watch:output_type -> gostream.cluster.v1.WatchEvent
+	37, // 74: gostream.cluster.v1.Shuffle.Push:output_type -> gostream.cluster.v1.ShuffleResponse
+	40, // 75: gostream.cluster.v1.StatePartitions.Reduce:output_type -> gostream.cluster.v1.ReduceResponse
+	42, // 76: gostream.cluster.v1.StatePartitions.Rows:output_type -> gostream.cluster.v1.RowsResponse
+	46, // 77: gostream.cluster.v1.StatePartitions.Replicate:output_type -> gostream.cluster.v1.ReplicateResponse
+	49, // 78: gostream.cluster.v1.Task.Map:output_type -> gostream.cluster.v1.MapResponse
+	50, // 79: gostream.cluster.v1.Task.MapRows:output_type -> gostream.cluster.v1.MapRowsResponse
+	67, // [67:80] is the sub-list for method output_type
+	54, // [54:67] is the sub-list for method input_type
 	54, // [54:54] is the sub-list for extension type_name
 	54, // [54:54] is the sub-list for extension extendee
 	0,  // [0:54] is the sub-list for field type_name
@@ -3976,7 +4059,7 @@ func file_cluster_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cluster_proto_rawDesc), len(file_cluster_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   51,
+			NumMessages:   52,
 			NumExtensions: 0,
 			NumServices:   4,
 		},

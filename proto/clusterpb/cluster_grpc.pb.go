@@ -690,7 +690,8 @@ var StatePartitions_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	Task_Map_FullMethodName = "/gostream.cluster.v1.Task/Map"
+	Task_Map_FullMethodName     = "/gostream.cluster.v1.Task/Map"
+	Task_MapRows_FullMethodName = "/gostream.cluster.v1.Task/MapRows"
 )
 
 // TaskClient is the client API for Task service.
@@ -702,6 +703,10 @@ type TaskClient interface {
 	// Map reads the task's ranges, runs the narrow operators and the partial
 	// aggregation, and pushes each state partition's partials to its owner.
 	Map(ctx context.Context, in *MapRequest, opts ...grpc.CallOption) (*MapResponse, error)
+	// MapRows runs a narrow job's map task (no aggregation): it reads the
+	// task's ranges, runs the narrow operators and streams the output rows
+	// back.
+	MapRows(ctx context.Context, in *MapRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[MapRowsResponse], error)
 }
 
 type taskClient struct {
@@ -722,6 +727,25 @@ func (c *taskClient) Map(ctx context.Context, in *MapRequest, opts ...grpc.CallO
 	return out, nil
 }
 
+func (c *taskClient) MapRows(ctx context.Context, in *MapRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[MapRowsResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Task_ServiceDesc.Streams[0], Task_MapRows_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[MapRequest, MapRowsResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Task_MapRowsClient = grpc.ServerStreamingClient[MapRowsResponse]
+
 // TaskServer is the server API for Task service.
 // All implementations must embed UnimplementedTaskServer
 // for forward compatibility.
@@ -731,6 +755,10 @@ type TaskServer interface {
 	// Map reads the task's ranges, runs the narrow operators and the partial
 	// aggregation, and pushes each state partition's partials to its owner.
 	Map(context.Context, *MapRequest) (*MapResponse, error)
+	// MapRows runs a narrow job's map task (no aggregation): it reads the
+	// task's ranges, runs the narrow operators and streams the output rows
+	// back.
+	MapRows(*MapRequest, grpc.ServerStreamingServer[MapRowsResponse]) error
 	mustEmbedUnimplementedTaskServer()
 }
 
@@ -743,6 +771,9 @@ type UnimplementedTaskServer struct{}
 
 func (UnimplementedTaskServer) Map(context.Context, *MapRequest) (*MapResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Map not implemented")
+}
+func (UnimplementedTaskServer) MapRows(*MapRequest, grpc.ServerStreamingServer[MapRowsResponse]) error {
+	return status.Errorf(codes.Unimplemented, "method MapRows not implemented")
 }
 func (UnimplementedTaskServer) mustEmbedUnimplementedTaskServer() {}
 func (UnimplementedTaskServer) testEmbeddedByValue()              {}
@@ -783,6 +814,17 @@ func _Task_Map_Handler(srv interface{}, ctx context.Context, dec func(interface{
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Task_MapRows_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(MapRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(TaskServer).MapRows(m, &grpc.GenericServerStream[MapRequest, MapRowsResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Task_MapRowsServer = grpc.ServerStreamingServer[MapRowsResponse]
+
 // Task_ServiceDesc is the grpc.ServiceDesc for Task service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -795,6 +837,12 @@ var Task_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _Task_Map_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "MapRows",
+			Handler:       _Task_MapRows_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "cluster.proto",
 }
