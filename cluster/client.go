@@ -61,7 +61,7 @@ type Client struct {
 // NewClient returns a client of the members at addrs. It connects lazily:
 // an unreachable cluster shows at the first call.
 func NewClient(addrs []string) *Client {
-	return &Client{addrs: addrs, timeout: DefaultAttemptTimeout, pool: newClientPool()}
+	return &Client{addrs: addrs, timeout: DefaultAttemptTimeout, pool: newClientPool(&net.Dialer{})}
 }
 
 // Close closes the client's connections.

@@ -2,11 +2,13 @@ package cluster
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -220,13 +222,16 @@ func (l *chanListener) Addr() net.Addr { return l.addr }
 type streamLayer struct {
 	*chanListener
 	clusterID [clusterIDLen]byte
-	conns     *connSet // tracks dialed connections
+	conns     *connSet    // tracks dialed connections
+	dialer    *net.Dialer // dials members; see dialerFrom
 }
 
 var _ raft.StreamLayer = (*streamLayer)(nil)
 
 func (s *streamLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	c, err := net.DialTimeout("tcp", string(addr), timeout)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	c, err := s.dialer.DialContext(ctx, "tcp", string(addr))
 	if err != nil {
 		return nil, err
 	}
@@ -243,4 +248,23 @@ func (s *streamLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.
 		return tc, nil
 	}
 	return nil, net.ErrClosed
+}
+
+// dialerFrom returns a dialer whose connections leave from listen's host
+// when that host is a specific IP address, so that members see a worker's
+// connections come from its own address (and firewall rules on that
+// address apply to them); connections leave from the address the system
+// picks otherwise (a host name, 0.0.0.0 or ::).
+func dialerFrom(listen string) *net.Dialer {
+	d := &net.Dialer{}
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil {
+		return d
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil || ip.IsUnspecified() {
+		return d
+	}
+	d.LocalAddr = net.TCPAddrFromAddrPort(netip.AddrPortFrom(ip, 0))
+	return d
 }

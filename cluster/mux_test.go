@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"io"
 	"log/slog"
 	"net"
@@ -8,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gostream/gostream/proto/clusterpb"
 	"github.com/hashicorp/raft"
 )
 
@@ -25,7 +27,7 @@ func TestMuxRoutes(t *testing.T) {
 	addr := raft.ServerAddress(ln.Addr().String())
 
 	// Raft, same cluster: delivered after the preamble.
-	c, err := (&streamLayer{clusterID: ours, conns: newConnSet()}).Dial(addr, time.Second)
+	c, err := (&streamLayer{clusterID: ours, conns: newConnSet(), dialer: &net.Dialer{}}).Dial(addr, time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +50,7 @@ func TestMuxRoutes(t *testing.T) {
 	}
 
 	// Raft, another cluster: closed.
-	o, err := (&streamLayer{clusterID: theirs, conns: newConnSet()}).Dial(addr, time.Second)
+	o, err := (&streamLayer{clusterID: theirs, conns: newConnSet(), dialer: &net.Dialer{}}).Dial(addr, time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,6 +96,75 @@ func TestParseMaster(t *testing.T) {
 	for _, bad := range []string{"local[*]", "gostream://", "gostream://h1", "h1:7077"} {
 		if _, err := ParseMaster(bad); err == nil {
 			t.Errorf("ParseMaster(%q) = nil error", bad)
+		}
+	}
+}
+
+// TestDialFromListenAddress checks that a worker's Raft and gRPC
+// connections to a member leave from its --listen address, 127.0.1.2
+// here, so that the member sees them come from there.
+func TestDialFromListenAddress(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.1.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := clusterIDOf([]Peer{{"s1", "a:1"}})
+	m := newMux(ln, id, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	defer m.close()
+	addr := ln.Addr().String()
+	dialer := dialerFrom("127.0.1.2:7000")
+	const want = "127.0.1.2"
+
+	c, err := (&streamLayer{clusterID: id, conns: newConnSet(), dialer: dialer}).Dial(raft.ServerAddress(addr), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	rc, err := m.raft.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	if got := rc.RemoteAddr().(*net.TCPAddr).IP.String(); got != want {
+		t.Errorf("a Raft connection came from %s; want %s", got, want)
+	}
+
+	pool := newClientPool(dialer)
+	defer pool.close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_, _ = pool.control(addr).Status(ctx, &clusterpb.StatusRequest{}) // fails: nobody serves gRPC
+	}()
+	gc, err := m.grpc.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := gc.RemoteAddr().(*net.TCPAddr).IP.String(); got != want {
+		t.Errorf("a gRPC connection came from %s; want %s", got, want)
+	}
+	gc.Close()
+	cancel()
+	<-done
+}
+
+func TestDialerFrom(t *testing.T) {
+	for listen, want := range map[string]string{
+		"127.0.1.2:7000": "127.0.1.2:0",
+		"[::1]:7000":     "[::1]:0",
+		"0.0.0.0:7000":   "",
+		"[::]:7000":      "",
+		":7000":          "",
+		"localhost:7000": "",
+	} {
+		got := ""
+		if a := dialerFrom(listen).LocalAddr; a != nil {
+			got = a.String()
+		}
+		if got != want {
+			t.Errorf("dialerFrom(%q) binds %q; want %q", listen, got, want)
 		}
 	}
 }

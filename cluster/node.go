@@ -149,6 +149,7 @@ type Node struct {
 	trans     *raft.NetworkTransport
 	mux       *mux
 	grpc      *grpc.Server
+	dialer    *net.Dialer // dials members from the --listen address; see dialerFrom
 	clients   *clientPool
 	inbox     *Inbox
 	jobs      *jobManager
@@ -203,7 +204,8 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	n.jobs = newJobManager(n, cfg.Driver)
 	n.states = newJobStates(cfg.DataDir, n.ClusterID(), log)
 	n.maps = newMapJobs(cfg.MapMemory)
-	n.clients = newClientPool()
+	n.dialer = dialerFrom(cfg.Listen)
+	n.clients = newClientPool(n.dialer)
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		n.clients.close()
@@ -365,7 +367,7 @@ func (n *Node) serve(ln net.Listener) {
 // startRaft opens the stores and starts Raft on the mux. On error the
 // caller calls Close, which releases what was started.
 func (n *Node) startRaft() error {
-	hlog := newHCLogger(n.log)
+	hlog := newHCLogger(n.log, n.stop)
 	var err error
 	n.store, err = raftboltdb.New(raftboltdb.Options{
 		Path:        filepath.Join(n.cfg.DataDir, raftDBName),
@@ -379,7 +381,7 @@ func (n *Node) startRaft() error {
 		return fmt.Errorf("%w: %w", ErrDataDir, err)
 	}
 	n.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream:  &streamLayer{chanListener: n.mux.raft, clusterID: n.clusterID, conns: n.mux.raftConns},
+		Stream:  &streamLayer{chanListener: n.mux.raft, clusterID: n.clusterID, conns: n.mux.raftConns, dialer: n.dialer},
 		MaxPool: 3,
 		Timeout: 2 * time.Second,
 		Logger:  hlog,
@@ -595,23 +597,33 @@ func stopGRPC(s *grpc.Server, timeout time.Duration) {
 }
 
 // hcLogger adapts raft's hclog output to slog: raft's info and debug lines
-// at Debug, its warnings and errors at Warn and Error.
-func newHCLogger(log *slog.Logger) hclog.Logger {
+// at Debug, its warnings and errors at Warn and Error, except, once
+// stopping is closed, errors saying that a connection or the transport is
+// closed: Close ends raft's connection handlers by closing them, so those
+// are at Debug.
+func newHCLogger(log *slog.Logger, stopping <-chan struct{}) hclog.Logger {
 	return hclog.New(&hclog.LoggerOptions{
 		Name:   "raft",
 		Level:  hclog.Info,
-		Output: slogWriter{log},
+		Output: slogWriter{log: log, stopping: stopping},
 	})
 }
 
 // slogWriter receives hclog's formatted lines, "<time> [LEVEL] name: msg".
-type slogWriter struct{ log *slog.Logger }
+type slogWriter struct {
+	log      *slog.Logger
+	stopping <-chan struct{}
+}
+
+// closedTexts are how a closed connection (net.ErrClosed) and a closed
+// transport read in raft's log lines.
+var closedTexts = [][]byte{[]byte(net.ErrClosed.Error()), []byte(raft.ErrTransportShutdown.Error())}
 
 func (w slogWriter) Write(p []byte) (int, error) {
 	line := bytes.TrimSpace(p)
 	level := slog.LevelDebug
 	switch {
-	case bytes.Contains(line, []byte("[ERROR]")):
+	case bytes.Contains(line, []byte("[ERROR]")) && !w.closedByStop(line):
 		level = slog.LevelError
 	case bytes.Contains(line, []byte("[WARN]")):
 		level = slog.LevelWarn
@@ -621,6 +633,17 @@ func (w slogWriter) Write(p []byte) (int, error) {
 	}
 	w.log.Log(context.Background(), level, string(bytes.TrimSpace(line)))
 	return len(p), nil
+}
+
+// closedByStop reports whether line says that the node's own connection
+// or transport is closed while the node stops.
+func (w slogWriter) closedByStop(line []byte) bool {
+	select {
+	case <-w.stopping:
+	default:
+		return false
+	}
+	return slices.ContainsFunc(closedTexts, func(t []byte) bool { return bytes.Contains(line, t) })
 }
 
 // errNotLeader reports whether err says this node is not the leader.

@@ -316,3 +316,22 @@ func TestNodePeersDisagreeAtOnce(t *testing.T) {
 		}
 	}
 }
+
+// TestNodeCloseQuiet closes the three members of a working group at once,
+// as SIGTERM to every worker does: a clean stop logs no error, but for a
+// member still running failing to reach one already gone (raft names it as
+// peer= or target=).
+func TestNodeCloseQuiet(t *testing.T) {
+	g := newNodeGroup(t, 3)
+	g.waitStatus(g.addrs(), allReachable)
+	var wg sync.WaitGroup
+	for _, n := range g.nodes {
+		wg.Go(func() { n.Close() })
+	}
+	wg.Wait()
+	for line := range strings.Lines(g.logs.String()) {
+		if strings.Contains(line, "level=ERROR") && !strings.Contains(line, "peer=") && !strings.Contains(line, "target=") {
+			t.Errorf("closing logged an error: %s", line)
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"sync"
 	"time"
 
@@ -292,17 +293,18 @@ func jobStatus(j *clusterpb.Job) *clusterpb.JobStatus {
 }
 
 // clientPool keeps one gRPC connection per address, created on first use
-// and closed by close.
+// with its dialer and closed by close.
 type clientPool struct {
-	mu struct {
+	dialer *net.Dialer
+	mu     struct {
 		sync.Mutex
 		conns  map[string]*grpc.ClientConn
 		closed bool
 	}
 }
 
-func newClientPool() *clientPool {
-	p := &clientPool{}
+func newClientPool(dialer *net.Dialer) *clientPool {
+	p := &clientPool{dialer: dialer}
 	p.mu.conns = map[string]*grpc.ClientConn{}
 	return p
 }
@@ -328,7 +330,11 @@ func (p *clientPool) conn(addr string) (*grpc.ClientConn, error) {
 	cc, ok := p.mu.conns[addr]
 	if !ok {
 		var err error
-		cc, err = grpc.NewClient(addr, append(shuffleDialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
+		opts := append(shuffleDialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
+				return p.dialer.DialContext(ctx, "tcp", addr)
+			}))
+		cc, err = grpc.NewClient(addr, opts...)
 		if err != nil {
 			return nil, err
 		}

@@ -132,7 +132,7 @@ func newStateRig(t *testing.T) *stateRig {
 			fence:  &staticFence{name: name, clusterID: "c1", term: 3, jobs: map[string]*clusterpb.Job{"wc": proto.CloneOf(r.job)}},
 			states: newJobStates(t.TempDir(), "c1", log.With("node", name)),
 		}
-		clients := newClientPool()
+		clients := newClientPool(&net.Dialer{})
 		w.server = &stateServer{name: name, fence: w.fence, inbox: w.inbox, states: w.states, clients: clients, log: log.With("node", name),
 			addr: func(member string) string { return addrs[member] }}
 		srv := grpc.NewServer(shuffleServerOptions()...)
