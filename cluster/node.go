@@ -12,6 +12,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/gostream/gostream/proto/clusterpb"
@@ -599,8 +600,9 @@ func stopGRPC(s *grpc.Server, timeout time.Duration) {
 // hcLogger adapts raft's hclog output to slog: raft's info and debug lines
 // at Debug, its warnings and errors at Warn and Error, except, once
 // stopping is closed, errors saying that a connection or the transport is
-// closed: Close ends raft's connection handlers by closing them, so those
-// are at Debug.
+// closed or was reset: Close ends raft's connection handlers by closing
+// them, and peers stopping at the same time reset theirs, so those are at
+// Debug.
 func newHCLogger(log *slog.Logger, stopping <-chan struct{}) hclog.Logger {
 	return hclog.New(&hclog.LoggerOptions{
 		Name:   "raft",
@@ -615,9 +617,11 @@ type slogWriter struct {
 	stopping <-chan struct{}
 }
 
-// closedTexts are how a closed connection (net.ErrClosed) and a closed
-// transport read in raft's log lines.
-var closedTexts = [][]byte{[]byte(net.ErrClosed.Error()), []byte(raft.ErrTransportShutdown.Error())}
+// closedTexts are how a closed connection (net.ErrClosed), a closed
+// transport and a connection its peer reset (the peer stopping too, or
+// closing the connection this node was reading when it stopped) read in
+// raft's log lines.
+var closedTexts = [][]byte{[]byte(net.ErrClosed.Error()), []byte(raft.ErrTransportShutdown.Error()), []byte(syscall.ECONNRESET.Error())}
 
 func (w slogWriter) Write(p []byte) (int, error) {
 	line := bytes.TrimSpace(p)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"time"
 
 	"github.com/gostream/gostream/engine/task"
 	"github.com/gostream/gostream/proto/clusterpb"
@@ -118,7 +119,7 @@ func (s *stateServer) reduce(ctx context.Context, req *clusterpb.ReduceRequest) 
 	}
 	done := &clusterpb.ReduceDone{Groups: res.Groups, Rows: p.st.Len(), Applied: res.Applied, Standby: sp.Standby}
 	if sp.Standby != "" {
-		if err := s.replicate(ctx, req.Header, req.Job, req.Batch, req.Partition, sp.Standby, recs.recs); err != nil {
+		if err := s.replicateRetrying(ctx, req.Header, req.Job, req.Batch, req.Partition, sp.Standby, recs.recs); err != nil {
 			failed = false // the partition holds the batch; a re-run sends it again
 			return nil, nil, err
 		}
@@ -229,6 +230,32 @@ func PartitionRows(ctx context.Context, cc grpc.ClientConnInterface, req *cluste
 		}
 		if err := fn(msg.Records); err != nil {
 			return err
+		}
+	}
+}
+
+// replicateTimeout bounds how long a reduce sends its batch again to a
+// standby that answers it is not ready (it has not applied the job or its
+// assignment epoch yet, or cannot be reached).
+const replicateTimeout = 5 * time.Second
+
+// replicateRetrying is replicate, tried again while the standby answers
+// with an error that may pass (transient), for up to replicateTimeout. The
+// owner has committed the batch by then: a reduce that gives up fails, and
+// the partials it took are gone, so the batch must be mapped again; a
+// standby that was only slow to apply the job's latest Raft entries must
+// not cost that.
+func (s *stateServer) replicateRetrying(ctx context.Context, h *clusterpb.Header, job string, batch int64, partition int32, standby string, recs [][]byte) error {
+	deadline := time.Now().Add(replicateTimeout)
+	for {
+		err := s.replicate(ctx, h, job, batch, partition, standby, recs)
+		if err == nil || !transient(err) || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(retryDelay):
 		}
 	}
 }
