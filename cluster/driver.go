@@ -2,7 +2,6 @@ package cluster
 
 import (
 	"bytes"
-	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -162,69 +161,24 @@ func (d *jobDriver) assign(ctx context.Context) (*clusterpb.Job, error) {
 		}
 	}
 	job := d.run.Job
-	var workers []string
+	var members []string
 	for _, m := range d.n.fsm.Members() {
-		workers = append(workers, m.Name)
+		members = append(members, m.Name)
 	}
-	a := nextAssignment(job, parts, workers, d.n.StateReplicas())
+	a, reason := nextAssignment(job, parts, members, func(string) bool { return true }, d.n.StateReplicas())
+	if reason == "" {
+		reason = fmt.Sprintf("a driver run on %s in term %d", d.run.Member, d.run.Term)
+	}
 	c := &clusterpb.Command{Kind: &clusterpb.Command_SetAssignment{SetAssignment: &clusterpb.SetAssignment{Job: job.Name, Assignment: a}}}
 	if _, err := applyInTerm(d.n.raft, c, d.run.Term, d.n.cfg.ApplyTimeout); err != nil {
 		return nil, fmt.Errorf("logging its assignment epoch %d: %w", a.Epoch, err)
 	}
-	d.n.log.Info("cluster: job assigned", "job", job.Name, "epoch", a.Epoch, "kafka_partitions", len(a.Kafka), "state_partitions", len(a.State))
+	d.n.log.Info("cluster: job assigned", "job", job.Name, "epoch", a.Epoch, "kafka_partitions", len(a.Kafka), "state_partitions", len(a.State), "reason", reason)
 	j, ok := d.n.fsm.Job(job.Name)
 	if !ok {
 		return nil, fmt.Errorf("%w %q", ErrUnknownJob, job.Name)
 	}
 	return j, nil
-}
-
-// kafkaPartition is a partition of a topic.
-type kafkaPartition struct {
-	topic     string
-	partition int32
-}
-
-// nextAssignment returns j's next assignment epoch for Kafka partitions
-// parts and workers: it keeps every Kafka partition j assigns where it is
-// (sticky: its reader keeps fetching ahead) and gives each other one to
-// the worker reading the fewest, ties to the first by name; it keeps j's
-// state partitions, or places them when j has none (PlaceState: the key
-// groups split into j's shuffle partitions, owners in turn, each standby
-// on the next worker when replicas is 2 and there are 2 workers or more).
-func nextAssignment(j *clusterpb.Job, parts []kafkaPartition, workers []string, replicas int) *clusterpb.Assignment {
-	cur := j.GetAssignment()
-	assigned := map[kafkaPartition]string{}
-	load := map[string]int{}
-	for _, k := range cur.GetKafka() {
-		assigned[kafkaPartition{k.Topic, k.Partition}] = k.Worker
-		load[k.Worker]++
-	}
-	workers = slices.Sorted(slices.Values(workers))
-	parts = slices.Clone(parts)
-	slices.SortFunc(parts, comparePartitions)
-	for _, p := range parts {
-		if _, ok := assigned[p]; !ok {
-			w := slices.MinFunc(workers, func(a, b string) int { return cmp.Or(cmp.Compare(load[a], load[b]), cmp.Compare(a, b)) })
-			assigned[p] = w
-			load[w]++
-		}
-	}
-	next := &clusterpb.Assignment{Epoch: cur.GetEpoch() + 1, State: cur.GetState()}
-	for p, w := range assigned {
-		next.Kafka = append(next.Kafka, &clusterpb.KafkaAssignment{Topic: p.topic, Partition: p.partition, Worker: w})
-	}
-	slices.SortFunc(next.Kafka, func(a, b *clusterpb.KafkaAssignment) int {
-		return comparePartitions(kafkaPartition{a.Topic, a.Partition}, kafkaPartition{b.Topic, b.Partition})
-	})
-	if len(next.State) == 0 {
-		next.State = PlaceState(j.KeyGroups, j.ShufflePartitions, workers, replicas)
-	}
-	return next
-}
-
-func comparePartitions(a, b kafkaPartition) int {
-	return cmp.Or(cmp.Compare(a.topic, b.topic), cmp.Compare(a.partition, b.partition))
 }
 
 // header is the fencing of the run's requests: its cluster, term and

@@ -24,28 +24,6 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// PlaceState splits a job's key groups into partitions contiguous ranges,
-// as even as they divide, and places them on workers in turn: partition i
-// is owned by workers[i % len(workers)] and, with 2 replicas and 2 or more
-// workers, stood by for by the next worker. With as many key groups as
-// partitions, partition i holds key group i alone, the layout of a local
-// checkpoint's state.
-func PlaceState(keyGroups, partitions int32, workers []string, replicas int) []*clusterpb.StatePartition {
-	out := make([]*clusterpb.StatePartition, partitions)
-	for i := range partitions {
-		p := &clusterpb.StatePartition{
-			FirstKeyGroup: int32(int64(i) * int64(keyGroups) / int64(partitions)),
-			EndKeyGroup:   int32(int64(i+1) * int64(keyGroups) / int64(partitions)),
-			Owner:         workers[int(i)%len(workers)],
-		}
-		if replicas >= 2 && len(workers) >= 2 {
-			p.Standby = workers[(int(i)+1)%len(workers)]
-		}
-		out[i] = p
-	}
-	return out
-}
-
 // recordChunk is the size past which a changelog record sent over gRPC is
 // cut into another one: the shuffle's message size.
 const recordChunk = 1 << 20

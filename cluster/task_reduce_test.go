@@ -583,33 +583,6 @@ func TestJobStatesRefuseOtherCluster(t *testing.T) {
 	}
 }
 
-// TestPlaceState: key groups split into contiguous, even ranges; owners in
-// turn; a standby on the next worker with 2 replicas and 2 or more
-// workers.
-func TestPlaceState(t *testing.T) {
-	got := PlaceState(10, 3, []string{"a", "b"}, 2)
-	want := []*clusterpb.StatePartition{
-		{FirstKeyGroup: 0, EndKeyGroup: 3, Owner: "a", Standby: "b"},
-		{FirstKeyGroup: 3, EndKeyGroup: 6, Owner: "b", Standby: "a"},
-		{FirstKeyGroup: 6, EndKeyGroup: 10, Owner: "a", Standby: "b"},
-	}
-	for i := range want {
-		if !proto.Equal(got[i], want[i]) {
-			t.Fatalf("partition %d: %v, want %v", i, got[i], want[i])
-		}
-	}
-	for _, c := range []struct {
-		workers  []string
-		replicas int
-	}{{[]string{"a", "b"}, 1}, {[]string{"a"}, 2}} {
-		for _, p := range PlaceState(4, 4, c.workers, c.replicas) {
-			if p.Standby != "" || p.EndKeyGroup != p.FirstKeyGroup+1 {
-				t.Fatalf("%v with %d replicas: %v", c.workers, c.replicas, p)
-			}
-		}
-	}
-}
-
 // wantStatus checks that err is a gRPC status with code and text in its
 // message.
 func wantStatus(t *testing.T, err error, code codes.Code, text string) {
