@@ -56,6 +56,10 @@ type Config struct {
 	SnapshotThreshold uint64
 	// ApplyTimeout bounds the wait for a command to be logged; default 5s.
 	ApplyTimeout time.Duration
+	// DownAfter is how long a member may leave the leader's probes
+	// unanswered before the leader holds it down and moves its work to
+	// the others; default 1s.
+	DownAfter time.Duration
 	// HelloTimeout bounds the start-up check of the peers: a peer that is
 	// not running refuses at once, a running one answers in milliseconds,
 	// so only a hung peer makes a start wait this long; default 5s.
@@ -92,6 +96,7 @@ func DefaultConfig() Config {
 		LeaderLeaseTimeout: 250 * time.Millisecond,
 		SnapshotThreshold:  4096,
 		ApplyTimeout:       5 * time.Second,
+		DownAfter:          time.Second,
 		HelloTimeout:       5 * time.Second,
 		ShuffleMemory:      DefaultShuffleMemory,
 		MapMemory:          DefaultMapMemory,
@@ -106,7 +111,7 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: a worker needs a name (--name)", ErrConfig)
 	case c.DataDir == "":
 		return fmt.Errorf("%w: a worker needs a data directory (--data)", ErrConfig)
-	case c.HeartbeatTimeout <= 0 || c.ElectionTimeout <= 0 || c.LeaderLeaseTimeout <= 0 || c.ApplyTimeout <= 0 || c.HelloTimeout <= 0:
+	case c.HeartbeatTimeout <= 0 || c.ElectionTimeout <= 0 || c.LeaderLeaseTimeout <= 0 || c.ApplyTimeout <= 0 || c.HelloTimeout <= 0 || c.DownAfter <= 0:
 		return fmt.Errorf("%w: timeouts must be positive (start from DefaultConfig)", ErrConfig)
 	case c.ShuffleMemory <= 0 || c.MapMemory <= 0:
 		return fmt.Errorf("%w: ShuffleMemory and MapMemory must be positive (start from DefaultConfig)", ErrConfig)
@@ -156,6 +161,7 @@ type Node struct {
 	jobs      *jobManager
 	states    *jobStates
 	maps      *mapJobs
+	liveness  *liveness // the leader's view of the members
 	stop      chan struct{}
 	stopCtx   context.Context // canceled by Close
 	cancel    context.CancelFunc
@@ -205,6 +211,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	n.jobs = newJobManager(n, cfg.Driver)
 	n.states = newJobStates(cfg.DataDir, n.ClusterID(), log)
 	n.maps = newMapJobs(cfg.MapMemory)
+	n.liveness = newLiveness(cfg.Name, cfg.DownAfter, log)
 	n.dialer = dialerFrom(cfg.Listen)
 	n.clients = newClientPool(n.dialer)
 	ln, err := net.Listen("tcp", cfg.Listen)
@@ -411,6 +418,7 @@ func (n *Node) startRaft() error {
 		return fmt.Errorf("cluster: starting Raft: %w", err)
 	}
 	n.wg.Go(n.watchLeadership)
+	n.wg.Go(n.watchLiveness)
 	n.wg.Go(func() {
 		n.jobs.loop(n.stop)
 		n.jobs.close()

@@ -36,6 +36,12 @@ func newNodeGroup(t *testing.T, n int) *nodeGroup {
 // newNodeGroupWith starts n Nodes, each with its Config changed by
 // configure.
 func newNodeGroupWith(t *testing.T, n int, configure func(*Config)) *nodeGroup {
+	return newNodeGroupStarting(t, n, n, configure)
+}
+
+// newNodeGroupStarting makes n Nodes' configs, each changed by configure,
+// and starts the first started of them; the others' nodes are nil.
+func newNodeGroupStarting(t *testing.T, n, started int, configure func(*Config)) *nodeGroup {
 	g := &nodeGroup{t: t, logs: &logbuf.Buffer{}}
 	var lns []net.Listener
 	var peers []Peer
@@ -62,7 +68,7 @@ func newNodeGroupWith(t *testing.T, n int, configure func(*Config)) *nodeGroup {
 	g.nodes = make([]*Node, n)
 	var wg sync.WaitGroup
 	errs := make([]error, n)
-	for i := range n {
+	for i := range started {
 		wg.Go(func() { g.nodes[i], errs[i] = Start(context.Background(), g.cfgs[i]) })
 	}
 	wg.Wait()
@@ -94,7 +100,7 @@ func (g *nodeGroup) addrs() []string {
 func (g *nodeGroup) leader() *Node {
 	g.t.Helper()
 	for _, n := range g.nodes {
-		if n.raft.State() == raft.Leader {
+		if n != nil && n.raft.State() == raft.Leader {
 			return n
 		}
 	}

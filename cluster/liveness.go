@@ -1,0 +1,205 @@
+package cluster
+
+import (
+	"context"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/gostream/gostream/proto/clusterpb"
+	"github.com/hashicorp/raft"
+)
+
+// probeInterval is how often the leader asks each member how it is.
+const probeInterval = 200 * time.Millisecond
+
+// liveness is the leader's view of the members: when each last answered a
+// probe (Control.MemberInfo, every probeInterval) and whether it is down,
+// which it is once it has not answered for downAfter. A killed worker
+// refuses the probes, a paused (SIGSTOP) or cut-off one lets them hang:
+// either way the answers stop, so both are down after downAfter. Raft's
+// own heartbeats cannot tell the second case before their transport's
+// timeout, and report no last contact per follower.
+//
+// A member the view has not seen yet, and every member when the node
+// becomes the leader, is up until it has not answered for downAfter. The
+// node itself is always up. Its methods are safe for concurrent use.
+type liveness struct {
+	self      string
+	downAfter time.Duration
+	log       *slog.Logger
+	mu        struct {
+		sync.Mutex
+		members map[string]*memberLife
+		changed chan struct{} // closed and replaced when a member goes down or comes back
+	}
+}
+
+// memberLife is one member's liveness.
+type memberLife struct {
+	answered time.Time // of its last answer, or when the view began to expect one
+	down     bool
+}
+
+func newLiveness(self string, downAfter time.Duration, log *slog.Logger) *liveness {
+	l := &liveness{self: self, downAfter: downAfter, log: log}
+	l.mu.members = map[string]*memberLife{}
+	l.mu.changed = make(chan struct{})
+	return l
+}
+
+// reset forgets every member: each is up again until it has not answered
+// for downAfter from now.
+func (l *liveness) reset() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	changed := false
+	for _, m := range l.mu.members {
+		changed = changed || m.down
+	}
+	clear(l.mu.members)
+	if changed {
+		l.changedLocked()
+	}
+}
+
+// answered records member's answer to a probe sent at sent: a member that
+// was down is up again.
+func (l *liveness) answered(member string, sent time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	m := l.mu.members[member]
+	if m == nil {
+		return // not a member any more, or the view was reset since
+	}
+	if sent.After(m.answered) {
+		m.answered = sent
+	}
+	if m.down {
+		m.down = false
+		l.log.Info("cluster: member is back: it answers again", "member", member)
+		l.changedLocked()
+	}
+}
+
+// check brings the view to members, the group's members at now: a new
+// one is expected to answer within downAfter, one that has not answered
+// for downAfter is down.
+func (l *liveness) check(now time.Time, members []string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for name := range l.mu.members {
+		if !slices.Contains(members, name) {
+			delete(l.mu.members, name)
+		}
+	}
+	for _, name := range members {
+		if name == l.self {
+			continue
+		}
+		m := l.mu.members[name]
+		switch {
+		case m == nil:
+			l.mu.members[name] = &memberLife{answered: now}
+		case !m.down && now.Sub(m.answered) >= l.downAfter:
+			m.down = true
+			l.log.Info("cluster: member is down: it has not answered for "+now.Sub(m.answered).Round(time.Millisecond).String(), "member", name)
+			l.changedLocked()
+		}
+	}
+}
+
+func (l *liveness) changedLocked() {
+	close(l.mu.changed)
+	l.mu.changed = make(chan struct{})
+}
+
+// down reports whether member is down and how long ago it last answered
+// (0 for the node itself and for a member it does not know).
+func (l *liveness) down(member string) (bool, time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	m := l.mu.members[member]
+	if m == nil {
+		return false, 0
+	}
+	return m.down, time.Since(m.answered)
+}
+
+// live reports whether member is not down.
+func (l *liveness) live(member string) bool {
+	d, _ := l.down(member)
+	return !d
+}
+
+// changes returns a channel closed at the next time a member goes down or
+// comes back.
+func (l *liveness) changes() <-chan struct{} {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.mu.changed
+}
+
+// probeResult is a probe's outcome: whether member answered the probe
+// sent at sent.
+type probeResult struct {
+	member string
+	sent   time.Time
+	ok     bool
+}
+
+// watchLiveness keeps n.liveness while n is the leader: it probes every
+// other member every probeInterval, at most one probe in flight per
+// member, each bounded by downAfter, and resets the view whenever n is not
+// the leader. It returns once n stops, after its probes returned.
+func (n *Node) watchLiveness() {
+	l := n.liveness
+	t := time.NewTicker(probeInterval)
+	defer t.Stop()
+	results := make(chan probeResult)
+	inFlight := map[string]bool{}
+	defer func() {
+		for len(inFlight) > 0 {
+			delete(inFlight, (<-results).member)
+		}
+	}()
+	leading := false
+	for {
+		select {
+		case <-n.stop:
+			return
+		case r := <-results:
+			delete(inFlight, r.member)
+			if r.ok && leading {
+				l.answered(r.member, r.sent)
+			}
+			continue
+		case <-t.C:
+		}
+		if n.raft.State() != raft.Leader {
+			if leading {
+				l.reset()
+			}
+			leading = false
+			continue
+		}
+		leading = true
+		now := time.Now()
+		var names []string
+		for _, m := range n.fsm.Members() {
+			names = append(names, m.Name)
+			if m.Name == n.cfg.Name || inFlight[m.Name] {
+				continue
+			}
+			inFlight[m.Name] = true
+			go func() {
+				ctx, cancel := context.WithTimeout(n.stopCtx, l.downAfter)
+				defer cancel()
+				_, err := n.clients.control(m.Address).MemberInfo(ctx, &clusterpb.MemberInfoRequest{Header: n.header(0)})
+				results <- probeResult{member: m.Name, sent: now, ok: err == nil}
+			}()
+		}
+		l.check(now, names)
+	}
+}

@@ -1,0 +1,188 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+)
+
+// TestLivenessView: members are up until they have not answered for
+// downAfter, an answer brings a down member back, each change closes the
+// channel changes returned before it, the node itself is never down, a
+// member no longer in the group is forgotten and reset makes everyone up
+// again.
+func TestLivenessView(t *testing.T) {
+	l := newLiveness("s1", time.Second, slog.New(slog.DiscardHandler))
+	t0 := time.Now()
+	members := []string{"s1", "s2", "s3"}
+	l.check(t0, members)
+	ch := l.changes()
+	l.answered("s2", t0.Add(400*time.Millisecond))
+	l.check(t0.Add(999*time.Millisecond), members)
+	wantDown := func(what string, want ...string) {
+		t.Helper()
+		for _, m := range members {
+			down, _ := l.down(m)
+			if down != slices.Contains(want, m) || l.live(m) == down {
+				t.Errorf("%s: %s down %v; want down: %v", what, m, down, want)
+			}
+		}
+	}
+	wantDown("before downAfter")
+	if closed(ch) {
+		t.Errorf("changes closed with no change")
+	}
+	l.check(t0.Add(time.Second), members)
+	wantDown("s3 silent for 1s", "s3")
+	if !closed(ch) {
+		t.Errorf("changes not closed when s3 went down")
+	}
+	ch = l.changes()
+	l.check(t0.Add(1400*time.Millisecond), members)
+	wantDown("s2 answered at 0.4s", "s2", "s3")
+	if !closed(ch) {
+		t.Errorf("changes not closed when s2 went down")
+	}
+	ch = l.changes()
+	l.answered("s3", t0.Add(1500*time.Millisecond))
+	wantDown("s3 answered", "s2")
+	if !closed(ch) {
+		t.Errorf("changes not closed when s3 came back")
+	}
+	l.answered("s9", t0) // not a member
+	l.check(t0.Add(1600*time.Millisecond), []string{"s1", "s3"})
+	if down, _ := l.down("s2"); down {
+		t.Errorf("s2, removed, is still down")
+	}
+	l.check(t0.Add(1700*time.Millisecond), members) // s2 again: up until 2.7s
+	wantDown("s2 added again")
+	l.check(t0.Add(2700*time.Millisecond), members)
+	wantDown("everyone silent", "s2", "s3")
+	ch = l.changes()
+	l.reset()
+	wantDown("reset")
+	if !closed(ch) {
+		t.Errorf("changes not closed by a reset that brought members back")
+	}
+}
+
+func closed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
+// TestLivenessDetects: the leader holds a member down once it stops
+// answering, whether its connections hang (a paused process: a listener
+// that accepts and never answers) or are refused (a killed one), and up
+// again once it answers; the members that answer stay up throughout.
+func TestLivenessDetects(t *testing.T) {
+	var hung hungListener
+	g := newNodeGroupStarting(t, 4, 3, func(c *Config) {
+		c.HelloTimeout = 200 * time.Millisecond
+		if c.Name == "s4" {
+			hung.listen(t, c.Listen)
+		}
+	})
+	defer hung.close()
+	var leader *Node
+	waitFor(t, 20*time.Second, func() error {
+		for _, n := range g.nodes[:3] {
+			if n.raft.State().String() == "Leader" {
+				leader = n
+				return nil
+			}
+		}
+		return fmt.Errorf("no leader")
+	})
+	wantDown := func(what string, down bool) {
+		t.Helper()
+		waitFor(t, 10*time.Second, func() error {
+			for _, m := range []string{"s1", "s2", "s3"} {
+				if d, since := leader.liveness.down(m); d {
+					t.Fatalf("%s: %s is down, silent for %v", what, m, since)
+				}
+			}
+			if d, since := leader.liveness.down("s4"); d != down {
+				return fmt.Errorf("%s: s4 down %v (silent for %v); want %v", what, d, since, down)
+			}
+			return nil
+		})
+	}
+	wantDown("s4 hangs", true)
+	if hung.accepted() == 0 {
+		t.Fatalf("the leader never connected to the hung s4")
+	}
+
+	hung.close()
+	n4, err := Start(context.Background(), g.cfgs[3])
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.nodes[3] = n4
+	ch := leader.liveness.changes()
+	wantDown("s4 started", false)
+	if !closed(ch) {
+		t.Errorf("changes not closed when s4 came back")
+	}
+
+	ch = leader.liveness.changes()
+	n4.Close()
+	wantDown("s4 closed", true)
+	if !closed(ch) {
+		t.Errorf("changes not closed when s4 went down")
+	}
+}
+
+// hungListener accepts connections and never reads or answers, as a
+// paused process's kernel does.
+type hungListener struct {
+	ln    net.Listener
+	wg    sync.WaitGroup
+	mu    sync.Mutex
+	conns []net.Conn
+	once  sync.Once
+}
+
+func (h *hungListener) listen(t *testing.T, addr string) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.ln = ln
+	h.wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			h.mu.Lock()
+			h.conns = append(h.conns, c)
+			h.mu.Unlock()
+		}
+	})
+}
+
+func (h *hungListener) accepted() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.conns)
+}
+
+func (h *hungListener) close() {
+	h.once.Do(func() {
+		h.ln.Close()
+		h.wg.Wait()
+		for _, c := range h.conns {
+			c.Close()
+		}
+	})
+}
