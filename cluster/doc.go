@@ -151,7 +151,10 @@
 // serialized planpb.Query) once per job and keeps, per job, a Kafka source
 // whose readers follow the partitions from where the last task ended
 // (sticky assignment: the next batch's records are in memory when its
-// task comes), and a task.Mapper per assignment epoch, whose exchange
+// task comes) when the job's trigger runs on once caught up (default,
+// processing time); a job whose trigger ends (available-now, once) reads
+// record values alone instead, as local mode does (task.MapConfig.ReadValues).
+// It keeps a task.Mapper per assignment epoch, whose exchange
 // routes each group by its key group (xxhash64(key) % Job.KeyGroups) to
 // the state partition owning the group's range. The task runs the
 // engine's map body (engine/task), the job's tasks on a worker one at a

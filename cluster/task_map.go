@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/gostream/gostream/engine"
 	"github.com/gostream/gostream/engine/task"
 	"github.com/gostream/gostream/kafkasrc"
 	"github.com/gostream/gostream/operators"
@@ -169,8 +170,12 @@ func (s *taskServer) runMap(ctx context.Context, req *clusterpb.MapRequest, agg 
 	t.mapMs = time.Since(start).Milliseconds()
 	// The readers fetch ahead from where the task ended: the worker's
 	// next task of the job most likely starts there (sticky assignment).
-	if err := run.src.Follow(untilOffsets(ranges)); err != nil {
-		n.log.Warn("cluster: following the job's partitions failed; the next batch reads from the brokers", "job", req.Job, "err", err)
+	// A job whose trigger ends (available-now, once) reads values alone
+	// instead, each task from its ranges (task.MapConfig.ReadValues).
+	if run.follows {
+		if err := run.src.Follow(untilOffsets(ranges)); err != nil {
+			n.log.Warn("cluster: following the job's partitions failed; the next batch reads from the brokers", "job", req.Job, "err", err)
+		}
 	}
 	if _, _, err := checkJobFence(n, attempt, req.Header, req.Job, req.Batch); err != nil {
 		return t, err
@@ -309,6 +314,7 @@ type mapJobs struct {
 // mapJob is one job's map runtime.
 type mapJob struct {
 	planBytes []byte // the Job.Plan it was built from
+	follows   bool   // the job's trigger runs on once caught up (loop.Trigger.Follows)
 	plan      *task.Plan
 	src       *kafkasrc.Source
 	epoch     uint64
@@ -318,9 +324,10 @@ type mapJob struct {
 
 // mapRun is what a map task uses of its job's runtime.
 type mapRun struct {
-	plan   *task.Plan
-	src    *kafkasrc.Source
-	mapper *task.Mapper
+	plan    *task.Plan
+	follows bool // the readers follow the partitions between tasks
+	src     *kafkasrc.Source
+	mapper  *task.Mapper
 	// mu is held while the task runs mapper: the job's tasks on this
 	// worker run one at a time (each takes every core), so a task's
 	// batch timestamp, set on the plan, holds for all of its run.
@@ -342,17 +349,21 @@ func (m *mapJobs) begin(job *clusterpb.Job) (mapRun, error) {
 	if m.mu.closed {
 		return mapRun{}, status.Errorf(codes.Unavailable, "%v (the worker is stopping)", ErrClosed)
 	}
+	follows, err := jobFollows(job)
+	if err != nil {
+		return mapRun{}, status.Errorf(codes.InvalidArgument, "job %s: %v", job.Name, err)
+	}
 	rt := m.mu.jobs[job.Name]
-	if rt != nil && !bytes.Equal(rt.planBytes, job.Plan) { // the job was registered again
+	if rt != nil && (!bytes.Equal(rt.planBytes, job.Plan) || rt.follows != follows) { // registered again, with another plan or trigger
 		rt.src.Close()
 		delete(m.mu.jobs, job.Name)
 		rt = nil
 	}
 	if rt == nil {
-		var err error
 		if rt, err = m.newJob(job); err != nil {
 			return mapRun{}, err
 		}
+		rt.follows = follows
 		m.mu.jobs[job.Name] = rt
 	}
 	if rt.mapper == nil || rt.epoch != job.Assignment.GetEpoch() {
@@ -363,6 +374,7 @@ func (m *mapJobs) begin(job *clusterpb.Job) (mapRun, error) {
 		mapper, err := task.NewMapper(rt.plan, task.MapConfig{
 			Exchange:      x,
 			PartialGroups: task.PartialGroups(m.memory / 2 / int64(runtime.GOMAXPROCS(0))),
+			ReadValues:    !rt.follows,
 		})
 		if err != nil {
 			return mapRun{}, status.Errorf(codes.FailedPrecondition, "job %s: %v", job.Name, err)
@@ -370,7 +382,18 @@ func (m *mapJobs) begin(job *clusterpb.Job) (mapRun, error) {
 		rt.mapper, rt.epoch = mapper, job.Assignment.GetEpoch()
 	}
 	m.running.Add(1)
-	return mapRun{plan: rt.plan, src: rt.src, mapper: rt.mapper, mu: rt.run}, nil
+	return mapRun{plan: rt.plan, follows: rt.follows, src: rt.src, mapper: rt.mapper, mu: rt.run}, nil
+}
+
+// jobFollows tells whether job's trigger runs on once it caught up
+// (default, processing time), so that its readers follow its partitions
+// between tasks, rather than end (available-now, once).
+func jobFollows(job *clusterpb.Job) (bool, error) {
+	trig, err := engine.ParseTrigger(job.Options["trigger"])
+	if err != nil {
+		return false, err
+	}
+	return trig.Schedule().Follows(), nil
 }
 
 // end ends a task counted by begin.

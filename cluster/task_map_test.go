@@ -372,6 +372,62 @@ func TestMapTasksKafka(t *testing.T) {
 	testMapTasks(t, c.BootstrapServers(), topic)
 }
 
+// TestMapTasksAvailableNow: the map tasks of a job whose trigger ends
+// (available-now) read record values alone, as local mode's do, and leave
+// no reader following their partitions, while those of a job with the
+// default trigger follow them; both count exactly. Stopped and registered
+// again with another trigger, a job's tasks switch.
+func TestMapTasksAvailableNow(t *testing.T) {
+	rng := rand.New(rand.NewPCG(testseed.Seed(t), 0))
+	brokers, topic := embedtest.Start(t, "logs", 3), "logs"
+	r := newMapRig(t, brokers, topic)
+	planBytes, _ := wordCountPlan(t, brokers, topic, false)
+	lines, want := randomLines(rng, 3000)
+	embedtest.Produce(t, brokers, topic, lines...)
+	start, end := kafkasrc.Offsets{topic: {0: 0, 1: 0, 2: 0}}, latestOffsets(t, brokers, topic)
+	// runtime is job's map runtime on s1 once its tasks ran.
+	runtime := func(job string) *mapJob {
+		n := r.g.nodes[0]
+		n.maps.mu.Lock()
+		defer n.maps.mu.Unlock()
+		return n.maps.mu.jobs[job]
+	}
+	for i, c := range []struct {
+		job, trigger string
+		follows      bool
+	}{{"wc", "", true}, {"now", "available-now", false}, {"now", "1s", true}} {
+		if c.job != "wc" {
+			job := &clusterpb.Job{Name: c.job, Plan: planBytes, PlanFingerprint: "wc", ShufflePartitions: 2, KeyGroups: mapRigKeyGroups,
+				Options: map[string]string{"trigger": c.trigger}}
+			if old, ok := r.leader.fsm.Job(c.job); ok { // registered again: a new epoch as a new driver run logs
+				r.apply(stateCmd(c.job, clusterpb.JobState_STOPPED, ""))
+				r.apply(registerCmd(job))
+				r.assignment = proto.CloneOf(r.assignment)
+				r.assignment.Epoch = old.Assignment.GetEpoch() + 1
+			} else {
+				r.register(job)
+			}
+			r.assign(c.job, r.assignment)
+		}
+		batch := int64(i)
+		for w, req := range r.tasks(c.job, batch, start, end) {
+			if _, err := r.mapOn(w, req); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got := r.counts(c.job, batch); !maps.Equal(got, want) {
+			t.Fatalf("job %s, trigger %q: the owners received %v, want %v", c.job, c.trigger, got, want)
+		}
+		rt := runtime(c.job)
+		if rt.mapper.ReadsValues() == c.follows {
+			t.Errorf("job %s, trigger %q: its map tasks read values alone: %v, want %v", c.job, c.trigger, rt.mapper.ReadsValues(), !c.follows)
+		}
+		if following := len(rt.src.Buffered()) > 0; following != c.follows {
+			t.Errorf("job %s, trigger %q: its readers follow its partitions: %v, want %v", c.job, c.trigger, following, c.follows)
+		}
+	}
+}
+
 // TestMapTaskFailures checks that a map task whose plan panics (a
 // registered function's panic) fails with an error naming the job, batch,
 // task and worker, that the worker serves the next task, and that a job

@@ -9,6 +9,8 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -232,45 +234,88 @@ func TestClusterWordCount(t *testing.T) {
 
 // BenchmarkClusterWordCount counts the same topic of 3 partitions (on a
 // real 3-broker Kafka) with local mode and with three worker processes,
-// each from the earliest offsets with trigger available-now, and reports
-// each one's records per second over the whole submit (start, all
-// batches, output) and their ratio:
+// each from the earliest offsets with trigger available-now, in rounds
+// that alternate the two (the machine's speed drifts: compare within a
+// run), and reports each one's median records per second over the whole
+// submit (start, all batches, output) and the ratio of the medians. Each
+// cluster round runs on three fresh workers, started (and their leader
+// awaited) before the clock starts and stopped after it; no worker runs
+// during a local round. The batches=1 case counts the topic
+// in one batch, batches=10 caps each batch at a tenth of it
+// (maxOffsetsPerTrigger), as the bench suite's throughput run does:
 //
 //	flock /tmp/gostream-kafka.lock env GOSTREAM_KAFKA_BACKEND=process \
 //	  go test -run '^$' -bench BenchmarkClusterWordCount -benchtime 1x ./cluster/clustertest
 //
-// GOSTREAM_BENCH_LINES sets the lines produced (default 4000000).
+// GOSTREAM_BENCH_LINES sets the lines produced (default 4000000),
+// GOSTREAM_BENCH_ROUNDS the rounds of each (default 3).
 func BenchmarkClusterWordCount(b *testing.B) {
-	lines := 4_000_000
-	if v := os.Getenv("GOSTREAM_BENCH_LINES"); v != "" {
-		if _, err := fmt.Sscan(v, &lines); err != nil {
-			b.Fatalf("GOSTREAM_BENCH_LINES=%q: %v", v, err)
-		}
-	}
+	lines, rounds := benchEnv(b, "GOSTREAM_BENCH_LINES", 4_000_000), benchEnv(b, "GOSTREAM_BENCH_ROUNDS", 3)
 	rng := testseed.Rand(b)
 	kc, topic := startTopic(b)
 	truth := map[string]int64{}
 	produceLines(b, kc, topic, rng, lines, truth)
-	c := clustertest.Start(b, 3)
-	job := []string{"--brokers", kc.BootstrapServers(), "--topic", topic, "-q"}
-	if b.N != 1 {
-		b.Fatalf("run with -benchtime 1x: the job counts the topic once")
+	for _, batches := range []int{1, 10} {
+		b.Run(fmt.Sprintf("batches=%d", batches), func(b *testing.B) {
+			if b.N != 1 {
+				b.Fatalf("run with -benchtime 1x: the job counts the topic once")
+			}
+			job := []string{"--brokers", kc.BootstrapServers(), "--topic", topic, "-q"}
+			if batches > 1 {
+				job = append(job, "--max-offsets-per-trigger", fmt.Sprint((lines+batches-1)/batches))
+			}
+			rate := func(master string, args ...string) float64 {
+				var c *clustertest.Cluster
+				if master == "" {
+					c = clustertest.Start(b, 3)
+					master = c.Master()
+				} else {
+					c = clustertest.New(b, 0) // runs the binary only
+				}
+				t := time.Now()
+				counts := submit(b, c, master, append(job, args...)...)
+				r := float64(lines) / time.Since(t).Seconds()
+				c.Stop(b)
+				if !maps.Equal(counts, truth) {
+					b.Fatalf("%s: the counts differ from the lines produced", master)
+				}
+				return r
+			}
+			var local, clustered []float64
+			for range rounds {
+				local = append(local, rate("local[*]", "--checkpoint", b.TempDir()))
+				clustered = append(clustered, rate(""))
+			}
+			b.Logf("rounds, records/s: local %.0f, cluster %.0f", local, clustered)
+			l, c := median(local), median(clustered)
+			b.ReportMetric(l, "local-records/s")
+			b.ReportMetric(c, "cluster-records/s")
+			b.ReportMetric(c/l, "cluster/local")
+		})
 	}
-	b.ResetTimer()
-	for range b.N {
-		t := time.Now()
-		local := submit(b, c, "local[*]", append(job, "--checkpoint", b.TempDir())...)
-		localRate := float64(lines) / time.Since(t).Seconds()
-		t = time.Now()
-		clustered := submit(b, c, c.Master(), job...)
-		clusterRate := float64(lines) / time.Since(t).Seconds()
-		if !maps.Equal(local, truth) || !maps.Equal(clustered, truth) {
-			b.Fatalf("counts differ from the lines produced: local %v, cluster %v", maps.Equal(local, truth), maps.Equal(clustered, truth))
-		}
-		b.ReportMetric(localRate, "local-records/s")
-		b.ReportMetric(clusterRate, "cluster-records/s")
-		b.ReportMetric(clusterRate/localRate, "cluster/local")
+}
+
+// benchEnv is the positive integer environment variable name sets, def
+// if it is not set.
+func benchEnv(b *testing.B, name string, def int) int {
+	v := os.Getenv(name)
+	if v == "" {
+		return def
 	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n <= 0 {
+		b.Fatalf("%s=%q: want a positive integer", name, v)
+	}
+	return n
+}
+
+// median is the median of xs.
+func median(xs []float64) float64 {
+	xs = slices.Sorted(slices.Values(xs))
+	if len(xs)%2 == 1 {
+		return xs[len(xs)/2]
+	}
+	return (xs[len(xs)/2-1] + xs[len(xs)/2]) / 2
 }
 
 // TestClusterResumesAfterSIGTERM: the whole cluster stopped with SIGTERM
