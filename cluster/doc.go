@@ -124,10 +124,16 @@
 // group's key and state: the state package's record format) then goes to
 // the partition's standby over a Replicate stream, cut into records of
 // about 1 MiB; the standby checks the fencing (it must be the
-// partition's standby in the current epoch), refuses a record that would
-// leave a gap (its partition must be at batch-1, or at batch already:
-// then it writes nothing), stages the records, checks the fencing again
-// and commits at the same version. Only then does Reduce answer, with
+// partition's standby in the current epoch), answers needs_copy to a
+// record that would leave a gap (its partition must be at batch-1, or at
+// batch already: then it writes nothing), stages the records, checks the
+// fencing again and commits at the same version. To needs_copy the owner
+// answers with the whole partition at version batch (a full copy, the
+// same stream with ReplicateOpen.full), which the standby stages over its
+// copy with state.Copy (the keys the copy lacks deleted) and commits at
+// batch in one write: a new or lagging standby is current after one
+// reduce, and a copy cut short leaves its old copy as it was. Only then
+// does Reduce answer, with
 // the changed groups (update mode) and counts, and forget the batch's
 // partials. A batch that runs again over a partition at version batch
 // (the driver failed before "commit N") is not merged again: its groups'
@@ -137,7 +143,10 @@
 // turns (a reduce takes the partition once it has its partials, so one
 // waiting for its map tasks holds nothing up); one that fails or panics answers an error naming the job,
 // batch, partition and worker, closes the partition's store (reopened at
-// its durable version by the next request), and the worker goes on.
+// its durable version by the next request), and the worker goes on. A
+// worker closes the stores of partitions the job's epoch no longer gives
+// it when a request of the job reaches it; their data stay on disk at
+// their version, served by no request, until the partition comes back.
 //
 // # Map tasks
 //

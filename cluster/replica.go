@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"log/slog"
 	"net/url"
@@ -12,6 +13,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/gostream/gostream/engine/task"
 	"github.com/gostream/gostream/operators"
@@ -168,6 +170,41 @@ func (s *jobStates) job(job *clusterpb.Job) (*jobState, error) {
 	return js, nil
 }
 
+// release closes the stores of job's partitions that this worker, name,
+// holds open but neither owns nor stands by for in job's epoch, freeing
+// their memory. Their data stay on disk at their version, served by no
+// request (fencing refuses every request outside the epoch's roles):
+// should the partition come back to the worker, its copy goes on from
+// there if it is at the batch before, and is replaced by a full copy if
+// it is further behind. A partition in use is left for the next call.
+func (s *jobStates) release(job *clusterpb.Job, name string) {
+	held := map[int32]bool{}
+	for _, sp := range job.Assignment.GetState() {
+		if sp.Owner == name || sp.Standby == name {
+			held[sp.FirstKeyGroup] = true
+		}
+	}
+	var idle []*partState
+	s.mu.Lock()
+	if js := s.mu.jobs[job.Name]; js != nil {
+		for first, p := range js.parts {
+			if !held[first] {
+				idle = append(idle, p)
+			}
+		}
+	}
+	s.mu.Unlock()
+	for _, p := range idle {
+		if !p.mu.TryLock() {
+			continue
+		}
+		if p.st != nil {
+			s.log.Debug("cluster: closing the state of a partition this worker no longer holds", "job", job.Name, "epoch", job.Assignment.GetEpoch(), "first_key_group", p.first, "version", p.st.Version())
+		}
+		p.unlock(true, s.log)
+	}
+}
+
 // reducer returns the reduce task of job's plan, compiled on first use.
 func (s *jobStates) reducer(job *clusterpb.Job) (*task.Reducer, error) {
 	js, err := s.job(job)
@@ -200,7 +237,7 @@ func (s *jobStates) reducer(job *clusterpb.Job) (*task.Reducer, error) {
 func (p *partState) unlock(failed bool, log *slog.Logger) {
 	if failed && p.st != nil {
 		if err := p.st.Close(); err != nil {
-			log.Warn("cluster: closing a failed state partition", "first_key_group", p.first, "err", err)
+			log.Warn("cluster: closing a state partition", "first_key_group", p.first, "err", err)
 		}
 		p.st = nil
 	}
@@ -265,9 +302,12 @@ func checkVersion(v, batch int64) error {
 }
 
 // replicate sends recs, batch's record of a job's state partition, to the
-// partition's standby and returns once the standby holds the batch. h is
-// the fencing of the reduce that committed it.
-func (s *stateServer) replicate(ctx context.Context, h *clusterpb.Header, job string, batch int64, partition int32, standbyName string, recs [][]byte) error {
+// partition's standby and returns once the standby holds the batch. A
+// standby that answers it needs a full copy (its copy is below batch-1:
+// new, empty or far behind) gets the whole partition instead: st, the
+// partition's store at version batch, which the caller holds. h is the
+// fencing of the reduce that committed the batch.
+func (s *stateServer) replicate(ctx context.Context, h *clusterpb.Header, job string, batch int64, partition int32, standbyName string, recs [][]byte, st state.Store) error {
 	addr := s.addr(standbyName)
 	if addr == "" {
 		return status.Errorf(codes.FailedPrecondition, "standby %s is not a member", standbyName)
@@ -276,42 +316,66 @@ func (s *stateServer) replicate(ctx context.Context, h *clusterpb.Header, job st
 	if err != nil {
 		return status.Errorf(codes.Unavailable, "standby %s at %s: %v", standbyName, addr, err)
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	stream, err := clusterpb.NewStatePartitionsClient(cc).Replicate(ctx)
-	if err != nil {
-		return replicateError(standbyName, addr, err)
-	}
 	fwd := proto.CloneOf(h)
 	fwd.From = s.name
 	open := &clusterpb.ReplicateOpen{Header: fwd, Job: job, Batch: batch, Partition: partition}
-	if err := stream.Send(&clusterpb.ReplicateMessage{Kind: &clusterpb.ReplicateMessage_Open{Open: open}}); err != nil {
-		return replicateError(standbyName, addr, closeAndRecv(stream, err))
-	}
-	var bytes uint64
-	for _, r := range recs {
-		bytes += uint64(len(r))
-		if err := stream.Send(&clusterpb.ReplicateMessage{Kind: &clusterpb.ReplicateMessage_Record{Record: r}}); err != nil {
-			return replicateError(standbyName, addr, closeAndRecv(stream, err))
+	resp, _, err := sendReplica(ctx, cc, open, func(send func(rec []byte) error) error {
+		for _, r := range recs {
+			if err := send(r); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err == nil && resp.NeedsCopy {
+		start, was := time.Now(), resp.Version
+		open.Full = true
+		var end *clusterpb.ReplicateEnd
+		resp, end, err = sendReplica(ctx, cc, open, func(send func(rec []byte) error) error { return scanRecords(st, send) })
+		if err == nil && resp.NeedsCopy {
+			err = status.Errorf(codes.Internal, "it asked for a full copy again after one")
+		}
+		if err == nil {
+			s.log.Info("cluster: sent a full copy of a state partition to its standby", "job", job, "batch", batch, "partition", partition,
+				"standby", standbyName, "standby_was_at", was, "groups", st.Len(), "bytes", end.Bytes, "took", time.Since(start))
 		}
 	}
-	end := &clusterpb.ReplicateEnd{Records: uint64(len(recs)), Bytes: bytes}
-	if err := stream.Send(&clusterpb.ReplicateMessage{Kind: &clusterpb.ReplicateMessage_End{End: end}}); err != nil {
-		return replicateError(standbyName, addr, closeAndRecv(stream, err))
-	}
-	if _, err := stream.CloseAndRecv(); err != nil {
+	if err != nil {
 		return replicateError(standbyName, addr, err)
 	}
 	return nil
 }
 
-// closeAndRecv returns the status the server ended a client stream with,
-// after Send failed with err (io.EOF: the server ended it).
-func closeAndRecv(stream grpc.ClientStreamingClient[clusterpb.ReplicateMessage, clusterpb.ReplicateResponse], err error) error {
-	if errors.Is(err, io.EOF) {
-		_, err = stream.CloseAndRecv()
+// sendReplica streams one Replicate through cc: open, each record put
+// calls send with (each in memory of its own: gRPC may read a message
+// after Send returns), and the end message, which it returns with the
+// standby's answer. A standby may answer before the stream ends (it needs
+// a full copy, or refuses): the rest is not sent.
+func sendReplica(ctx context.Context, cc grpc.ClientConnInterface, open *clusterpb.ReplicateOpen, put func(send func(rec []byte) error) error) (*clusterpb.ReplicateResponse, *clusterpb.ReplicateEnd, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := clusterpb.NewStatePartitionsClient(cc).Replicate(ctx)
+	if err != nil {
+		return nil, nil, err
 	}
-	return err
+	end := &clusterpb.ReplicateEnd{}
+	err = stream.Send(&clusterpb.ReplicateMessage{Kind: &clusterpb.ReplicateMessage_Open{Open: open}})
+	if err == nil {
+		err = put(func(rec []byte) error {
+			end.Records++
+			end.Bytes += uint64(len(rec))
+			end.Crc = crc32.Update(end.Crc, castagnoli, rec)
+			return stream.Send(&clusterpb.ReplicateMessage{Kind: &clusterpb.ReplicateMessage_Record{Record: rec}})
+		})
+	}
+	if err == nil {
+		err = stream.Send(&clusterpb.ReplicateMessage{Kind: &clusterpb.ReplicateMessage_End{End: end}})
+	}
+	if err != nil && !errors.Is(err, io.EOF) { // io.EOF: the standby answered
+		return nil, nil, err
+	}
+	resp, err := stream.CloseAndRecv()
+	return resp, end, err
 }
 
 func replicateError(standbyName, addr string, err error) error {
@@ -324,7 +388,11 @@ func replicateError(standbyName, addr string, err error) error {
 // partition in the job's current epoch, a term not older than its own),
 // stages the records as they come, checks the fencing again and commits
 // the partition at version batch. A partition at batch already answers
-// applied and writes nothing; one below batch-1 (a gap) is refused.
+// applied and writes nothing; one below batch-1 (a gap) answers
+// needs_copy and writes nothing. A full copy (ReplicateOpen.full)
+// replaces the partition's copy whatever its version below batch: its
+// keys are deleted and the copy's written in the same commit, so a copy
+// cut short leaves the old one as it was.
 func (s *stateServer) Replicate(stream grpc.ClientStreamingServer[clusterpb.ReplicateMessage, clusterpb.ReplicateResponse]) (err error) {
 	msg, err := stream.Recv()
 	if err != nil {
@@ -339,71 +407,91 @@ func (s *stateServer) Replicate(stream grpc.ClientStreamingServer[clusterpb.Repl
 			err = s.recovered(r, "replication", open.Job, open.Batch, open.Partition)
 		}
 	}()
-	applied, err := s.applyReplica(stream, open)
+	resp, err := s.applyReplica(stream, open)
 	if err != nil {
 		return s.stateError("replication", open.Job, open.Batch, open.Partition, err)
 	}
-	return stream.SendAndClose(&clusterpb.ReplicateResponse{Applied: applied})
+	return stream.SendAndClose(resp)
 }
 
 // applyReplica applies the records of a Replicate stream opened by open.
-func (s *stateServer) applyReplica(stream grpc.ClientStreamingServer[clusterpb.ReplicateMessage, clusterpb.ReplicateResponse], open *clusterpb.ReplicateOpen) (applied bool, err error) {
+func (s *stateServer) applyReplica(stream grpc.ClientStreamingServer[clusterpb.ReplicateMessage, clusterpb.ReplicateResponse], open *clusterpb.ReplicateOpen) (*clusterpb.ReplicateResponse, error) {
 	r := fenced{what: "a replication", header: open.Header, job: open.Job, batch: open.Batch, partition: open.Partition, role: standby}
 	job, sp, err := checkFence(s.fence, r)
 	if err != nil {
-		return false, err
+		return nil, err
 	}
+	s.states.release(job, s.name)
 	p, err := s.states.partition(job, sp.FirstKeyGroup)
 	if err != nil {
-		return false, err
+		return nil, err
 	}
 	failed := true // also when a panic unwinds
 	defer func() { p.unlock(failed, s.log) }()
 	st := p.st
 	v := st.Version()
-	if err := checkVersion(v, open.Batch); err != nil {
+	switch {
+	case v < open.Batch-1 && !open.Full:
 		failed = false
-		return false, err
+		return &clusterpb.ReplicateResponse{NeedsCopy: true, Version: v}, nil
+	case v > open.Batch:
+		failed = false
+		return nil, checkVersion(v, open.Batch)
 	}
-	applied = v == open.Batch
-	var recs, bytes uint64
+	applied := v == open.Batch
+	apply := func(rec []byte) error { return state.ApplyRecord(st, rec) }
+	var cp *state.Copy
+	if open.Full && !applied {
+		if cp, err = state.NewCopy(st); err != nil {
+			return nil, err
+		}
+		apply = cp.Apply
+	}
+	var got clusterpb.ReplicateEnd
 	for {
 		msg, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
-			return false, status.Errorf(codes.DataLoss, "the stream ended without its end message after %d records (the owner stopped mid-stream; nothing is written)", recs)
+			return nil, status.Errorf(codes.DataLoss, "the stream ended without its end message after %d records (the owner stopped mid-stream; nothing is written)", got.Records)
 		}
 		if err != nil {
-			return false, err
+			return nil, err
 		}
 		switch kind := msg.Kind.(type) {
 		case *clusterpb.ReplicateMessage_Record:
-			recs++
-			bytes += uint64(len(kind.Record))
+			got.Records++
+			got.Bytes += uint64(len(kind.Record))
+			got.Crc = crc32.Update(got.Crc, castagnoli, kind.Record)
 			if !applied {
-				if err := state.ApplyRecord(st, kind.Record); err != nil {
-					return false, status.Errorf(codes.DataLoss, "record %d: %v", recs, err)
+				if err := apply(kind.Record); err != nil {
+					return nil, status.Errorf(codes.DataLoss, "record %d: %v (nothing is written)", got.Records, err)
 				}
 			}
 		case *clusterpb.ReplicateMessage_End:
-			if kind.End.Records != recs || kind.End.Bytes != bytes {
-				return false, status.Errorf(codes.DataLoss, "%d records, %d bytes were sent, %d, %d received", kind.End.Records, kind.End.Bytes, recs, bytes)
+			if sent := kind.End; sent.Records != got.Records || sent.Bytes != got.Bytes || sent.Crc != got.Crc {
+				return nil, status.Errorf(codes.DataLoss, "%d records, %d bytes, CRC %08x were sent, %d, %d, %08x received (nothing is written)",
+					sent.Records, sent.Bytes, sent.Crc, got.Records, got.Bytes, got.Crc)
 			}
 			if applied {
 				failed = false
-				return true, nil
+				return &clusterpb.ReplicateResponse{Applied: true}, nil
+			}
+			if cp != nil {
+				if _, err := cp.Finish(); err != nil {
+					return nil, err
+				}
 			}
 			// The term or the epoch may have moved on while the records
 			// came: fencing is checked again before the write.
 			if _, _, err := checkFence(s.fence, r); err != nil {
-				return false, err
+				return nil, err
 			}
 			if err := st.Commit(open.Batch); err != nil {
-				return false, err
+				return nil, err
 			}
 			failed = false
-			return false, nil
+			return &clusterpb.ReplicateResponse{}, nil
 		default:
-			return false, status.Errorf(codes.InvalidArgument, "an open or empty message inside the stream")
+			return nil, status.Errorf(codes.InvalidArgument, "an open or empty message inside the stream")
 		}
 	}
 }

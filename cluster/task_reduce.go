@@ -48,7 +48,8 @@ func newStateServer(n *Node) *stateServer {
 // partials from the Inbox, merges them into the partition's state through
 // the engine's reduce task, checks the fencing again right before the
 // state commits at version batch, sends the batch's changelog record to
-// the partition's standby and waits until the standby holds it, then
+// the partition's standby (the whole partition when the standby is behind:
+// replicate) and waits until the standby holds it, then
 // answers the changed groups (if asked) and the counts. A partition at
 // version batch already is not merged again: the batch's groups come from
 // the state, and are sent to the standby again in case it lacks them.
@@ -78,6 +79,7 @@ func (s *stateServer) reduce(ctx context.Context, req *clusterpb.ReduceRequest) 
 	if err != nil {
 		return nil, nil, err
 	}
+	s.states.release(job, s.name)
 	if req.Tasks < 0 {
 		return nil, nil, status.Errorf(codes.InvalidArgument, "%d map tasks", req.Tasks)
 	}
@@ -119,7 +121,7 @@ func (s *stateServer) reduce(ctx context.Context, req *clusterpb.ReduceRequest) 
 	}
 	done := &clusterpb.ReduceDone{Groups: res.Groups, Rows: p.st.Len(), Applied: res.Applied, Standby: sp.Standby}
 	if sp.Standby != "" {
-		if err := s.replicateRetrying(ctx, req.Header, req.Job, req.Batch, req.Partition, sp.Standby, recs.recs); err != nil {
+		if err := s.replicateRetrying(ctx, req.Header, req.Job, req.Batch, req.Partition, sp.Standby, recs.recs, p.st); err != nil {
 			failed = false // the partition holds the batch; a re-run sends it again
 			return nil, nil, err
 		}
@@ -158,24 +160,32 @@ func (s *stateServer) rows(req *clusterpb.RowsRequest, stream grpc.ServerStreami
 		failed = false
 		return status.Errorf(codes.FailedPrecondition, "the partition is at batch %d, not %d", v, req.Batch)
 	}
-	rec := state.NewRecord(nil)
 	var sendErr error
-	send := func() error {
-		// gRPC may read a message after Send returns: each has its own.
+	err = scanRecords(p.st, func(rec []byte) error {
 		sendErr = stream.Send(&clusterpb.RowsResponse{Records: rec})
-		rec = state.NewRecord(nil)
 		return sendErr
-	}
-	err = p.st.Scan(func(key, value []byte) error {
+	})
+	failed = err != nil && sendErr == nil // the store failed, not the stream
+	return err
+}
+
+// scanRecords calls send with every group st holds, as records of puts of
+// about recordChunk bytes in ascending key order, each in memory of its
+// own (gRPC may read a message after Send returns). An error of send stops
+// the scan and is returned unchanged.
+func scanRecords(st state.Store, send func(rec []byte) error) error {
+	rec := state.NewRecord(nil)
+	err := st.Scan(func(key, value []byte) error {
 		if rec = state.AppendPut(rec, key, value); len(rec) < recordChunk {
 			return nil
 		}
-		return send()
+		err := send(rec)
+		rec = state.NewRecord(make([]byte, 0, recordChunk+len(key)+len(value)))
+		return err
 	})
 	if err == nil && !state.EmptyRecord(rec) {
-		err = send()
+		err = send(rec)
 	}
-	failed = err != nil && sendErr == nil // the store failed, not the stream
 	return err
 }
 
@@ -245,10 +255,10 @@ const replicateTimeout = 5 * time.Second
 // the partials it took are gone, so the batch must be mapped again; a
 // standby that was only slow to apply the job's latest Raft entries must
 // not cost that.
-func (s *stateServer) replicateRetrying(ctx context.Context, h *clusterpb.Header, job string, batch int64, partition int32, standby string, recs [][]byte) error {
+func (s *stateServer) replicateRetrying(ctx context.Context, h *clusterpb.Header, job string, batch int64, partition int32, standby string, recs [][]byte, st state.Store) error {
 	deadline := time.Now().Add(replicateTimeout)
 	for {
-		err := s.replicate(ctx, h, job, batch, partition, standby, recs)
+		err := s.replicate(ctx, h, job, batch, partition, standby, recs, st)
 		if err == nil || !transient(err) || time.Now().After(deadline) {
 			return err
 		}

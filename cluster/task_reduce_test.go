@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"log/slog"
 	"maps"
 	"net"
@@ -95,11 +96,14 @@ type stateWorker struct {
 	cc     *grpc.ClientConn
 }
 
-// stateRig is workers s1 and s2 of cluster c1 in term 3 over loopback
-// TCP, both with job wc (wordCountJob).
+// stateRig is workers s1 and s2 (or others) of cluster c1 in term 3 over
+// loopback TCP, all with job wc (wordCountJob) at epoch 1.
 type stateRig struct {
-	t       *testing.T
-	job     *clusterpb.Job
+	t       testing.TB
+	job     *clusterpb.Job // at the rig's epoch
+	epoch   uint64
+	downMu  sync.Mutex
+	down    map[string]bool // members the others cannot reach; guarded by downMu
 	agg     *operators.Aggregation
 	reducer *task.Reducer
 	workers map[string]*stateWorker
@@ -107,13 +111,16 @@ type stateRig struct {
 	attempt uint32 // the last map task attempt pushed
 }
 
-func newStateRig(t *testing.T) *stateRig {
-	r := &stateRig{t: t, job: wordCountJob(t), workers: map[string]*stateWorker{}, logs: &logbuf.Buffer{}}
+func newStateRig(t testing.TB) *stateRig { return newStateRigOf(t, "s1", "s2") }
+
+// newStateRigOf is a stateRig of the workers names.
+func newStateRigOf(t testing.TB, names ...string) *stateRig {
+	r := &stateRig{t: t, job: wordCountJob(t), epoch: 1, workers: map[string]*stateWorker{}, down: map[string]bool{}, logs: &logbuf.Buffer{}}
 	r.agg, r.reducer = wordCountReducer(t, r.job)
 	log := slog.New(slog.NewTextHandler(r.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	addrs := map[string]string{}
 	lns := map[string]net.Listener{}
-	for _, name := range []string{"s1", "s2"} {
+	for _, name := range names {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
@@ -134,7 +141,14 @@ func newStateRig(t *testing.T) *stateRig {
 		}
 		clients := newClientPool(&net.Dialer{})
 		w.server = &stateServer{name: name, fence: w.fence, inbox: w.inbox, states: w.states, clients: clients, log: log.With("node", name),
-			addr: func(member string) string { return addrs[member] }}
+			addr: func(member string) string {
+				r.downMu.Lock()
+				defer r.downMu.Unlock()
+				if r.down[member] {
+					return ""
+				}
+				return addrs[member]
+			}}
 		srv := grpc.NewServer(shuffleServerOptions()...)
 		clusterpb.RegisterShuffleServer(srv, &shuffleServer{fence: w.fence, inbox: w.inbox})
 		clusterpb.RegisterStatePartitionsServer(srv, w.server)
@@ -157,7 +171,7 @@ func newStateRig(t *testing.T) *stateRig {
 	return r
 }
 
-// owner is the worker owning partition p at the rig's epoch 1.
+// owner is the worker owning partition p at the rig's epoch.
 func (r *stateRig) owner(p int) *stateWorker { return r.workers[r.job.Assignment.State[p].Owner] }
 
 // push runs one map task per element of tasks, each over its lines, and
@@ -167,7 +181,7 @@ func (r *stateRig) push(batch int64, term uint64, tasks [][]string) {
 	r.attempt++
 	for i, lines := range tasks {
 		for p, bucket := range tasktest.Buckets(r.t, r.agg, len(r.job.Assignment.State), lines...) {
-			st := ShuffleTask{Job: "wc", Batch: batch, Partition: int32(p), Task: int32(i), Attempt: r.attempt, Epoch: 1, Term: term, ClusterID: "c1", From: "s1"}
+			st := ShuffleTask{Job: "wc", Batch: batch, Partition: int32(p), Task: int32(i), Attempt: r.attempt, Epoch: r.epoch, Term: term, ClusterID: "c1", From: "s1"}
 			if err := push(context.Background(), r.owner(p).cc, st, [][]byte{bucket}, 0); err != nil {
 				r.t.Fatal(err)
 			}
@@ -181,7 +195,7 @@ func (r *stateRig) reduce(batch int64, term uint64, p, tasks int) (map[string]in
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	changed := map[string]int64{}
-	req := &clusterpb.ReduceRequest{Header: &clusterpb.Header{ClusterId: "c1", Term: term, Epoch: 1, From: "s1"},
+	req := &clusterpb.ReduceRequest{Header: &clusterpb.Header{ClusterId: "c1", Term: term, Epoch: r.epoch, From: "s1"},
 		Job: "wc", Batch: batch, Partition: int32(p), Tasks: int32(tasks), Changes: true}
 	done, err := ReducePartition(ctx, r.owner(p).cc, req, recordCounts(r.reducer, changed))
 	return changed, done, err
@@ -490,37 +504,45 @@ func TestStateReducePanics(t *testing.T) {
 }
 
 // replicate opens a Replicate stream to w as the owner of partition p in
-// term, and sends recs and, unless cut, the end message.
-func (r *stateRig) replicate(w *stateWorker, term uint64, batch int64, p int32, recs [][]byte, cut bool) error {
+// term at the rig's epoch, a full copy with full, and sends recs and,
+// unless cut, the end message with end's changes applied. It returns the
+// standby's answer.
+func (r *stateRig) replicate(w *stateWorker, term uint64, batch int64, p int32, full bool, recs [][]byte, cut bool, end func(*clusterpb.ReplicateEnd)) (*clusterpb.ReplicateResponse, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	stream, err := clusterpb.NewStatePartitionsClient(w.cc).Replicate(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	open := &clusterpb.ReplicateOpen{Header: &clusterpb.Header{ClusterId: "c1", Term: term, Epoch: 1, From: "s1"}, Job: "wc", Batch: batch, Partition: p}
+	open := &clusterpb.ReplicateOpen{Header: &clusterpb.Header{ClusterId: "c1", Term: term, Epoch: r.epoch, From: "s1"}, Job: "wc", Batch: batch, Partition: p, Full: full}
 	msgs := []*clusterpb.ReplicateMessage{{Kind: &clusterpb.ReplicateMessage_Open{Open: open}}}
-	var n uint64
+	e := &clusterpb.ReplicateEnd{}
 	for _, rec := range recs {
 		msgs = append(msgs, &clusterpb.ReplicateMessage{Kind: &clusterpb.ReplicateMessage_Record{Record: rec}})
-		n += uint64(len(rec))
+		e.Records++
+		e.Bytes += uint64(len(rec))
+		e.Crc = crc32.Update(e.Crc, castagnoli, rec)
+	}
+	if end != nil {
+		end(e)
 	}
 	if !cut {
-		msgs = append(msgs, &clusterpb.ReplicateMessage{Kind: &clusterpb.ReplicateMessage_End{End: &clusterpb.ReplicateEnd{Records: uint64(len(recs)), Bytes: n}}})
+		msgs = append(msgs, &clusterpb.ReplicateMessage{Kind: &clusterpb.ReplicateMessage_End{End: e}})
 	}
 	for _, m := range msgs {
 		if err := stream.Send(m); err != nil {
 			break // the server's answer says why
 		}
 	}
-	_, err = stream.CloseAndRecv()
-	return err
+	return stream.CloseAndRecv()
 }
 
-// TestStateReplicateRefuses: a standby refuses a record that would leave a
-// gap (its partition is not at the batch before), one from an older term,
-// for a partition it does not stand by for, a stream cut short or a
-// malformed record, and writes nothing; the next record in order applies.
+// TestStateReplicateRefuses: a standby refuses a record from an older
+// term, for a partition it does not stand by for, a stream cut short, a
+// malformed record or one whose CRC differs, and writes nothing; one that
+// would leave a gap (its partition is not at the batch before) answers
+// that it needs a full copy and writes nothing; the next record in order
+// applies.
 func TestStateReplicateRefuses(t *testing.T) {
 	r := newStateRig(t)
 	s2 := r.workers["s2"] // standby of partition 0
@@ -535,14 +557,18 @@ func TestStateReplicateRefuses(t *testing.T) {
 		code  codes.Code
 		text  string
 	}{
-		{"gap", 3, 1, 0, [][]byte{rec}, false, codes.FailedPrecondition, "the partition is at batch -1: batch 1 needs batch 0 first (a gap"},
 		{"stale term", 2, 0, 0, [][]byte{rec}, false, codes.FailedPrecondition, ErrStaleTerm.Error()},
 		{"not the standby", 3, 0, 1, [][]byte{rec}, false, codes.FailedPrecondition, "the standby of state partition 1 is s1, not s2"},
 		{"cut short", 3, 0, 0, [][]byte{rec}, true, codes.DataLoss, "without its end message"},
 		{"malformed", 3, 0, 0, [][]byte{rec[:len(rec)-1]}, false, codes.DataLoss, state.ErrCorrupt.Error()},
+		{"crc", 3, 0, 0, [][]byte{rec}, false, codes.DataLoss, "CRC"},
 	}
 	for _, c := range cases {
-		err := r.replicate(s2, c.term, c.batch, c.p, c.recs, c.cut)
+		var end func(*clusterpb.ReplicateEnd)
+		if c.name == "crc" {
+			end = func(e *clusterpb.ReplicateEnd) { e.Crc++ }
+		}
+		_, err := r.replicate(s2, c.term, c.batch, c.p, false, c.recs, c.cut, end)
 		wantStatus(t, err, c.code, c.text)
 		if !strings.Contains(err.Error(), fmt.Sprintf("replication of job wc batch %d state partition %d on s2", c.batch, c.p)) {
 			t.Fatalf("%s: %v does not name the job, batch, partition and worker", c.name, err)
@@ -551,7 +577,14 @@ func TestStateReplicateRefuses(t *testing.T) {
 			t.Fatalf("%s: the standby is at version %d with %v", c.name, v, counts)
 		}
 	}
-	if err := r.replicate(s2, 3, 0, 0, [][]byte{rec}, false); err != nil {
+	resp, err := r.replicate(s2, 3, 1, 0, false, [][]byte{rec}, false, nil)
+	if err != nil || !resp.NeedsCopy || resp.Version != state.NoVersion {
+		t.Fatalf("a gap: %v, %v; want needs_copy at version -1", resp, err)
+	}
+	if v, counts := r.storeCounts(s2, 0); v != state.NoVersion || len(counts) != 0 {
+		t.Fatalf("a gap: the standby is at version %d with %v", v, counts)
+	}
+	if _, err := r.replicate(s2, 3, 0, 0, false, [][]byte{rec}, false, nil); err != nil {
 		t.Fatal(err)
 	}
 	if v, counts := r.storeCounts(s2, 0); v != 0 || counts["k"] != 1 {

@@ -2988,15 +2988,19 @@ func (x *RowsResponse) GetRecords() []byte {
 }
 
 // ReplicateOpen starts a Replicate stream: batch's record of a partition,
-// from its owner to its standby.
+// from its owner to its standby, or with full the whole partition.
 type ReplicateOpen struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The fencing of the Reduce that committed the batch (cluster id, the
 	// driver's term, the epoch) and the owner (from).
-	Header        *Header `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
-	Job           string  `protobuf:"bytes,2,opt,name=job,proto3" json:"job,omitempty"`
-	Batch         int64   `protobuf:"varint,3,opt,name=batch,proto3" json:"batch,omitempty"`
-	Partition     int32   `protobuf:"varint,4,opt,name=partition,proto3" json:"partition,omitempty"` // index of the state partition in the epoch's Assignment.state
+	Header    *Header `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	Job       string  `protobuf:"bytes,2,opt,name=job,proto3" json:"job,omitempty"`
+	Batch     int64   `protobuf:"varint,3,opt,name=batch,proto3" json:"batch,omitempty"`
+	Partition int32   `protobuf:"varint,4,opt,name=partition,proto3" json:"partition,omitempty"` // index of the state partition in the epoch's Assignment.state
+	// full: the records are the whole partition at version batch, puts of
+	// every group in ascending key order (a full copy), sent to a standby
+	// that answered needs_copy. The standby replaces its copy with them.
+	Full          bool `protobuf:"varint,5,opt,name=full,proto3" json:"full,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3059,11 +3063,19 @@ func (x *ReplicateOpen) GetPartition() int32 {
 	return 0
 }
 
+func (x *ReplicateOpen) GetFull() bool {
+	if x != nil {
+		return x.Full
+	}
+	return false
+}
+
 // ReplicateEnd closes a Replicate stream.
 type ReplicateEnd struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Records       uint64                 `protobuf:"varint,1,opt,name=records,proto3" json:"records,omitempty"` // records sent
 	Bytes         uint64                 `protobuf:"varint,2,opt,name=bytes,proto3" json:"bytes,omitempty"`     // their bytes
+	Crc           uint32                 `protobuf:"fixed32,3,opt,name=crc,proto3" json:"crc,omitempty"`        // CRC-32C (Castagnoli) of the records' bytes in order
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3108,6 +3120,13 @@ func (x *ReplicateEnd) GetRecords() uint64 {
 func (x *ReplicateEnd) GetBytes() uint64 {
 	if x != nil {
 		return x.Bytes
+	}
+	return 0
+}
+
+func (x *ReplicateEnd) GetCrc() uint32 {
+	if x != nil {
+		return x.Crc
 	}
 	return 0
 }
@@ -3212,10 +3231,16 @@ func (*ReplicateMessage_Record) isReplicateMessage_Kind() {}
 
 func (*ReplicateMessage_End) isReplicateMessage_Kind() {}
 
-// ReplicateResponse: the standby's partition is at version batch.
+// ReplicateResponse: the standby's partition is at version batch, or,
+// with needs_copy, the standby wrote nothing and needs a full copy.
 type ReplicateResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Applied       bool                   `protobuf:"varint,1,opt,name=applied,proto3" json:"applied,omitempty"` // it was already; nothing was written
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Applied bool                   `protobuf:"varint,1,opt,name=applied,proto3" json:"applied,omitempty"` // it was already; nothing was written
+	// needs_copy: the standby's partition is below batch-1 (new, empty or
+	// far behind: version says where), so batch's record alone would leave
+	// a gap. The owner sends the whole partition (ReplicateOpen.full).
+	NeedsCopy     bool  `protobuf:"varint,2,opt,name=needs_copy,json=needsCopy,proto3" json:"needs_copy,omitempty"`
+	Version       int64 `protobuf:"varint,3,opt,name=version,proto3" json:"version,omitempty"` // the standby's version with needs_copy
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3255,6 +3280,20 @@ func (x *ReplicateResponse) GetApplied() bool {
 		return x.Applied
 	}
 	return false
+}
+
+func (x *ReplicateResponse) GetNeedsCopy() bool {
+	if x != nil {
+		return x.NeedsCopy
+	}
+	return false
+}
+
+func (x *ReplicateResponse) GetVersion() int64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
 }
 
 // MapRange is one Kafka offset range a map task reads: the offsets
@@ -3793,22 +3832,27 @@ const file_cluster_proto_rawDesc = "" +
 	"\x05batch\x18\x03 \x01(\x03R\x05batch\x12\x1c\n" +
 	"\tpartition\x18\x04 \x01(\x05R\tpartition\"(\n" +
 	"\fRowsResponse\x12\x18\n" +
-	"\arecords\x18\x01 \x01(\fR\arecords\"\x8a\x01\n" +
+	"\arecords\x18\x01 \x01(\fR\arecords\"\x9e\x01\n" +
 	"\rReplicateOpen\x123\n" +
 	"\x06header\x18\x01 \x01(\v2\x1b.gostream.cluster.v1.HeaderR\x06header\x12\x10\n" +
 	"\x03job\x18\x02 \x01(\tR\x03job\x12\x14\n" +
 	"\x05batch\x18\x03 \x01(\x03R\x05batch\x12\x1c\n" +
-	"\tpartition\x18\x04 \x01(\x05R\tpartition\">\n" +
+	"\tpartition\x18\x04 \x01(\x05R\tpartition\x12\x12\n" +
+	"\x04full\x18\x05 \x01(\bR\x04full\"P\n" +
 	"\fReplicateEnd\x12\x18\n" +
 	"\arecords\x18\x01 \x01(\x04R\arecords\x12\x14\n" +
-	"\x05bytes\x18\x02 \x01(\x04R\x05bytes\"\xa5\x01\n" +
+	"\x05bytes\x18\x02 \x01(\x04R\x05bytes\x12\x10\n" +
+	"\x03crc\x18\x03 \x01(\aR\x03crc\"\xa5\x01\n" +
 	"\x10ReplicateMessage\x128\n" +
 	"\x04open\x18\x01 \x01(\v2\".gostream.cluster.v1.ReplicateOpenH\x00R\x04open\x12\x18\n" +
 	"\x06record\x18\x02 \x01(\fH\x00R\x06record\x125\n" +
 	"\x03end\x18\x03 \x01(\v2!.gostream.cluster.v1.ReplicateEndH\x00R\x03endB\x06\n" +
-	"\x04kind\"-\n" +
+	"\x04kind\"f\n" +
 	"\x11ReplicateResponse\x12\x18\n" +
-	"\aapplied\x18\x01 \x01(\bR\aapplied\"h\n" +
+	"\aapplied\x18\x01 \x01(\bR\aapplied\x12\x1d\n" +
+	"\n" +
+	"needs_copy\x18\x02 \x01(\bR\tneedsCopy\x12\x18\n" +
+	"\aversion\x18\x03 \x01(\x03R\aversion\"h\n" +
 	"\bMapRange\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x1c\n" +
 	"\tpartition\x18\x02 \x01(\x05R\tpartition\x12\x12\n" +

@@ -513,7 +513,8 @@ type StatePartitionsClient interface {
 	Reduce(ctx context.Context, in *ReduceRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ReduceResponse], error)
 	// Rows streams every group a partition holds at version batch.
 	Rows(ctx context.Context, in *RowsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[RowsResponse], error)
-	// Replicate applies one batch's record of a partition on its standby.
+	// Replicate applies one batch's record of a partition on its standby,
+	// or replaces the standby's copy with a full copy of the partition.
 	Replicate(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[ReplicateMessage, ReplicateResponse], error)
 }
 
@@ -591,7 +592,8 @@ type StatePartitionsServer interface {
 	Reduce(*ReduceRequest, grpc.ServerStreamingServer[ReduceResponse]) error
 	// Rows streams every group a partition holds at version batch.
 	Rows(*RowsRequest, grpc.ServerStreamingServer[RowsResponse]) error
-	// Replicate applies one batch's record of a partition on its standby.
+	// Replicate applies one batch's record of a partition on its standby,
+	// or replaces the standby's copy with a full copy of the partition.
 	Replicate(grpc.ClientStreamingServer[ReplicateMessage, ReplicateResponse]) error
 	mustEmbedUnimplementedStatePartitionsServer()
 }
