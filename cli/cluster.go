@@ -99,5 +99,28 @@ func printStatus(out io.Writer, s *clusterpb.StatusResponse) error {
 	for _, j := range s.Jobs {
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%d\t\n", j.Name, j.ShufflePartitions, j.KeyGroups, batch(j.LastPlanned), batch(j.LastCommitted), j.Assignment.GetEpoch())
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, j := range s.Jobs {
+		printEpochs(out, j, statusEpochs)
+	}
+	return nil
+}
+
+// statusEpochs is how many of each job's last epoch changes cluster
+// status shows.
+const statusEpochs = 5
+
+// printEpochs writes j's last n assignment epoch changes, oldest first:
+// when, which epoch, and why.
+func printEpochs(out io.Writer, j *clusterpb.JobStatus, n int) {
+	changes := j.Epochs[max(0, len(j.Epochs)-n):]
+	if len(changes) == 0 {
+		return
+	}
+	fmt.Fprintf(out, "\njob %s, last %d assignment epochs:\n", j.Name, len(changes))
+	for _, c := range changes {
+		fmt.Fprintf(out, "  %s  epoch %d: %s\n", time.UnixMilli(c.TimeMs).UTC().Format("2006-01-02 15:04:05.000Z"), c.Epoch, c.Reason)
+	}
 }

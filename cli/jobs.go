@@ -130,6 +130,7 @@ func printJobs(out io.Writer, jobs []*clusterpb.JobStatus) error {
 func printJobStatus(out io.Writer, j *clusterpb.JobStatus, n int) error {
 	fmt.Fprintf(out, "job %s: %s\ndriver: %s\nlast planned batch %s, last committed %s; %d shuffle partitions, %d key groups, assignment epoch %d\n",
 		j.Name, stateText(j), driverText(j), batchText(j.LastPlanned), batchText(j.LastCommitted), j.ShufflePartitions, j.KeyGroups, j.Assignment.GetEpoch())
+	printEpochs(out, j, len(j.Epochs))
 	reports := j.Progress[max(0, len(j.Progress)-n):]
 	if len(reports) == 0 {
 		_, err := fmt.Fprintln(out, "no progress reports from its driver yet")

@@ -169,7 +169,7 @@ func (d *jobDriver) assign(ctx context.Context) (*clusterpb.Job, error) {
 	if reason == "" {
 		reason = fmt.Sprintf("a driver run on %s in term %d", d.run.Member, d.run.Term)
 	}
-	c := &clusterpb.Command{Kind: &clusterpb.Command_SetAssignment{SetAssignment: &clusterpb.SetAssignment{Job: job.Name, Assignment: a}}}
+	c := &clusterpb.Command{Kind: &clusterpb.Command_SetAssignment{SetAssignment: &clusterpb.SetAssignment{Job: job.Name, Assignment: a, Reason: reason, TimeMs: time.Now().UnixMilli()}}}
 	if _, err := applyInTerm(d.n.raft, c, d.run.Term, d.n.cfg.ApplyTimeout); err != nil {
 		return nil, fmt.Errorf("logging its assignment epoch %d: %w", a.Epoch, err)
 	}

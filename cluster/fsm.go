@@ -335,19 +335,7 @@ func logged(log []*clusterpb.BatchLogEntry, e *clusterpb.BatchLogEntry) (bool, e
 // N-1 committed, and a batch commits after it was planned, once. These are
 // the rules of a local checkpoint's batch log.
 func checkNext(log []*clusterpb.BatchLogEntry, e *clusterpb.BatchLogEntry) error {
-	planned, committed := int64(-1), int64(-1)
-	for i := len(log) - 1; i >= 0 && (planned < 0 || committed < 0); i-- {
-		switch k := log[i].Kind.(type) {
-		case *clusterpb.BatchLogEntry_Offsets:
-			if planned < 0 {
-				planned = k.Offsets.BatchId
-			}
-		case *clusterpb.BatchLogEntry_Commit:
-			if committed < 0 {
-				committed = k.Commit
-			}
-		}
-	}
+	planned, committed := batchLogEnds(log)
 	id := entryBatch(e)
 	_, isOffsets := e.Kind.(*clusterpb.BatchLogEntry_Offsets)
 	switch {
@@ -361,6 +349,31 @@ func checkNext(log []*clusterpb.BatchLogEntry, e *clusterpb.BatchLogEntry) error
 	return nil
 }
 
+// batchLogEnds returns the last batch planned and the last committed in
+// log, -1 for none.
+func batchLogEnds(log []*clusterpb.BatchLogEntry) (planned, committed int64) {
+	planned, committed = -1, -1
+	for i := len(log) - 1; i >= 0 && (planned < 0 || committed < 0); i-- {
+		switch k := log[i].Kind.(type) {
+		case *clusterpb.BatchLogEntry_Offsets:
+			if planned < 0 {
+				planned = k.Offsets.BatchId
+			}
+		case *clusterpb.BatchLogEntry_Commit:
+			if committed < 0 {
+				committed = k.Commit
+			}
+		}
+	}
+	return planned, committed
+}
+
+// epochHistory is how many epoch changes a job keeps (Job.epochs).
+const epochHistory = 20
+
+// setAssignmentLocked makes s the job's assignment, sets each state
+// partition's standby_ready_from from the epoch before (see StatePartition)
+// and adds the epoch, its time and reason to the job's epoch history.
 func (f *FSM) setAssignmentLocked(s *clusterpb.SetAssignment) error {
 	j, err := f.job(s.GetJob())
 	if err != nil {
@@ -371,7 +384,7 @@ func (f *FSM) setAssignmentLocked(s *clusterpb.SetAssignment) error {
 		return fmt.Errorf("job %q: an empty assignment", j.Name)
 	}
 	cur := j.GetAssignment().GetEpoch()
-	if a.Epoch == cur && proto.Equal(a, j.Assignment) {
+	if a.Epoch == cur && sameWork(a, j.Assignment) {
 		return nil
 	}
 	if a.Epoch != cur+1 {
@@ -380,7 +393,26 @@ func (f *FSM) setAssignmentLocked(s *clusterpb.SetAssignment) error {
 	if err := f.checkAssignmentLocked(j, a); err != nil {
 		return fmt.Errorf("job %q, assignment epoch %d: %w", j.Name, a.Epoch, err)
 	}
-	j.Assignment = proto.CloneOf(a)
+	next := proto.CloneOf(a)
+	planned, committed := batchLogEnds(j.BatchLog)
+	for _, sp := range next.State {
+		i := slices.IndexFunc(j.GetAssignment().GetState(), func(p *clusterpb.StatePartition) bool {
+			return p.FirstKeyGroup == sp.FirstKeyGroup && p.EndKeyGroup == sp.EndKeyGroup
+		})
+		switch {
+		case i >= 0 && sp.Standby == j.Assignment.State[i].Standby:
+			sp.StandbyReadyFrom = j.Assignment.State[i].StandbyReadyFrom
+		case i >= 0 && sp.Standby != j.Assignment.State[i].Owner:
+			sp.StandbyReadyFrom = planned + 1
+		default: // the owner before, or a job's first epoch: its state is current
+			sp.StandbyReadyFrom = committed
+		}
+	}
+	j.Assignment = next
+	j.Epochs = append(j.Epochs, &clusterpb.EpochChange{Epoch: a.Epoch, TimeMs: s.TimeMs, Reason: s.Reason})
+	if n := len(j.Epochs); n > epochHistory {
+		j.Epochs = slices.Clone(j.Epochs[n-epochHistory:])
+	}
 	return nil
 }
 

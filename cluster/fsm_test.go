@@ -3,7 +3,9 @@ package cluster
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"testing"
 
@@ -423,4 +425,80 @@ func TestFSMJobState(t *testing.T) {
 	}
 	a.mustApply(stateCmd("wc", clusterpb.JobState_FINISHED, ""))
 	check(clusterpb.JobState_FINISHED, "")
+}
+
+// TestFSMEpochHistory: each new epoch adds its epoch, time and reason to
+// the job's history, which keeps the last epochHistory; a retried
+// SetAssignment adds nothing; the history survives a snapshot and its
+// restore.
+func TestFSMEpochHistory(t *testing.T) {
+	a := newFSMApplier(t)
+	a.mustApply(initCmd())
+	a.mustApply(registerCmd(testJob("wc")))
+	const epochs = epochHistory + 5
+	for e := uint64(1); e <= epochs; e++ {
+		as := testAssignment(e)
+		if e%2 == 0 {
+			as.Kafka[0].Worker = "s3"
+		}
+		c := &clusterpb.Command{Kind: &clusterpb.Command_SetAssignment{SetAssignment: &clusterpb.SetAssignment{
+			Job: "wc", Assignment: as, Reason: fmt.Sprintf("reason %d", e), TimeMs: int64(1000 * e)}}}
+		a.mustApply(c)
+		a.mustApply(proto.CloneOf(c)) // a retry
+	}
+	j, _ := a.f.Job("wc")
+	if len(j.Epochs) != epochHistory {
+		t.Fatalf("%d epochs kept; want %d", len(j.Epochs), epochHistory)
+	}
+	for i, ec := range j.Epochs {
+		e := uint64(epochs - epochHistory + 1 + i)
+		if ec.Epoch != e || ec.Reason != fmt.Sprintf("reason %d", e) || ec.TimeMs != int64(1000*e) {
+			t.Errorf("history %d: %v; want epoch %d, reason %d, time %d", i, ec, e, e, 1000*e)
+		}
+	}
+	b := NewFSM()
+	if err := b.Restore(io.NopCloser(bytes.NewReader(stateBytes(t, a.f)))); err != nil {
+		t.Fatal(err)
+	}
+	if jb, _ := b.Job("wc"); !proto.Equal(jb, j) {
+		t.Errorf("restored job %v; want %v", jb, j)
+	}
+}
+
+// TestFSMStandbyReadyFrom: the state machine says from which committed
+// batch each standby holds a current copy, whatever the proposer sent: a
+// job's first epoch, nothing committed yet, at once; a standby that stays,
+// as before; one that was the owner, at once (the last committed batch);
+// any other, once the next batch planned commits.
+func TestFSMStandbyReadyFrom(t *testing.T) {
+	a := newFSMApplier(t)
+	a.mustApply(initCmd())
+	a.mustApply(registerCmd(testJob("wc")))
+	first := testAssignment(1) // [0,64) s1/s2, [64,128) s3/s1
+	first.State[0].StandbyReadyFrom = 99
+	a.mustApply(assignCmd("wc", first))
+	readyFrom := func() []int64 {
+		j, _ := a.f.Job("wc")
+		return []int64{j.Assignment.State[0].StandbyReadyFrom, j.Assignment.State[1].StandbyReadyFrom}
+	}
+	if got := readyFrom(); !slices.Equal(got, []int64{-1, -1}) {
+		t.Fatalf("first epoch: ready from %v; want [-1 -1]", got)
+	}
+	a.mustApply(appendCmd("wc", offsets(0, 0, 10), commit(0), offsets(1, 10, 20), commit(1), offsets(2, 20, 30)))
+	// Partition 0 moves to its standby s2, s1 its standby now; partition
+	// 1 gets s2 as its standby.
+	second := testAssignment(2)
+	second.State[0].Owner, second.State[0].Standby = "s2", "s1"
+	second.State[1].Standby = "s2"
+	a.mustApply(assignCmd("wc", second))
+	if got := readyFrom(); !slices.Equal(got, []int64{1, 3}) {
+		t.Fatalf("second epoch: ready from %v; want [1 3]", got)
+	}
+	a.mustApply(appendCmd("wc", commit(2), offsets(3, 30, 40)))
+	third := proto.CloneOf(second)
+	third.Epoch = 3
+	a.mustApply(assignCmd("wc", third))
+	if got := readyFrom(); !slices.Equal(got, []int64{1, 3}) {
+		t.Fatalf("third epoch, standbys unchanged: ready from %v; want [1 3]", got)
+	}
 }

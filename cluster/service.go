@@ -280,15 +280,9 @@ func fillMember(m *clusterpb.MemberStatus, info *clusterpb.MemberInfoResponse) {
 
 // jobStatus summarizes j.
 func jobStatus(j *clusterpb.Job) *clusterpb.JobStatus {
-	js := &clusterpb.JobStatus{Name: j.Name, ShufflePartitions: j.ShufflePartitions, KeyGroups: j.KeyGroups, LastPlanned: -1, LastCommitted: -1, Assignment: j.Assignment,
-		State: j.State, Error: j.Error}
-	for _, e := range j.BatchLog {
-		if o := e.GetOffsets(); o != nil {
-			js.LastPlanned = o.BatchId
-		} else {
-			js.LastCommitted = e.GetCommit()
-		}
-	}
+	js := &clusterpb.JobStatus{Name: j.Name, ShufflePartitions: j.ShufflePartitions, KeyGroups: j.KeyGroups, Assignment: j.Assignment,
+		State: j.State, Error: j.Error, Epochs: j.Epochs}
+	js.LastPlanned, js.LastCommitted = batchLogEnds(j.BatchLog)
 	return js
 }
 

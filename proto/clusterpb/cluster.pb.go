@@ -423,6 +423,17 @@ type StatePartition struct {
 	EndKeyGroup   int32                  `protobuf:"varint,2,opt,name=end_key_group,json=endKeyGroup,proto3" json:"end_key_group,omitempty"`
 	Owner         string                 `protobuf:"bytes,3,opt,name=owner,proto3" json:"owner,omitempty"`
 	Standby       string                 `protobuf:"bytes,4,opt,name=standby,proto3" json:"standby,omitempty"` // "" when the job has one replica
+	// The standby holds a full, current copy of the partition once the job
+	// committed this batch or a later one (it was the partition's standby
+	// through that batch's reduce, which copies the partition to a standby
+	// that is behind). Set by the state machine when it applies the
+	// assignment, whatever the proposer sent: kept while the standby stays,
+	// the last committed batch for a standby that was the owner (current
+	// already), the next batch to plan for any other.
+	StandbyReadyFrom int64 `protobuf:"varint,5,opt,name=standby_ready_from,json=standbyReadyFrom,proto3" json:"standby_ready_from,omitempty"`
+	// moving: the standby takes the partition over once it holds a current
+	// copy (a move planned to even out the owners; nextAssignment).
+	Moving        bool `protobuf:"varint,6,opt,name=moving,proto3" json:"moving,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -483,6 +494,20 @@ func (x *StatePartition) GetStandby() string {
 		return x.Standby
 	}
 	return ""
+}
+
+func (x *StatePartition) GetStandbyReadyFrom() int64 {
+	if x != nil {
+		return x.StandbyReadyFrom
+	}
+	return 0
+}
+
+func (x *StatePartition) GetMoving() bool {
+	if x != nil {
+		return x.Moving
+	}
+	return false
 }
 
 // Assignment is who does what for a job, valid from its epoch on. Epochs
@@ -563,8 +588,10 @@ type Job struct {
 	// tunables such as rate limits): a job not running may be registered
 	// again with other tunables, and keeps its batch log.
 	PlanFingerprint string `protobuf:"bytes,10,opt,name=plan_fingerprint,json=planFingerprint,proto3" json:"plan_fingerprint,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// The job's last assignment epochs (at most 20), oldest first.
+	Epochs        []*EpochChange `protobuf:"bytes,11,rep,name=epochs,proto3" json:"epochs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Job) Reset() {
@@ -667,6 +694,74 @@ func (x *Job) GetPlanFingerprint() string {
 	return ""
 }
 
+func (x *Job) GetEpochs() []*EpochChange {
+	if x != nil {
+		return x.Epochs
+	}
+	return nil
+}
+
+// EpochChange is why a job's assignment moved to an epoch.
+type EpochChange struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Epoch         uint64                 `protobuf:"varint,1,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	TimeMs        int64                  `protobuf:"varint,2,opt,name=time_ms,json=timeMs,proto3" json:"time_ms,omitempty"` // Unix milliseconds, when the driver proposed it
+	Reason        string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`                // what moved and why, in a sentence
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EpochChange) Reset() {
+	*x = EpochChange{}
+	mi := &file_cluster_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EpochChange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EpochChange) ProtoMessage() {}
+
+func (x *EpochChange) ProtoReflect() protoreflect.Message {
+	mi := &file_cluster_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EpochChange.ProtoReflect.Descriptor instead.
+func (*EpochChange) Descriptor() ([]byte, []int) {
+	return file_cluster_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *EpochChange) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *EpochChange) GetTimeMs() int64 {
+	if x != nil {
+		return x.TimeMs
+	}
+	return 0
+}
+
+func (x *EpochChange) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 // State is the replicated state machine, and a snapshot's content.
 type State struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -680,7 +775,7 @@ type State struct {
 
 func (x *State) Reset() {
 	*x = State{}
-	mi := &file_cluster_proto_msgTypes[8]
+	mi := &file_cluster_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -692,7 +787,7 @@ func (x *State) String() string {
 func (*State) ProtoMessage() {}
 
 func (x *State) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[8]
+	mi := &file_cluster_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -705,7 +800,7 @@ func (x *State) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use State.ProtoReflect.Descriptor instead.
 func (*State) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{8}
+	return file_cluster_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *State) GetFormat() uint32 {
@@ -756,7 +851,7 @@ type Command struct {
 
 func (x *Command) Reset() {
 	*x = Command{}
-	mi := &file_cluster_proto_msgTypes[9]
+	mi := &file_cluster_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -768,7 +863,7 @@ func (x *Command) String() string {
 func (*Command) ProtoMessage() {}
 
 func (x *Command) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[9]
+	mi := &file_cluster_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -781,7 +876,7 @@ func (x *Command) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Command.ProtoReflect.Descriptor instead.
 func (*Command) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{9}
+	return file_cluster_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Command) GetTerm() uint64 {
@@ -889,7 +984,7 @@ type Init struct {
 
 func (x *Init) Reset() {
 	*x = Init{}
-	mi := &file_cluster_proto_msgTypes[10]
+	mi := &file_cluster_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -901,7 +996,7 @@ func (x *Init) String() string {
 func (*Init) ProtoMessage() {}
 
 func (x *Init) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[10]
+	mi := &file_cluster_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -914,7 +1009,7 @@ func (x *Init) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Init.ProtoReflect.Descriptor instead.
 func (*Init) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{10}
+	return file_cluster_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Init) GetClusterId() string {
@@ -942,7 +1037,7 @@ type RegisterJob struct {
 
 func (x *RegisterJob) Reset() {
 	*x = RegisterJob{}
-	mi := &file_cluster_proto_msgTypes[11]
+	mi := &file_cluster_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -954,7 +1049,7 @@ func (x *RegisterJob) String() string {
 func (*RegisterJob) ProtoMessage() {}
 
 func (x *RegisterJob) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[11]
+	mi := &file_cluster_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -967,7 +1062,7 @@ func (x *RegisterJob) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterJob.ProtoReflect.Descriptor instead.
 func (*RegisterJob) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{11}
+	return file_cluster_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *RegisterJob) GetJob() *Job {
@@ -989,7 +1084,7 @@ type AppendBatchLog struct {
 
 func (x *AppendBatchLog) Reset() {
 	*x = AppendBatchLog{}
-	mi := &file_cluster_proto_msgTypes[12]
+	mi := &file_cluster_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1001,7 +1096,7 @@ func (x *AppendBatchLog) String() string {
 func (*AppendBatchLog) ProtoMessage() {}
 
 func (x *AppendBatchLog) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[12]
+	mi := &file_cluster_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1014,7 +1109,7 @@ func (x *AppendBatchLog) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppendBatchLog.ProtoReflect.Descriptor instead.
 func (*AppendBatchLog) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{12}
+	return file_cluster_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *AppendBatchLog) GetJob() string {
@@ -1037,13 +1132,15 @@ type SetAssignment struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Job           string                 `protobuf:"bytes,1,opt,name=job,proto3" json:"job,omitempty"`
 	Assignment    *Assignment            `protobuf:"bytes,2,opt,name=assignment,proto3" json:"assignment,omitempty"`
+	Reason        string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`                // what moved and why (EpochChange.reason)
+	TimeMs        int64                  `protobuf:"varint,4,opt,name=time_ms,json=timeMs,proto3" json:"time_ms,omitempty"` // when the driver proposed it, Unix milliseconds
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SetAssignment) Reset() {
 	*x = SetAssignment{}
-	mi := &file_cluster_proto_msgTypes[13]
+	mi := &file_cluster_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1055,7 +1152,7 @@ func (x *SetAssignment) String() string {
 func (*SetAssignment) ProtoMessage() {}
 
 func (x *SetAssignment) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[13]
+	mi := &file_cluster_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1068,7 +1165,7 @@ func (x *SetAssignment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetAssignment.ProtoReflect.Descriptor instead.
 func (*SetAssignment) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{13}
+	return file_cluster_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *SetAssignment) GetJob() string {
@@ -1083,6 +1180,20 @@ func (x *SetAssignment) GetAssignment() *Assignment {
 		return x.Assignment
 	}
 	return nil
+}
+
+func (x *SetAssignment) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *SetAssignment) GetTimeMs() int64 {
+	if x != nil {
+		return x.TimeMs
+	}
+	return 0
 }
 
 // SetJobState ends a RUNNING job's run: STOPPED (by a user), FAILED (its
@@ -1100,7 +1211,7 @@ type SetJobState struct {
 
 func (x *SetJobState) Reset() {
 	*x = SetJobState{}
-	mi := &file_cluster_proto_msgTypes[14]
+	mi := &file_cluster_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1112,7 +1223,7 @@ func (x *SetJobState) String() string {
 func (*SetJobState) ProtoMessage() {}
 
 func (x *SetJobState) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[14]
+	mi := &file_cluster_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1125,7 +1236,7 @@ func (x *SetJobState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetJobState.ProtoReflect.Descriptor instead.
 func (*SetJobState) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{14}
+	return file_cluster_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *SetJobState) GetJob() string {
@@ -1163,7 +1274,7 @@ type Header struct {
 
 func (x *Header) Reset() {
 	*x = Header{}
-	mi := &file_cluster_proto_msgTypes[15]
+	mi := &file_cluster_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1175,7 +1286,7 @@ func (x *Header) String() string {
 func (*Header) ProtoMessage() {}
 
 func (x *Header) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[15]
+	mi := &file_cluster_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1188,7 +1299,7 @@ func (x *Header) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Header.ProtoReflect.Descriptor instead.
 func (*Header) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{15}
+	return file_cluster_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Header) GetClusterId() string {
@@ -1228,7 +1339,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_cluster_proto_msgTypes[16]
+	mi := &file_cluster_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1240,7 +1351,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[16]
+	mi := &file_cluster_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1253,7 +1364,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{16}
+	return file_cluster_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *StatusRequest) GetHeader() *Header {
@@ -1278,7 +1389,7 @@ type MemberStatus struct {
 
 func (x *MemberStatus) Reset() {
 	*x = MemberStatus{}
-	mi := &file_cluster_proto_msgTypes[17]
+	mi := &file_cluster_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1290,7 +1401,7 @@ func (x *MemberStatus) String() string {
 func (*MemberStatus) ProtoMessage() {}
 
 func (x *MemberStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[17]
+	mi := &file_cluster_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1303,7 +1414,7 @@ func (x *MemberStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberStatus.ProtoReflect.Descriptor instead.
 func (*MemberStatus) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{17}
+	return file_cluster_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *MemberStatus) GetMember() *Member {
@@ -1364,14 +1475,15 @@ type JobStatus struct {
 	// The driver's last progress reports (JSON, engine.Progress), oldest
 	// first, as the leader keeps them (at most 100); only in JobsResponse
 	// when asked for one job.
-	Progress      [][]byte `protobuf:"bytes,11,rep,name=progress,proto3" json:"progress,omitempty"`
+	Progress      [][]byte       `protobuf:"bytes,11,rep,name=progress,proto3" json:"progress,omitempty"`
+	Epochs        []*EpochChange `protobuf:"bytes,12,rep,name=epochs,proto3" json:"epochs,omitempty"` // the job's last epoch changes, oldest first
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *JobStatus) Reset() {
 	*x = JobStatus{}
-	mi := &file_cluster_proto_msgTypes[18]
+	mi := &file_cluster_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1383,7 +1495,7 @@ func (x *JobStatus) String() string {
 func (*JobStatus) ProtoMessage() {}
 
 func (x *JobStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[18]
+	mi := &file_cluster_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1396,7 +1508,7 @@ func (x *JobStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobStatus.ProtoReflect.Descriptor instead.
 func (*JobStatus) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{18}
+	return file_cluster_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *JobStatus) GetName() string {
@@ -1476,6 +1588,13 @@ func (x *JobStatus) GetProgress() [][]byte {
 	return nil
 }
 
+func (x *JobStatus) GetEpochs() []*EpochChange {
+	if x != nil {
+		return x.Epochs
+	}
+	return nil
+}
+
 type StatusResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	ClusterId     string                 `protobuf:"bytes,1,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
@@ -1490,7 +1609,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_cluster_proto_msgTypes[19]
+	mi := &file_cluster_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1502,7 +1621,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[19]
+	mi := &file_cluster_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1515,7 +1634,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{19}
+	return file_cluster_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *StatusResponse) GetClusterId() string {
@@ -1569,7 +1688,7 @@ type MemberInfoRequest struct {
 
 func (x *MemberInfoRequest) Reset() {
 	*x = MemberInfoRequest{}
-	mi := &file_cluster_proto_msgTypes[20]
+	mi := &file_cluster_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1581,7 +1700,7 @@ func (x *MemberInfoRequest) String() string {
 func (*MemberInfoRequest) ProtoMessage() {}
 
 func (x *MemberInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[20]
+	mi := &file_cluster_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1594,7 +1713,7 @@ func (x *MemberInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberInfoRequest.ProtoReflect.Descriptor instead.
 func (*MemberInfoRequest) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{20}
+	return file_cluster_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *MemberInfoRequest) GetHeader() *Header {
@@ -1621,7 +1740,7 @@ type MemberInfoResponse struct {
 
 func (x *MemberInfoResponse) Reset() {
 	*x = MemberInfoResponse{}
-	mi := &file_cluster_proto_msgTypes[21]
+	mi := &file_cluster_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1633,7 +1752,7 @@ func (x *MemberInfoResponse) String() string {
 func (*MemberInfoResponse) ProtoMessage() {}
 
 func (x *MemberInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[21]
+	mi := &file_cluster_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1646,7 +1765,7 @@ func (x *MemberInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberInfoResponse.ProtoReflect.Descriptor instead.
 func (*MemberInfoResponse) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{21}
+	return file_cluster_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *MemberInfoResponse) GetMember() *Member {
@@ -1708,7 +1827,7 @@ type RegisterJobRequest struct {
 
 func (x *RegisterJobRequest) Reset() {
 	*x = RegisterJobRequest{}
-	mi := &file_cluster_proto_msgTypes[22]
+	mi := &file_cluster_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1720,7 +1839,7 @@ func (x *RegisterJobRequest) String() string {
 func (*RegisterJobRequest) ProtoMessage() {}
 
 func (x *RegisterJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[22]
+	mi := &file_cluster_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1733,7 +1852,7 @@ func (x *RegisterJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterJobRequest.ProtoReflect.Descriptor instead.
 func (*RegisterJobRequest) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{22}
+	return file_cluster_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *RegisterJobRequest) GetHeader() *Header {
@@ -1763,7 +1882,7 @@ type RegisterJobResponse struct {
 
 func (x *RegisterJobResponse) Reset() {
 	*x = RegisterJobResponse{}
-	mi := &file_cluster_proto_msgTypes[23]
+	mi := &file_cluster_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1775,7 +1894,7 @@ func (x *RegisterJobResponse) String() string {
 func (*RegisterJobResponse) ProtoMessage() {}
 
 func (x *RegisterJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[23]
+	mi := &file_cluster_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1788,7 +1907,7 @@ func (x *RegisterJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterJobResponse.ProtoReflect.Descriptor instead.
 func (*RegisterJobResponse) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{23}
+	return file_cluster_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *RegisterJobResponse) GetTerm() uint64 {
@@ -1822,7 +1941,7 @@ type JobsRequest struct {
 
 func (x *JobsRequest) Reset() {
 	*x = JobsRequest{}
-	mi := &file_cluster_proto_msgTypes[24]
+	mi := &file_cluster_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1834,7 +1953,7 @@ func (x *JobsRequest) String() string {
 func (*JobsRequest) ProtoMessage() {}
 
 func (x *JobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[24]
+	mi := &file_cluster_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1847,7 +1966,7 @@ func (x *JobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobsRequest.ProtoReflect.Descriptor instead.
 func (*JobsRequest) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{24}
+	return file_cluster_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *JobsRequest) GetHeader() *Header {
@@ -1873,7 +1992,7 @@ type JobsResponse struct {
 
 func (x *JobsResponse) Reset() {
 	*x = JobsResponse{}
-	mi := &file_cluster_proto_msgTypes[25]
+	mi := &file_cluster_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1885,7 +2004,7 @@ func (x *JobsResponse) String() string {
 func (*JobsResponse) ProtoMessage() {}
 
 func (x *JobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[25]
+	mi := &file_cluster_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1898,7 +2017,7 @@ func (x *JobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobsResponse.ProtoReflect.Descriptor instead.
 func (*JobsResponse) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{25}
+	return file_cluster_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *JobsResponse) GetJobs() []*JobStatus {
@@ -1918,7 +2037,7 @@ type StopJobRequest struct {
 
 func (x *StopJobRequest) Reset() {
 	*x = StopJobRequest{}
-	mi := &file_cluster_proto_msgTypes[26]
+	mi := &file_cluster_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1930,7 +2049,7 @@ func (x *StopJobRequest) String() string {
 func (*StopJobRequest) ProtoMessage() {}
 
 func (x *StopJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[26]
+	mi := &file_cluster_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1943,7 +2062,7 @@ func (x *StopJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopJobRequest.ProtoReflect.Descriptor instead.
 func (*StopJobRequest) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{26}
+	return file_cluster_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *StopJobRequest) GetHeader() *Header {
@@ -1969,7 +2088,7 @@ type StopJobResponse struct {
 
 func (x *StopJobResponse) Reset() {
 	*x = StopJobResponse{}
-	mi := &file_cluster_proto_msgTypes[27]
+	mi := &file_cluster_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1981,7 +2100,7 @@ func (x *StopJobResponse) String() string {
 func (*StopJobResponse) ProtoMessage() {}
 
 func (x *StopJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[27]
+	mi := &file_cluster_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1994,7 +2113,7 @@ func (x *StopJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopJobResponse.ProtoReflect.Descriptor instead.
 func (*StopJobResponse) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{27}
+	return file_cluster_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *StopJobResponse) GetJob() *JobStatus {
@@ -2017,7 +2136,7 @@ type WatchRequest struct {
 
 func (x *WatchRequest) Reset() {
 	*x = WatchRequest{}
-	mi := &file_cluster_proto_msgTypes[28]
+	mi := &file_cluster_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2029,7 +2148,7 @@ func (x *WatchRequest) String() string {
 func (*WatchRequest) ProtoMessage() {}
 
 func (x *WatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[28]
+	mi := &file_cluster_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2042,7 +2161,7 @@ func (x *WatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
 func (*WatchRequest) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{28}
+	return file_cluster_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *WatchRequest) GetHeader() *Header {
@@ -2078,7 +2197,7 @@ type Report struct {
 
 func (x *Report) Reset() {
 	*x = Report{}
-	mi := &file_cluster_proto_msgTypes[29]
+	mi := &file_cluster_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2090,7 +2209,7 @@ func (x *Report) String() string {
 func (*Report) ProtoMessage() {}
 
 func (x *Report) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[29]
+	mi := &file_cluster_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2103,7 +2222,7 @@ func (x *Report) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Report.ProtoReflect.Descriptor instead.
 func (*Report) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{29}
+	return file_cluster_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Report) GetBatchId() int64 {
@@ -2143,7 +2262,7 @@ type WatchEvent struct {
 
 func (x *WatchEvent) Reset() {
 	*x = WatchEvent{}
-	mi := &file_cluster_proto_msgTypes[30]
+	mi := &file_cluster_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2155,7 +2274,7 @@ func (x *WatchEvent) String() string {
 func (*WatchEvent) ProtoMessage() {}
 
 func (x *WatchEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[30]
+	mi := &file_cluster_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2168,7 +2287,7 @@ func (x *WatchEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchEvent.ProtoReflect.Descriptor instead.
 func (*WatchEvent) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{30}
+	return file_cluster_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *WatchEvent) GetKind() isWatchEvent_Kind {
@@ -2224,7 +2343,7 @@ type HelloRequest struct {
 
 func (x *HelloRequest) Reset() {
 	*x = HelloRequest{}
-	mi := &file_cluster_proto_msgTypes[31]
+	mi := &file_cluster_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2236,7 +2355,7 @@ func (x *HelloRequest) String() string {
 func (*HelloRequest) ProtoMessage() {}
 
 func (x *HelloRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[31]
+	mi := &file_cluster_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2249,7 +2368,7 @@ func (x *HelloRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HelloRequest.ProtoReflect.Descriptor instead.
 func (*HelloRequest) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{31}
+	return file_cluster_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *HelloRequest) GetHeader() *Header {
@@ -2277,7 +2396,7 @@ type HelloResponse struct {
 
 func (x *HelloResponse) Reset() {
 	*x = HelloResponse{}
-	mi := &file_cluster_proto_msgTypes[32]
+	mi := &file_cluster_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2289,7 +2408,7 @@ func (x *HelloResponse) String() string {
 func (*HelloResponse) ProtoMessage() {}
 
 func (x *HelloResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[32]
+	mi := &file_cluster_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2302,7 +2421,7 @@ func (x *HelloResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HelloResponse.ProtoReflect.Descriptor instead.
 func (*HelloResponse) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{32}
+	return file_cluster_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *HelloResponse) GetMember() *Member {
@@ -2345,7 +2464,7 @@ type ShuffleOpen struct {
 
 func (x *ShuffleOpen) Reset() {
 	*x = ShuffleOpen{}
-	mi := &file_cluster_proto_msgTypes[33]
+	mi := &file_cluster_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2357,7 +2476,7 @@ func (x *ShuffleOpen) String() string {
 func (*ShuffleOpen) ProtoMessage() {}
 
 func (x *ShuffleOpen) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[33]
+	mi := &file_cluster_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2370,7 +2489,7 @@ func (x *ShuffleOpen) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShuffleOpen.ProtoReflect.Descriptor instead.
 func (*ShuffleOpen) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{33}
+	return file_cluster_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ShuffleOpen) GetHeader() *Header {
@@ -2428,7 +2547,7 @@ type ShuffleEnd struct {
 
 func (x *ShuffleEnd) Reset() {
 	*x = ShuffleEnd{}
-	mi := &file_cluster_proto_msgTypes[34]
+	mi := &file_cluster_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2440,7 +2559,7 @@ func (x *ShuffleEnd) String() string {
 func (*ShuffleEnd) ProtoMessage() {}
 
 func (x *ShuffleEnd) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[34]
+	mi := &file_cluster_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2453,7 +2572,7 @@ func (x *ShuffleEnd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShuffleEnd.ProtoReflect.Descriptor instead.
 func (*ShuffleEnd) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{34}
+	return file_cluster_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ShuffleEnd) GetBlocks() uint64 {
@@ -2493,7 +2612,7 @@ type ShuffleMessage struct {
 
 func (x *ShuffleMessage) Reset() {
 	*x = ShuffleMessage{}
-	mi := &file_cluster_proto_msgTypes[35]
+	mi := &file_cluster_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2505,7 +2624,7 @@ func (x *ShuffleMessage) String() string {
 func (*ShuffleMessage) ProtoMessage() {}
 
 func (x *ShuffleMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[35]
+	mi := &file_cluster_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2518,7 +2637,7 @@ func (x *ShuffleMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShuffleMessage.ProtoReflect.Descriptor instead.
 func (*ShuffleMessage) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{35}
+	return file_cluster_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ShuffleMessage) GetKind() isShuffleMessage_Kind {
@@ -2589,7 +2708,7 @@ type ShuffleResponse struct {
 
 func (x *ShuffleResponse) Reset() {
 	*x = ShuffleResponse{}
-	mi := &file_cluster_proto_msgTypes[36]
+	mi := &file_cluster_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2601,7 +2720,7 @@ func (x *ShuffleResponse) String() string {
 func (*ShuffleResponse) ProtoMessage() {}
 
 func (x *ShuffleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[36]
+	mi := &file_cluster_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2614,7 +2733,7 @@ func (x *ShuffleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShuffleResponse.ProtoReflect.Descriptor instead.
 func (*ShuffleResponse) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{36}
+	return file_cluster_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ShuffleResponse) GetBlocks() uint64 {
@@ -2648,7 +2767,7 @@ type ReduceRequest struct {
 
 func (x *ReduceRequest) Reset() {
 	*x = ReduceRequest{}
-	mi := &file_cluster_proto_msgTypes[37]
+	mi := &file_cluster_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2660,7 +2779,7 @@ func (x *ReduceRequest) String() string {
 func (*ReduceRequest) ProtoMessage() {}
 
 func (x *ReduceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[37]
+	mi := &file_cluster_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2673,7 +2792,7 @@ func (x *ReduceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReduceRequest.ProtoReflect.Descriptor instead.
 func (*ReduceRequest) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{37}
+	return file_cluster_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ReduceRequest) GetHeader() *Header {
@@ -2732,7 +2851,7 @@ type ReduceDone struct {
 
 func (x *ReduceDone) Reset() {
 	*x = ReduceDone{}
-	mi := &file_cluster_proto_msgTypes[38]
+	mi := &file_cluster_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2744,7 +2863,7 @@ func (x *ReduceDone) String() string {
 func (*ReduceDone) ProtoMessage() {}
 
 func (x *ReduceDone) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[38]
+	mi := &file_cluster_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2757,7 +2876,7 @@ func (x *ReduceDone) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReduceDone.ProtoReflect.Descriptor instead.
 func (*ReduceDone) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{38}
+	return file_cluster_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ReduceDone) GetGroups() int64 {
@@ -2803,7 +2922,7 @@ type ReduceResponse struct {
 
 func (x *ReduceResponse) Reset() {
 	*x = ReduceResponse{}
-	mi := &file_cluster_proto_msgTypes[39]
+	mi := &file_cluster_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2815,7 +2934,7 @@ func (x *ReduceResponse) String() string {
 func (*ReduceResponse) ProtoMessage() {}
 
 func (x *ReduceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[39]
+	mi := &file_cluster_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2828,7 +2947,7 @@ func (x *ReduceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReduceResponse.ProtoReflect.Descriptor instead.
 func (*ReduceResponse) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{39}
+	return file_cluster_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ReduceResponse) GetKind() isReduceResponse_Kind {
@@ -2886,7 +3005,7 @@ type RowsRequest struct {
 
 func (x *RowsRequest) Reset() {
 	*x = RowsRequest{}
-	mi := &file_cluster_proto_msgTypes[40]
+	mi := &file_cluster_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2898,7 +3017,7 @@ func (x *RowsRequest) String() string {
 func (*RowsRequest) ProtoMessage() {}
 
 func (x *RowsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[40]
+	mi := &file_cluster_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2911,7 +3030,7 @@ func (x *RowsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RowsRequest.ProtoReflect.Descriptor instead.
 func (*RowsRequest) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{40}
+	return file_cluster_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *RowsRequest) GetHeader() *Header {
@@ -2952,7 +3071,7 @@ type RowsResponse struct {
 
 func (x *RowsResponse) Reset() {
 	*x = RowsResponse{}
-	mi := &file_cluster_proto_msgTypes[41]
+	mi := &file_cluster_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2964,7 +3083,7 @@ func (x *RowsResponse) String() string {
 func (*RowsResponse) ProtoMessage() {}
 
 func (x *RowsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[41]
+	mi := &file_cluster_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2977,7 +3096,7 @@ func (x *RowsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RowsResponse.ProtoReflect.Descriptor instead.
 func (*RowsResponse) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{41}
+	return file_cluster_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *RowsResponse) GetRecords() []byte {
@@ -3007,7 +3126,7 @@ type ReplicateOpen struct {
 
 func (x *ReplicateOpen) Reset() {
 	*x = ReplicateOpen{}
-	mi := &file_cluster_proto_msgTypes[42]
+	mi := &file_cluster_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3019,7 +3138,7 @@ func (x *ReplicateOpen) String() string {
 func (*ReplicateOpen) ProtoMessage() {}
 
 func (x *ReplicateOpen) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[42]
+	mi := &file_cluster_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3032,7 +3151,7 @@ func (x *ReplicateOpen) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicateOpen.ProtoReflect.Descriptor instead.
 func (*ReplicateOpen) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{42}
+	return file_cluster_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ReplicateOpen) GetHeader() *Header {
@@ -3082,7 +3201,7 @@ type ReplicateEnd struct {
 
 func (x *ReplicateEnd) Reset() {
 	*x = ReplicateEnd{}
-	mi := &file_cluster_proto_msgTypes[43]
+	mi := &file_cluster_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3094,7 +3213,7 @@ func (x *ReplicateEnd) String() string {
 func (*ReplicateEnd) ProtoMessage() {}
 
 func (x *ReplicateEnd) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[43]
+	mi := &file_cluster_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3107,7 +3226,7 @@ func (x *ReplicateEnd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicateEnd.ProtoReflect.Descriptor instead.
 func (*ReplicateEnd) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{43}
+	return file_cluster_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ReplicateEnd) GetRecords() uint64 {
@@ -3147,7 +3266,7 @@ type ReplicateMessage struct {
 
 func (x *ReplicateMessage) Reset() {
 	*x = ReplicateMessage{}
-	mi := &file_cluster_proto_msgTypes[44]
+	mi := &file_cluster_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3159,7 +3278,7 @@ func (x *ReplicateMessage) String() string {
 func (*ReplicateMessage) ProtoMessage() {}
 
 func (x *ReplicateMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[44]
+	mi := &file_cluster_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3172,7 +3291,7 @@ func (x *ReplicateMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicateMessage.ProtoReflect.Descriptor instead.
 func (*ReplicateMessage) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{44}
+	return file_cluster_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *ReplicateMessage) GetKind() isReplicateMessage_Kind {
@@ -3247,7 +3366,7 @@ type ReplicateResponse struct {
 
 func (x *ReplicateResponse) Reset() {
 	*x = ReplicateResponse{}
-	mi := &file_cluster_proto_msgTypes[45]
+	mi := &file_cluster_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3259,7 +3378,7 @@ func (x *ReplicateResponse) String() string {
 func (*ReplicateResponse) ProtoMessage() {}
 
 func (x *ReplicateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[45]
+	mi := &file_cluster_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3272,7 +3391,7 @@ func (x *ReplicateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicateResponse.ProtoReflect.Descriptor instead.
 func (*ReplicateResponse) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{45}
+	return file_cluster_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *ReplicateResponse) GetApplied() bool {
@@ -3310,7 +3429,7 @@ type MapRange struct {
 
 func (x *MapRange) Reset() {
 	*x = MapRange{}
-	mi := &file_cluster_proto_msgTypes[46]
+	mi := &file_cluster_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3322,7 +3441,7 @@ func (x *MapRange) String() string {
 func (*MapRange) ProtoMessage() {}
 
 func (x *MapRange) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[46]
+	mi := &file_cluster_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3335,7 +3454,7 @@ func (x *MapRange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MapRange.ProtoReflect.Descriptor instead.
 func (*MapRange) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{46}
+	return file_cluster_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *MapRange) GetTopic() string {
@@ -3387,7 +3506,7 @@ type MapRequest struct {
 
 func (x *MapRequest) Reset() {
 	*x = MapRequest{}
-	mi := &file_cluster_proto_msgTypes[47]
+	mi := &file_cluster_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3399,7 +3518,7 @@ func (x *MapRequest) String() string {
 func (*MapRequest) ProtoMessage() {}
 
 func (x *MapRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[47]
+	mi := &file_cluster_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3412,7 +3531,7 @@ func (x *MapRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MapRequest.ProtoReflect.Descriptor instead.
 func (*MapRequest) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{47}
+	return file_cluster_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *MapRequest) GetHeader() *Header {
@@ -3478,7 +3597,7 @@ type MapResponse struct {
 
 func (x *MapResponse) Reset() {
 	*x = MapResponse{}
-	mi := &file_cluster_proto_msgTypes[48]
+	mi := &file_cluster_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3490,7 +3609,7 @@ func (x *MapResponse) String() string {
 func (*MapResponse) ProtoMessage() {}
 
 func (x *MapResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[48]
+	mi := &file_cluster_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3503,7 +3622,7 @@ func (x *MapResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MapResponse.ProtoReflect.Descriptor instead.
 func (*MapResponse) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{48}
+	return file_cluster_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *MapResponse) GetRecords() int64 {
@@ -3551,7 +3670,7 @@ type MapRowsResponse struct {
 
 func (x *MapRowsResponse) Reset() {
 	*x = MapRowsResponse{}
-	mi := &file_cluster_proto_msgTypes[49]
+	mi := &file_cluster_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3563,7 +3682,7 @@ func (x *MapRowsResponse) String() string {
 func (*MapRowsResponse) ProtoMessage() {}
 
 func (x *MapRowsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[49]
+	mi := &file_cluster_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3576,7 +3695,7 @@ func (x *MapRowsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MapRowsResponse.ProtoReflect.Descriptor instead.
 func (*MapRowsResponse) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{49}
+	return file_cluster_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *MapRowsResponse) GetRangeIndex() int32 {
@@ -3631,17 +3750,19 @@ const file_cluster_proto_rawDesc = "" +
 	"\x0fKafkaAssignment\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x1c\n" +
 	"\tpartition\x18\x02 \x01(\x05R\tpartition\x12\x16\n" +
-	"\x06worker\x18\x03 \x01(\tR\x06worker\"\x8c\x01\n" +
+	"\x06worker\x18\x03 \x01(\tR\x06worker\"\xd2\x01\n" +
 	"\x0eStatePartition\x12&\n" +
 	"\x0ffirst_key_group\x18\x01 \x01(\x05R\rfirstKeyGroup\x12\"\n" +
 	"\rend_key_group\x18\x02 \x01(\x05R\vendKeyGroup\x12\x14\n" +
 	"\x05owner\x18\x03 \x01(\tR\x05owner\x12\x18\n" +
-	"\astandby\x18\x04 \x01(\tR\astandby\"\x99\x01\n" +
+	"\astandby\x18\x04 \x01(\tR\astandby\x12,\n" +
+	"\x12standby_ready_from\x18\x05 \x01(\x03R\x10standbyReadyFrom\x12\x16\n" +
+	"\x06moving\x18\x06 \x01(\bR\x06moving\"\x99\x01\n" +
 	"\n" +
 	"Assignment\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12:\n" +
 	"\x05kafka\x18\x02 \x03(\v2$.gostream.cluster.v1.KafkaAssignmentR\x05kafka\x129\n" +
-	"\x05state\x18\x03 \x03(\v2#.gostream.cluster.v1.StatePartitionR\x05state\"\xf0\x03\n" +
+	"\x05state\x18\x03 \x03(\v2#.gostream.cluster.v1.StatePartitionR\x05state\"\xaa\x04\n" +
 	"\x03Job\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04plan\x18\x02 \x01(\fR\x04plan\x12?\n" +
@@ -3656,10 +3777,15 @@ const file_cluster_proto_rawDesc = "" +
 	"\x05state\x18\b \x01(\x0e2\x1d.gostream.cluster.v1.JobStateR\x05state\x12\x14\n" +
 	"\x05error\x18\t \x01(\tR\x05error\x12)\n" +
 	"\x10plan_fingerprint\x18\n" +
-	" \x01(\tR\x0fplanFingerprint\x1a:\n" +
+	" \x01(\tR\x0fplanFingerprint\x128\n" +
+	"\x06epochs\x18\v \x03(\v2 .gostream.cluster.v1.EpochChangeR\x06epochs\x1a:\n" +
 	"\fOptionsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x82\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"T\n" +
+	"\vEpochChange\x12\x14\n" +
+	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12\x17\n" +
+	"\atime_ms\x18\x02 \x01(\x03R\x06timeMs\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"\x82\x02\n" +
 	"\x05State\x12\x16\n" +
 	"\x06format\x18\x01 \x01(\rR\x06format\x12\x1d\n" +
 	"\n" +
@@ -3685,12 +3811,14 @@ const file_cluster_proto_rawDesc = "" +
 	"\x03job\x18\x01 \x01(\v2\x18.gostream.cluster.v1.JobR\x03job\"`\n" +
 	"\x0eAppendBatchLog\x12\x10\n" +
 	"\x03job\x18\x01 \x01(\tR\x03job\x12<\n" +
-	"\aentries\x18\x02 \x03(\v2\".gostream.cluster.v1.BatchLogEntryR\aentries\"b\n" +
+	"\aentries\x18\x02 \x03(\v2\".gostream.cluster.v1.BatchLogEntryR\aentries\"\x93\x01\n" +
 	"\rSetAssignment\x12\x10\n" +
 	"\x03job\x18\x01 \x01(\tR\x03job\x12?\n" +
 	"\n" +
 	"assignment\x18\x02 \x01(\v2\x1f.gostream.cluster.v1.AssignmentR\n" +
-	"assignment\"j\n" +
+	"assignment\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x17\n" +
+	"\atime_ms\x18\x04 \x01(\x03R\x06timeMs\"j\n" +
 	"\vSetJobState\x12\x10\n" +
 	"\x03job\x18\x01 \x01(\tR\x03job\x123\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x1d.gostream.cluster.v1.JobStateR\x05state\x12\x14\n" +
@@ -3709,7 +3837,7 @@ const file_cluster_proto_rawDesc = "" +
 	"\x04term\x18\x03 \x01(\x04R\x04term\x12&\n" +
 	"\x0flast_contact_ms\x18\x04 \x01(\x03R\rlastContactMs\x12#\n" +
 	"\rapplied_index\x18\x05 \x01(\x04R\fappliedIndex\x12\x14\n" +
-	"\x05error\x18\x06 \x01(\tR\x05error\"\x98\x03\n" +
+	"\x05error\x18\x06 \x01(\tR\x05error\"\xd2\x03\n" +
 	"\tJobStatus\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12-\n" +
 	"\x12shuffle_partitions\x18\x02 \x01(\x05R\x11shufflePartitions\x12\x1d\n" +
@@ -3726,7 +3854,8 @@ const file_cluster_proto_rawDesc = "" +
 	"\vdriver_term\x18\n" +
 	" \x01(\x04R\n" +
 	"driverTerm\x12\x1a\n" +
-	"\bprogress\x18\v \x03(\fR\bprogress\"\xed\x01\n" +
+	"\bprogress\x18\v \x03(\fR\bprogress\x128\n" +
+	"\x06epochs\x18\f \x03(\v2 .gostream.cluster.v1.EpochChangeR\x06epochs\"\xed\x01\n" +
 	"\x0eStatusResponse\x12\x1d\n" +
 	"\n" +
 	"cluster_id\x18\x01 \x01(\tR\tclusterId\x12\x1f\n" +
@@ -3918,7 +4047,7 @@ func file_cluster_proto_rawDescGZIP() []byte {
 }
 
 var file_cluster_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 52)
+var file_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 53)
 var file_cluster_proto_goTypes = []any{
 	(JobState)(0),               // 0: gostream.cluster.v1.JobState
 	(*Member)(nil),              // 1: gostream.cluster.v1.Member
@@ -3929,50 +4058,51 @@ var file_cluster_proto_goTypes = []any{
 	(*StatePartition)(nil),      // 6: gostream.cluster.v1.StatePartition
 	(*Assignment)(nil),          // 7: gostream.cluster.v1.Assignment
 	(*Job)(nil),                 // 8: gostream.cluster.v1.Job
-	(*State)(nil),               // 9: gostream.cluster.v1.State
-	(*Command)(nil),             // 10: gostream.cluster.v1.Command
-	(*Init)(nil),                // 11: gostream.cluster.v1.Init
-	(*RegisterJob)(nil),         // 12: gostream.cluster.v1.RegisterJob
-	(*AppendBatchLog)(nil),      // 13: gostream.cluster.v1.AppendBatchLog
-	(*SetAssignment)(nil),       // 14: gostream.cluster.v1.SetAssignment
-	(*SetJobState)(nil),         // 15: gostream.cluster.v1.SetJobState
-	(*Header)(nil),              // 16: gostream.cluster.v1.Header
-	(*StatusRequest)(nil),       // 17: gostream.cluster.v1.StatusRequest
-	(*MemberStatus)(nil),        // 18: gostream.cluster.v1.MemberStatus
-	(*JobStatus)(nil),           // 19: gostream.cluster.v1.JobStatus
-	(*StatusResponse)(nil),      // 20: gostream.cluster.v1.StatusResponse
-	(*MemberInfoRequest)(nil),   // 21: gostream.cluster.v1.MemberInfoRequest
-	(*MemberInfoResponse)(nil),  // 22: gostream.cluster.v1.MemberInfoResponse
-	(*RegisterJobRequest)(nil),  // 23: gostream.cluster.v1.RegisterJobRequest
-	(*RegisterJobResponse)(nil), // 24: gostream.cluster.v1.RegisterJobResponse
-	(*JobsRequest)(nil),         // 25: gostream.cluster.v1.JobsRequest
-	(*JobsResponse)(nil),        // 26: gostream.cluster.v1.JobsResponse
-	(*StopJobRequest)(nil),      // 27: gostream.cluster.v1.StopJobRequest
-	(*StopJobResponse)(nil),     // 28: gostream.cluster.v1.StopJobResponse
-	(*WatchRequest)(nil),        // 29: gostream.cluster.v1.WatchRequest
-	(*Report)(nil),              // 30: gostream.cluster.v1.Report
-	(*WatchEvent)(nil),          // 31: gostream.cluster.v1.WatchEvent
-	(*HelloRequest)(nil),        // 32: gostream.cluster.v1.HelloRequest
-	(*HelloResponse)(nil),       // 33: gostream.cluster.v1.HelloResponse
-	(*ShuffleOpen)(nil),         // 34: gostream.cluster.v1.ShuffleOpen
-	(*ShuffleEnd)(nil),          // 35: gostream.cluster.v1.ShuffleEnd
-	(*ShuffleMessage)(nil),      // 36: gostream.cluster.v1.ShuffleMessage
-	(*ShuffleResponse)(nil),     // 37: gostream.cluster.v1.ShuffleResponse
-	(*ReduceRequest)(nil),       // 38: gostream.cluster.v1.ReduceRequest
-	(*ReduceDone)(nil),          // 39: gostream.cluster.v1.ReduceDone
-	(*ReduceResponse)(nil),      // 40: gostream.cluster.v1.ReduceResponse
-	(*RowsRequest)(nil),         // 41: gostream.cluster.v1.RowsRequest
-	(*RowsResponse)(nil),        // 42: gostream.cluster.v1.RowsResponse
-	(*ReplicateOpen)(nil),       // 43: gostream.cluster.v1.ReplicateOpen
-	(*ReplicateEnd)(nil),        // 44: gostream.cluster.v1.ReplicateEnd
-	(*ReplicateMessage)(nil),    // 45: gostream.cluster.v1.ReplicateMessage
-	(*ReplicateResponse)(nil),   // 46: gostream.cluster.v1.ReplicateResponse
-	(*MapRange)(nil),            // 47: gostream.cluster.v1.MapRange
-	(*MapRequest)(nil),          // 48: gostream.cluster.v1.MapRequest
-	(*MapResponse)(nil),         // 49: gostream.cluster.v1.MapResponse
-	(*MapRowsResponse)(nil),     // 50: gostream.cluster.v1.MapRowsResponse
-	nil,                         // 51: gostream.cluster.v1.Job.OptionsEntry
-	nil,                         // 52: gostream.cluster.v1.State.JobsEntry
+	(*EpochChange)(nil),         // 9: gostream.cluster.v1.EpochChange
+	(*State)(nil),               // 10: gostream.cluster.v1.State
+	(*Command)(nil),             // 11: gostream.cluster.v1.Command
+	(*Init)(nil),                // 12: gostream.cluster.v1.Init
+	(*RegisterJob)(nil),         // 13: gostream.cluster.v1.RegisterJob
+	(*AppendBatchLog)(nil),      // 14: gostream.cluster.v1.AppendBatchLog
+	(*SetAssignment)(nil),       // 15: gostream.cluster.v1.SetAssignment
+	(*SetJobState)(nil),         // 16: gostream.cluster.v1.SetJobState
+	(*Header)(nil),              // 17: gostream.cluster.v1.Header
+	(*StatusRequest)(nil),       // 18: gostream.cluster.v1.StatusRequest
+	(*MemberStatus)(nil),        // 19: gostream.cluster.v1.MemberStatus
+	(*JobStatus)(nil),           // 20: gostream.cluster.v1.JobStatus
+	(*StatusResponse)(nil),      // 21: gostream.cluster.v1.StatusResponse
+	(*MemberInfoRequest)(nil),   // 22: gostream.cluster.v1.MemberInfoRequest
+	(*MemberInfoResponse)(nil),  // 23: gostream.cluster.v1.MemberInfoResponse
+	(*RegisterJobRequest)(nil),  // 24: gostream.cluster.v1.RegisterJobRequest
+	(*RegisterJobResponse)(nil), // 25: gostream.cluster.v1.RegisterJobResponse
+	(*JobsRequest)(nil),         // 26: gostream.cluster.v1.JobsRequest
+	(*JobsResponse)(nil),        // 27: gostream.cluster.v1.JobsResponse
+	(*StopJobRequest)(nil),      // 28: gostream.cluster.v1.StopJobRequest
+	(*StopJobResponse)(nil),     // 29: gostream.cluster.v1.StopJobResponse
+	(*WatchRequest)(nil),        // 30: gostream.cluster.v1.WatchRequest
+	(*Report)(nil),              // 31: gostream.cluster.v1.Report
+	(*WatchEvent)(nil),          // 32: gostream.cluster.v1.WatchEvent
+	(*HelloRequest)(nil),        // 33: gostream.cluster.v1.HelloRequest
+	(*HelloResponse)(nil),       // 34: gostream.cluster.v1.HelloResponse
+	(*ShuffleOpen)(nil),         // 35: gostream.cluster.v1.ShuffleOpen
+	(*ShuffleEnd)(nil),          // 36: gostream.cluster.v1.ShuffleEnd
+	(*ShuffleMessage)(nil),      // 37: gostream.cluster.v1.ShuffleMessage
+	(*ShuffleResponse)(nil),     // 38: gostream.cluster.v1.ShuffleResponse
+	(*ReduceRequest)(nil),       // 39: gostream.cluster.v1.ReduceRequest
+	(*ReduceDone)(nil),          // 40: gostream.cluster.v1.ReduceDone
+	(*ReduceResponse)(nil),      // 41: gostream.cluster.v1.ReduceResponse
+	(*RowsRequest)(nil),         // 42: gostream.cluster.v1.RowsRequest
+	(*RowsResponse)(nil),        // 43: gostream.cluster.v1.RowsResponse
+	(*ReplicateOpen)(nil),       // 44: gostream.cluster.v1.ReplicateOpen
+	(*ReplicateEnd)(nil),        // 45: gostream.cluster.v1.ReplicateEnd
+	(*ReplicateMessage)(nil),    // 46: gostream.cluster.v1.ReplicateMessage
+	(*ReplicateResponse)(nil),   // 47: gostream.cluster.v1.ReplicateResponse
+	(*MapRange)(nil),            // 48: gostream.cluster.v1.MapRange
+	(*MapRequest)(nil),          // 49: gostream.cluster.v1.MapRequest
+	(*MapResponse)(nil),         // 50: gostream.cluster.v1.MapResponse
+	(*MapRowsResponse)(nil),     // 51: gostream.cluster.v1.MapRowsResponse
+	nil,                         // 52: gostream.cluster.v1.Job.OptionsEntry
+	nil,                         // 53: gostream.cluster.v1.State.JobsEntry
 }
 var file_cluster_proto_depIdxs = []int32{
 	2,  // 0: gostream.cluster.v1.OffsetsEntry.start:type_name -> gostream.cluster.v1.PartitionOffset
@@ -3980,86 +4110,88 @@ var file_cluster_proto_depIdxs = []int32{
 	3,  // 2: gostream.cluster.v1.BatchLogEntry.offsets:type_name -> gostream.cluster.v1.OffsetsEntry
 	5,  // 3: gostream.cluster.v1.Assignment.kafka:type_name -> gostream.cluster.v1.KafkaAssignment
 	6,  // 4: gostream.cluster.v1.Assignment.state:type_name -> gostream.cluster.v1.StatePartition
-	51, // 5: gostream.cluster.v1.Job.options:type_name -> gostream.cluster.v1.Job.OptionsEntry
+	52, // 5: gostream.cluster.v1.Job.options:type_name -> gostream.cluster.v1.Job.OptionsEntry
 	4,  // 6: gostream.cluster.v1.Job.batch_log:type_name -> gostream.cluster.v1.BatchLogEntry
 	7,  // 7: gostream.cluster.v1.Job.assignment:type_name -> gostream.cluster.v1.Assignment
 	0,  // 8: gostream.cluster.v1.Job.state:type_name -> gostream.cluster.v1.JobState
-	1,  // 9: gostream.cluster.v1.State.members:type_name -> gostream.cluster.v1.Member
-	52, // 10: gostream.cluster.v1.State.jobs:type_name -> gostream.cluster.v1.State.JobsEntry
-	11, // 11: gostream.cluster.v1.Command.init:type_name -> gostream.cluster.v1.Init
-	12, // 12: gostream.cluster.v1.Command.register_job:type_name -> gostream.cluster.v1.RegisterJob
-	13, // 13: gostream.cluster.v1.Command.append_batch_log:type_name -> gostream.cluster.v1.AppendBatchLog
-	14, // 14: gostream.cluster.v1.Command.set_assignment:type_name -> gostream.cluster.v1.SetAssignment
-	15, // 15: gostream.cluster.v1.Command.set_job_state:type_name -> gostream.cluster.v1.SetJobState
-	1,  // 16: gostream.cluster.v1.Init.members:type_name -> gostream.cluster.v1.Member
-	8,  // 17: gostream.cluster.v1.RegisterJob.job:type_name -> gostream.cluster.v1.Job
-	4,  // 18: gostream.cluster.v1.AppendBatchLog.entries:type_name -> gostream.cluster.v1.BatchLogEntry
-	7,  // 19: gostream.cluster.v1.SetAssignment.assignment:type_name -> gostream.cluster.v1.Assignment
-	0,  // 20: gostream.cluster.v1.SetJobState.state:type_name -> gostream.cluster.v1.JobState
-	16, // 21: gostream.cluster.v1.StatusRequest.header:type_name -> gostream.cluster.v1.Header
-	1,  // 22: gostream.cluster.v1.MemberStatus.member:type_name -> gostream.cluster.v1.Member
-	7,  // 23: gostream.cluster.v1.JobStatus.assignment:type_name -> gostream.cluster.v1.Assignment
-	0,  // 24: gostream.cluster.v1.JobStatus.state:type_name -> gostream.cluster.v1.JobState
-	18, // 25: gostream.cluster.v1.StatusResponse.members:type_name -> gostream.cluster.v1.MemberStatus
-	19, // 26: gostream.cluster.v1.StatusResponse.jobs:type_name -> gostream.cluster.v1.JobStatus
-	16, // 27: gostream.cluster.v1.MemberInfoRequest.header:type_name -> gostream.cluster.v1.Header
-	1,  // 28: gostream.cluster.v1.MemberInfoResponse.member:type_name -> gostream.cluster.v1.Member
-	16, // 29: gostream.cluster.v1.RegisterJobRequest.header:type_name -> gostream.cluster.v1.Header
-	8,  // 30: gostream.cluster.v1.RegisterJobRequest.job:type_name -> gostream.cluster.v1.Job
-	16, // 31: gostream.cluster.v1.JobsRequest.header:type_name -> gostream.cluster.v1.Header
-	19, // 32: gostream.cluster.v1.JobsResponse.jobs:type_name -> gostream.cluster.v1.JobStatus
-	16, // 33: gostream.cluster.v1.StopJobRequest.header:type_name -> gostream.cluster.v1.Header
-	19, // 34: gostream.cluster.v1.StopJobResponse.job:type_name -> gostream.cluster.v1.JobStatus
-	16, // 35: gostream.cluster.v1.WatchRequest.header:type_name -> gostream.cluster.v1.Header
-	19, // 36: gostream.cluster.v1.WatchEvent.status:type_name -> gostream.cluster.v1.JobStatus
-	30, // 37: gostream.cluster.v1.WatchEvent.report:type_name -> gostream.cluster.v1.Report
-	16, // 38: gostream.cluster.v1.HelloRequest.header:type_name -> gostream.cluster.v1.Header
-	1,  // 39: gostream.cluster.v1.HelloRequest.peers:type_name -> gostream.cluster.v1.Member
-	1,  // 40: gostream.cluster.v1.HelloResponse.member:type_name -> gostream.cluster.v1.Member
-	1,  // 41: gostream.cluster.v1.HelloResponse.peers:type_name -> gostream.cluster.v1.Member
-	16, // 42: gostream.cluster.v1.ShuffleOpen.header:type_name -> gostream.cluster.v1.Header
-	34, // 43: gostream.cluster.v1.ShuffleMessage.open:type_name -> gostream.cluster.v1.ShuffleOpen
-	35, // 44: gostream.cluster.v1.ShuffleMessage.end:type_name -> gostream.cluster.v1.ShuffleEnd
-	16, // 45: gostream.cluster.v1.ReduceRequest.header:type_name -> gostream.cluster.v1.Header
-	39, // 46: gostream.cluster.v1.ReduceResponse.done:type_name -> gostream.cluster.v1.ReduceDone
-	16, // 47: gostream.cluster.v1.RowsRequest.header:type_name -> gostream.cluster.v1.Header
-	16, // 48: gostream.cluster.v1.ReplicateOpen.header:type_name -> gostream.cluster.v1.Header
-	43, // 49: gostream.cluster.v1.ReplicateMessage.open:type_name -> gostream.cluster.v1.ReplicateOpen
-	44, // 50: gostream.cluster.v1.ReplicateMessage.end:type_name -> gostream.cluster.v1.ReplicateEnd
-	16, // 51: gostream.cluster.v1.MapRequest.header:type_name -> gostream.cluster.v1.Header
-	47, // 52: gostream.cluster.v1.MapRequest.ranges:type_name -> gostream.cluster.v1.MapRange
-	8,  // 53: gostream.cluster.v1.State.JobsEntry.value:type_name -> gostream.cluster.v1.Job
-	17, // 54: gostream.cluster.v1.Control.Status:input_type -> gostream.cluster.v1.StatusRequest
-	23, // 55: gostream.cluster.v1.Control.RegisterJob:input_type -> gostream.cluster.v1.RegisterJobRequest
-	21, // 56: gostream.cluster.v1.Control.MemberInfo:input_type -> gostream.cluster.v1.MemberInfoRequest
-	32, // 57: gostream.cluster.v1.Control.Hello:input_type -> gostream.cluster.v1.HelloRequest
-	25, // 58: gostream.cluster.v1.Control.Jobs:input_type -> gostream.cluster.v1.JobsRequest
-	27, // 59: gostream.cluster.v1.Control.StopJob:input_type -> gostream.cluster.v1.StopJobRequest
-	29, // 60: gostream.cluster.v1.Control.Watch:input_type -> gostream.cluster.v1.WatchRequest
-	36, // 61: gostream.cluster.v1.Shuffle.Push:input_type -> gostream.cluster.v1.ShuffleMessage
-	38, // 62: gostream.cluster.v1.StatePartitions.Reduce:input_type -> gostream.cluster.v1.ReduceRequest
-	41, // 63: gostream.cluster.v1.StatePartitions.Rows:input_type -> gostream.cluster.v1.RowsRequest
-	45, // 64: gostream.cluster.v1.StatePartitions.Replicate:input_type -> gostream.cluster.v1.ReplicateMessage
-	48, // 65: gostream.cluster.v1.Task.Map:input_type -> gostream.cluster.v1.MapRequest
-	48, // 66: gostream.cluster.v1.Task.MapRows:input_type -> gostream.cluster.v1.MapRequest
-	20, // 67: gostream.cluster.v1.Control.Status:output_type -> gostream.cluster.v1.StatusResponse
-	24, // 68: gostream.cluster.v1.Control.RegisterJob:output_type -> gostream.cluster.v1.RegisterJobResponse
-	22, // 69: gostream.cluster.v1.Control.MemberInfo:output_type -> gostream.cluster.v1.MemberInfoResponse
-	33, // 70: gostream.cluster.v1.Control.Hello:output_type -> gostream.cluster.v1.HelloResponse
-	26, // 71: gostream.cluster.v1.Control.Jobs:output_type -> gostream.cluster.v1.JobsResponse
-	28, // 72: gostream.cluster.v1.Control.StopJob:output_type -> gostream.cluster.v1.StopJobResponse
-	31, // 73: gostream.cluster.v1.Control.Watch:output_type -> gostream.cluster.v1.WatchEvent
-	37, // 74: gostream.cluster.v1.Shuffle.Push:output_type -> gostream.cluster.v1.ShuffleResponse
-	40, // 75: gostream.cluster.v1.StatePartitions.Reduce:output_type -> gostream.cluster.v1.ReduceResponse
-	42, // 76: gostream.cluster.v1.StatePartitions.Rows:output_type -> gostream.cluster.v1.RowsResponse
-	46, // 77: gostream.cluster.v1.StatePartitions.Replicate:output_type -> gostream.cluster.v1.ReplicateResponse
-	49, // 78: gostream.cluster.v1.Task.Map:output_type -> gostream.cluster.v1.MapResponse
-	50, // 79: gostream.cluster.v1.Task.MapRows:output_type -> gostream.cluster.v1.MapRowsResponse
-	67, // [67:80] is the sub-list for method output_type
-	54, // [54:67] is the sub-list for method input_type
-	54, // [54:54] is the sub-list for extension type_name
-	54, // [54:54] is the sub-list for extension extendee
-	0,  // [0:54] is the sub-list for field type_name
+	9,  // 9: gostream.cluster.v1.Job.epochs:type_name -> gostream.cluster.v1.EpochChange
+	1,  // 10: gostream.cluster.v1.State.members:type_name -> gostream.cluster.v1.Member
+	53, // 11: gostream.cluster.v1.State.jobs:type_name -> gostream.cluster.v1.State.JobsEntry
+	12, // 12: gostream.cluster.v1.Command.init:type_name -> gostream.cluster.v1.Init
+	13, // 13: gostream.cluster.v1.Command.register_job:type_name -> gostream.cluster.v1.RegisterJob
+	14, // 14: gostream.cluster.v1.Command.append_batch_log:type_name -> gostream.cluster.v1.AppendBatchLog
+	15, // 15: gostream.cluster.v1.Command.set_assignment:type_name -> gostream.cluster.v1.SetAssignment
+	16, // 16: gostream.cluster.v1.Command.set_job_state:type_name -> gostream.cluster.v1.SetJobState
+	1,  // 17: gostream.cluster.v1.Init.members:type_name -> gostream.cluster.v1.Member
+	8,  // 18: gostream.cluster.v1.RegisterJob.job:type_name -> gostream.cluster.v1.Job
+	4,  // 19: gostream.cluster.v1.AppendBatchLog.entries:type_name -> gostream.cluster.v1.BatchLogEntry
+	7,  // 20: gostream.cluster.v1.SetAssignment.assignment:type_name -> gostream.cluster.v1.Assignment
+	0,  // 21: gostream.cluster.v1.SetJobState.state:type_name -> gostream.cluster.v1.JobState
+	17, // 22: gostream.cluster.v1.StatusRequest.header:type_name -> gostream.cluster.v1.Header
+	1,  // 23: gostream.cluster.v1.MemberStatus.member:type_name -> gostream.cluster.v1.Member
+	7,  // 24: gostream.cluster.v1.JobStatus.assignment:type_name -> gostream.cluster.v1.Assignment
+	0,  // 25: gostream.cluster.v1.JobStatus.state:type_name -> gostream.cluster.v1.JobState
+	9,  // 26: gostream.cluster.v1.JobStatus.epochs:type_name -> gostream.cluster.v1.EpochChange
+	19, // 27: gostream.cluster.v1.StatusResponse.members:type_name -> gostream.cluster.v1.MemberStatus
+	20, // 28: gostream.cluster.v1.StatusResponse.jobs:type_name -> gostream.cluster.v1.JobStatus
+	17, // 29: gostream.cluster.v1.MemberInfoRequest.header:type_name -> gostream.cluster.v1.Header
+	1,  // 30: gostream.cluster.v1.MemberInfoResponse.member:type_name -> gostream.cluster.v1.Member
+	17, // 31: gostream.cluster.v1.RegisterJobRequest.header:type_name -> gostream.cluster.v1.Header
+	8,  // 32: gostream.cluster.v1.RegisterJobRequest.job:type_name -> gostream.cluster.v1.Job
+	17, // 33: gostream.cluster.v1.JobsRequest.header:type_name -> gostream.cluster.v1.Header
+	20, // 34: gostream.cluster.v1.JobsResponse.jobs:type_name -> gostream.cluster.v1.JobStatus
+	17, // 35: gostream.cluster.v1.StopJobRequest.header:type_name -> gostream.cluster.v1.Header
+	20, // 36: gostream.cluster.v1.StopJobResponse.job:type_name -> gostream.cluster.v1.JobStatus
+	17, // 37: gostream.cluster.v1.WatchRequest.header:type_name -> gostream.cluster.v1.Header
+	20, // 38: gostream.cluster.v1.WatchEvent.status:type_name -> gostream.cluster.v1.JobStatus
+	31, // 39: gostream.cluster.v1.WatchEvent.report:type_name -> gostream.cluster.v1.Report
+	17, // 40: gostream.cluster.v1.HelloRequest.header:type_name -> gostream.cluster.v1.Header
+	1,  // 41: gostream.cluster.v1.HelloRequest.peers:type_name -> gostream.cluster.v1.Member
+	1,  // 42: gostream.cluster.v1.HelloResponse.member:type_name -> gostream.cluster.v1.Member
+	1,  // 43: gostream.cluster.v1.HelloResponse.peers:type_name -> gostream.cluster.v1.Member
+	17, // 44: gostream.cluster.v1.ShuffleOpen.header:type_name -> gostream.cluster.v1.Header
+	35, // 45: gostream.cluster.v1.ShuffleMessage.open:type_name -> gostream.cluster.v1.ShuffleOpen
+	36, // 46: gostream.cluster.v1.ShuffleMessage.end:type_name -> gostream.cluster.v1.ShuffleEnd
+	17, // 47: gostream.cluster.v1.ReduceRequest.header:type_name -> gostream.cluster.v1.Header
+	40, // 48: gostream.cluster.v1.ReduceResponse.done:type_name -> gostream.cluster.v1.ReduceDone
+	17, // 49: gostream.cluster.v1.RowsRequest.header:type_name -> gostream.cluster.v1.Header
+	17, // 50: gostream.cluster.v1.ReplicateOpen.header:type_name -> gostream.cluster.v1.Header
+	44, // 51: gostream.cluster.v1.ReplicateMessage.open:type_name -> gostream.cluster.v1.ReplicateOpen
+	45, // 52: gostream.cluster.v1.ReplicateMessage.end:type_name -> gostream.cluster.v1.ReplicateEnd
+	17, // 53: gostream.cluster.v1.MapRequest.header:type_name -> gostream.cluster.v1.Header
+	48, // 54: gostream.cluster.v1.MapRequest.ranges:type_name -> gostream.cluster.v1.MapRange
+	8,  // 55: gostream.cluster.v1.State.JobsEntry.value:type_name -> gostream.cluster.v1.Job
+	18, // 56: gostream.cluster.v1.Control.Status:input_type -> gostream.cluster.v1.StatusRequest
+	24, // 57: gostream.cluster.v1.Control.RegisterJob:input_type -> gostream.cluster.v1.RegisterJobRequest
+	22, // 58: gostream.cluster.v1.Control.MemberInfo:input_type -> gostream.cluster.v1.MemberInfoRequest
+	33, // 59: gostream.cluster.v1.Control.Hello:input_type -> gostream.cluster.v1.HelloRequest
+	26, // 60: gostream.cluster.v1.Control.Jobs:input_type -> gostream.cluster.v1.JobsRequest
+	28, // 61: gostream.cluster.v1.Control.StopJob:input_type -> gostream.cluster.v1.StopJobRequest
+	30, // 62: gostream.cluster.v1.Control.Watch:input_type -> gostream.cluster.v1.WatchRequest
+	37, // 63: gostream.cluster.v1.Shuffle.Push:input_type -> gostream.cluster.v1.ShuffleMessage
+	39, // 64: gostream.cluster.v1.StatePartitions.Reduce:input_type -> gostream.cluster.v1.ReduceRequest
+	42, // 65: gostream.cluster.v1.StatePartitions.Rows:input_type -> gostream.cluster.v1.RowsRequest
+	46, // 66: gostream.cluster.v1.StatePartitions.Replicate:input_type -> gostream.cluster.v1.ReplicateMessage
+	49, // 67: gostream.cluster.v1.Task.Map:input_type -> gostream.cluster.v1.MapRequest
+	49, // 68: gostream.cluster.v1.Task.MapRows:input_type -> gostream.cluster.v1.MapRequest
+	21, // 69: gostream.cluster.v1.Control.Status:output_type -> gostream.cluster.v1.StatusResponse
+	25, // 70: gostream.cluster.v1.Control.RegisterJob:output_type -> gostream.cluster.v1.RegisterJobResponse
+	23, // 71: gostream.cluster.v1.Control.MemberInfo:output_type -> gostream.cluster.v1.MemberInfoResponse
+	34, // 72: gostream.cluster.v1.Control.Hello:output_type -> gostream.cluster.v1.HelloResponse
+	27, // 73: gostream.cluster.v1.Control.Jobs:output_type -> gostream.cluster.v1.JobsResponse
+	29, // 74: gostream.cluster.v1.Control.StopJob:output_type -> gostream.cluster.v1.StopJobResponse
+	32, // 75: gostream.cluster.v1.Control.Watch:output_type -> gostream.cluster.v1.WatchEvent
+	38, // 76: gostream.cluster.v1.Shuffle.Push:output_type -> gostream.cluster.v1.ShuffleResponse
+	41, // 77: gostream.cluster.v1.StatePartitions.Reduce:output_type -> gostream.cluster.v1.ReduceResponse
+	43, // 78: gostream.cluster.v1.StatePartitions.Rows:output_type -> gostream.cluster.v1.RowsResponse
+	47, // 79: gostream.cluster.v1.StatePartitions.Replicate:output_type -> gostream.cluster.v1.ReplicateResponse
+	50, // 80: gostream.cluster.v1.Task.Map:output_type -> gostream.cluster.v1.MapResponse
+	51, // 81: gostream.cluster.v1.Task.MapRows:output_type -> gostream.cluster.v1.MapRowsResponse
+	69, // [69:82] is the sub-list for method output_type
+	56, // [56:69] is the sub-list for method input_type
+	56, // [56:56] is the sub-list for extension type_name
+	56, // [56:56] is the sub-list for extension extendee
+	0,  // [0:56] is the sub-list for field type_name
 }
 
 func init() { file_cluster_proto_init() }
@@ -4071,28 +4203,28 @@ func file_cluster_proto_init() {
 		(*BatchLogEntry_Offsets)(nil),
 		(*BatchLogEntry_Commit)(nil),
 	}
-	file_cluster_proto_msgTypes[9].OneofWrappers = []any{
+	file_cluster_proto_msgTypes[10].OneofWrappers = []any{
 		(*Command_Init)(nil),
 		(*Command_RegisterJob)(nil),
 		(*Command_AppendBatchLog)(nil),
 		(*Command_SetAssignment)(nil),
 		(*Command_SetJobState)(nil),
 	}
-	file_cluster_proto_msgTypes[28].OneofWrappers = []any{}
-	file_cluster_proto_msgTypes[30].OneofWrappers = []any{
+	file_cluster_proto_msgTypes[29].OneofWrappers = []any{}
+	file_cluster_proto_msgTypes[31].OneofWrappers = []any{
 		(*WatchEvent_Status)(nil),
 		(*WatchEvent_Report)(nil),
 	}
-	file_cluster_proto_msgTypes[35].OneofWrappers = []any{
+	file_cluster_proto_msgTypes[36].OneofWrappers = []any{
 		(*ShuffleMessage_Open)(nil),
 		(*ShuffleMessage_Data)(nil),
 		(*ShuffleMessage_End)(nil),
 	}
-	file_cluster_proto_msgTypes[39].OneofWrappers = []any{
+	file_cluster_proto_msgTypes[40].OneofWrappers = []any{
 		(*ReduceResponse_Changes)(nil),
 		(*ReduceResponse_Done)(nil),
 	}
-	file_cluster_proto_msgTypes[44].OneofWrappers = []any{
+	file_cluster_proto_msgTypes[45].OneofWrappers = []any{
 		(*ReplicateMessage_Open)(nil),
 		(*ReplicateMessage_Record)(nil),
 		(*ReplicateMessage_End)(nil),
@@ -4103,7 +4235,7 @@ func file_cluster_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cluster_proto_rawDesc), len(file_cluster_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   52,
+			NumMessages:   53,
 			NumExtensions: 0,
 			NumServices:   4,
 		},
