@@ -101,6 +101,9 @@ func newJobDriver(ctx context.Context, run *JobRun) (d *jobDriver, err error) {
 	if d.sink, err = engine.PlannedSink(job.Options, &d.out); err != nil {
 		return nil, err
 	}
+	if js, ok := d.sink.(*engine.JSONLSink); ok {
+		js.Fence = run.Leading // a file on this host: no term fences it
+	}
 	d.src, err = kafkasrc.NewSource(kafkasrc.Config{
 		Brokers:      strings.Split(scan.BootstrapServers, ","),
 		Options:      scan.KafkaOptions,

@@ -70,6 +70,44 @@ type JobRun struct {
 
 	ctx context.Context
 	m   *jobManager
+
+	lease struct {
+		sync.Mutex
+		until time.Time // Leading answers nil without asking before then
+	}
+}
+
+// Leading returns nil when the run's member still leads in the run's
+// term, and an error wrapping ErrNoLeader otherwise (or once the run
+// stopped): call it right before an effect outside the Raft log and the
+// workers, which no term fences, such as writing the sink's file on the
+// leader's host. It confirms the leadership with a quorum
+// (raft.VerifyLeader: a round of heartbeats), which then holds for half
+// of HeartbeatTimeout from when it asked: a follower that answered does
+// not vote for another member before HeartbeatTimeout passed without
+// hearing from this leader, so no other leader can exist before then.
+// Within that lease Leading answers at once. A pause (SIGSTOP, a VM
+// frozen) longer than the lease between Leading and the effect is not
+// covered: call it again after any wait. Safe for concurrent use.
+func (r *JobRun) Leading() error {
+	if err := r.ctx.Err(); err != nil {
+		return fmt.Errorf("%w: the driver run of job %s on %s in term %d stopped: %w", ErrNoLeader, r.Job.Name, r.Member, r.Term, err)
+	}
+	r.lease.Lock()
+	defer r.lease.Unlock()
+	if time.Now().Before(r.lease.until) {
+		return nil
+	}
+	asked := time.Now()
+	n := r.m.n
+	if err := n.raft.VerifyLeader().Error(); err != nil {
+		return fmt.Errorf("%w: %s no longer leads term %d (%v): the run of job %s writes nothing more", ErrNoLeader, r.Member, r.Term, err, r.Job.Name)
+	}
+	if term := n.raft.CurrentTerm(); term != r.Term {
+		return fmt.Errorf("%w: %s leads term %d, the run of job %s belongs to term %d: it writes nothing more", ErrNoLeader, r.Member, term, r.Job.Name, r.Term)
+	}
+	r.lease.until = asked.Add(n.cfg.HeartbeatTimeout / 2)
+	return nil
 }
 
 // Report publishes one batch's progress and what its sink wrote for the
@@ -244,7 +282,12 @@ func (m *jobManager) startLocked(j *clusterpb.Job, term uint64) {
 	m.n.log.Info("cluster: job driver started", "job", j.Name, "name", m.n.cfg.Name, "term", term)
 	m.wg.Go(func() {
 		err := m.driver.Drive(ctx, run)
-		if ctx.Err() == nil {
+		switch {
+		case ctx.Err() != nil:
+		case errors.Is(err, ErrNoLeader):
+			// Deposed before the run was stopped: the next leader runs the job.
+			m.n.log.Info("cluster: job driver stopped: this member no longer leads", "job", j.Name, "name", m.n.cfg.Name, "term", term, "err", err)
+		default:
 			m.logEnd(run, err)
 		}
 		m.mu.Lock()

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -14,6 +16,7 @@ import (
 	"github.com/gostream/gostream/engine/loop"
 	_ "github.com/gostream/gostream/examples/wordcount"
 	"github.com/gostream/gostream/kafkasrc"
+	"github.com/gostream/gostream/operators"
 	"github.com/gostream/gostream/proto/clusterpb"
 	"github.com/gostream/gostream/proto/planpb"
 	"github.com/hashicorp/raft"
@@ -453,5 +456,45 @@ func TestJobManagerRefusesOtherRegistries(t *testing.T) {
 	t.Log(err)
 	if _, ok := g.nodes[0].FSM().Job("wc"); ok {
 		t.Error("the job was registered")
+	}
+}
+
+// TestJobRunLeading: a run's Leading answers nil while its member leads in
+// the run's term, and ErrNoLeader once another member leads, even before
+// the job manager stopped the run (its context is not canceled here):
+// the fence a jsonl sink's writes go through, which then writes nothing.
+func TestJobRunLeading(t *testing.T) {
+	g := newNodeGroup(t, 3)
+	g.waitStatus(g.addrs(), allReachable)
+	leader := g.leader()
+	run := &JobRun{Job: &clusterpb.Job{Name: "wc"}, Member: leader.cfg.Name, Term: leader.raft.CurrentTerm(), ctx: context.Background(), m: leader.jobs}
+	if err := run.Leading(); err != nil {
+		t.Fatalf("Leading on the leader = %v; want nil", err)
+	}
+	path := filepath.Join(t.TempDir(), "out.jsonl")
+	sink := &engine.JSONLSink{Path: path, Fence: run.Leading}
+	defer sink.Close()
+	batch := engine.NewBatch(0, engine.Complete, operators.Schema{{Name: "word", Type: planpb.DataType_STRING}}, func(fn operators.Emit) error {
+		return fn(operators.Row{operators.Str("a")})
+	})
+	if err := sink.AddBatch(context.Background(), batch); err != nil {
+		t.Fatalf("the leader's sink: %v", err)
+	}
+	if err := leader.raft.LeadershipTransfer().Error(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, func() error {
+		if err := run.Leading(); !errors.Is(err, ErrNoLeader) {
+			return fmt.Errorf("Leading after the leadership moved = %v; want ErrNoLeader", err)
+		}
+		return nil
+	})
+	t.Log(run.Leading())
+	written, _ := os.ReadFile(path)
+	if err := sink.AddBatch(context.Background(), batch); !errors.Is(err, ErrNoLeader) {
+		t.Fatalf("the deposed leader's sink = %v; want ErrNoLeader", err)
+	}
+	if now, _ := os.ReadFile(path); string(now) != string(written) {
+		t.Fatalf("the deposed leader's sink wrote %q after %q", now, written)
 	}
 }

@@ -212,6 +212,12 @@ type JSONLSink struct {
 	Path     string
 	W        io.Writer
 	TimeZone *time.Location // timestamps are written in it; nil: UTC
+	// Fence, when set, is called right before each change of the file at
+	// Path: its cut on the first batch and each write (a write carries at
+	// most 256 KiB). An error stops the batch at once, without writing; a
+	// cluster's driver checks that it still leads there, so a leader that
+	// was deposed while paused never writes again.
+	Fence func() error
 
 	mu      sync.Mutex
 	f       *os.File
@@ -236,6 +242,9 @@ func (s *JSONLSink) AddBatch(_ context.Context, b *Batch) error {
 		s.bw = bufio.NewWriterSize(w, 256<<10)
 	}
 	bw := s.bw
+	if s.f != nil && s.Fence != nil {
+		w = fencedWriter{w: s.f, fence: s.Fence}
+	}
 	bw.Reset(w)
 	// `{"batch":N` and each column's `,"name":`, encoded once per batch.
 	head := strconv.AppendInt([]byte(`{"batch":`), b.ID, 10)
@@ -302,6 +311,9 @@ func (s *JSONLSink) openLocked(first int64) error {
 	if err == nil {
 		keep, err = keptLength(f, size, first)
 	}
+	if err == nil && keep < size && s.Fence != nil {
+		err = s.Fence()
+	}
 	if err == nil && keep < size {
 		err = f.Truncate(keep)
 	}
@@ -314,6 +326,19 @@ func (s *JSONLSink) openLocked(first int64) error {
 	}
 	s.f, s.checked = f, true
 	return nil
+}
+
+// fencedWriter calls fence before each write to w.
+type fencedWriter struct {
+	w     io.Writer
+	fence func() error
+}
+
+func (f fencedWriter) Write(p []byte) (int, error) {
+	if err := f.fence(); err != nil {
+		return 0, err
+	}
+	return f.w.Write(p)
 }
 
 // jsonlBlock is how much of its file the jsonl sink reads back at a time

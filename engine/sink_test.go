@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -326,5 +327,50 @@ func TestJSONLSinkRerunAfterAnyCrash(t *testing.T) {
 		if got, _ := os.ReadFile(path); string(got) != string(all[:ends[rerun]]) {
 			t.Fatalf("crash after %d bytes, re-run of batch %d: got\n%s\nwant\n%s", cut, batches[rerun].ID, got, all[:ends[rerun]])
 		}
+	}
+}
+
+// TestJSONLSinkFence: a JSONLSink's Fence is asked before each change of
+// its file, and once it refuses, the file does not change: neither the
+// cut of a re-run batch's lines nor any write, even of a batch already
+// under way (its rows beyond the buffer's 256 KiB).
+func TestJSONLSinkFence(t *testing.T) {
+	errDeposed := fmt.Errorf("deposed")
+	path := filepath.Join(t.TempDir(), "out.jsonl")
+	size := writeBatches(t, path, 0, 2, 10)
+	ctx := context.Background()
+
+	refused := &JSONLSink{Path: path, Fence: func() error { return errDeposed }}
+	if err := refused.AddBatch(ctx, batchOf(1, wc("rerun", 1))); !errors.Is(err, errDeposed) {
+		t.Fatalf("a re-run of batch 1 behind a refusing fence = %v; want its error", err)
+	}
+	refused.Close()
+	if st, _ := os.Stat(path); st.Size() != size {
+		t.Fatalf("the refused re-run changed the file: %d bytes, was %d", st.Size(), size)
+	}
+
+	// A batch of about 1 MiB: the fence lets its first write through and
+	// refuses the next ones.
+	rows := make([]operators.Row, 30_000)
+	for i := range rows {
+		rows[i] = wc(fmt.Sprintf("word-%08d", i), int64(i))
+	}
+	calls := 0
+	s := &JSONLSink{Path: path, Fence: func() error {
+		if calls++; calls > 1 {
+			return errDeposed
+		}
+		return nil
+	}}
+	if err := s.AddBatch(ctx, batchOf(2, rows...)); !errors.Is(err, errDeposed) {
+		t.Fatalf("a batch whose fence refuses after its first write = %v; want its error", err)
+	}
+	s.Close()
+	st, _ := os.Stat(path)
+	if written := st.Size() - size; written != 256<<10 {
+		t.Fatalf("%d bytes written behind the fence; want one write of 256 KiB", written)
+	}
+	if calls != 2 {
+		t.Fatalf("the fence was asked %d times; want 2 (it refused the second write)", calls)
 	}
 }

@@ -208,12 +208,16 @@ func (w *Worker) Start(t testing.TB) {
 	if w.Running() {
 		t.Fatalf("clustertest: %s is running already", w.Name)
 	}
+	if err := os.MkdirAll(w.Dir(), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	log, err := os.OpenFile(w.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer log.Close()
 	cmd := exec.Command(w.bin, "worker", "--name", w.Name, "--listen", w.Addr, "--data", w.DataDir, "--peers", w.peers)
+	cmd.Dir = w.Dir()
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
@@ -225,6 +229,11 @@ func (w *Worker) Start(t testing.TB) {
 		close(done)
 	}(w.done)
 }
+
+// Dir is the worker's working directory, which holds its data directory:
+// a job's jsonl:PATH with a relative PATH is a file there when the worker
+// leads, as each machine of a real cluster has its own files.
+func (w *Worker) Dir() string { return filepath.Dir(w.DataDir) }
 
 // Running reports whether the worker's process is running.
 func (w *Worker) Running() bool {
@@ -251,6 +260,18 @@ func (w *Worker) Stop(t testing.TB) {
 func (w *Worker) Kill(t testing.TB) {
 	t.Helper()
 	_ = w.stop(syscall.SIGKILL)
+}
+
+// Signal sends sig to the worker's process (SIGSTOP and SIGCONT pause and
+// resume it) without waiting.
+func (w *Worker) Signal(t testing.TB, sig syscall.Signal) {
+	t.Helper()
+	if !w.Running() {
+		t.Fatalf("clustertest: %s is not running: cannot send it %v", w.Name, sig)
+	}
+	if err := w.cmd.Process.Signal(sig); err != nil {
+		t.Fatalf("clustertest: %v to %s: %v", sig, w.Name, err)
+	}
 }
 
 // Restart stops the worker with SIGTERM and starts it again.

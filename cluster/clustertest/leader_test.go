@@ -1,0 +1,530 @@
+package clustertest_test
+
+import (
+	"bufio"
+	"cmp"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/gostream/gostream/cluster"
+	"github.com/gostream/gostream/cluster/clustertest"
+	"github.com/gostream/gostream/internal/testseed"
+	"github.com/gostream/gostream/kafkatest"
+	"github.com/gostream/gostream/proto/clusterpb"
+)
+
+// sinkFile is the streaming job's jsonl file, relative: each worker
+// writes its own, in its directory, while it leads.
+const sinkFile = "counts.jsonl"
+
+// streaming is a word count job running on a cluster batch after batch
+// (trigger 200ms, complete mode, the jsonl sink writing a file on the
+// leader's host) over a topic a producer keeps writing to.
+type streaming struct {
+	c     *clustertest.Cluster
+	kc    *kafkatest.Cluster
+	topic string
+	rng   *rand.Rand
+	vocab []string // the words of the lines produced
+
+	mu    sync.Mutex
+	truth map[string]int64
+
+	stopProducing context.CancelFunc
+	produced      chan struct{} // closed when the producer stopped
+}
+
+// streamSetup shapes a streaming job.
+type streamSetup struct {
+	partitions int32    // of the topic
+	lines      int      // produced before the job starts
+	vocab      []string // the words of the lines
+	submit     []string // more arguments of submit
+}
+
+// startStreaming starts Apache Kafka with 3 brokers, a topic, three
+// workers and the job, and a producer writing 100 random lines every
+// 50ms until stopProducer.
+func startStreaming(t *testing.T, setup streamSetup) *streaming {
+	t.Helper()
+	rng := testseed.Rand(t)
+	kc := kafkatest.Start(t, kafkatest.Brokers(3))
+	topic := kafkatest.UniqueTopic(t, "wc")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := kc.CreateTopic(ctx, topic, setup.partitions, 2); err != nil {
+		t.Fatal(err)
+	}
+	s := &streaming{kc: kc, topic: topic, vocab: setup.vocab, rng: rng, truth: map[string]int64{}}
+	s.c = clustertest.Start(t, 3)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(kc.Addrs()...), kgo.RecordPartitioner(kgo.RoundRobinPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.produce(ctx, cl, rng, setup.lines); err != nil {
+		t.Fatal(err)
+	}
+
+	sctx, stopSubmit := context.WithCancel(context.Background())
+	follow := s.c.Command(sctx, append([]string{"submit", "wordcount", "--master", s.c.Master(), "--brokers", kc.BootstrapServers(), "--topic", topic,
+		"--starting-offsets", "earliest", "--trigger", "200ms", "--max-offsets-per-trigger", "3000", "--output-mode", "complete",
+		"--sink", "jsonl:" + sinkFile, "-q"}, setup.submit...)...)
+	if err := follow.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		stopSubmit()
+		_ = follow.Wait()
+	})
+
+	pctx, stop := context.WithCancel(context.Background())
+	s.stopProducing, s.produced = stop, make(chan struct{})
+	errc := make(chan error, 1)
+	go func() {
+		defer close(s.produced)
+		defer cl.Close()
+		for pctx.Err() == nil {
+			if err := s.produce(pctx, cl, rng, 100); err != nil {
+				if pctx.Err() == nil {
+					errc <- err
+				}
+				return
+			}
+			select {
+			case <-pctx.Done():
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		s.stopProducer(t)
+		select {
+		case err := <-errc:
+			t.Errorf("the producer failed: %v", err)
+		default:
+		}
+	})
+	return s
+}
+
+// produce produces n random lines and adds their words to the truth once
+// Kafka acknowledged them (a line is produced whole or not at all: one
+// ProduceSync of records that each are one line).
+func (s *streaming) produce(ctx context.Context, cl *kgo.Client, rng *rand.Rand, n int) error {
+	counts := map[string]int64{}
+	recs := make([]*kgo.Record, n)
+	for i := range recs {
+		ws := make([]string, 1+rng.IntN(8))
+		for j := range ws {
+			ws[j] = s.vocab[rng.IntN(len(s.vocab))]
+		}
+		for _, w := range ws {
+			counts[w]++
+		}
+		recs[i] = &kgo.Record{Topic: s.topic, Value: []byte(strings.Join(ws, " "))}
+	}
+	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for w, c := range counts {
+		s.truth[w] += c
+	}
+	return nil
+}
+
+// stopProducer stops the producer and waits for it.
+func (s *streaming) stopProducer(t *testing.T) {
+	s.stopProducing()
+	<-s.produced
+}
+
+// batches reads w's jsonl file: each batch's counts, in file order. A
+// line that is not a whole JSON object (torn, or overwritten in the
+// middle) fails t.
+func (s *streaming) batches(t *testing.T, w *clustertest.Worker) (ids []int64, counts []map[string]int64) {
+	t.Helper()
+	path := filepath.Join(w.Dir(), sinkFile)
+	f, err := os.Open(path)
+	if os.IsNotExist(err) {
+		return nil, nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		var row struct {
+			Batch *int64 `json:"batch"`
+			Word  string `json:"word"`
+			Count int64  `json:"count"`
+		}
+		if err := json.Unmarshal(sc.Bytes(), &row); err != nil || row.Batch == nil {
+			t.Fatalf("%s: a line after batch %v, %q, is not a row of a batch: %v", path, ids[max(0, len(ids)-1):], sc.Text(), err)
+		}
+		if len(ids) == 0 || ids[len(ids)-1] != *row.Batch {
+			ids, counts = append(ids, *row.Batch), append(counts, map[string]int64{})
+		}
+		counts[len(counts)-1][row.Word] = row.Count
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return ids, counts
+}
+
+// checkOutput fails t unless each worker's jsonl file holds each batch
+// once, in order (the batches of the terms the worker led), and every
+// word's count never goes back from a batch to the next (complete mode: a
+// count that goes back is a duplicate or a rollback that leaked), and
+// returns the counts of the last batch any file holds.
+func (s *streaming) checkOutput(t *testing.T) (int64, map[string]int64) {
+	t.Helper()
+	last, lastCounts := int64(-1), map[string]int64(nil)
+	for _, w := range s.c.Workers {
+		ids, counts := s.batches(t, w)
+		for i := 1; i < len(ids); i++ {
+			if ids[i] <= ids[i-1] {
+				t.Fatalf("%s's jsonl file: batch %d follows batch %d (batches in file order: %v)", w.Name, ids[i], ids[i-1], ids)
+			}
+			for word, n := range counts[i-1] {
+				if counts[i][word] < n {
+					t.Fatalf("%s's jsonl file: %q counted %d in batch %d, then %d in batch %d", w.Name, word, n, ids[i-1], counts[i][word], ids[i])
+				}
+			}
+		}
+		if len(ids) > 0 && ids[len(ids)-1] > last {
+			last, lastCounts = ids[len(ids)-1], counts[len(counts)-1]
+		}
+	}
+	return last, lastCounts
+}
+
+// waitExact stops the producer and waits until the last batch written
+// counts every line produced, checking the files' batches.
+func (s *streaming) waitExact(t *testing.T) {
+	t.Helper()
+	s.stopProducer(t)
+	s.mu.Lock()
+	truth := s.truth
+	s.mu.Unlock()
+	var last int64
+	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(200 * time.Millisecond) {
+		var counts map[string]int64
+		last, counts = s.checkOutput(t)
+		if mapsEqual(counts, truth) {
+			break
+		}
+		if time.Now().After(deadline) {
+			wantCounts(t, fmt.Sprintf("the last batch, %d, after 2 minutes", last), counts, truth)
+			t.FailNow()
+		}
+	}
+	t.Logf("batch %d counts every line produced exactly", last)
+}
+
+func mapsEqual(a, b map[string]int64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}
+
+// jobView polls the job's status through the members at addrs.
+type jobView struct {
+	cl *cluster.Client
+}
+
+func newJobView(t *testing.T, ws ...*clustertest.Worker) jobView {
+	var addrs []string
+	for _, w := range ws {
+		addrs = append(addrs, w.Addr)
+	}
+	cl := cluster.NewClient(addrs)
+	t.Cleanup(func() { cl.Close() })
+	return jobView{cl: cl}
+}
+
+// job is the wordcount job's status, or nil while no leader answers.
+func (v jobView) job() *clusterpb.JobStatus {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	jobs, err := v.cl.Jobs(ctx, "wordcount")
+	if err != nil || len(jobs) != 1 {
+		return nil
+	}
+	return jobs[0]
+}
+
+// waitJob polls the job's status until done says so, and returns it.
+func (v jobView) waitJob(t *testing.T, what string, done func(*clusterpb.JobStatus) bool) *clusterpb.JobStatus {
+	t.Helper()
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(10 * time.Millisecond) {
+		if js := v.job(); js != nil && done(js) {
+			return js
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not after a minute; job %v", what, v.job())
+		}
+	}
+}
+
+// workerNamed is the worker named name.
+func workerNamed(t *testing.T, c *clustertest.Cluster, name string) *clustertest.Worker {
+	t.Helper()
+	for _, w := range c.Workers {
+		if w.Name == name {
+			return w
+		}
+	}
+	t.Fatalf("no worker %q", name)
+	return nil
+}
+
+// others are c's workers but w.
+func others(c *clustertest.Cluster, w *clustertest.Worker) []*clustertest.Worker {
+	return slices.DeleteFunc(slices.Clone(c.Workers), func(o *clustertest.Worker) bool { return o == w })
+}
+
+// recovery is one leader kill's timeline, from the kill.
+type recovery struct {
+	driver  time.Duration // the new leader's driver runs (after election and barrier)
+	epoch   time.Duration // it logged its assignment epoch
+	planned time.Duration // it logged its first batch log entry (its first "offsets N", or a re-run's "commit N" with "offsets N+1")
+	commit  time.Duration // it logged its first "commit N"
+}
+
+// logSince returns the lines of w's log of its leadership and its job
+// driver since t, each with its time from t.
+func logSince(tb testing.TB, w *clustertest.Worker, t time.Time) string {
+	b, err := os.ReadFile(w.LogPath)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var out strings.Builder
+	for line := range strings.Lines(string(b)) {
+		at, ok := strings.CutPrefix(line, "time=")
+		if !ok || !strings.Contains(line, "msg=cluster:") && !strings.Contains(line, "msg=\"cluster:") {
+			continue
+		}
+		stamp, _, _ := strings.Cut(at, " ")
+		when, err := time.Parse(time.RFC3339Nano, stamp)
+		if err != nil || when.Before(t) {
+			continue
+		}
+		fmt.Fprintf(&out, "  +%v %s", when.Sub(t).Round(time.Millisecond), line)
+	}
+	return out.String()
+}
+
+// leaderKills is how many times TestClusterLeaderKilled kills the leader:
+// GOSTREAM_LEADER_KILLS, default 2.
+func leaderKills(t *testing.T) int {
+	n := 2
+	if v := os.Getenv("GOSTREAM_LEADER_KILLS"); v != "" {
+		if _, err := fmt.Sscan(v, &n); err != nil || n < 1 {
+			t.Fatalf("GOSTREAM_LEADER_KILLS=%q: want a positive number", v)
+		}
+	}
+	return n
+}
+
+// TestClusterLeaderKilled: a job runs batch after batch on three worker
+// processes (trigger 200ms, real Kafka, new lines produced all along)
+// while its leader is killed with SIGKILL, again and again (each time
+// restarted once a new leader committed a batch): a new leader resumes the
+// job from the Raft batch log, re-running the batch in flight with the
+// same ranges, and the jsonl file, written on the leader's host, holds
+// each batch once, in order, counts that never go back, and at the end
+// the exact counts of every line produced. It logs each kill's timeline
+// (new driver, its epoch, its first batch log entry, its first commit)
+// and their medians; a run of many kills measures them:
+//
+//	flock /tmp/gostream-kafka.lock env GOSTREAM_KAFKA_BACKEND=process GOSTREAM_LEADER_KILLS=10 \
+//	  go test -count=1 -v -run '^TestClusterLeaderKilled$' ./cluster/clustertest
+func TestClusterLeaderKilled(t *testing.T) {
+	skipShort(t)
+	s := startStreaming(t, streamSetup{partitions: 3, lines: 2000, vocab: words})
+	all := newJobView(t, s.c.Workers...)
+	all.waitJob(t, "the job commits a batch", func(js *clusterpb.JobStatus) bool { return js.LastCommitted >= 1 })
+	var recs []recovery
+	for i := range leaderKills(t) {
+		before := all.waitJob(t, "a driver plans a batch", func(js *clusterpb.JobStatus) bool {
+			return js.Driver != "" && js.LastPlanned > js.LastCommitted
+		})
+		leader := workerNamed(t, s.c, before.Driver)
+		survivors := newJobView(t, others(s.c, leader)...)
+		killed := time.Now()
+		leader.Kill(t)
+		var (
+			r    recovery
+			base *clusterpb.JobStatus // the batch log as the new driver found it
+		)
+		js := survivors.waitJob(t, "a new leader drives the job", func(js *clusterpb.JobStatus) bool {
+			since := time.Since(killed)
+			if js.DriverTerm <= before.DriverTerm {
+				return false
+			}
+			if base == nil {
+				base, r.driver = js, since
+				// The killed worker holds Kafka and state partitions that
+				// the batch in flight needs: restarted, as a supervisor
+				// would, it takes them again.
+				leader.Start(t)
+			}
+			if js.Assignment.GetEpoch() > base.Assignment.GetEpoch() || base.Assignment.GetEpoch() > before.Assignment.GetEpoch() {
+				r.epoch = cmp.Or(r.epoch, since)
+			}
+			if js.LastPlanned > base.LastPlanned || js.LastCommitted > base.LastCommitted {
+				r.planned = cmp.Or(r.planned, since)
+			}
+			if js.LastCommitted > base.LastCommitted {
+				r.commit = since
+				return true
+			}
+			return false
+		})
+		t.Logf("kill %d: leader %s (term %d) killed while batch %d was in flight; %s drives the job in term %d after %v, logs epoch %d after %v, its first batch log entry after %v, commits batch %d after %v",
+			i+1, leader.Name, before.DriverTerm, before.LastPlanned, js.Driver, js.DriverTerm, r.driver, js.Assignment.GetEpoch(), r.epoch, r.planned, js.LastCommitted, r.commit)
+		t.Logf("kill %d: the new leader's log:\n%s", i+1, logSince(t, workerNamed(t, s.c, js.Driver), killed))
+		recs = append(recs, r)
+		s.c.WaitLeader(t)
+	}
+	median := func(f func(recovery) time.Duration) time.Duration {
+		ds := make([]time.Duration, len(recs))
+		for i, r := range recs {
+			ds[i] = f(r)
+		}
+		slices.Sort(ds)
+		return ds[len(ds)/2]
+	}
+	t.Logf("medians of %d leader kills: driver %v, epoch %v, first batch log entry %v, commit %v", len(recs),
+		median(func(r recovery) time.Duration { return r.driver }), median(func(r recovery) time.Duration { return r.epoch }),
+		median(func(r recovery) time.Duration { return r.planned }), median(func(r recovery) time.Duration { return r.commit }))
+	s.waitExact(t)
+}
+
+// leaderPauses is how many times TestClusterLeaderPaused pauses the
+// leader: GOSTREAM_LEADER_PAUSES, default 2.
+func leaderPauses(t *testing.T) int {
+	n := 2
+	if v := os.Getenv("GOSTREAM_LEADER_PAUSES"); v != "" {
+		if _, err := fmt.Sscan(v, &n); err != nil || n < 1 {
+			t.Fatalf("GOSTREAM_LEADER_PAUSES=%q: want a positive number", v)
+		}
+	}
+	return n
+}
+
+// holdsNothing fails t unless the job's assignment gives w no Kafka
+// partition and no state partition, owner or standby.
+func holdsNothing(t *testing.T, js *clusterpb.JobStatus, w string) {
+	t.Helper()
+	for _, k := range js.Assignment.GetKafka() {
+		if k.Worker == w {
+			t.Fatalf("the job's assignment gives %s Kafka partition %s-%d; the test needs a worker holding nothing: %v", w, k.Topic, k.Partition, js.Assignment)
+		}
+	}
+	for _, sp := range js.Assignment.GetState() {
+		if sp.Owner == w || sp.Standby == w {
+			t.Fatalf("the job's assignment gives %s a state partition; the test needs a worker holding nothing: %v", w, js.Assignment)
+		}
+	}
+}
+
+// TestClusterLeaderPaused: a leader paused with SIGSTOP while a batch is
+// in flight, deposed, and resumed with SIGCONT once a new leader has
+// written and committed that batch and the next, writes nothing more: the
+// jsonl file, which every leader writes on this one host, holds each
+// batch once, whole and in order, with counts that never go back, and at
+// the end the exact counts. The job has one Kafka partition and one state
+// partition, on s1 (owner) and s2 (standby), and s3 leads: so the others
+// go on while it is paused. Its batches write about 20,000 rows (a
+// vocabulary of 20,000 words), several writes each, so a pause often
+// falls in the middle of the sink's writes, or while the batch's reduce
+// answers wait in its sockets: without the fence, the resumed leader
+// went on writing its batch over the new leader's lines. The pauses fall
+// at random times (the seed is logged):
+//
+//	flock /tmp/gostream-kafka.lock env GOSTREAM_KAFKA_BACKEND=process GOSTREAM_LEADER_PAUSES=10 \
+//	  go test -count=1 -v -run '^TestClusterLeaderPaused$' ./cluster/clustertest
+func TestClusterLeaderPaused(t *testing.T) {
+	skipShort(t)
+	vocab := make([]string, 50_000)
+	for i := range vocab {
+		vocab[i] = fmt.Sprintf("w%05d", i)
+	}
+	s := startStreaming(t, streamSetup{partitions: 1, lines: 20_000, vocab: vocab, submit: []string{"--shuffle-partitions", "1"}})
+	rng := rand.New(rand.NewPCG(s.rng.Uint64(), 0)) // the pauses' times; the producer has s.rng
+	all := newJobView(t, s.c.Workers...)
+	all.waitJob(t, "the job commits a batch", func(js *clusterpb.JobStatus) bool { return js.LastCommitted >= 1 })
+	paused := workerNamed(t, s.c, "s3")
+	t.Cleanup(func() {
+		if paused.Running() {
+			paused.Signal(t, syscall.SIGCONT)
+		}
+	})
+	for i := range leaderPauses(t) {
+		for {
+			js := all.waitJob(t, "a driver runs", func(js *clusterpb.JobStatus) bool { return js.Driver != "" })
+			if js.Driver == paused.Name {
+				break
+			}
+			// Move the leadership on until s3 has it.
+			workerNamed(t, s.c, js.Driver).Restart(t)
+			s.c.WaitLeader(t)
+		}
+		before := all.waitJob(t, "s3 plans a batch", func(js *clusterpb.JobStatus) bool {
+			return js.Driver == paused.Name && js.LastPlanned > js.LastCommitted
+		})
+		holdsNothing(t, before, paused.Name)
+		time.Sleep(time.Duration(rng.IntN(100)) * time.Millisecond)
+		paused.Signal(t, syscall.SIGSTOP)
+		stopped := time.Now()
+		out := filepath.Join(paused.Dir(), sinkFile)
+		was, err := os.Stat(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		js := newJobView(t, others(s.c, paused)...).waitJob(t, "a new leader commits the batch in flight and the next", func(js *clusterpb.JobStatus) bool {
+			return js.DriverTerm > before.DriverTerm && js.LastCommitted > before.LastPlanned
+		})
+		paused.Signal(t, syscall.SIGCONT)
+		t.Logf("pause %d: %s (term %d) paused while batch %d was in flight; %s committed batch %d in term %d after %v; %s resumed",
+			i+1, paused.Name, before.DriverTerm, before.LastPlanned, js.Driver, js.LastCommitted, js.DriverTerm, time.Since(stopped), paused.Name)
+		s.c.WaitLeader(t)
+		// Once the resumed member follows, what it would write, it has.
+		all.waitJob(t, "the job runs on", func(js2 *clusterpb.JobStatus) bool { return js2.LastCommitted > js.LastCommitted })
+		t.Logf("pause %d: %s's log since it was paused:\n%s", i+1, paused.Name, logSince(t, paused, stopped))
+		now, err := os.Stat(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if now.Size() != was.Size() || !now.ModTime().Equal(was.ModTime()) {
+			t.Fatalf("pause %d: %s, deposed while paused, changed its jsonl file after it resumed: %d bytes, modified %v; was %d bytes, modified %v",
+				i+1, paused.Name, now.Size(), now.ModTime(), was.Size(), was.ModTime())
+		}
+		s.checkOutput(t)
+	}
+	s.waitExact(t)
+}
