@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -337,14 +338,17 @@ func logSince(tb testing.TB, w *clustertest.Worker, t time.Time) string {
 	return out.String()
 }
 
-// leaderKills is how many times TestClusterLeaderKilled kills the leader:
-// GOSTREAM_LEADER_KILLS, default 2.
-func leaderKills(t *testing.T) int {
-	n := 2
-	if v := os.Getenv("GOSTREAM_LEADER_KILLS"); v != "" {
-		if _, err := fmt.Sscan(v, &n); err != nil || n < 1 {
-			t.Fatalf("GOSTREAM_LEADER_KILLS=%q: want a positive number", v)
-		}
+// envCount is the positive number the environment variable name gives,
+// def when it is not set.
+func envCount(t *testing.T, name string, def int) int {
+	t.Helper()
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		t.Fatalf("%s=%q: want a positive number", name, v)
 	}
 	return n
 }
@@ -368,7 +372,7 @@ func TestClusterLeaderKilled(t *testing.T) {
 	all := newJobView(t, s.c.Workers...)
 	all.waitJob(t, "the job commits a batch", func(js *clusterpb.JobStatus) bool { return js.LastCommitted >= 1 })
 	var recs []recovery
-	for i := range leaderKills(t) {
+	for i := range envCount(t, "GOSTREAM_LEADER_KILLS", 2) {
 		before := all.waitJob(t, "a driver plans a batch", func(js *clusterpb.JobStatus) bool {
 			return js.Driver != "" && js.LastPlanned > js.LastCommitted
 		})
@@ -424,18 +428,6 @@ func TestClusterLeaderKilled(t *testing.T) {
 	s.waitExact(t)
 }
 
-// leaderPauses is how many times TestClusterLeaderPaused pauses the
-// leader: GOSTREAM_LEADER_PAUSES, default 2.
-func leaderPauses(t *testing.T) int {
-	n := 2
-	if v := os.Getenv("GOSTREAM_LEADER_PAUSES"); v != "" {
-		if _, err := fmt.Sscan(v, &n); err != nil || n < 1 {
-			t.Fatalf("GOSTREAM_LEADER_PAUSES=%q: want a positive number", v)
-		}
-	}
-	return n
-}
-
 // holdsNothing fails t unless the job's assignment gives w no Kafka
 // partition and no state partition, owner or standby.
 func holdsNothing(t *testing.T, js *clusterpb.JobStatus, w string) {
@@ -484,7 +476,7 @@ func TestClusterLeaderPaused(t *testing.T) {
 			paused.Signal(t, syscall.SIGCONT)
 		}
 	})
-	for i := range leaderPauses(t) {
+	for i := range envCount(t, "GOSTREAM_LEADER_PAUSES", 2) {
 		for {
 			js := all.waitJob(t, "a driver runs", func(js *clusterpb.JobStatus) bool { return js.Driver != "" })
 			if js.Driver == paused.Name {
