@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -29,12 +30,13 @@ func addMasterFlag(cmd *cobra.Command) func() ([]string, error) {
 
 func newClusterCmd() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:     "cluster",
-		Short:   "Inspect a cluster of gostream workers",
-		Example: `  gostream cluster status --master gostream://127.0.1.1:7077,127.0.1.2:7077,127.0.1.3:7077`,
-		Args:    cobra.NoArgs,
+		Use:   "cluster",
+		Short: "Inspect a cluster of gostream workers, or remove one",
+		Example: `  gostream cluster status --master gostream://127.0.1.1:7077,127.0.1.2:7077,127.0.1.3:7077
+  gostream cluster remove s2 --master gostream://127.0.1.1:7077`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return errors.New("missing subcommand: want status (see gostream cluster --help)")
+			return errors.New("missing subcommand: want status or remove (see gostream cluster --help)")
 		},
 	}
 	master := addMasterFlag(cmd)
@@ -43,11 +45,10 @@ func newClusterCmd() *cobra.Command {
 		Short: "Show the members, the leader, the term and the jobs",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			addrs, err := master()
+			c, err := masterClient(master)
 			if err != nil {
 				return err
 			}
-			c := cluster.NewClient(addrs)
 			defer c.Close()
 			resp, err := c.Status(cmd.Context())
 			if err != nil {
@@ -56,8 +57,46 @@ func newClusterCmd() *cobra.Command {
 			return printStatus(cmd.OutOrStdout(), resp)
 		},
 	}
-	cmd.AddCommand(st)
+	rm := &cobra.Command{
+		Use:   "remove NAME",
+		Short: "Remove a worker from the cluster",
+		Long: `Remove a worker from the cluster: the leader logs its removal and takes it
+out of the Raft group (handing its own leadership over first when it is the
+one removed). The last member, and a removal that would leave fewer answering members than a
+quorum, are refused. The removed worker stops; its data directory is
+refused from then on (delete it and start the worker with --join to add it
+again).`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := masterClient(master)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			members, err := c.RemoveMember(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			names := make([]string, len(members))
+			for i, m := range members {
+				names[i] = m.Name
+			}
+			_, err = fmt.Fprintf(cmd.OutOrStdout(), "removed %s; members: %s\n", args[0], strings.Join(names, ", "))
+			return err
+		},
+	}
+	cmd.AddCommand(st, rm)
 	return cmd
+}
+
+// masterClient returns a client of the cluster master names; the caller
+// closes it.
+func masterClient(master func() ([]string, error)) (*cluster.Client, error) {
+	addrs, err := master()
+	if err != nil {
+		return nil, err
+	}
+	return cluster.NewClient(addrs), nil
 }
 
 // printStatus writes a cluster status for people.

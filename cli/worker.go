@@ -3,23 +3,30 @@ package cli
 import (
 	"fmt"
 	"log/slog"
+	"strings"
 
 	"github.com/gostream/gostream/cluster"
 	"github.com/spf13/cobra"
 )
 
 func newWorkerCmd() *cobra.Command {
-	var name, listen, data, peers, logLevel, cpuProfile string
+	var name, listen, data, peers, join, logLevel, cpuProfile string
 	var replicas int
 	cmd := &cobra.Command{
 		Use:   "worker",
 		Short: "Run a cluster worker: a member of the workers' Raft group",
 		Long: `Run a cluster worker: a member of the workers' Raft group, serving Raft and
 the cluster's gRPC services on --listen. Started with --peers the first
-time, it bootstraps the group; restarted with the same --data, it rejoins
-with its log. SIGTERM or Ctrl-C stops it cleanly.`,
+time, it bootstraps the group; started with --join instead, it joins a
+running group (any member named there asks the leader to add it, and the
+drivers give it a share of the jobs' work). Restarted with the same --data,
+it rejoins with its log, without --peers or --join. SIGTERM or Ctrl-C stops
+it cleanly. A worker removed with 'gostream cluster remove' stops, and its
+data directory is refused from then on.`,
 		Example: `  gostream worker --name s1 --listen 127.0.1.1:7077 --data /var/lib/gostream \
-      --peers s1=127.0.1.1:7077,s2=127.0.1.2:7077,s3=127.0.1.3:7077`,
+      --peers s1=127.0.1.1:7077,s2=127.0.1.2:7077,s3=127.0.1.3:7077
+  gostream worker --name s4 --listen 127.0.1.4:7077 --data /var/lib/gostream \
+      --join 127.0.1.1:7077,127.0.1.2:7077`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var level slog.Level
@@ -34,6 +41,11 @@ with its log. SIGTERM or Ctrl-C stops it cleanly.`,
 				var err error
 				if cfg.Peers, err = cluster.ParsePeers(peers); err != nil {
 					return err
+				}
+			}
+			for a := range strings.SplitSeq(join, ",") {
+				if a = strings.TrimSpace(a); a != "" {
+					cfg.Join = append(cfg.Join, a)
 				}
 			}
 			stopProfile, err := startProfiles(cpuProfile, "", "")
@@ -64,7 +76,8 @@ with its log. SIGTERM or Ctrl-C stops it cleanly.`,
 	fl.StringVar(&name, "name", "", "this worker's name, unique in the cluster (required), e.g. s1")
 	fl.StringVar(&listen, "listen", "", "host:port to bind for Raft and gRPC (required); the address --peers gives this worker")
 	fl.StringVar(&data, "data", "", "data directory: the worker's identity, Raft log, snapshots and the state of its jobs' partitions (required)")
-	fl.StringVar(&peers, "peers", "", "every worker as NAME=HOST:PORT,... (required on the first start; on a restart it must be the same, or left out)")
+	fl.StringVar(&peers, "peers", "", "every worker as NAME=HOST:PORT,... (required on the first start of a new cluster; on a restart it must be the same, or left out)")
+	fl.StringVar(&join, "join", "", "join a running cluster on the first start: HOST:PORT,... of one or more of its members (instead of --peers)")
 	fl.IntVar(&replicas, "state-replicas", 0, "workers keeping each state partition: 1 (its owner) or 2 (and a standby on another worker); default 2 with 2 or more workers, else 1")
 	fl.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fl.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the worker, from its start until it stops, to this file (go tool pprof)")

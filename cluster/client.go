@@ -56,12 +56,13 @@ type Client struct {
 	addrs   []string
 	timeout time.Duration
 	pool    *clientPool
+	hint    string // what to check when no member answers
 }
 
 // NewClient returns a client of the members at addrs. It connects lazily:
 // an unreachable cluster shows at the first call.
 func NewClient(addrs []string) *Client {
-	return &Client{addrs: addrs, timeout: DefaultAttemptTimeout, pool: newClientPool(&net.Dialer{})}
+	return &Client{addrs: addrs, timeout: DefaultAttemptTimeout, pool: newClientPool(&net.Dialer{}), hint: "check --master or $GOSTREAM_MASTER"}
 }
 
 // Close closes the client's connections.
@@ -203,8 +204,8 @@ func try[T any](ctx context.Context, c *Client, fn func(context.Context, cluster
 			return zero, fmt.Errorf("cluster: %s: %s", addr, st.Message())
 		}
 		if !noLeader {
-			return zero, fmt.Errorf("%w at %s (%s) (are the workers running? check --master or $GOSTREAM_MASTER)",
-				ErrUnreachable, strings.Join(c.addrs, ", "), strings.Join(tried, "; "))
+			return zero, fmt.Errorf("%w at %s (%s) (are the workers running? %s)",
+				ErrUnreachable, strings.Join(c.addrs, ", "), strings.Join(tried, "; "), c.hint)
 		}
 		if time.Now().After(deadline) {
 			return zero, fmt.Errorf("%w after %v: %s (is a majority of the workers running?)", ErrNoLeader, DefaultLeaderWait, strings.Join(tried, "; "))

@@ -85,7 +85,14 @@ type identity struct {
 	Format    int    `json:"format"`
 	ClusterID string `json:"clusterId"` // hex
 	Name      string `json:"name"`
-	Peers     string `json:"peers"` // the bootstrap peers, formatPeers
+	Peers     string `json:"peers"` // the bootstrap peers, formatPeers; "" for a worker that joined
+	// Join is the --join a worker that joined a running group was started
+	// with, and JoinIndex the log index of its AddMember.
+	Join      string `json:"join,omitempty"`
+	JoinIndex uint64 `json:"joinIndex,omitempty"`
+	// Removed is set once the worker learned that it was removed from the
+	// group: the directory must not run again.
+	Removed bool `json:"removed,omitempty"`
 }
 
 const (
@@ -119,6 +126,12 @@ func readIdentity(dir, name string, peers []Peer) (*identity, error) {
 	if id.Name != name {
 		return nil, fmt.Errorf("%w: %s belongs to worker %s of cluster %s, not to %s (give each worker its own --data)", ErrDataDir, dir, id.Name, id.ClusterID, name)
 	}
+	if id.Removed {
+		return nil, removedError(id.Name, id.ClusterID, dir)
+	}
+	if id.Join != "" && peers != nil {
+		return nil, fmt.Errorf("%w: %s belongs to worker %s, which joined cluster %s with --join %s: restart it without --peers", ErrConfig, dir, id.Name, id.ClusterID, id.Join)
+	}
 	if peers != nil {
 		if want := hex.EncodeToString(idBytes(clusterIDOf(peers))); want != id.ClusterID {
 			return nil, fmt.Errorf("%w: %s belongs to cluster %s (peers %s), but --peers %s describes cluster %s: give the --peers this directory was created with, or a new --data for a new cluster",
@@ -129,6 +142,16 @@ func readIdentity(dir, name string, peers []Peer) (*identity, error) {
 }
 
 func idBytes(id [clusterIDLen]byte) []byte { return id[:] }
+
+// parseClusterID parses a cluster id in hex.
+func parseClusterID(s string) ([clusterIDLen]byte, error) {
+	var id [clusterIDLen]byte
+	raw, err := hex.DecodeString(s)
+	if err != nil || len(raw) != clusterIDLen {
+		return id, fmt.Errorf("cluster id %q is not %d bytes in hex", s, clusterIDLen)
+	}
+	return [clusterIDLen]byte(raw), nil
+}
 
 // writeIdentity creates dir and its identity file, atomically.
 func writeIdentity(dir string, id identity) error {

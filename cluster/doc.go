@@ -27,10 +27,24 @@
 // the bootstrap --peers (a hash of the sorted name=address list, as etcd
 // derives its cluster id from the initial members), so workers started
 // with the same --peers agree on it without talking. The data directory
-// holds cluster.json (format, cluster id, worker name, bootstrap peers),
-// raft.db (raft-boltdb/v2: log and stable store) and snapshots/ (raft's
-// file snapshot store, 2 retained). A worker refuses, before writing
-// anything, a data directory of another cluster or another worker.
+// holds cluster.json (format, cluster id, worker name, bootstrap peers;
+// for a worker that joined a running group with --join, its --join and
+// the log index of its AddMember instead of peers; removed, once it was
+// removed), raft.db (raft-boltdb/v2: log and stable store) and snapshots/
+// (raft's file snapshot store, 2 retained). A worker refuses, before
+// writing anything, a data directory of another cluster, of another
+// worker, or of a worker removed from its group.
+//
+// # Membership
+//
+// A worker started with --join learns the cluster id from a member,
+// starts Raft with an empty log and asks to be added (Control.Join); the
+// leader logs AddMember, then raft.AddVoter. `gostream cluster remove`
+// (Control.RemoveMember) logs RemoveMember, then raft.RemoveServer; a
+// leader removing itself hands its leadership over first. The state
+// machine records each removal with its log index: a worker that applies
+// its own removal fails (Node.Failed, ErrRemoved), and one that was down
+// learns it from a member's Hello when it starts again.
 //
 // # Peers that disagree
 //

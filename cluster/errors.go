@@ -32,6 +32,20 @@ var (
 	ErrShuffleRefused = errors.New("cluster: shuffle refused")
 	// ErrProtocol reports a peer's answer that breaks the protocol.
 	ErrProtocol = errors.New("cluster: protocol violation")
+	// ErrMemberExists reports a joining worker whose name or address a
+	// member has already.
+	ErrMemberExists = errors.New("cluster: member exists")
+	// ErrLastMember reports a removal that would leave the group without
+	// members.
+	ErrLastMember = errors.New("cluster: last member")
+	// ErrQuorum reports a removal that would leave fewer live members than
+	// a quorum of the remaining group.
+	ErrQuorum = errors.New("cluster: no quorum")
+	// ErrUnknownMember reports a name that is not a member.
+	ErrUnknownMember = errors.New("cluster: unknown member")
+	// ErrRemoved reports a worker that was removed from its group: its
+	// data directory must not run again.
+	ErrRemoved = errors.New("cluster: worker removed")
 	// ErrClosed reports a call on a closed Node.
 	ErrClosed = errors.New("cluster: node closed")
 )

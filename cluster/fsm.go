@@ -41,18 +41,20 @@ const (
 // no-op.
 //
 // Changed signals, to one receiver, that a job was registered, changed
-// state, or that a snapshot was restored.
+// state, or that a snapshot was restored; MembersChanged, to one receiver,
+// that members were added or removed, or a snapshot restored.
 type FSM struct {
-	mu      sync.RWMutex
-	state   *clusterpb.State // replaced whole by Restore, changed in place by Apply
-	changed chan struct{}    // capacity 1: a pending signal covers later ones
+	mu             sync.RWMutex
+	state          *clusterpb.State // replaced whole by Restore, changed in place by Apply
+	changed        chan struct{}    // capacity 1: a pending signal covers later ones
+	membersChanged chan struct{}    // capacity 1, likewise
 }
 
 var _ raft.FSM = (*FSM)(nil)
 
 // NewFSM returns an empty state machine.
 func NewFSM() *FSM {
-	return &FSM{state: emptyState(), changed: make(chan struct{}, 1)}
+	return &FSM{state: emptyState(), changed: make(chan struct{}, 1), membersChanged: make(chan struct{}, 1)}
 }
 
 // Changed receives a value after jobs were registered, changed state or
@@ -60,9 +62,16 @@ func NewFSM() *FSM {
 // manager.
 func (f *FSM) Changed() <-chan struct{} { return f.changed }
 
-func (f *FSM) signal() {
+// MembersChanged receives a value after members were added or removed, or
+// a snapshot was restored. It has one receiver: the node's member watch.
+func (f *FSM) MembersChanged() <-chan struct{} { return f.membersChanged }
+
+func (f *FSM) signal() { notify(f.changed) }
+
+// notify sends on ch, a channel of capacity 1, unless a value is pending.
+func notify(ch chan struct{}) {
 	select {
-	case f.changed <- struct{}{}:
+	case ch <- struct{}{}:
 	default:
 	}
 }
@@ -105,6 +114,12 @@ func (f *FSM) Apply(l *raft.Log) any {
 		err = f.appendBatchLogLocked(k.AppendBatchLog)
 	case *clusterpb.Command_SetAssignment:
 		err = f.setAssignmentLocked(k.SetAssignment)
+	case *clusterpb.Command_AddMember:
+		err = f.addMemberLocked(k.AddMember.GetMember())
+		defer notify(f.membersChanged)
+	case *clusterpb.Command_RemoveMember:
+		err = f.removeMemberLocked(k.RemoveMember.GetName(), l.Index)
+		defer notify(f.membersChanged)
 	default:
 		err = fmt.Errorf("log index %d holds an unknown command (is every worker running the same gostream version?)", l.Index)
 	}
@@ -130,6 +145,48 @@ func (f *FSM) initLocked(in *clusterpb.Init) error {
 	}
 	s.ClusterId = in.ClusterId
 	s.Members = cloneMembers(in.Members)
+	return nil
+}
+
+// addMemberLocked adds m, a worker joining the group. The same member
+// again is a retried join; another member's name or address is refused.
+func (f *FSM) addMemberLocked(m *clusterpb.Member) error {
+	s := f.state
+	switch {
+	case s.ClusterId == "":
+		return fmt.Errorf("a member added before the cluster's init")
+	case m.GetName() == "" || m.GetAddress() == "":
+		return fmt.Errorf("a member without a name or address")
+	}
+	for _, old := range s.Members {
+		switch {
+		case old.Name == m.Name && old.Address == m.Address:
+			return nil
+		case old.Name == m.Name:
+			return fmt.Errorf("%w: %s is a member at %s already (choose another --name, or remove it first with `gostream cluster remove %s`)", ErrMemberExists, m.Name, old.Address, m.Name)
+		case old.Address == m.Address:
+			return fmt.Errorf("%w: %s uses the address %s already (choose another --listen)", ErrMemberExists, old.Name, m.Address)
+		}
+	}
+	i, _ := slices.BinarySearchFunc(s.Members, m.Name, func(x *clusterpb.Member, name string) int { return cmp.Compare(x.Name, name) })
+	s.Members = slices.Insert(s.Members, i, proto.CloneOf(m))
+	return nil
+}
+
+// removeMemberLocked removes the member name, logged at index, and
+// records the removal; a name that is not a member is a no-op (a retried
+// removal). The last member stays.
+func (f *FSM) removeMemberLocked(name string, index uint64) error {
+	s := f.state
+	i := slices.IndexFunc(s.Members, func(m *clusterpb.Member) bool { return m.Name == name })
+	switch {
+	case i < 0:
+		return nil
+	case len(s.Members) == 1:
+		return fmt.Errorf("%w: %s is the last member", ErrLastMember, name)
+	}
+	s.Members = slices.Delete(s.Members, i, i+1)
+	s.Removed = append(s.Removed, &clusterpb.Removal{Name: name, Index: index})
 	return nil
 }
 
@@ -463,6 +520,15 @@ func (f *FSM) Members() []*clusterpb.Member {
 	return cloneMembers(f.state.Members)
 }
 
+// Removed reports whether the worker name that joined the group at log
+// index joinIndex (0: it bootstrapped the group) was removed since: a
+// worker that joined later under the same name is another one.
+func (f *FSM) Removed(name string, joinIndex uint64) bool {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return slices.ContainsFunc(f.state.Removed, func(r *clusterpb.Removal) bool { return r.Name == name && r.Index > joinIndex })
+}
+
 // Job returns the named job, with its batch log and assignment.
 func (f *FSM) Job(name string) (*clusterpb.Job, bool) {
 	f.mu.RLock()
@@ -514,6 +580,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	f.state = s
 	f.mu.Unlock()
 	f.signal()
+	notify(f.membersChanged)
 	return nil
 }
 

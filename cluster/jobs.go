@@ -554,7 +554,6 @@ func (n *Node) checkJob(ctx context.Context, j *clusterpb.Job) error {
 	if f := n.raft.GetConfiguration(); f.Error() == nil {
 		servers = f.Configuration().Servers
 	}
-	mine := n.registered()
 	errs := make([]error, len(servers))
 	var wg sync.WaitGroup
 	for i, srv := range servers {
@@ -568,10 +567,7 @@ func (n *Node) checkJob(ctx context.Context, j *clusterpb.Job) error {
 			if err != nil {
 				return // not running: it is checked when a job is registered while it runs
 			}
-			if theirs := info.Registered; !slices.Equal(theirs, mine) {
-				errs[i] = fmt.Errorf("worker %s registered other jobs or functions than %s: only %s has %v, only %s has %v (build every worker from the same code)",
-					srv.ID, n.cfg.Name, srv.ID, missing(mine, theirs), n.cfg.Name, missing(theirs, mine))
-			}
+			errs[i] = n.sameRegistered(string(srv.ID), info.Registered)
 		})
 	}
 	wg.Wait()
@@ -579,6 +575,18 @@ func (n *Node) checkJob(ctx context.Context, j *clusterpb.Job) error {
 		return fmt.Errorf("job %q: %w", j.GetName(), err)
 	}
 	return nil
+}
+
+// sameRegistered returns an error naming the difference unless the member
+// name's binary registered theirs, the jobs and functions this member's
+// did.
+func (n *Node) sameRegistered(name string, theirs []string) error {
+	mine := n.registered()
+	if slices.Equal(theirs, mine) {
+		return nil
+	}
+	return fmt.Errorf("worker %s registered other jobs or functions than %s: only %s has %v, only %s has %v (build every worker from the same code)",
+		name, n.cfg.Name, name, missing(mine, theirs), n.cfg.Name, missing(theirs, mine))
 }
 
 // missing returns the lines of have that want lacks.

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -36,9 +37,14 @@ type Config struct {
 	// DataDir holds the worker's identity, Raft log and snapshots. Required.
 	DataDir string
 	// Peers is the bootstrap group, this worker included. Required on a
-	// first start; on a restart nil means the peers the data directory was
-	// created with, and anything else must equal them.
+	// first start unless Join is set; on a restart nil means the peers the
+	// data directory was created with, and anything else must equal them.
 	Peers []Peer
+	// Join names members of a running group (host:port) that a new worker
+	// asks to add it (any one that answers is enough; a follower forwards
+	// to the leader). Only on a first start, instead of Peers: a restart
+	// rejoins with its log, and Join, if set, must reach the same cluster.
+	Join []string
 	// Logger receives the worker's logs; default slog.Default(). Raft's own
 	// logs go to it at Debug, its warnings and errors at Warn and Error.
 	Logger *slog.Logger
@@ -119,11 +125,18 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: --state-replicas %d: want 1 (no standby) or 2 (a standby for each state partition)", ErrConfig, c.StateReplicas)
 	case c.StateReplicas == 2 && c.Peers != nil && len(c.Peers) < 2:
 		return fmt.Errorf("%w: --state-replicas 2 needs 2 or more workers; --peers names one", ErrConfig)
+	case c.Peers != nil && c.Join != nil:
+		return fmt.Errorf("%w: --peers and --join together: give --peers to bootstrap a new cluster, or --join to add this worker to a running one", ErrConfig)
 	case c.LeaderLeaseTimeout > c.HeartbeatTimeout:
 		return fmt.Errorf("%w: LeaderLeaseTimeout %v exceeds HeartbeatTimeout %v", ErrConfig, c.LeaderLeaseTimeout, c.HeartbeatTimeout)
 	}
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		return fmt.Errorf("%w: --listen %q: %w", ErrConfig, c.Listen, err)
+	}
+	for _, a := range c.Join {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return fmt.Errorf("%w: --join %q: %w (want host:port,... naming members of the running cluster)", ErrConfig, a, err)
+		}
 	}
 	if c.Peers != nil {
 		i := slices.IndexFunc(c.Peers, func(p Peer) bool { return p.Name == c.Name })
@@ -147,8 +160,9 @@ var _ raft.WithPreVote = (*raft.NetworkTransport)(nil)
 type Node struct {
 	cfg       Config
 	log       *slog.Logger
-	peers     []Peer
+	peers     []Peer // the bootstrap peers; nil on a worker that joined
 	clusterID [clusterIDLen]byte
+	joinIndex uint64 // the log index of its AddMember; 0 if it bootstrapped the group
 	fsm       *FSM
 	raft      *raft.Raft
 	store     *raftboltdb.BoltStore
@@ -176,10 +190,12 @@ type Node struct {
 }
 
 // Start checks cfg's data directory and peers, then starts the worker:
-// it binds cfg.Listen, bootstraps the group on a first start or rejoins it
-// with its log, and serves until Close. A data directory of another cluster
-// or worker, or a peer started with other --peers, is refused before
-// anything in the directory changes.
+// it binds cfg.Listen, bootstraps the group (cfg.Peers) or joins a running
+// one (cfg.Join) on a first start, or rejoins it with its log, and serves
+// until Close. A data directory of another cluster or worker, of a worker
+// removed from its group, or a peer started with other --peers, is refused
+// before anything in the directory changes; a refused join leaves the
+// directory as it was.
 func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -192,20 +208,13 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	peers := cfg.Peers
-	if peers == nil {
-		if id == nil {
-			return nil, fmt.Errorf("%w: %s is a new data directory: give --peers naming every worker to bootstrap the group", ErrConfig, cfg.DataDir)
-		}
-		if peers, err = ParsePeers(id.Peers); err != nil {
-			return nil, fmt.Errorf("%w: %s: %w", ErrDataDir, identityName, err)
-		}
-		cfg.Peers = peers
-		if err := cfg.Validate(); err != nil {
-			return nil, err
-		}
+	_, statErr := os.Stat(cfg.DataDir)
+	existed := statErr == nil
+	g, err := groupOf(ctx, &cfg, id)
+	if err != nil {
+		return nil, err
 	}
-	n := &Node{cfg: cfg, log: log, peers: peers, clusterID: clusterIDOf(peers), fsm: NewFSM(), stop: make(chan struct{}), ready: make(chan struct{}), failed: make(chan struct{})}
+	n := &Node{cfg: cfg, log: log, peers: g.peers, clusterID: g.id, joinIndex: g.joinIndex, fsm: NewFSM(), stop: make(chan struct{}), ready: make(chan struct{}), failed: make(chan struct{})}
 	n.stopCtx, n.cancel = context.WithCancel(context.Background())
 	n.inbox = NewInbox(cfg.ShuffleMemory, 0)
 	n.jobs = newJobManager(n, cfg.Driver)
@@ -221,18 +230,41 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	// Serve Hello at once: peers starting at the same time ask each other.
 	n.serve(ln)
-	if err := n.helloPeers(ctx); err != nil {
+	if err := n.helloPeers(ctx, n.peers); err != nil {
 		n.Close()
 		return nil, err
 	}
-	if id == nil {
-		err := writeIdentity(cfg.DataDir, identity{Format: identityFormat, ClusterID: n.ClusterID(), Name: cfg.Name, Peers: formatPeers(peers)})
-		if err != nil {
-			n.Close()
-			return nil, err
+	switch {
+	case g.join: // its identity is written once the leader added it
+		if err = os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+			err = fmt.Errorf("%w: %w (check the path is writable)", ErrDataDir, err)
 		}
+	case id == nil:
+		err = writeIdentity(cfg.DataDir, identity{Format: identityFormat, ClusterID: n.ClusterID(), Name: cfg.Name, Peers: formatPeers(n.peers)})
+	}
+	if err != nil {
+		n.Close()
+		return nil, err
 	}
 	if err := n.startRaft(); err != nil {
+		n.Close()
+		return nil, err
+	}
+	switch {
+	case g.join:
+		err = n.join(ctx)
+		if err != nil {
+			n.Close()
+			if cerr := clearNewDir(cfg.DataDir, existed); cerr != nil {
+				err = errors.Join(err, fmt.Errorf("%w: removing what the failed join wrote into %s: %w (delete it before you join again)", ErrDataDir, cfg.DataDir, cerr))
+			}
+			return nil, err
+		}
+	case id != nil:
+		// A worker removed while it was down learns it from the members.
+		err = n.helloPeers(ctx, n.configPeers())
+	}
+	if err != nil {
 		n.Close()
 		return nil, err
 	}
@@ -242,6 +274,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.wg.Go(n.helloUntilFormed)
+	n.wg.Go(n.watchMembers)
 	return n, nil
 }
 
@@ -265,7 +298,7 @@ func (n *Node) helloUntilFormed() {
 		if n.formed() {
 			return
 		}
-		if err := n.helloPeers(n.stopCtx); err != nil {
+		if err := n.helloPeers(n.stopCtx, n.peers); err != nil {
 			n.fail(err)
 			return
 		}
@@ -340,7 +373,7 @@ func (n *Node) StateReplicas() int {
 	if n.cfg.StateReplicas > 0 {
 		return n.cfg.StateReplicas
 	}
-	if len(n.peers) >= 2 {
+	if len(n.fsm.Members()) >= 2 || len(n.peers) >= 2 {
 		return 2
 	}
 	return 1
@@ -405,7 +438,7 @@ func (n *Node) startRaft() error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrDataDir, err)
 	}
-	if !existing {
+	if !existing && n.peers != nil { // a joining worker waits for the leader to replicate its log
 		var servers []raft.Server
 		for _, p := range n.peers {
 			servers = append(servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(p.Name), Address: raft.ServerAddress(p.Addr)})
@@ -492,11 +525,12 @@ func applyInTerm(r *raft.Raft, c *clusterpb.Command, term uint64, timeout time.D
 	return f.Index(), nil
 }
 
-// helloPeers asks every other peer that answers within HelloTimeout which
-// group it belongs to, and returns ErrPeersDisagree naming both peer lists
-// when one disagrees. Peers that do not answer are not running yet:
-// helloUntilFormed asks them again.
-func (n *Node) helloPeers(ctx context.Context) error {
+// helloPeers asks every other one of peers that answers within
+// HelloTimeout which group it belongs to, and returns ErrPeersDisagree
+// naming both peer lists when one disagrees, or ErrRemoved when one says
+// this worker was removed from the group. Peers that do not answer are
+// not running yet: helloUntilFormed asks them again.
+func (n *Node) helloPeers(ctx context.Context, peers []Peer) error {
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.HelloTimeout)
 	defer cancel()
 	var (
@@ -504,8 +538,9 @@ func (n *Node) helloPeers(ctx context.Context) error {
 		errs []error
 		wg   sync.WaitGroup
 	)
-	req := &clusterpb.HelloRequest{Header: n.header(0), Peers: peersToProto(n.peers)}
-	for _, p := range n.peers {
+	req := &clusterpb.HelloRequest{Header: n.header(0), Peers: peersToProto(n.peers), JoinIndex: n.joinIndex}
+	removed := false
+	for _, p := range peers {
 		if p.Name == n.cfg.Name {
 			continue
 		}
@@ -514,14 +549,20 @@ func (n *Node) helloPeers(ctx context.Context) error {
 			if err != nil {
 				return // not running yet, or not answering: Raft's handshake guards
 			}
-			if resp.ClusterId != n.ClusterID() {
-				mu.Lock()
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case resp.ClusterId != n.ClusterID():
 				errs = append(errs, n.peersDisagree(p.Name, p.Addr, peersFromProto(resp.Peers)))
-				mu.Unlock()
+			case resp.Removed:
+				removed = true
 			}
 		})
 	}
 	wg.Wait()
+	if removed {
+		return n.markRemoved()
+	}
 	return errors.Join(errs...)
 }
 

@@ -212,6 +212,7 @@ func (s *controlServer) Hello(ctx context.Context, req *clusterpb.HelloRequest) 
 		Member:    &clusterpb.Member{Name: s.n.cfg.Name, Address: s.n.cfg.Listen},
 		ClusterId: s.n.ClusterID(),
 		Peers:     peersToProto(s.n.peers),
+		Removed:   req.Header.GetClusterId() == s.n.ClusterID() && s.n.fsm.Removed(req.Header.GetFrom(), req.JoinIndex),
 	}, nil
 }
 

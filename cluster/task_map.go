@@ -252,9 +252,9 @@ func (n *Node) pushPartials(ctx context.Context, a *clusterpb.Assignment, st Shu
 	for p, sp := range a.State {
 		g.Go(func() (err error) {
 			defer recoverTo(&err)
-			addr := peerAddr(n.peers, sp.Owner)
+			addr := n.memberAddr(sp.Owner)
 			if addr == "" {
-				return fmt.Errorf("state partition %d's owner %s is not a member (members: %s)", p, sp.Owner, formatPeers(n.peers))
+				return fmt.Errorf("state partition %d's owner %s is not a member (members: %s)", p, sp.Owner, memberNames(n.fsm.Members()))
 			}
 			cc, err := n.clients.conn(addr)
 			if err != nil {

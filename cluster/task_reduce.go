@@ -32,15 +32,7 @@ type stateServer struct {
 
 // newStateServer returns the StatePartitions service of n.
 func newStateServer(n *Node) *stateServer {
-	return &stateServer{name: n.cfg.Name, fence: n, inbox: n.inbox, states: n.states, clients: n.clients, log: n.log,
-		addr: func(member string) string {
-			for _, m := range n.fsm.Members() {
-				if m.Name == member {
-					return m.Address
-				}
-			}
-			return ""
-		}}
+	return &stateServer{name: n.cfg.Name, fence: n, inbox: n.inbox, states: n.states, clients: n.clients, log: n.log, addr: n.memberAddr}
 }
 
 // Reduce reduces one batch into a state partition this worker owns: it

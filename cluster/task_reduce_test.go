@@ -801,7 +801,7 @@ func TestConfigStateReplicas(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%d replicas, %d peers: %v", c.replicas, len(c.peers), err)
 		}
-		if got := (&Node{cfg: cfg, peers: c.peers}).StateReplicas(); got != c.resolved {
+		if got := (&Node{cfg: cfg, peers: c.peers, fsm: NewFSM()}).StateReplicas(); got != c.resolved {
 			t.Fatalf("%d replicas, %d peers: StateReplicas %d, want %d", c.replicas, len(c.peers), got, c.resolved)
 		}
 	}

@@ -28,6 +28,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -62,7 +63,8 @@ type Worker struct {
 	DataDir string
 	LogPath string // its stderr and stdout, appended across restarts
 	bin     string
-	peers   string
+	peers   string // --peers of a worker that bootstraps the group
+	join    string // --join of a worker that joins it (see Cluster.Join)
 	cmd     *exec.Cmd
 	done    chan struct{} // closed when cmd has been waited for
 	err     error         // cmd.Wait's result, set before done closes
@@ -84,7 +86,7 @@ func Start(t testing.TB, n int) *Cluster {
 func New(t testing.TB, n int) *Cluster {
 	t.Helper()
 	c := &Cluster{Bin: Binary(t)}
-	addrs, err := workerAddrs(n)
+	addrs, err := workerAddrs(1, n)
 	if err != nil {
 		t.Fatalf("clustertest: %v", err)
 	}
@@ -170,10 +172,12 @@ func (c *Cluster) checkLeader(st *clusterpb.StatusResponse) error {
 		if !w.Running() {
 			continue
 		}
-		for _, m := range st.Members {
-			if m.Member.GetName() == w.Name && (m.State == "Unreachable" || m.State == "Unknown") {
-				return fmt.Errorf("%s is %s to leader %s: %s", w.Name, m.State, st.Leader, m.Error)
-			}
+		i := slices.IndexFunc(st.Members, func(m *clusterpb.MemberStatus) bool { return m.Member.GetName() == w.Name })
+		switch {
+		case i < 0:
+			return fmt.Errorf("%s is not a member (yet)", w.Name)
+		case st.Members[i].State == "Unreachable" || st.Members[i].State == "Unknown":
+			return fmt.Errorf("%s is %s to leader %s: %s", w.Name, st.Members[i].State, st.Leader, st.Members[i].Error)
 		}
 	}
 	return nil
@@ -216,7 +220,7 @@ func (w *Worker) Start(t testing.TB) {
 		t.Fatal(err)
 	}
 	defer log.Close()
-	cmd := exec.Command(w.bin, "worker", "--name", w.Name, "--listen", w.Addr, "--data", w.DataDir, "--peers", w.peers)
+	cmd := exec.Command(w.bin, append([]string{"worker", "--name", w.Name, "--listen", w.Addr, "--data", w.DataDir}, w.groupArgs()...)...)
 	cmd.Dir = w.Dir()
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -333,10 +337,11 @@ func Binary(t testing.TB) string {
 	return bin
 }
 
-// workerAddrs picks a free port for each of n workers: on 127.0.1.i when
-// that loopback alias binds, else on 127.0.0.1. Every listener is held
-// until all are chosen, so no address is picked twice.
-func workerAddrs(n int) ([]string, error) {
+// workerAddrs picks a free port for each of n workers, the first being
+// worker first (from 1): on 127.0.1.i for worker i when that loopback
+// alias binds, else on 127.0.0.1. Every listener is held until all are
+// chosen, so no address is picked twice.
+func workerAddrs(first, n int) ([]string, error) {
 	var lns []net.Listener
 	defer func() {
 		for _, ln := range lns {
@@ -345,7 +350,7 @@ func workerAddrs(n int) ([]string, error) {
 	}()
 	var addrs []string
 	for i := range n {
-		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.1.%d:0", i+1))
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.1.%d:0", first+i))
 		if err != nil {
 			if ln, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
 				return nil, err
@@ -361,7 +366,7 @@ func workerAddrs(n int) ([]string, error) {
 // unreachable members.
 func FreeAddr(t testing.TB) string {
 	t.Helper()
-	addrs, err := workerAddrs(1)
+	addrs, err := workerAddrs(1, 1)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -764,11 +764,15 @@ func (x *EpochChange) GetReason() string {
 
 // State is the replicated state machine, and a snapshot's content.
 type State struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Format        uint32                 `protobuf:"varint,1,opt,name=format,proto3" json:"format,omitempty"`                       // 1
-	ClusterId     string                 `protobuf:"bytes,2,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"` // "" until the group's first leader logs Init
-	Members       []*Member              `protobuf:"bytes,3,rep,name=members,proto3" json:"members,omitempty"`
-	Jobs          map[string]*Job        `protobuf:"bytes,4,rep,name=jobs,proto3" json:"jobs,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Format    uint32                 `protobuf:"varint,1,opt,name=format,proto3" json:"format,omitempty"`                       // 1
+	ClusterId string                 `protobuf:"bytes,2,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"` // "" until the group's first leader logs Init
+	Members   []*Member              `protobuf:"bytes,3,rep,name=members,proto3" json:"members,omitempty"`
+	Jobs      map[string]*Job        `protobuf:"bytes,4,rep,name=jobs,proto3" json:"jobs,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Every removal (RemoveMember), in log order: a removed worker restarted
+	// with its old data directory is told so, even if a new worker joined
+	// under its name since.
+	Removed       []*Removal `protobuf:"bytes,5,rep,name=removed,proto3" json:"removed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -831,6 +835,68 @@ func (x *State) GetJobs() map[string]*Job {
 	return nil
 }
 
+func (x *State) GetRemoved() []*Removal {
+	if x != nil {
+		return x.Removed
+	}
+	return nil
+}
+
+// Removal records that a member was removed at a log index. A worker
+// whose data directory joined the group before that index (bootstrap
+// members at 0) is the one removed.
+type Removal struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Index         uint64                 `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Removal) Reset() {
+	*x = Removal{}
+	mi := &file_cluster_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Removal) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Removal) ProtoMessage() {}
+
+func (x *Removal) ProtoReflect() protoreflect.Message {
+	mi := &file_cluster_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Removal.ProtoReflect.Descriptor instead.
+func (*Removal) Descriptor() ([]byte, []int) {
+	return file_cluster_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *Removal) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Removal) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
 // Command is one Raft log entry. term is the Raft term its proposer was
 // leader in: an entry proposed in an older term than the one it is logged
 // in is refused, so a proposal built on a stale view never applies.
@@ -844,6 +910,8 @@ type Command struct {
 	//	*Command_AppendBatchLog
 	//	*Command_SetAssignment
 	//	*Command_SetJobState
+	//	*Command_AddMember
+	//	*Command_RemoveMember
 	Kind          isCommand_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -851,7 +919,7 @@ type Command struct {
 
 func (x *Command) Reset() {
 	*x = Command{}
-	mi := &file_cluster_proto_msgTypes[10]
+	mi := &file_cluster_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -863,7 +931,7 @@ func (x *Command) String() string {
 func (*Command) ProtoMessage() {}
 
 func (x *Command) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[10]
+	mi := &file_cluster_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -876,7 +944,7 @@ func (x *Command) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Command.ProtoReflect.Descriptor instead.
 func (*Command) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{10}
+	return file_cluster_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Command) GetTerm() uint64 {
@@ -938,6 +1006,24 @@ func (x *Command) GetSetJobState() *SetJobState {
 	return nil
 }
 
+func (x *Command) GetAddMember() *AddMember {
+	if x != nil {
+		if x, ok := x.Kind.(*Command_AddMember); ok {
+			return x.AddMember
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetRemoveMember() *RemoveMember {
+	if x != nil {
+		if x, ok := x.Kind.(*Command_RemoveMember); ok {
+			return x.RemoveMember
+		}
+	}
+	return nil
+}
+
 type isCommand_Kind interface {
 	isCommand_Kind()
 }
@@ -962,6 +1048,14 @@ type Command_SetJobState struct {
 	SetJobState *SetJobState `protobuf:"bytes,6,opt,name=set_job_state,json=setJobState,proto3,oneof"`
 }
 
+type Command_AddMember struct {
+	AddMember *AddMember `protobuf:"bytes,7,opt,name=add_member,json=addMember,proto3,oneof"`
+}
+
+type Command_RemoveMember struct {
+	RemoveMember *RemoveMember `protobuf:"bytes,8,opt,name=remove_member,json=removeMember,proto3,oneof"`
+}
+
 func (*Command_Init) isCommand_Kind() {}
 
 func (*Command_RegisterJob) isCommand_Kind() {}
@@ -971,6 +1065,10 @@ func (*Command_AppendBatchLog) isCommand_Kind() {}
 func (*Command_SetAssignment) isCommand_Kind() {}
 
 func (*Command_SetJobState) isCommand_Kind() {}
+
+func (*Command_AddMember) isCommand_Kind() {}
+
+func (*Command_RemoveMember) isCommand_Kind() {}
 
 // Init records the cluster's id and its bootstrap members. The first leader
 // logs it once; any later Init must be identical.
@@ -984,7 +1082,7 @@ type Init struct {
 
 func (x *Init) Reset() {
 	*x = Init{}
-	mi := &file_cluster_proto_msgTypes[11]
+	mi := &file_cluster_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -996,7 +1094,7 @@ func (x *Init) String() string {
 func (*Init) ProtoMessage() {}
 
 func (x *Init) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[11]
+	mi := &file_cluster_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1009,7 +1107,7 @@ func (x *Init) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Init.ProtoReflect.Descriptor instead.
 func (*Init) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{11}
+	return file_cluster_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Init) GetClusterId() string {
@@ -1037,7 +1135,7 @@ type RegisterJob struct {
 
 func (x *RegisterJob) Reset() {
 	*x = RegisterJob{}
-	mi := &file_cluster_proto_msgTypes[12]
+	mi := &file_cluster_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1049,7 +1147,7 @@ func (x *RegisterJob) String() string {
 func (*RegisterJob) ProtoMessage() {}
 
 func (x *RegisterJob) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[12]
+	mi := &file_cluster_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1062,7 +1160,7 @@ func (x *RegisterJob) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterJob.ProtoReflect.Descriptor instead.
 func (*RegisterJob) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{12}
+	return file_cluster_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RegisterJob) GetJob() *Job {
@@ -1084,7 +1182,7 @@ type AppendBatchLog struct {
 
 func (x *AppendBatchLog) Reset() {
 	*x = AppendBatchLog{}
-	mi := &file_cluster_proto_msgTypes[13]
+	mi := &file_cluster_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1096,7 +1194,7 @@ func (x *AppendBatchLog) String() string {
 func (*AppendBatchLog) ProtoMessage() {}
 
 func (x *AppendBatchLog) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[13]
+	mi := &file_cluster_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1109,7 +1207,7 @@ func (x *AppendBatchLog) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppendBatchLog.ProtoReflect.Descriptor instead.
 func (*AppendBatchLog) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{13}
+	return file_cluster_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *AppendBatchLog) GetJob() string {
@@ -1140,7 +1238,7 @@ type SetAssignment struct {
 
 func (x *SetAssignment) Reset() {
 	*x = SetAssignment{}
-	mi := &file_cluster_proto_msgTypes[14]
+	mi := &file_cluster_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1152,7 +1250,7 @@ func (x *SetAssignment) String() string {
 func (*SetAssignment) ProtoMessage() {}
 
 func (x *SetAssignment) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[14]
+	mi := &file_cluster_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1165,7 +1263,7 @@ func (x *SetAssignment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetAssignment.ProtoReflect.Descriptor instead.
 func (*SetAssignment) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{14}
+	return file_cluster_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *SetAssignment) GetJob() string {
@@ -1211,7 +1309,7 @@ type SetJobState struct {
 
 func (x *SetJobState) Reset() {
 	*x = SetJobState{}
-	mi := &file_cluster_proto_msgTypes[15]
+	mi := &file_cluster_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1223,7 +1321,7 @@ func (x *SetJobState) String() string {
 func (*SetJobState) ProtoMessage() {}
 
 func (x *SetJobState) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[15]
+	mi := &file_cluster_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1236,7 +1334,7 @@ func (x *SetJobState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetJobState.ProtoReflect.Descriptor instead.
 func (*SetJobState) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{15}
+	return file_cluster_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *SetJobState) GetJob() string {
@@ -1260,6 +1358,99 @@ func (x *SetJobState) GetError() string {
 	return ""
 }
 
+// AddMember adds a worker that joins the running group (gostream worker
+// --join). Adding a member with the same name and address again is a no-op;
+// another member's name or address is refused.
+type AddMember struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Member        *Member                `protobuf:"bytes,1,opt,name=member,proto3" json:"member,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AddMember) Reset() {
+	*x = AddMember{}
+	mi := &file_cluster_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddMember) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddMember) ProtoMessage() {}
+
+func (x *AddMember) ProtoReflect() protoreflect.Message {
+	mi := &file_cluster_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddMember.ProtoReflect.Descriptor instead.
+func (*AddMember) Descriptor() ([]byte, []int) {
+	return file_cluster_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *AddMember) GetMember() *Member {
+	if x != nil {
+		return x.Member
+	}
+	return nil
+}
+
+// RemoveMember removes a member (gostream cluster remove); removing a name
+// that is not a member is a no-op. The last member cannot be removed.
+type RemoveMember struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveMember) Reset() {
+	*x = RemoveMember{}
+	mi := &file_cluster_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveMember) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveMember) ProtoMessage() {}
+
+func (x *RemoveMember) ProtoReflect() protoreflect.Message {
+	mi := &file_cluster_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveMember.ProtoReflect.Descriptor instead.
+func (*RemoveMember) Descriptor() ([]byte, []int) {
+	return file_cluster_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *RemoveMember) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
 // Header is sent with every request. A member refuses a request whose
 // cluster id is not its own, or whose term is older than its current term.
 type Header struct {
@@ -1274,7 +1465,7 @@ type Header struct {
 
 func (x *Header) Reset() {
 	*x = Header{}
-	mi := &file_cluster_proto_msgTypes[16]
+	mi := &file_cluster_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1286,7 +1477,7 @@ func (x *Header) String() string {
 func (*Header) ProtoMessage() {}
 
 func (x *Header) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[16]
+	mi := &file_cluster_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1299,7 +1490,7 @@ func (x *Header) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Header.ProtoReflect.Descriptor instead.
 func (*Header) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{16}
+	return file_cluster_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Header) GetClusterId() string {
@@ -1339,7 +1530,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_cluster_proto_msgTypes[17]
+	mi := &file_cluster_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1351,7 +1542,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[17]
+	mi := &file_cluster_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1364,7 +1555,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{17}
+	return file_cluster_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *StatusRequest) GetHeader() *Header {
@@ -1389,7 +1580,7 @@ type MemberStatus struct {
 
 func (x *MemberStatus) Reset() {
 	*x = MemberStatus{}
-	mi := &file_cluster_proto_msgTypes[18]
+	mi := &file_cluster_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1401,7 +1592,7 @@ func (x *MemberStatus) String() string {
 func (*MemberStatus) ProtoMessage() {}
 
 func (x *MemberStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[18]
+	mi := &file_cluster_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1414,7 +1605,7 @@ func (x *MemberStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberStatus.ProtoReflect.Descriptor instead.
 func (*MemberStatus) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{18}
+	return file_cluster_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *MemberStatus) GetMember() *Member {
@@ -1483,7 +1674,7 @@ type JobStatus struct {
 
 func (x *JobStatus) Reset() {
 	*x = JobStatus{}
-	mi := &file_cluster_proto_msgTypes[19]
+	mi := &file_cluster_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1495,7 +1686,7 @@ func (x *JobStatus) String() string {
 func (*JobStatus) ProtoMessage() {}
 
 func (x *JobStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[19]
+	mi := &file_cluster_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1508,7 +1699,7 @@ func (x *JobStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobStatus.ProtoReflect.Descriptor instead.
 func (*JobStatus) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{19}
+	return file_cluster_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *JobStatus) GetName() string {
@@ -1609,7 +1800,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_cluster_proto_msgTypes[20]
+	mi := &file_cluster_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1621,7 +1812,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[20]
+	mi := &file_cluster_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1634,7 +1825,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{20}
+	return file_cluster_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *StatusResponse) GetClusterId() string {
@@ -1688,7 +1879,7 @@ type MemberInfoRequest struct {
 
 func (x *MemberInfoRequest) Reset() {
 	*x = MemberInfoRequest{}
-	mi := &file_cluster_proto_msgTypes[21]
+	mi := &file_cluster_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1700,7 +1891,7 @@ func (x *MemberInfoRequest) String() string {
 func (*MemberInfoRequest) ProtoMessage() {}
 
 func (x *MemberInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[21]
+	mi := &file_cluster_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1713,7 +1904,7 @@ func (x *MemberInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberInfoRequest.ProtoReflect.Descriptor instead.
 func (*MemberInfoRequest) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{21}
+	return file_cluster_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *MemberInfoRequest) GetHeader() *Header {
@@ -1740,7 +1931,7 @@ type MemberInfoResponse struct {
 
 func (x *MemberInfoResponse) Reset() {
 	*x = MemberInfoResponse{}
-	mi := &file_cluster_proto_msgTypes[22]
+	mi := &file_cluster_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1752,7 +1943,7 @@ func (x *MemberInfoResponse) String() string {
 func (*MemberInfoResponse) ProtoMessage() {}
 
 func (x *MemberInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[22]
+	mi := &file_cluster_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1765,7 +1956,7 @@ func (x *MemberInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberInfoResponse.ProtoReflect.Descriptor instead.
 func (*MemberInfoResponse) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{22}
+	return file_cluster_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *MemberInfoResponse) GetMember() *Member {
@@ -1827,7 +2018,7 @@ type RegisterJobRequest struct {
 
 func (x *RegisterJobRequest) Reset() {
 	*x = RegisterJobRequest{}
-	mi := &file_cluster_proto_msgTypes[23]
+	mi := &file_cluster_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1839,7 +2030,7 @@ func (x *RegisterJobRequest) String() string {
 func (*RegisterJobRequest) ProtoMessage() {}
 
 func (x *RegisterJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[23]
+	mi := &file_cluster_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1852,7 +2043,7 @@ func (x *RegisterJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterJobRequest.ProtoReflect.Descriptor instead.
 func (*RegisterJobRequest) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{23}
+	return file_cluster_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *RegisterJobRequest) GetHeader() *Header {
@@ -1882,7 +2073,7 @@ type RegisterJobResponse struct {
 
 func (x *RegisterJobResponse) Reset() {
 	*x = RegisterJobResponse{}
-	mi := &file_cluster_proto_msgTypes[24]
+	mi := &file_cluster_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1894,7 +2085,7 @@ func (x *RegisterJobResponse) String() string {
 func (*RegisterJobResponse) ProtoMessage() {}
 
 func (x *RegisterJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[24]
+	mi := &file_cluster_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1907,7 +2098,7 @@ func (x *RegisterJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterJobResponse.ProtoReflect.Descriptor instead.
 func (*RegisterJobResponse) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{24}
+	return file_cluster_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *RegisterJobResponse) GetTerm() uint64 {
@@ -1941,7 +2132,7 @@ type JobsRequest struct {
 
 func (x *JobsRequest) Reset() {
 	*x = JobsRequest{}
-	mi := &file_cluster_proto_msgTypes[25]
+	mi := &file_cluster_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1953,7 +2144,7 @@ func (x *JobsRequest) String() string {
 func (*JobsRequest) ProtoMessage() {}
 
 func (x *JobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[25]
+	mi := &file_cluster_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1966,7 +2157,7 @@ func (x *JobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobsRequest.ProtoReflect.Descriptor instead.
 func (*JobsRequest) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{25}
+	return file_cluster_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *JobsRequest) GetHeader() *Header {
@@ -1992,7 +2183,7 @@ type JobsResponse struct {
 
 func (x *JobsResponse) Reset() {
 	*x = JobsResponse{}
-	mi := &file_cluster_proto_msgTypes[26]
+	mi := &file_cluster_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2004,7 +2195,7 @@ func (x *JobsResponse) String() string {
 func (*JobsResponse) ProtoMessage() {}
 
 func (x *JobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[26]
+	mi := &file_cluster_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2017,7 +2208,7 @@ func (x *JobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobsResponse.ProtoReflect.Descriptor instead.
 func (*JobsResponse) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{26}
+	return file_cluster_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *JobsResponse) GetJobs() []*JobStatus {
@@ -2037,7 +2228,7 @@ type StopJobRequest struct {
 
 func (x *StopJobRequest) Reset() {
 	*x = StopJobRequest{}
-	mi := &file_cluster_proto_msgTypes[27]
+	mi := &file_cluster_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2049,7 +2240,7 @@ func (x *StopJobRequest) String() string {
 func (*StopJobRequest) ProtoMessage() {}
 
 func (x *StopJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[27]
+	mi := &file_cluster_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2062,7 +2253,7 @@ func (x *StopJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopJobRequest.ProtoReflect.Descriptor instead.
 func (*StopJobRequest) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{27}
+	return file_cluster_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *StopJobRequest) GetHeader() *Header {
@@ -2088,7 +2279,7 @@ type StopJobResponse struct {
 
 func (x *StopJobResponse) Reset() {
 	*x = StopJobResponse{}
-	mi := &file_cluster_proto_msgTypes[28]
+	mi := &file_cluster_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2100,7 +2291,7 @@ func (x *StopJobResponse) String() string {
 func (*StopJobResponse) ProtoMessage() {}
 
 func (x *StopJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[28]
+	mi := &file_cluster_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2113,7 +2304,7 @@ func (x *StopJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopJobResponse.ProtoReflect.Descriptor instead.
 func (*StopJobResponse) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{28}
+	return file_cluster_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *StopJobResponse) GetJob() *JobStatus {
@@ -2136,7 +2327,7 @@ type WatchRequest struct {
 
 func (x *WatchRequest) Reset() {
 	*x = WatchRequest{}
-	mi := &file_cluster_proto_msgTypes[29]
+	mi := &file_cluster_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2148,7 +2339,7 @@ func (x *WatchRequest) String() string {
 func (*WatchRequest) ProtoMessage() {}
 
 func (x *WatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[29]
+	mi := &file_cluster_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2161,7 +2352,7 @@ func (x *WatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
 func (*WatchRequest) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{29}
+	return file_cluster_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *WatchRequest) GetHeader() *Header {
@@ -2197,7 +2388,7 @@ type Report struct {
 
 func (x *Report) Reset() {
 	*x = Report{}
-	mi := &file_cluster_proto_msgTypes[30]
+	mi := &file_cluster_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2209,7 +2400,7 @@ func (x *Report) String() string {
 func (*Report) ProtoMessage() {}
 
 func (x *Report) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[30]
+	mi := &file_cluster_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2222,7 +2413,7 @@ func (x *Report) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Report.ProtoReflect.Descriptor instead.
 func (*Report) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{30}
+	return file_cluster_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *Report) GetBatchId() int64 {
@@ -2262,7 +2453,7 @@ type WatchEvent struct {
 
 func (x *WatchEvent) Reset() {
 	*x = WatchEvent{}
-	mi := &file_cluster_proto_msgTypes[31]
+	mi := &file_cluster_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2274,7 +2465,7 @@ func (x *WatchEvent) String() string {
 func (*WatchEvent) ProtoMessage() {}
 
 func (x *WatchEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[31]
+	mi := &file_cluster_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2287,7 +2478,7 @@ func (x *WatchEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchEvent.ProtoReflect.Descriptor instead.
 func (*WatchEvent) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{31}
+	return file_cluster_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *WatchEvent) GetKind() isWatchEvent_Kind {
@@ -2334,16 +2525,19 @@ func (*WatchEvent_Report) isWatchEvent_Kind() {}
 // HelloRequest is what a starting worker sends to each peer to check that
 // they were given the same group.
 type HelloRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Header        *Header                `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
-	Peers         []*Member              `protobuf:"bytes,2,rep,name=peers,proto3" json:"peers,omitempty"` // the sender's --peers, sorted by name
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Header *Header                `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	Peers  []*Member              `protobuf:"bytes,2,rep,name=peers,proto3" json:"peers,omitempty"` // the sender's --peers, sorted by name
+	// The log index at which the sender joined the group (its AddMember); 0
+	// for a member that bootstrapped it.
+	JoinIndex     uint64 `protobuf:"varint,3,opt,name=join_index,json=joinIndex,proto3" json:"join_index,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *HelloRequest) Reset() {
 	*x = HelloRequest{}
-	mi := &file_cluster_proto_msgTypes[32]
+	mi := &file_cluster_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2355,7 +2549,7 @@ func (x *HelloRequest) String() string {
 func (*HelloRequest) ProtoMessage() {}
 
 func (x *HelloRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[32]
+	mi := &file_cluster_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2368,7 +2562,7 @@ func (x *HelloRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HelloRequest.ProtoReflect.Descriptor instead.
 func (*HelloRequest) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{32}
+	return file_cluster_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *HelloRequest) GetHeader() *Header {
@@ -2385,18 +2579,29 @@ func (x *HelloRequest) GetPeers() []*Member {
 	return nil
 }
 
+func (x *HelloRequest) GetJoinIndex() uint64 {
+	if x != nil {
+		return x.JoinIndex
+	}
+	return 0
+}
+
 type HelloResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Member        *Member                `protobuf:"bytes,1,opt,name=member,proto3" json:"member,omitempty"`
-	ClusterId     string                 `protobuf:"bytes,2,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
-	Peers         []*Member              `protobuf:"bytes,3,rep,name=peers,proto3" json:"peers,omitempty"` // the answering worker's bootstrap peers
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Member    *Member                `protobuf:"bytes,1,opt,name=member,proto3" json:"member,omitempty"`
+	ClusterId string                 `protobuf:"bytes,2,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
+	Peers     []*Member              `protobuf:"bytes,3,rep,name=peers,proto3" json:"peers,omitempty"` // the answering worker's bootstrap peers
+	// The sender (its header's name, joined at join_index) was removed from
+	// the group (the answering member applied its RemoveMember): it must not
+	// run with its old data directory.
+	Removed       bool `protobuf:"varint,4,opt,name=removed,proto3" json:"removed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *HelloResponse) Reset() {
 	*x = HelloResponse{}
-	mi := &file_cluster_proto_msgTypes[33]
+	mi := &file_cluster_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2408,7 +2613,7 @@ func (x *HelloResponse) String() string {
 func (*HelloResponse) ProtoMessage() {}
 
 func (x *HelloResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[33]
+	mi := &file_cluster_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2421,7 +2626,7 @@ func (x *HelloResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HelloResponse.ProtoReflect.Descriptor instead.
 func (*HelloResponse) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{33}
+	return file_cluster_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *HelloResponse) GetMember() *Member {
@@ -2445,6 +2650,235 @@ func (x *HelloResponse) GetPeers() []*Member {
 	return nil
 }
 
+func (x *HelloResponse) GetRemoved() bool {
+	if x != nil {
+		return x.Removed
+	}
+	return false
+}
+
+// JoinRequest asks the leader to add a starting worker to the group. The
+// worker sends it with a client's header (no cluster id, no name), so a
+// follower forwards it to the leader.
+type JoinRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Header *Header                `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	Member *Member                `protobuf:"bytes,2,opt,name=member,proto3" json:"member,omitempty"`
+	// The jobs and functions the joining worker's binary registered
+	// (engine.Registered): they must equal the leader's.
+	Registered    []string `protobuf:"bytes,3,rep,name=registered,proto3" json:"registered,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JoinRequest) Reset() {
+	*x = JoinRequest{}
+	mi := &file_cluster_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JoinRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JoinRequest) ProtoMessage() {}
+
+func (x *JoinRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cluster_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
+func (*JoinRequest) Descriptor() ([]byte, []int) {
+	return file_cluster_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *JoinRequest) GetHeader() *Header {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+func (x *JoinRequest) GetMember() *Member {
+	if x != nil {
+		return x.Member
+	}
+	return nil
+}
+
+func (x *JoinRequest) GetRegistered() []string {
+	if x != nil {
+		return x.Registered
+	}
+	return nil
+}
+
+type JoinResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ClusterId     string                 `protobuf:"bytes,1,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
+	Members       []*Member              `protobuf:"bytes,2,rep,name=members,proto3" json:"members,omitempty"`                       // the members, the new one included
+	JoinIndex     uint64                 `protobuf:"varint,3,opt,name=join_index,json=joinIndex,proto3" json:"join_index,omitempty"` // the log index of the member's AddMember
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JoinResponse) Reset() {
+	*x = JoinResponse{}
+	mi := &file_cluster_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JoinResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JoinResponse) ProtoMessage() {}
+
+func (x *JoinResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cluster_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JoinResponse.ProtoReflect.Descriptor instead.
+func (*JoinResponse) Descriptor() ([]byte, []int) {
+	return file_cluster_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *JoinResponse) GetClusterId() string {
+	if x != nil {
+		return x.ClusterId
+	}
+	return ""
+}
+
+func (x *JoinResponse) GetMembers() []*Member {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+func (x *JoinResponse) GetJoinIndex() uint64 {
+	if x != nil {
+		return x.JoinIndex
+	}
+	return 0
+}
+
+// RemoveMemberRequest asks the leader to remove a member from the group.
+type RemoveMemberRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Header        *Header                `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveMemberRequest) Reset() {
+	*x = RemoveMemberRequest{}
+	mi := &file_cluster_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveMemberRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveMemberRequest) ProtoMessage() {}
+
+func (x *RemoveMemberRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cluster_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveMemberRequest.ProtoReflect.Descriptor instead.
+func (*RemoveMemberRequest) Descriptor() ([]byte, []int) {
+	return file_cluster_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *RemoveMemberRequest) GetHeader() *Header {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+func (x *RemoveMemberRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type RemoveMemberResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Members       []*Member              `protobuf:"bytes,1,rep,name=members,proto3" json:"members,omitempty"` // the members left
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveMemberResponse) Reset() {
+	*x = RemoveMemberResponse{}
+	mi := &file_cluster_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveMemberResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveMemberResponse) ProtoMessage() {}
+
+func (x *RemoveMemberResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cluster_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveMemberResponse.ProtoReflect.Descriptor instead.
+func (*RemoveMemberResponse) Descriptor() ([]byte, []int) {
+	return file_cluster_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *RemoveMemberResponse) GetMembers() []*Member {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
 // ShuffleOpen is the first message of a Shuffle.Push stream: which map
 // task's partials it carries, for which state partition, and the fencing
 // the receiver checks before it accepts a byte.
@@ -2464,7 +2898,7 @@ type ShuffleOpen struct {
 
 func (x *ShuffleOpen) Reset() {
 	*x = ShuffleOpen{}
-	mi := &file_cluster_proto_msgTypes[34]
+	mi := &file_cluster_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2476,7 +2910,7 @@ func (x *ShuffleOpen) String() string {
 func (*ShuffleOpen) ProtoMessage() {}
 
 func (x *ShuffleOpen) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[34]
+	mi := &file_cluster_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2489,7 +2923,7 @@ func (x *ShuffleOpen) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShuffleOpen.ProtoReflect.Descriptor instead.
 func (*ShuffleOpen) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{34}
+	return file_cluster_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ShuffleOpen) GetHeader() *Header {
@@ -2547,7 +2981,7 @@ type ShuffleEnd struct {
 
 func (x *ShuffleEnd) Reset() {
 	*x = ShuffleEnd{}
-	mi := &file_cluster_proto_msgTypes[35]
+	mi := &file_cluster_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2559,7 +2993,7 @@ func (x *ShuffleEnd) String() string {
 func (*ShuffleEnd) ProtoMessage() {}
 
 func (x *ShuffleEnd) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[35]
+	mi := &file_cluster_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2572,7 +3006,7 @@ func (x *ShuffleEnd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShuffleEnd.ProtoReflect.Descriptor instead.
 func (*ShuffleEnd) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{35}
+	return file_cluster_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *ShuffleEnd) GetBlocks() uint64 {
@@ -2612,7 +3046,7 @@ type ShuffleMessage struct {
 
 func (x *ShuffleMessage) Reset() {
 	*x = ShuffleMessage{}
-	mi := &file_cluster_proto_msgTypes[36]
+	mi := &file_cluster_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2624,7 +3058,7 @@ func (x *ShuffleMessage) String() string {
 func (*ShuffleMessage) ProtoMessage() {}
 
 func (x *ShuffleMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[36]
+	mi := &file_cluster_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2637,7 +3071,7 @@ func (x *ShuffleMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShuffleMessage.ProtoReflect.Descriptor instead.
 func (*ShuffleMessage) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{36}
+	return file_cluster_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ShuffleMessage) GetKind() isShuffleMessage_Kind {
@@ -2708,7 +3142,7 @@ type ShuffleResponse struct {
 
 func (x *ShuffleResponse) Reset() {
 	*x = ShuffleResponse{}
-	mi := &file_cluster_proto_msgTypes[37]
+	mi := &file_cluster_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2720,7 +3154,7 @@ func (x *ShuffleResponse) String() string {
 func (*ShuffleResponse) ProtoMessage() {}
 
 func (x *ShuffleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[37]
+	mi := &file_cluster_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2733,7 +3167,7 @@ func (x *ShuffleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShuffleResponse.ProtoReflect.Descriptor instead.
 func (*ShuffleResponse) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{37}
+	return file_cluster_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ShuffleResponse) GetBlocks() uint64 {
@@ -2767,7 +3201,7 @@ type ReduceRequest struct {
 
 func (x *ReduceRequest) Reset() {
 	*x = ReduceRequest{}
-	mi := &file_cluster_proto_msgTypes[38]
+	mi := &file_cluster_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2779,7 +3213,7 @@ func (x *ReduceRequest) String() string {
 func (*ReduceRequest) ProtoMessage() {}
 
 func (x *ReduceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[38]
+	mi := &file_cluster_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2792,7 +3226,7 @@ func (x *ReduceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReduceRequest.ProtoReflect.Descriptor instead.
 func (*ReduceRequest) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{38}
+	return file_cluster_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *ReduceRequest) GetHeader() *Header {
@@ -2851,7 +3285,7 @@ type ReduceDone struct {
 
 func (x *ReduceDone) Reset() {
 	*x = ReduceDone{}
-	mi := &file_cluster_proto_msgTypes[39]
+	mi := &file_cluster_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2863,7 +3297,7 @@ func (x *ReduceDone) String() string {
 func (*ReduceDone) ProtoMessage() {}
 
 func (x *ReduceDone) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[39]
+	mi := &file_cluster_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2876,7 +3310,7 @@ func (x *ReduceDone) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReduceDone.ProtoReflect.Descriptor instead.
 func (*ReduceDone) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{39}
+	return file_cluster_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *ReduceDone) GetGroups() int64 {
@@ -2922,7 +3356,7 @@ type ReduceResponse struct {
 
 func (x *ReduceResponse) Reset() {
 	*x = ReduceResponse{}
-	mi := &file_cluster_proto_msgTypes[40]
+	mi := &file_cluster_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2934,7 +3368,7 @@ func (x *ReduceResponse) String() string {
 func (*ReduceResponse) ProtoMessage() {}
 
 func (x *ReduceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[40]
+	mi := &file_cluster_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2947,7 +3381,7 @@ func (x *ReduceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReduceResponse.ProtoReflect.Descriptor instead.
 func (*ReduceResponse) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{40}
+	return file_cluster_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *ReduceResponse) GetKind() isReduceResponse_Kind {
@@ -3005,7 +3439,7 @@ type RowsRequest struct {
 
 func (x *RowsRequest) Reset() {
 	*x = RowsRequest{}
-	mi := &file_cluster_proto_msgTypes[41]
+	mi := &file_cluster_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3017,7 +3451,7 @@ func (x *RowsRequest) String() string {
 func (*RowsRequest) ProtoMessage() {}
 
 func (x *RowsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[41]
+	mi := &file_cluster_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3030,7 +3464,7 @@ func (x *RowsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RowsRequest.ProtoReflect.Descriptor instead.
 func (*RowsRequest) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{41}
+	return file_cluster_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *RowsRequest) GetHeader() *Header {
@@ -3071,7 +3505,7 @@ type RowsResponse struct {
 
 func (x *RowsResponse) Reset() {
 	*x = RowsResponse{}
-	mi := &file_cluster_proto_msgTypes[42]
+	mi := &file_cluster_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3083,7 +3517,7 @@ func (x *RowsResponse) String() string {
 func (*RowsResponse) ProtoMessage() {}
 
 func (x *RowsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[42]
+	mi := &file_cluster_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3096,7 +3530,7 @@ func (x *RowsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RowsResponse.ProtoReflect.Descriptor instead.
 func (*RowsResponse) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{42}
+	return file_cluster_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *RowsResponse) GetRecords() []byte {
@@ -3126,7 +3560,7 @@ type ReplicateOpen struct {
 
 func (x *ReplicateOpen) Reset() {
 	*x = ReplicateOpen{}
-	mi := &file_cluster_proto_msgTypes[43]
+	mi := &file_cluster_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3138,7 +3572,7 @@ func (x *ReplicateOpen) String() string {
 func (*ReplicateOpen) ProtoMessage() {}
 
 func (x *ReplicateOpen) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[43]
+	mi := &file_cluster_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3151,7 +3585,7 @@ func (x *ReplicateOpen) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicateOpen.ProtoReflect.Descriptor instead.
 func (*ReplicateOpen) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{43}
+	return file_cluster_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *ReplicateOpen) GetHeader() *Header {
@@ -3201,7 +3635,7 @@ type ReplicateEnd struct {
 
 func (x *ReplicateEnd) Reset() {
 	*x = ReplicateEnd{}
-	mi := &file_cluster_proto_msgTypes[44]
+	mi := &file_cluster_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3213,7 +3647,7 @@ func (x *ReplicateEnd) String() string {
 func (*ReplicateEnd) ProtoMessage() {}
 
 func (x *ReplicateEnd) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[44]
+	mi := &file_cluster_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3226,7 +3660,7 @@ func (x *ReplicateEnd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicateEnd.ProtoReflect.Descriptor instead.
 func (*ReplicateEnd) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{44}
+	return file_cluster_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *ReplicateEnd) GetRecords() uint64 {
@@ -3266,7 +3700,7 @@ type ReplicateMessage struct {
 
 func (x *ReplicateMessage) Reset() {
 	*x = ReplicateMessage{}
-	mi := &file_cluster_proto_msgTypes[45]
+	mi := &file_cluster_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3278,7 +3712,7 @@ func (x *ReplicateMessage) String() string {
 func (*ReplicateMessage) ProtoMessage() {}
 
 func (x *ReplicateMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[45]
+	mi := &file_cluster_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3291,7 +3725,7 @@ func (x *ReplicateMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicateMessage.ProtoReflect.Descriptor instead.
 func (*ReplicateMessage) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{45}
+	return file_cluster_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *ReplicateMessage) GetKind() isReplicateMessage_Kind {
@@ -3366,7 +3800,7 @@ type ReplicateResponse struct {
 
 func (x *ReplicateResponse) Reset() {
 	*x = ReplicateResponse{}
-	mi := &file_cluster_proto_msgTypes[46]
+	mi := &file_cluster_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3378,7 +3812,7 @@ func (x *ReplicateResponse) String() string {
 func (*ReplicateResponse) ProtoMessage() {}
 
 func (x *ReplicateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[46]
+	mi := &file_cluster_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3391,7 +3825,7 @@ func (x *ReplicateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicateResponse.ProtoReflect.Descriptor instead.
 func (*ReplicateResponse) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{46}
+	return file_cluster_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *ReplicateResponse) GetApplied() bool {
@@ -3429,7 +3863,7 @@ type MapRange struct {
 
 func (x *MapRange) Reset() {
 	*x = MapRange{}
-	mi := &file_cluster_proto_msgTypes[47]
+	mi := &file_cluster_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3441,7 +3875,7 @@ func (x *MapRange) String() string {
 func (*MapRange) ProtoMessage() {}
 
 func (x *MapRange) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[47]
+	mi := &file_cluster_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3454,7 +3888,7 @@ func (x *MapRange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MapRange.ProtoReflect.Descriptor instead.
 func (*MapRange) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{47}
+	return file_cluster_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *MapRange) GetTopic() string {
@@ -3506,7 +3940,7 @@ type MapRequest struct {
 
 func (x *MapRequest) Reset() {
 	*x = MapRequest{}
-	mi := &file_cluster_proto_msgTypes[48]
+	mi := &file_cluster_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3518,7 +3952,7 @@ func (x *MapRequest) String() string {
 func (*MapRequest) ProtoMessage() {}
 
 func (x *MapRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[48]
+	mi := &file_cluster_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3531,7 +3965,7 @@ func (x *MapRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MapRequest.ProtoReflect.Descriptor instead.
 func (*MapRequest) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{48}
+	return file_cluster_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *MapRequest) GetHeader() *Header {
@@ -3597,7 +4031,7 @@ type MapResponse struct {
 
 func (x *MapResponse) Reset() {
 	*x = MapResponse{}
-	mi := &file_cluster_proto_msgTypes[49]
+	mi := &file_cluster_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3609,7 +4043,7 @@ func (x *MapResponse) String() string {
 func (*MapResponse) ProtoMessage() {}
 
 func (x *MapResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[49]
+	mi := &file_cluster_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3622,7 +4056,7 @@ func (x *MapResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MapResponse.ProtoReflect.Descriptor instead.
 func (*MapResponse) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{49}
+	return file_cluster_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *MapResponse) GetRecords() int64 {
@@ -3670,7 +4104,7 @@ type MapRowsResponse struct {
 
 func (x *MapRowsResponse) Reset() {
 	*x = MapRowsResponse{}
-	mi := &file_cluster_proto_msgTypes[50]
+	mi := &file_cluster_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3682,7 +4116,7 @@ func (x *MapRowsResponse) String() string {
 func (*MapRowsResponse) ProtoMessage() {}
 
 func (x *MapRowsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[50]
+	mi := &file_cluster_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3695,7 +4129,7 @@ func (x *MapRowsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MapRowsResponse.ProtoReflect.Descriptor instead.
 func (*MapRowsResponse) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{50}
+	return file_cluster_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *MapRowsResponse) GetRangeIndex() int32 {
@@ -3785,23 +4219,30 @@ const file_cluster_proto_rawDesc = "" +
 	"\vEpochChange\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12\x17\n" +
 	"\atime_ms\x18\x02 \x01(\x03R\x06timeMs\x12\x16\n" +
-	"\x06reason\x18\x03 \x01(\tR\x06reason\"\x82\x02\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"\xba\x02\n" +
 	"\x05State\x12\x16\n" +
 	"\x06format\x18\x01 \x01(\rR\x06format\x12\x1d\n" +
 	"\n" +
 	"cluster_id\x18\x02 \x01(\tR\tclusterId\x125\n" +
 	"\amembers\x18\x03 \x03(\v2\x1b.gostream.cluster.v1.MemberR\amembers\x128\n" +
-	"\x04jobs\x18\x04 \x03(\v2$.gostream.cluster.v1.State.JobsEntryR\x04jobs\x1aQ\n" +
+	"\x04jobs\x18\x04 \x03(\v2$.gostream.cluster.v1.State.JobsEntryR\x04jobs\x126\n" +
+	"\aremoved\x18\x05 \x03(\v2\x1c.gostream.cluster.v1.RemovalR\aremoved\x1aQ\n" +
 	"\tJobsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12.\n" +
-	"\x05value\x18\x02 \x01(\v2\x18.gostream.cluster.v1.JobR\x05value:\x028\x01\"\x83\x03\n" +
+	"\x05value\x18\x02 \x01(\v2\x18.gostream.cluster.v1.JobR\x05value:\x028\x01\"3\n" +
+	"\aRemoval\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\"\x8e\x04\n" +
 	"\aCommand\x12\x12\n" +
 	"\x04term\x18\x01 \x01(\x04R\x04term\x12/\n" +
 	"\x04init\x18\x02 \x01(\v2\x19.gostream.cluster.v1.InitH\x00R\x04init\x12E\n" +
 	"\fregister_job\x18\x03 \x01(\v2 .gostream.cluster.v1.RegisterJobH\x00R\vregisterJob\x12O\n" +
 	"\x10append_batch_log\x18\x04 \x01(\v2#.gostream.cluster.v1.AppendBatchLogH\x00R\x0eappendBatchLog\x12K\n" +
 	"\x0eset_assignment\x18\x05 \x01(\v2\".gostream.cluster.v1.SetAssignmentH\x00R\rsetAssignment\x12F\n" +
-	"\rset_job_state\x18\x06 \x01(\v2 .gostream.cluster.v1.SetJobStateH\x00R\vsetJobStateB\x06\n" +
+	"\rset_job_state\x18\x06 \x01(\v2 .gostream.cluster.v1.SetJobStateH\x00R\vsetJobState\x12?\n" +
+	"\n" +
+	"add_member\x18\a \x01(\v2\x1e.gostream.cluster.v1.AddMemberH\x00R\taddMember\x12H\n" +
+	"\rremove_member\x18\b \x01(\v2!.gostream.cluster.v1.RemoveMemberH\x00R\fremoveMemberB\x06\n" +
 	"\x04kind\"\\\n" +
 	"\x04Init\x12\x1d\n" +
 	"\n" +
@@ -3822,7 +4263,11 @@ const file_cluster_proto_rawDesc = "" +
 	"\vSetJobState\x12\x10\n" +
 	"\x03job\x18\x01 \x01(\tR\x03job\x123\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x1d.gostream.cluster.v1.JobStateR\x05state\x12\x14\n" +
-	"\x05error\x18\x03 \x01(\tR\x05error\"e\n" +
+	"\x05error\x18\x03 \x01(\tR\x05error\"@\n" +
+	"\tAddMember\x123\n" +
+	"\x06member\x18\x01 \x01(\v2\x1b.gostream.cluster.v1.MemberR\x06member\"\"\n" +
+	"\fRemoveMember\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"e\n" +
 	"\x06Header\x12\x1d\n" +
 	"\n" +
 	"cluster_id\x18\x01 \x01(\tR\tclusterId\x12\x12\n" +
@@ -3909,15 +4354,35 @@ const file_cluster_proto_rawDesc = "" +
 	"WatchEvent\x128\n" +
 	"\x06status\x18\x01 \x01(\v2\x1e.gostream.cluster.v1.JobStatusH\x00R\x06status\x125\n" +
 	"\x06report\x18\x02 \x01(\v2\x1b.gostream.cluster.v1.ReportH\x00R\x06reportB\x06\n" +
-	"\x04kind\"v\n" +
+	"\x04kind\"\x95\x01\n" +
 	"\fHelloRequest\x123\n" +
 	"\x06header\x18\x01 \x01(\v2\x1b.gostream.cluster.v1.HeaderR\x06header\x121\n" +
-	"\x05peers\x18\x02 \x03(\v2\x1b.gostream.cluster.v1.MemberR\x05peers\"\x96\x01\n" +
+	"\x05peers\x18\x02 \x03(\v2\x1b.gostream.cluster.v1.MemberR\x05peers\x12\x1d\n" +
+	"\n" +
+	"join_index\x18\x03 \x01(\x04R\tjoinIndex\"\xb0\x01\n" +
 	"\rHelloResponse\x123\n" +
 	"\x06member\x18\x01 \x01(\v2\x1b.gostream.cluster.v1.MemberR\x06member\x12\x1d\n" +
 	"\n" +
 	"cluster_id\x18\x02 \x01(\tR\tclusterId\x121\n" +
-	"\x05peers\x18\x03 \x03(\v2\x1b.gostream.cluster.v1.MemberR\x05peers\"\xb6\x01\n" +
+	"\x05peers\x18\x03 \x03(\v2\x1b.gostream.cluster.v1.MemberR\x05peers\x12\x18\n" +
+	"\aremoved\x18\x04 \x01(\bR\aremoved\"\x97\x01\n" +
+	"\vJoinRequest\x123\n" +
+	"\x06header\x18\x01 \x01(\v2\x1b.gostream.cluster.v1.HeaderR\x06header\x123\n" +
+	"\x06member\x18\x02 \x01(\v2\x1b.gostream.cluster.v1.MemberR\x06member\x12\x1e\n" +
+	"\n" +
+	"registered\x18\x03 \x03(\tR\n" +
+	"registered\"\x83\x01\n" +
+	"\fJoinResponse\x12\x1d\n" +
+	"\n" +
+	"cluster_id\x18\x01 \x01(\tR\tclusterId\x125\n" +
+	"\amembers\x18\x02 \x03(\v2\x1b.gostream.cluster.v1.MemberR\amembers\x12\x1d\n" +
+	"\n" +
+	"join_index\x18\x03 \x01(\x04R\tjoinIndex\"^\n" +
+	"\x13RemoveMemberRequest\x123\n" +
+	"\x06header\x18\x01 \x01(\v2\x1b.gostream.cluster.v1.HeaderR\x06header\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\"M\n" +
+	"\x14RemoveMemberResponse\x125\n" +
+	"\amembers\x18\x01 \x03(\v2\x1b.gostream.cluster.v1.MemberR\amembers\"\xb6\x01\n" +
 	"\vShuffleOpen\x123\n" +
 	"\x06header\x18\x01 \x01(\v2\x1b.gostream.cluster.v1.HeaderR\x06header\x12\x10\n" +
 	"\x03job\x18\x02 \x01(\tR\x03job\x12\x14\n" +
@@ -4014,7 +4479,7 @@ const file_cluster_proto_rawDesc = "" +
 	"\aSTOPPED\x10\x01\x12\n" +
 	"\n" +
 	"\x06FAILED\x10\x02\x12\f\n" +
-	"\bFINISHED\x10\x032\xdf\x04\n" +
+	"\bFINISHED\x10\x032\x91\x06\n" +
 	"\aControl\x12Q\n" +
 	"\x06Status\x12\".gostream.cluster.v1.StatusRequest\x1a#.gostream.cluster.v1.StatusResponse\x12`\n" +
 	"\vRegisterJob\x12'.gostream.cluster.v1.RegisterJobRequest\x1a(.gostream.cluster.v1.RegisterJobResponse\x12]\n" +
@@ -4023,7 +4488,9 @@ const file_cluster_proto_rawDesc = "" +
 	"\x05Hello\x12!.gostream.cluster.v1.HelloRequest\x1a\".gostream.cluster.v1.HelloResponse\x12K\n" +
 	"\x04Jobs\x12 .gostream.cluster.v1.JobsRequest\x1a!.gostream.cluster.v1.JobsResponse\x12T\n" +
 	"\aStopJob\x12#.gostream.cluster.v1.StopJobRequest\x1a$.gostream.cluster.v1.StopJobResponse\x12M\n" +
-	"\x05Watch\x12!.gostream.cluster.v1.WatchRequest\x1a\x1f.gostream.cluster.v1.WatchEvent0\x012^\n" +
+	"\x05Watch\x12!.gostream.cluster.v1.WatchRequest\x1a\x1f.gostream.cluster.v1.WatchEvent0\x01\x12K\n" +
+	"\x04Join\x12 .gostream.cluster.v1.JoinRequest\x1a!.gostream.cluster.v1.JoinResponse\x12c\n" +
+	"\fRemoveMember\x12(.gostream.cluster.v1.RemoveMemberRequest\x1a).gostream.cluster.v1.RemoveMemberResponse2^\n" +
 	"\aShuffle\x12S\n" +
 	"\x04Push\x12#.gostream.cluster.v1.ShuffleMessage\x1a$.gostream.cluster.v1.ShuffleResponse(\x012\x93\x02\n" +
 	"\x0fStatePartitions\x12S\n" +
@@ -4047,62 +4514,69 @@ func file_cluster_proto_rawDescGZIP() []byte {
 }
 
 var file_cluster_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 53)
+var file_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 60)
 var file_cluster_proto_goTypes = []any{
-	(JobState)(0),               // 0: gostream.cluster.v1.JobState
-	(*Member)(nil),              // 1: gostream.cluster.v1.Member
-	(*PartitionOffset)(nil),     // 2: gostream.cluster.v1.PartitionOffset
-	(*OffsetsEntry)(nil),        // 3: gostream.cluster.v1.OffsetsEntry
-	(*BatchLogEntry)(nil),       // 4: gostream.cluster.v1.BatchLogEntry
-	(*KafkaAssignment)(nil),     // 5: gostream.cluster.v1.KafkaAssignment
-	(*StatePartition)(nil),      // 6: gostream.cluster.v1.StatePartition
-	(*Assignment)(nil),          // 7: gostream.cluster.v1.Assignment
-	(*Job)(nil),                 // 8: gostream.cluster.v1.Job
-	(*EpochChange)(nil),         // 9: gostream.cluster.v1.EpochChange
-	(*State)(nil),               // 10: gostream.cluster.v1.State
-	(*Command)(nil),             // 11: gostream.cluster.v1.Command
-	(*Init)(nil),                // 12: gostream.cluster.v1.Init
-	(*RegisterJob)(nil),         // 13: gostream.cluster.v1.RegisterJob
-	(*AppendBatchLog)(nil),      // 14: gostream.cluster.v1.AppendBatchLog
-	(*SetAssignment)(nil),       // 15: gostream.cluster.v1.SetAssignment
-	(*SetJobState)(nil),         // 16: gostream.cluster.v1.SetJobState
-	(*Header)(nil),              // 17: gostream.cluster.v1.Header
-	(*StatusRequest)(nil),       // 18: gostream.cluster.v1.StatusRequest
-	(*MemberStatus)(nil),        // 19: gostream.cluster.v1.MemberStatus
-	(*JobStatus)(nil),           // 20: gostream.cluster.v1.JobStatus
-	(*StatusResponse)(nil),      // 21: gostream.cluster.v1.StatusResponse
-	(*MemberInfoRequest)(nil),   // 22: gostream.cluster.v1.MemberInfoRequest
-	(*MemberInfoResponse)(nil),  // 23: gostream.cluster.v1.MemberInfoResponse
-	(*RegisterJobRequest)(nil),  // 24: gostream.cluster.v1.RegisterJobRequest
-	(*RegisterJobResponse)(nil), // 25: gostream.cluster.v1.RegisterJobResponse
-	(*JobsRequest)(nil),         // 26: gostream.cluster.v1.JobsRequest
-	(*JobsResponse)(nil),        // 27: gostream.cluster.v1.JobsResponse
-	(*StopJobRequest)(nil),      // 28: gostream.cluster.v1.StopJobRequest
-	(*StopJobResponse)(nil),     // 29: gostream.cluster.v1.StopJobResponse
-	(*WatchRequest)(nil),        // 30: gostream.cluster.v1.WatchRequest
-	(*Report)(nil),              // 31: gostream.cluster.v1.Report
-	(*WatchEvent)(nil),          // 32: gostream.cluster.v1.WatchEvent
-	(*HelloRequest)(nil),        // 33: gostream.cluster.v1.HelloRequest
-	(*HelloResponse)(nil),       // 34: gostream.cluster.v1.HelloResponse
-	(*ShuffleOpen)(nil),         // 35: gostream.cluster.v1.ShuffleOpen
-	(*ShuffleEnd)(nil),          // 36: gostream.cluster.v1.ShuffleEnd
-	(*ShuffleMessage)(nil),      // 37: gostream.cluster.v1.ShuffleMessage
-	(*ShuffleResponse)(nil),     // 38: gostream.cluster.v1.ShuffleResponse
-	(*ReduceRequest)(nil),       // 39: gostream.cluster.v1.ReduceRequest
-	(*ReduceDone)(nil),          // 40: gostream.cluster.v1.ReduceDone
-	(*ReduceResponse)(nil),      // 41: gostream.cluster.v1.ReduceResponse
-	(*RowsRequest)(nil),         // 42: gostream.cluster.v1.RowsRequest
-	(*RowsResponse)(nil),        // 43: gostream.cluster.v1.RowsResponse
-	(*ReplicateOpen)(nil),       // 44: gostream.cluster.v1.ReplicateOpen
-	(*ReplicateEnd)(nil),        // 45: gostream.cluster.v1.ReplicateEnd
-	(*ReplicateMessage)(nil),    // 46: gostream.cluster.v1.ReplicateMessage
-	(*ReplicateResponse)(nil),   // 47: gostream.cluster.v1.ReplicateResponse
-	(*MapRange)(nil),            // 48: gostream.cluster.v1.MapRange
-	(*MapRequest)(nil),          // 49: gostream.cluster.v1.MapRequest
-	(*MapResponse)(nil),         // 50: gostream.cluster.v1.MapResponse
-	(*MapRowsResponse)(nil),     // 51: gostream.cluster.v1.MapRowsResponse
-	nil,                         // 52: gostream.cluster.v1.Job.OptionsEntry
-	nil,                         // 53: gostream.cluster.v1.State.JobsEntry
+	(JobState)(0),                // 0: gostream.cluster.v1.JobState
+	(*Member)(nil),               // 1: gostream.cluster.v1.Member
+	(*PartitionOffset)(nil),      // 2: gostream.cluster.v1.PartitionOffset
+	(*OffsetsEntry)(nil),         // 3: gostream.cluster.v1.OffsetsEntry
+	(*BatchLogEntry)(nil),        // 4: gostream.cluster.v1.BatchLogEntry
+	(*KafkaAssignment)(nil),      // 5: gostream.cluster.v1.KafkaAssignment
+	(*StatePartition)(nil),       // 6: gostream.cluster.v1.StatePartition
+	(*Assignment)(nil),           // 7: gostream.cluster.v1.Assignment
+	(*Job)(nil),                  // 8: gostream.cluster.v1.Job
+	(*EpochChange)(nil),          // 9: gostream.cluster.v1.EpochChange
+	(*State)(nil),                // 10: gostream.cluster.v1.State
+	(*Removal)(nil),              // 11: gostream.cluster.v1.Removal
+	(*Command)(nil),              // 12: gostream.cluster.v1.Command
+	(*Init)(nil),                 // 13: gostream.cluster.v1.Init
+	(*RegisterJob)(nil),          // 14: gostream.cluster.v1.RegisterJob
+	(*AppendBatchLog)(nil),       // 15: gostream.cluster.v1.AppendBatchLog
+	(*SetAssignment)(nil),        // 16: gostream.cluster.v1.SetAssignment
+	(*SetJobState)(nil),          // 17: gostream.cluster.v1.SetJobState
+	(*AddMember)(nil),            // 18: gostream.cluster.v1.AddMember
+	(*RemoveMember)(nil),         // 19: gostream.cluster.v1.RemoveMember
+	(*Header)(nil),               // 20: gostream.cluster.v1.Header
+	(*StatusRequest)(nil),        // 21: gostream.cluster.v1.StatusRequest
+	(*MemberStatus)(nil),         // 22: gostream.cluster.v1.MemberStatus
+	(*JobStatus)(nil),            // 23: gostream.cluster.v1.JobStatus
+	(*StatusResponse)(nil),       // 24: gostream.cluster.v1.StatusResponse
+	(*MemberInfoRequest)(nil),    // 25: gostream.cluster.v1.MemberInfoRequest
+	(*MemberInfoResponse)(nil),   // 26: gostream.cluster.v1.MemberInfoResponse
+	(*RegisterJobRequest)(nil),   // 27: gostream.cluster.v1.RegisterJobRequest
+	(*RegisterJobResponse)(nil),  // 28: gostream.cluster.v1.RegisterJobResponse
+	(*JobsRequest)(nil),          // 29: gostream.cluster.v1.JobsRequest
+	(*JobsResponse)(nil),         // 30: gostream.cluster.v1.JobsResponse
+	(*StopJobRequest)(nil),       // 31: gostream.cluster.v1.StopJobRequest
+	(*StopJobResponse)(nil),      // 32: gostream.cluster.v1.StopJobResponse
+	(*WatchRequest)(nil),         // 33: gostream.cluster.v1.WatchRequest
+	(*Report)(nil),               // 34: gostream.cluster.v1.Report
+	(*WatchEvent)(nil),           // 35: gostream.cluster.v1.WatchEvent
+	(*HelloRequest)(nil),         // 36: gostream.cluster.v1.HelloRequest
+	(*HelloResponse)(nil),        // 37: gostream.cluster.v1.HelloResponse
+	(*JoinRequest)(nil),          // 38: gostream.cluster.v1.JoinRequest
+	(*JoinResponse)(nil),         // 39: gostream.cluster.v1.JoinResponse
+	(*RemoveMemberRequest)(nil),  // 40: gostream.cluster.v1.RemoveMemberRequest
+	(*RemoveMemberResponse)(nil), // 41: gostream.cluster.v1.RemoveMemberResponse
+	(*ShuffleOpen)(nil),          // 42: gostream.cluster.v1.ShuffleOpen
+	(*ShuffleEnd)(nil),           // 43: gostream.cluster.v1.ShuffleEnd
+	(*ShuffleMessage)(nil),       // 44: gostream.cluster.v1.ShuffleMessage
+	(*ShuffleResponse)(nil),      // 45: gostream.cluster.v1.ShuffleResponse
+	(*ReduceRequest)(nil),        // 46: gostream.cluster.v1.ReduceRequest
+	(*ReduceDone)(nil),           // 47: gostream.cluster.v1.ReduceDone
+	(*ReduceResponse)(nil),       // 48: gostream.cluster.v1.ReduceResponse
+	(*RowsRequest)(nil),          // 49: gostream.cluster.v1.RowsRequest
+	(*RowsResponse)(nil),         // 50: gostream.cluster.v1.RowsResponse
+	(*ReplicateOpen)(nil),        // 51: gostream.cluster.v1.ReplicateOpen
+	(*ReplicateEnd)(nil),         // 52: gostream.cluster.v1.ReplicateEnd
+	(*ReplicateMessage)(nil),     // 53: gostream.cluster.v1.ReplicateMessage
+	(*ReplicateResponse)(nil),    // 54: gostream.cluster.v1.ReplicateResponse
+	(*MapRange)(nil),             // 55: gostream.cluster.v1.MapRange
+	(*MapRequest)(nil),           // 56: gostream.cluster.v1.MapRequest
+	(*MapResponse)(nil),          // 57: gostream.cluster.v1.MapResponse
+	(*MapRowsResponse)(nil),      // 58: gostream.cluster.v1.MapRowsResponse
+	nil,                          // 59: gostream.cluster.v1.Job.OptionsEntry
+	nil,                          // 60: gostream.cluster.v1.State.JobsEntry
 }
 var file_cluster_proto_depIdxs = []int32{
 	2,  // 0: gostream.cluster.v1.OffsetsEntry.start:type_name -> gostream.cluster.v1.PartitionOffset
@@ -4110,88 +4584,101 @@ var file_cluster_proto_depIdxs = []int32{
 	3,  // 2: gostream.cluster.v1.BatchLogEntry.offsets:type_name -> gostream.cluster.v1.OffsetsEntry
 	5,  // 3: gostream.cluster.v1.Assignment.kafka:type_name -> gostream.cluster.v1.KafkaAssignment
 	6,  // 4: gostream.cluster.v1.Assignment.state:type_name -> gostream.cluster.v1.StatePartition
-	52, // 5: gostream.cluster.v1.Job.options:type_name -> gostream.cluster.v1.Job.OptionsEntry
+	59, // 5: gostream.cluster.v1.Job.options:type_name -> gostream.cluster.v1.Job.OptionsEntry
 	4,  // 6: gostream.cluster.v1.Job.batch_log:type_name -> gostream.cluster.v1.BatchLogEntry
 	7,  // 7: gostream.cluster.v1.Job.assignment:type_name -> gostream.cluster.v1.Assignment
 	0,  // 8: gostream.cluster.v1.Job.state:type_name -> gostream.cluster.v1.JobState
 	9,  // 9: gostream.cluster.v1.Job.epochs:type_name -> gostream.cluster.v1.EpochChange
 	1,  // 10: gostream.cluster.v1.State.members:type_name -> gostream.cluster.v1.Member
-	53, // 11: gostream.cluster.v1.State.jobs:type_name -> gostream.cluster.v1.State.JobsEntry
-	12, // 12: gostream.cluster.v1.Command.init:type_name -> gostream.cluster.v1.Init
-	13, // 13: gostream.cluster.v1.Command.register_job:type_name -> gostream.cluster.v1.RegisterJob
-	14, // 14: gostream.cluster.v1.Command.append_batch_log:type_name -> gostream.cluster.v1.AppendBatchLog
-	15, // 15: gostream.cluster.v1.Command.set_assignment:type_name -> gostream.cluster.v1.SetAssignment
-	16, // 16: gostream.cluster.v1.Command.set_job_state:type_name -> gostream.cluster.v1.SetJobState
-	1,  // 17: gostream.cluster.v1.Init.members:type_name -> gostream.cluster.v1.Member
-	8,  // 18: gostream.cluster.v1.RegisterJob.job:type_name -> gostream.cluster.v1.Job
-	4,  // 19: gostream.cluster.v1.AppendBatchLog.entries:type_name -> gostream.cluster.v1.BatchLogEntry
-	7,  // 20: gostream.cluster.v1.SetAssignment.assignment:type_name -> gostream.cluster.v1.Assignment
-	0,  // 21: gostream.cluster.v1.SetJobState.state:type_name -> gostream.cluster.v1.JobState
-	17, // 22: gostream.cluster.v1.StatusRequest.header:type_name -> gostream.cluster.v1.Header
-	1,  // 23: gostream.cluster.v1.MemberStatus.member:type_name -> gostream.cluster.v1.Member
-	7,  // 24: gostream.cluster.v1.JobStatus.assignment:type_name -> gostream.cluster.v1.Assignment
-	0,  // 25: gostream.cluster.v1.JobStatus.state:type_name -> gostream.cluster.v1.JobState
-	9,  // 26: gostream.cluster.v1.JobStatus.epochs:type_name -> gostream.cluster.v1.EpochChange
-	19, // 27: gostream.cluster.v1.StatusResponse.members:type_name -> gostream.cluster.v1.MemberStatus
-	20, // 28: gostream.cluster.v1.StatusResponse.jobs:type_name -> gostream.cluster.v1.JobStatus
-	17, // 29: gostream.cluster.v1.MemberInfoRequest.header:type_name -> gostream.cluster.v1.Header
-	1,  // 30: gostream.cluster.v1.MemberInfoResponse.member:type_name -> gostream.cluster.v1.Member
-	17, // 31: gostream.cluster.v1.RegisterJobRequest.header:type_name -> gostream.cluster.v1.Header
-	8,  // 32: gostream.cluster.v1.RegisterJobRequest.job:type_name -> gostream.cluster.v1.Job
-	17, // 33: gostream.cluster.v1.JobsRequest.header:type_name -> gostream.cluster.v1.Header
-	20, // 34: gostream.cluster.v1.JobsResponse.jobs:type_name -> gostream.cluster.v1.JobStatus
-	17, // 35: gostream.cluster.v1.StopJobRequest.header:type_name -> gostream.cluster.v1.Header
-	20, // 36: gostream.cluster.v1.StopJobResponse.job:type_name -> gostream.cluster.v1.JobStatus
-	17, // 37: gostream.cluster.v1.WatchRequest.header:type_name -> gostream.cluster.v1.Header
-	20, // 38: gostream.cluster.v1.WatchEvent.status:type_name -> gostream.cluster.v1.JobStatus
-	31, // 39: gostream.cluster.v1.WatchEvent.report:type_name -> gostream.cluster.v1.Report
-	17, // 40: gostream.cluster.v1.HelloRequest.header:type_name -> gostream.cluster.v1.Header
-	1,  // 41: gostream.cluster.v1.HelloRequest.peers:type_name -> gostream.cluster.v1.Member
-	1,  // 42: gostream.cluster.v1.HelloResponse.member:type_name -> gostream.cluster.v1.Member
-	1,  // 43: gostream.cluster.v1.HelloResponse.peers:type_name -> gostream.cluster.v1.Member
-	17, // 44: gostream.cluster.v1.ShuffleOpen.header:type_name -> gostream.cluster.v1.Header
-	35, // 45: gostream.cluster.v1.ShuffleMessage.open:type_name -> gostream.cluster.v1.ShuffleOpen
-	36, // 46: gostream.cluster.v1.ShuffleMessage.end:type_name -> gostream.cluster.v1.ShuffleEnd
-	17, // 47: gostream.cluster.v1.ReduceRequest.header:type_name -> gostream.cluster.v1.Header
-	40, // 48: gostream.cluster.v1.ReduceResponse.done:type_name -> gostream.cluster.v1.ReduceDone
-	17, // 49: gostream.cluster.v1.RowsRequest.header:type_name -> gostream.cluster.v1.Header
-	17, // 50: gostream.cluster.v1.ReplicateOpen.header:type_name -> gostream.cluster.v1.Header
-	44, // 51: gostream.cluster.v1.ReplicateMessage.open:type_name -> gostream.cluster.v1.ReplicateOpen
-	45, // 52: gostream.cluster.v1.ReplicateMessage.end:type_name -> gostream.cluster.v1.ReplicateEnd
-	17, // 53: gostream.cluster.v1.MapRequest.header:type_name -> gostream.cluster.v1.Header
-	48, // 54: gostream.cluster.v1.MapRequest.ranges:type_name -> gostream.cluster.v1.MapRange
-	8,  // 55: gostream.cluster.v1.State.JobsEntry.value:type_name -> gostream.cluster.v1.Job
-	18, // 56: gostream.cluster.v1.Control.Status:input_type -> gostream.cluster.v1.StatusRequest
-	24, // 57: gostream.cluster.v1.Control.RegisterJob:input_type -> gostream.cluster.v1.RegisterJobRequest
-	22, // 58: gostream.cluster.v1.Control.MemberInfo:input_type -> gostream.cluster.v1.MemberInfoRequest
-	33, // 59: gostream.cluster.v1.Control.Hello:input_type -> gostream.cluster.v1.HelloRequest
-	26, // 60: gostream.cluster.v1.Control.Jobs:input_type -> gostream.cluster.v1.JobsRequest
-	28, // 61: gostream.cluster.v1.Control.StopJob:input_type -> gostream.cluster.v1.StopJobRequest
-	30, // 62: gostream.cluster.v1.Control.Watch:input_type -> gostream.cluster.v1.WatchRequest
-	37, // 63: gostream.cluster.v1.Shuffle.Push:input_type -> gostream.cluster.v1.ShuffleMessage
-	39, // 64: gostream.cluster.v1.StatePartitions.Reduce:input_type -> gostream.cluster.v1.ReduceRequest
-	42, // 65: gostream.cluster.v1.StatePartitions.Rows:input_type -> gostream.cluster.v1.RowsRequest
-	46, // 66: gostream.cluster.v1.StatePartitions.Replicate:input_type -> gostream.cluster.v1.ReplicateMessage
-	49, // 67: gostream.cluster.v1.Task.Map:input_type -> gostream.cluster.v1.MapRequest
-	49, // 68: gostream.cluster.v1.Task.MapRows:input_type -> gostream.cluster.v1.MapRequest
-	21, // 69: gostream.cluster.v1.Control.Status:output_type -> gostream.cluster.v1.StatusResponse
-	25, // 70: gostream.cluster.v1.Control.RegisterJob:output_type -> gostream.cluster.v1.RegisterJobResponse
-	23, // 71: gostream.cluster.v1.Control.MemberInfo:output_type -> gostream.cluster.v1.MemberInfoResponse
-	34, // 72: gostream.cluster.v1.Control.Hello:output_type -> gostream.cluster.v1.HelloResponse
-	27, // 73: gostream.cluster.v1.Control.Jobs:output_type -> gostream.cluster.v1.JobsResponse
-	29, // 74: gostream.cluster.v1.Control.StopJob:output_type -> gostream.cluster.v1.StopJobResponse
-	32, // 75: gostream.cluster.v1.Control.Watch:output_type -> gostream.cluster.v1.WatchEvent
-	38, // 76: gostream.cluster.v1.Shuffle.Push:output_type -> gostream.cluster.v1.ShuffleResponse
-	41, // 77: gostream.cluster.v1.StatePartitions.Reduce:output_type -> gostream.cluster.v1.ReduceResponse
-	43, // 78: gostream.cluster.v1.StatePartitions.Rows:output_type -> gostream.cluster.v1.RowsResponse
-	47, // 79: gostream.cluster.v1.StatePartitions.Replicate:output_type -> gostream.cluster.v1.ReplicateResponse
-	50, // 80: gostream.cluster.v1.Task.Map:output_type -> gostream.cluster.v1.MapResponse
-	51, // 81: gostream.cluster.v1.Task.MapRows:output_type -> gostream.cluster.v1.MapRowsResponse
-	69, // [69:82] is the sub-list for method output_type
-	56, // [56:69] is the sub-list for method input_type
-	56, // [56:56] is the sub-list for extension type_name
-	56, // [56:56] is the sub-list for extension extendee
-	0,  // [0:56] is the sub-list for field type_name
+	60, // 11: gostream.cluster.v1.State.jobs:type_name -> gostream.cluster.v1.State.JobsEntry
+	11, // 12: gostream.cluster.v1.State.removed:type_name -> gostream.cluster.v1.Removal
+	13, // 13: gostream.cluster.v1.Command.init:type_name -> gostream.cluster.v1.Init
+	14, // 14: gostream.cluster.v1.Command.register_job:type_name -> gostream.cluster.v1.RegisterJob
+	15, // 15: gostream.cluster.v1.Command.append_batch_log:type_name -> gostream.cluster.v1.AppendBatchLog
+	16, // 16: gostream.cluster.v1.Command.set_assignment:type_name -> gostream.cluster.v1.SetAssignment
+	17, // 17: gostream.cluster.v1.Command.set_job_state:type_name -> gostream.cluster.v1.SetJobState
+	18, // 18: gostream.cluster.v1.Command.add_member:type_name -> gostream.cluster.v1.AddMember
+	19, // 19: gostream.cluster.v1.Command.remove_member:type_name -> gostream.cluster.v1.RemoveMember
+	1,  // 20: gostream.cluster.v1.Init.members:type_name -> gostream.cluster.v1.Member
+	8,  // 21: gostream.cluster.v1.RegisterJob.job:type_name -> gostream.cluster.v1.Job
+	4,  // 22: gostream.cluster.v1.AppendBatchLog.entries:type_name -> gostream.cluster.v1.BatchLogEntry
+	7,  // 23: gostream.cluster.v1.SetAssignment.assignment:type_name -> gostream.cluster.v1.Assignment
+	0,  // 24: gostream.cluster.v1.SetJobState.state:type_name -> gostream.cluster.v1.JobState
+	1,  // 25: gostream.cluster.v1.AddMember.member:type_name -> gostream.cluster.v1.Member
+	20, // 26: gostream.cluster.v1.StatusRequest.header:type_name -> gostream.cluster.v1.Header
+	1,  // 27: gostream.cluster.v1.MemberStatus.member:type_name -> gostream.cluster.v1.Member
+	7,  // 28: gostream.cluster.v1.JobStatus.assignment:type_name -> gostream.cluster.v1.Assignment
+	0,  // 29: gostream.cluster.v1.JobStatus.state:type_name -> gostream.cluster.v1.JobState
+	9,  // 30: gostream.cluster.v1.JobStatus.epochs:type_name -> gostream.cluster.v1.EpochChange
+	22, // 31: gostream.cluster.v1.StatusResponse.members:type_name -> gostream.cluster.v1.MemberStatus
+	23, // 32: gostream.cluster.v1.StatusResponse.jobs:type_name -> gostream.cluster.v1.JobStatus
+	20, // 33: gostream.cluster.v1.MemberInfoRequest.header:type_name -> gostream.cluster.v1.Header
+	1,  // 34: gostream.cluster.v1.MemberInfoResponse.member:type_name -> gostream.cluster.v1.Member
+	20, // 35: gostream.cluster.v1.RegisterJobRequest.header:type_name -> gostream.cluster.v1.Header
+	8,  // 36: gostream.cluster.v1.RegisterJobRequest.job:type_name -> gostream.cluster.v1.Job
+	20, // 37: gostream.cluster.v1.JobsRequest.header:type_name -> gostream.cluster.v1.Header
+	23, // 38: gostream.cluster.v1.JobsResponse.jobs:type_name -> gostream.cluster.v1.JobStatus
+	20, // 39: gostream.cluster.v1.StopJobRequest.header:type_name -> gostream.cluster.v1.Header
+	23, // 40: gostream.cluster.v1.StopJobResponse.job:type_name -> gostream.cluster.v1.JobStatus
+	20, // 41: gostream.cluster.v1.WatchRequest.header:type_name -> gostream.cluster.v1.Header
+	23, // 42: gostream.cluster.v1.WatchEvent.status:type_name -> gostream.cluster.v1.JobStatus
+	34, // 43: gostream.cluster.v1.WatchEvent.report:type_name -> gostream.cluster.v1.Report
+	20, // 44: gostream.cluster.v1.HelloRequest.header:type_name -> gostream.cluster.v1.Header
+	1,  // 45: gostream.cluster.v1.HelloRequest.peers:type_name -> gostream.cluster.v1.Member
+	1,  // 46: gostream.cluster.v1.HelloResponse.member:type_name -> gostream.cluster.v1.Member
+	1,  // 47: gostream.cluster.v1.HelloResponse.peers:type_name -> gostream.cluster.v1.Member
+	20, // 48: gostream.cluster.v1.JoinRequest.header:type_name -> gostream.cluster.v1.Header
+	1,  // 49: gostream.cluster.v1.JoinRequest.member:type_name -> gostream.cluster.v1.Member
+	1,  // 50: gostream.cluster.v1.JoinResponse.members:type_name -> gostream.cluster.v1.Member
+	20, // 51: gostream.cluster.v1.RemoveMemberRequest.header:type_name -> gostream.cluster.v1.Header
+	1,  // 52: gostream.cluster.v1.RemoveMemberResponse.members:type_name -> gostream.cluster.v1.Member
+	20, // 53: gostream.cluster.v1.ShuffleOpen.header:type_name -> gostream.cluster.v1.Header
+	42, // 54: gostream.cluster.v1.ShuffleMessage.open:type_name -> gostream.cluster.v1.ShuffleOpen
+	43, // 55: gostream.cluster.v1.ShuffleMessage.end:type_name -> gostream.cluster.v1.ShuffleEnd
+	20, // 56: gostream.cluster.v1.ReduceRequest.header:type_name -> gostream.cluster.v1.Header
+	47, // 57: gostream.cluster.v1.ReduceResponse.done:type_name -> gostream.cluster.v1.ReduceDone
+	20, // 58: gostream.cluster.v1.RowsRequest.header:type_name -> gostream.cluster.v1.Header
+	20, // 59: gostream.cluster.v1.ReplicateOpen.header:type_name -> gostream.cluster.v1.Header
+	51, // 60: gostream.cluster.v1.ReplicateMessage.open:type_name -> gostream.cluster.v1.ReplicateOpen
+	52, // 61: gostream.cluster.v1.ReplicateMessage.end:type_name -> gostream.cluster.v1.ReplicateEnd
+	20, // 62: gostream.cluster.v1.MapRequest.header:type_name -> gostream.cluster.v1.Header
+	55, // 63: gostream.cluster.v1.MapRequest.ranges:type_name -> gostream.cluster.v1.MapRange
+	8,  // 64: gostream.cluster.v1.State.JobsEntry.value:type_name -> gostream.cluster.v1.Job
+	21, // 65: gostream.cluster.v1.Control.Status:input_type -> gostream.cluster.v1.StatusRequest
+	27, // 66: gostream.cluster.v1.Control.RegisterJob:input_type -> gostream.cluster.v1.RegisterJobRequest
+	25, // 67: gostream.cluster.v1.Control.MemberInfo:input_type -> gostream.cluster.v1.MemberInfoRequest
+	36, // 68: gostream.cluster.v1.Control.Hello:input_type -> gostream.cluster.v1.HelloRequest
+	29, // 69: gostream.cluster.v1.Control.Jobs:input_type -> gostream.cluster.v1.JobsRequest
+	31, // 70: gostream.cluster.v1.Control.StopJob:input_type -> gostream.cluster.v1.StopJobRequest
+	33, // 71: gostream.cluster.v1.Control.Watch:input_type -> gostream.cluster.v1.WatchRequest
+	38, // 72: gostream.cluster.v1.Control.Join:input_type -> gostream.cluster.v1.JoinRequest
+	40, // 73: gostream.cluster.v1.Control.RemoveMember:input_type -> gostream.cluster.v1.RemoveMemberRequest
+	44, // 74: gostream.cluster.v1.Shuffle.Push:input_type -> gostream.cluster.v1.ShuffleMessage
+	46, // 75: gostream.cluster.v1.StatePartitions.Reduce:input_type -> gostream.cluster.v1.ReduceRequest
+	49, // 76: gostream.cluster.v1.StatePartitions.Rows:input_type -> gostream.cluster.v1.RowsRequest
+	53, // 77: gostream.cluster.v1.StatePartitions.Replicate:input_type -> gostream.cluster.v1.ReplicateMessage
+	56, // 78: gostream.cluster.v1.Task.Map:input_type -> gostream.cluster.v1.MapRequest
+	56, // 79: gostream.cluster.v1.Task.MapRows:input_type -> gostream.cluster.v1.MapRequest
+	24, // 80: gostream.cluster.v1.Control.Status:output_type -> gostream.cluster.v1.StatusResponse
+	28, // 81: gostream.cluster.v1.Control.RegisterJob:output_type -> gostream.cluster.v1.RegisterJobResponse
+	26, // 82: gostream.cluster.v1.Control.MemberInfo:output_type -> gostream.cluster.v1.MemberInfoResponse
+	37, // 83: gostream.cluster.v1.Control.Hello:output_type -> gostream.cluster.v1.HelloResponse
+	30, // 84: gostream.cluster.v1.Control.Jobs:output_type -> gostream.cluster.v1.JobsResponse
+	32, // 85: gostream.cluster.v1.Control.StopJob:output_type -> gostream.cluster.v1.StopJobResponse
+	35, // 86: gostream.cluster.v1.Control.Watch:output_type -> gostream.cluster.v1.WatchEvent
+	39, // 87: gostream.cluster.v1.Control.Join:output_type -> gostream.cluster.v1.JoinResponse
+	41, // 88: gostream.cluster.v1.Control.RemoveMember:output_type -> gostream.cluster.v1.RemoveMemberResponse
+	45, // 89: gostream.cluster.v1.Shuffle.Push:output_type -> gostream.cluster.v1.ShuffleResponse
+	48, // 90: gostream.cluster.v1.StatePartitions.Reduce:output_type -> gostream.cluster.v1.ReduceResponse
+	50, // 91: gostream.cluster.v1.StatePartitions.Rows:output_type -> gostream.cluster.v1.RowsResponse
+	54, // 92: gostream.cluster.v1.StatePartitions.Replicate:output_type -> gostream.cluster.v1.ReplicateResponse
+	57, // 93: gostream.cluster.v1.Task.Map:output_type -> gostream.cluster.v1.MapResponse
+	58, // 94: gostream.cluster.v1.Task.MapRows:output_type -> gostream.cluster.v1.MapRowsResponse
+	80, // [80:95] is the sub-list for method output_type
+	65, // [65:80] is the sub-list for method input_type
+	65, // [65:65] is the sub-list for extension type_name
+	65, // [65:65] is the sub-list for extension extendee
+	0,  // [0:65] is the sub-list for field type_name
 }
 
 func init() { file_cluster_proto_init() }
@@ -4203,28 +4690,30 @@ func file_cluster_proto_init() {
 		(*BatchLogEntry_Offsets)(nil),
 		(*BatchLogEntry_Commit)(nil),
 	}
-	file_cluster_proto_msgTypes[10].OneofWrappers = []any{
+	file_cluster_proto_msgTypes[11].OneofWrappers = []any{
 		(*Command_Init)(nil),
 		(*Command_RegisterJob)(nil),
 		(*Command_AppendBatchLog)(nil),
 		(*Command_SetAssignment)(nil),
 		(*Command_SetJobState)(nil),
+		(*Command_AddMember)(nil),
+		(*Command_RemoveMember)(nil),
 	}
-	file_cluster_proto_msgTypes[29].OneofWrappers = []any{}
-	file_cluster_proto_msgTypes[31].OneofWrappers = []any{
+	file_cluster_proto_msgTypes[32].OneofWrappers = []any{}
+	file_cluster_proto_msgTypes[34].OneofWrappers = []any{
 		(*WatchEvent_Status)(nil),
 		(*WatchEvent_Report)(nil),
 	}
-	file_cluster_proto_msgTypes[36].OneofWrappers = []any{
+	file_cluster_proto_msgTypes[43].OneofWrappers = []any{
 		(*ShuffleMessage_Open)(nil),
 		(*ShuffleMessage_Data)(nil),
 		(*ShuffleMessage_End)(nil),
 	}
-	file_cluster_proto_msgTypes[40].OneofWrappers = []any{
+	file_cluster_proto_msgTypes[47].OneofWrappers = []any{
 		(*ReduceResponse_Changes)(nil),
 		(*ReduceResponse_Done)(nil),
 	}
-	file_cluster_proto_msgTypes[45].OneofWrappers = []any{
+	file_cluster_proto_msgTypes[52].OneofWrappers = []any{
 		(*ReplicateMessage_Open)(nil),
 		(*ReplicateMessage_Record)(nil),
 		(*ReplicateMessage_End)(nil),
@@ -4235,7 +4724,7 @@ func file_cluster_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cluster_proto_rawDesc), len(file_cluster_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   53,
+			NumMessages:   60,
 			NumExtensions: 0,
 			NumServices:   4,
 		},

@@ -28,13 +28,15 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Control_Status_FullMethodName      = "/gostream.cluster.v1.Control/Status"
-	Control_RegisterJob_FullMethodName = "/gostream.cluster.v1.Control/RegisterJob"
-	Control_MemberInfo_FullMethodName  = "/gostream.cluster.v1.Control/MemberInfo"
-	Control_Hello_FullMethodName       = "/gostream.cluster.v1.Control/Hello"
-	Control_Jobs_FullMethodName        = "/gostream.cluster.v1.Control/Jobs"
-	Control_StopJob_FullMethodName     = "/gostream.cluster.v1.Control/StopJob"
-	Control_Watch_FullMethodName       = "/gostream.cluster.v1.Control/Watch"
+	Control_Status_FullMethodName       = "/gostream.cluster.v1.Control/Status"
+	Control_RegisterJob_FullMethodName  = "/gostream.cluster.v1.Control/RegisterJob"
+	Control_MemberInfo_FullMethodName   = "/gostream.cluster.v1.Control/MemberInfo"
+	Control_Hello_FullMethodName        = "/gostream.cluster.v1.Control/Hello"
+	Control_Jobs_FullMethodName         = "/gostream.cluster.v1.Control/Jobs"
+	Control_StopJob_FullMethodName      = "/gostream.cluster.v1.Control/StopJob"
+	Control_Watch_FullMethodName        = "/gostream.cluster.v1.Control/Watch"
+	Control_Join_FullMethodName         = "/gostream.cluster.v1.Control/Join"
+	Control_RemoveMember_FullMethodName = "/gostream.cluster.v1.Control/RemoveMember"
 )
 
 // ControlClient is the client API for Control service.
@@ -62,6 +64,14 @@ type ControlClient interface {
 	// (leader-only; a follower relays the leader's stream). The stream ends
 	// with Unavailable when the leader loses its leadership: watch again.
 	Watch(ctx context.Context, in *WatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchEvent], error)
+	// Join adds a starting worker to the group: logs AddMember and makes it a
+	// Raft voter (leader-only). Joining again with the same name and address
+	// is a no-op.
+	Join(ctx context.Context, in *JoinRequest, opts ...grpc.CallOption) (*JoinResponse, error)
+	// RemoveMember logs RemoveMember and removes the member from the Raft
+	// configuration (leader-only); the leader hands its leadership over
+	// first when it removes itself.
+	RemoveMember(ctx context.Context, in *RemoveMemberRequest, opts ...grpc.CallOption) (*RemoveMemberResponse, error)
 }
 
 type controlClient struct {
@@ -151,6 +161,26 @@ func (c *controlClient) Watch(ctx context.Context, in *WatchRequest, opts ...grp
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Control_WatchClient = grpc.ServerStreamingClient[WatchEvent]
 
+func (c *controlClient) Join(ctx context.Context, in *JoinRequest, opts ...grpc.CallOption) (*JoinResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(JoinResponse)
+	err := c.cc.Invoke(ctx, Control_Join_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *controlClient) RemoveMember(ctx context.Context, in *RemoveMemberRequest, opts ...grpc.CallOption) (*RemoveMemberResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RemoveMemberResponse)
+	err := c.cc.Invoke(ctx, Control_RemoveMember_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ControlServer is the server API for Control service.
 // All implementations must embed UnimplementedControlServer
 // for forward compatibility.
@@ -176,6 +206,14 @@ type ControlServer interface {
 	// (leader-only; a follower relays the leader's stream). The stream ends
 	// with Unavailable when the leader loses its leadership: watch again.
 	Watch(*WatchRequest, grpc.ServerStreamingServer[WatchEvent]) error
+	// Join adds a starting worker to the group: logs AddMember and makes it a
+	// Raft voter (leader-only). Joining again with the same name and address
+	// is a no-op.
+	Join(context.Context, *JoinRequest) (*JoinResponse, error)
+	// RemoveMember logs RemoveMember and removes the member from the Raft
+	// configuration (leader-only); the leader hands its leadership over
+	// first when it removes itself.
+	RemoveMember(context.Context, *RemoveMemberRequest) (*RemoveMemberResponse, error)
 	mustEmbedUnimplementedControlServer()
 }
 
@@ -206,6 +244,12 @@ func (UnimplementedControlServer) StopJob(context.Context, *StopJobRequest) (*St
 }
 func (UnimplementedControlServer) Watch(*WatchRequest, grpc.ServerStreamingServer[WatchEvent]) error {
 	return status.Errorf(codes.Unimplemented, "method Watch not implemented")
+}
+func (UnimplementedControlServer) Join(context.Context, *JoinRequest) (*JoinResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Join not implemented")
+}
+func (UnimplementedControlServer) RemoveMember(context.Context, *RemoveMemberRequest) (*RemoveMemberResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method RemoveMember not implemented")
 }
 func (UnimplementedControlServer) mustEmbedUnimplementedControlServer() {}
 func (UnimplementedControlServer) testEmbeddedByValue()                 {}
@@ -347,6 +391,42 @@ func _Control_Watch_Handler(srv interface{}, stream grpc.ServerStream) error {
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Control_WatchServer = grpc.ServerStreamingServer[WatchEvent]
 
+func _Control_Join_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(JoinRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControlServer).Join(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Control_Join_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControlServer).Join(ctx, req.(*JoinRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Control_RemoveMember_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RemoveMemberRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControlServer).RemoveMember(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Control_RemoveMember_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControlServer).RemoveMember(ctx, req.(*RemoveMemberRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Control_ServiceDesc is the grpc.ServiceDesc for Control service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -377,6 +457,14 @@ var Control_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "StopJob",
 			Handler:    _Control_StopJob_Handler,
+		},
+		{
+			MethodName: "Join",
+			Handler:    _Control_Join_Handler,
+		},
+		{
+			MethodName: "RemoveMember",
+			Handler:    _Control_RemoveMember_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
