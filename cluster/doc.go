@@ -190,11 +190,15 @@
 // job's map side on a worker: half fetched ahead, half partial
 // aggregation.
 //
-// A job without an aggregation has no state partitions to push to: its
-// map task (Task.MapRows) streams its ranges' output rows back to the
-// driver instead, each range's in offset order, in messages of about
-// 1 MiB, and the driver writes a batch's rows in its ranges' order, so a
-// re-run batch writes the same rows.
+// A job with a dropDuplicates runs as an aggregating one does: its map
+// tasks push each key's first row to the key's state partition, whose
+// Reduce (engine/task.DedupReducer) keeps the rows of keys its state has
+// not seen, stores and replicates their keys, and answers the rows
+// (ReduceRows) for the driver to write. A job with neither has no state
+// partitions to push to: its map task (Task.MapRows) streams its ranges'
+// output rows back to the driver instead, each range's in offset order,
+// in messages of about 1 MiB, and the driver writes a batch's rows in its
+// ranges' order, so a re-run batch writes the same rows.
 //
 // # Jobs
 //

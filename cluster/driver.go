@@ -300,7 +300,7 @@ func (d *jobDriver) Map(ctx context.Context, e loop.OffsetsEntry, ranges []kafka
 		}
 	})
 	m := &mapped{entry: e, tasks: int32(len(workers))}
-	if d.plan.Agg == nil {
+	if d.plan.Narrow != nil {
 		m.rows = make([][][]byte, len(ranges))
 	}
 	var mu sync.Mutex
@@ -313,7 +313,7 @@ func (d *jobDriver) Map(ctx context.Context, e loop.OffsetsEntry, ranges []kafka
 				err = d.call(gctx, func(try uint32) (err error) {
 					req := &clusterpb.MapRequest{Header: d.header(), Job: d.job.Name, Batch: e.BatchID,
 						Task: int32(i), Attempt: d.attempt(try), Ranges: byWorker[w], BatchTimestampMs: e.TimestampMs}
-					if d.plan.Agg == nil {
+					if d.plan.Narrow != nil {
 						records, err = d.mapRows(gctx, cc, req, m.rows, index[w])
 						return err
 					}
@@ -383,28 +383,17 @@ func (d *jobDriver) worker(topic string, partition int32) string {
 // Output reduces the batch on every state partition's owner at once, each
 // of which commits the partition at the batch's version and replicates it
 // to its standby before it answers, then writes the batch's rows to the
-// sink: the groups the batch changed (update mode), gathered from the
-// reduce's answers, or every group (complete mode), streamed from the
-// owners.
+// sink: the groups the batch changed (update mode) or a dropDuplicates'
+// new rows, gathered from the reduce's answers, or every group (complete
+// mode), streamed from the owners.
 func (d *jobDriver) Output(ctx context.Context, lm loop.Mapped) (_ loop.OutputStats, err error) {
 	m := lm.(*mapped)
 	batch := m.entry.BatchID
 	defer task.Recover(fmt.Sprintf("cluster: job %s batch %d: output", d.job.Name, batch), &err)
 	m.dur = map[string]int64{}
-	if d.plan.Agg == nil {
+	if d.plan.Narrow != nil {
 		return loop.OutputStats{}, d.write(ctx, m, d.plan.Narrow.Schema(), func(fn operators.Emit) error {
-			for _, rows := range m.rows {
-				for _, b := range rows {
-					row, err := operators.ReadRow(b)
-					if err != nil {
-						return fmt.Errorf("a map task's row: %w", err)
-					}
-					if err := fn(row); err != nil {
-						return err
-					}
-				}
-			}
-			return nil
+			return readRows("a map task's", m.rows, fn)
 		})
 	}
 	complete := d.query.OutputMode == engine.Complete
@@ -443,15 +432,24 @@ func (d *jobDriver) Output(ctx context.Context, lm loop.Mapped) (_ loop.OutputSt
 	m.dur["reduce"] = time.Since(t).Milliseconds()
 
 	t = time.Now()
-	each := func(fn operators.Emit) error {
-		for _, recs := range changes {
-			for _, rec := range recs {
-				if err := d.reducer.RecordRows(rec, fn); err != nil {
-					return err
+	var schema operators.Schema
+	var each func(fn operators.Emit) error
+	switch {
+	case d.plan.Dedup != nil: // the reduces answered their new rows
+		schema, each = d.plan.Dedup.Schema(), func(fn operators.Emit) error {
+			return readRows("a reduce's", changes, fn)
+		}
+	default:
+		schema, each = d.plan.Agg.Schema(), func(fn operators.Emit) error {
+			for _, recs := range changes {
+				for _, rec := range recs {
+					if err := d.reducer.RecordRows(rec, fn); err != nil {
+						return err
+					}
 				}
 			}
+			return nil
 		}
-		return nil
 	}
 	if complete {
 		each = func(fn operators.Emit) error {
@@ -468,10 +466,27 @@ func (d *jobDriver) Output(ctx context.Context, lm loop.Mapped) (_ loop.OutputSt
 			return nil
 		}
 	}
-	if err := d.write(ctx, m, d.plan.Agg.Schema(), each); err != nil {
+	if err := d.write(ctx, m, schema, each); err != nil {
 		return loop.OutputStats{}, err
 	}
 	return loop.OutputStats{Groups: m.updated, ExchangeBytes: m.bytes}, nil
+}
+
+// readRows calls fn with each row of rows, in order, each encoded by
+// operators.AppendRow; whose says where they came from, for errors.
+func readRows(whose string, rows [][][]byte, fn operators.Emit) error {
+	for _, rs := range rows {
+		for _, b := range rs {
+			row, err := operators.ReadRow(b)
+			if err != nil {
+				return fmt.Errorf("%s row: %w", whose, err)
+			}
+			if err := fn(row); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // write runs the job's sink over batch m's output rows, which each emits,
@@ -522,9 +537,12 @@ func (d *jobDriver) Report(rep loop.Report, lm loop.Mapped) {
 	p := engine.Progress{ID: d.job.Name, RunID: fmt.Sprintf("%s-term-%d", d.run.Member, d.run.Term), Name: d.query.Name,
 		Timestamp: rep.Start.UTC(), BatchID: e.BatchID, NumInputRows: n, DurationMs: rep.Durations,
 		Sink: engine.SinkProgress{Description: fmt.Sprintf("%T", d.sink), NumOutputRows: m.outputRows}}
-	if d.plan.Agg != nil {
+	if d.plan.Narrow == nil {
 		p.StateOperators = []engine.StateProgress{{OperatorName: "stateStoreSave", NumRowsTotal: m.total, NumRowsUpdated: m.updated,
 			NumShufflePartitions: len(d.job.Assignment.GetState())}}
+		if d.plan.Dedup != nil {
+			p.StateOperators[0].OperatorName = "dedupe" // Spark's name for it
+		}
 	}
 	if elapsed := time.Since(rep.Start).Seconds(); elapsed > 0 {
 		p.ProcessedRowsPerSecond = float64(n) / elapsed

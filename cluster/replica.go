@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/gostream/gostream/engine/task"
-	"github.com/gostream/gostream/operators"
 	"github.com/gostream/gostream/proto/clusterpb"
 	"github.com/gostream/gostream/proto/planpb"
 	"github.com/gostream/gostream/state"
@@ -72,7 +71,7 @@ type jobState struct {
 	provider state.Provider
 	parts    map[int32]*partState // by first key group; guarded by jobStates.mu
 	plan     []byte               // the plan reducer was compiled from
-	reducer  *task.Reducer
+	reducer  *jobReducer
 }
 
 // partState is one state partition's store. Its users (a reduce, a
@@ -206,7 +205,7 @@ func (s *jobStates) release(job *clusterpb.Job, name string) {
 }
 
 // reducer returns the reduce task of job's plan, compiled on first use.
-func (s *jobStates) reducer(job *clusterpb.Job) (*task.Reducer, error) {
+func (s *jobStates) reducer(job *clusterpb.Job) (*jobReducer, error) {
 	js, err := s.job(job)
 	if err != nil {
 		return nil, err
@@ -220,16 +219,28 @@ func (s *jobStates) reducer(job *clusterpb.Job) (*task.Reducer, error) {
 	if err := proto.Unmarshal(job.Plan, &q); err != nil {
 		return nil, fmt.Errorf("job %s: its plan does not parse: %w", job.Name, err)
 	}
-	a := q.GetPlan().GetAggregate()
-	if a == nil {
-		return nil, fmt.Errorf("job %s has no aggregation: it keeps no state to reduce", job.Name)
-	}
-	agg, err := operators.CompileAggregate(a)
+	plan, err := task.Compile(q.GetPlan())
 	if err != nil {
 		return nil, fmt.Errorf("job %s: %w", job.Name, err)
 	}
-	js.plan, js.reducer = job.Plan, task.NewReducer(agg)
+	var red jobReducer
+	switch {
+	case plan.Agg != nil:
+		red.agg = task.NewReducer(plan.Agg)
+	case plan.Dedup != nil:
+		red.dedup = task.NewDedupReducer(plan.Dedup)
+	default:
+		return nil, fmt.Errorf("job %s has no aggregation or dropDuplicates: it keeps no state to reduce", job.Name)
+	}
+	js.plan, js.reducer = job.Plan, &red
 	return js.reducer, nil
+}
+
+// jobReducer is the reduce task of a job's plan: its aggregation's (agg)
+// or its dropDuplicates' (dedup).
+type jobReducer struct {
+	agg   *task.Reducer
+	dedup *task.DedupReducer
 }
 
 // unlock ends a use of p. A use that failed closes p's store: it is

@@ -35,10 +35,10 @@ type taskServer struct {
 	n *Node
 }
 
-// Map runs one attempt of an aggregating job's map task: it checks the
-// request's fencing, reads the task's ranges with the job's Kafka source,
-// runs the job's narrow operators and partial aggregation (task.Mapper),
-// and pushes each state partition's partials to its owner
+// Map runs one attempt of the map task of a job with an aggregation or a
+// dropDuplicates: it checks the request's fencing, reads the task's ranges
+// with the job's Kafka source, runs the job's narrow operators and partial
+// aggregation or first rows per key (task.Mapper), and pushes each state partition's partials to its owner
 // (ShuffleWriter). It answers once every owner took them. A failure or a
 // panic fails the task, never the worker.
 func (s *taskServer) Map(ctx context.Context, req *clusterpb.MapRequest) (resp *clusterpb.MapResponse, err error) {
@@ -111,7 +111,8 @@ type mapTask struct {
 }
 
 // runMap checks a map request's fencing, runs its ranges through the job's
-// Mapper (the job aggregates if agg, else it has no aggregation) and checks
+// Mapper (the job shuffles to state partitions if agg: an aggregation or
+// a dropDuplicates; else it is narrow) and checks
 // the fencing again: the term or epoch may have moved on while it ran.
 func (s *taskServer) runMap(ctx context.Context, req *clusterpb.MapRequest, agg bool) (t mapTask, err error) {
 	n := s.n
@@ -142,9 +143,9 @@ func (s *taskServer) runMap(ctx context.Context, req *clusterpb.MapRequest, agg 
 		return t, status.Errorf(status.Code(err), "cluster: %s on %s: %v", t.what, name, err)
 	}
 	defer n.maps.end()
-	if (run.plan.Agg != nil) != agg {
+	if (run.plan.Narrow == nil) != agg {
 		rpc := map[bool]string{true: "Map", false: "MapRows"}
-		return t, status.Errorf(codes.InvalidArgument, "cluster: %s: %s runs the tasks of jobs %s an aggregation; this job's take %s", t.what, rpc[agg], map[bool]string{true: "with", false: "without"}[agg], rpc[!agg])
+		return t, status.Errorf(codes.InvalidArgument, "cluster: %s: %s runs the tasks of jobs %s an aggregation or dropDuplicates; this job's take %s", t.what, rpc[agg], map[bool]string{true: "with", false: "without"}[agg], rpc[!agg])
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

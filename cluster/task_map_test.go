@@ -505,5 +505,5 @@ func TestMapTaskFailures(t *testing.T) {
 	r.register(&clusterpb.Job{Name: "rows", Plan: planBytes, ShufflePartitions: 2, KeyGroups: mapRigKeyGroups})
 	r.assign("rows", r.assignment)
 	_, err = r.mapOn(0, r.tasks("rows", 0, start, end)[0])
-	wantStatus(t, err, codes.InvalidArgument, "Map runs the tasks of jobs with an aggregation; this job's take MapRows")
+	wantStatus(t, err, codes.InvalidArgument, "Map runs the tasks of jobs with an aggregation or dropDuplicates; this job's take MapRows")
 }

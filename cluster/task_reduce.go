@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/gostream/gostream/engine/task"
+	"github.com/gostream/gostream/operators"
 	"github.com/gostream/gostream/proto/clusterpb"
 	"github.com/gostream/gostream/state"
 	"google.golang.org/grpc"
@@ -42,22 +43,23 @@ func newStateServer(n *Node) *stateServer {
 // state commits at version batch, sends the batch's changelog record to
 // the partition's standby (the whole partition when the standby is behind:
 // replicate) and waits until the standby holds it, then
-// answers the changed groups (if asked) and the counts. A partition at
-// version batch already is not merged again: the batch's groups come from
-// the state, and are sent to the standby again in case it lacks them.
+// answers the changed groups (if asked; a dropDuplicates' new rows) and
+// the counts. A partition at version batch already is not merged again:
+// the batch's groups come from the state, and are sent to the standby
+// again in case it lacks them.
 func (s *stateServer) Reduce(req *clusterpb.ReduceRequest, stream grpc.ServerStreamingServer[clusterpb.ReduceResponse]) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = s.recovered(r, "reduce", req.Job, req.Batch, req.Partition)
 		}
 	}()
-	recs, done, err := s.reduce(stream.Context(), req)
+	changes, done, err := s.reduce(stream.Context(), req)
 	if err != nil {
 		return s.stateError("reduce", req.Job, req.Batch, req.Partition, err)
 	}
 	if req.Changes {
-		for _, r := range recs {
-			if err := stream.Send(&clusterpb.ReduceResponse{Kind: &clusterpb.ReduceResponse_Changes{Changes: r}}); err != nil {
+		for _, msg := range changes {
+			if err := stream.Send(msg); err != nil {
 				return err
 			}
 		}
@@ -65,7 +67,9 @@ func (s *stateServer) Reduce(req *clusterpb.ReduceRequest, stream grpc.ServerStr
 	return stream.Send(&clusterpb.ReduceResponse{Kind: &clusterpb.ReduceResponse_Done{Done: done}})
 }
 
-func (s *stateServer) reduce(ctx context.Context, req *clusterpb.ReduceRequest) ([][]byte, *clusterpb.ReduceDone, error) {
+// reduce runs a Reduce request and returns its answer's messages before
+// done.
+func (s *stateServer) reduce(ctx context.Context, req *clusterpb.ReduceRequest) ([]*clusterpb.ReduceResponse, *clusterpb.ReduceDone, error) {
 	r := fenced{what: "a reduce", header: req.Header, job: req.Job, batch: req.Batch, partition: req.Partition, role: owner}
 	job, sp, err := checkFence(s.fence, r)
 	if err != nil {
@@ -104,12 +108,40 @@ func (s *stateServer) reduce(ctx context.Context, req *clusterpb.ReduceRequest) 
 		return nil, nil, err
 	}
 	var recs records
-	res, err := reducer.Reduce(p.st, req.Batch, partials.Blocks, task.ReduceOptions{
+	opts := task.ReduceOptions{
 		States:       recs.put,
 		BeforeCommit: func() error { _, _, err := checkFence(s.fence, r); return err },
-	})
+	}
+	var res task.Reduced
+	var rows operators.RowBuffer
+	if reducer.dedup != nil {
+		opts.Rows = &rows
+		res, err = reducer.dedup.Reduce(p.st, req.Batch, partials.Blocks, opts)
+	} else {
+		res, err = reducer.agg.Reduce(p.st, req.Batch, partials.Blocks, opts)
+	}
 	if err != nil {
 		return nil, nil, err
+	}
+	// The answer's messages: the changed groups' records, or a
+	// dropDuplicates' new rows in messages of about recordChunk bytes.
+	var changes []*clusterpb.ReduceResponse
+	if reducer.dedup != nil {
+		var msg *clusterpb.ReduceRows
+		size := 0
+		for _, row := range rows.Rows() {
+			if msg == nil || size >= recordChunk {
+				msg, size = &clusterpb.ReduceRows{}, 0
+				changes = append(changes, &clusterpb.ReduceResponse{Kind: &clusterpb.ReduceResponse_Rows{Rows: msg}})
+			}
+			b := operators.AppendRow(nil, row)
+			msg.Rows = append(msg.Rows, b)
+			size += len(b)
+		}
+	} else {
+		for _, rec := range recs.recs {
+			changes = append(changes, &clusterpb.ReduceResponse{Kind: &clusterpb.ReduceResponse_Changes{Changes: rec}})
+		}
 	}
 	done := &clusterpb.ReduceDone{Groups: res.Groups, Rows: p.st.Len(), Applied: res.Applied, Standby: sp.Standby}
 	if sp.Standby != "" {
@@ -119,7 +151,7 @@ func (s *stateServer) reduce(ctx context.Context, req *clusterpb.ReduceRequest) 
 		}
 	}
 	failed = false
-	return recs.recs, done, nil
+	return changes, done, nil
 }
 
 // Rows streams every group a state partition this worker owns holds at
@@ -184,8 +216,10 @@ func scanRecords(st state.Store, send func(rec []byte) error) error {
 // ReducePartition asks the owner of a state partition, reached through cc,
 // to reduce one batch (StatePartitions.Reduce), and calls changes with
 // each record of the groups the batch changed when req.Changes is set
-// (task.Reducer.RecordRows turns one into rows). It returns once the
-// owner, and the partition's standby if it has one, hold the batch.
+// (task.Reducer.RecordRows turns one into rows), or, for a job with a
+// dropDuplicates, with each new row (operators.ReadRow decodes it). It
+// returns once the owner, and the partition's standby if it has one, hold
+// the batch.
 func ReducePartition(ctx context.Context, cc grpc.ClientConnInterface, req *clusterpb.ReduceRequest, changes func(rec []byte) error) (*clusterpb.ReduceDone, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -205,6 +239,12 @@ func ReducePartition(ctx context.Context, cc grpc.ClientConnInterface, req *clus
 		case *clusterpb.ReduceResponse_Changes:
 			if err := changes(kind.Changes); err != nil {
 				return nil, err
+			}
+		case *clusterpb.ReduceResponse_Rows:
+			for _, row := range kind.Rows.Rows {
+				if err := changes(row); err != nil {
+					return nil, err
+				}
 			}
 		case *clusterpb.ReduceResponse_Done:
 			return kind.Done, nil

@@ -271,7 +271,7 @@ func (rt *queryRuntime) reduce(ctx context.Context, batch int64, outs []task.Out
 			}
 			var res task.Reduced
 			if rt.dedup != nil {
-				res, err = rt.dedupReducer.Reduce(rt.stores[p], batch, buckets, &changed[p])
+				res, err = rt.dedupReducer.Reduce(rt.stores[p], batch, buckets, task.ReduceOptions{Rows: &changed[p]})
 				updated.Add(res.Groups)
 				return err
 			}

@@ -23,8 +23,11 @@ func NewDedupReducer(x *operators.Dedup) *DedupReducer {
 }
 
 // Reduce reduces batch into st, the store of one state partition, whose
-// exchange buckets are buckets, in map task order, and adds to rows the
-// row of each key new to st: the first of its rows in bucket order.
+// exchange buckets are buckets, in map task order, and adds to out.Rows
+// the row of each key new to st: the first of its rows in bucket order.
+// out.States, if set, receives the put of each such key (its state: the
+// batch that first saw it), the batch's changelog record; out.BeforeCommit
+// is called right before the commit, whose error refuses it.
 //
 // st maps each key seen to the batch that first saw it. A store below
 // version batch gets the new keys put and commits version batch. A store
@@ -36,7 +39,7 @@ func NewDedupReducer(x *operators.Dedup) *DedupReducer {
 //
 // It returns the number of rows added. On error, st's staged writes are
 // dropped. buckets are read only during the call.
-func (r *DedupReducer) Reduce(st state.Store, batch int64, buckets [][]byte, rows *operators.RowBuffer) (Reduced, error) {
+func (r *DedupReducer) Reduce(st state.Store, batch int64, buckets [][]byte, out ReduceOptions) (Reduced, error) {
 	res := Reduced{Applied: st.Version() == batch}
 	fail := func(err error) (Reduced, error) {
 		st.Discard()
@@ -71,10 +74,17 @@ func (r *DedupReducer) Reduce(st state.Store, batch int64, buckets [][]byte, row
 					return nil // seen in an earlier batch
 				}
 			}
-			if err := r.x.DecodeRow(row, encRow); err != nil {
-				return err
+			if out.States != nil {
+				if err := out.States(key, enc); err != nil {
+					return err
+				}
 			}
-			rows.Add(row)
+			if out.Rows != nil {
+				if err := r.x.DecodeRow(row, encRow); err != nil {
+					return err
+				}
+				out.Rows.Add(row)
+			}
 			res.Groups++
 			return nil
 		})
@@ -84,6 +94,11 @@ func (r *DedupReducer) Reduce(st state.Store, batch int64, buckets [][]byte, row
 	}
 	if res.Applied {
 		return res, nil
+	}
+	if out.BeforeCommit != nil {
+		if err := out.BeforeCommit(); err != nil {
+			return fail(err)
+		}
 	}
 	if err := st.Commit(batch); err != nil {
 		return fail(err)

@@ -1,6 +1,7 @@
 package task_test
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
@@ -98,12 +99,20 @@ func TestDedupReduce(t *testing.T) {
 			var all []operators.Row
 			for i, st := range stores {
 				var rows operators.RowBuffer
-				res, err := red.Reduce(st, batch, partitionBuckets(buckets, i), &rows)
+				var states int64 // puts of the batch's changelog record
+				res, err := red.Reduce(st, batch, partitionBuckets(buckets, i), task.ReduceOptions{Rows: &rows,
+					States: func(_, state []byte) error {
+						if first, _ := binary.Varint(state); first != batch {
+							return fmt.Errorf("a key's state says batch %d", first)
+						}
+						states++
+						return nil
+					}})
 				if err != nil {
 					t.Fatalf("batch %d: %v", batch, err)
 				}
-				if res.Groups != int64(len(rows.Rows())) {
-					t.Fatalf("batch %d: %d groups, %d rows", batch, res.Groups, len(rows.Rows()))
+				if res.Groups != int64(len(rows.Rows())) || states != res.Groups {
+					t.Fatalf("batch %d: %d groups, %d rows, %d states", batch, res.Groups, len(rows.Rows()), states)
 				}
 				if st.Version() != batch {
 					t.Fatalf("batch %d: partition %d at version %d", batch, i, st.Version())
@@ -141,7 +150,7 @@ func TestDedupReduce(t *testing.T) {
 		st := openStore(t, state.NewMemory(), 0)
 		var rows operators.RowBuffer
 		b := dedupBuckets(t, x, 1, rec("a", "1"), rec("a", "1"), rec("a", "2"), nullKey("1"), nullKey("1"))
-		if _, err := task.NewDedupReducer(x).Reduce(st, 0, b, &rows); err != nil {
+		if _, err := task.NewDedupReducer(x).Reduce(st, 0, b, task.ReduceOptions{Rows: &rows}); err != nil {
 			t.Fatal(err)
 		}
 		if got, want := show(rows.Rows()), []string{"a=1", "a=2", "null=1"}; !slices.Equal(got, want) {

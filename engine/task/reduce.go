@@ -34,9 +34,10 @@ type Reduced struct {
 	Applied bool
 }
 
-// ReduceOptions say where Reduce puts the groups a batch changed, and what
-// it checks before it writes; the zero ReduceOptions take no group
-// (complete mode) and check nothing.
+// ReduceOptions say where Reduce (Reducer's, or DedupReducer's: see
+// there) puts the groups a batch changed, and what it checks before it
+// writes; the zero ReduceOptions take no group (complete mode) and check
+// nothing.
 type ReduceOptions struct {
 	// Rows, if not nil, receives each changed group's output row (update
 	// mode). It is grown by the batch's groups before any row is added.

@@ -3342,13 +3342,15 @@ func (x *ReduceDone) GetStandby() string {
 }
 
 // ReduceResponse is one message of a Reduce answer: records of the changed
-// groups when asked for (each a whole record), then done.
+// groups when asked for (each a whole record), or for a dropDuplicates the
+// rows of the keys new to the partition, then done.
 type ReduceResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Kind:
 	//
 	//	*ReduceResponse_Changes
 	//	*ReduceResponse_Done
+	//	*ReduceResponse_Rows
 	Kind          isReduceResponse_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -3409,6 +3411,15 @@ func (x *ReduceResponse) GetDone() *ReduceDone {
 	return nil
 }
 
+func (x *ReduceResponse) GetRows() *ReduceRows {
+	if x != nil {
+		if x, ok := x.Kind.(*ReduceResponse_Rows); ok {
+			return x.Rows
+		}
+	}
+	return nil
+}
+
 type isReduceResponse_Kind interface {
 	isReduceResponse_Kind()
 }
@@ -3421,9 +3432,61 @@ type ReduceResponse_Done struct {
 	Done *ReduceDone `protobuf:"bytes,2,opt,name=done,proto3,oneof"`
 }
 
+type ReduceResponse_Rows struct {
+	Rows *ReduceRows `protobuf:"bytes,3,opt,name=rows,proto3,oneof"`
+}
+
 func (*ReduceResponse_Changes) isReduceResponse_Kind() {}
 
 func (*ReduceResponse_Done) isReduceResponse_Kind() {}
+
+func (*ReduceResponse_Rows) isReduceResponse_Kind() {}
+
+// ReduceRows are a dropDuplicates' output rows, each encoded as
+// operators.AppendRow does, in the partition's bucket order.
+type ReduceRows struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Rows          [][]byte               `protobuf:"bytes,1,rep,name=rows,proto3" json:"rows,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReduceRows) Reset() {
+	*x = ReduceRows{}
+	mi := &file_cluster_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReduceRows) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReduceRows) ProtoMessage() {}
+
+func (x *ReduceRows) ProtoReflect() protoreflect.Message {
+	mi := &file_cluster_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReduceRows.ProtoReflect.Descriptor instead.
+func (*ReduceRows) Descriptor() ([]byte, []int) {
+	return file_cluster_proto_rawDescGZIP(), []int{48}
+}
+
+func (x *ReduceRows) GetRows() [][]byte {
+	if x != nil {
+		return x.Rows
+	}
+	return nil
+}
 
 // RowsRequest asks a partition's owner for every group it holds at
 // version batch (complete mode).
@@ -3439,7 +3502,7 @@ type RowsRequest struct {
 
 func (x *RowsRequest) Reset() {
 	*x = RowsRequest{}
-	mi := &file_cluster_proto_msgTypes[48]
+	mi := &file_cluster_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3451,7 +3514,7 @@ func (x *RowsRequest) String() string {
 func (*RowsRequest) ProtoMessage() {}
 
 func (x *RowsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[48]
+	mi := &file_cluster_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3464,7 +3527,7 @@ func (x *RowsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RowsRequest.ProtoReflect.Descriptor instead.
 func (*RowsRequest) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{48}
+	return file_cluster_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *RowsRequest) GetHeader() *Header {
@@ -3505,7 +3568,7 @@ type RowsResponse struct {
 
 func (x *RowsResponse) Reset() {
 	*x = RowsResponse{}
-	mi := &file_cluster_proto_msgTypes[49]
+	mi := &file_cluster_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3517,7 +3580,7 @@ func (x *RowsResponse) String() string {
 func (*RowsResponse) ProtoMessage() {}
 
 func (x *RowsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[49]
+	mi := &file_cluster_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3530,7 +3593,7 @@ func (x *RowsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RowsResponse.ProtoReflect.Descriptor instead.
 func (*RowsResponse) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{49}
+	return file_cluster_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *RowsResponse) GetRecords() []byte {
@@ -3560,7 +3623,7 @@ type ReplicateOpen struct {
 
 func (x *ReplicateOpen) Reset() {
 	*x = ReplicateOpen{}
-	mi := &file_cluster_proto_msgTypes[50]
+	mi := &file_cluster_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3572,7 +3635,7 @@ func (x *ReplicateOpen) String() string {
 func (*ReplicateOpen) ProtoMessage() {}
 
 func (x *ReplicateOpen) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[50]
+	mi := &file_cluster_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3585,7 +3648,7 @@ func (x *ReplicateOpen) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicateOpen.ProtoReflect.Descriptor instead.
 func (*ReplicateOpen) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{50}
+	return file_cluster_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *ReplicateOpen) GetHeader() *Header {
@@ -3635,7 +3698,7 @@ type ReplicateEnd struct {
 
 func (x *ReplicateEnd) Reset() {
 	*x = ReplicateEnd{}
-	mi := &file_cluster_proto_msgTypes[51]
+	mi := &file_cluster_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3647,7 +3710,7 @@ func (x *ReplicateEnd) String() string {
 func (*ReplicateEnd) ProtoMessage() {}
 
 func (x *ReplicateEnd) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[51]
+	mi := &file_cluster_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3660,7 +3723,7 @@ func (x *ReplicateEnd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicateEnd.ProtoReflect.Descriptor instead.
 func (*ReplicateEnd) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{51}
+	return file_cluster_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *ReplicateEnd) GetRecords() uint64 {
@@ -3700,7 +3763,7 @@ type ReplicateMessage struct {
 
 func (x *ReplicateMessage) Reset() {
 	*x = ReplicateMessage{}
-	mi := &file_cluster_proto_msgTypes[52]
+	mi := &file_cluster_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3712,7 +3775,7 @@ func (x *ReplicateMessage) String() string {
 func (*ReplicateMessage) ProtoMessage() {}
 
 func (x *ReplicateMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[52]
+	mi := &file_cluster_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3725,7 +3788,7 @@ func (x *ReplicateMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicateMessage.ProtoReflect.Descriptor instead.
 func (*ReplicateMessage) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{52}
+	return file_cluster_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *ReplicateMessage) GetKind() isReplicateMessage_Kind {
@@ -3800,7 +3863,7 @@ type ReplicateResponse struct {
 
 func (x *ReplicateResponse) Reset() {
 	*x = ReplicateResponse{}
-	mi := &file_cluster_proto_msgTypes[53]
+	mi := &file_cluster_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3812,7 +3875,7 @@ func (x *ReplicateResponse) String() string {
 func (*ReplicateResponse) ProtoMessage() {}
 
 func (x *ReplicateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[53]
+	mi := &file_cluster_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3825,7 +3888,7 @@ func (x *ReplicateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicateResponse.ProtoReflect.Descriptor instead.
 func (*ReplicateResponse) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{53}
+	return file_cluster_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *ReplicateResponse) GetApplied() bool {
@@ -3863,7 +3926,7 @@ type MapRange struct {
 
 func (x *MapRange) Reset() {
 	*x = MapRange{}
-	mi := &file_cluster_proto_msgTypes[54]
+	mi := &file_cluster_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3875,7 +3938,7 @@ func (x *MapRange) String() string {
 func (*MapRange) ProtoMessage() {}
 
 func (x *MapRange) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[54]
+	mi := &file_cluster_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3888,7 +3951,7 @@ func (x *MapRange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MapRange.ProtoReflect.Descriptor instead.
 func (*MapRange) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{54}
+	return file_cluster_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *MapRange) GetTopic() string {
@@ -3940,7 +4003,7 @@ type MapRequest struct {
 
 func (x *MapRequest) Reset() {
 	*x = MapRequest{}
-	mi := &file_cluster_proto_msgTypes[55]
+	mi := &file_cluster_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3952,7 +4015,7 @@ func (x *MapRequest) String() string {
 func (*MapRequest) ProtoMessage() {}
 
 func (x *MapRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[55]
+	mi := &file_cluster_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3965,7 +4028,7 @@ func (x *MapRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MapRequest.ProtoReflect.Descriptor instead.
 func (*MapRequest) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{55}
+	return file_cluster_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *MapRequest) GetHeader() *Header {
@@ -4031,7 +4094,7 @@ type MapResponse struct {
 
 func (x *MapResponse) Reset() {
 	*x = MapResponse{}
-	mi := &file_cluster_proto_msgTypes[56]
+	mi := &file_cluster_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4043,7 +4106,7 @@ func (x *MapResponse) String() string {
 func (*MapResponse) ProtoMessage() {}
 
 func (x *MapResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[56]
+	mi := &file_cluster_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4056,7 +4119,7 @@ func (x *MapResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MapResponse.ProtoReflect.Descriptor instead.
 func (*MapResponse) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{56}
+	return file_cluster_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *MapResponse) GetRecords() int64 {
@@ -4104,7 +4167,7 @@ type MapRowsResponse struct {
 
 func (x *MapRowsResponse) Reset() {
 	*x = MapRowsResponse{}
-	mi := &file_cluster_proto_msgTypes[57]
+	mi := &file_cluster_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4116,7 +4179,7 @@ func (x *MapRowsResponse) String() string {
 func (*MapRowsResponse) ProtoMessage() {}
 
 func (x *MapRowsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[57]
+	mi := &file_cluster_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4129,7 +4192,7 @@ func (x *MapRowsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MapRowsResponse.ProtoReflect.Descriptor instead.
 func (*MapRowsResponse) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{57}
+	return file_cluster_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *MapRowsResponse) GetRangeIndex() int32 {
@@ -4415,11 +4478,15 @@ const file_cluster_proto_rawDesc = "" +
 	"\x06groups\x18\x01 \x01(\x03R\x06groups\x12\x12\n" +
 	"\x04rows\x18\x02 \x01(\x03R\x04rows\x12\x18\n" +
 	"\aapplied\x18\x03 \x01(\bR\aapplied\x12\x18\n" +
-	"\astandby\x18\x04 \x01(\tR\astandby\"k\n" +
+	"\astandby\x18\x04 \x01(\tR\astandby\"\xa2\x01\n" +
 	"\x0eReduceResponse\x12\x1a\n" +
 	"\achanges\x18\x01 \x01(\fH\x00R\achanges\x125\n" +
-	"\x04done\x18\x02 \x01(\v2\x1f.gostream.cluster.v1.ReduceDoneH\x00R\x04doneB\x06\n" +
-	"\x04kind\"\x88\x01\n" +
+	"\x04done\x18\x02 \x01(\v2\x1f.gostream.cluster.v1.ReduceDoneH\x00R\x04done\x125\n" +
+	"\x04rows\x18\x03 \x01(\v2\x1f.gostream.cluster.v1.ReduceRowsH\x00R\x04rowsB\x06\n" +
+	"\x04kind\" \n" +
+	"\n" +
+	"ReduceRows\x12\x12\n" +
+	"\x04rows\x18\x01 \x03(\fR\x04rows\"\x88\x01\n" +
 	"\vRowsRequest\x123\n" +
 	"\x06header\x18\x01 \x01(\v2\x1b.gostream.cluster.v1.HeaderR\x06header\x12\x10\n" +
 	"\x03job\x18\x02 \x01(\tR\x03job\x12\x14\n" +
@@ -4514,7 +4581,7 @@ func file_cluster_proto_rawDescGZIP() []byte {
 }
 
 var file_cluster_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 60)
+var file_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 61)
 var file_cluster_proto_goTypes = []any{
 	(JobState)(0),                // 0: gostream.cluster.v1.JobState
 	(*Member)(nil),               // 1: gostream.cluster.v1.Member
@@ -4565,18 +4632,19 @@ var file_cluster_proto_goTypes = []any{
 	(*ReduceRequest)(nil),        // 46: gostream.cluster.v1.ReduceRequest
 	(*ReduceDone)(nil),           // 47: gostream.cluster.v1.ReduceDone
 	(*ReduceResponse)(nil),       // 48: gostream.cluster.v1.ReduceResponse
-	(*RowsRequest)(nil),          // 49: gostream.cluster.v1.RowsRequest
-	(*RowsResponse)(nil),         // 50: gostream.cluster.v1.RowsResponse
-	(*ReplicateOpen)(nil),        // 51: gostream.cluster.v1.ReplicateOpen
-	(*ReplicateEnd)(nil),         // 52: gostream.cluster.v1.ReplicateEnd
-	(*ReplicateMessage)(nil),     // 53: gostream.cluster.v1.ReplicateMessage
-	(*ReplicateResponse)(nil),    // 54: gostream.cluster.v1.ReplicateResponse
-	(*MapRange)(nil),             // 55: gostream.cluster.v1.MapRange
-	(*MapRequest)(nil),           // 56: gostream.cluster.v1.MapRequest
-	(*MapResponse)(nil),          // 57: gostream.cluster.v1.MapResponse
-	(*MapRowsResponse)(nil),      // 58: gostream.cluster.v1.MapRowsResponse
-	nil,                          // 59: gostream.cluster.v1.Job.OptionsEntry
-	nil,                          // 60: gostream.cluster.v1.State.JobsEntry
+	(*ReduceRows)(nil),           // 49: gostream.cluster.v1.ReduceRows
+	(*RowsRequest)(nil),          // 50: gostream.cluster.v1.RowsRequest
+	(*RowsResponse)(nil),         // 51: gostream.cluster.v1.RowsResponse
+	(*ReplicateOpen)(nil),        // 52: gostream.cluster.v1.ReplicateOpen
+	(*ReplicateEnd)(nil),         // 53: gostream.cluster.v1.ReplicateEnd
+	(*ReplicateMessage)(nil),     // 54: gostream.cluster.v1.ReplicateMessage
+	(*ReplicateResponse)(nil),    // 55: gostream.cluster.v1.ReplicateResponse
+	(*MapRange)(nil),             // 56: gostream.cluster.v1.MapRange
+	(*MapRequest)(nil),           // 57: gostream.cluster.v1.MapRequest
+	(*MapResponse)(nil),          // 58: gostream.cluster.v1.MapResponse
+	(*MapRowsResponse)(nil),      // 59: gostream.cluster.v1.MapRowsResponse
+	nil,                          // 60: gostream.cluster.v1.Job.OptionsEntry
+	nil,                          // 61: gostream.cluster.v1.State.JobsEntry
 }
 var file_cluster_proto_depIdxs = []int32{
 	2,  // 0: gostream.cluster.v1.OffsetsEntry.start:type_name -> gostream.cluster.v1.PartitionOffset
@@ -4584,13 +4652,13 @@ var file_cluster_proto_depIdxs = []int32{
 	3,  // 2: gostream.cluster.v1.BatchLogEntry.offsets:type_name -> gostream.cluster.v1.OffsetsEntry
 	5,  // 3: gostream.cluster.v1.Assignment.kafka:type_name -> gostream.cluster.v1.KafkaAssignment
 	6,  // 4: gostream.cluster.v1.Assignment.state:type_name -> gostream.cluster.v1.StatePartition
-	59, // 5: gostream.cluster.v1.Job.options:type_name -> gostream.cluster.v1.Job.OptionsEntry
+	60, // 5: gostream.cluster.v1.Job.options:type_name -> gostream.cluster.v1.Job.OptionsEntry
 	4,  // 6: gostream.cluster.v1.Job.batch_log:type_name -> gostream.cluster.v1.BatchLogEntry
 	7,  // 7: gostream.cluster.v1.Job.assignment:type_name -> gostream.cluster.v1.Assignment
 	0,  // 8: gostream.cluster.v1.Job.state:type_name -> gostream.cluster.v1.JobState
 	9,  // 9: gostream.cluster.v1.Job.epochs:type_name -> gostream.cluster.v1.EpochChange
 	1,  // 10: gostream.cluster.v1.State.members:type_name -> gostream.cluster.v1.Member
-	60, // 11: gostream.cluster.v1.State.jobs:type_name -> gostream.cluster.v1.State.JobsEntry
+	61, // 11: gostream.cluster.v1.State.jobs:type_name -> gostream.cluster.v1.State.JobsEntry
 	11, // 12: gostream.cluster.v1.State.removed:type_name -> gostream.cluster.v1.Removal
 	13, // 13: gostream.cluster.v1.Command.init:type_name -> gostream.cluster.v1.Init
 	14, // 14: gostream.cluster.v1.Command.register_job:type_name -> gostream.cluster.v1.RegisterJob
@@ -4637,48 +4705,49 @@ var file_cluster_proto_depIdxs = []int32{
 	43, // 55: gostream.cluster.v1.ShuffleMessage.end:type_name -> gostream.cluster.v1.ShuffleEnd
 	20, // 56: gostream.cluster.v1.ReduceRequest.header:type_name -> gostream.cluster.v1.Header
 	47, // 57: gostream.cluster.v1.ReduceResponse.done:type_name -> gostream.cluster.v1.ReduceDone
-	20, // 58: gostream.cluster.v1.RowsRequest.header:type_name -> gostream.cluster.v1.Header
-	20, // 59: gostream.cluster.v1.ReplicateOpen.header:type_name -> gostream.cluster.v1.Header
-	51, // 60: gostream.cluster.v1.ReplicateMessage.open:type_name -> gostream.cluster.v1.ReplicateOpen
-	52, // 61: gostream.cluster.v1.ReplicateMessage.end:type_name -> gostream.cluster.v1.ReplicateEnd
-	20, // 62: gostream.cluster.v1.MapRequest.header:type_name -> gostream.cluster.v1.Header
-	55, // 63: gostream.cluster.v1.MapRequest.ranges:type_name -> gostream.cluster.v1.MapRange
-	8,  // 64: gostream.cluster.v1.State.JobsEntry.value:type_name -> gostream.cluster.v1.Job
-	21, // 65: gostream.cluster.v1.Control.Status:input_type -> gostream.cluster.v1.StatusRequest
-	27, // 66: gostream.cluster.v1.Control.RegisterJob:input_type -> gostream.cluster.v1.RegisterJobRequest
-	25, // 67: gostream.cluster.v1.Control.MemberInfo:input_type -> gostream.cluster.v1.MemberInfoRequest
-	36, // 68: gostream.cluster.v1.Control.Hello:input_type -> gostream.cluster.v1.HelloRequest
-	29, // 69: gostream.cluster.v1.Control.Jobs:input_type -> gostream.cluster.v1.JobsRequest
-	31, // 70: gostream.cluster.v1.Control.StopJob:input_type -> gostream.cluster.v1.StopJobRequest
-	33, // 71: gostream.cluster.v1.Control.Watch:input_type -> gostream.cluster.v1.WatchRequest
-	38, // 72: gostream.cluster.v1.Control.Join:input_type -> gostream.cluster.v1.JoinRequest
-	40, // 73: gostream.cluster.v1.Control.RemoveMember:input_type -> gostream.cluster.v1.RemoveMemberRequest
-	44, // 74: gostream.cluster.v1.Shuffle.Push:input_type -> gostream.cluster.v1.ShuffleMessage
-	46, // 75: gostream.cluster.v1.StatePartitions.Reduce:input_type -> gostream.cluster.v1.ReduceRequest
-	49, // 76: gostream.cluster.v1.StatePartitions.Rows:input_type -> gostream.cluster.v1.RowsRequest
-	53, // 77: gostream.cluster.v1.StatePartitions.Replicate:input_type -> gostream.cluster.v1.ReplicateMessage
-	56, // 78: gostream.cluster.v1.Task.Map:input_type -> gostream.cluster.v1.MapRequest
-	56, // 79: gostream.cluster.v1.Task.MapRows:input_type -> gostream.cluster.v1.MapRequest
-	24, // 80: gostream.cluster.v1.Control.Status:output_type -> gostream.cluster.v1.StatusResponse
-	28, // 81: gostream.cluster.v1.Control.RegisterJob:output_type -> gostream.cluster.v1.RegisterJobResponse
-	26, // 82: gostream.cluster.v1.Control.MemberInfo:output_type -> gostream.cluster.v1.MemberInfoResponse
-	37, // 83: gostream.cluster.v1.Control.Hello:output_type -> gostream.cluster.v1.HelloResponse
-	30, // 84: gostream.cluster.v1.Control.Jobs:output_type -> gostream.cluster.v1.JobsResponse
-	32, // 85: gostream.cluster.v1.Control.StopJob:output_type -> gostream.cluster.v1.StopJobResponse
-	35, // 86: gostream.cluster.v1.Control.Watch:output_type -> gostream.cluster.v1.WatchEvent
-	39, // 87: gostream.cluster.v1.Control.Join:output_type -> gostream.cluster.v1.JoinResponse
-	41, // 88: gostream.cluster.v1.Control.RemoveMember:output_type -> gostream.cluster.v1.RemoveMemberResponse
-	45, // 89: gostream.cluster.v1.Shuffle.Push:output_type -> gostream.cluster.v1.ShuffleResponse
-	48, // 90: gostream.cluster.v1.StatePartitions.Reduce:output_type -> gostream.cluster.v1.ReduceResponse
-	50, // 91: gostream.cluster.v1.StatePartitions.Rows:output_type -> gostream.cluster.v1.RowsResponse
-	54, // 92: gostream.cluster.v1.StatePartitions.Replicate:output_type -> gostream.cluster.v1.ReplicateResponse
-	57, // 93: gostream.cluster.v1.Task.Map:output_type -> gostream.cluster.v1.MapResponse
-	58, // 94: gostream.cluster.v1.Task.MapRows:output_type -> gostream.cluster.v1.MapRowsResponse
-	80, // [80:95] is the sub-list for method output_type
-	65, // [65:80] is the sub-list for method input_type
-	65, // [65:65] is the sub-list for extension type_name
-	65, // [65:65] is the sub-list for extension extendee
-	0,  // [0:65] is the sub-list for field type_name
+	49, // 58: gostream.cluster.v1.ReduceResponse.rows:type_name -> gostream.cluster.v1.ReduceRows
+	20, // 59: gostream.cluster.v1.RowsRequest.header:type_name -> gostream.cluster.v1.Header
+	20, // 60: gostream.cluster.v1.ReplicateOpen.header:type_name -> gostream.cluster.v1.Header
+	52, // 61: gostream.cluster.v1.ReplicateMessage.open:type_name -> gostream.cluster.v1.ReplicateOpen
+	53, // 62: gostream.cluster.v1.ReplicateMessage.end:type_name -> gostream.cluster.v1.ReplicateEnd
+	20, // 63: gostream.cluster.v1.MapRequest.header:type_name -> gostream.cluster.v1.Header
+	56, // 64: gostream.cluster.v1.MapRequest.ranges:type_name -> gostream.cluster.v1.MapRange
+	8,  // 65: gostream.cluster.v1.State.JobsEntry.value:type_name -> gostream.cluster.v1.Job
+	21, // 66: gostream.cluster.v1.Control.Status:input_type -> gostream.cluster.v1.StatusRequest
+	27, // 67: gostream.cluster.v1.Control.RegisterJob:input_type -> gostream.cluster.v1.RegisterJobRequest
+	25, // 68: gostream.cluster.v1.Control.MemberInfo:input_type -> gostream.cluster.v1.MemberInfoRequest
+	36, // 69: gostream.cluster.v1.Control.Hello:input_type -> gostream.cluster.v1.HelloRequest
+	29, // 70: gostream.cluster.v1.Control.Jobs:input_type -> gostream.cluster.v1.JobsRequest
+	31, // 71: gostream.cluster.v1.Control.StopJob:input_type -> gostream.cluster.v1.StopJobRequest
+	33, // 72: gostream.cluster.v1.Control.Watch:input_type -> gostream.cluster.v1.WatchRequest
+	38, // 73: gostream.cluster.v1.Control.Join:input_type -> gostream.cluster.v1.JoinRequest
+	40, // 74: gostream.cluster.v1.Control.RemoveMember:input_type -> gostream.cluster.v1.RemoveMemberRequest
+	44, // 75: gostream.cluster.v1.Shuffle.Push:input_type -> gostream.cluster.v1.ShuffleMessage
+	46, // 76: gostream.cluster.v1.StatePartitions.Reduce:input_type -> gostream.cluster.v1.ReduceRequest
+	50, // 77: gostream.cluster.v1.StatePartitions.Rows:input_type -> gostream.cluster.v1.RowsRequest
+	54, // 78: gostream.cluster.v1.StatePartitions.Replicate:input_type -> gostream.cluster.v1.ReplicateMessage
+	57, // 79: gostream.cluster.v1.Task.Map:input_type -> gostream.cluster.v1.MapRequest
+	57, // 80: gostream.cluster.v1.Task.MapRows:input_type -> gostream.cluster.v1.MapRequest
+	24, // 81: gostream.cluster.v1.Control.Status:output_type -> gostream.cluster.v1.StatusResponse
+	28, // 82: gostream.cluster.v1.Control.RegisterJob:output_type -> gostream.cluster.v1.RegisterJobResponse
+	26, // 83: gostream.cluster.v1.Control.MemberInfo:output_type -> gostream.cluster.v1.MemberInfoResponse
+	37, // 84: gostream.cluster.v1.Control.Hello:output_type -> gostream.cluster.v1.HelloResponse
+	30, // 85: gostream.cluster.v1.Control.Jobs:output_type -> gostream.cluster.v1.JobsResponse
+	32, // 86: gostream.cluster.v1.Control.StopJob:output_type -> gostream.cluster.v1.StopJobResponse
+	35, // 87: gostream.cluster.v1.Control.Watch:output_type -> gostream.cluster.v1.WatchEvent
+	39, // 88: gostream.cluster.v1.Control.Join:output_type -> gostream.cluster.v1.JoinResponse
+	41, // 89: gostream.cluster.v1.Control.RemoveMember:output_type -> gostream.cluster.v1.RemoveMemberResponse
+	45, // 90: gostream.cluster.v1.Shuffle.Push:output_type -> gostream.cluster.v1.ShuffleResponse
+	48, // 91: gostream.cluster.v1.StatePartitions.Reduce:output_type -> gostream.cluster.v1.ReduceResponse
+	51, // 92: gostream.cluster.v1.StatePartitions.Rows:output_type -> gostream.cluster.v1.RowsResponse
+	55, // 93: gostream.cluster.v1.StatePartitions.Replicate:output_type -> gostream.cluster.v1.ReplicateResponse
+	58, // 94: gostream.cluster.v1.Task.Map:output_type -> gostream.cluster.v1.MapResponse
+	59, // 95: gostream.cluster.v1.Task.MapRows:output_type -> gostream.cluster.v1.MapRowsResponse
+	81, // [81:96] is the sub-list for method output_type
+	66, // [66:81] is the sub-list for method input_type
+	66, // [66:66] is the sub-list for extension type_name
+	66, // [66:66] is the sub-list for extension extendee
+	0,  // [0:66] is the sub-list for field type_name
 }
 
 func init() { file_cluster_proto_init() }
@@ -4712,8 +4781,9 @@ func file_cluster_proto_init() {
 	file_cluster_proto_msgTypes[47].OneofWrappers = []any{
 		(*ReduceResponse_Changes)(nil),
 		(*ReduceResponse_Done)(nil),
+		(*ReduceResponse_Rows)(nil),
 	}
-	file_cluster_proto_msgTypes[52].OneofWrappers = []any{
+	file_cluster_proto_msgTypes[53].OneofWrappers = []any{
 		(*ReplicateMessage_Open)(nil),
 		(*ReplicateMessage_Record)(nil),
 		(*ReplicateMessage_End)(nil),
@@ -4724,7 +4794,7 @@ func file_cluster_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cluster_proto_rawDesc), len(file_cluster_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   60,
+			NumMessages:   61,
 			NumExtensions: 0,
 			NumServices:   4,
 		},
