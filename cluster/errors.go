@@ -41,6 +41,9 @@ var (
 	// ErrQuorum reports a removal that would leave fewer live members than
 	// a quorum of the remaining group.
 	ErrQuorum = errors.New("cluster: no quorum")
+	// ErrOnlyCopy reports a removal that would lose the only current copy
+	// of a job's state partition.
+	ErrOnlyCopy = errors.New("cluster: only copy of state")
 	// ErrUnknownMember reports a name that is not a member.
 	ErrUnknownMember = errors.New("cluster: unknown member")
 	// ErrRemoved reports a worker that was removed from its group: its

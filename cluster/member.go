@@ -125,6 +125,9 @@ func (n *Node) removeMember(ctx context.Context, name string) (*clusterpb.Remove
 	if err := n.checkQuorumWithout(ctx, name, left); err != nil {
 		return nil, status.Error(codes.FailedPrecondition, err.Error())
 	}
+	if err := checkNoOnlyCopy(n.fsm.Jobs(), name); err != nil {
+		return nil, status.Error(codes.FailedPrecondition, err.Error())
+	}
 	if name == n.cfg.Name {
 		return n.handOverAndRemove(ctx, name)
 	}
@@ -173,6 +176,34 @@ func (n *Node) checkQuorumWithout(ctx context.Context, name string, left []raft.
 			ErrQuorum, name, len(left), len(up), strings.Join(up, ", "), strings.Join(down, ", "), quorum)
 	}
 	return nil
+}
+
+// checkNoOnlyCopy refuses to remove name while it holds the only current
+// copy of a state partition of one of jobs: it owns the partition, and the
+// partition has no standby holding a full copy (none yet since it moved
+// there, or none kept with one replica). Removed, its state would be lost.
+func checkNoOnlyCopy(jobs []*clusterpb.Job, name string) error {
+	var held []string
+	for _, j := range jobs {
+		_, committed := batchLogEnds(j.BatchLog)
+		if committed < 0 {
+			continue // no state yet
+		}
+		var only []string
+		for i, sp := range j.GetAssignment().GetState() {
+			if sp.Owner == name && (sp.Standby == "" || committed < sp.StandbyReadyFrom) {
+				only = append(only, fmt.Sprint(i))
+			}
+		}
+		if len(only) > 0 {
+			held = append(held, fmt.Sprintf("job %s's state partitions %s", j.Name, strings.Join(only, ", ")))
+		}
+	}
+	if len(held) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: removing %s would lose state: it holds the only current copy of %s (no standby holds a full copy yet, or none is kept: --state-replicas 1); wait until the job committed a batch with a standby on another worker (gostream jobs status), or stop the worker instead of removing it: its partitions wait for it",
+		ErrOnlyCopy, name, strings.Join(held, "; "))
 }
 
 // handOverAndRemove hands the leadership over to another member, then asks

@@ -338,11 +338,63 @@ func TestNodeRemoveRefused(t *testing.T) {
 		t.Fatalf("%s's identity after the refused restart: %s %v; want it marked removed", name, raw, err)
 	}
 
+	// A member owning a job's state partition without a standby that holds
+	// a full copy keeps the only copy: removing it would lose state.
+	leader := g.leader()
+	owner := leader.cfg.Name
+	j := testJob("wc")
+	a := &clusterpb.Assignment{Epoch: 1, State: []*clusterpb.StatePartition{{FirstKeyGroup: 0, EndKeyGroup: j.KeyGroups, Owner: owner}}}
+	for _, cmd := range []*clusterpb.Command{registerCmd(j), assignCmd("wc", a), appendCmd("wc", offsets(0, 0, 5), commit(0))} {
+		if err := leader.apply(cmd); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := c.RemoveMember(context.Background(), owner); err == nil || !strings.Contains(err.Error(), ErrOnlyCopy.Error()) || !strings.Contains(err.Error(), "job wc's state partitions 0") {
+		t.Errorf("removing %s, which holds job wc's only copy = %v, want ErrOnlyCopy naming the partition", owner, err)
+	}
+
 	one := newNodeGroup(t, 1)
 	one.waitStatus(one.addrs(), allReachable)
 	oc := NewClient(one.addrs())
 	defer oc.Close()
 	if _, err := oc.RemoveMember(context.Background(), "s1"); err == nil || !strings.Contains(err.Error(), "last member") {
 		t.Errorf("removing the only member = %v, want an error saying it is the last", err)
+	}
+}
+
+// TestCheckNoOnlyCopy: a member may be removed unless it owns a state
+// partition of a job with committed batches whose standby holds no full
+// copy (none, or not ready since it was added).
+func TestCheckNoOnlyCopy(t *testing.T) {
+	job := func(committed int64, sps ...*clusterpb.StatePartition) *clusterpb.Job {
+		j := testJob("wc")
+		j.Assignment = &clusterpb.Assignment{Epoch: 1, State: sps}
+		for b := int64(0); b <= committed; b++ {
+			j.BatchLog = append(j.BatchLog, offsets(b, b, b+1), commit(b))
+		}
+		return j
+	}
+	sp := func(owner, standby string, readyFrom int64) *clusterpb.StatePartition {
+		return &clusterpb.StatePartition{Owner: owner, Standby: standby, StandbyReadyFrom: readyFrom}
+	}
+	for _, c := range []struct {
+		what string
+		job  *clusterpb.Job
+		name string
+		want string // "" for no error
+	}{
+		{"no batch committed", job(-1, sp("s1", "", 0)), "s1", ""},
+		{"standby ready", job(3, sp("s1", "s2", 2), sp("s2", "s1", 0)), "s1", ""},
+		{"the standby itself", job(3, sp("s1", "s2", 5)), "s2", ""},
+		{"standby not ready", job(3, sp("s2", "s3", 0), sp("s1", "s2", 4)), "s1", "job wc's state partitions 1 ("},
+		{"no standby", job(0, sp("s1", "", 0), sp("s1", "", 0)), "s1", "job wc's state partitions 0, 1 ("},
+	} {
+		err := checkNoOnlyCopy([]*clusterpb.Job{c.job}, c.name)
+		switch {
+		case c.want == "" && err != nil:
+			t.Errorf("%s: removing %s: %v, want no error", c.what, c.name, err)
+		case c.want != "" && (!errors.Is(err, ErrOnlyCopy) || !strings.Contains(err.Error(), c.want)):
+			t.Errorf("%s: removing %s: %v, want ErrOnlyCopy naming %q", c.what, c.name, err, c.want)
+		}
 	}
 }
