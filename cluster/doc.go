@@ -224,18 +224,29 @@
 // moves, and the Client follows the new leader from the last report it
 // got.
 //
+// The leader also keeps which members are down (liveness): it probes each
+// other member every 200 ms and holds one down once it has not answered
+// for Config.DownAfter, whether it refuses (killed) or hangs (paused). A
+// driver cancels a batch's tasks that involve a worker that is down, logs
+// a new assignment epoch without it (its Kafka partitions to live workers,
+// its state partitions to their standbys) and runs the batch again with
+// the same ranges in that epoch.
+//
 // # Concurrency
 //
 // A Node owns its goroutines (the mux's accept loop and per-connection
-// sniffers, the gRPC server, the leadership watcher, the hello loop of a
+// sniffers, the gRPC server, the leadership and liveness watchers and the
+// liveness probes, the hello loop of a
 // node not yet part of a formed group, the map tasks' readers, workers and
 // pushes, and the job sources' followers) and Close stops and waits for
 // all of them, and the job manager's loop, which stops and waits for its
 // runs; it cancels running map tasks and waits for them before it closes
 // their sources, then it closes the state stores, once their requests are
-// done. The FSM, the client pool, the Inbox, the job manager and the map
-// jobs have one lock each, and so do the state stores; none is held while
-// another is taken. A state partition's lock is held through the request
-// that uses it, while those are taken (a reduce reaches the standby
-// through the client pool).
+// done. The FSM, the client pool, the Inbox, the job manager, the map
+// jobs, the liveness view and a job driver's current epoch have one lock
+// each, and so do the state stores; none is held while another is taken.
+// A state partition's lock is held through the request that uses it, and
+// a job driver's epoch lock through an epoch change, while those are taken
+// (a reduce reaches the standby through the client pool; an epoch change
+// reads the liveness view and the FSM).
 package cluster

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -31,7 +32,9 @@ import (
 // workers' map tasks (Task.Map on the worker each Kafka partition is
 // assigned to) and the state partitions' reduce (StatePartitions.Reduce on
 // each owner, which commits and replicates the batch's state before it
-// answers). The leader gathers each batch's output rows, runs the job's
+// answers). A batch whose tasks fail because a worker is down (liveness)
+// runs again, with the same ranges, in a new assignment epoch without it
+// (failover). The leader gathers each batch's output rows, runs the job's
 // sink (console or jsonl) and publishes the sink's output with the batch's
 // progress to the job's watchers (JobRun.Report). A job with no assignment
 // gets one, logged through Raft before its first batch, and every run
@@ -64,7 +67,6 @@ func driveJob(ctx context.Context, run *JobRun) (err error) {
 type jobDriver struct {
 	n       *Node
 	run     *JobRun
-	job     *clusterpb.Job // with its assignment
 	query   *planpb.Query
 	plan    *task.Plan
 	reducer *task.Reducer // nil for a job without an aggregation
@@ -72,6 +74,16 @@ type jobDriver struct {
 	src     *kafkasrc.Source
 	sink    engine.Sink
 	out     bytes.Buffer // what sink wrote for the submitter, per batch
+
+	// epochMu serializes the run's epoch changes; mu guards job, the job
+	// with the run's current assignment epoch, which Map and Output read
+	// at once, and the partitions the last listing found.
+	epochMu sync.Mutex
+	mu      struct {
+		sync.Mutex
+		job   *clusterpb.Job
+		parts []kafkaPartition // of the job's topics, as last listed
+	}
 }
 
 // newJobDriver compiles run's job, opens its Kafka listing and its sink,
@@ -113,7 +125,7 @@ func newJobDriver(ctx context.Context, run *JobRun) (d *jobDriver, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if d.job, err = d.assign(ctx); err != nil {
+	if err := d.assign(ctx); err != nil {
 		return nil, err
 	}
 	return d, nil
@@ -146,48 +158,241 @@ func (d *jobDriver) close() {
 	}
 }
 
-// assign logs the job's next assignment epoch through Raft, in the run's
-// term, and returns the job with it: every partition of its topics has a
-// worker, sticky (nextAssignment). Each run starts a new epoch, so a
-// worker answers the run's tasks only once it applied the epoch, and with
-// it what came before in the log (the job RUNNING again), and refuses the
-// tasks of earlier runs.
-func (d *jobDriver) assign(ctx context.Context) (*clusterpb.Job, error) {
-	_, latest, err := d.src.Offsets(ctx, d.plan.Scan.Subscribe)
-	if err != nil {
-		return nil, err
+// assign logs the job's first assignment epoch of the run through Raft
+// (logEpoch), planned by nextAssignment over the partitions of its topics,
+// with the leader's view of which members are up. Each run starts a new
+// epoch, so a worker answers the run's tasks only once it applied the
+// epoch, and with it what came before in the log (the job RUNNING again),
+// and refuses the tasks of earlier runs.
+func (d *jobDriver) assign(ctx context.Context) error {
+	if _, _, err := d.Offsets(ctx); err != nil {
+		return err
 	}
-	var parts []kafkaPartition
-	for t, ps := range latest {
-		for p := range ps {
-			parts = append(parts, kafkaPartition{t, p})
-		}
+	a, reason := d.next(d.run.Job)
+	if reason == "" {
+		reason = fmt.Sprintf("a driver run on %s in term %d", d.run.Member, d.run.Term)
 	}
-	job := d.run.Job
+	return d.logEpoch(a, reason)
+}
+
+// next plans the epoch after j's (nextAssignment) over the Kafka
+// partitions j assigns and those the last listing found, the group's
+// members and the leader's view of which are up; reason is "" when
+// nothing changes.
+func (d *jobDriver) next(j *clusterpb.Job) (a *clusterpb.Assignment, reason string) {
 	var members []string
 	for _, m := range d.n.fsm.Members() {
 		members = append(members, m.Name)
 	}
-	a, reason := nextAssignment(job, parts, members, func(string) bool { return true }, d.n.StateReplicas())
-	if reason == "" {
-		reason = fmt.Sprintf("a driver run on %s in term %d", d.run.Member, d.run.Term)
-	}
-	c := &clusterpb.Command{Kind: &clusterpb.Command_SetAssignment{SetAssignment: &clusterpb.SetAssignment{Job: job.Name, Assignment: a, Reason: reason, TimeMs: time.Now().UnixMilli()}}}
-	if _, err := applyInTerm(d.n.raft, c, d.run.Term, d.n.cfg.ApplyTimeout); err != nil {
-		return nil, fmt.Errorf("logging its assignment epoch %d: %w", a.Epoch, err)
-	}
-	d.n.log.Info("cluster: job assigned", "job", job.Name, "epoch", a.Epoch, "kafka_partitions", len(a.Kafka), "state_partitions", len(a.State), "reason", reason)
-	j, ok := d.n.fsm.Job(job.Name)
-	if !ok {
-		return nil, fmt.Errorf("%w %q", ErrUnknownJob, job.Name)
-	}
-	return j, nil
+	d.mu.Lock()
+	parts := d.mu.parts
+	d.mu.Unlock()
+	return nextAssignment(j, parts, members, d.n.liveness.live, d.n.StateReplicas())
 }
 
-// header is the fencing of the run's requests: its cluster, term and
-// assignment epoch.
-func (d *jobDriver) header() *clusterpb.Header {
-	return &clusterpb.Header{ClusterId: d.n.ClusterID(), Term: d.run.Term, From: d.run.Member, Epoch: d.job.Assignment.GetEpoch()}
+// logEpoch logs a, the job's next assignment epoch, through Raft in the
+// run's term, with reason, which it logs at Info too, and makes it the
+// run's current epoch.
+func (d *jobDriver) logEpoch(a *clusterpb.Assignment, reason string) error {
+	name := d.run.Job.Name
+	c := &clusterpb.Command{Kind: &clusterpb.Command_SetAssignment{SetAssignment: &clusterpb.SetAssignment{Job: name, Assignment: a, Reason: reason, TimeMs: time.Now().UnixMilli()}}}
+	if _, err := applyInTerm(d.n.raft, c, d.run.Term, d.n.cfg.ApplyTimeout); err != nil {
+		return fmt.Errorf("logging its assignment epoch %d: %w", a.Epoch, err)
+	}
+	d.n.log.Info("cluster: job assigned", "job", name, "epoch", a.Epoch, "kafka_partitions", len(a.Kafka), "state_partitions", len(a.State), "reason", reason)
+	j, ok := d.n.fsm.Job(name)
+	if !ok {
+		return fmt.Errorf("%w %q", ErrUnknownJob, name)
+	}
+	d.mu.Lock()
+	d.mu.job = j
+	d.mu.Unlock()
+	return nil
+}
+
+// current is the job with the run's current assignment epoch.
+func (d *jobDriver) current() *clusterpb.Job {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.mu.job
+}
+
+// assigned lists the workers a assigns anything to, sorted.
+func assigned(a *clusterpb.Assignment) []string {
+	var ws []string
+	for _, k := range a.GetKafka() {
+		ws = append(ws, k.Worker)
+	}
+	for _, sp := range a.GetState() {
+		ws = append(ws, sp.Owner)
+		if sp.Standby != "" {
+			ws = append(ws, sp.Standby)
+		}
+	}
+	slices.Sort(ws)
+	return slices.Compact(ws)
+}
+
+// down lists, as "no answer from s2 for 1.2s", the workers a assigns work
+// to that the leader holds down.
+func (d *jobDriver) down(a *clusterpb.Assignment) []string {
+	var down []string
+	for _, w := range assigned(a) {
+		if isDown, silent := d.n.liveness.down(w); isDown {
+			down = append(down, fmt.Sprintf("no answer from %s for %v", w, silent.Round(time.Millisecond)))
+		}
+	}
+	return down
+}
+
+// replan logs the job's next epoch if the planner moves anything now (a
+// worker down, back or new, a move's second step once its batch
+// committed, a new Kafka partition). Map calls it before each batch: a
+// batch boundary. An epoch it fails to log is planned again at the next.
+func (d *jobDriver) replan() {
+	d.epochMu.Lock()
+	defer d.epochMu.Unlock()
+	fresh, ok := d.n.fsm.Job(d.run.Job.Name) // with the batches committed since
+	if !ok || fresh.Assignment.GetEpoch() != d.current().Assignment.GetEpoch() {
+		return // a run that is ending
+	}
+	if a, reason := d.next(fresh); reason != "" {
+		if err := d.logEpoch(a, reason); err != nil {
+			d.n.log.Warn("cluster: a job's new epoch was not logged; it goes on in its current one", "job", fresh.Name, "err", err)
+		}
+	}
+}
+
+// failover logs a new assignment epoch without the workers the leader
+// holds down, if job's epoch, in which a try of a batch failed, is still
+// the run's and assigns work to one of them. It reports whether the batch
+// should run again in a newer epoch (this one's, or one logged since),
+// and whether the run's epoch still assigns work to a worker that is down
+// (waits: the planner keeps a state partition with its owner when no
+// live worker holds a current copy).
+func (d *jobDriver) failover(job *clusterpb.Job) (moved, waits bool, err error) {
+	d.epochMu.Lock()
+	defer d.epochMu.Unlock()
+	cur := d.current()
+	if cur.Assignment.GetEpoch() != job.Assignment.GetEpoch() {
+		return true, false, nil
+	}
+	down := d.down(cur.Assignment)
+	if len(down) == 0 {
+		return false, false, nil
+	}
+	fresh, ok := d.n.fsm.Job(job.Name) // with the batches committed since
+	if !ok || fresh.Assignment.GetEpoch() != cur.Assignment.GetEpoch() {
+		return false, false, fmt.Errorf("%w %q at epoch %d", ErrUnknownJob, job.Name, cur.Assignment.GetEpoch())
+	}
+	a, reason := d.next(fresh)
+	if reason == "" {
+		return false, true, nil
+	}
+	if err := d.logEpoch(a, reason+" ("+strings.Join(down, ", ")+")"); err != nil {
+		return false, false, err
+	}
+	return true, false, nil
+}
+
+// untilDown returns ctx, canceled once the leader holds a worker that a
+// assigns work to down, so that no task waits on it; stop cancels it and
+// waits for its watcher.
+func (d *jobDriver) untilDown(ctx context.Context, a *clusterpb.Assignment) (_ context.Context, stop func()) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	workers := assigned(a)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			changed := d.n.liveness.changes()
+			for _, w := range workers {
+				if !d.n.liveness.live(w) {
+					cancel(fmt.Errorf("cluster: worker %s is down", w))
+					return
+				}
+			}
+			select {
+			case <-changed:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return ctx, func() {
+		cancel(nil)
+		<-done
+	}
+}
+
+// retry decides whether a batch whose try in job's epoch failed with err
+// runs again, and returns err when it does not. It runs again at once in
+// a newer epoch when a worker job's epoch assigns work to is down
+// (failover), or once a member goes down or comes back while the epoch
+// waits for a worker that is down. Otherwise, while err is one that a
+// worker's loss or a moment's disorder gives (retryable), or the new
+// epoch could not be logged, it runs again after a pause or as soon as a
+// member goes down or comes back, until *until: twice Config.DownAfter
+// after the first such failure since the batch last moved to a new epoch
+// or waited, time enough for the leader to find a lost worker down.
+func (d *jobDriver) retry(ctx context.Context, job *clusterpb.Job, err error, until *time.Time) error {
+	if ctx.Err() != nil {
+		return err
+	}
+	changed := d.n.liveness.changes()
+	moved, waits, ferr := d.failover(job)
+	if ferr != nil {
+		err = fmt.Errorf("%w; moving its work off the workers that are down failed: %w", err, ferr)
+	}
+	switch {
+	case moved:
+		*until = time.Time{}
+		return nil
+	case waits:
+		*until = time.Time{}
+		d.n.log.Info("cluster: a batch waits for a worker that is down: it holds the only current copy of a state partition", "job", job.Name,
+			"epoch", job.Assignment.GetEpoch(), "down", strings.Join(d.down(job.Assignment), ", "))
+		select {
+		case <-ctx.Done():
+			return err
+		case <-changed:
+		}
+		return nil
+	case ferr == nil && !retryable(err):
+		return err
+	case until.IsZero():
+		*until = time.Now().Add(2 * d.n.cfg.DownAfter)
+	case time.Now().After(*until):
+		return err
+	}
+	d.n.log.Info("cluster: a batch failed; running it again", "job", job.Name, "epoch", job.Assignment.GetEpoch(), "err", err)
+	select {
+	case <-ctx.Done():
+		return err
+	case <-changed:
+	case <-time.After(probeInterval):
+	}
+	return nil
+}
+
+// retryable reports whether err, a task's failure, may pass with a new
+// try or epoch: a worker unreachable, stopping or not ready (transient), a
+// stream cut short, a deadline or cancellation, a try superseded or
+// refused by the fencing or the shuffle (a reduce of an earlier try may
+// still hold the partials a moment).
+func retryable(err error) bool {
+	switch status.Code(err) {
+	case codes.Unavailable, codes.Aborted, codes.DataLoss, codes.DeadlineExceeded, codes.Canceled:
+		return true
+	}
+	msg := err.Error()
+	return transient(err) || strings.Contains(msg, ErrStaleEpoch.Error()) || strings.Contains(msg, ErrShuffleRefused.Error())
+}
+
+// header is the fencing of the run's requests in epoch: its cluster, term
+// and assignment epoch.
+func (d *jobDriver) header(epoch uint64) *clusterpb.Header {
+	return &clusterpb.Header{ClusterId: d.n.ClusterID(), Term: d.run.Term, From: d.run.Member, Epoch: epoch}
 }
 
 // conn is a client connection to worker.
@@ -200,16 +405,17 @@ func (d *jobDriver) conn(worker string) (grpc.ClientConnInterface, error) {
 	return nil, fmt.Errorf("worker %s is not a member", worker)
 }
 
-// call calls fn, a task request to a worker, with try 1, 2..., again
-// while it fails for a while only (transient), for at most the node's
-// ApplyTimeout and maxTries tries: a new epoch, or a job just registered,
-// reaches the followers a moment after the leader logged it, and a worker
-// started a moment ago may not listen yet.
-func (d *jobDriver) call(ctx context.Context, fn func(try uint32) error) error {
+// call calls fn, a task request to a worker, with try *tries+1, +2...,
+// again while it fails for a while only (transient), for at most the
+// node's ApplyTimeout and until *tries reaches maxTries: a new epoch, or a
+// job just registered, reaches the followers a moment after the leader
+// logged it, and a worker started a moment ago may not listen yet.
+func (d *jobDriver) call(ctx context.Context, tries *uint32, fn func(try uint32) error) error {
 	deadline := time.Now().Add(d.n.cfg.ApplyTimeout)
-	for try := uint32(1); ; try++ {
-		err := fn(try)
-		if !transient(err) || try == maxTries || time.Now().After(deadline) {
+	for {
+		*tries++
+		err := fn(*tries)
+		if !transient(err) || *tries >= maxTries || time.Now().After(deadline) {
 			return err
 		}
 		select {
@@ -223,16 +429,18 @@ func (d *jobDriver) call(ctx context.Context, fn func(try uint32) error) error {
 const (
 	// retryDelay is how long call waits before it tries again.
 	retryDelay = 20 * time.Millisecond
-	// maxTries bounds the tries of a call: attempt numbers them in 8 bits.
+	// maxTries bounds the tries of a map task in an epoch: attempt numbers
+	// them in 8 bits.
 	maxTries = 255
 )
 
-// attempt numbers a map task's try of the run: its assignment epoch, which
-// each run logs anew, then the try. So an attempt of a run supersedes, in
-// the owners' inboxes, every attempt of an earlier run, and each try the
-// one before: a try that failed half way leaves nothing a reduce takes.
-func (d *jobDriver) attempt(try uint32) uint32 {
-	return uint32(d.job.Assignment.GetEpoch())<<8 | try
+// attemptOf numbers a map task's try in an assignment epoch: the epoch,
+// which each run logs anew, then the try, counted over every run of the
+// batch's map in the epoch. So an attempt supersedes, in the owners'
+// inboxes, every attempt of an earlier epoch or try: a try that failed
+// half way leaves nothing a reduce takes.
+func attemptOf(epoch uint64, try uint32) uint32 {
+	return uint32(epoch)<<8 | try
 }
 
 // transient reports whether err is a worker's answer that may change
@@ -256,7 +464,12 @@ func transient(err error) bool {
 
 // mapped is a batch whose map tasks ran (loop.Mapped).
 type mapped struct {
-	entry   loop.OffsetsEntry
+	entry  loop.OffsetsEntry
+	ranges []kafkasrc.Range
+	epoch  uint64   // of the map tasks' run
+	tries  []uint32 // of each map task in epoch
+	stale  bool     // a reduce may have taken the partials: map again before reducing
+
 	tasks   int32 // map tasks, each of which pushed to every state partition
 	records int64
 	bytes   int64 // sent to the state partitions' owners
@@ -274,35 +487,54 @@ type mapped struct {
 
 func (m *mapped) Records() int64 { return m.records }
 
-// Map runs batch e's map tasks: one per worker its ranges' Kafka
-// partitions are assigned to, with that worker's ranges. For a job with an
-// aggregation, each pushes its partials to every state partition's owner
-// before it answers; for one without, each streams its ranges' output
-// rows back (MapRows), which Map keeps in the ranges' order.
+// Map runs batch e's map tasks in the run's current epoch (mapIn), again
+// while a failure may pass (retry): in a new epoch when a worker is down.
 func (d *jobDriver) Map(ctx context.Context, e loop.OffsetsEntry, ranges []kafkasrc.Range, _ bool) (_ loop.Mapped, err error) {
-	defer task.Recover(fmt.Sprintf("cluster: job %s batch %d: map", d.job.Name, e.BatchID), &err)
+	defer task.Recover(fmt.Sprintf("cluster: job %s batch %d: map", d.run.Job.Name, e.BatchID), &err)
+	m := &mapped{entry: e, ranges: ranges}
+	d.replan()
+	var until time.Time
+	for {
+		job := d.current()
+		err := d.mapIn(ctx, job, m)
+		if err == nil {
+			return m, nil
+		}
+		if err := d.retry(ctx, job, err, &until); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// mapIn runs m's map tasks in job's assignment epoch: one per worker its
+// ranges' Kafka partitions are assigned to, with that worker's ranges. For
+// a job with an aggregation, each pushes its partials to every state
+// partition's owner before it answers; for one without, each streams its
+// ranges' output rows back (MapRows), which mapIn keeps in the ranges'
+// order. The tasks are canceled once a worker of the epoch is down.
+func (d *jobDriver) mapIn(ctx context.Context, job *clusterpb.Job, m *mapped) error {
+	a, e := job.Assignment, m.entry
 	byWorker := map[string][]*clusterpb.MapRange{}
 	index := map[string][]int{} // of byWorker's ranges in ranges
-	for i, r := range ranges {
-		w := d.worker(r.Topic, r.Partition)
+	for i, r := range m.ranges {
+		w := worker(a, r.Topic, r.Partition)
 		if w == "" {
-			return nil, fmt.Errorf("cluster: job %s batch %d: Kafka partition %s-%d is assigned to no worker in epoch %d (it appeared after the job's assignment: stop the job and submit it again to assign it)",
-				d.job.Name, e.BatchID, r.Topic, r.Partition, d.job.Assignment.GetEpoch())
+			return fmt.Errorf("cluster: job %s batch %d: Kafka partition %s-%d is assigned to no worker in epoch %d",
+				job.Name, e.BatchID, r.Topic, r.Partition, a.GetEpoch())
 		}
 		byWorker[w] = append(byWorker[w], &clusterpb.MapRange{Topic: r.Topic, Partition: r.Partition, From: r.From, Until: r.Until})
 		index[w] = append(index[w], i)
 	}
-	workers := slices.Sorted(func(yield func(string) bool) {
-		for w := range byWorker {
-			if !yield(w) {
-				return
-			}
-		}
-	})
-	m := &mapped{entry: e, tasks: int32(len(workers))}
-	if d.plan.Narrow != nil {
-		m.rows = make([][][]byte, len(ranges))
+	workers := slices.Sorted(maps.Keys(byWorker))
+	if m.epoch != a.GetEpoch() || len(m.tries) != len(workers) {
+		m.epoch, m.tries = a.GetEpoch(), make([]uint32, len(workers))
 	}
+	m.tasks, m.records, m.bytes = int32(len(workers)), 0, 0
+	if d.plan.Narrow != nil {
+		m.rows = make([][][]byte, len(m.ranges))
+	}
+	ctx, stop := d.untilDown(ctx, a)
+	defer stop()
 	var mu sync.Mutex
 	g, gctx := errgroup.WithContext(ctx)
 	for i, w := range workers {
@@ -310,9 +542,9 @@ func (d *jobDriver) Map(ctx context.Context, e loop.OffsetsEntry, ranges []kafka
 			cc, err := d.conn(w)
 			if err == nil {
 				var records, sent int64
-				err = d.call(gctx, func(try uint32) (err error) {
-					req := &clusterpb.MapRequest{Header: d.header(), Job: d.job.Name, Batch: e.BatchID,
-						Task: int32(i), Attempt: d.attempt(try), Ranges: byWorker[w], BatchTimestampMs: e.TimestampMs}
+				err = d.call(gctx, &m.tries[i], func(try uint32) (err error) {
+					req := &clusterpb.MapRequest{Header: d.header(a.GetEpoch()), Job: job.Name, Batch: e.BatchID,
+						Task: int32(i), Attempt: attemptOf(a.GetEpoch(), try), Ranges: byWorker[w], BatchTimestampMs: e.TimestampMs}
 					if d.plan.Narrow != nil {
 						records, err = d.mapRows(gctx, cc, req, m.rows, index[w])
 						return err
@@ -329,13 +561,10 @@ func (d *jobDriver) Map(ctx context.Context, e loop.OffsetsEntry, ranges []kafka
 					return nil
 				}
 			}
-			return fmt.Errorf("cluster: job %s batch %d: map task %d on worker %s: %w", d.job.Name, e.BatchID, i, w, err)
+			return fmt.Errorf("cluster: job %s batch %d: map task %d on worker %s: %w", job.Name, e.BatchID, i, w, err)
 		})
 	}
-	if err := g.Wait(); err != nil {
-		return nil, err
-	}
-	return m, nil
+	return g.Wait()
 }
 
 // mapRows runs a narrow map task, req, on cc and puts the rows of its
@@ -368,9 +597,9 @@ func (d *jobDriver) mapRows(ctx context.Context, cc grpc.ClientConnInterface, re
 	}
 }
 
-// worker is the worker a Kafka partition is assigned to, "" if none.
-func (d *jobDriver) worker(topic string, partition int32) string {
-	ks := d.job.Assignment.GetKafka()
+// worker is the worker a assigns a Kafka partition to, "" if none.
+func worker(a *clusterpb.Assignment, topic string, partition int32) string {
+	ks := a.GetKafka()
 	i, ok := slices.BinarySearchFunc(ks, kafkaPartition{topic, partition}, func(k *clusterpb.KafkaAssignment, p kafkaPartition) int {
 		return comparePartitions(kafkaPartition{k.Topic, k.Partition}, p)
 	})
@@ -380,93 +609,49 @@ func (d *jobDriver) worker(topic string, partition int32) string {
 	return ks[i].Worker
 }
 
-// Output reduces the batch on every state partition's owner at once, each
-// of which commits the partition at the batch's version and replicates it
-// to its standby before it answers, then writes the batch's rows to the
-// sink: the groups the batch changed (update mode) or a dropDuplicates'
-// new rows, gathered from the reduce's answers, or every group (complete
-// mode), streamed from the owners.
+// Output reduces the batch (reduceIn), again while a failure may pass
+// (retry): in a new epoch when a worker is down, each time after mapping
+// it again. Then it writes the batch's rows to the sink: the groups the
+// batch changed (update mode) or a dropDuplicates' new rows, or every
+// group (complete mode).
 func (d *jobDriver) Output(ctx context.Context, lm loop.Mapped) (_ loop.OutputStats, err error) {
 	m := lm.(*mapped)
 	batch := m.entry.BatchID
-	defer task.Recover(fmt.Sprintf("cluster: job %s batch %d: output", d.job.Name, batch), &err)
+	defer task.Recover(fmt.Sprintf("cluster: job %s batch %d: output", d.run.Job.Name, batch), &err)
 	m.dur = map[string]int64{}
 	if d.plan.Narrow != nil {
 		return loop.OutputStats{}, d.write(ctx, m, d.plan.Narrow.Schema(), func(fn operators.Emit) error {
 			return readRows("a map task's", m.rows, fn)
 		})
 	}
-	complete := d.query.OutputMode == engine.Complete
-	parts := d.job.Assignment.GetState()
-	changes := make([][][]byte, len(parts))
-	var updated, total atomic.Int64
 	t := time.Now()
-	g, gctx := errgroup.WithContext(ctx)
-	for i, sp := range parts {
-		g.Go(func() error {
-			cc, err := d.conn(sp.Owner)
-			if err == nil {
-				var done *clusterpb.ReduceDone
-				req := &clusterpb.ReduceRequest{Header: d.header(), Job: d.job.Name, Batch: batch, Partition: int32(i), Tasks: m.tasks, Changes: !complete}
-				err = d.call(gctx, func(uint32) (err error) {
-					changes[i] = nil // of a try cut short
-					done, err = ReducePartition(gctx, cc, req, func(rec []byte) error {
-						changes[i] = append(changes[i], rec)
-						return nil
-					})
+	var recs [][]byte
+	var until time.Time
+	for {
+		job := d.current()
+		if recs, err = d.reduceIn(ctx, job, m); err == nil {
+			break
+		}
+		if err := d.retry(ctx, job, err, &until); err != nil {
+			return loop.OutputStats{}, err
+		}
+	}
+	m.dur["reduce"] = time.Since(t).Milliseconds()
+	if d.plan.Dedup != nil { // the reduces answered their new rows
+		err = d.write(ctx, m, d.plan.Dedup.Schema(), func(fn operators.Emit) error {
+			return readRows("a reduce's", [][][]byte{recs}, fn)
+		})
+	} else {
+		err = d.write(ctx, m, d.plan.Agg.Schema(), func(fn operators.Emit) error {
+			for _, rec := range recs {
+				if err := d.reducer.RecordRows(rec, fn); err != nil {
 					return err
-				})
-				if err == nil {
-					updated.Add(done.Groups)
-					total.Add(done.Rows)
-					return nil
 				}
 			}
-			return fmt.Errorf("cluster: job %s batch %d: reduce of state partition %d on worker %s: %w", d.job.Name, batch, i, sp.Owner, err)
+			return nil
 		})
 	}
-	if err := g.Wait(); err != nil {
-		return loop.OutputStats{}, err
-	}
-	m.updated, m.total = updated.Load(), total.Load()
-	m.dur["reduce"] = time.Since(t).Milliseconds()
-
-	t = time.Now()
-	var schema operators.Schema
-	var each func(fn operators.Emit) error
-	switch {
-	case d.plan.Dedup != nil: // the reduces answered their new rows
-		schema, each = d.plan.Dedup.Schema(), func(fn operators.Emit) error {
-			return readRows("a reduce's", changes, fn)
-		}
-	default:
-		schema, each = d.plan.Agg.Schema(), func(fn operators.Emit) error {
-			for _, recs := range changes {
-				for _, rec := range recs {
-					if err := d.reducer.RecordRows(rec, fn); err != nil {
-						return err
-					}
-				}
-			}
-			return nil
-		}
-	}
-	if complete {
-		each = func(fn operators.Emit) error {
-			for i, sp := range parts {
-				cc, err := d.conn(sp.Owner)
-				if err == nil {
-					err = PartitionRows(ctx, cc, &clusterpb.RowsRequest{Header: d.header(), Job: d.job.Name, Batch: batch, Partition: int32(i)},
-						func(rec []byte) error { return d.reducer.RecordRows(rec, fn) })
-				}
-				if err != nil {
-					return fmt.Errorf("rows of state partition %d on worker %s: %w", i, sp.Owner, err)
-				}
-			}
-			return nil
-		}
-	}
-	if err := d.write(ctx, m, schema, each); err != nil {
+	if err != nil {
 		return loop.OutputStats{}, err
 	}
 	return loop.OutputStats{Groups: m.updated, ExchangeBytes: m.bytes}, nil
@@ -489,6 +674,74 @@ func readRows(whose string, rows [][][]byte, fn operators.Emit) error {
 	return nil
 }
 
+// reduceIn reduces batch m in job's assignment epoch, after mapping it
+// again when its map ran in another epoch or a reduce of it failed (that
+// reduce may have taken the partials): on every state partition's owner
+// at once, each of which commits the partition at the batch's version and
+// replicates it to its standby before it answers. It returns the records
+// of the batch's output rows: the groups the batch changed (update mode)
+// or a dropDuplicates' new rows (operators.AppendRow), gathered from the
+// reduce's answers, or every group (complete mode),
+// streamed from the owners. The tasks are canceled once a worker of the
+// epoch is down.
+func (d *jobDriver) reduceIn(ctx context.Context, job *clusterpb.Job, m *mapped) ([][]byte, error) {
+	a, batch := job.Assignment, m.entry.BatchID
+	if m.stale || m.epoch != a.GetEpoch() {
+		if err := d.mapIn(ctx, job, m); err != nil {
+			return nil, err
+		}
+	}
+	m.stale = true
+	ctx, stop := d.untilDown(ctx, a)
+	defer stop()
+	complete := d.query.OutputMode == engine.Complete
+	parts := a.GetState()
+	changes := make([][][]byte, len(parts))
+	var updated, total atomic.Int64
+	g, gctx := errgroup.WithContext(ctx)
+	for i, sp := range parts {
+		g.Go(func() error {
+			cc, err := d.conn(sp.Owner)
+			if err == nil {
+				var done *clusterpb.ReduceDone
+				req := &clusterpb.ReduceRequest{Header: d.header(a.GetEpoch()), Job: job.Name, Batch: batch, Partition: int32(i), Tasks: m.tasks, Changes: !complete}
+				done, err = ReducePartition(gctx, cc, req, func(rec []byte) error {
+					changes[i] = append(changes[i], rec)
+					return nil
+				})
+				if err == nil {
+					updated.Add(done.Groups)
+					total.Add(done.Rows)
+					return nil
+				}
+			}
+			return fmt.Errorf("cluster: job %s batch %d: reduce of state partition %d on worker %s: %w", job.Name, batch, i, sp.Owner, err)
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	m.updated, m.total = updated.Load(), total.Load()
+	if !complete {
+		return slices.Concat(changes...), nil
+	}
+	var recs [][]byte
+	for i, sp := range parts {
+		cc, err := d.conn(sp.Owner)
+		if err == nil {
+			err = PartitionRows(ctx, cc, &clusterpb.RowsRequest{Header: d.header(a.GetEpoch()), Job: job.Name, Batch: batch, Partition: int32(i)},
+				func(rec []byte) error {
+					recs = append(recs, rec)
+					return nil
+				})
+		}
+		if err != nil {
+			return nil, fmt.Errorf("cluster: job %s batch %d: rows of state partition %d on worker %s: %w", job.Name, batch, i, sp.Owner, err)
+		}
+	}
+	return recs, nil
+}
+
 // write runs the job's sink over batch m's output rows, which each emits,
 // and keeps what the sink wrote for the submitter.
 func (d *jobDriver) write(ctx context.Context, m *mapped, schema operators.Schema, each func(operators.Emit) error) error {
@@ -499,7 +752,7 @@ func (d *jobDriver) write(ctx context.Context, m *mapped, schema operators.Schem
 	}
 	d.out.Reset()
 	if err := d.sink.AddBatch(ctx, engine.NewBatch(m.entry.BatchID, d.query.OutputMode, schema, counted)); err != nil {
-		return fmt.Errorf("cluster: job %s batch %d: sink: %w", d.job.Name, m.entry.BatchID, err)
+		return fmt.Errorf("cluster: job %s batch %d: sink: %w", d.run.Job.Name, m.entry.BatchID, err)
 	}
 	m.output = bytes.Clone(d.out.Bytes())
 	m.dur["addBatch"] = time.Since(t).Milliseconds()
@@ -511,9 +764,23 @@ func (d *jobDriver) write(ctx context.Context, m *mapped, schema operators.Schem
 // answered.
 func (d *jobDriver) Sync(context.Context, int64) error { return nil }
 
-// Offsets lists the job's topics on the leader.
+// Offsets lists the job's topics on the leader, and keeps their
+// partitions for the planner.
 func (d *jobDriver) Offsets(ctx context.Context) (earliest, latest kafkasrc.Offsets, err error) {
-	return d.src.Offsets(ctx, d.plan.Scan.Subscribe)
+	earliest, latest, err = d.src.Offsets(ctx, d.plan.Scan.Subscribe)
+	if err != nil {
+		return nil, nil, err
+	}
+	var parts []kafkaPartition
+	for t, ps := range latest {
+		for p := range ps {
+			parts = append(parts, kafkaPartition{t, p})
+		}
+	}
+	d.mu.Lock()
+	d.mu.parts = parts
+	d.mu.Unlock()
+	return earliest, latest, nil
 }
 
 // Follow does nothing: the workers' readers follow their partitions from
@@ -534,12 +801,12 @@ func (d *jobDriver) Report(rep loop.Report, lm loop.Mapped) {
 	for k, v := range m.dur {
 		rep.Durations[k] = v
 	}
-	p := engine.Progress{ID: d.job.Name, RunID: fmt.Sprintf("%s-term-%d", d.run.Member, d.run.Term), Name: d.query.Name,
+	p := engine.Progress{ID: d.run.Job.Name, RunID: fmt.Sprintf("%s-term-%d", d.run.Member, d.run.Term), Name: d.query.Name,
 		Timestamp: rep.Start.UTC(), BatchID: e.BatchID, NumInputRows: n, DurationMs: rep.Durations,
 		Sink: engine.SinkProgress{Description: fmt.Sprintf("%T", d.sink), NumOutputRows: m.outputRows}}
 	if d.plan.Narrow == nil {
 		p.StateOperators = []engine.StateProgress{{OperatorName: "stateStoreSave", NumRowsTotal: m.total, NumRowsUpdated: m.updated,
-			NumShufflePartitions: len(d.job.Assignment.GetState())}}
+			NumShufflePartitions: len(d.current().Assignment.GetState())}}
 		if d.plan.Dedup != nil {
 			p.StateOperators[0].OperatorName = "dedupe" // Spark's name for it
 		}

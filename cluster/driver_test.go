@@ -30,21 +30,7 @@ func TestBatchDriver(t *testing.T) {
 	brokers := embedtest.Start(t, "logs", 3)
 	g := newNodeGroupWith(t, 3, func(c *Config) { c.Driver = BatchDriver })
 	g.waitStatus(g.addrs(), allReachable)
-	truth := map[string]int64{}
-	produce := func(n int) {
-		lines := make([]string, n)
-		for i := range lines {
-			ws := make([]string, 1+rng.IntN(6))
-			for j := range ws {
-				ws[j] = fmt.Sprint("w", rng.IntN(40))
-			}
-			lines[i] = strings.Join(ws, " ")
-			for _, w := range ws {
-				truth[w]++
-			}
-		}
-		embedtest.Produce(t, brokers, "logs", lines...)
-	}
+	produce, truth := wordProducer(t, rng, brokers)
 	updated := map[string]int64{}
 	for run := range 2 {
 		produce(500 + rng.IntN(500))
@@ -57,19 +43,7 @@ func TestBatchDriver(t *testing.T) {
 				if mode == engine.Complete && r.BatchId > last {
 					last, counts = r.BatchId, map[string]int64{}
 				}
-				for _, line := range strings.Split(strings.TrimSpace(string(r.Output)), "\n") {
-					var row struct {
-						Word  string `json:"word"`
-						Count int64  `json:"count"`
-					}
-					if line == "" {
-						continue
-					}
-					if err := json.Unmarshal([]byte(line), &row); err != nil {
-						t.Fatalf("%s: a row %q: %v", name, line, err)
-					}
-					counts[row.Word] = row.Count
-				}
+				jsonlCounts(t, r.Output, counts)
 			}
 			if mode == engine.Update {
 				maps.Copy(updated, counts)

@@ -341,26 +341,8 @@ func TestClusterResumesAfterSIGTERM(t *testing.T) {
 	if err := follow.Start(); err != nil {
 		t.Fatal(err)
 	}
-	counted := func() (int64, map[string]int64) {
-		b, err := os.ReadFile(path)
-		if err != nil && !os.IsNotExist(err) {
-			t.Fatal(err)
-		}
-		return lastCounts(t, string(b))
-	}
-	waitCounts := func(what string, done func(batch int64, counts map[string]int64) bool) {
-		t.Helper()
-		for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(50 * time.Millisecond) {
-			batch, counts := counted()
-			if done(batch, counts) {
-				t.Logf("%s: batch %d", what, batch)
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: not after 2 minutes; batch %d", what, batch)
-			}
-		}
-	}
+	f := &countsFile{t: t, path: path}
+	counted, waitCounts := f.counted, f.wait
 	waitCounts("running", func(batch int64, _ map[string]int64) bool { return batch >= 2 })
 	c.Stop(t)
 	cancel()

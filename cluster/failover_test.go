@@ -1,0 +1,276 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gostream/gostream/engine"
+	"github.com/gostream/gostream/internal/embedtest"
+	"github.com/gostream/gostream/internal/testseed"
+	"github.com/gostream/gostream/proto/clusterpb"
+	"github.com/hashicorp/raft"
+)
+
+// TestBatchDriverWorkerLost: a complete-mode word count runs batch after
+// batch on three in-process workers over the embedded broker; a worker
+// that is not the leader is closed while lines keep coming. The leader
+// finds it down, logs a new assignment epoch without it (its Kafka
+// partitions to the others, its state partitions to their standbys) with
+// the reason, runs the batch in flight again, and the job goes on: its
+// last batch holds the exact counts of every line produced, none lost and
+// none counted twice. Started again, the worker reads and owns again, and
+// the counts stay exact.
+func TestBatchDriverWorkerLost(t *testing.T) {
+	rng := testseed.Rand(t)
+	brokers := embedtest.Start(t, "logs", 3)
+	g := newNodeGroupWith(t, 3, func(c *Config) { c.Driver = BatchDriver })
+	g.waitStatus(g.addrs(), allReachable)
+	produce, truth := wordProducer(t, rng, brokers)
+	j := startCounting(t, g, "wc-lost", brokers, 4)
+	for range 5 {
+		produce(200 + rng.IntN(200))
+	}
+	j.waitBatch(1)
+	var lost *Node
+	for _, n := range g.nodes {
+		if n.raft.State() != raft.Leader && (lost == nil || rng.IntN(2) == 0) {
+			lost = n
+		}
+	}
+	t.Logf("closing %s while the job runs", lost.cfg.Name)
+	produce(300)
+	lost.Close()
+	for range 5 {
+		produce(200 + rng.IntN(200))
+	}
+	j.waitCounts(truth)
+	job, _ := g.leader().fsm.Job(j.name)
+	if ws := assigned(job.Assignment); slices.Contains(ws, lost.cfg.Name) {
+		t.Errorf("epoch %d still assigns work to %s: %v", job.Assignment.GetEpoch(), lost.cfg.Name, job.Assignment)
+	}
+	if logs := g.logs.String(); !strings.Contains(logs, "no answer from "+lost.cfg.Name+" for") {
+		t.Errorf("the logs do not say why the job moved off %s", lost.cfg.Name)
+	}
+
+	// Started again, the worker takes work again at a batch boundary: a
+	// Kafka partition, and state partitions, copied to it as a standby
+	// first, then owned.
+	i := slices.Index(g.nodes, lost)
+	back, err := Start(context.Background(), g.cfgs[i])
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.nodes[i] = back
+	name := back.cfg.Name
+	waitFor(t, 60*time.Second, func() error {
+		produce(50)
+		job, _ := g.leader().fsm.Job(j.name)
+		a := job.GetAssignment()
+		reads := slices.ContainsFunc(a.GetKafka(), func(k *clusterpb.KafkaAssignment) bool { return k.Worker == name })
+		owns := slices.ContainsFunc(a.GetState(), func(sp *clusterpb.StatePartition) bool { return sp.Owner == name })
+		if !reads || !owns {
+			return fmt.Errorf("epoch %d: %s reads a Kafka partition %v, owns a state partition %v", a.GetEpoch(), name, reads, owns)
+		}
+		return nil
+	})
+	produce(300)
+	j.waitCounts(truth)
+	for _, line := range strings.Split(g.logs.String(), "\n") {
+		if strings.Contains(line, "cluster: job assigned") {
+			t.Log(line)
+		}
+	}
+}
+
+// TestBatchDriverReduceFailsAfterTake: a reduce that fails after it took
+// its partials from the Inbox (its standby cannot be reached: closed,
+// while the leader does not hold it down) is run again after the batch is
+// mapped again, and the job goes on once the standby is back with its
+// data, with the exact counts. Before, the driver asked the owner to
+// reduce again without mapping, and that reduce waited for partials that
+// would never come.
+func TestBatchDriverReduceFailsAfterTake(t *testing.T) {
+	rng := testseed.Rand(t)
+	brokers := embedtest.Start(t, "logs", 2)
+	g := newNodeGroupWith(t, 3, func(c *Config) {
+		c.Driver = BatchDriver
+		c.DownAfter = time.Hour // no failover: the driver must cope alone
+	})
+	g.waitStatus(g.addrs(), allReachable)
+	// Two Kafka partitions and two state partitions over s1, s2 and s3:
+	// logs-0 on s1, logs-1 on s2, [0,64) on s1 (standby s2), [64,128) on
+	// s2 (standby s3). s3 is a standby only, and must not lead.
+	s3 := g.nodes[2]
+	if s3.raft.State() == raft.Leader {
+		if err := s3.raft.LeadershipTransfer().Error(); err != nil {
+			t.Fatal(err)
+		}
+		g.waitStatus(g.addrs(), allReachable)
+	}
+	produce, truth := wordProducer(t, rng, brokers)
+	j := startCounting(t, g, "wc-take", brokers, 2)
+	produce(300)
+	j.waitBatch(0)
+	job, _ := g.leader().fsm.Job(j.name)
+	if got, want := stateOf(job.Assignment), "[0,64):s1/s2 [64,128):s2/s3"; got != want {
+		t.Fatalf("state partitions %s; want %s", got, want)
+	}
+	s3.Close()
+	produce(300)
+	// s2 commits the next batch on [64,128) and cannot replicate it: its
+	// reduce, which took the partials, fails once replicateTimeout has
+	// passed, and holds the partition locked until then.
+	s2 := g.nodes[1]
+	waitFor(t, 60*time.Second, func() error {
+		committed, _ := j.last()
+		p, err := s2.states.partition(job, 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v := p.st.Version()
+		p.unlock(false, s2.log)
+		if v <= committed {
+			return fmt.Errorf("s2 holds [64,128) at batch %d; the job committed batch %d", v, committed)
+		}
+		return nil
+	})
+	n3, err := Start(context.Background(), g.cfgs[2])
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.nodes[2] = n3
+	produce(300)
+	j.waitCounts(truth)
+}
+
+// wordProducer returns a function producing n lines of 1 to 6 words of
+// 40 to topic logs on brokers, and the counts of every word it produced.
+func wordProducer(t *testing.T, rng *rand.Rand, brokers string) (produce func(n int), truth map[string]int64) {
+	truth = map[string]int64{}
+	return func(n int) {
+		lines := make([]string, n)
+		for i := range lines {
+			ws := make([]string, 1+rng.IntN(6))
+			for j := range ws {
+				ws[j] = fmt.Sprint("w", rng.IntN(40))
+			}
+			lines[i] = strings.Join(ws, " ")
+			for _, w := range ws {
+				truth[w]++
+			}
+		}
+		embedtest.Produce(t, brokers, "logs", lines...)
+	}, truth
+}
+
+// countingJob is a complete-mode word count over topic logs that runs
+// batch after batch on g's leader.
+type countingJob struct {
+	t    *testing.T
+	g    *nodeGroup
+	name string
+}
+
+// startCounting registers a counting job name with shuffle partitions.
+func startCounting(t *testing.T, g *nodeGroup, name, brokers string, shuffle int) *countingJob {
+	t.Helper()
+	p, err := engine.NewSession().ReadStream().Format("kafka").Option("kafka.bootstrap.servers", brokers).
+		Option("subscribe", "logs").Option("startingOffsets", "earliest").Option("maxOffsetsPerTrigger", "300").Load().
+		Select(engine.Explode(engine.Split(engine.Col("value").Cast(engine.String), " ")).As("word")).
+		GroupBy(engine.Col("word")).Count().
+		WriteStream().Format("jsonl").Option("path", "-").OutputMode(engine.Complete).ShufflePartitions(shuffle).
+		Trigger(engine.ProcessingTime(20 * time.Millisecond)).QueryName(name).Plan()
+	if err != nil {
+		t.Fatal(err)
+	}
+	job, err := NewJob(name, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j := &countingJob{t: t, g: g, name: name}
+	if err := g.leader().apply(registerCmd(job)); err != nil {
+		t.Fatal(err)
+	}
+	return j
+}
+
+// leader is the group's leader, nil if none.
+func (j *countingJob) leader() *Node {
+	for _, n := range j.g.nodes {
+		if n != nil && n.raft.State() == raft.Leader {
+			return n
+		}
+	}
+	return nil
+}
+
+// last is the job's last batch the leader committed and its counts; -1
+// before the first, or with no leader. A failed job fails the test.
+func (j *countingJob) last() (int64, map[string]int64) {
+	j.t.Helper()
+	l := j.leader()
+	if l == nil {
+		return -1, nil
+	}
+	if job, _ := l.fsm.Job(j.name); job.GetState() == clusterpb.JobState_FAILED {
+		j.t.Fatalf("job %s failed: %s", j.name, job.Error)
+	}
+	l.jobs.mu.Lock()
+	reps := l.jobs.mu.reports[j.name]
+	l.jobs.mu.Unlock()
+	if len(reps) == 0 {
+		return -1, nil
+	}
+	r := reps[len(reps)-1]
+	counts := map[string]int64{}
+	jsonlCounts(j.t, r.Output, counts)
+	return r.BatchId, counts
+}
+
+// waitBatch waits until the job committed batch.
+func (j *countingJob) waitBatch(batch int64) {
+	j.t.Helper()
+	waitFor(j.t, 30*time.Second, func() error {
+		if b, _ := j.last(); b < batch {
+			return fmt.Errorf("the job committed up to batch %d", b)
+		}
+		return nil
+	})
+}
+
+// waitCounts waits until the job's last batch holds the counts truth.
+func (j *countingJob) waitCounts(truth map[string]int64) {
+	j.t.Helper()
+	waitFor(j.t, 60*time.Second, func() error {
+		if b, counts := j.last(); !maps.Equal(counts, truth) {
+			return fmt.Errorf("batch %d: counts %v; want %v", b, counts, truth)
+		}
+		return nil
+	})
+}
+
+// jsonlCounts puts the counts of out, a word count's jsonl rows, into
+// counts.
+func jsonlCounts(t *testing.T, out []byte, counts map[string]int64) {
+	t.Helper()
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		var row struct {
+			Word  string `json:"word"`
+			Count int64  `json:"count"`
+		}
+		if line == "" {
+			continue
+		}
+		if err := json.Unmarshal([]byte(line), &row); err != nil {
+			t.Fatalf("a row %q: %v", line, err)
+		}
+		counts[row.Word] = row.Count
+	}
+}
