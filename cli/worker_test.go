@@ -57,3 +57,38 @@ func TestWorkerCPUProfile(t *testing.T) {
 		t.Fatalf("the worker's CPU profile is %d bytes, not gzipped: %q", len(b), b[:min(len(b), 16)])
 	}
 }
+
+// TestWorkerJoinErrors checks worker --join's bad input: with --peers, and
+// naming no running member; and cluster remove without a name.
+func TestWorkerJoinErrors(t *testing.T) {
+	addrs := make([]string, 2)
+	for i := range addrs {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addrs[i] = l.Addr().String()
+		l.Close()
+	}
+	dir := filepath.Join(t.TempDir(), "data")
+	base := []string{"worker", "--name", "s4", "--listen", addrs[0], "--data", dir}
+	for _, c := range []struct {
+		args []string
+		want []string
+	}{
+		{append(base, "--join", addrs[1], "--peers", "s4="+addrs[0]), []string{"--peers and --join together"}},
+		{append(base, "--join", addrs[1]), []string{"no member reachable at " + addrs[1], "check --join"}},
+		{append(base, "--join", "nowhere"), []string{"--join \"nowhere\""}},
+		{[]string{"cluster", "remove", "--master", "gostream://" + addrs[1]}, []string{"accepts 1 arg"}},
+	} {
+		_, _, err := runCLI(t, "", c.args...)
+		for _, want := range c.want {
+			if err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("gostream %s: %v, want an error saying %q", strings.Join(c.args, " "), err, want)
+			}
+		}
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("the refused worker's data directory %s: %v, want none", dir, err)
+	}
+}

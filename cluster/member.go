@@ -30,7 +30,7 @@ func (s *controlServer) Join(ctx context.Context, req *clusterpb.JoinRequest) (*
 	return leaderOnly(s, ctx, req.Header, func(ctx context.Context, cc clusterpb.ControlClient, h *clusterpb.Header) (*clusterpb.JoinResponse, error) {
 		return cc.Join(ctx, &clusterpb.JoinRequest{Header: h, Member: req.Member, Registered: req.Registered})
 	}, func() (*clusterpb.JoinResponse, error) {
-		return s.n.addMember(req.Member, req.Registered)
+		return s.n.addMember(ctx, req.Member, req.Registered)
 	})
 }
 
@@ -52,9 +52,10 @@ func (c closedControl) RemoveMember(context.Context, *clusterpb.RemoveMemberRequ
 
 // addMember adds m to the group, on the leader: it checks that m's name
 // and address are not a member's (the same member again is a retried
-// join) and that m's binary registered the leader's jobs and functions,
-// logs AddMember, then makes m a Raft voter.
-func (n *Node) addMember(m *clusterpb.Member, registered []string) (*clusterpb.JoinResponse, error) {
+// join), that m's binary registered the leader's jobs and functions, and
+// that the leader reaches m (Hello), logs AddMember, then makes m a Raft
+// voter.
+func (n *Node) addMember(ctx context.Context, m *clusterpb.Member, registered []string) (*clusterpb.JoinResponse, error) {
 	if m.GetName() == "" {
 		return nil, status.Errorf(codes.InvalidArgument, "%v: a joining worker needs a name (--name)", ErrConfig)
 	}
@@ -74,6 +75,17 @@ func (n *Node) addMember(m *clusterpb.Member, registered []string) (*clusterpb.J
 			return nil, status.Errorf(codes.AlreadyExists, "%v: worker %s cannot join at %s: Raft member %s is at %s (choose another --name or --listen, or remove %s first with `gostream cluster remove %s`)",
 				ErrMemberExists, m.Name, m.Address, id, addr, id, id)
 		}
+	}
+	// A voter the leader cannot reach would count in every quorum from now
+	// on: a group of one would stop.
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.HelloTimeout)
+	resp, err := n.clients.control(m.Address).Hello(ctx, &clusterpb.HelloRequest{Header: n.header(0), Peers: peersToProto(n.peers)})
+	cancel()
+	switch {
+	case err != nil:
+		return nil, status.Errorf(codes.FailedPrecondition, "worker %s cannot join: the leader %s cannot reach it at %s: %s (is --listen an address the other workers reach?)", m.Name, n.cfg.Name, m.Address, status.Convert(err).Message())
+	case resp.GetMember().GetName() != m.Name || resp.ClusterId != n.ClusterID():
+		return nil, status.Errorf(codes.FailedPrecondition, "worker %s cannot join at %s: worker %s of cluster %s answers there", m.Name, m.Address, resp.GetMember().GetName(), resp.ClusterId)
 	}
 	index, err := n.applyIndex(&clusterpb.Command{Kind: &clusterpb.Command_AddMember{AddMember: &clusterpb.AddMember{Member: m}}})
 	switch {

@@ -234,7 +234,8 @@ func TestNodeJoinAndRemove(t *testing.T) {
 // TestNodeJoinRefused checks the joins the leader refuses, each with an
 // error naming the cause, leaving the joiner's data directory as it was:
 // a name taken, an address taken, other registered functions, an
-// unreachable cluster, and --join with --peers.
+// unreachable cluster, --join with --peers, and a joiner the leader
+// cannot reach.
 func TestNodeJoinRefused(t *testing.T) {
 	g := newNodeGroup(t, 3)
 	g.waitStatus(g.addrs(), allReachable)
@@ -278,6 +279,12 @@ func TestNodeJoinRefused(t *testing.T) {
 		if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("joining with %s left its data directory %s: %v", c.what, dir, err)
 		}
+	}
+	// A worker the leader cannot reach would count in every quorum.
+	leader := g.leader()
+	free := freeAddrs(t, 1)[0]
+	if _, err := leader.addMember(context.Background(), &clusterpb.Member{Name: "s9", Address: free}, leader.registered()); err == nil || !strings.Contains(err.Error(), "cannot reach it at "+free) {
+		t.Errorf("adding s9 at %s, where nothing listens: %v, want an error saying the leader cannot reach it", free, err)
 	}
 	st := g.waitStatus(g.addrs()[:2], func(st *clusterpb.StatusResponse) error { return nil })
 	if len(st.Members) != 3 {
