@@ -239,6 +239,15 @@ func (w *Worker) Start(t testing.TB) {
 // leads, as each machine of a real cluster has its own files.
 func (w *Worker) Dir() string { return filepath.Dir(w.DataDir) }
 
+// Pid is the process id of the worker's last start, 0 if it never
+// started.
+func (w *Worker) Pid() int {
+	if w.cmd == nil || w.cmd.Process == nil {
+		return 0
+	}
+	return w.cmd.Process.Pid
+}
+
 // Running reports whether the worker's process is running.
 func (w *Worker) Running() bool {
 	if w.cmd == nil {

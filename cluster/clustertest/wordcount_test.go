@@ -2,8 +2,10 @@ package clustertest_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"math/rand/v2"
@@ -12,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -237,7 +240,10 @@ func TestClusterWordCount(t *testing.T) {
 // each from the earliest offsets with trigger available-now, in rounds
 // that alternate the two (the machine's speed drifts: compare within a
 // run), and reports each one's median records per second over the whole
-// submit (start, all batches, output) and the ratio of the medians. Each
+// submit (start, all batches, output), the ratio of the medians and each
+// one's median CPU time (the submitter's, and the workers' during the
+// submit: where other work shares the machine, three processes may get a
+// larger share of its cores than one, which the CPU time shows). Each
 // cluster round runs on three fresh workers, started (and their leader
 // awaited) before the clock starts and stopped after it; no worker runs
 // during a local round. The batches=1 case counts the topic
@@ -264,7 +270,10 @@ func BenchmarkClusterWordCount(b *testing.B) {
 			if batches > 1 {
 				job = append(job, "--max-offsets-per-trigger", fmt.Sprint((lines+batches-1)/batches))
 			}
-			rate := func(master string, args ...string) float64 {
+			// run submits the job to master and returns its records/s
+			// and the CPU time it took: the submitter's, and the
+			// workers' during the submit.
+			run := func(master string, args ...string) (rate, cpu float64) {
 				var c *clustertest.Cluster
 				if master == "" {
 					c = clustertest.Start(b, 3)
@@ -272,27 +281,67 @@ func BenchmarkClusterWordCount(b *testing.B) {
 				} else {
 					c = clustertest.New(b, 0) // runs the binary only
 				}
+				workersCPU := func() (d time.Duration) {
+					for _, w := range c.Workers {
+						d += processCPU(b, w.Pid())
+					}
+					return d
+				}
+				cpu0, workers0 := childrenCPU(b), workersCPU()
 				t := time.Now()
 				counts := submit(b, c, master, append(job, args...)...)
-				r := float64(lines) / time.Since(t).Seconds()
+				rate = float64(lines) / time.Since(t).Seconds()
+				cpu = (childrenCPU(b) - cpu0 + workersCPU() - workers0).Seconds()
 				c.Stop(b)
 				if !maps.Equal(counts, truth) {
 					b.Fatalf("%s: the counts differ from the lines produced", master)
 				}
-				return r
+				return rate, cpu
 			}
-			var local, clustered []float64
+			var local, clustered, localCPU, clusterCPU []float64
 			for range rounds {
-				local = append(local, rate("local[*]", "--checkpoint", b.TempDir()))
-				clustered = append(clustered, rate(""))
+				r, cpu := run("local[*]", "--checkpoint", b.TempDir())
+				local, localCPU = append(local, r), append(localCPU, cpu)
+				r, cpu = run("")
+				clustered, clusterCPU = append(clustered, r), append(clusterCPU, cpu)
 			}
-			b.Logf("rounds, records/s: local %.0f, cluster %.0f", local, clustered)
+			b.Logf("rounds: records/s local %.0f, cluster %.0f; CPU s local %.2f, cluster %.2f", local, clustered, localCPU, clusterCPU)
 			l, c := median(local), median(clustered)
 			b.ReportMetric(l, "local-records/s")
 			b.ReportMetric(c, "cluster-records/s")
 			b.ReportMetric(c/l, "cluster/local")
+			b.ReportMetric(median(localCPU), "local-cpu-s")
+			b.ReportMetric(median(clusterCPU), "cluster-cpu-s")
 		})
 	}
+}
+
+// childrenCPU is the CPU time of this process's children that ended and
+// were waited for.
+func childrenCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_CHILDREN, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// processCPU is the CPU time a running process took so far, from
+// /proc/PID/stat (its utime and stime, in clock ticks of 10 ms).
+func processCPU(b *testing.B, pid int) time.Duration {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		b.Fatalf("the CPU time of worker process %d: %v", pid, err)
+	}
+	// The fields after the command's closing parenthesis, from the state
+	// (field 3): utime and stime are fields 14 and 15.
+	f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err := errors.Join(err1, err2); err != nil {
+		b.Fatalf("/proc/%d/stat: %v", pid, err)
+	}
+	return time.Duration(utime+stime) * 10 * time.Millisecond
 }
 
 // benchEnv is the positive integer environment variable name sets, def
