@@ -55,25 +55,40 @@ func (c *Copy) Apply(rec []byte) error {
 			return fmt.Errorf("%w: a copy's key %d is not above the one before (the copy must be in ascending key order)", ErrCorrupt, c.puts)
 		}
 		c.last = append(c.last[:0], key...)
-		if err := c.deleteBelow(key, false); err != nil {
+		existed, err := c.deleteBelow(key, false)
+		if err != nil {
 			return err
 		}
 		c.puts++
-		return c.st.Put(key, value)
+		return c.stage(key, value, false, existed)
 	})
+}
+
+// stage stages a put of value under key, or key's deletion, on the store;
+// existed says whether its committed state holds key, which spares a
+// Pebble store's read of it.
+func (c *Copy) stage(key, value []byte, del, existed bool) error {
+	if ps, ok := c.st.(*pebbleStore); ok {
+		return ps.stageKnown(key, value, del, existed)
+	}
+	if del {
+		return c.st.Delete(key)
+	}
+	return c.st.Put(key, value)
 }
 
 // Finish stages the deletion of the store's keys the copy lacks and
 // returns the number of keys in the copy. Call it after the last Apply,
 // then Commit the store.
 func (c *Copy) Finish() (keys int64, err error) {
-	return c.puts, c.deleteBelow(nil, true)
+	_, err = c.deleteBelow(nil, true)
+	return c.puts, err
 }
 
 // deleteBelow stages the deletion of the old keys below key, or all the
 // rest with all, and passes key itself when it is an old key (its put
-// replaces it).
-func (c *Copy) deleteBelow(key []byte, all bool) error {
+// replaces it): existed reports that.
+func (c *Copy) deleteBelow(key []byte, all bool) (existed bool, err error) {
 	for ; c.next < len(c.ends); c.next++ {
 		start := 0
 		if c.next > 0 {
@@ -84,14 +99,16 @@ func (c *Copy) deleteBelow(key []byte, all bool) error {
 		if !all {
 			cmp = bytes.Compare(old, key)
 		}
-		if cmp > 0 {
-			return nil
+		switch {
+		case cmp > 0:
+			return false, nil
+		case cmp == 0:
+			c.next++
+			return true, nil
 		}
-		if cmp < 0 {
-			if err := c.st.Delete(old); err != nil {
-				return err
-			}
+		if err := c.stage(old, nil, true, true); err != nil {
+			return false, err
 		}
 	}
-	return nil
+	return false, nil
 }

@@ -12,29 +12,29 @@ import (
 	"github.com/gostream/gostream/state"
 )
 
-// copyStores are the stores a Copy is checked on: memory, Pebble and
-// Pebble in changelog mode (a cluster worker's).
+// copyStores are the stores a Copy is checked on: memory; Pebble with
+// undo records and without (where a Copy spares reads); Pebble in
+// changelog mode (a cluster worker's), and with a memory bound so small
+// that its partitions work through Pebble.
 func copyStores(t *testing.T) map[string]func(t *testing.T) state.Provider {
-	return map[string]func(t *testing.T) state.Provider{
-		"memory": func(*testing.T) state.Provider { return state.NewMemory() },
-		"pebble": func(t *testing.T) state.Provider {
-			p, err := state.OpenPebble(t.TempDir(), testOptions())
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { p.Close() })
-			return p
-		},
-		"changelog": func(t *testing.T) state.Provider {
+	pebble := func(change func(*state.Options)) func(t *testing.T) state.Provider {
+		return func(t *testing.T) state.Provider {
 			opts := testOptions()
-			opts.Changelog, opts.RetainVersions = true, 0
+			change(&opts)
 			p, err := state.OpenPebble(t.TempDir(), opts)
 			if err != nil {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { p.Close() })
 			return p
-		},
+		}
+	}
+	return map[string]func(t *testing.T) state.Provider{
+		"memory":         func(*testing.T) state.Provider { return state.NewMemory() },
+		"pebble":         pebble(func(*state.Options) {}),
+		"pebble/no-undo": pebble(func(o *state.Options) { o.RetainVersions = 0 }),
+		"changelog":      pebble(func(o *state.Options) { o.Changelog, o.RetainVersions = true, 0 }),
+		"changelog/over": pebble(func(o *state.Options) { o.Changelog, o.RetainVersions, o.ChangelogMaxBytes = true, 0, 2048 }),
 	}
 }
 

@@ -869,6 +869,24 @@ func (s *pebbleStore) stage(key, value []byte, del bool) error {
 	return s.stageWrite(key, value, del)
 }
 
+// stageKnown is stage for a caller that knows whether key exists in the
+// committed state (a Copy, which read every committed key): in plain mode
+// without undo records it skips the read of key's committed value.
+func (s *pebbleStore) stageKnown(key, value []byte, del, existed bool) error {
+	if s.log != nil || s.provider.retain > 0 {
+		return s.stage(key, value, del)
+	}
+	if err := s.usable(); err != nil {
+		return err
+	}
+	if del && !existed {
+		return nil
+	}
+	s.delta += keyCountChange(existed, del)
+	s.keyBuf = appendDataKey(s.keyBuf[:0], s.prefix, key)
+	return s.stageWrite(key, value, del)
+}
+
 // stageWrite stages a put or deletion of key in plain mode; s.keyBuf holds
 // key's data key.
 func (s *pebbleStore) stageWrite(key, value []byte, del bool) (err error) {
