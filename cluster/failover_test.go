@@ -150,6 +150,42 @@ func TestBatchDriverReduceFailsAfterTake(t *testing.T) {
 	j.waitCounts(truth)
 }
 
+// TestBatchDriverWaitsForTheOnlyCopy: with one replica of each state
+// partition (no standby), a worker that owns one and is closed while the
+// job runs holds its only copy: the batch waits for it, says so, and the
+// job goes on with exact counts once it is started again with its data.
+func TestBatchDriverWaitsForTheOnlyCopy(t *testing.T) {
+	rng := testseed.Rand(t)
+	brokers := embedtest.Start(t, "logs", 3)
+	g := newNodeGroupWith(t, 3, func(c *Config) {
+		c.Driver = BatchDriver
+		c.StateReplicas = 1
+	})
+	g.waitStatus(g.addrs(), allReachable)
+	produce, truth := wordProducer(t, rng, brokers)
+	j := startCounting(t, g, "wc-only", brokers, 4)
+	produce(300)
+	j.waitBatch(0)
+	i := slices.IndexFunc(g.nodes, func(n *Node) bool { return n.raft.State() != raft.Leader })
+	lost := g.nodes[i]
+	t.Logf("closing %s while the job runs", lost.cfg.Name)
+	lost.Close()
+	produce(300)
+	waitFor(t, 60*time.Second, func() error {
+		if !strings.Contains(g.logs.String(), "cluster: a batch waits for a worker that is down") {
+			return fmt.Errorf("no batch waits for %s", lost.cfg.Name)
+		}
+		return nil
+	})
+	back, err := Start(context.Background(), g.cfgs[i])
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.nodes[i] = back
+	produce(300)
+	j.waitCounts(truth)
+}
+
 // wordProducer returns a function producing n lines of 1 to 6 words of
 // 40 to topic logs on brokers, and the counts of every word it produced.
 func wordProducer(t *testing.T, rng *rand.Rand, brokers string) (produce func(n int), truth map[string]int64) {
