@@ -41,25 +41,27 @@ func comparePartitions(a, b kafkaPartition) int {
 //     then the fewest move, each to the least loaded worker, ties to the
 //     first by name. New partitions go to the least loaded worker too.
 //   - A state partition whose owner is not a worker is owned by its
-//     standby, if the standby is a worker holding a full copy (its
-//     standby_ready_from batch committed). Otherwise it stays with an
-//     owner that is down, to wait for it (its state has no other current
-//     copy); one removed for good goes to the standby, or to the least
-//     loaded worker, with the state that worker holds.
+//     standby, if the standby is a worker holding a current copy (its
+//     standby_ready_from batch committed). Otherwise it waits for the
+//     member that is down with the only current copy, its owner or its
+//     standby; when there is none (the owner removed for good), it goes
+//     on from its standby's copy, or empty on the least loaded worker.
 //   - A standby that is not a worker, or no standby where replicas is 2,
 //     is replaced by the worker keeping the fewest partitions (owned or
 //     stood by for), never the owner.
-//   - Owners are evened out to within one partition per worker in two
+//   - Owners are evened out to within one partition per worker, counting
+//     a partition on its way to another owner as that owner's, in two
 //     epochs, standby first: the partition gets the receiving worker as
-//     its standby, which the next reduce copies the partition to; once a
-//     batch committed with it there, the receiver becomes the owner and
-//     the old owner its standby.
+//     its standby, marked moving, and the next reduce copies the
+//     partition to it; once a batch committed with it there, the receiver
+//     becomes the owner and the old owner its standby. A standby already
+//     current takes over at once.
 //
 // The state machine sets each partition's standby_ready_from when it
 // applies next. It relies on the driver's contract: a batch whose offsets
 // entry is logged after an epoch is reduced in that epoch or a later one.
 func nextAssignment(j *clusterpb.Job, parts []kafkaPartition, members []string, live func(name string) bool, replicas int) (next *clusterpb.Assignment, reason string) {
-	p := planner{member: map[string]bool{}, replicas: replicas, waits: map[string][]int{}, takes: map[string][]int{}}
+	p := planner{member: map[string]bool{}, replicas: replicas, waits: map[string][]int{}, takes: map[string][]int{}, current: map[string][]int{}}
 	for _, m := range members {
 		p.member[m] = true
 		if live(m) {
@@ -101,8 +103,9 @@ type planner struct {
 
 	newKafka   []string         // "logs-4"
 	kafkaMoves []string         // "logs-1 s2 -> s1"
-	waits      map[string][]int // state partitions waiting for their owner, by owner
+	waits      map[string][]int // state partitions waiting for the member down with their only current copy, by member
 	takes      map[string][]int // state partitions moving to a worker through its standby copy, by worker
+	current    map[string][]int // state partitions moved to a worker whose standby copy is current now, by worker
 	notes      []string         // what else the moves of state partitions do not say
 	oneReplica bool             // standbys dropped for replicas < 2
 }
@@ -210,6 +213,7 @@ func (p *planner) state(cur []*clusterpb.StatePartition) []*clusterpb.StateParti
 			p.replaceOwner(i, sp, owned)
 		case sp.Moving && p.worker(sp.Standby) && p.ready(sp):
 			sp.Owner, sp.Standby, sp.Moving = sp.Standby, sp.Owner, false
+			p.current[sp.Owner] = append(p.current[sp.Owner], i)
 		}
 		if sp.Standby != "" && (!p.worker(sp.Standby) || sp.Standby == sp.Owner) {
 			sp.Standby, sp.Moving = "", false
@@ -386,6 +390,9 @@ func (p *planner) reason(cur, next *clusterpb.Assignment) string {
 	}
 	if len(p.newKafka) > 0 {
 		causes = append(causes, "new Kafka partitions "+strings.Join(p.newKafka, ", "))
+	}
+	for _, w := range slices.Sorted(maps.Keys(p.current)) {
+		causes = append(causes, fmt.Sprintf("%s current on %s", partitionList(p.current[w]), w))
 	}
 	if p.oneReplica {
 		causes = append(causes, "one state replica")

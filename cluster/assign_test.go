@@ -559,3 +559,57 @@ func TestNextAssignmentProperties(t *testing.T) {
 		}
 	}
 }
+
+// TestNextAssignmentStandbyFirst: a worker that joins gets a state
+// partition to own in two epochs, applied by the state machine: first as
+// its standby, marked moving, and planned again before a batch committed
+// nothing changes; once one did, it owns the partition and the old owner
+// stands by for it.
+func TestNextAssignmentStandbyFirst(t *testing.T) {
+	a := newFSMApplier(t)
+	a.mustApply(initCmd())
+	job := testJob("wc")
+	job.ShufflePartitions, job.KeyGroups = 4, 4
+	a.mustApply(registerCmd(job))
+	parts := []kafkaPartition{{"logs", 0}, {"logs", 1}, {"logs", 2}, {"logs", 3}}
+	members := []string{"s1", "s2", "s3"}
+	plan := func() string {
+		t.Helper()
+		j, _ := a.f.Job("wc")
+		next, reason := nextAssignment(j, parts, members, allLive, 2)
+		if reason != "" {
+			a.mustApply(&clusterpb.Command{Kind: &clusterpb.Command_SetAssignment{SetAssignment: &clusterpb.SetAssignment{Job: "wc", Assignment: next, Reason: reason}}})
+		}
+		return reason
+	}
+	plan()
+	a.mustApply(appendCmd("wc", offsets(0, 0, 10), commit(0), offsets(1, 10, 20)))
+
+	members = append(members, "s4")
+	a.f.mu.Lock()
+	a.f.state.Members = append(a.f.state.Members, &clusterpb.Member{Name: "s4", Address: "127.0.1.4:7077"})
+	a.f.mu.Unlock()
+	for _, want := range []string{
+		"s4 up: Kafka partitions logs-3 s1 -> s4; state partitions (owner/standby) 3 s1/s2 -> s1/s4; s4 takes state partition 3 over once a batch committed with it as standby",
+		"", // planned again at once
+	} {
+		if got := plan(); got != want {
+			t.Fatalf("reason %q; want %q", got, want)
+		}
+	}
+	a.mustApply(appendCmd("wc", commit(1), offsets(2, 20, 30)))
+	if got := plan(); got != "" { // batch 1 was planned before s4 stood by: not a copy
+		t.Fatalf("after batch 1 committed: reason %q; want none", got)
+	}
+	a.mustApply(appendCmd("wc", commit(2)))
+	if got, want := plan(), "state partition 3 current on s4: state partitions (owner/standby) 3 s1/s4 -> s4/s1"; got != want {
+		t.Fatalf("after batch 2 committed: reason %q; want %q", got, want)
+	}
+	j, _ := a.f.Job("wc")
+	if got, want := stateOf(j.Assignment), "[0,1):s1/s2 [1,2):s2/s3 [2,3):s3/s1 [3,4):s4/s1"; got != want {
+		t.Errorf("state %s; want %s", got, want)
+	}
+	if j.Assignment.State[3].Moving {
+		t.Error("state partition 3 still moving")
+	}
+}

@@ -1,0 +1,113 @@
+package cluster
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/gostream/gostream/internal/embedtest"
+	"github.com/gostream/gostream/internal/testseed"
+	"github.com/gostream/gostream/proto/clusterpb"
+)
+
+// assignment waits until the job's last batch holds the counts truth,
+// then returns the job, with its assignment, as the leader has it.
+func (j *countingJob) assignment(truth map[string]int64) *clusterpb.Job {
+	j.t.Helper()
+	j.waitCounts(truth)
+	job, _ := j.leader().fsm.Job(j.name)
+	return job
+}
+
+// TestBatchDriverNewKafkaPartitions: Kafka partitions added to the topic
+// while a job runs get workers in a new assignment epoch, planned at a
+// batch boundary, whose reason names them; the job goes on and counts
+// their lines exactly (before: the job failed, naming the partition).
+func TestBatchDriverNewKafkaPartitions(t *testing.T) {
+	brokers := embedtest.Start(t, "logs", 2)
+	g := newNodeGroupWith(t, 3, func(c *Config) { c.Driver = BatchDriver })
+	g.waitStatus(g.addrs(), allReachable)
+	produce, truth := wordProducer(t, testseed.Rand(t), brokers)
+	j := startCounting(t, g, "wc", brokers, 4)
+	produce(100)
+	j.waitCounts(truth)
+
+	cl, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(brokers, ",")...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := kadm.NewClient(cl).CreatePartitions(ctx, 2, "logs"); err != nil {
+		t.Fatal(err)
+	}
+	produce(100) // round robin: every partition gets lines
+	job := j.assignment(truth)
+	if got := len(job.Assignment.GetKafka()); got != 4 {
+		t.Errorf("%d Kafka partitions assigned; want 4", got)
+	}
+	if last := job.Epochs[len(job.Epochs)-1]; !strings.Contains(last.Reason, "new Kafka partitions logs-2, logs-3") {
+		t.Errorf("the last epoch's reason %q; want it to name logs-2 and logs-3", last.Reason)
+	}
+}
+
+// TestBatchDriverRescale: a worker that joins while a job runs gets a
+// Kafka partition and, standby first, a state partition to own, in epochs
+// planned at batch boundaries; a worker removed hands its work over; the
+// counts stay exact throughout.
+func TestBatchDriverRescale(t *testing.T) {
+	brokers := embedtest.Start(t, "logs", 4)
+	g := newNodeGroupWith(t, 3, func(c *Config) { c.Driver = BatchDriver })
+	st := g.waitStatus(g.addrs(), allReachable)
+	produce, truth := wordProducer(t, testseed.Rand(t), brokers)
+	j := startCounting(t, g, "wc", brokers, 4)
+	produce(100)
+	j.waitCounts(truth)
+
+	cfg, _, err := g.startJoiner("s4", g.addrs()[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.waitMembers(append(g.addrs(), cfg.Listen), "s1", "s2", "s3", "s4")
+	for i := 0; ; i++ {
+		produce(20)
+		job := j.assignment(truth)
+		if strings.Contains(kafkaOf(job.Assignment), ":s4") && strings.Contains(stateOf(job.Assignment), ":s4/") {
+			break
+		}
+		if i == 100 {
+			t.Fatalf("s4 joined 100 batches ago and neither reads nor owns: %s | %s", kafkaOf(job.Assignment), stateOf(job.Assignment))
+		}
+	}
+
+	removed := "s1"
+	if st.Leader == removed {
+		removed = "s2"
+	}
+	c := NewClient(g.addrs())
+	defer c.Close()
+	if _, err := c.RemoveMember(context.Background(), removed); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; ; i++ {
+		produce(20)
+		job := j.assignment(truth)
+		if !strings.Contains(kafkaOf(job.Assignment)+" "+stateOf(job.Assignment), removed) {
+			if last := job.Epochs[len(job.Epochs)-1]; !strings.Contains(last.Reason, removed+" removed") {
+				t.Errorf("the epoch without %s has reason %q; want it to say %s was removed", removed, last.Reason, removed)
+			}
+			for _, e := range job.Epochs {
+				t.Logf("epoch %d: %s", e.Epoch, e.Reason)
+			}
+			break
+		}
+		if i == 100 {
+			t.Fatalf("%s removed 100 batches ago and still assigned work: %s | %s", removed, kafkaOf(job.Assignment), stateOf(job.Assignment))
+		}
+	}
+}
