@@ -436,8 +436,11 @@ func (a *Admin) offsets(ctx context.Context, topics []string) (earliest, latest 
 		if earliest, err = a.listed(starts); err != nil {
 			return err
 		}
-		latest, err = a.listed(ends)
-		return err
+		if latest, err = a.listed(ends); err != nil {
+			return err
+		}
+		dropUnpaired(earliest, latest)
+		return nil
 	})
 	switch {
 	case err == nil:
@@ -446,6 +449,25 @@ func (a *Admin) offsets(ctx context.Context, topics []string) (earliest, latest 
 		return nil, nil, err
 	}
 	return nil, nil, fmt.Errorf("kafka: listing offsets of %s on %s: %w", strings.Join(topics, ","), a.brokerList(), err)
+}
+
+// dropUnpaired removes from a the partitions b lacks and from b those a
+// lacks. The start and end offsets are two listings, each from the
+// metadata of its time: a partition added to a topic in between is in the
+// second only, until the next listing finds it in both.
+func dropUnpaired(a, b Offsets) {
+	for _, pair := range [][2]Offsets{{a, b}, {b, a}} {
+		for topic, parts := range pair[0] {
+			for p := range parts {
+				if _, ok := pair[1].Get(topic, p); !ok {
+					delete(parts, p)
+				}
+			}
+			if len(parts) == 0 {
+				delete(pair[0], topic)
+			}
+		}
+	}
 }
 
 // gaveUp tells whether err is a call's final report on the cluster, which

@@ -158,3 +158,23 @@ func FuzzParseStartingOffsets(f *testing.F) {
 func equalOffsets(a, b Offsets) bool {
 	return maps.EqualFunc(a, b, func(x, y map[int32]int64) bool { return maps.Equal(x, y) })
 }
+
+// TestDropUnpaired: partitions in one listing only (added to a topic
+// between the start and the end offsets' listings) are left to the next
+// listing, so the two name the same partitions and a batch can be planned
+// from them (before: planning failed with ErrInvalidOffsets, "earliest
+// offsets ... and latest offsets ... name different partitions").
+func TestDropUnpaired(t *testing.T) {
+	earliest := Offsets{"logs": {0: 0, 1: 5}, "gone": {0: 1}}
+	latest := Offsets{"logs": {0: 10, 1: 20, 2: 0, 3: 0}, "new": {0: 0}}
+	dropUnpaired(earliest, latest)
+	if got, want := earliest.String(), `{"logs":{"0":0,"1":5}}`; got != want {
+		t.Errorf("earliest %s; want %s", got, want)
+	}
+	if got, want := latest.String(), `{"logs":{"0":10,"1":20}}`; got != want {
+		t.Errorf("latest %s; want %s", got, want)
+	}
+	if _, err := PlanBatch(PlanInput{Earliest: earliest, Latest: latest, Starting: StartingOffsets{Earliest: true}}); err != nil {
+		t.Errorf("planning from the listings: %v", err)
+	}
+}
