@@ -2,15 +2,19 @@ package cluster
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gostream/gostream/engine"
 	"github.com/gostream/gostream/internal/embedtest"
 	"github.com/gostream/gostream/internal/testseed"
+	"github.com/gostream/gostream/proto/clusterpb"
 )
 
 // TestBatchDriverDropDuplicates runs a dropDuplicates on three in-process
@@ -122,5 +126,120 @@ func checkReplicas(t *testing.T, g *nodeGroup, name string, keys int) {
 	}
 	if total != keys {
 		t.Fatalf("the state partitions hold %d keys, want %d", total, keys)
+	}
+}
+
+// TestBatchDriverDropDuplicatesWorkerLost: a dropDuplicates runs batch
+// after batch on three in-process workers while new words keep coming; a
+// worker that is not the leader is closed mid-job. Its state partitions'
+// standbys take over from their copies and get new standbys by full
+// copies, the batch in flight runs again, and over all the batches every
+// word is output exactly once: none lost, none twice.
+func TestBatchDriverDropDuplicatesWorkerLost(t *testing.T) {
+	rng := testseed.Rand(t)
+	brokers := embedtest.Start(t, "logs", 3)
+	g := newNodeGroupWith(t, 3, func(c *Config) { c.Driver = BatchDriver })
+	g.waitStatus(g.addrs(), allReachable)
+	p, err := engine.NewSession().ReadStream().Format("kafka").Option("kafka.bootstrap.servers", brokers).
+		Option("subscribe", "logs").Option("startingOffsets", "earliest").Option("maxOffsetsPerTrigger", "300").Load().
+		Select(engine.Explode(engine.Split(engine.Col("value").Cast(engine.String), " ")).As("word")).
+		DropDuplicates("word").
+		WriteStream().Format("jsonl").Option("path", "-").OutputMode(engine.Append).ShufflePartitions(4).
+		Trigger(engine.ProcessingTime(20 * time.Millisecond)).QueryName("firsts-lost").Plan()
+	if err != nil {
+		t.Fatal(err)
+	}
+	job, err := NewJob("firsts-lost", p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leader := g.leader()
+	if err := leader.apply(registerCmd(job)); err != nil {
+		t.Fatal(err)
+	}
+	words := map[string]bool{}
+	vocabulary := 0
+	produce := func(n int) {
+		vocabulary += 30 // new words in every call
+		lines := make([]string, n)
+		for i := range lines {
+			ws := make([]string, 1+rng.IntN(4))
+			for j := range ws {
+				ws[j] = fmt.Sprint("w", rng.IntN(vocabulary))
+				words[ws[j]] = true
+			}
+			lines[i] = strings.Join(ws, " ")
+		}
+		embedtest.Produce(t, brokers, "logs", lines...)
+	}
+	// output reads every batch's rows the leader reported: each word and
+	// the batch that output it, or an error naming a word output twice.
+	output := func() (map[string]int64, error) {
+		if j, _ := leader.fsm.Job("firsts-lost"); j.GetState() == clusterpb.JobState_FAILED {
+			t.Fatalf("the job failed: %s", j.Error)
+		}
+		leader.jobs.mu.Lock()
+		reps := slices.Clone(leader.jobs.mu.reports["firsts-lost"])
+		leader.jobs.mu.Unlock()
+		got := map[string]int64{}
+		for _, r := range reps {
+			for _, text := range strings.Split(strings.TrimSpace(string(r.Output)), "\n") {
+				var row struct{ Word string }
+				if text == "" {
+					continue
+				}
+				if err := json.Unmarshal([]byte(text), &row); err != nil {
+					t.Fatalf("batch %d: a row %q: %v", r.BatchId, text, err)
+				}
+				if b, dup := got[row.Word]; dup {
+					return nil, fmt.Errorf("word %q output by batch %d and by batch %d", row.Word, b, r.BatchId)
+				}
+				got[row.Word] = r.BatchId
+			}
+		}
+		return got, nil
+	}
+	for range 3 {
+		produce(200 + rng.IntN(200))
+	}
+	waitFor(t, 30*time.Second, func() error {
+		got, err := output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) == 0 {
+			return errors.New("no batch output yet")
+		}
+		return nil
+	})
+	var lost *Node
+	for _, n := range g.nodes {
+		if n != leader && (lost == nil || rng.IntN(2) == 0) {
+			lost = n
+		}
+	}
+	t.Logf("closing %s while the job runs", lost.cfg.Name)
+	produce(300)
+	lost.Close()
+	for range 4 {
+		produce(200 + rng.IntN(200))
+	}
+	waitFor(t, 60*time.Second, func() error {
+		got, err := output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != len(words) {
+			return fmt.Errorf("%d words output of %d", len(got), len(words))
+		}
+		for w := range words {
+			if _, ok := got[w]; !ok {
+				return fmt.Errorf("word %q not output", w)
+			}
+		}
+		return nil
+	})
+	if j, _ := leader.fsm.Job("firsts-lost"); slices.Contains(assigned(j.Assignment), lost.cfg.Name) {
+		t.Errorf("epoch %d still assigns work to %s", j.Assignment.GetEpoch(), lost.cfg.Name)
 	}
 }
