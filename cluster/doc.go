@@ -78,7 +78,12 @@
 // the same way (to the last 100 batches once it holds 800 entries), which
 // keeps snapshots small; a snapshot is the State message itself.
 // Assignments (Kafka partition -> worker; key-group range -> owner and
-// standby) carry epochs that grow by one.
+// standby) carry epochs that grow by one, planned by nextAssignment
+// (assign.go: sticky, evened out, state moved standby first), each logged
+// with the reason it was planned; a job keeps its last 20 epoch changes.
+// The state machine records, per state partition, from which committed
+// batch its standby holds a full copy (standby_ready_from), so a standby
+// becomes the owner only with a current copy.
 //
 // # Timeouts
 //
