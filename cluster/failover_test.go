@@ -51,7 +51,7 @@ func TestBatchDriverWorkerLost(t *testing.T) {
 		produce(200 + rng.IntN(200))
 	}
 	j.waitCounts(truth)
-	job, _ := g.leader().fsm.Job(j.name)
+	job := j.job()
 	if ws := assigned(job.Assignment); slices.Contains(ws, lost.cfg.Name) {
 		t.Errorf("epoch %d still assigns work to %s: %v", job.Assignment.GetEpoch(), lost.cfg.Name, job.Assignment)
 	}
@@ -71,7 +71,11 @@ func TestBatchDriverWorkerLost(t *testing.T) {
 	name := back.cfg.Name
 	waitFor(t, 60*time.Second, func() error {
 		produce(50)
-		job, _ := g.leader().fsm.Job(j.name)
+		l := j.leader()
+		if l == nil {
+			return fmt.Errorf("no leader")
+		}
+		job, _ := l.fsm.Job(j.name)
 		a := job.GetAssignment()
 		reads := slices.ContainsFunc(a.GetKafka(), func(k *clusterpb.KafkaAssignment) bool { return k.Worker == name })
 		owns := slices.ContainsFunc(a.GetState(), func(sp *clusterpb.StatePartition) bool { return sp.Owner == name })
@@ -118,7 +122,7 @@ func TestBatchDriverReduceFailsAfterTake(t *testing.T) {
 	j := startCounting(t, g, "wc-take", brokers, 2)
 	produce(300)
 	j.waitBatch(0)
-	job, _ := g.leader().fsm.Job(j.name)
+	job := j.job()
 	if got, want := stateOf(job.Assignment), "[0,64):s1/s2 [64,128):s2/s3"; got != want {
 		t.Fatalf("state partitions %s; want %s", got, want)
 	}
@@ -231,9 +235,13 @@ func startCounting(t *testing.T, g *nodeGroup, name, brokers string, shuffle int
 		t.Fatal(err)
 	}
 	j := &countingJob{t: t, g: g, name: name}
-	if err := g.leader().apply(registerCmd(job)); err != nil {
-		t.Fatal(err)
-	}
+	waitFor(t, 20*time.Second, func() error {
+		l := j.leader()
+		if l == nil {
+			return fmt.Errorf("no leader")
+		}
+		return l.apply(registerCmd(job))
+	})
 	return j
 }
 
@@ -245,6 +253,21 @@ func (j *countingJob) leader() *Node {
 		}
 	}
 	return nil
+}
+
+// job is the job as the leader knows it, once there is one.
+func (j *countingJob) job() *clusterpb.Job {
+	j.t.Helper()
+	var job *clusterpb.Job
+	waitFor(j.t, 20*time.Second, func() error {
+		l := j.leader()
+		if l == nil {
+			return fmt.Errorf("no leader")
+		}
+		job, _ = l.fsm.Job(j.name)
+		return nil
+	})
+	return job
 }
 
 // last is the job's last batch the leader committed and its counts; -1
