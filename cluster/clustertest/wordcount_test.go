@@ -45,14 +45,16 @@ func produceLines(t testing.TB, kc *kafkatest.Cluster, topic string, rng *rand.R
 	for n > 0 {
 		recs := make([]*kgo.Record, min(n, 100_000))
 		n -= len(recs)
-		batch(t, ctx, cl, recs, rng, topic, truth)
+		if err := batch(ctx, cl, recs, rng, topic, truth); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
 // batch fills recs with random lines of topic, adds their words to truth
-// and produces them.
-func batch(t testing.TB, ctx context.Context, cl *kgo.Client, recs []*kgo.Record, rng *rand.Rand, topic string, truth map[string]int64) {
-	t.Helper()
+// and produces them. After an error truth is unknown: some lines may have
+// been written.
+func batch(ctx context.Context, cl *kgo.Client, recs []*kgo.Record, rng *rand.Rand, topic string, truth map[string]int64) error {
 	for i := range recs {
 		ws := make([]string, 1+rng.IntN(8))
 		for j := range ws {
@@ -67,8 +69,9 @@ func batch(t testing.TB, ctx context.Context, cl *kgo.Client, recs []*kgo.Record
 		recs[i] = &kgo.Record{Topic: topic, Value: []byte(line)}
 	}
 	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
-		t.Fatalf("producing %d lines: %v", len(recs), err)
+		return fmt.Errorf("producing %d lines: %w", len(recs), err)
 	}
+	return nil
 }
 
 // startTopic starts Apache Kafka with 3 brokers and creates a topic of 3
