@@ -101,11 +101,7 @@ func masterClient(master func() ([]string, error)) (*cluster.Client, error) {
 
 // printStatus writes a cluster status for people.
 func printStatus(out io.Writer, s *clusterpb.StatusResponse) error {
-	leader := s.Leader
-	if leader == "" {
-		leader = "none (no quorum, or an election is under way)"
-	}
-	fmt.Fprintf(out, "cluster %s, answered by %s\nleader: %s, term %d\n\n", s.ClusterId, s.AnsweredBy, leader, s.Term)
+	fmt.Fprintf(out, "cluster %s, answered by %s\nleader: %s, term %d\n\n", s.ClusterId, s.AnsweredBy, leaderLine(s), s.Term)
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "MEMBER\tADDRESS\tSTATE\tTERM\tLAST CONTACT\tAPPLIED\t")
 	for _, m := range s.Members {
@@ -123,8 +119,9 @@ func printStatus(out io.Writer, s *clusterpb.StatusResponse) error {
 		return err
 	}
 	if len(s.Jobs) == 0 {
-		_, err := fmt.Fprintln(out, "\nno jobs")
-		return err
+		fmt.Fprintln(out, "\nno jobs")
+		printLeaderChanges(out, s, statusLeaderChanges)
+		return nil
 	}
 	fmt.Fprintln(out)
 	tw = tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
@@ -144,7 +141,53 @@ func printStatus(out io.Writer, s *clusterpb.StatusResponse) error {
 	for _, j := range s.Jobs {
 		printEpochs(out, j, statusEpochs)
 	}
+	printLeaderChanges(out, s, statusLeaderChanges)
 	return nil
+}
+
+// leaderLine says who leads: the leader, or, when the answer is a member's
+// own view because it reaches no leader, that, and how many members it
+// reaches against the majority a leader needs.
+func leaderLine(s *clusterpb.StatusResponse) string {
+	if s.Leader != "" && s.Leader == s.AnsweredBy {
+		return s.Leader
+	}
+	reached := 0
+	for _, m := range s.Members {
+		if m.State != "Unreachable" {
+			reached++
+		}
+	}
+	view := fmt.Sprintf("this is %s's own view: it reaches %d of %d members, itself included; a leader needs %d", s.AnsweredBy, reached, len(s.Members), len(s.Members)/2+1)
+	if s.Leader == "" {
+		return "none reachable from " + s.AnsweredBy + " (" + view + "; no progress on this side until a majority is reachable)"
+	}
+	return s.Leader + ", not reachable from " + s.AnsweredBy + " (" + view + ")"
+}
+
+// statusLeaderChanges is how many of the last leader changes cluster
+// status shows.
+const statusLeaderChanges = 5
+
+// printLeaderChanges writes the last n leader changes the answering
+// member saw, oldest first.
+func printLeaderChanges(out io.Writer, s *clusterpb.StatusResponse, n int) {
+	changes := s.LeaderChanges[max(0, len(s.LeaderChanges)-n):]
+	if len(changes) == 0 {
+		return
+	}
+	fmt.Fprintf(out, "\nlast %d leader changes, as %s saw them:\n", len(changes), s.AnsweredBy)
+	for _, c := range changes {
+		leader := c.Leader
+		if leader == "" {
+			leader = "none"
+		}
+		line := fmt.Sprintf("  %s  term %d: leader %s", time.UnixMilli(c.TimeMs).UTC().Format("2006-01-02 15:04:05.000Z"), c.Term, leader)
+		if c.Reason != "" {
+			line += ": " + c.Reason
+		}
+		fmt.Fprintln(out, line)
+	}
 }
 
 // statusEpochs is how many of each job's last epoch changes cluster

@@ -87,11 +87,30 @@
 //
 // # Timeouts
 //
-// DefaultConfig's Raft timeouts (heartbeat and election 500 ms, leader
-// lease 250 ms) let followers notice a lost leader within 0.5-1 s and elect
-// another within about 2 s. Pre-vote is on: raft's NetworkTransport
-// implements it, so a member that was cut off does not disrupt the group
-// when it comes back.
+// DefaultConfig's Raft timeouts (heartbeat and election 300 ms, leader
+// lease 250 ms) let the followers of a leader that died elect another
+// within about 0.6-0.9 s: each waits a random 300-600 ms without hearing
+// from it, and the first to campaign gets no pre-vote from the other until
+// that one stops hearing a leader too. Lower would find a dead leader
+// sooner, but depose a live one whose heartbeats stall that long (a
+// stalled machine or network, a paused process). Pre-vote is on: raft's
+// NetworkTransport implements it, so a member cut off campaigns without
+// raising its term, and when it comes back it disrupts no one.
+//
+// # Leadership
+//
+// A leader cut off from a majority (or whose peers are paused) steps
+// down after the lease; a member that lost the leadership, or that knows
+// no leader for 2 s (then every 30 s), asks every other member for its
+// MemberInfo and logs why: a newer term began without it (it was cut off
+// or paused), or it reaches too few members for a majority, naming those
+// it cannot reach; it makes no progress meanwhile. Its Status answers at
+// once with its own view: whom it reaches, and no leader. Each member
+// keeps the last 20 leader changes it saw, with that reason or, for its
+// own election, how long no leader had been heard from; Status returns
+// them. Output to the leader's host (a jsonl sink's file) is fenced by
+// JobRun.Leading, a quorum check with a lease, since no Raft term fences
+// a local file.
 //
 // # Shuffle
 //

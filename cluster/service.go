@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"sync"
@@ -81,7 +82,11 @@ func (s *controlServer) Status(ctx context.Context, req *clusterpb.StatusRequest
 		return nil, err
 	}
 	if addr, ok := s.forwardable(req.Header); ok {
-		resp, err := s.n.clients.control(addr).Status(ctx, &clusterpb.StatusRequest{Header: s.n.header(0)})
+		// Bounded, so that this member's own view still reaches the
+		// client when the leader it knows is cut off from it.
+		fctx, cancel := context.WithTimeout(ctx, 2*reachTimeout)
+		resp, err := s.n.clients.control(addr).Status(fctx, &clusterpb.StatusRequest{Header: s.n.header(0)})
+		cancel()
 		if err == nil {
 			return resp, nil
 		}
@@ -236,39 +241,31 @@ func (n *Node) memberInfo() *clusterpb.MemberInfoResponse {
 	}
 }
 
-// status builds a Status from this member's view: its Raft configuration,
-// and each member's own view as it answers within memberInfoTimeout (only
-// a leader asks: its term fences the request).
+// status builds a Status from this member's view: its Raft
+// configuration, each member's own view as it answers within
+// reachTimeout, and the leader changes this member saw. On the leader, a
+// member its liveness holds down is Down, with how long it has not
+// answered. A member that is not the leader answers with its own view:
+// whom it reaches from where it is (a minority side reaches too few).
 func (n *Node) status(ctx context.Context) *clusterpb.StatusResponse {
 	_, leader := n.raft.LeaderWithID()
-	resp := &clusterpb.StatusResponse{ClusterId: n.ClusterID(), AnsweredBy: n.cfg.Name, Leader: string(leader), Term: n.raft.CurrentTerm()}
-	var servers []raft.Server
-	if f := n.raft.GetConfiguration(); f.Error() == nil {
-		servers = f.Configuration().Servers
-	}
+	resp := &clusterpb.StatusResponse{ClusterId: n.ClusterID(), AnsweredBy: n.cfg.Name, Leader: string(leader), Term: n.raft.CurrentTerm(),
+		LeaderChanges: n.leaders.list()}
 	isLeader := n.raft.State() == raft.Leader
+	infos, errs, servers := n.reach(ctx)
 	resp.Members = make([]*clusterpb.MemberStatus, len(servers))
-	var wg sync.WaitGroup
 	for i, srv := range servers {
-		m := &clusterpb.MemberStatus{Member: &clusterpb.Member{Name: string(srv.ID), Address: string(srv.Address)}, State: "Unknown", LastContactMs: -1}
+		m := &clusterpb.MemberStatus{Member: &clusterpb.Member{Name: string(srv.ID), Address: string(srv.Address)}, State: "Unreachable", LastContactMs: -1}
 		resp.Members[i] = m
-		switch {
-		case string(srv.ID) == n.cfg.Name:
-			fillMember(m, n.memberInfo())
-		case isLeader:
-			wg.Go(func() {
-				ctx, cancel := context.WithTimeout(ctx, memberInfoTimeout)
-				defer cancel()
-				info, err := n.clients.control(string(srv.Address)).MemberInfo(ctx, &clusterpb.MemberInfoRequest{Header: n.header(0)})
-				if err != nil {
-					m.State, m.Error = "Unreachable", status.Convert(err).Message()
-					return
-				}
-				fillMember(m, info)
-			})
+		if infos[i] != nil {
+			fillMember(m, infos[i])
+		} else {
+			m.Error = status.Convert(errs[i]).Message()
+		}
+		if down, since := n.liveness.down(string(srv.ID)); isLeader && down {
+			m.State, m.Error = "Down", fmt.Sprintf("no answer to the leader for %v", since.Round(time.Millisecond))
 		}
 	}
-	wg.Wait()
 	for _, j := range n.fsm.Jobs() {
 		resp.Jobs = append(resp.Jobs, jobStatus(j))
 	}

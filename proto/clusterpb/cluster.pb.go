@@ -1787,13 +1787,16 @@ func (x *JobStatus) GetEpochs() []*EpochChange {
 }
 
 type StatusResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	ClusterId     string                 `protobuf:"bytes,1,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
-	AnsweredBy    string                 `protobuf:"bytes,2,opt,name=answered_by,json=answeredBy,proto3" json:"answered_by,omitempty"` // the member that built this answer
-	Leader        string                 `protobuf:"bytes,3,opt,name=leader,proto3" json:"leader,omitempty"`                           // "" when no leader is known
-	Term          uint64                 `protobuf:"varint,4,opt,name=term,proto3" json:"term,omitempty"`                              // the answering member's term
-	Members       []*MemberStatus        `protobuf:"bytes,5,rep,name=members,proto3" json:"members,omitempty"`
-	Jobs          []*JobStatus           `protobuf:"bytes,6,rep,name=jobs,proto3" json:"jobs,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	ClusterId  string                 `protobuf:"bytes,1,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
+	AnsweredBy string                 `protobuf:"bytes,2,opt,name=answered_by,json=answeredBy,proto3" json:"answered_by,omitempty"` // the member that built this answer
+	Leader     string                 `protobuf:"bytes,3,opt,name=leader,proto3" json:"leader,omitempty"`                           // "" when no leader is known
+	Term       uint64                 `protobuf:"varint,4,opt,name=term,proto3" json:"term,omitempty"`                              // the answering member's term
+	Members    []*MemberStatus        `protobuf:"bytes,5,rep,name=members,proto3" json:"members,omitempty"`
+	Jobs       []*JobStatus           `protobuf:"bytes,6,rep,name=jobs,proto3" json:"jobs,omitempty"`
+	// The last leader changes the answering member saw, oldest first (at
+	// most 20).
+	LeaderChanges []*LeaderChange `protobuf:"bytes,20,rep,name=leader_changes,json=leaderChanges,proto3" json:"leader_changes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1870,6 +1873,82 @@ func (x *StatusResponse) GetJobs() []*JobStatus {
 	return nil
 }
 
+func (x *StatusResponse) GetLeaderChanges() []*LeaderChange {
+	if x != nil {
+		return x.LeaderChanges
+	}
+	return nil
+}
+
+// LeaderChange is a change of leader as one member saw it.
+type LeaderChange struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TimeMs        int64                  `protobuf:"varint,1,opt,name=time_ms,json=timeMs,proto3" json:"time_ms,omitempty"` // Unix milliseconds
+	Leader        string                 `protobuf:"bytes,2,opt,name=leader,proto3" json:"leader,omitempty"`                // "" when the member knew no leader from then on
+	Term          uint64                 `protobuf:"varint,3,opt,name=term,proto3" json:"term,omitempty"`                   // the member's term then
+	Reason        string                 `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`                // why, when the member knows: lost quorum, elected
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaderChange) Reset() {
+	*x = LeaderChange{}
+	mi := &file_cluster_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaderChange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaderChange) ProtoMessage() {}
+
+func (x *LeaderChange) ProtoReflect() protoreflect.Message {
+	mi := &file_cluster_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaderChange.ProtoReflect.Descriptor instead.
+func (*LeaderChange) Descriptor() ([]byte, []int) {
+	return file_cluster_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *LeaderChange) GetTimeMs() int64 {
+	if x != nil {
+		return x.TimeMs
+	}
+	return 0
+}
+
+func (x *LeaderChange) GetLeader() string {
+	if x != nil {
+		return x.Leader
+	}
+	return ""
+}
+
+func (x *LeaderChange) GetTerm() uint64 {
+	if x != nil {
+		return x.Term
+	}
+	return 0
+}
+
+func (x *LeaderChange) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 type MemberInfoRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Header        *Header                `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
@@ -1879,7 +1958,7 @@ type MemberInfoRequest struct {
 
 func (x *MemberInfoRequest) Reset() {
 	*x = MemberInfoRequest{}
-	mi := &file_cluster_proto_msgTypes[24]
+	mi := &file_cluster_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1891,7 +1970,7 @@ func (x *MemberInfoRequest) String() string {
 func (*MemberInfoRequest) ProtoMessage() {}
 
 func (x *MemberInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[24]
+	mi := &file_cluster_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1904,7 +1983,7 @@ func (x *MemberInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberInfoRequest.ProtoReflect.Descriptor instead.
 func (*MemberInfoRequest) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{24}
+	return file_cluster_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *MemberInfoRequest) GetHeader() *Header {
@@ -1931,7 +2010,7 @@ type MemberInfoResponse struct {
 
 func (x *MemberInfoResponse) Reset() {
 	*x = MemberInfoResponse{}
-	mi := &file_cluster_proto_msgTypes[25]
+	mi := &file_cluster_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1943,7 +2022,7 @@ func (x *MemberInfoResponse) String() string {
 func (*MemberInfoResponse) ProtoMessage() {}
 
 func (x *MemberInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[25]
+	mi := &file_cluster_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1956,7 +2035,7 @@ func (x *MemberInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberInfoResponse.ProtoReflect.Descriptor instead.
 func (*MemberInfoResponse) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{25}
+	return file_cluster_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *MemberInfoResponse) GetMember() *Member {
@@ -2018,7 +2097,7 @@ type RegisterJobRequest struct {
 
 func (x *RegisterJobRequest) Reset() {
 	*x = RegisterJobRequest{}
-	mi := &file_cluster_proto_msgTypes[26]
+	mi := &file_cluster_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2030,7 +2109,7 @@ func (x *RegisterJobRequest) String() string {
 func (*RegisterJobRequest) ProtoMessage() {}
 
 func (x *RegisterJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[26]
+	mi := &file_cluster_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2043,7 +2122,7 @@ func (x *RegisterJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterJobRequest.ProtoReflect.Descriptor instead.
 func (*RegisterJobRequest) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{26}
+	return file_cluster_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *RegisterJobRequest) GetHeader() *Header {
@@ -2073,7 +2152,7 @@ type RegisterJobResponse struct {
 
 func (x *RegisterJobResponse) Reset() {
 	*x = RegisterJobResponse{}
-	mi := &file_cluster_proto_msgTypes[27]
+	mi := &file_cluster_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2085,7 +2164,7 @@ func (x *RegisterJobResponse) String() string {
 func (*RegisterJobResponse) ProtoMessage() {}
 
 func (x *RegisterJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[27]
+	mi := &file_cluster_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2098,7 +2177,7 @@ func (x *RegisterJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterJobResponse.ProtoReflect.Descriptor instead.
 func (*RegisterJobResponse) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{27}
+	return file_cluster_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *RegisterJobResponse) GetTerm() uint64 {
@@ -2132,7 +2211,7 @@ type JobsRequest struct {
 
 func (x *JobsRequest) Reset() {
 	*x = JobsRequest{}
-	mi := &file_cluster_proto_msgTypes[28]
+	mi := &file_cluster_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2144,7 +2223,7 @@ func (x *JobsRequest) String() string {
 func (*JobsRequest) ProtoMessage() {}
 
 func (x *JobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[28]
+	mi := &file_cluster_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2157,7 +2236,7 @@ func (x *JobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobsRequest.ProtoReflect.Descriptor instead.
 func (*JobsRequest) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{28}
+	return file_cluster_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *JobsRequest) GetHeader() *Header {
@@ -2183,7 +2262,7 @@ type JobsResponse struct {
 
 func (x *JobsResponse) Reset() {
 	*x = JobsResponse{}
-	mi := &file_cluster_proto_msgTypes[29]
+	mi := &file_cluster_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2195,7 +2274,7 @@ func (x *JobsResponse) String() string {
 func (*JobsResponse) ProtoMessage() {}
 
 func (x *JobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[29]
+	mi := &file_cluster_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2208,7 +2287,7 @@ func (x *JobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobsResponse.ProtoReflect.Descriptor instead.
 func (*JobsResponse) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{29}
+	return file_cluster_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *JobsResponse) GetJobs() []*JobStatus {
@@ -2228,7 +2307,7 @@ type StopJobRequest struct {
 
 func (x *StopJobRequest) Reset() {
 	*x = StopJobRequest{}
-	mi := &file_cluster_proto_msgTypes[30]
+	mi := &file_cluster_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2240,7 +2319,7 @@ func (x *StopJobRequest) String() string {
 func (*StopJobRequest) ProtoMessage() {}
 
 func (x *StopJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[30]
+	mi := &file_cluster_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2253,7 +2332,7 @@ func (x *StopJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopJobRequest.ProtoReflect.Descriptor instead.
 func (*StopJobRequest) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{30}
+	return file_cluster_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *StopJobRequest) GetHeader() *Header {
@@ -2279,7 +2358,7 @@ type StopJobResponse struct {
 
 func (x *StopJobResponse) Reset() {
 	*x = StopJobResponse{}
-	mi := &file_cluster_proto_msgTypes[31]
+	mi := &file_cluster_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2291,7 +2370,7 @@ func (x *StopJobResponse) String() string {
 func (*StopJobResponse) ProtoMessage() {}
 
 func (x *StopJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[31]
+	mi := &file_cluster_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2304,7 +2383,7 @@ func (x *StopJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopJobResponse.ProtoReflect.Descriptor instead.
 func (*StopJobResponse) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{31}
+	return file_cluster_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *StopJobResponse) GetJob() *JobStatus {
@@ -2327,7 +2406,7 @@ type WatchRequest struct {
 
 func (x *WatchRequest) Reset() {
 	*x = WatchRequest{}
-	mi := &file_cluster_proto_msgTypes[32]
+	mi := &file_cluster_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2339,7 +2418,7 @@ func (x *WatchRequest) String() string {
 func (*WatchRequest) ProtoMessage() {}
 
 func (x *WatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[32]
+	mi := &file_cluster_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2352,7 +2431,7 @@ func (x *WatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
 func (*WatchRequest) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{32}
+	return file_cluster_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *WatchRequest) GetHeader() *Header {
@@ -2388,7 +2467,7 @@ type Report struct {
 
 func (x *Report) Reset() {
 	*x = Report{}
-	mi := &file_cluster_proto_msgTypes[33]
+	mi := &file_cluster_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2400,7 +2479,7 @@ func (x *Report) String() string {
 func (*Report) ProtoMessage() {}
 
 func (x *Report) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[33]
+	mi := &file_cluster_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2413,7 +2492,7 @@ func (x *Report) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Report.ProtoReflect.Descriptor instead.
 func (*Report) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{33}
+	return file_cluster_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *Report) GetBatchId() int64 {
@@ -2453,7 +2532,7 @@ type WatchEvent struct {
 
 func (x *WatchEvent) Reset() {
 	*x = WatchEvent{}
-	mi := &file_cluster_proto_msgTypes[34]
+	mi := &file_cluster_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2465,7 +2544,7 @@ func (x *WatchEvent) String() string {
 func (*WatchEvent) ProtoMessage() {}
 
 func (x *WatchEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[34]
+	mi := &file_cluster_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2478,7 +2557,7 @@ func (x *WatchEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchEvent.ProtoReflect.Descriptor instead.
 func (*WatchEvent) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{34}
+	return file_cluster_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *WatchEvent) GetKind() isWatchEvent_Kind {
@@ -2537,7 +2616,7 @@ type HelloRequest struct {
 
 func (x *HelloRequest) Reset() {
 	*x = HelloRequest{}
-	mi := &file_cluster_proto_msgTypes[35]
+	mi := &file_cluster_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2549,7 +2628,7 @@ func (x *HelloRequest) String() string {
 func (*HelloRequest) ProtoMessage() {}
 
 func (x *HelloRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[35]
+	mi := &file_cluster_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2562,7 +2641,7 @@ func (x *HelloRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HelloRequest.ProtoReflect.Descriptor instead.
 func (*HelloRequest) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{35}
+	return file_cluster_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *HelloRequest) GetHeader() *Header {
@@ -2601,7 +2680,7 @@ type HelloResponse struct {
 
 func (x *HelloResponse) Reset() {
 	*x = HelloResponse{}
-	mi := &file_cluster_proto_msgTypes[36]
+	mi := &file_cluster_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2613,7 +2692,7 @@ func (x *HelloResponse) String() string {
 func (*HelloResponse) ProtoMessage() {}
 
 func (x *HelloResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[36]
+	mi := &file_cluster_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2626,7 +2705,7 @@ func (x *HelloResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HelloResponse.ProtoReflect.Descriptor instead.
 func (*HelloResponse) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{36}
+	return file_cluster_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *HelloResponse) GetMember() *Member {
@@ -2673,7 +2752,7 @@ type JoinRequest struct {
 
 func (x *JoinRequest) Reset() {
 	*x = JoinRequest{}
-	mi := &file_cluster_proto_msgTypes[37]
+	mi := &file_cluster_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2685,7 +2764,7 @@ func (x *JoinRequest) String() string {
 func (*JoinRequest) ProtoMessage() {}
 
 func (x *JoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[37]
+	mi := &file_cluster_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2698,7 +2777,7 @@ func (x *JoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
 func (*JoinRequest) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{37}
+	return file_cluster_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *JoinRequest) GetHeader() *Header {
@@ -2733,7 +2812,7 @@ type JoinResponse struct {
 
 func (x *JoinResponse) Reset() {
 	*x = JoinResponse{}
-	mi := &file_cluster_proto_msgTypes[38]
+	mi := &file_cluster_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2745,7 +2824,7 @@ func (x *JoinResponse) String() string {
 func (*JoinResponse) ProtoMessage() {}
 
 func (x *JoinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[38]
+	mi := &file_cluster_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2758,7 +2837,7 @@ func (x *JoinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinResponse.ProtoReflect.Descriptor instead.
 func (*JoinResponse) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{38}
+	return file_cluster_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *JoinResponse) GetClusterId() string {
@@ -2793,7 +2872,7 @@ type RemoveMemberRequest struct {
 
 func (x *RemoveMemberRequest) Reset() {
 	*x = RemoveMemberRequest{}
-	mi := &file_cluster_proto_msgTypes[39]
+	mi := &file_cluster_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2805,7 +2884,7 @@ func (x *RemoveMemberRequest) String() string {
 func (*RemoveMemberRequest) ProtoMessage() {}
 
 func (x *RemoveMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[39]
+	mi := &file_cluster_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2818,7 +2897,7 @@ func (x *RemoveMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMemberRequest.ProtoReflect.Descriptor instead.
 func (*RemoveMemberRequest) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{39}
+	return file_cluster_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *RemoveMemberRequest) GetHeader() *Header {
@@ -2844,7 +2923,7 @@ type RemoveMemberResponse struct {
 
 func (x *RemoveMemberResponse) Reset() {
 	*x = RemoveMemberResponse{}
-	mi := &file_cluster_proto_msgTypes[40]
+	mi := &file_cluster_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2856,7 +2935,7 @@ func (x *RemoveMemberResponse) String() string {
 func (*RemoveMemberResponse) ProtoMessage() {}
 
 func (x *RemoveMemberResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[40]
+	mi := &file_cluster_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2869,7 +2948,7 @@ func (x *RemoveMemberResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMemberResponse.ProtoReflect.Descriptor instead.
 func (*RemoveMemberResponse) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{40}
+	return file_cluster_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *RemoveMemberResponse) GetMembers() []*Member {
@@ -2898,7 +2977,7 @@ type ShuffleOpen struct {
 
 func (x *ShuffleOpen) Reset() {
 	*x = ShuffleOpen{}
-	mi := &file_cluster_proto_msgTypes[41]
+	mi := &file_cluster_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2910,7 +2989,7 @@ func (x *ShuffleOpen) String() string {
 func (*ShuffleOpen) ProtoMessage() {}
 
 func (x *ShuffleOpen) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[41]
+	mi := &file_cluster_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2923,7 +3002,7 @@ func (x *ShuffleOpen) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShuffleOpen.ProtoReflect.Descriptor instead.
 func (*ShuffleOpen) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{41}
+	return file_cluster_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *ShuffleOpen) GetHeader() *Header {
@@ -2981,7 +3060,7 @@ type ShuffleEnd struct {
 
 func (x *ShuffleEnd) Reset() {
 	*x = ShuffleEnd{}
-	mi := &file_cluster_proto_msgTypes[42]
+	mi := &file_cluster_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2993,7 +3072,7 @@ func (x *ShuffleEnd) String() string {
 func (*ShuffleEnd) ProtoMessage() {}
 
 func (x *ShuffleEnd) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[42]
+	mi := &file_cluster_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3006,7 +3085,7 @@ func (x *ShuffleEnd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShuffleEnd.ProtoReflect.Descriptor instead.
 func (*ShuffleEnd) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{42}
+	return file_cluster_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ShuffleEnd) GetBlocks() uint64 {
@@ -3046,7 +3125,7 @@ type ShuffleMessage struct {
 
 func (x *ShuffleMessage) Reset() {
 	*x = ShuffleMessage{}
-	mi := &file_cluster_proto_msgTypes[43]
+	mi := &file_cluster_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3058,7 +3137,7 @@ func (x *ShuffleMessage) String() string {
 func (*ShuffleMessage) ProtoMessage() {}
 
 func (x *ShuffleMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[43]
+	mi := &file_cluster_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3071,7 +3150,7 @@ func (x *ShuffleMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShuffleMessage.ProtoReflect.Descriptor instead.
 func (*ShuffleMessage) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{43}
+	return file_cluster_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ShuffleMessage) GetKind() isShuffleMessage_Kind {
@@ -3142,7 +3221,7 @@ type ShuffleResponse struct {
 
 func (x *ShuffleResponse) Reset() {
 	*x = ShuffleResponse{}
-	mi := &file_cluster_proto_msgTypes[44]
+	mi := &file_cluster_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3154,7 +3233,7 @@ func (x *ShuffleResponse) String() string {
 func (*ShuffleResponse) ProtoMessage() {}
 
 func (x *ShuffleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[44]
+	mi := &file_cluster_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3167,7 +3246,7 @@ func (x *ShuffleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShuffleResponse.ProtoReflect.Descriptor instead.
 func (*ShuffleResponse) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{44}
+	return file_cluster_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *ShuffleResponse) GetBlocks() uint64 {
@@ -3201,7 +3280,7 @@ type ReduceRequest struct {
 
 func (x *ReduceRequest) Reset() {
 	*x = ReduceRequest{}
-	mi := &file_cluster_proto_msgTypes[45]
+	mi := &file_cluster_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3213,7 +3292,7 @@ func (x *ReduceRequest) String() string {
 func (*ReduceRequest) ProtoMessage() {}
 
 func (x *ReduceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[45]
+	mi := &file_cluster_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3226,7 +3305,7 @@ func (x *ReduceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReduceRequest.ProtoReflect.Descriptor instead.
 func (*ReduceRequest) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{45}
+	return file_cluster_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *ReduceRequest) GetHeader() *Header {
@@ -3285,7 +3364,7 @@ type ReduceDone struct {
 
 func (x *ReduceDone) Reset() {
 	*x = ReduceDone{}
-	mi := &file_cluster_proto_msgTypes[46]
+	mi := &file_cluster_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3297,7 +3376,7 @@ func (x *ReduceDone) String() string {
 func (*ReduceDone) ProtoMessage() {}
 
 func (x *ReduceDone) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[46]
+	mi := &file_cluster_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3310,7 +3389,7 @@ func (x *ReduceDone) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReduceDone.ProtoReflect.Descriptor instead.
 func (*ReduceDone) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{46}
+	return file_cluster_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *ReduceDone) GetGroups() int64 {
@@ -3358,7 +3437,7 @@ type ReduceResponse struct {
 
 func (x *ReduceResponse) Reset() {
 	*x = ReduceResponse{}
-	mi := &file_cluster_proto_msgTypes[47]
+	mi := &file_cluster_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3370,7 +3449,7 @@ func (x *ReduceResponse) String() string {
 func (*ReduceResponse) ProtoMessage() {}
 
 func (x *ReduceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[47]
+	mi := &file_cluster_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3383,7 +3462,7 @@ func (x *ReduceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReduceResponse.ProtoReflect.Descriptor instead.
 func (*ReduceResponse) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{47}
+	return file_cluster_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *ReduceResponse) GetKind() isReduceResponse_Kind {
@@ -3453,7 +3532,7 @@ type ReduceRows struct {
 
 func (x *ReduceRows) Reset() {
 	*x = ReduceRows{}
-	mi := &file_cluster_proto_msgTypes[48]
+	mi := &file_cluster_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3465,7 +3544,7 @@ func (x *ReduceRows) String() string {
 func (*ReduceRows) ProtoMessage() {}
 
 func (x *ReduceRows) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[48]
+	mi := &file_cluster_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3478,7 +3557,7 @@ func (x *ReduceRows) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReduceRows.ProtoReflect.Descriptor instead.
 func (*ReduceRows) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{48}
+	return file_cluster_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *ReduceRows) GetRows() [][]byte {
@@ -3502,7 +3581,7 @@ type RowsRequest struct {
 
 func (x *RowsRequest) Reset() {
 	*x = RowsRequest{}
-	mi := &file_cluster_proto_msgTypes[49]
+	mi := &file_cluster_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3514,7 +3593,7 @@ func (x *RowsRequest) String() string {
 func (*RowsRequest) ProtoMessage() {}
 
 func (x *RowsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[49]
+	mi := &file_cluster_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3527,7 +3606,7 @@ func (x *RowsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RowsRequest.ProtoReflect.Descriptor instead.
 func (*RowsRequest) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{49}
+	return file_cluster_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *RowsRequest) GetHeader() *Header {
@@ -3568,7 +3647,7 @@ type RowsResponse struct {
 
 func (x *RowsResponse) Reset() {
 	*x = RowsResponse{}
-	mi := &file_cluster_proto_msgTypes[50]
+	mi := &file_cluster_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3580,7 +3659,7 @@ func (x *RowsResponse) String() string {
 func (*RowsResponse) ProtoMessage() {}
 
 func (x *RowsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[50]
+	mi := &file_cluster_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3593,7 +3672,7 @@ func (x *RowsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RowsResponse.ProtoReflect.Descriptor instead.
 func (*RowsResponse) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{50}
+	return file_cluster_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *RowsResponse) GetRecords() []byte {
@@ -3623,7 +3702,7 @@ type ReplicateOpen struct {
 
 func (x *ReplicateOpen) Reset() {
 	*x = ReplicateOpen{}
-	mi := &file_cluster_proto_msgTypes[51]
+	mi := &file_cluster_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3635,7 +3714,7 @@ func (x *ReplicateOpen) String() string {
 func (*ReplicateOpen) ProtoMessage() {}
 
 func (x *ReplicateOpen) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[51]
+	mi := &file_cluster_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3648,7 +3727,7 @@ func (x *ReplicateOpen) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicateOpen.ProtoReflect.Descriptor instead.
 func (*ReplicateOpen) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{51}
+	return file_cluster_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *ReplicateOpen) GetHeader() *Header {
@@ -3698,7 +3777,7 @@ type ReplicateEnd struct {
 
 func (x *ReplicateEnd) Reset() {
 	*x = ReplicateEnd{}
-	mi := &file_cluster_proto_msgTypes[52]
+	mi := &file_cluster_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3710,7 +3789,7 @@ func (x *ReplicateEnd) String() string {
 func (*ReplicateEnd) ProtoMessage() {}
 
 func (x *ReplicateEnd) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[52]
+	mi := &file_cluster_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3723,7 +3802,7 @@ func (x *ReplicateEnd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicateEnd.ProtoReflect.Descriptor instead.
 func (*ReplicateEnd) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{52}
+	return file_cluster_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *ReplicateEnd) GetRecords() uint64 {
@@ -3763,7 +3842,7 @@ type ReplicateMessage struct {
 
 func (x *ReplicateMessage) Reset() {
 	*x = ReplicateMessage{}
-	mi := &file_cluster_proto_msgTypes[53]
+	mi := &file_cluster_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3775,7 +3854,7 @@ func (x *ReplicateMessage) String() string {
 func (*ReplicateMessage) ProtoMessage() {}
 
 func (x *ReplicateMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[53]
+	mi := &file_cluster_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3788,7 +3867,7 @@ func (x *ReplicateMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicateMessage.ProtoReflect.Descriptor instead.
 func (*ReplicateMessage) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{53}
+	return file_cluster_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *ReplicateMessage) GetKind() isReplicateMessage_Kind {
@@ -3863,7 +3942,7 @@ type ReplicateResponse struct {
 
 func (x *ReplicateResponse) Reset() {
 	*x = ReplicateResponse{}
-	mi := &file_cluster_proto_msgTypes[54]
+	mi := &file_cluster_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3875,7 +3954,7 @@ func (x *ReplicateResponse) String() string {
 func (*ReplicateResponse) ProtoMessage() {}
 
 func (x *ReplicateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[54]
+	mi := &file_cluster_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3888,7 +3967,7 @@ func (x *ReplicateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicateResponse.ProtoReflect.Descriptor instead.
 func (*ReplicateResponse) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{54}
+	return file_cluster_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *ReplicateResponse) GetApplied() bool {
@@ -3926,7 +4005,7 @@ type MapRange struct {
 
 func (x *MapRange) Reset() {
 	*x = MapRange{}
-	mi := &file_cluster_proto_msgTypes[55]
+	mi := &file_cluster_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3938,7 +4017,7 @@ func (x *MapRange) String() string {
 func (*MapRange) ProtoMessage() {}
 
 func (x *MapRange) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[55]
+	mi := &file_cluster_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3951,7 +4030,7 @@ func (x *MapRange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MapRange.ProtoReflect.Descriptor instead.
 func (*MapRange) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{55}
+	return file_cluster_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *MapRange) GetTopic() string {
@@ -4003,7 +4082,7 @@ type MapRequest struct {
 
 func (x *MapRequest) Reset() {
 	*x = MapRequest{}
-	mi := &file_cluster_proto_msgTypes[56]
+	mi := &file_cluster_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4015,7 +4094,7 @@ func (x *MapRequest) String() string {
 func (*MapRequest) ProtoMessage() {}
 
 func (x *MapRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[56]
+	mi := &file_cluster_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4028,7 +4107,7 @@ func (x *MapRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MapRequest.ProtoReflect.Descriptor instead.
 func (*MapRequest) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{56}
+	return file_cluster_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *MapRequest) GetHeader() *Header {
@@ -4094,7 +4173,7 @@ type MapResponse struct {
 
 func (x *MapResponse) Reset() {
 	*x = MapResponse{}
-	mi := &file_cluster_proto_msgTypes[57]
+	mi := &file_cluster_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4106,7 +4185,7 @@ func (x *MapResponse) String() string {
 func (*MapResponse) ProtoMessage() {}
 
 func (x *MapResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[57]
+	mi := &file_cluster_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4119,7 +4198,7 @@ func (x *MapResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MapResponse.ProtoReflect.Descriptor instead.
 func (*MapResponse) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{57}
+	return file_cluster_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *MapResponse) GetRecords() int64 {
@@ -4167,7 +4246,7 @@ type MapRowsResponse struct {
 
 func (x *MapRowsResponse) Reset() {
 	*x = MapRowsResponse{}
-	mi := &file_cluster_proto_msgTypes[58]
+	mi := &file_cluster_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4179,7 +4258,7 @@ func (x *MapRowsResponse) String() string {
 func (*MapRowsResponse) ProtoMessage() {}
 
 func (x *MapRowsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[58]
+	mi := &file_cluster_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4192,7 +4271,7 @@ func (x *MapRowsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MapRowsResponse.ProtoReflect.Descriptor instead.
 func (*MapRowsResponse) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{58}
+	return file_cluster_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *MapRowsResponse) GetRangeIndex() int32 {
@@ -4363,7 +4442,7 @@ const file_cluster_proto_rawDesc = "" +
 	" \x01(\x04R\n" +
 	"driverTerm\x12\x1a\n" +
 	"\bprogress\x18\v \x03(\fR\bprogress\x128\n" +
-	"\x06epochs\x18\f \x03(\v2 .gostream.cluster.v1.EpochChangeR\x06epochs\"\xed\x01\n" +
+	"\x06epochs\x18\f \x03(\v2 .gostream.cluster.v1.EpochChangeR\x06epochs\"\xb7\x02\n" +
 	"\x0eStatusResponse\x12\x1d\n" +
 	"\n" +
 	"cluster_id\x18\x01 \x01(\tR\tclusterId\x12\x1f\n" +
@@ -4372,7 +4451,13 @@ const file_cluster_proto_rawDesc = "" +
 	"\x06leader\x18\x03 \x01(\tR\x06leader\x12\x12\n" +
 	"\x04term\x18\x04 \x01(\x04R\x04term\x12;\n" +
 	"\amembers\x18\x05 \x03(\v2!.gostream.cluster.v1.MemberStatusR\amembers\x122\n" +
-	"\x04jobs\x18\x06 \x03(\v2\x1e.gostream.cluster.v1.JobStatusR\x04jobs\"H\n" +
+	"\x04jobs\x18\x06 \x03(\v2\x1e.gostream.cluster.v1.JobStatusR\x04jobs\x12H\n" +
+	"\x0eleader_changes\x18\x14 \x03(\v2!.gostream.cluster.v1.LeaderChangeR\rleaderChanges\"k\n" +
+	"\fLeaderChange\x12\x17\n" +
+	"\atime_ms\x18\x01 \x01(\x03R\x06timeMs\x12\x16\n" +
+	"\x06leader\x18\x02 \x01(\tR\x06leader\x12\x12\n" +
+	"\x04term\x18\x03 \x01(\x04R\x04term\x12\x16\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\"H\n" +
 	"\x11MemberInfoRequest\x123\n" +
 	"\x06header\x18\x01 \x01(\v2\x1b.gostream.cluster.v1.HeaderR\x06header\"\xff\x01\n" +
 	"\x12MemberInfoResponse\x123\n" +
@@ -4581,7 +4666,7 @@ func file_cluster_proto_rawDescGZIP() []byte {
 }
 
 var file_cluster_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 61)
+var file_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 62)
 var file_cluster_proto_goTypes = []any{
 	(JobState)(0),                // 0: gostream.cluster.v1.JobState
 	(*Member)(nil),               // 1: gostream.cluster.v1.Member
@@ -4608,43 +4693,44 @@ var file_cluster_proto_goTypes = []any{
 	(*MemberStatus)(nil),         // 22: gostream.cluster.v1.MemberStatus
 	(*JobStatus)(nil),            // 23: gostream.cluster.v1.JobStatus
 	(*StatusResponse)(nil),       // 24: gostream.cluster.v1.StatusResponse
-	(*MemberInfoRequest)(nil),    // 25: gostream.cluster.v1.MemberInfoRequest
-	(*MemberInfoResponse)(nil),   // 26: gostream.cluster.v1.MemberInfoResponse
-	(*RegisterJobRequest)(nil),   // 27: gostream.cluster.v1.RegisterJobRequest
-	(*RegisterJobResponse)(nil),  // 28: gostream.cluster.v1.RegisterJobResponse
-	(*JobsRequest)(nil),          // 29: gostream.cluster.v1.JobsRequest
-	(*JobsResponse)(nil),         // 30: gostream.cluster.v1.JobsResponse
-	(*StopJobRequest)(nil),       // 31: gostream.cluster.v1.StopJobRequest
-	(*StopJobResponse)(nil),      // 32: gostream.cluster.v1.StopJobResponse
-	(*WatchRequest)(nil),         // 33: gostream.cluster.v1.WatchRequest
-	(*Report)(nil),               // 34: gostream.cluster.v1.Report
-	(*WatchEvent)(nil),           // 35: gostream.cluster.v1.WatchEvent
-	(*HelloRequest)(nil),         // 36: gostream.cluster.v1.HelloRequest
-	(*HelloResponse)(nil),        // 37: gostream.cluster.v1.HelloResponse
-	(*JoinRequest)(nil),          // 38: gostream.cluster.v1.JoinRequest
-	(*JoinResponse)(nil),         // 39: gostream.cluster.v1.JoinResponse
-	(*RemoveMemberRequest)(nil),  // 40: gostream.cluster.v1.RemoveMemberRequest
-	(*RemoveMemberResponse)(nil), // 41: gostream.cluster.v1.RemoveMemberResponse
-	(*ShuffleOpen)(nil),          // 42: gostream.cluster.v1.ShuffleOpen
-	(*ShuffleEnd)(nil),           // 43: gostream.cluster.v1.ShuffleEnd
-	(*ShuffleMessage)(nil),       // 44: gostream.cluster.v1.ShuffleMessage
-	(*ShuffleResponse)(nil),      // 45: gostream.cluster.v1.ShuffleResponse
-	(*ReduceRequest)(nil),        // 46: gostream.cluster.v1.ReduceRequest
-	(*ReduceDone)(nil),           // 47: gostream.cluster.v1.ReduceDone
-	(*ReduceResponse)(nil),       // 48: gostream.cluster.v1.ReduceResponse
-	(*ReduceRows)(nil),           // 49: gostream.cluster.v1.ReduceRows
-	(*RowsRequest)(nil),          // 50: gostream.cluster.v1.RowsRequest
-	(*RowsResponse)(nil),         // 51: gostream.cluster.v1.RowsResponse
-	(*ReplicateOpen)(nil),        // 52: gostream.cluster.v1.ReplicateOpen
-	(*ReplicateEnd)(nil),         // 53: gostream.cluster.v1.ReplicateEnd
-	(*ReplicateMessage)(nil),     // 54: gostream.cluster.v1.ReplicateMessage
-	(*ReplicateResponse)(nil),    // 55: gostream.cluster.v1.ReplicateResponse
-	(*MapRange)(nil),             // 56: gostream.cluster.v1.MapRange
-	(*MapRequest)(nil),           // 57: gostream.cluster.v1.MapRequest
-	(*MapResponse)(nil),          // 58: gostream.cluster.v1.MapResponse
-	(*MapRowsResponse)(nil),      // 59: gostream.cluster.v1.MapRowsResponse
-	nil,                          // 60: gostream.cluster.v1.Job.OptionsEntry
-	nil,                          // 61: gostream.cluster.v1.State.JobsEntry
+	(*LeaderChange)(nil),         // 25: gostream.cluster.v1.LeaderChange
+	(*MemberInfoRequest)(nil),    // 26: gostream.cluster.v1.MemberInfoRequest
+	(*MemberInfoResponse)(nil),   // 27: gostream.cluster.v1.MemberInfoResponse
+	(*RegisterJobRequest)(nil),   // 28: gostream.cluster.v1.RegisterJobRequest
+	(*RegisterJobResponse)(nil),  // 29: gostream.cluster.v1.RegisterJobResponse
+	(*JobsRequest)(nil),          // 30: gostream.cluster.v1.JobsRequest
+	(*JobsResponse)(nil),         // 31: gostream.cluster.v1.JobsResponse
+	(*StopJobRequest)(nil),       // 32: gostream.cluster.v1.StopJobRequest
+	(*StopJobResponse)(nil),      // 33: gostream.cluster.v1.StopJobResponse
+	(*WatchRequest)(nil),         // 34: gostream.cluster.v1.WatchRequest
+	(*Report)(nil),               // 35: gostream.cluster.v1.Report
+	(*WatchEvent)(nil),           // 36: gostream.cluster.v1.WatchEvent
+	(*HelloRequest)(nil),         // 37: gostream.cluster.v1.HelloRequest
+	(*HelloResponse)(nil),        // 38: gostream.cluster.v1.HelloResponse
+	(*JoinRequest)(nil),          // 39: gostream.cluster.v1.JoinRequest
+	(*JoinResponse)(nil),         // 40: gostream.cluster.v1.JoinResponse
+	(*RemoveMemberRequest)(nil),  // 41: gostream.cluster.v1.RemoveMemberRequest
+	(*RemoveMemberResponse)(nil), // 42: gostream.cluster.v1.RemoveMemberResponse
+	(*ShuffleOpen)(nil),          // 43: gostream.cluster.v1.ShuffleOpen
+	(*ShuffleEnd)(nil),           // 44: gostream.cluster.v1.ShuffleEnd
+	(*ShuffleMessage)(nil),       // 45: gostream.cluster.v1.ShuffleMessage
+	(*ShuffleResponse)(nil),      // 46: gostream.cluster.v1.ShuffleResponse
+	(*ReduceRequest)(nil),        // 47: gostream.cluster.v1.ReduceRequest
+	(*ReduceDone)(nil),           // 48: gostream.cluster.v1.ReduceDone
+	(*ReduceResponse)(nil),       // 49: gostream.cluster.v1.ReduceResponse
+	(*ReduceRows)(nil),           // 50: gostream.cluster.v1.ReduceRows
+	(*RowsRequest)(nil),          // 51: gostream.cluster.v1.RowsRequest
+	(*RowsResponse)(nil),         // 52: gostream.cluster.v1.RowsResponse
+	(*ReplicateOpen)(nil),        // 53: gostream.cluster.v1.ReplicateOpen
+	(*ReplicateEnd)(nil),         // 54: gostream.cluster.v1.ReplicateEnd
+	(*ReplicateMessage)(nil),     // 55: gostream.cluster.v1.ReplicateMessage
+	(*ReplicateResponse)(nil),    // 56: gostream.cluster.v1.ReplicateResponse
+	(*MapRange)(nil),             // 57: gostream.cluster.v1.MapRange
+	(*MapRequest)(nil),           // 58: gostream.cluster.v1.MapRequest
+	(*MapResponse)(nil),          // 59: gostream.cluster.v1.MapResponse
+	(*MapRowsResponse)(nil),      // 60: gostream.cluster.v1.MapRowsResponse
+	nil,                          // 61: gostream.cluster.v1.Job.OptionsEntry
+	nil,                          // 62: gostream.cluster.v1.State.JobsEntry
 }
 var file_cluster_proto_depIdxs = []int32{
 	2,  // 0: gostream.cluster.v1.OffsetsEntry.start:type_name -> gostream.cluster.v1.PartitionOffset
@@ -4652,13 +4738,13 @@ var file_cluster_proto_depIdxs = []int32{
 	3,  // 2: gostream.cluster.v1.BatchLogEntry.offsets:type_name -> gostream.cluster.v1.OffsetsEntry
 	5,  // 3: gostream.cluster.v1.Assignment.kafka:type_name -> gostream.cluster.v1.KafkaAssignment
 	6,  // 4: gostream.cluster.v1.Assignment.state:type_name -> gostream.cluster.v1.StatePartition
-	60, // 5: gostream.cluster.v1.Job.options:type_name -> gostream.cluster.v1.Job.OptionsEntry
+	61, // 5: gostream.cluster.v1.Job.options:type_name -> gostream.cluster.v1.Job.OptionsEntry
 	4,  // 6: gostream.cluster.v1.Job.batch_log:type_name -> gostream.cluster.v1.BatchLogEntry
 	7,  // 7: gostream.cluster.v1.Job.assignment:type_name -> gostream.cluster.v1.Assignment
 	0,  // 8: gostream.cluster.v1.Job.state:type_name -> gostream.cluster.v1.JobState
 	9,  // 9: gostream.cluster.v1.Job.epochs:type_name -> gostream.cluster.v1.EpochChange
 	1,  // 10: gostream.cluster.v1.State.members:type_name -> gostream.cluster.v1.Member
-	61, // 11: gostream.cluster.v1.State.jobs:type_name -> gostream.cluster.v1.State.JobsEntry
+	62, // 11: gostream.cluster.v1.State.jobs:type_name -> gostream.cluster.v1.State.JobsEntry
 	11, // 12: gostream.cluster.v1.State.removed:type_name -> gostream.cluster.v1.Removal
 	13, // 13: gostream.cluster.v1.Command.init:type_name -> gostream.cluster.v1.Init
 	14, // 14: gostream.cluster.v1.Command.register_job:type_name -> gostream.cluster.v1.RegisterJob
@@ -4680,74 +4766,75 @@ var file_cluster_proto_depIdxs = []int32{
 	9,  // 30: gostream.cluster.v1.JobStatus.epochs:type_name -> gostream.cluster.v1.EpochChange
 	22, // 31: gostream.cluster.v1.StatusResponse.members:type_name -> gostream.cluster.v1.MemberStatus
 	23, // 32: gostream.cluster.v1.StatusResponse.jobs:type_name -> gostream.cluster.v1.JobStatus
-	20, // 33: gostream.cluster.v1.MemberInfoRequest.header:type_name -> gostream.cluster.v1.Header
-	1,  // 34: gostream.cluster.v1.MemberInfoResponse.member:type_name -> gostream.cluster.v1.Member
-	20, // 35: gostream.cluster.v1.RegisterJobRequest.header:type_name -> gostream.cluster.v1.Header
-	8,  // 36: gostream.cluster.v1.RegisterJobRequest.job:type_name -> gostream.cluster.v1.Job
-	20, // 37: gostream.cluster.v1.JobsRequest.header:type_name -> gostream.cluster.v1.Header
-	23, // 38: gostream.cluster.v1.JobsResponse.jobs:type_name -> gostream.cluster.v1.JobStatus
-	20, // 39: gostream.cluster.v1.StopJobRequest.header:type_name -> gostream.cluster.v1.Header
-	23, // 40: gostream.cluster.v1.StopJobResponse.job:type_name -> gostream.cluster.v1.JobStatus
-	20, // 41: gostream.cluster.v1.WatchRequest.header:type_name -> gostream.cluster.v1.Header
-	23, // 42: gostream.cluster.v1.WatchEvent.status:type_name -> gostream.cluster.v1.JobStatus
-	34, // 43: gostream.cluster.v1.WatchEvent.report:type_name -> gostream.cluster.v1.Report
-	20, // 44: gostream.cluster.v1.HelloRequest.header:type_name -> gostream.cluster.v1.Header
-	1,  // 45: gostream.cluster.v1.HelloRequest.peers:type_name -> gostream.cluster.v1.Member
-	1,  // 46: gostream.cluster.v1.HelloResponse.member:type_name -> gostream.cluster.v1.Member
-	1,  // 47: gostream.cluster.v1.HelloResponse.peers:type_name -> gostream.cluster.v1.Member
-	20, // 48: gostream.cluster.v1.JoinRequest.header:type_name -> gostream.cluster.v1.Header
-	1,  // 49: gostream.cluster.v1.JoinRequest.member:type_name -> gostream.cluster.v1.Member
-	1,  // 50: gostream.cluster.v1.JoinResponse.members:type_name -> gostream.cluster.v1.Member
-	20, // 51: gostream.cluster.v1.RemoveMemberRequest.header:type_name -> gostream.cluster.v1.Header
-	1,  // 52: gostream.cluster.v1.RemoveMemberResponse.members:type_name -> gostream.cluster.v1.Member
-	20, // 53: gostream.cluster.v1.ShuffleOpen.header:type_name -> gostream.cluster.v1.Header
-	42, // 54: gostream.cluster.v1.ShuffleMessage.open:type_name -> gostream.cluster.v1.ShuffleOpen
-	43, // 55: gostream.cluster.v1.ShuffleMessage.end:type_name -> gostream.cluster.v1.ShuffleEnd
-	20, // 56: gostream.cluster.v1.ReduceRequest.header:type_name -> gostream.cluster.v1.Header
-	47, // 57: gostream.cluster.v1.ReduceResponse.done:type_name -> gostream.cluster.v1.ReduceDone
-	49, // 58: gostream.cluster.v1.ReduceResponse.rows:type_name -> gostream.cluster.v1.ReduceRows
-	20, // 59: gostream.cluster.v1.RowsRequest.header:type_name -> gostream.cluster.v1.Header
-	20, // 60: gostream.cluster.v1.ReplicateOpen.header:type_name -> gostream.cluster.v1.Header
-	52, // 61: gostream.cluster.v1.ReplicateMessage.open:type_name -> gostream.cluster.v1.ReplicateOpen
-	53, // 62: gostream.cluster.v1.ReplicateMessage.end:type_name -> gostream.cluster.v1.ReplicateEnd
-	20, // 63: gostream.cluster.v1.MapRequest.header:type_name -> gostream.cluster.v1.Header
-	56, // 64: gostream.cluster.v1.MapRequest.ranges:type_name -> gostream.cluster.v1.MapRange
-	8,  // 65: gostream.cluster.v1.State.JobsEntry.value:type_name -> gostream.cluster.v1.Job
-	21, // 66: gostream.cluster.v1.Control.Status:input_type -> gostream.cluster.v1.StatusRequest
-	27, // 67: gostream.cluster.v1.Control.RegisterJob:input_type -> gostream.cluster.v1.RegisterJobRequest
-	25, // 68: gostream.cluster.v1.Control.MemberInfo:input_type -> gostream.cluster.v1.MemberInfoRequest
-	36, // 69: gostream.cluster.v1.Control.Hello:input_type -> gostream.cluster.v1.HelloRequest
-	29, // 70: gostream.cluster.v1.Control.Jobs:input_type -> gostream.cluster.v1.JobsRequest
-	31, // 71: gostream.cluster.v1.Control.StopJob:input_type -> gostream.cluster.v1.StopJobRequest
-	33, // 72: gostream.cluster.v1.Control.Watch:input_type -> gostream.cluster.v1.WatchRequest
-	38, // 73: gostream.cluster.v1.Control.Join:input_type -> gostream.cluster.v1.JoinRequest
-	40, // 74: gostream.cluster.v1.Control.RemoveMember:input_type -> gostream.cluster.v1.RemoveMemberRequest
-	44, // 75: gostream.cluster.v1.Shuffle.Push:input_type -> gostream.cluster.v1.ShuffleMessage
-	46, // 76: gostream.cluster.v1.StatePartitions.Reduce:input_type -> gostream.cluster.v1.ReduceRequest
-	50, // 77: gostream.cluster.v1.StatePartitions.Rows:input_type -> gostream.cluster.v1.RowsRequest
-	54, // 78: gostream.cluster.v1.StatePartitions.Replicate:input_type -> gostream.cluster.v1.ReplicateMessage
-	57, // 79: gostream.cluster.v1.Task.Map:input_type -> gostream.cluster.v1.MapRequest
-	57, // 80: gostream.cluster.v1.Task.MapRows:input_type -> gostream.cluster.v1.MapRequest
-	24, // 81: gostream.cluster.v1.Control.Status:output_type -> gostream.cluster.v1.StatusResponse
-	28, // 82: gostream.cluster.v1.Control.RegisterJob:output_type -> gostream.cluster.v1.RegisterJobResponse
-	26, // 83: gostream.cluster.v1.Control.MemberInfo:output_type -> gostream.cluster.v1.MemberInfoResponse
-	37, // 84: gostream.cluster.v1.Control.Hello:output_type -> gostream.cluster.v1.HelloResponse
-	30, // 85: gostream.cluster.v1.Control.Jobs:output_type -> gostream.cluster.v1.JobsResponse
-	32, // 86: gostream.cluster.v1.Control.StopJob:output_type -> gostream.cluster.v1.StopJobResponse
-	35, // 87: gostream.cluster.v1.Control.Watch:output_type -> gostream.cluster.v1.WatchEvent
-	39, // 88: gostream.cluster.v1.Control.Join:output_type -> gostream.cluster.v1.JoinResponse
-	41, // 89: gostream.cluster.v1.Control.RemoveMember:output_type -> gostream.cluster.v1.RemoveMemberResponse
-	45, // 90: gostream.cluster.v1.Shuffle.Push:output_type -> gostream.cluster.v1.ShuffleResponse
-	48, // 91: gostream.cluster.v1.StatePartitions.Reduce:output_type -> gostream.cluster.v1.ReduceResponse
-	51, // 92: gostream.cluster.v1.StatePartitions.Rows:output_type -> gostream.cluster.v1.RowsResponse
-	55, // 93: gostream.cluster.v1.StatePartitions.Replicate:output_type -> gostream.cluster.v1.ReplicateResponse
-	58, // 94: gostream.cluster.v1.Task.Map:output_type -> gostream.cluster.v1.MapResponse
-	59, // 95: gostream.cluster.v1.Task.MapRows:output_type -> gostream.cluster.v1.MapRowsResponse
-	81, // [81:96] is the sub-list for method output_type
-	66, // [66:81] is the sub-list for method input_type
-	66, // [66:66] is the sub-list for extension type_name
-	66, // [66:66] is the sub-list for extension extendee
-	0,  // [0:66] is the sub-list for field type_name
+	25, // 33: gostream.cluster.v1.StatusResponse.leader_changes:type_name -> gostream.cluster.v1.LeaderChange
+	20, // 34: gostream.cluster.v1.MemberInfoRequest.header:type_name -> gostream.cluster.v1.Header
+	1,  // 35: gostream.cluster.v1.MemberInfoResponse.member:type_name -> gostream.cluster.v1.Member
+	20, // 36: gostream.cluster.v1.RegisterJobRequest.header:type_name -> gostream.cluster.v1.Header
+	8,  // 37: gostream.cluster.v1.RegisterJobRequest.job:type_name -> gostream.cluster.v1.Job
+	20, // 38: gostream.cluster.v1.JobsRequest.header:type_name -> gostream.cluster.v1.Header
+	23, // 39: gostream.cluster.v1.JobsResponse.jobs:type_name -> gostream.cluster.v1.JobStatus
+	20, // 40: gostream.cluster.v1.StopJobRequest.header:type_name -> gostream.cluster.v1.Header
+	23, // 41: gostream.cluster.v1.StopJobResponse.job:type_name -> gostream.cluster.v1.JobStatus
+	20, // 42: gostream.cluster.v1.WatchRequest.header:type_name -> gostream.cluster.v1.Header
+	23, // 43: gostream.cluster.v1.WatchEvent.status:type_name -> gostream.cluster.v1.JobStatus
+	35, // 44: gostream.cluster.v1.WatchEvent.report:type_name -> gostream.cluster.v1.Report
+	20, // 45: gostream.cluster.v1.HelloRequest.header:type_name -> gostream.cluster.v1.Header
+	1,  // 46: gostream.cluster.v1.HelloRequest.peers:type_name -> gostream.cluster.v1.Member
+	1,  // 47: gostream.cluster.v1.HelloResponse.member:type_name -> gostream.cluster.v1.Member
+	1,  // 48: gostream.cluster.v1.HelloResponse.peers:type_name -> gostream.cluster.v1.Member
+	20, // 49: gostream.cluster.v1.JoinRequest.header:type_name -> gostream.cluster.v1.Header
+	1,  // 50: gostream.cluster.v1.JoinRequest.member:type_name -> gostream.cluster.v1.Member
+	1,  // 51: gostream.cluster.v1.JoinResponse.members:type_name -> gostream.cluster.v1.Member
+	20, // 52: gostream.cluster.v1.RemoveMemberRequest.header:type_name -> gostream.cluster.v1.Header
+	1,  // 53: gostream.cluster.v1.RemoveMemberResponse.members:type_name -> gostream.cluster.v1.Member
+	20, // 54: gostream.cluster.v1.ShuffleOpen.header:type_name -> gostream.cluster.v1.Header
+	43, // 55: gostream.cluster.v1.ShuffleMessage.open:type_name -> gostream.cluster.v1.ShuffleOpen
+	44, // 56: gostream.cluster.v1.ShuffleMessage.end:type_name -> gostream.cluster.v1.ShuffleEnd
+	20, // 57: gostream.cluster.v1.ReduceRequest.header:type_name -> gostream.cluster.v1.Header
+	48, // 58: gostream.cluster.v1.ReduceResponse.done:type_name -> gostream.cluster.v1.ReduceDone
+	50, // 59: gostream.cluster.v1.ReduceResponse.rows:type_name -> gostream.cluster.v1.ReduceRows
+	20, // 60: gostream.cluster.v1.RowsRequest.header:type_name -> gostream.cluster.v1.Header
+	20, // 61: gostream.cluster.v1.ReplicateOpen.header:type_name -> gostream.cluster.v1.Header
+	53, // 62: gostream.cluster.v1.ReplicateMessage.open:type_name -> gostream.cluster.v1.ReplicateOpen
+	54, // 63: gostream.cluster.v1.ReplicateMessage.end:type_name -> gostream.cluster.v1.ReplicateEnd
+	20, // 64: gostream.cluster.v1.MapRequest.header:type_name -> gostream.cluster.v1.Header
+	57, // 65: gostream.cluster.v1.MapRequest.ranges:type_name -> gostream.cluster.v1.MapRange
+	8,  // 66: gostream.cluster.v1.State.JobsEntry.value:type_name -> gostream.cluster.v1.Job
+	21, // 67: gostream.cluster.v1.Control.Status:input_type -> gostream.cluster.v1.StatusRequest
+	28, // 68: gostream.cluster.v1.Control.RegisterJob:input_type -> gostream.cluster.v1.RegisterJobRequest
+	26, // 69: gostream.cluster.v1.Control.MemberInfo:input_type -> gostream.cluster.v1.MemberInfoRequest
+	37, // 70: gostream.cluster.v1.Control.Hello:input_type -> gostream.cluster.v1.HelloRequest
+	30, // 71: gostream.cluster.v1.Control.Jobs:input_type -> gostream.cluster.v1.JobsRequest
+	32, // 72: gostream.cluster.v1.Control.StopJob:input_type -> gostream.cluster.v1.StopJobRequest
+	34, // 73: gostream.cluster.v1.Control.Watch:input_type -> gostream.cluster.v1.WatchRequest
+	39, // 74: gostream.cluster.v1.Control.Join:input_type -> gostream.cluster.v1.JoinRequest
+	41, // 75: gostream.cluster.v1.Control.RemoveMember:input_type -> gostream.cluster.v1.RemoveMemberRequest
+	45, // 76: gostream.cluster.v1.Shuffle.Push:input_type -> gostream.cluster.v1.ShuffleMessage
+	47, // 77: gostream.cluster.v1.StatePartitions.Reduce:input_type -> gostream.cluster.v1.ReduceRequest
+	51, // 78: gostream.cluster.v1.StatePartitions.Rows:input_type -> gostream.cluster.v1.RowsRequest
+	55, // 79: gostream.cluster.v1.StatePartitions.Replicate:input_type -> gostream.cluster.v1.ReplicateMessage
+	58, // 80: gostream.cluster.v1.Task.Map:input_type -> gostream.cluster.v1.MapRequest
+	58, // 81: gostream.cluster.v1.Task.MapRows:input_type -> gostream.cluster.v1.MapRequest
+	24, // 82: gostream.cluster.v1.Control.Status:output_type -> gostream.cluster.v1.StatusResponse
+	29, // 83: gostream.cluster.v1.Control.RegisterJob:output_type -> gostream.cluster.v1.RegisterJobResponse
+	27, // 84: gostream.cluster.v1.Control.MemberInfo:output_type -> gostream.cluster.v1.MemberInfoResponse
+	38, // 85: gostream.cluster.v1.Control.Hello:output_type -> gostream.cluster.v1.HelloResponse
+	31, // 86: gostream.cluster.v1.Control.Jobs:output_type -> gostream.cluster.v1.JobsResponse
+	33, // 87: gostream.cluster.v1.Control.StopJob:output_type -> gostream.cluster.v1.StopJobResponse
+	36, // 88: gostream.cluster.v1.Control.Watch:output_type -> gostream.cluster.v1.WatchEvent
+	40, // 89: gostream.cluster.v1.Control.Join:output_type -> gostream.cluster.v1.JoinResponse
+	42, // 90: gostream.cluster.v1.Control.RemoveMember:output_type -> gostream.cluster.v1.RemoveMemberResponse
+	46, // 91: gostream.cluster.v1.Shuffle.Push:output_type -> gostream.cluster.v1.ShuffleResponse
+	49, // 92: gostream.cluster.v1.StatePartitions.Reduce:output_type -> gostream.cluster.v1.ReduceResponse
+	52, // 93: gostream.cluster.v1.StatePartitions.Rows:output_type -> gostream.cluster.v1.RowsResponse
+	56, // 94: gostream.cluster.v1.StatePartitions.Replicate:output_type -> gostream.cluster.v1.ReplicateResponse
+	59, // 95: gostream.cluster.v1.Task.Map:output_type -> gostream.cluster.v1.MapResponse
+	60, // 96: gostream.cluster.v1.Task.MapRows:output_type -> gostream.cluster.v1.MapRowsResponse
+	82, // [82:97] is the sub-list for method output_type
+	67, // [67:82] is the sub-list for method input_type
+	67, // [67:67] is the sub-list for extension type_name
+	67, // [67:67] is the sub-list for extension extendee
+	0,  // [0:67] is the sub-list for field type_name
 }
 
 func init() { file_cluster_proto_init() }
@@ -4768,22 +4855,22 @@ func file_cluster_proto_init() {
 		(*Command_AddMember)(nil),
 		(*Command_RemoveMember)(nil),
 	}
-	file_cluster_proto_msgTypes[32].OneofWrappers = []any{}
-	file_cluster_proto_msgTypes[34].OneofWrappers = []any{
+	file_cluster_proto_msgTypes[33].OneofWrappers = []any{}
+	file_cluster_proto_msgTypes[35].OneofWrappers = []any{
 		(*WatchEvent_Status)(nil),
 		(*WatchEvent_Report)(nil),
 	}
-	file_cluster_proto_msgTypes[43].OneofWrappers = []any{
+	file_cluster_proto_msgTypes[44].OneofWrappers = []any{
 		(*ShuffleMessage_Open)(nil),
 		(*ShuffleMessage_Data)(nil),
 		(*ShuffleMessage_End)(nil),
 	}
-	file_cluster_proto_msgTypes[47].OneofWrappers = []any{
+	file_cluster_proto_msgTypes[48].OneofWrappers = []any{
 		(*ReduceResponse_Changes)(nil),
 		(*ReduceResponse_Done)(nil),
 		(*ReduceResponse_Rows)(nil),
 	}
-	file_cluster_proto_msgTypes[53].OneofWrappers = []any{
+	file_cluster_proto_msgTypes[54].OneofWrappers = []any{
 		(*ReplicateMessage_Open)(nil),
 		(*ReplicateMessage_Record)(nil),
 		(*ReplicateMessage_End)(nil),
@@ -4794,7 +4881,7 @@ func file_cluster_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cluster_proto_rawDesc), len(file_cluster_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   61,
+			NumMessages:   62,
 			NumExtensions: 0,
 			NumServices:   4,
 		},
