@@ -251,10 +251,14 @@
 // The leader also keeps which members are down (liveness): it probes each
 // other member every 200 ms and holds one down once it has not answered
 // for Config.DownAfter, whether it refuses (killed) or hangs (paused). A
-// driver cancels a batch's tasks that involve a worker that is down, logs
-// a new assignment epoch without it (its Kafka partitions to live workers,
-// its state partitions to their standbys) and runs the batch again with
-// the same ranges in that epoch.
+// driver plans a new epoch when its run starts, before each batch's map (a
+// worker back or joined, a move's second step, a new Kafka partition) and
+// when a batch fails because a worker is down: it cancels the batch's
+// tasks that involve that worker, logs an epoch without it (its Kafka
+// partitions to live workers, its state partitions to their standbys) and
+// runs the batch again with the same ranges in that epoch. A batch whose
+// only current copy of a state partition is on a worker that is down
+// waits for it.
 //
 // # Concurrency
 //
