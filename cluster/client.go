@@ -164,11 +164,13 @@ func openWatch(ctx, actx context.Context, cc clusterpb.ControlClient, req *clust
 	if err == nil {
 		first, err = stream.Recv()
 	}
-	if !stop() || err != nil {
+	if !stop() {
+		// actx ended first and cancelled the stream: Recv's Canceled is
+		// ours, the member merely did not answer in time.
+		err = status.FromContextError(actx.Err()).Err()
+	}
+	if err != nil {
 		cancel()
-		if err == nil {
-			err = status.FromContextError(actx.Err()).Err()
-		}
 		return nil, err
 	}
 	return &watchStream{stream: stream, first: first, cancel: cancel}, nil
