@@ -91,9 +91,10 @@ type jobDriver struct {
 func newJobDriver(ctx context.Context, run *JobRun) (d *jobDriver, err error) {
 	n, job := run.m.n, run.Job
 	d = &jobDriver{n: n, run: run, query: &planpb.Query{}}
+	opened := d // d is nil once an error returns
 	defer func() {
 		if err != nil {
-			d.close()
+			opened.close()
 			err = fmt.Errorf("cluster: job %s: %w", job.Name, err)
 		}
 	}()
@@ -233,13 +234,16 @@ func assigned(a *clusterpb.Assignment) []string {
 	return slices.Compact(ws)
 }
 
-// down lists, as "no answer from s2 for 1.2s", the workers a assigns work
-// to that the leader holds down.
+// down lists, as "no answer from s2 for 1.2s" or "s2 removed", the
+// workers a assigns work to that the leader holds down or that are no
+// longer members (gostream cluster remove).
 func (d *jobDriver) down(a *clusterpb.Assignment) []string {
 	var down []string
 	for _, w := range assigned(a) {
 		if isDown, silent := d.n.liveness.down(w); isDown {
 			down = append(down, fmt.Sprintf("no answer from %s for %v", w, silent.Round(time.Millisecond)))
+		} else if d.n.memberAddr(w) == "" {
+			down = append(down, w+" removed")
 		}
 	}
 	return down

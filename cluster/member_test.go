@@ -13,6 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gostream/gostream/engine"
+	"github.com/gostream/gostream/internal/embedtest"
+	"github.com/gostream/gostream/internal/testseed"
 	"github.com/gostream/gostream/proto/clusterpb"
 	"github.com/hashicorp/raft"
 )
@@ -404,4 +407,90 @@ func TestCheckNoOnlyCopy(t *testing.T) {
 			t.Errorf("%s: removing %s: %v, want ErrOnlyCopy naming %q", c.what, c.name, err, c.want)
 		}
 	}
+}
+
+// TestBatchDriverWorkerRemoved: a complete-mode word count runs batch after
+// batch on three in-process workers; a worker that is not the leader stops
+// answering (closed) while the leader does not hold it down (DownAfter of
+// an hour), so a batch's tasks on it keep failing; it is removed then (the
+// operator replacing a lost machine). The driver treats a worker that is
+// no longer a member as lost: it logs an epoch without it ("s2 removed"),
+// runs the batch in flight again, and the counts stay exact. Before, the
+// batch was tried again in the removed worker's epoch until the job
+// failed.
+func TestBatchDriverWorkerRemoved(t *testing.T) {
+	rng := testseed.Rand(t)
+	brokers := embedtest.Start(t, "logs", 3)
+	g := newNodeGroupWith(t, 3, func(c *Config) {
+		c.Driver = BatchDriver
+		c.DownAfter = time.Hour
+	})
+	g.waitStatus(g.addrs(), allReachable)
+	produce, truth := wordProducer(t, rng, brokers)
+	j := startCounting(t, g, "wc-removed", brokers, 3)
+	for range 5 {
+		produce(200 + rng.IntN(200))
+	}
+	// Every state partition's standby holds a full copy once a batch
+	// committed after the first epoch: the removal loses nothing.
+	j.waitBatch(3)
+	leader := g.leader()
+	var gone *Node
+	for _, n := range g.nodes {
+		if n != leader {
+			gone = n
+		}
+	}
+	name := gone.cfg.Name
+	gone.Close()
+	produce(300)
+	// The batch whose tasks fail on gone is in flight now.
+	if _, err := leader.removeMember(context.Background(), name); err != nil {
+		t.Fatalf("removing %s: %v", name, err)
+	}
+	for range 5 {
+		produce(200 + rng.IntN(200))
+	}
+	j.waitCounts(truth)
+	job, _ := g.leader().fsm.Job(j.name)
+	if ws := assigned(job.Assignment); slices.Contains(ws, name) {
+		t.Errorf("epoch %d still assigns work to %s: %v", job.Assignment.GetEpoch(), name, job.Assignment)
+	}
+	if logs := g.logs.String(); !strings.Contains(logs, name+" removed") {
+		t.Errorf("the logs do not say the job moved off %s because it was removed", name)
+	}
+}
+
+// TestBatchDriverStartFails: a driver that cannot start (here, a job
+// registered with a trigger it cannot read) fails the job with the cause,
+// not with a panic of its cleanup (before: newJobDriver's cleanup closed a
+// nil driver, and the job failed with "nil pointer dereference").
+func TestBatchDriverStartFails(t *testing.T) {
+	brokers := embedtest.Start(t, "logs", 1)
+	g := newNodeGroupWith(t, 1, func(c *Config) { c.Driver = BatchDriver })
+	g.waitStatus(g.addrs(), allReachable)
+	p, err := engine.NewSession().ReadStream().Format("kafka").Option("kafka.bootstrap.servers", brokers).
+		Option("subscribe", "logs").Load().GroupBy(engine.Col("value")).Count().
+		WriteStream().Format("jsonl").Option("path", "-").OutputMode(engine.Complete).QueryName("bad-trigger").Plan()
+	if err != nil {
+		t.Fatal(err)
+	}
+	job, err := NewJob("bad-trigger", p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	job.Options["trigger"] = "sometimes"
+	if err := g.leader().apply(registerCmd(job)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, func() error {
+		j, _ := g.leader().fsm.Job("bad-trigger")
+		if j.GetState() != clusterpb.JobState_FAILED {
+			return fmt.Errorf("job state %v", j.GetState())
+		}
+		if !strings.Contains(j.Error, `trigger "sometimes"`) || strings.Contains(j.Error, "panic") {
+			t.Fatalf("the job failed with %q, want the trigger's error", j.Error)
+		}
+		return nil
+	})
 }

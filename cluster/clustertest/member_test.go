@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/gostream/gostream/cluster/clustertest"
+	"github.com/gostream/gostream/proto/clusterpb"
 )
 
 // wantExit waits for w to exit by itself with an error whose log says
@@ -75,4 +76,84 @@ func TestMembership(t *testing.T) {
 	if err == nil || !strings.Contains(out, "fewer than a quorum of 2") || !strings.Contains(out, "not answering: s4") {
 		t.Errorf("cluster remove s1 with s4 down: %v, want an error saying the quorum would be lost", err)
 	}
+}
+
+// holds reports whether the job's assignment gives w a Kafka partition
+// (reads), makes it the owner of a state partition (owns), or its standby
+// (standsBy).
+func holds(a *clusterpb.Assignment, w string) (reads, owns, standsBy bool) {
+	for _, k := range a.GetKafka() {
+		reads = reads || k.Worker == w
+	}
+	for _, sp := range a.GetState() {
+		owns = owns || sp.Owner == w && !sp.Moving
+		standsBy = standsBy || sp.Standby == w
+	}
+	return reads, owns, standsBy
+}
+
+// removeWhenSafe removes w, asking again while the leader refuses because
+// w holds the only current copy of a state partition (its standby copy
+// is being made), and waits for w to exit saying it was removed.
+func removeWhenSafe(t *testing.T, c *clustertest.Cluster, w *clustertest.Worker) {
+	t.Helper()
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(200 * time.Millisecond) {
+		out, err := c.Remove(t, w.Name)
+		if err == nil {
+			break
+		}
+		if !strings.Contains(out, "only copy of state") || time.Now().After(deadline) {
+			t.Fatalf("cluster remove %s: %v\n%s", w.Name, err, out)
+		}
+	}
+	wantExit(t, w, w.Name+" was removed from cluster")
+}
+
+// TestClusterRescale: a job runs batch after batch on three worker
+// processes (trigger 200ms, real Kafka with 4 partitions, new lines
+// produced all along, 4 state partitions) while a 4th worker joins: the
+// driver gives it a Kafka partition and, standby first, a state partition
+// to own; then a worker that is not the leader is removed, and then the
+// leader itself: the driver moves their work to the others. The jsonl
+// file holds each batch once, in order, counts never go back, and at the
+// end the exact counts of every line produced.
+//
+//	flock /tmp/gostream-kafka.lock env GOSTREAM_KAFKA_BACKEND=process \
+//	  go test -count=1 -v -run '^TestClusterRescale$' ./cluster/clustertest
+func TestClusterRescale(t *testing.T) {
+	skipShort(t)
+	s := startStreaming(t, streamSetup{partitions: 4, lines: 5000, vocab: words, submit: []string{"--shuffle-partitions", "4"}})
+	all := newJobView(t, s.c.Workers...)
+	all.waitJob(t, "the job commits a batch", func(js *clusterpb.JobStatus) bool { return js.LastCommitted >= 1 })
+
+	s4 := s.c.Join(t, "s4")
+	s.c.WaitLeader(t)
+	all = newJobView(t, s.c.Workers...)
+	js := all.waitJob(t, "s4 reads a Kafka partition and owns a state partition", func(js *clusterpb.JobStatus) bool {
+		reads, owns, _ := holds(js.Assignment, s4.Name)
+		return reads && owns
+	})
+	t.Logf("s4 joined: epoch %d: %v", js.Assignment.GetEpoch(), js.Assignment)
+
+	var follower *clustertest.Worker
+	for _, w := range s.c.Workers[:3] {
+		if w.Name != js.Driver {
+			follower = w
+		}
+	}
+	removeWhenSafe(t, s.c, follower)
+	js = all.waitJob(t, "the removed follower holds nothing", func(js *clusterpb.JobStatus) bool {
+		reads, owns, standsBy := holds(js.Assignment, follower.Name)
+		return !reads && !owns && !standsBy
+	})
+	t.Logf("%s removed: epoch %d: %v", follower.Name, js.Assignment.GetEpoch(), js.Assignment)
+
+	leader := workerNamed(t, s.c, js.Driver)
+	removeWhenSafe(t, s.c, leader)
+	js = all.waitJob(t, "a new leader drives the job without the removed one", func(js *clusterpb.JobStatus) bool {
+		reads, owns, standsBy := holds(js.Assignment, leader.Name)
+		return js.Driver != "" && js.Driver != leader.Name && !reads && !owns && !standsBy
+	})
+	t.Logf("leader %s removed: %s drives epoch %d: %v", leader.Name, js.Driver, js.Assignment.GetEpoch(), js.Assignment)
+	s.waitExact(t)
 }
