@@ -79,7 +79,7 @@ func (n *Node) addMember(ctx context.Context, m *clusterpb.Member, registered []
 	// A voter the leader cannot reach would count in every quorum from now
 	// on: a group of one would stop.
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.HelloTimeout)
-	resp, err := n.clients.control(m.Address).Hello(ctx, &clusterpb.HelloRequest{Header: n.header(0), Peers: peersToProto(n.peers)})
+	resp, err := n.clients.control(m.Address).Hello(ctx, &clusterpb.HelloRequest{Header: n.header(0), Peers: peersToProto(n.peers)}, grpc.WaitForReady(true))
 	cancel()
 	switch {
 	case err != nil:
@@ -157,30 +157,30 @@ func (n *Node) removeMember(ctx context.Context, name string) (*clusterpb.Remove
 }
 
 // checkQuorumWithout refuses to remove name when fewer of the voters left
-// answer within memberInfoTimeout than a quorum of them: the group would
-// stop making progress.
+// answer within memberInfoTimeout than a quorum of them (naming why each
+// other did not): the group would stop making progress.
 func (n *Node) checkQuorumWithout(ctx context.Context, name string, left []raft.Server) error {
-	live := make([]bool, len(left))
+	errs := make([]error, len(left))
 	var wg sync.WaitGroup
 	for i, srv := range left {
 		if string(srv.ID) == n.cfg.Name {
-			live[i] = true
 			continue
 		}
 		wg.Go(func() {
 			ctx, cancel := context.WithTimeout(ctx, memberInfoTimeout)
 			defer cancel()
-			_, err := n.clients.control(string(srv.Address)).MemberInfo(ctx, &clusterpb.MemberInfoRequest{Header: n.header(0)})
-			live[i] = err == nil
+			// WaitForReady: a connection that failed a moment ago (the
+			// member was starting) is dialed again, not failed at once.
+			_, errs[i] = n.clients.control(string(srv.Address)).MemberInfo(ctx, &clusterpb.MemberInfoRequest{Header: n.header(0)}, grpc.WaitForReady(true))
 		})
 	}
 	wg.Wait()
 	var up, down []string
 	for i, srv := range left {
-		if live[i] {
+		if errs[i] == nil {
 			up = append(up, string(srv.ID))
 		} else {
-			down = append(down, string(srv.ID))
+			down = append(down, fmt.Sprintf("%s (%s)", srv.ID, status.Convert(errs[i]).Message()))
 		}
 	}
 	if quorum := len(left)/2 + 1; len(up) < quorum {

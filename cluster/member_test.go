@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -107,6 +108,7 @@ func TestFSMMembers(t *testing.T) {
 func (g *nodeGroup) startJoiner(name string, via ...string) (Config, *Node, error) {
 	cfg := g.cfgs[0]
 	cfg.Name, cfg.Listen, cfg.DataDir, cfg.Peers, cfg.Join = name, freeAddrs(g.t, 1)[0], filepath.Join(g.t.TempDir(), name), nil, via
+	cfg.Logger = slog.New(slog.NewTextHandler(g.logs, &slog.HandlerOptions{Level: slog.LevelDebug})).With("node", name)
 	n, err := Start(context.Background(), cfg)
 	if n != nil {
 		g.t.Cleanup(func() { n.Close() })
