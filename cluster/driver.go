@@ -475,7 +475,11 @@ type mapped struct {
 	stale  bool     // a reduce may have taken the partials: map again before reducing
 
 	tasks   int32 // map tasks, each of which pushed to every state partition
-	records int64
+	records int64 // in the batch's ranges
+	reused  int64 // of records, those of partials kept from an earlier try (MapResponse.reused_records)
+	// workers are the worker of each of ranges in the latest run of the
+	// map tasks, nil before the first.
+	workers []string
 	bytes   int64 // sent to the state partitions' owners
 	// rows are, for a job without an aggregation, the output rows of each
 	// of the batch's ranges (operators.AppendRow), in offset order.
@@ -529,11 +533,12 @@ func (d *jobDriver) mapIn(ctx context.Context, job *clusterpb.Job, m *mapped) er
 		byWorker[w] = append(byWorker[w], &clusterpb.MapRange{Topic: r.Topic, Partition: r.Partition, From: r.From, Until: r.Until})
 		index[w] = append(index[w], i)
 	}
+	moved := m.moved(a)
 	workers := slices.Sorted(maps.Keys(byWorker))
 	if m.epoch != a.GetEpoch() || len(m.tries) != len(workers) {
 		m.epoch, m.tries = a.GetEpoch(), make([]uint32, len(workers))
 	}
-	m.tasks, m.records, m.bytes = int32(len(workers)), 0, 0
+	m.tasks, m.records, m.reused, m.bytes = int32(len(workers)), 0, 0, 0
 	if d.plan.Narrow != nil {
 		m.rows = make([][][]byte, len(m.ranges))
 	}
@@ -545,7 +550,7 @@ func (d *jobDriver) mapIn(ctx context.Context, job *clusterpb.Job, m *mapped) er
 		g.Go(func() error {
 			cc, err := d.conn(w)
 			if err == nil {
-				var records, sent int64
+				var records, reused, sent int64
 				err = d.call(gctx, &m.tries[i], func(try uint32) (err error) {
 					req := &clusterpb.MapRequest{Header: d.header(a.GetEpoch()), Job: job.Name, Batch: e.BatchID,
 						Task: int32(i), Attempt: attemptOf(a.GetEpoch(), try), Ranges: byWorker[w], BatchTimestampMs: e.TimestampMs}
@@ -554,12 +559,13 @@ func (d *jobDriver) mapIn(ctx context.Context, job *clusterpb.Job, m *mapped) er
 						return err
 					}
 					resp, err := clusterpb.NewTaskClient(cc).Map(gctx, req)
-					records, sent = resp.GetRecords(), int64(resp.GetBytesSent())
+					records, reused, sent = resp.GetRecords(), resp.GetReusedRecords(), int64(resp.GetBytesSent())
 					return err
 				})
 				if err == nil {
 					mu.Lock()
-					m.records += records
+					m.records += records + reused
+					m.reused += reused
 					m.bytes += sent
 					mu.Unlock()
 					return nil
@@ -568,7 +574,40 @@ func (d *jobDriver) mapIn(ctx context.Context, job *clusterpb.Job, m *mapped) er
 			return fmt.Errorf("cluster: job %s batch %d: map task %d on worker %s: %w", job.Name, e.BatchID, i, w, err)
 		})
 	}
-	return g.Wait()
+	err := g.Wait()
+	if err == nil && moved >= 0 && d.plan.Narrow == nil {
+		d.n.log.Info("cluster: a batch mapped again; its workers pushed the partials they kept of ranges that stayed", "job", job.Name,
+			"batch", e.BatchID, "epoch", a.GetEpoch(), "records_read", m.records-m.reused, "records_reused", m.reused, "moved_offsets", moved, "offsets", rangeOffsets(m.ranges))
+	}
+	return err
+}
+
+// rangeOffsets is the number of offsets in ranges.
+func rangeOffsets(ranges []kafkasrc.Range) (n int64) {
+	for _, r := range ranges {
+		n += r.Until - r.From
+	}
+	return n
+}
+
+// moved sets m.workers to the worker a assigns each of m's ranges to and
+// returns the offsets of the ranges whose worker changed since the latest
+// run of the map tasks: the share of a batch mapped again that its workers
+// read again. It is -1 before the first run.
+func (m *mapped) moved(a *clusterpb.Assignment) int64 {
+	moved := int64(-1)
+	if m.workers != nil {
+		moved = 0
+	}
+	workers := make([]string, len(m.ranges))
+	for i, r := range m.ranges {
+		workers[i] = worker(a, r.Topic, r.Partition)
+		if m.workers != nil && workers[i] != m.workers[i] {
+			moved += r.Until - r.From
+		}
+	}
+	m.workers = workers
+	return moved
 }
 
 // mapRows runs a narrow map task, req, on cc and puts the rows of its

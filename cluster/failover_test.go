@@ -23,7 +23,8 @@ import (
 // that is not the leader is closed while lines keep coming. The leader
 // finds it down, logs a new assignment epoch without it (its Kafka
 // partitions to the others, its state partitions to their standbys) with
-// the reason, runs the batch in flight again, and the job goes on: its
+// the reason, runs the batch in flight again, reading again only the
+// lost worker's ranges (checkShareReread), and the job goes on: its
 // last batch holds the exact counts of every line produced, none lost and
 // none counted twice. Started again, the worker reads and owns again, and
 // the counts stay exact.
@@ -51,6 +52,7 @@ func TestBatchDriverWorkerLost(t *testing.T) {
 		produce(200 + rng.IntN(200))
 	}
 	j.waitCounts(truth)
+	checkShareReread(t, g.logs.String())
 	job := j.job()
 	if ws := assigned(job.Assignment); slices.Contains(ws, lost.cfg.Name) {
 		t.Errorf("epoch %d still assigns work to %s: %v", job.Assignment.GetEpoch(), lost.cfg.Name, job.Assignment)

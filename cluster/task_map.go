@@ -54,7 +54,8 @@ func (s *taskServer) Map(ctx context.Context, req *clusterpb.MapRequest) (resp *
 	if err != nil {
 		return nil, taskError(err, "cluster: %s on %s: %v", t.what, t.name, err)
 	}
-	return &clusterpb.MapResponse{Records: t.records, BytesSent: sent, MapMs: t.mapMs, ShuffleMs: time.Since(start).Milliseconds()}, nil
+	return &clusterpb.MapResponse{Records: t.records, BytesSent: sent, MapMs: t.mapMs, ShuffleMs: time.Since(start).Milliseconds(),
+		ReusedRecords: t.reused}, nil
 }
 
 // mapRowsBytes is about the most row bytes a MapRowsResponse carries.
@@ -107,6 +108,7 @@ type mapTask struct {
 	job        *clusterpb.Job
 	outs       []task.Output
 	records    int64
+	reused     int64 // records of ranges whose kept partials outs holds (mapKept)
 	mapMs      int64
 }
 
@@ -153,7 +155,7 @@ func (s *taskServer) runMap(ctx context.Context, req *clusterpb.MapRequest, agg 
 
 	start := time.Now()
 	run.mu.Lock() // the job's tasks share its plan's clock (current_timestamp)
-	t.outs, t.records, err = run.mapper.Run(ctx, run.src, ranges, time.UnixMilli(req.BatchTimestampMs))
+	t.outs, t.records, t.reused, err = n.maps.mapKept(ctx, run, job, req, ranges, agg)
 	run.mu.Unlock()
 	var stack []byte // of a registered function's panic
 	if fe := (*operators.FuncError)(nil); errors.As(err, &fe) {
@@ -320,7 +322,8 @@ type mapJob struct {
 	src       *kafkasrc.Source
 	epoch     uint64
 	mapper    *task.Mapper
-	run       *sync.Mutex // held while a task of the job runs its Mapper
+	run       *sync.Mutex     // held while a task of the job runs its Mapper
+	kept      []*keptPartials // guarded by run
 }
 
 // mapRun is what a map task uses of its job's runtime.
@@ -332,7 +335,8 @@ type mapRun struct {
 	// mu is held while the task runs mapper: the job's tasks on this
 	// worker run one at a time (each takes every core), so a task's
 	// batch timestamp, set on the plan, holds for all of its run.
-	mu *sync.Mutex
+	mu   *sync.Mutex
+	kept *[]*keptPartials // the job's, guarded by mu
 }
 
 func newMapJobs(memory int64) *mapJobs {
@@ -383,7 +387,7 @@ func (m *mapJobs) begin(job *clusterpb.Job) (mapRun, error) {
 		rt.mapper, rt.epoch = mapper, job.Assignment.GetEpoch()
 	}
 	m.running.Add(1)
-	return mapRun{plan: rt.plan, follows: rt.follows, src: rt.src, mapper: rt.mapper, mu: rt.run}, nil
+	return mapRun{plan: rt.plan, follows: rt.follows, src: rt.src, mapper: rt.mapper, mu: rt.run, kept: &rt.kept}, nil
 }
 
 // jobFollows tells whether job's trigger runs on once it caught up
@@ -427,12 +431,8 @@ func (m *mapJobs) newJob(job *clusterpb.Job) (*mapJob, error) {
 // exchangeOf routes job's key groups to the state partitions of its
 // assignment.
 func exchangeOf(job *clusterpb.Job) (*operators.Exchange, error) {
-	parts := job.Assignment.GetState()
-	ranges := make([]operators.KeyGroupRange, len(parts))
-	for i, sp := range parts {
-		ranges[i] = operators.KeyGroupRange{First: int(sp.FirstKeyGroup), End: int(sp.EndKeyGroup)}
-	}
-	return operators.NewExchange(int(job.KeyGroups), ranges)
+	groups, ranges := stateLayout(job)
+	return operators.NewExchange(int(groups), ranges)
 }
 
 // forget closes the runtimes of jobs for which running is false: the

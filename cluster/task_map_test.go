@@ -285,7 +285,8 @@ func latestOffsets(t *testing.T, brokers, topic string) kafkasrc.Offsets {
 // batch's ranges, and checks that the partials the owners received add up
 // to the exact word counts of the lines produced for the batch. Between
 // the batches, the workers' readers fetch the second batch's records ahead. The first
-// batch's task 0 runs twice: its second attempt replaces the first. Then
+// batch's task 0 runs twice: its second attempt replaces the first,
+// pushing the partials the worker kept of the first. Then
 // requests of a stale term or epoch, of a partition assigned elsewhere or
 // of an unknown job are refused.
 func testMapTasks(t *testing.T, brokers, topic string) {
@@ -315,7 +316,10 @@ func testMapTasks(t *testing.T, brokers, topic string) {
 			if resp.BytesSent == 0 {
 				t.Errorf("task %d sent no bytes", req.Task)
 			}
-			records += resp.Records
+			if batch == 0 && w == 0 && (resp.Records != 0 || resp.ReusedRecords == 0) {
+				t.Errorf("task 0's second attempt read %d records and re-used %d; want its first attempt's partials re-used", resp.Records, resp.ReusedRecords)
+			}
+			records += resp.Records + resp.ReusedRecords
 		}
 		if records != int64(len(lines)) {
 			t.Errorf("batch %d: the tasks read %d records, %d were produced", batch, records, len(lines))

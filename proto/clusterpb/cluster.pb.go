@@ -4162,11 +4162,15 @@ func (x *MapRequest) GetBatchTimestampMs() int64 {
 // MapResponse reports a map task attempt whose partials every state
 // partition's owner took (Shuffle.Push) for the attempt.
 type MapResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Records       int64                  `protobuf:"varint,1,opt,name=records,proto3" json:"records,omitempty"`                      // Kafka records read
-	BytesSent     uint64                 `protobuf:"varint,2,opt,name=bytes_sent,json=bytesSent,proto3" json:"bytes_sent,omitempty"` // block stream bytes pushed to the owners
-	MapMs         int64                  `protobuf:"varint,3,opt,name=map_ms,json=mapMs,proto3" json:"map_ms,omitempty"`             // reading the ranges, narrow operators, partial aggregation
-	ShuffleMs     int64                  `protobuf:"varint,4,opt,name=shuffle_ms,json=shuffleMs,proto3" json:"shuffle_ms,omitempty"` // pushing the partials to the owners
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Records   int64                  `protobuf:"varint,1,opt,name=records,proto3" json:"records,omitempty"`                      // Kafka records read
+	BytesSent uint64                 `protobuf:"varint,2,opt,name=bytes_sent,json=bytesSent,proto3" json:"bytes_sent,omitempty"` // block stream bytes pushed to the owners
+	MapMs     int64                  `protobuf:"varint,3,opt,name=map_ms,json=mapMs,proto3" json:"map_ms,omitempty"`             // reading the ranges, narrow operators, partial aggregation
+	ShuffleMs int64                  `protobuf:"varint,4,opt,name=shuffle_ms,json=shuffleMs,proto3" json:"shuffle_ms,omitempty"` // pushing the partials to the owners
+	// Records of ranges whose partials the worker kept from its previous
+	// attempt of the same batch's task (an older epoch's) and pushed again
+	// without reading them again; records counts only those read this time.
+	ReusedRecords int64 `protobuf:"varint,5,opt,name=reused_records,json=reusedRecords,proto3" json:"reused_records,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -4225,6 +4229,13 @@ func (x *MapResponse) GetMapMs() int64 {
 func (x *MapResponse) GetShuffleMs() int64 {
 	if x != nil {
 		return x.ShuffleMs
+	}
+	return 0
+}
+
+func (x *MapResponse) GetReusedRecords() int64 {
+	if x != nil {
+		return x.ReusedRecords
 	}
 	return 0
 }
@@ -4612,14 +4623,15 @@ const file_cluster_proto_rawDesc = "" +
 	"\x04task\x18\x04 \x01(\x05R\x04task\x12\x18\n" +
 	"\aattempt\x18\x05 \x01(\rR\aattempt\x125\n" +
 	"\x06ranges\x18\x06 \x03(\v2\x1d.gostream.cluster.v1.MapRangeR\x06ranges\x12,\n" +
-	"\x12batch_timestamp_ms\x18\a \x01(\x03R\x10batchTimestampMs\"|\n" +
+	"\x12batch_timestamp_ms\x18\a \x01(\x03R\x10batchTimestampMs\"\xa3\x01\n" +
 	"\vMapResponse\x12\x18\n" +
 	"\arecords\x18\x01 \x01(\x03R\arecords\x12\x1d\n" +
 	"\n" +
 	"bytes_sent\x18\x02 \x01(\x04R\tbytesSent\x12\x15\n" +
 	"\x06map_ms\x18\x03 \x01(\x03R\x05mapMs\x12\x1d\n" +
 	"\n" +
-	"shuffle_ms\x18\x04 \x01(\x03R\tshuffleMs\"t\n" +
+	"shuffle_ms\x18\x04 \x01(\x03R\tshuffleMs\x12%\n" +
+	"\x0ereused_records\x18\x05 \x01(\x03R\rreusedRecords\"t\n" +
 	"\x0fMapRowsResponse\x12\x1f\n" +
 	"\vrange_index\x18\x01 \x01(\x05R\n" +
 	"rangeIndex\x12\x12\n" +
