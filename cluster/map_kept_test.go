@@ -1,12 +1,17 @@
 package cluster
 
 import (
+	"maps"
+	"math/rand/v2"
 	"regexp"
 	"slices"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/gostream/gostream/engine/task"
+	"github.com/gostream/gostream/internal/embedtest"
+	"github.com/gostream/gostream/internal/testseed"
 	"github.com/gostream/gostream/kafkasrc"
 	"github.com/gostream/gostream/proto/clusterpb"
 )
@@ -117,5 +122,42 @@ func checkShareReread(t *testing.T, logs string) {
 	}
 	if reused == 0 {
 		t.Error("no map task re-used its partials")
+	}
+}
+
+// TestMapRerunMillion runs both map tasks of a batch of 1M lines (word
+// count, two workers) four times, as a failover runs a batch again: every
+// attempt after the first reads nothing and re-uses the partials its
+// worker kept, and the owners' partials of the last attempts hold the
+// exact counts. It logs each attempt's time (the re-run's cost); it
+// produces 1M lines, so it does not run with -short.
+func TestMapRerunMillion(t *testing.T) {
+	if testing.Short() {
+		t.Skip("produces 1M lines; run without -short")
+	}
+	rng := rand.New(rand.NewPCG(testseed.Seed(t), 0))
+	brokers, topic := embedtest.Start(t, "logs", 3), "logs"
+	r := newMapRig(t, brokers, topic)
+	lines, want := randomLines(rng, 1_000_000)
+	for c := range slices.Chunk(lines, 50_000) {
+		embedtest.Produce(t, brokers, topic, c...)
+	}
+	reqs := r.tasks("wc", 0, kafkasrc.Offsets{topic: {0: 0, 1: 0, 2: 0}}, latestOffsets(t, brokers, topic))
+	for attempt := uint32(1); attempt <= 4; attempt++ {
+		for w, req := range reqs {
+			req.Attempt = attempt
+			start := time.Now()
+			resp, err := r.mapOn(w, req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("attempt %d of task %d: %v (read %d records, re-used %d)", attempt, req.Task, time.Since(start).Round(time.Millisecond), resp.Records, resp.ReusedRecords)
+			if attempt > 1 && (resp.Records != 0 || resp.ReusedRecords == 0) {
+				t.Errorf("attempt %d of task %d read %d records and re-used %d; want its partials re-used", attempt, req.Task, resp.Records, resp.ReusedRecords)
+			}
+		}
+	}
+	if got := r.counts("wc", 0); !maps.Equal(got, want) {
+		t.Fatalf("the owners received counts of %d words, want %d", len(got), len(want))
 	}
 }
