@@ -67,6 +67,18 @@ func (l *leaderLog) explain(term uint64, reason string) {
 	l.add("", term, reason)
 }
 
+// lastLeader is the last leader recorded, "" if none.
+func (l *leaderLog) lastLeader() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, c := range slices.Backward(l.mu.changes) {
+		if c.Leader != "" {
+			return c.Leader
+		}
+	}
+	return ""
+}
+
 // list returns a copy of the changes, oldest first.
 func (l *leaderLog) list() []*clusterpb.LeaderChange {
 	l.mu.Lock()
@@ -79,8 +91,9 @@ func (l *leaderLog) list() []*clusterpb.LeaderChange {
 }
 
 // watchLeaders records the leader changes raft observes until the node
-// stops; the node's own elections say how long the previous leader had
-// been silent.
+// stops. On the node's own election it records how long no leader had
+// been heard from, and tells the liveness view that the previous leader
+// has been silent since then.
 func (n *Node) watchLeaders() {
 	ch := make(chan raft.Observation, 16)
 	obs := raft.NewObserver(ch, false, func(o *raft.Observation) bool {
@@ -100,6 +113,9 @@ func (n *Node) watchLeaders() {
 				reason = "elected"
 				if last := n.raft.LastContact(); !last.IsZero() {
 					reason = fmt.Sprintf("elected: no leader heard from for %v", time.Since(last).Round(time.Millisecond))
+					if prev := n.leaders.lastLeader(); prev != "" {
+						n.liveness.silent(prev, last)
+					}
 				}
 			}
 			n.leaders.add(leader, n.raft.CurrentTerm(), reason)

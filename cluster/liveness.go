@@ -83,6 +83,23 @@ func (l *liveness) answered(member string, sent time.Time) {
 	}
 }
 
+// silent records that member has not been heard from since at: it is
+// down once downAfter passed since then, unless it answers a probe
+// before. A new leader so counts the silence of the leader before it,
+// which its Raft saw, instead of waiting downAfter from its election.
+func (l *liveness) silent(member string, at time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if member == l.self {
+		return
+	}
+	if m := l.mu.members[member]; m == nil {
+		l.mu.members[member] = &memberLife{answered: at}
+	} else if !m.down && at.Before(m.answered) {
+		m.answered = at
+	}
+}
+
 // check brings the view to members, the group's members at now: a new
 // one is expected to answer within downAfter, one that has not answered
 // for downAfter is down.

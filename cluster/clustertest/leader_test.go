@@ -302,6 +302,22 @@ func others(c *clustertest.Cluster, w *clustertest.Worker) []*clustertest.Worker
 	return slices.DeleteFunc(slices.Clone(c.Workers), func(o *clustertest.Worker) bool { return o == w })
 }
 
+// replicated reports whether every state partition of the job has a
+// standby holding a current copy: a worker lost then loses no partition's
+// only copy.
+func replicated(js *clusterpb.JobStatus) bool {
+	for _, sp := range js.Assignment.GetState() {
+		if sp.Standby == "" || js.LastCommitted < sp.StandbyReadyFrom {
+			return false
+		}
+	}
+	return true
+}
+
+// waitKilled is how long TestClusterLeaderKilled waits for a commit
+// without the killed worker before it restarts it.
+const waitKilled = 10 * time.Second
+
 // recovery is one leader kill's timeline, from the kill.
 type recovery struct {
 	driver  time.Duration // the new leader's driver runs (after election and barrier)
@@ -350,12 +366,14 @@ func envCount(t *testing.T, name string, def int) int {
 
 // TestClusterLeaderKilled: a job runs batch after batch on three worker
 // processes (trigger 200ms, real Kafka, new lines produced all along)
-// while its leader is killed with SIGKILL, again and again (each time
-// restarted as soon as a new leader drives the job, as a supervisor
-// would): a new leader resumes the job from the Raft batch log, re-running
-// the batch in flight with the same ranges, and the jsonl file, written on the leader's host, holds
-// each batch once, in order, counts that never go back, and at the end
-// the exact counts of every line produced. It logs each kill's timeline
+// while its leader is killed with SIGKILL, again and again (once every
+// state partition has a current standby; the killed worker is restarted
+// once a new leader committed a batch without it, or after waitKilled): a new leader resumes
+// the job from the Raft batch log, moves the killed worker's work to the
+// others and re-runs the batch in flight with the same ranges, and each
+// worker's jsonl file (written while it leads) holds its batches in
+// order, with counts that never go back, the last one the exact counts of
+// every line produced. It logs each kill's timeline
 // (new driver, its epoch, its first batch log entry, its first commit)
 // and their medians; a run of many kills measures them:
 //
@@ -368,8 +386,8 @@ func TestClusterLeaderKilled(t *testing.T) {
 	all.waitJob(t, "the job commits a batch", func(js *clusterpb.JobStatus) bool { return js.LastCommitted >= 1 })
 	var recs []recovery
 	for i := range envCount(t, "GOSTREAM_LEADER_KILLS", 2) {
-		before := all.waitJob(t, "a driver plans a batch", func(js *clusterpb.JobStatus) bool {
-			return js.Driver != "" && js.LastPlanned > js.LastCommitted
+		before := all.waitJob(t, "a driver plans a batch, every state partition with a current standby", func(js *clusterpb.JobStatus) bool {
+			return js.Driver != "" && js.LastPlanned > js.LastCommitted && replicated(js)
 		})
 		leader := workerNamed(t, s.c, before.Driver)
 		survivors := newJobView(t, others(s.c, leader)...)
@@ -386,9 +404,12 @@ func TestClusterLeaderKilled(t *testing.T) {
 			}
 			if base == nil {
 				base, r.driver = js, since
-				// The killed worker holds Kafka and state partitions the
-				// batch in flight needs: restarted, as a supervisor would,
-				// it takes them again.
+			}
+			if since > waitKilled && !leader.Running() {
+				// The batch waits for the killed worker (it held a
+				// partition's only current copy): restarted, as a
+				// supervisor would, it serves it again.
+				t.Logf("kill %d: no commit %v after the kill: %s restarted", i+1, waitKilled, leader.Name)
 				leader.Start(t)
 			}
 			if js.Assignment.GetEpoch() > base.Assignment.GetEpoch() || base.Assignment.GetEpoch() > before.Assignment.GetEpoch() {
@@ -407,6 +428,9 @@ func TestClusterLeaderKilled(t *testing.T) {
 			i+1, leader.Name, before.DriverTerm, before.LastPlanned, js.Driver, js.DriverTerm, r.driver, js.Assignment.GetEpoch(), r.epoch, r.planned, js.LastCommitted, r.commit)
 		t.Logf("kill %d: the new leader's log:\n%s", i+1, logSince(t, workerNamed(t, s.c, js.Driver), killed))
 		recs = append(recs, r)
+		if !leader.Running() {
+			leader.Start(t)
+		}
 		s.c.WaitLeader(t)
 	}
 	median := func(f func(recovery) time.Duration) time.Duration {
