@@ -275,18 +275,6 @@ func (w *Worker) Kill(t testing.TB) {
 	_ = w.stop(syscall.SIGKILL)
 }
 
-// Signal sends sig to the worker's process (SIGSTOP and SIGCONT pause and
-// resume it) without waiting.
-func (w *Worker) Signal(t testing.TB, sig syscall.Signal) {
-	t.Helper()
-	if !w.Running() {
-		t.Fatalf("clustertest: %s is not running: cannot send it %v", w.Name, sig)
-	}
-	if err := w.cmd.Process.Signal(sig); err != nil {
-		t.Fatalf("clustertest: %v to %s: %v", sig, w.Name, err)
-	}
-}
-
 // Restart stops the worker with SIGTERM and starts it again.
 func (w *Worker) Restart(t testing.TB) {
 	t.Helper()

@@ -13,7 +13,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -490,11 +489,6 @@ func TestClusterLeaderPaused(t *testing.T) {
 	all := newJobView(t, s.c.Workers...)
 	all.waitJob(t, "the job commits a batch", func(js *clusterpb.JobStatus) bool { return js.LastCommitted >= 1 })
 	paused := workerNamed(t, s.c, "s3")
-	t.Cleanup(func() {
-		if paused.Running() {
-			paused.Signal(t, syscall.SIGCONT)
-		}
-	})
 	for i := range envCount(t, "GOSTREAM_LEADER_PAUSES", 2) {
 		for {
 			js := all.waitJob(t, "a driver runs", func(js *clusterpb.JobStatus) bool { return js.Driver != "" })
@@ -510,7 +504,7 @@ func TestClusterLeaderPaused(t *testing.T) {
 		})
 		holdsNothing(t, before, paused.Name)
 		time.Sleep(time.Duration(rng.IntN(100)) * time.Millisecond)
-		paused.Signal(t, syscall.SIGSTOP)
+		paused.Pause(t)
 		stopped := time.Now()
 		out := filepath.Join(paused.Dir(), sinkFile)
 		was, err := os.Stat(out)
@@ -520,7 +514,7 @@ func TestClusterLeaderPaused(t *testing.T) {
 		js := newJobView(t, others(s.c, paused)...).waitJob(t, "a new leader commits the batch in flight and the next", func(js *clusterpb.JobStatus) bool {
 			return js.DriverTerm > before.DriverTerm && js.LastCommitted > before.LastPlanned
 		})
-		paused.Signal(t, syscall.SIGCONT)
+		paused.Resume(t)
 		t.Logf("pause %d: %s (term %d) paused while batch %d was in flight; %s committed batch %d in term %d after %v; %s resumed",
 			i+1, paused.Name, before.DriverTerm, before.LastPlanned, js.Driver, js.LastCommitted, js.DriverTerm, time.Since(stopped), paused.Name)
 		s.c.WaitLeader(t)
@@ -557,12 +551,7 @@ func TestClusterMinority(t *testing.T) {
 	alone := workerNamed(t, c, st.Leader)
 	paused := others(c, alone)
 	for _, w := range paused {
-		w.Signal(t, syscall.SIGSTOP)
-		t.Cleanup(func() {
-			if w.Running() {
-				w.Signal(t, syscall.SIGCONT)
-			}
-		})
+		w.Pause(t)
 	}
 	cl := newJobView(t, alone).cl
 	var out string
@@ -604,7 +593,7 @@ func TestClusterMinority(t *testing.T) {
 	}
 
 	for _, w := range paused {
-		w.Signal(t, syscall.SIGCONT)
+		w.Resume(t)
 	}
 	healed := c.WaitLeader(t)
 	if healed.Term != st.Term+1 {
