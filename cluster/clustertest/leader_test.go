@@ -446,35 +446,50 @@ func TestClusterLeaderKilled(t *testing.T) {
 	s.waitExact(t)
 }
 
-// holdsNothing fails t unless the job's assignment gives w no Kafka
-// partition and no state partition, owner or standby.
-func holdsNothing(t *testing.T, js *clusterpb.JobStatus, w string) {
+// fileState is path's size and modification time, or that it does not
+// exist.
+func fileState(t *testing.T, path string) string {
 	t.Helper()
+	st, err := os.Stat(path)
+	if os.IsNotExist(err) {
+		return "no file"
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("%d bytes, modified %v", st.Size(), st.ModTime())
+}
+
+// holds reports whether the job's assignment gives w a Kafka partition
+// or a state partition, as owner or standby.
+func holds(js *clusterpb.JobStatus, w string) bool {
 	for _, k := range js.Assignment.GetKafka() {
 		if k.Worker == w {
-			t.Fatalf("the job's assignment gives %s Kafka partition %s-%d; the test needs a worker holding nothing: %v", w, k.Topic, k.Partition, js.Assignment)
+			return true
 		}
 	}
 	for _, sp := range js.Assignment.GetState() {
 		if sp.Owner == w || sp.Standby == w {
-			t.Fatalf("the job's assignment gives %s a state partition; the test needs a worker holding nothing: %v", w, js.Assignment)
+			return true
 		}
 	}
+	return false
 }
 
 // TestClusterLeaderPaused: a leader paused with SIGSTOP while a batch is
 // in flight, deposed, and resumed with SIGCONT once a new leader has
-// written and committed that batch and the next, writes nothing more: the
-// jsonl file, which every leader writes on this one host, holds each
-// batch once, whole and in order, with counts that never go back, and at
-// the end the exact counts. The job has one Kafka partition and one state
-// partition, on s1 (owner) and s2 (standby), and s3 leads: so the others
-// go on while it is paused. Its batches write about 20,000 rows (a
-// vocabulary of 20,000 words), several writes each, so a pause often
-// falls in the middle of the sink's writes, or while the batch's reduce
-// answers wait in its sockets: without the fence, the resumed leader
-// went on writing its batch over the new leader's lines. The pauses fall
-// at random times (the seed is logged):
+// committed that batch and the next, writes nothing more: its own jsonl
+// file (each worker writes its own while it leads, as on separate hosts)
+// does not change after it resumed, and every worker's file holds its
+// batches in order, with counts that never go back, the last one the
+// exact counts. The job has one Kafka partition and one state partition
+// (owner and standby): the test restarts the leader until the worker
+// holding none of them leads, so the others go on while it is paused. Its
+// batches write about 20,000 rows (a vocabulary of 50,000 words), several
+// writes each, so a pause often falls in the middle of the sink's writes,
+// or while the batch's answers wait in its sockets: without the fence,
+// the resumed leader went on writing. The pauses fall at random times
+// (the seed is logged):
 //
 //	flock /tmp/gostream-kafka.lock env GOSTREAM_KAFKA_BACKEND=process GOSTREAM_LEADER_PAUSES=10 \
 //	  go test -count=1 -v -run '^TestClusterLeaderPaused$' ./cluster/clustertest
@@ -488,29 +503,28 @@ func TestClusterLeaderPaused(t *testing.T) {
 	rng := rand.New(rand.NewPCG(s.rng.Uint64(), 0)) // the pauses' times; the producer has s.rng
 	all := newJobView(t, s.c.Workers...)
 	all.waitJob(t, "the job commits a batch", func(js *clusterpb.JobStatus) bool { return js.LastCommitted >= 1 })
-	paused := workerNamed(t, s.c, "s3")
 	for i := range envCount(t, "GOSTREAM_LEADER_PAUSES", 2) {
-		for {
-			js := all.waitJob(t, "a driver runs", func(js *clusterpb.JobStatus) bool { return js.Driver != "" })
-			if js.Driver == paused.Name {
+		var before *clusterpb.JobStatus
+		for restarts := 0; ; restarts++ {
+			before = all.waitJob(t, "a driver plans a batch", func(js *clusterpb.JobStatus) bool {
+				return js.Driver != "" && js.LastPlanned > js.LastCommitted
+			})
+			if !holds(before, before.Driver) {
 				break
 			}
-			// Move the leadership on until s3 has it.
-			workerNamed(t, s.c, js.Driver).Restart(t)
+			if restarts == 20 {
+				t.Fatalf("the leader held a partition of the job after 20 restarts of the leader: %v", before)
+			}
+			// Move the leadership on until the worker holding nothing has it.
+			workerNamed(t, s.c, before.Driver).Restart(t)
 			s.c.WaitLeader(t)
 		}
-		before := all.waitJob(t, "s3 plans a batch", func(js *clusterpb.JobStatus) bool {
-			return js.Driver == paused.Name && js.LastPlanned > js.LastCommitted
-		})
-		holdsNothing(t, before, paused.Name)
+		paused := workerNamed(t, s.c, before.Driver)
 		time.Sleep(time.Duration(rng.IntN(100)) * time.Millisecond)
 		paused.Pause(t)
 		stopped := time.Now()
 		out := filepath.Join(paused.Dir(), sinkFile)
-		was, err := os.Stat(out)
-		if err != nil {
-			t.Fatal(err)
-		}
+		was := fileState(t, out)
 		js := newJobView(t, others(s.c, paused)...).waitJob(t, "a new leader commits the batch in flight and the next", func(js *clusterpb.JobStatus) bool {
 			return js.DriverTerm > before.DriverTerm && js.LastCommitted > before.LastPlanned
 		})
@@ -521,13 +535,8 @@ func TestClusterLeaderPaused(t *testing.T) {
 		// Once the resumed member follows, what it would write, it has.
 		all.waitJob(t, "the job runs on", func(js2 *clusterpb.JobStatus) bool { return js2.LastCommitted > js.LastCommitted })
 		t.Logf("pause %d: %s's log since it was paused:\n%s", i+1, paused.Name, logSince(t, paused, stopped))
-		now, err := os.Stat(out)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if now.Size() != was.Size() || !now.ModTime().Equal(was.ModTime()) {
-			t.Fatalf("pause %d: %s, deposed while paused, changed its jsonl file after it resumed: %d bytes, modified %v; was %d bytes, modified %v",
-				i+1, paused.Name, now.Size(), now.ModTime(), was.Size(), was.ModTime())
+		if now := fileState(t, out); now != was {
+			t.Fatalf("pause %d: %s, deposed while paused, changed its jsonl file after it resumed: %s; was %s", i+1, paused.Name, now, was)
 		}
 		s.checkOutput(t)
 	}
