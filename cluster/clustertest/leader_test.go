@@ -460,9 +460,9 @@ func fileState(t *testing.T, path string) string {
 	return fmt.Sprintf("%d bytes, modified %v", st.Size(), st.ModTime())
 }
 
-// holds reports whether the job's assignment gives w a Kafka partition
+// assignedTo reports whether the job's assignment gives w a Kafka partition
 // or a state partition, as owner or standby.
-func holds(js *clusterpb.JobStatus, w string) bool {
+func assignedTo(js *clusterpb.JobStatus, w string) bool {
 	for _, k := range js.Assignment.GetKafka() {
 		if k.Worker == w {
 			return true
@@ -509,7 +509,7 @@ func TestClusterLeaderPaused(t *testing.T) {
 			before = all.waitJob(t, "a driver plans a batch", func(js *clusterpb.JobStatus) bool {
 				return js.Driver != "" && js.LastPlanned > js.LastCommitted
 			})
-			if !holds(before, before.Driver) {
+			if !assignedTo(before, before.Driver) {
 				break
 			}
 			if restarts == 20 {
