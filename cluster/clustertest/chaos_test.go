@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -28,7 +29,8 @@ import (
 var (
 	chaosSeed   = flag.Uint64("chaos.seed", 0, "TestChaos: replay this seed of the fault schedule and the lines (0: a new one, or $GOSTREAM_SEED)")
 	chaosFaults = flag.Int("chaos.faults", 12, "TestChaos: how many faults to inject")
-	chaosLines  = flag.Int("chaos.lines", 100_000, "TestChaos: about how many lines to produce, a tenth before the faults, the rest while they happen")
+	chaosLines  = flag.Int("chaos.lines", 100_000, "TestChaos: how many lines to produce, a tenth before the faults, the rest while they happen (more if the faults need more, at least 10 every 100 ms)")
+	chaosLogs   = flag.String("chaos.logs", "", "TestChaos: keep the workers' logs in this directory (by default they are kept only when it fails)")
 	chaosKinds  = flag.String("chaos.kinds", strings.Join(chaosKindsPassing, ","),
 		"TestChaos: the faults to inject in turn, each a kind of "+strings.Join(slices.Sorted(maps.Keys(faultKinds)), ",")+
 			" into the leader or a follower, drawn at random (kill) or named (kill:leader, kill:follower)")
@@ -128,8 +130,8 @@ func TestChaos(t *testing.T) {
 	kc, topic := startTopic(t)
 	c := clustertest.Start(t, 3)
 	t.Cleanup(func() {
-		if t.Failed() {
-			keepLogs(t, c)
+		if t.Failed() || *chaosLogs != "" {
+			keepLogs(t, c, *chaosLogs)
 		}
 	})
 	f := c.Faults(t)
@@ -186,20 +188,29 @@ func TestChaos(t *testing.T) {
 	}
 	waitBatch("the first batch", time.Time{}, time.Minute)
 
-	// More lines all the while the faults happen, at a pace that makes
-	// about -chaos.lines in all if each fault takes 5 s.
+	// More lines all the while the faults happen, each tick a share of
+	// those left for the faults left (at least 10 lines, so that every
+	// fault has batches to delay), the rest at the end.
 	pctx, stopProducing := context.WithCancel(ctx)
-	produced := make(chan error, 1)
+	var faultsLeft atomic.Int64
+	faultsLeft.Store(int64(*chaosFaults))
+	type result struct {
+		lines int
+		err   error
+	}
+	produced := make(chan result, 1)
 	go func() {
-		per := max(1, (*chaosLines-first)/(*chaosFaults*50))
+		n := first
 		for pctx.Err() == nil {
+			per := max(10, (*chaosLines-n)/int(max(1, faultsLeft.Load())*30))
 			if err := produce(pctx, cl, lines, topic, per, truth); err != nil {
-				produced <- err
+				produced <- result{n, err}
 				return
 			}
+			n += per
 			time.Sleep(100 * time.Millisecond)
 		}
-		produced <- nil
+		produced <- result{n, nil}
 	}()
 
 	var faults []fault
@@ -225,11 +236,20 @@ func TestChaos(t *testing.T) {
 		fl.next, _ = check.batchAfter(fl.at)
 		t.Logf("%s: next batch %d committed %.2fs after the fault", desc, fl.next.id, fl.next.at.Sub(fl.at).Seconds())
 		faults = append(faults, fl)
+		faultsLeft.Add(-1)
 	}
 	stopProducing()
-	if err := <-produced; err != nil && pctx.Err() == nil {
-		t.Fatal(err)
+	res := <-produced
+	if res.err != nil && pctx.Err() == nil {
+		t.Fatal(res.err)
 	}
+	if rest := *chaosLines - res.lines; rest > 0 {
+		if err := produce(context.Background(), cl, lines, topic, rest, truth); err != nil {
+			t.Fatal(err)
+		}
+		res.lines += rest
+	}
+	t.Logf("%d lines produced", res.lines)
 
 	// Every line counted, then the job stopped: submit returns.
 	for deadline := time.Now().Add(2*time.Minute + time.Duration(*chaosLines/50_000)*time.Second); !maps.Equal(check.counts(), truth); time.Sleep(50 * time.Millisecond) {
@@ -281,10 +301,15 @@ func logRecoveries(t *testing.T, faults []fault) {
 	t.Logf("recovery, from the fault to the next batch committed (the fault held 0.5-3 s):%s", b.String())
 }
 
-// keepLogs copies the workers' logs to a directory that outlives the test,
-// and logs its name.
-func keepLogs(t *testing.T, c *clustertest.Cluster) {
-	dir, err := os.MkdirTemp("", "gostream-chaos-")
+// keepLogs copies the workers' logs to dir, or to a new directory when
+// dir is "", and logs its name.
+func keepLogs(t *testing.T, c *clustertest.Cluster, dir string) {
+	var err error
+	if dir == "" {
+		dir, err = os.MkdirTemp("", "gostream-chaos-")
+	} else {
+		err = os.MkdirAll(dir, 0o755)
+	}
 	if err != nil {
 		t.Error(err)
 		return
