@@ -169,6 +169,8 @@ func (d *jobDriver) assign(ctx context.Context) error {
 	if _, _, err := d.Offsets(ctx); err != nil {
 		return err
 	}
+	d.n.planMu.RLock()
+	defer d.n.planMu.RUnlock()
 	a, reason := d.next(d.run.Job)
 	if reason == "" {
 		reason = fmt.Sprintf("a driver run on %s in term %d", d.run.Member, d.run.Term)
@@ -256,6 +258,8 @@ func (d *jobDriver) down(a *clusterpb.Assignment) []string {
 func (d *jobDriver) replan() {
 	d.epochMu.Lock()
 	defer d.epochMu.Unlock()
+	d.n.planMu.RLock()
+	defer d.n.planMu.RUnlock()
 	fresh, ok := d.n.fsm.Job(d.run.Job.Name) // with the batches committed since
 	if !ok || fresh.Assignment.GetEpoch() != d.current().Assignment.GetEpoch() {
 		return // a run that is ending
@@ -277,6 +281,8 @@ func (d *jobDriver) replan() {
 func (d *jobDriver) failover(job *clusterpb.Job) (moved, waits bool, err error) {
 	d.epochMu.Lock()
 	defer d.epochMu.Unlock()
+	d.n.planMu.RLock()
+	defer d.n.planMu.RUnlock()
 	cur := d.current()
 	if cur.Assignment.GetEpoch() != job.Assignment.GetEpoch() {
 		return true, false, nil

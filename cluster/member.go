@@ -143,7 +143,9 @@ func (n *Node) removeMember(ctx context.Context, name string) (*clusterpb.Remove
 	if name == n.cfg.Name {
 		return n.handOverAndRemove(ctx, name)
 	}
+	n.planMu.Lock()
 	index, err := n.applyIndex(&clusterpb.Command{Kind: &clusterpb.Command_RemoveMember{RemoveMember: &clusterpb.RemoveMember{Name: name}}})
+	n.planMu.Unlock()
 	if err != nil {
 		return nil, applyStatus(err)
 	}

@@ -182,6 +182,11 @@ type Node struct {
 	states    *jobStates
 	maps      *mapJobs
 	liveness  *liveness // the leader's view of the members
+	// planMu is held (read) by a job's driver while it plans an epoch with
+	// the members and logs it, and (write) while a member's removal is
+	// logged: an epoch is never planned with a member and logged after its
+	// removal, which the state machine would refuse.
+	planMu    sync.RWMutex
 	leaders   leaderLog // the leader changes this member saw
 	stop      chan struct{}
 	stopCtx   context.Context // canceled by Close

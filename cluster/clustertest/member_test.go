@@ -126,6 +126,7 @@ func TestClusterRescale(t *testing.T) {
 	all := newJobView(t, s.c.Workers...)
 	all.waitJob(t, "the job commits a batch", func(js *clusterpb.JobStatus) bool { return js.LastCommitted >= 1 })
 
+	joined := time.Now()
 	s4 := s.c.Join(t, "s4")
 	s.c.WaitLeader(t)
 	all = newJobView(t, s.c.Workers...)
@@ -133,7 +134,7 @@ func TestClusterRescale(t *testing.T) {
 		reads, owns, _ := holds(js.Assignment, s4.Name)
 		return reads && owns
 	})
-	t.Logf("s4 joined: epoch %d: %v", js.Assignment.GetEpoch(), js.Assignment)
+	t.Logf("s4 reads and owns %v after it was started with --join: epoch %d: %v", time.Since(joined).Round(time.Millisecond), js.Assignment.GetEpoch(), js.Assignment)
 
 	var follower *clustertest.Worker
 	for _, w := range s.c.Workers[:3] {
@@ -141,19 +142,21 @@ func TestClusterRescale(t *testing.T) {
 			follower = w
 		}
 	}
+	removed := time.Now()
 	removeWhenSafe(t, s.c, follower)
 	js = all.waitJob(t, "the removed follower holds nothing", func(js *clusterpb.JobStatus) bool {
 		reads, owns, standsBy := holds(js.Assignment, follower.Name)
 		return !reads && !owns && !standsBy
 	})
-	t.Logf("%s removed: epoch %d: %v", follower.Name, js.Assignment.GetEpoch(), js.Assignment)
+	t.Logf("%s holds nothing %v after cluster remove: epoch %d: %v", follower.Name, time.Since(removed).Round(time.Millisecond), js.Assignment.GetEpoch(), js.Assignment)
 
 	leader := workerNamed(t, s.c, js.Driver)
+	removed = time.Now()
 	removeWhenSafe(t, s.c, leader)
 	js = all.waitJob(t, "a new leader drives the job without the removed one", func(js *clusterpb.JobStatus) bool {
 		reads, owns, standsBy := holds(js.Assignment, leader.Name)
 		return js.Driver != "" && js.Driver != leader.Name && !reads && !owns && !standsBy
 	})
-	t.Logf("leader %s removed: %s drives epoch %d: %v", leader.Name, js.Driver, js.Assignment.GetEpoch(), js.Assignment)
+	t.Logf("leader %s removed: %s drives epoch %d without it %v after cluster remove: %v", leader.Name, js.Driver, js.Assignment.GetEpoch(), time.Since(removed).Round(time.Millisecond), js.Assignment)
 	s.waitExact(t)
 }
