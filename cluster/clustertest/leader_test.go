@@ -460,22 +460,6 @@ func fileState(t *testing.T, path string) string {
 	return fmt.Sprintf("%d bytes, modified %v", st.Size(), st.ModTime())
 }
 
-// assignedTo reports whether the job's assignment gives w a Kafka partition
-// or a state partition, as owner or standby.
-func assignedTo(js *clusterpb.JobStatus, w string) bool {
-	for _, k := range js.Assignment.GetKafka() {
-		if k.Worker == w {
-			return true
-		}
-	}
-	for _, sp := range js.Assignment.GetState() {
-		if sp.Owner == w || sp.Standby == w {
-			return true
-		}
-	}
-	return false
-}
-
 // TestClusterLeaderPaused: a leader paused with SIGSTOP while a batch is
 // in flight, deposed, and resumed with SIGCONT once a new leader has
 // committed that batch and the next, writes nothing more: its own jsonl
@@ -509,7 +493,7 @@ func TestClusterLeaderPaused(t *testing.T) {
 			before = all.waitJob(t, "a driver plans a batch", func(js *clusterpb.JobStatus) bool {
 				return js.Driver != "" && js.LastPlanned > js.LastCommitted
 			})
-			if !assignedTo(before, before.Driver) {
+			if r, o, sb := holds(before.Assignment, before.Driver); !r && !o && !sb {
 				break
 			}
 			if restarts == 20 {
