@@ -9,8 +9,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/gostream/gostream/internal/embedtest"
-	"github.com/gostream/gostream/internal/testseed"
 	"github.com/gostream/gostream/proto/clusterpb"
 )
 
@@ -28,15 +26,9 @@ func (j *countingJob) assignment(truth map[string]int64) *clusterpb.Job {
 // batch boundary, whose reason names them; the job goes on and counts
 // their lines exactly (before: the job failed, naming the partition).
 func TestBatchDriverNewKafkaPartitions(t *testing.T) {
-	brokers := embedtest.Start(t, "logs", 2)
-	g := newNodeGroupWith(t, 3, func(c *Config) { c.Driver = BatchDriver })
-	g.waitStatus(g.addrs(), allReachable)
-	produce, truth := wordProducer(t, testseed.Rand(t), brokers)
-	j := startCounting(t, g, "wc", brokers, 4)
-	produce(100)
-	j.waitCounts(truth)
+	_, j, produce, truth := countingOnThree(t, 2, "wc", 4)
 
-	cl, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(brokers, ",")...))
+	cl, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(j.brokers, ",")...))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,13 +53,8 @@ func TestBatchDriverNewKafkaPartitions(t *testing.T) {
 // planned at batch boundaries; a worker removed hands its work over; the
 // counts stay exact throughout.
 func TestBatchDriverRescale(t *testing.T) {
-	brokers := embedtest.Start(t, "logs", 4)
-	g := newNodeGroupWith(t, 3, func(c *Config) { c.Driver = BatchDriver })
+	g, j, produce, truth := countingOnThree(t, 4, "wc", 4)
 	st := g.waitStatus(g.addrs(), allReachable)
-	produce, truth := wordProducer(t, testseed.Rand(t), brokers)
-	j := startCounting(t, g, "wc", brokers, 4)
-	produce(100)
-	j.waitCounts(truth)
 
 	cfg, _, err := g.startJoiner("s4", g.addrs()[0])
 	if err != nil {
