@@ -26,7 +26,8 @@ func comparePartitions(a, b kafkaPartition) int {
 // nextAssignment plans j's next assignment epoch: who reads each Kafka
 // partition of parts (and of j's current epoch), who owns and who stands
 // by for each state partition. members are the group's members; live says
-// which of them the leader holds up; a worker is one that is both. next is
+// how the leader sees each (memberState); a worker is a member not down.
+// next is
 // always the epoch after j's current one; reason is a sentence naming
 // what moved and why, "" when next assigns everything as j's current
 // epoch does (the caller then keeps the current epoch, unless it starts a
@@ -55,16 +56,25 @@ func comparePartitions(a, b kafkaPartition) int {
 //     its standby, marked moving, and the next reduce copies the
 //     partition to it; once a batch committed with it there, the receiver
 //     becomes the owner and the old owner its standby. A standby already
-//     current takes over at once.
+//     current takes over at once. Owners are evened out only when every
+//     worker answered the leader since it leads: a new leader's view of
+//     a member it has not heard from yet, the killed leader before it
+//     say, is unknown, and a move would drop the current standby of a
+//     partition whose owner may turn out down.
 //
 // The state machine sets each partition's standby_ready_from when it
 // applies next. It relies on the driver's contract: a batch whose offsets
 // entry is logged after an epoch is reduced in that epoch or a later one.
-func nextAssignment(j *clusterpb.Job, parts []kafkaPartition, members []string, live func(name string) bool, replicas int) (next *clusterpb.Assignment, reason string) {
+func nextAssignment(j *clusterpb.Job, parts []kafkaPartition, members []string, live func(name string) memberState, replicas int) (next *clusterpb.Assignment, reason string) {
 	p := planner{member: map[string]bool{}, replicas: replicas, waits: map[string][]int{}, takes: map[string][]int{}, current: map[string][]int{}}
+	settled := true
 	for _, m := range members {
 		p.member[m] = true
-		if live(m) {
+		switch live(m) {
+		case memberUnknown:
+			settled = false
+			p.workers = append(p.workers, m)
+		case memberUp:
 			p.workers = append(p.workers, m)
 		}
 	}
@@ -83,7 +93,7 @@ func nextAssignment(j *clusterpb.Job, parts []kafkaPartition, members []string, 
 	if len(cur.GetState()) == 0 {
 		next.State = PlaceState(j.KeyGroups, j.ShufflePartitions, p.workers, replicas)
 	} else {
-		next.State = p.state(cur.State)
+		next.State = p.state(cur.State, settled)
 	}
 	if cur == nil {
 		return next, fmt.Sprintf("first assignment: %d Kafka partitions and %d state partitions over %s", len(next.Kafka), len(next.State), strings.Join(p.workers, ", "))
@@ -199,8 +209,9 @@ func (p *planner) ready(sp *clusterpb.StatePartition) bool {
 	return sp.Standby != "" && p.committed >= sp.StandbyReadyFrom
 }
 
-// state plans the state partitions' next epoch from cur's.
-func (p *planner) state(cur []*clusterpb.StatePartition) []*clusterpb.StatePartition {
+// state plans the state partitions' next epoch from cur's, evening out
+// their owners when balance.
+func (p *planner) state(cur []*clusterpb.StatePartition, balance bool) []*clusterpb.StatePartition {
 	next := make([]*clusterpb.StatePartition, len(cur))
 	for i, sp := range cur {
 		next[i] = proto.CloneOf(sp)
@@ -222,7 +233,9 @@ func (p *planner) state(cur []*clusterpb.StatePartition) []*clusterpb.StateParti
 			owned[w]++
 		}
 	}
-	p.balance(next, owned)
+	if balance {
+		p.balance(next, owned)
+	}
 	kept := map[string]int{} // partitions kept, owned or stood by for
 	for _, sp := range next {
 		kept[sp.Owner]++

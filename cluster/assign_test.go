@@ -59,7 +59,7 @@ func TestNextAssignment(t *testing.T) {
 	}
 }
 
-func allLive(string) bool { return true }
+func allLive(string) memberState { return memberUp }
 
 func kafkaOf(a *clusterpb.Assignment) string {
 	s := ""
@@ -119,9 +119,10 @@ func TestNextAssignmentMoves(t *testing.T) {
 		name       string
 		members    []string // default s1-s3
 		down       []string
-		kafka      int   // Kafka partitions listed; default 6
-		unready    []int // state partitions whose standby became one after batch 4
-		replicas   int   // default 2
+		unknown    []string // not heard from since the leader leads
+		kafka      int      // Kafka partitions listed; default 6
+		unready    []int    // state partitions whose standby became one after batch 4
+		replicas   int      // default 2
 		wantKafka  string
 		wantState  string
 		wantReason string
@@ -168,6 +169,25 @@ func TestNextAssignmentMoves(t *testing.T) {
 		wantKafka:  "logs-0:s1 logs-1:s2 logs-2:s3 logs-3:s1 logs-4:s2 logs-5:s4",
 		wantState:  "[0,1):s1/s2 [1,2):s2/s3 [2,3):s3/s1 [3,4):s1/s2 [4,5):s2/s3 [5,6):s3/s4",
 		wantReason: "s4 up: Kafka partitions logs-5 s3 -> s4; state partitions (owner/standby) 5 s3/s1 -> s3/s4; s4 takes state partition 5 over once a batch committed with it as standby",
+	}, {
+		// A new leader has not heard from s3 (killed, the leader
+		// before it) yet: moving state partition 5 to s4 would drop
+		// s1, its current standby, and leave it waiting for s3 once s3
+		// is held down.
+		name:       "s4 joins, s3 unknown: no state partition moves",
+		members:    []string{"s1", "s2", "s3", "s4"},
+		unknown:    []string{"s3"},
+		wantKafka:  "logs-0:s1 logs-1:s2 logs-2:s3 logs-3:s1 logs-4:s2 logs-5:s4",
+		wantState:  "[0,1):s1/s2 [1,2):s2/s3 [2,3):s3/s1 [3,4):s1/s2 [4,5):s2/s3 [5,6):s3/s1",
+		wantReason: "s4 up: Kafka partitions logs-5 s3 -> s4",
+	}, {
+		name:       "s4 joins and is unknown, s2 down: s2's partitions go to their standbys",
+		members:    []string{"s1", "s2", "s3", "s4"},
+		down:       []string{"s2"},
+		unknown:    []string{"s4"},
+		wantKafka:  "logs-0:s1 logs-1:s4 logs-2:s3 logs-3:s1 logs-4:s4 logs-5:s3",
+		wantState:  "[0,1):s1/s4 [1,2):s3/s4 [2,3):s3/s1 [3,4):s1/s4 [4,5):s3/s4 [5,6):s3/s1",
+		wantReason: "s2 down, s4 up: Kafka partitions logs-1 s2 -> s4, logs-4 s2 -> s4; state partitions (owner/standby) 0 s1/s2 -> s1/s4, 1 s2/s3 -> s3/s4, 3 s1/s2 -> s1/s4, 4 s2/s3 -> s3/s4",
 	}, {
 		name:       "s4 joins, a new Kafka partition",
 		members:    []string{"s1", "s2", "s3", "s4"},
@@ -222,7 +242,15 @@ func TestNextAssignmentMoves(t *testing.T) {
 			for _, i := range tc.unready {
 				j.Assignment.State[i].StandbyReadyFrom = 5
 			}
-			live := func(w string) bool { return !slices.Contains(tc.down, w) }
+			live := func(w string) memberState {
+				switch {
+				case slices.Contains(tc.down, w):
+					return memberDown
+				case slices.Contains(tc.unknown, w):
+					return memberUnknown
+				}
+				return memberUp
+			}
 			next, reason := nextAssignment(j, parts, members, live, cmp.Or(tc.replicas, 2))
 			if next.Epoch != 2 {
 				t.Errorf("epoch %d; want 2", next.Epoch)
@@ -283,7 +311,12 @@ func (s *assignSim) job() *clusterpb.Job {
 	return j
 }
 
-func (s *assignSim) live(w string) bool { return !s.down[w] }
+func (s *assignSim) live(w string) memberState {
+	if s.down[w] {
+		return memberDown
+	}
+	return memberUp
+}
 
 func (s *assignSim) workers() []string {
 	return slices.DeleteFunc(slices.Clone(s.members), func(w string) bool { return s.down[w] })

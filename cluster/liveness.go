@@ -23,8 +23,9 @@ const probeInterval = 200 * time.Millisecond
 // timeout, and report no last contact per follower.
 //
 // A member the view has not seen yet, and every member when the node
-// becomes the leader, is up until it has not answered for downAfter. The
-// node itself is always up. Its methods are safe for concurrent use.
+// becomes the leader, is not down until it has not answered for
+// downAfter, but unknown (state) until it answers a probe the view sent.
+// The node itself is always up. Its methods are safe for concurrent use.
 type liveness struct {
 	self      string
 	downAfter time.Duration
@@ -39,8 +40,19 @@ type liveness struct {
 // memberLife is one member's liveness.
 type memberLife struct {
 	answered time.Time // of its last answer, or when the view began to expect one
+	since    time.Time // when the view began to expect an answer
+	heard    bool      // it answered a probe sent since
 	down     bool
 }
+
+// memberState is a member's liveness as the leader sees it.
+type memberState int
+
+const (
+	memberUp      memberState = iota // it answered a probe since the node leads
+	memberUnknown                    // no answer yet since the node leads, and not down yet
+	memberDown                       // no answer for downAfter
+)
 
 func newLiveness(self string, downAfter time.Duration, log *slog.Logger) *liveness {
 	l := &liveness{self: self, downAfter: downAfter, log: log}
@@ -76,6 +88,7 @@ func (l *liveness) answered(member string, sent time.Time) {
 	if sent.After(m.answered) {
 		m.answered = sent
 	}
+	m.heard = m.heard || !sent.Before(m.since)
 	if m.down {
 		m.down = false
 		l.log.Info("cluster: member is back: it answers again", "member", member)
@@ -94,7 +107,7 @@ func (l *liveness) silent(member string, at time.Time) {
 		return
 	}
 	if m := l.mu.members[member]; m == nil {
-		l.mu.members[member] = &memberLife{answered: at}
+		l.mu.members[member] = &memberLife{answered: at, since: time.Now()}
 	} else if !m.down && at.Before(m.answered) {
 		m.answered = at
 	}
@@ -118,7 +131,7 @@ func (l *liveness) check(now time.Time, members []string) {
 		m := l.mu.members[name]
 		switch {
 		case m == nil:
-			l.mu.members[name] = &memberLife{answered: now}
+			l.mu.members[name] = &memberLife{answered: now, since: now}
 		case !m.down && now.Sub(m.answered) >= l.downAfter:
 			m.down = true
 			l.log.Info("cluster: member is down: it has not answered for "+now.Sub(m.answered).Round(time.Millisecond).String(), "member", name)
@@ -142,6 +155,23 @@ func (l *liveness) down(member string) (bool, time.Duration) {
 		return false, 0
 	}
 	return m.down, time.Since(m.answered)
+}
+
+// state is member's liveness: the node itself is up, a member the view
+// does not know yet is unknown.
+func (l *liveness) state(member string) memberState {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	m := l.mu.members[member]
+	switch {
+	case member == l.self:
+		return memberUp
+	case m == nil || (!m.heard && !m.down):
+		return memberUnknown
+	case m.down:
+		return memberDown
+	}
+	return memberUp
 }
 
 // live reports whether member is not down.

@@ -71,6 +71,35 @@ func TestLivenessView(t *testing.T) {
 	}
 }
 
+// TestLivenessState: a member is unknown until it answers a probe sent
+// since the view began to expect it (a probe of an earlier leadership
+// does not count), up once it did, down after downAfter of silence,
+// unknown again after a reset; the node itself is always up.
+func TestLivenessState(t *testing.T) {
+	l := newLiveness("s1", time.Second, slog.New(slog.DiscardHandler))
+	t0 := time.Now()
+	members := []string{"s1", "s2", "s3", "s4"}
+	want := func(what string, states ...memberState) {
+		t.Helper()
+		for i, m := range members {
+			if got := l.state(m); got != states[i] {
+				t.Errorf("%s: %s state %d; want %d", what, m, got, states[i])
+			}
+		}
+	}
+	want("before the first check", memberUp, memberUnknown, memberUnknown, memberUnknown)
+	l.check(t0, members)
+	l.answered("s2", t0.Add(500*time.Millisecond))
+	l.answered("s4", t0.Add(-time.Millisecond)) // sent before the view expected it
+	want("s2 answered", memberUp, memberUp, memberUnknown, memberUnknown)
+	l.check(t0.Add(time.Second), members)
+	want("s3 and s4 silent for 1s", memberUp, memberUp, memberDown, memberDown)
+	l.answered("s3", t0.Add(time.Second))
+	want("s3 answered", memberUp, memberUp, memberUp, memberDown)
+	l.reset()
+	want("reset", memberUp, memberUnknown, memberUnknown, memberUnknown)
+}
+
 func closed(ch <-chan struct{}) bool {
 	select {
 	case <-ch:
