@@ -200,17 +200,11 @@ func TestChaos(t *testing.T) {
 	}
 	produced := make(chan result, 1)
 	go func() {
-		n := first
-		for pctx.Err() == nil {
-			per := max(10, (*chaosLines-n)/int(max(1, faultsLeft.Load())*30))
-			if err := produce(pctx, cl, lines, topic, per, truth); err != nil {
-				produced <- result{n, err}
-				return
-			}
-			n += per
-			time.Sleep(100 * time.Millisecond)
-		}
-		produced <- result{n, nil}
+		n, err := keepProducing(ctx, pctx, cl, lines, topic, truth, 100*time.Millisecond, func(n int) int {
+			left := *chaosLines - first - n
+			return min(left, max(10, left/int(max(1, faultsLeft.Load())*30)))
+		})
+		produced <- result{first + n, err}
 	}()
 
 	var faults []fault
@@ -240,7 +234,7 @@ func TestChaos(t *testing.T) {
 	}
 	stopProducing()
 	res := <-produced
-	if res.err != nil && pctx.Err() == nil {
+	if res.err != nil {
 		t.Fatal(res.err)
 	}
 	if rest := *chaosLines - res.lines; rest > 0 {
@@ -282,6 +276,28 @@ func produce(ctx context.Context, cl *kgo.Client, rng *rand.Rand, topic string, 
 		}
 	}
 	return nil
+}
+
+// keepProducing produces random lines to topic until stop is done, adding
+// their words to truth: a round of per(n) lines (n: the lines it produced
+// so far), then a pause, and so on. A round is produced whole with ctx,
+// never cut short by stop: a produce cut short may have written some of
+// its lines, and truth, which counts them all, would no longer be what the
+// topic holds. It returns the lines produced and the first error.
+func keepProducing(ctx, stop context.Context, cl *kgo.Client, rng *rand.Rand, topic string, truth map[string]int64, pause time.Duration, per func(n int) int) (int, error) {
+	n := 0
+	for stop.Err() == nil {
+		k := per(n)
+		if err := produce(ctx, cl, rng, topic, k, truth); err != nil {
+			return n, err
+		}
+		n += k
+		select {
+		case <-stop.Done():
+		case <-time.After(pause):
+		}
+	}
+	return n, nil
 }
 
 // logRecoveries logs the recovery times of the faults of each kind and
