@@ -193,14 +193,19 @@ func (c *Cluster) Command(ctx context.Context, args ...string) *exec.Cmd {
 // Stop stops every running worker with SIGTERM, all at once, and waits.
 func (c *Cluster) Stop(t testing.TB) {
 	t.Helper()
-	for _, w := range c.Workers {
-		if w.Running() {
-			_ = w.cmd.Process.Signal(syscall.SIGTERM)
-		}
-	}
+	c.signal(syscall.SIGTERM)
 	for _, w := range c.Workers {
 		if w.cmd != nil {
 			w.wait(t)
+		}
+	}
+}
+
+// signal sends sig to every running worker.
+func (c *Cluster) signal(sig syscall.Signal) {
+	for _, w := range c.Workers {
+		if w.Running() {
+			_ = w.cmd.Process.Signal(sig)
 		}
 	}
 }

@@ -413,11 +413,7 @@ func (p *delayProxy) close() {
 // stalled cluster waits.
 func (c *Cluster) Quit(t testing.TB) {
 	t.Helper()
-	for _, w := range c.Workers {
-		if w.Running() {
-			_ = w.cmd.Process.Signal(syscall.SIGQUIT)
-		}
-	}
+	c.signal(syscall.SIGQUIT)
 	for _, w := range c.Workers {
 		if w.cmd != nil {
 			select {
