@@ -134,8 +134,11 @@
 // between that last check and the attempt's completion (microseconds, no
 // lock held across them) is not seen by it. The owner's Inbox keeps
 // complete attempts until the partition's reduce takes them
-// (Inbox.Take): only a task's latest attempt counts, and the reduce
-// gets exactly one complete attempt per map task. The Inbox holds at most
+// (Inbox.Take): only a task's latest attempt counts (of the latest
+// epoch, the highest number: the driver numbers a task's tries in each
+// epoch from 1), and the reduce gets exactly one complete attempt per map
+// task. A reduce stops waiting, for its partials or its standby, once its
+// epoch has passed on the owner, so the next epoch's attempts are taken. The Inbox holds at most
 // Config.ShuffleMemory of received bytes; beyond it, streams stop reading,
 // and HTTP/2's flow control (4 MiB windows per stream) stops their
 // senders. Data messages travel in pooled buffers through a codec of their

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -309,18 +310,31 @@ func (d *jobDriver) failover(job *clusterpb.Job) (moved, waits bool, err error) 
 // assigns work to down, so that no task waits on it; stop cancels it and
 // waits for its watcher.
 func (d *jobDriver) untilDown(ctx context.Context, a *clusterpb.Assignment) (_ context.Context, stop func()) {
-	ctx, cancel := context.WithCancelCause(ctx)
 	workers := assigned(a)
+	return cancelWhen(ctx, d.n.liveness.changes, func() error {
+		for _, w := range workers {
+			if !d.n.liveness.live(w) {
+				return fmt.Errorf("cluster: worker %s is down", w)
+			}
+		}
+		return nil
+	})
+}
+
+// cancelWhen returns ctx, canceled with the error check returns once it
+// returns one: check runs at once, then each time the channel changes
+// returned before it is closed. stop cancels ctx and waits for the
+// watcher.
+func cancelWhen(ctx context.Context, changes func() <-chan struct{}, check func() error) (_ context.Context, stop func()) {
+	ctx, cancel := context.WithCancelCause(ctx)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		for {
-			changed := d.n.liveness.changes()
-			for _, w := range workers {
-				if !d.n.liveness.live(w) {
-					cancel(fmt.Errorf("cluster: worker %s is down", w))
-					return
-				}
+			changed := changes()
+			if err := check(); err != nil {
+				cancel(err)
+				return
 			}
 			select {
 			case <-changed:
@@ -373,7 +387,8 @@ func (d *jobDriver) retry(ctx context.Context, job *clusterpb.Job, err error, un
 	case until.IsZero():
 		*until = time.Now().Add(2 * d.n.cfg.DownAfter)
 	case time.Now().After(*until):
-		return err
+		return fmt.Errorf("%w (the batch was tried again for %v, in epoch %d, with every worker it needs up: the log of the worker it names tells the cause; once that is fixed, submit the job again, which resumes it from its batch log)",
+			err, 2*d.n.cfg.DownAfter, job.Assignment.GetEpoch())
 	}
 	d.n.log.Info("cluster: a batch failed; running it again", "job", job.Name, "epoch", job.Assignment.GetEpoch(), "err", err)
 	select {
@@ -417,15 +432,22 @@ func (d *jobDriver) conn(worker string) (grpc.ClientConnInterface, error) {
 
 // call calls fn, a task request to a worker, with try *tries+1, +2...,
 // again while it fails for a while only (transient), for at most the
-// node's ApplyTimeout and until *tries reaches maxTries: a new epoch, or a
-// job just registered, reaches the followers a moment after the leader
-// logged it, and a worker started a moment ago may not listen yet.
+// node's ApplyTimeout: a new epoch, or a job just registered, reaches the
+// followers a moment after the leader logged it, and a worker started a
+// moment ago may not listen yet. The try is the request's attempt number
+// in its assignment epoch, counted over every run of the batch's map in
+// the epoch: with the epoch, it orders the attempts in the owners'
+// inboxes (attemptID), so a try that failed half way leaves nothing a
+// reduce takes. call fails rather than let the count wrap.
 func (d *jobDriver) call(ctx context.Context, tries *uint32, fn func(try uint32) error) error {
 	deadline := time.Now().Add(d.n.cfg.ApplyTimeout)
 	for {
+		if *tries == math.MaxUint32 {
+			return fmt.Errorf("cluster: the task was tried %d times in its assignment epoch, the most its attempt number counts", *tries)
+		}
 		*tries++
 		err := fn(*tries)
-		if !transient(err) || *tries >= maxTries || time.Now().After(deadline) {
+		if !transient(err) || time.Now().After(deadline) {
 			return err
 		}
 		select {
@@ -436,22 +458,8 @@ func (d *jobDriver) call(ctx context.Context, tries *uint32, fn func(try uint32)
 	}
 }
 
-const (
-	// retryDelay is how long call waits before it tries again.
-	retryDelay = 20 * time.Millisecond
-	// maxTries bounds the tries of a map task in an epoch: attempt numbers
-	// them in 8 bits.
-	maxTries = 255
-)
-
-// attemptOf numbers a map task's try in an assignment epoch: the epoch,
-// which each run logs anew, then the try, counted over every run of the
-// batch's map in the epoch. So an attempt supersedes, in the owners'
-// inboxes, every attempt of an earlier epoch or try: a try that failed
-// half way leaves nothing a reduce takes.
-func attemptOf(epoch uint64, try uint32) uint32 {
-	return uint32(epoch)<<8 | try
-}
+// retryDelay is how long call waits before it tries again.
+const retryDelay = 20 * time.Millisecond
 
 // transient reports whether err is a worker's answer that may change
 // soon: Unavailable (it cannot be reached, or has not applied the
@@ -559,7 +567,7 @@ func (d *jobDriver) mapIn(ctx context.Context, job *clusterpb.Job, m *mapped) er
 				var records, reused, sent int64
 				err = d.call(gctx, &m.tries[i], func(try uint32) (err error) {
 					req := &clusterpb.MapRequest{Header: d.header(a.GetEpoch()), Job: job.Name, Batch: e.BatchID,
-						Task: int32(i), Attempt: attemptOf(a.GetEpoch(), try), Ranges: byWorker[w], BatchTimestampMs: e.TimestampMs}
+						Task: int32(i), Attempt: try, Ranges: byWorker[w], BatchTimestampMs: e.TimestampMs}
 					if d.plan.Narrow != nil {
 						records, err = d.mapRows(gctx, cc, req, m.rows, index[w])
 						return err

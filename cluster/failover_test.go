@@ -215,6 +215,42 @@ func TestBatchDriverWaitsForTheOnlyCopy(t *testing.T) {
 	j.waitCounts(truth)
 }
 
+// TestBatchDriverGivesUp: a batch that keeps failing with every worker
+// up (state partition 0's owner refuses every push of the batch: its
+// Inbox holds the partition as reduced already) fails the job after
+// twice DownAfter with an error naming the cause and the next step; once
+// the cause is gone, the job submitted again resumes from its batch log
+// with exact counts.
+func TestBatchDriverGivesUp(t *testing.T) {
+	g, j, produce, truth := countingOnThree(t, 2, "wc-stuck", 2)
+	last, _ := j.last()
+	job := j.job()
+	owner := g.nodes[slices.IndexFunc(g.nodes, func(n *Node) bool { return n.cfg.Name == job.Assignment.State[0].Owner })]
+	held, err := owner.inbox.Take(context.Background(), j.name, last+1, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	held.Release()
+	produce(100)
+	var failed string
+	waitFor(t, 30*time.Second, func() error {
+		if jb, _ := j.leader().fsm.Job(j.name); jb.GetState() == clusterpb.JobState_FAILED {
+			failed = jb.Error
+			return nil
+		}
+		return fmt.Errorf("the job still runs")
+	})
+	t.Logf("the job failed: %s", failed)
+	for _, want := range []string{fmt.Sprintf("batch %d", last+1), "was reduced already", "with every worker it needs up", "submit the job again"} {
+		if !strings.Contains(failed, want) {
+			t.Errorf("the job's error does not say %q", want)
+		}
+	}
+	owner.inbox.Forget(j.name, last+1, 0)
+	j = startCounting(t, g, j.name, j.brokers, 2)
+	j.waitCounts(truth)
+}
+
 // wordProducer returns a function producing n lines of 1 to 6 words of
 // 40 to topic logs on brokers, and the counts of every word it produced.
 func wordProducer(t *testing.T, rng *rand.Rand, brokers string) (produce func(n int), truth map[string]int64) {

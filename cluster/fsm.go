@@ -46,6 +46,7 @@ const (
 type FSM struct {
 	mu             sync.RWMutex
 	state          *clusterpb.State // replaced whole by Restore, changed in place by Apply
+	jobsChanged    chan struct{}    // closed and replaced when a job changes (jobChanges); guarded by mu
 	changed        chan struct{}    // capacity 1: a pending signal covers later ones
 	membersChanged chan struct{}    // capacity 1, likewise
 }
@@ -54,7 +55,22 @@ var _ raft.FSM = (*FSM)(nil)
 
 // NewFSM returns an empty state machine.
 func NewFSM() *FSM {
-	return &FSM{state: emptyState(), changed: make(chan struct{}, 1), membersChanged: make(chan struct{}, 1)}
+	return &FSM{state: emptyState(), jobsChanged: make(chan struct{}), changed: make(chan struct{}, 1), membersChanged: make(chan struct{}, 1)}
+}
+
+// jobChanges returns a channel closed once, after the call, a job is
+// registered, changes state or gets a new assignment epoch, or a snapshot
+// is restored. Any number of goroutines may wait on it.
+func (f *FSM) jobChanges() <-chan struct{} {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.jobsChanged
+}
+
+// jobsChangedLocked closes the channel jobChanges returned and replaces it.
+func (f *FSM) jobsChangedLocked() {
+	close(f.jobsChanged)
+	f.jobsChanged = make(chan struct{})
 }
 
 // Changed receives a value after jobs were registered, changed state or
@@ -106,14 +122,17 @@ func (f *FSM) Apply(l *raft.Log) any {
 		err = f.initLocked(k.Init)
 	case *clusterpb.Command_RegisterJob:
 		err = f.registerJobLocked(k.RegisterJob.GetJob())
+		f.jobsChangedLocked()
 		defer f.signal()
 	case *clusterpb.Command_SetJobState:
 		err = f.setJobStateLocked(k.SetJobState)
+		f.jobsChangedLocked()
 		defer f.signal()
 	case *clusterpb.Command_AppendBatchLog:
 		err = f.appendBatchLogLocked(k.AppendBatchLog)
 	case *clusterpb.Command_SetAssignment:
 		err = f.setAssignmentLocked(k.SetAssignment)
+		f.jobsChangedLocked()
 	case *clusterpb.Command_AddMember:
 		err = f.addMemberLocked(k.AddMember.GetMember())
 		defer notify(f.membersChanged)
@@ -578,6 +597,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	}
 	f.mu.Lock()
 	f.state = s
+	f.jobsChangedLocked()
 	f.mu.Unlock()
 	f.signal()
 	notify(f.membersChanged)

@@ -168,6 +168,35 @@ func TestFSMApply(t *testing.T) {
 	}
 }
 
+// TestFSMJobChanges: the channel jobChanges returns is closed by a job's
+// registration and new assignment epoch, not by its batch log.
+func TestFSMJobChanges(t *testing.T) {
+	a := newFSMApplier(t)
+	a.mustApply(initCmd())
+	closed := func(ch <-chan struct{}) bool {
+		select {
+		case <-ch:
+			return true
+		default:
+			return false
+		}
+	}
+	for _, c := range []struct {
+		cmd     *clusterpb.Command
+		changes bool
+	}{
+		{registerCmd(testJob("wc")), true},
+		{appendCmd("wc", offsets(0, 0, 10)), false},
+		{assignCmd("wc", testAssignment(1)), true},
+	} {
+		ch := a.f.jobChanges()
+		a.mustApply(c.cmd)
+		if closed(ch) != c.changes {
+			t.Errorf("after %v: jobChanges closed %v; want %v", c.cmd, closed(ch), c.changes)
+		}
+	}
+}
+
 // TestFSMRefuses checks that every bad command is refused with ErrRefused
 // and leaves the state as it was.
 func TestFSMRefuses(t *testing.T) {

@@ -404,6 +404,9 @@ func (n *Node) fenceView() (name, clusterID string, term uint64, err error) {
 // job implements shuffleFence.
 func (n *Node) job(name string) (*clusterpb.Job, bool) { return n.fsm.Job(name) }
 
+// jobChanges implements shuffleFence.
+func (n *Node) jobChanges() <-chan struct{} { return n.fsm.jobChanges() }
+
 // serve starts the mux and the gRPC server on ln.
 func (n *Node) serve(ln net.Listener) {
 	n.mux = newMux(ln, n.clusterID, n.log)

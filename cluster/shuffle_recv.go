@@ -28,9 +28,11 @@ const (
 // Inbox keeps the partials that map tasks push to the state partitions this
 // worker owns, until the partition's reduce takes them (Take).
 //
-// Attempts: only the latest attempt of a map task counts. Per (job, batch,
-// partition, task), an attempt that opens drops every earlier one, complete
-// or not, and an attempt older than one already opened is refused. A
+// Attempts: only the latest attempt of a map task counts: the one of the
+// latest assignment epoch, and of that epoch the highest number. Per (job,
+// batch, partition, task), an attempt that opens drops every earlier one,
+// complete or not, and an attempt older than one already opened is
+// refused. A
 // stream that fails (broken, truncated, damaged, refused) drops its
 // attempt's data; the task then has no partials until a later attempt
 // completes. Take hands a partition's reduce exactly one complete attempt
@@ -79,7 +81,7 @@ type partInbox struct {
 type attempt struct {
 	key    partKey
 	task   int32
-	n      uint32
+	id     attemptID
 	blocks [][]byte
 	bufs   []*[]byte // the pooled buffers blocks lie in
 	held   int64
@@ -102,8 +104,22 @@ func NewInbox(budget int64, wait time.Duration) *Inbox {
 	return in
 }
 
-// open starts attempt n of task for k, dropping earlier attempts.
-func (in *Inbox) open(k partKey, task int32, n uint32) (*attempt, error) {
+// attemptID names a map task's attempt: its assignment epoch and its
+// number in the epoch, from 1.
+type attemptID struct {
+	epoch uint64
+	n     uint32
+}
+
+// before reports whether a is an earlier attempt than b.
+func (a attemptID) before(b attemptID) bool {
+	return a.epoch < b.epoch || a.epoch == b.epoch && a.n < b.n
+}
+
+func (a attemptID) String() string { return fmt.Sprintf("attempt %d of epoch %d", a.n, a.epoch) }
+
+// open starts attempt id of task for k, dropping earlier attempts.
+func (in *Inbox) open(k partKey, task int32, id attemptID) (*attempt, error) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	p := in.mu.parts[k]
@@ -112,25 +128,25 @@ func (in *Inbox) open(k partKey, task int32, n uint32) (*attempt, error) {
 		in.mu.parts[k] = p
 	}
 	if p.taken {
-		return nil, errTaken(k, task, n)
+		return nil, errTaken(k, task, id)
 	}
 	if old := p.tasks[task]; old != nil {
-		if old.n >= n {
-			return nil, errSuperseded(k, task, n, old.n)
+		if !old.id.before(id) {
+			return nil, errSuperseded(k, task, id, old.id)
 		}
-		in.dropLocked(old, errSuperseded(k, task, old.n, n))
+		in.dropLocked(old, errSuperseded(k, task, old.id, id))
 	}
-	a := &attempt{key: k, task: task, n: n}
+	a := &attempt{key: k, task: task, id: id}
 	p.tasks[task] = a
 	return a, nil
 }
 
-func errTaken(k partKey, task int32, n uint32) error {
-	return status.Errorf(codes.FailedPrecondition, "%v: %s was reduced already; attempt %d of task %d came too late", ErrShuffleRefused, k, n, task)
+func errTaken(k partKey, task int32, id attemptID) error {
+	return status.Errorf(codes.FailedPrecondition, "%v: %s was reduced already; %s of task %d came too late", ErrShuffleRefused, k, id, task)
 }
 
-func errSuperseded(k partKey, task int32, n, by uint32) error {
-	return status.Errorf(codes.Aborted, "%v: %s task %d: attempt %d is superseded by attempt %d", ErrShuffleRefused, k, task, n, by)
+func errSuperseded(k partKey, task int32, id, by attemptID) error {
+	return status.Errorf(codes.Aborted, "%v: %s task %d: %s is superseded by %s", ErrShuffleRefused, k, task, id, by)
 }
 
 // currentLocked refuses a's stream once a was dropped.
@@ -356,6 +372,9 @@ type shuffleFence interface {
 	fenceView() (name, clusterID string, term uint64, err error)
 	// job returns a registered job.
 	job(name string) (*clusterpb.Job, bool)
+	// jobChanges returns a channel closed once what job returns may
+	// have changed after the call.
+	jobChanges() <-chan struct{}
 }
 
 // shuffleServer serves Shuffle.Push into an Inbox.
@@ -384,12 +403,12 @@ func (s *shuffleServer) Push(stream grpc.ClientStreamingServer[clusterpb.Shuffle
 		return err
 	}
 	k := partKey{job: open.Job, batch: open.Batch, partition: open.Partition}
-	a, err := s.inbox.open(k, open.Task, open.Attempt)
+	a, err := s.inbox.open(k, open.Task, attemptID{epoch: open.Header.GetEpoch(), n: open.Attempt})
 	if err != nil {
 		return err
 	}
 	defer func() { s.inbox.drop(a, err) }() // a no-op once complete
-	what := fmt.Sprintf("%s task %d attempt %d from %s", k, open.Task, open.Attempt, open.Header.GetFrom())
+	what := fmt.Sprintf("%s task %d %s from %s", k, open.Task, a.id, open.Header.GetFrom())
 	var r blockReader
 	defer r.release()
 	var blocks [][]byte

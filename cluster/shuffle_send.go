@@ -42,7 +42,7 @@ type ShuffleTask struct {
 	Batch     int64
 	Partition int32  // index of the state partition in the epoch's assignment
 	Task      int32  // the map task, in [0, tasks of the batch)
-	Attempt   uint32 // from 1; a retry takes the next number
+	Attempt   uint32 // from 1 in each epoch; a retry takes the next number
 	Epoch     uint64 // the assignment epoch the task runs in
 	Term      uint64 // the Raft term of the driver that planned the task
 	ClusterID string // hex, as Node.ClusterID
@@ -50,7 +50,7 @@ type ShuffleTask struct {
 }
 
 func (t ShuffleTask) String() string {
-	return fmt.Sprintf("job %s batch %d partition %d task %d attempt %d", t.Job, t.Batch, t.Partition, t.Task, t.Attempt)
+	return fmt.Sprintf("job %s batch %d partition %d task %d attempt %d of epoch %d", t.Job, t.Batch, t.Partition, t.Task, t.Attempt, t.Epoch)
 }
 
 // ShuffleWriter streams one map task attempt's blocks for one state

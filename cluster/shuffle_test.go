@@ -30,6 +30,7 @@ type staticFence struct {
 	name, clusterID string
 	term            uint64
 	jobs            map[string]*clusterpb.Job
+	changed         chan struct{} // closed and replaced by set and setJob; nil until jobChanges
 }
 
 func (f *staticFence) fenceView() (string, string, uint64, error) {
@@ -45,6 +46,15 @@ func (f *staticFence) job(name string) (*clusterpb.Job, bool) {
 	return j, ok
 }
 
+func (f *staticFence) jobChanges() <-chan struct{} {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.changed == nil {
+		f.changed = make(chan struct{})
+	}
+	return f.changed
+}
+
 // set changes the view as the member's Raft apply would: term, and job wc
 // replaced by a copy at epoch.
 func (f *staticFence) set(term, epoch uint64) {
@@ -53,7 +63,22 @@ func (f *staticFence) set(term, epoch uint64) {
 	f.term = term
 	j := proto.Clone(f.jobs["wc"]).(*clusterpb.Job)
 	j.Assignment.Epoch = epoch
-	f.jobs["wc"] = j
+	f.setJobLocked(j)
+}
+
+// setJob replaces job j.Name by j, as the member's Raft apply would.
+func (f *staticFence) setJob(j *clusterpb.Job) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.setJobLocked(j)
+}
+
+func (f *staticFence) setJobLocked(j *clusterpb.Job) {
+	f.jobs[j.Name] = j
+	if f.changed != nil {
+		close(f.changed)
+		f.changed = nil
+	}
 }
 
 // shuffleJob is job "wc" at epoch 1 with two state partitions, both owned
@@ -299,7 +324,7 @@ func TestShuffleAttempts(t *testing.T) {
 	if err := push(ctx, r.cc, r.task(1, 4), blocks("t1a4"), 0); err != nil {
 		t.Fatal(err)
 	}
-	wantCode(t, w.Close(), codes.Aborted, "attempt 3 is superseded by attempt 4")
+	wantCode(t, w.Close(), codes.Aborted, "attempt 3 of epoch 1 is superseded by attempt 4 of epoch 1")
 
 	p := take(t, in, 2)
 	if err := equalBlocks(p.Blocks, append(blocks("t0a2"), blocks("t1a4")...)); err != nil {
@@ -373,6 +398,43 @@ func TestShuffleFencingAtEnd(t *testing.T) {
 	}
 }
 
+// TestShuffleAttemptsOfEpochs: a task's attempts are ordered by their
+// assignment epoch first, then their number in it, however many tries an
+// epoch took: attempt 1 of epoch 2 supersedes attempt 600 of epoch 1 (a
+// stream still open), and only its partials are taken. Before, the
+// driver numbered attempts epoch<<8|try and the Inbox compared the
+// numbers: past 255 tries in an epoch a try ran into the next epoch's
+// numbers (try 600 of epoch 1 was 856, above try 1 of epoch 2, 513), and
+// the Inbox refused the newer epoch's attempt as superseded.
+func TestShuffleAttemptsOfEpochs(t *testing.T) {
+	in := NewInbox(0, 0)
+	r := newBufconnRig(t, in)
+	ctx := context.Background()
+	if err := push(ctx, r.cc, r.task(0, 599), [][]byte{[]byte("e1a599")}, 0); err != nil {
+		t.Fatal(err)
+	}
+	old, err := OpenShuffle(ctx, r.cc, r.task(0, 600), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := old.WriteBlock([]byte("e1a600")); err != nil {
+		t.Fatal(err)
+	}
+	waitAttempt(t, in, 0, 600, false)
+	r.fence.set(3, 2)
+	fresh := r.task(0, 1)
+	fresh.Epoch = 2
+	if err := push(ctx, r.cc, fresh, [][]byte{[]byte("e2a1")}, 0); err != nil {
+		t.Fatalf("attempt 1 of epoch 2 after attempt 600 of epoch 1: %v", err)
+	}
+	wantCode(t, old.Close(), codes.Aborted, "attempt 600 of epoch 1 is superseded by attempt 1 of epoch 2")
+	p := take(t, in, 1)
+	defer p.Release()
+	if err := equalBlocks(p.Blocks, [][]byte{[]byte("e2a1")}); err != nil {
+		t.Fatalf("Take: %v; got %q", err, p.Blocks)
+	}
+}
+
 // waitAttempt waits until the latest attempt of task of partition 0 of
 // batch 1 is n, open or (dropped) dropped.
 func waitAttempt(t *testing.T, in *Inbox, task int32, n uint32, dropped bool) {
@@ -384,8 +446,8 @@ func waitAttempt(t *testing.T, in *Inbox, task int32, n uint32, dropped bool) {
 		if p == nil || p.tasks[task] == nil {
 			return fmt.Errorf("task %d has no attempt", task)
 		}
-		if a := p.tasks[task]; a.n != n || (a.drop != nil) != dropped {
-			return fmt.Errorf("task %d: attempt %d, dropped: %v", task, a.n, a.drop)
+		if a := p.tasks[task]; a.id.n != n || (a.drop != nil) != dropped {
+			return fmt.Errorf("task %d: %v, dropped: %v", task, a.id, a.drop)
 		}
 		return nil
 	})

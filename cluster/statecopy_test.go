@@ -24,9 +24,7 @@ func (r *stateRig) assign(parts ...*clusterpb.StatePartition) {
 	j.Assignment = &clusterpb.Assignment{Epoch: r.epoch, State: parts}
 	r.job = j
 	for _, w := range r.workers {
-		w.fence.mu.Lock()
-		w.fence.jobs["wc"] = proto.CloneOf(j)
-		w.fence.mu.Unlock()
+		w.fence.setJob(proto.CloneOf(j))
 	}
 }
 

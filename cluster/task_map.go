@@ -118,7 +118,7 @@ type mapTask struct {
 // the fencing again: the term or epoch may have moved on while it ran.
 func (s *taskServer) runMap(ctx context.Context, req *clusterpb.MapRequest, agg bool) (t mapTask, err error) {
 	n := s.n
-	attempt := fmt.Sprintf("map task %d attempt %d", req.Task, req.Attempt)
+	attempt := fmt.Sprintf("map task %d (attempt %d of epoch %d)", req.Task, req.Attempt, req.Header.GetEpoch())
 	t.what = fmt.Sprintf("%s of job %s batch %d", attempt, req.Job, req.Batch)
 	defer n.recoverTask(t.what, &err)
 	if req.Attempt == 0 || req.Task < 0 {

@@ -460,7 +460,7 @@ func TestMapTaskFailures(t *testing.T) {
 	for w, req := range r.tasks("boom", 4, start, end) {
 		if _, err := r.mapOn(w, req); err != nil { // the task that read "boom"
 			failed++
-			wantStatus(t, err, codes.Internal, fmt.Sprintf("map task %d attempt 1 of job boom batch 4 on s%d: ", w, w+1))
+			wantStatus(t, err, codes.Internal, fmt.Sprintf("map task %d (attempt 1 of epoch 1) of job boom batch 4 on s%d: ", w, w+1))
 			wantStatus(t, err, codes.Internal, `function "cluster_test_panics_on_boom" panicked: boom`)
 		}
 	}

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"io"
@@ -68,13 +69,23 @@ func (s *stateServer) Reduce(req *clusterpb.ReduceRequest, stream grpc.ServerStr
 }
 
 // reduce runs a Reduce request and returns its answer's messages before
-// done.
-func (s *stateServer) reduce(ctx context.Context, req *clusterpb.ReduceRequest) ([]*clusterpb.ReduceResponse, *clusterpb.ReduceDone, error) {
+// done. It stops waiting (for its partials, or for the standby) once the
+// request's assignment epoch has passed on this worker: its driver may be
+// cut off, unable to cancel it, while the next epoch's map tasks push the
+// batch to this partition again, which a reduce holding it refuses.
+func (s *stateServer) reduce(ctx context.Context, req *clusterpb.ReduceRequest) (_ []*clusterpb.ReduceResponse, _ *clusterpb.ReduceDone, err error) {
 	r := fenced{what: "a reduce", header: req.Header, job: req.Job, batch: req.Batch, partition: req.Partition, role: owner}
 	job, sp, err := checkFence(s.fence, r)
 	if err != nil {
 		return nil, nil, err
 	}
+	ctx, stop := untilEpochPasses(ctx, s.fence, req.Job, req.Header.GetEpoch())
+	defer stop()
+	defer func() {
+		if err != nil && ctx.Err() != nil {
+			err = cmp.Or(stopCause(ctx), err)
+		}
+	}()
 	s.states.release(job, s.name)
 	if req.Tasks < 0 {
 		return nil, nil, status.Errorf(codes.InvalidArgument, "%d map tasks", req.Tasks)
@@ -152,6 +163,32 @@ func (s *stateServer) reduce(ctx context.Context, req *clusterpb.ReduceRequest) 
 	}
 	failed = false
 	return changes, done, nil
+}
+
+// errEpochPassed is the cause untilEpochPasses cancels its context with.
+type errEpochPassed struct{ error }
+
+// untilEpochPasses returns ctx, canceled once job's assignment on this
+// member (f.job) is no longer at epoch, or the job is gone; stop cancels
+// it and waits for its watcher. stopCause tells the cause.
+func untilEpochPasses(ctx context.Context, f shuffleFence, job string, epoch uint64) (_ context.Context, stop func()) {
+	return cancelWhen(ctx, f.jobChanges, func() error {
+		j, ok := f.job(job)
+		if now := j.GetAssignment().GetEpoch(); !ok || now != epoch {
+			return errEpochPassed{status.Errorf(codes.FailedPrecondition, "%v: job %s: epoch %d passed while the request ran (this worker is at epoch %d)", ErrStaleEpoch, job, epoch, now)}
+		}
+		return nil
+	})
+}
+
+// stopCause is the error untilEpochPasses canceled ctx with, nil if it
+// did not.
+func stopCause(ctx context.Context) error {
+	var e errEpochPassed
+	if errors.As(context.Cause(ctx), &e) {
+		return e.error
+	}
+	return nil
 }
 
 // Rows streams every group a state partition this worker owns holds at

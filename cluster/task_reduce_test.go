@@ -178,15 +178,24 @@ func (r *stateRig) owner(p int) *stateWorker { return r.workers[r.job.Assignment
 // pushes its buckets to the owners, planned in term.
 func (r *stateRig) push(batch int64, term uint64, tasks [][]string) {
 	r.t.Helper()
+	if err := r.tryPush(batch, term, tasks); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+// tryPush is push, returning the first push's error.
+func (r *stateRig) tryPush(batch int64, term uint64, tasks [][]string) error {
+	r.t.Helper()
 	r.attempt++
 	for i, lines := range tasks {
 		for p, bucket := range tasktest.Buckets(r.t, r.agg, len(r.job.Assignment.State), lines...) {
 			st := ShuffleTask{Job: "wc", Batch: batch, Partition: int32(p), Task: int32(i), Attempt: r.attempt, Epoch: r.epoch, Term: term, ClusterID: "c1", From: "s1"}
 			if err := push(context.Background(), r.owner(p).cc, st, [][]byte{bucket}, 0); err != nil {
-				r.t.Fatal(err)
+				return err
 			}
 		}
 	}
+	return nil
 }
 
 // reduce reduces partition p of batch at its owner, as a driver in term
@@ -464,6 +473,55 @@ func TestStateReduceWaitingLocksNothing(t *testing.T) {
 			t.Fatalf("batch 1 changed %v; the store holds %v", res.changed, want)
 		}
 	}
+}
+
+// TestStateReduceOfAPassedEpochLetsGo: the reduce of batch 1 on s1 in
+// epoch 1 committed and waits for its standby s2, which does not answer
+// (cut off: it was the driver, and its cancel never comes). The next
+// driver runs the batch again in epoch 2 with s3 as the standby: once s1
+// applied epoch 2, the old reduce stops with a stale epoch error and lets
+// go of the partition, the new epoch's pushes are taken, and the batch
+// counts once on s1 and s3. Before, the old reduce held the partition
+// until its standby answered, refusing every push ("was reduced already;
+// attempt N came too late"), and the driver failed the job after twice
+// DownAfter (TestChaos, seed 4992306789945883474, 30 faults).
+func TestStateReduceOfAPassedEpochLetsGo(t *testing.T) {
+	r := newStateRigOf(t, "s1", "s2", "s3")
+	total := map[string]int64{}
+	batches := [][][]string{{{"a b", "c"}, {"d a"}}, {{"b b"}, {"e a"}}}
+	wordsOf(total, batches[0])
+	r.runBatch(0, 3, batches[0])
+
+	s2 := r.workers["s2"]
+	entered, release := make(chan struct{}), make(chan struct{})
+	defer close(release)
+	s2.server.fence = &viewHook{shuffleFence: s2.fence, on: func(n int) {
+		if n == 1 { // s1's Replicate of batch 1
+			close(entered)
+			<-release
+		}
+	}}
+	wordsOf(total, batches[1])
+	r.push(1, 3, batches[1])
+	old := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		req := &clusterpb.ReduceRequest{Header: &clusterpb.Header{ClusterId: "c1", Term: 3, Epoch: 1, From: "s2"}, Job: "wc", Batch: 1, Partition: 0, Tasks: 2}
+		_, err := ReducePartition(ctx, r.workers["s1"].cc, req, func([]byte) error { return nil })
+		old <- err
+	}()
+	<-entered
+
+	r.assign(part(0, "s1", "s3"), part(1, "s2", "s3"))
+	waitFor(t, 20*time.Second, func() error { return r.tryPush(1, 3, batches[1]) })
+	wantStatus(t, <-old, codes.FailedPrecondition, "epoch 1 passed while the request ran")
+	for p := range r.job.Assignment.State {
+		if _, _, err := r.reduce(1, 3, p, len(batches[1])); err != nil {
+			t.Fatalf("batch 1 partition %d in epoch 2: %v", p, err)
+		}
+	}
+	r.checkStores(1, total)
 }
 
 // viewHook is a shuffleFence that calls on with the count of its

@@ -2965,12 +2965,14 @@ type ShuffleOpen struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The cluster id, the Raft term of the driver that planned the task, the
 	// sending worker, and the assignment epoch the task runs in.
-	Header        *Header `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
-	Job           string  `protobuf:"bytes,2,opt,name=job,proto3" json:"job,omitempty"`
-	Batch         int64   `protobuf:"varint,3,opt,name=batch,proto3" json:"batch,omitempty"`
-	Partition     int32   `protobuf:"varint,4,opt,name=partition,proto3" json:"partition,omitempty"` // index of the state partition in the epoch's Assignment.state
-	Task          int32   `protobuf:"varint,5,opt,name=task,proto3" json:"task,omitempty"`           // the map task, in [0, tasks of the batch)
-	Attempt       uint32  `protobuf:"varint,6,opt,name=attempt,proto3" json:"attempt,omitempty"`     // the task's attempt, from 1; only the latest one counts
+	Header    *Header `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	Job       string  `protobuf:"bytes,2,opt,name=job,proto3" json:"job,omitempty"`
+	Batch     int64   `protobuf:"varint,3,opt,name=batch,proto3" json:"batch,omitempty"`
+	Partition int32   `protobuf:"varint,4,opt,name=partition,proto3" json:"partition,omitempty"` // index of the state partition in the epoch's Assignment.state
+	Task      int32   `protobuf:"varint,5,opt,name=task,proto3" json:"task,omitempty"`           // the map task, in [0, tasks of the batch)
+	// The task's attempt in the header's epoch, from 1. Only the latest one
+	// counts: of the latest epoch, the highest number.
+	Attempt       uint32 `protobuf:"varint,6,opt,name=attempt,proto3" json:"attempt,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -4071,7 +4073,7 @@ type MapRequest struct {
 	Job     string                 `protobuf:"bytes,2,opt,name=job,proto3" json:"job,omitempty"`
 	Batch   int64                  `protobuf:"varint,3,opt,name=batch,proto3" json:"batch,omitempty"`
 	Task    int32                  `protobuf:"varint,4,opt,name=task,proto3" json:"task,omitempty"`       // in [0, tasks of the batch)
-	Attempt uint32                 `protobuf:"varint,5,opt,name=attempt,proto3" json:"attempt,omitempty"` // from 1; only the latest one counts
+	Attempt uint32                 `protobuf:"varint,5,opt,name=attempt,proto3" json:"attempt,omitempty"` // in the header's epoch, from 1; only the latest one counts
 	Ranges  []*MapRange            `protobuf:"bytes,6,rep,name=ranges,proto3" json:"ranges,omitempty"`
 	// The batch's timestamp, from its offsets entry: what current_timestamp
 	// returns in the task, the same in every task and attempt of the batch.
