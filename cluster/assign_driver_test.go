@@ -51,12 +51,14 @@ func TestBatchDriverNewKafkaPartitions(t *testing.T) {
 // TestBatchDriverRescale: a worker that joins while a job runs gets a
 // Kafka partition and, standby first, a state partition to own, in epochs
 // planned at batch boundaries; a worker removed hands its work over; the
-// counts stay exact throughout.
+// counts stay exact throughout. Each worker left keeps on disk only the
+// state partitions it holds (before: the copies of those it handed over
+// stayed forever).
 func TestBatchDriverRescale(t *testing.T) {
 	g, j, produce, truth := countingOnThree(t, 4, "wc", 4)
 	st := g.waitStatus(g.addrs(), allReachable)
 
-	cfg, _, err := g.startJoiner("s4", g.addrs()[0])
+	cfg, s4, err := g.startJoiner("s4", g.addrs()[0])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,6 +73,8 @@ func TestBatchDriverRescale(t *testing.T) {
 			t.Fatalf("s4 joined 100 batches ago and neither reads nor owns: %s | %s", kafkaOf(job.Assignment), stateOf(job.Assignment))
 		}
 	}
+	// The partition s4 took over had another standby before: its copy goes.
+	waitNoStrayCopies(t, produce, "wc", append([]*Node{s4}, g.nodes...)...)
 
 	removed := "s1"
 	if st.Leader == removed {
@@ -97,4 +101,12 @@ func TestBatchDriverRescale(t *testing.T) {
 			t.Fatalf("%s removed 100 batches ago and still assigned work: %s | %s", removed, kafkaOf(job.Assignment), stateOf(job.Assignment))
 		}
 	}
+	left := []*Node{s4}
+	for _, n := range g.nodes {
+		if n.cfg.Name != removed {
+			left = append(left, n)
+		}
+	}
+	waitNoStrayCopies(t, produce, "wc", left...)
+	j.waitCounts(truth)
 }

@@ -42,20 +42,23 @@ const (
 //
 // Changed signals, to one receiver, that a job was registered, changed
 // state, or that a snapshot was restored; MembersChanged, to one receiver,
-// that members were added or removed, or a snapshot restored.
+// that members were added or removed, or a snapshot restored;
+// PlacementChanged, to one receiver, that a job committed a batch or moved
+// to a new assignment epoch, or a snapshot was restored.
 type FSM struct {
-	mu             sync.RWMutex
-	state          *clusterpb.State // replaced whole by Restore, changed in place by Apply
-	jobsChanged    chan struct{}    // closed and replaced when a job changes (jobChanges); guarded by mu
-	changed        chan struct{}    // capacity 1: a pending signal covers later ones
-	membersChanged chan struct{}    // capacity 1, likewise
+	mu               sync.RWMutex
+	state            *clusterpb.State // replaced whole by Restore, changed in place by Apply
+	jobsChanged      chan struct{}    // closed and replaced when a job changes (jobChanges); guarded by mu
+	changed          chan struct{}    // capacity 1: a pending signal covers later ones
+	membersChanged   chan struct{}    // capacity 1, likewise
+	placementChanged chan struct{}    // capacity 1, likewise
 }
 
 var _ raft.FSM = (*FSM)(nil)
 
 // NewFSM returns an empty state machine.
 func NewFSM() *FSM {
-	return &FSM{state: emptyState(), jobsChanged: make(chan struct{}), changed: make(chan struct{}, 1), membersChanged: make(chan struct{}, 1)}
+	return &FSM{state: emptyState(), jobsChanged: make(chan struct{}), changed: make(chan struct{}, 1), membersChanged: make(chan struct{}, 1), placementChanged: make(chan struct{}, 1)}
 }
 
 // jobChanges returns a channel closed once, after the call, a job is
@@ -81,6 +84,12 @@ func (f *FSM) Changed() <-chan struct{} { return f.changed }
 // MembersChanged receives a value after members were added or removed, or
 // a snapshot was restored. It has one receiver: the node's member watch.
 func (f *FSM) MembersChanged() <-chan struct{} { return f.membersChanged }
+
+// PlacementChanged receives a value after a job committed a batch or moved
+// to a new assignment epoch, or a snapshot was restored: where the current
+// copies of its state partitions are may have changed. It has one
+// receiver: the node's state sweeper (sweepStates).
+func (f *FSM) PlacementChanged() <-chan struct{} { return f.placementChanged }
 
 func (f *FSM) signal() { notify(f.changed) }
 
@@ -130,9 +139,13 @@ func (f *FSM) Apply(l *raft.Log) any {
 		defer f.signal()
 	case *clusterpb.Command_AppendBatchLog:
 		err = f.appendBatchLogLocked(k.AppendBatchLog)
+		if slices.ContainsFunc(k.AppendBatchLog.GetEntries(), func(e *clusterpb.BatchLogEntry) bool { return e.GetOffsets() == nil }) {
+			defer notify(f.placementChanged)
+		}
 	case *clusterpb.Command_SetAssignment:
 		err = f.setAssignmentLocked(k.SetAssignment)
 		f.jobsChangedLocked()
+		defer notify(f.placementChanged)
 	case *clusterpb.Command_AddMember:
 		err = f.addMemberLocked(k.AddMember.GetMember())
 		defer notify(f.membersChanged)
@@ -601,6 +614,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	f.mu.Unlock()
 	f.signal()
 	notify(f.membersChanged)
+	notify(f.placementChanged)
 	return nil
 }
 

@@ -287,6 +287,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	n.wg.Go(n.helloUntilFormed)
 	n.wg.Go(n.watchMembers)
+	n.wg.Go(n.sweepStates)
 	return n, nil
 }
 

@@ -66,6 +66,14 @@ type Provider interface {
 	// lets a caller overlap the wait for the disk with other work, and
 	// makes many partitions' commits durable with one wait.
 	Sync() error
+	// Partitions lists, in ascending order, the partitions holding a
+	// committed version, open or not.
+	Partitions() ([]int, error)
+	// Drop deletes partition's state whole, atomically and durably: after
+	// a crash the partition is either as it was or gone, never in part.
+	// The partition must not be open (ErrPartitionOpen); opened again, it
+	// is a new store at NoVersion.
+	Drop(partition int) error
 	// Close closes every store it opened, then the provider itself. Call it
 	// once the goroutines owning the stores have stopped using them.
 	Close() error

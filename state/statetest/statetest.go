@@ -90,6 +90,7 @@ var conformance = suite{
 	{"RollbackVersionGone", testRollbackVersionGone, true},
 	{"PartitionsIsolated", testPartitionsIsolated, false},
 	{"OpenClose", testOpenClose, false},
+	{"Drop", testDrop, false},
 	{"RollbackCurrentOnly", testRollbackCurrentOnly, false},
 	{"Model", func(t *testing.T, st Storage) { testModel(t, st, false) }, false},
 }
@@ -109,6 +110,7 @@ func RunDurabilityNoRollback(t *testing.T, newStorage func(t *testing.T) Storage
 
 var durability = suite{
 	{"Reopen", testReopen, false},
+	{"DropReopen", testDropReopen, false},
 	{"Model", func(t *testing.T, st Storage) { testModel(t, st, true) }, false},
 }
 
@@ -568,4 +570,64 @@ func testReopen(t *testing.T, st Storage) {
 
 	s = openStore(t, open(t, st), 1)
 	expect(t, s, 2, want)
+}
+
+// partitions lists p's partitions, failing t on an error.
+func partitions(t *testing.T, p state.Provider) []int {
+	t.Helper()
+	got, err := p.Partitions()
+	must(t, err)
+	return got
+}
+
+func testDrop(t *testing.T, st Storage) {
+	p := open(t, st)
+	if got := partitions(t, p); len(got) != 0 {
+		t.Fatalf("Partitions of empty storage = %v, want none", got)
+	}
+	for _, part := range []int{5, 1, 2} {
+		s := openStore(t, p, part)
+		write(t, s, 3, "k", fmt.Sprint(part))
+		must(t, s.Close())
+	}
+	openStore(t, p, 7) // open, never committed: not listed
+	if got, want := partitions(t, p), []int{1, 2, 5}; !slices.Equal(got, want) {
+		t.Fatalf("Partitions = %v, want %v", got, want)
+	}
+	s := openStore(t, p, 2)
+	if err := p.Drop(2); !errors.Is(err, state.ErrPartitionOpen) {
+		t.Fatalf("Drop of an open partition: %v, want ErrPartitionOpen", err)
+	}
+	expect(t, s, 3, map[string]string{"k": "2"})
+	must(t, s.Close())
+	must(t, p.Drop(2))
+	must(t, p.Drop(9)) // nothing there: a no-op
+	if err := p.Drop(-1); !errors.Is(err, state.ErrPartition) {
+		t.Fatalf("Drop(-1): %v, want ErrPartition", err)
+	}
+	if got, want := partitions(t, p), []int{1, 5}; !slices.Equal(got, want) {
+		t.Fatalf("Partitions after Drop(2) = %v, want %v", got, want)
+	}
+	expect(t, openStore(t, p, 2), state.NoVersion, map[string]string{})
+	expect(t, openStore(t, p, 1), 3, map[string]string{"k": "1"})
+	expect(t, openStore(t, p, 5), 3, map[string]string{"k": "5"})
+}
+
+func testDropReopen(t *testing.T, st Storage) {
+	p := open(t, st)
+	for _, part := range []int{1, 2} {
+		s := openStore(t, p, part)
+		write(t, s, 0, "a", "0")
+		write(t, s, 1, "b", "1")
+		must(t, s.Close())
+	}
+	must(t, p.Drop(1))
+	must(t, p.Close())
+
+	p = open(t, st)
+	if got, want := partitions(t, p), []int{2}; !slices.Equal(got, want) {
+		t.Fatalf("Partitions after Drop(1) and a reopen = %v, want %v", got, want)
+	}
+	expect(t, openStore(t, p, 1), state.NoVersion, map[string]string{})
+	expect(t, openStore(t, p, 2), 1, map[string]string{"a": "0", "b": "1"})
 }
