@@ -197,10 +197,14 @@ func (n *Node) recoverTask(what string, err *error) {
 }
 
 // taskError is a failed task's gRPC status error: the code of the status
-// err carries, if any (a refused shuffle, a canceled call), else Internal.
+// err carries, if any (a refused shuffle, a canceled call), else Internal;
+// FailedPrecondition for a range Kafka no longer holds whole, which no try
+// reads again.
 func taskError(err error, format string, args ...any) error {
 	code := status.Code(err)
 	switch {
+	case errors.Is(err, kafkasrc.ErrDataLoss):
+		code = codes.FailedPrecondition
 	case errors.Is(err, context.Canceled):
 		code = codes.Canceled
 	case errors.Is(err, context.DeadlineExceeded):
@@ -421,6 +425,7 @@ func (m *mapJobs) newJob(job *clusterpb.Job) (*mapJob, error) {
 		Options:         scan.KafkaOptions,
 		RetryTimeout:    time.Duration(scan.KafkaRetryTimeoutMs) * time.Millisecond,
 		FetchAheadBytes: m.memory / 2,
+		FailOnDataLoss:  scan.FailOnDataLoss,
 	})
 	if err != nil {
 		return nil, status.Errorf(codes.FailedPrecondition, "job %s: its Kafka source: %v", job.Name, err)

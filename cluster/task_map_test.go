@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
 
@@ -374,6 +376,65 @@ func TestMapTasksKafka(t *testing.T) {
 		t.Fatal(err)
 	}
 	testMapTasks(t, c.BootstrapServers(), topic)
+}
+
+// testMapTaskDataLoss: a map task whose range of a Kafka partition Kafka
+// no longer holds whole (its first offsets deleted after the batch was
+// planned) fails, naming the job, batch, task, worker, partition and
+// offsets and how to go on, and is not one the driver tries again; the
+// other task of the batch, whose range is whole, maps it. Before, the
+// task read what was left and the batch counted fewer records.
+func testMapTaskDataLoss(t *testing.T, brokers, topic string) {
+	r := newMapRig(t, brokers, topic)
+	lines, _ := randomLines(rand.New(rand.NewPCG(testseed.Seed(t), 0)), 300)
+	embedtest.Produce(t, brokers, topic, lines...)
+	start, end := kafkasrc.Offsets{topic: {0: 0, 1: 0, 2: 0}}, latestOffsets(t, brokers, topic)
+	adm, err := kadm.NewOptClient(kgo.SeedBrokers(strings.Split(brokers, ",")...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer adm.Close()
+	var before kadm.Offsets
+	before.Add(kadm.Offset{Topic: topic, Partition: 0, At: 30, LeaderEpoch: -1})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	resps, err := adm.DeleteRecords(ctx, before)
+	if err == nil {
+		err = resps.Error()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	tasks := r.tasks("wc", 0, start, end)
+	_, err = r.mapOn(0, tasks[0])
+	wantStatus(t, err, codes.FailedPrecondition, "map task 0 (attempt 1 of epoch 1) of job wc batch 0 on s1: ")
+	wantStatus(t, err, codes.FailedPrecondition, fmt.Sprintf("kafka: data loss: %s/0: offsets [0, 30) of the range %[1]s/0[0,%d) were deleted (retention or DeleteRecords) before they were read; the query stops here (to skip the lost offsets and go on with a warning, set failOnDataLoss=false", topic, end[topic][0]))
+	if retryable(err) {
+		t.Errorf("the driver would try the task again: %v", err)
+	}
+	if _, err := r.mapOn(1, tasks[1]); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestMapTaskDataLoss(t *testing.T) {
+	testMapTaskDataLoss(t, embedtest.Start(t, "logs", 3), "logs")
+}
+
+// TestMapTaskDataLossKafka runs testMapTaskDataLoss on Apache Kafka,
+// started by kafkatest.
+func TestMapTaskDataLossKafka(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts Apache Kafka; run without -short")
+	}
+	c := kafkatest.Start(t)
+	topic := kafkatest.UniqueTopic(t, "maploss")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := c.CreateTopic(ctx, topic, 3, 1); err != nil {
+		t.Fatal(err)
+	}
+	testMapTaskDataLoss(t, c.BootstrapServers(), topic)
 }
 
 // TestMapTasksAvailableNow: the map tasks of a job whose trigger ends

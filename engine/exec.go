@@ -82,6 +82,7 @@ func newRuntime(q *planpb.Query, cp *checkpoint, sink Sink, log *slog.Logger, tr
 		Logger:       rt.log,
 
 		FetchAheadBytes: rt.mem.fetchAhead,
+		FailOnDataLoss:  rt.scan.FailOnDataLoss,
 	})
 	if err != nil {
 		return nil, err

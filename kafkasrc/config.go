@@ -64,6 +64,13 @@ type Config struct {
 	// counting each record's own memory besides its key and value.
 	// Default (0): 8 MiB a partition.
 	FetchAheadBytes int64
+	// FailOnDataLoss makes a read fail, with an error wrapping ErrDataLoss
+	// that names the partition and the offsets, when Kafka deleted offsets
+	// of its range (retention, DeleteRecords) before the read reached
+	// them, as the query's failOnDataLoss option says. Default false: the
+	// read logs a warning naming them and delivers what is left of the
+	// range.
+	FailOnDataLoss bool
 }
 
 // kafkaOption maps one Kafka client setting onto franz-go.
@@ -83,6 +90,8 @@ type clientConfig struct {
 	fetch         fetchConfig
 	readCommitted bool
 	fetchAhead    int64 // Config.FetchAheadBytes; 0: followMaxBytes a partition
+	// failOnDataLoss is Config.FailOnDataLoss.
+	failOnDataLoss bool
 }
 
 // fetchConfig sizes fetches, for the partition readers' clients and for
@@ -188,7 +197,7 @@ func (c Config) resolve() (clientConfig, error) {
 	if c.FetchAheadBytes < 0 {
 		return clientConfig{}, errorf(ErrInvalidConfig, "kafka: FetchAheadBytes is %d; it must be at least 0 (0: the default)", c.FetchAheadBytes)
 	}
-	o := clientConfig{timeout: c.Timeout, retryTimeout: c.RetryTimeout, log: c.Logger, fetchAhead: c.FetchAheadBytes}
+	o := clientConfig{timeout: c.Timeout, retryTimeout: c.RetryTimeout, log: c.Logger, fetchAhead: c.FetchAheadBytes, failOnDataLoss: c.FailOnDataLoss}
 	if o.timeout <= 0 {
 		o.timeout = DefaultTimeout
 	}

@@ -219,9 +219,23 @@ func TestIntegrationDeleteRecords(t *testing.T) {
 	if _, vals, err := readAll(t, ctx, s, plan.Ranges[0]); err != nil || !slices.Equal(vals, values("p0-", 60, 100)) {
 		t.Fatalf("read %d records, %v", len(vals), err)
 	}
-	// A range planned before the deletion reads what is left of it.
+	// A range planned before the deletion reads what is left of it with
+	// failOnDataLoss=false, and fails naming the offsets with true, by
+	// either read (before, both delivered what was left).
 	if _, vals, err := readAll(t, ctx, s, Range{topic, 0, 10, 70}); err != nil || !slices.Equal(vals, values("p0-", 60, 70)) {
 		t.Fatalf("read %q, %v", head(vals), err)
+	}
+	strict, err := NewSource(Config{Brokers: c.Addrs(), Timeout: 5 * time.Second, FailOnDataLoss: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer strict.Close()
+	lost := fmt.Sprintf("kafka: data loss: %s/0: offsets [10, 60) of the range %[1]s/0[10,70) were deleted (retention or DeleteRecords) before they were read; the query stops here", topic)
+	if _, vals, err := readAll(t, ctx, strict, Range{topic, 0, 10, 70}); !errors.Is(err, ErrDataLoss) || !strings.Contains(err.Error(), lost) {
+		t.Fatalf("ReadRange with FailOnDataLoss read %d records, %v; want %q", len(vals), err, lost)
+	}
+	if vals, err := readDirect(ctx, strict, Range{topic, 0, 10, 70}); !errors.Is(err, ErrDataLoss) || !strings.Contains(err.Error(), lost) {
+		t.Fatalf("ReadValues with FailOnDataLoss read %d records, %v; want %q", len(vals), err, lost)
 	}
 }
 

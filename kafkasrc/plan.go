@@ -100,11 +100,10 @@ func PlanBatch(in PlanInput) (Plan, error) {
 			for i, l := range losses {
 				what[i] = l.what
 			}
-			return Plan{}, errorf(ErrDataLoss, "kafka: data loss: %s; the query stops here (to skip the lost offsets and go on with a warning, set failOnDataLoss=false: the source option, or gostream submit --fail-on-data-loss=false; or start the query with a new checkpoint)",
-				strings.Join(what, "; "))
+			return Plan{}, dataLossError(strings.Join(what, "; "))
 		}
 		for _, l := range losses {
-			w := "kafka: data loss skipped (failOnDataLoss=false): " + l.what
+			w := dataLossWarning(l.what)
 			if l.resume >= 0 {
 				w += fmt.Sprintf("; continuing at offset %d", l.resume)
 			}
@@ -169,6 +168,18 @@ func offsetText(off int64, ok bool) string {
 		return "missing"
 	}
 	return fmt.Sprint(off)
+}
+
+// dataLossError is the error, wrapping ErrDataLoss, of a query that stops
+// because of the data loss what describes (failOnDataLoss=true).
+func dataLossError(what string) error {
+	return errorf(ErrDataLoss, "kafka: data loss: %s; the query stops here (to skip the lost offsets and go on with a warning, set failOnDataLoss=false: the source option, or gostream submit --fail-on-data-loss=false; or start the query with a new checkpoint)", what)
+}
+
+// dataLossWarning is the warning of the data loss what describes, skipped
+// (failOnDataLoss=false).
+func dataLossWarning(what string) string {
+	return "kafka: data loss skipped (failOnDataLoss=false): " + what
 }
 
 // dataLoss describes offsets lost to a partition's readers, and the offset

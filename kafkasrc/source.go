@@ -67,6 +67,9 @@ type partitionReader struct {
 	next int64
 	// leftover holds fetched records at offsets >= next not yet delivered.
 	leftover []*kgo.Record
+	// logStart is the highest log start offset a fetch reported: records
+	// below it not fetched yet were deleted.
+	logStart int64
 
 	// While the reader follows (idle, between ReadRange calls), a goroutine
 	// appends to leftover: stop ends it and done is closed when it has
@@ -134,9 +137,11 @@ func (s *Source) Offsets(ctx context.Context, topics []string) (earliest, latest
 // record. Under read_uncommitted (the default, as in Spark) aborted
 // transactional records are delivered.
 //
-// Offsets deleted since the range was planned (retention, DeleteRecords) are
-// skipped: the range delivers what is left of it; PlanBatch is where data
-// loss is reported. The reader follows the partition's leader when it
+// Offsets deleted (retention, DeleteRecords) before the read reached them
+// are data loss: with Config.FailOnDataLoss the read fails with an error
+// wrapping ErrDataLoss that names them, else it warns and delivers what is
+// left of the range. (PlanBatch reports offsets deleted before a range is
+// planned.) The reader follows the partition's leader when it
 // moves. While no record comes (a partition without a leader, brokers
 // down), ReadRange warns as Admin calls do and, after Config.RetryTimeout
 // without one, returns an error wrapping ErrUnavailable; r.Until must
@@ -153,7 +158,7 @@ func (s *Source) ReadRange(ctx context.Context, r Range, fn func(recs []*kgo.Rec
 		return err
 	}
 	defer s.reads.Done()
-	err = rd.read(ctx, r, fn)
+	err = rd.read(ctx, r, func(from, to int64, why string) error { return s.dataLost(r, from, to, why) }, fn)
 	if err != nil {
 		rd.next, rd.leftover, rd.leftoverBytes = -1, nil, 0 // position unknown: reposition next time
 		if errors.Is(err, kgo.ErrClientClosed) {
@@ -301,6 +306,7 @@ func (rd *partitionReader) follow(ctx context.Context, arrived chan<- struct{}) 
 			rd.leftover = append(rd.leftover, rec)
 			rd.leftoverBytes += recordBytes(rec)
 		})
+		rd.noteLogStart(fetches)
 		if len(rd.leftover) > n {
 			rd.end.Store(rd.leftover[len(rd.leftover)-1].Offset + 1)
 			select {
@@ -399,14 +405,15 @@ func (s *Source) Close() {
 // do (see retrier).
 const readStall = 5 * time.Second
 
-// read delivers r from rd's leftover and new fetches. On success rd is
-// positioned at r.Until.
-func (rd *partitionReader) read(ctx context.Context, r Range, fn func([]*kgo.Record) error) error {
+// read delivers r from rd's leftover and new fetches, calling lost with
+// offsets of r deleted before it reached them (see deliver). On success rd
+// is positioned at r.Until.
+func (rd *partitionReader) read(ctx context.Context, r Range, lost lostFunc, fn func([]*kgo.Record) error) error {
 	recs, pos := rd.leftover, r.From
 	rd.leftover = nil
 	var stalled *retrier // while no record comes
 	for {
-		rest, next, done, err := deliver(recs, pos, r.Until, fn)
+		rest, next, done, err := deliver(recs, pos, r.Until, rd.logStart, lost, fn)
 		if err != nil {
 			return err
 		}
@@ -438,9 +445,10 @@ func (rd *partitionReader) read(ctx context.Context, r Range, fn func([]*kgo.Rec
 			continue
 		}
 		stalled = nil
-		if err := rd.fetchErr(fetches, r); err != nil {
+		if err := rd.fetchErr(fetches, r, lost); err != nil {
 			return err
 		}
+		rd.noteLogStart(fetches)
 		recs = nil
 		fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
 			if recs == nil {
@@ -452,17 +460,28 @@ func (rd *partitionReader) read(ctx context.Context, r Range, fn func([]*kgo.Rec
 	}
 }
 
-// fetchErr returns the first fatal error in fetches.
-func (rd *partitionReader) fetchErr(fetches kgo.Fetches, r Range) error {
+// noteLogStart raises rd.logStart to the log start offsets fetches report.
+func (rd *partitionReader) noteLogStart(fetches kgo.Fetches) {
+	fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
+		rd.logStart = max(rd.logStart, fp.LogStartOffset)
+	})
+}
+
+// fetchErr returns the first fatal error in fetches, calling lost with
+// the offsets of r that franz-go reports lost (ErrDataLoss).
+func (rd *partitionReader) fetchErr(fetches kgo.Fetches, r Range, lost lostFunc) error {
 	var first error
 	fetches.EachError(func(topic string, p int32, err error) {
 		var loss *kgo.ErrDataLoss
 		switch {
 		case first != nil:
 		case errors.As(err, &loss):
-			// Offsets below the log start were deleted; the planner reports
-			// data loss, the reader just continues at the new start.
-			rd.log.Debug("kafka: offsets deleted while reading", "range", r.String(), "err", err)
+			// The log was cut below what was consumed (an unclean leader
+			// election): the records in between may have been replaced.
+			from, to := max(min(loss.ConsumedTo, loss.ResetTo), r.From), min(max(loss.ConsumedTo, loss.ResetTo), r.Until)
+			if from < to {
+				first = lost(from, to, fmt.Sprintf("were lost by the brokers (%v)", err))
+			}
 		case errors.Is(err, kgo.ErrClientClosed), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 			first = err
 		case errors.Is(err, kerr.UnknownTopicOrPartition):
@@ -475,9 +494,14 @@ func (rd *partitionReader) fetchErr(fetches kgo.Fetches, r Range) error {
 }
 
 // deliver hands fn the records of recs in [pos, until), skipping control
-// records and records below pos. It returns the records at or beyond until,
-// the next expected offset, and whether the range is complete.
-func deliver(recs []*kgo.Record, pos, until int64, fn func([]*kgo.Record) error) (rest []*kgo.Record, next int64, done bool, err error) {
+// records and records below pos. Offsets missing before a record, or at
+// the end of recs, that lie below logStart were deleted before they were
+// fetched: it calls lost with them (clipped to until) before it goes on,
+// and returns lost's error. (Offsets missing at or above logStart are
+// compaction gaps or aborted transactions' records.) It returns the records
+// at or beyond until, the next expected offset, and whether the range is
+// complete.
+func deliver(recs []*kgo.Record, pos, until, logStart int64, lost lostFunc, fn func([]*kgo.Record) error) (rest []*kgo.Record, next int64, done bool, err error) {
 	run := 0 // start of the run of deliverable records
 	flush := func(end int) error {
 		if end > run {
@@ -485,7 +509,24 @@ func deliver(recs []*kgo.Record, pos, until int64, fn func([]*kgo.Record) error)
 		}
 		return nil
 	}
+	// deleted reports offsets from pos up to to deleted if pos lies below
+	// logStart.
+	deleted := func(to int64) error {
+		if pos >= logStart || pos >= to {
+			return nil
+		}
+		return lost(pos, min(to, logStart, until), deletedBeforeRead)
+	}
 	for i, rec := range recs {
+		if rec.Offset > pos && pos < logStart {
+			if err := flush(i); err != nil {
+				return nil, pos, false, err
+			}
+			run = i
+			if err := deleted(rec.Offset); err != nil {
+				return nil, pos, false, err
+			}
+		}
 		switch {
 		case rec.Offset >= until:
 			if err := flush(i); err != nil {
@@ -505,5 +546,31 @@ func deliver(recs []*kgo.Record, pos, until int64, fn func([]*kgo.Record) error)
 	if err := flush(len(recs)); err != nil {
 		return nil, pos, false, err
 	}
+	if err := deleted(until); err != nil {
+		return nil, pos, false, err
+	}
+	pos = max(pos, min(logStart, until))
 	return nil, pos, pos >= until, nil
+}
+
+// lostFunc is called with offsets [from, to) of a range being read that
+// cannot be read, and why (after "offsets [from, to) of the range"); its
+// error ends the read.
+type lostFunc func(from, to int64, why string) error
+
+// deletedBeforeRead says why offsets deleted by retention or DeleteRecords
+// cannot be read.
+const deletedBeforeRead = "were deleted (retention or DeleteRecords) before they were read"
+
+// dataLost handles offsets [from, to) of r's partition that cannot be
+// read, for why: with Config.FailOnDataLoss it returns an error wrapping
+// ErrDataLoss naming them and how to go on, else it logs a warning and
+// returns nil, and the read goes on with what is left of r.
+func (s *Source) dataLost(r Range, from, to int64, why string) error {
+	what := fmt.Sprintf("%s/%d: offsets [%d, %d) of the range %s %s", r.Topic, r.Partition, from, to, r, why)
+	if s.cc.failOnDataLoss {
+		return dataLossError(what)
+	}
+	s.log.Warn(dataLossWarning(what))
+	return nil
 }

@@ -213,6 +213,48 @@ func TestReadRangeTransactions(t *testing.T) {
 	}
 }
 
+// TestDeliverDeleted: offsets missing before a record, or at the end of
+// the records, are data loss when they lie below the log start (deleted
+// before they were fetched), and a compaction gap when not.
+func TestDeliverDeleted(t *testing.T) {
+	recsAt := func(offsets ...int64) []*kgo.Record {
+		var recs []*kgo.Record
+		for _, o := range offsets {
+			recs = append(recs, &kgo.Record{Offset: o})
+		}
+		return recs
+	}
+	for _, c := range []struct {
+		name             string
+		recs             []*kgo.Record
+		pos, until, logS int64
+		want             string // the delivered offsets and the lost ranges
+		next             int64
+	}{
+		{"whole", recsAt(10, 11, 12), 10, 13, 0, "10 11 12", 13},
+		{"compaction gap", recsAt(10, 14, 15), 10, 16, 5, "10 14 15", 16},
+		{"fetched before the deletion", recsAt(10, 11, 60, 61), 10, 62, 60, "10 11 lost[12,60) 60 61", 62},
+		{"deleted at the start", recsAt(60, 61), 10, 70, 60, "lost[10,60) 60 61", 62},
+		{"deleted past until", nil, 10, 50, 60, "lost[10,50)", 50},
+		{"deleted, the rest to come", nil, 10, 70, 60, "lost[10,60)", 60},
+	} {
+		var got []string
+		lost := func(from, to int64, why string) error {
+			got = append(got, fmt.Sprintf("lost[%d,%d)", from, to))
+			return nil
+		}
+		_, next, _, err := deliver(c.recs, c.pos, c.until, c.logS, lost, func(recs []*kgo.Record) error {
+			for _, r := range recs {
+				got = append(got, fmt.Sprint(r.Offset))
+			}
+			return nil
+		})
+		if err != nil || strings.Join(got, " ") != c.want || next != c.next {
+			t.Errorf("%s: delivered %q, next %d, %v; want %q, next %d", c.name, strings.Join(got, " "), next, err, c.want, c.next)
+		}
+	}
+}
+
 func TestReadRangeDeletedRecords(t *testing.T) {
 	ctx := testCtx(t)
 	c := newFake(t, "logs", 1)
@@ -237,9 +279,26 @@ func TestReadRangeDeletedRecords(t *testing.T) {
 	if err != nil || len(plan.Warnings) != 1 || rangesString(plan.Ranges) != "logs/0[60,100)" {
 		t.Fatalf("plan = %+v, %v", plan, err)
 	}
-	// A range that starts in deleted data reads what is left of it.
+	// A range that starts in deleted data reads what is left of it, with
+	// failOnDataLoss=false; with true, the read fails naming the offsets
+	// (before, it delivered what was left either way).
 	if _, vals, err := readAll(t, ctx, s, Range{"logs", 0, 10, 70}); err != nil || !slices.Equal(vals, values("p0-", 60, 70)) {
 		t.Fatalf("got %q, %v; want p0-60..p0-69", vals, err)
+	}
+	strict, err := NewSource(Config{Brokers: c.ListenAddrs(), Timeout: 5 * time.Second, FailOnDataLoss: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer strict.Close()
+	const lost = "kafka: data loss: logs/0: offsets [10, 60) of the range logs/0[10,70) were deleted (retention or DeleteRecords) before they were read; the query stops here"
+	if _, vals, err := readAll(t, ctx, strict, Range{"logs", 0, 10, 70}); !errors.Is(err, ErrDataLoss) || !strings.Contains(err.Error(), lost) {
+		t.Fatalf("ReadRange with FailOnDataLoss got %d values, %v; want %q", len(vals), err, lost)
+	}
+	if vals, err := readDirect(ctx, strict, Range{"logs", 0, 10, 70}); !errors.Is(err, ErrDataLoss) || !strings.Contains(err.Error(), lost) {
+		t.Fatalf("ReadValues with FailOnDataLoss got %d values, %v; want %q", len(vals), err, lost)
+	}
+	if _, vals, err := readAll(t, ctx, strict, Range{"logs", 0, 60, 70}); err != nil || !slices.Equal(vals, values("p0-", 60, 70)) {
+		t.Fatalf("ReadRange with FailOnDataLoss of offsets not deleted got %q, %v", vals, err)
 	}
 	if vals, err := readDirect(ctx, s, Range{"logs", 0, 10, 70}); err != nil || !slices.Equal(vals, values("p0-", 60, 70)) {
 		t.Fatalf("ReadValues got %q, %v; want p0-60..p0-69", vals, err)

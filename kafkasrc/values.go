@@ -24,8 +24,8 @@ import (
 // are garbage-collected as usual.
 //
 // Otherwise it behaves as ReadRange: transaction markers and compaction gaps
-// take offsets without a value, offsets deleted since the range was planned
-// are skipped, and it retries brokers that do not answer and partitions
+// take offsets without a value, offsets deleted before the read reached
+// them are data loss (Config.FailOnDataLoss), and it retries brokers that do not answer and partitions
 // without a leader for up to Config.RetryTimeout, and returns ctx's error
 // when ctx ends. Each call
 // fetches from r.From: it uses none of ReadRange's readers, so a caller
@@ -260,9 +260,10 @@ func (s *Source) fetchOnce(ctx context.Context, r Range, pos int64) (batches []b
 			return nil, pos, lerr
 		}
 		if start, ok := earliest[r.Topic][r.Partition]; ok && start > pos {
-			// Deleted since planned: the planner reports data loss, the
-			// read goes on with what is left.
-			s.log.Debug("kafka: offsets deleted while reading", "range", r.String(), "from", pos, "log start", start)
+			// Deleted before the read reached them.
+			if err := s.dataLost(r, pos, min(start, r.Until), deletedBeforeRead); err != nil {
+				return nil, pos, err
+			}
 			return nil, start, nil
 		}
 		// Beyond the end of the leader's log: a new leader that has not
