@@ -167,8 +167,12 @@
 // about 1 MiB; the standby checks the fencing (it must be the
 // partition's standby in the current epoch), answers needs_copy to a
 // record that would leave a gap (its partition must be at batch-1, or at
-// batch already: then it writes nothing), stages the records, checks the
-// fencing again and commits at the same version. To needs_copy the owner
+// batch already: then it writes nothing), takes the records, checks the
+// fencing again and commits them at the same version as they are, one
+// durable write (state.CommitRecords: the owner's key count at the batch
+// comes in the end message; the records reach the standby's memory when
+// the partition is next used, as on a promotion, or when a fold is due,
+// which checks that count). To needs_copy the owner
 // answers with the whole partition at version batch (a full copy, the
 // same stream with ReplicateOpen.full), which the standby stages over its
 // copy with state.Copy (the keys the copy lacks deleted) and commits at

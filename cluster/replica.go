@@ -330,7 +330,8 @@ func (s *stateServer) replicate(ctx context.Context, h *clusterpb.Header, job st
 	fwd := proto.CloneOf(h)
 	fwd.From = s.name
 	open := &clusterpb.ReplicateOpen{Header: fwd, Job: job, Batch: batch, Partition: partition}
-	resp, _, err := sendReplica(ctx, cc, open, func(send func(rec []byte) error) error {
+	keys := st.Len()
+	resp, _, err := sendReplica(ctx, cc, open, keys, func(send func(rec []byte) error) error {
 		for _, r := range recs {
 			if err := send(r); err != nil {
 				return err
@@ -342,7 +343,7 @@ func (s *stateServer) replicate(ctx context.Context, h *clusterpb.Header, job st
 		start, was := time.Now(), resp.Version
 		open.Full = true
 		var end *clusterpb.ReplicateEnd
-		resp, end, err = sendReplica(ctx, cc, open, func(send func(rec []byte) error) error { return scanRecords(st, send) })
+		resp, end, err = sendReplica(ctx, cc, open, keys, func(send func(rec []byte) error) error { return scanRecords(st, send) })
 		if err == nil && resp.NeedsCopy {
 			err = status.Errorf(codes.Internal, "it asked for a full copy again after one")
 		}
@@ -359,17 +360,18 @@ func (s *stateServer) replicate(ctx context.Context, h *clusterpb.Header, job st
 
 // sendReplica streams one Replicate through cc: open, each record put
 // calls send with (each in memory of its own: gRPC may read a message
-// after Send returns), and the end message, which it returns with the
-// standby's answer. A standby may answer before the stream ends (it needs
-// a full copy, or refuses): the rest is not sent.
-func sendReplica(ctx context.Context, cc grpc.ClientConnInterface, open *clusterpb.ReplicateOpen, put func(send func(rec []byte) error) error) (*clusterpb.ReplicateResponse, *clusterpb.ReplicateEnd, error) {
+// after Send returns), and the end message with keys, the partition's key
+// count, which it returns with the standby's answer. A standby may answer
+// before the stream ends (it needs a full copy, or refuses): the rest is
+// not sent.
+func sendReplica(ctx context.Context, cc grpc.ClientConnInterface, open *clusterpb.ReplicateOpen, keys int64, put func(send func(rec []byte) error) error) (*clusterpb.ReplicateResponse, *clusterpb.ReplicateEnd, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stream, err := clusterpb.NewStatePartitionsClient(cc).Replicate(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
-	end := &clusterpb.ReplicateEnd{}
+	end := &clusterpb.ReplicateEnd{Keys: keys}
 	err = stream.Send(&clusterpb.ReplicateMessage{Kind: &clusterpb.ReplicateMessage_Open{Open: open}})
 	if err == nil {
 		err = put(func(rec []byte) error {
@@ -397,8 +399,10 @@ func replicateError(standbyName, addr string, err error) error {
 // Replicate applies one batch's record of a state partition on its
 // standby, this worker: it checks the fencing (the standby of the
 // partition in the job's current epoch, a term not older than its own),
-// stages the records as they come, checks the fencing again and commits
-// the partition at version batch. A partition at batch already answers
+// takes the records as they come, checks the fencing again and commits
+// them as the partition's version batch (state.CommitRecords: written
+// durably as they are, applied to the partition's memory later, when it
+// is next used or a fold is due). A partition at batch already answers
 // applied and writes nothing; one below batch-1 (a gap) answers
 // needs_copy and writes nothing. A full copy (ReplicateOpen.full)
 // replaces the partition's copy whatever its version below batch: its
@@ -450,7 +454,10 @@ func (s *stateServer) applyReplica(stream grpc.ClientStreamingServer[clusterpb.R
 		return nil, checkVersion(v, open.Batch)
 	}
 	applied := v == open.Batch
-	apply := func(rec []byte) error { return state.ApplyRecord(st, rec) }
+	// A batch's records are kept for CommitRecords; a full copy's are
+	// staged as they come.
+	var recs [][]byte
+	apply := func(rec []byte) error { recs = append(recs, rec); return nil }
 	var cp *state.Copy
 	if open.Full && !applied {
 		if cp, err = state.NewCopy(st); err != nil {
@@ -496,7 +503,15 @@ func (s *stateServer) applyReplica(stream grpc.ClientStreamingServer[clusterpb.R
 			if _, _, err := checkFence(s.fence, r); err != nil {
 				return nil, err
 			}
-			if err := st.Commit(open.Batch); err != nil {
+			if cp != nil {
+				err = st.Commit(open.Batch)
+			} else {
+				err = state.CommitRecords(st, open.Batch, recs, kind.End.Keys)
+			}
+			if errors.Is(err, state.ErrCorrupt) {
+				return nil, status.Error(codes.DataLoss, err.Error())
+			}
+			if err != nil {
 				return nil, err
 			}
 			failed = false

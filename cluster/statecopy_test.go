@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -144,6 +145,47 @@ func TestStatePromotedStandby(t *testing.T) {
 			if !strings.Contains(r.logs.String(), `msg="cluster: sent a full copy of a state partition to its standby" node=s2 job=wc batch=2 partition=0 standby=s3 standby_was_at=-1`) {
 				t.Fatalf("no full copy to s3 logged")
 			}
+		})
+	}
+}
+
+// TestStatePromotedLaggingStandby: a standby commits each batch's records
+// as its owner sent them and applies them to its memory only when the
+// partition is next used (state.CommitRecords). s2, the standby of
+// partition 0, holds batches 0-3 so, not applied, when its owner s1 is
+// lost; promoted, its first reduce applies them, then merges batch 4,
+// and the counts are exact on s2 and on s3, its new standby (sent a full
+// copy). Restarted before (as a worker killed with records not applied,
+// or while it applied them: that writes nothing), it loads them from disk
+// instead.
+func TestStatePromotedLaggingStandby(t *testing.T) {
+	for _, restarted := range []bool{false, true} {
+		t.Run(fmt.Sprintf("restarted=%v", restarted), func(t *testing.T) {
+			r := newStateRigOf(t, "s1", "s2", "s3")
+			total := map[string]int64{}
+			batches := [][][]string{{{"a b", "c"}, {"d a"}}, {{"b b"}, {"e"}}, {{"a f"}, {"g b c"}}, {{"a h"}, {"b"}}, {{"i a"}, {"c"}}}
+			for batch, tasks := range batches[:4] {
+				wordsOf(total, tasks)
+				r.runBatch(int64(batch), 3, tasks)
+			}
+			s2 := r.workers["s2"]
+			if restarted {
+				dir := s2.states.dir
+				if err := s2.states.close(); err != nil {
+					t.Fatal(err)
+				}
+				s2.states = newJobStates(filepath.Dir(dir), "c1", s2.server.log)
+				s2.server.states = s2.states
+			}
+			r.setDown("s1", true)
+			r.assign(part(0, "s2", "s3"), part(1, "s2", "s3"))
+			wordsOf(total, batches[4])
+			r.runBatch(4, 3, batches[4])
+			applied := regexp.MustCompile(`msg="state: applied changelog records to memory" node=s2 .* partition=0 version=3 records=4 `)
+			if got := applied.MatchString(r.logs.String()); got == restarted {
+				t.Fatalf("s2 logged %q: %v, want %v", applied, got, !restarted)
+			}
+			r.checkStores(4, total)
 		})
 	}
 }
@@ -297,6 +339,33 @@ func fillPartition(tb testing.TB, r *stateRig, w *stateWorker, p int, groups int
 	}
 }
 
+// rewritePartition writes every one of groups groups of partition 0 on its
+// owner w at version, and replicates the batch to its standby.
+func rewritePartition(tb testing.TB, r *stateRig, w *stateWorker, groups int, version int64) {
+	tb.Helper()
+	ps, err := w.states.partition(r.job, 0)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer ps.unlock(false, w.server.log)
+	var recs records
+	for i := range groups {
+		key, value := fmt.Appendf(nil, "group%07d", i), fmt.Appendf(nil, "%08d", int(version)*groups+i)
+		if err := ps.st.Put(key, value); err != nil {
+			tb.Fatal(err)
+		}
+		recs.put(key, value)
+	}
+	if err := ps.st.Commit(version); err != nil {
+		tb.Fatal(err)
+	}
+	sp := r.job.Assignment.State[0]
+	h := &clusterpb.Header{ClusterId: "c1", Term: 3, Epoch: r.epoch}
+	if err := w.server.replicate(context.Background(), h, "wc", version, 0, sp.Standby, recs.recs, ps.st); err != nil {
+		tb.Fatal(err)
+	}
+}
+
 // resetStates gives w an empty state directory, as a new worker has.
 func resetStates(tb testing.TB, w *stateWorker) {
 	tb.Helper()
@@ -378,8 +447,11 @@ func BenchmarkStateFullCopy(b *testing.B) {
 // answered (a batch of two lines merged into its copy of 100k groups, no
 // replay from the start): with no standby in the new epoch, with a new
 // worker s3 as standby (the reduce sends it a full copy before it
-// answers), and with s2's store closed before (a standby that restarted:
-// the copy is loaded from disk first).
+// answers), with s2's store closed before (a standby that restarted: the
+// copy is loaded from disk first), and with s2 holding 6 batches that
+// rewrote every group as records not yet applied to its memory
+// (state.CommitRecords: 14 MB, about its fold threshold; the reduce
+// applies them first).
 //
 //	go test -run '^$' -bench BenchmarkStateTakeover -benchtime 5x ./cluster
 func BenchmarkStateTakeover(b *testing.B) {
@@ -388,7 +460,8 @@ func BenchmarkStateTakeover(b *testing.B) {
 		name    string
 		standby string
 		cold    bool
-	}{{"standby=none", "", false}, {"standby=new", "s3", false}, {"standby=none/cold", "", true}} {
+		lagging int // batches s2 holds not applied
+	}{{"standby=none", "", false, 0}, {"standby=new", "s3", false, 0}, {"standby=none/cold", "", true, 0}, {"standby=none/lagging", "", false, 6}} {
 		b.Run(c.name, func(b *testing.B) {
 			for range b.N {
 				b.StopTimer()
@@ -396,6 +469,9 @@ func BenchmarkStateTakeover(b *testing.B) {
 				s1, s2 := r.workers["s1"], r.workers["s2"]
 				fillPartition(b, r, s1, 0, groups, 0)
 				fillPartition(b, r, s2, 0, groups, 0)
+				for v := range c.lagging {
+					rewritePartition(b, r, s1, groups, int64(v+1))
+				}
 				if c.cold {
 					dir := s2.states.dir
 					if err := s2.states.close(); err != nil {
@@ -406,8 +482,9 @@ func BenchmarkStateTakeover(b *testing.B) {
 				}
 				b.StartTimer()
 				r.assign(part(0, "s2", c.standby), part(1, "s2", c.standby))
-				r.push(1, 3, [][]string{{"a b"}, {"c"}})
-				if _, done, err := r.reduce(1, 3, 0, 2); err != nil || done.Rows < groups {
+				batch := int64(c.lagging + 1)
+				r.push(batch, 3, [][]string{{"a b"}, {"c"}})
+				if _, done, err := r.reduce(batch, 3, 0, 2); err != nil || done.Rows < groups {
 					b.Fatalf("%v, %v", done, err)
 				}
 			}

@@ -642,7 +642,7 @@ func TestStateReplicateRefuses(t *testing.T) {
 	if v, counts := r.storeCounts(s2, 0); v != state.NoVersion || len(counts) != 0 {
 		t.Fatalf("a gap: the standby is at version %d with %v", v, counts)
 	}
-	if _, err := r.replicate(s2, 3, 0, 0, false, [][]byte{rec}, false, nil); err != nil {
+	if _, err := r.replicate(s2, 3, 0, 0, false, [][]byte{rec}, false, func(e *clusterpb.ReplicateEnd) { e.Keys = 1 }); err != nil {
 		t.Fatal(err)
 	}
 	if v, counts := r.storeCounts(s2, 0); v != 0 || counts["k"] != 1 {

@@ -1,8 +1,10 @@
 package state
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 	"unsafe"
 
@@ -16,6 +18,12 @@ type changelog struct {
 	table table
 	delta []byte // the staged writes, as a delta
 	refs  []int  // for each staged write, its key's slot+1 in table (see table.applyDelta)
+
+	// lagging are the records committed by CommitRecords and not yet
+	// applied to table, oldest first: the committed state is table with
+	// them applied (see pebbleStore.catchUp). laggingBytes is their size.
+	lagging      [][]byte
+	laggingBytes int64
 
 	// logged is the size of the changelog records written since the last
 	// fold started; the next fold starts when it reaches foldAt.
@@ -46,7 +54,7 @@ func (l *changelog) stage(key, value []byte, del bool) (change int64) {
 // memory is the memory of the changelog state, as ChangelogMaxBytes counts
 // it: the table and the buffers.
 func (l *changelog) memory() int64 {
-	return l.table.memory() + int64(cap(l.delta)+intLen*cap(l.refs)+cap(l.foldBuf))
+	return l.table.memory() + int64(cap(l.delta)+intLen*cap(l.refs)+cap(l.foldBuf)) + l.laggingBytes
 }
 
 // staged is the memory the state would take with the staged writes
@@ -364,6 +372,91 @@ func (s *pebbleStore) scanLog(fn func(key, value []byte) error) error {
 		if err := fn(l.table.key(r.off), l.table.value(r.off)); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// commitRecords is CommitRecords on a store in changelog mode with no
+// staged writes: it writes the records as they are, as version's
+// changelog record, with the metadata in one synced batch, and keeps them
+// to apply to the table later (catchUp): on the store's next use, or once
+// enough changelog accumulated for a fold, or once they take the memory
+// past ChangelogMaxBytes. Malformed records are ErrCorrupt, and nothing is
+// written.
+func (s *pebbleStore) commitRecords(version int64, recs [][]byte, keys int64) error {
+	if err := s.alive(); err != nil {
+		return err
+	}
+	if err := s.hist.checkCommit(s.partition, version); err != nil {
+		return err
+	}
+	size := 1 // the records' writes after one format byte
+	for i, rec := range recs {
+		if err := decodeDelta(rec, func([]byte, []byte, bool) error { return nil }); err != nil {
+			return fmt.Errorf("%w: partition %d: record %d of version %d: %w", ErrCorrupt, s.partition, i, version, err)
+		}
+		size += len(rec) - 1
+	}
+	op := s.batch.SetDeferred(logKeyLen, size)
+	appendLogKey(op.Key[:0], s.prefix, version)
+	op.Value[0] = deltaFormat
+	n := 1
+	for _, rec := range recs {
+		n += copy(op.Value[n:], rec[1:])
+	}
+	if err := op.Finish(); err != nil {
+		return s.fail("commit", version, err)
+	}
+	if err := s.commitHistory(version, keys); err != nil {
+		return err
+	}
+	if err := s.apply("commit", version); err != nil {
+		return err
+	}
+	l := s.log
+	l.logged += int64(size)
+	for _, rec := range recs {
+		if !EmptyRecord(rec) {
+			l.lagging = append(l.lagging, rec)
+		}
+	}
+	l.laggingBytes += int64(size)
+	if (l.folding || l.logged < s.foldAt()) && l.memory() <= s.provider.changelogMax {
+		return nil
+	}
+	if err := s.catchUp(); err != nil {
+		return err
+	}
+	return s.afterLogCommit(version)
+}
+
+// catchUp applies the records committed by commitRecords to the table, and
+// checks that they leave the key count their commits gave. A count that
+// differs makes the store fail: its copy is not what the records' writer
+// held. It logs what it applied at Debug level, at Info when it took
+// slowLoad or more.
+func (s *pebbleStore) catchUp() error {
+	l := s.log
+	if l == nil || len(l.lagging) == 0 {
+		return nil
+	}
+	start := time.Now()
+	for _, rec := range l.lagging {
+		if err := l.table.applyDelta(rec, nil); err != nil {
+			return s.fail("apply the changelog records up to", s.hist.version, err)
+		}
+	}
+	level, took := slog.LevelDebug, time.Since(start)
+	if took >= slowLoad {
+		level = slog.LevelInfo
+	}
+	s.provider.log.Log(context.Background(), level, "state: applied changelog records to memory", "partition", s.partition,
+		"version", s.hist.version, "records", len(l.lagging), "bytes", l.laggingBytes, "took", took)
+	clear(l.lagging)
+	l.lagging, l.laggingBytes = keep(l.lagging), 0
+	if l.table.live != s.hist.keys() {
+		s.err = s.corrupt("its changelog records up to version %d leave %d keys, their commits said %d", s.hist.version, l.table.live, s.hist.keys())
+		return s.err
 	}
 	return nil
 }

@@ -52,6 +52,13 @@
 // directory the other wrote. Layout 1 directories without changelog
 // records are still valid, so the layout keeps its name.
 //
+// CommitRecords, in changelog mode, writes the records it is given as they
+// are as the version's changelog record, and the metadata with the key
+// count its caller gives: the layout is the same. It leaves the records
+// out of memory ("lagging") until the store is next read or written, or a
+// fold is due, and then applies them and checks the key count; a crash
+// before that loses nothing, as the records are durable.
+//
 // # Memory
 //
 // Reads go through a per-partition cache of committed values
@@ -65,7 +72,8 @@
 // The table and its buffers may take up to Options.ChangelogMaxBytes
 // (counted as their capacity: arena with garbage and room to grow, hash
 // slots, the list of keys written since the last fold, the staged
-// changelog record, the fold's and Scan's buffers). A commit that takes a
+// changelog record, the fold's and Scan's buffers, the lagging records
+// CommitRecords has not applied yet). A commit that takes a
 // partition past it, or a write that would with the writes staged before
 // it, switches the store to plain mode until it is closed: it waits for the
 // fold in flight, folds the rest of the changelog in one synced batch (a

@@ -64,7 +64,8 @@ type Options struct {
 	// of keys and values with their headers, room to grow and garbage not
 	// yet compacted, the hash slots and the list of keys written since the
 	// last fold) and its buffers (the staged changelog record, the fold's
-	// copy of the written keys, Scan's sort order). Default 64 MiB; it
+	// copy of the written keys, Scan's sort order, the records
+	// CommitRecords committed and has not applied yet). Default 64 MiB; it
 	// must be positive when Changelog is set, and is ignored otherwise.
 	//
 	// When a commit takes a partition past it, the store waits for the

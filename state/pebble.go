@@ -659,7 +659,18 @@ type undoRef struct {
 	existed     bool
 }
 
+// usable reports why the store cannot be used, if it cannot, and brings
+// its table up to date with the records CommitRecords committed.
 func (s *pebbleStore) usable() error {
+	if err := s.alive(); err != nil {
+		return err
+	}
+	return s.catchUp()
+}
+
+// alive reports why the store cannot be used: closed, or failed (a fold
+// that failed since the last call makes it fail).
+func (s *pebbleStore) alive() error {
 	if s.db == nil {
 		return fmt.Errorf("%w: store of partition %d in %s; open the partition again", ErrClosed, s.partition, s.provider.dir)
 	}
@@ -696,7 +707,7 @@ func (s *pebbleStore) Len() int64 { return s.hist.keys() }
 // starts loading into the CPU caches (see table.prefetch). It does nothing
 // otherwise, and never fails.
 func (s *pebbleStore) Prefetch(key []byte) {
-	if s.log != nil {
+	if s.log != nil && len(s.log.lagging) == 0 {
 		s.log.table.prefetch(key)
 	}
 }
@@ -937,23 +948,40 @@ func (s *pebbleStore) Commit(version int64) error {
 	if err != nil {
 		return s.fail("commit", version, err)
 	}
+	if err := s.commitHistory(version, s.hist.keys()+s.delta); err != nil {
+		return err
+	}
+	if err := s.apply("commit", version); err != nil {
+		return err
+	}
+	if s.log != nil {
+		return s.afterLogCommit(version)
+	}
+	return nil
+}
+
+// commitHistory moves the history to version, leaving keys keys, and
+// stages the pruning of the undo records it no longer needs.
+func (s *pebbleStore) commitHistory(version, keys int64) error {
 	// With RetainVersions 0 the pruned range is just version's own undo
 	// records, never written: skip the range tombstone.
-	if from, to, prune := s.hist.commit(version, s.hist.keys()+s.delta, s.provider.retain); prune && from < version {
+	if from, to, prune := s.hist.commit(version, keys, s.provider.retain); prune && from < version {
 		lower := appendUndoKey(nil, s.prefix, from, nil)
 		upper := appendUndoKey(nil, s.prefix, to+1, nil)
 		if err := s.batch.DeleteRange(lower, upper, nil); err != nil {
 			return s.fail("commit", version, err)
 		}
 	}
-	if err := s.apply("commit", version); err != nil {
-		return err
-	}
-	if s.log != nil {
-		s.maybeFold(version) // its snapshot of the written keys takes memory too
-		if s.log.memory() > s.provider.changelogMax {
-			return s.leaveChangelog(version)
-		}
+	return nil
+}
+
+// afterLogCommit follows the commit of version in changelog mode, with the
+// table up to date: it starts a fold if one is due, and leaves changelog
+// mode if the state outgrew ChangelogMaxBytes.
+func (s *pebbleStore) afterLogCommit(version int64) error {
+	s.maybeFold(version) // its snapshot of the written keys takes memory too
+	if s.log.memory() > s.provider.changelogMax {
+		return s.leaveChangelog(version)
 	}
 	return nil
 }

@@ -6,10 +6,10 @@ import (
 )
 
 // Changelog records travel too: a cluster worker sends each batch's record
-// of a state partition to the partition's standby replica, which stages it
-// on its own store (ApplyRecord) and commits it at the same version. A
-// record built with NewRecord and AppendPut has the format of the records
-// a store writes in changelog mode (see the package doc).
+// of a state partition to the partition's standby replica, which commits
+// it on its own store at the same version (CommitRecords). A record built
+// with NewRecord and AppendPut has the format of the records a store
+// writes in changelog mode (see the package doc).
 
 // NewRecord starts an empty changelog record in dst's memory.
 func NewRecord(dst []byte) []byte { return newDelta(dst) }
@@ -42,4 +42,40 @@ func ApplyRecord(st Store, rec []byte) error {
 		}
 		return st.Put(key, value)
 	})
+}
+
+// CommitRecords commits version on st as the writes of recs, changelog
+// records holding them in order, which leave st with keys keys (the key
+// count of the store they were taken from, at version): a cluster
+// worker's standby commits the records its partition's owner sent.
+// Writes staged on st before are committed with them. On error st's
+// staged writes are dropped; malformed records are ErrCorrupt and commit
+// nothing.
+//
+// A Pebble store in changelog mode writes the records as they are, as
+// version's changelog record, durably before CommitRecords returns, and
+// keeps them (the caller must not change them after the call) to apply to
+// its memory later: on the store's next read or write, or when enough
+// changelog has accumulated for a fold (at most twice Options.MemTableSize
+// of records), whichever comes first. Applying them checks keys then: a
+// count that differs makes the store fail with ErrCorrupt. Other stores
+// stage the records (ApplyRecord), commit them, and check keys against Len.
+func CommitRecords(st Store, version int64, recs [][]byte, keys int64) error {
+	if ps, ok := st.(*pebbleStore); ok && ps.log != nil && EmptyRecord(ps.log.delta) {
+		return ps.commitRecords(version, recs, keys)
+	}
+	for _, rec := range recs {
+		if err := ApplyRecord(st, rec); err != nil {
+			st.Discard()
+			return err
+		}
+	}
+	if err := st.Commit(version); err != nil {
+		st.Discard()
+		return err
+	}
+	if n := st.Len(); n != keys {
+		return fmt.Errorf("%w: partition %d: the records of version %d leave %d keys, their writer said %d", ErrCorrupt, st.Partition(), version, n, keys)
+	}
+	return nil
 }

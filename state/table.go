@@ -338,6 +338,9 @@ func (t *table) compact() {
 // rebuilt. The writes with a slot go first, as an insert may rebuild the
 // slots; a key's writes all have a slot or none, so they keep their order.
 func (t *table) applyDelta(d []byte, refs []int) error {
+	if refs == nil {
+		return t.applyWrites(d)
+	}
 	pass := func(withSlot bool) error {
 		i := 0
 		return decodeDelta(d, func(key, value []byte, del bool) error {
@@ -358,12 +361,44 @@ func (t *table) applyDelta(d []byte, refs []int) error {
 			return nil
 		})
 	}
-	var err error
-	if len(refs) > 0 {
-		err = pass(true)
-	}
-	if err == nil && (refs == nil || slices.Contains(refs, 0)) {
+	err := pass(true)
+	if err == nil && slices.Contains(refs, 0) {
 		err = pass(false)
+	}
+	t.compactIfWasteful()
+	return err
+}
+
+// applyWrites applies the writes of delta d in order, whose keys' slots
+// are unknown, then compacts if wasteful. It looks each key up
+// 2*prefetchDepth writes after prefetching it (see prefetch), so that the
+// cache misses of successive keys overlap.
+func (t *table) applyWrites(d []byte) error {
+	type write struct {
+		key, value []byte
+		del        bool
+	}
+	var ahead [2 * prefetchDepth]write
+	apply := func(w write) {
+		if w.del {
+			t.del(w.key)
+		} else {
+			t.set(-1, w.key, w.value)
+		}
+	}
+	n := 0
+	err := decodeDelta(d, func(key, value []byte, del bool) error {
+		i := n % len(ahead)
+		if n >= len(ahead) {
+			apply(ahead[i])
+		}
+		t.prefetch(key)
+		ahead[i] = write{key, value, del}
+		n++
+		return nil
+	})
+	for i := max(n-len(ahead), 0); i < n; i++ {
+		apply(ahead[i%len(ahead)])
 	}
 	t.compactIfWasteful()
 	return err

@@ -3769,10 +3769,13 @@ func (x *ReplicateOpen) GetFull() bool {
 
 // ReplicateEnd closes a Replicate stream.
 type ReplicateEnd struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Records       uint64                 `protobuf:"varint,1,opt,name=records,proto3" json:"records,omitempty"` // records sent
-	Bytes         uint64                 `protobuf:"varint,2,opt,name=bytes,proto3" json:"bytes,omitempty"`     // their bytes
-	Crc           uint32                 `protobuf:"fixed32,3,opt,name=crc,proto3" json:"crc,omitempty"`        // CRC-32C (Castagnoli) of the records' bytes in order
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Records uint64                 `protobuf:"varint,1,opt,name=records,proto3" json:"records,omitempty"` // records sent
+	Bytes   uint64                 `protobuf:"varint,2,opt,name=bytes,proto3" json:"bytes,omitempty"`     // their bytes
+	Crc     uint32                 `protobuf:"fixed32,3,opt,name=crc,proto3" json:"crc,omitempty"`        // CRC-32C (Castagnoli) of the records' bytes in order
+	// keys: the partition's key count on the owner at version batch, which
+	// the standby's copy must have once it applied the records.
+	Keys          int64 `protobuf:"varint,4,opt,name=keys,proto3" json:"keys,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3824,6 +3827,13 @@ func (x *ReplicateEnd) GetBytes() uint64 {
 func (x *ReplicateEnd) GetCrc() uint32 {
 	if x != nil {
 		return x.Crc
+	}
+	return 0
+}
+
+func (x *ReplicateEnd) GetKeys() int64 {
+	if x != nil {
+		return x.Keys
 	}
 	return 0
 }
@@ -4597,11 +4607,12 @@ const file_cluster_proto_rawDesc = "" +
 	"\x03job\x18\x02 \x01(\tR\x03job\x12\x14\n" +
 	"\x05batch\x18\x03 \x01(\x03R\x05batch\x12\x1c\n" +
 	"\tpartition\x18\x04 \x01(\x05R\tpartition\x12\x12\n" +
-	"\x04full\x18\x05 \x01(\bR\x04full\"P\n" +
+	"\x04full\x18\x05 \x01(\bR\x04full\"d\n" +
 	"\fReplicateEnd\x12\x18\n" +
 	"\arecords\x18\x01 \x01(\x04R\arecords\x12\x14\n" +
 	"\x05bytes\x18\x02 \x01(\x04R\x05bytes\x12\x10\n" +
-	"\x03crc\x18\x03 \x01(\aR\x03crc\"\xa5\x01\n" +
+	"\x03crc\x18\x03 \x01(\aR\x03crc\x12\x12\n" +
+	"\x04keys\x18\x04 \x01(\x03R\x04keys\"\xa5\x01\n" +
 	"\x10ReplicateMessage\x128\n" +
 	"\x04open\x18\x01 \x01(\v2\".gostream.cluster.v1.ReplicateOpenH\x00R\x04open\x12\x18\n" +
 	"\x06record\x18\x02 \x01(\fH\x00R\x06record\x125\n" +
