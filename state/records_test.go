@@ -7,7 +7,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/cockroachdb/pebble/vfs"
 	"github.com/gostream/gostream/internal/testseed"
 )
 
@@ -136,34 +135,6 @@ func TestCommitRecordsLazy(t *testing.T) {
 	if len(s.log.lagging) != 0 {
 		t.Fatalf("a fold started with %d records lagging", len(s.log.lagging))
 	}
-	m.expect(s)
-}
-
-// TestCommitRecordsCrash simulates power losses after commits through
-// CommitRecords, with records not yet applied to memory, catch-ups and
-// their folds in flight: the directory opened again holds exactly the
-// last committed version.
-func TestCommitRecordsCrash(t *testing.T) {
-	fs := vfs.NewStrictMem()
-	opts := changelogTestOptions(4 << 10)
-	opts.fs = fs
-	const dir, partition = "query/state", 2
-	m := newModelStore(t, testseed.Seed(t), 2000)
-	for round := range 8 {
-		p, s := openPartition(t, dir, opts, partition)
-		if round%2 == 0 {
-			m.expect(s)
-		}
-		for range 20 + round {
-			m.commitRecords(s, 100)
-		}
-		fs.SetIgnoreSyncs(true)
-		check(t, p.Close())
-		fs.ResetToSyncedState()
-		fs.SetIgnoreSyncs(false)
-	}
-	p, s := openPartition(t, dir, opts, partition)
-	defer func() { check(t, p.Close()) }()
 	m.expect(s)
 }
 
