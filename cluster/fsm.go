@@ -146,6 +146,8 @@ func (f *FSM) Apply(l *raft.Log) any {
 		err = f.setAssignmentLocked(k.SetAssignment)
 		f.jobsChangedLocked()
 		defer notify(f.placementChanged)
+	case *clusterpb.Command_SetJobReport:
+		err = f.setJobReportLocked(k.SetJobReport)
 	case *clusterpb.Command_AddMember:
 		err = f.addMemberLocked(k.AddMember.GetMember())
 		defer notify(f.membersChanged)
@@ -455,6 +457,24 @@ func batchLogEnds(log []*clusterpb.BatchLogEntry) (planned, committed int64) {
 		}
 	}
 	return planned, committed
+}
+
+// setJobReportLocked keeps s's report, without its output, as the job's
+// last_report, if its batch is committed and newer than the last_report.
+func (f *FSM) setJobReportLocked(s *clusterpb.SetJobReport) error {
+	j, err := f.job(s.GetJob())
+	if err != nil {
+		return err
+	}
+	r := s.GetReport()
+	if r == nil {
+		return fmt.Errorf("job %q: a report without its report", j.Name)
+	}
+	if _, committed := batchLogEnds(j.BatchLog); r.BatchId > committed || (j.LastReport != nil && r.BatchId <= j.LastReport.BatchId) {
+		return nil
+	}
+	j.LastReport = &clusterpb.Report{BatchId: r.BatchId, Progress: slices.Clone(r.Progress)}
+	return nil
 }
 
 // epochHistory is how many epoch changes a job keeps (Job.epochs).

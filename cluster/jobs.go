@@ -110,10 +110,11 @@ func (r *JobRun) Leading() error {
 	return nil
 }
 
-// Report publishes one batch's progress and what its sink wrote for the
-// submitter (the console sink's text, or jsonl:- rows; nil for none) to
-// the job's watchers and status. The leader keeps the last 100 reports of
-// each job. Safe for concurrent use; output is copied. A report of a run
+// Report publishes one committed batch's progress and what its sink wrote
+// for the submitter (the console sink's text, or jsonl:- rows; nil for
+// none) to the job's watchers and status. The leader keeps the last 100
+// reports of each job, and logs the progress (logReport) for the next
+// leader. Safe for concurrent use; output is copied. A report of a run
 // that was stopped is dropped.
 func (r *JobRun) Report(p engine.Progress, output []byte) {
 	if r.ctx.Err() != nil {
@@ -125,6 +126,33 @@ func (r *JobRun) Report(p engine.Progress, output []byte) {
 		return
 	}
 	r.m.publish(r.Job.Name, &clusterpb.Report{BatchId: p.BatchID, Progress: b, Output: slices.Clone(output)})
+	r.logReport(p.BatchID, b)
+}
+
+// Bounds of logReport: the largest progress report it logs, and how long
+// it waits for Raft to take the entry.
+const (
+	maxLoggedReport    = 64 << 10
+	logReportQueueWait = 100 * time.Millisecond
+)
+
+// logReport logs batch's progress through Raft in the run's term as the
+// job's last report (SetJobReport), which a new leader shows until its own
+// driver commits a batch. It does not wait for the entry to commit: the
+// next batch goes on meanwhile. A report that is not logged (larger than
+// maxLoggedReport, Raft's queue full, the leadership lost) leaves the next
+// leader with an older one.
+func (r *JobRun) logReport(batch int64, progress []byte) {
+	if len(progress) > maxLoggedReport {
+		return
+	}
+	data, err := EncodeCommand(&clusterpb.Command{Term: r.Term, Kind: &clusterpb.Command_SetJobReport{SetJobReport: &clusterpb.SetJobReport{
+		Job: r.Job.Name, Report: &clusterpb.Report{BatchId: batch, Progress: progress}}}})
+	if err != nil {
+		r.m.n.log.Warn("cluster: a progress report does not encode", "job", r.Job.Name, "batch", batch, "err", err)
+		return
+	}
+	r.m.n.raft.Apply(data, logReportQueueWait)
 }
 
 // waitDriver is the Driver of a node whose Config sets none: the job is
@@ -253,6 +281,7 @@ func (m *jobManager) reconcile() {
 		}
 		m.mu.Lock()
 		m.mu.term = term
+		m.seedReportsLocked()
 		m.mu.Unlock()
 	}
 	running := map[string]*clusterpb.Job{}
@@ -270,6 +299,17 @@ func (m *jobManager) reconcile() {
 		}
 	}
 	m.broadcastLocked()
+}
+
+// seedReportsLocked gives each job without a report on this member, a
+// new leader, the last report its state machine holds (a batch's progress
+// logged by the driver before, without the sink's output).
+func (m *jobManager) seedReportsLocked() {
+	for _, j := range m.n.fsm.Jobs() {
+		if j.LastReport != nil && len(m.mu.reports[j.Name]) == 0 {
+			m.mu.reports[j.Name] = []*clusterpb.Report{j.LastReport}
+		}
+	}
 }
 
 // startLocked starts a run of j in term.

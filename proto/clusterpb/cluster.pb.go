@@ -589,7 +589,11 @@ type Job struct {
 	// again with other tunables, and keeps its batch log.
 	PlanFingerprint string `protobuf:"bytes,10,opt,name=plan_fingerprint,json=planFingerprint,proto3" json:"plan_fingerprint,omitempty"`
 	// The job's last assignment epochs (at most 20), oldest first.
-	Epochs        []*EpochChange `protobuf:"bytes,11,rep,name=epochs,proto3" json:"epochs,omitempty"`
+	Epochs []*EpochChange `protobuf:"bytes,11,rep,name=epochs,proto3" json:"epochs,omitempty"`
+	// The progress report of the last committed batch that its driver
+	// logged (SetJobReport), without the sink's output: a new leader shows
+	// it until its own driver commits a batch.
+	LastReport    *Report `protobuf:"bytes,12,opt,name=last_report,json=lastReport,proto3" json:"last_report,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -697,6 +701,13 @@ func (x *Job) GetPlanFingerprint() string {
 func (x *Job) GetEpochs() []*EpochChange {
 	if x != nil {
 		return x.Epochs
+	}
+	return nil
+}
+
+func (x *Job) GetLastReport() *Report {
+	if x != nil {
+		return x.LastReport
 	}
 	return nil
 }
@@ -912,6 +923,7 @@ type Command struct {
 	//	*Command_SetJobState
 	//	*Command_AddMember
 	//	*Command_RemoveMember
+	//	*Command_SetJobReport
 	Kind          isCommand_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1024,6 +1036,15 @@ func (x *Command) GetRemoveMember() *RemoveMember {
 	return nil
 }
 
+func (x *Command) GetSetJobReport() *SetJobReport {
+	if x != nil {
+		if x, ok := x.Kind.(*Command_SetJobReport); ok {
+			return x.SetJobReport
+		}
+	}
+	return nil
+}
+
 type isCommand_Kind interface {
 	isCommand_Kind()
 }
@@ -1056,6 +1077,10 @@ type Command_RemoveMember struct {
 	RemoveMember *RemoveMember `protobuf:"bytes,8,opt,name=remove_member,json=removeMember,proto3,oneof"`
 }
 
+type Command_SetJobReport struct {
+	SetJobReport *SetJobReport `protobuf:"bytes,9,opt,name=set_job_report,json=setJobReport,proto3,oneof"`
+}
+
 func (*Command_Init) isCommand_Kind() {}
 
 func (*Command_RegisterJob) isCommand_Kind() {}
@@ -1070,6 +1095,63 @@ func (*Command_AddMember) isCommand_Kind() {}
 
 func (*Command_RemoveMember) isCommand_Kind() {}
 
+func (*Command_SetJobReport) isCommand_Kind() {}
+
+// SetJobReport records the progress report of a job's committed batch as
+// its last_report (output left out). A report of a batch not committed
+// yet, or older than the job's last_report, is a no-op.
+type SetJobReport struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Job           string                 `protobuf:"bytes,1,opt,name=job,proto3" json:"job,omitempty"`
+	Report        *Report                `protobuf:"bytes,2,opt,name=report,proto3" json:"report,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetJobReport) Reset() {
+	*x = SetJobReport{}
+	mi := &file_cluster_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetJobReport) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetJobReport) ProtoMessage() {}
+
+func (x *SetJobReport) ProtoReflect() protoreflect.Message {
+	mi := &file_cluster_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetJobReport.ProtoReflect.Descriptor instead.
+func (*SetJobReport) Descriptor() ([]byte, []int) {
+	return file_cluster_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *SetJobReport) GetJob() string {
+	if x != nil {
+		return x.Job
+	}
+	return ""
+}
+
+func (x *SetJobReport) GetReport() *Report {
+	if x != nil {
+		return x.Report
+	}
+	return nil
+}
+
 // Init records the cluster's id and its bootstrap members. The first leader
 // logs it once; any later Init must be identical.
 type Init struct {
@@ -1082,7 +1164,7 @@ type Init struct {
 
 func (x *Init) Reset() {
 	*x = Init{}
-	mi := &file_cluster_proto_msgTypes[12]
+	mi := &file_cluster_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1094,7 +1176,7 @@ func (x *Init) String() string {
 func (*Init) ProtoMessage() {}
 
 func (x *Init) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[12]
+	mi := &file_cluster_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1107,7 +1189,7 @@ func (x *Init) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Init.ProtoReflect.Descriptor instead.
 func (*Init) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{12}
+	return file_cluster_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Init) GetClusterId() string {
@@ -1135,7 +1217,7 @@ type RegisterJob struct {
 
 func (x *RegisterJob) Reset() {
 	*x = RegisterJob{}
-	mi := &file_cluster_proto_msgTypes[13]
+	mi := &file_cluster_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1147,7 +1229,7 @@ func (x *RegisterJob) String() string {
 func (*RegisterJob) ProtoMessage() {}
 
 func (x *RegisterJob) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[13]
+	mi := &file_cluster_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1160,7 +1242,7 @@ func (x *RegisterJob) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterJob.ProtoReflect.Descriptor instead.
 func (*RegisterJob) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{13}
+	return file_cluster_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *RegisterJob) GetJob() *Job {
@@ -1182,7 +1264,7 @@ type AppendBatchLog struct {
 
 func (x *AppendBatchLog) Reset() {
 	*x = AppendBatchLog{}
-	mi := &file_cluster_proto_msgTypes[14]
+	mi := &file_cluster_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1194,7 +1276,7 @@ func (x *AppendBatchLog) String() string {
 func (*AppendBatchLog) ProtoMessage() {}
 
 func (x *AppendBatchLog) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[14]
+	mi := &file_cluster_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1207,7 +1289,7 @@ func (x *AppendBatchLog) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppendBatchLog.ProtoReflect.Descriptor instead.
 func (*AppendBatchLog) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{14}
+	return file_cluster_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *AppendBatchLog) GetJob() string {
@@ -1238,7 +1320,7 @@ type SetAssignment struct {
 
 func (x *SetAssignment) Reset() {
 	*x = SetAssignment{}
-	mi := &file_cluster_proto_msgTypes[15]
+	mi := &file_cluster_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1250,7 +1332,7 @@ func (x *SetAssignment) String() string {
 func (*SetAssignment) ProtoMessage() {}
 
 func (x *SetAssignment) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[15]
+	mi := &file_cluster_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1263,7 +1345,7 @@ func (x *SetAssignment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetAssignment.ProtoReflect.Descriptor instead.
 func (*SetAssignment) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{15}
+	return file_cluster_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *SetAssignment) GetJob() string {
@@ -1309,7 +1391,7 @@ type SetJobState struct {
 
 func (x *SetJobState) Reset() {
 	*x = SetJobState{}
-	mi := &file_cluster_proto_msgTypes[16]
+	mi := &file_cluster_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1321,7 +1403,7 @@ func (x *SetJobState) String() string {
 func (*SetJobState) ProtoMessage() {}
 
 func (x *SetJobState) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[16]
+	mi := &file_cluster_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1334,7 +1416,7 @@ func (x *SetJobState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetJobState.ProtoReflect.Descriptor instead.
 func (*SetJobState) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{16}
+	return file_cluster_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *SetJobState) GetJob() string {
@@ -1370,7 +1452,7 @@ type AddMember struct {
 
 func (x *AddMember) Reset() {
 	*x = AddMember{}
-	mi := &file_cluster_proto_msgTypes[17]
+	mi := &file_cluster_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1382,7 +1464,7 @@ func (x *AddMember) String() string {
 func (*AddMember) ProtoMessage() {}
 
 func (x *AddMember) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[17]
+	mi := &file_cluster_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1395,7 +1477,7 @@ func (x *AddMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddMember.ProtoReflect.Descriptor instead.
 func (*AddMember) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{17}
+	return file_cluster_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *AddMember) GetMember() *Member {
@@ -1416,7 +1498,7 @@ type RemoveMember struct {
 
 func (x *RemoveMember) Reset() {
 	*x = RemoveMember{}
-	mi := &file_cluster_proto_msgTypes[18]
+	mi := &file_cluster_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1428,7 +1510,7 @@ func (x *RemoveMember) String() string {
 func (*RemoveMember) ProtoMessage() {}
 
 func (x *RemoveMember) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[18]
+	mi := &file_cluster_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1441,7 +1523,7 @@ func (x *RemoveMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMember.ProtoReflect.Descriptor instead.
 func (*RemoveMember) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{18}
+	return file_cluster_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *RemoveMember) GetName() string {
@@ -1465,7 +1547,7 @@ type Header struct {
 
 func (x *Header) Reset() {
 	*x = Header{}
-	mi := &file_cluster_proto_msgTypes[19]
+	mi := &file_cluster_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1477,7 +1559,7 @@ func (x *Header) String() string {
 func (*Header) ProtoMessage() {}
 
 func (x *Header) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[19]
+	mi := &file_cluster_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1490,7 +1572,7 @@ func (x *Header) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Header.ProtoReflect.Descriptor instead.
 func (*Header) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{19}
+	return file_cluster_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Header) GetClusterId() string {
@@ -1530,7 +1612,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_cluster_proto_msgTypes[20]
+	mi := &file_cluster_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1542,7 +1624,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[20]
+	mi := &file_cluster_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1555,7 +1637,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{20}
+	return file_cluster_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *StatusRequest) GetHeader() *Header {
@@ -1580,7 +1662,7 @@ type MemberStatus struct {
 
 func (x *MemberStatus) Reset() {
 	*x = MemberStatus{}
-	mi := &file_cluster_proto_msgTypes[21]
+	mi := &file_cluster_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1592,7 +1674,7 @@ func (x *MemberStatus) String() string {
 func (*MemberStatus) ProtoMessage() {}
 
 func (x *MemberStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[21]
+	mi := &file_cluster_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1605,7 +1687,7 @@ func (x *MemberStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberStatus.ProtoReflect.Descriptor instead.
 func (*MemberStatus) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{21}
+	return file_cluster_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *MemberStatus) GetMember() *Member {
@@ -1674,7 +1756,7 @@ type JobStatus struct {
 
 func (x *JobStatus) Reset() {
 	*x = JobStatus{}
-	mi := &file_cluster_proto_msgTypes[22]
+	mi := &file_cluster_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1686,7 +1768,7 @@ func (x *JobStatus) String() string {
 func (*JobStatus) ProtoMessage() {}
 
 func (x *JobStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[22]
+	mi := &file_cluster_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1699,7 +1781,7 @@ func (x *JobStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobStatus.ProtoReflect.Descriptor instead.
 func (*JobStatus) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{22}
+	return file_cluster_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *JobStatus) GetName() string {
@@ -1803,7 +1885,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_cluster_proto_msgTypes[23]
+	mi := &file_cluster_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1815,7 +1897,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[23]
+	mi := &file_cluster_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1828,7 +1910,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{23}
+	return file_cluster_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *StatusResponse) GetClusterId() string {
@@ -1893,7 +1975,7 @@ type LeaderChange struct {
 
 func (x *LeaderChange) Reset() {
 	*x = LeaderChange{}
-	mi := &file_cluster_proto_msgTypes[24]
+	mi := &file_cluster_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1905,7 +1987,7 @@ func (x *LeaderChange) String() string {
 func (*LeaderChange) ProtoMessage() {}
 
 func (x *LeaderChange) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[24]
+	mi := &file_cluster_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1918,7 +2000,7 @@ func (x *LeaderChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaderChange.ProtoReflect.Descriptor instead.
 func (*LeaderChange) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{24}
+	return file_cluster_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *LeaderChange) GetTimeMs() int64 {
@@ -1958,7 +2040,7 @@ type MemberInfoRequest struct {
 
 func (x *MemberInfoRequest) Reset() {
 	*x = MemberInfoRequest{}
-	mi := &file_cluster_proto_msgTypes[25]
+	mi := &file_cluster_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1970,7 +2052,7 @@ func (x *MemberInfoRequest) String() string {
 func (*MemberInfoRequest) ProtoMessage() {}
 
 func (x *MemberInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[25]
+	mi := &file_cluster_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1983,7 +2065,7 @@ func (x *MemberInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberInfoRequest.ProtoReflect.Descriptor instead.
 func (*MemberInfoRequest) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{25}
+	return file_cluster_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *MemberInfoRequest) GetHeader() *Header {
@@ -2010,7 +2092,7 @@ type MemberInfoResponse struct {
 
 func (x *MemberInfoResponse) Reset() {
 	*x = MemberInfoResponse{}
-	mi := &file_cluster_proto_msgTypes[26]
+	mi := &file_cluster_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2022,7 +2104,7 @@ func (x *MemberInfoResponse) String() string {
 func (*MemberInfoResponse) ProtoMessage() {}
 
 func (x *MemberInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[26]
+	mi := &file_cluster_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2035,7 +2117,7 @@ func (x *MemberInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberInfoResponse.ProtoReflect.Descriptor instead.
 func (*MemberInfoResponse) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{26}
+	return file_cluster_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *MemberInfoResponse) GetMember() *Member {
@@ -2097,7 +2179,7 @@ type RegisterJobRequest struct {
 
 func (x *RegisterJobRequest) Reset() {
 	*x = RegisterJobRequest{}
-	mi := &file_cluster_proto_msgTypes[27]
+	mi := &file_cluster_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2109,7 +2191,7 @@ func (x *RegisterJobRequest) String() string {
 func (*RegisterJobRequest) ProtoMessage() {}
 
 func (x *RegisterJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[27]
+	mi := &file_cluster_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2122,7 +2204,7 @@ func (x *RegisterJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterJobRequest.ProtoReflect.Descriptor instead.
 func (*RegisterJobRequest) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{27}
+	return file_cluster_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *RegisterJobRequest) GetHeader() *Header {
@@ -2152,7 +2234,7 @@ type RegisterJobResponse struct {
 
 func (x *RegisterJobResponse) Reset() {
 	*x = RegisterJobResponse{}
-	mi := &file_cluster_proto_msgTypes[28]
+	mi := &file_cluster_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2164,7 +2246,7 @@ func (x *RegisterJobResponse) String() string {
 func (*RegisterJobResponse) ProtoMessage() {}
 
 func (x *RegisterJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[28]
+	mi := &file_cluster_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2177,7 +2259,7 @@ func (x *RegisterJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterJobResponse.ProtoReflect.Descriptor instead.
 func (*RegisterJobResponse) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{28}
+	return file_cluster_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *RegisterJobResponse) GetTerm() uint64 {
@@ -2211,7 +2293,7 @@ type JobsRequest struct {
 
 func (x *JobsRequest) Reset() {
 	*x = JobsRequest{}
-	mi := &file_cluster_proto_msgTypes[29]
+	mi := &file_cluster_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2223,7 +2305,7 @@ func (x *JobsRequest) String() string {
 func (*JobsRequest) ProtoMessage() {}
 
 func (x *JobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[29]
+	mi := &file_cluster_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2236,7 +2318,7 @@ func (x *JobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobsRequest.ProtoReflect.Descriptor instead.
 func (*JobsRequest) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{29}
+	return file_cluster_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *JobsRequest) GetHeader() *Header {
@@ -2262,7 +2344,7 @@ type JobsResponse struct {
 
 func (x *JobsResponse) Reset() {
 	*x = JobsResponse{}
-	mi := &file_cluster_proto_msgTypes[30]
+	mi := &file_cluster_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2274,7 +2356,7 @@ func (x *JobsResponse) String() string {
 func (*JobsResponse) ProtoMessage() {}
 
 func (x *JobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[30]
+	mi := &file_cluster_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2287,7 +2369,7 @@ func (x *JobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobsResponse.ProtoReflect.Descriptor instead.
 func (*JobsResponse) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{30}
+	return file_cluster_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *JobsResponse) GetJobs() []*JobStatus {
@@ -2307,7 +2389,7 @@ type StopJobRequest struct {
 
 func (x *StopJobRequest) Reset() {
 	*x = StopJobRequest{}
-	mi := &file_cluster_proto_msgTypes[31]
+	mi := &file_cluster_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2319,7 +2401,7 @@ func (x *StopJobRequest) String() string {
 func (*StopJobRequest) ProtoMessage() {}
 
 func (x *StopJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[31]
+	mi := &file_cluster_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2332,7 +2414,7 @@ func (x *StopJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopJobRequest.ProtoReflect.Descriptor instead.
 func (*StopJobRequest) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{31}
+	return file_cluster_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *StopJobRequest) GetHeader() *Header {
@@ -2358,7 +2440,7 @@ type StopJobResponse struct {
 
 func (x *StopJobResponse) Reset() {
 	*x = StopJobResponse{}
-	mi := &file_cluster_proto_msgTypes[32]
+	mi := &file_cluster_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2370,7 +2452,7 @@ func (x *StopJobResponse) String() string {
 func (*StopJobResponse) ProtoMessage() {}
 
 func (x *StopJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[32]
+	mi := &file_cluster_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2383,7 +2465,7 @@ func (x *StopJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopJobResponse.ProtoReflect.Descriptor instead.
 func (*StopJobResponse) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{32}
+	return file_cluster_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *StopJobResponse) GetJob() *JobStatus {
@@ -2406,7 +2488,7 @@ type WatchRequest struct {
 
 func (x *WatchRequest) Reset() {
 	*x = WatchRequest{}
-	mi := &file_cluster_proto_msgTypes[33]
+	mi := &file_cluster_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2418,7 +2500,7 @@ func (x *WatchRequest) String() string {
 func (*WatchRequest) ProtoMessage() {}
 
 func (x *WatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[33]
+	mi := &file_cluster_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2431,7 +2513,7 @@ func (x *WatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
 func (*WatchRequest) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{33}
+	return file_cluster_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *WatchRequest) GetHeader() *Header {
@@ -2467,7 +2549,7 @@ type Report struct {
 
 func (x *Report) Reset() {
 	*x = Report{}
-	mi := &file_cluster_proto_msgTypes[34]
+	mi := &file_cluster_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2479,7 +2561,7 @@ func (x *Report) String() string {
 func (*Report) ProtoMessage() {}
 
 func (x *Report) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[34]
+	mi := &file_cluster_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2492,7 +2574,7 @@ func (x *Report) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Report.ProtoReflect.Descriptor instead.
 func (*Report) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{34}
+	return file_cluster_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *Report) GetBatchId() int64 {
@@ -2532,7 +2614,7 @@ type WatchEvent struct {
 
 func (x *WatchEvent) Reset() {
 	*x = WatchEvent{}
-	mi := &file_cluster_proto_msgTypes[35]
+	mi := &file_cluster_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2544,7 +2626,7 @@ func (x *WatchEvent) String() string {
 func (*WatchEvent) ProtoMessage() {}
 
 func (x *WatchEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[35]
+	mi := &file_cluster_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2557,7 +2639,7 @@ func (x *WatchEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchEvent.ProtoReflect.Descriptor instead.
 func (*WatchEvent) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{35}
+	return file_cluster_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *WatchEvent) GetKind() isWatchEvent_Kind {
@@ -2616,7 +2698,7 @@ type HelloRequest struct {
 
 func (x *HelloRequest) Reset() {
 	*x = HelloRequest{}
-	mi := &file_cluster_proto_msgTypes[36]
+	mi := &file_cluster_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2628,7 +2710,7 @@ func (x *HelloRequest) String() string {
 func (*HelloRequest) ProtoMessage() {}
 
 func (x *HelloRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[36]
+	mi := &file_cluster_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2641,7 +2723,7 @@ func (x *HelloRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HelloRequest.ProtoReflect.Descriptor instead.
 func (*HelloRequest) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{36}
+	return file_cluster_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *HelloRequest) GetHeader() *Header {
@@ -2680,7 +2762,7 @@ type HelloResponse struct {
 
 func (x *HelloResponse) Reset() {
 	*x = HelloResponse{}
-	mi := &file_cluster_proto_msgTypes[37]
+	mi := &file_cluster_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2692,7 +2774,7 @@ func (x *HelloResponse) String() string {
 func (*HelloResponse) ProtoMessage() {}
 
 func (x *HelloResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[37]
+	mi := &file_cluster_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2705,7 +2787,7 @@ func (x *HelloResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HelloResponse.ProtoReflect.Descriptor instead.
 func (*HelloResponse) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{37}
+	return file_cluster_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *HelloResponse) GetMember() *Member {
@@ -2752,7 +2834,7 @@ type JoinRequest struct {
 
 func (x *JoinRequest) Reset() {
 	*x = JoinRequest{}
-	mi := &file_cluster_proto_msgTypes[38]
+	mi := &file_cluster_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2764,7 +2846,7 @@ func (x *JoinRequest) String() string {
 func (*JoinRequest) ProtoMessage() {}
 
 func (x *JoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[38]
+	mi := &file_cluster_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2777,7 +2859,7 @@ func (x *JoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
 func (*JoinRequest) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{38}
+	return file_cluster_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *JoinRequest) GetHeader() *Header {
@@ -2812,7 +2894,7 @@ type JoinResponse struct {
 
 func (x *JoinResponse) Reset() {
 	*x = JoinResponse{}
-	mi := &file_cluster_proto_msgTypes[39]
+	mi := &file_cluster_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2824,7 +2906,7 @@ func (x *JoinResponse) String() string {
 func (*JoinResponse) ProtoMessage() {}
 
 func (x *JoinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[39]
+	mi := &file_cluster_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2837,7 +2919,7 @@ func (x *JoinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinResponse.ProtoReflect.Descriptor instead.
 func (*JoinResponse) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{39}
+	return file_cluster_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *JoinResponse) GetClusterId() string {
@@ -2872,7 +2954,7 @@ type RemoveMemberRequest struct {
 
 func (x *RemoveMemberRequest) Reset() {
 	*x = RemoveMemberRequest{}
-	mi := &file_cluster_proto_msgTypes[40]
+	mi := &file_cluster_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2884,7 +2966,7 @@ func (x *RemoveMemberRequest) String() string {
 func (*RemoveMemberRequest) ProtoMessage() {}
 
 func (x *RemoveMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[40]
+	mi := &file_cluster_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2897,7 +2979,7 @@ func (x *RemoveMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMemberRequest.ProtoReflect.Descriptor instead.
 func (*RemoveMemberRequest) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{40}
+	return file_cluster_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *RemoveMemberRequest) GetHeader() *Header {
@@ -2923,7 +3005,7 @@ type RemoveMemberResponse struct {
 
 func (x *RemoveMemberResponse) Reset() {
 	*x = RemoveMemberResponse{}
-	mi := &file_cluster_proto_msgTypes[41]
+	mi := &file_cluster_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2935,7 +3017,7 @@ func (x *RemoveMemberResponse) String() string {
 func (*RemoveMemberResponse) ProtoMessage() {}
 
 func (x *RemoveMemberResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[41]
+	mi := &file_cluster_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2948,7 +3030,7 @@ func (x *RemoveMemberResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMemberResponse.ProtoReflect.Descriptor instead.
 func (*RemoveMemberResponse) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{41}
+	return file_cluster_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *RemoveMemberResponse) GetMembers() []*Member {
@@ -2979,7 +3061,7 @@ type ShuffleOpen struct {
 
 func (x *ShuffleOpen) Reset() {
 	*x = ShuffleOpen{}
-	mi := &file_cluster_proto_msgTypes[42]
+	mi := &file_cluster_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2991,7 +3073,7 @@ func (x *ShuffleOpen) String() string {
 func (*ShuffleOpen) ProtoMessage() {}
 
 func (x *ShuffleOpen) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[42]
+	mi := &file_cluster_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3004,7 +3086,7 @@ func (x *ShuffleOpen) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShuffleOpen.ProtoReflect.Descriptor instead.
 func (*ShuffleOpen) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{42}
+	return file_cluster_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ShuffleOpen) GetHeader() *Header {
@@ -3062,7 +3144,7 @@ type ShuffleEnd struct {
 
 func (x *ShuffleEnd) Reset() {
 	*x = ShuffleEnd{}
-	mi := &file_cluster_proto_msgTypes[43]
+	mi := &file_cluster_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3074,7 +3156,7 @@ func (x *ShuffleEnd) String() string {
 func (*ShuffleEnd) ProtoMessage() {}
 
 func (x *ShuffleEnd) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[43]
+	mi := &file_cluster_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3087,7 +3169,7 @@ func (x *ShuffleEnd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShuffleEnd.ProtoReflect.Descriptor instead.
 func (*ShuffleEnd) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{43}
+	return file_cluster_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ShuffleEnd) GetBlocks() uint64 {
@@ -3127,7 +3209,7 @@ type ShuffleMessage struct {
 
 func (x *ShuffleMessage) Reset() {
 	*x = ShuffleMessage{}
-	mi := &file_cluster_proto_msgTypes[44]
+	mi := &file_cluster_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3139,7 +3221,7 @@ func (x *ShuffleMessage) String() string {
 func (*ShuffleMessage) ProtoMessage() {}
 
 func (x *ShuffleMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[44]
+	mi := &file_cluster_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3152,7 +3234,7 @@ func (x *ShuffleMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShuffleMessage.ProtoReflect.Descriptor instead.
 func (*ShuffleMessage) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{44}
+	return file_cluster_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *ShuffleMessage) GetKind() isShuffleMessage_Kind {
@@ -3223,7 +3305,7 @@ type ShuffleResponse struct {
 
 func (x *ShuffleResponse) Reset() {
 	*x = ShuffleResponse{}
-	mi := &file_cluster_proto_msgTypes[45]
+	mi := &file_cluster_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3235,7 +3317,7 @@ func (x *ShuffleResponse) String() string {
 func (*ShuffleResponse) ProtoMessage() {}
 
 func (x *ShuffleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[45]
+	mi := &file_cluster_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3248,7 +3330,7 @@ func (x *ShuffleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShuffleResponse.ProtoReflect.Descriptor instead.
 func (*ShuffleResponse) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{45}
+	return file_cluster_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *ShuffleResponse) GetBlocks() uint64 {
@@ -3282,7 +3364,7 @@ type ReduceRequest struct {
 
 func (x *ReduceRequest) Reset() {
 	*x = ReduceRequest{}
-	mi := &file_cluster_proto_msgTypes[46]
+	mi := &file_cluster_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3294,7 +3376,7 @@ func (x *ReduceRequest) String() string {
 func (*ReduceRequest) ProtoMessage() {}
 
 func (x *ReduceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[46]
+	mi := &file_cluster_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3307,7 +3389,7 @@ func (x *ReduceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReduceRequest.ProtoReflect.Descriptor instead.
 func (*ReduceRequest) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{46}
+	return file_cluster_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *ReduceRequest) GetHeader() *Header {
@@ -3366,7 +3448,7 @@ type ReduceDone struct {
 
 func (x *ReduceDone) Reset() {
 	*x = ReduceDone{}
-	mi := &file_cluster_proto_msgTypes[47]
+	mi := &file_cluster_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3378,7 +3460,7 @@ func (x *ReduceDone) String() string {
 func (*ReduceDone) ProtoMessage() {}
 
 func (x *ReduceDone) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[47]
+	mi := &file_cluster_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3391,7 +3473,7 @@ func (x *ReduceDone) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReduceDone.ProtoReflect.Descriptor instead.
 func (*ReduceDone) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{47}
+	return file_cluster_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *ReduceDone) GetGroups() int64 {
@@ -3439,7 +3521,7 @@ type ReduceResponse struct {
 
 func (x *ReduceResponse) Reset() {
 	*x = ReduceResponse{}
-	mi := &file_cluster_proto_msgTypes[48]
+	mi := &file_cluster_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3451,7 +3533,7 @@ func (x *ReduceResponse) String() string {
 func (*ReduceResponse) ProtoMessage() {}
 
 func (x *ReduceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[48]
+	mi := &file_cluster_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3464,7 +3546,7 @@ func (x *ReduceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReduceResponse.ProtoReflect.Descriptor instead.
 func (*ReduceResponse) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{48}
+	return file_cluster_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *ReduceResponse) GetKind() isReduceResponse_Kind {
@@ -3534,7 +3616,7 @@ type ReduceRows struct {
 
 func (x *ReduceRows) Reset() {
 	*x = ReduceRows{}
-	mi := &file_cluster_proto_msgTypes[49]
+	mi := &file_cluster_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3546,7 +3628,7 @@ func (x *ReduceRows) String() string {
 func (*ReduceRows) ProtoMessage() {}
 
 func (x *ReduceRows) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[49]
+	mi := &file_cluster_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3559,7 +3641,7 @@ func (x *ReduceRows) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReduceRows.ProtoReflect.Descriptor instead.
 func (*ReduceRows) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{49}
+	return file_cluster_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *ReduceRows) GetRows() [][]byte {
@@ -3583,7 +3665,7 @@ type RowsRequest struct {
 
 func (x *RowsRequest) Reset() {
 	*x = RowsRequest{}
-	mi := &file_cluster_proto_msgTypes[50]
+	mi := &file_cluster_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3595,7 +3677,7 @@ func (x *RowsRequest) String() string {
 func (*RowsRequest) ProtoMessage() {}
 
 func (x *RowsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[50]
+	mi := &file_cluster_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3608,7 +3690,7 @@ func (x *RowsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RowsRequest.ProtoReflect.Descriptor instead.
 func (*RowsRequest) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{50}
+	return file_cluster_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *RowsRequest) GetHeader() *Header {
@@ -3649,7 +3731,7 @@ type RowsResponse struct {
 
 func (x *RowsResponse) Reset() {
 	*x = RowsResponse{}
-	mi := &file_cluster_proto_msgTypes[51]
+	mi := &file_cluster_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3661,7 +3743,7 @@ func (x *RowsResponse) String() string {
 func (*RowsResponse) ProtoMessage() {}
 
 func (x *RowsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[51]
+	mi := &file_cluster_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3674,7 +3756,7 @@ func (x *RowsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RowsResponse.ProtoReflect.Descriptor instead.
 func (*RowsResponse) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{51}
+	return file_cluster_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *RowsResponse) GetRecords() []byte {
@@ -3704,7 +3786,7 @@ type ReplicateOpen struct {
 
 func (x *ReplicateOpen) Reset() {
 	*x = ReplicateOpen{}
-	mi := &file_cluster_proto_msgTypes[52]
+	mi := &file_cluster_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3716,7 +3798,7 @@ func (x *ReplicateOpen) String() string {
 func (*ReplicateOpen) ProtoMessage() {}
 
 func (x *ReplicateOpen) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[52]
+	mi := &file_cluster_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3729,7 +3811,7 @@ func (x *ReplicateOpen) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicateOpen.ProtoReflect.Descriptor instead.
 func (*ReplicateOpen) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{52}
+	return file_cluster_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *ReplicateOpen) GetHeader() *Header {
@@ -3782,7 +3864,7 @@ type ReplicateEnd struct {
 
 func (x *ReplicateEnd) Reset() {
 	*x = ReplicateEnd{}
-	mi := &file_cluster_proto_msgTypes[53]
+	mi := &file_cluster_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3794,7 +3876,7 @@ func (x *ReplicateEnd) String() string {
 func (*ReplicateEnd) ProtoMessage() {}
 
 func (x *ReplicateEnd) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[53]
+	mi := &file_cluster_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3807,7 +3889,7 @@ func (x *ReplicateEnd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicateEnd.ProtoReflect.Descriptor instead.
 func (*ReplicateEnd) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{53}
+	return file_cluster_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *ReplicateEnd) GetRecords() uint64 {
@@ -3854,7 +3936,7 @@ type ReplicateMessage struct {
 
 func (x *ReplicateMessage) Reset() {
 	*x = ReplicateMessage{}
-	mi := &file_cluster_proto_msgTypes[54]
+	mi := &file_cluster_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3866,7 +3948,7 @@ func (x *ReplicateMessage) String() string {
 func (*ReplicateMessage) ProtoMessage() {}
 
 func (x *ReplicateMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[54]
+	mi := &file_cluster_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3879,7 +3961,7 @@ func (x *ReplicateMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicateMessage.ProtoReflect.Descriptor instead.
 func (*ReplicateMessage) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{54}
+	return file_cluster_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *ReplicateMessage) GetKind() isReplicateMessage_Kind {
@@ -3954,7 +4036,7 @@ type ReplicateResponse struct {
 
 func (x *ReplicateResponse) Reset() {
 	*x = ReplicateResponse{}
-	mi := &file_cluster_proto_msgTypes[55]
+	mi := &file_cluster_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3966,7 +4048,7 @@ func (x *ReplicateResponse) String() string {
 func (*ReplicateResponse) ProtoMessage() {}
 
 func (x *ReplicateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[55]
+	mi := &file_cluster_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3979,7 +4061,7 @@ func (x *ReplicateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicateResponse.ProtoReflect.Descriptor instead.
 func (*ReplicateResponse) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{55}
+	return file_cluster_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *ReplicateResponse) GetApplied() bool {
@@ -4017,7 +4099,7 @@ type MapRange struct {
 
 func (x *MapRange) Reset() {
 	*x = MapRange{}
-	mi := &file_cluster_proto_msgTypes[56]
+	mi := &file_cluster_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4029,7 +4111,7 @@ func (x *MapRange) String() string {
 func (*MapRange) ProtoMessage() {}
 
 func (x *MapRange) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[56]
+	mi := &file_cluster_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4042,7 +4124,7 @@ func (x *MapRange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MapRange.ProtoReflect.Descriptor instead.
 func (*MapRange) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{56}
+	return file_cluster_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *MapRange) GetTopic() string {
@@ -4094,7 +4176,7 @@ type MapRequest struct {
 
 func (x *MapRequest) Reset() {
 	*x = MapRequest{}
-	mi := &file_cluster_proto_msgTypes[57]
+	mi := &file_cluster_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4106,7 +4188,7 @@ func (x *MapRequest) String() string {
 func (*MapRequest) ProtoMessage() {}
 
 func (x *MapRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[57]
+	mi := &file_cluster_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4119,7 +4201,7 @@ func (x *MapRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MapRequest.ProtoReflect.Descriptor instead.
 func (*MapRequest) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{57}
+	return file_cluster_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *MapRequest) GetHeader() *Header {
@@ -4189,7 +4271,7 @@ type MapResponse struct {
 
 func (x *MapResponse) Reset() {
 	*x = MapResponse{}
-	mi := &file_cluster_proto_msgTypes[58]
+	mi := &file_cluster_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4201,7 +4283,7 @@ func (x *MapResponse) String() string {
 func (*MapResponse) ProtoMessage() {}
 
 func (x *MapResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[58]
+	mi := &file_cluster_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4214,7 +4296,7 @@ func (x *MapResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MapResponse.ProtoReflect.Descriptor instead.
 func (*MapResponse) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{58}
+	return file_cluster_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *MapResponse) GetRecords() int64 {
@@ -4269,7 +4351,7 @@ type MapRowsResponse struct {
 
 func (x *MapRowsResponse) Reset() {
 	*x = MapRowsResponse{}
-	mi := &file_cluster_proto_msgTypes[59]
+	mi := &file_cluster_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4281,7 +4363,7 @@ func (x *MapRowsResponse) String() string {
 func (*MapRowsResponse) ProtoMessage() {}
 
 func (x *MapRowsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[59]
+	mi := &file_cluster_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4294,7 +4376,7 @@ func (x *MapRowsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MapRowsResponse.ProtoReflect.Descriptor instead.
 func (*MapRowsResponse) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{59}
+	return file_cluster_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *MapRowsResponse) GetRangeIndex() int32 {
@@ -4361,7 +4443,7 @@ const file_cluster_proto_rawDesc = "" +
 	"Assignment\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12:\n" +
 	"\x05kafka\x18\x02 \x03(\v2$.gostream.cluster.v1.KafkaAssignmentR\x05kafka\x129\n" +
-	"\x05state\x18\x03 \x03(\v2#.gostream.cluster.v1.StatePartitionR\x05state\"\xaa\x04\n" +
+	"\x05state\x18\x03 \x03(\v2#.gostream.cluster.v1.StatePartitionR\x05state\"\xe8\x04\n" +
 	"\x03Job\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04plan\x18\x02 \x01(\fR\x04plan\x12?\n" +
@@ -4377,7 +4459,9 @@ const file_cluster_proto_rawDesc = "" +
 	"\x05error\x18\t \x01(\tR\x05error\x12)\n" +
 	"\x10plan_fingerprint\x18\n" +
 	" \x01(\tR\x0fplanFingerprint\x128\n" +
-	"\x06epochs\x18\v \x03(\v2 .gostream.cluster.v1.EpochChangeR\x06epochs\x1a:\n" +
+	"\x06epochs\x18\v \x03(\v2 .gostream.cluster.v1.EpochChangeR\x06epochs\x12<\n" +
+	"\vlast_report\x18\f \x01(\v2\x1b.gostream.cluster.v1.ReportR\n" +
+	"lastReport\x1a:\n" +
 	"\fOptionsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"T\n" +
@@ -4397,7 +4481,7 @@ const file_cluster_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\v2\x18.gostream.cluster.v1.JobR\x05value:\x028\x01\"3\n" +
 	"\aRemoval\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
-	"\x05index\x18\x02 \x01(\x04R\x05index\"\x8e\x04\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\"\xd9\x04\n" +
 	"\aCommand\x12\x12\n" +
 	"\x04term\x18\x01 \x01(\x04R\x04term\x12/\n" +
 	"\x04init\x18\x02 \x01(\v2\x19.gostream.cluster.v1.InitH\x00R\x04init\x12E\n" +
@@ -4407,8 +4491,12 @@ const file_cluster_proto_rawDesc = "" +
 	"\rset_job_state\x18\x06 \x01(\v2 .gostream.cluster.v1.SetJobStateH\x00R\vsetJobState\x12?\n" +
 	"\n" +
 	"add_member\x18\a \x01(\v2\x1e.gostream.cluster.v1.AddMemberH\x00R\taddMember\x12H\n" +
-	"\rremove_member\x18\b \x01(\v2!.gostream.cluster.v1.RemoveMemberH\x00R\fremoveMemberB\x06\n" +
-	"\x04kind\"\\\n" +
+	"\rremove_member\x18\b \x01(\v2!.gostream.cluster.v1.RemoveMemberH\x00R\fremoveMember\x12I\n" +
+	"\x0eset_job_report\x18\t \x01(\v2!.gostream.cluster.v1.SetJobReportH\x00R\fsetJobReportB\x06\n" +
+	"\x04kind\"U\n" +
+	"\fSetJobReport\x12\x10\n" +
+	"\x03job\x18\x01 \x01(\tR\x03job\x123\n" +
+	"\x06report\x18\x02 \x01(\v2\x1b.gostream.cluster.v1.ReportR\x06report\"\\\n" +
 	"\x04Init\x12\x1d\n" +
 	"\n" +
 	"cluster_id\x18\x01 \x01(\tR\tclusterId\x125\n" +
@@ -4691,7 +4779,7 @@ func file_cluster_proto_rawDescGZIP() []byte {
 }
 
 var file_cluster_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 62)
+var file_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 63)
 var file_cluster_proto_goTypes = []any{
 	(JobState)(0),                // 0: gostream.cluster.v1.JobState
 	(*Member)(nil),               // 1: gostream.cluster.v1.Member
@@ -4706,56 +4794,57 @@ var file_cluster_proto_goTypes = []any{
 	(*State)(nil),                // 10: gostream.cluster.v1.State
 	(*Removal)(nil),              // 11: gostream.cluster.v1.Removal
 	(*Command)(nil),              // 12: gostream.cluster.v1.Command
-	(*Init)(nil),                 // 13: gostream.cluster.v1.Init
-	(*RegisterJob)(nil),          // 14: gostream.cluster.v1.RegisterJob
-	(*AppendBatchLog)(nil),       // 15: gostream.cluster.v1.AppendBatchLog
-	(*SetAssignment)(nil),        // 16: gostream.cluster.v1.SetAssignment
-	(*SetJobState)(nil),          // 17: gostream.cluster.v1.SetJobState
-	(*AddMember)(nil),            // 18: gostream.cluster.v1.AddMember
-	(*RemoveMember)(nil),         // 19: gostream.cluster.v1.RemoveMember
-	(*Header)(nil),               // 20: gostream.cluster.v1.Header
-	(*StatusRequest)(nil),        // 21: gostream.cluster.v1.StatusRequest
-	(*MemberStatus)(nil),         // 22: gostream.cluster.v1.MemberStatus
-	(*JobStatus)(nil),            // 23: gostream.cluster.v1.JobStatus
-	(*StatusResponse)(nil),       // 24: gostream.cluster.v1.StatusResponse
-	(*LeaderChange)(nil),         // 25: gostream.cluster.v1.LeaderChange
-	(*MemberInfoRequest)(nil),    // 26: gostream.cluster.v1.MemberInfoRequest
-	(*MemberInfoResponse)(nil),   // 27: gostream.cluster.v1.MemberInfoResponse
-	(*RegisterJobRequest)(nil),   // 28: gostream.cluster.v1.RegisterJobRequest
-	(*RegisterJobResponse)(nil),  // 29: gostream.cluster.v1.RegisterJobResponse
-	(*JobsRequest)(nil),          // 30: gostream.cluster.v1.JobsRequest
-	(*JobsResponse)(nil),         // 31: gostream.cluster.v1.JobsResponse
-	(*StopJobRequest)(nil),       // 32: gostream.cluster.v1.StopJobRequest
-	(*StopJobResponse)(nil),      // 33: gostream.cluster.v1.StopJobResponse
-	(*WatchRequest)(nil),         // 34: gostream.cluster.v1.WatchRequest
-	(*Report)(nil),               // 35: gostream.cluster.v1.Report
-	(*WatchEvent)(nil),           // 36: gostream.cluster.v1.WatchEvent
-	(*HelloRequest)(nil),         // 37: gostream.cluster.v1.HelloRequest
-	(*HelloResponse)(nil),        // 38: gostream.cluster.v1.HelloResponse
-	(*JoinRequest)(nil),          // 39: gostream.cluster.v1.JoinRequest
-	(*JoinResponse)(nil),         // 40: gostream.cluster.v1.JoinResponse
-	(*RemoveMemberRequest)(nil),  // 41: gostream.cluster.v1.RemoveMemberRequest
-	(*RemoveMemberResponse)(nil), // 42: gostream.cluster.v1.RemoveMemberResponse
-	(*ShuffleOpen)(nil),          // 43: gostream.cluster.v1.ShuffleOpen
-	(*ShuffleEnd)(nil),           // 44: gostream.cluster.v1.ShuffleEnd
-	(*ShuffleMessage)(nil),       // 45: gostream.cluster.v1.ShuffleMessage
-	(*ShuffleResponse)(nil),      // 46: gostream.cluster.v1.ShuffleResponse
-	(*ReduceRequest)(nil),        // 47: gostream.cluster.v1.ReduceRequest
-	(*ReduceDone)(nil),           // 48: gostream.cluster.v1.ReduceDone
-	(*ReduceResponse)(nil),       // 49: gostream.cluster.v1.ReduceResponse
-	(*ReduceRows)(nil),           // 50: gostream.cluster.v1.ReduceRows
-	(*RowsRequest)(nil),          // 51: gostream.cluster.v1.RowsRequest
-	(*RowsResponse)(nil),         // 52: gostream.cluster.v1.RowsResponse
-	(*ReplicateOpen)(nil),        // 53: gostream.cluster.v1.ReplicateOpen
-	(*ReplicateEnd)(nil),         // 54: gostream.cluster.v1.ReplicateEnd
-	(*ReplicateMessage)(nil),     // 55: gostream.cluster.v1.ReplicateMessage
-	(*ReplicateResponse)(nil),    // 56: gostream.cluster.v1.ReplicateResponse
-	(*MapRange)(nil),             // 57: gostream.cluster.v1.MapRange
-	(*MapRequest)(nil),           // 58: gostream.cluster.v1.MapRequest
-	(*MapResponse)(nil),          // 59: gostream.cluster.v1.MapResponse
-	(*MapRowsResponse)(nil),      // 60: gostream.cluster.v1.MapRowsResponse
-	nil,                          // 61: gostream.cluster.v1.Job.OptionsEntry
-	nil,                          // 62: gostream.cluster.v1.State.JobsEntry
+	(*SetJobReport)(nil),         // 13: gostream.cluster.v1.SetJobReport
+	(*Init)(nil),                 // 14: gostream.cluster.v1.Init
+	(*RegisterJob)(nil),          // 15: gostream.cluster.v1.RegisterJob
+	(*AppendBatchLog)(nil),       // 16: gostream.cluster.v1.AppendBatchLog
+	(*SetAssignment)(nil),        // 17: gostream.cluster.v1.SetAssignment
+	(*SetJobState)(nil),          // 18: gostream.cluster.v1.SetJobState
+	(*AddMember)(nil),            // 19: gostream.cluster.v1.AddMember
+	(*RemoveMember)(nil),         // 20: gostream.cluster.v1.RemoveMember
+	(*Header)(nil),               // 21: gostream.cluster.v1.Header
+	(*StatusRequest)(nil),        // 22: gostream.cluster.v1.StatusRequest
+	(*MemberStatus)(nil),         // 23: gostream.cluster.v1.MemberStatus
+	(*JobStatus)(nil),            // 24: gostream.cluster.v1.JobStatus
+	(*StatusResponse)(nil),       // 25: gostream.cluster.v1.StatusResponse
+	(*LeaderChange)(nil),         // 26: gostream.cluster.v1.LeaderChange
+	(*MemberInfoRequest)(nil),    // 27: gostream.cluster.v1.MemberInfoRequest
+	(*MemberInfoResponse)(nil),   // 28: gostream.cluster.v1.MemberInfoResponse
+	(*RegisterJobRequest)(nil),   // 29: gostream.cluster.v1.RegisterJobRequest
+	(*RegisterJobResponse)(nil),  // 30: gostream.cluster.v1.RegisterJobResponse
+	(*JobsRequest)(nil),          // 31: gostream.cluster.v1.JobsRequest
+	(*JobsResponse)(nil),         // 32: gostream.cluster.v1.JobsResponse
+	(*StopJobRequest)(nil),       // 33: gostream.cluster.v1.StopJobRequest
+	(*StopJobResponse)(nil),      // 34: gostream.cluster.v1.StopJobResponse
+	(*WatchRequest)(nil),         // 35: gostream.cluster.v1.WatchRequest
+	(*Report)(nil),               // 36: gostream.cluster.v1.Report
+	(*WatchEvent)(nil),           // 37: gostream.cluster.v1.WatchEvent
+	(*HelloRequest)(nil),         // 38: gostream.cluster.v1.HelloRequest
+	(*HelloResponse)(nil),        // 39: gostream.cluster.v1.HelloResponse
+	(*JoinRequest)(nil),          // 40: gostream.cluster.v1.JoinRequest
+	(*JoinResponse)(nil),         // 41: gostream.cluster.v1.JoinResponse
+	(*RemoveMemberRequest)(nil),  // 42: gostream.cluster.v1.RemoveMemberRequest
+	(*RemoveMemberResponse)(nil), // 43: gostream.cluster.v1.RemoveMemberResponse
+	(*ShuffleOpen)(nil),          // 44: gostream.cluster.v1.ShuffleOpen
+	(*ShuffleEnd)(nil),           // 45: gostream.cluster.v1.ShuffleEnd
+	(*ShuffleMessage)(nil),       // 46: gostream.cluster.v1.ShuffleMessage
+	(*ShuffleResponse)(nil),      // 47: gostream.cluster.v1.ShuffleResponse
+	(*ReduceRequest)(nil),        // 48: gostream.cluster.v1.ReduceRequest
+	(*ReduceDone)(nil),           // 49: gostream.cluster.v1.ReduceDone
+	(*ReduceResponse)(nil),       // 50: gostream.cluster.v1.ReduceResponse
+	(*ReduceRows)(nil),           // 51: gostream.cluster.v1.ReduceRows
+	(*RowsRequest)(nil),          // 52: gostream.cluster.v1.RowsRequest
+	(*RowsResponse)(nil),         // 53: gostream.cluster.v1.RowsResponse
+	(*ReplicateOpen)(nil),        // 54: gostream.cluster.v1.ReplicateOpen
+	(*ReplicateEnd)(nil),         // 55: gostream.cluster.v1.ReplicateEnd
+	(*ReplicateMessage)(nil),     // 56: gostream.cluster.v1.ReplicateMessage
+	(*ReplicateResponse)(nil),    // 57: gostream.cluster.v1.ReplicateResponse
+	(*MapRange)(nil),             // 58: gostream.cluster.v1.MapRange
+	(*MapRequest)(nil),           // 59: gostream.cluster.v1.MapRequest
+	(*MapResponse)(nil),          // 60: gostream.cluster.v1.MapResponse
+	(*MapRowsResponse)(nil),      // 61: gostream.cluster.v1.MapRowsResponse
+	nil,                          // 62: gostream.cluster.v1.Job.OptionsEntry
+	nil,                          // 63: gostream.cluster.v1.State.JobsEntry
 }
 var file_cluster_proto_depIdxs = []int32{
 	2,  // 0: gostream.cluster.v1.OffsetsEntry.start:type_name -> gostream.cluster.v1.PartitionOffset
@@ -4763,103 +4852,106 @@ var file_cluster_proto_depIdxs = []int32{
 	3,  // 2: gostream.cluster.v1.BatchLogEntry.offsets:type_name -> gostream.cluster.v1.OffsetsEntry
 	5,  // 3: gostream.cluster.v1.Assignment.kafka:type_name -> gostream.cluster.v1.KafkaAssignment
 	6,  // 4: gostream.cluster.v1.Assignment.state:type_name -> gostream.cluster.v1.StatePartition
-	61, // 5: gostream.cluster.v1.Job.options:type_name -> gostream.cluster.v1.Job.OptionsEntry
+	62, // 5: gostream.cluster.v1.Job.options:type_name -> gostream.cluster.v1.Job.OptionsEntry
 	4,  // 6: gostream.cluster.v1.Job.batch_log:type_name -> gostream.cluster.v1.BatchLogEntry
 	7,  // 7: gostream.cluster.v1.Job.assignment:type_name -> gostream.cluster.v1.Assignment
 	0,  // 8: gostream.cluster.v1.Job.state:type_name -> gostream.cluster.v1.JobState
 	9,  // 9: gostream.cluster.v1.Job.epochs:type_name -> gostream.cluster.v1.EpochChange
-	1,  // 10: gostream.cluster.v1.State.members:type_name -> gostream.cluster.v1.Member
-	62, // 11: gostream.cluster.v1.State.jobs:type_name -> gostream.cluster.v1.State.JobsEntry
-	11, // 12: gostream.cluster.v1.State.removed:type_name -> gostream.cluster.v1.Removal
-	13, // 13: gostream.cluster.v1.Command.init:type_name -> gostream.cluster.v1.Init
-	14, // 14: gostream.cluster.v1.Command.register_job:type_name -> gostream.cluster.v1.RegisterJob
-	15, // 15: gostream.cluster.v1.Command.append_batch_log:type_name -> gostream.cluster.v1.AppendBatchLog
-	16, // 16: gostream.cluster.v1.Command.set_assignment:type_name -> gostream.cluster.v1.SetAssignment
-	17, // 17: gostream.cluster.v1.Command.set_job_state:type_name -> gostream.cluster.v1.SetJobState
-	18, // 18: gostream.cluster.v1.Command.add_member:type_name -> gostream.cluster.v1.AddMember
-	19, // 19: gostream.cluster.v1.Command.remove_member:type_name -> gostream.cluster.v1.RemoveMember
-	1,  // 20: gostream.cluster.v1.Init.members:type_name -> gostream.cluster.v1.Member
-	8,  // 21: gostream.cluster.v1.RegisterJob.job:type_name -> gostream.cluster.v1.Job
-	4,  // 22: gostream.cluster.v1.AppendBatchLog.entries:type_name -> gostream.cluster.v1.BatchLogEntry
-	7,  // 23: gostream.cluster.v1.SetAssignment.assignment:type_name -> gostream.cluster.v1.Assignment
-	0,  // 24: gostream.cluster.v1.SetJobState.state:type_name -> gostream.cluster.v1.JobState
-	1,  // 25: gostream.cluster.v1.AddMember.member:type_name -> gostream.cluster.v1.Member
-	20, // 26: gostream.cluster.v1.StatusRequest.header:type_name -> gostream.cluster.v1.Header
-	1,  // 27: gostream.cluster.v1.MemberStatus.member:type_name -> gostream.cluster.v1.Member
-	7,  // 28: gostream.cluster.v1.JobStatus.assignment:type_name -> gostream.cluster.v1.Assignment
-	0,  // 29: gostream.cluster.v1.JobStatus.state:type_name -> gostream.cluster.v1.JobState
-	9,  // 30: gostream.cluster.v1.JobStatus.epochs:type_name -> gostream.cluster.v1.EpochChange
-	22, // 31: gostream.cluster.v1.StatusResponse.members:type_name -> gostream.cluster.v1.MemberStatus
-	23, // 32: gostream.cluster.v1.StatusResponse.jobs:type_name -> gostream.cluster.v1.JobStatus
-	25, // 33: gostream.cluster.v1.StatusResponse.leader_changes:type_name -> gostream.cluster.v1.LeaderChange
-	20, // 34: gostream.cluster.v1.MemberInfoRequest.header:type_name -> gostream.cluster.v1.Header
-	1,  // 35: gostream.cluster.v1.MemberInfoResponse.member:type_name -> gostream.cluster.v1.Member
-	20, // 36: gostream.cluster.v1.RegisterJobRequest.header:type_name -> gostream.cluster.v1.Header
-	8,  // 37: gostream.cluster.v1.RegisterJobRequest.job:type_name -> gostream.cluster.v1.Job
-	20, // 38: gostream.cluster.v1.JobsRequest.header:type_name -> gostream.cluster.v1.Header
-	23, // 39: gostream.cluster.v1.JobsResponse.jobs:type_name -> gostream.cluster.v1.JobStatus
-	20, // 40: gostream.cluster.v1.StopJobRequest.header:type_name -> gostream.cluster.v1.Header
-	23, // 41: gostream.cluster.v1.StopJobResponse.job:type_name -> gostream.cluster.v1.JobStatus
-	20, // 42: gostream.cluster.v1.WatchRequest.header:type_name -> gostream.cluster.v1.Header
-	23, // 43: gostream.cluster.v1.WatchEvent.status:type_name -> gostream.cluster.v1.JobStatus
-	35, // 44: gostream.cluster.v1.WatchEvent.report:type_name -> gostream.cluster.v1.Report
-	20, // 45: gostream.cluster.v1.HelloRequest.header:type_name -> gostream.cluster.v1.Header
-	1,  // 46: gostream.cluster.v1.HelloRequest.peers:type_name -> gostream.cluster.v1.Member
-	1,  // 47: gostream.cluster.v1.HelloResponse.member:type_name -> gostream.cluster.v1.Member
-	1,  // 48: gostream.cluster.v1.HelloResponse.peers:type_name -> gostream.cluster.v1.Member
-	20, // 49: gostream.cluster.v1.JoinRequest.header:type_name -> gostream.cluster.v1.Header
-	1,  // 50: gostream.cluster.v1.JoinRequest.member:type_name -> gostream.cluster.v1.Member
-	1,  // 51: gostream.cluster.v1.JoinResponse.members:type_name -> gostream.cluster.v1.Member
-	20, // 52: gostream.cluster.v1.RemoveMemberRequest.header:type_name -> gostream.cluster.v1.Header
-	1,  // 53: gostream.cluster.v1.RemoveMemberResponse.members:type_name -> gostream.cluster.v1.Member
-	20, // 54: gostream.cluster.v1.ShuffleOpen.header:type_name -> gostream.cluster.v1.Header
-	43, // 55: gostream.cluster.v1.ShuffleMessage.open:type_name -> gostream.cluster.v1.ShuffleOpen
-	44, // 56: gostream.cluster.v1.ShuffleMessage.end:type_name -> gostream.cluster.v1.ShuffleEnd
-	20, // 57: gostream.cluster.v1.ReduceRequest.header:type_name -> gostream.cluster.v1.Header
-	48, // 58: gostream.cluster.v1.ReduceResponse.done:type_name -> gostream.cluster.v1.ReduceDone
-	50, // 59: gostream.cluster.v1.ReduceResponse.rows:type_name -> gostream.cluster.v1.ReduceRows
-	20, // 60: gostream.cluster.v1.RowsRequest.header:type_name -> gostream.cluster.v1.Header
-	20, // 61: gostream.cluster.v1.ReplicateOpen.header:type_name -> gostream.cluster.v1.Header
-	53, // 62: gostream.cluster.v1.ReplicateMessage.open:type_name -> gostream.cluster.v1.ReplicateOpen
-	54, // 63: gostream.cluster.v1.ReplicateMessage.end:type_name -> gostream.cluster.v1.ReplicateEnd
-	20, // 64: gostream.cluster.v1.MapRequest.header:type_name -> gostream.cluster.v1.Header
-	57, // 65: gostream.cluster.v1.MapRequest.ranges:type_name -> gostream.cluster.v1.MapRange
-	8,  // 66: gostream.cluster.v1.State.JobsEntry.value:type_name -> gostream.cluster.v1.Job
-	21, // 67: gostream.cluster.v1.Control.Status:input_type -> gostream.cluster.v1.StatusRequest
-	28, // 68: gostream.cluster.v1.Control.RegisterJob:input_type -> gostream.cluster.v1.RegisterJobRequest
-	26, // 69: gostream.cluster.v1.Control.MemberInfo:input_type -> gostream.cluster.v1.MemberInfoRequest
-	37, // 70: gostream.cluster.v1.Control.Hello:input_type -> gostream.cluster.v1.HelloRequest
-	30, // 71: gostream.cluster.v1.Control.Jobs:input_type -> gostream.cluster.v1.JobsRequest
-	32, // 72: gostream.cluster.v1.Control.StopJob:input_type -> gostream.cluster.v1.StopJobRequest
-	34, // 73: gostream.cluster.v1.Control.Watch:input_type -> gostream.cluster.v1.WatchRequest
-	39, // 74: gostream.cluster.v1.Control.Join:input_type -> gostream.cluster.v1.JoinRequest
-	41, // 75: gostream.cluster.v1.Control.RemoveMember:input_type -> gostream.cluster.v1.RemoveMemberRequest
-	45, // 76: gostream.cluster.v1.Shuffle.Push:input_type -> gostream.cluster.v1.ShuffleMessage
-	47, // 77: gostream.cluster.v1.StatePartitions.Reduce:input_type -> gostream.cluster.v1.ReduceRequest
-	51, // 78: gostream.cluster.v1.StatePartitions.Rows:input_type -> gostream.cluster.v1.RowsRequest
-	55, // 79: gostream.cluster.v1.StatePartitions.Replicate:input_type -> gostream.cluster.v1.ReplicateMessage
-	58, // 80: gostream.cluster.v1.Task.Map:input_type -> gostream.cluster.v1.MapRequest
-	58, // 81: gostream.cluster.v1.Task.MapRows:input_type -> gostream.cluster.v1.MapRequest
-	24, // 82: gostream.cluster.v1.Control.Status:output_type -> gostream.cluster.v1.StatusResponse
-	29, // 83: gostream.cluster.v1.Control.RegisterJob:output_type -> gostream.cluster.v1.RegisterJobResponse
-	27, // 84: gostream.cluster.v1.Control.MemberInfo:output_type -> gostream.cluster.v1.MemberInfoResponse
-	38, // 85: gostream.cluster.v1.Control.Hello:output_type -> gostream.cluster.v1.HelloResponse
-	31, // 86: gostream.cluster.v1.Control.Jobs:output_type -> gostream.cluster.v1.JobsResponse
-	33, // 87: gostream.cluster.v1.Control.StopJob:output_type -> gostream.cluster.v1.StopJobResponse
-	36, // 88: gostream.cluster.v1.Control.Watch:output_type -> gostream.cluster.v1.WatchEvent
-	40, // 89: gostream.cluster.v1.Control.Join:output_type -> gostream.cluster.v1.JoinResponse
-	42, // 90: gostream.cluster.v1.Control.RemoveMember:output_type -> gostream.cluster.v1.RemoveMemberResponse
-	46, // 91: gostream.cluster.v1.Shuffle.Push:output_type -> gostream.cluster.v1.ShuffleResponse
-	49, // 92: gostream.cluster.v1.StatePartitions.Reduce:output_type -> gostream.cluster.v1.ReduceResponse
-	52, // 93: gostream.cluster.v1.StatePartitions.Rows:output_type -> gostream.cluster.v1.RowsResponse
-	56, // 94: gostream.cluster.v1.StatePartitions.Replicate:output_type -> gostream.cluster.v1.ReplicateResponse
-	59, // 95: gostream.cluster.v1.Task.Map:output_type -> gostream.cluster.v1.MapResponse
-	60, // 96: gostream.cluster.v1.Task.MapRows:output_type -> gostream.cluster.v1.MapRowsResponse
-	82, // [82:97] is the sub-list for method output_type
-	67, // [67:82] is the sub-list for method input_type
-	67, // [67:67] is the sub-list for extension type_name
-	67, // [67:67] is the sub-list for extension extendee
-	0,  // [0:67] is the sub-list for field type_name
+	36, // 10: gostream.cluster.v1.Job.last_report:type_name -> gostream.cluster.v1.Report
+	1,  // 11: gostream.cluster.v1.State.members:type_name -> gostream.cluster.v1.Member
+	63, // 12: gostream.cluster.v1.State.jobs:type_name -> gostream.cluster.v1.State.JobsEntry
+	11, // 13: gostream.cluster.v1.State.removed:type_name -> gostream.cluster.v1.Removal
+	14, // 14: gostream.cluster.v1.Command.init:type_name -> gostream.cluster.v1.Init
+	15, // 15: gostream.cluster.v1.Command.register_job:type_name -> gostream.cluster.v1.RegisterJob
+	16, // 16: gostream.cluster.v1.Command.append_batch_log:type_name -> gostream.cluster.v1.AppendBatchLog
+	17, // 17: gostream.cluster.v1.Command.set_assignment:type_name -> gostream.cluster.v1.SetAssignment
+	18, // 18: gostream.cluster.v1.Command.set_job_state:type_name -> gostream.cluster.v1.SetJobState
+	19, // 19: gostream.cluster.v1.Command.add_member:type_name -> gostream.cluster.v1.AddMember
+	20, // 20: gostream.cluster.v1.Command.remove_member:type_name -> gostream.cluster.v1.RemoveMember
+	13, // 21: gostream.cluster.v1.Command.set_job_report:type_name -> gostream.cluster.v1.SetJobReport
+	36, // 22: gostream.cluster.v1.SetJobReport.report:type_name -> gostream.cluster.v1.Report
+	1,  // 23: gostream.cluster.v1.Init.members:type_name -> gostream.cluster.v1.Member
+	8,  // 24: gostream.cluster.v1.RegisterJob.job:type_name -> gostream.cluster.v1.Job
+	4,  // 25: gostream.cluster.v1.AppendBatchLog.entries:type_name -> gostream.cluster.v1.BatchLogEntry
+	7,  // 26: gostream.cluster.v1.SetAssignment.assignment:type_name -> gostream.cluster.v1.Assignment
+	0,  // 27: gostream.cluster.v1.SetJobState.state:type_name -> gostream.cluster.v1.JobState
+	1,  // 28: gostream.cluster.v1.AddMember.member:type_name -> gostream.cluster.v1.Member
+	21, // 29: gostream.cluster.v1.StatusRequest.header:type_name -> gostream.cluster.v1.Header
+	1,  // 30: gostream.cluster.v1.MemberStatus.member:type_name -> gostream.cluster.v1.Member
+	7,  // 31: gostream.cluster.v1.JobStatus.assignment:type_name -> gostream.cluster.v1.Assignment
+	0,  // 32: gostream.cluster.v1.JobStatus.state:type_name -> gostream.cluster.v1.JobState
+	9,  // 33: gostream.cluster.v1.JobStatus.epochs:type_name -> gostream.cluster.v1.EpochChange
+	23, // 34: gostream.cluster.v1.StatusResponse.members:type_name -> gostream.cluster.v1.MemberStatus
+	24, // 35: gostream.cluster.v1.StatusResponse.jobs:type_name -> gostream.cluster.v1.JobStatus
+	26, // 36: gostream.cluster.v1.StatusResponse.leader_changes:type_name -> gostream.cluster.v1.LeaderChange
+	21, // 37: gostream.cluster.v1.MemberInfoRequest.header:type_name -> gostream.cluster.v1.Header
+	1,  // 38: gostream.cluster.v1.MemberInfoResponse.member:type_name -> gostream.cluster.v1.Member
+	21, // 39: gostream.cluster.v1.RegisterJobRequest.header:type_name -> gostream.cluster.v1.Header
+	8,  // 40: gostream.cluster.v1.RegisterJobRequest.job:type_name -> gostream.cluster.v1.Job
+	21, // 41: gostream.cluster.v1.JobsRequest.header:type_name -> gostream.cluster.v1.Header
+	24, // 42: gostream.cluster.v1.JobsResponse.jobs:type_name -> gostream.cluster.v1.JobStatus
+	21, // 43: gostream.cluster.v1.StopJobRequest.header:type_name -> gostream.cluster.v1.Header
+	24, // 44: gostream.cluster.v1.StopJobResponse.job:type_name -> gostream.cluster.v1.JobStatus
+	21, // 45: gostream.cluster.v1.WatchRequest.header:type_name -> gostream.cluster.v1.Header
+	24, // 46: gostream.cluster.v1.WatchEvent.status:type_name -> gostream.cluster.v1.JobStatus
+	36, // 47: gostream.cluster.v1.WatchEvent.report:type_name -> gostream.cluster.v1.Report
+	21, // 48: gostream.cluster.v1.HelloRequest.header:type_name -> gostream.cluster.v1.Header
+	1,  // 49: gostream.cluster.v1.HelloRequest.peers:type_name -> gostream.cluster.v1.Member
+	1,  // 50: gostream.cluster.v1.HelloResponse.member:type_name -> gostream.cluster.v1.Member
+	1,  // 51: gostream.cluster.v1.HelloResponse.peers:type_name -> gostream.cluster.v1.Member
+	21, // 52: gostream.cluster.v1.JoinRequest.header:type_name -> gostream.cluster.v1.Header
+	1,  // 53: gostream.cluster.v1.JoinRequest.member:type_name -> gostream.cluster.v1.Member
+	1,  // 54: gostream.cluster.v1.JoinResponse.members:type_name -> gostream.cluster.v1.Member
+	21, // 55: gostream.cluster.v1.RemoveMemberRequest.header:type_name -> gostream.cluster.v1.Header
+	1,  // 56: gostream.cluster.v1.RemoveMemberResponse.members:type_name -> gostream.cluster.v1.Member
+	21, // 57: gostream.cluster.v1.ShuffleOpen.header:type_name -> gostream.cluster.v1.Header
+	44, // 58: gostream.cluster.v1.ShuffleMessage.open:type_name -> gostream.cluster.v1.ShuffleOpen
+	45, // 59: gostream.cluster.v1.ShuffleMessage.end:type_name -> gostream.cluster.v1.ShuffleEnd
+	21, // 60: gostream.cluster.v1.ReduceRequest.header:type_name -> gostream.cluster.v1.Header
+	49, // 61: gostream.cluster.v1.ReduceResponse.done:type_name -> gostream.cluster.v1.ReduceDone
+	51, // 62: gostream.cluster.v1.ReduceResponse.rows:type_name -> gostream.cluster.v1.ReduceRows
+	21, // 63: gostream.cluster.v1.RowsRequest.header:type_name -> gostream.cluster.v1.Header
+	21, // 64: gostream.cluster.v1.ReplicateOpen.header:type_name -> gostream.cluster.v1.Header
+	54, // 65: gostream.cluster.v1.ReplicateMessage.open:type_name -> gostream.cluster.v1.ReplicateOpen
+	55, // 66: gostream.cluster.v1.ReplicateMessage.end:type_name -> gostream.cluster.v1.ReplicateEnd
+	21, // 67: gostream.cluster.v1.MapRequest.header:type_name -> gostream.cluster.v1.Header
+	58, // 68: gostream.cluster.v1.MapRequest.ranges:type_name -> gostream.cluster.v1.MapRange
+	8,  // 69: gostream.cluster.v1.State.JobsEntry.value:type_name -> gostream.cluster.v1.Job
+	22, // 70: gostream.cluster.v1.Control.Status:input_type -> gostream.cluster.v1.StatusRequest
+	29, // 71: gostream.cluster.v1.Control.RegisterJob:input_type -> gostream.cluster.v1.RegisterJobRequest
+	27, // 72: gostream.cluster.v1.Control.MemberInfo:input_type -> gostream.cluster.v1.MemberInfoRequest
+	38, // 73: gostream.cluster.v1.Control.Hello:input_type -> gostream.cluster.v1.HelloRequest
+	31, // 74: gostream.cluster.v1.Control.Jobs:input_type -> gostream.cluster.v1.JobsRequest
+	33, // 75: gostream.cluster.v1.Control.StopJob:input_type -> gostream.cluster.v1.StopJobRequest
+	35, // 76: gostream.cluster.v1.Control.Watch:input_type -> gostream.cluster.v1.WatchRequest
+	40, // 77: gostream.cluster.v1.Control.Join:input_type -> gostream.cluster.v1.JoinRequest
+	42, // 78: gostream.cluster.v1.Control.RemoveMember:input_type -> gostream.cluster.v1.RemoveMemberRequest
+	46, // 79: gostream.cluster.v1.Shuffle.Push:input_type -> gostream.cluster.v1.ShuffleMessage
+	48, // 80: gostream.cluster.v1.StatePartitions.Reduce:input_type -> gostream.cluster.v1.ReduceRequest
+	52, // 81: gostream.cluster.v1.StatePartitions.Rows:input_type -> gostream.cluster.v1.RowsRequest
+	56, // 82: gostream.cluster.v1.StatePartitions.Replicate:input_type -> gostream.cluster.v1.ReplicateMessage
+	59, // 83: gostream.cluster.v1.Task.Map:input_type -> gostream.cluster.v1.MapRequest
+	59, // 84: gostream.cluster.v1.Task.MapRows:input_type -> gostream.cluster.v1.MapRequest
+	25, // 85: gostream.cluster.v1.Control.Status:output_type -> gostream.cluster.v1.StatusResponse
+	30, // 86: gostream.cluster.v1.Control.RegisterJob:output_type -> gostream.cluster.v1.RegisterJobResponse
+	28, // 87: gostream.cluster.v1.Control.MemberInfo:output_type -> gostream.cluster.v1.MemberInfoResponse
+	39, // 88: gostream.cluster.v1.Control.Hello:output_type -> gostream.cluster.v1.HelloResponse
+	32, // 89: gostream.cluster.v1.Control.Jobs:output_type -> gostream.cluster.v1.JobsResponse
+	34, // 90: gostream.cluster.v1.Control.StopJob:output_type -> gostream.cluster.v1.StopJobResponse
+	37, // 91: gostream.cluster.v1.Control.Watch:output_type -> gostream.cluster.v1.WatchEvent
+	41, // 92: gostream.cluster.v1.Control.Join:output_type -> gostream.cluster.v1.JoinResponse
+	43, // 93: gostream.cluster.v1.Control.RemoveMember:output_type -> gostream.cluster.v1.RemoveMemberResponse
+	47, // 94: gostream.cluster.v1.Shuffle.Push:output_type -> gostream.cluster.v1.ShuffleResponse
+	50, // 95: gostream.cluster.v1.StatePartitions.Reduce:output_type -> gostream.cluster.v1.ReduceResponse
+	53, // 96: gostream.cluster.v1.StatePartitions.Rows:output_type -> gostream.cluster.v1.RowsResponse
+	57, // 97: gostream.cluster.v1.StatePartitions.Replicate:output_type -> gostream.cluster.v1.ReplicateResponse
+	60, // 98: gostream.cluster.v1.Task.Map:output_type -> gostream.cluster.v1.MapResponse
+	61, // 99: gostream.cluster.v1.Task.MapRows:output_type -> gostream.cluster.v1.MapRowsResponse
+	85, // [85:100] is the sub-list for method output_type
+	70, // [70:85] is the sub-list for method input_type
+	70, // [70:70] is the sub-list for extension type_name
+	70, // [70:70] is the sub-list for extension extendee
+	0,  // [0:70] is the sub-list for field type_name
 }
 
 func init() { file_cluster_proto_init() }
@@ -4879,23 +4971,24 @@ func file_cluster_proto_init() {
 		(*Command_SetJobState)(nil),
 		(*Command_AddMember)(nil),
 		(*Command_RemoveMember)(nil),
+		(*Command_SetJobReport)(nil),
 	}
-	file_cluster_proto_msgTypes[33].OneofWrappers = []any{}
-	file_cluster_proto_msgTypes[35].OneofWrappers = []any{
+	file_cluster_proto_msgTypes[34].OneofWrappers = []any{}
+	file_cluster_proto_msgTypes[36].OneofWrappers = []any{
 		(*WatchEvent_Status)(nil),
 		(*WatchEvent_Report)(nil),
 	}
-	file_cluster_proto_msgTypes[44].OneofWrappers = []any{
+	file_cluster_proto_msgTypes[45].OneofWrappers = []any{
 		(*ShuffleMessage_Open)(nil),
 		(*ShuffleMessage_Data)(nil),
 		(*ShuffleMessage_End)(nil),
 	}
-	file_cluster_proto_msgTypes[48].OneofWrappers = []any{
+	file_cluster_proto_msgTypes[49].OneofWrappers = []any{
 		(*ReduceResponse_Changes)(nil),
 		(*ReduceResponse_Done)(nil),
 		(*ReduceResponse_Rows)(nil),
 	}
-	file_cluster_proto_msgTypes[54].OneofWrappers = []any{
+	file_cluster_proto_msgTypes[55].OneofWrappers = []any{
 		(*ReplicateMessage_Open)(nil),
 		(*ReplicateMessage_Record)(nil),
 		(*ReplicateMessage_End)(nil),
@@ -4906,7 +4999,7 @@ func file_cluster_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cluster_proto_rawDesc), len(file_cluster_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   62,
+			NumMessages:   63,
 			NumExtensions: 0,
 			NumServices:   4,
 		},
