@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/gostream/gostream/proto/planpb"
 )
@@ -18,6 +19,9 @@ type Aggregation struct {
 	keyTypes []planpb.DataType
 	schema   Schema // group keys, then aggregates
 	counts   bool   // every aggregate is a count
+	// seeds are those of every partial's counter, so Absorb merges
+	// counters of the same seeds.
+	seeds counterSeeds
 }
 
 type aggSpec struct {
@@ -33,7 +37,7 @@ func CompileAggregate(a *planpb.Aggregate) (*Aggregation, error) {
 	if err != nil {
 		return nil, err
 	}
-	g := &Aggregation{input: input, node: a}
+	g := &Aggregation{input: input, node: a, seeds: newCounterSeeds()}
 	keys, keySchema, err := compileNamed(a.GetGroupBy(), input.Schema(), input.env())
 	if err != nil {
 		return nil, err
@@ -130,6 +134,9 @@ type HashAgg struct {
 	// countOnly (finals of count-only aggregations) keeps groups in counts
 	// instead of accs.
 	countOnly bool
+	// groupBytes is what a group took in the buckets of the last Flush
+	// (reserve).
+	groupBytes int
 }
 
 // NewPartial returns a map-side aggregator; feed it rows with Add (or use
@@ -160,7 +167,7 @@ func (g *Aggregation) NewPartial() (*HashAgg, error) {
 	}
 	if h.stars && len(h.keys) == 1 {
 		if t := h.keys[0].Type(); t == planpb.DataType_STRING || t == planpb.DataType_BINARY {
-			h.counter = newStrCounter()
+			h.counter = g.seeds.counter()
 		}
 	}
 	return h, nil
@@ -382,6 +389,45 @@ func keepExtreme(acc *accum, v Value, min bool) {
 	acc.v = &c
 }
 
+// Absorb folds the groups of o, another partial of h's Aggregation, into h,
+// as if h had been fed o's input too, and resets o. h then holds up to
+// h.Len()+o.Len() groups.
+func (h *HashAgg) Absorb(o *HashAgg) {
+	n := len(h.g.aggs)
+	switch {
+	case h.counter != nil:
+		h.counter.merge(o.counter)
+		h.nulls += o.nulls
+	case h.stars:
+		for gi := range o.table.len() {
+			g, added := h.table.find(o.table.key(gi))
+			if added {
+				for range n {
+					h.counts = append(h.counts, 0)
+				}
+			}
+			for i := range n {
+				h.counts[g*n+i] += o.counts[gi*n+i]
+			}
+		}
+	default:
+		for gi := range o.table.len() {
+			g := h.group(o.table.key(gi))
+			accs, from := h.accs[g*n:(g+1)*n], o.accs[gi*n:(gi+1)*n]
+			for i, spec := range h.g.aggs {
+				acc, src := &accs[i], &from[i]
+				acc.n += src.n
+				acc.i += src.i
+				acc.f += src.f
+				if src.v != nil {
+					keepExtreme(acc, *src.v, spec.fn == planpb.AggregateFunction_MIN)
+				}
+			}
+		}
+	}
+	o.Reset()
+}
+
 // Flush encodes every group into the exchange bucket of its state partition
 // (x.Partition of its key), appending to dst (grown to x.Partitions()
 // buckets), and resets the aggregator.
@@ -389,6 +435,7 @@ func (h *HashAgg) Flush(x *Exchange, dst [][]byte) [][]byte {
 	for len(dst) < x.Partitions() {
 		dst = append(dst, nil)
 	}
+	defer h.reserve(x, dst)()
 	n := len(h.g.aggs)
 	if h.counter != nil {
 		put := func(k []byte, count int64) {
@@ -427,6 +474,32 @@ func (h *HashAgg) Flush(x *Exchange, dst [][]byte) [][]byte {
 	}
 	h.Reset()
 	return dst
+}
+
+// reserve grows each of Flush's buckets, dst, by its share of the groups h
+// holds, at the bytes per group of h's last Flush (16 before the first)
+// and an eighth more, so that Flush appends without growing them again. Flush
+// calls what it returns when it is done, which learns the bytes per group
+// of this one.
+func (h *HashAgg) reserve(x *Exchange, dst [][]byte) (done func()) {
+	groups, before := h.Len(), 0
+	per := h.groupBytes
+	if per == 0 {
+		per = 16
+	}
+	for p := range dst {
+		before += len(dst[p])
+		dst[p] = slices.Grow(dst[p], x.share(p, groups*per*9/8)+64)
+	}
+	return func() {
+		after := 0
+		for _, b := range dst {
+			after += len(b)
+		}
+		if groups > 0 {
+			h.groupBytes = (after - before + groups - 1) / groups
+		}
+	}
 }
 
 // Merge folds an exchange bucket (from Flush) into the aggregator.

@@ -43,9 +43,22 @@ type counterSlot struct {
 	count  int64
 }
 
-func newStrCounter() *strCounter {
-	return &strCounter{mseed: maphash.MakeSeed(), seed: rand.Uint64()}
+func newStrCounter() *strCounter { return newCounterSeeds().counter() }
+
+// counterSeeds are a strCounter's hash seeds. Counters of the same seeds
+// put a key in the same slot when their sizes are the same, so merge walks
+// both tables in order instead of probing the one it adds to at random.
+type counterSeeds struct {
+	seed  uint64
+	mseed maphash.Seed
 }
+
+func newCounterSeeds() counterSeeds {
+	return counterSeeds{seed: rand.Uint64(), mseed: maphash.MakeSeed()}
+}
+
+// counter returns an empty strCounter of seeds s.
+func (s counterSeeds) counter() *strCounter { return &strCounter{seed: s.seed, mseed: s.mseed} }
 
 // len is the number of distinct keys.
 func (c *strCounter) len() int {
@@ -325,7 +338,10 @@ func (c *strCounter) room(n int) {
 }
 
 // addLong counts one occurrence of a key longer than inlineKey, at once.
-func (c *strCounter) addLong(key []byte) {
+func (c *strCounter) addLong(key []byte) { c.addLongN(key, 1) }
+
+// addLongN counts n occurrences of a key longer than inlineKey, at once.
+func (c *strCounter) addLongN(key []byte, n int64) {
 	c.room(1)
 	h := maphash.Bytes(c.mseed, key)
 	mask := uint64(len(c.slots) - 1)
@@ -333,14 +349,47 @@ func (c *strCounter) addLong(key []byte) {
 	for i := h & mask; ; i = (i + 1) & mask {
 		s := &c.slots[i]
 		if s.tag == tag && s.klen == klen && s.w0 == w0 && bytes.Equal(c.long(s), key) {
-			s.count++
+			s.count += n
 			return
 		}
 		if s.tag == 0 {
-			*s = counterSlot{w0: w0, w1: uint64(len(c.arena)), tag: tag, klen: klen, count: 1}
+			*s = counterSlot{w0: w0, w1: uint64(len(c.arena)), tag: tag, klen: klen, count: n}
 			c.arena = append(c.arena, key...)
 			c.n++
 			return
+		}
+	}
+}
+
+// merge adds the counts of o, another counter, to c's and leaves o as it
+// was. It is fastest when their seeds are the same (counterSeeds).
+func (c *strCounter) merge(o *strCounter) {
+	o.drain()
+	c.drain()
+	c.room(o.n) // so no key grows the slots below
+next:
+	for j := range o.slots {
+		src := &o.slots[j]
+		switch {
+		case src.tag == 0:
+			continue
+		case src.klen > inlineKey:
+			c.addLongN(o.long(src), src.count)
+			continue
+		}
+		h := hashShort(c.seed, src.w0, src.w1, int(src.klen))
+		tag, mask := uint32(h>>32)|1, uint64(len(c.slots)-1)
+		for i := h & mask; ; i = (i + 1) & mask {
+			s := &c.slots[i]
+			if s.tag == tag && s.klen == src.klen && s.w0 == src.w0 && s.w1 == src.w1 {
+				s.count += src.count
+				continue next
+			}
+			if s.tag == 0 {
+				*s = counterSlot{w0: src.w0, w1: src.w1, tag: tag, klen: src.klen, count: src.count}
+				c.n++
+				continue next
+			}
 		}
 	}
 }

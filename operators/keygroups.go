@@ -35,6 +35,7 @@ type Exchange struct {
 	// owns group p alone (local mode), which saves a dependent load per
 	// group on Flush's path.
 	owner []int32
+	owned []int // key groups of each partition
 }
 
 // NewExchange returns the Exchange of groups key groups (1 to
@@ -45,7 +46,7 @@ func NewExchange(groups int, ranges []KeyGroupRange) (*Exchange, error) {
 	if groups < 1 || groups > MaxKeyGroups {
 		return nil, fmt.Errorf("operators: %d key groups: want 1 to %d", groups, MaxKeyGroups)
 	}
-	x := &Exchange{groups: uint64(groups), parts: len(ranges), owner: make([]int32, groups)}
+	x := &Exchange{groups: uint64(groups), parts: len(ranges), owner: make([]int32, groups), owned: make([]int, len(ranges))}
 	identity := groups == len(ranges)
 	next := 0
 	for p, r := range ranges {
@@ -55,6 +56,7 @@ func NewExchange(groups int, ranges []KeyGroupRange) (*Exchange, error) {
 		for g := r.First; g < r.End; g++ {
 			x.owner[g] = int32(p)
 		}
+		x.owned[p] = r.End - r.First
 		identity = identity && r.First == p
 		next = r.End
 	}
@@ -90,6 +92,9 @@ func (x *Exchange) Partition(key []byte) int { return x.owning(x.group(key)) }
 // group is KeyGroup(key, x.KeyGroups()); Flush calls it and owning,
 // which the compiler inlines, where it would not inline Partition.
 func (x *Exchange) group(key []byte) uint64 { return xxhash.Sum64(key) % x.groups }
+
+// share is partition p's share of n evenly hashed keys.
+func (x *Exchange) share(p, n int) int { return int(uint64(n) * uint64(x.owned[p]) / x.groups) }
 
 // owning returns the partition owning key group g.
 func (x *Exchange) owning(g uint64) int {

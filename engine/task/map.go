@@ -1,6 +1,7 @@
 package task
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -141,7 +142,9 @@ type Output struct {
 // clock. Without an aggregation, one task per range emits rows in offset
 // order. With one, a reader per range hands record slices to one
 // aggregating worker per core, so both cores stay busy whatever the number
-// of partitions and their skew; each worker's output holds its buckets.
+// of partitions and their skew; the outputs hold their buckets, each group
+// of the batch flushed once unless the workers' groups exceed
+// MapConfig.PartialGroups.
 // Run writes nothing durable: a failed or canceled Run may be run again
 // with the same ranges. A task's panic, or a registered function's
 // failure, fails Run with the error MapConfig.Catch makes of it.
@@ -173,6 +176,21 @@ func (m *Mapper) Run(ctx context.Context, src *kafkasrc.Source, ranges []kafkasr
 		return outs, read.Load(), err
 	}
 	workers := runtime.GOMAXPROCS(0)
+	aggs := make([]*mapAgg, workers)
+	defer func() {
+		for _, a := range aggs { // a failed task's groups are dropped
+			if a != nil {
+				a.partial.Reset()
+				m.partials.put(a)
+			}
+		}
+	}()
+	for w := range aggs {
+		var err error
+		if aggs[w], err = m.getMapAgg(); err != nil {
+			return nil, 0, err
+		}
+	}
 	work := make(chan mapInput, workers) // small: readers must not run far ahead in memory
 	g.Go(func() error {
 		defer close(work)
@@ -204,12 +222,37 @@ func (m *Mapper) Run(ctx context.Context, src *kafkasrc.Source, ranges []kafkasr
 	for w := range outs {
 		g.Go(func() (err error) {
 			defer m.cfg.Catch(fmt.Sprintf("map task %d", w), &err)
-			outs[w].Buckets, err = m.aggregateWorker(work)
+			outs[w].Buckets, err = m.aggregateWorker(aggs[w], work)
 			return err
 		})
 	}
-	err := g.Wait()
-	return outs, read.Load(), err
+	if err := g.Wait(); err != nil {
+		return outs, read.Load(), err
+	}
+	err := func() (err error) {
+		defer m.cfg.Catch("map task", &err)
+		outs[0].Buckets = m.flushAll(aggs, outs[0].Buckets)
+		return nil
+	}()
+	return slices.DeleteFunc(outs, func(o Output) bool { return o.Buckets == nil }), read.Load(), err
+}
+
+// flushAll flushes the groups the aggregating workers hold, aggs, into
+// dst. It first folds them into as few aggregators as hold at most
+// PartialGroups each (HashAgg.Absorb): the workers read slices of the same
+// ranges, so their tables share most groups, and each group flushed once
+// is encoded, sent and merged once on the reduce side.
+func (m *Mapper) flushAll(aggs []*mapAgg, dst [][]byte) [][]byte {
+	x, limit := m.cfg.Exchange, m.cfg.PartialGroups
+	slices.SortFunc(aggs, func(a, b *mapAgg) int { return cmp.Compare(b.partial.Len(), a.partial.Len()) })
+	into := aggs[0].partial
+	for _, a := range aggs[1:] {
+		if into.Len()+a.partial.Len() > limit {
+			dst = into.Flush(x, dst)
+		}
+		into.Absorb(a.partial)
+	}
+	return into.Flush(x, dst)
 }
 
 // mapAgg is a map worker's partial aggregator and the narrow chain feeding
@@ -248,15 +291,10 @@ type mapInput struct {
 }
 
 // aggregateWorker runs the narrow operators and the partial aggregation
-// over the record slices it receives until work is closed, and returns the
-// exchange buckets.
-func (m *Mapper) aggregateWorker(work <-chan mapInput) ([][]byte, error) {
-	a, err := m.getMapAgg()
-	if err != nil {
-		return nil, err
-	}
-	defer m.partials.put(a) // Flush leaves it empty; a failed task's groups are dropped below
-	defer a.partial.Reset()
+// over the record slices it receives until work is closed, into a. It
+// returns the exchange buckets of the groups it flushed whenever a held
+// PartialGroups; a keeps the others.
+func (m *Mapper) aggregateWorker(a *mapAgg, work <-chan mapInput) ([][]byte, error) {
 	x, limit, headers := m.cfg.Exchange, m.cfg.PartialGroups, m.plan.Scan.IncludeHeaders
 	var buckets [][]byte
 	row := make(operators.Row, len(operators.KafkaSchema(headers)))
@@ -289,7 +327,7 @@ func (m *Mapper) aggregateWorker(work <-chan mapInput) ([][]byte, error) {
 			}
 		}
 	}
-	return a.partial.Flush(x, buckets), nil
+	return buckets, nil
 }
 
 // narrowTask reads one offset range through the narrow operators and

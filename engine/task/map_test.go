@@ -2,9 +2,11 @@ package task_test
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"maps"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -63,25 +65,31 @@ type mapStore map[string][]byte
 func (m mapStore) Get(k []byte) ([]byte, bool, error) { v, ok := m[string(k)]; return v, ok, nil }
 func (m mapStore) Put(k, v []byte) error              { m[string(k)] = append([]byte(nil), v...); return nil }
 
-// TestMapperWordCount runs word count's map side over every line, reading
-// rows and values alone, with room for few groups (so workers flush
-// several times), and checks that the buckets of each partition add up to
-// the exact counts.
-func TestMapperWordCount(t *testing.T) {
+// wordCountInput produces n lines, line i being line(i), to a broker, and
+// returns them, the counts of their words, the source and ranges reading
+// them and word count's compiled plan.
+func wordCountInput(t *testing.T, n int, line func(i int) string) ([]string, map[string]int64, *kafkasrc.Source, []kafkasrc.Range, *task.Plan) {
 	var in []string
 	want := map[string]int64{}
-	for i := range 3000 {
-		l := fmt.Sprintf("w%d w%d  x%d", i%97, i%13, i%5)
+	for i := range n {
+		l := line(i)
 		in = append(in, l)
 		for w := range strings.SplitSeq(l, " ") {
 			want[w]++
 		}
 	}
 	brokers, src, ranges := broker(t, in...)
-	s := engine.NewSession()
-	df := lines(s, brokers).Select(engine.Explode(engine.Split(engine.Col("value"), " ")).As("word")).
+	df := lines(engine.NewSession(), brokers).Select(engine.Explode(engine.Split(engine.Col("value"), " ")).As("word")).
 		GroupBy(engine.Col("word")).Count()
-	plan := compile(t, df.Plan())
+	return in, want, src, ranges, compile(t, df.Plan())
+}
+
+// TestMapperWordCount runs word count's map side over every line, reading
+// rows and values alone, with room for few groups (so workers flush
+// several times), and checks that the buckets of each partition add up to
+// the exact counts.
+func TestMapperWordCount(t *testing.T) {
+	in, want, src, ranges, plan := wordCountInput(t, 3000, func(i int) string { return fmt.Sprintf("w%d w%d  x%d", i%97, i%13, i%5) })
 	for _, values := range []bool{false, true} {
 		const parts = 4
 		x, err := operators.PartitionExchange(parts)
@@ -129,6 +137,51 @@ func TestMapperWordCount(t *testing.T) {
 			if !maps.Equal(got, want) {
 				t.Fatalf("ReadValues %v batch %d: counts %v, want %v", values, batch, got, want)
 			}
+		}
+	}
+}
+
+// TestMapperFlushesEachGroupOnce runs word count's map side with room for
+// every group and more aggregating workers than ranges: the workers fold
+// their groups together before they flush, so the outputs' buckets hold
+// each word once, with its exact count, whichever worker counted it.
+func TestMapperFlushesEachGroupOnce(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(4))
+	_, want, src, ranges, plan := wordCountInput(t, 6000, func(i int) string { return fmt.Sprintf("w%d w%d w%d", i%97, i%13, i%1009) })
+	const parts = 3
+	x, err := operators.PartitionExchange(parts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := task.NewMapper(plan, task.MapConfig{Exchange: x, PartialGroups: task.MaxPartialGroups, ReadValues: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for batch := range 2 { // the second reuses the aggregators
+		outs, _, err := m.Run(context.Background(), src, ranges, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]int64{}
+		for _, o := range outs {
+			if len(o.Buckets) != parts {
+				t.Fatalf("an output has %d buckets, want %d", len(o.Buckets), parts)
+			}
+			for _, b := range o.Buckets {
+				for len(b) > 0 { // key length, null flag and key, count
+					kl, n := binary.Uvarint(b)
+					word := string(b[n+1 : n+int(kl)])
+					count, c := binary.Uvarint(b[n+int(kl):])
+					if _, dup := got[word]; dup {
+						t.Fatalf("batch %d: word %q flushed twice (by %d outputs)", batch, word, len(outs))
+					}
+					got[word] = int64(count)
+					b = b[n+int(kl)+c:]
+				}
+			}
+		}
+		if !maps.Equal(got, want) {
+			t.Fatalf("batch %d: %d words flushed, want %d; the counts differ", batch, len(got), len(want))
 		}
 	}
 }
