@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"io"
@@ -82,8 +81,10 @@ func (s *stateServer) reduce(ctx context.Context, req *clusterpb.ReduceRequest) 
 	ctx, stop := untilEpochPasses(ctx, s.fence, req.Job, req.Header.GetEpoch())
 	defer stop()
 	defer func() {
-		if err != nil && ctx.Err() != nil {
-			err = cmp.Or(stopCause(ctx), err)
+		if cause := stopCause(ctx); err != nil && cause != nil {
+			err = cause
+			s.log.Info("cluster: a reduce stopped: its assignment epoch passed while it ran", "job", req.Job, "batch", req.Batch,
+				"partition", req.Partition, "epoch", req.Header.GetEpoch())
 		}
 	}()
 	s.states.release(job, s.name)

@@ -516,6 +516,9 @@ func TestStateReduceOfAPassedEpochLetsGo(t *testing.T) {
 	r.assign(part(0, "s1", "s3"), part(1, "s2", "s3"))
 	waitFor(t, 20*time.Second, func() error { return r.tryPush(1, 3, batches[1]) })
 	wantStatus(t, <-old, codes.FailedPrecondition, "epoch 1 passed while the request ran")
+	if !strings.Contains(r.logs.String(), "cluster: a reduce stopped: its assignment epoch passed while it ran") {
+		t.Error("s1 did not log the reduce it stopped")
+	}
 	for p := range r.job.Assignment.State {
 		if _, _, err := r.reduce(1, 3, p, len(batches[1])); err != nil {
 			t.Fatalf("batch 1 partition %d in epoch 2: %v", p, err)
