@@ -62,8 +62,10 @@ func newClusterCmd() *cobra.Command {
 		Short: "Remove a worker from the cluster",
 		Long: `Remove a worker from the cluster: the leader logs its removal and takes it
 out of the Raft group (handing its own leadership over first when it is the
-one removed). The last member, and a removal that would leave fewer answering members than a
-quorum, are refused. The removed worker stops; its data directory is
+one removed). A worker holding the only current copy of a job's state
+partition (--state-replicas 1) is drained first: its partitions move to the
+other workers at the job's next two batches. The last member, and a removal
+that would leave fewer answering members than a quorum, are refused. The removed worker stops; its data directory is
 refused from then on (delete it and start the worker with --join to add it
 again).`,
 		Args: cobra.ExactArgs(1),

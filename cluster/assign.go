@@ -66,7 +66,7 @@ func comparePartitions(a, b kafkaPartition) int {
 // applies next. It relies on the driver's contract: a batch whose offsets
 // entry is logged after an epoch is reduced in that epoch or a later one.
 func nextAssignment(j *clusterpb.Job, parts []kafkaPartition, members []string, live func(name string) memberState, replicas int) (next *clusterpb.Assignment, reason string) {
-	p := planner{member: map[string]bool{}, replicas: replicas, waits: map[string][]int{}, takes: map[string][]int{}, current: map[string][]int{}}
+	p := planner{member: map[string]bool{}, draining: map[string]bool{}, replicas: replicas, waits: map[string][]int{}, takes: map[string][]int{}, current: map[string][]int{}}
 	settled := true
 	for _, m := range members {
 		p.member[m] = true
@@ -76,6 +76,8 @@ func nextAssignment(j *clusterpb.Job, parts []kafkaPartition, members []string, 
 			p.workers = append(p.workers, m)
 		case memberUp:
 			p.workers = append(p.workers, m)
+		case memberDraining:
+			p.draining[m] = true
 		}
 	}
 	slices.Sort(p.workers)
@@ -107,6 +109,8 @@ func nextAssignment(j *clusterpb.Job, parts []kafkaPartition, members []string, 
 // planner is one nextAssignment's view of the group and what it moved.
 type planner struct {
 	member    map[string]bool // by name
+	draining  map[string]bool // members up but being removed, by name: no worker
+	drainLoad map[string]int  // partitions each worker owns effectively, those of draining members given so far included (state)
 	workers   []string        // members up, sorted
 	replicas  int
 	committed int64 // the job's last committed batch, -1 none
@@ -123,9 +127,12 @@ type planner struct {
 func (p *planner) worker(name string) bool { return slices.Contains(p.workers, name) }
 
 // lost says why name, which held work in the current epoch, is no worker
-// now: "down" or "removed".
+// now: "down", "being removed" or "removed".
 func (p *planner) lost(name string) string {
-	if p.member[name] {
+	switch {
+	case p.draining[name]:
+		return "being removed"
+	case p.member[name]:
 		return "down"
 	}
 	return "removed"
@@ -217,6 +224,12 @@ func (p *planner) state(cur []*clusterpb.StatePartition, balance bool) []*cluste
 		next[i] = proto.CloneOf(sp)
 	}
 	owned := map[string]int{} // by effective owner
+	p.drainLoad = map[string]int{}
+	for _, sp := range cur {
+		if w := effectiveOwner(sp); p.worker(w) {
+			p.drainLoad[w]++
+		}
+	}
 	for i, sp := range next {
 		switch {
 		case !p.worker(sp.Owner):
@@ -267,15 +280,25 @@ func effectiveOwner(sp *clusterpb.StatePartition) string {
 }
 
 // replaceOwner gives partition i, whose owner is no worker, to its
-// standby when that is a worker holding a current copy; else it waits for
-// a member that is down with a current copy, the owner or the standby;
-// else (the owner removed, the standby not current) it goes on from the
-// standby's copy, or from nothing on the least owning worker.
+// standby when that is a worker holding a current copy; else, its owner
+// being removed (draining), the owner keeps it while a worker gets a copy
+// as its standby (a temporary one with one replica), which takes it over
+// once current; else it waits for a member that is down with a current
+// copy, the owner or the standby; else (the owner removed, the standby not
+// current) it goes on from the standby's copy, or from nothing on the
+// least owning worker.
 func (p *planner) replaceOwner(i int, sp *clusterpb.StatePartition, owned map[string]int) {
 	from := sp.Owner
 	switch {
 	case p.worker(sp.Standby) && p.ready(sp):
 		sp.Owner, sp.Standby = sp.Standby, ""
+	case p.draining[from]:
+		if !p.worker(sp.Standby) {
+			sp.Standby = p.leastLoaded(p.drainLoad, func(string) bool { return true })
+		}
+		p.drainLoad[sp.Standby]++
+		sp.Moving = true
+		p.takes[sp.Standby] = append(p.takes[sp.Standby], i)
 	case p.member[from]:
 		p.waits[from] = append(p.waits[from], i)
 	case p.member[sp.Standby] && p.ready(sp):

@@ -43,6 +43,10 @@ func ParseMaster(master string) ([]string, error) {
 const (
 	// DefaultAttemptTimeout bounds one call to one member.
 	DefaultAttemptTimeout = 3 * time.Second
+	// RemoveTimeout bounds one removal's call to one member: the leader
+	// drains a member holding the only copy of state first, which takes a
+	// job's next two batches.
+	RemoveTimeout = time.Minute
 	// DefaultLeaderWait bounds the wait for a leader when members answer
 	// that they have none.
 	DefaultLeaderWait = 10 * time.Second
@@ -181,13 +185,18 @@ func openWatch(ctx, actx context.Context, cc clusterpb.ControlClient, req *clust
 // a member answers that it has no leader (an election is under way), the
 // members are tried again, for up to DefaultLeaderWait.
 func try[T any](ctx context.Context, c *Client, fn func(context.Context, clusterpb.ControlClient) (T, error)) (T, error) {
+	return tryWithin(ctx, c, c.timeout, fn)
+}
+
+// tryWithin is try with attempts of up to timeout each.
+func tryWithin[T any](ctx context.Context, c *Client, timeout time.Duration, fn func(context.Context, clusterpb.ControlClient) (T, error)) (T, error) {
 	var zero T
 	deadline := time.Now().Add(DefaultLeaderWait)
 	for {
 		var tried []string
 		noLeader := false
 		for _, addr := range c.addrs {
-			actx, cancel := context.WithTimeout(ctx, c.timeout)
+			actx, cancel := context.WithTimeout(ctx, timeout)
 			resp, err := fn(actx, c.pool.control(addr))
 			cancel()
 			if err == nil {

@@ -191,7 +191,7 @@ func (d *jobDriver) next(j *clusterpb.Job) (a *clusterpb.Assignment, reason stri
 	d.mu.Lock()
 	parts := d.mu.parts
 	d.mu.Unlock()
-	return nextAssignment(j, parts, members, d.n.liveness.state, d.n.StateReplicas())
+	return nextAssignment(j, parts, members, d.n.planState, d.n.StateReplicas())
 }
 
 // logEpoch logs a, the job's next assignment epoch, through Raft in the

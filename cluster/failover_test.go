@@ -304,8 +304,18 @@ func startCounting(t *testing.T, g *nodeGroup, name, brokers string, shuffle int
 // partitions, and waits until the job counted 100 lines produce wrote.
 func countingOnThree(t *testing.T, partitions int32, name string, shuffle int) (g *nodeGroup, j *countingJob, produce func(n int), truth map[string]int64) {
 	t.Helper()
+	return countingOnThreeWith(t, partitions, name, shuffle, func(*Config) {})
+}
+
+// countingOnThreeWith is countingOnThree with the members' Config changed
+// by configure.
+func countingOnThreeWith(t *testing.T, partitions int32, name string, shuffle int, configure func(*Config)) (g *nodeGroup, j *countingJob, produce func(n int), truth map[string]int64) {
+	t.Helper()
 	brokers := embedtest.Start(t, "logs", partitions)
-	g = newNodeGroupWith(t, 3, func(c *Config) { c.Driver = BatchDriver })
+	g = newNodeGroupWith(t, 3, func(c *Config) {
+		c.Driver = BatchDriver
+		configure(c)
+	})
 	g.waitStatus(g.addrs(), allReachable)
 	produce, truth = wordProducer(t, testseed.Rand(t), brokers)
 	j = startCounting(t, g, name, brokers, shuffle)

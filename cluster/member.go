@@ -103,8 +103,10 @@ func (n *Node) addMember(ctx context.Context, m *clusterpb.Member, registered []
 
 // removeMember removes the member name from the group, on the leader: it
 // refuses a name that is not a member, the last member, and a removal
-// after which fewer members answer than a quorum of those left; it logs
-// RemoveMember, then removes the member from Raft's configuration. The
+// after which fewer members answer than a quorum of those left; it drains
+// a member holding the only current copy of state partitions first
+// (drain); it logs RemoveMember, then removes the member from Raft's
+// configuration. The
 // leader removing itself hands its leadership over first and asks the new
 // leader. Removing a removed member again is a no-op.
 func (n *Node) removeMember(ctx context.Context, name string) (*clusterpb.RemoveMemberResponse, error) {
@@ -137,7 +139,9 @@ func (n *Node) removeMember(ctx context.Context, name string) (*clusterpb.Remove
 	if err := n.checkQuorumWithout(ctx, name, left); err != nil {
 		return nil, status.Error(codes.FailedPrecondition, err.Error())
 	}
-	if err := checkNoOnlyCopy(n.fsm.Jobs(), name); err != nil {
+	drained, err := n.drain(ctx, name)
+	defer drained()
+	if err != nil {
 		return nil, status.Error(codes.FailedPrecondition, err.Error())
 	}
 	if name == n.cfg.Name {
@@ -197,26 +201,11 @@ func (n *Node) checkQuorumWithout(ctx context.Context, name string, left []raft.
 // partition has no standby holding a full copy (none yet since it moved
 // there, or none kept with one replica). Removed, its state would be lost.
 func checkNoOnlyCopy(jobs []*clusterpb.Job, name string) error {
-	var held []string
-	for _, j := range jobs {
-		_, committed := batchLogEnds(j.BatchLog)
-		if committed < 0 {
-			continue // no state yet
-		}
-		var only []string
-		for i, sp := range j.GetAssignment().GetState() {
-			if sp.Owner == name && (sp.Standby == "" || committed < sp.StandbyReadyFrom) {
-				only = append(only, fmt.Sprint(i))
-			}
-		}
-		if len(only) > 0 {
-			held = append(held, fmt.Sprintf("job %s's state partitions %s", j.Name, strings.Join(only, ", ")))
-		}
-	}
+	held := onlyCopiesOf(jobs, name)
 	if len(held) == 0 {
 		return nil
 	}
-	return fmt.Errorf("%w: removing %s would lose state: it holds the only current copy of %s (no standby holds a full copy yet, or none is kept: --state-replicas 1); wait until the job committed a batch with a standby on another worker (gostream jobs status), or stop the worker instead of removing it: its partitions wait for it",
+	return fmt.Errorf("%w: removing %s would lose state: it holds the only current copy of %s (no standby holds a full copy yet, or none is kept: --state-replicas 1)",
 		ErrOnlyCopy, name, strings.Join(held, "; "))
 }
 
@@ -324,9 +313,10 @@ func joinedClusterID(ctx context.Context, addrs []string, dialer *net.Dialer) (s
 // RemoveMember removes the member name from the cluster and returns the
 // members left. The leader refuses the last member, a name that is not a
 // member, and a removal after which fewer members would answer than a
-// quorum of those left.
+// quorum of those left; it drains a member holding the only current copy
+// of state partitions first, within RemoveTimeout.
 func (c *Client) RemoveMember(ctx context.Context, name string) ([]*clusterpb.Member, error) {
-	resp, err := try(ctx, c, func(ctx context.Context, cc clusterpb.ControlClient) (*clusterpb.RemoveMemberResponse, error) {
+	resp, err := tryWithin(ctx, c, RemoveTimeout, func(ctx context.Context, cc clusterpb.ControlClient) (*clusterpb.RemoveMemberResponse, error) {
 		return cc.RemoveMember(ctx, &clusterpb.RemoveMemberRequest{Header: &clusterpb.Header{}, Name: name})
 	})
 	return resp.GetMembers(), err

@@ -182,6 +182,7 @@ type Node struct {
 	states    *jobStates
 	maps      *mapJobs
 	liveness  *liveness // the leader's view of the members
+	drains    drains    // the members the leader drains before their removal
 	// planMu is held (read) by a job's driver while it plans an epoch with
 	// the members and logs it, and (write) while a member's removal is
 	// logged: an epoch is never planned with a member and logged after its
