@@ -66,7 +66,7 @@ type Client struct {
 // NewClient returns a client of the members at addrs. It connects lazily:
 // an unreachable cluster shows at the first call.
 func NewClient(addrs []string) *Client {
-	return &Client{addrs: addrs, timeout: DefaultAttemptTimeout, pool: newClientPool(&net.Dialer{}), hint: "check --master or $GOSTREAM_MASTER"}
+	return &Client{addrs: addrs, timeout: DefaultAttemptTimeout, pool: newClientPool(dialerFrom("")), hint: "check --master or $GOSTREAM_MASTER"}
 }
 
 // Close closes the client's connections.

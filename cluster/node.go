@@ -412,7 +412,7 @@ func (n *Node) jobChanges() <-chan struct{} { return n.fsm.jobChanges() }
 // serve starts the mux and the gRPC server on ln.
 func (n *Node) serve(ln net.Listener) {
 	n.mux = newMux(ln, n.clusterID, n.log)
-	n.grpc = grpc.NewServer(shuffleServerOptions()...)
+	n.grpc = grpc.NewServer(peerServerOptions()...)
 	clusterpb.RegisterControlServer(n.grpc, &controlServer{n: n})
 	clusterpb.RegisterShuffleServer(n.grpc, &shuffleServer{fence: n, inbox: n.inbox})
 	clusterpb.RegisterStatePartitionsServer(n.grpc, newStateServer(n))
@@ -559,7 +559,10 @@ func applyInTerm(r *raft.Raft, c *clusterpb.Command, term uint64, timeout time.D
 // HelloTimeout which group it belongs to, and returns ErrPeersDisagree
 // naming both peer lists when one disagrees, or ErrRemoved when one says
 // this worker was removed from the group. Peers that do not answer are
-// not running yet: helloUntilFormed asks them again.
+// not running yet: helloUntilFormed asks them again. Each hello goes on a
+// connection of its own, closed after it: a peer not listening yet
+// refuses it, and the node's connection to that peer, made once it is
+// needed, does not wait out the backoff of that refusal.
 func (n *Node) helloPeers(ctx context.Context, peers []Peer) error {
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.HelloTimeout)
 	defer cancel()
@@ -575,7 +578,12 @@ func (n *Node) helloPeers(ctx context.Context, peers []Peer) error {
 			continue
 		}
 		wg.Go(func() {
-			resp, err := n.clients.control(p.Addr).Hello(ctx, req)
+			cc, err := n.clients.dial(p.Addr)
+			if err != nil {
+				return
+			}
+			defer cc.Close()
+			resp, err := clusterpb.NewControlClient(cc).Hello(ctx, req)
 			if err != nil {
 				return // not running yet, or not answering: Raft's handshake guards
 			}

@@ -323,6 +323,22 @@ func TestNodePeersDisagreeAtOnce(t *testing.T) {
 	}
 }
 
+// TestHelloLeavesNoBackoff: a node whose start-up hello a peer refused
+// (not listening yet) reaches that peer as soon as it started: the
+// node's connection to it does not wait out the backoff of that refusal.
+func TestHelloLeavesNoBackoff(t *testing.T) {
+	g := newNodeGroupStarting(t, 2, 1, func(*Config) {}) // s1 said hello to s2, which refused
+	n2, err := Start(context.Background(), g.cfgs[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.nodes[1] = n2
+	s1 := g.nodes[0]
+	if _, err := s1.clients.control(n2.cfg.Listen).Hello(context.Background(), &clusterpb.HelloRequest{Header: s1.header(0), Peers: peersToProto(s1.peers)}); err != nil {
+		t.Fatalf("%s's hello to %s once it started: %v", s1.cfg.Name, n2.cfg.Name, err)
+	}
+}
+
 // TestNodeCloseQuiet closes the three members of a working group at once,
 // as SIGTERM to every worker does: a clean stop logs no error, but for a
 // member still running failing to reach one already gone (raft names it as

@@ -12,8 +12,10 @@ import (
 	"github.com/gostream/gostream/proto/clusterpb"
 	"github.com/hashicorp/raft"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 )
@@ -284,8 +286,58 @@ func jobStatus(j *clusterpb.Job) *clusterpb.JobStatus {
 	return js
 }
 
+// How the connections of a clientPool (a worker's to its peers, a
+// Client's to the members) connect again and find a hung peer. gRPC's
+// defaults suit a client of a distant service: a connection that failed
+// waits 1 s before it tries again, then 1.6 times longer after each
+// failure up to 120 s, failing every call at once (Unavailable) meanwhile,
+// and an attempt may take 20 s; a connection whose peer stopped answering
+// (a cut network, a paused process) hangs until TCP gives up, minutes
+// later, and once the network heals TCP sends again only after its own
+// backoff. A member would so stay unreachable for seconds after a fault
+// healed, where a connection is made in milliseconds (loopback, a LAN).
+// (peerTCPKeepAlive, the dialer's, finds a connection whose peer vanished
+// while nothing was sent on it.)
+const (
+	// peerBackoffBase and peerBackoffMax bound the wait before a failed
+	// connection tries again (with gRPC's default multiplier and jitter).
+	peerBackoffBase = 100 * time.Millisecond
+	peerBackoffMax  = time.Second
+	// peerConnectTimeout bounds an attempt to connect (TCP and the HTTP/2
+	// handshake).
+	peerConnectTimeout = 2 * time.Second
+	// peerKeepaliveTime is how long a connection may stay silent before
+	// it pings the peer: gRPC's minimum for a client.
+	peerKeepaliveTime = 10 * time.Second
+	// peerKeepaliveTimeout is how long a ping, or bytes sent on the
+	// connection (TCP_USER_TIMEOUT), may stay unanswered before the
+	// connection is closed; the calls made after it make a new one.
+	peerKeepaliveTimeout = 2 * time.Second
+)
+
+// peerDialOptions are the options of a clientPool's connections:
+// shuffleDialOptions, a short capped backoff and keepalive.
+func peerDialOptions() []grpc.DialOption {
+	return append(shuffleDialOptions(),
+		grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff: backoff.Config{BaseDelay: peerBackoffBase, Multiplier: backoff.DefaultConfig.Multiplier,
+				Jitter: backoff.DefaultConfig.Jitter, MaxDelay: peerBackoffMax},
+			MinConnectTimeout: peerConnectTimeout,
+		}),
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: peerKeepaliveTime, Timeout: peerKeepaliveTimeout, PermitWithoutStream: true}))
+}
+
+// peerServerOptions are the options of a worker's gRPC server:
+// shuffleServerOptions, and the keepalive pings of peerDialOptions allowed
+// (by default a gRPC server closes the connection of a client that pings
+// more often than every 5 minutes).
+func peerServerOptions() []grpc.ServerOption {
+	return append(shuffleServerOptions(),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: peerKeepaliveTime / 2, PermitWithoutStream: true}))
+}
+
 // clientPool keeps one gRPC connection per address, created on first use
-// with its dialer and closed by close.
+// with its dialer and peerDialOptions, and closed by close.
 type clientPool struct {
 	dialer *net.Dialer
 	mu     struct {
@@ -322,17 +374,21 @@ func (p *clientPool) conn(addr string) (*grpc.ClientConn, error) {
 	cc, ok := p.mu.conns[addr]
 	if !ok {
 		var err error
-		opts := append(shuffleDialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()),
-			grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
-				return p.dialer.DialContext(ctx, "tcp", addr)
-			}))
-		cc, err = grpc.NewClient(addr, opts...)
-		if err != nil {
+		if cc, err = p.dial(addr); err != nil {
 			return nil, err
 		}
 		p.mu.conns[addr] = cc
 	}
 	return cc, nil
+}
+
+// dial returns a new connection to addr, with the pool's dialer and
+// options, that the caller closes. It connects on first use.
+func (p *clientPool) dial(addr string) (*grpc.ClientConn, error) {
+	return grpc.NewClient(addr, append(peerDialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
+			return p.dialer.DialContext(ctx, "tcp", addr)
+		}))...)
 }
 
 func (p *clientPool) close() {

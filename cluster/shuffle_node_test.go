@@ -10,7 +10,6 @@ import (
 	"github.com/gostream/gostream/internal/testseed"
 	"github.com/gostream/gostream/proto/clusterpb"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 )
 
 // TestShuffleBetweenNodes runs the shuffle over real TCP between two Nodes
@@ -55,17 +54,9 @@ func TestShuffleBetweenNodes(t *testing.T) {
 				t.Fatal(err)
 			}
 			st := ShuffleTask{Job: "wc", Batch: 7, Partition: int32(part), Task: int32(task), Attempt: 1, Epoch: 2, Term: term, ClusterID: n.ClusterID(), From: n.cfg.Name}
-			// The node's connection to owner may be backing off from a dial
-			// refused while owner was starting (its start-up hello): a map
-			// task's push fails Unavailable then, and the driver tries the
-			// task again, as the test does.
-			waitFor(t, 10*time.Second, func() error {
-				err := push(context.Background(), cc, st, blocks, 64<<10)
-				if err != nil && status.Code(err) != codes.Unavailable {
-					t.Fatal(err)
-				}
-				return err
-			})
+			if err := push(context.Background(), cc, st, blocks, 64<<10); err != nil {
+				t.Fatal(err)
+			}
 			sent[part] = append(sent[part], blocks...)
 
 			stale := st
