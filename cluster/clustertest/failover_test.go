@@ -104,6 +104,19 @@ var logTime = regexp.MustCompile(`^time=(\S+) `)
 // lines not logged yet.
 func logTimes(t *testing.T, path, member string) (down, epoch time.Time) {
 	t.Helper()
+	down = firstLogged(t, path, time.Time{}, func(line string) bool {
+		return strings.Contains(line, "cluster: member is down") && strings.Contains(line, "member="+member)
+	})
+	epoch = firstLogged(t, path, time.Time{}, func(line string) bool {
+		return strings.Contains(line, "cluster: job assigned") && strings.Contains(line, "no answer from "+member+" for")
+	})
+	return down, epoch
+}
+
+// firstLogged returns the time of the first line of the log at path
+// logged after after that match accepts, zero if none.
+func firstLogged(t *testing.T, path string, after time.Time, match func(line string) bool) time.Time {
+	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
@@ -114,17 +127,11 @@ func logTimes(t *testing.T, path, member string) (down, epoch time.Time) {
 			continue
 		}
 		at, err := time.Parse(time.RFC3339Nano, m[1])
-		if err != nil {
-			continue
-		}
-		switch {
-		case down.IsZero() && strings.Contains(line, "cluster: member is down") && strings.Contains(line, "member="+member):
-			down = at
-		case epoch.IsZero() && strings.Contains(line, "cluster: job assigned") && strings.Contains(line, "no answer from "+member+" for"):
-			epoch = at
+		if err == nil && at.After(after) && match(line) {
+			return at
 		}
 	}
-	return down, epoch
+	return time.Time{}
 }
 
 // firstAfter is the first time a batch was seen after at, zero if none.

@@ -203,9 +203,11 @@ func (f *Faults) add(t testing.TB, r rule) {
 	f.mu.Unlock()
 }
 
-// Heal undoes every network fault in place: it removes the rules and stops
-// the delay proxies (their connections reset, so that they are made again
-// directly).
+// Heal undoes every network fault in place: it stops the delay proxies,
+// whose connections reset so that they are made again directly, then
+// removes the rules. In that order: a connection whose DNAT rule is gone
+// before its proxy closes it never gets the proxy's FIN or reset, and
+// hangs until it sends again or TCP keepalive finds it dead.
 func (f *Faults) Heal(t testing.TB) {
 	t.Helper()
 	if err := f.heal(); err != nil {
@@ -216,6 +218,10 @@ func (f *Faults) Heal(t testing.TB) {
 func (f *Faults) heal() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	for _, p := range f.mu.proxies {
+		p.close()
+	}
+	f.mu.proxies = nil
 	var errs []error
 	for _, r := range f.mu.rules {
 		if err := iptables(append([]string{"-t", r.table, "-D", "OUTPUT"}, r.spec...)...); err != nil {
@@ -223,10 +229,6 @@ func (f *Faults) heal() error {
 		}
 	}
 	f.mu.rules = nil
-	for _, p := range f.mu.proxies {
-		p.close()
-	}
-	f.mu.proxies = nil
 	return errors.Join(errs...)
 }
 

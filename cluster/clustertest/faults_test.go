@@ -2,6 +2,7 @@ package clustertest_test
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -159,9 +160,23 @@ func TestFaults(t *testing.T) {
 	if len(rules(t)) == 0 {
 		t.Error("no tagged rule while faults are in place")
 	}
+	during, err := dialFrom(a, b, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer during.Close()
+	if err := echo(during); err != nil {
+		t.Fatalf("through the delay: %v", err)
+	}
 	f.Heal(t)
 	if got := rules(t); len(got) > 0 {
 		t.Errorf("after Heal, rules remain: %q", got)
+	}
+	// Its proxy gone, a connection made through the delay ends at once
+	// rather than hang.
+	_ = during.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := during.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("a connection made through the delay, read after Heal: %v; want it closed", err)
 	}
 	if err := reach(a, b); err != nil {
 		t.Errorf("after Heal, %s does not reach %s: %v", a.Name, b.Name, err)

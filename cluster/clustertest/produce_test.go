@@ -61,8 +61,15 @@ func TestKeepProducingStops(t *testing.T) {
 		n, err := keepProducing(ctx, stop, cl, rand.New(rand.NewPCG(seed, 2)), topic, truth, time.Millisecond, func(int) int { return 100_000 })
 		produced <- result{n, err}
 	}()
-	for written() == 0 {
-		time.Sleep(time.Millisecond)
+	for deadline := time.Now().Add(time.Minute); written() == 0; time.Sleep(time.Millisecond) {
+		select {
+		case res := <-produced:
+			t.Fatalf("the producer stopped before the topic held a line: %d lines, %v", res.lines, res.err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the topic holds no line a minute after the producer started")
+		}
 	}
 	stopNow()
 	res := <-produced
