@@ -92,6 +92,22 @@ func holds(a *clusterpb.Assignment, w string) (reads, owns, standsBy bool) {
 	return reads, owns, standsBy
 }
 
+// waitLogged waits until one of ws logged line.
+func waitLogged(t *testing.T, line string, ws ...*clustertest.Worker) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		for _, w := range ws {
+			if b, err := os.ReadFile(w.LogPath); err == nil && strings.Contains(string(b), line) {
+				t.Logf("%s logged %q", w.Name, line)
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no worker logged %q within 20 s", line)
+		}
+	}
+}
+
 // removeWhenSafe removes w, asking again while the leader refuses because
 // w holds the only current copy of a state partition (its standby copy
 // is being made), and waits for w to exit saying it was removed.
@@ -135,6 +151,9 @@ func TestClusterRescale(t *testing.T) {
 		return reads && owns
 	})
 	t.Logf("s4 reads and owns %v after it was started with --join: epoch %d: %v", time.Since(joined).Round(time.Millisecond), js.Assignment.GetEpoch(), js.Assignment)
+	// The standby s4 displaced, standby first, drops its copy once s4's is
+	// current.
+	waitLogged(t, "cluster: dropped this worker's copy of a state partition it no longer holds", s.c.Workers[:3]...)
 
 	var follower *clustertest.Worker
 	for _, w := range s.c.Workers[:3] {
