@@ -112,6 +112,11 @@ func newJobDriver(ctx context.Context, run *JobRun) (d *jobDriver, err error) {
 	if d.cfg, err = loopConfig(job.Options, scan); err != nil {
 		return nil, err
 	}
+	if d.plan.Narrow == nil {
+		if d.cfg.Sizer, err = batchSizer(job.Options, d.query.OutputMode); err != nil {
+			return nil, err
+		}
+	}
 	if d.sink, err = engine.PlannedSink(job.Options, &d.out); err != nil {
 		return nil, err
 	}

@@ -130,6 +130,18 @@ func (m memoryPlan) sizer(update bool) loop.Sizer {
 	return s
 }
 
+// BatchSizer caps the batches of a query whose memory budget is budget
+// bytes (WriteStream().Memory; 0: DefaultMemory) as local mode does: the
+// groups of one batch fit the budget's share for a batch. update is set
+// unless the output mode is complete (update mode's changed rows count
+// too). A cluster's driver caps its batches with it.
+func BatchSizer(budget int64, update bool) loop.Sizer {
+	if budget == 0 {
+		budget = DefaultMemory
+	}
+	return planMemory(budget, 1, false).sizer(update)
+}
+
 // goLimits holds the Go soft memory limits of the running queries: the
 // process's limit (debug.SetMemoryLimit) is their sum while any runs,
 // unless GOMEMLIMIT set one for the process.
