@@ -72,9 +72,10 @@ func (k partKey) String() string {
 
 // partInbox is what a partition holds for one batch.
 type partInbox struct {
-	tasks   map[int32]*attempt // the latest attempt of each task
-	taken   bool
-	changed chan struct{} // closed and replaced when an attempt completes
+	tasks      map[int32]*attempt // the latest attempt of each task
+	taken      bool
+	takenEpoch uint64        // the assignment epoch of the reduce that took it, 0 if not told
+	changed    chan struct{} // closed and replaced when an attempt completes
 }
 
 // attempt is a map task attempt's partials for one partition.
@@ -128,7 +129,7 @@ func (in *Inbox) open(k partKey, task int32, id attemptID) (*attempt, error) {
 		in.mu.parts[k] = p
 	}
 	if p.taken {
-		return nil, errTaken(k, task, id)
+		return nil, errTaken(k, task, id, p.takenEpoch)
 	}
 	if old := p.tasks[task]; old != nil {
 		if !old.id.before(id) {
@@ -141,7 +142,14 @@ func (in *Inbox) open(k partKey, task int32, id attemptID) (*attempt, error) {
 	return a, nil
 }
 
-func errTaken(k partKey, task int32, id attemptID) error {
+// errTaken refuses attempt id of task for k, which a reduce of epoch
+// took (0: not told): Unavailable, to try again, when id is of a later
+// epoch (that reduce stops once this worker applied it, and its partition
+// takes pushes again), else FailedPrecondition.
+func errTaken(k partKey, task int32, id attemptID, epoch uint64) error {
+	if epoch != 0 && id.epoch > epoch {
+		return status.Errorf(codes.Unavailable, "%v: %s is held by a reduce of epoch %d, which stops now that the job is at epoch %d; %s of task %d came meanwhile (retry)", ErrShuffleRefused, k, epoch, id.epoch, id, task)
+	}
 	return status.Errorf(codes.FailedPrecondition, "%v: %s was reduced already; %s of task %d came too late", ErrShuffleRefused, k, id, task)
 }
 
@@ -279,7 +287,12 @@ func (p *Partials) Release() {
 // attempt per task, the latest. The partition is then closed for the batch:
 // later pushes are refused. The caller must Release the partials.
 func (in *Inbox) Take(ctx context.Context, job string, batch int64, partition int32, tasks int) (*Partials, error) {
-	k := partKey{job: job, batch: batch, partition: partition}
+	return in.take(ctx, partKey{job: job, batch: batch, partition: partition}, tasks, 0)
+}
+
+// take is Take of k by a reduce of assignment epoch epoch (0: not told),
+// which the pushes it refuses are told (errTaken).
+func (in *Inbox) take(ctx context.Context, k partKey, tasks int, epoch uint64) (*Partials, error) {
 	for {
 		in.mu.Lock()
 		p := in.mu.parts[k]
@@ -299,7 +312,7 @@ func (in *Inbox) Take(ctx context.Context, job string, batch int64, partition in
 			}
 		}
 		if missing < 0 {
-			p.taken = true
+			p.taken, p.takenEpoch = true, epoch
 			out := &Partials{in: in}
 			for t := range tasks {
 				a := p.tasks[int32(t)]

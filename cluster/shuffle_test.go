@@ -435,6 +435,35 @@ func TestShuffleAttemptsOfEpochs(t *testing.T) {
 	}
 }
 
+// TestShuffleTakenByAnOlderEpoch: a push to a partition a reduce of an
+// earlier epoch took is refused as one to try again (Unavailable: that
+// reduce stops as its epoch passed), one of the reduce's own epoch as
+// too late (FailedPrecondition); once the partition is forgotten, the
+// push is taken.
+func TestShuffleTakenByAnOlderEpoch(t *testing.T) {
+	in := NewInbox(0, 0)
+	r := newBufconnRig(t, in)
+	ctx := context.Background()
+	if err := push(ctx, r.cc, r.task(0, 1), [][]byte{[]byte("e1")}, 0); err != nil {
+		t.Fatal(err)
+	}
+	k := partKey{job: "wc", batch: 1, partition: 0}
+	p, err := in.take(ctx, k, 1, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Release()
+	wantCode(t, push(ctx, r.cc, r.task(0, 2), [][]byte{[]byte("e1a2")}, 0), codes.FailedPrecondition, "was reduced already; attempt 2 of epoch 1")
+	r.fence.set(3, 2)
+	fresh := r.task(0, 1)
+	fresh.Epoch = 2
+	wantCode(t, push(ctx, r.cc, fresh, [][]byte{[]byte("e2")}, 0), codes.Unavailable, "is held by a reduce of epoch 1, which stops now that the job is at epoch 2")
+	in.Forget("wc", 1, 0)
+	if err := push(ctx, r.cc, fresh, [][]byte{[]byte("e2")}, 0); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // waitAttempt waits until the latest attempt of task of partition 0 of
 // batch 1 is n, open or (dropped) dropped.
 func waitAttempt(t *testing.T, in *Inbox, task int32, n uint32, dropped bool) {

@@ -98,7 +98,7 @@ func (s *stateServer) reduce(ctx context.Context, req *clusterpb.ReduceRequest) 
 	// The partials are taken before the partition is: a reduce waiting for
 	// its map tasks does not hold up the partition's other requests (the
 	// rows of the batch before).
-	partials, err := s.inbox.Take(ctx, req.Job, req.Batch, req.Partition, int(req.Tasks))
+	partials, err := s.inbox.take(ctx, partKey{job: req.Job, batch: req.Batch, partition: req.Partition}, int(req.Tasks), req.Header.GetEpoch())
 	if err != nil {
 		return nil, nil, err
 	}

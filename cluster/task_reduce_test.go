@@ -511,7 +511,13 @@ func TestStateReduceOfAPassedEpochLetsGo(t *testing.T) {
 		_, err := ReducePartition(ctx, r.workers["s1"].cc, req, func([]byte) error { return nil })
 		old <- err
 	}()
-	<-entered
+	select {
+	case <-entered:
+	case err := <-old:
+		t.Fatalf("the reduce of batch 1 in epoch 1 ended before it replicated: %v", err)
+	case <-time.After(time.Minute):
+		t.Fatal("the reduce of batch 1 in epoch 1 did not replicate within a minute")
+	}
 
 	r.assign(part(0, "s1", "s3"), part(1, "s2", "s3"))
 	waitFor(t, 20*time.Second, func() error { return r.tryPush(1, 3, batches[1]) })
