@@ -101,10 +101,14 @@ func TestParseMaster(t *testing.T) {
 }
 
 // TestDialFromListenAddress checks that a worker's Raft and gRPC
-// connections to a member leave from its --listen address, 127.0.1.2
-// here, so that the member sees them come from there.
+// connections to a member leave from its --listen address, 127.0.2.2
+// here, so that the member sees them come from there. Its addresses are
+// none of 127.0.1.x: the fault tests of cluster/clustertest run their
+// workers there and cut them apart with iptables rules matching their
+// addresses alone (-s 127.0.1.2 -d 127.0.1.1 -j DROP), which would drop
+// this test's connections too while such a test runs on the machine.
 func TestDialFromListenAddress(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.1.1:0")
+	ln, err := net.Listen("tcp", "127.0.2.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,8 +116,8 @@ func TestDialFromListenAddress(t *testing.T) {
 	m := newMux(ln, id, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	defer m.close()
 	addr := ln.Addr().String()
-	dialer := dialerFrom("127.0.1.2:7000")
-	const want = "127.0.1.2"
+	dialer := dialerFrom("127.0.2.2:7000")
+	const want = "127.0.2.2"
 
 	c, err := (&streamLayer{clusterID: id, conns: newConnSet(), dialer: dialer}).Dial(raft.ServerAddress(addr), time.Second)
 	if err != nil {
