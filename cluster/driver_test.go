@@ -1,10 +1,14 @@
 package cluster
 
 import (
+	"cmp"
+	"context"
 	"encoding/json"
 	"fmt"
 	"maps"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -56,6 +60,9 @@ func TestBatchDriver(t *testing.T) {
 	}
 	// The console sink prints Spark's tables, gathered on the leader.
 	reports := runJob(t, g, "wc-console", brokers, engine.Complete, "console")
+	if len(reports) == 0 {
+		t.Fatal("the console job reported no batch")
+	}
 	out := string(reports[len(reports)-1].Output)
 	for _, want := range []string{"Batch: " + fmt.Sprint(reports[len(reports)-1].BatchId), "|word|count|", "only showing top 20 rows"} {
 		if !strings.Contains(out, want) {
@@ -223,36 +230,119 @@ func runJob(t *testing.T, g *nodeGroup, name, brokers string, mode engine.Output
 }
 
 // runPlan registers job name of plan p on g, waits until it finished and
-// returns the reports its run published.
+// returns the reports of the batches it committed, one per batch in
+// batch order, as the submitter receives them: followed through
+// Client.Watch, which follows a new leader (a driver's reports are its
+// leader's own, so a leader change on a loaded machine must not lose
+// them).
 func runPlan(t *testing.T, g *nodeGroup, name string, p *engine.QueryPlan) []*clusterpb.Report {
 	t.Helper()
 	job, err := NewJob(name, p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var leader *Node
-	waitFor(t, 20*time.Second, func() error {
-		for _, n := range g.nodes {
-			if n.raft.State() == raft.Leader {
-				leader = n
-				return n.apply(registerCmd(job))
+	c := NewClient(g.addrs())
+	defer c.Close()
+	ctx := context.Background()
+	after := int64(-1) // the last batch committed before this run
+	if js, err := c.Jobs(ctx, ""); err != nil {
+		t.Fatal(err)
+	} else if i := slices.IndexFunc(js, func(j *clusterpb.JobStatus) bool { return j.Name == name }); i >= 0 {
+		after = js[i].LastCommitted
+	}
+	if _, err := c.RegisterJob(ctx, job); err != nil {
+		t.Fatal(err)
+	}
+	w := watchReports(t, g, name, after)
+	st := w.wait(t, 60*time.Second)
+	if st.GetState() != clusterpb.JobState_FINISHED {
+		t.Fatalf("job %s ended %s: %s", name, st.GetState(), st.GetError())
+	}
+	return w.reports()
+}
+
+// reportWatch follows a job's reports through Client.Watch, as submit
+// does, keeping each batch's last report (a batch that runs again under a
+// new leader reports again).
+type reportWatch struct {
+	cancel context.CancelFunc
+	done   chan struct{} // closed once Watch returned
+	mu     struct {
+		sync.Mutex
+		byBatch map[int64]*clusterpb.Report
+		status  *clusterpb.JobStatus // the last status received
+		terms   []uint64             // the terms of the driver runs seen
+		err     error                // Watch's, once done
+	}
+}
+
+// watchReports follows job name's reports of the batches after after
+// until the job is no longer running or the test ends.
+func watchReports(t *testing.T, g *nodeGroup, name string, after int64) *reportWatch {
+	c := NewClient(g.addrs())
+	ctx, cancel := context.WithCancel(context.Background())
+	w := &reportWatch{cancel: cancel, done: make(chan struct{})}
+	w.mu.byBatch = map[int64]*clusterpb.Report{}
+	go func() {
+		defer close(w.done)
+		err := c.Watch(ctx, name, &after, func(ev *clusterpb.WatchEvent) error {
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			if r := ev.GetReport(); r != nil {
+				w.mu.byBatch[r.BatchId] = r
 			}
-		}
-		return fmt.Errorf("no leader")
+			if st := ev.GetStatus(); st != nil {
+				w.mu.status = st
+				if st.DriverTerm != 0 && !slices.Contains(w.mu.terms, st.DriverTerm) {
+					w.mu.terms = append(w.mu.terms, st.DriverTerm)
+				}
+			}
+			return nil
+		})
+		w.mu.Lock()
+		w.mu.err = err
+		w.mu.Unlock()
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-w.done
+		c.Close()
 	})
-	var reps []*clusterpb.Report
-	waitFor(t, 60*time.Second, func() error {
-		j, _ := leader.fsm.Job(name)
-		if j.GetState() == clusterpb.JobState_FAILED {
-			t.Fatalf("job %s failed: %s", name, j.Error)
-		}
-		if j.GetState() != clusterpb.JobState_FINISHED {
-			return fmt.Errorf("job %s is %s", name, j.GetState())
-		}
-		leader.jobs.mu.Lock()
-		reps = leader.jobs.mu.reports[name]
-		leader.jobs.mu.Unlock()
-		return nil
-	})
-	return reps
+	return w
+}
+
+// reports is the reports received so far, in batch order.
+func (w *reportWatch) reports() []*clusterpb.Report {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.SortedFunc(maps.Values(w.mu.byBatch), func(a, b *clusterpb.Report) int { return cmp.Compare(a.BatchId, b.BatchId) })
+}
+
+// status is the job's last status received, nil before the first.
+func (w *reportWatch) status() *clusterpb.JobStatus {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.mu.status
+}
+
+// wait waits up to timeout for the watch to end with the job no longer
+// running, and returns the job's last status.
+func (w *reportWatch) wait(t *testing.T, timeout time.Duration) *clusterpb.JobStatus {
+	t.Helper()
+	select {
+	case <-w.done:
+	case <-time.After(timeout):
+		w.cancel()
+		<-w.done
+		t.Fatalf("the job still runs after %v", timeout)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.mu.err != nil {
+		t.Fatalf("watching the job: %v", w.mu.err)
+	}
+	if len(w.mu.terms) > 1 {
+		t.Logf("job %s: driver runs in terms %v (leader changes)", w.mu.status.GetName(), w.mu.terms)
+	}
+	return w.mu.status
 }
