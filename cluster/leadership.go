@@ -198,7 +198,12 @@ func (n *Node) lostLeadership(term uint64) {
 // checkLeaderKnown logs, while n knows no leader for noLeaderWarnAfter and
 // then every noLeaderWarnEvery, that it makes no progress and why; and
 // once it knows one again, after how long. since is when n last knew one
-// (zero while it does), warned when it last said so.
+// (zero while it does), warned when it last said so. Before it logs, it
+// asks the members whether n was removed from the group, and fails n if
+// so: a member removed while running learns it from its state machine
+// only if the removal's commit reaches it before the leader drops it from
+// Raft's configuration, and otherwise hears from no leader again, every
+// vote it asks for refused.
 func (n *Node) checkLeaderKnown(since, warned *time.Time) {
 	if _, id := n.raft.LeaderWithID(); id != "" {
 		if !warned.IsZero() {
@@ -215,6 +220,10 @@ func (n *Node) checkLeaderKnown(since, warned *time.Time) {
 		return
 	}
 	*warned = now
+	if err := n.helloPeers(n.stopCtx, n.configPeers()); errors.Is(err, ErrRemoved) {
+		n.fail(err)
+		return
+	}
 	why := n.whyNoLeader(n.stopCtx)
 	n.leaders.explain(n.raft.CurrentTerm(), "no leader: "+why)
 	n.log.Warn("cluster: no leader reachable from this member for "+now.Sub(*since).Round(time.Second).String()+"; it makes no progress: "+why,

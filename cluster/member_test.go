@@ -236,6 +236,39 @@ func TestNodeJoinAndRemove(t *testing.T) {
 	}
 }
 
+// TestRemovedMemberAsksPeers: a worker removed while running that does
+// not learn it from its log (its state machine held here; on a loaded
+// machine the removal's commit may not reach it before the leader drops
+// it from Raft's configuration) hears from no leader again, asks the
+// members, which say it was removed, and fails with ErrRemoved (before:
+// it kept asking for votes, refused, until stopped).
+func TestRemovedMemberAsksPeers(t *testing.T) {
+	g := newNodeGroup(t, 3)
+	g.waitStatus(g.addrs(), allReachable)
+	cfg, s4, err := g.startJoiner("s4", g.addrs()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.waitMembers(append(g.addrs(), cfg.Listen), "s1", "s2", "s3", "s4")
+	s4.fsm.mu.Lock() // s4 applies no entry from now on
+	held := true
+	release := func() {
+		if held {
+			held = false
+			s4.fsm.mu.Unlock()
+		}
+	}
+	defer release() // before the cleanups close s4
+	c := NewClient(g.addrs())
+	defer c.Close()
+	if _, err := c.RemoveMember(context.Background(), "s4"); err != nil {
+		t.Fatalf("removing s4: %v", err)
+	}
+	if err := waitFailed(t, s4); !errors.Is(err, ErrRemoved) {
+		t.Fatalf("s4 failed with %v, want ErrRemoved", err)
+	}
+}
+
 // TestNodeJoinRefused checks the joins the leader refuses, each with an
 // error naming the cause, leaving the joiner's data directory as it was:
 // a name taken, an address taken, other registered functions, an
