@@ -269,7 +269,8 @@ type countingJob struct {
 	g       *nodeGroup
 	name    string
 	brokers string
-	nudged  uint64 // the last term waitCounts produced a line in
+	nudged  uint64  // the last term waitCounts produced a line in
+	joined  []*Node // workers that joined g since: they may lead too
 }
 
 // startCounting registers a counting job name with shuffle partitions.
@@ -326,7 +327,7 @@ func countingOnThreeWith(t *testing.T, partitions int32, name string, shuffle in
 
 // leader is the group's leader, nil if none.
 func (j *countingJob) leader() *Node {
-	for _, n := range j.g.nodes {
+	for _, n := range append(slices.Clone(j.g.nodes), j.joined...) {
 		if n != nil && n.raft.State() == raft.Leader {
 			return n
 		}
