@@ -264,8 +264,7 @@ func (m *jobManager) reconcile() {
 		m.n.log.Info("cluster: stopping the job drivers: leadership lost or moved to a new term", "name", m.n.cfg.Name, "term", cur)
 		m.stopRuns(func(string) bool { return true })
 		m.mu.Lock()
-		m.mu.term = 0
-		clear(m.mu.reports)
+		m.mu.term = 0 // the reports stay for the watches of the term to send
 		m.broadcastLocked()
 		m.mu.Unlock()
 	}
@@ -281,6 +280,7 @@ func (m *jobManager) reconcile() {
 		}
 		m.mu.Lock()
 		m.mu.term = term
+		clear(m.mu.reports) // of a term this member led before
 		m.seedReportsLocked()
 		m.mu.Unlock()
 	}
@@ -492,7 +492,9 @@ func (m *jobManager) stop(ctx context.Context, name string) (*clusterpb.StopJobR
 // watch sends the job's status, its reports after after (when nil, the
 // last one only) and those to come, and its status again when its run
 // starts or stops, until the job is no longer RUNNING (a last status), ctx
-// ends, or this member's leadership ends (Unavailable).
+// ends, or this member's leadership ends (Unavailable, once it sent the
+// reports its runs published: the next leader has their progress only,
+// without their output).
 func (m *jobManager) watch(ctx context.Context, name string, after *int64, send func(*clusterpb.WatchEvent) error) error {
 	term, err := m.leading()
 	if err != nil {
@@ -525,10 +527,7 @@ func (m *jobManager) watch(ctx context.Context, name string, after *int64, send 
 			return err
 		}
 		m.mu.Lock()
-		if m.mu.term != term {
-			m.mu.Unlock()
-			return status.Errorf(codes.Unavailable, "%v: %s is no longer the leader of term %d (watch again)", ErrNoLeader, m.n.cfg.Name, term)
-		}
+		deposed := m.mu.term != term // its runs stopped: no report comes after these
 		var reps []*clusterpb.Report
 		for _, r := range m.mu.reports[name] {
 			if r.BatchId > last {
@@ -542,6 +541,9 @@ func (m *jobManager) watch(ctx context.Context, name string, after *int64, send 
 				return err
 			}
 			last = r.BatchId
+		}
+		if deposed {
+			return status.Errorf(codes.Unavailable, "%v: %s is no longer the leader of term %d (watch again)", ErrNoLeader, m.n.cfg.Name, term)
 		}
 		st := m.status(j, false)
 		if j.State != clusterpb.JobState_RUNNING {

@@ -498,3 +498,71 @@ func TestJobRunLeading(t *testing.T) {
 		t.Fatalf("the deposed leader's sink wrote %q after %q", now, written)
 	}
 }
+
+// TestWatchDeposedLeaderSendsItsReports: a watch on a leader deposed
+// right after its driver reported a batch sends that report before it
+// ends (Unavailable), so a submitter following the job, who then watches
+// the new leader from the last report received, gets every committed
+// batch's output (before: the deposed leader dropped its reports and the
+// new leader held batch 1's progress only, without its output).
+func TestWatchDeposedLeaderSendsItsReports(t *testing.T) {
+	var runs sync.Mutex
+	first := true
+	next, reported := make(chan struct{}), make(chan struct{})
+	g := newNodeGroupWith(t, 3, func(c *Config) {
+		c.Driver = DriverFunc(func(ctx context.Context, run *JobRun) error {
+			runs.Lock()
+			mine := first
+			first = false
+			runs.Unlock()
+			if mine {
+				run.Report(engine.Progress{BatchID: 0}, []byte("zero\n"))
+				<-next
+				run.Report(engine.Progress{BatchID: 1}, []byte("one\n"))
+				close(reported)
+			}
+			<-ctx.Done()
+			return ctx.Err()
+		})
+	})
+	l := g.nodes[g.leaderIndex()]
+	if err := l.apply(registerCmd(wordcountJob(t, "wc"))); err != nil {
+		t.Fatal(err)
+	}
+	gotZero, unblock := make(chan struct{}), make(chan struct{})
+	var got []string
+	done := make(chan error, 1)
+	go func() {
+		after := int64(-1)
+		done <- l.jobs.watch(context.Background(), "wc", &after, func(ev *clusterpb.WatchEvent) error {
+			if r := ev.GetReport(); r != nil {
+				got = append(got, string(r.Output))
+				if r.BatchId == 0 {
+					close(gotZero)
+					<-unblock // the watch is slow: batch 1 is reported meanwhile
+				}
+			}
+			return nil
+		})
+	}()
+	<-gotZero
+	close(next)
+	<-reported
+	if err := l.raft.LeadershipTransfer().Error(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, func() error {
+		_, err := l.jobs.leading()
+		if err == nil {
+			return fmt.Errorf("%s still leads", l.cfg.Name)
+		}
+		return nil
+	})
+	close(unblock)
+	if err := <-done; !strings.Contains(fmt.Sprint(err), ErrNoLeader.Error()) {
+		t.Errorf("the watch ended with %v; want Unavailable: no longer the leader", err)
+	}
+	if want := []string{"zero\n", "one\n"}; !slices.Equal(got, want) {
+		t.Errorf("the deposed leader's watch sent the outputs %q; want %q", got, want)
+	}
+}
