@@ -76,9 +76,9 @@ const (
 // none), with name still draining until done is called: the caller
 // removes it meanwhile. It gives up, with an error saying what is left and
 // why, when a job holding such a partition is not running (no driver moves
-// it), when name is not up (its copy cannot be sent), when no such job
-// commits a batch or changes its epoch for drainStall, or shortly before
-// ctx ends.
+// it), when name is not up within drainStall (its copy cannot be sent),
+// when no such job commits a batch or changes its epoch for drainStall, or
+// shortly before ctx ends.
 func (n *Node) drain(ctx context.Context, name string) (done func(), err error) {
 	done = func() {}
 	if checkNoOnlyCopy(n.fsm.Jobs(), name) == nil {
@@ -90,8 +90,8 @@ func (n *Node) drain(ctx context.Context, name string) (done func(), err error) 
 				ErrOnlyCopy, name, j.Name, strings.Join(only, ", "), strings.ToLower(j.State.String()), name)
 		}
 	}
-	if st := n.liveness.state(name); st != memberUp {
-		return done, fmt.Errorf("%w: %s holds the only current copy of state partitions and does not answer the leader: its partitions cannot be copied off it; start it again, then remove it", ErrOnlyCopy, name)
+	if err := n.awaitUp(ctx, name); err != nil {
+		return done, err
 	}
 	done = n.drains.add(name)
 	start := time.Now()
@@ -126,6 +126,25 @@ func (n *Node) drain(ctx context.Context, name string) (done func(), err error) 
 		case <-t.C:
 		}
 	}
+}
+
+// awaitUp returns once the leader's liveness view has name up: a leader
+// elected a moment ago has heard no probe answer yet (unknown), and a
+// probe slow on a loaded machine may have marked it down for a moment. It
+// fails when name is not up for drainStall, or when ctx ends.
+func (n *Node) awaitUp(ctx context.Context, name string) error {
+	deadline := time.Now().Add(drainStall)
+	for n.liveness.state(name) != memberUp {
+		if !time.Now().Before(deadline) {
+			return fmt.Errorf("%w: %s holds the only current copy of state partitions and has not answered the leader for %v: its partitions cannot be copied off it; start it again, then remove it", ErrOnlyCopy, name, drainStall)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(drainPoll):
+		}
+	}
+	return nil
 }
 
 // onlyCopies lists (by index) the state partitions of j of which name
