@@ -38,9 +38,17 @@ func comparePartitions(a, b kafkaPartition) int {
 //
 //   - Kafka partitions stay where they are (sticky: the reader keeps
 //     fetching ahead) unless their worker is down or removed, or the load
-//     is uneven by more than one partition (a worker came back or joined):
-//     then the fewest move, each to the least loaded worker, ties to the
-//     first by name. New partitions go to the least loaded worker too.
+//     is uneven by more than one partition (a worker came back or joined)
+//     and every worker answered the leader since it leads: then the fewest
+//     move, each to the least loaded worker, ties to the first by name.
+//     New partitions go to the least loaded worker too.
+//   - Work given anew (a Kafka partition, a standby, an owner) goes to a
+//     worker that answered the leader when one can take it, to one whose
+//     state is unknown only when none can: a new leader that gave work to
+//     a member it has not heard from, closed a moment before say, would
+//     wait for it to be held down, and be deposed meanwhile under load,
+//     and its successor would do the same (a livelock seen with two of
+//     three workers left).
 //   - A state partition whose owner is not a worker is owned by its
 //     standby, if the standby is a worker holding a current copy (its
 //     standby_ready_from batch committed). Otherwise it waits for the
@@ -66,7 +74,7 @@ func comparePartitions(a, b kafkaPartition) int {
 // applies next. It relies on the driver's contract: a batch whose offsets
 // entry is logged after an epoch is reduced in that epoch or a later one.
 func nextAssignment(j *clusterpb.Job, parts []kafkaPartition, members []string, live func(name string) memberState, replicas int) (next *clusterpb.Assignment, reason string) {
-	p := planner{member: map[string]bool{}, draining: map[string]bool{}, replicas: replicas, waits: map[string][]int{}, takes: map[string][]int{}, current: map[string][]int{}}
+	p := planner{member: map[string]bool{}, up: map[string]bool{}, draining: map[string]bool{}, replicas: replicas, waits: map[string][]int{}, takes: map[string][]int{}, current: map[string][]int{}}
 	settled := true
 	for _, m := range members {
 		p.member[m] = true
@@ -75,6 +83,7 @@ func nextAssignment(j *clusterpb.Job, parts []kafkaPartition, members []string, 
 			settled = false
 			p.workers = append(p.workers, m)
 		case memberUp:
+			p.up[m] = true
 			p.workers = append(p.workers, m)
 		case memberDraining:
 			p.draining[m] = true
@@ -91,7 +100,7 @@ func nextAssignment(j *clusterpb.Job, parts []kafkaPartition, members []string, 
 		return next, ""
 	}
 	_, p.committed = batchLogEnds(j.GetBatchLog())
-	next.Kafka = p.kafka(cur.GetKafka(), parts)
+	next.Kafka = p.kafka(cur.GetKafka(), parts, settled)
 	if len(cur.GetState()) == 0 {
 		next.State = PlaceState(j.KeyGroups, j.ShufflePartitions, p.workers, replicas)
 	} else {
@@ -109,6 +118,7 @@ func nextAssignment(j *clusterpb.Job, parts []kafkaPartition, members []string, 
 // planner is one nextAssignment's view of the group and what it moved.
 type planner struct {
 	member    map[string]bool // by name
+	up        map[string]bool // members that answered the leader since it leads, by name
 	draining  map[string]bool // members up but being removed, by name: no worker
 	drainLoad map[string]int  // partitions each worker owns effectively, those of draining members given so far included (state)
 	workers   []string        // members up, sorted
@@ -139,11 +149,15 @@ func (p *planner) lost(name string) string {
 }
 
 // leastLoaded returns the worker with the lowest load among those ok
-// accepts, ties to the first by name; "" when ok accepts none.
+// accepts that answered the leader, or if none did, among all ok
+// accepts; ties to the first by name; "" when ok accepts none.
 func (p *planner) leastLoaded(load map[string]int, ok func(string) bool) string {
 	best := ""
 	for _, w := range p.workers {
-		if ok(w) && (best == "" || load[w] < load[best]) {
+		if !ok(w) {
+			continue
+		}
+		if better := best == "" || p.up[w] && !p.up[best] || p.up[w] == p.up[best] && load[w] < load[best]; better {
 			best = w
 		}
 	}
@@ -151,8 +165,8 @@ func (p *planner) leastLoaded(load map[string]int, ok func(string) bool) string 
 }
 
 // kafka assigns the Kafka partitions of cur and parts: sticky, evened out
-// to within one, moving as few as possible.
-func (p *planner) kafka(cur []*clusterpb.KafkaAssignment, parts []kafkaPartition) []*clusterpb.KafkaAssignment {
+// to within one when balance, moving as few as possible.
+func (p *planner) kafka(cur []*clusterpb.KafkaAssignment, parts []kafkaPartition, balance bool) []*clusterpb.KafkaAssignment {
 	was := map[kafkaPartition]string{}
 	for _, k := range cur {
 		was[kafkaPartition{k.Topic, k.Partition}] = k.Worker
@@ -187,6 +201,9 @@ func (p *planner) kafka(cur []*clusterpb.KafkaAssignment, parts []kafkaPartition
 		keep := base
 		if i < extra {
 			keep++
+		}
+		if !balance {
+			keep = len(held[w])
 		}
 		for _, kp := range held[w][:min(keep, len(held[w]))] {
 			now[kp] = w
