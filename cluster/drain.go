@@ -9,6 +9,9 @@ import (
 	"time"
 
 	"github.com/gostream/gostream/proto/clusterpb"
+	"github.com/hashicorp/raft"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // A member that holds the only current copy of a state partition (one
@@ -78,7 +81,8 @@ const (
 // why, when a job holding such a partition is not running (no driver moves
 // it), when name is not up within drainStall (its copy cannot be sent),
 // when no such job commits a batch or changes its epoch for drainStall, or
-// shortly before ctx ends.
+// shortly before ctx ends; it fails Unavailable (ErrNoLeader: retry) when
+// the node loses its leadership, as the drain is the leader's.
 func (n *Node) drain(ctx context.Context, name string) (done func(), err error) {
 	done = func() {}
 	if checkNoOnlyCopy(n.fsm.Jobs(), name) == nil {
@@ -110,6 +114,12 @@ func (n *Node) drain(ctx context.Context, name string) (done func(), err error) 
 		if len(held) == 0 {
 			n.log.Info("cluster: drained a member before its removal", "name", name, "took", time.Since(start))
 			return done, nil
+		}
+		if n.raft.State() != raft.Leader {
+			// The new leader's drivers know nothing of this drain: the
+			// caller asks the new leader, which drains name itself.
+			done()
+			return func() {}, status.Errorf(codes.Unavailable, "%v: %s lost its leadership while draining %s (retry)", ErrNoLeader, n.cfg.Name, name)
 		}
 		if p := drainProgress(jobs, name); p != progress {
 			progress, moved = p, time.Now()

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/gostream/gostream/proto/clusterpb"
+	"github.com/hashicorp/raft"
 )
 
 // TestNextAssignmentDrain: with one replica, the partitions of a member
@@ -68,13 +69,15 @@ func TestNextAssignmentDrain(t *testing.T) {
 // that owns state partitions while a job runs drains it first: its
 // partitions move to the other workers standby first at the next batches,
 // then it is removed, and the counts stay exact, also when the leader has
-// heard no probe answer from it yet. Before, the removal was refused (it
+// heard no probe answer from it yet and when the leadership moves while it
+// drains. Before, the removal was refused (it
 // held the only copy).
 func TestBatchDriverRemoveDrains(t *testing.T) {
 	g, j, produce, truth := countingOnThreeWith(t, 3, "wc-drain", 3, func(c *Config) { c.StateReplicas = 1 })
-	leader := j.leader()
+	li := g.leaderIndex() // waits for one, through an election
+	leader := g.nodes[li]
 	i := slices.IndexFunc(g.nodes, func(n *Node) bool { return n != leader })
-	name := g.nodes[i].cfg.Name
+	name, third := g.nodes[i].cfg.Name, g.nodes[3-li-i]
 	if err := checkNoOnlyCopy([]*clusterpb.Job{j.job()}, name); !errors.Is(err, ErrOnlyCopy) {
 		t.Fatalf("%s holds no only copy before its removal (%v): the test needs one", name, err)
 	}
@@ -90,6 +93,20 @@ func TestBatchDriverRemoveDrains(t *testing.T) {
 		_, err := c.RemoveMember(context.Background(), name)
 		removed <- err
 	}()
+	// The leadership moves to the third member as the drain begins (an
+	// election, on a loaded machine, any time): the drain is the leader's,
+	// so the client asks the new leader, which drains the member again.
+	// Before, the old leader drained on, unheard of by the new leader's
+	// drivers, until the call's time ran out.
+	waitFor(t, 20*time.Second, func() error {
+		if !strings.Contains(g.logs.String(), "cluster: draining a member before its removal") {
+			return errors.New("the leader has not begun to drain")
+		}
+		return nil
+	})
+	if err := leader.raft.LeadershipTransferToServer(raft.ServerID(third.cfg.Name), raft.ServerAddress(third.cfg.Listen)).Error(); err != nil {
+		t.Logf("handing the leadership over to %s: %v", third.cfg.Name, err)
+	}
 	var err error
 	for waiting := true; waiting; {
 		produce(20) // batches move the partitions

@@ -142,6 +142,9 @@ func (n *Node) removeMember(ctx context.Context, name string) (*clusterpb.Remove
 	drained, err := n.drain(ctx, name)
 	defer drained()
 	if err != nil {
+		if _, ok := status.FromError(err); ok {
+			return nil, err // the leadership moved: retry
+		}
 		return nil, status.Error(codes.FailedPrecondition, err.Error())
 	}
 	if name == n.cfg.Name {
