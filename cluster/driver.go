@@ -741,11 +741,11 @@ func readRows(whose string, rows [][][]byte, fn operators.Emit) error {
 // reduce may have taken the partials): on every state partition's owner
 // at once, each of which commits the partition at the batch's version and
 // replicates it to its standby before it answers. It returns the records
-// of the batch's output rows: the groups the batch changed (update mode)
-// or a dropDuplicates' new rows (operators.AppendRow), gathered from the
-// reduce's answers, or every group (complete mode),
-// streamed from the owners. The tasks are canceled once a worker of the
-// epoch is down.
+// of the batch's output rows, in state partition order: the groups the
+// batch changed (update mode) or a dropDuplicates' new rows
+// (operators.AppendRow), gathered from the reduce's answers, or every
+// group (complete mode), streamed from each owner once its reduce has
+// answered. The tasks are canceled once a worker of the epoch is down.
 func (d *jobDriver) reduceIn(ctx context.Context, job *clusterpb.Job, m *mapped) ([][]byte, error) {
 	a, batch := job.Assignment, m.entry.BatchID
 	if m.stale || m.epoch != a.GetEpoch() {
@@ -757,51 +757,57 @@ func (d *jobDriver) reduceIn(ctx context.Context, job *clusterpb.Job, m *mapped)
 	ctx, stop := d.untilDown(ctx, a)
 	defer stop()
 	complete := d.query.OutputMode == engine.Complete
-	parts := a.GetState()
-	changes := make([][][]byte, len(parts))
 	var updated, total atomic.Int64
+	recs, err := eachPartition(ctx, a.GetState(), func(ctx context.Context, i int32, owner string) (recs [][]byte, err error) {
+		keep := func(rec []byte) error {
+			recs = append(recs, rec)
+			return nil
+		}
+		cc, err := d.conn(owner)
+		if err == nil {
+			var done *clusterpb.ReduceDone
+			req := &clusterpb.ReduceRequest{Header: d.header(a.GetEpoch()), Job: job.Name, Batch: batch, Partition: i, Tasks: m.tasks, Changes: !complete}
+			if done, err = ReducePartition(ctx, cc, req, keep); err == nil {
+				updated.Add(done.Groups)
+				total.Add(done.Rows)
+			}
+		}
+		if err != nil {
+			return nil, fmt.Errorf("cluster: job %s batch %d: reduce of state partition %d on worker %s: %w", job.Name, batch, i, owner, err)
+		}
+		if !complete {
+			return recs, nil
+		}
+		err = PartitionRows(ctx, cc, &clusterpb.RowsRequest{Header: d.header(a.GetEpoch()), Job: job.Name, Batch: batch, Partition: i}, keep)
+		if err != nil {
+			return nil, fmt.Errorf("cluster: job %s batch %d: rows of state partition %d on worker %s: %w", job.Name, batch, i, owner, err)
+		}
+		return recs, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	m.updated, m.total = updated.Load(), total.Load()
+	return recs, nil
+}
+
+// eachPartition calls fn for each state partition of parts, with its
+// index and owner, each on a goroutine of its own, all at once, and
+// returns the records they returned, in partition order. The first error
+// cancels the others' ctx and is returned once all have returned.
+func eachPartition(ctx context.Context, parts []*clusterpb.StatePartition, fn func(ctx context.Context, i int32, owner string) ([][]byte, error)) ([][]byte, error) {
+	recs := make([][][]byte, len(parts))
 	g, gctx := errgroup.WithContext(ctx)
 	for i, sp := range parts {
-		g.Go(func() error {
-			cc, err := d.conn(sp.Owner)
-			if err == nil {
-				var done *clusterpb.ReduceDone
-				req := &clusterpb.ReduceRequest{Header: d.header(a.GetEpoch()), Job: job.Name, Batch: batch, Partition: int32(i), Tasks: m.tasks, Changes: !complete}
-				done, err = ReducePartition(gctx, cc, req, func(rec []byte) error {
-					changes[i] = append(changes[i], rec)
-					return nil
-				})
-				if err == nil {
-					updated.Add(done.Groups)
-					total.Add(done.Rows)
-					return nil
-				}
-			}
-			return fmt.Errorf("cluster: job %s batch %d: reduce of state partition %d on worker %s: %w", job.Name, batch, i, sp.Owner, err)
+		g.Go(func() (err error) {
+			recs[i], err = fn(gctx, int32(i), sp.Owner)
+			return err
 		})
 	}
 	if err := g.Wait(); err != nil {
 		return nil, err
 	}
-	m.updated, m.total = updated.Load(), total.Load()
-	if !complete {
-		return slices.Concat(changes...), nil
-	}
-	var recs [][]byte
-	for i, sp := range parts {
-		cc, err := d.conn(sp.Owner)
-		if err == nil {
-			err = PartitionRows(ctx, cc, &clusterpb.RowsRequest{Header: d.header(a.GetEpoch()), Job: job.Name, Batch: batch, Partition: int32(i)},
-				func(rec []byte) error {
-					recs = append(recs, rec)
-					return nil
-				})
-		}
-		if err != nil {
-			return nil, fmt.Errorf("cluster: job %s batch %d: rows of state partition %d on worker %s: %w", job.Name, batch, i, sp.Owner, err)
-		}
-	}
-	return recs, nil
+	return slices.Concat(recs...), nil
 }
 
 // write runs the job's sink over batch m's output rows, which each emits,
