@@ -408,6 +408,25 @@ func (m *jobManager) leading() (uint64, error) {
 	return m.mu.term, nil
 }
 
+// awaitLeading waits, until ctx is done, for this member to have caught
+// up with its log as the leader (leading answers), and returns at once
+// once it is no leader.
+func (m *jobManager) awaitLeading(ctx context.Context) {
+	for m.n.raft.State() == raft.Leader {
+		m.mu.Lock()
+		term, changed := m.mu.term, m.mu.changed
+		m.mu.Unlock()
+		if term != 0 {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		}
+	}
+}
+
 // job returns the named job, or a NotFound status naming the jobs there
 // are.
 func (m *jobManager) job(name string) (*clusterpb.Job, error) {

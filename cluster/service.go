@@ -98,6 +98,13 @@ func (s *controlServer) Status(ctx context.Context, req *clusterpb.StatusRequest
 		if err := s.fenceForward(req.Header); err != nil {
 			return nil, err
 		}
+		// A leader just elected, its state machine not yet at the log
+		// before its term, would show jobs missing (a whole cluster
+		// started again): it answers once it caught up, or after a
+		// bound, with what it has.
+		wctx, cancel := context.WithTimeout(ctx, 2*reachTimeout)
+		s.n.jobs.awaitLeading(wctx)
+		cancel()
 	}
 	return s.n.status(ctx), nil
 }
