@@ -509,6 +509,7 @@ func TestWatchDeposedLeaderSendsItsReports(t *testing.T) {
 	var runs sync.Mutex
 	first := true
 	next, reported := make(chan struct{}), make(chan struct{})
+	driver := make(chan string, 1) // the member whose run reports
 	g := newNodeGroupWith(t, 3, func(c *Config) {
 		c.Driver = DriverFunc(func(ctx context.Context, run *JobRun) error {
 			runs.Lock()
@@ -516,8 +517,13 @@ func TestWatchDeposedLeaderSendsItsReports(t *testing.T) {
 			first = false
 			runs.Unlock()
 			if mine {
+				driver <- run.Member
 				run.Report(engine.Progress{BatchID: 0}, []byte("zero\n"))
-				<-next
+				select {
+				case <-next:
+				case <-ctx.Done():
+					return ctx.Err()
+				}
 				run.Report(engine.Progress{BatchID: 1}, []byte("one\n"))
 				close(reported)
 			}
@@ -525,9 +531,25 @@ func TestWatchDeposedLeaderSendsItsReports(t *testing.T) {
 			return ctx.Err()
 		})
 	})
-	l := g.nodes[g.leaderIndex()]
-	if err := l.apply(registerCmd(wordcountJob(t, "wc"))); err != nil {
+	if err := g.nodes[g.leaderIndex()].apply(registerCmd(wordcountJob(t, "wc"))); err != nil {
 		t.Fatal(err)
+	}
+	// Every wait is bounded: an election the test did not ask for (the
+	// in-memory group under load) ends the run it follows.
+	await := func(what string, c <-chan struct{}) {
+		t.Helper()
+		select {
+		case <-c:
+		case <-time.After(30 * time.Second):
+			t.Fatalf("%s: not after 30s (a leader change the test did not make?)", what)
+		}
+	}
+	var l *Node
+	select {
+	case name := <-driver:
+		l = g.nodes[slices.IndexFunc(g.nodes, func(n *Node) bool { return n.cfg.Name == name })]
+	case <-time.After(30 * time.Second):
+		t.Fatal("no driver run started after 30s")
 	}
 	gotZero, unblock := make(chan struct{}), make(chan struct{})
 	var got []string
@@ -545,9 +567,16 @@ func TestWatchDeposedLeaderSendsItsReports(t *testing.T) {
 			return nil
 		})
 	}()
-	<-gotZero
+	defer func() {
+		select {
+		case <-unblock:
+		default:
+			close(unblock)
+		}
+	}()
+	await("the watch on "+l.cfg.Name+" sending batch 0", gotZero)
 	close(next)
-	<-reported
+	await("the run on "+l.cfg.Name+" reporting batch 1", reported)
 	if err := l.raft.LeadershipTransfer().Error(); err != nil {
 		t.Fatal(err)
 	}
@@ -559,7 +588,13 @@ func TestWatchDeposedLeaderSendsItsReports(t *testing.T) {
 		return nil
 	})
 	close(unblock)
-	if err := <-done; !strings.Contains(fmt.Sprint(err), ErrNoLeader.Error()) {
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the deposed leader %s's watch did not end after 30s", l.cfg.Name)
+	}
+	if !strings.Contains(fmt.Sprint(err), ErrNoLeader.Error()) {
 		t.Errorf("the watch ended with %v; want Unavailable: no longer the leader", err)
 	}
 	if want := []string{"zero\n", "one\n"}; !slices.Equal(got, want) {
