@@ -287,12 +287,14 @@ func (p *Partials) Release() {
 // attempt per task, the latest. The partition is then closed for the batch:
 // later pushes are refused. The caller must Release the partials.
 func (in *Inbox) Take(ctx context.Context, job string, batch int64, partition int32, tasks int) (*Partials, error) {
-	return in.take(ctx, partKey{job: job, batch: batch, partition: partition}, tasks, 0)
+	return in.take(ctx, partKey{job: job, batch: batch, partition: partition}, tasks, 0, true)
 }
 
 // take is Take of k by a reduce of assignment epoch epoch (0: not told),
-// which the pushes it refuses are told (errTaken).
-func (in *Inbox) take(ctx context.Context, k partKey, tasks int, epoch uint64) (*Partials, error) {
+// which the pushes it refuses are told (errTaken). Unless wait, a task
+// with no complete attempt fails it at once (Aborted) instead of being
+// waited for.
+func (in *Inbox) take(ctx context.Context, k partKey, tasks int, epoch uint64, wait bool) (*Partials, error) {
 	for {
 		in.mu.Lock()
 		p := in.mu.parts[k]
@@ -332,6 +334,9 @@ func (in *Inbox) take(ctx context.Context, k partKey, tasks int, epoch uint64) (
 		}
 		changed := p.changed
 		in.mu.Unlock()
+		if !wait {
+			return nil, status.Errorf(codes.Aborted, "%v: %s: map task %d has no complete partials here, though the driver reduces only once every map task's pushes were taken: this worker lost them (it started again since); the batch is mapped again", ErrShuffleRefused, k, missing)
+		}
 		select {
 		case <-changed:
 		case <-ctx.Done():

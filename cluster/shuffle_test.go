@@ -448,7 +448,7 @@ func TestShuffleTakenByAnOlderEpoch(t *testing.T) {
 		t.Fatal(err)
 	}
 	k := partKey{job: "wc", batch: 1, partition: 0}
-	p, err := in.take(ctx, k, 1, 1)
+	p, err := in.take(ctx, k, 1, 1, false)
 	if err != nil {
 		t.Fatal(err)
 	}

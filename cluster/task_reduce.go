@@ -95,10 +95,13 @@ func (s *stateServer) reduce(ctx context.Context, req *clusterpb.ReduceRequest) 
 	if err != nil {
 		return nil, nil, status.Error(codes.FailedPrecondition, err.Error())
 	}
-	// The partials are taken before the partition is: a reduce waiting for
-	// its map tasks does not hold up the partition's other requests (the
-	// rows of the batch before).
-	partials, err := s.inbox.take(ctx, partKey{job: req.Job, batch: req.Batch, partition: req.Partition}, int(req.Tasks), req.Header.GetEpoch())
+	// The partials are taken before the partition is. The driver asks for
+	// a reduce only once every map task's pushes to this worker were
+	// taken, so one missing now was taken by a process of this worker that
+	// is gone (killed and started again before the leader held it down):
+	// the reduce fails at once, and the batch is mapped again, instead of
+	// waiting for partials that will never come.
+	partials, err := s.inbox.take(ctx, partKey{job: req.Job, batch: req.Batch, partition: req.Partition}, int(req.Tasks), req.Header.GetEpoch(), false)
 	if err != nil {
 		return nil, nil, err
 	}
