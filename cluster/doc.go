@@ -185,8 +185,10 @@
 // states come from the store, and go to the standby again, which so
 // catches up if its replication had failed. Rows streams a partition's
 // groups at version batch (complete mode). A partition's requests take
-// turns (a reduce takes the partition once it has its partials, so one
-// waiting for its map tasks holds nothing up); one that fails or panics answers an error naming the job,
+// turns; a reduce takes its partials before the partition, and fails at
+// once (Aborted: the driver maps the batch again) if a map task's are
+// missing, since the driver reduces only once every push was taken: they
+// went to a process of the owner that is gone. One that fails or panics answers an error naming the job,
 // batch, partition and worker, closes the partition's store (reopened at
 // its durable version by the next request), and the worker goes on. A
 // worker closes the stores of partitions the job's epoch no longer gives

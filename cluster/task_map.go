@@ -252,7 +252,7 @@ func untilOffsets(ranges []kafkasrc.Range) kafkasrc.Offsets {
 // pushPartials streams each state partition's partials, the buckets of
 // outs for it, to the partition's owner, one stream per partition at once,
 // and returns the bytes sent. Every partition gets a stream, empty or not:
-// its owner's reduce waits for one complete attempt of every task.
+// its owner's reduce takes one complete attempt of every task.
 func (n *Node) pushPartials(ctx context.Context, a *clusterpb.Assignment, st ShuffleTask, outs []task.Output) (uint64, error) {
 	sent := make([]uint64, len(a.State))
 	g, gctx := errgroup.WithContext(ctx)
