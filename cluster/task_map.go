@@ -381,9 +381,10 @@ func (m *mapJobs) begin(job *clusterpb.Job) (mapRun, error) {
 			return mapRun{}, status.Errorf(codes.FailedPrecondition, "job %s epoch %d: %v", job.Name, job.Assignment.GetEpoch(), err)
 		}
 		mapper, err := task.NewMapper(rt.plan, task.MapConfig{
-			Exchange:      x,
-			PartialGroups: task.PartialGroups(m.memory / 2 / int64(runtime.GOMAXPROCS(0))),
-			ReadValues:    !rt.follows,
+			Exchange:            x,
+			PartialGroups:       task.PartialGroups(m.memory / 2 / int64(runtime.GOMAXPROCS(0))),
+			ReadValues:          !rt.follows,
+			AggregatorsPerRange: 1,
 		})
 		if err != nil {
 			return mapRun{}, status.Errorf(codes.FailedPrecondition, "job %s: %v", job.Name, err)

@@ -103,6 +103,12 @@ func TestIntegrationFollow(t *testing.T) {
 	testFollow(t, c.Addrs(), realTopic(t, c, "follow", 2, 2))
 }
 
+// TestReadValuesKeptSlices on real Kafka, with replicated partitions.
+func TestIntegrationReadValuesKeptSlices(t *testing.T) {
+	c := realKafka(t)
+	testReadValuesKeptSlices(t, c.Addrs(), realTopic(t, c, "kept", int32(len(keptCodecs)), 2))
+}
+
 func TestIntegrationCompression(t *testing.T) {
 	c := realKafka(t)
 	codecIDs := map[string]uint8{"none": 0, "gzip": 1, "snappy": 2, "lz4": 3, "zstd": 4}

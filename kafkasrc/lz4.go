@@ -90,7 +90,13 @@ const (
 func (d *decompressor) lz4Into(dst, src []byte) ([]byte, error) {
 	// A guess a quarter above the running ratio: a short one costs
 	// decoding a block again into a larger slice.
-	out := slices.Grow(dst[:0], min(maxDecompressed, 1024+int(d.ratio.Load())*len(src)*5/64))
+	guess := min(maxDecompressed, 1024+int(d.ratio.Load())*len(src)*5/64)
+	out := dst[:0]
+	if cap(out) < guess {
+		// A quarter more again: the memory serves later batches (the
+		// caller keeps it), whose guesses vary with their sizes.
+		out = make([]byte, 0, min(maxDecompressed, guess+guess/4))
+	}
 	for len(src) > 0 {
 		var err error
 		if out, src, err = lz4Frame(out, src); err != nil {

@@ -43,7 +43,7 @@ type Source struct {
 	closing      context.Context
 	close        context.CancelFunc
 	decompressor *decompressor
-	bufs         sync.Pool // *[]byte for ReadValues to decompress into
+	bufs         sync.Pool // *valueBuf for ReadValues
 	leaders      struct {
 		sync.Mutex
 		m map[topicPartition]leader

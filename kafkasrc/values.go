@@ -18,10 +18,9 @@ import (
 // ReadRange for a caller that needs values only, such as a query that reads
 // CAST(value AS STRING) and nothing else: it sends Fetch requests of its own
 // and decodes the record batches itself, without building a kgo.Record per
-// record. fn must not retain the slice after it returns. It may keep the
-// values until it calls release (at most once, from any goroutine), which
-// lets their memory hold the values of a later fetch; values never released
-// are garbage-collected as usual.
+// record. fn may keep the slice and its values until it calls release (at
+// most once, from any goroutine), which lets their memory hold the values
+// of a later fetch; values never released are garbage-collected as usual.
 //
 // Otherwise it behaves as ReadRange: transaction markers and compaction gaps
 // take offsets without a value, offsets deleted before the read reached
@@ -34,9 +33,8 @@ import (
 // through ReadRange.
 func (s *Source) ReadValues(ctx context.Context, r Range, fn func(values [][]byte, release func()) error) error {
 	if s.cc.readCommitted {
-		var vals [][]byte
 		return s.ReadRange(ctx, r, func(recs []*kgo.Record) error {
-			vals = vals[:0]
+			vals := make([][]byte, 0, len(recs))
 			for _, rec := range recs {
 				vals = append(vals, rec.Value)
 			}
@@ -327,8 +325,14 @@ type valueDecoder struct {
 	r          Range
 	pos        int64 // the next offset to deliver
 	decompress *decompressor
-	bufs       *sync.Pool // of *[]byte, to decompress into; released by the caller
-	vals       [][]byte
+	bufs       *sync.Pool // of *valueBuf; released by the caller
+}
+
+// valueBuf is the memory of one slice of values that ReadValues delivers:
+// the slice, and the records it decompressed, which the values point into.
+type valueBuf struct {
+	records []byte
+	vals    [][]byte
 }
 
 func noRelease() {}
@@ -376,29 +380,23 @@ func (d *valueDecoder) batch(batch []byte, fn func([][]byte, func()) error) erro
 		d.pos = last + 1
 		return nil
 	}
-	records, release := batch[batchHeaderLen:], noRelease
+	buf, _ := d.bufs.Get().(*valueBuf)
+	if buf == nil {
+		buf = new(valueBuf)
+	}
+	records, inBuf := batch[batchHeaderLen:], false
 	if codec := attrs & attrCodec; codec != 0 {
-		buf, _ := d.bufs.Get().(*[]byte)
-		if buf == nil {
-			buf = new([]byte)
-		}
-		out, inBuf, err := d.decompress.into(*buf, records, kgo.CompressionCodecType(codec))
-		if err != nil || !inBuf {
-			d.bufs.Put(buf)
-		}
+		out, in, err := d.decompress.into(buf.records, records, kgo.CompressionCodecType(codec))
 		if err != nil {
+			d.bufs.Put(buf)
 			return d.corrupt(base, err.Error())
 		}
-		records = out
-		if inBuf { // the values live in buf (grown, maybe): it comes back once they are done
-			release = func() {
-				*buf = out[:0]
-				d.bufs.Put(buf)
-			}
+		records, inBuf = out, in
+		if inBuf { // grown, maybe
+			buf.records = out[:0]
 		}
 	}
-	vals := d.vals[:0]
-	defer func() { d.vals = vals[:0] }()
+	vals := buf.vals[:0]
 	for n := int32(binary.BigEndian.Uint32(batch[batchRecordCount:])); n > 0; n-- {
 		length, k := binary.Varint(records)
 		if k <= 0 || length < 0 || length > int64(len(records)-k) {
@@ -420,6 +418,13 @@ func (d *valueDecoder) batch(batch []byte, fn func([][]byte, func()) error) erro
 		}
 	}
 	d.pos = max(d.pos, last+1) // compaction may have removed the last records
+	buf.vals = vals[:0]
+	release := func() {
+		if !inBuf { // the values point into the fetch or franz-go's memory: let it go
+			clear(vals)
+		}
+		d.bufs.Put(buf)
+	}
 	if len(vals) == 0 {
 		release()
 		return nil
@@ -472,8 +477,7 @@ func (d *valueDecoder) legacy(set []byte, fn func([][]byte, func()) error) error
 	if fp.Err != nil {
 		return d.corrupt(int64(binary.BigEndian.Uint64(set)), fp.Err.Error())
 	}
-	vals := d.vals[:0]
-	defer func() { d.vals = vals[:0] }()
+	vals := make([][]byte, 0, len(fp.Records))
 	for _, rec := range fp.Records {
 		if rec.Offset >= d.r.Until {
 			break

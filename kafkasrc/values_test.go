@@ -2,6 +2,7 @@ package kafkasrc
 
 import (
 	"encoding/binary"
+	"fmt"
 	"hash/crc32"
 	"slices"
 	"strings"
@@ -162,6 +163,70 @@ func TestReadValuesReusesMemory(t *testing.T) {
 		got, err := readDirect(ctx, s, r)
 		if want := values("p0-", int(r.From), int(r.Until)); err != nil || !slices.Equal(got, want) {
 			t.Fatalf("range %s: got %d values (%q...), %v; want %d", r, len(got), head(got), err, len(want))
+		}
+	}
+}
+
+// TestReadValuesKeptSlices checks that a ReadValues callback may keep the
+// slices it is given, not only their values, until it releases them, with
+// every codec.
+func TestReadValuesKeptSlices(t *testing.T) {
+	c := newFake(t, "kept", int32(len(keptCodecs)))
+	testReadValuesKeptSlices(t, c.ListenAddrs(), "kept")
+}
+
+// keptCodecs are the codecs testReadValuesKeptSlices produces with, one
+// partition each.
+var keptCodecs = []kgo.CompressionCodec{kgo.NoCompression(), kgo.GzipCompression(), kgo.SnappyCompression(), kgo.Lz4Compression(), kgo.ZstdCompression()}
+
+// testReadValuesKeptSlices produces to partition i of topic (which has
+// len(keptCodecs) partitions) with keptCodecs[i], in 20 batches at least,
+// and reads ranges of each partition in small fetches, releasing each slice
+// of values only once three later slices arrived: every slice must still
+// hold the values it came with.
+func testReadValuesKeptSlices(t *testing.T, addrs []string, topic string) {
+	ctx := testCtx(t)
+	for p, codec := range keptCodecs {
+		for i := range 20 {
+			produceN(t, addrs, topic, int32(p), i*100, 100, kgo.ProducerBatchCompression(codec))
+		}
+	}
+	s := newTestSource(t, addrs, map[string]string{"max.partition.fetch.bytes": "2048"})
+	type kept struct {
+		vals    [][]byte
+		want    []string
+		release func()
+	}
+	for p := range keptCodecs {
+		for _, r := range []Range{{topic, int32(p), 0, 2000}, {topic, int32(p), 150, 1234}} {
+			var held []kept
+			var got []string
+			check := func(k kept) {
+				for i, v := range k.vals {
+					if string(v) != k.want[i] {
+						t.Fatalf("range %s: a kept slice's value %d reads %q, was %q", r, i, v, k.want[i])
+					}
+				}
+				k.release()
+			}
+			err := s.ReadValues(ctx, r, func(vals [][]byte, release func()) error {
+				k := kept{vals: vals, release: release}
+				for _, v := range vals {
+					k.want = append(k.want, string(v))
+				}
+				got = append(got, k.want...)
+				if held = append(held, k); len(held) > 3 {
+					check(held[0])
+					held = held[1:]
+				}
+				return nil
+			})
+			for _, k := range held {
+				check(k)
+			}
+			if want := values(fmt.Sprintf("p%d-", p), int(r.From), int(r.Until)); err != nil || !slices.Equal(got, want) {
+				t.Fatalf("range %s: got %d values (%q...), %v; want %d", r, len(got), head(got), err, len(want))
+			}
 		}
 	}
 }

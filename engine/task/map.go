@@ -33,6 +33,15 @@ type MapConfig struct {
 	// take records a following reader fetched ahead (kafkasrc.Source.Follow),
 	// so leave it false for a source that follows its partitions.
 	ReadValues bool
+	// AggregatorsPerRange, if positive, bounds a run's aggregating workers
+	// to this many per range it reads; there are GOMAXPROCS of them at
+	// most in any case. Each worker holds a table of its own, so a group
+	// that several workers meet is added to each table and folded once
+	// more before the flush (Run): a cluster's workers, which map their
+	// own partitions at once and may share a machine's cores, run one per
+	// range, beside the range's reader, where the fold and the tables cost
+	// more CPU than a second worker saves in wall time.
+	AggregatorsPerRange int
 	// Catch, if not nil, is deferred at the top of each task's goroutine
 	// (a row task, an aggregating worker) with the task's name and its
 	// error: it must recover a panic in the task (a registered function
@@ -141,8 +150,9 @@ type Output struct {
 // runs of different batches must not overlap, as they share the plan's
 // clock. Without an aggregation, one task per range emits rows in offset
 // order. With one, a reader per range hands record slices to one
-// aggregating worker per core, so both cores stay busy whatever the number
-// of partitions and their skew; the outputs hold their buckets, each group
+// aggregating worker per core (MapConfig.AggregatorsPerRange may bound
+// them), so both cores stay busy whatever the number of partitions and
+// their skew; the outputs hold their buckets, each group
 // of the batch flushed once unless the workers' groups exceed
 // MapConfig.PartialGroups.
 // Run writes nothing durable: a failed or canceled Run may be run again
@@ -176,6 +186,9 @@ func (m *Mapper) Run(ctx context.Context, src *kafkasrc.Source, ranges []kafkasr
 		return outs, read.Load(), err
 	}
 	workers := runtime.GOMAXPROCS(0)
+	if k := m.cfg.AggregatorsPerRange; k > 0 {
+		workers = max(1, min(workers, k*len(ranges)))
+	}
 	aggs := make([]*mapAgg, workers)
 	defer func() {
 		for _, a := range aggs { // a failed task's groups are dropped
@@ -208,7 +221,7 @@ func (m *Mapper) Run(ctx context.Context, src *kafkasrc.Source, ranges []kafkasr
 			readers.Go(func() error {
 				if m.readValues {
 					return src.ReadValues(rctx, r, func(values [][]byte, release func()) error {
-						return send(mapInput{values: slices.Clone(values), release: release}, len(values))
+						return send(mapInput{values: values, release: release}, len(values))
 					})
 				}
 				return src.ReadRange(rctx, r, func(recs []*kgo.Record) error {

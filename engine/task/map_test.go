@@ -162,26 +162,69 @@ func TestMapperFlushesEachGroupOnce(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got := map[string]int64{}
-		for _, o := range outs {
-			if len(o.Buckets) != parts {
-				t.Fatalf("an output has %d buckets, want %d", len(o.Buckets), parts)
-			}
-			for _, b := range o.Buckets {
-				for len(b) > 0 { // key length, null flag and key, count
-					kl, n := binary.Uvarint(b)
-					word := string(b[n+1 : n+int(kl)])
-					count, c := binary.Uvarint(b[n+int(kl):])
-					if _, dup := got[word]; dup {
-						t.Fatalf("batch %d: word %q flushed twice (by %d outputs)", batch, word, len(outs))
-					}
-					got[word] = int64(count)
-					b = b[n+int(kl)+c:]
+		if got := flushedCounts(t, outs, parts); !maps.Equal(got, want) {
+			t.Fatalf("batch %d: %d words flushed, want %d; the counts differ", batch, len(got), len(want))
+		}
+	}
+}
+
+// flushedCounts decodes word count's map outputs, of parts buckets each,
+// into each word's count, failing t if a word was flushed twice.
+func flushedCounts(t *testing.T, outs []task.Output, parts int) map[string]int64 {
+	t.Helper()
+	got := map[string]int64{}
+	for _, o := range outs {
+		if len(o.Buckets) != parts {
+			t.Fatalf("an output has %d buckets, want %d", len(o.Buckets), parts)
+		}
+		for _, b := range o.Buckets {
+			for len(b) > 0 { // key length, null flag and key, count
+				kl, n := binary.Uvarint(b)
+				word := string(b[n+1 : n+int(kl)])
+				count, c := binary.Uvarint(b[n+int(kl):])
+				if _, dup := got[word]; dup {
+					t.Fatalf("word %q flushed twice (by %d outputs)", word, len(outs))
 				}
+				got[word] = int64(count)
+				b = b[n+int(kl)+c:]
 			}
 		}
+	}
+	return got
+}
+
+// TestMapperAggregatorsPerRange runs word count's map side over one and
+// over three ranges with 4 cores, with MapConfig.AggregatorsPerRange unset,
+// 1 and 2: a run starts one aggregating worker per core, or as many per
+// range as the setting allows, and the counts are those of the default
+// either way.
+func TestMapperAggregatorsPerRange(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(4))
+	_, _, src, ranges, plan := wordCountInput(t, 6000, func(i int) string { return fmt.Sprintf("w%d w%d w%d", i%97, i%13, i%1009) })
+	const parts = 3
+	x, err := operators.PartitionExchange(parts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	counts := func(perRange int, ranges []kafkasrc.Range) (map[string]int64, int) {
+		m, err := task.NewMapper(plan, task.MapConfig{Exchange: x, PartialGroups: task.MaxPartialGroups, ReadValues: true, AggregatorsPerRange: perRange})
+		if err != nil {
+			t.Fatal(err)
+		}
+		outs, _, err := m.Run(context.Background(), src, ranges, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return flushedCounts(t, outs, parts), task.Aggregators(m)
+	}
+	for _, tc := range []struct{ perRange, ranges, want int }{{0, 1, 4}, {1, 1, 1}, {1, 3, 3}, {2, 1, 2}, {2, 3, 4}} {
+		want, _ := counts(0, ranges[:tc.ranges])
+		got, aggs := counts(tc.perRange, ranges[:tc.ranges])
+		if aggs != tc.want {
+			t.Errorf("AggregatorsPerRange %d over %d ranges: %d aggregators, want %d", tc.perRange, tc.ranges, aggs, tc.want)
+		}
 		if !maps.Equal(got, want) {
-			t.Fatalf("batch %d: %d words flushed, want %d; the counts differ", batch, len(got), len(want))
+			t.Errorf("AggregatorsPerRange %d over %d ranges: %d words flushed, want %d; the counts differ", tc.perRange, tc.ranges, len(got), len(want))
 		}
 	}
 }
