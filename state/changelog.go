@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 	"unsafe"
 
@@ -18,6 +19,12 @@ type changelog struct {
 	table table
 	delta []byte // the staged writes, as a delta
 	refs  []int  // for each staged write, its key's slot+1 in table (see table.applyDelta)
+	// lastDelta and lastWrites are the size of the last delta that held a
+	// write and its writes: the next batch's delta and refs are made that
+	// large, and an eighth more, at its first write, rather than grown by
+	// appending one write at a time (large ones are dropped between
+	// batches; see discard).
+	lastDelta, lastWrites int
 
 	// lagging are the records committed by CommitRecords and not yet
 	// applied to table, oldest first: the committed state is table with
@@ -46,6 +53,9 @@ func (l *changelog) stage(key, value []byte, del bool) (change int64) {
 	if del && !existed {
 		return 0
 	}
+	if len(l.refs) == 0 {
+		l.reserve()
+	}
 	l.delta = appendDeltaWrite(l.delta, key, value, del)
 	l.refs = append(l.refs, slot+1)
 	return keyCountChange(existed, del)
@@ -65,7 +75,17 @@ func (l *changelog) staged() int64 { return l.memory() + int64(len(l.delta)) }
 // not kept for the next batch: the garbage collector sizes the heap to twice
 // what is live, and a large batch's buffers are live only while it commits.
 func (l *changelog) discard() {
+	if !EmptyRecord(l.delta) {
+		l.lastDelta, l.lastWrites = len(l.delta), len(l.refs)
+	}
 	l.delta, l.refs = newDelta(keep(l.delta)), keep(l.refs)
+}
+
+// reserve makes room in the empty delta and refs for a batch like the
+// last one.
+func (l *changelog) reserve() {
+	l.delta = slices.Grow(l.delta, max(l.lastDelta+l.lastDelta/8-len(l.delta), 0))
+	l.refs = slices.Grow(l.refs, l.lastWrites+l.lastWrites/8)
 }
 
 // keepBytes is the largest buffer a store keeps from one batch to the next.

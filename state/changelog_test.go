@@ -1056,3 +1056,34 @@ func BenchmarkTableSorted(b *testing.B) {
 		})
 	}
 }
+
+// TestChangelogReservesLastBatch stages a batch as large as the last one
+// (its delta and refs over keepBytes, so dropped after the commit) and
+// checks that the store made room for it at its first write, rather than
+// growing the delta and refs write by write.
+func TestChangelogReservesLastBatch(t *testing.T) {
+	p, s := openPartition(t, t.TempDir(), changelogTestOptions(0), 0)
+	defer func() { check(t, p.Close()) }()
+	const n = 50_000 // about 800 KB of delta and 400 KB of refs
+	keys := make([][]byte, n)
+	for i := range keys {
+		keys[i] = fmt.Appendf(nil, "key%08d", i)
+	}
+	for _, k := range keys {
+		check(t, s.Put(k, k))
+	}
+	check(t, s.Commit(0))
+	if got := cap(s.log.delta) + intLen*cap(s.log.refs); got > 2*keepBytes {
+		t.Fatalf("the store kept %d bytes of buffers after the commit", got)
+	}
+	check(t, s.Put(keys[0], keys[0]))
+	delta, refs := cap(s.log.delta), cap(s.log.refs)
+	for _, k := range keys[1:] {
+		check(t, s.Put(k, k))
+	}
+	if cap(s.log.delta) != delta || cap(s.log.refs) != refs {
+		t.Fatalf("the batch's delta grew from %d to %d bytes and its refs from %d to %d after its first write, want room for it all from the start",
+			delta, cap(s.log.delta), refs, cap(s.log.refs))
+	}
+	check(t, s.Commit(1))
+}
