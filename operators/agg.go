@@ -450,11 +450,7 @@ func (h *HashAgg) Flush(x *Exchange, dst [][]byte) [][]byte {
 		if h.nulls > 0 {
 			put([]byte{0}, h.nulls)
 		}
-		key := []byte{1}
-		h.counter.each(func(k []byte, count int64) {
-			key = append(key[:1], k...)
-			put(key, count)
-		})
+		h.counter.eachAfter(1, put) // a key's encoding: 1 (not null), its bytes
 		h.Reset()
 		return dst
 	}

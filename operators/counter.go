@@ -397,26 +397,25 @@ next:
 // long returns the bytes of a long key's slot.
 func (c *strCounter) long(s *counterSlot) []byte { return c.arena[s.w1 : s.w1+uint64(s.klen)] }
 
-// appendKey appends the key of an occupied slot to b.
-func (c *strCounter) appendKey(b []byte, s *counterSlot) []byte {
-	if s.klen > inlineKey {
-		return append(b, c.long(s)...)
-	}
-	var k [inlineKey]byte
-	binary.LittleEndian.PutUint64(k[:8], s.w0)
-	binary.LittleEndian.PutUint64(k[8:], s.w1)
-	return append(b, k[:s.klen]...)
-}
-
-// each calls fn for every key and its count, in no particular order. The
-// key is valid only during the call.
-func (c *strCounter) each(fn func(key []byte, count int64)) {
+// eachAfter calls fn for every key, after the byte lead, and its count, in
+// no particular order (Flush encodes keys after a byte: no copy of each).
+// The bytes are valid only during the call.
+func (c *strCounter) eachAfter(lead byte, fn func(key []byte, count int64)) {
 	c.drain()
-	var buf []byte
+	var short [1 + inlineKey]byte
+	short[0] = lead
+	long := []byte{lead}
 	for i := range c.slots {
-		if s := &c.slots[i]; s.tag != 0 {
-			buf = c.appendKey(buf[:0], s)
-			fn(buf, s.count)
+		s := &c.slots[i]
+		switch {
+		case s.tag == 0:
+		case s.klen > inlineKey:
+			long = append(long[:1], c.long(s)...)
+			fn(long, s.count)
+		default:
+			binary.LittleEndian.PutUint64(short[1:], s.w0)
+			binary.LittleEndian.PutUint64(short[1+8:], s.w1)
+			fn(short[:1+s.klen], s.count)
 		}
 	}
 }

@@ -252,3 +252,8 @@ func TestStrCounterShrinks(t *testing.T) {
 		}
 	}
 }
+
+// each calls fn for every key and its count, in no particular order.
+func (c *strCounter) each(fn func(key []byte, count int64)) {
+	c.eachAfter(0, func(k []byte, n int64) { fn(k[1:], n) })
+}
