@@ -236,16 +236,17 @@ func (s *stateServer) rows(req *clusterpb.RowsRequest, stream grpc.ServerStreami
 
 // scanRecords calls send with every group st holds, as records of puts of
 // about recordChunk bytes in ascending key order, each in memory of its
-// own (gRPC may read a message after Send returns). An error of send stops
+// own (gRPC may read a message after Send returns), allocated at its full
+// size (recordRoom) rather than grown put by put. An error of send stops
 // the scan and is returned unchanged.
 func scanRecords(st state.Store, send func(rec []byte) error) error {
-	rec := state.NewRecord(nil)
+	rec := state.NewRecord(make([]byte, 0, recordRoom))
 	err := st.Scan(func(key, value []byte) error {
 		if rec = state.AppendPut(rec, key, value); len(rec) < recordChunk {
 			return nil
 		}
 		err := send(rec)
-		rec = state.NewRecord(make([]byte, 0, recordChunk+len(key)+len(value)))
+		rec = state.NewRecord(make([]byte, 0, recordRoom))
 		return err
 	})
 	if err == nil && !state.EmptyRecord(rec) {
@@ -253,6 +254,12 @@ func scanRecords(st state.Store, send func(rec []byte) error) error {
 	}
 	return err
 }
+
+// recordRoom is the capacity of a record scanRecords fills: it is sent
+// once a put takes it to recordChunk bytes or past, so it holds up to
+// recordChunk-1 bytes and that put, which only a group over 4 KiB makes
+// it grow for.
+const recordRoom = recordChunk + 4<<10
 
 // ReducePartition asks the owner of a state partition, reached through cc,
 // to reduce one batch (StatePartitions.Reduce), and calls changes with
