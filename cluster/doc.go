@@ -214,8 +214,10 @@
 // routes each group by its key group (xxhash64(key) % Job.KeyGroups) to
 // the state partition owning the group's range. The task runs the
 // engine's map body (engine/task), the job's tasks on a worker one at a
-// time (each takes every core, and the batch's timestamp is set on the
-// job's plan), and pushes each state partition's partials, an empty stream
+// time (the batch's timestamp is set on the job's plan), with one
+// aggregating worker per range beside the range's reader
+// (task.MapConfig.AggregatorsPerRange: every worker maps its partitions at
+// once), and pushes each state partition's partials, an empty stream
 // included, to the partition's owner, overlapping the next task's map; it
 // answers once every owner took its stream. A failing or panicking task
 // returns an error naming the job, batch, task and worker (a panic's stack

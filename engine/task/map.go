@@ -36,11 +36,10 @@ type MapConfig struct {
 	// AggregatorsPerRange, if positive, bounds a run's aggregating workers
 	// to this many per range it reads; there are GOMAXPROCS of them at
 	// most in any case. Each worker holds a table of its own, so a group
-	// that several workers meet is added to each table and folded once
-	// more before the flush (Run): a cluster's workers, which map their
+	// that several workers meet is added to each table, and Run folds the
+	// tables before it flushes them: a cluster's workers, which map their
 	// own partitions at once and may share a machine's cores, run one per
-	// range, beside the range's reader, where the fold and the tables cost
-	// more CPU than a second worker saves in wall time.
+	// range, beside the range's reader.
 	AggregatorsPerRange int
 	// Catch, if not nil, is deferred at the top of each task's goroutine
 	// (a row task, an aggregating worker) with the task's name and its
