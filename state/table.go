@@ -344,6 +344,9 @@ func (t *table) applyDelta(d []byte, refs []int) error {
 	pass := func(withSlot bool) error {
 		i := 0
 		return decodeDelta(d, func(key, value []byte, del bool) error {
+			if withSlot {
+				t.prefetchRefs(refs, i)
+			}
 			slot := -1
 			if i < len(refs) {
 				slot = refs[i] - 1
@@ -367,6 +370,22 @@ func (t *table) applyDelta(d []byte, refs []int) error {
 	}
 	t.compactIfWasteful()
 	return err
+}
+
+// prefetchRefs prepares the writes of applyDelta ahead of write i, whose
+// slots are refs (slot+1, 0 if absent): it starts loading the slot of the
+// write 2*prefetchDepth ahead and the record of the one prefetchDepth
+// ahead, whose slot has arrived by then, so that the cache misses of
+// successive writes overlap. It changes nothing.
+func (t *table) prefetchRefs(refs []int, i int) {
+	if j := i + 2*prefetchDepth; j < len(refs) && refs[j] > 0 {
+		prefetch.Line(unsafe.Pointer(&t.slots[refs[j]-1]))
+	}
+	if j := i + prefetchDepth; j < len(refs) && refs[j] > 0 {
+		if s := t.slots[refs[j]-1]; s != 0 {
+			prefetch.Line(unsafe.Pointer(&t.arena[int(s&slotOff)-1]))
+		}
+	}
 }
 
 // applyWrites applies the writes of delta d in order, whose keys' slots
