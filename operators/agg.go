@@ -450,7 +450,7 @@ func (h *HashAgg) Flush(x *Exchange, dst [][]byte) [][]byte {
 		if h.nulls > 0 {
 			put([]byte{0}, h.nulls)
 		}
-		h.counter.eachAfter(1, put) // a key's encoding: 1 (not null), its bytes
+		h.counter.takeAfter(1, put) // a key's encoding: 1 (not null), its bytes
 		h.Reset()
 		return dst
 	}

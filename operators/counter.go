@@ -397,10 +397,12 @@ next:
 // long returns the bytes of a long key's slot.
 func (c *strCounter) long(s *counterSlot) []byte { return c.arena[s.w1 : s.w1+uint64(s.klen)] }
 
-// eachAfter calls fn for every key, after the byte lead, and its count, in
-// no particular order (Flush encodes keys after a byte: no copy of each).
-// The bytes are valid only during the call.
-func (c *strCounter) eachAfter(lead byte, fn func(key []byte, count int64)) {
+// takeAfter calls fn for every key, after the byte lead, and its count, in
+// no particular order (Flush encodes keys after a byte: no copy of each),
+// and then forgets every key as reset does. It empties each slot as it
+// passes it, so the table needs no second pass to clear it. The bytes are
+// valid only during the call.
+func (c *strCounter) takeAfter(lead byte, fn func(key []byte, count int64)) {
 	c.drain()
 	var short [1 + inlineKey]byte
 	short[0] = lead
@@ -409,6 +411,7 @@ func (c *strCounter) eachAfter(lead byte, fn func(key []byte, count int64)) {
 		s := &c.slots[i]
 		switch {
 		case s.tag == 0:
+			continue
 		case s.klen > inlineKey:
 			long = append(long[:1], c.long(s)...)
 			fn(long, s.count)
@@ -417,7 +420,9 @@ func (c *strCounter) eachAfter(lead byte, fn func(key []byte, count int64)) {
 			binary.LittleEndian.PutUint64(short[1+8:], s.w1)
 			fn(short[:1+s.klen], s.count)
 		}
+		*s = counterSlot{}
 	}
+	c.forget(true)
 }
 
 // grow doubles the slots (at least 1024) and re-inserts every key; hashes
@@ -444,10 +449,14 @@ func (c *strCounter) grow() {
 }
 
 // reset forgets every key, keeping the memory unless the keys filled under
-// an eighth of it: each and reset cost in proportion to the slots, so after
-// one large batch, small ones would keep paying for it. The table shrinks
-// to twice the keys and grows back if later batches need it.
-func (c *strCounter) reset() {
+// an eighth of it: takeAfter and reset cost in proportion to the slots, so
+// after one large batch, small ones would keep paying for it. The table
+// shrinks to twice the keys and grows back if later batches need it.
+func (c *strCounter) reset() { c.forget(false) }
+
+// forget forgets every key as reset does; cleared tells that the slots are
+// all empty already.
+func (c *strCounter) forget(cleared bool) {
 	c.q = probeQueue{}
 	c.arena = c.arena[:0]
 	if c.n == 0 {
@@ -455,7 +464,7 @@ func (c *strCounter) reset() {
 	}
 	if n := len(c.slots); n > 1024 && 8*c.n < n {
 		c.slots = make([]counterSlot, max(1024, 1<<bits.Len(uint(2*c.n))))
-	} else {
+	} else if !cleared {
 		clear(c.slots)
 	}
 	c.n = 0
