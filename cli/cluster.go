@@ -105,7 +105,7 @@ func masterClient(master func() ([]string, error)) (*cluster.Client, error) {
 func printStatus(out io.Writer, s *clusterpb.StatusResponse) error {
 	fmt.Fprintf(out, "cluster %s, answered by %s\nleader: %s, term %d\n\n", s.ClusterId, s.AnsweredBy, leaderLine(s), s.Term)
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "MEMBER\tADDRESS\tSTATE\tTERM\tLAST CONTACT\tAPPLIED\t")
+	fmt.Fprintln(tw, "MEMBER\tADDRESS\tSTATE\tTERM\tLAST CONTACT\tAPPLIED\tCORES\t")
 	for _, m := range s.Members {
 		contact := "-"
 		if m.LastContactMs >= 0 {
@@ -115,7 +115,11 @@ func printStatus(out io.Writer, s *clusterpb.StatusResponse) error {
 		if m.Error != "" {
 			state += " (" + m.Error + ")"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%d\t\n", m.Member.GetName(), m.Member.GetAddress(), state, m.Term, contact, m.AppliedIndex)
+		cores := "-"
+		if m.Cores > 0 {
+			cores = strconv.Itoa(int(m.Cores))
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%d\t%s\t\n", m.Member.GetName(), m.Member.GetAddress(), state, m.Term, contact, m.AppliedIndex, cores)
 	}
 	if err := tw.Flush(); err != nil {
 		return err

@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 
 	"github.com/gostream/gostream/cluster"
@@ -10,7 +11,7 @@ import (
 )
 
 func newWorkerCmd() *cobra.Command {
-	var name, listen, data, peers, join, logLevel, cpuProfile string
+	var name, listen, data, peers, join, logLevel, cpuProfile, cores string
 	var replicas int
 	cmd := &cobra.Command{
 		Use:   "worker",
@@ -35,10 +36,14 @@ data directory is refused from then on.`,
 			}
 			cfg := cluster.DefaultConfig()
 			cfg.Name, cfg.Listen, cfg.DataDir, cfg.StateReplicas = name, listen, data, replicas
+			var err error
+			if cfg.Cores, err = parseCores(cores); err != nil {
+				return err
+			}
+			cfg.SetGOMAXPROCS = true
 			cfg.Driver = cluster.BatchDriver
 			cfg.Logger = slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
 			if peers != "" {
-				var err error
 				if cfg.Peers, err = cluster.ParsePeers(peers); err != nil {
 					return err
 				}
@@ -80,9 +85,23 @@ data directory is refused from then on.`,
 	fl.StringVar(&join, "join", "", "join a running cluster on the first start: HOST:PORT,... of one or more of its members (instead of --peers)")
 	fl.IntVar(&replicas, "state-replicas", 0, "workers keeping each state partition: 1 (its owner) or 2 (and a standby on another worker); default 2 with 2 or more workers, else 1")
 	fl.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fl.StringVar(&cores, "cores", "auto", "cores this worker uses (its GOMAXPROCS, and the aggregating workers of its map tasks): a number, or auto for this machine's cores (its CPUs, a container's CPU limit, or the GOMAXPROCS environment variable) shared among the cluster's workers that run on this machine, recomputed when workers join or leave; either way Go stops adjusting GOMAXPROCS to a container's changing CPU limit")
 	fl.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the worker, from its start until it stops, to this file (go tool pprof)")
 	for _, f := range []string{"name", "listen", "data"} {
 		_ = cmd.MarkFlagRequired(f)
 	}
 	return cmd
+}
+
+// parseCores reads worker --cores: auto (0, cluster.Config.Cores's
+// default) or a number of cores from 1 to cluster.MaxCores.
+func parseCores(s string) (int, error) {
+	if strings.EqualFold(s, "auto") {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 || n > cluster.MaxCores {
+		return 0, fmt.Errorf("--cores %q: use a number of cores from 1 to %d, or auto to share this machine's cores among the workers that run on it", s, cluster.MaxCores)
+	}
+	return n, nil
 }

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -86,6 +87,22 @@ func TestWorkerJoinErrors(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), want) {
 				t.Errorf("gostream %s: %v, want an error saying %q", strings.Join(c.args, " "), err, want)
 			}
+		}
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("the refused worker's data directory %s: %v, want none", dir, err)
+	}
+}
+
+// TestWorkerCoresErrors checks worker --cores's bad values: each is
+// refused naming the flag and what it takes, before the worker starts.
+func TestWorkerCoresErrors(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	for _, v := range []string{"0", "-2", "x", "1.5", "4097", ""} {
+		args := []string{"worker", "--name", "s1", "--listen", "127.0.0.1:1", "--data", dir, "--peers", "s1=127.0.0.1:1", "--cores", v}
+		_, _, err := runCLI(t, "", args...)
+		if want := fmt.Sprintf("--cores %q: use a number of cores from 1 to 4096, or auto", v); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("gostream %s: %v, want an error saying %q", strings.Join(args, " "), err, want)
 		}
 	}
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {

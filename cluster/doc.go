@@ -210,14 +210,14 @@
 // task comes) when the job's trigger runs on once caught up (default,
 // processing time); a job whose trigger ends (available-now, once) reads
 // record values alone instead, as local mode does (task.MapConfig.ReadValues).
-// It keeps a task.Mapper per assignment epoch, whose exchange
+// It keeps a task.Mapper per assignment epoch and number of cores, whose exchange
 // routes each group by its key group (xxhash64(key) % Job.KeyGroups) to
 // the state partition owning the group's range. The task runs the
 // engine's map body (engine/task), the job's tasks on a worker one at a
-// time (the batch's timestamp is set on the job's plan), with one
-// aggregating worker per range beside the range's reader
-// (task.MapConfig.AggregatorsPerRange: every worker maps its partitions at
-// once), and pushes each state partition's partials, an empty stream
+// time (the batch's timestamp is set on the job's plan), with as many
+// aggregating workers as the worker's cores (task.MapConfig.Aggregators,
+// Config.Cores: by default the machine's cores shared among the members
+// that run on it), and pushes each state partition's partials, an empty stream
 // included, to the partition's owner, overlapping the next task's map; it
 // answers once every owner took its stream. A failing or panicking task
 // returns an error naming the job, batch, task and worker (a panic's stack

@@ -42,7 +42,8 @@ const (
 //
 // Changed signals, to one receiver, that a job was registered, changed
 // state, or that a snapshot was restored; MembersChanged, to one receiver,
-// that members were added or removed, or a snapshot restored;
+// that the group was initialized with its members, members were added or
+// removed, or a snapshot restored;
 // PlacementChanged, to one receiver, that a job committed a batch or moved
 // to a new assignment epoch, or a snapshot was restored.
 type FSM struct {
@@ -81,8 +82,8 @@ func (f *FSM) jobsChangedLocked() {
 // manager.
 func (f *FSM) Changed() <-chan struct{} { return f.changed }
 
-// MembersChanged receives a value after members were added or removed, or
-// a snapshot was restored. It has one receiver: the node's member watch.
+// MembersChanged receives a value after the group was initialized with
+// its members, members were added or removed, or a snapshot was restored. It has one receiver: the node's member watch.
 func (f *FSM) MembersChanged() <-chan struct{} { return f.membersChanged }
 
 // PlacementChanged receives a value after a job committed a batch or moved
@@ -129,6 +130,7 @@ func (f *FSM) Apply(l *raft.Log) any {
 	switch k := c.Kind.(type) {
 	case *clusterpb.Command_Init:
 		err = f.initLocked(k.Init)
+		defer notify(f.membersChanged)
 	case *clusterpb.Command_RegisterJob:
 		err = f.registerJobLocked(k.RegisterJob.GetJob())
 		f.jobsChangedLocked()

@@ -64,7 +64,7 @@ func TestKeptPartialsReusable(t *testing.T) {
 // while the kept buckets take more than half the job's map memory, so a
 // task that runs again then maps again.
 func TestKeptPartialsBudget(t *testing.T) {
-	m := newMapJobs(100)
+	m := newMapJobs(100, func() int { return 1 })
 	sized := func(batch int64, n int) *keptPartials {
 		return &keptPartials{batch: batch, outs: []task.Output{{Buckets: [][]byte{make([]byte, n/2), make([]byte, n-n/2)}}}}
 	}

@@ -262,7 +262,8 @@ func (n *Node) memberAddr(name string) string {
 
 // watchMembers fails the node once the state machine says it was removed
 // from the group, after it marked its data directory removed, so neither
-// this run nor a restart with the directory goes on.
+// this run nor a restart with the directory goes on; until then, it
+// updates the worker's cores after each membership change.
 func (n *Node) watchMembers() {
 	for {
 		select {
@@ -274,6 +275,7 @@ func (n *Node) watchMembers() {
 			n.fail(n.markRemoved())
 			return
 		}
+		n.updateCores(n.stopCtx)
 	}
 }
 

@@ -95,6 +95,20 @@ type Config struct {
 	// half for the records its Kafka readers fetch ahead between batches,
 	// half for the partial aggregations; default 64 MiB.
 	MapMemory int64
+	// Cores is how many cores the worker uses (gostream worker --cores):
+	// its map tasks run as many aggregating workers at most (GOMAXPROCS
+	// bounds them too). At most MaxCores. Default 0: the machine's cores
+	// (GOMAXPROCS at the process's start: its CPUs, a container's CPU
+	// limit, or the GOMAXPROCS environment variable) divided among the
+	// members that run on this machine (a loopback address, or a host
+	// resolving to one of its interface addresses), at least 1 each;
+	// recomputed when members join or leave.
+	Cores int
+	// SetGOMAXPROCS makes the worker set the process's GOMAXPROCS to its
+	// cores, each time they change: for a process running one worker, as
+	// gostream worker does. Go then no longer updates GOMAXPROCS when a
+	// container's CPU limit changes.
+	SetGOMAXPROCS bool
 }
 
 // DefaultConfig returns a Config with every default set. The timeouts let
@@ -133,6 +147,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: --state-replicas 2 needs 2 or more workers; --peers names one", ErrConfig)
 	case c.Peers != nil && c.Join != nil:
 		return fmt.Errorf("%w: --peers and --join together: give --peers to bootstrap a new cluster, or --join to add this worker to a running one", ErrConfig)
+	case c.Cores < 0 || c.Cores > MaxCores:
+		return fmt.Errorf("%w: --cores %d: want a number of cores from 1 to %d, or auto to share this machine's %d cores among the workers that run on it", ErrConfig, c.Cores, MaxCores, machineCores)
 	case c.LeaderLeaseTimeout > c.HeartbeatTimeout:
 		return fmt.Errorf("%w: LeaderLeaseTimeout %v exceeds HeartbeatTimeout %v", ErrConfig, c.LeaderLeaseTimeout, c.HeartbeatTimeout)
 	}
@@ -181,8 +197,14 @@ type Node struct {
 	jobs      *jobManager
 	states    *jobStates
 	maps      *mapJobs
-	liveness  *liveness // the leader's view of the members
-	drains    drains    // the members the leader drains before their removal
+	cores     atomic.Int32 // see Cores; set by updateCores
+	// coresLocal is how many members run on this machine, as updateCores
+	// last counted them (0 with Config.Cores set); used by updateCores
+	// alone.
+	coresLocal int
+	lookupHost hostIP    // resolves members' hosts: net.DefaultResolver.LookupIPAddr
+	liveness   *liveness // the leader's view of the members
+	drains     drains    // the members the leader drains before their removal
 	// planMu is held (read) by a job's driver while it plans an epoch with
 	// the members and logs it, and (write) while a member's removal is
 	// logged: an epoch is never planned with a member and logged after its
@@ -232,7 +254,9 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	n.inbox = NewInbox(cfg.ShuffleMemory, 0)
 	n.jobs = newJobManager(n, cfg.Driver)
 	n.states = newJobStates(cfg.DataDir, n.ClusterID(), log)
-	n.maps = newMapJobs(cfg.MapMemory)
+	n.maps = newMapJobs(cfg.MapMemory, n.Cores)
+	n.lookupHost = net.DefaultResolver.LookupIPAddr
+	n.updateCores(ctx)
 	n.liveness = newLiveness(cfg.Name, cfg.DownAfter, log)
 	n.dialer = dialerFrom(cfg.Listen)
 	n.clients = newClientPool(n.dialer)

@@ -141,12 +141,18 @@ func allReachable(st *clusterpb.StatusResponse) error {
 // leader through pre-vote, a job registered through a follower reaches
 // every member, a follower closed and started again from its data
 // directory (without --peers) rejoins, and Close leaves no goroutine behind.
+// The status shows each member's share of this machine's cores.
 func TestNodeGroup(t *testing.T) {
 	before := runtime.NumGoroutine()
 	g := newNodeGroup(t, 3)
 	st := g.waitStatus(g.addrs(), allReachable)
 	if st.ClusterId != g.nodes[0].ClusterID() || len(st.Members) != 3 {
 		t.Fatalf("status %v", st)
+	}
+	for _, m := range st.Members { // three workers on this machine share its cores
+		if want := sharedCores(machineCores, 3); m.Cores != int32(want) {
+			t.Errorf("status: %s uses %d cores, want %d", m.Member.GetName(), m.Cores, want)
+		}
 	}
 	var follower int
 	for i, c := range g.cfgs {

@@ -247,6 +247,7 @@ func (n *Node) memberInfo() *clusterpb.MemberInfoResponse {
 		AppliedIndex:  n.raft.AppliedIndex(),
 		ClusterId:     n.ClusterID(),
 		Registered:    n.registered(),
+		Cores:         int32(n.Cores()),
 	}
 }
 
@@ -282,7 +283,7 @@ func (n *Node) status(ctx context.Context) *clusterpb.StatusResponse {
 }
 
 func fillMember(m *clusterpb.MemberStatus, info *clusterpb.MemberInfoResponse) {
-	m.State, m.Term, m.LastContactMs, m.AppliedIndex = info.State, info.Term, info.LastContactMs, info.AppliedIndex
+	m.State, m.Term, m.LastContactMs, m.AppliedIndex, m.Cores = info.State, info.Term, info.LastContactMs, info.AppliedIndex, info.Cores
 }
 
 // jobStatus summarizes j.

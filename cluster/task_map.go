@@ -309,7 +309,8 @@ func recoverTo(err *error) {
 // batches. Safe for concurrent use; close waits for running tasks and
 // closes the sources.
 type mapJobs struct {
-	memory  int64 // Config.MapMemory
+	memory  int64      // Config.MapMemory
+	cores   func() int // Node.Cores: the aggregating workers of a task
 	running sync.WaitGroup
 	mu      struct {
 		sync.Mutex
@@ -325,6 +326,7 @@ type mapJob struct {
 	plan      *task.Plan
 	src       *kafkasrc.Source
 	epoch     uint64
+	cores     int // the Mapper's aggregating workers
 	mapper    *task.Mapper
 	run       *sync.Mutex     // held while a task of the job runs its Mapper
 	kept      []*keptPartials // guarded by run
@@ -343,8 +345,8 @@ type mapRun struct {
 	kept *[]*keptPartials // the job's, guarded by mu
 }
 
-func newMapJobs(memory int64) *mapJobs {
-	m := &mapJobs{memory: memory}
+func newMapJobs(memory int64, cores func() int) *mapJobs {
+	m := &mapJobs{memory: memory, cores: cores}
 	m.mu.jobs = map[string]*mapJob{}
 	return m
 }
@@ -375,21 +377,21 @@ func (m *mapJobs) begin(job *clusterpb.Job) (mapRun, error) {
 		rt.follows = follows
 		m.mu.jobs[job.Name] = rt
 	}
-	if rt.mapper == nil || rt.epoch != job.Assignment.GetEpoch() {
+	if cores := m.cores(); rt.mapper == nil || rt.epoch != job.Assignment.GetEpoch() || rt.cores != cores {
 		x, err := exchangeOf(job)
 		if err != nil {
 			return mapRun{}, status.Errorf(codes.FailedPrecondition, "job %s epoch %d: %v", job.Name, job.Assignment.GetEpoch(), err)
 		}
 		mapper, err := task.NewMapper(rt.plan, task.MapConfig{
-			Exchange:            x,
-			PartialGroups:       task.PartialGroups(m.memory / 2 / int64(runtime.GOMAXPROCS(0))),
-			ReadValues:          !rt.follows,
-			AggregatorsPerRange: 1,
+			Exchange:      x,
+			PartialGroups: task.PartialGroups(m.memory / 2 / int64(min(cores, runtime.GOMAXPROCS(0)))),
+			ReadValues:    !rt.follows,
+			Aggregators:   cores,
 		})
 		if err != nil {
 			return mapRun{}, status.Errorf(codes.FailedPrecondition, "job %s: %v", job.Name, err)
 		}
-		rt.mapper, rt.epoch = mapper, job.Assignment.GetEpoch()
+		rt.mapper, rt.epoch, rt.cores = mapper, job.Assignment.GetEpoch(), cores
 	}
 	m.running.Add(1)
 	return mapRun{plan: rt.plan, follows: rt.follows, src: rt.src, mapper: rt.mapper, mu: rt.run, kept: &rt.kept}, nil

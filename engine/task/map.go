@@ -33,14 +33,13 @@ type MapConfig struct {
 	// take records a following reader fetched ahead (kafkasrc.Source.Follow),
 	// so leave it false for a source that follows its partitions.
 	ReadValues bool
-	// AggregatorsPerRange, if positive, bounds a run's aggregating workers
-	// to this many per range it reads; there are GOMAXPROCS of them at
-	// most in any case. Each worker holds a table of its own, so a group
-	// that several workers meet is added to each table, and Run folds the
-	// tables before it flushes them: a cluster's workers, which map their
-	// own partitions at once and may share a machine's cores, run one per
-	// range, beside the range's reader.
-	AggregatorsPerRange int
+	// Aggregators, if positive, bounds a run's aggregating workers; there
+	// are GOMAXPROCS of them at most in any case (default: one per core).
+	// Each worker holds a table of its own, so a group that several
+	// workers meet is added to each table, and Run folds the tables before
+	// it flushes them: a cluster worker runs as many as the cores it
+	// offers, which co-located workers share.
+	Aggregators int
 	// Catch, if not nil, is deferred at the top of each task's goroutine
 	// (a row task, an aggregating worker) with the task's name and its
 	// error: it must recover a panic in the task (a registered function
@@ -149,7 +148,7 @@ type Output struct {
 // runs of different batches must not overlap, as they share the plan's
 // clock. Without an aggregation, one task per range emits rows in offset
 // order. With one, a reader per range hands record slices to one
-// aggregating worker per core (MapConfig.AggregatorsPerRange may bound
+// aggregating worker per core (MapConfig.Aggregators may bound
 // them), so both cores stay busy whatever the number of partitions and
 // their skew; the outputs hold their buckets, each group
 // of the batch flushed once unless the workers' groups exceed
@@ -185,8 +184,8 @@ func (m *Mapper) Run(ctx context.Context, src *kafkasrc.Source, ranges []kafkasr
 		return outs, read.Load(), err
 	}
 	workers := runtime.GOMAXPROCS(0)
-	if k := m.cfg.AggregatorsPerRange; k > 0 {
-		workers = max(1, min(workers, k*len(ranges)))
+	if k := m.cfg.Aggregators; k > 0 {
+		workers = min(workers, k)
 	}
 	aggs := make([]*mapAgg, workers)
 	defer func() {

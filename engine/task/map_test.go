@@ -193,12 +193,12 @@ func flushedCounts(t *testing.T, outs []task.Output, parts int) map[string]int64
 	return got
 }
 
-// TestMapperAggregatorsPerRange runs word count's map side over one and
-// over three ranges with 4 cores, with MapConfig.AggregatorsPerRange unset,
-// 1 and 2: a run starts one aggregating worker per core, or as many per
-// range as the setting allows, and the counts are those of the default
-// either way.
-func TestMapperAggregatorsPerRange(t *testing.T) {
+// TestMapperAggregators runs word count's map side over one and over
+// three ranges with 4 cores, with MapConfig.Aggregators unset, 1, 2 and 8:
+// a run starts one aggregating worker per core, or fewer as the setting
+// allows, whatever the number of ranges, and the counts are those of the
+// default either way.
+func TestMapperAggregators(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(4))
 	_, _, src, ranges, plan := wordCountInput(t, 6000, func(i int) string { return fmt.Sprintf("w%d w%d w%d", i%97, i%13, i%1009) })
 	const parts = 3
@@ -206,8 +206,8 @@ func TestMapperAggregatorsPerRange(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	counts := func(perRange int, ranges []kafkasrc.Range) (map[string]int64, int) {
-		m, err := task.NewMapper(plan, task.MapConfig{Exchange: x, PartialGroups: task.MaxPartialGroups, ReadValues: true, AggregatorsPerRange: perRange})
+	counts := func(aggregators int, ranges []kafkasrc.Range) (map[string]int64, int) {
+		m, err := task.NewMapper(plan, task.MapConfig{Exchange: x, PartialGroups: task.MaxPartialGroups, ReadValues: true, Aggregators: aggregators})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -217,14 +217,14 @@ func TestMapperAggregatorsPerRange(t *testing.T) {
 		}
 		return flushedCounts(t, outs, parts), task.Aggregators(m)
 	}
-	for _, tc := range []struct{ perRange, ranges, want int }{{0, 1, 4}, {1, 1, 1}, {1, 3, 3}, {2, 1, 2}, {2, 3, 4}} {
+	for _, tc := range []struct{ aggregators, ranges, want int }{{0, 1, 4}, {1, 1, 1}, {1, 3, 1}, {2, 1, 2}, {2, 3, 2}, {8, 1, 4}, {8, 3, 4}} {
 		want, _ := counts(0, ranges[:tc.ranges])
-		got, aggs := counts(tc.perRange, ranges[:tc.ranges])
+		got, aggs := counts(tc.aggregators, ranges[:tc.ranges])
 		if aggs != tc.want {
-			t.Errorf("AggregatorsPerRange %d over %d ranges: %d aggregators, want %d", tc.perRange, tc.ranges, aggs, tc.want)
+			t.Errorf("Aggregators %d over %d ranges: %d aggregators, want %d", tc.aggregators, tc.ranges, aggs, tc.want)
 		}
 		if !maps.Equal(got, want) {
-			t.Errorf("AggregatorsPerRange %d over %d ranges: %d words flushed, want %d; the counts differ", tc.perRange, tc.ranges, len(got), len(want))
+			t.Errorf("Aggregators %d over %d ranges: %d words flushed, want %d; the counts differ", tc.aggregators, tc.ranges, len(got), len(want))
 		}
 	}
 }

@@ -1656,6 +1656,7 @@ type MemberStatus struct {
 	LastContactMs int64                  `protobuf:"varint,4,opt,name=last_contact_ms,json=lastContactMs,proto3" json:"last_contact_ms,omitempty"` // since the member last heard from a leader; -1 never, 0 for the leader
 	AppliedIndex  uint64                 `protobuf:"varint,5,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`      // the last log index the member applied
 	Error         string                 `protobuf:"bytes,6,opt,name=error,proto3" json:"error,omitempty"`                                         // why it is unreachable
+	Cores         int32                  `protobuf:"varint,7,opt,name=cores,proto3" json:"cores,omitempty"`                                        // the cores the member uses (gostream worker --cores); 0 unknown
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1730,6 +1731,13 @@ func (x *MemberStatus) GetError() string {
 		return x.Error
 	}
 	return ""
+}
+
+func (x *MemberStatus) GetCores() int32 {
+	if x != nil {
+		return x.Cores
+	}
+	return 0
 }
 
 // JobStatus summarizes one job.
@@ -2085,7 +2093,9 @@ type MemberInfoResponse struct {
 	ClusterId     string                 `protobuf:"bytes,6,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
 	// The jobs and functions the member's binary registered, one per line
 	// (engine.Registered), so the leader can refuse a job when members differ.
-	Registered    []string `protobuf:"bytes,7,rep,name=registered,proto3" json:"registered,omitempty"`
+	Registered []string `protobuf:"bytes,7,rep,name=registered,proto3" json:"registered,omitempty"`
+	// The cores the member uses (gostream worker --cores).
+	Cores         int32 `protobuf:"varint,8,opt,name=cores,proto3" json:"cores,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2167,6 +2177,13 @@ func (x *MemberInfoResponse) GetRegistered() []string {
 		return x.Registered
 	}
 	return nil
+}
+
+func (x *MemberInfoResponse) GetCores() int32 {
+	if x != nil {
+		return x.Cores
+	}
+	return 0
 }
 
 type RegisterJobRequest struct {
@@ -4528,14 +4545,15 @@ const file_cluster_proto_rawDesc = "" +
 	"\x04from\x18\x03 \x01(\tR\x04from\x12\x14\n" +
 	"\x05epoch\x18\x04 \x01(\x04R\x05epoch\"D\n" +
 	"\rStatusRequest\x123\n" +
-	"\x06header\x18\x01 \x01(\v2\x1b.gostream.cluster.v1.HeaderR\x06header\"\xd0\x01\n" +
+	"\x06header\x18\x01 \x01(\v2\x1b.gostream.cluster.v1.HeaderR\x06header\"\xe6\x01\n" +
 	"\fMemberStatus\x123\n" +
 	"\x06member\x18\x01 \x01(\v2\x1b.gostream.cluster.v1.MemberR\x06member\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\tR\x05state\x12\x12\n" +
 	"\x04term\x18\x03 \x01(\x04R\x04term\x12&\n" +
 	"\x0flast_contact_ms\x18\x04 \x01(\x03R\rlastContactMs\x12#\n" +
 	"\rapplied_index\x18\x05 \x01(\x04R\fappliedIndex\x12\x14\n" +
-	"\x05error\x18\x06 \x01(\tR\x05error\"\xd2\x03\n" +
+	"\x05error\x18\x06 \x01(\tR\x05error\x12\x14\n" +
+	"\x05cores\x18\a \x01(\x05R\x05cores\"\xd2\x03\n" +
 	"\tJobStatus\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12-\n" +
 	"\x12shuffle_partitions\x18\x02 \x01(\x05R\x11shufflePartitions\x12\x1d\n" +
@@ -4570,7 +4588,7 @@ const file_cluster_proto_rawDesc = "" +
 	"\x04term\x18\x03 \x01(\x04R\x04term\x12\x16\n" +
 	"\x06reason\x18\x04 \x01(\tR\x06reason\"H\n" +
 	"\x11MemberInfoRequest\x123\n" +
-	"\x06header\x18\x01 \x01(\v2\x1b.gostream.cluster.v1.HeaderR\x06header\"\xff\x01\n" +
+	"\x06header\x18\x01 \x01(\v2\x1b.gostream.cluster.v1.HeaderR\x06header\"\x95\x02\n" +
 	"\x12MemberInfoResponse\x123\n" +
 	"\x06member\x18\x01 \x01(\v2\x1b.gostream.cluster.v1.MemberR\x06member\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\tR\x05state\x12\x12\n" +
@@ -4581,7 +4599,8 @@ const file_cluster_proto_rawDesc = "" +
 	"cluster_id\x18\x06 \x01(\tR\tclusterId\x12\x1e\n" +
 	"\n" +
 	"registered\x18\a \x03(\tR\n" +
-	"registered\"u\n" +
+	"registered\x12\x14\n" +
+	"\x05cores\x18\b \x01(\x05R\x05cores\"u\n" +
 	"\x12RegisterJobRequest\x123\n" +
 	"\x06header\x18\x01 \x01(\v2\x1b.gostream.cluster.v1.HeaderR\x06header\x12*\n" +
 	"\x03job\x18\x02 \x01(\v2\x18.gostream.cluster.v1.JobR\x03job\"f\n" +
