@@ -175,6 +175,18 @@ func (d *jobDriver) assign(ctx context.Context) error {
 	if _, _, err := d.Offsets(ctx); err != nil {
 		return err
 	}
+	if d.run.Job.Assignment == nil {
+		// A new job's first epoch waits until the leader heard from every
+		// member (or holds it down): a driver that starts right after its
+		// election, before its first probes were answered, would give all
+		// the Kafka partitions to itself, move them an epoch later, and map
+		// the batch under way again.
+		var members []string
+		for _, m := range d.n.fsm.Members() {
+			members = append(members, m.Name)
+		}
+		d.n.liveness.awaitHeard(ctx, members, d.n.cfg.DownAfter)
+	}
 	d.n.planMu.RLock()
 	defer d.n.planMu.RUnlock()
 	a, reason := d.next(d.run.Job)

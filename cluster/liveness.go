@@ -33,7 +33,7 @@ type liveness struct {
 	mu        struct {
 		sync.Mutex
 		members map[string]*memberLife
-		changed chan struct{} // closed and replaced when a member goes down or comes back
+		changed chan struct{} // closed and replaced when a member goes down, comes back or is first heard from
 	}
 }
 
@@ -77,7 +77,7 @@ func (l *liveness) reset() {
 }
 
 // answered records member's answer to a probe sent at sent: a member that
-// was down is up again.
+// was down or unknown is up.
 func (l *liveness) answered(member string, sent time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -88,10 +88,14 @@ func (l *liveness) answered(member string, sent time.Time) {
 	if sent.After(m.answered) {
 		m.answered = sent
 	}
-	m.heard = m.heard || !sent.Before(m.since)
-	if m.down {
+	first := !m.heard && !sent.Before(m.since)
+	m.heard = m.heard || first
+	switch {
+	case m.down:
 		m.down = false
 		l.log.Info("cluster: member is back: it answers again", "member", member)
+		l.changedLocked()
+	case first: // unknown until now
 		l.changedLocked()
 	}
 }
@@ -180,8 +184,9 @@ func (l *liveness) live(member string) bool {
 	return !d
 }
 
-// changes returns a channel closed at the next time a member goes down or
-// comes back.
+// changes returns a channel closed at the next time a member goes down,
+// comes back, or answers for the first time since the node leads (it was
+// unknown).
 func (l *liveness) changes() <-chan struct{} {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -248,5 +253,26 @@ func (n *Node) watchLiveness() {
 			}()
 		}
 		l.check(now, names)
+	}
+}
+
+// awaitHeard waits until none of members is unknown to l (each answered a
+// probe since the node leads, or is down), at most bound, or until ctx
+// ends.
+func (l *liveness) awaitHeard(ctx context.Context, members []string, bound time.Duration) {
+	t := time.NewTimer(bound)
+	defer t.Stop()
+	for {
+		changed := l.changes()
+		if !slices.ContainsFunc(members, func(m string) bool { return l.state(m) == memberUnknown }) {
+			return
+		}
+		select {
+		case <-changed:
+		case <-t.C:
+			return
+		case <-ctx.Done():
+			return
+		}
 	}
 }

@@ -12,7 +12,8 @@ import (
 )
 
 // TestLivenessView: members are up until they have not answered for
-// downAfter, an answer brings a down member back, each change closes the
+// downAfter, an answer brings a down member back, each change (a first
+// answer since the node leads included) closes the
 // channel changes returned before it, the node itself is never down, a
 // member no longer in the group is forgotten and reset makes everyone up
 // again.
@@ -23,6 +24,11 @@ func TestLivenessView(t *testing.T) {
 	l.check(t0, members)
 	ch := l.changes()
 	l.answered("s2", t0.Add(400*time.Millisecond))
+	if !closed(ch) {
+		t.Errorf("changes not closed when s2, unknown, answered")
+	}
+	ch = l.changes()
+	l.answered("s2", t0.Add(400*time.Millisecond)) // heard already: no change
 	l.check(t0.Add(999*time.Millisecond), members)
 	wantDown := func(what string, want ...string) {
 		t.Helper()
@@ -98,6 +104,62 @@ func TestLivenessState(t *testing.T) {
 	want("s3 answered", memberUp, memberUp, memberUp, memberDown)
 	l.reset()
 	want("reset", memberUp, memberUnknown, memberUnknown, memberUnknown)
+}
+
+// TestLivenessAwaitHeard: awaitHeard returns once every member it waits
+// for answered a probe or is down, or at its bound: a new job's first
+// epoch waits so for the members a new leader has not heard from yet.
+func TestLivenessAwaitHeard(t *testing.T) {
+	l := newLiveness("s1", time.Second, slog.New(slog.DiscardHandler))
+	t0 := time.Now()
+	members := []string{"s1", "s2", "s3"}
+	l.check(t0, members)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		l.awaitHeard(context.Background(), members, time.Hour)
+	}()
+	returned := func() bool {
+		select {
+		case <-done:
+			return true
+		case <-time.After(50 * time.Millisecond):
+			return false
+		}
+	}
+	if returned() {
+		t.Fatalf("awaitHeard returned with s2 and s3 unknown")
+	}
+	l.answered("s2", t0.Add(100*time.Millisecond))
+	if returned() {
+		t.Fatalf("awaitHeard returned with s3 unknown")
+	}
+	l.check(t0.Add(time.Second), members) // s3 silent for downAfter: down
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("awaitHeard still waits with s2 up and s3 down")
+	}
+
+	l = newLiveness("s1", time.Second, slog.New(slog.DiscardHandler))
+	l.check(t0, members)
+	done = make(chan struct{})
+	go func() {
+		defer close(done)
+		l.awaitHeard(context.Background(), members, time.Hour)
+	}()
+	l.answered("s2", t0.Add(100*time.Millisecond))
+	l.answered("s3", t0.Add(100*time.Millisecond))
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("awaitHeard still waits once s2 and s3 answered")
+	}
+	l.check(t0, []string{"s1", "s2", "s3", "s4"})
+	l.awaitHeard(context.Background(), []string{"s1", "s2", "s3", "s4"}, time.Millisecond) // s4 unknown: the bound ends it
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	l.awaitHeard(ctx, []string{"s1", "s4"}, time.Hour) // ended by ctx
 }
 
 func closed(ch <-chan struct{}) bool {
