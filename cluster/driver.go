@@ -181,11 +181,7 @@ func (d *jobDriver) assign(ctx context.Context) error {
 		// election, before its first probes were answered, would give all
 		// the Kafka partitions to itself, move them an epoch later, and map
 		// the batch under way again.
-		var members []string
-		for _, m := range d.n.fsm.Members() {
-			members = append(members, m.Name)
-		}
-		d.n.liveness.awaitHeard(ctx, members, d.n.cfg.DownAfter)
+		d.n.liveness.awaitHeard(ctx, nameList(d.n.fsm.Members()), d.n.cfg.DownAfter)
 	}
 	d.n.planMu.RLock()
 	defer d.n.planMu.RUnlock()
@@ -201,14 +197,10 @@ func (d *jobDriver) assign(ctx context.Context) error {
 // members and the leader's view of which are up; reason is "" when
 // nothing changes.
 func (d *jobDriver) next(j *clusterpb.Job) (a *clusterpb.Assignment, reason string) {
-	var members []string
-	for _, m := range d.n.fsm.Members() {
-		members = append(members, m.Name)
-	}
 	d.mu.Lock()
 	parts := d.mu.parts
 	d.mu.Unlock()
-	return nextAssignment(j, parts, members, d.n.planState, d.n.StateReplicas())
+	return nextAssignment(j, parts, nameList(d.n.fsm.Members()), d.n.planState, d.n.StateReplicas())
 }
 
 // logEpoch logs a, the job's next assignment epoch, through Raft in the

@@ -83,7 +83,8 @@ func (f *FSM) jobsChangedLocked() {
 func (f *FSM) Changed() <-chan struct{} { return f.changed }
 
 // MembersChanged receives a value after the group was initialized with
-// its members, members were added or removed, or a snapshot was restored. It has one receiver: the node's member watch.
+// its members, members were added or removed, or a snapshot was restored.
+// It has one receiver: the node's member watch.
 func (f *FSM) MembersChanged() <-chan struct{} { return f.membersChanged }
 
 // PlacementChanged receives a value after a job committed a batch or moved

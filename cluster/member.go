@@ -242,12 +242,16 @@ func (n *Node) servers() ([]raft.Server, error) {
 	return f.Configuration().Servers, nil
 }
 
-func memberNames(ms []*clusterpb.Member) string {
+// memberNames lists the names of ms, comma separated.
+func memberNames(ms []*clusterpb.Member) string { return strings.Join(nameList(ms), ", ") }
+
+// nameList is the names of ms, in order.
+func nameList(ms []*clusterpb.Member) []string {
 	names := make([]string, len(ms))
 	for i, m := range ms {
 		names[i] = m.Name
 	}
-	return strings.Join(names, ", ")
+	return names
 }
 
 // memberAddr is the address of the member name, "" if it is none.
