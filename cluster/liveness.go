@@ -30,7 +30,13 @@ type liveness struct {
 	self      string
 	downAfter time.Duration
 	log       *slog.Logger
-	mu        struct {
+	every     time.Duration // between probe rounds
+	// wake starts a round of watchLiveness at once, instead of at its next
+	// tick, when the node's leadership or the group's members change: a
+	// new leader, or a new member, is probed right away, and a deposed
+	// leader forgets its view right away.
+	wake chan struct{}
+	mu   struct {
 		sync.Mutex
 		members map[string]*memberLife
 		changed chan struct{} // closed and replaced when a member goes down, comes back or is first heard from
@@ -55,10 +61,18 @@ const (
 )
 
 func newLiveness(self string, downAfter time.Duration, log *slog.Logger) *liveness {
-	l := &liveness{self: self, downAfter: downAfter, log: log}
+	l := &liveness{self: self, downAfter: downAfter, log: log, every: probeInterval, wake: make(chan struct{}, 1)}
 	l.mu.members = map[string]*memberLife{}
 	l.mu.changed = make(chan struct{})
 	return l
+}
+
+// probeNow wakes watchLiveness for a round now; it never blocks.
+func (l *liveness) probeNow() {
+	select {
+	case l.wake <- struct{}{}:
+	default: // a round is due already
+	}
 }
 
 // reset forgets every member: each is up again until it has not answered
@@ -202,12 +216,13 @@ type probeResult struct {
 }
 
 // watchLiveness keeps n.liveness while n is the leader: it probes every
-// other member every probeInterval, at most one probe in flight per
-// member, each bounded by downAfter, and resets the view whenever n is not
-// the leader. It returns once n stops, after its probes returned.
+// other member every probe interval and as soon as n's leadership or
+// the members change (probeNow), at most one probe in flight per member, each bounded by
+// downAfter, and resets the view whenever n is not the leader. It returns
+// once n stops, after its probes returned.
 func (n *Node) watchLiveness() {
 	l := n.liveness
-	t := time.NewTicker(probeInterval)
+	t := time.NewTicker(l.every)
 	defer t.Stop()
 	results := make(chan probeResult)
 	inFlight := map[string]bool{}
@@ -227,6 +242,7 @@ func (n *Node) watchLiveness() {
 				l.answered(r.member, r.sent)
 			}
 			continue
+		case <-l.wake:
 		case <-t.C:
 		}
 		if n.raft.State() != raft.Leader {

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/raft"
 )
 
 // TestLivenessView: members are up until they have not answered for
@@ -160,6 +162,45 @@ func TestLivenessAwaitHeard(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	l.awaitHeard(ctx, []string{"s1", "s4"}, time.Hour) // ended by ctx
+}
+
+// TestLivenessProbesAtOnce: a new leader probes the members as soon as
+// it leads and the group's members are known, not at its next round: with
+// rounds an hour apart, the first leader, and the one elected after it is
+// closed, still hear from every running member.
+func TestLivenessProbesAtOnce(t *testing.T) {
+	g := newNodeGroupWith(t, 3, func(c *Config) { c.probeEvery = time.Hour })
+	heard := func(leader *Node, members ...string) {
+		t.Helper()
+		waitFor(t, 20*time.Second, func() error {
+			for _, m := range members {
+				if s := leader.liveness.state(m); s != memberUp {
+					return fmt.Errorf("leader %s: %s is %v, not up", leader.cfg.Name, m, s)
+				}
+			}
+			return nil
+		})
+	}
+	first := g.nodes[g.leaderIndex()]
+	heard(first, "s1", "s2", "s3")
+	first.Close()
+	var others []string
+	for _, n := range g.nodes {
+		if n != first {
+			others = append(others, n.cfg.Name)
+		}
+	}
+	var next *Node
+	waitFor(t, 20*time.Second, func() error {
+		for _, n := range g.nodes {
+			if n != first && n.raft.State() == raft.Leader {
+				next = n
+				return nil
+			}
+		}
+		return fmt.Errorf("no new leader")
+	})
+	heard(next, others...)
 }
 
 func closed(ch <-chan struct{}) bool {

@@ -267,7 +267,8 @@ func (n *Node) memberAddr(name string) string {
 // watchMembers fails the node once the state machine says it was removed
 // from the group, after it marked its data directory removed, so neither
 // this run nor a restart with the directory goes on; until then, it
-// updates the worker's cores after each membership change.
+// updates the worker's cores after each membership change, and has the
+// leader's liveness probe the members at once.
 func (n *Node) watchMembers() {
 	for {
 		select {
@@ -279,6 +280,7 @@ func (n *Node) watchMembers() {
 			n.fail(n.markRemoved())
 			return
 		}
+		n.liveness.probeNow()
 		n.updateCores(n.stopCtx)
 	}
 }

@@ -109,6 +109,9 @@ type Config struct {
 	// gostream worker does. Go then no longer updates GOMAXPROCS when a
 	// container's CPU limit changes.
 	SetGOMAXPROCS bool
+
+	// probeEvery, when set, replaces probeInterval (tests).
+	probeEvery time.Duration
 }
 
 // DefaultConfig returns a Config with every default set. The timeouts let
@@ -258,6 +261,9 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	n.lookupHost = net.DefaultResolver.LookupIPAddr
 	n.updateCores(ctx)
 	n.liveness = newLiveness(cfg.Name, cfg.DownAfter, log)
+	if cfg.probeEvery > 0 {
+		n.liveness.every = cfg.probeEvery
+	}
 	n.dialer = dialerFrom(cfg.Listen)
 	n.clients = newClientPool(n.dialer)
 	ln, err := net.Listen("tcp", cfg.Listen)
@@ -518,6 +524,7 @@ func (n *Node) watchLeadership() {
 		case <-t.C:
 			n.checkLeaderKnown(&noLeaderSince, &warned)
 		case leader := <-n.raft.LeaderCh():
+			n.liveness.probeNow()
 			n.jobs.wake()
 			if !leader {
 				if led != 0 {
