@@ -29,19 +29,11 @@ import (
 // cut into another one: the shuffle's message size.
 const recordChunk = 1 << 20
 
-// records collects groups' keys and states as changelog records of about
-// recordChunk bytes each, cut between writes, so that each record is a
-// message of its own.
-type records struct{ recs [][]byte }
-
-// put appends a put of value under key.
-func (r *records) put(key, value []byte) error {
-	if n := len(r.recs); n == 0 || len(r.recs[n-1]) >= recordChunk {
-		r.recs = append(r.recs, state.NewRecord(make([]byte, 0, recordChunk+len(key)+len(value)+32)))
-	}
-	last := &r.recs[len(r.recs)-1]
-	*last = state.AppendPut(*last, key, value)
-	return nil
+// recordMessages cuts rec, a batch's changelog record of a state
+// partition, into records of about recordChunk bytes (state.SplitRecord),
+// each a message of its own, in memory of its own.
+func recordMessages(rec []byte) ([][]byte, error) {
+	return state.SplitRecord(rec, recordChunk)
 }
 
 // jobStates keeps the worker's state: per job, one Pebble store in

@@ -348,20 +348,23 @@ func rewritePartition(tb testing.TB, r *stateRig, w *stateWorker, groups int, ve
 		tb.Fatal(err)
 	}
 	defer ps.unlock(false, w.server.log)
-	var recs records
 	for i := range groups {
 		key, value := fmt.Appendf(nil, "group%07d", i), fmt.Appendf(nil, "%08d", int(version)*groups+i)
 		if err := ps.st.Put(key, value); err != nil {
 			tb.Fatal(err)
 		}
-		recs.put(key, value)
 	}
-	if err := ps.st.Commit(version); err != nil {
+	rec, err := state.CommitRecord(ps.st, version)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	recs, err := recordMessages(rec)
+	if err != nil {
 		tb.Fatal(err)
 	}
 	sp := r.job.Assignment.State[0]
 	h := &clusterpb.Header{ClusterId: "c1", Term: 3, Epoch: r.epoch}
-	if err := w.server.replicate(context.Background(), h, "wc", version, 0, sp.Standby, recs.recs, ps.st); err != nil {
+	if err := w.server.replicate(context.Background(), h, "wc", version, 0, sp.Standby, recs, ps.st); err != nil {
 		tb.Fatal(err)
 	}
 }

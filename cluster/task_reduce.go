@@ -122,9 +122,8 @@ func (s *stateServer) reduce(ctx context.Context, req *clusterpb.ReduceRequest) 
 		failed = false
 		return nil, nil, err
 	}
-	var recs records
 	opts := task.ReduceOptions{
-		States:       recs.put,
+		Record:       true,
 		BeforeCommit: func() error { _, _, err := checkFence(s.fence, r); return err },
 	}
 	var res task.Reduced
@@ -135,6 +134,10 @@ func (s *stateServer) reduce(ctx context.Context, req *clusterpb.ReduceRequest) 
 	} else {
 		res, err = reducer.agg.Reduce(p.st, req.Batch, partials.Blocks, opts)
 	}
+	if err != nil {
+		return nil, nil, err
+	}
+	recs, err := recordMessages(res.Record)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -154,13 +157,13 @@ func (s *stateServer) reduce(ctx context.Context, req *clusterpb.ReduceRequest) 
 			size += len(b)
 		}
 	} else {
-		for _, rec := range recs.recs {
+		for _, rec := range recs {
 			changes = append(changes, &clusterpb.ReduceResponse{Kind: &clusterpb.ReduceResponse_Changes{Changes: rec}})
 		}
 	}
 	done := &clusterpb.ReduceDone{Groups: res.Groups, Rows: p.st.Len(), Applied: res.Applied, Standby: sp.Standby}
 	if sp.Standby != "" {
-		if err := s.replicateRetrying(ctx, req.Header, req.Job, req.Batch, req.Partition, sp.Standby, recs.recs, p.st); err != nil {
+		if err := s.replicateRetrying(ctx, req.Header, req.Job, req.Batch, req.Partition, sp.Standby, recs, p.st); err != nil {
 			failed = false // the partition holds the batch; a re-run sends it again
 			return nil, nil, err
 		}

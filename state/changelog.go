@@ -25,6 +25,9 @@ type changelog struct {
 	// appending one write at a time (large ones are dropped between
 	// batches; see discard).
 	lastDelta, lastWrites int
+	// handOver makes the next discard give up delta instead of keeping
+	// its memory: a commit handed it to its caller (CommitRecord).
+	handOver bool
 
 	// lagging are the records committed by CommitRecords and not yet
 	// applied to table, oldest first: the committed state is table with
@@ -77,6 +80,9 @@ func (l *changelog) staged() int64 { return l.memory() + int64(len(l.delta)) }
 func (l *changelog) discard() {
 	if !EmptyRecord(l.delta) {
 		l.lastDelta, l.lastWrites = len(l.delta), len(l.refs)
+	}
+	if l.handOver {
+		l.delta, l.handOver = nil, false
 	}
 	l.delta, l.refs = newDelta(keep(l.delta)), keep(l.refs)
 }
@@ -189,6 +195,7 @@ func (s *pebbleStore) leaveChangelogStaged() error {
 	if err != nil {
 		return s.fail("leave changelog mode after", s.hist.version, err)
 	}
+	s.record = l.delta // the batch's record goes on in plain mode (KeepsRecord)
 	return nil
 }
 

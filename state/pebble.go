@@ -608,6 +608,11 @@ type pebbleStore struct {
 
 	batch *pebble.Batch
 	delta int64 // change of the key count by the staged writes
+	// record holds the staged writes as a changelog record in plain mode
+	// for a batch whose writes took the store out of changelog mode
+	// (leaveChangelogStaged), so that CommitRecord hands it over still;
+	// nil otherwise.
+	record []byte
 
 	// Staged undo records: undo[i] describes arena[undo[i-1].end:undo[i].end],
 	// the key followed by its previous value.
@@ -901,6 +906,9 @@ func (s *pebbleStore) stageKnown(key, value []byte, del, existed bool) error {
 // stageWrite stages a put or deletion of key in plain mode; s.keyBuf holds
 // key's data key.
 func (s *pebbleStore) stageWrite(key, value []byte, del bool) (err error) {
+	if s.record != nil {
+		s.record = appendDeltaWrite(s.record, key, value, del)
+	}
 	if s.cacheMax > 0 {
 		s.pendArena = append(s.pendArena, key...)
 		pkEnd := len(s.pendArena)
@@ -931,33 +939,46 @@ func keyCountChange(existed, del bool) int64 {
 }
 
 func (s *pebbleStore) Commit(version int64) error {
+	_, err := s.commit(version, false)
+	return err
+}
+
+// commit is Commit. With handOver it returns the changelog record of the
+// staged writes (see CommitRecord), nil if the store keeps none, and no
+// longer uses its memory.
+func (s *pebbleStore) commit(version int64, handOver bool) (rec []byte, _ error) {
 	if err := s.usable(); err != nil {
-		return err
+		return nil, err
 	}
 	if err := s.hist.checkCommit(s.partition, version); err != nil {
-		return err
+		return nil, err
 	}
 	var err error
 	if s.log != nil {
 		s.keyBuf = appendLogKey(s.keyBuf[:0], s.prefix, version)
-		err = s.batch.Set(s.keyBuf, s.log.delta, nil)
+		err = s.batch.Set(s.keyBuf, s.log.delta, nil) // copied into the batch
 		s.log.logged += int64(len(s.log.delta))
+		rec, s.log.handOver = s.log.delta, handOver
 	} else {
+		rec = s.record
 		err = s.stageUndoRecords(version)
 	}
 	if err != nil {
-		return s.fail("commit", version, err)
+		return nil, s.fail("commit", version, err)
 	}
 	if err := s.commitHistory(version, s.hist.keys()+s.delta); err != nil {
-		return err
+		return nil, err
 	}
 	if err := s.apply("commit", version); err != nil {
-		return err
+		return nil, err
+	}
+	if !handOver {
+		rec = nil
 	}
 	if s.log != nil {
-		return s.afterLogCommit(version)
+		return rec, s.afterLogCommit(version)
 	}
-	return nil
+	return rec, nil
 }
 
 // commitHistory moves the history to version, leaving keys keys, and
@@ -1011,7 +1032,7 @@ func (s *pebbleStore) Discard() {
 		return
 	}
 	s.batch.Reset()
-	s.arena, s.undo, s.delta = s.arena[:0], s.undo[:0], 0
+	s.arena, s.undo, s.delta, s.record = s.arena[:0], s.undo[:0], 0, nil
 	s.pendArena, s.pend = s.pendArena[:0], s.pend[:0]
 	if s.log != nil {
 		s.log.discard()

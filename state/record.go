@@ -79,3 +79,74 @@ func CommitRecords(st Store, version int64, recs [][]byte, keys int64) error {
 	}
 	return nil
 }
+
+// KeepsRecord reports whether st keeps the writes staged from now until
+// its next commit as a changelog record, which CommitRecord hands over: a
+// Pebble store in changelog mode does (the record it commits as the
+// version's changelog), also for a batch whose writes take the store out
+// of changelog mode. Ask before the batch's first write.
+func KeepsRecord(st Store) bool {
+	ps, ok := st.(*pebbleStore)
+	return ok && ps.log != nil
+}
+
+// CommitRecord commits st's staged writes as version, as st.Commit does,
+// and returns them as a changelog record (each write once, in the order
+// staged), which the caller then owns: the store no longer uses its
+// memory. The record is nil for a store that keeps none (see KeepsRecord).
+func CommitRecord(st Store, version int64) ([]byte, error) {
+	if ps, ok := st.(*pebbleStore); ok {
+		return ps.commit(version, true)
+	}
+	return nil, st.Commit(version)
+}
+
+// SplitRecord cuts rec, a changelog record, between writes into records
+// of about size bytes each, holding rec's writes in order: a record is
+// cut once its writes reach size, so it is over size only by its last
+// write. The first aliases rec; each other is a copy in memory of its
+// own. A record without writes gives none. rec is read only if it is size
+// bytes or more: the damage of a malformed record found while cutting it
+// is ErrCorrupt.
+func SplitRecord(rec []byte, size int) ([][]byte, error) {
+	if len(rec) == 0 || rec[0] != deltaFormat {
+		return nil, fmt.Errorf("%w: %w", ErrCorrupt, errBadDelta)
+	}
+	if len(rec) < size { // a record is cut once it reaches size
+		if EmptyRecord(rec) {
+			return nil, nil
+		}
+		return [][]byte{rec}, nil
+	}
+	var out [][]byte
+	start := 1 // of the writes not in out yet
+	for at := 1; at < len(rec); {
+		n, ok := writeLen(rec[at:])
+		if !ok {
+			return nil, fmt.Errorf("%w: %w", ErrCorrupt, errBadDelta)
+		}
+		if at += n; at-start+1 < size && at < len(rec) {
+			continue
+		}
+		if start == 1 {
+			out = append(out, rec[:at:at])
+		} else {
+			out = append(out, append(newDelta(make([]byte, 0, at-start+1)), rec[start:at]...))
+		}
+		start = at
+	}
+	return out, nil
+}
+
+// writeLen is the length of the write at the front of w, the writes of a
+// delta: false if it is malformed.
+func writeLen(w []byte) (int, bool) {
+	if w[0] != deltaPut && w[0] != deltaDelete {
+		return 0, false
+	}
+	_, rest, ok := cutBytes(w[1:])
+	if ok && w[0] == deltaPut {
+		_, rest, ok = cutBytes(rest)
+	}
+	return len(w) - len(rest), ok
+}

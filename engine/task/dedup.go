@@ -25,9 +25,10 @@ func NewDedupReducer(x *operators.Dedup) *DedupReducer {
 // Reduce reduces batch into st, the store of one state partition, whose
 // exchange buckets are buckets, in map task order, and adds to out.Rows
 // the row of each key new to st: the first of its rows in bucket order.
-// out.States, if set, receives the put of each such key (its state: the
-// batch that first saw it), the batch's changelog record; out.BeforeCommit
-// is called right before the commit, whose error refuses it.
+// With out.Record, Reduced.Record is the batch's changelog record: the put
+// of each such key (its state: the batch that first saw it).
+// out.BeforeCommit is called right before the commit, whose error refuses
+// it.
 //
 // st maps each key seen to the batch that first saw it. A store below
 // version batch gets the new keys put and commits version batch. A store
@@ -48,6 +49,8 @@ func (r *DedupReducer) Reduce(st state.Store, batch int64, buckets [][]byte, out
 	row := make(operators.Row, len(r.x.Schema()))
 	enc := binary.AppendVarint(nil, batch)
 	seen := map[string]struct{}{} // keys of this batch: a key's first row wins
+	rec := newRecorder(st, out.Record, res.Applied)
+	into := rec.store()
 	for _, b := range buckets {
 		err := operators.EachEntry(b, func(key, encRow []byte) error {
 			if _, ok := seen[string(key)]; ok {
@@ -62,7 +65,7 @@ func (r *DedupReducer) Reduce(st state.Store, batch int64, buckets [][]byte, out
 			case !found && res.Applied:
 				return fmt.Errorf("%w: the state lacks key %q of a batch it committed", state.ErrCorrupt, key)
 			case !found:
-				if err := st.Put(key, enc); err != nil {
+				if err := into.Put(key, enc); err != nil {
 					return err
 				}
 			default:
@@ -73,11 +76,7 @@ func (r *DedupReducer) Reduce(st state.Store, batch int64, buckets [][]byte, out
 				if !res.Applied || first != batch {
 					return nil // seen in an earlier batch
 				}
-			}
-			if out.States != nil {
-				if err := out.States(key, enc); err != nil {
-					return err
-				}
+				rec.put(key, enc)
 			}
 			if out.Rows != nil {
 				if err := r.x.DecodeRow(row, encRow); err != nil {
@@ -93,6 +92,7 @@ func (r *DedupReducer) Reduce(st state.Store, batch int64, buckets [][]byte, out
 		}
 	}
 	if res.Applied {
+		res.Record = rec.rec
 		return res, nil
 	}
 	if out.BeforeCommit != nil {
@@ -100,7 +100,8 @@ func (r *DedupReducer) Reduce(st state.Store, batch int64, buckets [][]byte, out
 			return fail(err)
 		}
 	}
-	if err := st.Commit(batch); err != nil {
+	var err error
+	if res.Record, err = rec.commit(batch); err != nil {
 		return fail(err)
 	}
 	return res, nil

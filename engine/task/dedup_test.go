@@ -99,15 +99,18 @@ func TestDedupReduce(t *testing.T) {
 			var all []operators.Row
 			for i, st := range stores {
 				var rows operators.RowBuffer
+				res, err := red.Reduce(st, batch, partitionBuckets(buckets, i), task.ReduceOptions{Rows: &rows, Record: true})
+				if err != nil {
+					t.Fatalf("batch %d: %v", batch, err)
+				}
 				var states int64 // puts of the batch's changelog record
-				res, err := red.Reduce(st, batch, partitionBuckets(buckets, i), task.ReduceOptions{Rows: &rows,
-					States: func(_, state []byte) error {
-						if first, _ := binary.Varint(state); first != batch {
-							return fmt.Errorf("a key's state says batch %d", first)
-						}
-						states++
-						return nil
-					}})
+				err = state.EachWrite(res.Record, func(_, state []byte, del bool) error {
+					if first, _ := binary.Varint(state); first != batch || del {
+						return fmt.Errorf("a key's state says batch %d (deleted: %v)", first, del)
+					}
+					states++
+					return nil
+				})
 				if err != nil {
 					t.Fatalf("batch %d: %v", batch, err)
 				}

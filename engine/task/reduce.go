@@ -32,6 +32,9 @@ type Reduced struct {
 	// Applied reports that the store held the batch already: nothing was
 	// merged into it or written.
 	Applied bool
+	// Record is the batch's changelog record if ReduceOptions.Record asked
+	// for it; the caller owns it.
+	Record []byte
 }
 
 // ReduceOptions say where Reduce (Reducer's, or DedupReducer's: see
@@ -42,12 +45,14 @@ type ReduceOptions struct {
 	// Rows, if not nil, receives each changed group's output row (update
 	// mode). It is grown by the batch's groups before any row is added.
 	Rows *operators.RowBuffer
-	// States, if not nil, is called with each changed group's key and
-	// state as the store holds them with the batch committed: the batch's
-	// changelog record, one put per group, and what
-	// operators.Aggregation.DecodeRow turns into the group's row. The
-	// slices are valid only during the call; an error stops the reduce.
-	States func(key, state []byte) error
+	// Record asks for the batch's changelog record in Reduced.Record: a
+	// put of each changed group's key and state as the store holds them
+	// with the batch committed (what RecordRows turns into the groups'
+	// rows, and what a standby commits: state.CommitRecords). A store
+	// that keeps the record it commits (state.KeepsRecord) hands it over,
+	// so the groups are encoded once; for other stores, and for a batch
+	// the store held already, Reduce encodes it.
+	Record bool
 	// BeforeCommit, if not nil, is called right before the store's
 	// commit: an error refuses the commit, and nothing is written.
 	BeforeCommit func() error
@@ -82,13 +87,15 @@ func (r *Reducer) Reduce(st state.Store, batch int64, buckets [][]byte, out Redu
 	if out.Rows != nil {
 		out.Rows.Grow(final.Len(), len(r.agg.Schema()))
 	}
+	rec := newRecorder(st, out.Record, res.Applied)
 	if res.Applied {
-		if out.Rows == nil && out.States == nil {
+		if out.Rows == nil && !out.Record {
 			return res, nil
 		}
-		if err := final.EachCommitted(st, r.committed(out)); err != nil {
+		if err := final.EachCommitted(st, r.committed(out.Rows, rec)); err != nil {
 			return Reduced{}, fmt.Errorf("state partition %d: %w", st.Partition(), err)
 		}
+		res.Record = rec.rec
 		return res, nil
 	}
 	var emit operators.Emit
@@ -98,11 +105,7 @@ func (r *Reducer) Reduce(st state.Store, batch int64, buckets [][]byte, out Redu
 			return nil
 		}
 	}
-	var into operators.StateStore = st
-	if out.States != nil {
-		into = newStatesTap(st, out.States)
-	}
-	if err := final.MergeInto(into, emit); err != nil {
+	if err := final.MergeInto(rec.store(), emit); err != nil {
 		st.Discard()
 		return Reduced{}, fmt.Errorf("state partition %d: %w", st.Partition(), err)
 	}
@@ -112,72 +115,94 @@ func (r *Reducer) Reduce(st state.Store, batch int64, buckets [][]byte, out Redu
 			return Reduced{}, err
 		}
 	}
-	if err := st.Commit(batch); err != nil {
+	var err error
+	if res.Record, err = rec.commit(batch); err != nil {
 		st.Discard()
 		return Reduced{}, fmt.Errorf("state partition %d: %w", st.Partition(), err)
 	}
 	return res, nil
 }
 
-// committed hands a committed group's key and state to out's Rows and
-// States.
-func (r *Reducer) committed(out ReduceOptions) func(key, state []byte) error {
+// committed hands a committed group's key and state to rows and rec.
+func (r *Reducer) committed(rows *operators.RowBuffer, rec *recorder) func(key, state []byte) error {
 	row := make(operators.Row, len(r.agg.Schema()))
 	return func(key, state []byte) error {
-		if out.States != nil {
-			if err := out.States(key, state); err != nil {
-				return err
-			}
-		}
-		if out.Rows != nil {
+		rec.put(key, state)
+		if rows != nil {
 			if err := r.agg.DecodeRow(row, key, state); err != nil {
 				return fmt.Errorf("state of key %q: %w", key, err)
 			}
-			out.Rows.Add(row)
+			rows.Add(row)
 		}
 		return nil
 	}
 }
 
-// statesTap passes the writes of MergeInto to its store and to a States
-// function. It keeps the store's optional Prefetch and InMemory methods,
-// which MergeInto looks for.
-type statesTap struct {
-	st       state.Store
-	states   func(key, state []byte) error
-	prefetch func(key []byte) // nil when st has none
-	inMemory func() bool      // nil when st has none
+// recorder makes a reduce's record of its batch (ReduceOptions.Record):
+// the store's own where it keeps one (state.KeepsRecord), else one it
+// encodes from the reduce's puts, or from the committed groups of a batch
+// the store held already. A recorder asked for nothing records nothing.
+type recorder struct {
+	st     state.Store
+	want   bool   // a record was asked for
+	encode bool   // the puts are encoded into rec
+	rec    []byte // the record encoded
 }
 
-func newStatesTap(st state.Store, states func(key, state []byte) error) *statesTap {
-	t := &statesTap{st: st, states: states}
-	if p, ok := st.(interface{ Prefetch(key []byte) }); ok {
-		t.prefetch = p.Prefetch
+// newRecorder returns the recorder of a reduce of st that wants a record
+// or not, and whose batch st has applied already or not.
+func newRecorder(st state.Store, want, applied bool) *recorder {
+	r := &recorder{st: st, want: want, encode: want && (applied || !state.KeepsRecord(st))}
+	if r.encode {
+		r.rec = state.NewRecord(nil)
 	}
-	if m, ok := st.(interface{ InMemory() bool }); ok {
-		t.inMemory = m.InMemory
-	}
-	return t
+	return r
 }
 
-func (t *statesTap) Get(key []byte) ([]byte, bool, error) { return t.st.Get(key) }
+// put records a put of value under key, if the recorder encodes them.
+func (r *recorder) put(key, value []byte) {
+	if r.encode {
+		r.rec = state.AppendPut(r.rec, key, value)
+	}
+}
 
-func (t *statesTap) Put(key, value []byte) error {
-	if err := t.st.Put(key, value); err != nil {
+// store returns what the reduce writes into: the store, or one that
+// records its puts too.
+func (r *recorder) store() operators.StateStore {
+	if !r.encode {
+		return r.st
+	}
+	return recordTap{r.st, r}
+}
+
+// commit commits the store at version and returns the record, nil if none
+// was asked for.
+func (r *recorder) commit(version int64) ([]byte, error) {
+	switch {
+	case r.encode:
+		return r.rec, r.st.Commit(version)
+	case r.want:
+		return state.CommitRecord(r.st, version)
+	}
+	return nil, r.st.Commit(version)
+}
+
+// recordTap passes the puts of MergeInto to its store and records them.
+// It hides the store's optional Prefetch and InMemory methods, which
+// MergeInto looks for: a store that keeps no record of its own is not a
+// Pebble store in changelog mode, where they would do something.
+type recordTap struct {
+	state.Store
+	rec *recorder
+}
+
+func (t recordTap) Put(key, value []byte) error {
+	if err := t.Store.Put(key, value); err != nil {
 		return err
 	}
-	return t.states(key, value)
+	t.rec.put(key, value)
+	return nil
 }
-
-// Prefetch passes on to the store's Prefetch, if it has one.
-func (t *statesTap) Prefetch(key []byte) {
-	if t.prefetch != nil {
-		t.prefetch(key)
-	}
-}
-
-// InMemory reports the store's InMemory, false if it has none.
-func (t *statesTap) InMemory() bool { return t.inMemory != nil && t.inMemory() }
 
 // EachRow calls fn with the output row of every group st holds (complete
 // mode), in key order. The row and its strings are valid only during the
@@ -194,7 +219,7 @@ func (r *Reducer) EachRow(st state.Store, fn operators.Emit) error {
 
 // RecordRows calls fn with the output row of each group of rec, a
 // changelog record whose puts are groups' keys and states (as
-// ReduceOptions.States and a worker's Reduce and Rows answers carry them).
+// Reduced.Record and a worker's Reduce and Rows answers carry them).
 // The row and its strings are valid only during the call.
 func (r *Reducer) RecordRows(rec []byte, fn operators.Emit) error {
 	row := make(operators.Row, len(r.agg.Schema()))

@@ -9,6 +9,7 @@ import (
 
 	"github.com/gostream/gostream/engine/task"
 	"github.com/gostream/gostream/engine/task/tasktest"
+	"github.com/gostream/gostream/operators"
 	"github.com/gostream/gostream/state"
 )
 
@@ -17,9 +18,13 @@ import (
 // drawn from a 250,000-word Zipf vocabulary (each batch changes about
 // 25,000 groups of the partition's 60,000), reduced into a changelog-mode
 // Pebble store that holds the earlier batches. "three" reduces three map
-// tasks' buckets (a cluster's owner), "one" a single map task's (local
-// mode, whose map side folds its partials). It reports the time per batch
-// and per group changed; the batches are made beforehand.
+// tasks' buckets, "three-processes" three map tasks' of as many
+// processes (a cluster's owner: each process's partials have hash seeds,
+// and so a group order, of their own) and takes the batch's changelog
+// record as a cluster's owner does (ReduceOptions.Record), "one" a single
+// map task's (local mode, whose map side folds its partials). It reports
+// the time per batch and per group changed; the batches are made
+// beforehand.
 func BenchmarkReduceZipf(b *testing.B) {
 	const parts, batches, lines = 4, 4, 200_000
 	r := rand.New(rand.NewPCG(1, 2))
@@ -37,14 +42,26 @@ func BenchmarkReduceZipf(b *testing.B) {
 			batchLines[i] = append(batchLines[i], line.String())
 		}
 	}
-	for _, tasks := range []int{3, 1} {
-		b.Run(map[int]string{3: "three", 1: "one"}[tasks], func(b *testing.B) {
+	for _, c := range []struct {
+		name      string
+		tasks     int
+		processes bool
+	}{{"three", 3, false}, {"three-processes", 3, true}, {"one", 1, false}} {
+		b.Run(c.name, func(b *testing.B) {
+			tasks := c.tasks
 			agg := wordCount(b)
 			red := task.NewReducer(agg)
+			maps := make([]*operators.Aggregation, tasks) // each map task's aggregation
+			for t := range maps {
+				maps[t] = agg
+				if c.processes {
+					maps[t] = wordCount(b)
+				}
+			}
 			buckets := make([][][]byte, batches) // batch -> task's bucket of partition 0
 			for i, ls := range batchLines {
 				for t := range tasks {
-					buckets[i] = append(buckets[i], tasktest.Buckets(b, agg, parts, ls[t*len(ls)/tasks:(t+1)*len(ls)/tasks]...)[0])
+					buckets[i] = append(buckets[i], tasktest.Buckets(b, maps[t], parts, ls[t*len(ls)/tasks:(t+1)*len(ls)/tasks]...)[0])
 				}
 			}
 			opts := state.DefaultOptions()
@@ -61,7 +78,7 @@ func BenchmarkReduceZipf(b *testing.B) {
 			}
 			var version int64
 			reduce := func() task.Reduced {
-				res, err := red.Reduce(st, version, buckets[version%batches], task.ReduceOptions{})
+				res, err := red.Reduce(st, version, buckets[version%batches], task.ReduceOptions{Record: c.processes})
 				if err != nil {
 					b.Fatal(err)
 				}

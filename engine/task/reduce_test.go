@@ -1,9 +1,11 @@
 package task_test
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -303,10 +305,13 @@ func TestReduceConcurrentPartitions(t *testing.T) {
 	})
 }
 
-// TestReduceStates: ReduceOptions.States receives each changed group's key and
-// state, which decode to the rows ReduceOptions.Rows receives, on a first run and
-// on a re-run; on a first run they are the writes the store committed.
-func TestReduceStates(t *testing.T) {
+// TestReduceRecord: with ReduceOptions.Record, Reduced.Record is the
+// batch's changelog record, a put of each changed group's key and the
+// state the store holds, which decode to the rows ReduceOptions.Rows
+// receives, on a first run and on a re-run. The record is the caller's:
+// the store's next batch leaves it as it was (a changelog-mode store hands
+// over the record it committed rather than reusing its memory).
+func TestReduceRecord(t *testing.T) {
 	forEachProvider(t, func(t *testing.T, p state.Provider) {
 		agg := wordCount(t)
 		red := task.NewReducer(agg)
@@ -317,44 +322,49 @@ func TestReduceStates(t *testing.T) {
 		b1 := tasktest.Buckets(t, agg, 1, "q r", "q")
 		for _, run := range []string{"first", "rerun"} {
 			var rows operators.RowBuffer
-			states := map[string]string{}
-			rec := state.NewRecord(nil)
-			res, err := red.Reduce(st, 1, b1, task.ReduceOptions{Rows: &rows, States: func(k, v []byte) error {
-				if _, dup := states[string(k)]; dup {
-					return fmt.Errorf("key %q twice", k)
-				}
-				states[string(k)] = string(v)
-				rec = state.AppendPut(rec, k, v)
-				return nil
-			}})
+			res, err := red.Reduce(st, 1, b1, task.ReduceOptions{Rows: &rows, Record: true})
 			if err != nil {
 				t.Fatalf("%s: %v", run, err)
 			}
 			if res.Applied != (run == "rerun") {
 				t.Fatalf("%s: applied %v", run, res.Applied)
 			}
-			decoded := map[string]int64{}
-			row := make(operators.Row, len(agg.Schema()))
-			for k, v := range states {
-				if got, ok, err := st.Get([]byte(k)); err != nil || !ok || string(got) != v {
-					t.Fatalf("%s: key %q: state %q, the store holds %q (%v, %v)", run, k, v, got, ok, err)
+			states := map[string]string{}
+			err = state.EachWrite(res.Record, func(k, v []byte, del bool) error {
+				if _, dup := states[string(k)]; dup || del {
+					return fmt.Errorf("key %q twice or deleted", k)
 				}
-				if err := agg.DecodeRow(row, []byte(k), []byte(v)); err != nil {
-					t.Fatal(err)
+				states[string(k)] = string(v)
+				if got, ok, err := st.Get(k); err != nil || !ok || string(got) != string(v) {
+					return fmt.Errorf("key %q: state %q, the store holds %q (%v, %v)", k, v, got, ok, err)
 				}
-				decoded[string(row[0].B)] = row[1].I
+				return nil
+			})
+			if err != nil {
+				t.Fatalf("%s: %v", run, err)
 			}
 			var recRows operators.RowBuffer
-			if err := red.RecordRows(rec, func(r operators.Row) error { recRows.Add(r); return nil }); err != nil {
+			if err := red.RecordRows(res.Record, func(r operators.Row) error { recRows.Add(r); return nil }); err != nil {
 				t.Fatal(err)
 			}
 			want := map[string]int64{"q": 3, "r": 1}
-			if got := counts(t, rows.Rows()); !maps.Equal(got, want) || !maps.Equal(decoded, want) {
-				t.Fatalf("%s: rows %v, states decode to %v, want %v", run, got, decoded, want)
+			if got := counts(t, rows.Rows()); !maps.Equal(got, want) {
+				t.Fatalf("%s: rows %v, want %v", run, got, want)
 			}
 			if got := counts(t, recRows.Rows()); !maps.Equal(got, want) {
 				t.Fatalf("%s: the record's rows %v, want %v", run, got, want)
 			}
+		}
+		res, err := red.Reduce(st, 2, tasktest.Buckets(t, agg, 1, "r s"), task.ReduceOptions{Record: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		kept := slices.Clone(res.Record)
+		if _, err := red.Reduce(st, 3, tasktest.Buckets(t, agg, 1, "t u v w x y z"), task.ReduceOptions{Record: true}); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(res.Record, kept) {
+			t.Fatalf("batch 2's record changed with batch 3: %q, was %q", res.Record, kept)
 		}
 	})
 }
