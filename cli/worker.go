@@ -11,7 +11,7 @@ import (
 )
 
 func newWorkerCmd() *cobra.Command {
-	var name, listen, data, peers, join, logLevel, cpuProfile, cores string
+	var name, listen, data, peers, join, logLevel, cpuProfile, memProfile, cores string
 	var replicas int
 	cmd := &cobra.Command{
 		Use:   "worker",
@@ -53,7 +53,7 @@ data directory is refused from then on.`,
 					cfg.Join = append(cfg.Join, a)
 				}
 			}
-			stopProfile, err := startProfiles(cpuProfile, "", "")
+			stopProfile, err := startProfiles(cpuProfile, memProfile, "")
 			if err != nil {
 				return err
 			}
@@ -87,6 +87,7 @@ data directory is refused from then on.`,
 	fl.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fl.StringVar(&cores, "cores", "auto", "cores this worker uses (its GOMAXPROCS, and the aggregating workers of its map tasks): a number, or auto for this machine's cores (its CPUs, a container's CPU limit, or the GOMAXPROCS environment variable) shared among the cluster's workers that run on this machine, recomputed when workers join or leave; either way Go stops adjusting GOMAXPROCS to a container's changing CPU limit")
 	fl.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the worker, from its start until it stops, to this file (go tool pprof)")
+	fl.StringVar(&memProfile, "memprofile", "", "write a heap profile of the worker when it stops to this file (go tool pprof; -sample_index=alloc_space shows what it allocated since its start)")
 	for _, f := range []string{"name", "listen", "data"} {
 		_ = cmd.MarkFlagRequired(f)
 	}

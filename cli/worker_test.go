@@ -11,10 +11,10 @@ import (
 	"time"
 )
 
-// TestWorkerCPUProfile checks that worker --cpuprofile profiles the worker
-// until it stops, and that a profile it cannot create fails the worker
-// naming the flag.
-func TestWorkerCPUProfile(t *testing.T) {
+// TestWorkerProfiles checks that worker --cpuprofile profiles the worker
+// until it stops, that --memprofile writes a heap profile when it stops,
+// and that a profile it cannot create fails the worker naming the flag.
+func TestWorkerProfiles(t *testing.T) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -22,7 +22,7 @@ func TestWorkerCPUProfile(t *testing.T) {
 	addr := l.Addr().String()
 	l.Close()
 	dir := t.TempDir()
-	path := filepath.Join(dir, "cpu.pprof")
+	path, mem := filepath.Join(dir, "cpu.pprof"), filepath.Join(dir, "mem.pprof")
 	args := []string{"worker", "--name", "s1", "--listen", addr, "--data", filepath.Join(dir, "data"), "--peers", "s1=" + addr}
 
 	_, _, err = runCLI(t, "", append(args, "--cpuprofile", filepath.Join(dir, "missing", "cpu.pprof"))...)
@@ -33,7 +33,7 @@ func TestWorkerCPUProfile(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	cmd := newRootCmd("gostream")
-	cmd.SetArgs(append(args, "--cpuprofile", path))
+	cmd.SetArgs(append(args, "--cpuprofile", path, "--memprofile", mem))
 	cmd.SetOut(new(strings.Builder))
 	cmd.SetErr(new(strings.Builder))
 	done := make(chan error, 1)
@@ -50,12 +50,14 @@ func TestWorkerCPUProfile(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatalf("worker: %v", err)
 	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(b) < 2 || b[0] != 0x1f || b[1] != 0x8b { // a profile is gzipped protobuf
-		t.Fatalf("the worker's CPU profile is %d bytes, not gzipped: %q", len(b), b[:min(len(b), 16)])
+	for _, p := range []string{path, mem} {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(b) < 2 || b[0] != 0x1f || b[1] != 0x8b { // a profile is gzipped protobuf
+			t.Fatalf("the worker's profile %s is %d bytes, not gzipped: %q", p, len(b), b[:min(len(b), 16)])
+		}
 	}
 }
 

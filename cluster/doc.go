@@ -142,7 +142,9 @@
 // Config.ShuffleMemory of received bytes; beyond it, streams stop reading,
 // and HTTP/2's flow control (4 MiB windows per stream) stops their
 // senders. Data messages travel in pooled buffers through a codec of their
-// own (shuffleCodec).
+// own (shuffleCodec), which every call between workers uses: it encodes
+// and decodes their other messages in pooled buffers that, unlike gRPC's,
+// are not zeroed first.
 //
 // # State partitions
 //

@@ -30,9 +30,10 @@ const (
 // and its assignment. It implements raft.FSM.
 //
 // Apply, Snapshot and Restore are called by raft from one goroutine; the
-// read methods (ClusterID, Members, Job, Jobs) may be called from any
-// goroutine, concurrently with them. Every value a read method returns is
-// the caller's own copy.
+// read methods (ClusterID, Members, Job, Jobs, fenceJob) may be called
+// from any goroutine, concurrently with them. Every value a read method
+// returns is the caller's own copy, but for the plan, options and
+// assignment fenceJob shares, which Apply never changes in place.
 //
 // Apply is deterministic: its result depends only on the state and the log
 // entry. A command it refuses leaves the state unchanged and is returned as
@@ -593,6 +594,24 @@ func (f *FSM) Job(name string) (*clusterpb.Job, bool) {
 		return nil, false
 	}
 	return proto.CloneOf(j), true
+}
+
+// fenceJob returns the named job as the fence checks and the requests they
+// admit use it: its registration (name, plan, options, partitioning,
+// fingerprint, state and error) and its assignment, without its batch log,
+// epoch history and last report. Unlike Job's, its plan, options and
+// assignment are the state machine's own: Apply and Restore replace them
+// whole and never change them in place, so the caller may read them from
+// any goroutine but must not modify them.
+func (f *FSM) fenceJob(name string) (*clusterpb.Job, bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	j, ok := f.state.Jobs[name]
+	if !ok {
+		return nil, false
+	}
+	return &clusterpb.Job{Name: j.Name, Plan: j.Plan, Options: j.Options, ShufflePartitions: j.ShufflePartitions, KeyGroups: j.KeyGroups,
+		Assignment: j.Assignment, State: j.State, Error: j.Error, PlanFingerprint: j.PlanFingerprint}, true
 }
 
 // Jobs returns every job, sorted by name.

@@ -531,3 +531,66 @@ func TestFSMStandbyReadyFrom(t *testing.T) {
 		t.Fatalf("third epoch, standbys unchanged: ready from %v; want [1 3]", got)
 	}
 }
+
+// TestFSMFenceJob checks that fenceJob gives a job as Job does without its
+// batch log, epoch history and report, and that a view taken before Apply
+// and Restore changed the job (a new epoch, a log entry, a stop, a new
+// registration with other options, a restored snapshot) stays as it was,
+// though a goroutine reads it meanwhile (run with -race).
+func TestFSMFenceJob(t *testing.T) {
+	a := newFSMApplier(t)
+	a.mustApply(initCmd())
+	if _, ok := a.f.fenceJob("wc"); ok {
+		t.Fatal("fenceJob found a job before it was registered")
+	}
+	a.mustApply(registerCmd(testJob("wc")))
+	a.mustApply(appendCmd("wc", offsets(0, 0, 10), commit(0)))
+	a.mustApply(assignCmd("wc", testAssignment(1)))
+	snap := stateBytes(t, a.f)
+
+	view, ok := a.f.fenceJob("wc")
+	if !ok {
+		t.Fatal("fenceJob does not find job wc")
+	}
+	full, _ := a.f.Job("wc")
+	full.BatchLog, full.Epochs, full.LastReport = nil, nil, nil
+	if !proto.Equal(view, full) {
+		t.Fatalf("fenceJob = %v; want Job without its log, epochs and report: %v", view, full)
+	}
+	was := proto.CloneOf(view)
+
+	// The reader reads the view, as a fence check does, after each value it
+	// hands over on turn, so each change below overlaps one read.
+	turn, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for range turn {
+			_ = proto.Size(view) + len(view.Options["subscribe"]) + int(view.Assignment.State[1].StandbyReadyFrom)
+		}
+	}()
+	next := testAssignment(2)
+	next.State[1].Owner, next.State[1].Standby = "s1", "s3"
+	tuned := testJob("wc")
+	tuned.Plan, tuned.Options = []byte("same plan, other rate"), map[string]string{"trigger": "1s"}
+	for _, c := range []*clusterpb.Command{assignCmd("wc", next), appendCmd("wc", offsets(1, 10, 20)), stateCmd("wc", clusterpb.JobState_STOPPED, ""), registerCmd(tuned)} {
+		turn <- struct{}{}
+		a.mustApply(c)
+	}
+	now, _ := a.f.fenceJob("wc")
+	turn <- struct{}{}
+	if err := a.f.Restore(io.NopCloser(bytes.NewReader(snap))); err != nil {
+		t.Fatal(err)
+	}
+	close(turn)
+	<-done
+
+	if !proto.Equal(view, was) {
+		t.Errorf("a view taken before the changes became %v; want it as it was: %v", view, was)
+	}
+	if now.Assignment.GetEpoch() != 2 || string(now.Plan) != "same plan, other rate" || now.Options["trigger"] != "1s" || now.State != clusterpb.JobState_RUNNING {
+		t.Errorf("fenceJob after the changes = %v; want epoch 2, the new plan and options, RUNNING", now)
+	}
+	if restored, _ := a.f.fenceJob("wc"); !proto.Equal(restored, was) {
+		t.Errorf("fenceJob after restoring the snapshot = %v; want %v", restored, was)
+	}
+}

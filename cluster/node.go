@@ -433,8 +433,8 @@ func (n *Node) fenceView() (name, clusterID string, term uint64, err error) {
 	return n.cfg.Name, n.ClusterID(), n.raft.CurrentTerm(), nil
 }
 
-// job implements shuffleFence.
-func (n *Node) job(name string) (*clusterpb.Job, bool) { return n.fsm.Job(name) }
+// job implements shuffleFence with FSM.fenceJob.
+func (n *Node) job(name string) (*clusterpb.Job, bool) { return n.fsm.fenceJob(name) }
 
 // jobChanges implements shuffleFence.
 func (n *Node) jobChanges() <-chan struct{} { return n.fsm.jobChanges() }

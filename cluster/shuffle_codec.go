@@ -11,16 +11,20 @@ import (
 	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
 )
 
-// shuffleCodecName is the content-subtype of Push streams. Their messages
-// are ShuffleMessages in protobuf's wire format, sent and received as
-// shuffleFrames: a data message's bytes travel in a buffer of
-// shuffleBufferPool that passes from the writer to gRPC's transport, which
-// frees it back to the pool once written (no copy to encode it), and on the
-// receiving side are copied once from the transport into a pooled buffer
-// that the Inbox gives back when its partials are released (gRPC's proto
-// codec copies them twice, into buffers it allocates or zeroes).
+// shuffleCodecName is the content-subtype of every call between workers
+// (peerDialOptions), Push streams included. Their messages are protobuf's
+// wire format, encoded and decoded in buffers of shuffleBufferPool, which,
+// unlike gRPC's proto codec's, are not zeroed first. A Push stream's are
+// ShuffleMessages sent and received as shuffleFrames: a data message's
+// bytes travel in a buffer of shuffleBufferPool that passes from the
+// writer to gRPC's transport, which frees it back to the pool once written
+// (no copy to encode it), and on the receiving side are copied once from
+// the transport into a pooled buffer that the Inbox gives back when its
+// partials are released (gRPC's proto codec copies them twice, into
+// buffers it allocates or zeroes).
 const shuffleCodecName = "gostream-shuffle"
 
 func init() { encoding.RegisterCodecV2(shuffleCodec{}) }
@@ -32,8 +36,7 @@ type shuffleFrame struct {
 	msg  *clusterpb.ShuffleMessage
 }
 
-// shuffleCodec encodes shuffleFrames; other messages (the stream's
-// response) go to gRPC's proto codec.
+// shuffleCodec encodes shuffleFrames and other protobuf messages.
 type shuffleCodec struct{}
 
 func (shuffleCodec) Name() string { return shuffleCodecName }
@@ -45,9 +48,9 @@ func (shuffleCodec) Marshal(v any) (mem.BufferSlice, error) {
 	f, ok := v.(*shuffleFrame)
 	switch {
 	case !ok:
-		return protoCodec().Marshal(v)
+		return marshalProto(v)
 	case f.data == nil:
-		return protoCodec().Marshal(f.msg)
+		return marshalProto(f.msg)
 	}
 	hdr := protowire.AppendTag(make([]byte, 0, 1+binary.MaxVarintLen64), 2, protowire.BytesType)
 	hdr = protowire.AppendVarint(hdr, uint64(len(*f.data)))
@@ -57,7 +60,7 @@ func (shuffleCodec) Marshal(v any) (mem.BufferSlice, error) {
 func (shuffleCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	f, ok := v.(*shuffleFrame)
 	if !ok {
-		return protoCodec().Unmarshal(data, v)
+		return unmarshalProto(data, v)
 	}
 	*f = shuffleFrame{}
 	r := data.Reader()
@@ -72,7 +75,7 @@ func (shuffleCodec) Unmarshal(data mem.BufferSlice, v any) error {
 		}
 	}
 	f.msg = &clusterpb.ShuffleMessage{}
-	if err := protoCodec().Unmarshal(data, f.msg); err != nil {
+	if err := unmarshalProto(data, f.msg); err != nil {
 		return err
 	}
 	if d, ok := f.msg.Kind.(*clusterpb.ShuffleMessage_Data); ok { // encoded otherwise than by Marshal
@@ -83,15 +86,68 @@ func (shuffleCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	return nil
 }
 
-func protoCodec() encoding.CodecV2 { return encoding.GetCodecV2("proto") }
+// marshalProto encodes v, a protobuf message, as gRPC's proto codec does,
+// but a message gRPC would pool the buffer of goes in a buffer of
+// shuffleBufferPool, which Marshal fills whole.
+func marshalProto(v any) (mem.BufferSlice, error) {
+	m, ok := v.(proto.Message)
+	if !ok {
+		return nil, fmt.Errorf("cluster: %T is not a protobuf message", v)
+	}
+	opts := proto.MarshalOptions{UseCachedSize: true} // the size Size just cached
+	size := proto.Size(m)
+	if mem.IsBelowBufferPoolingThreshold(size) {
+		b, err := opts.Marshal(m)
+		if err != nil {
+			return nil, err
+		}
+		return mem.BufferSlice{mem.SliceBuffer(b)}, nil
+	}
+	buf := shuffleBufferPool.Get(size)
+	b, err := opts.MarshalAppend((*buf)[:0], m)
+	if err == nil && len(b) != size {
+		err = fmt.Errorf("cluster: a %T encoded to %d bytes, its size being %d (was it changed while sent?)", v, len(b), size)
+	}
+	if err != nil {
+		shuffleBufferPool.Put(buf)
+		return nil, err
+	}
+	return mem.BufferSlice{mem.NewBuffer(buf, shuffleBufferPool)}, nil
+}
+
+// unmarshalProto decodes data into v, a protobuf message, joining data's
+// buffers, if more than one, in a buffer of shuffleBufferPool.
+func unmarshalProto(data mem.BufferSlice, v any) error {
+	m, ok := v.(proto.Message)
+	if !ok {
+		return fmt.Errorf("cluster: %T is not a protobuf message", v)
+	}
+	buf := data.MaterializeToBuffer(shuffleBufferPool)
+	defer buf.Free()
+	return proto.Unmarshal(buf.ReadOnlyData(), m)
+}
 
 // dirtyPool is the buffer pool of the shuffle's codec and of a worker's
-// gRPC transport: power-of-two classes of sync.Pools that, unlike gRPC's
-// default pool, do not zero a buffer they hand out again (its users write
-// every byte they read).
+// gRPC transport: power-of-two classes of buffers that, unlike gRPC's
+// default pool, it does not zero when it hands one out again (its users
+// write every byte they read). Buffers of keepFrom bytes or more wait on
+// free lists of at most keepBytes in all, which garbage collections leave
+// alone: a sync.Pool drops what waited through two of them, as a buffer of
+// one batch often did by the next batch; smaller ones wait in sync.Pools.
+// Safe for concurrent use.
 type dirtyPool struct {
 	classes [31]sync.Pool
+	mu      struct {
+		sync.Mutex
+		free  [31][]*[]byte
+		bytes int // in free
+	}
 }
+
+const (
+	keepFrom  = 64 << 10
+	keepBytes = 64 << 20
+)
 
 var shuffleBufferPool = &dirtyPool{}
 
@@ -105,7 +161,7 @@ func (p *dirtyPool) Get(n int) *[]byte {
 		b := make([]byte, n)
 		return &b
 	}
-	if b, ok := p.classes[c].Get().(*[]byte); ok {
+	if b := p.take(c); b != nil {
 		*b = (*b)[:n]
 		return b
 	}
@@ -113,10 +169,38 @@ func (p *dirtyPool) Get(n int) *[]byte {
 	return &b
 }
 
-// Put keeps b for a later Get.
+// take returns a free buffer of class c, nil if none waits.
+func (p *dirtyPool) take(c int) *[]byte {
+	if 1<<c < keepFrom {
+		b, _ := p.classes[c].Get().(*[]byte)
+		return b
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	free := p.mu.free[c]
+	if len(free) == 0 {
+		return nil
+	}
+	b := free[len(free)-1]
+	free[len(free)-1] = nil
+	p.mu.free[c] = free[:len(free)-1]
+	p.mu.bytes -= cap(*b)
+	return b
+}
+
+// Put keeps b for a later Get, unless the free lists are full.
 func (p *dirtyPool) Put(b *[]byte) {
 	c := p.class(cap(*b))
-	if c < len(p.classes) && cap(*b) == 1<<c {
+	switch {
+	case c >= len(p.classes) || cap(*b) != 1<<c:
+	case cap(*b) < keepFrom:
 		p.classes[c].Put(b)
+	default:
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if p.mu.bytes+cap(*b) <= keepBytes {
+			p.mu.free[c] = append(p.mu.free[c], b)
+			p.mu.bytes += cap(*b)
+		}
 	}
 }

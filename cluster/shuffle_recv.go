@@ -388,7 +388,8 @@ type shuffleFence interface {
 	// fenceView returns the member's name, cluster id and current Raft
 	// term, or a gRPC status error while it cannot tell them.
 	fenceView() (name, clusterID string, term uint64, err error)
-	// job returns a registered job.
+	// job returns a registered job with its assignment, but without its
+	// batch log (FSM.fenceJob), shared: the caller must not modify it.
 	job(name string) (*clusterpb.Job, bool)
 	// jobChanges returns a channel closed once what job returns may
 	// have changed after the call.

@@ -239,7 +239,8 @@ const (
 )
 
 // shuffleServerOptions and shuffleDialOptions tune a worker's gRPC server
-// and connections for the shuffle's throughput.
+// and connections for the shuffle's throughput; shuffleDialOptions' calls
+// use the shuffle's codec, whatever their messages.
 func shuffleServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.InitialWindowSize(streamWindow), grpc.InitialConnWindowSize(connWindow),
@@ -251,5 +252,6 @@ func shuffleDialOptions() []grpc.DialOption {
 	return []grpc.DialOption{
 		grpc.WithInitialWindowSize(streamWindow), grpc.WithInitialConnWindowSize(connWindow),
 		experimental.WithBufferPool(shuffleBufferPool),
+		grpc.WithDefaultCallOptions(grpc.CallContentSubtype(shuffleCodecName)),
 	}
 }

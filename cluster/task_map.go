@@ -137,7 +137,7 @@ func (s *taskServer) runMap(ctx context.Context, req *clusterpb.MapRequest, agg 
 		return t, err
 	}
 	n.maps.forget(func(name string) bool {
-		j, ok := n.fsm.Job(name)
+		j, ok := n.job(name)
 		return ok && j.State == clusterpb.JobState_RUNNING
 	})
 	run, err := n.maps.begin(job)
