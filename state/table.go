@@ -164,21 +164,26 @@ func (t *table) prefetch(key []byte) {
 	prefetch.Line(unsafe.Pointer(&t.slots[hash&mask]))
 }
 
-// lookup returns the slot of key's record, or -1, and whether key is live.
-// The slot stays valid until an insert or a compaction rebuilds the slots.
+// lookup returns the slot of key's record, or -1, and whether key is live,
+// trying the last get's key first (a write follows its get). The slot
+// stays valid until an insert or a compaction rebuilds the slots.
 func (t *table) lookup(key []byte) (slot int, live bool) {
 	slot = t.last - 1
 	if slot < 0 || !t.holds(t.record(slot), key) {
 		slot, _ = t.find(key)
 	}
-	return slot, slot >= 0 && t.flags(t.record(slot))&recordLive != 0
+	return slot, t.isLive(slot)
 }
 
+// isLive reports whether slot, or -1, holds a live key.
+func (t *table) isLive(slot int) bool { return slot >= 0 && t.flags(t.record(slot))&recordLive != 0 }
+
 // get returns the value of key. The slice is valid until the table changes.
+// It searches key at once: a get rarely follows a get of the same key.
 func (t *table) get(key []byte) ([]byte, bool) {
-	slot, live := t.lookup(key)
+	slot, _ := t.find(key)
 	t.last = slot + 1
-	if !live {
+	if !t.isLive(slot) {
 		return nil, false
 	}
 	return t.value(t.record(slot)), true
