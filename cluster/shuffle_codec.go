@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
 // shuffleCodecName is the content-subtype of every call between workers
@@ -86,9 +87,18 @@ func (shuffleCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	return nil
 }
 
+// aliasFrom is the size from which marshalProto sends a bytes field by
+// reference.
+const aliasFrom = 64 << 10
+
 // marshalProto encodes v, a protobuf message, as gRPC's proto codec does,
 // but a message gRPC would pool the buffer of goes in a buffer of
-// shuffleBufferPool, which Marshal fills whole.
+// shuffleBufferPool, which Marshal fills whole, and a singular bytes field
+// of aliasFrom bytes or more at the message's top level (a record) is not
+// copied: the encoding refers to it, placed after the other fields, until
+// gRPC has written it. So the caller must leave such a field's bytes as
+// they are until the call ends, as the messages it sends (gRPC may read a
+// message after SendMsg returns).
 func marshalProto(v any) (mem.BufferSlice, error) {
 	m, ok := v.(proto.Message)
 	if !ok {
@@ -96,6 +106,11 @@ func marshalProto(v any) (mem.BufferSlice, error) {
 	}
 	opts := proto.MarshalOptions{UseCachedSize: true} // the size Size just cached
 	size := proto.Size(m)
+	if size >= aliasFrom {
+		if fd, b := largeBytes(m); fd != nil {
+			return marshalAliasing(m, fd, b)
+		}
+	}
 	if mem.IsBelowBufferPoolingThreshold(size) {
 		b, err := opts.Marshal(m)
 		if err != nil {
@@ -113,6 +128,40 @@ func marshalProto(v any) (mem.BufferSlice, error) {
 		return nil, err
 	}
 	return mem.BufferSlice{mem.NewBuffer(buf, shuffleBufferPool)}, nil
+}
+
+// largeBytes returns m's first singular bytes field of aliasFrom bytes or
+// more, and its bytes; nil if it has none.
+func largeBytes(m proto.Message) (fd protoreflect.FieldDescriptor, b []byte) {
+	m.ProtoReflect().Range(func(f protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		if f.Kind() == protoreflect.BytesKind && f.Cardinality() != protoreflect.Repeated && len(v.Bytes()) >= aliasFrom {
+			fd, b = f, v.Bytes()
+			return false
+		}
+		return true
+	})
+	return fd, b
+}
+
+// marshalAliasing encodes m with its field fd, whose bytes are b, as a
+// reference to b after m's other fields.
+func marshalAliasing(m proto.Message, fd protoreflect.FieldDescriptor, b []byte) (mem.BufferSlice, error) {
+	src := m.ProtoReflect()
+	rest := src.New()
+	src.Range(func(f protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		if f != fd {
+			rest.Set(f, v)
+		}
+		return true
+	})
+	rest.SetUnknown(src.GetUnknown())
+	head, err := proto.Marshal(rest.Interface())
+	if err != nil {
+		return nil, err
+	}
+	head = protowire.AppendTag(head, fd.Number(), protowire.BytesType)
+	head = protowire.AppendVarint(head, uint64(len(b)))
+	return mem.BufferSlice{mem.SliceBuffer(head), mem.SliceBuffer(b)}, nil
 }
 
 // unmarshalProto decodes data into v, a protobuf message, joining data's

@@ -56,7 +56,8 @@ func TestDirtyPoolKeepsLargeBuffers(t *testing.T) {
 // TestPeerCodecProto checks that the shuffle's codec, which every call
 // between workers uses, encodes and decodes protobuf messages as gRPC's
 // proto codec does, small and large ones, in pooled buffers that held other
-// bytes before, and decodes a message that arrives in several buffers.
+// bytes before, decodes a message that arrives in several buffers, and
+// sends a large bytes field by reference.
 func TestPeerCodecProto(t *testing.T) {
 	rng := rand.New(rand.NewPCG(testseed.Seed(t), 0))
 	// Dirty every buffer class the messages below use.
@@ -98,6 +99,30 @@ func TestPeerCodecProto(t *testing.T) {
 		}
 		if !bytes.Equal(got.Records, rec) {
 			t.Fatalf("a message of %d record bytes decodes to %d other bytes", size, len(got.Records))
+		}
+	}
+	// A large bytes field beside others, in a oneof and not: sent by
+	// reference to its bytes, after the other fields.
+	plan := make([]byte, aliasFrom)
+	for i := range plan {
+		plan[i] = byte(rng.Uint32())
+	}
+	job := shuffleJob()
+	job.Plan = plan
+	for _, msg := range []proto.Message{job, &clusterpb.ReplicateMessage{Kind: &clusterpb.ReplicateMessage_Record{Record: plan}}} {
+		data, err := shuffleCodec{}.Marshal(msg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if last := data[len(data)-1].ReadOnlyData(); &last[0] != &plan[0] {
+			t.Errorf("a %T's %d bytes field was copied; want it sent by reference", msg, len(plan))
+		}
+		got := msg.ProtoReflect().New().Interface()
+		if err := proto.Unmarshal(data.Materialize(), got); err != nil {
+			t.Fatal(err)
+		}
+		if !proto.Equal(got, msg) {
+			t.Errorf("a %T decodes to another message", msg)
 		}
 	}
 	if _, err := (shuffleCodec{}).Marshal("not a message"); err == nil {
