@@ -165,11 +165,15 @@ func marshalAliasing(m proto.Message, fd protoreflect.FieldDescriptor, b []byte)
 }
 
 // unmarshalProto decodes data into v, a protobuf message, joining data's
-// buffers, if more than one, in a buffer of shuffleBufferPool.
+// buffers, if more than one, in a buffer of shuffleBufferPool, but for a
+// message that is one large bytes field alone (decodeBytesField).
 func unmarshalProto(data mem.BufferSlice, v any) error {
 	m, ok := v.(proto.Message)
 	if !ok {
 		return fmt.Errorf("cluster: %T is not a protobuf message", v)
+	}
+	if data.Len() >= aliasFrom && decodeBytesField(data, m) {
+		return nil
 	}
 	buf := data.MaterializeToBuffer(shuffleBufferPool)
 	defer buf.Free()
@@ -252,4 +256,35 @@ func (p *dirtyPool) Put(b *[]byte) {
 			p.mu.bytes += cap(*b)
 		}
 	}
+}
+
+// decodeBytesField decodes data into m if data is one singular bytes field
+// of m and nothing else, as a message carrying a record alone encodes,
+// copying its bytes once, from data into memory of the field's own (where
+// proto.Unmarshal needs data joined first, and copies again). It reports
+// whether it did; if not, m is as it was.
+func decodeBytesField(data mem.BufferSlice, m proto.Message) bool {
+	r := data.Reader()
+	defer r.Close()
+	tag, err := binary.ReadUvarint(r)
+	if err != nil {
+		return false
+	}
+	num, typ := protowire.DecodeTag(tag)
+	n, err := binary.ReadUvarint(r)
+	if err != nil || typ != protowire.BytesType || !num.IsValid() || n != uint64(r.Remaining()) {
+		return false
+	}
+	msg := m.ProtoReflect()
+	fd := msg.Descriptor().Fields().ByNumber(num)
+	if fd == nil || fd.Kind() != protoreflect.BytesKind || fd.Cardinality() == protoreflect.Repeated {
+		return false
+	}
+	b := make([]byte, n)
+	if _, err := io.ReadFull(r, b); err != nil {
+		return false
+	}
+	proto.Reset(m)
+	msg.Set(fd, protoreflect.ValueOfBytes(b))
+	return true
 }

@@ -56,8 +56,9 @@ func TestDirtyPoolKeepsLargeBuffers(t *testing.T) {
 // TestPeerCodecProto checks that the shuffle's codec, which every call
 // between workers uses, encodes and decodes protobuf messages as gRPC's
 // proto codec does, small and large ones, in pooled buffers that held other
-// bytes before, decodes a message that arrives in several buffers, and
-// sends a large bytes field by reference.
+// bytes before, decodes a message that arrives in several buffers (one
+// large bytes field alone without joining them first), and sends a large
+// bytes field by reference.
 func TestPeerCodecProto(t *testing.T) {
 	rng := rand.New(rand.NewPCG(testseed.Seed(t), 0))
 	// Dirty every buffer class the messages below use.
@@ -93,12 +94,15 @@ func TestPeerCodecProto(t *testing.T) {
 			pieces = append(pieces, mem.SliceBuffer(rest[:n]))
 			rest = rest[n:]
 		}
-		var got clusterpb.RowsResponse
-		if err := (shuffleCodec{}).Unmarshal(pieces, &got); err != nil {
+		got := &clusterpb.RowsResponse{Records: []byte("stale")}
+		if err := (shuffleCodec{}).Unmarshal(pieces, got); err != nil {
 			t.Fatal(err)
 		}
 		if !bytes.Equal(got.Records, rec) {
 			t.Fatalf("a message of %d record bytes decodes to %d other bytes", size, len(got.Records))
+		}
+		if direct := decodeBytesField(pieces, new(clusterpb.RowsResponse)); direct != (size > 0) {
+			t.Errorf("a message of %d record bytes: decoded without joining its buffers %v; want it done for a record alone", size, direct)
 		}
 	}
 	// A large bytes field beside others, in a oneof and not: sent by
@@ -123,6 +127,13 @@ func TestPeerCodecProto(t *testing.T) {
 		}
 		if !proto.Equal(got, msg) {
 			t.Errorf("a %T decodes to another message", msg)
+		}
+		got = msg.ProtoReflect().New().Interface()
+		if err := (shuffleCodec{}).Unmarshal(data, got); err != nil {
+			t.Fatal(err)
+		}
+		if !proto.Equal(got, msg) {
+			t.Errorf("a %T decodes to another message with the codec", msg)
 		}
 	}
 	if _, err := (shuffleCodec{}).Marshal("not a message"); err == nil {
