@@ -262,7 +262,8 @@
 // got.
 //
 // The leader also keeps which members are down (liveness): it probes each
-// other member every 200 ms and holds one down once it has not answered
+// other member every 200 ms, and at once when it becomes the leader or the
+// members change, and holds one down once it has not answered
 // for Config.DownAfter, whether it refuses (killed) or hangs (paused). A
 // driver plans a new epoch when its run starts, before each batch's map (a
 // worker back or joined, a move's second step, a new Kafka partition) and
