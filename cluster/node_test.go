@@ -263,16 +263,25 @@ func TestNodeFencesRequests(t *testing.T) {
 	}
 }
 
-// freeAddrs returns n loopback addresses nothing listens on.
+// freeAddrs returns n distinct loopback addresses nothing listens on.
 func freeAddrs(t *testing.T, n int) []string {
 	var out []string
+	var lns []net.Listener
+	defer func() {
+		for _, ln := range lns {
+			ln.Close()
+		}
+	}()
 	for range n {
+		// Each listener stays open until all are chosen: one closed at
+		// once may give its port to the next (raft then refuses the
+		// peers' duplicate address).
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
 		}
+		lns = append(lns, ln)
 		out = append(out, ln.Addr().String())
-		ln.Close()
 	}
 	return out
 }
