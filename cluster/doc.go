@@ -179,15 +179,17 @@
 // same stream with ReplicateOpen.full), which the standby stages over its
 // copy with state.Copy (the keys the copy lacks deleted) and commits at
 // batch in one write: a new or lagging standby is current after one
-// reduce, and a copy cut short leaves its old copy as it was. Only then
-// does Reduce answer, with
-// the changed groups (update mode) and counts, and forget the batch's
-// partials. A batch that runs again over a partition at version batch
-// (the driver failed before "commit N") is not merged again: its groups'
-// states come from the store, and go to the standby again, which so
-// catches up if its replication had failed. Rows streams a partition's
-// groups at version batch (complete mode). A partition's requests take
-// turns; a reduce takes its partials before the partition, and fails at
+// reduce, and a copy cut short leaves its old copy as it was. Reduce
+// answers the changed groups (update mode) once the batch is committed
+// and, in complete mode, streams every group the partition holds while
+// the standby takes the batch (a full copy's scan waits for theirs);
+// only once the standby holds the batch does it answer done, with the
+// counts, and forget the batch's partials: the driver uses what came
+// before only with done. A batch that runs again over a partition at
+// version batch (the driver failed before "commit N") is not merged
+// again: its groups' states come from the store, and go to the standby
+// again, which so catches up if its replication had failed. A
+// partition's requests take turns; a reduce takes its partials before the partition, and fails at
 // once (Aborted: the driver maps the batch again) if a map task's are
 // missing, since the driver reduces only once every push was taken: they
 // went to a process of the owner that is gone. One that fails or panics answers an error naming the job,

@@ -770,7 +770,7 @@ func (d *jobDriver) reduceIn(ctx context.Context, job *clusterpb.Job, m *mapped)
 		cc, err := d.conn(owner)
 		if err == nil {
 			var done *clusterpb.ReduceDone
-			req := &clusterpb.ReduceRequest{Header: d.header(a.GetEpoch()), Job: job.Name, Batch: batch, Partition: i, Tasks: m.tasks, Changes: !complete}
+			req := &clusterpb.ReduceRequest{Header: d.header(a.GetEpoch()), Job: job.Name, Batch: batch, Partition: i, Tasks: m.tasks, Changes: !complete, Rows: complete}
 			if done, err = ReducePartition(ctx, cc, req, keep); err == nil {
 				updated.Add(done.Groups)
 				total.Add(done.Rows)
@@ -778,13 +778,6 @@ func (d *jobDriver) reduceIn(ctx context.Context, job *clusterpb.Job, m *mapped)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("cluster: job %s batch %d: reduce of state partition %d on worker %s: %w", job.Name, batch, i, owner, err)
-		}
-		if !complete {
-			return recs, nil
-		}
-		err = PartitionRows(ctx, cc, &clusterpb.RowsRequest{Header: d.header(a.GetEpoch()), Job: job.Name, Batch: batch, Partition: i}, keep)
-		if err != nil {
-			return nil, fmt.Errorf("cluster: job %s batch %d: rows of state partition %d on worker %s: %w", job.Name, batch, i, owner, err)
 		}
 		return recs, nil
 	})

@@ -74,7 +74,7 @@ func TestPeerCodecProto(t *testing.T) {
 		for i := range rec {
 			rec[i] = byte(rng.Uint32())
 		}
-		msg := &clusterpb.RowsResponse{Records: rec}
+		msg := &clusterpb.ReduceResponse{Kind: &clusterpb.ReduceResponse_Groups{Groups: rec}}
 		want, err := proto.Marshal(msg)
 		if err != nil {
 			t.Fatal(err)
@@ -94,14 +94,15 @@ func TestPeerCodecProto(t *testing.T) {
 			pieces = append(pieces, mem.SliceBuffer(rest[:n]))
 			rest = rest[n:]
 		}
-		got := &clusterpb.RowsResponse{Records: []byte("stale")}
+		got := &clusterpb.ReduceResponse{Kind: &clusterpb.ReduceResponse_Changes{Changes: []byte("stale")}}
 		if err := (shuffleCodec{}).Unmarshal(pieces, got); err != nil {
 			t.Fatal(err)
 		}
-		if !bytes.Equal(got.Records, rec) {
-			t.Fatalf("a message of %d record bytes decodes to %d other bytes", size, len(got.Records))
+		if !bytes.Equal(got.GetGroups(), rec) || got.GetChanges() != nil {
+			t.Fatalf("a message of %d record bytes decodes to %d other bytes (%v)", size, len(got.GetGroups()), got)
 		}
-		if direct := decodeBytesField(pieces, new(clusterpb.RowsResponse)); direct != (size > 0) {
+		// A field of a oneof is encoded even when empty.
+		if direct := decodeBytesField(pieces, new(clusterpb.ReduceResponse)); !direct {
 			t.Errorf("a message of %d record bytes: decoded without joining its buffers %v; want it done for a record alone", size, direct)
 		}
 	}

@@ -126,9 +126,7 @@ func TestStatePromotedStandby(t *testing.T) {
 			for _, epoch := range []uint64{1, 2} {
 				h := &clusterpb.Header{ClusterId: "c1", Term: 3, Epoch: epoch}
 				text := map[uint64]string{1: ErrStaleEpoch.Error(), 2: "the owner of state partition 0 is s2, not s1"}[epoch]
-				err := PartitionRows(ctx, s1.cc, &clusterpb.RowsRequest{Header: h, Job: "wc", Batch: v1, Partition: 0}, func([]byte) error { return nil })
-				wantStatus(t, err, codes.FailedPrecondition, text)
-				_, err = ReducePartition(ctx, s1.cc, &clusterpb.ReduceRequest{Header: h, Job: "wc", Batch: 3, Partition: 0, Tasks: 1}, func([]byte) error { return nil })
+				_, err := ReducePartition(ctx, s1.cc, &clusterpb.ReduceRequest{Header: h, Job: "wc", Batch: 3, Partition: 0, Tasks: 1}, func([]byte) error { return nil })
 				wantStatus(t, err, codes.FailedPrecondition, text)
 			}
 			_, err := r.replicate(s1, 3, 3, 0, false, nil, false, nil)
@@ -528,7 +526,7 @@ func TestStateReleasesLostPartitions(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	err := PartitionRows(ctx, s1.cc, &clusterpb.RowsRequest{Header: &clusterpb.Header{ClusterId: "c1", Term: 3, Epoch: 2}, Job: "wc", Batch: 0, Partition: 0}, func([]byte) error { return nil })
+	_, err := ReducePartition(ctx, s1.cc, &clusterpb.ReduceRequest{Header: &clusterpb.Header{ClusterId: "c1", Term: 3, Epoch: 2}, Job: "wc", Batch: 2, Partition: 0, Rows: true}, func([]byte) error { return nil })
 	wantStatus(t, err, codes.FailedPrecondition, "the owner of state partition 0 is s2, not s1")
 	if v, counts := r.storeCounts(s1, 0); v != 0 || len(counts) == 0 {
 		t.Fatalf("s1's partition 0 on disk: version %d, %v; want batch 0's", v, counts)

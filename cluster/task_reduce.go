@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/gostream/gostream/engine/task"
@@ -16,8 +17,8 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// stateServer serves the StatePartitions service of a Node: Reduce and
-// Rows on the partitions it owns, Replicate on those it stands by for.
+// stateServer serves the StatePartitions service of a Node: Reduce on the
+// partitions it owns, Replicate on those it stands by for.
 // A failing or panicking request answers an error naming the job, batch,
 // partition and worker; the worker goes on.
 type stateServer struct {
@@ -40,43 +41,38 @@ func newStateServer(n *Node) *stateServer {
 // checks the fencing, takes one complete attempt of each map task's
 // partials from the Inbox, merges them into the partition's state through
 // the engine's reduce task, checks the fencing again right before the
-// state commits at version batch, sends the batch's changelog record to
-// the partition's standby (the whole partition when the standby is behind:
-// replicate) and waits until the standby holds it, then
-// answers the changed groups (if asked; a dropDuplicates' new rows) and
-// the counts. A partition at version batch already is not merged again:
-// the batch's groups come from the state, and are sent to the standby
-// again in case it lacks them.
+// state commits at version batch, answers the changed groups (if asked;
+// a dropDuplicates' new rows), sends the batch's changelog record to the
+// partition's standby (the whole partition when the standby is behind:
+// replicate) and, while the standby takes it, answers every group the
+// partition holds (if asked: complete mode's rows), then waits until the
+// standby holds the batch and answers the counts (done): a driver uses
+// the groups only once done came. A partition at version batch already
+// is not merged again: the batch's groups come from the state, and are
+// sent to the standby again in case it lacks them.
 func (s *stateServer) Reduce(req *clusterpb.ReduceRequest, stream grpc.ServerStreamingServer[clusterpb.ReduceResponse]) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = s.recovered(r, "reduce", req.Job, req.Batch, req.Partition)
 		}
 	}()
-	changes, done, err := s.reduce(stream.Context(), req)
+	done, err := s.reduce(stream.Context(), req, stream.Send)
 	if err != nil {
 		return s.stateError("reduce", req.Job, req.Batch, req.Partition, err)
-	}
-	if req.Changes {
-		for _, msg := range changes {
-			if err := stream.Send(msg); err != nil {
-				return err
-			}
-		}
 	}
 	return stream.Send(&clusterpb.ReduceResponse{Kind: &clusterpb.ReduceResponse_Done{Done: done}})
 }
 
-// reduce runs a Reduce request and returns its answer's messages before
-// done. It stops waiting (for its partials, or for the standby) once the
+// reduce runs a Reduce request, sends its answer's messages before done
+// with send, and returns done. It stops waiting (for its partials, or for the standby) once the
 // request's assignment epoch has passed on this worker: its driver may be
 // cut off, unable to cancel it, while the next epoch's map tasks push the
 // batch to this partition again, which a reduce holding it refuses.
-func (s *stateServer) reduce(ctx context.Context, req *clusterpb.ReduceRequest) (_ []*clusterpb.ReduceResponse, _ *clusterpb.ReduceDone, err error) {
+func (s *stateServer) reduce(ctx context.Context, req *clusterpb.ReduceRequest, send func(*clusterpb.ReduceResponse) error) (_ *clusterpb.ReduceDone, err error) {
 	r := fenced{what: "a reduce", header: req.Header, job: req.Job, batch: req.Batch, partition: req.Partition, role: owner}
 	job, sp, err := checkFence(s.fence, r)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	ctx, stop := untilEpochPasses(ctx, s.fence, req.Job, req.Header.GetEpoch())
 	defer stop()
@@ -89,11 +85,11 @@ func (s *stateServer) reduce(ctx context.Context, req *clusterpb.ReduceRequest) 
 	}()
 	s.states.release(job, s.name)
 	if req.Tasks < 0 {
-		return nil, nil, status.Errorf(codes.InvalidArgument, "%d map tasks", req.Tasks)
+		return nil, status.Errorf(codes.InvalidArgument, "%d map tasks", req.Tasks)
 	}
 	reducer, err := s.states.reducer(job)
 	if err != nil {
-		return nil, nil, status.Error(codes.FailedPrecondition, err.Error())
+		return nil, status.Error(codes.FailedPrecondition, err.Error())
 	}
 	// The partials are taken before the partition is. The driver asks for
 	// a reduce only once every map task's pushes to this worker were
@@ -103,7 +99,7 @@ func (s *stateServer) reduce(ctx context.Context, req *clusterpb.ReduceRequest) 
 	// waiting for partials that will never come.
 	partials, err := s.inbox.take(ctx, partKey{job: req.Job, batch: req.Batch, partition: req.Partition}, int(req.Tasks), req.Header.GetEpoch(), false)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	defer func() {
 		partials.Release()
@@ -114,13 +110,13 @@ func (s *stateServer) reduce(ctx context.Context, req *clusterpb.ReduceRequest) 
 	}()
 	p, err := s.states.partition(job, sp.FirstKeyGroup)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	failed := true // also when a panic unwinds
 	defer func() { p.unlock(failed, s.log) }()
 	if err := checkVersion(p.st.Version(), req.Batch); err != nil {
 		failed = false
-		return nil, nil, err
+		return nil, err
 	}
 	opts := task.ReduceOptions{
 		Record:       true,
@@ -135,41 +131,99 @@ func (s *stateServer) reduce(ctx context.Context, req *clusterpb.ReduceRequest) 
 		res, err = reducer.agg.Reduce(p.st, req.Batch, partials.Blocks, opts)
 	}
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	recs, err := recordMessages(res.Record)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	// The answer's messages: the changed groups' records, or a
-	// dropDuplicates' new rows in messages of about recordChunk bytes.
-	var changes []*clusterpb.ReduceResponse
-	if reducer.dedup != nil {
-		var msg *clusterpb.ReduceRows
-		size := 0
-		for _, row := range rows.Rows() {
-			if msg == nil || size >= recordChunk {
-				msg, size = &clusterpb.ReduceRows{}, 0
-				changes = append(changes, &clusterpb.ReduceResponse{Kind: &clusterpb.ReduceResponse_Rows{Rows: msg}})
-			}
-			b := operators.AppendRow(nil, row)
-			msg.Rows = append(msg.Rows, b)
-			size += len(b)
-		}
-	} else {
-		for _, rec := range recs {
-			changes = append(changes, &clusterpb.ReduceResponse{Kind: &clusterpb.ReduceResponse_Changes{Changes: rec}})
+	if req.Changes {
+		if err := sendChanges(send, reducer, rows.Rows(), recs); err != nil {
+			failed = false // the stream failed, not the store
+			return nil, err
 		}
 	}
 	done := &clusterpb.ReduceDone{Groups: res.Groups, Rows: p.st.Len(), Applied: res.Applied, Standby: sp.Standby}
+	// The rows go out while the standby takes the batch: a full copy of
+	// the partition, if the standby needs one, waits for their scan (a
+	// store's scans run one at a time).
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	scanned := make(chan struct{})
+	var replicated error
+	var wg sync.WaitGroup
 	if sp.Standby != "" {
-		if err := s.replicateRetrying(ctx, req.Header, req.Job, req.Batch, req.Partition, sp.Standby, recs, p.st); err != nil {
-			failed = false // the partition holds the batch; a re-run sends it again
-			return nil, nil, err
-		}
+		wg.Go(func() {
+			replicated = s.replicateRetrying(ctx, req.Header, req.Job, req.Batch, req.Partition, sp.Standby, recs, scanAfter{Store: p.st, scanned: scanned})
+		})
+	}
+	var sendErr error
+	if req.Rows {
+		err = scanRecords(p.st, func(rec []byte) error {
+			sendErr = send(&clusterpb.ReduceResponse{Kind: &clusterpb.ReduceResponse_Groups{Groups: rec}})
+			return sendErr
+		})
+	}
+	close(scanned)
+	if err != nil {
+		cancel()
+	}
+	wg.Wait()
+	switch {
+	case err != nil:
+		failed = sendErr == nil // the store failed, not the stream
+		return nil, err
+	case replicated != nil:
+		failed = false // the partition holds the batch; a re-run sends it again
+		return nil, replicated
 	}
 	failed = false
-	return changes, done, nil
+	return done, nil
+}
+
+// sendChanges sends the groups a batch changed with send: recs, records of
+// the groups, or a dropDuplicates' new rows in messages of about
+// recordChunk bytes.
+func sendChanges(send func(*clusterpb.ReduceResponse) error, reducer *jobReducer, rows []operators.Row, recs [][]byte) error {
+	if reducer.dedup == nil {
+		for _, rec := range recs {
+			if err := send(&clusterpb.ReduceResponse{Kind: &clusterpb.ReduceResponse_Changes{Changes: rec}}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	var msg *clusterpb.ReduceRows
+	size := 0
+	for _, row := range rows {
+		if msg != nil && size >= recordChunk {
+			if err := send(&clusterpb.ReduceResponse{Kind: &clusterpb.ReduceResponse_Rows{Rows: msg}}); err != nil {
+				return err
+			}
+			msg = nil
+		}
+		if msg == nil {
+			msg, size = &clusterpb.ReduceRows{}, 0
+		}
+		b := operators.AppendRow(nil, row)
+		msg.Rows = append(msg.Rows, b)
+		size += len(b)
+	}
+	if msg != nil {
+		return send(&clusterpb.ReduceResponse{Kind: &clusterpb.ReduceResponse_Rows{Rows: msg}})
+	}
+	return nil
+}
+
+// scanAfter is a store whose Scan waits until scanned is closed.
+type scanAfter struct {
+	state.Store
+	scanned <-chan struct{}
+}
+
+func (s scanAfter) Scan(fn func(key, value []byte) error) error {
+	<-s.scanned
+	return s.Store.Scan(fn)
 }
 
 // errEpochPassed is the cause untilEpochPasses cancels its context with.
@@ -196,45 +250,6 @@ func stopCause(ctx context.Context) error {
 		return e.error
 	}
 	return nil
-}
-
-// Rows streams every group a state partition this worker owns holds at
-// version batch, as records of puts of each group's key and state
-// (task.Reducer.RecordRows turns them into rows).
-func (s *stateServer) Rows(req *clusterpb.RowsRequest, stream grpc.ServerStreamingServer[clusterpb.RowsResponse]) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = s.recovered(r, "rows", req.Job, req.Batch, req.Partition)
-		}
-	}()
-	if err := s.rows(req, stream); err != nil {
-		return s.stateError("rows", req.Job, req.Batch, req.Partition, err)
-	}
-	return nil
-}
-
-func (s *stateServer) rows(req *clusterpb.RowsRequest, stream grpc.ServerStreamingServer[clusterpb.RowsResponse]) error {
-	job, sp, err := checkFence(s.fence, fenced{what: "a rows request", header: req.Header, job: req.Job, batch: req.Batch, partition: req.Partition, role: owner})
-	if err != nil {
-		return err
-	}
-	p, err := s.states.partition(job, sp.FirstKeyGroup)
-	if err != nil {
-		return err
-	}
-	failed := true // also when a panic unwinds
-	defer func() { p.unlock(failed, s.log) }()
-	if v := p.st.Version(); v != req.Batch {
-		failed = false
-		return status.Errorf(codes.FailedPrecondition, "the partition is at batch %d, not %d", v, req.Batch)
-	}
-	var sendErr error
-	err = scanRecords(p.st, func(rec []byte) error {
-		sendErr = stream.Send(&clusterpb.RowsResponse{Records: rec})
-		return sendErr
-	})
-	failed = err != nil && sendErr == nil // the store failed, not the stream
-	return err
 }
 
 // scanRecords calls send with every group st holds, as records of puts of
@@ -265,13 +280,14 @@ func scanRecords(st state.Store, send func(rec []byte) error) error {
 const recordRoom = recordChunk + 4<<10
 
 // ReducePartition asks the owner of a state partition, reached through cc,
-// to reduce one batch (StatePartitions.Reduce), and calls changes with
-// each record of the groups the batch changed when req.Changes is set
+// to reduce one batch (StatePartitions.Reduce), and calls out with each
+// record of the groups the batch changed when req.Changes is set
 // (task.Reducer.RecordRows turns one into rows), or, for a job with a
-// dropDuplicates, with each new row (operators.ReadRow decodes it). It
-// returns once the owner, and the partition's standby if it has one, hold
-// the batch.
-func ReducePartition(ctx context.Context, cc grpc.ClientConnInterface, req *clusterpb.ReduceRequest, changes func(rec []byte) error) (*clusterpb.ReduceDone, error) {
+// dropDuplicates, with each new row (operators.ReadRow decodes it); then,
+// when req.Rows is set, with each record of every group the partition
+// holds at the batch. It returns once the owner, and the partition's
+// standby if it has one, hold the batch.
+func ReducePartition(ctx context.Context, cc grpc.ClientConnInterface, req *clusterpb.ReduceRequest, out func(rec []byte) error) (*clusterpb.ReduceDone, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stream, err := clusterpb.NewStatePartitionsClient(cc).Reduce(ctx, req)
@@ -288,41 +304,21 @@ func ReducePartition(ctx context.Context, cc grpc.ClientConnInterface, req *clus
 		}
 		switch kind := msg.Kind.(type) {
 		case *clusterpb.ReduceResponse_Changes:
-			if err := changes(kind.Changes); err != nil {
+			if err := out(kind.Changes); err != nil {
+				return nil, err
+			}
+		case *clusterpb.ReduceResponse_Groups:
+			if err := out(kind.Groups); err != nil {
 				return nil, err
 			}
 		case *clusterpb.ReduceResponse_Rows:
 			for _, row := range kind.Rows.Rows {
-				if err := changes(row); err != nil {
+				if err := out(row); err != nil {
 					return nil, err
 				}
 			}
 		case *clusterpb.ReduceResponse_Done:
 			return kind.Done, nil
-		}
-	}
-}
-
-// PartitionRows asks the owner of a state partition, reached through cc,
-// for every group it holds at version req.Batch (StatePartitions.Rows),
-// and calls fn with each record of them.
-func PartitionRows(ctx context.Context, cc grpc.ClientConnInterface, req *clusterpb.RowsRequest, fn func(rec []byte) error) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	stream, err := clusterpb.NewStatePartitionsClient(cc).Rows(ctx, req)
-	if err != nil {
-		return err
-	}
-	for {
-		msg, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		if err := fn(msg.Records); err != nil {
-			return err
 		}
 	}
 }

@@ -311,21 +311,81 @@ func TestStateReduceReplicates(t *testing.T) {
 			t.Fatalf("batch %d: %d groups, %d rows; want %d, %d", batch, groups, rows, len(want), len(total))
 		}
 		r.checkStores(int64(batch), total)
+	}
+}
 
+// reduceRows reduces partition p of batch at its owner as a complete-mode
+// driver in term does (ReduceRequest.rows), and returns the counts of
+// every group the owner answered, and the counts. It reads the answer
+// slowly (a pause at its first record) when slow is set.
+func (r *stateRig) reduceRows(batch int64, term uint64, p, tasks int, slow bool) (map[string]int64, *clusterpb.ReduceDone, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	groups := map[string]int64{}
+	req := &clusterpb.ReduceRequest{Header: &clusterpb.Header{ClusterId: "c1", Term: term, Epoch: r.epoch, From: "s1"},
+		Job: "wc", Batch: batch, Partition: int32(p), Tasks: int32(tasks), Rows: true}
+	count := recordCounts(r.reducer, groups)
+	done, err := ReducePartition(ctx, r.owner(p).cc, req, func(rec []byte) error {
+		if slow && len(groups) == 0 {
+			time.Sleep(300 * time.Millisecond) // the owner's sends fill the stream's window meanwhile
+		}
+		return count(rec)
+	})
+	return groups, done, err
+}
+
+// TestStateReduceRows: a complete-mode reduce answers every group the
+// partition holds at the batch, while the standby takes the batch, then
+// done once the standby holds it: with a standby that has the batch
+// before, and with a new standby that gets a full copy of the partition,
+// whose scan waits for the rows' (run with -race: a reader slow to take
+// the rows keeps their scan going past the start of the copy; the store's
+// scans must not run at once); a committed batch reduced again answers
+// its groups from the state.
+func TestStateReduceRows(t *testing.T) {
+	r := newStateRigOf(t, "s1", "s2", "s3")
+	r.assign(part(0, "s1", "s2"), part(1, "s2", "s1"))
+	total := map[string]int64{}
+	check := func(batch int64, tasks [][]string, applied, slow bool) {
+		t.Helper()
 		all := map[string]int64{}
 		for p := range r.job.Assignment.State {
-			req := &clusterpb.RowsRequest{Header: &clusterpb.Header{ClusterId: "c1", Term: 3, Epoch: 1}, Job: "wc", Batch: int64(batch), Partition: int32(p)}
-			if err := PartitionRows(context.Background(), r.owner(p).cc, req, recordCounts(r.reducer, all)); err != nil {
-				t.Fatal(err)
+			groups, done, err := r.reduceRows(batch, 3, p, len(tasks), slow)
+			if err != nil {
+				t.Fatalf("batch %d partition %d: %v", batch, p, err)
 			}
+			if done.Applied != applied || done.Rows != int64(len(groups)) {
+				t.Fatalf("batch %d partition %d: %v with %d groups answered; want applied %v, every group", batch, p, done, len(groups), applied)
+			}
+			maps.Copy(all, groups)
 		}
 		if !maps.Equal(all, total) {
-			t.Fatalf("batch %d: Rows gave %v, want %v", batch, all, total)
+			t.Fatalf("batch %d: the rows %v, want %v", batch, all, total)
 		}
+		r.checkStores(batch, total)
 	}
-	req := &clusterpb.RowsRequest{Header: &clusterpb.Header{ClusterId: "c1", Term: 3, Epoch: 1}, Job: "wc", Batch: 1, Partition: 0}
-	err := PartitionRows(context.Background(), r.owner(0).cc, req, func([]byte) error { return nil })
-	wantStatus(t, err, codes.FailedPrecondition, "the partition is at batch 2, not 1")
+	// Words long enough that a partition's rows overfill the stream's
+	// flow-control window (4 MiB).
+	var lines []string
+	pad := strings.Repeat("w", 120)
+	for i := range 100_000 {
+		lines = append(lines, fmt.Sprintf("%s%d x", pad, i))
+	}
+	b0 := [][]string{lines[:50_000], lines[50_000:]}
+	wordsOf(total, b0)
+	r.push(0, 3, b0)
+	check(0, b0, false, false)
+	check(0, nil, true, false)
+
+	// s3, new, stands by for partition 0: it needs a full copy.
+	r.assign(part(0, "s1", "s3"), part(1, "s2", "s1"))
+	b1 := [][]string{{"a b", "x y"}, {"w1 z"}}
+	wordsOf(total, b1)
+	r.push(1, 3, b1)
+	check(1, b1, false, true)
+	if !strings.Contains(r.logs.String(), "sent a full copy of a state partition to its standby") {
+		t.Fatalf("no full copy for the new standby s3:\n%s", r.logs)
+	}
 }
 
 // TestStateReduceRerun: a batch that runs again over partitions that

@@ -3369,12 +3369,15 @@ type ReduceRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The cluster id, the Raft term of the driver that planned the batch,
 	// and the assignment epoch it runs in.
-	Header        *Header `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
-	Job           string  `protobuf:"bytes,2,opt,name=job,proto3" json:"job,omitempty"`
-	Batch         int64   `protobuf:"varint,3,opt,name=batch,proto3" json:"batch,omitempty"`
-	Partition     int32   `protobuf:"varint,4,opt,name=partition,proto3" json:"partition,omitempty"` // index of the state partition in the epoch's Assignment.state
-	Tasks         int32   `protobuf:"varint,5,opt,name=tasks,proto3" json:"tasks,omitempty"`         // the batch's map tasks: one complete attempt of each is reduced
-	Changes       bool    `protobuf:"varint,6,opt,name=changes,proto3" json:"changes,omitempty"`     // send the groups the batch changed (update mode)
+	Header    *Header `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	Job       string  `protobuf:"bytes,2,opt,name=job,proto3" json:"job,omitempty"`
+	Batch     int64   `protobuf:"varint,3,opt,name=batch,proto3" json:"batch,omitempty"`
+	Partition int32   `protobuf:"varint,4,opt,name=partition,proto3" json:"partition,omitempty"` // index of the state partition in the epoch's Assignment.state
+	Tasks     int32   `protobuf:"varint,5,opt,name=tasks,proto3" json:"tasks,omitempty"`         // the batch's map tasks: one complete attempt of each is reduced
+	Changes   bool    `protobuf:"varint,6,opt,name=changes,proto3" json:"changes,omitempty"`     // send the groups the batch changed (update mode)
+	// Send every group the partition holds once the batch is committed
+	// (complete mode: ReduceResponse.groups), while the standby takes it.
+	Rows          bool `protobuf:"varint,7,opt,name=rows,proto3" json:"rows,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3451,6 +3454,13 @@ func (x *ReduceRequest) GetChanges() bool {
 	return false
 }
 
+func (x *ReduceRequest) GetRows() bool {
+	if x != nil {
+		return x.Rows
+	}
+	return false
+}
+
 // ReduceDone ends a Reduce answer: the partition's state is at version
 // batch on its owner and, when it has one, on its standby.
 type ReduceDone struct {
@@ -3523,7 +3533,9 @@ func (x *ReduceDone) GetStandby() string {
 
 // ReduceResponse is one message of a Reduce answer: records of the changed
 // groups when asked for (each a whole record), or for a dropDuplicates the
-// rows of the keys new to the partition, then done.
+// rows of the keys new to the partition; records of every group the
+// partition holds at the batch when asked for (rows: each a record of
+// puts, in key order); then done, once the standby holds the batch.
 type ReduceResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Kind:
@@ -3531,6 +3543,7 @@ type ReduceResponse struct {
 	//	*ReduceResponse_Changes
 	//	*ReduceResponse_Done
 	//	*ReduceResponse_Rows
+	//	*ReduceResponse_Groups
 	Kind          isReduceResponse_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -3600,6 +3613,15 @@ func (x *ReduceResponse) GetRows() *ReduceRows {
 	return nil
 }
 
+func (x *ReduceResponse) GetGroups() []byte {
+	if x != nil {
+		if x, ok := x.Kind.(*ReduceResponse_Groups); ok {
+			return x.Groups
+		}
+	}
+	return nil
+}
+
 type isReduceResponse_Kind interface {
 	isReduceResponse_Kind()
 }
@@ -3616,11 +3638,17 @@ type ReduceResponse_Rows struct {
 	Rows *ReduceRows `protobuf:"bytes,3,opt,name=rows,proto3,oneof"`
 }
 
+type ReduceResponse_Groups struct {
+	Groups []byte `protobuf:"bytes,4,opt,name=groups,proto3,oneof"`
+}
+
 func (*ReduceResponse_Changes) isReduceResponse_Kind() {}
 
 func (*ReduceResponse_Done) isReduceResponse_Kind() {}
 
 func (*ReduceResponse_Rows) isReduceResponse_Kind() {}
+
+func (*ReduceResponse_Groups) isReduceResponse_Kind() {}
 
 // ReduceRows are a dropDuplicates' output rows, each encoded as
 // operators.AppendRow does, in the partition's bucket order.
@@ -3668,121 +3696,6 @@ func (x *ReduceRows) GetRows() [][]byte {
 	return nil
 }
 
-// RowsRequest asks a partition's owner for every group it holds at
-// version batch (complete mode).
-type RowsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Header        *Header                `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
-	Job           string                 `protobuf:"bytes,2,opt,name=job,proto3" json:"job,omitempty"`
-	Batch         int64                  `protobuf:"varint,3,opt,name=batch,proto3" json:"batch,omitempty"`
-	Partition     int32                  `protobuf:"varint,4,opt,name=partition,proto3" json:"partition,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *RowsRequest) Reset() {
-	*x = RowsRequest{}
-	mi := &file_cluster_proto_msgTypes[51]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *RowsRequest) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*RowsRequest) ProtoMessage() {}
-
-func (x *RowsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[51]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use RowsRequest.ProtoReflect.Descriptor instead.
-func (*RowsRequest) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{51}
-}
-
-func (x *RowsRequest) GetHeader() *Header {
-	if x != nil {
-		return x.Header
-	}
-	return nil
-}
-
-func (x *RowsRequest) GetJob() string {
-	if x != nil {
-		return x.Job
-	}
-	return ""
-}
-
-func (x *RowsRequest) GetBatch() int64 {
-	if x != nil {
-		return x.Batch
-	}
-	return 0
-}
-
-func (x *RowsRequest) GetPartition() int32 {
-	if x != nil {
-		return x.Partition
-	}
-	return 0
-}
-
-// RowsResponse carries a record of groups, each a put of key and state.
-type RowsResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Records       []byte                 `protobuf:"bytes,1,opt,name=records,proto3" json:"records,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *RowsResponse) Reset() {
-	*x = RowsResponse{}
-	mi := &file_cluster_proto_msgTypes[52]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *RowsResponse) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*RowsResponse) ProtoMessage() {}
-
-func (x *RowsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[52]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use RowsResponse.ProtoReflect.Descriptor instead.
-func (*RowsResponse) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{52}
-}
-
-func (x *RowsResponse) GetRecords() []byte {
-	if x != nil {
-		return x.Records
-	}
-	return nil
-}
-
 // ReplicateOpen starts a Replicate stream: batch's record of a partition,
 // from its owner to its standby, or with full the whole partition.
 type ReplicateOpen struct {
@@ -3803,7 +3716,7 @@ type ReplicateOpen struct {
 
 func (x *ReplicateOpen) Reset() {
 	*x = ReplicateOpen{}
-	mi := &file_cluster_proto_msgTypes[53]
+	mi := &file_cluster_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3815,7 +3728,7 @@ func (x *ReplicateOpen) String() string {
 func (*ReplicateOpen) ProtoMessage() {}
 
 func (x *ReplicateOpen) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[53]
+	mi := &file_cluster_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3828,7 +3741,7 @@ func (x *ReplicateOpen) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicateOpen.ProtoReflect.Descriptor instead.
 func (*ReplicateOpen) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{53}
+	return file_cluster_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *ReplicateOpen) GetHeader() *Header {
@@ -3881,7 +3794,7 @@ type ReplicateEnd struct {
 
 func (x *ReplicateEnd) Reset() {
 	*x = ReplicateEnd{}
-	mi := &file_cluster_proto_msgTypes[54]
+	mi := &file_cluster_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3893,7 +3806,7 @@ func (x *ReplicateEnd) String() string {
 func (*ReplicateEnd) ProtoMessage() {}
 
 func (x *ReplicateEnd) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[54]
+	mi := &file_cluster_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3906,7 +3819,7 @@ func (x *ReplicateEnd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicateEnd.ProtoReflect.Descriptor instead.
 func (*ReplicateEnd) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{54}
+	return file_cluster_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *ReplicateEnd) GetRecords() uint64 {
@@ -3953,7 +3866,7 @@ type ReplicateMessage struct {
 
 func (x *ReplicateMessage) Reset() {
 	*x = ReplicateMessage{}
-	mi := &file_cluster_proto_msgTypes[55]
+	mi := &file_cluster_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3965,7 +3878,7 @@ func (x *ReplicateMessage) String() string {
 func (*ReplicateMessage) ProtoMessage() {}
 
 func (x *ReplicateMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[55]
+	mi := &file_cluster_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3978,7 +3891,7 @@ func (x *ReplicateMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicateMessage.ProtoReflect.Descriptor instead.
 func (*ReplicateMessage) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{55}
+	return file_cluster_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *ReplicateMessage) GetKind() isReplicateMessage_Kind {
@@ -4053,7 +3966,7 @@ type ReplicateResponse struct {
 
 func (x *ReplicateResponse) Reset() {
 	*x = ReplicateResponse{}
-	mi := &file_cluster_proto_msgTypes[56]
+	mi := &file_cluster_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4065,7 +3978,7 @@ func (x *ReplicateResponse) String() string {
 func (*ReplicateResponse) ProtoMessage() {}
 
 func (x *ReplicateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[56]
+	mi := &file_cluster_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4078,7 +3991,7 @@ func (x *ReplicateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicateResponse.ProtoReflect.Descriptor instead.
 func (*ReplicateResponse) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{56}
+	return file_cluster_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *ReplicateResponse) GetApplied() bool {
@@ -4116,7 +4029,7 @@ type MapRange struct {
 
 func (x *MapRange) Reset() {
 	*x = MapRange{}
-	mi := &file_cluster_proto_msgTypes[57]
+	mi := &file_cluster_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4128,7 +4041,7 @@ func (x *MapRange) String() string {
 func (*MapRange) ProtoMessage() {}
 
 func (x *MapRange) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[57]
+	mi := &file_cluster_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4141,7 +4054,7 @@ func (x *MapRange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MapRange.ProtoReflect.Descriptor instead.
 func (*MapRange) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{57}
+	return file_cluster_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *MapRange) GetTopic() string {
@@ -4193,7 +4106,7 @@ type MapRequest struct {
 
 func (x *MapRequest) Reset() {
 	*x = MapRequest{}
-	mi := &file_cluster_proto_msgTypes[58]
+	mi := &file_cluster_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4205,7 +4118,7 @@ func (x *MapRequest) String() string {
 func (*MapRequest) ProtoMessage() {}
 
 func (x *MapRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[58]
+	mi := &file_cluster_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4218,7 +4131,7 @@ func (x *MapRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MapRequest.ProtoReflect.Descriptor instead.
 func (*MapRequest) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{58}
+	return file_cluster_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *MapRequest) GetHeader() *Header {
@@ -4288,7 +4201,7 @@ type MapResponse struct {
 
 func (x *MapResponse) Reset() {
 	*x = MapResponse{}
-	mi := &file_cluster_proto_msgTypes[59]
+	mi := &file_cluster_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4300,7 +4213,7 @@ func (x *MapResponse) String() string {
 func (*MapResponse) ProtoMessage() {}
 
 func (x *MapResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[59]
+	mi := &file_cluster_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4313,7 +4226,7 @@ func (x *MapResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MapResponse.ProtoReflect.Descriptor instead.
 func (*MapResponse) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{59}
+	return file_cluster_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *MapResponse) GetRecords() int64 {
@@ -4368,7 +4281,7 @@ type MapRowsResponse struct {
 
 func (x *MapRowsResponse) Reset() {
 	*x = MapRowsResponse{}
-	mi := &file_cluster_proto_msgTypes[60]
+	mi := &file_cluster_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4380,7 +4293,7 @@ func (x *MapRowsResponse) String() string {
 func (*MapRowsResponse) ProtoMessage() {}
 
 func (x *MapRowsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cluster_proto_msgTypes[60]
+	mi := &file_cluster_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4393,7 +4306,7 @@ func (x *MapRowsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MapRowsResponse.ProtoReflect.Descriptor instead.
 func (*MapRowsResponse) Descriptor() ([]byte, []int) {
-	return file_cluster_proto_rawDescGZIP(), []int{60}
+	return file_cluster_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *MapRowsResponse) GetRangeIndex() int32 {
@@ -4680,35 +4593,30 @@ const file_cluster_proto_rawDesc = "" +
 	"\x04kind\"?\n" +
 	"\x0fShuffleResponse\x12\x16\n" +
 	"\x06blocks\x18\x01 \x01(\x04R\x06blocks\x12\x14\n" +
-	"\x05bytes\x18\x02 \x01(\x04R\x05bytes\"\xba\x01\n" +
+	"\x05bytes\x18\x02 \x01(\x04R\x05bytes\"\xce\x01\n" +
 	"\rReduceRequest\x123\n" +
 	"\x06header\x18\x01 \x01(\v2\x1b.gostream.cluster.v1.HeaderR\x06header\x12\x10\n" +
 	"\x03job\x18\x02 \x01(\tR\x03job\x12\x14\n" +
 	"\x05batch\x18\x03 \x01(\x03R\x05batch\x12\x1c\n" +
 	"\tpartition\x18\x04 \x01(\x05R\tpartition\x12\x14\n" +
 	"\x05tasks\x18\x05 \x01(\x05R\x05tasks\x12\x18\n" +
-	"\achanges\x18\x06 \x01(\bR\achanges\"l\n" +
+	"\achanges\x18\x06 \x01(\bR\achanges\x12\x12\n" +
+	"\x04rows\x18\a \x01(\bR\x04rows\"l\n" +
 	"\n" +
 	"ReduceDone\x12\x16\n" +
 	"\x06groups\x18\x01 \x01(\x03R\x06groups\x12\x12\n" +
 	"\x04rows\x18\x02 \x01(\x03R\x04rows\x12\x18\n" +
 	"\aapplied\x18\x03 \x01(\bR\aapplied\x12\x18\n" +
-	"\astandby\x18\x04 \x01(\tR\astandby\"\xa2\x01\n" +
+	"\astandby\x18\x04 \x01(\tR\astandby\"\xbc\x01\n" +
 	"\x0eReduceResponse\x12\x1a\n" +
 	"\achanges\x18\x01 \x01(\fH\x00R\achanges\x125\n" +
 	"\x04done\x18\x02 \x01(\v2\x1f.gostream.cluster.v1.ReduceDoneH\x00R\x04done\x125\n" +
-	"\x04rows\x18\x03 \x01(\v2\x1f.gostream.cluster.v1.ReduceRowsH\x00R\x04rowsB\x06\n" +
+	"\x04rows\x18\x03 \x01(\v2\x1f.gostream.cluster.v1.ReduceRowsH\x00R\x04rows\x12\x18\n" +
+	"\x06groups\x18\x04 \x01(\fH\x00R\x06groupsB\x06\n" +
 	"\x04kind\" \n" +
 	"\n" +
 	"ReduceRows\x12\x12\n" +
-	"\x04rows\x18\x01 \x03(\fR\x04rows\"\x88\x01\n" +
-	"\vRowsRequest\x123\n" +
-	"\x06header\x18\x01 \x01(\v2\x1b.gostream.cluster.v1.HeaderR\x06header\x12\x10\n" +
-	"\x03job\x18\x02 \x01(\tR\x03job\x12\x14\n" +
-	"\x05batch\x18\x03 \x01(\x03R\x05batch\x12\x1c\n" +
-	"\tpartition\x18\x04 \x01(\x05R\tpartition\"(\n" +
-	"\fRowsResponse\x12\x18\n" +
-	"\arecords\x18\x01 \x01(\fR\arecords\"\x9e\x01\n" +
+	"\x04rows\x18\x01 \x03(\fR\x04rows\"\x9e\x01\n" +
 	"\rReplicateOpen\x123\n" +
 	"\x06header\x18\x01 \x01(\v2\x1b.gostream.cluster.v1.HeaderR\x06header\x12\x10\n" +
 	"\x03job\x18\x02 \x01(\tR\x03job\x12\x14\n" +
@@ -4776,10 +4684,9 @@ const file_cluster_proto_rawDesc = "" +
 	"\x04Join\x12 .gostream.cluster.v1.JoinRequest\x1a!.gostream.cluster.v1.JoinResponse\x12c\n" +
 	"\fRemoveMember\x12(.gostream.cluster.v1.RemoveMemberRequest\x1a).gostream.cluster.v1.RemoveMemberResponse2^\n" +
 	"\aShuffle\x12S\n" +
-	"\x04Push\x12#.gostream.cluster.v1.ShuffleMessage\x1a$.gostream.cluster.v1.ShuffleResponse(\x012\x93\x02\n" +
+	"\x04Push\x12#.gostream.cluster.v1.ShuffleMessage\x1a$.gostream.cluster.v1.ShuffleResponse(\x012\xc4\x01\n" +
 	"\x0fStatePartitions\x12S\n" +
-	"\x06Reduce\x12\".gostream.cluster.v1.ReduceRequest\x1a#.gostream.cluster.v1.ReduceResponse0\x01\x12M\n" +
-	"\x04Rows\x12 .gostream.cluster.v1.RowsRequest\x1a!.gostream.cluster.v1.RowsResponse0\x01\x12\\\n" +
+	"\x06Reduce\x12\".gostream.cluster.v1.ReduceRequest\x1a#.gostream.cluster.v1.ReduceResponse0\x01\x12\\\n" +
 	"\tReplicate\x12%.gostream.cluster.v1.ReplicateMessage\x1a&.gostream.cluster.v1.ReplicateResponse(\x012\xa4\x01\n" +
 	"\x04Task\x12H\n" +
 	"\x03Map\x12\x1f.gostream.cluster.v1.MapRequest\x1a .gostream.cluster.v1.MapResponse\x12R\n" +
@@ -4798,7 +4705,7 @@ func file_cluster_proto_rawDescGZIP() []byte {
 }
 
 var file_cluster_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 63)
+var file_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 61)
 var file_cluster_proto_goTypes = []any{
 	(JobState)(0),                // 0: gostream.cluster.v1.JobState
 	(*Member)(nil),               // 1: gostream.cluster.v1.Member
@@ -4852,18 +4759,16 @@ var file_cluster_proto_goTypes = []any{
 	(*ReduceDone)(nil),           // 49: gostream.cluster.v1.ReduceDone
 	(*ReduceResponse)(nil),       // 50: gostream.cluster.v1.ReduceResponse
 	(*ReduceRows)(nil),           // 51: gostream.cluster.v1.ReduceRows
-	(*RowsRequest)(nil),          // 52: gostream.cluster.v1.RowsRequest
-	(*RowsResponse)(nil),         // 53: gostream.cluster.v1.RowsResponse
-	(*ReplicateOpen)(nil),        // 54: gostream.cluster.v1.ReplicateOpen
-	(*ReplicateEnd)(nil),         // 55: gostream.cluster.v1.ReplicateEnd
-	(*ReplicateMessage)(nil),     // 56: gostream.cluster.v1.ReplicateMessage
-	(*ReplicateResponse)(nil),    // 57: gostream.cluster.v1.ReplicateResponse
-	(*MapRange)(nil),             // 58: gostream.cluster.v1.MapRange
-	(*MapRequest)(nil),           // 59: gostream.cluster.v1.MapRequest
-	(*MapResponse)(nil),          // 60: gostream.cluster.v1.MapResponse
-	(*MapRowsResponse)(nil),      // 61: gostream.cluster.v1.MapRowsResponse
-	nil,                          // 62: gostream.cluster.v1.Job.OptionsEntry
-	nil,                          // 63: gostream.cluster.v1.State.JobsEntry
+	(*ReplicateOpen)(nil),        // 52: gostream.cluster.v1.ReplicateOpen
+	(*ReplicateEnd)(nil),         // 53: gostream.cluster.v1.ReplicateEnd
+	(*ReplicateMessage)(nil),     // 54: gostream.cluster.v1.ReplicateMessage
+	(*ReplicateResponse)(nil),    // 55: gostream.cluster.v1.ReplicateResponse
+	(*MapRange)(nil),             // 56: gostream.cluster.v1.MapRange
+	(*MapRequest)(nil),           // 57: gostream.cluster.v1.MapRequest
+	(*MapResponse)(nil),          // 58: gostream.cluster.v1.MapResponse
+	(*MapRowsResponse)(nil),      // 59: gostream.cluster.v1.MapRowsResponse
+	nil,                          // 60: gostream.cluster.v1.Job.OptionsEntry
+	nil,                          // 61: gostream.cluster.v1.State.JobsEntry
 }
 var file_cluster_proto_depIdxs = []int32{
 	2,  // 0: gostream.cluster.v1.OffsetsEntry.start:type_name -> gostream.cluster.v1.PartitionOffset
@@ -4871,14 +4776,14 @@ var file_cluster_proto_depIdxs = []int32{
 	3,  // 2: gostream.cluster.v1.BatchLogEntry.offsets:type_name -> gostream.cluster.v1.OffsetsEntry
 	5,  // 3: gostream.cluster.v1.Assignment.kafka:type_name -> gostream.cluster.v1.KafkaAssignment
 	6,  // 4: gostream.cluster.v1.Assignment.state:type_name -> gostream.cluster.v1.StatePartition
-	62, // 5: gostream.cluster.v1.Job.options:type_name -> gostream.cluster.v1.Job.OptionsEntry
+	60, // 5: gostream.cluster.v1.Job.options:type_name -> gostream.cluster.v1.Job.OptionsEntry
 	4,  // 6: gostream.cluster.v1.Job.batch_log:type_name -> gostream.cluster.v1.BatchLogEntry
 	7,  // 7: gostream.cluster.v1.Job.assignment:type_name -> gostream.cluster.v1.Assignment
 	0,  // 8: gostream.cluster.v1.Job.state:type_name -> gostream.cluster.v1.JobState
 	9,  // 9: gostream.cluster.v1.Job.epochs:type_name -> gostream.cluster.v1.EpochChange
 	36, // 10: gostream.cluster.v1.Job.last_report:type_name -> gostream.cluster.v1.Report
 	1,  // 11: gostream.cluster.v1.State.members:type_name -> gostream.cluster.v1.Member
-	63, // 12: gostream.cluster.v1.State.jobs:type_name -> gostream.cluster.v1.State.JobsEntry
+	61, // 12: gostream.cluster.v1.State.jobs:type_name -> gostream.cluster.v1.State.JobsEntry
 	11, // 13: gostream.cluster.v1.State.removed:type_name -> gostream.cluster.v1.Removal
 	14, // 14: gostream.cluster.v1.Command.init:type_name -> gostream.cluster.v1.Init
 	15, // 15: gostream.cluster.v1.Command.register_job:type_name -> gostream.cluster.v1.RegisterJob
@@ -4929,48 +4834,45 @@ var file_cluster_proto_depIdxs = []int32{
 	21, // 60: gostream.cluster.v1.ReduceRequest.header:type_name -> gostream.cluster.v1.Header
 	49, // 61: gostream.cluster.v1.ReduceResponse.done:type_name -> gostream.cluster.v1.ReduceDone
 	51, // 62: gostream.cluster.v1.ReduceResponse.rows:type_name -> gostream.cluster.v1.ReduceRows
-	21, // 63: gostream.cluster.v1.RowsRequest.header:type_name -> gostream.cluster.v1.Header
-	21, // 64: gostream.cluster.v1.ReplicateOpen.header:type_name -> gostream.cluster.v1.Header
-	54, // 65: gostream.cluster.v1.ReplicateMessage.open:type_name -> gostream.cluster.v1.ReplicateOpen
-	55, // 66: gostream.cluster.v1.ReplicateMessage.end:type_name -> gostream.cluster.v1.ReplicateEnd
-	21, // 67: gostream.cluster.v1.MapRequest.header:type_name -> gostream.cluster.v1.Header
-	58, // 68: gostream.cluster.v1.MapRequest.ranges:type_name -> gostream.cluster.v1.MapRange
-	8,  // 69: gostream.cluster.v1.State.JobsEntry.value:type_name -> gostream.cluster.v1.Job
-	22, // 70: gostream.cluster.v1.Control.Status:input_type -> gostream.cluster.v1.StatusRequest
-	29, // 71: gostream.cluster.v1.Control.RegisterJob:input_type -> gostream.cluster.v1.RegisterJobRequest
-	27, // 72: gostream.cluster.v1.Control.MemberInfo:input_type -> gostream.cluster.v1.MemberInfoRequest
-	38, // 73: gostream.cluster.v1.Control.Hello:input_type -> gostream.cluster.v1.HelloRequest
-	31, // 74: gostream.cluster.v1.Control.Jobs:input_type -> gostream.cluster.v1.JobsRequest
-	33, // 75: gostream.cluster.v1.Control.StopJob:input_type -> gostream.cluster.v1.StopJobRequest
-	35, // 76: gostream.cluster.v1.Control.Watch:input_type -> gostream.cluster.v1.WatchRequest
-	40, // 77: gostream.cluster.v1.Control.Join:input_type -> gostream.cluster.v1.JoinRequest
-	42, // 78: gostream.cluster.v1.Control.RemoveMember:input_type -> gostream.cluster.v1.RemoveMemberRequest
-	46, // 79: gostream.cluster.v1.Shuffle.Push:input_type -> gostream.cluster.v1.ShuffleMessage
-	48, // 80: gostream.cluster.v1.StatePartitions.Reduce:input_type -> gostream.cluster.v1.ReduceRequest
-	52, // 81: gostream.cluster.v1.StatePartitions.Rows:input_type -> gostream.cluster.v1.RowsRequest
-	56, // 82: gostream.cluster.v1.StatePartitions.Replicate:input_type -> gostream.cluster.v1.ReplicateMessage
-	59, // 83: gostream.cluster.v1.Task.Map:input_type -> gostream.cluster.v1.MapRequest
-	59, // 84: gostream.cluster.v1.Task.MapRows:input_type -> gostream.cluster.v1.MapRequest
-	25, // 85: gostream.cluster.v1.Control.Status:output_type -> gostream.cluster.v1.StatusResponse
-	30, // 86: gostream.cluster.v1.Control.RegisterJob:output_type -> gostream.cluster.v1.RegisterJobResponse
-	28, // 87: gostream.cluster.v1.Control.MemberInfo:output_type -> gostream.cluster.v1.MemberInfoResponse
-	39, // 88: gostream.cluster.v1.Control.Hello:output_type -> gostream.cluster.v1.HelloResponse
-	32, // 89: gostream.cluster.v1.Control.Jobs:output_type -> gostream.cluster.v1.JobsResponse
-	34, // 90: gostream.cluster.v1.Control.StopJob:output_type -> gostream.cluster.v1.StopJobResponse
-	37, // 91: gostream.cluster.v1.Control.Watch:output_type -> gostream.cluster.v1.WatchEvent
-	41, // 92: gostream.cluster.v1.Control.Join:output_type -> gostream.cluster.v1.JoinResponse
-	43, // 93: gostream.cluster.v1.Control.RemoveMember:output_type -> gostream.cluster.v1.RemoveMemberResponse
-	47, // 94: gostream.cluster.v1.Shuffle.Push:output_type -> gostream.cluster.v1.ShuffleResponse
-	50, // 95: gostream.cluster.v1.StatePartitions.Reduce:output_type -> gostream.cluster.v1.ReduceResponse
-	53, // 96: gostream.cluster.v1.StatePartitions.Rows:output_type -> gostream.cluster.v1.RowsResponse
-	57, // 97: gostream.cluster.v1.StatePartitions.Replicate:output_type -> gostream.cluster.v1.ReplicateResponse
-	60, // 98: gostream.cluster.v1.Task.Map:output_type -> gostream.cluster.v1.MapResponse
-	61, // 99: gostream.cluster.v1.Task.MapRows:output_type -> gostream.cluster.v1.MapRowsResponse
-	85, // [85:100] is the sub-list for method output_type
-	70, // [70:85] is the sub-list for method input_type
-	70, // [70:70] is the sub-list for extension type_name
-	70, // [70:70] is the sub-list for extension extendee
-	0,  // [0:70] is the sub-list for field type_name
+	21, // 63: gostream.cluster.v1.ReplicateOpen.header:type_name -> gostream.cluster.v1.Header
+	52, // 64: gostream.cluster.v1.ReplicateMessage.open:type_name -> gostream.cluster.v1.ReplicateOpen
+	53, // 65: gostream.cluster.v1.ReplicateMessage.end:type_name -> gostream.cluster.v1.ReplicateEnd
+	21, // 66: gostream.cluster.v1.MapRequest.header:type_name -> gostream.cluster.v1.Header
+	56, // 67: gostream.cluster.v1.MapRequest.ranges:type_name -> gostream.cluster.v1.MapRange
+	8,  // 68: gostream.cluster.v1.State.JobsEntry.value:type_name -> gostream.cluster.v1.Job
+	22, // 69: gostream.cluster.v1.Control.Status:input_type -> gostream.cluster.v1.StatusRequest
+	29, // 70: gostream.cluster.v1.Control.RegisterJob:input_type -> gostream.cluster.v1.RegisterJobRequest
+	27, // 71: gostream.cluster.v1.Control.MemberInfo:input_type -> gostream.cluster.v1.MemberInfoRequest
+	38, // 72: gostream.cluster.v1.Control.Hello:input_type -> gostream.cluster.v1.HelloRequest
+	31, // 73: gostream.cluster.v1.Control.Jobs:input_type -> gostream.cluster.v1.JobsRequest
+	33, // 74: gostream.cluster.v1.Control.StopJob:input_type -> gostream.cluster.v1.StopJobRequest
+	35, // 75: gostream.cluster.v1.Control.Watch:input_type -> gostream.cluster.v1.WatchRequest
+	40, // 76: gostream.cluster.v1.Control.Join:input_type -> gostream.cluster.v1.JoinRequest
+	42, // 77: gostream.cluster.v1.Control.RemoveMember:input_type -> gostream.cluster.v1.RemoveMemberRequest
+	46, // 78: gostream.cluster.v1.Shuffle.Push:input_type -> gostream.cluster.v1.ShuffleMessage
+	48, // 79: gostream.cluster.v1.StatePartitions.Reduce:input_type -> gostream.cluster.v1.ReduceRequest
+	54, // 80: gostream.cluster.v1.StatePartitions.Replicate:input_type -> gostream.cluster.v1.ReplicateMessage
+	57, // 81: gostream.cluster.v1.Task.Map:input_type -> gostream.cluster.v1.MapRequest
+	57, // 82: gostream.cluster.v1.Task.MapRows:input_type -> gostream.cluster.v1.MapRequest
+	25, // 83: gostream.cluster.v1.Control.Status:output_type -> gostream.cluster.v1.StatusResponse
+	30, // 84: gostream.cluster.v1.Control.RegisterJob:output_type -> gostream.cluster.v1.RegisterJobResponse
+	28, // 85: gostream.cluster.v1.Control.MemberInfo:output_type -> gostream.cluster.v1.MemberInfoResponse
+	39, // 86: gostream.cluster.v1.Control.Hello:output_type -> gostream.cluster.v1.HelloResponse
+	32, // 87: gostream.cluster.v1.Control.Jobs:output_type -> gostream.cluster.v1.JobsResponse
+	34, // 88: gostream.cluster.v1.Control.StopJob:output_type -> gostream.cluster.v1.StopJobResponse
+	37, // 89: gostream.cluster.v1.Control.Watch:output_type -> gostream.cluster.v1.WatchEvent
+	41, // 90: gostream.cluster.v1.Control.Join:output_type -> gostream.cluster.v1.JoinResponse
+	43, // 91: gostream.cluster.v1.Control.RemoveMember:output_type -> gostream.cluster.v1.RemoveMemberResponse
+	47, // 92: gostream.cluster.v1.Shuffle.Push:output_type -> gostream.cluster.v1.ShuffleResponse
+	50, // 93: gostream.cluster.v1.StatePartitions.Reduce:output_type -> gostream.cluster.v1.ReduceResponse
+	55, // 94: gostream.cluster.v1.StatePartitions.Replicate:output_type -> gostream.cluster.v1.ReplicateResponse
+	58, // 95: gostream.cluster.v1.Task.Map:output_type -> gostream.cluster.v1.MapResponse
+	59, // 96: gostream.cluster.v1.Task.MapRows:output_type -> gostream.cluster.v1.MapRowsResponse
+	83, // [83:97] is the sub-list for method output_type
+	69, // [69:83] is the sub-list for method input_type
+	69, // [69:69] is the sub-list for extension type_name
+	69, // [69:69] is the sub-list for extension extendee
+	0,  // [0:69] is the sub-list for field type_name
 }
 
 func init() { file_cluster_proto_init() }
@@ -5006,8 +4908,9 @@ func file_cluster_proto_init() {
 		(*ReduceResponse_Changes)(nil),
 		(*ReduceResponse_Done)(nil),
 		(*ReduceResponse_Rows)(nil),
+		(*ReduceResponse_Groups)(nil),
 	}
-	file_cluster_proto_msgTypes[55].OneofWrappers = []any{
+	file_cluster_proto_msgTypes[53].OneofWrappers = []any{
 		(*ReplicateMessage_Open)(nil),
 		(*ReplicateMessage_Record)(nil),
 		(*ReplicateMessage_End)(nil),
@@ -5018,7 +4921,7 @@ func file_cluster_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cluster_proto_rawDesc), len(file_cluster_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   63,
+			NumMessages:   61,
 			NumExtensions: 0,
 			NumServices:   4,
 		},

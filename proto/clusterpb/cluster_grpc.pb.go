@@ -582,7 +582,6 @@ var Shuffle_ServiceDesc = grpc.ServiceDesc{
 
 const (
 	StatePartitions_Reduce_FullMethodName    = "/gostream.cluster.v1.StatePartitions/Reduce"
-	StatePartitions_Rows_FullMethodName      = "/gostream.cluster.v1.StatePartitions/Rows"
 	StatePartitions_Replicate_FullMethodName = "/gostream.cluster.v1.StatePartitions/Replicate"
 )
 
@@ -599,8 +598,6 @@ type StatePartitionsClient interface {
 	// to the partition's standby before it answers. A batch the state holds
 	// already is not merged again: its changed groups come from the state.
 	Reduce(ctx context.Context, in *ReduceRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ReduceResponse], error)
-	// Rows streams every group a partition holds at version batch.
-	Rows(ctx context.Context, in *RowsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[RowsResponse], error)
 	// Replicate applies one batch's record of a partition on its standby,
 	// or replaces the standby's copy with a full copy of the partition.
 	Replicate(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[ReplicateMessage, ReplicateResponse], error)
@@ -633,28 +630,9 @@ func (c *statePartitionsClient) Reduce(ctx context.Context, in *ReduceRequest, o
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type StatePartitions_ReduceClient = grpc.ServerStreamingClient[ReduceResponse]
 
-func (c *statePartitionsClient) Rows(ctx context.Context, in *RowsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[RowsResponse], error) {
-	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &StatePartitions_ServiceDesc.Streams[1], StatePartitions_Rows_FullMethodName, cOpts...)
-	if err != nil {
-		return nil, err
-	}
-	x := &grpc.GenericClientStream[RowsRequest, RowsResponse]{ClientStream: stream}
-	if err := x.ClientStream.SendMsg(in); err != nil {
-		return nil, err
-	}
-	if err := x.ClientStream.CloseSend(); err != nil {
-		return nil, err
-	}
-	return x, nil
-}
-
-// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
-type StatePartitions_RowsClient = grpc.ServerStreamingClient[RowsResponse]
-
 func (c *statePartitionsClient) Replicate(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[ReplicateMessage, ReplicateResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &StatePartitions_ServiceDesc.Streams[2], StatePartitions_Replicate_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &StatePartitions_ServiceDesc.Streams[1], StatePartitions_Replicate_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -678,8 +656,6 @@ type StatePartitionsServer interface {
 	// to the partition's standby before it answers. A batch the state holds
 	// already is not merged again: its changed groups come from the state.
 	Reduce(*ReduceRequest, grpc.ServerStreamingServer[ReduceResponse]) error
-	// Rows streams every group a partition holds at version batch.
-	Rows(*RowsRequest, grpc.ServerStreamingServer[RowsResponse]) error
 	// Replicate applies one batch's record of a partition on its standby,
 	// or replaces the standby's copy with a full copy of the partition.
 	Replicate(grpc.ClientStreamingServer[ReplicateMessage, ReplicateResponse]) error
@@ -695,9 +671,6 @@ type UnimplementedStatePartitionsServer struct{}
 
 func (UnimplementedStatePartitionsServer) Reduce(*ReduceRequest, grpc.ServerStreamingServer[ReduceResponse]) error {
 	return status.Errorf(codes.Unimplemented, "method Reduce not implemented")
-}
-func (UnimplementedStatePartitionsServer) Rows(*RowsRequest, grpc.ServerStreamingServer[RowsResponse]) error {
-	return status.Errorf(codes.Unimplemented, "method Rows not implemented")
 }
 func (UnimplementedStatePartitionsServer) Replicate(grpc.ClientStreamingServer[ReplicateMessage, ReplicateResponse]) error {
 	return status.Errorf(codes.Unimplemented, "method Replicate not implemented")
@@ -734,17 +707,6 @@ func _StatePartitions_Reduce_Handler(srv interface{}, stream grpc.ServerStream) 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type StatePartitions_ReduceServer = grpc.ServerStreamingServer[ReduceResponse]
 
-func _StatePartitions_Rows_Handler(srv interface{}, stream grpc.ServerStream) error {
-	m := new(RowsRequest)
-	if err := stream.RecvMsg(m); err != nil {
-		return err
-	}
-	return srv.(StatePartitionsServer).Rows(m, &grpc.GenericServerStream[RowsRequest, RowsResponse]{ServerStream: stream})
-}
-
-// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
-type StatePartitions_RowsServer = grpc.ServerStreamingServer[RowsResponse]
-
 func _StatePartitions_Replicate_Handler(srv interface{}, stream grpc.ServerStream) error {
 	return srv.(StatePartitionsServer).Replicate(&grpc.GenericServerStream[ReplicateMessage, ReplicateResponse]{ServerStream: stream})
 }
@@ -763,11 +725,6 @@ var StatePartitions_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "Reduce",
 			Handler:       _StatePartitions_Reduce_Handler,
-			ServerStreams: true,
-		},
-		{
-			StreamName:    "Rows",
-			Handler:       _StatePartitions_Rows_Handler,
 			ServerStreams: true,
 		},
 		{
