@@ -27,12 +27,14 @@ func TestProduceAndConsumeCmd(t *testing.T) {
 	if err := os.WriteFile(file, []byte("from file\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// The summary is produce's last line: a slow run (a loaded machine,
+	// -race) reports its progress before it, every produceProgressEvery.
 	_, stderr, err := run(t, newProduceCmd, "", "--brokers", brokers, "--topic", "logs", "--compression", "zstd", file)
-	if err != nil || !strings.HasPrefix(stderr, "produced 1 records (acked) to logs in ") {
+	if err != nil || !strings.HasPrefix(lastLine(stderr), "produced 1 records (acked) to logs in ") {
 		t.Fatalf("produce file: %q, %v", stderr, err)
 	}
 	_, stderr, err = run(t, newProduceCmd, "hello world\nsecond line\n", "--brokers", brokers, "--topic", "logs")
-	if err != nil || !strings.HasPrefix(stderr, "produced 2 records (acked) to logs in ") {
+	if err != nil || !strings.HasPrefix(lastLine(stderr), "produced 2 records (acked) to logs in ") {
 		t.Fatalf("produce stdin: %q, %v", stderr, err)
 	}
 
@@ -45,7 +47,9 @@ func TestProduceAndConsumeCmd(t *testing.T) {
 		t.Fatalf("consume printed %q", stdout)
 	}
 
-	stdout, _, err = run(t, newConsumeCmd, "", "--brokers", brokers, "--topic", "logs", "--from-beginning", "--print-key", "--timeout", "300ms")
+	// Ended by its count: an idle --timeout of 300 ms could run out before
+	// the first fetch answers on a loaded machine (under -race).
+	stdout, _, err = run(t, newConsumeCmd, "", "--brokers", brokers, "--topic", "logs", "--from-beginning", "--print-key", "--max-messages", "3", "--timeout", "30s")
 	if err != nil || strings.Count(stdout, "null\t") != 3 {
 		t.Fatalf("consume --print-key: %q, %v", stdout, err)
 	}
@@ -54,6 +58,12 @@ func TestProduceAndConsumeCmd(t *testing.T) {
 	if err != nil || stdout != "" || stderr != "Processed a total of 0 messages\n" {
 		t.Fatalf("consume from the end: %q %q, %v", stdout, stderr, err)
 	}
+}
+
+// lastLine is the last line of s, without its newline.
+func lastLine(s string) string {
+	s = strings.TrimSuffix(s, "\n")
+	return s[strings.LastIndexByte(s, '\n')+1:]
 }
 
 func TestProduceCmdValidation(t *testing.T) {
