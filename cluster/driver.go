@@ -744,12 +744,12 @@ func readRows(whose string, rows [][][]byte, fn operators.Emit) error {
 // again when its map ran in another epoch or a reduce of it failed (that
 // reduce may have taken the partials): on every state partition's owner
 // at once, each of which commits the partition at the batch's version and
-// replicates it to its standby before it answers. It returns the records
-// of the batch's output rows, in state partition order: the groups the
-// batch changed (update mode) or a dropDuplicates' new rows
-// (operators.AppendRow), gathered from the reduce's answers, or every
-// group (complete mode), streamed from each owner once its reduce has
-// answered. The tasks are canceled once a worker of the epoch is down.
+// replicates it to its standby before it answers done. It returns the
+// records of the batch's output rows, in state partition order, gathered
+// from the reduces' answers: the groups the batch changed (update mode), a
+// dropDuplicates' new rows (operators.AppendRow), or every group (complete
+// mode, which each owner streams while its standby takes the batch). The
+// tasks are canceled once a worker of the epoch is down.
 func (d *jobDriver) reduceIn(ctx context.Context, job *clusterpb.Job, m *mapped) ([][]byte, error) {
 	a, batch := job.Assignment, m.entry.BatchID
 	if m.stale || m.epoch != a.GetEpoch() {

@@ -64,10 +64,11 @@ func (s *stateServer) Reduce(req *clusterpb.ReduceRequest, stream grpc.ServerStr
 }
 
 // reduce runs a Reduce request, sends its answer's messages before done
-// with send, and returns done. It stops waiting (for its partials, or for the standby) once the
-// request's assignment epoch has passed on this worker: its driver may be
-// cut off, unable to cancel it, while the next epoch's map tasks push the
-// batch to this partition again, which a reduce holding it refuses.
+// with send, and returns done. It stops waiting (for its partials, or for
+// the standby) once the request's assignment epoch has passed on this
+// worker: its driver may be cut off, unable to cancel it, while the next
+// epoch's map tasks push the batch to this partition again, which a
+// reduce holding it refuses.
 func (s *stateServer) reduce(ctx context.Context, req *clusterpb.ReduceRequest, send func(*clusterpb.ReduceResponse) error) (_ *clusterpb.ReduceDone, err error) {
 	r := fenced{what: "a reduce", header: req.Header, job: req.Job, batch: req.Batch, partition: req.Partition, role: owner}
 	job, sp, err := checkFence(s.fence, r)
@@ -147,14 +148,14 @@ func (s *stateServer) reduce(ctx context.Context, req *clusterpb.ReduceRequest, 
 	// The rows go out while the standby takes the batch: a full copy of
 	// the partition, if the standby needs one, waits for their scan (a
 	// store's scans run one at a time).
-	ctx, cancel := context.WithCancel(ctx)
+	rctx, cancel := context.WithCancel(ctx) // the replication's: ends it when the rows fail
 	defer cancel()
 	scanned := make(chan struct{})
 	var replicated error
 	var wg sync.WaitGroup
 	if sp.Standby != "" {
 		wg.Go(func() {
-			replicated = s.replicateRetrying(ctx, req.Header, req.Job, req.Batch, req.Partition, sp.Standby, recs, scanAfter{Store: p.st, scanned: scanned})
+			replicated = s.replicateRetrying(rctx, req.Header, req.Job, req.Batch, req.Partition, sp.Standby, recs, scanAfter{Store: p.st, scanned: scanned})
 		})
 	}
 	var sendErr error

@@ -219,7 +219,7 @@ func (r *Reducer) EachRow(st state.Store, fn operators.Emit) error {
 
 // RecordRows calls fn with the output row of each group of rec, a
 // changelog record whose puts are groups' keys and states (as
-// Reduced.Record and a worker's Reduce and Rows answers carry them).
+// Reduced.Record and a worker's Reduce answers carry them).
 // The row and its strings are valid only during the call.
 func (r *Reducer) RecordRows(rec []byte, fn operators.Emit) error {
 	row := make(operators.Row, len(r.agg.Schema()))
