@@ -303,6 +303,9 @@ func (s *suite) latencyOnce(ctx context.Context, sys system, rate, round int) re
 	if err != nil {
 		return fail(err)
 	}
+	if err := warmMemory(s.cfg.warmMemory); err != nil {
+		return fail(err)
+	}
 	c, err := startChild(cmd, logPath, clock.scanNow)
 	if err != nil {
 		return fail(err)

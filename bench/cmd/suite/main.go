@@ -79,9 +79,10 @@ type config struct {
 	batches           int
 	stateBatches      int
 
-	results string
-	chart   string
-	keep    bool
+	results    string
+	chart      string
+	keep       bool
+	warmMemory int64
 }
 
 // runNames lists the runs the suite knows, in order.
@@ -140,6 +141,7 @@ func parseFlags(args []string) (config, error) {
 	fs.StringVar(&c.results, "results", "bench/results", "directory for latest.json, latest.png and logs/")
 	fs.StringVar(&c.chart, "chart", "bench/chart.py", "the chart script")
 	fs.BoolVar(&c.keep, "keep", false, "keep the work directory (checkpoints, outputs)")
+	fs.Int64Var(&c.warmMemory, "warm-memory", 2<<30, "bytes of memory touched and freed right before each timed run, so that every run finds as much freshly freed memory whatever ran before it (capped at half of MemAvailable; 0: skip the step)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -468,6 +470,10 @@ func (s *suite) runOnce(ctx context.Context, sys system, runName string, j job, 
 	}
 	cmd, err := sys.command(j)
 	if err != nil {
+		r.Error = err.Error()
+		return r
+	}
+	if err := warmMemory(s.cfg.warmMemory); err != nil {
 		r.Error = err.Error()
 		return r
 	}

@@ -89,6 +89,9 @@ func (s *suite) countedOnce(ctx context.Context, name, bin, runName string, j jo
 	if bin == s.cfg.gostream {
 		args = append(args, s.memoryArgs()...)
 	}
+	if err := warmMemory(s.cfg.warmMemory); err != nil {
+		return fail(err)
+	}
 	c, err := startChild(exec.Command(bin, args...), filepath.Join(s.logs, id+".log"), nil)
 	if err != nil {
 		return fail(err)
