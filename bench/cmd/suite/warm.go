@@ -19,10 +19,10 @@ import (
 // It matters on virtual machines whose host takes back the memory a guest
 // frees (virtio-balloon free page reporting): there a process's first touch
 // of a page the host took back costs about 10 us (a fault in the host too),
-// against 1-2 us for one freed a moment ago. Without this step a run's
-// speed depended on how much memory the run before it had just freed:
-// local gostream after a gostream-cluster round found three workers' freed
-// heaps, the cluster after a local round had to fault in most of its own.
+// against 1-2 us for one freed a moment ago. Without the step a run's speed
+// would depend on how much memory the run before it had just freed: local
+// gostream after a gostream-cluster round would find three workers' freed
+// heaps, the cluster after a local round would fault in most of its own.
 //
 // n is capped at half of MemAvailable (/proc/meminfo), so that the step
 // never pushes the page cache or the brokers out; 0 does nothing.
@@ -37,7 +37,8 @@ func warmMemory(n int64) error {
 	if err != nil {
 		return fmt.Errorf("warm memory: map %d bytes: %w (lower -warm-memory, or 0 to skip the step)", n, err)
 	}
-	for i := 0; i < len(b); i += os.Getpagesize() {
+	page := os.Getpagesize()
+	for i := 0; i < len(b); i += page {
 		b[i] = 1
 	}
 	return syscall.Munmap(b)
