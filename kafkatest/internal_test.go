@@ -66,6 +66,7 @@ func TestAutoProbeHonoursDeadline(t *testing.T) {
 }
 
 func TestExternalNeedsBrokers(t *testing.T) {
+	startUnderTestDir(t)
 	t.Setenv(BackendEnv, "external")
 	t.Setenv(BrokersEnv, " , ")
 	_, err := StartCluster(context.Background())
@@ -79,6 +80,7 @@ func TestExternalUnreachable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	startUnderTestDir(t)
 	t.Setenv(BackendEnv, "external")
 	t.Setenv(BrokersEnv, "127.0.0.1:"+strconv.Itoa(ports[0]))
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -173,11 +175,20 @@ func TestCacheRoot(t *testing.T) {
 	}
 }
 
+// startUnderTestDir makes StartCluster create its directory under the
+// test's temporary directory: a failed start keeps its directory for the
+// broker logs its error names, and there it goes with the test's.
+func startUnderTestDir(t *testing.T) {
+	t.Helper()
+	t.Setenv("TMPDIR", t.TempDir())
+}
+
 // fakeJava installs a JAVA_HOME whose bin/java succeeds for Kafka tools and,
 // for the broker, prints brokerOutput and its arguments and exits 1. It also marks the jar
 // cache as resolved, so no Maven runs.
 func fakeJava(t *testing.T, brokerOutput string) {
 	t.Helper()
+	startUnderTestDir(t)
 	home := t.TempDir()
 	if err := os.MkdirAll(filepath.Join(home, "bin"), 0o755); err != nil {
 		t.Fatal(err)

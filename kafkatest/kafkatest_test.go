@@ -242,6 +242,9 @@ func TestCluster(t *testing.T) {
 	})
 
 	t.Run("ExternalBackend", func(t *testing.T) {
+		// The failed start below keeps its directory; under the test's own
+		// temporary directory it goes with the test.
+		t.Setenv("TMPDIR", t.TempDir())
 		t.Setenv(kafkatest.BackendEnv, "external")
 		t.Setenv(kafkatest.BrokersEnv, c.BootstrapServers())
 		topic := kafkatest.UniqueTopic(t, "ext")
