@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gostream/gostream/internal/freeport"
 	"github.com/gostream/gostream/internal/logbuf"
 	"github.com/gostream/gostream/internal/testseed"
 	"github.com/gostream/gostream/proto/clusterpb"
@@ -46,7 +47,7 @@ func newNodeGroupStarting(t *testing.T, n, started int, configure func(*Config))
 	var lns []net.Listener
 	var peers []Peer
 	for i := range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		ln, err := freeport.Listen("127.0.0.1") // see freeAddrs
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -275,8 +276,10 @@ func freeAddrs(t *testing.T, n int) []string {
 	for range n {
 		// Each listener stays open until all are chosen: one closed at
 		// once may give its port to the next (raft then refuses the
-		// peers' duplicate address).
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		// peers' duplicate address). Ports below the ephemeral range: a
+		// port the kernel hands out (a listener on port 0, a connection's
+		// local port) may be taken before the node binds it.
+		ln, err := freeport.Listen("127.0.0.1")
 		if err != nil {
 			t.Fatal(err)
 		}

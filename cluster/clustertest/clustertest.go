@@ -35,6 +35,7 @@ import (
 	"time"
 
 	"github.com/gostream/gostream/cluster"
+	"github.com/gostream/gostream/internal/freeport"
 	"github.com/gostream/gostream/proto/clusterpb"
 )
 
@@ -342,7 +343,9 @@ func Binary(t testing.TB) string {
 // workerAddrs picks a free port for each of n workers, the first being
 // worker first (from 1): on 127.0.1.i for worker i when that loopback
 // alias binds, else on 127.0.0.1. Every listener is held until all are
-// chosen, so no address is picked twice.
+// chosen, so no address is picked twice, and the ports lie below the
+// ephemeral range (freeport), where no other socket is given them before
+// the workers bind them.
 func workerAddrs(first, n int) ([]string, error) {
 	var lns []net.Listener
 	defer func() {
@@ -352,9 +355,9 @@ func workerAddrs(first, n int) ([]string, error) {
 	}()
 	var addrs []string
 	for i := range n {
-		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.1.%d:0", first+i))
+		ln, err := freeport.Listen(fmt.Sprintf("127.0.1.%d", first+i))
 		if err != nil {
-			if ln, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+			if ln, err = freeport.Listen("127.0.0.1"); err != nil {
 				return nil, err
 			}
 		}
