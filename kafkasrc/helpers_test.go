@@ -3,11 +3,11 @@ package kafkasrc
 import (
 	"context"
 	"fmt"
-	"net"
 	"strconv"
 	"testing"
 	"time"
 
+	"github.com/gostream/gostream/internal/freeport"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -99,10 +99,11 @@ func collectValues(vals *[]string) func([][]byte, func()) error {
 	}
 }
 
-// freeAddr returns a loopback address nothing listens on.
+// freeAddr returns a loopback address nothing listens on, below the
+// kernel's ephemeral range (freeport), which no other socket is given.
 func freeAddr(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := freeport.Listen("127.0.0.1")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gostream/gostream/internal/freeport"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -350,12 +351,14 @@ func formatStorage(ctx context.Context, s *brokerSet, clusterID string) error {
 	return g.Wait()
 }
 
-// freePorts returns n distinct free TCP ports on 127.0.0.1. All listeners
-// are held open until every port is chosen so no port is returned twice.
+// freePorts returns n distinct free TCP ports on 127.0.0.1, below the
+// kernel's ephemeral range (freeport), where no other socket is given them
+// while the brokers start. All listeners are held open until every port is
+// chosen so no port is returned twice.
 func freePorts(n int) ([]int, error) {
 	ports := make([]int, 0, n)
 	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+		l, err := freeport.Listen("127.0.0.1")
 		if err != nil {
 			return nil, fmt.Errorf("kafkatest: find a free port on 127.0.0.1: %w", err)
 		}

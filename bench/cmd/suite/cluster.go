@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gostream/gostream/cluster"
+	"github.com/gostream/gostream/internal/freeport"
 	"github.com/gostream/gostream/proto/clusterpb"
 )
 
@@ -128,9 +128,11 @@ func (g *workerGroup) stop() {
 	}
 }
 
-// freeAddr returns host:port with a port free on host at the moment.
+// freeAddr returns host:port with a port free on host at the moment, below
+// the kernel's ephemeral range (freeport), where no other socket is given
+// it before the worker binds it.
 func freeAddr(host string) (string, error) {
-	l, err := net.Listen("tcp", host+":0")
+	l, err := freeport.Listen(host)
 	if err != nil {
 		return "", fmt.Errorf("gostream-cluster needs the loopback address %s (Linux routes 127.0.0.0/8 to loopback): %w", host, err)
 	}
